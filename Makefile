@@ -1,0 +1,53 @@
+# GPU fleet manager: the two commands a newcomer needs are `make dev` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install dev test test-unit test-integration test-e2e lint format proto asyncapi bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Set up and run the whole system on the embedded default (PostgreSQL + Kafka-protocol broker).
+dev: $(STAMP)
+	$(PY) -m shared.devstack up
+
+## The whole test suite (unit, integration, end-to-end); starts its own PostgreSQL and broker.
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+test-integration: $(STAMP)
+	$(PY) -m pytest -q tests/integration
+
+test-e2e: $(STAMP)
+	$(PY) -m pytest -q tests/e2e
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy shared services
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+proto: $(STAMP)
+	PYTHON=$(abspath $(PY)) proto/codegen.sh
+
+asyncapi: $(STAMP)
+	$(PY) -m shared.contracts.asyncapi > docs/asyncapi.yaml
+
+bench: $(STAMP)
+	$(PY) -m tests.bench.smoke
+
+clean:
+	rm -rf $(VENV) .state

@@ -1,0 +1,69 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CostLine(_message.Message):
+    __slots__ = ("gpu_id", "gpu_type", "cost_per_hour", "start_time", "end_time", "seconds", "cost")
+    GPU_ID_FIELD_NUMBER: _ClassVar[int]
+    GPU_TYPE_FIELD_NUMBER: _ClassVar[int]
+    COST_PER_HOUR_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    gpu_id: str
+    gpu_type: str
+    cost_per_hour: str
+    start_time: str
+    end_time: str
+    seconds: str
+    cost: str
+    def __init__(self, gpu_id: _Optional[str] = ..., gpu_type: _Optional[str] = ..., cost_per_hour: _Optional[str] = ..., start_time: _Optional[str] = ..., end_time: _Optional[str] = ..., seconds: _Optional[str] = ..., cost: _Optional[str] = ...) -> None: ...
+
+class JobCost(_message.Message):
+    __slots__ = ("job_id", "organization_id", "currency", "total_cost", "gpu_count", "held_seconds", "lines", "recorded_at")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_COST_FIELD_NUMBER: _ClassVar[int]
+    GPU_COUNT_FIELD_NUMBER: _ClassVar[int]
+    HELD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_AT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    organization_id: str
+    currency: str
+    total_cost: str
+    gpu_count: int
+    held_seconds: str
+    lines: _containers.RepeatedCompositeFieldContainer[CostLine]
+    recorded_at: str
+    def __init__(self, job_id: _Optional[str] = ..., organization_id: _Optional[str] = ..., currency: _Optional[str] = ..., total_cost: _Optional[str] = ..., gpu_count: _Optional[int] = ..., held_seconds: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[CostLine, _Mapping]]] = ..., recorded_at: _Optional[str] = ...) -> None: ...
+
+class GetJobCostRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class ListJobCostsRequest(_message.Message):
+    __slots__ = ("limit", "cursor")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    cursor: str
+    def __init__(self, limit: _Optional[int] = ..., cursor: _Optional[str] = ...) -> None: ...
+
+class ListJobCostsResponse(_message.Message):
+    __slots__ = ("costs", "next_cursor", "total_cost")
+    COSTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_COST_FIELD_NUMBER: _ClassVar[int]
+    costs: _containers.RepeatedCompositeFieldContainer[JobCost]
+    next_cursor: str
+    total_cost: str
+    def __init__(self, costs: _Optional[_Iterable[_Union[JobCost, _Mapping]]] = ..., next_cursor: _Optional[str] = ..., total_cost: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,144 @@
+from gpufleet.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class GpuType(_message.Message):
+    __slots__ = ("name", "vendor", "model", "memory_mb", "reference_price_per_hour")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VENDOR_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_PRICE_PER_HOUR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    vendor: str
+    model: str
+    memory_mb: int
+    reference_price_per_hour: str
+    def __init__(self, name: _Optional[str] = ..., vendor: _Optional[str] = ..., model: _Optional[str] = ..., memory_mb: _Optional[int] = ..., reference_price_per_hour: _Optional[str] = ...) -> None: ...
+
+class ListGpuTypesResponse(_message.Message):
+    __slots__ = ("gpu_types",)
+    GPU_TYPES_FIELD_NUMBER: _ClassVar[int]
+    gpu_types: _containers.RepeatedCompositeFieldContainer[GpuType]
+    def __init__(self, gpu_types: _Optional[_Iterable[_Union[GpuType, _Mapping]]] = ...) -> None: ...
+
+class Gpu(_message.Message):
+    __slots__ = ("id", "name", "gpu_type", "node_id", "node_name", "index", "uuid", "memory_total_mb", "status", "in_use", "cost_per_hour", "provider", "is_spot", "dedicated", "last_active")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    GPU_TYPE_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_MB_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    IN_USE_FIELD_NUMBER: _ClassVar[int]
+    COST_PER_HOUR_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    IS_SPOT_FIELD_NUMBER: _ClassVar[int]
+    DEDICATED_FIELD_NUMBER: _ClassVar[int]
+    LAST_ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    gpu_type: str
+    node_id: str
+    node_name: str
+    index: int
+    uuid: str
+    memory_total_mb: int
+    status: str
+    in_use: bool
+    cost_per_hour: str
+    provider: str
+    is_spot: bool
+    dedicated: bool
+    last_active: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., gpu_type: _Optional[str] = ..., node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., index: _Optional[int] = ..., uuid: _Optional[str] = ..., memory_total_mb: _Optional[int] = ..., status: _Optional[str] = ..., in_use: _Optional[bool] = ..., cost_per_hour: _Optional[str] = ..., provider: _Optional[str] = ..., is_spot: _Optional[bool] = ..., dedicated: _Optional[bool] = ..., last_active: _Optional[str] = ...) -> None: ...
+
+class ListGpusRequest(_message.Message):
+    __slots__ = ("status", "gpu_type")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    GPU_TYPE_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    gpu_type: str
+    def __init__(self, status: _Optional[str] = ..., gpu_type: _Optional[str] = ...) -> None: ...
+
+class ListGpusResponse(_message.Message):
+    __slots__ = ("gpus",)
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    gpus: _containers.RepeatedCompositeFieldContainer[Gpu]
+    def __init__(self, gpus: _Optional[_Iterable[_Union[Gpu, _Mapping]]] = ...) -> None: ...
+
+class GpuInfo(_message.Message):
+    __slots__ = ("index", "uuid", "model", "memory_total_mb")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_MB_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    uuid: str
+    model: str
+    memory_total_mb: int
+    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., model: _Optional[str] = ..., memory_total_mb: _Optional[int] = ...) -> None: ...
+
+class RegisterNodeRequest(_message.Message):
+    __slots__ = ("hostname", "provider", "gpu_backend", "driver_version", "gpus", "organization_id", "is_spot", "agent_version")
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    GPU_BACKEND_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    IS_SPOT_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    hostname: str
+    provider: str
+    gpu_backend: str
+    driver_version: str
+    gpus: _containers.RepeatedCompositeFieldContainer[GpuInfo]
+    organization_id: str
+    is_spot: bool
+    agent_version: str
+    def __init__(self, hostname: _Optional[str] = ..., provider: _Optional[str] = ..., gpu_backend: _Optional[str] = ..., driver_version: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[GpuInfo, _Mapping]]] = ..., organization_id: _Optional[str] = ..., is_spot: _Optional[bool] = ..., agent_version: _Optional[str] = ...) -> None: ...
+
+class RegisteredGpu(_message.Message):
+    __slots__ = ("index", "gpu_id", "gpu_type", "cost_per_hour")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    GPU_ID_FIELD_NUMBER: _ClassVar[int]
+    GPU_TYPE_FIELD_NUMBER: _ClassVar[int]
+    COST_PER_HOUR_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    gpu_id: str
+    gpu_type: str
+    cost_per_hour: str
+    def __init__(self, index: _Optional[int] = ..., gpu_id: _Optional[str] = ..., gpu_type: _Optional[str] = ..., cost_per_hour: _Optional[str] = ...) -> None: ...
+
+class RegisterNodeResponse(_message.Message):
+    __slots__ = ("node_id", "gpus", "heartbeat_interval_seconds")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    gpus: _containers.RepeatedCompositeFieldContainer[RegisteredGpu]
+    heartbeat_interval_seconds: int
+    def __init__(self, node_id: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[RegisteredGpu, _Mapping]]] = ..., heartbeat_interval_seconds: _Optional[int] = ...) -> None: ...
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ("node_id", "unhealthy_gpu_ids")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    UNHEALTHY_GPU_IDS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    unhealthy_gpu_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node_id: _Optional[str] = ..., unhealthy_gpu_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class HeartbeatResponse(_message.Message):
+    __slots__ = ("known",)
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    known: bool
+    def __init__(self, known: _Optional[bool] = ...) -> None: ...

@@ -1,0 +1,42 @@
+"""Internal fleet topic contract (``gpufleet.fleet.v1``): inventory facts other services project."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel
+
+GPU_REGISTERED = "gpufleet.gpu.registered"
+GPU_STATUS_CHANGED = "gpufleet.gpu.status_changed"
+
+GpuStatus = Literal["available", "allocated", "draining", "unhealthy", "offline"]
+
+
+class GpuSnapshotV1(BaseModel):
+    gpu_id: UUID
+    node_id: UUID
+    node_name: str
+    index: int
+    uuid: str
+    name: str
+    gpu_type: str
+    memory_total_mb: int
+    cost_per_hour: Decimal
+    provider: str
+    is_spot: bool = False
+    organization_id: UUID | None = None  # None: shared pool
+    # Fleet-owned health/administrative state; allocation is the scheduler's business.
+    status: GpuStatus
+    revision: int  # increases with every change; consumers ignore a revision they have passed
+    changed_at: datetime
+
+
+class GpuChangedV1(BaseModel):
+    gpu: GpuSnapshotV1
+    reason: str | None = None
+
+
+EVENT_TYPES: dict[str, type[BaseModel]] = {GPU_REGISTERED: GpuChangedV1, GPU_STATUS_CHANGED: GpuChangedV1}

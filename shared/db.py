@@ -1,0 +1,92 @@
+"""Async database sessions (SQLAlchemy 2 async sessions over asyncpg; tables are SQLModel models) with a tenant scope.
+
+Each service connects as its own role with ``search_path`` set to its own schema. Tenant tables have
+row-level security forced on them, with a policy that admits a row when
+
+* ``app.org_id`` (set per transaction by :meth:`Database.transaction` with ``org_id=...``) equals the
+  row's ``organization_id``, or
+* ``app.system = 'on'`` (``system=True``), for the service's own cross-tenant work: the scheduler's
+  placement loop, consumers, the outbox relay.
+
+A transaction with neither sees no tenant rows at all: forgetting the scope fails closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+COMMON_SCHEMA_VERSION = 1  # the highest file in migrations/_common
+
+
+def asyncpg_url(url: str) -> str:
+    """Accept ``postgresql://`` URLs (as every other tool writes them) and pick the asyncpg driver."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix):]
+    raise ValueError("database URL must start with postgresql://")
+
+
+class SchemaVersionMismatch(SystemExit):
+    pass
+
+
+class Database:
+    def __init__(self, url: str, schema: str, *, pool_size: int = 10) -> None:
+        self.schema = schema
+        self.engine: AsyncEngine = create_async_engine(
+            asyncpg_url(url),
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            connect_args={"server_settings": {"search_path": schema, "application_name": f"gpufleet-{schema}"}},
+        )
+        self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+        # Woken after a commit that wrote outbox rows, so the in-process relay publishes at once.
+        self.outbox_written = asyncio.Event()
+
+    @asynccontextmanager
+    async def transaction(self, *, org_id: UUID | str | None = None, system: bool = False) -> AsyncIterator[AsyncSession]:
+        """One unit of work: commits on success, rolls back on error, nothing leaves before commit."""
+        if org_id is None and not system:
+            raise ValueError("a transaction needs a tenant (org_id=...) or system=True")
+        async with self._sessions() as session:
+            async with session.begin():
+                await session.execute(
+                    text("SELECT set_config('app.org_id', :org, true), set_config('app.system', :sys, true)"),
+                    {"org": str(org_id) if org_id else "", "sys": "on" if system else "off"},
+                )
+                yield session
+            if session.info.pop("outbox_dirty", False):
+                self.outbox_written.set()
+
+    async def check_schema(self, component: str, expected: int) -> None:
+        """Stop the service with a clear message unless its schema is exactly where the code expects."""
+        wanted = {"common": COMMON_SCHEMA_VERSION, component: expected}
+        try:
+            async with self.engine.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        text("SELECT component, max(version) FROM schema_migrations GROUP BY component")
+                    )
+                ).all()
+        except Exception as exc:  # noqa: BLE001 - any failure here means "not migrated"
+            raise SchemaVersionMismatch(
+                f"schema {self.schema!r} is not migrated ({type(exc).__name__}: {exc}). "
+                f"Run: python -m shared.migrate --service {component}"
+            ) from exc
+        found = {c: int(v) for c, v in rows}
+        for comp, version in wanted.items():
+            if found.get(comp) != version:
+                raise SchemaVersionMismatch(
+                    f"schema {self.schema!r}: {comp} migrations at version {found.get(comp)}, this build "
+                    f"expects {version}. Run: python -m shared.migrate --service {component}"
+                )
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

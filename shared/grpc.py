@@ -1,0 +1,181 @@
+"""gRPC server and client helpers.
+
+* :func:`serve` starts a ``grpc.aio`` server with the standard health service and reflection.
+* :func:`grpc_service` wraps every RPC method of a servicer: it continues the caller's trace from the
+  metadata and renders a :class:`shared.errors.DomainError` as the matching status code (one place).
+* :class:`Authenticator` resolves the API key in the ``authorization`` metadata through identity's
+  ``Authenticate`` (with a short cache); :func:`require_agent` checks the node agents' token.
+* :func:`channel` opens a client channel that carries the trace context in metadata.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import inspect
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from gpufleet.v1 import common_pb2, identity_pb2, identity_pb2_grpc
+from shared import telemetry
+from shared.errors import DomainError, ErrorCode, PermissionDenied, Unauthenticated, Unavailable
+
+log = logging.getLogger("gpufleet.grpc")
+
+STATUS_OF: dict[ErrorCode, grpc.StatusCode] = {
+    ErrorCode.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorCode.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    ErrorCode.CONFLICT: grpc.StatusCode.ALREADY_EXISTS,
+    ErrorCode.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorCode.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    ErrorCode.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
+    ErrorCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+}
+ERROR_FIELD_KEY = "gpufleet-error-field"
+
+T = TypeVar("T")
+
+
+def _wrap(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+    tracer = telemetry.tracer("gpufleet.grpc")
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        ctx = telemetry.extract(context.invocation_metadata() or ())
+        with tracer.start_as_current_span(name, context=ctx, kind=SpanKind.SERVER) as span:
+            try:
+                return await method(self, request, context)
+            except DomainError as exc:
+                span.set_status(Status(StatusCode.ERROR, exc.code))
+                if exc.field:
+                    context.set_trailing_metadata(((ERROR_FIELD_KEY, exc.field),))
+                await context.abort(STATUS_OF[exc.code], exc.message)
+
+    return wrapper
+
+
+def grpc_service(cls: type[T]) -> type[T]:
+    """Class decorator for servicers: trace + error rendering around every RPC method."""
+    for base in cls.__mro__[1:]:
+        for name, member in vars(base).items():
+            if name.startswith("_") or not callable(member):
+                continue
+            impl = getattr(cls, name)
+            if inspect.iscoroutinefunction(impl) and name in vars(cls):
+                setattr(cls, name, _wrap(f"{cls.__name__}/{name}", impl))
+    return cls
+
+
+def metadata_value(context: grpc.aio.ServicerContext, key: str) -> str | None:
+    for k, v in context.invocation_metadata() or ():
+        if k == key:
+            return v if isinstance(v, str) else v.decode()
+    return None
+
+
+def bearer(context: grpc.aio.ServicerContext) -> str | None:
+    raw = metadata_value(context, "authorization")
+    if not raw:
+        return None
+    scheme, _, token = raw.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def require_agent(context: grpc.aio.ServicerContext, agent_token: str) -> None:
+    token = bearer(context)
+    if not token or not hmac.compare_digest(token.encode(), agent_token.encode()):
+        raise Unauthenticated("a valid agent token is required")
+
+
+class Authenticator:
+    """Resolves API keys through identity, caching answers for ``ttl`` seconds."""
+
+    def __init__(self, identity_target: str, ttl: float = 5.0) -> None:
+        self._channel = channel(identity_target)
+        self._stub = identity_pb2_grpc.IdentityServiceStub(self._channel)
+        self._ttl = ttl
+        self._cache: dict[bytes, tuple[float, common_pb2.Principal]] = {}
+
+    async def authenticate(self, api_key: str | None) -> common_pb2.Principal:
+        if not api_key:
+            raise Unauthenticated("missing API key (authorization: Bearer <key>)")
+        digest = hashlib.sha256(api_key.encode()).digest()
+        hit = self._cache.get(digest)
+        now = time.monotonic()
+        if hit and hit[0] > now:
+            return hit[1]
+        try:
+            principal = await self._stub.Authenticate(identity_pb2.AuthenticateRequest(api_key=api_key), timeout=5)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                raise Unauthenticated("invalid API key") from exc
+            raise _unavailable(exc) from exc
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (now + self._ttl, principal)
+        return principal
+
+    async def principal(self, context: grpc.aio.ServicerContext, *, write: bool = False) -> common_pb2.Principal:
+        """The caller of this RPC; ``write=True`` refuses the read-only ``viewer`` role."""
+        principal = await self.authenticate(bearer(context))
+        if write and principal.role == "viewer":
+            raise PermissionDenied("the viewer role cannot change anything")
+        return principal
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+
+def _unavailable(exc: grpc.aio.AioRpcError) -> DomainError:
+    return Unavailable(f"identity is unavailable: {exc.code().name}")
+
+
+class _TraceClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        metadata = list(client_call_details.metadata or [])
+        metadata.extend(telemetry.inject().items())
+        details = client_call_details._replace(metadata=metadata)
+        return await continuation(details, request)
+
+
+def channel(target: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(
+        target,
+        interceptors=[_TraceClientInterceptor()],
+        options=[("grpc.keepalive_time_ms", 30_000), ("grpc.enable_retries", 1)],
+    )
+
+
+def with_key(api_key: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {api_key}"),)
+
+
+async def serve(
+    listen: str,
+    register: Iterable[tuple[Callable[[Any, grpc.aio.Server], None], Any]],
+    service_names: Sequence[str],
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    """Start a server with the given servicers plus health and reflection; returns it running."""
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    for add, servicer in register:
+        add(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+    reflection.enable_server_reflection(names, server)
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise SystemExit(f"cannot listen on {listen}")
+    await server.start()
+    for name in ("", *service_names):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("gRPC listening", extra={"listen": listen, "services": list(service_names)})
+    return server, health_servicer

@@ -5,7 +5,6 @@ Unit tests never touch these fixtures (they are lazy); integration and e2e tests
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import tempfile
@@ -16,7 +15,7 @@ import pytest
 
 from shared.embedded.kafka import EmbeddedKafka
 from shared.embedded.postgres import EmbeddedPostgres
-from shared.migrate import migrate
+from shared.migrate import migrate_service, role_name
 
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
 
@@ -32,9 +31,23 @@ def state_dir() -> Iterator[Path]:
 def postgres(state_dir: Path) -> Iterator[EmbeddedPostgres]:
     pg = EmbeddedPostgres(state_dir / "pg", durable=False)
     pg.start()
-    asyncio.run(migrate(pg.admin_url))
     yield pg
     pg.stop()
+
+
+@pytest.fixture(scope="session")
+def migrate_schema(postgres: EmbeddedPostgres):
+    """``url = await migrate_schema("scheduler")``: migrates that service's schema once per session and
+    returns the URL to connect as its role (what the service itself would use)."""
+    done: set[str] = set()
+
+    async def _migrate(service: str) -> str:
+        if service not in done:
+            await migrate_service(postgres.admin_url, service)
+            done.add(service)
+        return postgres.url_for(role_name(service))
+
+    return _migrate
 
 
 @pytest.fixture(scope="session")

@@ -50,8 +50,8 @@ async def read_all(bootstrap: str, topic: str, want: int, timeout: float = 20) -
     return got
 
 
-async def test_committed_events_are_published_rolled_back_ones_are_not(postgres, kafka):
-    db = Database(postgres.url_for("gpufleet_billing"), "billing")
+async def test_committed_events_are_published_rolled_back_ones_are_not(migrate_schema, kafka):
+    db = Database(await migrate_schema("billing"), "billing")
     topic = f"test.outbox.{uuid.uuid4().hex[:8]}"
     async with db.transaction(system=True) as s:
         for n in range(3):
@@ -73,8 +73,8 @@ async def test_committed_events_are_published_rolled_back_ones_are_not(postgres,
     await db.dispose()
 
 
-async def test_relay_refills_a_broker_that_lost_its_data(postgres, state_dir):
-    db = Database(postgres.url_for("gpufleet_billing"), "billing")
+async def test_relay_refills_a_broker_that_lost_its_data(migrate_schema):
+    db = Database(await migrate_schema("billing"), "billing")
     topic = f"test.replay.{uuid.uuid4().hex[:8]}"
     first = EmbeddedKafka()
     first.start()
@@ -104,8 +104,8 @@ async def test_relay_refills_a_broker_that_lost_its_data(postgres, state_dir):
         await db.dispose()
 
 
-async def test_consumer_applies_each_event_once_and_dead_letters_garbage(postgres, kafka):
-    db = Database(postgres.url_for("gpufleet_billing"), "billing")
+async def test_consumer_applies_each_event_once_and_dead_letters_garbage(migrate_schema, kafka):
+    db = Database(await migrate_schema("billing"), "billing")
     topic = f"test.consume.{uuid.uuid4().hex[:8]}"
     consumer_name = f"test-{uuid.uuid4().hex[:6]}"
     applied: list[int] = []

@@ -16,7 +16,7 @@ install: $(STAMP)
 
 ## Set up and run the whole system on the embedded default (PostgreSQL + Kafka-protocol broker).
 dev: $(STAMP)
-	$(PY) -m shared.devstack up
+	$(PY) -m shared.devstack up $(ARGS)
 
 ## The whole test suite (unit, integration, end-to-end); starts its own PostgreSQL and broker.
 test: $(STAMP)

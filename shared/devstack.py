@@ -1,0 +1,332 @@
+"""The embedded default: the whole system on one machine, no Docker.
+
+``python -m shared.devstack up`` (what ``make dev`` runs) starts PostgreSQL 18 and the tansu
+Kafka-protocol broker, migrates every schema, starts every service and the gateway as its own OS
+process plus one node agent with *simulated* GPUs, bootstraps a first organization with an owner and an
+API key, and prints how to use it. Ctrl-C stops everything. State (database, secrets, logs, the first
+key) lives under ``.state/`` and survives restarts; ``--reset`` starts from nothing.
+
+The same :class:`Stack` is used by the end-to-end tests with the harness's own PostgreSQL and broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gpufleet.v1 import identity_pb2, identity_pb2_grpc
+from shared.embedded.postgres import free_port
+
+GRPC_SERVICES = ("identity", "fleet", "scheduler", "billing", "monitoring", "notification")
+DEFAULT_PORTS = {
+    "identity": 50051, "fleet": 50052, "scheduler": 50053, "billing": 50054,
+    "monitoring": 50055, "notification": 50056, "gateway": 8080, "postgres": 55432, "kafka": 59092,
+}
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def choose_ports(saved: dict[str, int] | None = None) -> dict[str, int]:
+    """Saved ports if still free, else the defaults if free, else any free port."""
+    out: dict[str, int] = {}
+    for name, default in DEFAULT_PORTS.items():
+        for candidate in ((saved or {}).get(name), default):
+            if candidate and candidate not in out.values() and _port_free(candidate):
+                out[name] = candidate
+                break
+        else:
+            out[name] = free_port()
+    return out
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    module: str
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.module], env=self.env, stdout=log, stderr=log, start_new_session=True
+        )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if not self.alive():
+            return
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def kill(self) -> None:
+        """Crash it (SIGKILL): used by tests that check nothing is lost."""
+        if self.alive():
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+@dataclass
+class Stack:
+    """Every service as its own process, wired to one PostgreSQL and one broker."""
+
+    state_dir: Path
+    pg_port: int
+    kafka_bootstrap: str
+    ports: dict[str, int]
+    admin_token: str
+    agent_token: str
+    agent_gpus: int = 2
+    extra_env: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    def target(self, service: str) -> str:
+        return f"127.0.0.1:{self.ports[service]}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['gateway']}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GPUFLEET_")}
+        env.update({
+            "PYTHONUNBUFFERED": "1",
+            "GPUFLEET_LOG_FORMAT": "json",
+            "GPUFLEET_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            "GPUFLEET_KAFKA_IDEMPOTENT_PRODUCER": "false",  # tansu has no InitProducerId
+            "GPUFLEET_KAFKA_TOPIC_PARTITIONS": "3",
+            "GPUFLEET_ADMIN_TOKEN": self.admin_token,
+            "GPUFLEET_AGENT_TOKEN": self.agent_token,
+            "GPUFLEET_NOTIFICATION_ALLOW_PRIVATE_TARGETS": "true",  # local receivers are the point here
+            "GPUFLEET_GATEWAY_HOST": "127.0.0.1",
+            "GPUFLEET_GATEWAY_PORT": str(self.ports["gateway"]),
+            "GPUFLEET_AGENT_GPU_BACKEND": "simulated",
+            "GPUFLEET_AGENT_SIM_GPU_COUNT": str(self.agent_gpus),
+            "GPUFLEET_AGENT_HOSTNAME": "devstack-node-1",
+            "GPUFLEET_AGENT_STATE_DIR": str(self.state_dir / "agent"),
+        })
+        for svc in GRPC_SERVICES:
+            up = svc.upper()
+            env[f"GPUFLEET_{up}_GRPC_LISTEN"] = self.target(svc)
+            env[f"GPUFLEET_{up}_GRPC_TARGET"] = self.target(svc)
+            env[f"GPUFLEET_{up}_DATABASE_URL"] = f"postgresql://gpufleet_{svc}@127.0.0.1:{self.pg_port}/gpufleet"
+        env.update(self.extra_env)
+        return env
+
+    def _process(self, name: str) -> ServiceProcess:
+        return ServiceProcess(name, f"services.{name}", self.env(), self.state_dir / "logs" / f"{name}.log")
+
+    async def start(self, timeout: float = 90.0) -> None:
+        for name in (*GRPC_SERVICES, "gateway"):
+            self.processes[name] = self._process(name)
+            self.processes[name].start()
+        await self.wait_ready(timeout)
+        self.processes["agent"] = self._process("agent")
+        self.processes["agent"].start()
+
+    async def wait_ready(self, timeout: float = 90.0, names: tuple[str, ...] | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        pending = set(names or (*GRPC_SERVICES, "gateway"))
+        while pending:
+            for name in list(pending):
+                proc = self.processes[name]
+                if not proc.alive():
+                    raise RuntimeError(f"{name} exited during start-up:\n{proc.log_tail()}")
+                if await (self._gateway_ready() if name == "gateway" else self._grpc_ready(name)):
+                    pending.discard(name)
+            if pending and time.monotonic() > deadline:
+                tails = "\n".join(f"--- {n}\n{self.processes[n].log_tail(10)}" for n in pending)
+                raise RuntimeError(f"not ready after {timeout:.0f}s: {sorted(pending)}\n{tails}")
+            if pending:
+                await asyncio.sleep(0.2)
+
+    async def _grpc_ready(self, name: str) -> bool:
+        async with grpc.aio.insecure_channel(self.target(name)) as ch:
+            try:
+                reply = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+            except grpc.aio.AioRpcError:
+                return False
+            return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+    async def _gateway_ready(self) -> bool:
+        import httpx
+
+        try:
+            async with httpx.AsyncClient(timeout=2) as client:
+                return (await client.get(f"{self.gateway_url}/readyz")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    async def create_organization(self, name: str, email: str, owner_name: str = "") -> identity_pb2.CreateOrganizationResponse:
+        async with grpc.aio.insecure_channel(self.target("identity")) as ch:
+            return await identity_pb2_grpc.IdentityServiceStub(ch).CreateOrganization(
+                identity_pb2.CreateOrganizationRequest(name=name, owner_email=email, owner_name=owner_name),
+                metadata=(("authorization", f"Bearer {self.admin_token}"),),
+                timeout=10,
+            )
+
+    def restart(self, name: str) -> None:
+        proc = self.processes[name]
+        proc.stop()
+        proc.start()
+
+    def stop(self) -> None:
+        for name in ("agent", "gateway", *reversed(GRPC_SERVICES)):
+            if name in self.processes:
+                self.processes[name].stop()
+
+
+# ----------------------------------------------------------------------------- make dev
+
+
+def _load_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2))
+    path.chmod(0o600)
+
+
+async def _up(state: Path, agent_gpus: int) -> None:
+    from shared.embedded.kafka import EmbeddedKafka
+    from shared.embedded.postgres import EmbeddedPostgres
+    from shared.migrate import migrate
+
+    t0 = time.monotonic()
+    state.mkdir(parents=True, exist_ok=True)
+    config = _load_json(state / "config.json")
+    ports = choose_ports(config.get("ports"))
+    config.setdefault("admin_token", secrets.token_urlsafe(32))
+    config.setdefault("agent_token", secrets.token_urlsafe(32))
+    config["ports"] = ports
+    _save_json(state / "config.json", config)
+
+    pg = EmbeddedPostgres(state / "postgres", port=ports["postgres"])
+    kafka = EmbeddedKafka(port=ports["kafka"], log_path=state / "logs" / "tansu.log")
+    (state / "logs").mkdir(exist_ok=True)
+    stack: Stack | None = None
+    try:
+        print(f"- PostgreSQL 18 (embedded) on 127.0.0.1:{ports['postgres']}, data in {state / 'postgres'}", flush=True)
+        pg.start()
+        print(f"- Kafka-protocol broker (tansu, in-memory) on 127.0.0.1:{ports['kafka']}", flush=True)
+        kafka.start()
+        await migrate(pg.admin_url)
+        print("- schemas migrated; starting services", flush=True)
+        stack = Stack(state, ports["postgres"], kafka.bootstrap, ports, config["admin_token"], config["agent_token"],
+                      agent_gpus=agent_gpus)
+        await stack.start()
+        boot = _load_json(state / "bootstrap.json")
+        if not boot:
+            created = await stack.create_organization("Default organization", "owner@example.com", "Owner")
+            boot = {"organization_id": created.organization.id, "owner_email": created.owner.email,
+                    "api_key": created.api_key.secret}
+            _save_json(state / "bootstrap.json", boot)
+        ready_s = time.monotonic() - t0
+        _banner(stack, boot, ready_s)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        while not stop.is_set():
+            for name, proc in stack.processes.items():
+                if not proc.alive():
+                    proc.restarts += 1
+                    print(f"! {name} exited (restart #{proc.restarts}); last log lines:\n{proc.log_tail(15)}", flush=True)
+                    if proc.restarts > 5:
+                        print(f"! {name} keeps failing; stopping", flush=True)
+                        stop.set()
+                        break
+                    proc.start()
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0)
+            except TimeoutError:
+                pass
+        print("\nstopping…", flush=True)
+    finally:
+        if stack:
+            stack.stop()
+        kafka.stop()
+        pg.stop()
+        print("stopped; state kept in", state, flush=True)
+
+
+def _banner(stack: Stack, boot: dict, ready_s: float) -> None:
+    url, key = stack.gateway_url, boot["api_key"]
+    print(f"""
+================================================================================
+ GPU fleet manager is ready in {ready_s:.1f}s   (Ctrl-C stops everything)
+
+ Gateway      {url}/v1    (OpenAPI: {url}/v1/openapi.json, docs: {url}/docs)
+ API key      {key}
+ gRPC         scheduler {stack.target('scheduler')} (same key in 'authorization: Bearer …')
+ Kafka        {stack.kafka_bootstrap}  topics gpufleet.jobs.v1, gpufleet.costs.v1
+ Agent        1 node with {stack.agent_gpus} SIMULATED GPUs (no real GPU is used)
+ Logs         {stack.state_dir / 'logs'}
+
+ Try:
+   export GPUFLEET_KEY={key}
+   curl -s {url}/v1/gpus -H "Authorization: Bearer $GPUFLEET_KEY"
+   curl -s -X POST {url}/v1/jobs -H "Authorization: Bearer $GPUFLEET_KEY" \\
+        -H 'Content-Type: application/json' \\
+        -d '{{"command": "echo hello from $CUDA_VISIBLE_DEVICES", "gpu_count": 1, "gpu_memory_mb": 1024}}'
+   curl -s {url}/v1/jobs -H "Authorization: Bearer $GPUFLEET_KEY"
+================================================================================
+""", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m shared.devstack")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="start everything (embedded PostgreSQL and broker)")
+    up.add_argument("--state-dir", default=os.environ.get("GPUFLEET_STATE_DIR", ".state"))
+    up.add_argument("--reset", action="store_true", help="delete the state folder first")
+    up.add_argument("--gpus", type=int, default=2, help="simulated GPUs on the local agent")
+    args = parser.parse_args(argv)
+    state = Path(args.state_dir).resolve()
+    if args.reset and state.exists():
+        shutil.rmtree(state)
+    asyncio.run(_up(state, args.gpus))
+
+
+if __name__ == "__main__":
+    main()

@@ -57,10 +57,19 @@ async def claim_many(session: AsyncSession, consumer: str, event_ids: list[UUID]
 async def dead_letter(broker: KafkaBroker, record: object, reason: str) -> None:
     topic = getattr(record, "topic", "unknown")
     headers = header_map(getattr(record, "headers", None) or [])
-    headers.update({"x-dlq-reason": reason[:1000], "x-dlq-source-topic": str(topic),
-                    "x-dlq-source-offset": str(getattr(record, "offset", ""))})
-    await broker.publish(getattr(record, "value", b"") or b"", topic=topic_names.dead_letter(str(topic)),
-                         key=getattr(record, "key", None), headers=headers)
+    headers.update(
+        {
+            "x-dlq-reason": reason[:1000],
+            "x-dlq-source-topic": str(topic),
+            "x-dlq-source-offset": str(getattr(record, "offset", "")),
+        }
+    )
+    await broker.publish(
+        getattr(record, "value", b"") or b"",
+        topic=topic_names.dead_letter(str(topic)),
+        key=getattr(record, "key", None),
+        headers=headers,
+    )
     log.warning("event sent to dead-letter topic", extra={"topic": topic, "reason": reason})
 
 
@@ -77,8 +86,12 @@ def subscribe(
     tracer = telemetry.tracer("gpufleet.consumers")
 
     @broker.subscriber(
-        topic, group_id=group_id, auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR,
-        heartbeat_interval_ms=1000, session_timeout_ms=10000,
+        topic,
+        group_id=group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        heartbeat_interval_ms=1000,
+        session_timeout_ms=10000,
         title=f"{group_id}:{topic}",
     )
     async def _consume(msg: KafkaMessage) -> None:
@@ -89,12 +102,18 @@ def subscribe(
             await dead_letter(broker, record, str(exc))
             return
         ctx = telemetry.extract(record.headers)
-        with tracer.start_as_current_span(f"{topic} process", context=ctx, kind=SpanKind.CONSUMER,
-                                          attributes={"messaging.system": "kafka", "cloudevents.event_type": envelope.type}):
+        with tracer.start_as_current_span(
+            f"{topic} process",
+            context=ctx,
+            kind=SpanKind.CONSUMER,
+            attributes={"messaging.system": "kafka", "cloudevents.event_type": envelope.type},
+        ):
             try:
                 await handle(envelope)
             except Exception:
-                log.exception("handler failed; the event will be redelivered", extra={"event_id": str(envelope.id)})
+                log.exception(
+                    "handler failed; the event will be redelivered", extra={"event_id": str(envelope.id)}
+                )
                 await asyncio.sleep(retry_delay)
                 raise
 
@@ -112,9 +131,15 @@ def subscribe_batch(
     """Like :func:`subscribe`, but hands over up to ``max_records`` events at once (for bulk inserts)."""
 
     @broker.subscriber(
-        topic, group_id=group_id, auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR,
-        batch=True, max_records=max_records, batch_timeout_ms=200,
-        heartbeat_interval_ms=1000, session_timeout_ms=10000,
+        topic,
+        group_id=group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        batch=True,
+        max_records=max_records,
+        batch_timeout_ms=200,
+        heartbeat_interval_ms=1000,
+        session_timeout_ms=10000,
         title=f"{group_id}:{topic}",
     )
     async def _consume_batch(body: list[bytes], msg: KafkaMessage = Context("message")) -> None:

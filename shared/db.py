@@ -28,7 +28,7 @@ def asyncpg_url(url: str) -> str:
     """Accept ``postgresql://`` URLs (as every other tool writes them) and pick the asyncpg driver."""
     for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url[len(prefix):]
+            return "postgresql+asyncpg://" + url[len(prefix) :]
     raise ValueError("database URL must start with postgresql://")
 
 
@@ -44,14 +44,18 @@ class Database:
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=True,
-            connect_args={"server_settings": {"search_path": schema, "application_name": f"gpufleet-{schema}"}},
+            connect_args={
+                "server_settings": {"search_path": schema, "application_name": f"gpufleet-{schema}"}
+            },
         )
         self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
         # Woken after a commit that wrote outbox rows, so the in-process relay publishes at once.
         self.outbox_written = asyncio.Event()
 
     @asynccontextmanager
-    async def transaction(self, *, org_id: UUID | str | None = None, system: bool = False) -> AsyncIterator[AsyncSession]:
+    async def transaction(
+        self, *, org_id: UUID | str | None = None, system: bool = False
+    ) -> AsyncIterator[AsyncSession]:
         """One unit of work: commits on success, rolls back on error, nothing leaves before commit."""
         if org_id is None and not system:
             raise ValueError("a transaction needs a tenant (org_id=...) or system=True")
@@ -75,7 +79,7 @@ class Database:
                         text("SELECT component, max(version) FROM schema_migrations GROUP BY component")
                     )
                 ).all()
-        except Exception as exc:  # noqa: BLE001 - any failure here means "not migrated"
+        except Exception as exc:
             raise SchemaVersionMismatch(
                 f"schema {self.schema!r} is not migrated ({type(exc).__name__}: {exc}). "
                 f"Run: python -m shared.migrate --service {component}"

@@ -25,15 +25,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from gpufleet.v1 import identity_pb2, identity_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gpufleet.v1 import identity_pb2, identity_pb2_grpc
 from shared.embedded.postgres import free_port
 
 GRPC_SERVICES = ("identity", "fleet", "scheduler", "billing", "monitoring", "notification")
 DEFAULT_PORTS = {
-    "identity": 50051, "fleet": 50052, "scheduler": 50053, "billing": 50054,
-    "monitoring": 50055, "notification": 50056, "gateway": 8080, "postgres": 55432, "kafka": 59092,
+    "identity": 50051,
+    "fleet": 50052,
+    "scheduler": 50053,
+    "billing": 50054,
+    "monitoring": 50055,
+    "notification": 50056,
+    "gateway": 8080,
+    "postgres": 55432,
+    "kafka": 59092,
 }
 
 
@@ -72,7 +79,7 @@ class ServiceProcess:
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", self.module], env=self.env, stdout=log, stderr=log, start_new_session=True
         )
@@ -128,27 +135,31 @@ class Stack:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GPUFLEET_")}
-        env.update({
-            "PYTHONUNBUFFERED": "1",
-            "GPUFLEET_LOG_FORMAT": "json",
-            "GPUFLEET_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
-            "GPUFLEET_KAFKA_IDEMPOTENT_PRODUCER": "false",  # tansu has no InitProducerId
-            "GPUFLEET_KAFKA_TOPIC_PARTITIONS": "3",
-            "GPUFLEET_ADMIN_TOKEN": self.admin_token,
-            "GPUFLEET_AGENT_TOKEN": self.agent_token,
-            "GPUFLEET_NOTIFICATION_ALLOW_PRIVATE_TARGETS": "true",  # local receivers are the point here
-            "GPUFLEET_GATEWAY_HOST": "127.0.0.1",
-            "GPUFLEET_GATEWAY_PORT": str(self.ports["gateway"]),
-            "GPUFLEET_AGENT_GPU_BACKEND": "simulated",
-            "GPUFLEET_AGENT_SIM_GPU_COUNT": str(self.agent_gpus),
-            "GPUFLEET_AGENT_HOSTNAME": "devstack-node-1",
-            "GPUFLEET_AGENT_STATE_DIR": str(self.state_dir / "agent"),
-        })
+        env.update(
+            {
+                "PYTHONUNBUFFERED": "1",
+                "GPUFLEET_LOG_FORMAT": "json",
+                "GPUFLEET_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+                "GPUFLEET_KAFKA_IDEMPOTENT_PRODUCER": "false",  # tansu has no InitProducerId
+                "GPUFLEET_KAFKA_TOPIC_PARTITIONS": "3",
+                "GPUFLEET_ADMIN_TOKEN": self.admin_token,
+                "GPUFLEET_AGENT_TOKEN": self.agent_token,
+                "GPUFLEET_NOTIFICATION_ALLOW_PRIVATE_TARGETS": "true",  # local receivers are the point here
+                "GPUFLEET_GATEWAY_HOST": "127.0.0.1",
+                "GPUFLEET_GATEWAY_PORT": str(self.ports["gateway"]),
+                "GPUFLEET_AGENT_GPU_BACKEND": "simulated",
+                "GPUFLEET_AGENT_SIM_GPU_COUNT": str(self.agent_gpus),
+                "GPUFLEET_AGENT_HOSTNAME": "devstack-node-1",
+                "GPUFLEET_AGENT_STATE_DIR": str(self.state_dir / "agent"),
+            }
+        )
         for svc in GRPC_SERVICES:
             up = svc.upper()
             env[f"GPUFLEET_{up}_GRPC_LISTEN"] = self.target(svc)
             env[f"GPUFLEET_{up}_GRPC_TARGET"] = self.target(svc)
-            env[f"GPUFLEET_{up}_DATABASE_URL"] = f"postgresql://gpufleet_{svc}@127.0.0.1:{self.pg_port}/gpufleet"
+            env[f"GPUFLEET_{up}_DATABASE_URL"] = (
+                f"postgresql://gpufleet_{svc}@127.0.0.1:{self.pg_port}/gpufleet"
+            )
         env.update(self.extra_env)
         return env
 
@@ -182,7 +193,9 @@ class Stack:
     async def _grpc_ready(self, name: str) -> bool:
         async with grpc.aio.insecure_channel(self.target(name)) as ch:
             try:
-                reply = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                reply = await health_pb2_grpc.HealthStub(ch).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=1
+                )
             except grpc.aio.AioRpcError:
                 return False
             return reply.status == health_pb2.HealthCheckResponse.SERVING
@@ -196,7 +209,9 @@ class Stack:
         except httpx.HTTPError:
             return False
 
-    async def create_organization(self, name: str, email: str, owner_name: str = "") -> identity_pb2.CreateOrganizationResponse:
+    async def create_organization(
+        self, name: str, email: str, owner_name: str = ""
+    ) -> identity_pb2.CreateOrganizationResponse:
         async with grpc.aio.insecure_channel(self.target("identity")) as ch:
             return await identity_pb2_grpc.IdentityServiceStub(ch).CreateOrganization(
                 identity_pb2.CreateOrganizationRequest(name=name, owner_email=email, owner_name=owner_name),
@@ -246,20 +261,33 @@ async def _up(state: Path, agent_gpus: int) -> None:
     (state / "logs").mkdir(exist_ok=True)
     stack: Stack | None = None
     try:
-        print(f"- PostgreSQL 18 (embedded) on 127.0.0.1:{ports['postgres']}, data in {state / 'postgres'}", flush=True)
+        print(
+            f"- PostgreSQL 18 (embedded) on 127.0.0.1:{ports['postgres']}, data in {state / 'postgres'}",
+            flush=True,
+        )
         pg.start()
         print(f"- Kafka-protocol broker (tansu, in-memory) on 127.0.0.1:{ports['kafka']}", flush=True)
         kafka.start()
         await migrate(pg.admin_url)
         print("- schemas migrated; starting services", flush=True)
-        stack = Stack(state, ports["postgres"], kafka.bootstrap, ports, config["admin_token"], config["agent_token"],
-                      agent_gpus=agent_gpus)
+        stack = Stack(
+            state,
+            ports["postgres"],
+            kafka.bootstrap,
+            ports,
+            config["admin_token"],
+            config["agent_token"],
+            agent_gpus=agent_gpus,
+        )
         await stack.start()
         boot = _load_json(state / "bootstrap.json")
         if not boot:
             created = await stack.create_organization("Default organization", "owner@example.com", "Owner")
-            boot = {"organization_id": created.organization.id, "owner_email": created.owner.email,
-                    "api_key": created.api_key.secret}
+            boot = {
+                "organization_id": created.organization.id,
+                "owner_email": created.owner.email,
+                "api_key": created.api_key.secret,
+            }
             _save_json(state / "bootstrap.json", boot)
         ready_s = time.monotonic() - t0
         _banner(stack, boot, ready_s)
@@ -271,7 +299,10 @@ async def _up(state: Path, agent_gpus: int) -> None:
             for name, proc in stack.processes.items():
                 if not proc.alive():
                     proc.restarts += 1
-                    print(f"! {name} exited (restart #{proc.restarts}); last log lines:\n{proc.log_tail(15)}", flush=True)
+                    print(
+                        f"! {name} exited (restart #{proc.restarts}); last log lines:\n{proc.log_tail(15)}",
+                        flush=True,
+                    )
                     if proc.restarts > 5:
                         print(f"! {name} keeps failing; stopping", flush=True)
                         stop.set()
@@ -292,16 +323,17 @@ async def _up(state: Path, agent_gpus: int) -> None:
 
 def _banner(stack: Stack, boot: dict, ready_s: float) -> None:
     url, key = stack.gateway_url, boot["api_key"]
-    print(f"""
+    print(
+        f"""
 ================================================================================
  GPU fleet manager is ready in {ready_s:.1f}s   (Ctrl-C stops everything)
 
  Gateway      {url}/v1    (OpenAPI: {url}/v1/openapi.json, docs: {url}/docs)
  API key      {key}
- gRPC         scheduler {stack.target('scheduler')} (same key in 'authorization: Bearer …')
+ gRPC         scheduler {stack.target("scheduler")} (same key in 'authorization: Bearer …')
  Kafka        {stack.kafka_bootstrap}  topics gpufleet.jobs.v1, gpufleet.costs.v1
  Agent        1 node with {stack.agent_gpus} SIMULATED GPUs (no real GPU is used)
- Logs         {stack.state_dir / 'logs'}
+ Logs         {stack.state_dir / "logs"}
 
  Try:
    export GPUFLEET_KEY={key}
@@ -311,7 +343,9 @@ def _banner(stack: Stack, boot: dict, ready_s: float) -> None:
         -d '{{"command": "echo hello from $CUDA_VISIBLE_DEVICES", "gpu_count": 1, "gpu_memory_mb": 1024}}'
    curl -s {url}/v1/jobs -H "Authorization: Bearer $GPUFLEET_KEY"
 ================================================================================
-""", flush=True)
+""",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import grpc
+from gpufleet.v1 import common_pb2, identity_pb2, identity_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from gpufleet.v1 import common_pb2, identity_pb2, identity_pb2_grpc
 from shared import telemetry
 from shared.errors import DomainError, ErrorCode, PermissionDenied, Unauthenticated, Unavailable
 
@@ -113,7 +113,9 @@ class Authenticator:
         if hit and hit[0] > now:
             return hit[1]
         try:
-            principal = await self._stub.Authenticate(identity_pb2.AuthenticateRequest(api_key=api_key), timeout=5)
+            principal = await self._stub.Authenticate(
+                identity_pb2.AuthenticateRequest(api_key=api_key), timeout=5
+            )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
                 raise Unauthenticated("invalid API key") from exc
@@ -123,7 +125,9 @@ class Authenticator:
         self._cache[digest] = (now + self._ttl, principal)
         return principal
 
-    async def principal(self, context: grpc.aio.ServicerContext, *, write: bool = False) -> common_pb2.Principal:
+    async def principal(
+        self, context: grpc.aio.ServicerContext, *, write: bool = False
+    ) -> common_pb2.Principal:
         """The caller of this RPC; ``write=True`` refuses the read-only ``viewer`` role."""
         principal = await self.authenticate(bearer(context))
         if write and principal.role == "viewer":

@@ -27,9 +27,13 @@ def make_producer(settings: KafkaSettings, client_id: str) -> AIOKafkaProducer:
     )
 
 
-async def ensure_topics(settings: KafkaSettings, topics: Iterable[str], partitions: int | None = None) -> None:
+async def ensure_topics(
+    settings: KafkaSettings, topics: Iterable[str], partitions: int | None = None
+) -> None:
     """Create missing topics with the configured partition count (existing ones are left alone)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="gpufleet-admin")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers, client_id="gpufleet-admin"
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())

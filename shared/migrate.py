@@ -91,7 +91,9 @@ async def _ensure_role_and_schema(conn: asyncpg.Connection, service: str) -> Non
         await conn.execute(f'CREATE ROLE "{role}" LOGIN')
     if password:
         # Quoted by PostgreSQL itself: the password never appears in a log line.
-        await conn.execute(f"ALTER ROLE \"{role}\" PASSWORD {await conn.fetchval('SELECT quote_literal($1)', password)}")
+        await conn.execute(
+            f'ALTER ROLE "{role}" PASSWORD {await conn.fetchval("SELECT quote_literal($1)", password)}'
+        )
     await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{service}" AUTHORIZATION "{role}"')
     await conn.execute(f'ALTER ROLE "{role}" SET search_path = "{service}"')
     db = await conn.fetchval("SELECT current_database()")
@@ -127,7 +129,10 @@ async def migrate_service(admin_url: str, service: str, root: Path | None = None
                 await conn.execute(mig.sql)
                 await conn.execute(
                     "INSERT INTO schema_migrations (component, version, name, checksum) VALUES ($1, $2, $3, $4)",
-                    component, mig.version, mig.name, mig.checksum,
+                    component,
+                    mig.version,
+                    mig.name,
+                    mig.checksum,
                 )
                 applied_now.append(f"{mig.component}/{mig.name}")
             for fixture in fixtures:
@@ -149,7 +154,9 @@ async def ensure_database(admin_url: str) -> None:
         await conn.close()
 
 
-async def migrate(admin_url: str, services: tuple[str, ...] = SERVICES, create_database: bool = False) -> None:
+async def migrate(
+    admin_url: str, services: tuple[str, ...] = SERVICES, create_database: bool = False
+) -> None:
     if create_database:
         await ensure_database(admin_url)
     for service in services:
@@ -159,8 +166,11 @@ async def migrate(admin_url: str, services: tuple[str, ...] = SERVICES, create_d
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m shared.migrate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--admin-url", default=os.environ.get("GPUFLEET_ADMIN_DATABASE_URL"),
-                        help="superuser URL of the target database (env GPUFLEET_ADMIN_DATABASE_URL)")
+    parser.add_argument(
+        "--admin-url",
+        default=os.environ.get("GPUFLEET_ADMIN_DATABASE_URL"),
+        help="superuser URL of the target database (env GPUFLEET_ADMIN_DATABASE_URL)",
+    )
     parser.add_argument("--service", default="all", choices=("all", *SERVICES))
     parser.add_argument("--create-database", action="store_true")
     args = parser.parse_args(argv)

@@ -111,7 +111,7 @@ class OutboxRelay:
                     if client is not None:
                         try:
                             await client.stop()
-                        except Exception:  # noqa: BLE001
+                        except Exception:
                             pass
                 producer = probe = None
                 await asyncio.sleep(1.0)
@@ -123,7 +123,11 @@ class OutboxRelay:
         """Publish up to ``batch_size`` rows; returns how many. At-least-once: a crash between send
         and commit re-sends those rows on the next run."""
         async with self.db.transaction(system=True) as session:
-            got = (await session.execute(text("SELECT pg_try_advisory_xact_lock(hashtext(:k))"), {"k": self._lock_key})).scalar()
+            got = (
+                await session.execute(
+                    text("SELECT pg_try_advisory_xact_lock(hashtext(:k))"), {"k": self._lock_key}
+                )
+            ).scalar()
             if not got:
                 return 0
             rows = (
@@ -176,4 +180,6 @@ class OutboxRelay:
                 )
                 await ensure_topics(self.kafka, self.publishes)
             await ensure_topics(self.kafka, (self.marker_topic,), partitions=1)
-            await producer.send_and_wait(self.marker_topic, value=b"{}", key=self.db.schema.encode(), partition=0)
+            await producer.send_and_wait(
+                self.marker_topic, value=b"{}", key=self.db.schema.encode(), partition=0
+            )

@@ -28,7 +28,9 @@ def load_settings(cls: type[BaseServiceSettings]) -> BaseServiceSettings:
         sys.exit(f"invalid configuration: {problems}")
 
 
-def run(service: str, settings: BaseServiceSettings, main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+def run(
+    service: str, settings: BaseServiceSettings, main: Callable[[asyncio.Event], Awaitable[None]]
+) -> None:
     """Run ``main(stop)`` until SIGINT/SIGTERM sets ``stop``; ``main`` returns after a clean shutdown."""
     configure_logging(service, settings.log_level, settings.log_format)
     configure_tracing(service, settings.otel_exporter)

@@ -41,8 +41,5 @@ def inject() -> dict[str, str]:
 
 def extract(carrier: Mapping[str, str] | Iterable[tuple[str, str | bytes]]) -> context.Context:
     if not isinstance(carrier, Mapping):
-        carrier = {
-            k.lower(): (v.decode() if isinstance(v, bytes | bytearray) else v)
-            for k, v in carrier
-        }
+        carrier = {k.lower(): (v.decode() if isinstance(v, bytes | bytearray) else v) for k, v in carrier}
     return propagate.extract(dict(carrier))

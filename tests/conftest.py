@@ -17,7 +17,6 @@ from shared.embedded.postgres import EmbeddedPostgres
 from shared.migrate import migrate_service, role_name
 
 
-
 @pytest.fixture(scope="session")
 def state_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="gpufleet-test-"))

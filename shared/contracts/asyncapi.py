@@ -15,12 +15,17 @@ from shared.contracts import CATALOG, topics
 
 DESCRIPTIONS = {
     topics.JOBS: "Public. Every job lifecycle change, with a full snapshot of the job. Key: job id. "
-                 "Partition order = the job's order of events.",
+    "Partition order = the job's order of events.",
     topics.COSTS: "Public. One cost record per finished job that held GPUs. Key: job id.",
     topics.FLEET: "Internal. GPU inventory and health changes from the fleet service. Key: GPU id.",
     topics.METRICS: "Internal. GPU metric samples, one record per node per sampling tick. Key: node id.",
 }
-PRODUCERS = {topics.JOBS: "scheduler", topics.COSTS: "billing", topics.FLEET: "fleet", topics.METRICS: "agent"}
+PRODUCERS = {
+    topics.JOBS: "scheduler",
+    topics.COSTS: "billing",
+    topics.FLEET: "fleet",
+    topics.METRICS: "agent",
+}
 
 CLOUDEVENTS_HEADERS: dict[str, Any] = {
     "type": "object",
@@ -28,20 +33,36 @@ CLOUDEVENTS_HEADERS: dict[str, Any] = {
     "required": ["ce_specversion", "ce_id", "ce_source", "ce_type", "content-type"],
     "properties": {
         "ce_specversion": {"type": "string", "const": "1.0"},
-        "ce_id": {"type": "string", "format": "uuid", "description": "Unique per event; consumers deduplicate on it."},
+        "ce_id": {
+            "type": "string",
+            "format": "uuid",
+            "description": "Unique per event; consumers deduplicate on it.",
+        },
         "ce_source": {"type": "string", "description": "Producing service, e.g. gpufleet/scheduler."},
         "ce_type": {"type": "string"},
         "ce_time": {"type": "string", "format": "date-time"},
-        "ce_subject": {"type": "string", "description": "The entity the event is about (job id, GPU id, node id)."},
-        "ce_organizationid": {"type": "string", "format": "uuid", "description": "Tenant of the event, when it has one."},
+        "ce_subject": {
+            "type": "string",
+            "description": "The entity the event is about (job id, GPU id, node id).",
+        },
+        "ce_organizationid": {
+            "type": "string",
+            "format": "uuid",
+            "description": "Tenant of the event, when it has one.",
+        },
         "content-type": {"type": "string", "const": "application/json"},
-        "traceparent": {"type": "string", "description": "W3C trace context of the change that caused the event."},
+        "traceparent": {
+            "type": "string",
+            "description": "W3C trace context of the change that caused the event.",
+        },
     },
 }
 
 
 def _message_name(event_type: str) -> str:
-    return "".join(part.capitalize() for part in event_type.replace("gpufleet.", "").replace("_", ".").split("."))
+    return "".join(
+        part.capitalize() for part in event_type.replace("gpufleet.", "").replace("_", ".").split(".")
+    )
 
 
 def build() -> dict[str, Any]:
@@ -93,7 +114,11 @@ def build() -> dict[str, Any]:
         },
         "defaultContentType": "application/json",
         "servers": {
-            "local": {"host": "127.0.0.1:59092", "protocol": "kafka", "description": "make dev (embedded broker)"},
+            "local": {
+                "host": "127.0.0.1:59092",
+                "protocol": "kafka",
+                "description": "make dev (embedded broker)",
+            },
         },
         "channels": channels,
         "operations": operations,

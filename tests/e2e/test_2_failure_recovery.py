@@ -1,0 +1,62 @@
+"""Crashes and a broker that loses everything: no job, cost or notification is lost or counted twice."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.helpers import client, eventually, wait_status
+
+pytestmark = pytest.mark.e2e
+
+
+async def _costs_by_job(api) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    cursor = None
+    while True:
+        params = {"limit": 200, **({"cursor": cursor} if cursor else {})}
+        page = (await api.get("/costs", params=params)).json()
+        for cost in page["costs"]:
+            counts[cost["job_id"]] = counts.get(cost["job_id"], 0) + 1
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return counts
+
+
+async def test_billing_crash_loses_no_cost(stack, orgs):
+    stack.processes["billing"].kill()  # SIGKILL: no clean shutdown
+    async with client(stack, orgs["a"]) as api:
+        job = (await api.post("/jobs", json={"command": "echo billed-later", "gpu_count": 1})).json()
+        await wait_status(api, job["id"], {"succeeded"})
+        stack.processes["billing"].start()
+        await stack.wait_ready(names=("billing",))
+        await eventually(lambda: _has_cost(api, job["id"]))
+        assert (await _costs_by_job(api))[job["id"]] == 1
+
+
+async def test_agent_crash_fails_the_running_job_and_frees_its_gpu(stack, orgs):
+    async with client(stack, orgs["a"]) as api:
+        job = (await api.post("/jobs", json={"command": "sleep 30", "gpu_count": 2})).json()
+        await wait_status(api, job["id"], {"running"})
+        stack.processes["agent"].kill()
+        stack.processes["agent"].start()
+        lost = await wait_status(api, job["id"], {"failed", "succeeded", "cancelled"}, timeout=60)
+        assert lost["status"] == "failed" and "lost" in (lost["error_message"] or "")
+        nxt = (await api.post("/jobs", json={"command": "echo after-crash", "gpu_count": 2})).json()
+        assert (await wait_status(api, nxt["id"], {"succeeded", "failed"}))["status"] == "succeeded"
+
+
+async def test_broker_restart_replays_without_double_counting(stack, orgs, kafka):
+    async with client(stack, orgs["a"]) as api:
+        before = await _costs_by_job(api)
+        kafka.stop()  # the embedded broker keeps everything in memory: all topics and offsets are gone
+        kafka.start()
+        job = (await api.post("/jobs", json={"command": "echo after-broker-restart", "gpu_count": 1})).json()
+        done = await wait_status(api, job["id"], {"succeeded", "failed"}, timeout=120)
+        assert done["status"] == "succeeded"
+        await eventually(lambda: _has_cost(api, job["id"]), timeout=60)
+        after = await _costs_by_job(api)
+        assert after == {**before, job["id"]: 1}  # replayed job events were not billed twice
+
+
+async def _has_cost(api, job_id: str) -> bool:
+    return (await api.get(f"/jobs/{job_id}/cost")).status_code == 200

@@ -1,0 +1,81 @@
+"""SQLModel tables of the ``fleet`` schema (migrations/fleet/*.sql is the source of truth for DDL)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Column, Numeric, Text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlmodel import Field, SQLModel
+
+SCHEMA_VERSION = 1  # the highest file in migrations/fleet
+
+
+class GpuTypeRow(SQLModel, table=True):
+    __tablename__ = "gpu_types"
+    __table_args__ = {"schema": "fleet"}
+
+    name: str = Field(primary_key=True)
+    vendor: str
+    model: str
+    memory_mb: int
+    nvml_names: list[str] = Field(sa_column=Column(ARRAY(Text), nullable=False))
+    reference_price_per_hour: Decimal = Field(sa_column=Column(Numeric(10, 4), nullable=False))
+    spot_price_per_hour: Decimal | None = Field(default=None, sa_column=Column(Numeric(10, 4)))
+    tdp_watts: int | None = None
+    is_active: bool = True
+    description: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class NodeRow(SQLModel, table=True):
+    __tablename__ = "nodes"
+    __table_args__ = {"schema": "fleet"}
+
+    id: UUID = Field(primary_key=True)
+    hostname: str
+    provider: str
+    gpu_backend: str
+    driver_version: str | None = None
+    agent_version: str | None = None
+    organization_id: UUID | None = None
+    is_spot: bool = False
+    status: str = "online"
+    last_heartbeat: datetime
+    registered_at: datetime
+    updated_at: datetime
+
+
+class GpuRow(SQLModel, table=True):
+    __tablename__ = "gpu_resources"
+    __table_args__ = {"schema": "fleet"}
+
+    id: UUID = Field(primary_key=True)
+    node_id: UUID = Field(foreign_key="fleet.nodes.id")
+    uuid: str
+    device_index: int
+    organization_id: UUID | None = None
+    name: str
+    gpu_type: str
+    provider: str
+    provider_id: str | None = None
+    status: str = "available"
+    memory_total: int  # MB
+    memory_allocated: int = 0  # MB
+    capabilities: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+    cost_per_hour: Decimal = Field(sa_column=Column(Numeric(10, 4), nullable=False))
+    is_spot: bool = False
+    spot_request_id: str | None = None
+    termination_time: datetime | None = None
+    in_use: bool = False
+    current_job_id: UUID | None = None
+    metadata_: dict[str, Any] | None = Field(default=None, sa_column=Column("metadata", JSONB))
+    revision: int = 0
+    reported: bool = True
+    last_active: datetime
+    created_at: datetime
+    updated_at: datetime

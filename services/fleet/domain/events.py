@@ -1,0 +1,48 @@
+"""Events the fleet domain records. They carry health and inventory, never allocation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class GpuSnapshot:
+    """A GPU as other services may know it (no job ids, no allocation bookkeeping)."""
+
+    gpu_id: UUID
+    node_id: UUID
+    node_name: str
+    index: int
+    uuid: str
+    name: str
+    gpu_type: str
+    memory_total_mb: int
+    cost_per_hour: Decimal
+    provider: str
+    is_spot: bool
+    organization_id: UUID | None
+    status: str  # the published (health) status; see Gpu.published_status
+    revision: int
+    changed_at: datetime
+
+
+@dataclass(frozen=True)
+class GpuRegistered:
+    """A GPU appeared or its inventory facts changed (type, price, owner, node, ...)."""
+
+    gpu: GpuSnapshot
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class GpuStatusChanged:
+    """A GPU's health changed: unhealthy, offline, or back."""
+
+    gpu: GpuSnapshot
+    reason: str | None = None
+
+
+GpuEvent = GpuRegistered | GpuStatusChanged

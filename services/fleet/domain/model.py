@@ -1,0 +1,265 @@
+"""Nodes and their GPUs: registration rules and the GPU status machine.
+
+Status of a GPU (``gpu_resources.status``):
+
+* ``available`` / ``allocated``: healthy; ``allocated`` while a job holds it (fleet mirrors the
+  scheduler's job events for its own inventory view).
+* ``unhealthy``: its agent says so; ``offline``: its node stopped heart-beating or no longer reports it.
+* ``draining``: administrative; survives restarts and health changes that would otherwise make it usable.
+
+Only health/inventory changes are published. Allocation is the scheduler's business, so a published
+snapshot never says ``allocated`` (see :meth:`Gpu.published_status`): otherwise a consumer's copy could
+stay ``allocated`` after the job ended, since releases are not published.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+from uuid import UUID, uuid4
+
+from shared.errors import InvalidArgument
+
+from .events import GpuEvent, GpuRegistered, GpuSnapshot, GpuStatusChanged
+
+GpuStatus = Literal["available", "allocated", "draining", "unhealthy", "offline"]
+GPU_STATUSES: tuple[str, ...] = ("available", "allocated", "draining", "unhealthy", "offline")
+GPU_BACKENDS: tuple[str, ...] = ("nvml", "simulated")
+DEFAULT_PROVIDER = "on-prem"
+
+
+@dataclass(frozen=True)
+class ReportedGpu:
+    """One GPU as an agent reports it."""
+
+    index: int
+    uuid: str
+    model: str
+    memory_total_mb: int
+
+
+@dataclass(frozen=True)
+class NodeRegistration:
+    hostname: str
+    provider: str
+    gpu_backend: str
+    driver_version: str | None
+    agent_version: str | None
+    organization_id: UUID | None
+    is_spot: bool
+    gpus: tuple[ReportedGpu, ...]
+
+    def validated(self) -> NodeRegistration:
+        """The registration with whitespace trimmed and defaults filled, or :class:`InvalidArgument`."""
+        hostname = self.hostname.strip()
+        if not hostname:
+            raise InvalidArgument("hostname is required", field="hostname")
+        if len(hostname) > 253:
+            raise InvalidArgument("hostname is longer than 253 characters", field="hostname")
+        if self.gpu_backend not in GPU_BACKENDS:
+            raise InvalidArgument(f"gpu_backend must be one of {', '.join(GPU_BACKENDS)}", field="gpu_backend")
+        if not self.gpus:
+            raise InvalidArgument("a node must report at least one GPU", field="gpus")
+        seen_index: set[int] = set()
+        seen_uuid: set[str] = set()
+        gpus = []
+        for n, gpu in enumerate(self.gpus):
+            where = f"gpus[{n}]"
+            uuid = gpu.uuid.strip()
+            if gpu.index < 0:
+                raise InvalidArgument(f"{where}.index must not be negative", field=f"{where}.index")
+            if gpu.index in seen_index:
+                raise InvalidArgument(f"{where}.index {gpu.index} is reported twice", field=f"{where}.index")
+            if not uuid:
+                raise InvalidArgument(f"{where}.uuid is required", field=f"{where}.uuid")
+            if uuid in seen_uuid:
+                raise InvalidArgument(f"{where}.uuid is reported twice", field=f"{where}.uuid")
+            if gpu.memory_total_mb <= 0:
+                raise InvalidArgument(f"{where}.memory_total_mb must be positive", field=f"{where}.memory_total_mb")
+            seen_index.add(gpu.index)
+            seen_uuid.add(uuid)
+            gpus.append(replace(gpu, uuid=uuid, model=gpu.model.strip()))
+        return replace(
+            self,
+            hostname=hostname,
+            provider=self.provider.strip() or DEFAULT_PROVIDER,
+            driver_version=(self.driver_version or "").strip() or None,
+            agent_version=(self.agent_version or "").strip() or None,
+            gpus=tuple(gpus),
+        )
+
+
+def gpu_name(hostname: str, index: int) -> str:
+    return f"{hostname}-gpu{index}"
+
+
+@dataclass
+class Node:
+    id: UUID
+    hostname: str
+    provider: str
+    gpu_backend: str
+    driver_version: str | None
+    agent_version: str | None
+    organization_id: UUID | None
+    is_spot: bool
+    status: Literal["online", "offline"]
+    last_heartbeat: datetime
+
+    @classmethod
+    def register(cls, reg: NodeRegistration, now: datetime, existing: Node | None) -> Node:
+        """The node after (re-)registering: same id for the same hostname, online, heard from now."""
+        return cls(
+            id=existing.id if existing else uuid4(),
+            hostname=reg.hostname,
+            provider=reg.provider,
+            gpu_backend=reg.gpu_backend,
+            driver_version=reg.driver_version,
+            agent_version=reg.agent_version,
+            organization_id=reg.organization_id,
+            is_spot=reg.is_spot,
+            status="online",
+            last_heartbeat=now,
+        )
+
+
+@dataclass
+class Gpu:
+    id: UUID
+    node_id: UUID
+    node_name: str
+    index: int
+    uuid: str
+    name: str
+    gpu_type: str
+    memory_total_mb: int
+    cost_per_hour: Decimal
+    provider: str
+    is_spot: bool
+    organization_id: UUID | None
+    status: GpuStatus = "available"
+    in_use: bool = False
+    memory_allocated_mb: int = 0
+    current_job_id: UUID | None = None
+    revision: int = 0
+    # False once its node re-registered without it (card removed or not enumerated): it stays offline
+    # until reported again, whatever the node's heartbeats say.
+    reported: bool = True
+    last_active: datetime | None = None
+    events: list[GpuEvent] = field(default_factory=list, compare=False, repr=False)
+
+    # -- inventory -------------------------------------------------------------------------------
+
+    def _inventory(self) -> tuple:
+        return (self.node_id, self.node_name, self.index, self.name, self.gpu_type, self.memory_total_mb,
+                self.cost_per_hour, self.provider, self.is_spot, self.organization_id, self.published_status)
+
+    @classmethod
+    def register(cls, node: Node, reported: ReportedGpu, gpu_type: str, cost_per_hour: Decimal,
+                 now: datetime, existing: Gpu | None) -> Gpu:
+        """A GPU after its node (re-)registered. It keeps its id (found by vendor uuid); it becomes
+        usable again unless a job holds it or an operator drains it. Records ``GpuRegistered`` when
+        it is new or anything others know about it changed."""
+        gpu = existing or cls(
+            id=uuid4(), node_id=node.id, node_name=node.hostname, index=reported.index, uuid=reported.uuid,
+            name="", gpu_type=gpu_type, memory_total_mb=reported.memory_total_mb, cost_per_hour=cost_per_hour,
+            provider=node.provider, is_spot=node.is_spot, organization_id=node.organization_id,
+        )
+        before = None if existing is None else existing._inventory()
+        gpu.node_id, gpu.node_name, gpu.index = node.id, node.hostname, reported.index
+        gpu.name = gpu_name(node.hostname, reported.index)
+        gpu.gpu_type, gpu.cost_per_hour, gpu.memory_total_mb = gpu_type, cost_per_hour, reported.memory_total_mb
+        gpu.provider, gpu.is_spot, gpu.organization_id = node.provider, node.is_spot, node.organization_id
+        if gpu.status in ("unhealthy", "offline"):
+            gpu.status = gpu._healthy_status()
+        gpu.reported = True
+        gpu.last_active = now
+        if before != gpu._inventory():
+            gpu._record(GpuRegistered, now, "registered" if existing is None else "node re-registered")
+        return gpu
+
+    # -- health ----------------------------------------------------------------------------------
+
+    def _healthy_status(self) -> GpuStatus:
+        return "allocated" if self.in_use else "available"
+
+    @property
+    def published_status(self) -> str:
+        """The status other services see: health only (``allocated`` reads as ``available``)."""
+        return "available" if self.status == "allocated" else self.status
+
+    def apply_health_report(self, unhealthy: bool, now: datetime) -> bool:
+        """Its node is alive and says whether this GPU is healthy; True when the status changed.
+
+        The report is the whole truth: a GPU not reported unhealthy is healthy again, and an offline
+        GPU of a live node is back, except a card the node stopped reporting at registration."""
+        if not self.reported:
+            return False
+        if unhealthy:
+            if self.status == "unhealthy":
+                return False
+            return self._change_status("unhealthy", now, "reported unhealthy by its agent")
+        if self.status not in ("unhealthy", "offline"):
+            return False
+        reason = "node back online" if self.status == "offline" else "reported healthy by its agent"
+        return self._change_status(self._healthy_status(), now, reason)
+
+    def mark_offline(self, now: datetime, reason: str) -> bool:
+        if self.status == "offline":
+            return False
+        return self._change_status("offline", now, reason)
+
+    def detach(self, now: datetime) -> bool:
+        """Its node re-registered without it."""
+        was_reported, self.reported = self.reported, False
+        return self.mark_offline(now, "no longer reported by its node") or was_reported
+
+    def _change_status(self, status: GpuStatus, now: datetime, reason: str) -> bool:
+        published_before = self.published_status
+        self.status = status
+        if self.published_status != published_before:
+            self._record(GpuStatusChanged, now, reason)
+        return True
+
+    # -- allocation (mirrors the scheduler; never published) --------------------------------------
+
+    def occupy(self, job_id: UUID, memory_mb: int, now: datetime) -> bool:
+        if self.in_use and self.current_job_id == job_id:
+            return False
+        self.in_use, self.current_job_id = True, job_id
+        self.memory_allocated_mb = min(max(memory_mb, 0), self.memory_total_mb)
+        if self.status == "available":
+            self.status = "allocated"
+        self.last_active = now
+        return True
+
+    def release(self, job_id: UUID, now: datetime) -> bool:
+        """Free the GPU if ``job_id`` holds it; a stale release (another job holds it now) is ignored."""
+        if self.current_job_id != job_id:
+            return False
+        self.in_use, self.current_job_id, self.memory_allocated_mb = False, None, 0
+        if self.status == "allocated":
+            self.status = "available"
+        self.last_active = now
+        return True
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def _record(self, kind: type[GpuRegistered] | type[GpuStatusChanged], now: datetime, reason: str) -> None:
+        self.revision += 1
+        self.events.append(kind(self.snapshot(now), reason))
+
+    def snapshot(self, now: datetime) -> GpuSnapshot:
+        return GpuSnapshot(
+            gpu_id=self.id, node_id=self.node_id, node_name=self.node_name, index=self.index, uuid=self.uuid,
+            name=self.name, gpu_type=self.gpu_type, memory_total_mb=self.memory_total_mb,
+            cost_per_hour=self.cost_per_hour, provider=self.provider, is_spot=self.is_spot,
+            organization_id=self.organization_id, status=self.published_status, revision=self.revision,
+            changed_at=now,
+        )
+
+    def pull_events(self) -> list[GpuEvent]:
+        out, self.events = self.events, []
+        return out

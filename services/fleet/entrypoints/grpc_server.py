@@ -1,0 +1,99 @@
+"""gRPC servicers: translate wire messages to commands and results back. No business branching here."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import grpc
+from gpufleet.v1 import common_pb2, fleet_pb2, fleet_pb2_grpc
+
+from shared.errors import InvalidArgument, Unauthenticated
+from shared.grpc import Authenticator, grpc_service, require_agent
+from shared.wire import dec, opt, ts, uuid_arg
+
+from ..bootstrap import FleetApp
+from ..domain.catalog import GpuType
+from ..domain.model import Gpu, NodeRegistration, ReportedGpu
+from ..service_layer import commands, handlers
+
+
+def _gpu(gpu: Gpu) -> fleet_pb2.Gpu:
+    # current_job_id and memory bookkeeping stay inside fleet: a tenant must not learn other jobs' ids.
+    return fleet_pb2.Gpu(
+        id=str(gpu.id), name=gpu.name, gpu_type=gpu.gpu_type, node_id=str(gpu.node_id), node_name=gpu.node_name,
+        index=gpu.index, uuid=gpu.uuid, memory_total_mb=gpu.memory_total_mb, status=gpu.status, in_use=gpu.in_use,
+        cost_per_hour=dec(gpu.cost_per_hour), provider=gpu.provider, is_spot=gpu.is_spot,
+        dedicated=gpu.organization_id is not None, last_active=ts(gpu.last_active),
+    )
+
+
+def _gpu_type(t: GpuType) -> fleet_pb2.GpuType:
+    return fleet_pb2.GpuType(name=t.name, vendor=t.vendor, model=t.model, memory_mb=t.memory_mb,
+                             reference_price_per_hour=dec(t.reference_price_per_hour))
+
+
+def _tenant(principal: common_pb2.Principal) -> UUID:
+    try:
+        return UUID(principal.organization_id)
+    except ValueError as exc:  # identity answered without an organization: treat as no credentials
+        raise Unauthenticated("the API key has no organization") from exc
+
+
+def _optional_uuid(value: str, field: str) -> UUID | None:
+    return uuid_arg(value, field) if value else None
+
+
+@grpc_service
+class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
+    def __init__(self, app: FleetApp, auth: Authenticator) -> None:
+        self.app, self.auth = app, auth
+
+    async def ListGpus(self, request: fleet_pb2.ListGpusRequest, context: grpc.aio.ServicerContext
+                       ) -> fleet_pb2.ListGpusResponse:
+        principal = await self.auth.principal(context)
+        query = commands.ListGpus(organization_id=_tenant(principal),
+                                  status=opt(request.status), gpu_type=opt(request.gpu_type))
+        gpus = await handlers.list_gpus(query, self.app.uow)
+        return fleet_pb2.ListGpusResponse(gpus=[_gpu(g) for g in gpus])
+
+    async def ListGpuTypes(self, request: common_pb2.Empty, context: grpc.aio.ServicerContext
+                           ) -> fleet_pb2.ListGpuTypesResponse:
+        principal = await self.auth.principal(context)
+        types = await handlers.list_gpu_types(self.app.uow, _tenant(principal))
+        return fleet_pb2.ListGpuTypesResponse(gpu_types=[_gpu_type(t) for t in types])
+
+
+@grpc_service
+class NodeRegistryServicer(fleet_pb2_grpc.NodeRegistryServiceServicer):
+    def __init__(self, app: FleetApp, agent_token: str) -> None:
+        self.app, self._agent_token = app, agent_token
+
+    async def RegisterNode(self, request: fleet_pb2.RegisterNodeRequest, context: grpc.aio.ServicerContext
+                           ) -> fleet_pb2.RegisterNodeResponse:
+        require_agent(context, self._agent_token)
+        registration = NodeRegistration(
+            hostname=request.hostname, provider=request.provider, gpu_backend=request.gpu_backend,
+            driver_version=opt(request.driver_version), agent_version=opt(request.agent_version),
+            organization_id=_optional_uuid(request.organization_id, "organization_id"),
+            is_spot=request.is_spot,
+            gpus=tuple(ReportedGpu(index=g.index, uuid=g.uuid, model=g.model, memory_total_mb=g.memory_total_mb)
+                       for g in request.gpus),
+        )
+        done = await handlers.register_node(commands.RegisterNode(registration), self.app.uow, self.app.policy)
+        return fleet_pb2.RegisterNodeResponse(
+            node_id=str(done.node_id),
+            gpus=[fleet_pb2.RegisteredGpu(index=g.index, gpu_id=str(g.gpu_id), gpu_type=g.gpu_type,
+                                          cost_per_hour=dec(g.cost_per_hour)) for g in done.gpus],
+            heartbeat_interval_seconds=done.heartbeat_interval_seconds,
+        )
+
+    async def Heartbeat(self, request: fleet_pb2.HeartbeatRequest, context: grpc.aio.ServicerContext
+                        ) -> fleet_pb2.HeartbeatResponse:
+        require_agent(context, self._agent_token)
+        if not request.node_id:
+            raise InvalidArgument("node_id is required", field="node_id")
+        cmd = commands.Heartbeat(
+            node_id=uuid_arg(request.node_id, "node_id"),
+            unhealthy_gpu_ids=frozenset(uuid_arg(g, "unhealthy_gpu_ids") for g in request.unhealthy_gpu_ids),
+        )
+        return fleet_pb2.HeartbeatResponse(known=await handlers.heartbeat(cmd, self.app.uow))

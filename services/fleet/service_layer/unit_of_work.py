@@ -1,0 +1,59 @@
+"""The unit of work the handlers depend on; adapters/repository.py implements it over PostgreSQL and
+tests implement it in memory. One unit = one transaction: the changes, the events recorded by the
+GPUs it saved (into the outbox) and consumer claims commit together or not at all."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from ..domain.catalog import GpuType
+from ..domain.model import Gpu, Node
+
+
+class FleetUnitOfWork(Protocol):
+    async def now(self) -> datetime:
+        """The clock of record (the database's, so every replica agrees)."""
+
+    async def catalog(self, *, active_only: bool = False) -> list[GpuType]: ...
+
+    async def node_by_hostname(self, hostname: str) -> Node | None:
+        """Locked for update when found."""
+
+    async def node(self, node_id: UUID) -> Node | None:
+        """Locked for update when found."""
+
+    async def save_node(self, node: Node) -> None: ...
+
+    async def stale_nodes(self, heard_before: datetime, limit: int) -> list[Node]:
+        """Online nodes last heard before ``heard_before``, locked (skipping rows others hold)."""
+
+    async def gpus_of_node(self, node_id: UUID) -> list[Gpu]:
+        """Locked for update."""
+
+    async def gpus_of_node_or_uuid(self, node_id: UUID, uuids: Sequence[str]) -> list[Gpu]:
+        """The node's GPUs and any GPU with one of these vendor uuids (a card moved between nodes),
+        locked for update in one statement (one lock order, no deadlock with the job consumer)."""
+
+    async def gpus_by_id(self, gpu_ids: Sequence[UUID]) -> list[Gpu]:
+        """Locked for update."""
+
+    async def gpus_of_job(self, job_id: UUID) -> list[Gpu]:
+        """Locked for update."""
+
+    async def save_gpu(self, gpu: Gpu) -> None:
+        """Write the GPU and add the events it recorded to the outbox (same transaction)."""
+
+    async def visible_gpus(self, status: str | None, gpu_type: str | None) -> list[Gpu]:
+        """GPUs the unit's tenant may see (shared pool and its own), ordered by node and index."""
+
+    async def claim(self, consumer: str, event_id: UUID) -> bool:
+        """False when ``consumer`` has processed ``event_id`` before."""
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, *, org_id: UUID | None = None, system: bool = False
+                 ) -> AbstractAsyncContextManager[FleetUnitOfWork]: ...

@@ -1,0 +1,85 @@
+"""Fleet in-process: its gRPC servicers on a free port over the real PostgreSQL, with a fake identity."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from uuid import UUID, uuid4
+
+import grpc
+import pytest
+from gpufleet.v1 import common_pb2, fleet_pb2_grpc, identity_pb2_grpc
+
+from services.fleet.bootstrap import FleetApp, bootstrap
+from services.fleet.config import FleetSettings
+from services.fleet.entrypoints.grpc_server import FleetServicer, NodeRegistryServicer
+from shared.db import Database
+from shared.embedded.postgres import free_port
+from shared.grpc import Authenticator, channel, serve
+
+AGENT_TOKEN = "test-agent-token"
+
+
+class FakeIdentity(identity_pb2_grpc.IdentityServiceServicer):
+    """Identity's Authenticate only: a test key maps to a principal of its organization."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, common_pb2.Principal] = {}
+
+    def new_key(self, organization_id: UUID | None = None) -> str:
+        key = f"gpf_test_{uuid4().hex}"
+        self.keys[key] = common_pb2.Principal(organization_id=str(organization_id or uuid4()), user_id=str(uuid4()),
+                                              role="member", api_key_id=str(uuid4()))
+        return key
+
+    async def Authenticate(self, request, context):  # type: ignore[no-untyped-def]
+        principal = self.keys.get(request.api_key)
+        if principal is None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid API key")
+        return principal
+
+
+@dataclass
+class Fleet:
+    app: FleetApp
+    db: Database
+    settings: FleetSettings
+    identity: FakeIdentity
+    registry: fleet_pb2_grpc.NodeRegistryServiceStub
+    inventory: fleet_pb2_grpc.FleetServiceStub
+
+
+@pytest.fixture(scope="session")
+async def identity() -> AsyncIterator[tuple[FakeIdentity, str]]:
+    fake = FakeIdentity()
+    target = f"127.0.0.1:{free_port()}"
+    server, _ = await serve(target, [(identity_pb2_grpc.add_IdentityServiceServicer_to_server, fake)],
+                            ["gpufleet.v1.IdentityService"])
+    yield fake, target
+    await server.stop(None)
+
+
+@pytest.fixture(scope="session")
+async def fleet(migrate_schema, identity) -> AsyncIterator[Fleet]:
+    fake, identity_target = identity
+    url = await migrate_schema("fleet")
+    settings = FleetSettings(
+        fleet_database_url=url, kafka_bootstrap_servers="127.0.0.1:1", agent_token=AGENT_TOKEN,
+        identity_grpc_target=identity_target, fleet_unknown_gpu_price_per_hour="0.1500",
+        fleet_heartbeat_interval_seconds=7,
+    )
+    db = Database(url, "fleet", pool_size=4)
+    app = bootstrap(settings, db)
+    auth = Authenticator(identity_target, ttl=0)
+    target = f"127.0.0.1:{free_port()}"
+    server, _ = await serve(target, [
+        (fleet_pb2_grpc.add_FleetServiceServicer_to_server, FleetServicer(app, auth)),
+        (fleet_pb2_grpc.add_NodeRegistryServiceServicer_to_server, NodeRegistryServicer(app, AGENT_TOKEN)),
+    ], ["gpufleet.v1.FleetService", "gpufleet.v1.NodeRegistryService"])
+    client = channel(target)
+    yield Fleet(app, db, settings, fake, fleet_pb2_grpc.NodeRegistryServiceStub(client),
+                fleet_pb2_grpc.FleetServiceStub(client))
+    await client.close()
+    await server.stop(None)
+    await auth.close()
+    await db.dispose()

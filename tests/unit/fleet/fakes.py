@@ -1,0 +1,102 @@
+"""An in-memory unit of work: the handlers' seam, without PostgreSQL."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from services.fleet.domain.catalog import GpuType
+from services.fleet.domain.events import GpuEvent
+from services.fleet.domain.model import Gpu, Node
+
+
+class FakeStore:
+    def __init__(self, catalog: list[GpuType]) -> None:
+        self.types = catalog
+        self.nodes: dict[UUID, Node] = {}
+        self.gpus: dict[UUID, Gpu] = {}
+        self.published: list[GpuEvent] = []
+        self.claimed: set[tuple[str, UUID]] = set()
+        self.clock = datetime(2025, 1, 1, tzinfo=UTC)
+        self.units: list[dict] = []
+
+    def advance(self, seconds: float) -> None:
+        self.clock += timedelta(seconds=seconds)
+
+    @asynccontextmanager
+    async def __call__(self, *, org_id: UUID | None = None, system: bool = False) -> AsyncIterator[FakeUnit]:
+        assert org_id is not None or system
+        self.units.append({"org_id": org_id, "system": system})
+        unit = FakeUnit(self, org_id, system)
+        yield unit
+        unit.commit()  # only reached without an exception: a failing unit leaves no trace
+
+
+class FakeUnit:
+    def __init__(self, store: FakeStore, org_id: UUID | None, system: bool) -> None:
+        self.store, self.org_id, self.system = store, org_id, system
+        self.nodes: dict[UUID, Node] = {}
+        self.gpus: dict[UUID, Gpu] = {}
+        self.events: list[GpuEvent] = []
+        self.claims: set[tuple[str, UUID]] = set()
+
+    def commit(self) -> None:
+        self.store.nodes.update(self.nodes)
+        self.store.gpus.update(self.gpus)
+        self.store.published.extend(self.events)
+        self.store.claimed |= self.claims
+
+    def _copies(self, gpus: list[Gpu]) -> list[Gpu]:
+        return sorted((copy.deepcopy(g) for g in gpus), key=lambda g: g.id)
+
+    async def now(self) -> datetime:
+        return self.store.clock
+
+    async def catalog(self, *, active_only: bool = False) -> list[GpuType]:
+        return [t for t in self.store.types if t.is_active or not active_only]
+
+    async def node_by_hostname(self, hostname: str) -> Node | None:
+        return next((copy.deepcopy(n) for n in self.store.nodes.values() if n.hostname == hostname), None)
+
+    async def node(self, node_id: UUID) -> Node | None:
+        return copy.deepcopy(self.store.nodes.get(node_id))
+
+    async def save_node(self, node: Node) -> None:
+        assert self.system, "writes are system only"
+        self.nodes[node.id] = copy.deepcopy(node)
+
+    async def stale_nodes(self, heard_before: datetime, limit: int) -> list[Node]:
+        stale = [n for n in self.store.nodes.values() if n.status == "online" and n.last_heartbeat < heard_before]
+        return [copy.deepcopy(n) for n in stale][:limit]
+
+    async def gpus_of_node(self, node_id: UUID) -> list[Gpu]:
+        return self._copies([g for g in self.store.gpus.values() if g.node_id == node_id])
+
+    async def gpus_of_node_or_uuid(self, node_id: UUID, uuids: Sequence[str]) -> list[Gpu]:
+        return self._copies([g for g in self.store.gpus.values() if g.node_id == node_id or g.uuid in uuids])
+
+    async def gpus_by_id(self, gpu_ids: Sequence[UUID]) -> list[Gpu]:
+        return self._copies([g for g in self.store.gpus.values() if g.id in gpu_ids])
+
+    async def gpus_of_job(self, job_id: UUID) -> list[Gpu]:
+        return self._copies([g for g in self.store.gpus.values() if g.current_job_id == job_id])
+
+    async def save_gpu(self, gpu: Gpu) -> None:
+        assert self.system, "writes are system only"
+        self.events.extend(gpu.pull_events())
+        self.gpus[gpu.id] = copy.deepcopy(gpu)
+
+    async def visible_gpus(self, status: str | None, gpu_type: str | None) -> list[Gpu]:
+        return [g for g in self.store.gpus.values()
+                if (self.system or g.organization_id in (None, self.org_id))
+                and (not status or g.status == status) and (not gpu_type or g.gpu_type == gpu_type)]
+
+    async def claim(self, consumer: str, event_id: UUID) -> bool:
+        key = (consumer, event_id)
+        if key in self.store.claimed or key in self.claims:
+            return False
+        self.claims.add(key)
+        return True

@@ -1,0 +1,167 @@
+"""Registration rules and the GPU status machine (plain objects, no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from uuid import uuid4
+
+import pytest
+
+from services.fleet.domain.events import GpuRegistered, GpuStatusChanged
+from services.fleet.domain.model import Gpu, Node, NodeRegistration, ReportedGpu
+from shared.errors import InvalidArgument
+
+NOW = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def registration(**overrides) -> NodeRegistration:
+    base = NodeRegistration(
+        hostname="node-a", provider="", gpu_backend="simulated", driver_version=" 550.54 ", agent_version="",
+        organization_id=None, is_spot=False,
+        gpus=(ReportedGpu(0, "GPU-aaa", "NVIDIA L4", 24576), ReportedGpu(1, "GPU-bbb", "NVIDIA L4", 24576)),
+    )
+    return replace(base, **overrides)
+
+
+def new_gpu(**overrides) -> Gpu:
+    reg = registration().validated()
+    node = Node.register(reg, NOW, None)
+    gpu = Gpu.register(node, reg.gpus[0], "l4", Decimal("0.7000"), NOW, None)
+    gpu.pull_events()
+    for key, value in overrides.items():
+        setattr(gpu, key, value)
+    return gpu
+
+
+def reregister(gpu: Gpu, price: str = "0.7000") -> Gpu:
+    """The same node (same id) registering the same card again."""
+    reg = registration().validated()
+    node = replace(Node.register(reg, NOW, None), id=gpu.node_id)
+    return Gpu.register(node, reg.gpus[0], "l4", Decimal(price), NOW, gpu)
+
+
+class TestRegistration:
+    def test_fills_defaults_and_trims(self) -> None:
+        reg = registration(hostname="  node-a ").validated()
+        assert (reg.hostname, reg.provider, reg.driver_version, reg.agent_version) == ("node-a", "on-prem", "550.54", None)
+
+    @pytest.mark.parametrize(
+        ("overrides", "field"),
+        [
+            ({"hostname": "  "}, "hostname"),
+            ({"gpu_backend": "cuda"}, "gpu_backend"),
+            ({"gpu_backend": ""}, "gpu_backend"),
+            ({"gpus": ()}, "gpus"),
+            ({"gpus": (ReportedGpu(0, "a", "m", 1), ReportedGpu(0, "b", "m", 1))}, "gpus[1].index"),
+            ({"gpus": (ReportedGpu(0, "a", "m", 1), ReportedGpu(1, "a", "m", 1))}, "gpus[1].uuid"),
+            ({"gpus": (ReportedGpu(0, "a", "m", 0),)}, "gpus[0].memory_total_mb"),
+            ({"gpus": (ReportedGpu(-1, "a", "m", 1),)}, "gpus[0].index"),
+            ({"gpus": (ReportedGpu(0, " ", "m", 1),)}, "gpus[0].uuid"),
+        ],
+    )
+    def test_rejects_bad_input_naming_the_field(self, overrides: dict, field: str) -> None:
+        with pytest.raises(InvalidArgument) as err:
+            registration(**overrides).validated()
+        assert err.value.field == field
+
+    def test_node_keeps_its_id_across_registrations(self) -> None:
+        first = Node.register(registration().validated(), NOW, None)
+        first.status = "offline"
+        again = Node.register(registration(agent_version="2").validated(), NOW, first)
+        assert again.id == first.id and again.status == "online" and again.agent_version == "2"
+
+
+class TestGpuRegistration:
+    def test_new_gpu_is_available_named_after_its_node_and_announced(self) -> None:
+        reg = registration(organization_id=uuid4()).validated()
+        node = Node.register(reg, NOW, None)
+        gpu = Gpu.register(node, reg.gpus[1], "l4", Decimal("0.7000"), NOW, None)
+        (event,) = gpu.pull_events()
+        assert isinstance(event, GpuRegistered)
+        assert (gpu.name, gpu.status, gpu.revision) == ("node-a-gpu1", "available", 1)
+        assert event.gpu.organization_id == reg.organization_id and event.gpu.revision == 1
+
+    def test_unchanged_reregistration_keeps_the_id_and_announces_nothing(self) -> None:
+        gpu = new_gpu()
+        again = reregister(gpu)
+        assert again.id == gpu.id and again.pull_events() == [] and again.revision == 1
+
+    def test_changed_price_is_announced_with_the_next_revision(self) -> None:
+        gpu = new_gpu()
+        reregister(gpu, "0.9000")
+        (event,) = gpu.pull_events()
+        assert event.gpu.cost_per_hour == Decimal("0.9000") and event.gpu.revision == 2
+
+    @pytest.mark.parametrize(("before", "in_use", "after"), [
+        ("offline", False, "available"), ("unhealthy", False, "available"), ("offline", True, "allocated"),
+        ("allocated", True, "allocated"), ("draining", False, "draining"),
+    ])
+    def test_reregistered_gpu_comes_back_usable_unless_held_or_drained(self, before: str, in_use: bool, after: str) -> None:
+        gpu = new_gpu(status=before, in_use=in_use)
+        reregister(gpu)
+        assert gpu.status == after
+
+
+class TestHealth:
+    def test_unhealthy_report_is_announced_once(self) -> None:
+        gpu = new_gpu()
+        assert gpu.apply_health_report(True, NOW)
+        assert not gpu.apply_health_report(True, NOW)
+        (event,) = gpu.pull_events()
+        assert isinstance(event, GpuStatusChanged) and event.gpu.status == "unhealthy"
+
+    def test_gpu_not_reported_unhealthy_recovers(self) -> None:
+        gpu = new_gpu(status="unhealthy")
+        assert gpu.apply_health_report(False, NOW) and gpu.status == "available"
+        assert gpu.pull_events()[0].gpu.status == "available"
+
+    def test_held_gpu_recovers_to_allocated_but_is_published_as_available(self) -> None:
+        gpu = new_gpu(status="offline", in_use=True, current_job_id=uuid4())
+        assert gpu.apply_health_report(False, NOW)
+        assert gpu.status == "allocated" and gpu.pull_events()[0].gpu.status == "available"
+
+    def test_offline_gpu_of_a_live_node_is_back(self) -> None:
+        gpu = new_gpu()
+        assert gpu.mark_offline(NOW, "missed heartbeats") and not gpu.mark_offline(NOW, "again")
+        assert gpu.apply_health_report(False, NOW) and gpu.status == "available"
+        assert [e.gpu.status for e in gpu.pull_events()] == ["offline", "available"]
+        assert gpu.revision == 3
+
+    def test_detached_gpu_stays_offline_whatever_heartbeats_say(self) -> None:
+        gpu = new_gpu()
+        assert gpu.detach(NOW) and gpu.status == "offline"
+        assert not gpu.apply_health_report(False, NOW) and not gpu.apply_health_report(True, NOW)
+        assert gpu.status == "offline"
+
+    def test_draining_is_left_alone_by_health_reports(self) -> None:
+        gpu = new_gpu(status="draining")
+        assert not gpu.apply_health_report(False, NOW) and gpu.status == "draining"
+
+
+class TestAllocation:
+    def test_occupy_and_release_are_not_published(self) -> None:
+        gpu, job = new_gpu(), uuid4()
+        assert gpu.occupy(job, 4096, NOW)
+        assert (gpu.status, gpu.in_use, gpu.current_job_id, gpu.memory_allocated_mb) == ("allocated", True, job, 4096)
+        assert not gpu.occupy(job, 4096, NOW)  # the same event again
+        assert gpu.release(job, NOW)
+        assert (gpu.status, gpu.in_use, gpu.current_job_id, gpu.memory_allocated_mb) == ("available", False, None, 0)
+        assert gpu.pull_events() == [] and gpu.revision == 1
+
+    def test_occupying_an_unhealthy_gpu_keeps_its_health_status(self) -> None:
+        gpu = new_gpu(status="unhealthy")
+        gpu.occupy(uuid4(), 100, NOW)
+        assert gpu.status == "unhealthy" and gpu.in_use
+
+    def test_release_by_another_job_is_ignored(self) -> None:
+        gpu, job = new_gpu(), uuid4()
+        gpu.occupy(job, 100, NOW)
+        assert not gpu.release(uuid4(), NOW)
+        assert gpu.in_use and gpu.current_job_id == job
+
+    def test_allocated_memory_never_exceeds_the_card(self) -> None:
+        gpu = new_gpu()
+        gpu.occupy(uuid4(), 10**9, NOW)
+        assert gpu.memory_allocated_mb == gpu.memory_total_mb

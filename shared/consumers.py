@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 from uuid import UUID
 
 from faststream import AckPolicy, Context
@@ -95,7 +96,7 @@ def subscribe(
         title=f"{group_id}:{topic}",
     )
     async def _consume(msg: KafkaMessage) -> None:
-        record = msg.raw_message
+        record: Any = msg.raw_message
         try:
             envelope = decode(record.headers, record.value, models)
         except MalformedEvent as exc:

@@ -172,11 +172,12 @@ class OutboxRelay:
                 result = await session.execute(
                     text("UPDATE outbox SET published_at = NULL WHERE published_at IS NOT NULL")
                 )
-            if result.rowcount:
+            replayed = getattr(result, "rowcount", 0)
+            if replayed:
                 self.replays += 1
                 log.warning(
                     "broker has no outbox marker (it lost its data); re-publishing retained events",
-                    extra={"schema": self.db.schema, "events": result.rowcount},
+                    extra={"schema": self.db.schema, "events": replayed},
                 )
                 await ensure_topics(self.kafka, self.publishes)
             await ensure_topics(self.kafka, (self.marker_topic,), partitions=1)

@@ -1,0 +1,104 @@
+"""The catalog of problem types the gateway answers with (RFC 9457), and how failures map onto them.
+
+One table decides the HTTP status of every failure: a gRPC status from a downstream service, a
+:class:`shared.errors.DomainError` raised in this process, or an HTTP-level failure (no route, wrong
+method). Plain data, no I/O: the entrypoints render what this module decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from http import HTTPStatus
+
+from shared.errors import ErrorCode
+
+PROBLEM_BASE = "https://gpufleet.dev/problems/"
+
+
+@dataclass(frozen=True)
+class ProblemType:
+    slug: str
+    title: str
+    status: int
+
+    @property
+    def type(self) -> str:
+        return PROBLEM_BASE + self.slug
+
+    @property
+    def exposes_detail(self) -> bool:
+        """4xx messages are written for the caller; 5xx messages may describe our internals."""
+        return self.status < 500
+
+
+BAD_REQUEST = ProblemType("bad-request", "Bad request", 400)
+MALFORMED_JSON = ProblemType("malformed-json", "Malformed JSON body", 400)
+UNAUTHENTICATED = ProblemType("unauthenticated", "Authentication required", 401)
+PERMISSION_DENIED = ProblemType("permission-denied", "Permission denied", 403)
+NOT_FOUND = ProblemType("not-found", "Resource not found", 404)
+METHOD_NOT_ALLOWED = ProblemType("method-not-allowed", "Method not allowed", 405)
+CONFLICT = ProblemType("conflict", "Resource already exists", 409)
+INVALID_STATE = ProblemType("invalid-state", "Not allowed in the resource's current state", 409)
+VALIDATION_ERROR = ProblemType("validation-error", "Request validation failed", 422)
+INTERNAL_ERROR = ProblemType("internal-error", "Internal server error", 500)
+UPSTREAM_ERROR = ProblemType("upstream-error", "Upstream service failed", 502)
+SERVICE_UNAVAILABLE = ProblemType("service-unavailable", "Service temporarily unavailable", 503)
+
+CATALOG: tuple[ProblemType, ...] = (
+    BAD_REQUEST, MALFORMED_JSON, UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND, METHOD_NOT_ALLOWED,
+    CONFLICT, INVALID_STATE, VALIDATION_ERROR, INTERNAL_ERROR, UPSTREAM_ERROR, SERVICE_UNAVAILABLE,
+)
+
+# Keyed by grpc.StatusCode.name so that this module needs no grpc import.
+_BY_GRPC_STATUS: dict[str, ProblemType] = {
+    "INVALID_ARGUMENT": VALIDATION_ERROR,
+    "NOT_FOUND": NOT_FOUND,
+    "ALREADY_EXISTS": CONFLICT,
+    "FAILED_PRECONDITION": INVALID_STATE,
+    "UNAUTHENTICATED": UNAUTHENTICATED,
+    "PERMISSION_DENIED": PERMISSION_DENIED,
+    "UNAVAILABLE": SERVICE_UNAVAILABLE,
+    "DEADLINE_EXCEEDED": SERVICE_UNAVAILABLE,
+}
+
+_BY_ERROR_CODE: dict[ErrorCode, ProblemType] = {
+    ErrorCode.INVALID_ARGUMENT: VALIDATION_ERROR,
+    ErrorCode.NOT_FOUND: NOT_FOUND,
+    ErrorCode.CONFLICT: CONFLICT,
+    ErrorCode.FAILED_PRECONDITION: INVALID_STATE,
+    ErrorCode.UNAUTHENTICATED: UNAUTHENTICATED,
+    ErrorCode.PERMISSION_DENIED: PERMISSION_DENIED,
+    ErrorCode.UNAVAILABLE: SERVICE_UNAVAILABLE,
+}
+
+_BY_HTTP_STATUS: dict[int, ProblemType] = {
+    p.status: p for p in (BAD_REQUEST, UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND, METHOD_NOT_ALLOWED,
+                          VALIDATION_ERROR, INTERNAL_ERROR, UPSTREAM_ERROR, SERVICE_UNAVAILABLE)
+}
+
+
+def for_grpc_status(name: str) -> ProblemType:
+    """Any status without a meaning for the caller (INTERNAL, UNKNOWN, ...) is the upstream's fault: 502."""
+    return _BY_GRPC_STATUS.get(name, UPSTREAM_ERROR)
+
+
+def for_error_code(code: ErrorCode) -> ProblemType:
+    return _BY_ERROR_CODE[code]
+
+
+def for_http_status(status: int) -> ProblemType:
+    known = _BY_HTTP_STATUS.get(status)
+    if known:
+        return known
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "HTTP error"
+    return ProblemType(f"http-{status}", phrase, status)
+
+
+def generic_detail(problem: ProblemType) -> str:
+    """What a 5xx says instead of the upstream's own message."""
+    if problem is SERVICE_UNAVAILABLE:
+        return "a service needed to answer is unavailable; retry later"
+    return "the request could not be completed; retry later or report the request id"

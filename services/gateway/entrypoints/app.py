@@ -1,0 +1,102 @@
+"""The FastAPI application: routes, problem rendering, request context, and the gRPC clients' life cycle."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+
+from services.gateway import bootstrap
+from services.gateway.config import GatewaySettings
+from services.gateway.entrypoints import errors
+from services.gateway.entrypoints.middleware import RequestContextMiddleware
+from services.gateway.entrypoints.routes import (
+    billing,
+    fleet,
+    health,
+    identity,
+    jobs,
+    monitoring,
+    notification,
+)
+
+TITLE = "GPU fleet manager"
+API_VERSION = "1.0.0"
+DESCRIPTION = """\
+Submit jobs to a shared GPU fleet, follow them, and see what they cost.
+
+Authenticate with an API key: `Authorization: Bearer <key>` (or `X-API-Key: <key>`).
+Every error is an RFC 9457 problem (`application/problem+json`) with `type`, `title`, `status`,
+`detail`, `instance`, and `errors` (field, message) for validation failures. Timestamps are RFC 3339
+UTC; money is a decimal string in USD.
+"""
+OPENAPI_URL = "/v1/openapi.json"
+_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    """The gateway. Its channels open when the ASGI lifespan starts and close when it ends."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        down = bootstrap.connect_downstream(settings)
+        app.state.downstream = down
+        app.state.readiness_timeout = settings.gateway_readiness_timeout_seconds
+        try:
+            yield
+        finally:
+            app.state.downstream = None
+            await down.close()
+
+    return _build(lifespan)
+
+
+def openapi_spec() -> dict[str, Any]:
+    """The OpenAPI document, without settings or connections (what ``python -m services.gateway.openapi``
+    prints)."""
+    return _build(None).openapi()
+
+
+def _build(lifespan: Lifespan | None) -> FastAPI:
+    app = FastAPI(title=TITLE, version=API_VERSION, description=DESCRIPTION, openapi_url=OPENAPI_URL,
+                  docs_url="/docs", redoc_url=None, lifespan=lifespan)
+    app.state.downstream = None
+    route_methods: list[tuple[re.Pattern[str], set[str]]] = []
+    for module in (identity, fleet, jobs, billing, monitoring, notification, health):
+        app.include_router(module.router)
+        route_methods += [(r.path_regex, set(r.methods or ())) for r in module.router.routes
+                          if isinstance(r, APIRoute)]
+    app.state.route_methods = route_methods  # for the Allow header of a 405
+    errors.install(app)
+    app.add_middleware(RequestContextMiddleware)
+
+    def custom_openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _problem_media_types(get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes))
+        return app.openapi_schema
+
+    app.openapi = custom_openapi  # type: ignore[method-assign]
+    return app
+
+
+def _problem_media_types(spec: dict[str, Any]) -> dict[str, Any]:
+    """Every 4xx/5xx answers ``application/problem+json`` with the Problem schema (FastAPI would say
+    ``application/json`` and describe its own validation body, which this API never sends)."""
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path_item in spec.get("paths", {}).values():
+        for operation in path_item.values():
+            for code, response in operation.get("responses", {}).items():
+                if code.isdigit() and int(code) >= 400:
+                    response["content"] = problem
+    schemas = spec.get("components", {}).get("schemas", {})
+    for name in _VALIDATION_SCHEMAS:
+        schemas.pop(name, None)
+    return spec

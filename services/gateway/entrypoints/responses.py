@@ -1,0 +1,268 @@
+"""Response bodies, declared so that the OpenAPI document describes every answer.
+
+Timestamps are RFC 3339 (UTC), absent ones ``null``; money and durations in seconds are decimal strings
+(never floats), exactly as the owning service computed them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+
+from shared.contracts.fleet import GpuStatus
+from shared.contracts.jobs import JobStatus
+
+Decimal = Annotated[str, Field(json_schema_extra={"format": "decimal"}, examples=["2.50"])]
+
+
+class ProblemFieldError(BaseModel):
+    field: str | None = Field(description="The offending field (dotted path); null = the request body as a whole.")
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details (media type ``application/problem+json``)."""
+
+    type: str = Field(examples=["https://gpufleet.dev/problems/validation-error"])
+    title: str
+    status: int
+    detail: str
+    instance: str = Field(description="The request path that failed.")
+    request_id: str | None = Field(default=None, description="Echo of X-Request-ID, for support.")
+    errors: list[ProblemFieldError] | None = Field(default=None, description="Validation problems only.")
+
+
+# ----------------------------------------------------------------------------- identity
+
+
+class PrincipalOut(BaseModel):
+    organization_id: str
+    user_id: str
+    role: str = Field(examples=["owner"], description="owner | admin | member | viewer")
+    api_key_id: str
+    scopes: list[str]
+
+
+class OrganizationOut(BaseModel):
+    id: str
+    name: str
+    created_at: datetime | None
+
+
+class MeOut(BaseModel):
+    principal: PrincipalOut
+    organization: OrganizationOut
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    scopes: list[str]
+    user_id: str | None
+    created_at: datetime | None
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class CreatedApiKeyOut(ApiKeyOut):
+    secret: str = Field(description="The full key. Shown once: only its hash is kept.")
+
+
+class ApiKeyListOut(BaseModel):
+    api_keys: list[ApiKeyOut]
+
+
+# ----------------------------------------------------------------------------- fleet
+
+
+class GpuOut(BaseModel):
+    id: str
+    name: str
+    gpu_type: str
+    node_id: str
+    node_name: str
+    index: int
+    uuid: str
+    memory_total_mb: int
+    status: GpuStatus
+    in_use: bool
+    cost_per_hour: Decimal
+    provider: str
+    is_spot: bool
+    dedicated: bool = Field(description="Reserved for the caller's organization.")
+    last_active: datetime | None
+
+
+class GpuListOut(BaseModel):
+    gpus: list[GpuOut]
+
+
+class GpuTypeOut(BaseModel):
+    name: str = Field(examples=["h100-80gb"])
+    vendor: str
+    model: str
+    memory_mb: int
+    reference_price_per_hour: Decimal
+
+
+class GpuTypeListOut(BaseModel):
+    gpu_types: list[GpuTypeOut]
+
+
+# ----------------------------------------------------------------------------- jobs
+
+
+class StatusChangeOut(BaseModel):
+    status: JobStatus
+    at: datetime | None
+    reason: str | None
+
+
+class JobOut(BaseModel):
+    id: str
+    organization_id: str
+    user_id: str | None
+    name: str | None
+    command: str
+    gpu_count: int
+    gpu_memory_mb: int
+    gpu_type: str | None
+    priority: int
+    status: JobStatus
+    node_id: str | None
+    gpu_ids: list[str]
+    webhook_url: str | None
+    exit_code: int | None
+    output_tail: str | None
+    error_message: str | None
+    cancel_requested: bool
+    created_at: datetime | None
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    history: list[StatusChangeOut]
+
+
+class JobListOut(BaseModel):
+    jobs: list[JobOut]
+    next_cursor: str | None = Field(description="Pass back as `cursor` for the next page; null = no more.")
+
+
+# ----------------------------------------------------------------------------- billing
+
+
+class CostLineOut(BaseModel):
+    gpu_id: str
+    gpu_type: str
+    cost_per_hour: Decimal
+    start_time: datetime | None
+    end_time: datetime | None
+    seconds: Decimal
+    cost: Decimal
+
+
+class JobCostOut(BaseModel):
+    job_id: str
+    organization_id: str
+    currency: str = Field(examples=["USD"])
+    total_cost: Decimal
+    gpu_count: int
+    held_seconds: Decimal
+    lines: list[CostLineOut]
+    recorded_at: datetime | None
+
+
+class JobCostListOut(BaseModel):
+    costs: list[JobCostOut]
+    next_cursor: str | None
+    total_cost: Decimal = Field(description="Sum of this page.")
+
+
+# ----------------------------------------------------------------------------- monitoring
+
+
+class GpuUtilizationOut(BaseModel):
+    gpu_id: str
+    gpu_name: str
+    gpu_type: str
+    avg_utilization: float = Field(description="Percent.")
+    max_utilization: float = Field(description="Percent.")
+    avg_memory_used_mb: float
+    samples: int
+    first_sample_at: datetime | None
+    last_sample_at: datetime | None
+
+
+class UtilizationOut(BaseModel):
+    hours: int
+    gpus: list[GpuUtilizationOut]
+
+
+# ----------------------------------------------------------------------------- notification
+
+
+class WebhookOut(BaseModel):
+    id: str
+    url: str
+    events: list[str] = Field(description="Empty: every job event.")
+    description: str | None
+    status: str = Field(examples=["active"], description="active | disabled")
+    is_active: bool
+    error_rate: float
+    consecutive_failures: int
+    last_used: datetime | None
+    created_at: datetime | None
+
+
+class CreatedWebhookOut(WebhookOut):
+    secret: str = Field(description="Signing secret (whsec_...). Shown once.")
+
+
+class WebhookListOut(BaseModel):
+    webhooks: list[WebhookOut]
+
+
+class DeliveryAttemptOut(BaseModel):
+    attempt: int
+    at: datetime | None
+    response_status: int | None = Field(description="null: no HTTP response.")
+    error: str | None
+    duration_ms: int
+
+
+class DeliveryOut(BaseModel):
+    id: str = Field(description="The webhook-id header value.")
+    webhook_id: str | None = Field(description="null for a job's own webhook_url.")
+    url: str
+    event_type: str
+    job_id: str | None
+    status: str = Field(description="pending | delivered | failed")
+    attempts: int
+    next_attempt_at: datetime | None
+    created_at: datetime | None
+    delivered_at: datetime | None
+    attempt_log: list[DeliveryAttemptOut]
+
+
+class DeliveryListOut(BaseModel):
+    deliveries: list[DeliveryOut]
+
+
+class JobWebhookSecretOut(BaseModel):
+    secret: str = Field(description="Signs deliveries to every job's webhook_url in this organization.")
+
+
+# ----------------------------------------------------------------------------- health
+
+
+class HealthOut(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class ReadyOut(BaseModel):
+    status: str = Field(examples=["ready"])
+    services: dict[str, bool]

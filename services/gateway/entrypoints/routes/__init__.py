@@ -1,0 +1,25 @@
+"""REST routes: each one translates a request into one gRPC call and the reply into a response body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.gateway.entrypoints.responses import Problem
+
+_DESCRIPTIONS = {
+    400: "Malformed JSON body",
+    401: "Missing or invalid API key",
+    403: "The key's role may not do this",
+    404: "No such resource (or it belongs to another organization)",
+    409: "Conflicts with the resource's current state",
+    422: "Request validation failed (see `errors`)",
+    502: "A downstream service failed",
+    503: "A downstream service is unavailable",
+}
+
+# Every authenticated route can answer these.
+COMMON = (401, 403, 502, 503)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {s: {"model": Problem, "description": _DESCRIPTIONS[s]} for s in sorted({*COMMON, *statuses})}

@@ -1,0 +1,63 @@
+"""Domain changes -> public job events (``gpufleet.jobs.v1``): every event carries the full snapshot."""
+
+from __future__ import annotations
+
+from shared.contracts import jobs as contract
+from shared.events import Envelope
+
+from ..domain.model import Job, JobChanged
+
+SOURCE = "gpufleet/scheduler"
+
+EVENT_TYPE = {
+    "submitted": contract.JOB_SUBMITTED,
+    "scheduled": contract.JOB_SCHEDULED,
+    "started": contract.JOB_STARTED,
+    "succeeded": contract.JOB_SUCCEEDED,
+    "failed": contract.JOB_FAILED,
+    "cancelled": contract.JOB_CANCELLED,
+}
+
+
+def snapshot(job: Job) -> contract.JobSnapshotV1:
+    return contract.JobSnapshotV1(
+        job_id=job.id,
+        organization_id=job.organization_id,
+        user_id=job.user_id,
+        name=job.name,
+        status=job.status.value,
+        command=job.command,
+        gpu_count=job.gpu_count,
+        gpu_memory_mb=job.gpu_memory_mb,
+        gpu_type=job.gpu_type,
+        priority=job.priority,
+        webhook_url=job.webhook_url,
+        node_id=job.node_id,
+        allocation=[
+            contract.GpuAllocationV1(gpu_id=a.gpu_id, gpu_index=a.gpu_index, gpu_type=a.gpu_type,
+                                     cost_per_hour=a.cost_per_hour)
+            for a in job.allocation
+        ],
+        exit_code=job.exit_code,
+        output_tail=job.output_tail,
+        error_message=job.error_message,
+        created_at=job.created_at,
+        scheduled_at=job.scheduled_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
+
+
+def envelope(change: JobChanged) -> Envelope[contract.JobEventV1]:
+    job = change.job
+    return Envelope(
+        type=EVENT_TYPE[change.kind],
+        source=SOURCE,
+        subject=str(job.id),
+        organization_id=str(job.organization_id),
+        data=contract.JobEventV1(
+            job=snapshot(job),
+            previous_status=change.previous_status.value if change.previous_status else None,
+            reason=change.reason,
+        ),
+    )

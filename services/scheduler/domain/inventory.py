@@ -1,0 +1,21 @@
+"""The scheduler's view of one GPU, projected from fleet's inventory events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class InventoryGpu:
+    gpu_id: UUID
+    node_id: UUID
+    node_name: str
+    device_index: int
+    gpu_type: str
+    memory_total_mb: int
+    cost_per_hour: Decimal
+    organization_id: UUID | None  # None: shared pool
+    status: str  # fleet's health/administrative state; only 'available' GPUs are offered to placement
+    revision: int  # fleet's revision; an event older than what we hold is ignored

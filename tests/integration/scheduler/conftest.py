@@ -1,0 +1,128 @@
+"""In-process scheduler for integration tests: real PostgreSQL, real gRPC servers, and tiny fakes of
+identity (API key -> principal) and fleet (the GPU type catalog) served over gRPC as well."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+import grpc
+import pytest
+from gpufleet.v1 import common_pb2, fleet_pb2, fleet_pb2_grpc, identity_pb2_grpc, scheduler_pb2_grpc
+
+from services.scheduler.adapters.fleet_catalog import FleetGpuTypeCatalog
+from services.scheduler.bootstrap import bootstrap
+from services.scheduler.domain.inventory import InventoryGpu
+from services.scheduler.entrypoints.grpc_server import JobServicer, NodeAgentServicer
+from services.scheduler.service_layer import commands, handlers
+from services.scheduler.service_layer.handlers import Dependencies
+from shared.db import Database
+from shared.grpc import Authenticator, channel
+
+AGENT_TOKEN = "agent-secret-for-tests"
+GPU_TYPES = ("h100-80gb", "a100-40gb", "l40s")
+
+
+class FakeIdentity(identity_pb2_grpc.IdentityServiceServicer):
+    def __init__(self) -> None:
+        self.keys: dict[str, common_pb2.Principal] = {}
+
+    async def Authenticate(self, request, context):
+        principal = self.keys.get(request.api_key)
+        if principal is None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid API key")
+        return principal
+
+
+class FakeFleet(fleet_pb2_grpc.FleetServiceServicer):
+    def __init__(self) -> None:
+        self.seen_authorization: list[str | None] = []
+
+    async def ListGpuTypes(self, request, context):
+        auth = dict(context.invocation_metadata()).get("authorization")
+        self.seen_authorization.append(auth)
+        if not auth:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing API key")
+        return fleet_pb2.ListGpuTypesResponse(gpu_types=[fleet_pb2.GpuType(name=n) for n in GPU_TYPES])
+
+
+@dataclass
+class Harness:
+    db: Database
+    deps: Dependencies
+    identity: FakeIdentity
+    fleet: FakeFleet
+    jobs: scheduler_pb2_grpc.JobServiceStub
+    agents: scheduler_pb2_grpc.NodeAgentServiceStub
+    fleet_target: str  # where the fake identity and fleet answer
+
+    def tenant(self, role: str = "member") -> tuple[uuid.UUID, tuple[tuple[str, str], ...]]:
+        """A fresh organization and the metadata of an API key of it with ``role``."""
+        org = uuid.uuid4()
+        return org, self.key(org, role)
+
+    def key(self, org: uuid.UUID, role: str = "member") -> tuple[tuple[str, str], ...]:
+        secret = f"gpf_test_{uuid.uuid4().hex}"
+        self.identity.keys[secret] = common_pb2.Principal(
+            organization_id=str(org), user_id=str(uuid.uuid4()), role=role, api_key_id=str(uuid.uuid4()))
+        return (("authorization", f"Bearer {secret}"),)
+
+    @property
+    def agent(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {AGENT_TOKEN}"),)
+
+    async def add_gpus(self, org: uuid.UUID | None, node: uuid.UUID, count: int, *, memory: int = 81920,
+                       gpu_type: str = "h100-80gb", price: str = "2.9900") -> list[InventoryGpu]:
+        """Project GPUs as fleet's events would (dedicated to ``org`` so tests never share capacity)."""
+        gpus = [InventoryGpu(gpu_id=uuid.uuid4(), node_id=node, node_name=f"node-{node.hex[:6]}", device_index=i,
+                             gpu_type=gpu_type, memory_total_mb=memory, cost_per_hour=Decimal(price),
+                             organization_id=org, status="available", revision=1) for i in range(count)]
+        for gpu in gpus:
+            await handlers.apply_gpu_change(commands.ApplyGpuChange(event_id=uuid.uuid4(), gpu=gpu), self.deps)
+        return gpus
+
+
+async def _start(register) -> tuple[grpc.aio.Server, str]:
+    server = grpc.aio.server()
+    register(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def scheduler_db(migrate_schema) -> AsyncIterator[Database]:
+    db = Database(await migrate_schema("scheduler"), "scheduler", pool_size=4)
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture
+async def harness(scheduler_db: Database) -> AsyncIterator[Harness]:
+    identity, fleet = FakeIdentity(), FakeFleet()
+
+    def fakes(server: grpc.aio.Server) -> None:
+        identity_pb2_grpc.add_IdentityServiceServicer_to_server(identity, server)
+        fleet_pb2_grpc.add_FleetServiceServicer_to_server(fleet, server)
+
+    fake_server, fake_target = await _start(fakes)
+    catalog = FleetGpuTypeCatalog(fake_target, ttl=30)
+    deps = bootstrap(db=scheduler_db, catalog=catalog)
+    auth = Authenticator(fake_target, ttl=0)
+
+    def scheduler(server: grpc.aio.Server) -> None:
+        scheduler_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(deps, auth), server)
+        scheduler_pb2_grpc.add_NodeAgentServiceServicer_to_server(NodeAgentServicer(deps, AGENT_TOKEN), server)
+
+    server, target = await _start(scheduler)
+    client = channel(target)
+    yield Harness(db=scheduler_db, deps=deps, identity=identity, fleet=fleet,
+                  jobs=scheduler_pb2_grpc.JobServiceStub(client),
+                  agents=scheduler_pb2_grpc.NodeAgentServiceStub(client), fleet_target=fake_target)
+    await client.close()
+    await server.stop(None)
+    await auth.close()
+    await catalog.close()
+    await fake_server.stop(None)

@@ -1,0 +1,239 @@
+"""Handlers over in-memory fakes: the use cases end to end, without I/O."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from services.scheduler.domain.inventory import InventoryGpu
+from services.scheduler.domain.model import JobStatus
+from services.scheduler.service_layer import commands, handlers
+from services.scheduler.service_layer.scheduling import schedule_round
+from shared.errors import ErrorCode, FailedPrecondition, InvalidArgument, NotFound
+
+from .fakes import fake_dependencies
+
+NODE = uuid.uuid4()
+
+
+def inventory_gpu(index: int, node: uuid.UUID = NODE, memory: int = 81920, revision: int = 1,
+                  status: str = "available", price: str = "2.9900") -> InventoryGpu:
+    return InventoryGpu(gpu_id=uuid.uuid5(node, str(index)), node_id=node, node_name="node-1", device_index=index,
+                        gpu_type="h100-80gb", memory_total_mb=memory, cost_per_hour=Decimal(price),
+                        organization_id=None, status=status, revision=revision)
+
+
+def submit(org: uuid.UUID, **kw) -> commands.SubmitJob:
+    base = {"organization_id": org, "user_id": None, "command": "python train.py", "gpu_count": 1}
+    base.update(kw)
+    return commands.SubmitJob(**base)
+
+
+async def add_gpus(deps, *gpus: InventoryGpu) -> None:
+    for g in gpus:
+        await handlers.apply_gpu_change(commands.ApplyGpuChange(event_id=uuid.uuid4(), gpu=g), deps)
+
+
+async def test_submit_queues_records_the_event_and_wakes_the_loop():
+    deps, uow, _ = fake_dependencies()
+    org = uuid.uuid4()
+    job = await handlers.submit_job(submit(org, priority=70, name="train"), deps)
+    assert job.status is JobStatus.QUEUED and job.priority == 70
+    assert [e.kind for e in uow.store.outbox] == ["submitted"]
+    assert [h.status for h in uow.store.history[job.id]] == ["queued"]
+    assert await deps.wakeup.wait(0)
+
+
+async def test_submit_checks_the_type_with_the_callers_credentials():
+    deps, uow, catalog = fake_dependencies({"h100-80gb"})
+    org = uuid.uuid4()
+    await handlers.submit_job(submit(org, gpu_type="h100-80gb", authorization="Bearer k1"), deps)
+    assert catalog.calls == ["Bearer k1"]
+    with pytest.raises(InvalidArgument) as err:
+        await handlers.submit_job(submit(org, gpu_type="quantum-9000", authorization="Bearer k1"), deps)
+    assert err.value.field == "gpu_type"
+    await handlers.submit_job(submit(org), deps)  # no type: the catalog is not asked
+    assert len(catalog.calls) == 2 and len(uow.store.jobs) == 2
+
+
+async def test_invalid_submission_writes_nothing():
+    deps, uow, _ = fake_dependencies()
+    with pytest.raises(InvalidArgument):
+        await handlers.submit_job(submit(uuid.uuid4(), gpu_memory_mb=-5), deps)
+    assert uow.store.jobs == {} and uow.store.outbox == []
+
+
+async def test_same_idempotency_key_same_job_per_organization():
+    deps, uow, _ = fake_dependencies()
+    org, other = uuid.uuid4(), uuid.uuid4()
+    first = await handlers.submit_job(submit(org, idempotency_key="k-1"), deps)
+    again = await handlers.submit_job(submit(org, idempotency_key="k-1", command="something else"), deps)
+    assert again.id == first.id and again.command == "python train.py"
+    elsewhere = await handlers.submit_job(submit(other, idempotency_key="k-1"), deps)
+    assert elsewhere.id != first.id
+    assert len(uow.store.jobs) == 2 and [e.kind for e in uow.store.outbox] == ["submitted", "submitted"]
+
+
+async def test_get_job_hides_other_organizations_and_malformed_ids():
+    deps, _, _ = fake_dependencies()
+    org = uuid.uuid4()
+    job = await handlers.submit_job(submit(org), deps)
+    got = await handlers.get_job(commands.GetJob(organization_id=org, job_id=str(job.id)), deps)
+    assert got.id == job.id and [h.status for h in got.history] == ["queued"]
+    for org_id, job_id in ((uuid.uuid4(), str(job.id)), (org, "not-a-uuid"), (org, str(uuid.uuid4()))):
+        with pytest.raises(NotFound):
+            await handlers.get_job(commands.GetJob(organization_id=org_id, job_id=job_id), deps)
+
+
+async def test_list_jobs_pages_newest_first_with_status_filter():
+    deps, _, _ = fake_dependencies()
+    org = uuid.uuid4()
+    ids = [(await handlers.submit_job(submit(org), deps)).id for _ in range(5)]
+    await handlers.submit_job(submit(uuid.uuid4()), deps)  # someone else's
+    first = await handlers.list_jobs(commands.ListJobs(organization_id=org, limit=2), deps)
+    assert [j.id for j in first.jobs] == ids[::-1][:2] and first.next_cursor
+    second = await handlers.list_jobs(commands.ListJobs(organization_id=org, limit=2, cursor=first.next_cursor), deps)
+    third = await handlers.list_jobs(commands.ListJobs(organization_id=org, limit=2, cursor=second.next_cursor), deps)
+    assert [j.id for j in second.jobs + third.jobs] == ids[::-1][2:] and third.next_cursor is None
+    await handlers.cancel_job(commands.CancelJob(organization_id=org, job_id=str(ids[0])), deps)
+    cancelled = await handlers.list_jobs(commands.ListJobs(organization_id=org, status="cancelled"), deps)
+    assert [j.id for j in cancelled.jobs] == [ids[0]]
+
+
+@pytest.mark.parametrize(("kw", "field"), [
+    ({"limit": 201}, "limit"), ({"limit": -1}, "limit"), ({"status": "done"}, "status"), ({"cursor": "%%%"}, "cursor"),
+    ({"cursor": "WyJ4IiwieSJd"}, "cursor"),
+])
+async def test_list_jobs_rejects_bad_arguments(kw, field):
+    deps, _, _ = fake_dependencies()
+    with pytest.raises(InvalidArgument) as err:
+        await handlers.list_jobs(commands.ListJobs(organization_id=uuid.uuid4(), **kw), deps)
+    assert err.value.field == field
+
+
+async def test_round_places_jobs_and_records_prices():
+    deps, uow, _ = fake_dependencies()
+    await add_gpus(deps, inventory_gpu(0, price="2.9900"), inventory_gpu(1, price="3.1000"))
+    org = uuid.uuid4()
+    job = await handlers.submit_job(submit(org, gpu_count=2, gpu_memory_mb=40000), deps)
+    [placed] = await schedule_round(deps)
+    assert placed.id == job.id and placed.status is JobStatus.SCHEDULED and placed.node_id == NODE
+    event = uow.store.outbox[-1]
+    assert event.kind == "scheduled" and event.previous_status is JobStatus.QUEUED
+    assert sorted(a.cost_per_hour for a in event.job.allocation) == [Decimal("2.99"), Decimal("3.1")]
+    assert set(uow.store.allocations) == set(placed.gpu_ids)
+    assert await schedule_round(deps) == []  # nothing left to place, nothing placed twice
+
+
+async def test_round_respects_priority_when_capacity_is_short():
+    deps, _, _ = fake_dependencies()
+    await add_gpus(deps, inventory_gpu(0))
+    org = uuid.uuid4()
+    low = await handlers.submit_job(submit(org, priority=10), deps)
+    high = await handlers.submit_job(submit(org, priority=90), deps)
+    [placed] = await schedule_round(deps)
+    assert placed.id == high.id
+    still = await handlers.get_job(commands.GetJob(organization_id=org, job_id=str(low.id)), deps)
+    assert still.status is JobStatus.QUEUED
+
+
+async def test_unavailable_gpus_are_not_used():
+    deps, _, _ = fake_dependencies()
+    await add_gpus(deps, inventory_gpu(0, status="draining"), inventory_gpu(1, status="unhealthy"))
+    await handlers.submit_job(submit(uuid.uuid4()), deps)
+    assert await schedule_round(deps) == []
+
+
+async def _scheduled(deps, org):
+    job = await handlers.submit_job(submit(org), deps)
+    [placed] = await schedule_round(deps)
+    assert placed.id == job.id
+    return placed
+
+
+async def test_agent_reports_run_the_job_to_the_end_and_release_the_gpus():
+    deps, uow, _ = fake_dependencies()
+    await add_gpus(deps, inventory_gpu(0))
+    org = uuid.uuid4()
+    job = await _scheduled(deps, org)
+    [assignment] = await handlers.get_assignments(commands.GetAssignments(node_id=str(NODE)), deps)
+    assert assignment.id == job.id and [a.gpu_index for a in assignment.allocation] == [0]
+    started = commands.ReportJobStarted(node_id=str(NODE), job_id=str(job.id))
+    await handlers.report_job_started(started, deps)
+    await handlers.report_job_started(started, deps)  # duplicate: no second event
+    deps.wakeup.clear()
+    finished = commands.ReportJobFinished(node_id=str(NODE), job_id=str(job.id), exit_code=0, output_tail="ok")
+    await handlers.report_job_finished(finished, deps)
+    await handlers.report_job_finished(commands.ReportJobFinished(node_id=str(NODE), job_id=str(job.id), exit_code=1), deps)
+    assert [e.kind for e in uow.store.outbox if e.job.id == job.id] == ["submitted", "scheduled", "started", "succeeded"]
+    assert uow.store.allocations == {}
+    assert await deps.wakeup.wait(0)
+    final = await handlers.get_job(commands.GetJob(organization_id=org, job_id=str(job.id)), deps)
+    assert final.status is JobStatus.SUCCEEDED and final.output_tail == "ok"
+    assert final.finished_at >= final.scheduled_at
+    assert await handlers.get_assignments(commands.GetAssignments(node_id=str(NODE)), deps) == []
+
+
+async def test_reports_for_a_job_not_on_that_node_are_not_found():
+    deps, _, _ = fake_dependencies()
+    await add_gpus(deps, inventory_gpu(0))
+    job = await _scheduled(deps, uuid.uuid4())
+    for node, job_id in ((uuid.uuid4(), job.id), (NODE, uuid.uuid4())):
+        with pytest.raises(NotFound):
+            await handlers.report_job_started(commands.ReportJobStarted(node_id=str(node), job_id=str(job_id)), deps)
+        with pytest.raises(NotFound):
+            await handlers.report_job_finished(
+                commands.ReportJobFinished(node_id=str(node), job_id=str(job_id), exit_code=0), deps)
+    with pytest.raises(InvalidArgument):
+        await handlers.get_assignments(commands.GetAssignments(node_id="node-1"), deps)
+
+
+async def test_cancel_queued_at_once_and_terminal_refused():
+    deps, uow, _ = fake_dependencies()
+    org = uuid.uuid4()
+    job = await handlers.submit_job(submit(org), deps)
+    cancelled = await handlers.cancel_job(commands.CancelJob(organization_id=org, job_id=str(job.id), reason="oops"), deps)
+    assert cancelled.status is JobStatus.CANCELLED
+    assert [h.status for h in cancelled.history] == ["queued", "cancelled"]
+    assert uow.store.outbox[-1].kind == "cancelled"
+    with pytest.raises(FailedPrecondition) as err:
+        await handlers.cancel_job(commands.CancelJob(organization_id=org, job_id=str(job.id)), deps)
+    assert err.value.code == ErrorCode.FAILED_PRECONDITION
+    with pytest.raises(NotFound):
+        await handlers.cancel_job(commands.CancelJob(organization_id=uuid.uuid4(), job_id=str(job.id)), deps)
+
+
+async def test_cancel_running_waits_for_the_agent():
+    deps, uow, _ = fake_dependencies()
+    await add_gpus(deps, inventory_gpu(0))
+    org = uuid.uuid4()
+    job = await _scheduled(deps, org)
+    await handlers.report_job_started(commands.ReportJobStarted(node_id=str(NODE), job_id=str(job.id)), deps)
+    requested = await handlers.cancel_job(commands.CancelJob(organization_id=org, job_id=str(job.id)), deps)
+    assert requested.status is JobStatus.RUNNING and requested.cancel_requested
+    assert uow.store.outbox[-1].kind == "started"  # nothing announced yet
+    [assignment] = await handlers.get_assignments(commands.GetAssignments(node_id=str(NODE)), deps)
+    assert assignment.cancel_requested
+    await handlers.report_job_finished(
+        commands.ReportJobFinished(node_id=str(NODE), job_id=str(job.id), exit_code=143, cancelled=True), deps)
+    assert uow.store.outbox[-1].kind == "cancelled" and uow.store.allocations == {}
+
+
+async def test_inventory_events_apply_once_and_in_revision_order():
+    deps, uow, _ = fake_dependencies()
+    gpu = inventory_gpu(0, revision=5)
+    event_id = uuid.uuid4()
+    await handlers.apply_gpu_change(commands.ApplyGpuChange(event_id=event_id, gpu=gpu), deps)
+    assert await deps.wakeup.wait(0)
+    deps.wakeup.clear()
+    stale = inventory_gpu(0, revision=4, status="offline")
+    await handlers.apply_gpu_change(commands.ApplyGpuChange(event_id=uuid.uuid4(), gpu=stale), deps)
+    assert uow.store.inventory[gpu.gpu_id].status == "available"
+    assert not await deps.wakeup.wait(0)  # nothing changed, nothing to reconsider
+    newer = inventory_gpu(0, revision=6, status="draining")
+    await handlers.apply_gpu_change(commands.ApplyGpuChange(event_id=event_id, gpu=newer), deps)  # replayed id
+    assert uow.store.inventory[gpu.gpu_id].revision == 5
+    await handlers.apply_gpu_change(commands.ApplyGpuChange(event_id=uuid.uuid4(), gpu=newer), deps)
+    assert uow.store.inventory[gpu.gpu_id].status == "draining"

@@ -77,7 +77,7 @@ class JobServicer(scheduler_pb2_grpc.JobServiceServicer):
             gpu_memory_mb=request.gpu_memory_mb,
             gpu_type=request.gpu_type or None,
             # proto3 int32 has no presence: 0 is "unset" -> the default (see domain/spec.py).
-            priority=request.priority or None,
+            priority=request.priority if request.HasField("priority") else None,
             webhook_url=request.webhook_url or None,
             name=request.name or None,
             idempotency_key=request.idempotency_key or None,

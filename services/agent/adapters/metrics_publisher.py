@@ -1,0 +1,66 @@
+"""Publishes GPU metric samples to ``gpufleet.metrics.v1`` as CloudEvents (binary mode), key = node id.
+
+Metrics are best effort: there is no outbox (the agent has no database) and no retry queue, because a
+late sample is a wrong sample for a live dashboard. The producer is (re)started lazily, so an agent
+that boots while the broker is down starts publishing once the broker is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaProducer
+
+from shared import telemetry
+from shared.contracts import topics
+from shared.contracts.metrics import GPU_METRICS_SAMPLED, GpuMetricsSampledV1
+from shared.events import Envelope
+from shared.kafka import ensure_topics, make_producer
+from shared.settings import KafkaSettings
+
+log = logging.getLogger("gpufleet.agent.metrics")
+
+SEND_TIMEOUT = 10.0
+
+
+class KafkaMetricsPublisher:
+    def __init__(self, settings: KafkaSettings, hostname: str) -> None:
+        self._settings = settings
+        self.source = f"gpufleet/agent/{hostname}"
+        self._client_id = f"agent-{hostname}"
+        self._producer: AIOKafkaProducer | None = None
+
+    async def _ready(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            await ensure_topics(self._settings, (topics.METRICS,))
+            producer = make_producer(self._settings, self._client_id)
+            try:
+                await producer.start()
+            except Exception:
+                await producer.stop()
+                raise
+            self._producer = producer
+            log.info("publishing GPU metrics", extra={"topic": topics.METRICS})
+        return self._producer
+
+    async def publish(self, sample: GpuMetricsSampledV1) -> None:
+        node_id = str(sample.node_id)
+        envelope = Envelope(type=GPU_METRICS_SAMPLED, source=self.source, data=sample, subject=node_id)
+        producer = await self._ready()
+        try:
+            await asyncio.wait_for(
+                producer.send_and_wait(topics.METRICS, envelope.value(), key=node_id.encode(),
+                                       headers=envelope.headers(telemetry.inject())),
+                SEND_TIMEOUT,
+            )
+        except Exception:
+            # A producer that failed may be wedged (lost broker): start a fresh one next tick.
+            self._producer = None
+            await producer.stop()
+            raise
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()

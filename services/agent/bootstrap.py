@@ -1,0 +1,62 @@
+"""Composition root: settings -> adapters -> the control loop. Tests build the same pieces with fakes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import AGENT_VERSION
+from .adapters.grpc_clients import FleetClient, SchedulerClient
+from .adapters.metrics_publisher import KafkaMetricsPublisher
+from .adapters.nvml import NvmlBackend
+from .adapters.processes import ProcessRunner
+from .adapters.report_store import JsonReportStore
+from .adapters.simulated import SimulatedBackend
+from .config import AgentSettings, GpuBackendSettings
+from .service_layer.agent import AgentConfig, NodeAgent
+from .service_layer.ports import GpuBackend
+from .service_layer.report_queue import ReportQueue
+
+REPORTS_FILE = "pending_reports.json"
+
+
+def make_backend(settings: GpuBackendSettings) -> GpuBackend:
+    if settings.agent_gpu_backend == "nvml":
+        return NvmlBackend()
+    return SimulatedBackend(settings.agent_sim_gpu_count, settings.agent_sim_gpu_model,
+                            settings.agent_sim_gpu_memory_mb, settings.agent_hostname)
+
+
+@dataclass
+class AgentApp:
+    agent: NodeAgent
+    fleet: FleetClient
+    scheduler: SchedulerClient
+    publisher: KafkaMetricsPublisher
+    backend: GpuBackend
+
+    async def close(self) -> None:
+        await self.publisher.close()
+        await self.fleet.close()
+        await self.scheduler.close()
+        self.backend.close()
+
+
+def bootstrap(settings: AgentSettings, backend: GpuBackend | None = None) -> AgentApp:
+    token = settings.agent_token.get_secret_value()
+    backend = backend or make_backend(settings)
+    fleet = FleetClient(settings.fleet_grpc_target, token)
+    scheduler = SchedulerClient(settings.scheduler_grpc_target, token)
+    publisher = KafkaMetricsPublisher(settings, settings.agent_hostname)
+    state_dir = settings.agent_state_dir
+    config = AgentConfig(
+        hostname=settings.agent_hostname, provider=settings.agent_provider,
+        organization_id=str(settings.agent_organization_id) if settings.agent_organization_id else None,
+        is_spot=settings.agent_is_spot, agent_version=AGENT_VERSION, poll_seconds=settings.agent_poll_seconds,
+        metrics_interval_seconds=settings.agent_metrics_interval_seconds,
+        kill_grace_seconds=settings.agent_kill_grace_seconds,
+    )
+    agent = NodeAgent(
+        config, backend, fleet, scheduler, ProcessRunner(state_dir, settings.agent_output_tail_bytes),
+        publisher, ReportQueue(JsonReportStore(state_dir / REPORTS_FILE)),
+    )
+    return AgentApp(agent, fleet, scheduler, publisher, backend)

@@ -1,0 +1,88 @@
+"""What the control loop needs from the outside world. Adapters implement these; tests pass fakes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from shared.contracts.metrics import GpuMetricsSampledV1
+
+from ..domain.model import Assignment, GpuDevice, GpuReading, JobExit, Registration, Report
+
+
+class GpuBackendError(RuntimeError):
+    """The configured GPU backend cannot work on this host (fatal at start-up)."""
+
+
+class Unreachable(RuntimeError):
+    """A call to fleet or the scheduler did not get an answer (retry later)."""
+
+
+class ReportRejected(RuntimeError):
+    """The scheduler answered that a report can never apply (unknown job, job already final)."""
+
+
+class GpuBackend(Protocol):
+    name: str  # "nvml" | "simulated": fleet records it at registration
+    real: bool  # False: the GPUs do not exist (logged loudly)
+
+    def discover(self) -> tuple[str, list[GpuDevice]]:
+        """Initialise and list the GPUs: (driver version, devices). Raises GpuBackendError."""
+        ...
+
+    def sample(self, busy: frozenset[int]) -> list[GpuReading]:
+        """Read every GPU now; ``busy`` names the indices a local job holds (the simulation uses it)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Fleet(Protocol):
+    async def register(
+        self, hostname: str, provider: str, gpu_backend: str, driver_version: str, gpus: Sequence[GpuDevice],
+        organization_id: str | None, is_spot: bool, agent_version: str,
+    ) -> Registration: ...
+
+    async def heartbeat(self, node_id: str, unhealthy_gpu_ids: Sequence[str]) -> bool:
+        """True when fleet knows the node; False means register again."""
+        ...
+
+
+class Scheduler(Protocol):
+    async def get_assignments(self, node_id: str) -> list[Assignment]: ...
+
+    async def send(self, node_id: str, report: Report) -> None:
+        """Deliver one report; raises ReportRejected (drop it) or Unreachable (keep it, retry)."""
+        ...
+
+
+class ReportStore(Protocol):
+    """Durable list of reports not yet acknowledged (survives an agent restart)."""
+
+    def load(self) -> list[Report]: ...
+
+    def save(self, reports: Sequence[Report]) -> None: ...
+
+
+class JobHandle(Protocol):
+    pid: int
+
+    async def wait(self) -> JobExit: ...
+
+    async def terminate(self, grace_seconds: float) -> None:
+        """SIGTERM the job's process group, SIGKILL it after the grace period."""
+        ...
+
+
+class JobRunner(Protocol):
+    async def spawn(self, job_id: str, command: str, gpu_indices: Sequence[int]) -> JobHandle:
+        """Start the command; raises OSError (or ValueError) when it cannot start."""
+        ...
+
+
+class MetricsPublisher(Protocol):
+    async def publish(self, sample: GpuMetricsSampledV1) -> None:
+        """Publish one node sample; raises on failure (the caller drops the sample)."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,123 @@
+"""The control loop's decisions, driven one step at a time with fakes."""
+
+from __future__ import annotations
+
+import asyncio
+from uuid import UUID
+
+from services.agent.domain.model import (
+    LOST_MESSAGE,
+    ORPHANED_MESSAGE,
+    Assignment,
+    JobExit,
+    JobFinished,
+    JobStarted,
+)
+from services.agent.service_layer.agent import AgentConfig, NodeAgent
+from services.agent.service_layer.report_queue import ReportQueue
+
+from .fakes import NOW, FakeBackend, FakeFleet, FakePublisher, FakeRunner, FakeScheduler, MemoryStore
+
+JOB = "11111111-1111-1111-1111-111111111111"
+ORG = "22222222-2222-2222-2222-222222222222"
+
+
+async def make_agent(store: MemoryStore | None = None):
+    runner, publisher, scheduler, backend = FakeRunner(), FakePublisher(), FakeScheduler(), FakeBackend()
+    config = AgentConfig(hostname="h1", provider="on-prem", organization_id=None, is_spot=False,
+                         agent_version="t", kill_grace_seconds=7)
+    agent = NodeAgent(config, backend, FakeFleet(), scheduler, runner, publisher,
+                      ReportQueue(store or MemoryStore()), clock=lambda: NOW)
+    agent.driver_version, agent.devices = backend.discover()
+    agent.registration = await agent.fleet.register("h1", "", "", "", [], None, False, "")
+    return agent, runner, publisher, backend
+
+
+def assigned(status: str = "scheduled", cancel: bool = False) -> Assignment:
+    return Assignment(job_id=JOB, command="run", gpu_indices=(1,), organization_id=ORG, status=status,
+                      cancel_requested=cancel)
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_a_job_is_started_once_and_its_end_reported_after_its_start():
+    agent, runner, _, _ = await make_agent()
+    await agent.apply([assigned()])
+    await agent.apply([assigned()])  # the scheduler has not seen the start report yet
+    assert list(runner.handles) == [JOB]
+    runner.handles[JOB].exit.set_result(JobExit(exit_code=3, output_tail="hello\n"))
+    await settle()
+    assert agent.reports.pending == [JobStarted(JOB, NOW), JobFinished(JOB, NOW, exit_code=3, output_tail="hello\n")]
+    await agent.apply([assigned("running")])  # stale answer: the finish is still in flight
+    assert agent.reports.pending[-1] == JobFinished(JOB, NOW, exit_code=3, output_tail="hello\n")
+
+
+async def test_cancel_stops_the_job_once_and_reports_cancelled():
+    agent, runner, _, _ = await make_agent()
+    await agent.apply([assigned()])
+    await agent.apply([assigned("running", cancel=True)])
+    await agent.apply([assigned("running", cancel=True)])
+    await settle()
+    assert runner.handles[JOB].terminated_with == 7
+    finished = agent.reports.pending[-1]
+    assert isinstance(finished, JobFinished) and finished.cancelled and finished.error_message == ""
+
+
+async def test_a_job_the_scheduler_dropped_is_stopped_as_orphan():
+    agent, runner, _, _ = await make_agent()
+    await agent.apply([assigned()])
+    await agent.apply([])
+    await settle()
+    finished = agent.reports.pending[-1]
+    assert isinstance(finished, JobFinished)
+    assert not finished.cancelled and finished.error_message == ORPHANED_MESSAGE
+    assert runner.handles[JOB].terminated_with == 7
+
+
+async def test_a_command_that_cannot_start_is_reported_finished_with_the_reason():
+    agent, runner, _, _ = await make_agent()
+    runner.refuse[JOB] = FileNotFoundError("/bin/sh not found")
+    await agent.apply([assigned()])
+    assert agent.reports.pending == [JobFinished(JOB, NOW, error_message="could not start: /bin/sh not found")]
+    await agent.apply([assigned()])
+    assert len(agent.reports.pending) == 1  # not retried on the next poll
+
+
+async def test_a_start_left_unfinished_by_a_previous_run_is_reported_lost_and_not_restarted():
+    agent, runner, _, _ = await make_agent(MemoryStore([JobStarted(JOB, NOW)]))
+    assert agent.reports.pending == [JobStarted(JOB, NOW), JobFinished(JOB, NOW, error_message=LOST_MESSAGE)]
+    await agent.apply([assigned()])
+    assert runner.handles == {}
+
+
+async def test_metrics_name_the_job_and_organization_holding_each_gpu():
+    agent, _, publisher, backend = await make_agent()
+    await agent.apply([assigned()])
+    await agent.sample_once()
+    (sample,) = publisher.published
+    by_index = {s.gpu_name: s for s in sample.samples}
+    assert by_index["h1-gpu1"].job_id == UUID(JOB) and by_index["h1-gpu1"].organization_id == UUID(ORG)
+    assert by_index["h1-gpu0"].job_id is None and by_index["h1-gpu0"].organization_id is None
+    assert backend.busy_seen == [frozenset({1})]
+    assert sample.node_id == UUID(agent.registration.node_id)
+
+
+async def test_a_failed_publish_drops_the_sample_without_raising():
+    agent, _, publisher, _ = await make_agent()
+    publisher.fail = True
+    await agent.sample_once()
+    publisher.fail = False
+    await agent.sample_once()
+    assert len(publisher.published) == 1
+
+
+async def test_registration_is_retried_until_fleet_answers():
+    agent, _, _, _ = await make_agent()
+    agent.registration = None
+    agent.fleet.fail_first = 2
+    stop = asyncio.Event()
+    await asyncio.wait_for(agent._register(stop), 10)
+    assert agent.registration is not None

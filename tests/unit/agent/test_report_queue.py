@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import asyncio
+
+from services.agent.domain.model import JobFinished, JobStarted
+from services.agent.service_layer.ports import Unreachable
+from services.agent.service_layer.report_queue import ReportQueue
+
+from .fakes import NOW, FakeScheduler, MemoryStore, rejected
+
+
+async def drain(queue: ReportQueue, scheduler: FakeScheduler, node: str | None = "n1") -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(queue.run(scheduler, lambda: node, stop))
+    async with asyncio.timeout(5):
+        while queue.pending:
+            await asyncio.sleep(0.01)
+    stop.set()
+    await task
+
+
+def test_put_persists_before_returning():
+    store = MemoryStore()
+    queue = ReportQueue(store)
+    queue.put(JobStarted("j1", NOW))
+    assert store.saved == [JobStarted("j1", NOW)]
+
+
+async def test_reports_are_delivered_in_order_and_forgotten():
+    store, scheduler = MemoryStore(), FakeScheduler()
+    queue = ReportQueue(store, retry_base=0.01)
+    reports = [JobStarted("j1", NOW), JobFinished("j1", NOW, exit_code=0), JobStarted("j2", NOW)]
+    for r in reports:
+        queue.put(r)
+    await drain(queue, scheduler)
+    assert scheduler.delivered == reports
+    assert store.saved == []
+
+
+async def test_an_unreachable_scheduler_is_retried_without_reordering():
+    store, scheduler = MemoryStore(), FakeScheduler()
+    scheduler.outcomes = [Unreachable("down"), Unreachable("down"), None]
+    queue = ReportQueue(store, retry_base=0.01)
+    queue.put(JobStarted("j1", NOW))
+    queue.put(JobFinished("j1", NOW, exit_code=1))
+    await drain(queue, scheduler)
+    assert scheduler.delivered == [JobStarted("j1", NOW), JobFinished("j1", NOW, exit_code=1)]
+
+
+async def test_a_rejected_report_is_dropped_and_the_next_one_sent():
+    scheduler = FakeScheduler()
+    scheduler.outcomes = [rejected()]
+    queue = ReportQueue(MemoryStore(), retry_base=0.01)
+    queue.put(JobFinished("gone", NOW, exit_code=0))
+    queue.put(JobStarted("j2", NOW))
+    await drain(queue, scheduler)
+    assert scheduler.delivered == [JobStarted("j2", NOW)]
+
+
+async def test_reports_left_by_a_previous_run_are_sent():
+    left = [JobFinished("old", NOW, exit_code=3, output_tail="x")]
+    scheduler = FakeScheduler()
+    queue = ReportQueue(MemoryStore(left), retry_base=0.01)
+    await drain(queue, scheduler)
+    assert scheduler.delivered == left
+
+
+async def test_nothing_is_sent_before_the_node_is_registered():
+    scheduler = FakeScheduler()
+    queue = ReportQueue(MemoryStore(), retry_base=0.01)
+    queue.put(JobStarted("j1", NOW))
+    stop = asyncio.Event()
+    task = asyncio.create_task(queue.run(scheduler, lambda: None, stop))
+    await asyncio.sleep(0.3)
+    stop.set()
+    await task
+    assert scheduler.delivered == [] and queue.pending == [JobStarted("j1", NOW)]
+
+
+async def test_flush_gives_up_after_its_timeout_and_keeps_the_report():
+    scheduler = FakeScheduler()
+    scheduler.outcomes = [Unreachable("down")] * 100
+    store = MemoryStore()
+    queue = ReportQueue(store, retry_base=0.01)
+    queue.put(JobStarted("j1", NOW))
+    await queue.flush(scheduler, "n1", timeout=0.2)
+    assert store.saved == [JobStarted("j1", NOW)]

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from pydantic import ValidationError
+
+from services.agent.config import AgentSettings, GpuBackendSettings
+
+REQUIRED = {
+    "GPUFLEET_AGENT_TOKEN": "secret",
+    "GPUFLEET_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+    "GPUFLEET_FLEET_GRPC_TARGET": "127.0.0.1:50052",
+    "GPUFLEET_SCHEDULER_GRPC_TARGET": "127.0.0.1:50053",
+}
+
+
+@pytest.fixture
+def env(monkeypatch):
+    for key in list(__import__("os").environ):
+        if key.startswith("GPUFLEET_"):
+            monkeypatch.delenv(key)
+    for key, value in REQUIRED.items():
+        monkeypatch.setenv(key, value)
+    return monkeypatch
+
+
+def test_missing_backend_is_an_error(env):
+    with pytest.raises(ValidationError) as err:
+        AgentSettings()
+    assert [e["loc"] for e in err.value.errors()] == [("agent_gpu_backend",)]
+
+
+def test_probe_settings_also_require_the_backend(env):
+    with pytest.raises(ValidationError):
+        GpuBackendSettings()
+
+
+def test_unknown_backend_is_an_error(env):
+    env.setenv("GPUFLEET_AGENT_GPU_BACKEND", "cuda")
+    with pytest.raises(ValidationError, match="nvml"):
+        AgentSettings()
+
+
+def test_defaults(env):
+    env.setenv("GPUFLEET_AGENT_GPU_BACKEND", "simulated")
+    s = AgentSettings()
+    assert (s.agent_sim_gpu_count, s.agent_sim_gpu_model, s.agent_sim_gpu_memory_mb) == (
+        2, "NVIDIA A100-SXM4-80GB", 81920)
+    assert (s.agent_poll_seconds, s.agent_metrics_interval_seconds, s.agent_output_tail_bytes,
+            s.agent_kill_grace_seconds) == (0.5, 5.0, 4096, 10.0)
+    assert s.agent_organization_id is None and s.agent_provider == "on-prem" and not s.agent_is_spot
+    assert s.agent_hostname
+
+
+def test_blank_organization_means_shared_pool_and_a_bad_one_is_refused(env):
+    env.setenv("GPUFLEET_AGENT_GPU_BACKEND", "nvml")
+    env.setenv("GPUFLEET_AGENT_ORGANIZATION_ID", "")
+    assert AgentSettings().agent_organization_id is None
+    org = uuid.uuid4()
+    env.setenv("GPUFLEET_AGENT_ORGANIZATION_ID", str(org))
+    assert AgentSettings().agent_organization_id == org
+    env.setenv("GPUFLEET_AGENT_ORGANIZATION_ID", "acme")
+    with pytest.raises(ValidationError):
+        AgentSettings()
+
+
+def test_nonsense_intervals_are_refused(env):
+    env.setenv("GPUFLEET_AGENT_GPU_BACKEND", "simulated")
+    env.setenv("GPUFLEET_AGENT_POLL_SECONDS", "0")
+    with pytest.raises(ValidationError):
+        AgentSettings()

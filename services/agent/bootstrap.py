@@ -55,8 +55,10 @@ def bootstrap(settings: AgentSettings, backend: GpuBackend | None = None) -> Age
         metrics_interval_seconds=settings.agent_metrics_interval_seconds,
         kill_grace_seconds=settings.agent_kill_grace_seconds,
     )
+    runner = ProcessRunner(state_dir, settings.agent_output_tail_bytes)
+    runner.kill_leftovers()  # before anything runs: jobs a killed agent left behind must not hold GPUs
     agent = NodeAgent(
-        config, backend, fleet, scheduler, ProcessRunner(state_dir, settings.agent_output_tail_bytes),
+        config, backend, fleet, scheduler, runner,
         publisher, ReportQueue(JsonReportStore(state_dir / REPORTS_FILE)),
     )
     return AgentApp(agent, fleet, scheduler, publisher, backend)

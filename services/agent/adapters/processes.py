@@ -35,9 +35,45 @@ def job_environment(base: Mapping[str, str], job_id: str, gpu_indices: Sequence[
     return env
 
 
+PID_FILE = "pgid"
+
+
+def _belongs_to_job(pid: int, job_id: str) -> bool:
+    """Guard against pid reuse: the process must still carry the job's id in its environment."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"GPUFLEET_JOB_ID={job_id}".encode() in environ.split(b"\0")
+
+
+def kill_leftovers(jobs_dir: Path) -> list[str]:
+    """Kill the process groups of jobs started by an agent that died without stopping them.
+
+    An agent killed outright (SIGKILL, OOM, power loss of the agent alone) leaves its jobs running in
+    their own sessions; the restarted agent reports them lost, so their GPUs go back to the scheduler
+    and must really be free. Returns the ids of the jobs whose processes were killed."""
+    killed = []
+    for pid_file in sorted(jobs_dir.glob(f"*/{PID_FILE}")):
+        job_id = pid_file.parent.name
+        try:
+            pid = int(pid_file.read_text().strip())
+        except (OSError, ValueError):
+            pid_file.unlink(missing_ok=True)
+            continue
+        if _belongs_to_job(pid, job_id):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+                killed.append(job_id)
+                log.warning("killed a job left running by a previous agent", extra={"job_id": job_id, "pgid": pid})
+        pid_file.unlink(missing_ok=True)
+    return killed
+
+
 class ProcessJob:
-    def __init__(self, process: asyncio.subprocess.Process, tail: OutputTail) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, tail: OutputTail, pid_file: Path | None = None) -> None:
         self._process = process
+        self._pid_file = pid_file
         self.pid = process.pid
         self._tail = tail
         self._reader = asyncio.create_task(self._read())
@@ -58,6 +94,8 @@ class ProcessJob:
             self._reader.cancel()
         # Whatever the command left behind in its group would keep holding the GPUs: end it with the job.
         self._signal_group(signal.SIGKILL)
+        if self._pid_file is not None:
+            self._pid_file.unlink(missing_ok=True)
         if code < 0:
             sig = signal.Signals(-code)
             return JobExit(exit_code=128 + sig.value, output_tail=self._tail.text(), signal_name=sig.name)
@@ -97,4 +135,9 @@ class ProcessRunner:
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
         )
-        return ProcessJob(process, OutputTail(self.output_tail_bytes))
+        pid_file = workdir / PID_FILE  # lets a restarted agent find and kill what a dead one left running
+        pid_file.write_text(str(process.pid))
+        return ProcessJob(process, OutputTail(self.output_tail_bytes), pid_file)
+
+    def kill_leftovers(self) -> list[str]:
+        return kill_leftovers(self.jobs_dir) if self.jobs_dir.exists() else []

@@ -58,3 +58,22 @@ async def test_a_job_that_cannot_get_its_folder_does_not_start(tmp_path):
 async def test_a_malformed_job_id_cannot_name_a_folder(tmp_path):
     with pytest.raises(ValueError, match="not a UUID"):
         await ProcessRunner(tmp_path, 100).spawn("../../etc", "true", [0])
+
+
+async def test_jobs_left_running_by_a_killed_agent_are_killed_at_restart(tmp_path):
+    import os as _os
+    import uuid as _uuid
+
+    from services.agent.adapters.processes import ProcessRunner
+
+    runner = ProcessRunner(tmp_path, 1024)
+    job_id = str(_uuid.uuid4())
+    handle = await runner.spawn(job_id, "sleep 60", [0])
+    pid = handle.pid
+    # The agent dies here without stopping the job; a new agent starts on the same state folder.
+    assert ProcessRunner(tmp_path, 1024).kill_leftovers() == [job_id]
+    exit_ = await handle.wait()
+    assert exit_.exit_code == 128 + 9
+    with pytest.raises(ProcessLookupError):
+        _os.kill(pid, 0)
+    assert ProcessRunner(tmp_path, 1024).kill_leftovers() == []  # nothing left, pid file removed

@@ -1,0 +1,83 @@
+"""SQLModel tables of the ``identity`` schema (migrations/identity/*.sql is the source of truth for DDL)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import BigInteger, Column, Text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlmodel import Field, SQLModel
+
+SCHEMA_VERSION = 1  # the highest file in migrations/identity
+
+
+class OrganizationRow(SQLModel, table=True):
+    __tablename__ = "organizations"
+    __table_args__ = {"schema": "identity"}
+
+    id: UUID = Field(primary_key=True)
+    name: str
+    stripe_customer_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class UserRow(SQLModel, table=True):
+    __tablename__ = "users"
+    __table_args__ = {"schema": "identity"}
+
+    id: UUID = Field(primary_key=True)
+    email: str
+    name: str | None = None
+    avatar: str | None = None
+    auth_id: str | None = None
+    default_organization_id: UUID | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class MembershipRow(SQLModel, table=True):
+    __tablename__ = "organization_members"
+    __table_args__ = {"schema": "identity"}
+
+    id: UUID = Field(primary_key=True)
+    user_id: UUID
+    organization_id: UUID
+    role: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ApiKeyRow(SQLModel, table=True):
+    __tablename__ = "api_keys"
+    __table_args__ = {"schema": "identity"}
+
+    id: UUID = Field(primary_key=True)
+    organization_id: UUID
+    user_id: UUID
+    name: str
+    prefix: str
+    key_hash: str
+    scopes: list[str] = Field(sa_column=Column(ARRAY(Text), nullable=False))
+    last_used: datetime | None = None
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class AuditRow(SQLModel, table=True):
+    __tablename__ = "audit_log"
+    __table_args__ = {"schema": "identity"}
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
+    organization_id: UUID
+    actor_user_id: UUID | None = None
+    actor_api_key_id: UUID | None = None
+    action: str
+    target_type: str
+    target_id: str
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+    at: datetime

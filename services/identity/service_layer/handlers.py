@@ -1,0 +1,124 @@
+"""Use cases of the identity service: async handlers (command, unit of work) -> result.
+
+Operator work and authentication run in the system scope (they find an organization rather than act
+inside one); every tenant call runs in its caller's organization, so row-level security backs up the
+explicit organization filters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import uuid4
+
+from shared.errors import NotFound, Unauthenticated
+
+from ..domain import model
+from ..domain.keys import hash_key, well_formed
+from ..domain.model import ApiKey, AuditEntry, Membership, Organization, Principal, Role, User
+from .commands import Authenticate, CreateApiKey, CreateOrganization, RevokeApiKey
+from .unit_of_work import UnitOfWorkFactory
+
+# One message for every failure, so a caller cannot tell unknown, revoked and expired keys apart.
+INVALID_KEY = "invalid API key"
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key: ApiKey
+    secret: str
+
+
+@dataclass(frozen=True)
+class CreatedOrganization:
+    organization: Organization
+    owner: User
+    api_key: IssuedKey
+
+
+def _key_details(key: ApiKey) -> dict:
+    return {"name": key.name, "prefix": key.prefix, "scopes": list(key.scopes),
+            "expires_at": key.expires_at.isoformat() if key.expires_at else None}
+
+
+async def authenticate(cmd: Authenticate, uow: UnitOfWorkFactory) -> Principal:
+    # A string that cannot be a key is refused before any lookup; that reveals nothing about keys.
+    if not well_formed(cmd.api_key):
+        raise Unauthenticated(INVALID_KEY)
+    async with uow(system=True) as tx:
+        found = await tx.credential(hash_key(cmd.api_key))
+        now = await tx.now()
+        if found is None or not found.key.usable_at(now):
+            raise Unauthenticated(INVALID_KEY)
+        if found.key.use_worth_recording(now):
+            await tx.record_key_use(found.key.id, now)
+    key = found.key
+    return Principal(organization_id=key.organization_id, user_id=key.user_id, role=found.role,
+                     api_key_id=key.id, scopes=key.scopes)
+
+
+async def create_organization(cmd: CreateOrganization, uow: UnitOfWorkFactory) -> CreatedOrganization:
+    """The organization, its owner (an existing user with that email is reused) and a first key."""
+    name = model.organization_name(cmd.name)
+    email = model.email_address(cmd.owner_email)
+    owner_name = model.person_name(cmd.owner_name)
+    async with uow(system=True) as tx:
+        now = await tx.now()
+        org = Organization(id=uuid4(), name=name, created_at=now)
+        await tx.add_organization(org)
+        await tx.audit(AuditEntry.by_operator(org.id, "organization.created", "organization", org.id, name=name))
+        owner, created = await tx.ensure_user(User(id=uuid4(), email=email, name=owner_name), org.id)
+        if created:
+            await tx.audit(AuditEntry.by_operator(org.id, "user.created", "user", owner.id, email=email))
+        await tx.add_membership(Membership(user_id=owner.id, organization_id=org.id, role=Role.OWNER))
+        await tx.audit(AuditEntry.by_operator(org.id, "member.added", "user", owner.id, role=Role.OWNER.value))
+        key, secret = model.issue_key(org.id, owner.id, model.DEFAULT_KEY_NAME, model.SCOPES, now)
+        await tx.add_api_key(key)
+        await tx.audit(AuditEntry.by_operator(org.id, "api_key.created", "api_key", key.id, **_key_details(key)))
+    return CreatedOrganization(organization=org, owner=owner, api_key=IssuedKey(key, secret))
+
+
+async def get_organization(caller: Principal, uow: UnitOfWorkFactory) -> Organization:
+    async with uow(org_id=caller.organization_id) as tx:
+        org = await tx.organization(caller.organization_id)
+    if org is None:  # deleted after the key was checked
+        raise NotFound("organization not found")
+    return org
+
+
+async def create_api_key(cmd: CreateApiKey, uow: UnitOfWorkFactory) -> IssuedKey:
+    """A key for the caller's own user in the caller's organization."""
+    caller = cmd.caller
+    caller.require_key_manager()
+    name = model.key_name(cmd.name)
+    scopes = model.requested_scopes(cmd.scopes)
+    lifetime = model.key_lifetime(cmd.expires_in_seconds)
+    caller.require_grantable(scopes)
+    async with uow(org_id=caller.organization_id) as tx:
+        now = await tx.now()
+        key, secret = model.issue_key(caller.organization_id, caller.user_id, name, scopes, now, lifetime)
+        await tx.add_api_key(key)
+        await tx.audit(AuditEntry.by(caller, "api_key.created", "api_key", key.id, **_key_details(key)))
+    return IssuedKey(key, secret)
+
+
+async def list_api_keys(caller: Principal, uow: UnitOfWorkFactory) -> list[ApiKey]:
+    async with uow(org_id=caller.organization_id) as tx:
+        return await tx.api_keys(caller.organization_id)
+
+
+async def revoke_api_key(cmd: RevokeApiKey, uow: UnitOfWorkFactory) -> ApiKey:
+    """Revokes a key of the caller's organization; revoking a revoked key changes nothing."""
+    caller = cmd.caller
+    async with uow(org_id=caller.organization_id) as tx:
+        key = await tx.api_key(cmd.key_id) if cmd.key_id else None
+        # Another organization's key reads exactly like a missing one.
+        if key is None or key.organization_id != caller.organization_id:
+            raise NotFound("API key not found", field="id")
+        caller.require_may_revoke(key)
+        if key.revoked_at is not None:
+            return key
+        key = key.revoked(await tx.now())
+        await tx.save_revocation(key)
+        await tx.audit(AuditEntry.by(caller, "api_key.revoked", "api_key", key.id, name=key.name,
+                                     prefix=key.prefix))
+    return key

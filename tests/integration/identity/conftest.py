@@ -1,0 +1,43 @@
+"""Identity in-process: its servicer on a free port over the real PostgreSQL, called through grpc.aio."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from gpufleet.v1 import identity_pb2_grpc
+
+from services.identity.__main__ import SERVICE_NAME
+from services.identity.bootstrap import IdentityApp, bootstrap
+from services.identity.config import IdentitySettings
+from services.identity.entrypoints.grpc_server import IdentityServicer
+from shared.db import Database
+from shared.embedded.postgres import free_port
+from shared.grpc import channel, serve
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
+@dataclass
+class Identity:
+    app: IdentityApp
+    db: Database
+    settings: IdentitySettings
+    stub: identity_pb2_grpc.IdentityServiceStub
+
+
+@pytest.fixture(scope="session")
+async def identity(migrate_schema) -> AsyncIterator[Identity]:
+    url = await migrate_schema("identity")
+    settings = IdentitySettings(identity_database_url=url, admin_token=ADMIN_TOKEN)
+    db = Database(url, "identity", pool_size=4)
+    app = bootstrap(settings, db)
+    target = f"127.0.0.1:{free_port()}"
+    server, _ = await serve(target, [(identity_pb2_grpc.add_IdentityServiceServicer_to_server, IdentityServicer(app))],
+                            [SERVICE_NAME])
+    client = channel(target)
+    yield Identity(app, db, settings, identity_pb2_grpc.IdentityServiceStub(client))
+    await client.close()
+    await server.stop(None)
+    await db.dispose()

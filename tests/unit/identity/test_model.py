@@ -1,0 +1,130 @@
+"""Validation of names, emails, scopes and lifetimes; key state; role rules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+
+from services.identity.domain import model
+from services.identity.domain.model import ApiKey, Principal, Role
+from shared.errors import InvalidArgument, PermissionDenied
+
+NOW = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def key(**overrides) -> ApiKey:
+    fields = {"id": uuid4(), "organization_id": uuid4(), "user_id": uuid4(), "name": "k", "prefix": "gpf_abcdefgh",
+              "key_hash": "0" * 64, "scopes": model.SCOPES, "created_at": NOW}
+    return ApiKey(**{**fields, **overrides})
+
+
+def principal(role: Role = Role.OWNER, scopes: tuple[str, ...] = model.SCOPES, **overrides) -> Principal:
+    fields = {"organization_id": uuid4(), "user_id": uuid4(), "role": role, "api_key_id": uuid4(), "scopes": scopes}
+    return Principal(**{**fields, **overrides})
+
+
+def test_organization_name_is_trimmed_and_bounded() -> None:
+    assert model.organization_name("  Acme  ") == "Acme"
+    assert model.organization_name("x" * 200) == "x" * 200
+    for bad in ("", "   ", "x" * 201, "a\nb"):
+        with pytest.raises(InvalidArgument) as err:
+            model.organization_name(bad)
+        assert err.value.field == "name"
+
+
+def test_email_is_lowercased_and_checked() -> None:
+    assert model.email_address("  Ada.Lovelace@Example.COM ") == "ada.lovelace@example.com"
+    for bad in ("", "ada", "ada@", "@example.com", "ada@example", "a da@example.com", "a@b@example.com",
+                "a" * 250 + "@example.com"):
+        with pytest.raises(InvalidArgument) as err:
+            model.email_address(bad)
+        assert err.value.field == "owner_email"
+
+
+def test_person_name_is_optional() -> None:
+    assert model.person_name("  ") is None
+    assert model.person_name(" Ada ") == "Ada"
+    with pytest.raises(InvalidArgument):
+        model.person_name("x" * 201)
+
+
+def test_key_name_bounds() -> None:
+    assert model.key_name(" ci ") == "ci"
+    for bad in ("", " ", "x" * 101):
+        with pytest.raises(InvalidArgument):
+            model.key_name(bad)
+
+
+def test_scopes_default_to_all_and_reject_unknown() -> None:
+    assert model.requested_scopes([]) == ("admin", "jobs:read", "jobs:write")
+    assert model.requested_scopes(["jobs:write", "jobs:read", "jobs:read"]) == ("jobs:read", "jobs:write")
+    with pytest.raises(InvalidArgument) as err:
+        model.requested_scopes(["jobs:read", "root"])
+    assert err.value.field == "scopes" and "root" in err.value.message
+
+
+def test_key_lifetime() -> None:
+    assert model.key_lifetime(0) is None
+    assert model.key_lifetime(3600) == timedelta(hours=1)
+    with pytest.raises(InvalidArgument):
+        model.key_lifetime(-1)
+    with pytest.raises(InvalidArgument):
+        model.key_lifetime(int(model.MAX_KEY_LIFETIME.total_seconds()) + 1)
+
+
+def test_key_usability() -> None:
+    assert key().usable_at(NOW)
+    assert key(expires_at=NOW + timedelta(seconds=1)).usable_at(NOW)
+    assert not key(expires_at=NOW).usable_at(NOW)
+    assert not key(revoked_at=NOW - timedelta(days=1)).usable_at(NOW)
+
+
+def test_use_is_recorded_at_most_once_a_minute() -> None:
+    assert key().use_worth_recording(NOW)
+    assert not key(last_used=NOW - timedelta(seconds=59)).use_worth_recording(NOW)
+    assert key(last_used=NOW - timedelta(seconds=60)).use_worth_recording(NOW)
+
+
+def test_revocation_keeps_the_first_time() -> None:
+    first = key().revoked(NOW)
+    assert first.revoked_at == NOW
+    assert first.revoked(NOW + timedelta(hours=1)).revoked_at == NOW
+
+
+def test_issue_key_keeps_only_the_hash_on_the_key() -> None:
+    org, user = uuid4(), uuid4()
+    issued, secret = model.issue_key(org, user, "ci", ("jobs:read",), NOW, timedelta(days=1))
+    assert issued.organization_id == org and issued.user_id == user and issued.scopes == ("jobs:read",)
+    assert issued.expires_at == NOW + timedelta(days=1)
+    assert secret not in repr(issued) and issued.prefix == secret[:12]
+    assert model.issue_key(org, user, "ci", model.SCOPES, NOW)[0].expires_at is None
+
+
+@pytest.mark.parametrize("role", [Role.OWNER, Role.ADMIN])
+def test_owners_and_admins_manage_keys(role: Role) -> None:
+    principal(role).require_key_manager()
+
+
+@pytest.mark.parametrize("role", [Role.MEMBER, Role.VIEWER])
+def test_members_and_viewers_do_not_create_keys(role: Role) -> None:
+    with pytest.raises(PermissionDenied):
+        principal(role).require_key_manager()
+
+
+def test_a_key_without_admin_scope_cannot_create_keys_nor_grant_more_than_it_has() -> None:
+    with pytest.raises(PermissionDenied):
+        principal(Role.OWNER, scopes=("jobs:read", "jobs:write")).require_key_manager()
+    narrow = principal(Role.ADMIN, scopes=("admin", "jobs:read"))
+    narrow.require_grantable(("jobs:read",))
+    with pytest.raises(PermissionDenied):
+        narrow.require_grantable(("jobs:read", "jobs:write"))
+
+
+def test_revocation_rules() -> None:
+    member = principal(Role.MEMBER)
+    member.require_may_revoke(key(user_id=member.user_id))  # one's own key
+    with pytest.raises(PermissionDenied):
+        member.require_may_revoke(key())
+    principal(Role.ADMIN).require_may_revoke(key())

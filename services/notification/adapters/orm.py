@@ -1,0 +1,75 @@
+"""SQLModel tables of the ``notification`` schema (migrations/notification/*.sql is the source of truth)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import Column, LargeBinary, Text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlmodel import Field, SQLModel
+
+SCHEMA_VERSION = 1  # the highest file in migrations/notification
+
+
+class WebhookRow(SQLModel, table=True):
+    __tablename__ = "webhooks"
+    __table_args__ = {"schema": "notification"}
+
+    id: UUID = Field(primary_key=True)
+    organization_id: UUID
+    url: str
+    events: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(Text), nullable=False))
+    type: str = "job_status"
+    status: str = "active"
+    error_rate: float = 0.0
+    signing_secret: str
+    is_active: bool = True
+    last_used: datetime | None = None
+    description: str | None = None
+    consecutive_failures: int = 0
+    disabled_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class JobWebhookSecretRow(SQLModel, table=True):
+    __tablename__ = "job_webhook_secrets"
+    __table_args__ = {"schema": "notification"}
+
+    organization_id: UUID = Field(primary_key=True)
+    secret: str
+    created_at: datetime | None = None
+
+
+class DeliveryRow(SQLModel, table=True):
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = {"schema": "notification"}
+
+    id: UUID = Field(primary_key=True)
+    organization_id: UUID
+    webhook_id: UUID | None = Field(default=None, foreign_key="notification.webhooks.id")
+    url: str
+    event_id: UUID
+    event_type: str
+    job_id: UUID | None = None
+    payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    status: str = "pending"
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    created_at: datetime | None = None
+    delivered_at: datetime | None = None
+
+
+class AttemptRow(SQLModel, table=True):
+    __tablename__ = "webhook_attempts"
+    __table_args__ = {"schema": "notification"}
+
+    delivery_id: UUID = Field(primary_key=True, foreign_key="notification.webhook_deliveries.id")
+    attempt: int = Field(primary_key=True)
+    organization_id: UUID
+    at: datetime
+    response_status: int | None = None
+    error: str | None = None
+    duration_ms: int = 0

@@ -1,0 +1,55 @@
+"""User-facing event names and the webhook body, pure.
+
+Tenants see the job topic's event types without the ``gpufleet.`` prefix (``job.succeeded``); a webhook
+subscribes to a subset of them, the empty set meaning all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.errors import InvalidArgument
+
+INTERNAL_PREFIX = "gpufleet."
+EVENT_NAMES: tuple[str, ...] = (
+    "job.submitted", "job.scheduled", "job.started", "job.succeeded", "job.failed", "job.cancelled",
+)
+
+
+def public_name(event_type: str) -> str | None:
+    """``gpufleet.job.succeeded`` -> ``job.succeeded``; None for a type tenants are not offered."""
+    if not event_type.startswith(INTERNAL_PREFIX):
+        return None
+    name = event_type[len(INTERNAL_PREFIX):]
+    return name if name in EVENT_NAMES else None
+
+
+def event_filter(names: Iterable[str]) -> tuple[str, ...]:
+    """A webhook's subscription, checked and without duplicates (in the canonical order)."""
+    wanted = set()
+    for name in names:
+        if name not in EVENT_NAMES:
+            raise InvalidArgument(
+                f"unknown event {name!r}; expected some of {', '.join(EVENT_NAMES)}", field="events")
+        wanted.add(name)
+    return tuple(n for n in EVENT_NAMES if n in wanted)
+
+
+def subscribes_to(events: Iterable[str], name: str) -> bool:
+    subscribed = tuple(events)
+    return not subscribed or name in subscribed
+
+
+def _rfc3339(at: datetime) -> str:
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def webhook_body(name: str, at: datetime, data: Mapping[str, Any]) -> bytes:
+    """The exact bytes every target of one event receives (and that the signature covers)."""
+    body = {"type": name, "timestamp": _rfc3339(at), "data": data}
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()

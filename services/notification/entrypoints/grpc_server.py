@@ -1,0 +1,90 @@
+"""gRPC servicer: translates wire messages to commands and results back. No business branching here."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import grpc
+from gpufleet.v1 import common_pb2, notification_pb2, notification_pb2_grpc
+
+from shared.errors import Unauthenticated
+from shared.grpc import Authenticator, grpc_service
+from shared.wire import opt, ts, uuid_arg
+
+from ..domain.model import Delivery, Webhook
+from ..service_layer import commands, handlers
+from ..service_layer.handlers import Dependencies
+
+SERVICE_NAMES = [notification_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name]
+
+
+def _tenant(principal: common_pb2.Principal) -> UUID:
+    try:
+        return UUID(principal.organization_id)
+    except ValueError as exc:  # identity answered without an organization: treat as no credentials
+        raise Unauthenticated("the API key has no organization") from exc
+
+
+def _webhook(w: Webhook) -> notification_pb2.Webhook:
+    return notification_pb2.Webhook(
+        id=str(w.id), url=w.url, events=list(w.events), status=w.status.value, is_active=w.is_active,
+        error_rate=w.error_rate, consecutive_failures=w.consecutive_failures, last_used=ts(w.last_used),
+        created_at=ts(w.created_at), description=w.description or "",
+    )
+
+
+def _delivery(d: Delivery) -> notification_pb2.Delivery:
+    return notification_pb2.Delivery(
+        id=str(d.id), webhook_id=str(d.webhook_id) if d.webhook_id else "", url=d.url, event_type=d.event_type,
+        job_id=str(d.job_id) if d.job_id else "", status=d.status.value, attempts=d.attempts,
+        next_attempt_at=ts(d.next_attempt_at), created_at=ts(d.created_at), delivered_at=ts(d.delivered_at),
+        attempt_log=[notification_pb2.DeliveryAttempt(
+            attempt=a.attempt, at=ts(a.at), response_status=a.response_status or 0, error=a.error or "",
+            duration_ms=a.duration_ms) for a in d.attempt_log],
+    )
+
+
+@grpc_service
+class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
+    def __init__(self, deps: Dependencies, auth: Authenticator) -> None:
+        self.deps, self.auth = deps, auth
+
+    async def CreateWebhook(self, request: notification_pb2.CreateWebhookRequest,
+                            context: grpc.aio.ServicerContext) -> notification_pb2.CreatedWebhook:
+        principal = await self.auth.principal(context, write=True)
+        created = await handlers.create_webhook(commands.CreateWebhook(
+            organization_id=_tenant(principal), url=request.url, events=tuple(request.events),
+            description=opt(request.description)), self.deps)
+        return notification_pb2.CreatedWebhook(webhook=_webhook(created.webhook), secret=created.secret)
+
+    async def ListWebhooks(self, request: common_pb2.Empty, context: grpc.aio.ServicerContext
+                           ) -> notification_pb2.ListWebhooksResponse:
+        principal = await self.auth.principal(context)
+        hooks = await handlers.list_webhooks(_tenant(principal), self.deps)
+        return notification_pb2.ListWebhooksResponse(webhooks=[_webhook(w) for w in hooks])
+
+    async def DeleteWebhook(self, request: notification_pb2.DeleteWebhookRequest,
+                            context: grpc.aio.ServicerContext) -> common_pb2.Empty:
+        principal = await self.auth.principal(context, write=True)
+        await handlers.delete_webhook(
+            commands.DeleteWebhook(organization_id=_tenant(principal), webhook_id=request.id), self.deps)
+        return common_pb2.Empty()
+
+    async def ListDeliveries(self, request: notification_pb2.ListDeliveriesRequest,
+                             context: grpc.aio.ServicerContext) -> notification_pb2.ListDeliveriesResponse:
+        principal = await self.auth.principal(context)
+        query = commands.ListDeliveries(
+            organization_id=_tenant(principal),
+            webhook_id=uuid_arg(request.webhook_id, "webhook_id") if request.webhook_id else None,
+            job_id=uuid_arg(request.job_id, "job_id") if request.job_id else None,
+            limit=request.limit or None,
+        )
+        found = await handlers.list_deliveries(query, self.deps)
+        return notification_pb2.ListDeliveriesResponse(deliveries=[_delivery(d) for d in found])
+
+    async def GetJobWebhookSecret(self, request: common_pb2.Empty, context: grpc.aio.ServicerContext
+                                  ) -> notification_pb2.JobWebhookSecret:
+        principal = await self.auth.principal(context)
+        secret = await handlers.get_job_webhook_secret(
+            commands.GetJobWebhookSecret(organization_id=_tenant(principal), role=principal.role), self.deps)
+        return notification_pb2.JobWebhookSecret(secret=secret)

@@ -1,0 +1,78 @@
+"""The ports the handlers depend on. adapters/repository.py implements the unit of work over
+PostgreSQL and adapters/http_sender.py the sender over HTTP; unit tests use in-memory fakes.
+
+One unit of work = one transaction: deliveries created for an event commit with the consumer's claim
+of that event; an attempt, the delivery's new state and its webhook's health commit together."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+from uuid import UUID
+
+from ..domain.model import Delivery, DeliveryAttempt, SendResult, Webhook
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    """A claimed delivery with what it takes to send it."""
+
+    delivery: Delivery
+    secret: str | None  # the webhook's signing secret, or the organization's job webhook secret
+    webhook_active: bool  # False when its webhook was disabled meanwhile
+
+
+class NotificationUnitOfWork(Protocol):
+    async def now(self) -> datetime:
+        """The clock of record (the database's, so every replica agrees)."""
+
+    async def claim(self, consumer: str, event_id: UUID) -> bool:
+        """False when ``consumer`` has processed ``event_id`` before."""
+
+    async def add_webhook(self, webhook: Webhook) -> Webhook:
+        """Insert; returns it with the database's ``created_at``."""
+
+    async def webhooks(self) -> list[Webhook]:
+        """Every webhook the unit's scope may see, oldest first."""
+
+    async def active_webhooks(self, organization_id: UUID) -> list[Webhook]: ...
+
+    async def webhook(self, webhook_id: UUID, *, for_update: bool = False) -> Webhook | None: ...
+
+    async def save_webhook(self, webhook: Webhook) -> None: ...
+
+    async def delete_webhook(self, webhook_id: UUID) -> bool:
+        """False when no such webhook is visible (row-level security hides other organizations')."""
+
+    async def job_webhook_secret(self, organization_id: UUID, candidate: str) -> str:
+        """The organization's job webhook secret; ``candidate`` becomes it when there is none yet."""
+
+    async def add_deliveries(self, deliveries: Sequence[Delivery]) -> int:
+        """Insert, skipping any (event, url) pair that exists; returns how many were new."""
+
+    async def deliveries(self, webhook_id: UUID | None, job_id: UUID | None, limit: int) -> list[Delivery]:
+        """Newest first, with their attempt logs."""
+
+    async def claim_due(self, limit: int, lease: timedelta) -> list[DueDelivery]:
+        """Pending deliveries due now, oldest due first, skipping rows other workers hold; their
+        ``next_attempt_at`` moves ``lease`` ahead so that a worker that dies mid-send is retried."""
+
+    async def delivery(self, delivery_id: UUID, *, for_update: bool = False) -> Delivery | None: ...
+
+    async def save_delivery(self, delivery: Delivery, attempts: Sequence[DeliveryAttempt] = ()) -> None: ...
+
+    async def seconds_until_next_due(self) -> float | None:
+        """When the next pending delivery is due (<= 0: now); None when nothing is pending."""
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, *, org_id: UUID | None = None, system: bool = False
+                 ) -> AbstractAsyncContextManager[NotificationUnitOfWork]: ...
+
+
+class Sender(Protocol):
+    async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> SendResult:
+        """POST ``body`` once; never raises for the target's failures (they are the result)."""

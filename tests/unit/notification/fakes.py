@@ -1,0 +1,134 @@
+"""In-memory unit of work and sender for handler and worker tests (row-level security imitated)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from services.notification.domain.model import Delivery, DeliveryAttempt, DeliveryStatus, SendResult, Webhook
+from services.notification.service_layer.unit_of_work import DueDelivery
+
+
+class Store:
+    def __init__(self) -> None:
+        self.now = datetime(2025, 1, 1, tzinfo=UTC)
+        self.webhooks: dict[UUID, Webhook] = {}
+        self.secrets: dict[UUID, str] = {}
+        self.deliveries: dict[UUID, Delivery] = {}
+        self.claims: set[tuple[str, UUID]] = set()
+        self.commits = 0
+
+
+class FakeUnitOfWork:
+    def __init__(self, store: Store, org_id: UUID | None, system: bool) -> None:
+        self.store, self.org_id, self.system = store, org_id, system
+        self.pending_claims: set[tuple[str, UUID]] = set()
+
+    def _visible(self, org: UUID) -> bool:
+        return self.system or org == self.org_id
+
+    async def now(self) -> datetime:
+        return self.store.now
+
+    async def claim(self, consumer: str, event_id: UUID) -> bool:
+        key = (consumer, event_id)
+        if key in self.store.claims:
+            return False
+        self.store.claims.add(key)
+        return True
+
+    async def add_webhook(self, webhook: Webhook) -> Webhook:
+        assert self._visible(webhook.organization_id)
+        webhook.created_at = self.store.now
+        self.store.webhooks[webhook.id] = copy.deepcopy(webhook)
+        return webhook
+
+    async def webhooks(self) -> list[Webhook]:
+        return [copy.deepcopy(w) for w in self.store.webhooks.values() if self._visible(w.organization_id)]
+
+    async def active_webhooks(self, organization_id: UUID) -> list[Webhook]:
+        return [w for w in await self.webhooks() if w.organization_id == organization_id and w.is_active]
+
+    async def webhook(self, webhook_id: UUID, *, for_update: bool = False) -> Webhook | None:
+        w = self.store.webhooks.get(webhook_id)
+        return copy.deepcopy(w) if w and self._visible(w.organization_id) else None
+
+    async def save_webhook(self, webhook: Webhook) -> None:
+        self.store.webhooks[webhook.id] = copy.deepcopy(webhook)
+
+    async def delete_webhook(self, webhook_id: UUID) -> bool:
+        if await self.webhook(webhook_id) is None:
+            return False
+        del self.store.webhooks[webhook_id]
+        self.store.deliveries = {k: d for k, d in self.store.deliveries.items() if d.webhook_id != webhook_id}
+        return True
+
+    async def job_webhook_secret(self, organization_id: UUID, candidate: str) -> str:
+        assert self._visible(organization_id)
+        return self.store.secrets.setdefault(organization_id, candidate)
+
+    async def add_deliveries(self, deliveries: Sequence[Delivery]) -> int:
+        taken = {(d.event_id, d.url) for d in self.store.deliveries.values()}
+        new = [d for d in deliveries if (d.event_id, d.url) not in taken]
+        for d in new:
+            d.created_at = self.store.now
+            self.store.deliveries[d.id] = copy.deepcopy(d)
+        return len(new)
+
+    async def deliveries(self, webhook_id: UUID | None, job_id: UUID | None, limit: int) -> list[Delivery]:
+        found = [copy.deepcopy(d) for d in self.store.deliveries.values() if self._visible(d.organization_id)
+                 and (webhook_id is None or d.webhook_id == webhook_id) and (job_id is None or d.job_id == job_id)]
+        return found[:limit]
+
+    async def claim_due(self, limit: int, lease: timedelta) -> list[DueDelivery]:
+        due = sorted((d for d in self.store.deliveries.values() if d.status is DeliveryStatus.PENDING
+                      and d.next_attempt_at is not None and d.next_attempt_at <= self.store.now),
+                     key=lambda d: d.next_attempt_at or self.store.now)[:limit]
+        out = []
+        for d in due:
+            d.next_attempt_at = self.store.now + lease
+            if d.webhook_id is None:
+                out.append(DueDelivery(copy.deepcopy(d), self.store.secrets.get(d.organization_id), True))
+            else:
+                hook = self.store.webhooks.get(d.webhook_id)
+                out.append(DueDelivery(copy.deepcopy(d), hook.signing_secret if hook else None,
+                                       bool(hook and hook.is_active)))
+        return out
+
+    async def delivery(self, delivery_id: UUID, *, for_update: bool = False) -> Delivery | None:
+        d = self.store.deliveries.get(delivery_id)
+        return copy.deepcopy(d) if d and self._visible(d.organization_id) else None
+
+    async def save_delivery(self, delivery: Delivery, attempts: Sequence[DeliveryAttempt] = ()) -> None:
+        self.store.deliveries[delivery.id] = copy.deepcopy(delivery)
+
+    async def seconds_until_next_due(self) -> float | None:
+        times = [d.next_attempt_at for d in self.store.deliveries.values()
+                 if d.status is DeliveryStatus.PENDING and d.next_attempt_at]
+        return (min(times) - self.store.now).total_seconds() if times else None
+
+
+class FakeUnitOfWorkFactory:
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store or Store()
+
+    @asynccontextmanager
+    async def __call__(self, *, org_id: UUID | None = None, system: bool = False) -> AsyncIterator[FakeUnitOfWork]:
+        assert org_id is not None or system
+        yield FakeUnitOfWork(self.store, org_id, system)
+        self.store.commits += 1
+
+
+class FakeSender:
+    """Answers with the next scripted result (default 200) and remembers what it was given."""
+
+    def __init__(self, *results: SendResult) -> None:
+        self.results = list(results)
+        self.sent: list[tuple[str, dict[str, str], bytes]] = []
+
+    async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> SendResult:
+        self.sent.append((url, dict(headers), body))
+        return self.results.pop(0) if self.results else SendResult(200, None, 1)

@@ -1,0 +1,49 @@
+"""Public event names, a webhook's event filter and the body every target receives."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from services.notification.domain.events import (
+    EVENT_NAMES,
+    event_filter,
+    public_name,
+    subscribes_to,
+    webhook_body,
+)
+from shared.contracts import jobs
+from shared.errors import InvalidArgument
+
+
+def test_every_job_topic_event_has_a_public_name_without_the_prefix() -> None:
+    assert sorted(public_name(t) for t in jobs.EVENT_TYPES) == sorted(EVENT_NAMES)
+    assert public_name(jobs.JOB_SUCCEEDED) == "job.succeeded"
+    assert public_name("gpufleet.gpu.registered") is None
+    assert public_name("job.succeeded") is None
+
+
+def test_filter_keeps_known_names_once_in_canonical_order() -> None:
+    assert event_filter(["job.failed", "job.submitted", "job.failed"]) == ("job.submitted", "job.failed")
+    assert event_filter([]) == ()
+
+
+@pytest.mark.parametrize("bad", ["job.exploded", "gpufleet.job.failed", ""])
+def test_filter_refuses_unknown_names(bad: str) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        event_filter(["job.failed", bad])
+    assert err.value.field == "events"
+
+
+def test_empty_subscription_means_every_event() -> None:
+    assert subscribes_to((), "job.started")
+    assert subscribes_to(("job.started",), "job.started")
+    assert not subscribes_to(("job.failed", "job.succeeded"), "job.started")
+
+
+def test_body_has_type_rfc3339_timestamp_and_data() -> None:
+    body = webhook_body("job.failed", datetime(2025, 3, 1, 12, 0, 5, tzinfo=UTC), {"job_id": "j", "exit_code": 2})
+    assert json.loads(body) == {"type": "job.failed", "timestamp": "2025-03-01T12:00:05Z",
+                                "data": {"job_id": "j", "exit_code": 2}}

@@ -98,7 +98,9 @@ def require_agent(context: grpc.aio.ServicerContext, agent_token: str) -> None:
 class Authenticator:
     """Resolves API keys through identity, caching answers for ``ttl`` seconds."""
 
-    def __init__(self, identity_target: str, ttl: float = 5.0, *, use_channel: grpc.aio.Channel | None = None) -> None:
+    def __init__(
+        self, identity_target: str, ttl: float = 5.0, *, use_channel: grpc.aio.Channel | None = None
+    ) -> None:
         self._owns_channel = use_channel is None
         self._channel = use_channel or channel(identity_target)
         self._stub = identity_pb2_grpc.IdentityServiceStub(self._channel)

@@ -30,8 +30,11 @@ async def main(settings: AgentSettings, stop: asyncio.Event) -> None:
 
 def cli(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m services.agent", description="GPU fleet node agent")
-    parser.add_argument("--probe", action="store_true",
-                        help="initialise the configured GPU backend, print what it found as JSON, and exit")
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="initialise the configured GPU backend, print what it found as JSON, and exit",
+    )
     args = parser.parse_args(argv)
     if args.probe:
         backend_settings = load_settings(GpuBackendSettings)

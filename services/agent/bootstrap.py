@@ -22,8 +22,12 @@ REPORTS_FILE = "pending_reports.json"
 def make_backend(settings: GpuBackendSettings) -> GpuBackend:
     if settings.agent_gpu_backend == "nvml":
         return NvmlBackend()
-    return SimulatedBackend(settings.agent_sim_gpu_count, settings.agent_sim_gpu_model,
-                            settings.agent_sim_gpu_memory_mb, settings.agent_hostname)
+    return SimulatedBackend(
+        settings.agent_sim_gpu_count,
+        settings.agent_sim_gpu_model,
+        settings.agent_sim_gpu_memory_mb,
+        settings.agent_hostname,
+    )
 
 
 @dataclass
@@ -49,16 +53,24 @@ def bootstrap(settings: AgentSettings, backend: GpuBackend | None = None) -> Age
     publisher = KafkaMetricsPublisher(settings, settings.agent_hostname)
     state_dir = settings.agent_state_dir
     config = AgentConfig(
-        hostname=settings.agent_hostname, provider=settings.agent_provider,
+        hostname=settings.agent_hostname,
+        provider=settings.agent_provider,
         organization_id=str(settings.agent_organization_id) if settings.agent_organization_id else None,
-        is_spot=settings.agent_is_spot, agent_version=AGENT_VERSION, poll_seconds=settings.agent_poll_seconds,
+        is_spot=settings.agent_is_spot,
+        agent_version=AGENT_VERSION,
+        poll_seconds=settings.agent_poll_seconds,
         metrics_interval_seconds=settings.agent_metrics_interval_seconds,
         kill_grace_seconds=settings.agent_kill_grace_seconds,
     )
     runner = ProcessRunner(state_dir, settings.agent_output_tail_bytes)
     runner.kill_leftovers()  # before anything runs: jobs a killed agent left behind must not hold GPUs
     agent = NodeAgent(
-        config, backend, fleet, scheduler, runner,
-        publisher, ReportQueue(JsonReportStore(state_dir / REPORTS_FILE)),
+        config,
+        backend,
+        fleet,
+        scheduler,
+        runner,
+        publisher,
+        ReportQueue(JsonReportStore(state_dir / REPORTS_FILE)),
     )
     return AgentApp(agent, fleet, scheduler, publisher, backend)

@@ -30,16 +30,26 @@ async def main(settings: FleetSettings, stop: asyncio.Event) -> None:
     try:
         await db.check_schema("fleet", SCHEMA_VERSION)
         app = bootstrap(settings, db)
-        tasks.append(asyncio.create_task(OutboxRelay(db, settings, publishes=(topics.FLEET,)).run(stop),
-                                         name="outbox-relay"))
+        tasks.append(
+            asyncio.create_task(
+                OutboxRelay(db, settings, publishes=(topics.FLEET,)).run(stop), name="outbox-relay"
+            )
+        )
         register_consumers(broker, app)
         await broker.start()
         server, health = await serve(
             settings.fleet_grpc_listen,
-            [(fleet_pb2_grpc.add_FleetServiceServicer_to_server, FleetServicer(app, auth)),
-             (fleet_pb2_grpc.add_NodeRegistryServiceServicer_to_server,
-              NodeRegistryServicer(app, settings.agent_token.get_secret_value()))],
-            [fleet_pb2.DESCRIPTOR.services_by_name[n].full_name for n in ("FleetService", "NodeRegistryService")],
+            [
+                (fleet_pb2_grpc.add_FleetServiceServicer_to_server, FleetServicer(app, auth)),
+                (
+                    fleet_pb2_grpc.add_NodeRegistryServiceServicer_to_server,
+                    NodeRegistryServicer(app, settings.agent_token.get_secret_value()),
+                ),
+            ],
+            [
+                fleet_pb2.DESCRIPTOR.services_by_name[n].full_name
+                for n in ("FleetService", "NodeRegistryService")
+            ],
         )
         tasks.append(asyncio.create_task(app.sweep_forever(stop), name="offline-sweeper"))
         await supervise(stop, *tasks)

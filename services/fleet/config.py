@@ -16,6 +16,8 @@ class FleetSettings(BaseServiceSettings, KafkaSettings, AgentTokenSettings, Iden
     fleet_heartbeat_interval_seconds: int = Field(default=5, ge=1, le=3600)
     fleet_node_timeout_seconds: int = Field(default=30, ge=1)
     # Hourly price of a GPU whose model is not in the catalog (registered as type "unknown").
-    fleet_unknown_gpu_price_per_hour: Decimal = Field(default=Decimal("0"), ge=0, max_digits=10, decimal_places=4)
+    fleet_unknown_gpu_price_per_hour: Decimal = Field(
+        default=Decimal("0"), ge=0, max_digits=10, decimal_places=4
+    )
     # How often the offline sweep looks for silent nodes.
     fleet_sweep_interval_seconds: float = Field(default=2.0, gt=0)

@@ -23,8 +23,13 @@ class _Server(uvicorn.Server):
 
 async def serve(settings: GatewaySettings, stop: asyncio.Event) -> None:
     config = uvicorn.Config(
-        create_app(settings), host=settings.gateway_host, port=settings.gateway_port,
-        lifespan="on", log_config=None, access_log=False, proxy_headers=True,
+        create_app(settings),
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
         timeout_graceful_shutdown=20,
     )
     server = _Server(config)

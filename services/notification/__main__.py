@@ -46,7 +46,12 @@ async def main(settings: NotificationSettings, stop: asyncio.Event) -> None:
 
         server, health = await serve(
             settings.notification_grpc_listen,
-            [(notification_pb2_grpc.add_NotificationServiceServicer_to_server, NotificationServicer(app.deps, auth))],
+            [
+                (
+                    notification_pb2_grpc.add_NotificationServiceServicer_to_server,
+                    NotificationServicer(app.deps, auth),
+                )
+            ],
             SERVICE_NAMES,
         )
         cleanup.push_async_callback(server.stop, 5)

@@ -34,18 +34,29 @@ class NotificationApp:
             await close()
 
 
-def bootstrap(settings: NotificationSettings, *, db: Database | None = None, uow: UnitOfWorkFactory | None = None,
-              sender: Sender | None = None) -> NotificationApp:
+def bootstrap(
+    settings: NotificationSettings,
+    *,
+    db: Database | None = None,
+    uow: UnitOfWorkFactory | None = None,
+    sender: Sender | None = None,
+) -> NotificationApp:
     if uow is None:
         if db is None:
             raise ValueError("bootstrap needs a database or a unit-of-work factory")
         uow = sql_unit_of_work(db)
     wakeup = Wakeup()
-    sender = sender or HttpSender(allow_private=settings.notification_allow_private_targets,
-                                  max_connections=settings.notification_delivery_concurrency)
-    policy = RetryPolicy(base_seconds=settings.notification_retry_base_seconds,
-                         max_attempts=settings.notification_max_attempts)
-    worker = DeliveryWorker(uow, sender, policy, wakeup, concurrency=settings.notification_delivery_concurrency,
-                            lease=LEASE)
-    deps = Dependencies(uow=uow, wakeup=wakeup, allow_private_targets=settings.notification_allow_private_targets)
+    sender = sender or HttpSender(
+        allow_private=settings.notification_allow_private_targets,
+        max_connections=settings.notification_delivery_concurrency,
+    )
+    policy = RetryPolicy(
+        base_seconds=settings.notification_retry_base_seconds, max_attempts=settings.notification_max_attempts
+    )
+    worker = DeliveryWorker(
+        uow, sender, policy, wakeup, concurrency=settings.notification_delivery_concurrency, lease=LEASE
+    )
+    deps = Dependencies(
+        uow=uow, wakeup=wakeup, allow_private_targets=settings.notification_allow_private_targets
+    )
     return NotificationApp(deps=deps, worker=worker, sender=sender)

@@ -47,15 +47,20 @@ async def main(settings: SchedulerSettings, stop: asyncio.Event) -> None:
         consumers.register(broker, deps)
         await broker.start()
         cleanup.push_async_callback(broker.stop)
-        tasks.append(asyncio.create_task(
-            run_scheduling_loop(stop, deps, settings.scheduler_tick_seconds), name="scheduling-loop"))
+        tasks.append(
+            asyncio.create_task(
+                run_scheduling_loop(stop, deps, settings.scheduler_tick_seconds), name="scheduling-loop"
+            )
+        )
 
         server, health = await serve(
             settings.scheduler_grpc_listen,
             [
                 (scheduler_pb2_grpc.add_JobServiceServicer_to_server, JobServicer(deps, auth)),
-                (scheduler_pb2_grpc.add_NodeAgentServiceServicer_to_server,
-                 NodeAgentServicer(deps, settings.agent_token.get_secret_value())),
+                (
+                    scheduler_pb2_grpc.add_NodeAgentServiceServicer_to_server,
+                    NodeAgentServicer(deps, settings.agent_token.get_secret_value()),
+                ),
             ],
             SERVICE_NAMES,
         )

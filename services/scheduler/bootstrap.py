@@ -27,5 +27,7 @@ def bootstrap(
     if catalog is None:
         if settings is None:
             raise ValueError("bootstrap needs settings or a GPU type catalog")
-        catalog = FleetGpuTypeCatalog(settings.fleet_grpc_target, ttl=settings.scheduler_gpu_type_cache_seconds)
+        catalog = FleetGpuTypeCatalog(
+            settings.fleet_grpc_target, ttl=settings.scheduler_gpu_type_cache_seconds
+        )
     return Dependencies(uow=uow, catalog=catalog, wakeup=wakeup or Wakeup())

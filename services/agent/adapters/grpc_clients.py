@@ -39,14 +39,30 @@ class FleetClient:
         self._metadata = with_key(agent_token)
 
     async def register(
-        self, hostname: str, provider: str, gpu_backend: str, driver_version: str, gpus: Sequence[GpuDevice],
-        organization_id: str | None, is_spot: bool, agent_version: str,
+        self,
+        hostname: str,
+        provider: str,
+        gpu_backend: str,
+        driver_version: str,
+        gpus: Sequence[GpuDevice],
+        organization_id: str | None,
+        is_spot: bool,
+        agent_version: str,
     ) -> Registration:
         request = fleet_pb2.RegisterNodeRequest(
-            hostname=hostname, provider=provider, gpu_backend=gpu_backend, driver_version=driver_version,
-            gpus=[fleet_pb2.GpuInfo(index=g.index, uuid=g.uuid, model=g.model, memory_total_mb=g.memory_total_mb)
-                  for g in gpus],
-            organization_id=organization_id or "", is_spot=is_spot, agent_version=agent_version,
+            hostname=hostname,
+            provider=provider,
+            gpu_backend=gpu_backend,
+            driver_version=driver_version,
+            gpus=[
+                fleet_pb2.GpuInfo(
+                    index=g.index, uuid=g.uuid, model=g.model, memory_total_mb=g.memory_total_mb
+                )
+                for g in gpus
+            ],
+            organization_id=organization_id or "",
+            is_spot=is_spot,
+            agent_version=agent_version,
         )
         try:
             answer = await self._stub.RegisterNode(request, metadata=self._metadata, timeout=CALL_TIMEOUT)
@@ -54,7 +70,9 @@ class FleetClient:
             raise _failure("fleet", exc) from exc
         return Registration(
             node_id=answer.node_id,
-            gpus=tuple(RegisteredGpu(index=g.index, gpu_id=g.gpu_id, gpu_type=g.gpu_type) for g in answer.gpus),
+            gpus=tuple(
+                RegisteredGpu(index=g.index, gpu_id=g.gpu_id, gpu_type=g.gpu_type) for g in answer.gpus
+            ),
             heartbeat_interval_seconds=float(answer.heartbeat_interval_seconds),
         )
 
@@ -80,14 +98,23 @@ class SchedulerClient:
 
     async def get_assignments(self, node_id: str) -> list[Assignment]:
         try:
-            answer = await self._stub.GetAssignments(scheduler_pb2.GetAssignmentsRequest(node_id=node_id),
-                                                     metadata=self._metadata, timeout=CALL_TIMEOUT)
+            answer = await self._stub.GetAssignments(
+                scheduler_pb2.GetAssignmentsRequest(node_id=node_id),
+                metadata=self._metadata,
+                timeout=CALL_TIMEOUT,
+            )
         except grpc.aio.AioRpcError as exc:
             raise _failure("scheduler", exc) from exc
         return [
-            Assignment(job_id=a.job_id, command=a.command, gpu_indices=tuple(a.gpu_indices),
-                       gpu_ids=tuple(a.gpu_ids), organization_id=a.organization_id or None, status=a.status,
-                       cancel_requested=a.cancel_requested)
+            Assignment(
+                job_id=a.job_id,
+                command=a.command,
+                gpu_indices=tuple(a.gpu_indices),
+                gpu_ids=tuple(a.gpu_ids),
+                organization_id=a.organization_id or None,
+                status=a.status,
+                cancel_requested=a.cancel_requested,
+            )
             for a in answer.assignments
         ]
 
@@ -95,12 +122,16 @@ class SchedulerClient:
         try:
             if isinstance(report, JobStarted):
                 await self._stub.ReportJobStarted(
-                    scheduler_pb2.ReportJobStartedRequest(node_id=node_id, job_id=report.job_id,
-                                                          started_at=ts(report.started_at)),
-                    metadata=self._metadata, timeout=CALL_TIMEOUT)
+                    scheduler_pb2.ReportJobStartedRequest(
+                        node_id=node_id, job_id=report.job_id, started_at=ts(report.started_at)
+                    ),
+                    metadata=self._metadata,
+                    timeout=CALL_TIMEOUT,
+                )
             else:
-                await self._stub.ReportJobFinished(_finished(node_id, report),
-                                                   metadata=self._metadata, timeout=CALL_TIMEOUT)
+                await self._stub.ReportJobFinished(
+                    _finished(node_id, report), metadata=self._metadata, timeout=CALL_TIMEOUT
+                )
         except grpc.aio.AioRpcError as exc:
             if exc.code() in PERMANENT:
                 raise ReportRejected(f"{exc.code().name}: {exc.details()}") from exc
@@ -112,7 +143,12 @@ class SchedulerClient:
 
 def _finished(node_id: str, r: JobFinished) -> scheduler_pb2.ReportJobFinishedRequest:
     return scheduler_pb2.ReportJobFinishedRequest(
-        node_id=node_id, job_id=r.job_id, has_exit_code=r.exit_code is not None, exit_code=r.exit_code or 0,
-        output_tail=r.output_tail, finished_at=ts(r.finished_at), cancelled=r.cancelled,
+        node_id=node_id,
+        job_id=r.job_id,
+        has_exit_code=r.exit_code is not None,
+        exit_code=r.exit_code or 0,
+        output_tail=r.output_tail,
+        finished_at=ts(r.finished_at),
+        cancelled=r.cancelled,
         error_message=r.error_message,
     )

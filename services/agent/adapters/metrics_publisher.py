@@ -50,8 +50,12 @@ class KafkaMetricsPublisher:
         producer = await self._ready()
         try:
             await asyncio.wait_for(
-                producer.send_and_wait(topics.METRICS, envelope.value(), key=node_id.encode(),
-                                       headers=envelope.headers(telemetry.inject())),
+                producer.send_and_wait(
+                    topics.METRICS,
+                    envelope.value(),
+                    key=node_id.encode(),
+                    headers=envelope.headers(telemetry.inject()),
+                ),
                 SEND_TIMEOUT,
             )
         except Exception:

@@ -43,8 +43,12 @@ class NvmlBackend:
                 count = nv.nvmlDeviceGetCount()
                 self._handles = [nv.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
                 devices = [
-                    GpuDevice(index=i, uuid=_text(nv.nvmlDeviceGetUUID(h)), model=_text(nv.nvmlDeviceGetName(h)),
-                              memory_total_mb=int(nv.nvmlDeviceGetMemoryInfo(h).total // MIB))
+                    GpuDevice(
+                        index=i,
+                        uuid=_text(nv.nvmlDeviceGetUUID(h)),
+                        model=_text(nv.nvmlDeviceGetName(h)),
+                        memory_total_mb=int(nv.nvmlDeviceGetMemoryInfo(h).total // MIB),
+                    )
                     for i, h in enumerate(self._handles)
                 ]
             except nv.NVMLError as exc:
@@ -56,7 +60,8 @@ class NvmlBackend:
         if not devices:
             self.close()
             raise GpuBackendError(
-                "NVML found no GPU on this host. Set GPUFLEET_AGENT_GPU_BACKEND=simulated to run without GPUs.")
+                "NVML found no GPU on this host. Set GPUFLEET_AGENT_GPU_BACKEND=simulated to run without GPUs."
+            )
         return driver, devices
 
     def sample(self, busy: frozenset[int]) -> list[GpuReading]:
@@ -70,12 +75,18 @@ class NvmlBackend:
             memory = nv.nvmlDeviceGetMemoryInfo(handle)
             utilization = nv.nvmlDeviceGetUtilizationRates(handle)
         except nv.NVMLError as exc:
-            return GpuReading(index=index, utilization=0.0, memory_used_mb=0, memory_total_mb=0, error=str(exc))
+            return GpuReading(
+                index=index, utilization=0.0, memory_used_mb=0, memory_total_mb=0, error=str(exc)
+            )
         return GpuReading(
-            index=index, utilization=float(utilization.gpu), memory_used_mb=int(memory.used // MIB),
+            index=index,
+            utilization=float(utilization.gpu),
+            memory_used_mb=int(memory.used // MIB),
             memory_total_mb=int(memory.total // MIB),
             power_w=self._optional(lambda: nv.nvmlDeviceGetPowerUsage(handle) / 1000.0),  # milliwatts
-            temperature_c=self._optional(lambda: float(nv.nvmlDeviceGetTemperature(handle, nv.NVML_TEMPERATURE_GPU))),
+            temperature_c=self._optional(
+                lambda: float(nv.nvmlDeviceGetTemperature(handle, nv.NVML_TEMPERATURE_GPU))
+            ),
         )
 
     def _optional(self, read: Any) -> float | None:

@@ -65,13 +65,17 @@ def kill_leftovers(jobs_dir: Path) -> list[str]:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
                 killed.append(job_id)
-                log.warning("killed a job left running by a previous agent", extra={"job_id": job_id, "pgid": pid})
+                log.warning(
+                    "killed a job left running by a previous agent", extra={"job_id": job_id, "pgid": pid}
+                )
         pid_file.unlink(missing_ok=True)
     return killed
 
 
 class ProcessJob:
-    def __init__(self, process: asyncio.subprocess.Process, tail: OutputTail, pid_file: Path | None = None) -> None:
+    def __init__(
+        self, process: asyncio.subprocess.Process, tail: OutputTail, pid_file: Path | None = None
+    ) -> None:
         self._process = process
         self._pid_file = pid_file
         self.pid = process.pid
@@ -117,7 +121,9 @@ class ProcessJob:
 
 
 class ProcessRunner:
-    def __init__(self, state_dir: Path, output_tail_bytes: int, base_env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, state_dir: Path, output_tail_bytes: int, base_env: Mapping[str, str] | None = None
+    ) -> None:
         self.jobs_dir = state_dir / "jobs"
         self.output_tail_bytes = output_tail_bytes
         self._base_env = dict(os.environ if base_env is None else base_env)
@@ -130,9 +136,14 @@ class ProcessRunner:
             raise ValueError(f"the job id {job_id!r} is not a UUID") from None
         workdir.mkdir(parents=True, exist_ok=True)
         process = await asyncio.create_subprocess_exec(
-            "/bin/sh", "-c", command,
-            cwd=workdir, env=job_environment(self._base_env, job_id, gpu_indices),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            "/bin/sh",
+            "-c",
+            command,
+            cwd=workdir,
+            env=job_environment(self._base_env, job_id, gpu_indices),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
         )
         pid_file = workdir / PID_FILE  # lets a restarted agent find and kill what a dead one left running

@@ -25,18 +25,29 @@ FORMAT_VERSION = 1
 def to_json(report: Report) -> dict[str, Any]:
     if isinstance(report, JobStarted):
         return {"kind": "started", "job_id": report.job_id, "started_at": report.started_at.isoformat()}
-    return {"kind": "finished", "job_id": report.job_id, "finished_at": report.finished_at.isoformat(),
-            "exit_code": report.exit_code, "output_tail": report.output_tail, "cancelled": report.cancelled,
-            "error_message": report.error_message}
+    return {
+        "kind": "finished",
+        "job_id": report.job_id,
+        "finished_at": report.finished_at.isoformat(),
+        "exit_code": report.exit_code,
+        "output_tail": report.output_tail,
+        "cancelled": report.cancelled,
+        "error_message": report.error_message,
+    }
 
 
 def from_json(data: dict[str, Any]) -> Report:
     if data["kind"] == "started":
         return JobStarted(job_id=data["job_id"], started_at=datetime.fromisoformat(data["started_at"]))
     if data["kind"] == "finished":
-        return JobFinished(job_id=data["job_id"], finished_at=datetime.fromisoformat(data["finished_at"]),
-                           exit_code=data["exit_code"], output_tail=data["output_tail"],
-                           cancelled=data["cancelled"], error_message=data["error_message"])
+        return JobFinished(
+            job_id=data["job_id"],
+            finished_at=datetime.fromisoformat(data["finished_at"]),
+            exit_code=data["exit_code"],
+            output_tail=data["output_tail"],
+            cancelled=data["cancelled"],
+            error_message=data["error_message"],
+        )
     raise ValueError(f"unknown report kind {data['kind']!r}")
 
 
@@ -59,8 +70,10 @@ class JsonReportStore:
             # Unreadable state must not keep the agent down forever: set it aside for a human, loudly.
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
             os.replace(self.path, aside)
-            log.error("pending reports file is unreadable; moved aside, its reports are lost",
-                      extra={"path": str(aside), "reason": str(exc)})
+            log.error(
+                "pending reports file is unreadable; moved aside, its reports are lost",
+                extra={"path": str(aside), "reason": str(exc)},
+            )
             return []
 
     def save(self, reports: Sequence[Report]) -> None:

@@ -40,8 +40,15 @@ class SimulatedBackend:
         self._rng = random.Random(hashlib.sha256(hostname.encode()).digest())
 
     def discover(self) -> tuple[str, list[GpuDevice]]:
-        devices = [GpuDevice(index=i, uuid=simulated_uuid(self.hostname, i), model=self.model,
-                             memory_total_mb=self.memory_mb) for i in range(self.count)]
+        devices = [
+            GpuDevice(
+                index=i,
+                uuid=simulated_uuid(self.hostname, i),
+                model=self.model,
+                memory_total_mb=self.memory_mb,
+            )
+            for i in range(self.count)
+        ]
         return "simulated", devices
 
     def sample(self, busy: frozenset[int]) -> list[GpuReading]:
@@ -53,12 +60,16 @@ class SimulatedBackend:
             self._utilization[i] += (target_util - self._utilization[i]) * APPROACH
             self._memory[i] += (target_mem - self._memory[i]) * APPROACH
             util = min(max(self._utilization[i], 0.0), 100.0)
-            readings.append(GpuReading(
-                index=i, utilization=round(util, 1), memory_used_mb=int(self._memory[i]),
-                memory_total_mb=self.memory_mb,
-                power_w=round(IDLE_POWER_W + (MAX_POWER_W - IDLE_POWER_W) * util / 100, 1),
-                temperature_c=round(IDLE_TEMP_C + (MAX_TEMP_C - IDLE_TEMP_C) * util / 100, 1),
-            ))
+            readings.append(
+                GpuReading(
+                    index=i,
+                    utilization=round(util, 1),
+                    memory_used_mb=int(self._memory[i]),
+                    memory_total_mb=self.memory_mb,
+                    power_w=round(IDLE_POWER_W + (MAX_POWER_W - IDLE_POWER_W) * util / 100, 1),
+                    temperature_c=round(IDLE_TEMP_C + (MAX_TEMP_C - IDLE_TEMP_C) * util / 100, 1),
+                )
+            )
         return readings
 
     def close(self) -> None:

@@ -22,7 +22,7 @@ class OutputTail:
         if self.limit == 0:
             return
         if len(chunk) >= self.limit:
-            self._buf[:] = chunk[-self.limit:]
+            self._buf[:] = chunk[-self.limit :]
             return
         self._buf += chunk
         overflow = len(self._buf) - self.limit

@@ -24,10 +24,17 @@ def probe(backend: GpuBackend) -> dict[str, Any]:
         entry: dict[str, Any] = asdict(d)
         reading = readings.get(d.index)
         if reading is not None:
-            entry["reading"] = {k: v for k, v in asdict(reading).items() if k not in ("index", "memory_total_mb")}
+            entry["reading"] = {
+                k: v for k, v in asdict(reading).items() if k not in ("index", "memory_total_mb")
+            }
         gpus.append(entry)
-    return {"gpu_backend": backend.name, "real_gpus": backend.real, "driver_version": driver_version,
-            "gpu_count": len(devices), "gpus": gpus}
+    return {
+        "gpu_backend": backend.name,
+        "real_gpus": backend.real,
+        "driver_version": driver_version,
+        "gpu_count": len(devices),
+        "gpus": gpus,
+    }
 
 
 def render(result: dict[str, Any]) -> str:

@@ -63,9 +63,17 @@ class _Running:
 
 
 class NodeAgent:
-    def __init__(self, config: AgentConfig, backend: GpuBackend, fleet: Fleet, scheduler: Scheduler,
-                 runner: JobRunner, publisher: MetricsPublisher, reports: ReportQueue,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        backend: GpuBackend,
+        fleet: Fleet,
+        scheduler: Scheduler,
+        runner: JobRunner,
+        publisher: MetricsPublisher,
+        reports: ReportQueue,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.config, self.backend, self.fleet, self.scheduler = config, backend, fleet, scheduler
         self.runner, self.publisher, self.reports, self.clock = runner, publisher, reports, clock
         self.registration: Registration | None = None
@@ -102,13 +110,23 @@ class NodeAgent:
         return self.registration.node_id if self.registration else None
 
     def _announce_backend(self) -> None:
-        extra = {"gpu_backend": self.backend.name, "gpus": len(self.devices), "driver_version": self.driver_version,
-                 "models": sorted({d.model for d in self.devices})}
+        extra = {
+            "gpu_backend": self.backend.name,
+            "gpus": len(self.devices),
+            "driver_version": self.driver_version,
+            "models": sorted({d.model for d in self.devices}),
+        }
         if self.backend.real:
-            log.warning("GPU backend %s: %d real GPU(s) found", self.backend.name, len(self.devices), extra=extra)
+            log.warning(
+                "GPU backend %s: %d real GPU(s) found", self.backend.name, len(self.devices), extra=extra
+            )
         else:
-            log.warning("GPU backend %s: these %d GPUs are NOT REAL; jobs run on the CPU with fake metrics",
-                        self.backend.name, len(self.devices), extra=extra)
+            log.warning(
+                "GPU backend %s: these %d GPUs are NOT REAL; jobs run on the CPU with fake metrics",
+                self.backend.name,
+                len(self.devices),
+                extra=extra,
+            )
 
     def _recover_pending_reports(self) -> None:
         """Reports a previous run left: a job that reported "started" but no "finished" was running
@@ -128,17 +146,32 @@ class NodeAgent:
         while not stop.is_set():
             try:
                 self.registration = await self.fleet.register(
-                    self.config.hostname, self.config.provider, self.backend.name, self.driver_version,
-                    self.devices, self.config.organization_id, self.config.is_spot, self.config.agent_version)
+                    self.config.hostname,
+                    self.config.provider,
+                    self.backend.name,
+                    self.driver_version,
+                    self.devices,
+                    self.config.organization_id,
+                    self.config.is_spot,
+                    self.config.agent_version,
+                )
             except Unreachable as exc:
-                log.warning("fleet did not answer the registration (%s); retrying", exc,
-                            extra={"reason": str(exc), "retry_in_s": round(delay, 2)})
+                log.warning(
+                    "fleet did not answer the registration (%s); retrying",
+                    exc,
+                    extra={"reason": str(exc), "retry_in_s": round(delay, 2)},
+                )
                 await _pause(stop, delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, self.config.register_backoff_max)
                 continue
-            log.info("registered with fleet", extra={
-                "node_id": self.registration.node_id, "hostname": self.config.hostname,
-                "gpu_ids": [g.gpu_id for g in self.registration.gpus]})
+            log.info(
+                "registered with fleet",
+                extra={
+                    "node_id": self.registration.node_id,
+                    "hostname": self.config.hostname,
+                    "gpu_ids": [g.gpu_id for g in self.registration.gpus],
+                },
+            )
             return
 
     async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
@@ -155,8 +188,10 @@ class NodeAgent:
                 log.warning("heartbeat failed (%s)", exc, extra={"reason": str(exc)})
                 continue
             if not known:
-                log.warning("fleet does not know this node any more; registering again",
-                            extra={"node_id": reg.node_id})
+                log.warning(
+                    "fleet does not know this node any more; registering again",
+                    extra={"node_id": reg.node_id},
+                )
                 await self._register(stop)
 
     # -- assignments and jobs ---------------------------------------------------------------------
@@ -170,7 +205,9 @@ class NodeAgent:
                     assignments = await self.scheduler.get_assignments(node_id)
                 except Unreachable as exc:
                     if not failing:  # one line per outage, not one per poll
-                        log.warning("cannot get assignments from the scheduler (%s)", exc, extra={"reason": str(exc)})
+                        log.warning(
+                            "cannot get assignments from the scheduler (%s)", exc, extra={"reason": str(exc)}
+                        )
                     failing = True
                 else:
                     if failing:
@@ -189,9 +226,14 @@ class NodeAgent:
             elif isinstance(action, Stop):
                 self._stop(action.job_id, action.cancelled)
             elif isinstance(action, Finish):
-                log.info("reporting a job finished without running it",
-                         extra={"job_id": action.report.job_id, "cancelled": action.report.cancelled,
-                                "error": action.report.error_message})
+                log.info(
+                    "reporting a job finished without running it",
+                    extra={
+                        "job_id": action.report.job_id,
+                        "cancelled": action.report.cancelled,
+                        "error": action.report.error_message,
+                    },
+                )
                 self.reports.put(action.report)
                 self._settle(action.report.job_id)
 
@@ -205,7 +247,9 @@ class NodeAgent:
             return
         self.reports.put(JobStarted(a.job_id, self.clock()))
         self.running[a.job_id] = _Running(LocalJob(a.job_id, a.gpu_indices, a.organization_id), handle)
-        log.info("job started", extra={"job_id": a.job_id, "pid": handle.pid, "gpu_indices": list(a.gpu_indices)})
+        log.info(
+            "job started", extra={"job_id": a.job_id, "pid": handle.pid, "gpu_indices": list(a.gpu_indices)}
+        )
         self._spawn_task(self._watch(a.job_id), f"job-{a.job_id}")
 
     async def _watch(self, job_id: str) -> None:
@@ -215,12 +259,26 @@ class NodeAgent:
         error = entry.error_message
         if not error and not entry.cancelled and exited.signal_name:
             error = f"killed by {exited.signal_name}"
-        self.reports.put(JobFinished(job_id, self.clock(), exit_code=exited.exit_code,
-                                     output_tail=exited.output_tail, cancelled=entry.cancelled,
-                                     error_message=error))
+        self.reports.put(
+            JobFinished(
+                job_id,
+                self.clock(),
+                exit_code=exited.exit_code,
+                output_tail=exited.output_tail,
+                cancelled=entry.cancelled,
+                error_message=error,
+            )
+        )
         self._settle(job_id)
-        log.info("job finished", extra={"job_id": job_id, "exit_code": exited.exit_code,
-                                        "cancelled": entry.cancelled, "error": error})
+        log.info(
+            "job finished",
+            extra={
+                "job_id": job_id,
+                "exit_code": exited.exit_code,
+                "cancelled": entry.cancelled,
+                "error": error,
+            },
+        )
 
     def _stop(self, job_id: str, cancelled: bool, error_message: str | None = None) -> None:
         entry = self.running.get(job_id)
@@ -282,7 +340,9 @@ class NodeAgent:
         try:
             await self.publisher.publish(sample)
         except Exception as exc:
-            log.warning("could not publish GPU metrics (%r); sample dropped", exc, extra={"reason": repr(exc)})
+            log.warning(
+                "could not publish GPU metrics (%r); sample dropped", exc, extra={"reason": repr(exc)}
+            )
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:

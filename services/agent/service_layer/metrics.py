@@ -16,8 +16,13 @@ def gpu_name(hostname: str, index: int) -> str:
     return f"{hostname}-gpu{index}"
 
 
-def build_sample(reg: Registration, hostname: str, readings: Sequence[GpuReading],
-                 holders: Mapping[int, LocalJob], at: datetime) -> GpuMetricsSampledV1:
+def build_sample(
+    reg: Registration,
+    hostname: str,
+    readings: Sequence[GpuReading],
+    holders: Mapping[int, LocalJob],
+    at: datetime,
+) -> GpuMetricsSampledV1:
     """Readings of GPUs fleet registered; a GPU that could not be read is left out of this tick (its
     unhealthiness travels with the heartbeat instead)."""
     registered = {g.index: g for g in reg.gpus}
@@ -27,13 +32,21 @@ def build_sample(reg: Registration, hostname: str, readings: Sequence[GpuReading
         if gpu is None or r.error:
             continue
         job = holders.get(r.index)
-        samples.append(GpuSampleV1(
-            gpu_id=UUID(gpu.gpu_id), gpu_name=gpu_name(hostname, r.index), gpu_type=gpu.gpu_type, timestamp=at,
-            gpu_utilization=min(max(r.utilization, 0.0), 100.0), memory_used_mb=max(r.memory_used_mb, 0),
-            memory_total_mb=max(r.memory_total_mb, 0), power_usage_w=r.power_w, temperature_c=r.temperature_c,
-            job_id=_uuid_or_none(job.job_id) if job else None,
-            organization_id=_uuid_or_none(job.organization_id) if job else None,
-        ))
+        samples.append(
+            GpuSampleV1(
+                gpu_id=UUID(gpu.gpu_id),
+                gpu_name=gpu_name(hostname, r.index),
+                gpu_type=gpu.gpu_type,
+                timestamp=at,
+                gpu_utilization=min(max(r.utilization, 0.0), 100.0),
+                memory_used_mb=max(r.memory_used_mb, 0),
+                memory_total_mb=max(r.memory_total_mb, 0),
+                power_usage_w=r.power_w,
+                temperature_c=r.temperature_c,
+                job_id=_uuid_or_none(job.job_id) if job else None,
+                organization_id=_uuid_or_none(job.organization_id) if job else None,
+            )
+        )
     return GpuMetricsSampledV1(node_id=UUID(reg.node_id), samples=samples)
 
 

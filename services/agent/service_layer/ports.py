@@ -39,8 +39,15 @@ class GpuBackend(Protocol):
 
 class Fleet(Protocol):
     async def register(
-        self, hostname: str, provider: str, gpu_backend: str, driver_version: str, gpus: Sequence[GpuDevice],
-        organization_id: str | None, is_spot: bool, agent_version: str,
+        self,
+        hostname: str,
+        provider: str,
+        gpu_backend: str,
+        driver_version: str,
+        gpus: Sequence[GpuDevice],
+        organization_id: str | None,
+        is_spot: bool,
+        agent_version: str,
     ) -> Registration: ...
 
     async def heartbeat(self, node_id: str, unhealthy_gpu_ids: Sequence[str]) -> bool:

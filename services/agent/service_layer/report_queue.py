@@ -53,12 +53,20 @@ class ReportQueue:
             try:
                 await scheduler.send(current, report)
             except ReportRejected as exc:
-                log.warning("the scheduler rejected a report; dropping it",
-                            extra={"job_id": report.job_id, "report": _kind(report), "reason": str(exc)})
+                log.warning(
+                    "the scheduler rejected a report; dropping it",
+                    extra={"job_id": report.job_id, "report": _kind(report), "reason": str(exc)},
+                )
             except Unreachable as exc:
-                log.warning("could not deliver a report; will retry",
-                            extra={"job_id": report.job_id, "report": _kind(report), "reason": str(exc),
-                                   "retry_in_s": round(delay, 2)})
+                log.warning(
+                    "could not deliver a report; will retry",
+                    extra={
+                        "job_id": report.job_id,
+                        "report": _kind(report),
+                        "reason": str(exc),
+                        "retry_in_s": round(delay, 2),
+                    },
+                )
                 await self._sleep(stop, delay)
                 delay = min(delay * 2, self._retry_max)
                 continue
@@ -79,7 +87,9 @@ class ReportQueue:
                 while self._pending and not task.done():
                     await asyncio.sleep(0.05)
         except TimeoutError:
-            log.warning("reports still pending at shutdown; kept on disk", extra={"count": len(self._pending)})
+            log.warning(
+                "reports still pending at shutdown; kept on disk", extra={"count": len(self._pending)}
+            )
         finally:
             stop.set()
             self._changed.set()

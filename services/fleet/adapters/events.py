@@ -14,11 +14,21 @@ def to_envelope(event: GpuEvent) -> Envelope[contract.GpuChangedV1]:
     gpu = event.gpu
     payload = contract.GpuChangedV1(
         gpu=contract.GpuSnapshotV1(
-            gpu_id=gpu.gpu_id, node_id=gpu.node_id, node_name=gpu.node_name, index=gpu.index, uuid=gpu.uuid,
-            name=gpu.name, gpu_type=gpu.gpu_type, memory_total_mb=gpu.memory_total_mb,
-            cost_per_hour=gpu.cost_per_hour, provider=gpu.provider, is_spot=gpu.is_spot,
-            organization_id=gpu.organization_id, status=gpu.status,  # type: ignore[arg-type]
-            revision=gpu.revision, changed_at=gpu.changed_at,
+            gpu_id=gpu.gpu_id,
+            node_id=gpu.node_id,
+            node_name=gpu.node_name,
+            index=gpu.index,
+            uuid=gpu.uuid,
+            name=gpu.name,
+            gpu_type=gpu.gpu_type,
+            memory_total_mb=gpu.memory_total_mb,
+            cost_per_hour=gpu.cost_per_hour,
+            provider=gpu.provider,
+            is_spot=gpu.is_spot,
+            organization_id=gpu.organization_id,
+            status=gpu.status,  # type: ignore[arg-type]
+            revision=gpu.revision,
+            changed_at=gpu.changed_at,
         ),
         reason=event.reason,
     )

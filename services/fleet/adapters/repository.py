@@ -23,39 +23,87 @@ from .events import to_envelope
 from .orm import GpuRow, GpuTypeRow, NodeRow
 
 _GPU_UPDATABLE = (
-    "node_id", "uuid", "device_index", "organization_id", "name", "gpu_type", "provider", "status",
-    "memory_total", "memory_allocated", "cost_per_hour", "is_spot", "in_use", "current_job_id", "revision",
-    "reported", "last_active", "updated_at",
+    "node_id",
+    "uuid",
+    "device_index",
+    "organization_id",
+    "name",
+    "gpu_type",
+    "provider",
+    "status",
+    "memory_total",
+    "memory_allocated",
+    "cost_per_hour",
+    "is_spot",
+    "in_use",
+    "current_job_id",
+    "revision",
+    "reported",
+    "last_active",
+    "updated_at",
 )
 _NODE_UPDATABLE = (
-    "hostname", "provider", "gpu_backend", "driver_version", "agent_version", "organization_id", "is_spot",
-    "status", "last_heartbeat", "updated_at",
+    "hostname",
+    "provider",
+    "gpu_backend",
+    "driver_version",
+    "agent_version",
+    "organization_id",
+    "is_spot",
+    "status",
+    "last_heartbeat",
+    "updated_at",
 )
 
 
 def _gpu_type(row: GpuTypeRow) -> GpuType:
     return GpuType(
-        name=row.name, vendor=row.vendor, model=row.model, memory_mb=row.memory_mb,
-        nvml_names=tuple(row.nvml_names), reference_price_per_hour=row.reference_price_per_hour,
-        spot_price_per_hour=row.spot_price_per_hour, is_active=row.is_active,
+        name=row.name,
+        vendor=row.vendor,
+        model=row.model,
+        memory_mb=row.memory_mb,
+        nvml_names=tuple(row.nvml_names),
+        reference_price_per_hour=row.reference_price_per_hour,
+        spot_price_per_hour=row.spot_price_per_hour,
+        is_active=row.is_active,
     )
 
 
 def _node(row: NodeRow) -> Node:
     return Node(
-        id=row.id, hostname=row.hostname, provider=row.provider, gpu_backend=row.gpu_backend,
-        driver_version=row.driver_version, agent_version=row.agent_version, organization_id=row.organization_id,
-        is_spot=row.is_spot, status=row.status, last_heartbeat=row.last_heartbeat,  # type: ignore[arg-type]
+        id=row.id,
+        hostname=row.hostname,
+        provider=row.provider,
+        gpu_backend=row.gpu_backend,
+        driver_version=row.driver_version,
+        agent_version=row.agent_version,
+        organization_id=row.organization_id,
+        is_spot=row.is_spot,
+        status=row.status,  # type: ignore[arg-type]  # the CHECK constraint keeps it in the Literal
+        last_heartbeat=row.last_heartbeat,  # type: ignore[arg-type]
     )
 
 
 def _gpu(row: GpuRow, node_name: str) -> Gpu:
     return Gpu(
-        id=row.id, node_id=row.node_id, node_name=node_name, index=row.device_index, uuid=row.uuid,
-        name=row.name, gpu_type=row.gpu_type, memory_total_mb=row.memory_total, cost_per_hour=row.cost_per_hour,
-        provider=row.provider, is_spot=row.is_spot, organization_id=row.organization_id,
-        status=row.status, in_use=row.in_use, memory_allocated_mb=row.memory_allocated,  # type: ignore[arg-type]
-        current_job_id=row.current_job_id, revision=row.revision, reported=row.reported,
+        id=row.id,
+        node_id=row.node_id,
+        node_name=node_name,
+        index=row.device_index,
+        uuid=row.uuid,
+        name=row.name,
+        gpu_type=row.gpu_type,
+        memory_total_mb=row.memory_total,
+        cost_per_hour=row.cost_per_hour,
+        provider=row.provider,
+        is_spot=row.is_spot,
+        organization_id=row.organization_id,
+        status=row.status,  # type: ignore[arg-type]  # the CHECK constraint keeps it in the Literal
+        in_use=row.in_use,
+        memory_allocated_mb=row.memory_allocated,
+        current_job_id=row.current_job_id,
+        revision=row.revision,
+        reported=row.reported,
         last_active=row.last_active,
     )
 
@@ -76,34 +124,51 @@ class SqlUnitOfWork(FleetUnitOfWork):
 
     async def node_by_hostname(self, hostname: str) -> Node | None:
         # Serializes registrations of one hostname, including the very first (no row to lock yet).
-        await self.session.execute(text("SELECT pg_advisory_xact_lock(hashtext('fleet-node:' || :h))"),
-                                   {"h": hostname})
-        row = (await self.session.execute(
-            select(NodeRow).where(col(NodeRow.hostname) == hostname).with_for_update())).scalar_one_or_none()
+        await self.session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext('fleet-node:' || :h))"), {"h": hostname}
+        )
+        row = (
+            await self.session.execute(
+                select(NodeRow).where(col(NodeRow.hostname) == hostname).with_for_update()
+            )
+        ).scalar_one_or_none()
         return _node(row) if row else None
 
     async def node(self, node_id: UUID) -> Node | None:
-        row = (await self.session.execute(
-            select(NodeRow).where(col(NodeRow.id) == node_id).with_for_update())).scalar_one_or_none()
+        row = (
+            await self.session.execute(select(NodeRow).where(col(NodeRow.id) == node_id).with_for_update())
+        ).scalar_one_or_none()
         return _node(row) if row else None
 
     async def save_node(self, node: Node) -> None:
         values = {
-            "id": node.id, "hostname": node.hostname, "provider": node.provider, "gpu_backend": node.gpu_backend,
-            "driver_version": node.driver_version, "agent_version": node.agent_version,
-            "organization_id": node.organization_id, "is_spot": node.is_spot, "status": node.status,
-            "last_heartbeat": node.last_heartbeat, "registered_at": func.now(), "updated_at": func.now(),
+            "id": node.id,
+            "hostname": node.hostname,
+            "provider": node.provider,
+            "gpu_backend": node.gpu_backend,
+            "driver_version": node.driver_version,
+            "agent_version": node.agent_version,
+            "organization_id": node.organization_id,
+            "is_spot": node.is_spot,
+            "status": node.status,
+            "last_heartbeat": node.last_heartbeat,
+            "registered_at": func.now(),
+            "updated_at": func.now(),
         }
         stmt = insert(NodeRow).values(**values)
-        stmt = stmt.on_conflict_do_update(index_elements=[col(NodeRow.id)],
-                                          set_={k: stmt.excluded[k] for k in _NODE_UPDATABLE})
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[col(NodeRow.id)], set_={k: stmt.excluded[k] for k in _NODE_UPDATABLE}
+        )
         await self.session.execute(stmt)
 
     async def stale_nodes(self, heard_before: datetime, limit: int) -> list[Node]:
-        stmt = (select(NodeRow)
-                .where(col(NodeRow.status) == "online", col(NodeRow.last_heartbeat) < heard_before)
-                .order_by(col(NodeRow.last_heartbeat)).limit(limit)
-                .with_for_update(skip_locked=True))
+        stmt = (
+            select(NodeRow)
+            .where(col(NodeRow.status) == "online", col(NodeRow.last_heartbeat) < heard_before)
+            .order_by(col(NodeRow.last_heartbeat))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
         return [_node(r) for r in (await self.session.execute(stmt)).scalars()]
 
     def _gpus(self) -> Select:
@@ -117,7 +182,9 @@ class SqlUnitOfWork(FleetUnitOfWork):
         return await self._locked(self._gpus().where(col(GpuRow.node_id) == node_id))
 
     async def gpus_of_node_or_uuid(self, node_id: UUID, uuids: Sequence[str]) -> list[Gpu]:
-        return await self._locked(self._gpus().where(or_(col(GpuRow.node_id) == node_id, col(GpuRow.uuid).in_(list(uuids)))))
+        return await self._locked(
+            self._gpus().where(or_(col(GpuRow.node_id) == node_id, col(GpuRow.uuid).in_(list(uuids))))
+        )
 
     async def gpus_by_id(self, gpu_ids: Sequence[UUID]) -> list[Gpu]:
         return await self._locked(self._gpus().where(col(GpuRow.id).in_(list(gpu_ids))))
@@ -127,17 +194,32 @@ class SqlUnitOfWork(FleetUnitOfWork):
 
     async def save_gpu(self, gpu: Gpu) -> None:
         values = {
-            "id": gpu.id, "node_id": gpu.node_id, "uuid": gpu.uuid, "device_index": gpu.index,
-            "organization_id": gpu.organization_id, "name": gpu.name, "gpu_type": gpu.gpu_type,
-            "provider": gpu.provider, "status": gpu.status, "memory_total": gpu.memory_total_mb,
-            "memory_allocated": gpu.memory_allocated_mb, "cost_per_hour": gpu.cost_per_hour,
-            "is_spot": gpu.is_spot, "in_use": gpu.in_use, "current_job_id": gpu.current_job_id,
-            "revision": gpu.revision, "reported": gpu.reported, "last_active": gpu.last_active or func.now(),
-            "capabilities": {}, "created_at": func.now(), "updated_at": func.now(),
+            "id": gpu.id,
+            "node_id": gpu.node_id,
+            "uuid": gpu.uuid,
+            "device_index": gpu.index,
+            "organization_id": gpu.organization_id,
+            "name": gpu.name,
+            "gpu_type": gpu.gpu_type,
+            "provider": gpu.provider,
+            "status": gpu.status,
+            "memory_total": gpu.memory_total_mb,
+            "memory_allocated": gpu.memory_allocated_mb,
+            "cost_per_hour": gpu.cost_per_hour,
+            "is_spot": gpu.is_spot,
+            "in_use": gpu.in_use,
+            "current_job_id": gpu.current_job_id,
+            "revision": gpu.revision,
+            "reported": gpu.reported,
+            "last_active": gpu.last_active or func.now(),
+            "capabilities": {},
+            "created_at": func.now(),
+            "updated_at": func.now(),
         }
         stmt = insert(GpuRow).values(**values)
-        stmt = stmt.on_conflict_do_update(index_elements=[col(GpuRow.id)],
-                                          set_={k: stmt.excluded[k] for k in _GPU_UPDATABLE})
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[col(GpuRow.id)], set_={k: stmt.excluded[k] for k in _GPU_UPDATABLE}
+        )
         await self.session.execute(stmt)
         for event in gpu.pull_events():
             await outbox.record(self.session, topics.FLEET, to_envelope(event), key=str(event.gpu.gpu_id))
@@ -148,7 +230,9 @@ class SqlUnitOfWork(FleetUnitOfWork):
             stmt = stmt.where(col(GpuRow.status) == status)
         if gpu_type:
             stmt = stmt.where(col(GpuRow.gpu_type) == gpu_type)
-        rows = await self.session.execute(stmt.order_by(col(NodeRow.hostname), col(GpuRow.device_index), col(GpuRow.id)))
+        rows = await self.session.execute(
+            stmt.order_by(col(NodeRow.hostname), col(GpuRow.device_index), col(GpuRow.id))
+        )
         return [_gpu(row, hostname) for row, hostname in rows]
 
     async def claim(self, consumer: str, event_id: UUID) -> bool:

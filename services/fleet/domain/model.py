@@ -59,7 +59,9 @@ class NodeRegistration:
         if len(hostname) > 253:
             raise InvalidArgument("hostname is longer than 253 characters", field="hostname")
         if self.gpu_backend not in GPU_BACKENDS:
-            raise InvalidArgument(f"gpu_backend must be one of {', '.join(GPU_BACKENDS)}", field="gpu_backend")
+            raise InvalidArgument(
+                f"gpu_backend must be one of {', '.join(GPU_BACKENDS)}", field="gpu_backend"
+            )
         if not self.gpus:
             raise InvalidArgument("a node must report at least one GPU", field="gpus")
         seen_index: set[int] = set()
@@ -77,7 +79,9 @@ class NodeRegistration:
             if uuid in seen_uuid:
                 raise InvalidArgument(f"{where}.uuid is reported twice", field=f"{where}.uuid")
             if gpu.memory_total_mb <= 0:
-                raise InvalidArgument(f"{where}.memory_total_mb must be positive", field=f"{where}.memory_total_mb")
+                raise InvalidArgument(
+                    f"{where}.memory_total_mb must be positive", field=f"{where}.memory_total_mb"
+                )
             seen_index.add(gpu.index)
             seen_uuid.add(uuid)
             gpus.append(replace(gpu, uuid=uuid, model=gpu.model.strip()))
@@ -153,24 +157,55 @@ class Gpu:
     # -- inventory -------------------------------------------------------------------------------
 
     def _inventory(self) -> tuple:
-        return (self.node_id, self.node_name, self.index, self.name, self.gpu_type, self.memory_total_mb,
-                self.cost_per_hour, self.provider, self.is_spot, self.organization_id, self.published_status)
+        return (
+            self.node_id,
+            self.node_name,
+            self.index,
+            self.name,
+            self.gpu_type,
+            self.memory_total_mb,
+            self.cost_per_hour,
+            self.provider,
+            self.is_spot,
+            self.organization_id,
+            self.published_status,
+        )
 
     @classmethod
-    def register(cls, node: Node, reported: ReportedGpu, gpu_type: str, cost_per_hour: Decimal,
-                 now: datetime, existing: Gpu | None) -> Gpu:
+    def register(
+        cls,
+        node: Node,
+        reported: ReportedGpu,
+        gpu_type: str,
+        cost_per_hour: Decimal,
+        now: datetime,
+        existing: Gpu | None,
+    ) -> Gpu:
         """A GPU after its node (re-)registered. It keeps its id (found by vendor uuid); it becomes
         usable again unless a job holds it or an operator drains it. Records ``GpuRegistered`` when
         it is new or anything others know about it changed."""
         gpu = existing or cls(
-            id=uuid4(), node_id=node.id, node_name=node.hostname, index=reported.index, uuid=reported.uuid,
-            name="", gpu_type=gpu_type, memory_total_mb=reported.memory_total_mb, cost_per_hour=cost_per_hour,
-            provider=node.provider, is_spot=node.is_spot, organization_id=node.organization_id,
+            id=uuid4(),
+            node_id=node.id,
+            node_name=node.hostname,
+            index=reported.index,
+            uuid=reported.uuid,
+            name="",
+            gpu_type=gpu_type,
+            memory_total_mb=reported.memory_total_mb,
+            cost_per_hour=cost_per_hour,
+            provider=node.provider,
+            is_spot=node.is_spot,
+            organization_id=node.organization_id,
         )
         before = None if existing is None else existing._inventory()
         gpu.node_id, gpu.node_name, gpu.index = node.id, node.hostname, reported.index
         gpu.name = gpu_name(node.hostname, reported.index)
-        gpu.gpu_type, gpu.cost_per_hour, gpu.memory_total_mb = gpu_type, cost_per_hour, reported.memory_total_mb
+        gpu.gpu_type, gpu.cost_per_hour, gpu.memory_total_mb = (
+            gpu_type,
+            cost_per_hour,
+            reported.memory_total_mb,
+        )
         gpu.provider, gpu.is_spot, gpu.organization_id = node.provider, node.is_spot, node.organization_id
         if gpu.status in ("unhealthy", "offline"):
             gpu.status = gpu._healthy_status()
@@ -253,10 +288,20 @@ class Gpu:
 
     def snapshot(self, now: datetime) -> GpuSnapshot:
         return GpuSnapshot(
-            gpu_id=self.id, node_id=self.node_id, node_name=self.node_name, index=self.index, uuid=self.uuid,
-            name=self.name, gpu_type=self.gpu_type, memory_total_mb=self.memory_total_mb,
-            cost_per_hour=self.cost_per_hour, provider=self.provider, is_spot=self.is_spot,
-            organization_id=self.organization_id, status=self.published_status, revision=self.revision,
+            gpu_id=self.id,
+            node_id=self.node_id,
+            node_name=self.node_name,
+            index=self.index,
+            uuid=self.uuid,
+            name=self.name,
+            gpu_type=self.gpu_type,
+            memory_total_mb=self.memory_total_mb,
+            cost_per_hour=self.cost_per_hour,
+            provider=self.provider,
+            is_spot=self.is_spot,
+            organization_id=self.organization_id,
+            status=self.published_status,
+            revision=self.revision,
             changed_at=now,
         )
 

@@ -19,8 +19,12 @@ def to_command(envelope: Envelope) -> commands.JobCommand:
     event: jobs.JobEventV1 = envelope.data  # type: ignore[assignment]
     job = event.job
     if envelope.type == jobs.JOB_SCHEDULED:
-        return commands.OccupyGpus(event_id=envelope.id, job_id=job.job_id,
-                                   gpu_ids=tuple(a.gpu_id for a in job.allocation), memory_mb=job.gpu_memory_mb)
+        return commands.OccupyGpus(
+            event_id=envelope.id,
+            job_id=job.job_id,
+            gpu_ids=tuple(a.gpu_id for a in job.allocation),
+            memory_mb=job.gpu_memory_mb,
+        )
     if envelope.type in jobs.TERMINAL_EVENTS:
         return commands.ReleaseGpus(event_id=envelope.id, job_id=job.job_id)
     return commands.NoOp(event_id=envelope.id)

@@ -20,16 +20,32 @@ from ..service_layer import commands, handlers
 def _gpu(gpu: Gpu) -> fleet_pb2.Gpu:
     # current_job_id and memory bookkeeping stay inside fleet: a tenant must not learn other jobs' ids.
     return fleet_pb2.Gpu(
-        id=str(gpu.id), name=gpu.name, gpu_type=gpu.gpu_type, node_id=str(gpu.node_id), node_name=gpu.node_name,
-        index=gpu.index, uuid=gpu.uuid, memory_total_mb=gpu.memory_total_mb, status=gpu.status, in_use=gpu.in_use,
-        cost_per_hour=dec(gpu.cost_per_hour), provider=gpu.provider, is_spot=gpu.is_spot,
-        dedicated=gpu.organization_id is not None, last_active=ts(gpu.last_active),
+        id=str(gpu.id),
+        name=gpu.name,
+        gpu_type=gpu.gpu_type,
+        node_id=str(gpu.node_id),
+        node_name=gpu.node_name,
+        index=gpu.index,
+        uuid=gpu.uuid,
+        memory_total_mb=gpu.memory_total_mb,
+        status=gpu.status,
+        in_use=gpu.in_use,
+        cost_per_hour=dec(gpu.cost_per_hour),
+        provider=gpu.provider,
+        is_spot=gpu.is_spot,
+        dedicated=gpu.organization_id is not None,
+        last_active=ts(gpu.last_active),
     )
 
 
 def _gpu_type(t: GpuType) -> fleet_pb2.GpuType:
-    return fleet_pb2.GpuType(name=t.name, vendor=t.vendor, model=t.model, memory_mb=t.memory_mb,
-                             reference_price_per_hour=dec(t.reference_price_per_hour))
+    return fleet_pb2.GpuType(
+        name=t.name,
+        vendor=t.vendor,
+        model=t.model,
+        memory_mb=t.memory_mb,
+        reference_price_per_hour=dec(t.reference_price_per_hour),
+    )
 
 
 def _tenant(principal: common_pb2.Principal) -> UUID:
@@ -48,16 +64,19 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
     def __init__(self, app: FleetApp, auth: Authenticator) -> None:
         self.app, self.auth = app, auth
 
-    async def ListGpus(self, request: fleet_pb2.ListGpusRequest, context: grpc.aio.ServicerContext
-                       ) -> fleet_pb2.ListGpusResponse:
+    async def ListGpus(
+        self, request: fleet_pb2.ListGpusRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.ListGpusResponse:
         principal = await self.auth.principal(context)
-        query = commands.ListGpus(organization_id=_tenant(principal),
-                                  status=opt(request.status), gpu_type=opt(request.gpu_type))
+        query = commands.ListGpus(
+            organization_id=_tenant(principal), status=opt(request.status), gpu_type=opt(request.gpu_type)
+        )
         gpus = await handlers.list_gpus(query, self.app.uow)
         return fleet_pb2.ListGpusResponse(gpus=[_gpu(g) for g in gpus])
 
-    async def ListGpuTypes(self, request: common_pb2.Empty, context: grpc.aio.ServicerContext
-                           ) -> fleet_pb2.ListGpuTypesResponse:
+    async def ListGpuTypes(
+        self, request: common_pb2.Empty, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.ListGpuTypesResponse:
         principal = await self.auth.principal(context)
         types = await handlers.list_gpu_types(self.app.uow, _tenant(principal))
         return fleet_pb2.ListGpuTypesResponse(gpu_types=[_gpu_type(t) for t in types])
@@ -68,27 +87,43 @@ class NodeRegistryServicer(fleet_pb2_grpc.NodeRegistryServiceServicer):
     def __init__(self, app: FleetApp, agent_token: str) -> None:
         self.app, self._agent_token = app, agent_token
 
-    async def RegisterNode(self, request: fleet_pb2.RegisterNodeRequest, context: grpc.aio.ServicerContext
-                           ) -> fleet_pb2.RegisterNodeResponse:
+    async def RegisterNode(
+        self, request: fleet_pb2.RegisterNodeRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.RegisterNodeResponse:
         require_agent(context, self._agent_token)
         registration = NodeRegistration(
-            hostname=request.hostname, provider=request.provider, gpu_backend=request.gpu_backend,
-            driver_version=opt(request.driver_version), agent_version=opt(request.agent_version),
+            hostname=request.hostname,
+            provider=request.provider,
+            gpu_backend=request.gpu_backend,
+            driver_version=opt(request.driver_version),
+            agent_version=opt(request.agent_version),
             organization_id=_optional_uuid(request.organization_id, "organization_id"),
             is_spot=request.is_spot,
-            gpus=tuple(ReportedGpu(index=g.index, uuid=g.uuid, model=g.model, memory_total_mb=g.memory_total_mb)
-                       for g in request.gpus),
+            gpus=tuple(
+                ReportedGpu(index=g.index, uuid=g.uuid, model=g.model, memory_total_mb=g.memory_total_mb)
+                for g in request.gpus
+            ),
         )
-        done = await handlers.register_node(commands.RegisterNode(registration), self.app.uow, self.app.policy)
+        done = await handlers.register_node(
+            commands.RegisterNode(registration), self.app.uow, self.app.policy
+        )
         return fleet_pb2.RegisterNodeResponse(
             node_id=str(done.node_id),
-            gpus=[fleet_pb2.RegisteredGpu(index=g.index, gpu_id=str(g.gpu_id), gpu_type=g.gpu_type,
-                                          cost_per_hour=dec(g.cost_per_hour)) for g in done.gpus],
+            gpus=[
+                fleet_pb2.RegisteredGpu(
+                    index=g.index,
+                    gpu_id=str(g.gpu_id),
+                    gpu_type=g.gpu_type,
+                    cost_per_hour=dec(g.cost_per_hour),
+                )
+                for g in done.gpus
+            ],
             heartbeat_interval_seconds=done.heartbeat_interval_seconds,
         )
 
-    async def Heartbeat(self, request: fleet_pb2.HeartbeatRequest, context: grpc.aio.ServicerContext
-                        ) -> fleet_pb2.HeartbeatResponse:
+    async def Heartbeat(
+        self, request: fleet_pb2.HeartbeatRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.HeartbeatResponse:
         require_agent(context, self._agent_token)
         if not request.node_id:
             raise InvalidArgument("node_id is required", field="node_id")

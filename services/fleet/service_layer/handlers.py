@@ -41,7 +41,9 @@ class RegisteredNode:
     heartbeat_interval_seconds: int
 
 
-async def register_node(cmd: RegisterNode, uow: UnitOfWorkFactory, policy: RegistrationPolicy) -> RegisteredNode:
+async def register_node(
+    cmd: RegisterNode, uow: UnitOfWorkFactory, policy: RegistrationPolicy
+) -> RegisteredNode:
     """Upsert the node by hostname and its GPUs by vendor uuid, so ids survive agent restarts."""
     reg = cmd.registration.validated()
     async with uow(system=True) as tx:
@@ -53,12 +55,22 @@ async def register_node(cmd: RegisterNode, uow: UnitOfWorkFactory, policy: Regis
         by_uuid = {g.uuid: g for g in known}
         result = []
         for reported in sorted(reg.gpus, key=lambda g: g.index):
-            match = price_gpu(reported.model, catalog, spot=node.is_spot, unknown_price=policy.unknown_gpu_price_per_hour)
+            match = price_gpu(
+                reported.model, catalog, spot=node.is_spot, unknown_price=policy.unknown_gpu_price_per_hour
+            )
             if not match.known:
-                log.warning("GPU model is not in the catalog; registering it as unknown",
-                            extra={"hostname": node.hostname, "model": reported.model, "index": reported.index,
-                                   "cost_per_hour": str(match.cost_per_hour)})
-            gpu = Gpu.register(node, reported, match.gpu_type, match.cost_per_hour, now, by_uuid.get(reported.uuid))
+                log.warning(
+                    "GPU model is not in the catalog; registering it as unknown",
+                    extra={
+                        "hostname": node.hostname,
+                        "model": reported.model,
+                        "index": reported.index,
+                        "cost_per_hour": str(match.cost_per_hour),
+                    },
+                )
+            gpu = Gpu.register(
+                node, reported, match.gpu_type, match.cost_per_hour, now, by_uuid.get(reported.uuid)
+            )
             await tx.save_gpu(gpu)
             result.append(RegisteredGpu(gpu.index, gpu.id, gpu.gpu_type, gpu.cost_per_hour))
         # A card the node no longer reports (removed, replaced, failed to enumerate) cannot run work.
@@ -79,8 +91,10 @@ async def heartbeat(cmd: Heartbeat, uow: UnitOfWorkFactory) -> bool:
         gpus = await tx.gpus_of_node(node.id)
         unknown = cmd.unhealthy_gpu_ids - {g.id for g in gpus}
         if unknown:
-            raise InvalidArgument(f"unhealthy_gpu_ids: {sorted(map(str, unknown))[0]} is not a GPU of this node",
-                                  field="unhealthy_gpu_ids")
+            raise InvalidArgument(
+                f"unhealthy_gpu_ids: {sorted(map(str, unknown))[0]} is not a GPU of this node",
+                field="unhealthy_gpu_ids",
+            )
         if node.status == "offline":
             log.info("node back online", extra={"node_id": str(node.id), "hostname": node.hostname})
         node.status, node.last_heartbeat = "online", now
@@ -102,8 +116,14 @@ async def sweep_offline_nodes(uow: UnitOfWorkFactory, timeout: timedelta, batch:
             for gpu in await tx.gpus_of_node(node.id):
                 if gpu.mark_offline(now, f"node {node.hostname} missed heartbeats"):
                     await tx.save_gpu(gpu)
-            log.warning("node went offline", extra={"node_id": str(node.id), "hostname": node.hostname,
-                                                    "last_heartbeat": node.last_heartbeat.isoformat()})
+            log.warning(
+                "node went offline",
+                extra={
+                    "node_id": str(node.id),
+                    "hostname": node.hostname,
+                    "last_heartbeat": node.last_heartbeat.isoformat(),
+                },
+            )
     return len(stale)
 
 
@@ -120,8 +140,10 @@ async def apply_job_command(cmd: JobCommand, uow: UnitOfWorkFactory) -> bool:
             missing = set(cmd.gpu_ids) - {g.id for g in gpus}
             if missing:
                 # The scheduler only places on GPUs fleet announced; a miss means data loss here.
-                log.warning("job scheduled on GPUs fleet does not know",
-                            extra={"job_id": str(cmd.job_id), "gpu_ids": sorted(map(str, missing))})
+                log.warning(
+                    "job scheduled on GPUs fleet does not know",
+                    extra={"job_id": str(cmd.job_id), "gpu_ids": sorted(map(str, missing))},
+                )
             for gpu in gpus:
                 if gpu.occupy(cmd.job_id, cmd.memory_mb, now):
                     await tx.save_gpu(gpu)

@@ -55,5 +55,6 @@ class FleetUnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, org_id: UUID | None = None, system: bool = False
-                 ) -> AbstractAsyncContextManager[FleetUnitOfWork]: ...
+    def __call__(
+        self, *, org_id: UUID | None = None, system: bool = False
+    ) -> AbstractAsyncContextManager[FleetUnitOfWork]: ...

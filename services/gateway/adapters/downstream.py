@@ -42,7 +42,9 @@ class Downstream:
     call_timeout: float
 
     @classmethod
-    def connect(cls, targets: Mapping[str, str], *, auth_cache_seconds: float, call_timeout: float) -> Downstream:
+    def connect(
+        cls, targets: Mapping[str, str], *, auth_cache_seconds: float, call_timeout: float
+    ) -> Downstream:
         missing = set(SERVICES) - set(targets)
         if missing:
             raise ValueError(f"no gRPC target for {sorted(missing)}")

@@ -45,8 +45,18 @@ UPSTREAM_ERROR = ProblemType("upstream-error", "Upstream service failed", 502)
 SERVICE_UNAVAILABLE = ProblemType("service-unavailable", "Service temporarily unavailable", 503)
 
 CATALOG: tuple[ProblemType, ...] = (
-    BAD_REQUEST, MALFORMED_JSON, UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND, METHOD_NOT_ALLOWED,
-    CONFLICT, INVALID_STATE, VALIDATION_ERROR, INTERNAL_ERROR, UPSTREAM_ERROR, SERVICE_UNAVAILABLE,
+    BAD_REQUEST,
+    MALFORMED_JSON,
+    UNAUTHENTICATED,
+    PERMISSION_DENIED,
+    NOT_FOUND,
+    METHOD_NOT_ALLOWED,
+    CONFLICT,
+    INVALID_STATE,
+    VALIDATION_ERROR,
+    INTERNAL_ERROR,
+    UPSTREAM_ERROR,
+    SERVICE_UNAVAILABLE,
 )
 
 # Keyed by grpc.StatusCode.name so that this module needs no grpc import.
@@ -72,8 +82,18 @@ _BY_ERROR_CODE: dict[ErrorCode, ProblemType] = {
 }
 
 _BY_HTTP_STATUS: dict[int, ProblemType] = {
-    p.status: p for p in (BAD_REQUEST, UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND, METHOD_NOT_ALLOWED,
-                          VALIDATION_ERROR, INTERNAL_ERROR, UPSTREAM_ERROR, SERVICE_UNAVAILABLE)
+    p.status: p
+    for p in (
+        BAD_REQUEST,
+        UNAUTHENTICATED,
+        PERMISSION_DENIED,
+        NOT_FOUND,
+        METHOD_NOT_ALLOWED,
+        VALIDATION_ERROR,
+        INTERNAL_ERROR,
+        UPSTREAM_ERROR,
+        SERVICE_UNAVAILABLE,
+    )
 }
 
 

@@ -65,22 +65,33 @@ def openapi_spec() -> dict[str, Any]:
 
 
 def _build(lifespan: Lifespan | None) -> FastAPI:
-    app = FastAPI(title=TITLE, version=API_VERSION, description=DESCRIPTION, openapi_url=OPENAPI_URL,
-                  docs_url="/docs", redoc_url=None, lifespan=lifespan)
+    app = FastAPI(
+        title=TITLE,
+        version=API_VERSION,
+        description=DESCRIPTION,
+        openapi_url=OPENAPI_URL,
+        docs_url="/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
     app.state.downstream = None
     route_methods: list[tuple[re.Pattern[str], set[str]]] = []
     for module in (identity, fleet, jobs, billing, monitoring, notification, health):
         app.include_router(module.router)
-        route_methods += [(r.path_regex, set(r.methods or ())) for r in module.router.routes
-                          if isinstance(r, APIRoute)]
+        route_methods += [
+            (r.path_regex, set(r.methods or ())) for r in module.router.routes if isinstance(r, APIRoute)
+        ]
     app.state.route_methods = route_methods  # for the Allow header of a 405
     errors.install(app)
     app.add_middleware(RequestContextMiddleware)
 
     def custom_openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _problem_media_types(get_openapi(
-                title=app.title, version=app.version, description=app.description, routes=app.routes))
+            app.openapi_schema = _problem_media_types(
+                get_openapi(
+                    title=app.title, version=app.version, description=app.description, routes=app.routes
+                )
+            )
         return app.openapi_schema
 
     app.openapi = custom_openapi  # type: ignore[method-assign]

@@ -18,10 +18,15 @@ from services.gateway.adapters.downstream import Downstream
 from shared.errors import NotFound
 from shared.grpc import with_key
 
-bearer_scheme = HTTPBearer(auto_error=False, scheme_name="ApiKeyBearer",
-                           description="`Authorization: Bearer <api key>`")
-api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKeyHeader",
-                              description="The same API key in `X-API-Key`.")
+bearer_scheme = HTTPBearer(
+    auto_error=False, scheme_name="ApiKeyBearer", description="`Authorization: Bearer <api key>`"
+)
+api_key_scheme = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    scheme_name="ApiKeyHeader",
+    description="The same API key in `X-API-Key`.",
+)
 
 
 @dataclass(frozen=True)

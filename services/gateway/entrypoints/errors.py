@@ -64,10 +64,15 @@ async def _request_validation(request: Request, exc: Exception) -> ProblemRespon
     if bad_json:
         reason = (bad_json.get("ctx") or {}).get("error", "invalid JSON")
         pos = bad_json["loc"][-1] if len(bad_json["loc"]) > 1 else "?"
-        return problem_response(request, problems.MALFORMED_JSON,
-                                f"the request body is not valid JSON: {reason} (at character {pos})")
-    fields = [{"field": field_name(e.get("loc", ())), "message": field_message(e.get("type", ""), e.get("msg", ""))}
-              for e in errs]
+        return problem_response(
+            request,
+            problems.MALFORMED_JSON,
+            f"the request body is not valid JSON: {reason} (at character {pos})",
+        )
+    fields = [
+        {"field": field_name(e.get("loc", ())), "message": field_message(e.get("type", ""), e.get("msg", ""))}
+        for e in errs
+    ]
     names = ", ".join(sorted({f["field"] or "body" for f in fields}))
     return problem_response(request, problems.VALIDATION_ERROR, f"invalid request: {names}", errors=fields)
 
@@ -116,8 +121,10 @@ async def _grpc_error(request: Request, exc: Exception) -> ProblemResponse:
     problem = problems.for_grpc_status(exc.code().name)
     if not problem.exposes_detail:
         # Logged for operators with the trace id; the caller gets a generic sentence.
-        log.warning("downstream call failed", extra={"grpc_status": exc.code().name, "grpc_details": exc.details(),
-                                                      "path": request.url.path})
+        log.warning(
+            "downstream call failed",
+            extra={"grpc_status": exc.code().name, "grpc_details": exc.details(), "path": request.url.path},
+        )
         return problem_response(request, problem, problems.generic_detail(problem))
     detail = exc.details() or problem.title
     errors = None
@@ -128,12 +135,16 @@ async def _grpc_error(request: Request, exc: Exception) -> ProblemResponse:
 
 async def _bad_upstream_answer(request: Request, exc: Exception) -> ProblemResponse:
     log.error("downstream answer outside its contract", exc_info=exc, extra={"path": request.url.path})
-    return problem_response(request, problems.UPSTREAM_ERROR, problems.generic_detail(problems.UPSTREAM_ERROR))
+    return problem_response(
+        request, problems.UPSTREAM_ERROR, problems.generic_detail(problems.UPSTREAM_ERROR)
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> ProblemResponse:
     log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
-    return problem_response(request, problems.INTERNAL_ERROR, problems.generic_detail(problems.INTERNAL_ERROR))
+    return problem_response(
+        request, problems.INTERNAL_ERROR, problems.generic_detail(problems.INTERNAL_ERROR)
+    )
 
 
 def install(app: FastAPI) -> None:

@@ -42,8 +42,9 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         parent = telemetry.extract((k.decode("latin-1"), v.decode("latin-1")) for k, v in headers)
         method = scope.get("method", "")
-        with self.tracer.start_as_current_span(f"{method} {scope.get('path', '')}", context=parent,
-                                               kind=SpanKind.SERVER) as span:
+        with self.tracer.start_as_current_span(
+            f"{method} {scope.get('path', '')}", context=parent, kind=SpanKind.SERVER
+        ) as span:
             span.set_attribute("http.request.method", method)
             span.set_attribute("url.path", scope.get("path", ""))
             span.set_attribute("gpufleet.request_id", request_id)

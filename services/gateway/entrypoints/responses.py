@@ -18,7 +18,9 @@ Decimal = Annotated[str, Field(json_schema_extra={"format": "decimal"}, examples
 
 
 class ProblemFieldError(BaseModel):
-    field: str | None = Field(description="The offending field (dotted path); null = the request body as a whole.")
+    field: str | None = Field(
+        description="The offending field (dotted path); null = the request body as a whole."
+    )
     message: str
 
 

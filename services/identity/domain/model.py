@@ -98,7 +98,8 @@ def key_lifetime(expires_in_seconds: int) -> timedelta | None:
     lifetime = timedelta(seconds=expires_in_seconds)
     if lifetime > MAX_KEY_LIFETIME:
         raise InvalidArgument(
-            f"expires_in_seconds must be at most {int(MAX_KEY_LIFETIME.total_seconds())}", field="expires_in_seconds"
+            f"expires_in_seconds must be at most {int(MAX_KEY_LIFETIME.total_seconds())}",
+            field="expires_in_seconds",
         )
     return lifetime or None
 
@@ -161,8 +162,14 @@ def issue_key(
     """A new key and its secret (the only time the secret exists outside the caller's hands)."""
     generated = generate()
     key = ApiKey(
-        id=uuid4(), organization_id=organization_id, user_id=user_id, name=name, prefix=generated.prefix,
-        key_hash=generated.key_hash, scopes=scopes, created_at=now,
+        id=uuid4(),
+        organization_id=organization_id,
+        user_id=user_id,
+        name=name,
+        prefix=generated.prefix,
+        key_hash=generated.key_hash,
+        scopes=scopes,
+        created_at=now,
         expires_at=now + lifetime if lifetime else None,
     )
     return key, generated.secret
@@ -189,7 +196,9 @@ class Principal:
         """A key cannot create a key stronger than itself."""
         missing = set(scopes) - set(self.scopes)
         if missing:
-            raise PermissionDenied(f"this API key cannot grant scope(s) it lacks: {', '.join(sorted(missing))}")
+            raise PermissionDenied(
+                f"this API key cannot grant scope(s) it lacks: {', '.join(sorted(missing))}"
+            )
 
     def require_may_revoke(self, key: ApiKey) -> None:
         """Anyone may give up their own keys; other people's keys need a key manager."""
@@ -210,12 +219,21 @@ class AuditEntry:
     details: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def by(cls, principal: Principal, action: str, target_type: str, target_id: object,
-           **details: Any) -> AuditEntry:
-        return cls(principal.organization_id, action, target_type, str(target_id), principal.user_id,
-                   principal.api_key_id, details)
+    def by(
+        cls, principal: Principal, action: str, target_type: str, target_id: object, **details: Any
+    ) -> AuditEntry:
+        return cls(
+            principal.organization_id,
+            action,
+            target_type,
+            str(target_id),
+            principal.user_id,
+            principal.api_key_id,
+            details,
+        )
 
     @classmethod
-    def by_operator(cls, organization_id: UUID, action: str, target_type: str, target_id: object,
-                    **details: Any) -> AuditEntry:
+    def by_operator(
+        cls, organization_id: UUID, action: str, target_type: str, target_id: object, **details: Any
+    ) -> AuditEntry:
         return cls(organization_id, action, target_type, str(target_id), details=details)

@@ -36,8 +36,12 @@ class CreatedOrganization:
 
 
 def _key_details(key: ApiKey) -> dict:
-    return {"name": key.name, "prefix": key.prefix, "scopes": list(key.scopes),
-            "expires_at": key.expires_at.isoformat() if key.expires_at else None}
+    return {
+        "name": key.name,
+        "prefix": key.prefix,
+        "scopes": list(key.scopes),
+        "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+    }
 
 
 async def authenticate(cmd: Authenticate, uow: UnitOfWorkFactory) -> Principal:
@@ -52,8 +56,13 @@ async def authenticate(cmd: Authenticate, uow: UnitOfWorkFactory) -> Principal:
         if found.key.use_worth_recording(now):
             await tx.record_key_use(found.key.id, now)
     key = found.key
-    return Principal(organization_id=key.organization_id, user_id=key.user_id, role=found.role,
-                     api_key_id=key.id, scopes=key.scopes)
+    return Principal(
+        organization_id=key.organization_id,
+        user_id=key.user_id,
+        role=found.role,
+        api_key_id=key.id,
+        scopes=key.scopes,
+    )
 
 
 async def create_organization(cmd: CreateOrganization, uow: UnitOfWorkFactory) -> CreatedOrganization:
@@ -65,15 +74,21 @@ async def create_organization(cmd: CreateOrganization, uow: UnitOfWorkFactory) -
         now = await tx.now()
         org = Organization(id=uuid4(), name=name, created_at=now)
         await tx.add_organization(org)
-        await tx.audit(AuditEntry.by_operator(org.id, "organization.created", "organization", org.id, name=name))
+        await tx.audit(
+            AuditEntry.by_operator(org.id, "organization.created", "organization", org.id, name=name)
+        )
         owner, created = await tx.ensure_user(User(id=uuid4(), email=email, name=owner_name), org.id)
         if created:
             await tx.audit(AuditEntry.by_operator(org.id, "user.created", "user", owner.id, email=email))
         await tx.add_membership(Membership(user_id=owner.id, organization_id=org.id, role=Role.OWNER))
-        await tx.audit(AuditEntry.by_operator(org.id, "member.added", "user", owner.id, role=Role.OWNER.value))
+        await tx.audit(
+            AuditEntry.by_operator(org.id, "member.added", "user", owner.id, role=Role.OWNER.value)
+        )
         key, secret = model.issue_key(org.id, owner.id, model.DEFAULT_KEY_NAME, model.SCOPES, now)
         await tx.add_api_key(key)
-        await tx.audit(AuditEntry.by_operator(org.id, "api_key.created", "api_key", key.id, **_key_details(key)))
+        await tx.audit(
+            AuditEntry.by_operator(org.id, "api_key.created", "api_key", key.id, **_key_details(key))
+        )
     return CreatedOrganization(organization=org, owner=owner, api_key=IssuedKey(key, secret))
 
 
@@ -119,6 +134,7 @@ async def revoke_api_key(cmd: RevokeApiKey, uow: UnitOfWorkFactory) -> ApiKey:
             return key
         key = key.revoked(await tx.now())
         await tx.save_revocation(key)
-        await tx.audit(AuditEntry.by(caller, "api_key.revoked", "api_key", key.id, name=key.name,
-                                     prefix=key.prefix))
+        await tx.audit(
+            AuditEntry.by(caller, "api_key.revoked", "api_key", key.id, name=key.name, prefix=key.prefix)
+        )
     return key

@@ -53,5 +53,6 @@ class IdentityUnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, org_id: UUID | None = None, system: bool = False
-                 ) -> AbstractAsyncContextManager[IdentityUnitOfWork]: ...
+    def __call__(
+        self, *, org_id: UUID | None = None, system: bool = False
+    ) -> AbstractAsyncContextManager[IdentityUnitOfWork]: ...

@@ -43,9 +43,14 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         # Strip an IPv6 zone ("fe80::1%eth0"): the address itself is what is judged.
         return list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None,
-                          socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         try:
             addresses = await self._resolve(host, port)
         except OSError as exc:
@@ -56,8 +61,13 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         last: Exception | None = None
         for address in addresses:  # connect to the checked address itself, trying each in turn
             try:
-                return await self._inner.connect_tcp(str(address), port, timeout=timeout,
-                                                     local_address=local_address, socket_options=socket_options)
+                return await self._inner.connect_tcp(
+                    str(address),
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last = exc
         assert last is not None
@@ -75,17 +85,24 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
         super().__init__(trust_env=False)  # never route tenants' targets through an environment proxy
         # httpx has no public switch for the network backend: swap in a pool that uses ours.
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(), max_connections=max_connections,
-            max_keepalive_connections=max_connections, keepalive_expiry=5.0,
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=5.0,
             network_backend=GuardedBackend(allow_private=allow_private),
         )
 
 
 class HttpSender:
-    def __init__(self, *, allow_private: bool, timeout: float = TIMEOUT_SECONDS, max_connections: int = 100) -> None:
+    def __init__(
+        self, *, allow_private: bool, timeout: float = TIMEOUT_SECONDS, max_connections: int = 100
+    ) -> None:
         self.client = httpx.AsyncClient(
             transport=_GuardedTransport(allow_private=allow_private, max_connections=max_connections),
-            timeout=timeout, follow_redirects=False, trust_env=False, headers={"user-agent": USER_AGENT},
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=False,
+            headers={"user-agent": USER_AGENT},
         )
         self.timeout = timeout
 
@@ -107,7 +124,9 @@ class HttpSender:
         except httpx.HTTPError as exc:
             if isinstance(exc.__cause__, TargetRefused):
                 return SendResult(None, str(exc.__cause__), elapsed(), permanent=True)
-            return SendResult(None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, elapsed())
+            return SendResult(
+                None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, elapsed()
+            )
         ok = 200 <= status < 300
         return SendResult(status, None if ok else f"HTTP {status}", elapsed())
 

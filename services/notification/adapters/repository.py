@@ -32,26 +32,49 @@ _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 def _webhook(row: Any) -> Webhook:
     return Webhook(
-        id=row.id, organization_id=row.organization_id, url=row.url, events=tuple(row.events),
-        signing_secret=row.signing_secret, description=row.description, status=WebhookStatus(row.status),
-        error_rate=row.error_rate, consecutive_failures=row.consecutive_failures, last_used=row.last_used,
-        disabled_at=row.disabled_at, created_at=row.created_at,
+        id=row.id,
+        organization_id=row.organization_id,
+        url=row.url,
+        events=tuple(row.events),
+        signing_secret=row.signing_secret,
+        description=row.description,
+        status=WebhookStatus(row.status),
+        error_rate=row.error_rate,
+        consecutive_failures=row.consecutive_failures,
+        last_used=row.last_used,
+        disabled_at=row.disabled_at,
+        created_at=row.created_at,
     )
 
 
 def _delivery(row: Any) -> Delivery:
     return Delivery(
-        id=row.id, organization_id=row.organization_id, webhook_id=row.webhook_id, url=row.url,
-        event_id=row.event_id, event_type=row.event_type, job_id=row.job_id, payload=bytes(row.payload),
-        status=DeliveryStatus(row.status), attempts=row.attempts, next_attempt_at=row.next_attempt_at,
-        last_error=row.last_error, created_at=row.created_at, delivered_at=row.delivered_at,
+        id=row.id,
+        organization_id=row.organization_id,
+        webhook_id=row.webhook_id,
+        url=row.url,
+        event_id=row.event_id,
+        event_type=row.event_type,
+        job_id=row.job_id,
+        payload=bytes(row.payload),
+        status=DeliveryStatus(row.status),
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        last_error=row.last_error,
+        created_at=row.created_at,
+        delivered_at=row.delivered_at,
     )
 
 
 def _attempt(row: Any) -> DeliveryAttempt:
     return DeliveryAttempt(
-        delivery_id=row.delivery_id, organization_id=row.organization_id, attempt=row.attempt, at=row.at,
-        response_status=row.response_status, error=row.error, duration_ms=row.duration_ms,
+        delivery_id=row.delivery_id,
+        organization_id=row.organization_id,
+        attempt=row.attempt,
+        at=row.at,
+        response_status=row.response_status,
+        error=row.error,
+        duration_ms=row.duration_ms,
     )
 
 
@@ -68,11 +91,22 @@ class SqlUnitOfWork(NotificationUnitOfWork):
     # --- webhooks ---
 
     async def add_webhook(self, webhook: Webhook) -> Webhook:
-        row = (await self.session.execute(insert(WEBHOOKS).values(
-            id=webhook.id, organization_id=webhook.organization_id, url=webhook.url, events=list(webhook.events),
-            status=webhook.status.value, is_active=webhook.is_active, signing_secret=webhook.signing_secret,
-            description=webhook.description,
-        ).returning(*WEBHOOKS.c))).one()
+        row = (
+            await self.session.execute(
+                insert(WEBHOOKS)
+                .values(
+                    id=webhook.id,
+                    organization_id=webhook.organization_id,
+                    url=webhook.url,
+                    events=list(webhook.events),
+                    status=webhook.status.value,
+                    is_active=webhook.is_active,
+                    signing_secret=webhook.signing_secret,
+                    description=webhook.description,
+                )
+                .returning(*WEBHOOKS.c)
+            )
+        ).one()
         return _webhook(row)
 
     async def webhooks(self) -> list[Webhook]:
@@ -81,9 +115,12 @@ class SqlUnitOfWork(NotificationUnitOfWork):
 
     async def active_webhooks(self, organization_id: UUID) -> list[Webhook]:
         rows = await self.session.execute(
-            select(WEBHOOKS).where(WEBHOOKS.c.organization_id == organization_id,
-                                   WEBHOOKS.c.status == WebhookStatus.ACTIVE.value)
-            .order_by(WEBHOOKS.c.created_at, WEBHOOKS.c.id))
+            select(WEBHOOKS)
+            .where(
+                WEBHOOKS.c.organization_id == organization_id, WEBHOOKS.c.status == WebhookStatus.ACTIVE.value
+            )
+            .order_by(WEBHOOKS.c.created_at, WEBHOOKS.c.id)
+        )
         return [_webhook(r) for r in rows]
 
     async def webhook(self, webhook_id: UUID, *, for_update: bool = False) -> Webhook | None:
@@ -94,35 +131,67 @@ class SqlUnitOfWork(NotificationUnitOfWork):
         return _webhook(row) if row else None
 
     async def save_webhook(self, webhook: Webhook) -> None:
-        await self.session.execute(update(WEBHOOKS).where(WEBHOOKS.c.id == webhook.id).values(
-            status=webhook.status.value, is_active=webhook.is_active, error_rate=webhook.error_rate,
-            consecutive_failures=webhook.consecutive_failures, last_used=webhook.last_used,
-            disabled_at=webhook.disabled_at, updated_at=func.now(),
-        ))
+        await self.session.execute(
+            update(WEBHOOKS)
+            .where(WEBHOOKS.c.id == webhook.id)
+            .values(
+                status=webhook.status.value,
+                is_active=webhook.is_active,
+                error_rate=webhook.error_rate,
+                consecutive_failures=webhook.consecutive_failures,
+                last_used=webhook.last_used,
+                disabled_at=webhook.disabled_at,
+                updated_at=func.now(),
+            )
+        )
 
     async def delete_webhook(self, webhook_id: UUID) -> bool:
         result = await self.session.execute(
-            delete(WEBHOOKS).where(WEBHOOKS.c.id == webhook_id).returning(WEBHOOKS.c.id))
+            delete(WEBHOOKS).where(WEBHOOKS.c.id == webhook_id).returning(WEBHOOKS.c.id)
+        )
         return result.first() is not None
 
     async def job_webhook_secret(self, organization_id: UUID, candidate: str) -> str:
         # Two first uses at once: one insert wins, both read the winner.
-        await self.session.execute(insert(SECRETS).values(organization_id=organization_id, secret=candidate)
-                                   .on_conflict_do_nothing(index_elements=[SECRETS.c.organization_id]))
-        return (await self.session.execute(
-            select(SECRETS.c.secret).where(SECRETS.c.organization_id == organization_id))).scalar_one()
+        await self.session.execute(
+            insert(SECRETS)
+            .values(organization_id=organization_id, secret=candidate)
+            .on_conflict_do_nothing(index_elements=[SECRETS.c.organization_id])
+        )
+        return (
+            await self.session.execute(
+                select(SECRETS.c.secret).where(SECRETS.c.organization_id == organization_id)
+            )
+        ).scalar_one()
 
     # --- deliveries ---
 
     async def add_deliveries(self, deliveries: Sequence[Delivery]) -> int:
         if not deliveries:
             return 0
-        stmt = insert(DELIVERIES).values([{
-            "id": d.id, "organization_id": d.organization_id, "webhook_id": d.webhook_id, "url": d.url,
-            "event_id": d.event_id, "event_type": d.event_type, "job_id": d.job_id, "payload": d.payload,
-            "status": d.status.value, "attempts": d.attempts, "next_attempt_at": d.next_attempt_at,
-        } for d in deliveries]).on_conflict_do_nothing(
-            index_elements=[DELIVERIES.c.event_id, DELIVERIES.c.url]).returning(DELIVERIES.c.id)
+        stmt = (
+            insert(DELIVERIES)
+            .values(
+                [
+                    {
+                        "id": d.id,
+                        "organization_id": d.organization_id,
+                        "webhook_id": d.webhook_id,
+                        "url": d.url,
+                        "event_id": d.event_id,
+                        "event_type": d.event_type,
+                        "job_id": d.job_id,
+                        "payload": d.payload,
+                        "status": d.status.value,
+                        "attempts": d.attempts,
+                        "next_attempt_at": d.next_attempt_at,
+                    }
+                    for d in deliveries
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=[DELIVERIES.c.event_id, DELIVERIES.c.url])
+            .returning(DELIVERIES.c.id)
+        )
         return len((await self.session.execute(stmt)).all())
 
     async def deliveries(self, webhook_id: UUID | None, job_id: UUID | None, limit: int) -> list[Delivery]:
@@ -135,8 +204,10 @@ class SqlUnitOfWork(NotificationUnitOfWork):
         if found:
             logs: dict[UUID, list[DeliveryAttempt]] = defaultdict(list)
             rows = await self.session.execute(
-                select(ATTEMPTS).where(ATTEMPTS.c.delivery_id.in_([d.id for d in found]))
-                .order_by(ATTEMPTS.c.delivery_id, ATTEMPTS.c.attempt))
+                select(ATTEMPTS)
+                .where(ATTEMPTS.c.delivery_id.in_([d.id for d in found]))
+                .order_by(ATTEMPTS.c.delivery_id, ATTEMPTS.c.attempt)
+            )
             for r in rows:
                 logs[r.delivery_id].append(_attempt(r))
             for d in found:
@@ -144,26 +215,42 @@ class SqlUnitOfWork(NotificationUnitOfWork):
         return found
 
     async def claim_due(self, limit: int, lease: timedelta) -> list[DueDelivery]:
-        due = (select(DELIVERIES.c.id)
-               .where(DELIVERIES.c.status == DeliveryStatus.PENDING.value, DELIVERIES.c.next_attempt_at <= func.now())
-               .order_by(DELIVERIES.c.next_attempt_at).limit(limit)
-               .with_for_update(skip_locked=True))
-        rows = (await self.session.execute(
-            update(DELIVERIES).where(DELIVERIES.c.id.in_(due.scalar_subquery()))
-            .values(next_attempt_at=func.now() + lease).returning(*DELIVERIES.c))).all()
+        due = (
+            select(DELIVERIES.c.id)
+            .where(
+                DELIVERIES.c.status == DeliveryStatus.PENDING.value,
+                DELIVERIES.c.next_attempt_at <= func.now(),
+            )
+            .order_by(DELIVERIES.c.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        rows = (
+            await self.session.execute(
+                update(DELIVERIES)
+                .where(DELIVERIES.c.id.in_(due.scalar_subquery()))
+                .values(next_attempt_at=func.now() + lease)
+                .returning(*DELIVERIES.c)
+            )
+        ).all()
         claimed = [_delivery(r) for r in rows]
         hook_ids = {d.webhook_id for d in claimed if d.webhook_id is not None}
         org_ids = {d.organization_id for d in claimed if d.webhook_id is None}
         hooks: dict[UUID, tuple[str, bool]] = {}
         if hook_ids:
             for r in await self.session.execute(
-                    select(WEBHOOKS.c.id, WEBHOOKS.c.signing_secret, WEBHOOKS.c.status)
-                    .where(WEBHOOKS.c.id.in_(hook_ids))):
+                select(WEBHOOKS.c.id, WEBHOOKS.c.signing_secret, WEBHOOKS.c.status).where(
+                    WEBHOOKS.c.id.in_(hook_ids)
+                )
+            ):
                 hooks[r.id] = (r.signing_secret, r.status == WebhookStatus.ACTIVE.value)
         job_secrets: dict[UUID, str] = {}
         if org_ids:
             for org, secret in await self.session.execute(
-                    select(SECRETS.c.organization_id, SECRETS.c.secret).where(SECRETS.c.organization_id.in_(org_ids))):
+                select(SECRETS.c.organization_id, SECRETS.c.secret).where(
+                    SECRETS.c.organization_id.in_(org_ids)
+                )
+            ):
                 job_secrets[org] = secret
         out = []
         for d in sorted(claimed, key=lambda d: (d.created_at or _EPOCH, str(d.id))):
@@ -182,20 +269,43 @@ class SqlUnitOfWork(NotificationUnitOfWork):
         return _delivery(row) if row else None
 
     async def save_delivery(self, delivery: Delivery, attempts: Sequence[DeliveryAttempt] = ()) -> None:
-        await self.session.execute(update(DELIVERIES).where(DELIVERIES.c.id == delivery.id).values(
-            status=delivery.status.value, attempts=delivery.attempts, next_attempt_at=delivery.next_attempt_at,
-            last_error=delivery.last_error, delivered_at=delivery.delivered_at,
-        ))
+        await self.session.execute(
+            update(DELIVERIES)
+            .where(DELIVERIES.c.id == delivery.id)
+            .values(
+                status=delivery.status.value,
+                attempts=delivery.attempts,
+                next_attempt_at=delivery.next_attempt_at,
+                last_error=delivery.last_error,
+                delivered_at=delivery.delivered_at,
+            )
+        )
         if attempts:
-            await self.session.execute(insert(ATTEMPTS).values([{
-                "delivery_id": a.delivery_id, "organization_id": a.organization_id, "attempt": a.attempt,
-                "at": a.at, "response_status": a.response_status, "error": a.error, "duration_ms": a.duration_ms,
-            } for a in attempts]))
+            await self.session.execute(
+                insert(ATTEMPTS).values(
+                    [
+                        {
+                            "delivery_id": a.delivery_id,
+                            "organization_id": a.organization_id,
+                            "attempt": a.attempt,
+                            "at": a.at,
+                            "response_status": a.response_status,
+                            "error": a.error,
+                            "duration_ms": a.duration_ms,
+                        }
+                        for a in attempts
+                    ]
+                )
+            )
 
     async def seconds_until_next_due(self) -> float | None:
-        value = (await self.session.execute(
-            select(func.extract("epoch", func.min(DELIVERIES.c.next_attempt_at) - func.now()))
-            .where(DELIVERIES.c.status == DeliveryStatus.PENDING.value))).scalar_one()
+        value = (
+            await self.session.execute(
+                select(func.extract("epoch", func.min(DELIVERIES.c.next_attempt_at) - func.now())).where(
+                    DELIVERIES.c.status == DeliveryStatus.PENDING.value
+                )
+            )
+        ).scalar_one()
         return None if value is None else float(value)
 
 

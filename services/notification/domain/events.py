@@ -15,7 +15,12 @@ from shared.errors import InvalidArgument
 
 INTERNAL_PREFIX = "gpufleet."
 EVENT_NAMES: tuple[str, ...] = (
-    "job.submitted", "job.scheduled", "job.started", "job.succeeded", "job.failed", "job.cancelled",
+    "job.submitted",
+    "job.scheduled",
+    "job.started",
+    "job.succeeded",
+    "job.failed",
+    "job.cancelled",
 )
 
 
@@ -23,7 +28,7 @@ def public_name(event_type: str) -> str | None:
     """``gpufleet.job.succeeded`` -> ``job.succeeded``; None for a type tenants are not offered."""
     if not event_type.startswith(INTERNAL_PREFIX):
         return None
-    name = event_type[len(INTERNAL_PREFIX):]
+    name = event_type[len(INTERNAL_PREFIX) :]
     return name if name in EVENT_NAMES else None
 
 
@@ -33,7 +38,8 @@ def event_filter(names: Iterable[str]) -> tuple[str, ...]:
     for name in names:
         if name not in EVENT_NAMES:
             raise InvalidArgument(
-                f"unknown event {name!r}; expected some of {', '.join(EVENT_NAMES)}", field="events")
+                f"unknown event {name!r}; expected some of {', '.join(EVENT_NAMES)}", field="events"
+            )
         wanted.add(name)
     return tuple(n for n in EVENT_NAMES if n in wanted)
 

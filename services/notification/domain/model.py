@@ -112,16 +112,26 @@ class Delivery:
     delivered_at: datetime | None = None
     attempt_log: list[DeliveryAttempt] = field(default_factory=list)
 
-    def record_attempt(self, result: SendResult, started_at: datetime, now: datetime, policy: RetryPolicy,
-                       rand: Callable[[], float]) -> DeliveryAttempt:
+    def record_attempt(
+        self,
+        result: SendResult,
+        started_at: datetime,
+        now: datetime,
+        policy: RetryPolicy,
+        rand: Callable[[], float],
+    ) -> DeliveryAttempt:
         """Log one attempt and decide what comes next: done, another try later, or give up.
 
         An attempt that finishes after the delivery left ``pending`` (its lease ran out and another
         worker finished it) is still logged, but changes nothing else."""
         self.attempts += 1
         attempt = DeliveryAttempt(
-            delivery_id=self.id, organization_id=self.organization_id, attempt=self.attempts, at=started_at,
-            response_status=result.response_status, error=None if result.ok else result.failure_reason(),
+            delivery_id=self.id,
+            organization_id=self.organization_id,
+            attempt=self.attempts,
+            at=started_at,
+            response_status=result.response_status,
+            error=None if result.ok else result.failure_reason(),
             duration_ms=max(result.duration_ms, 0),
         )
         self.attempt_log.append(attempt)
@@ -129,10 +139,13 @@ class Delivery:
             return attempt
         if result.ok:
             self.status, self.delivered_at, self.next_attempt_at, self.last_error = (
-                DeliveryStatus.DELIVERED, now, None, None)
+                DeliveryStatus.DELIVERED,
+                now,
+                None,
+                None,
+            )
         elif result.permanent or policy.exhausted(self.attempts):
-            self.status, self.next_attempt_at, self.last_error = (
-                DeliveryStatus.FAILED, None, attempt.error)
+            self.status, self.next_attempt_at, self.last_error = (DeliveryStatus.FAILED, None, attempt.error)
         else:
             self.next_attempt_at = now + policy.delay(self.attempts, rand)
             self.last_error = attempt.error

@@ -35,7 +35,7 @@ class RetryPolicy:
         return min(delay, self.cap_seconds)
 
     def delay(self, failed_attempts: int, rand: Callable[[], float]) -> timedelta:
-        """"Equal jitter": uniformly within [nominal/2, nominal]. Spreads the retries of many
+        """ "Equal jitter": uniformly within [nominal/2, nominal]. Spreads the retries of many
         deliveries that failed together (a receiver outage) without ever retrying at once."""
         nominal = self.nominal_delay(failed_attempts)
         r = min(max(rand(), 0.0), 1.0)

@@ -60,8 +60,10 @@ def check_addresses(addresses: list[IpAddress], *, allow_private: bool) -> str |
         return None
     bad = [str(a) for a in addresses if forbidden_address(a)]
     if bad:
-        return (f"refused: target resolves to a non-public address ({', '.join(bad)}); "
-                "private, loopback and link-local targets are not allowed")
+        return (
+            f"refused: target resolves to a non-public address ({', '.join(bad)}); "
+            "private, loopback and link-local targets are not allowed"
+        )
     return None
 
 
@@ -80,8 +82,12 @@ def webhook_url(url: str, *, allow_private: bool) -> str:
             literal: IpAddress | None = ipaddress.ip_address(target.host)
         except ValueError:
             literal = None
-        if target.host.lower() == "localhost" or target.host.lower().endswith(".localhost") or (
-                literal is not None and forbidden_address(literal)):
-            raise InvalidArgument("url must not point at a private, loopback or link-local address",
-                                  field="url")
+        if (
+            target.host.lower() == "localhost"
+            or target.host.lower().endswith(".localhost")
+            or (literal is not None and forbidden_address(literal))
+        ):
+            raise InvalidArgument(
+                "url must not point at a private, loopback or link-local address", field="url"
+            )
     return url

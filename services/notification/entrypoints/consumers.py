@@ -17,8 +17,12 @@ def to_command(envelope: Envelope) -> commands.NotifyJobEvent:
     event: jobs.JobEventV1 = envelope.data  # type: ignore[assignment]
     job = event.job
     return commands.NotifyJobEvent(
-        event_id=envelope.id, event_type=envelope.type, occurred_at=envelope.time,
-        organization_id=job.organization_id, job_id=job.job_id, webhook_url=job.webhook_url or None,
+        event_id=envelope.id,
+        event_type=envelope.type,
+        occurred_at=envelope.time,
+        organization_id=job.organization_id,
+        job_id=job.job_id,
+        webhook_url=job.webhook_url or None,
         job=job.model_dump(mode="json"),
     )
 
@@ -30,8 +34,9 @@ def job_event_handler(deps: Dependencies):  # type: ignore[no-untyped-def]
     return handle
 
 
-def register(broker: KafkaBroker, deps: Dependencies, *, topic: str = topics.JOBS,
-             group_id: str = JOB_CONSUMER) -> None:
+def register(
+    broker: KafkaBroker, deps: Dependencies, *, topic: str = topics.JOBS, group_id: str = JOB_CONSUMER
+) -> None:
     """``topic`` and ``group_id`` are overridable so that tests read a topic of their own without
     rebalancing the service's group (the processed-event ledger keeps the consumer name either way)."""
     subscribe(broker, topic, group_id=group_id, models=jobs.EVENT_TYPES, handle=job_event_handler(deps))

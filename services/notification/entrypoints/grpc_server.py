@@ -27,20 +27,41 @@ def _tenant(principal: common_pb2.Principal) -> UUID:
 
 def _webhook(w: Webhook) -> notification_pb2.Webhook:
     return notification_pb2.Webhook(
-        id=str(w.id), url=w.url, events=list(w.events), status=w.status.value, is_active=w.is_active,
-        error_rate=w.error_rate, consecutive_failures=w.consecutive_failures, last_used=ts(w.last_used),
-        created_at=ts(w.created_at), description=w.description or "",
+        id=str(w.id),
+        url=w.url,
+        events=list(w.events),
+        status=w.status.value,
+        is_active=w.is_active,
+        error_rate=w.error_rate,
+        consecutive_failures=w.consecutive_failures,
+        last_used=ts(w.last_used),
+        created_at=ts(w.created_at),
+        description=w.description or "",
     )
 
 
 def _delivery(d: Delivery) -> notification_pb2.Delivery:
     return notification_pb2.Delivery(
-        id=str(d.id), webhook_id=str(d.webhook_id) if d.webhook_id else "", url=d.url, event_type=d.event_type,
-        job_id=str(d.job_id) if d.job_id else "", status=d.status.value, attempts=d.attempts,
-        next_attempt_at=ts(d.next_attempt_at), created_at=ts(d.created_at), delivered_at=ts(d.delivered_at),
-        attempt_log=[notification_pb2.DeliveryAttempt(
-            attempt=a.attempt, at=ts(a.at), response_status=a.response_status or 0, error=a.error or "",
-            duration_ms=a.duration_ms) for a in d.attempt_log],
+        id=str(d.id),
+        webhook_id=str(d.webhook_id) if d.webhook_id else "",
+        url=d.url,
+        event_type=d.event_type,
+        job_id=str(d.job_id) if d.job_id else "",
+        status=d.status.value,
+        attempts=d.attempts,
+        next_attempt_at=ts(d.next_attempt_at),
+        created_at=ts(d.created_at),
+        delivered_at=ts(d.delivered_at),
+        attempt_log=[
+            notification_pb2.DeliveryAttempt(
+                attempt=a.attempt,
+                at=ts(a.at),
+                response_status=a.response_status or 0,
+                error=a.error or "",
+                duration_ms=a.duration_ms,
+            )
+            for a in d.attempt_log
+        ],
     )
 
 
@@ -49,29 +70,40 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
     def __init__(self, deps: Dependencies, auth: Authenticator) -> None:
         self.deps, self.auth = deps, auth
 
-    async def CreateWebhook(self, request: notification_pb2.CreateWebhookRequest,
-                            context: grpc.aio.ServicerContext) -> notification_pb2.CreatedWebhook:
+    async def CreateWebhook(
+        self, request: notification_pb2.CreateWebhookRequest, context: grpc.aio.ServicerContext
+    ) -> notification_pb2.CreatedWebhook:
         principal = await self.auth.principal(context, write=True)
-        created = await handlers.create_webhook(commands.CreateWebhook(
-            organization_id=_tenant(principal), url=request.url, events=tuple(request.events),
-            description=opt(request.description)), self.deps)
+        created = await handlers.create_webhook(
+            commands.CreateWebhook(
+                organization_id=_tenant(principal),
+                url=request.url,
+                events=tuple(request.events),
+                description=opt(request.description),
+            ),
+            self.deps,
+        )
         return notification_pb2.CreatedWebhook(webhook=_webhook(created.webhook), secret=created.secret)
 
-    async def ListWebhooks(self, request: common_pb2.Empty, context: grpc.aio.ServicerContext
-                           ) -> notification_pb2.ListWebhooksResponse:
+    async def ListWebhooks(
+        self, request: common_pb2.Empty, context: grpc.aio.ServicerContext
+    ) -> notification_pb2.ListWebhooksResponse:
         principal = await self.auth.principal(context)
         hooks = await handlers.list_webhooks(_tenant(principal), self.deps)
         return notification_pb2.ListWebhooksResponse(webhooks=[_webhook(w) for w in hooks])
 
-    async def DeleteWebhook(self, request: notification_pb2.DeleteWebhookRequest,
-                            context: grpc.aio.ServicerContext) -> common_pb2.Empty:
+    async def DeleteWebhook(
+        self, request: notification_pb2.DeleteWebhookRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.Empty:
         principal = await self.auth.principal(context, write=True)
         await handlers.delete_webhook(
-            commands.DeleteWebhook(organization_id=_tenant(principal), webhook_id=request.id), self.deps)
+            commands.DeleteWebhook(organization_id=_tenant(principal), webhook_id=request.id), self.deps
+        )
         return common_pb2.Empty()
 
-    async def ListDeliveries(self, request: notification_pb2.ListDeliveriesRequest,
-                             context: grpc.aio.ServicerContext) -> notification_pb2.ListDeliveriesResponse:
+    async def ListDeliveries(
+        self, request: notification_pb2.ListDeliveriesRequest, context: grpc.aio.ServicerContext
+    ) -> notification_pb2.ListDeliveriesResponse:
         principal = await self.auth.principal(context)
         query = commands.ListDeliveries(
             organization_id=_tenant(principal),
@@ -82,9 +114,11 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         found = await handlers.list_deliveries(query, self.deps)
         return notification_pb2.ListDeliveriesResponse(deliveries=[_delivery(d) for d in found])
 
-    async def GetJobWebhookSecret(self, request: common_pb2.Empty, context: grpc.aio.ServicerContext
-                                  ) -> notification_pb2.JobWebhookSecret:
+    async def GetJobWebhookSecret(
+        self, request: common_pb2.Empty, context: grpc.aio.ServicerContext
+    ) -> notification_pb2.JobWebhookSecret:
         principal = await self.auth.principal(context)
         secret = await handlers.get_job_webhook_secret(
-            commands.GetJobWebhookSecret(organization_id=_tenant(principal), role=principal.role), self.deps)
+            commands.GetJobWebhookSecret(organization_id=_tenant(principal), role=principal.role), self.deps
+        )
         return notification_pb2.JobWebhookSecret(secret=secret)

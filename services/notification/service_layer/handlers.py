@@ -42,6 +42,7 @@ class CreatedWebhook:
 
 # --- tenants ---------------------------------------------------------------------------------------
 
+
 async def create_webhook(cmd: commands.CreateWebhook, deps: Dependencies) -> CreatedWebhook:
     url = targets.webhook_url(cmd.url, allow_private=deps.allow_private_targets)
     names = events.event_filter(cmd.events)
@@ -49,8 +50,14 @@ async def create_webhook(cmd: commands.CreateWebhook, deps: Dependencies) -> Cre
     if description is not None and len(description) > MAX_DESCRIPTION:
         raise InvalidArgument(f"description is longer than {MAX_DESCRIPTION} characters", field="description")
     secret = signing.generate_secret()
-    webhook = Webhook(id=uuid.uuid4(), organization_id=cmd.organization_id, url=url, events=names,
-                      signing_secret=secret, description=description)
+    webhook = Webhook(
+        id=uuid.uuid4(),
+        organization_id=cmd.organization_id,
+        url=url,
+        events=names,
+        signing_secret=secret,
+        description=description,
+    )
     async with deps.uow(org_id=cmd.organization_id) as uow:
         webhook = await uow.add_webhook(webhook)
     return CreatedWebhook(webhook=webhook, secret=secret)
@@ -88,6 +95,7 @@ async def get_job_webhook_secret(cmd: commands.GetJobWebhookSecret, deps: Depend
 
 # --- the job event consumer ------------------------------------------------------------------------
 
+
 def plan_deliveries(cmd: commands.NotifyJobEvent, hooks: list[Webhook]) -> list[Delivery]:
     """One delivery per subscribed active webhook, plus the job's own URL; at most one per URL."""
     name = events.public_name(cmd.event_type)
@@ -95,14 +103,25 @@ def plan_deliveries(cmd: commands.NotifyJobEvent, hooks: list[Webhook]) -> list[
         return []
     body = events.webhook_body(name, cmd.occurred_at, cmd.job)
     urls: list[tuple[UUID | None, str]] = [
-        (h.id, h.url) for h in hooks if h.is_active and events.subscribes_to(h.events, name)]
+        (h.id, h.url) for h in hooks if h.is_active and events.subscribes_to(h.events, name)
+    ]
     if cmd.webhook_url:
         urls.append((None, cmd.webhook_url))
     planned: dict[str, Delivery] = {}
     for webhook_id, url in urls:
-        planned.setdefault(url, Delivery(
-            id=uuid.uuid4(), organization_id=cmd.organization_id, webhook_id=webhook_id, url=url,
-            event_id=cmd.event_id, event_type=name, job_id=cmd.job_id, payload=body))
+        planned.setdefault(
+            url,
+            Delivery(
+                id=uuid.uuid4(),
+                organization_id=cmd.organization_id,
+                webhook_id=webhook_id,
+                url=url,
+                event_id=cmd.event_id,
+                event_type=name,
+                job_id=cmd.job_id,
+                payload=body,
+            ),
+        )
     return list(planned.values())
 
 
@@ -125,7 +144,10 @@ async def notify_job_event(cmd: commands.NotifyJobEvent, deps: Dependencies) -> 
 
 # --- the delivery worker's bookkeeping ------------------------------------------------------------
 
-async def claim_due_deliveries(uow_factory: UnitOfWorkFactory, limit: int, lease: timedelta) -> list[DueDelivery]:
+
+async def claim_due_deliveries(
+    uow_factory: UnitOfWorkFactory, limit: int, lease: timedelta
+) -> list[DueDelivery]:
     """Due deliveries to send now; those whose webhook was switched off are closed instead."""
     async with uow_factory(system=True) as uow:
         claimed = await uow.claim_due(limit, lease)
@@ -139,8 +161,14 @@ async def claim_due_deliveries(uow_factory: UnitOfWorkFactory, limit: int, lease
         return ready
 
 
-async def record_delivery_result(uow_factory: UnitOfWorkFactory, delivery_id: UUID, result: SendResult,
-                                 started_at: datetime, policy: RetryPolicy, rand: Callable[[], float]) -> None:
+async def record_delivery_result(
+    uow_factory: UnitOfWorkFactory,
+    delivery_id: UUID,
+    result: SendResult,
+    started_at: datetime,
+    policy: RetryPolicy,
+    rand: Callable[[], float],
+) -> None:
     async with uow_factory(system=True) as uow:
         peek = await uow.delivery(delivery_id)
         if peek is None:
@@ -155,8 +183,10 @@ async def record_delivery_result(uow_factory: UnitOfWorkFactory, delivery_id: UU
         await uow.save_delivery(delivery, [attempt])
         if webhook is not None:
             if webhook.record_attempt(result.ok, now):
-                log.warning("webhook disabled after consecutive failures",
-                            extra={"webhook_id": str(webhook.id), "failures": webhook.consecutive_failures})
+                log.warning(
+                    "webhook disabled after consecutive failures",
+                    extra={"webhook_id": str(webhook.id), "failures": webhook.consecutive_failures},
+                )
             await uow.save_webhook(webhook)
 
 

@@ -69,8 +69,9 @@ class NotificationUnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, org_id: UUID | None = None, system: bool = False
-                 ) -> AbstractAsyncContextManager[NotificationUnitOfWork]: ...
+    def __call__(
+        self, *, org_id: UUID | None = None, system: bool = False
+    ) -> AbstractAsyncContextManager[NotificationUnitOfWork]: ...
 
 
 class Sender(Protocol):

@@ -25,10 +25,19 @@ log = logging.getLogger("gpufleet.notification.worker")
 
 
 class DeliveryWorker:
-    def __init__(self, uow: UnitOfWorkFactory, sender: Sender, policy: RetryPolicy, wakeup: Wakeup, *,
-                 concurrency: int = 16, lease: timedelta = timedelta(seconds=60), poll_seconds: float = 5.0,
-                 rand: Callable[[], float] = random.random,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        sender: Sender,
+        policy: RetryPolicy,
+        wakeup: Wakeup,
+        *,
+        concurrency: int = 16,
+        lease: timedelta = timedelta(seconds=60),
+        poll_seconds: float = 5.0,
+        rand: Callable[[], float] = random.random,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.uow, self.sender, self.policy, self.wakeup = uow, sender, policy, wakeup
@@ -49,8 +58,10 @@ class DeliveryWorker:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("delivery attempt failed to complete; it is retried when its lease ends",
-                          extra={"delivery_id": str(d.id)})
+            log.exception(
+                "delivery attempt failed to complete; it is retried when its lease ends",
+                extra={"delivery_id": str(d.id)},
+            )
 
     async def run_once(self) -> int:
         """Claim up to ``concurrency`` due deliveries and make one attempt at each; returns how many."""

@@ -34,8 +34,9 @@ def snapshot(job: Job) -> contract.JobSnapshotV1:
         webhook_url=job.webhook_url,
         node_id=job.node_id,
         allocation=[
-            contract.GpuAllocationV1(gpu_id=a.gpu_id, gpu_index=a.gpu_index, gpu_type=a.gpu_type,
-                                     cost_per_hour=a.cost_per_hour)
+            contract.GpuAllocationV1(
+                gpu_id=a.gpu_id, gpu_index=a.gpu_index, gpu_type=a.gpu_type, cost_per_hour=a.cost_per_hour
+            )
             for a in job.allocation
         ],
         exit_code=job.exit_code,

@@ -18,13 +18,24 @@ from gpufleet.v1 import common_pb2, fleet_pb2_grpc
 from shared.errors import Unauthenticated, Unavailable
 from shared.grpc import channel
 
-_TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.INTERNAL,
-              grpc.StatusCode.UNKNOWN, grpc.StatusCode.RESOURCE_EXHAUSTED}
+_TRANSIENT = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
 
 
 class FleetGpuTypeCatalog:
-    def __init__(self, target: str, *, ttl: float = 30.0, timeout: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        ttl: float = 30.0,
+        timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._channel = channel(target)
         self._stub = fleet_pb2_grpc.FleetServiceStub(self._channel)
         self._ttl = ttl
@@ -42,8 +53,9 @@ class FleetGpuTypeCatalog:
                 return self._names
             metadata = (("authorization", authorization),) if authorization else ()
             try:
-                response = await self._stub.ListGpuTypes(common_pb2.Empty(), metadata=metadata,
-                                                          timeout=self._timeout)
+                response = await self._stub.ListGpuTypes(
+                    common_pb2.Empty(), metadata=metadata, timeout=self._timeout
+                )
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
                     raise Unauthenticated("fleet refused the caller's credentials") from exc

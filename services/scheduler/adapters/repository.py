@@ -8,7 +8,7 @@ the loop, the agents' calls and the consumer run with ``system=True``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -40,8 +40,15 @@ ON_NODE = (JobStatus.SCHEDULED.value, JobStatus.RUNNING.value)
 
 def _allocation_json(job: Job) -> list[dict[str, Any]]:
     # Prices as strings: JSON numbers would go through float.
-    return [{"gpu_id": str(a.gpu_id), "gpu_index": a.gpu_index, "gpu_type": a.gpu_type,
-             "cost_per_hour": format(a.cost_per_hour, "f")} for a in job.allocation]
+    return [
+        {
+            "gpu_id": str(a.gpu_id),
+            "gpu_index": a.gpu_index,
+            "gpu_type": a.gpu_type,
+            "cost_per_hour": format(a.cost_per_hour, "f"),
+        }
+        for a in job.allocation
+    ]
 
 
 def _state(job: Job) -> dict[str, Any]:
@@ -62,21 +69,39 @@ def _state(job: Job) -> dict[str, Any]:
     }
 
 
-def _to_job(row: Mapping[str, Any]) -> Job:
+def _to_job(row: Any) -> Job:  # a RowMapping
     return Job(
-        id=row["id"], organization_id=row["organization_id"], user_id=row["user_id"], name=row["name"],
-        command=row["command"], gpu_count=row["gpu_count"], gpu_memory_mb=row["gpu_memory_mb"],
-        gpu_type=row["gpu_type"], priority=row["priority"], webhook_url=row["webhook_url"],
-        idempotency_key=row["idempotency_key"], created_at=row["created_at"], status=JobStatus(row["status"]),
+        id=row["id"],
+        organization_id=row["organization_id"],
+        user_id=row["user_id"],
+        name=row["name"],
+        command=row["command"],
+        gpu_count=row["gpu_count"],
+        gpu_memory_mb=row["gpu_memory_mb"],
+        gpu_type=row["gpu_type"],
+        priority=row["priority"],
+        webhook_url=row["webhook_url"],
+        idempotency_key=row["idempotency_key"],
+        created_at=row["created_at"],
+        status=JobStatus(row["status"]),
         node_id=row["node_id"],
         allocation=tuple(
-            GpuAllocation(gpu_id=UUID(a["gpu_id"]), gpu_index=int(a["gpu_index"]), gpu_type=a["gpu_type"],
-                          cost_per_hour=Decimal(a["cost_per_hour"]))
+            GpuAllocation(
+                gpu_id=UUID(a["gpu_id"]),
+                gpu_index=int(a["gpu_index"]),
+                gpu_type=a["gpu_type"],
+                cost_per_hour=Decimal(a["cost_per_hour"]),
+            )
             for a in row["allocation"] or []
         ),
-        exit_code=row["exit_code"], output_tail=row["output_tail"], error_message=row["error_message"],
-        cancel_requested_at=row["cancel_requested_at"], scheduled_at=row["scheduled_at"],
-        started_at=row["started_at"], finished_at=row["finished_at"], updated_at=row["updated_at"],
+        exit_code=row["exit_code"],
+        output_tail=row["output_tail"],
+        error_message=row["error_message"],
+        cancel_requested_at=row["cancel_requested_at"],
+        scheduled_at=row["scheduled_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        updated_at=row["updated_at"],
     )
 
 
@@ -91,28 +116,50 @@ class SqlUnitOfWork:
 
     async def add_job(self, job: Job) -> bool:
         values = {
-            "id": job.id, "organization_id": job.organization_id, "user_id": job.user_id, "name": job.name,
-            "command": job.command, "gpu_count": job.gpu_count, "gpu_memory_mb": job.gpu_memory_mb,
-            "gpu_type": job.gpu_type, "priority": job.priority, "webhook_url": job.webhook_url,
-            "idempotency_key": job.idempotency_key, "created_at": job.created_at, **_state(job),
+            "id": job.id,
+            "organization_id": job.organization_id,
+            "user_id": job.user_id,
+            "name": job.name,
+            "command": job.command,
+            "gpu_count": job.gpu_count,
+            "gpu_memory_mb": job.gpu_memory_mb,
+            "gpu_type": job.gpu_type,
+            "priority": job.priority,
+            "webhook_url": job.webhook_url,
+            "idempotency_key": job.idempotency_key,
+            "created_at": job.created_at,
+            **_state(job),
         }
         # ON CONFLICT waits for a concurrent insert of the same key and then does nothing, so the
         # caller can read the winner's job instead of failing on a unique violation.
-        stmt = (insert(JOBS).values(values)
-                .on_conflict_do_nothing(index_elements=["organization_id", "idempotency_key"])
-                .returning(JOBS.c.id))
+        stmt = (
+            insert(JOBS)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["organization_id", "idempotency_key"])
+            .returning(JOBS.c.id)
+        )
         if (await self.session.execute(stmt)).first() is None:
             return False
         await self._write_changes(job)
         return True
 
     async def job_by_idempotency_key(self, organization_id: UUID, key: str) -> Job | None:
-        row = (await self.session.execute(
-            select(JOBS).where(JOBS.c.organization_id == organization_id, JOBS.c.idempotency_key == key)
-        )).mappings().first()
+        row = (
+            (
+                await self.session.execute(
+                    select(JOBS).where(
+                        JOBS.c.organization_id == organization_id, JOBS.c.idempotency_key == key
+                    )
+                )
+            )
+            .mappings()
+            .first()
+        )
         return None if row is None else await self._with_history(_to_job(row))
 
-    async def get_job(self, job_id: UUID, *, for_update: bool = False, with_history: bool = False) -> Job | None:
+    async def get_job(
+        self, job_id: UUID, *, for_update: bool = False, with_history: bool = False
+    ) -> Job | None:
         stmt = select(JOBS).where(JOBS.c.id == job_id)
         if for_update:
             stmt = stmt.with_for_update()
@@ -122,8 +169,9 @@ class SqlUnitOfWork:
         job = _to_job(row)
         return await self._with_history(job) if with_history else job
 
-    async def list_jobs(self, status: JobStatus | None, before: tuple[datetime, UUID] | None,
-                        limit: int) -> list[Job]:
+    async def list_jobs(
+        self, status: JobStatus | None, before: tuple[datetime, UUID] | None, limit: int
+    ) -> list[Job]:
         stmt = select(JOBS)
         if status is not None:
             stmt = stmt.where(JOBS.c.status == status.value)
@@ -138,11 +186,19 @@ class SqlUnitOfWork:
 
     async def _write_changes(self, job: Job) -> None:
         if job.new_history:
-            await self.session.execute(insert(HISTORY), [
-                {"job_id": job.id, "organization_id": job.organization_id, "status": h.status.value,
-                 "at": h.at, "reason": h.reason}
-                for h in job.new_history
-            ])
+            await self.session.execute(
+                insert(HISTORY),
+                [
+                    {
+                        "job_id": job.id,
+                        "organization_id": job.organization_id,
+                        "status": h.status.value,
+                        "at": h.at,
+                        "reason": h.reason,
+                    }
+                    for h in job.new_history
+                ],
+            )
         for change in job.events:
             await outbox.record(self.session, topics.JOBS, events.envelope(change), key=str(job.id))
         job.new_history.clear()
@@ -151,7 +207,8 @@ class SqlUnitOfWork:
     async def _with_history(self, job: Job) -> Job:
         rows = await self.session.execute(
             select(HISTORY.c.status, HISTORY.c.at, HISTORY.c.reason)
-            .where(HISTORY.c.job_id == job.id).order_by(HISTORY.c.id)
+            .where(HISTORY.c.job_id == job.id)
+            .order_by(HISTORY.c.id)
         )
         job.history = [StatusChange(JobStatus(r.status), r.at, r.reason) for r in rows]
         return job
@@ -159,31 +216,57 @@ class SqlUnitOfWork:
     # --- placement --------------------------------------------------------------------------------
 
     async def lead_scheduling(self) -> bool:
-        return bool((await self.session.execute(
-            text("SELECT pg_try_advisory_xact_lock(hashtext(:k))"), {"k": LEADER_LOCK}
-        )).scalar())
+        return bool(
+            (
+                await self.session.execute(
+                    text("SELECT pg_try_advisory_xact_lock(hashtext(:k))"), {"k": LEADER_LOCK}
+                )
+            ).scalar()
+        )
 
     async def queued_jobs(self, limit: int) -> list[Job]:
-        stmt = (select(JOBS).where(JOBS.c.status == JobStatus.QUEUED.value)
-                .order_by(JOBS.c.priority.desc(), JOBS.c.created_at)
-                .limit(limit).with_for_update(skip_locked=True))
+        stmt = (
+            select(JOBS)
+            .where(JOBS.c.status == JobStatus.QUEUED.value)
+            .order_by(JOBS.c.priority.desc(), JOBS.c.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
         return [_to_job(r) for r in (await self.session.execute(stmt)).mappings()]
 
     async def free_gpus(self) -> list[FreeGpu]:
         held = exists().where(ALLOCATIONS.c.gpu_id == INVENTORY.c.gpu_id)
         rows = await self.session.execute(
-            select(INVENTORY).where(INVENTORY.c.status == "available", ~held)
+            select(INVENTORY)
+            .where(INVENTORY.c.status == "available", ~held)
             .order_by(INVENTORY.c.node_id, INVENTORY.c.device_index)
         )
-        return [FreeGpu(gpu_id=r.gpu_id, node_id=r.node_id, device_index=r.device_index, gpu_type=r.gpu_type,
-                        memory_total_mb=r.memory_total_mb, cost_per_hour=r.cost_per_hour,
-                        organization_id=r.organization_id) for r in rows]
+        return [
+            FreeGpu(
+                gpu_id=r.gpu_id,
+                node_id=r.node_id,
+                device_index=r.device_index,
+                gpu_type=r.gpu_type,
+                memory_total_mb=r.memory_total_mb,
+                cost_per_hour=r.cost_per_hour,
+                organization_id=r.organization_id,
+            )
+            for r in rows
+        ]
 
     async def hold_gpus(self, job: Job) -> None:
-        await self.session.execute(insert(ALLOCATIONS), [
-            {"gpu_id": a.gpu_id, "job_id": job.id, "node_id": job.node_id, "allocated_at": job.scheduled_at}
-            for a in job.allocation
-        ])
+        await self.session.execute(
+            insert(ALLOCATIONS),
+            [
+                {
+                    "gpu_id": a.gpu_id,
+                    "job_id": job.id,
+                    "node_id": job.node_id,
+                    "allocated_at": job.scheduled_at,
+                }
+                for a in job.allocation
+            ],
+        )
 
     async def release_gpus(self, job_id: UUID) -> None:
         await self.session.execute(delete(ALLOCATIONS).where(ALLOCATIONS.c.job_id == job_id))
@@ -191,14 +274,21 @@ class SqlUnitOfWork:
     # --- agents -----------------------------------------------------------------------------------
 
     async def job_on_node(self, job_id: UUID, node_id: UUID) -> Job | None:
-        row = (await self.session.execute(
-            select(JOBS).where(JOBS.c.id == job_id, JOBS.c.node_id == node_id).with_for_update()
-        )).mappings().first()
+        row = (
+            (
+                await self.session.execute(
+                    select(JOBS).where(JOBS.c.id == job_id, JOBS.c.node_id == node_id).with_for_update()
+                )
+            )
+            .mappings()
+            .first()
+        )
         return None if row is None else _to_job(row)
 
     async def live_jobs_on_node(self, node_id: UUID) -> list[Job]:
         rows = await self.session.execute(
-            select(JOBS).where(JOBS.c.node_id == node_id, JOBS.c.status.in_(ON_NODE))
+            select(JOBS)
+            .where(JOBS.c.node_id == node_id, JOBS.c.status.in_(ON_NODE))
             .order_by(JOBS.c.scheduled_at, JOBS.c.id)
         )
         return [_to_job(r) for r in rows.mappings()]
@@ -207,18 +297,25 @@ class SqlUnitOfWork:
 
     async def upsert_gpu(self, gpu: InventoryGpu) -> bool:
         values = {
-            "gpu_id": gpu.gpu_id, "node_id": gpu.node_id, "node_name": gpu.node_name,
-            "device_index": gpu.device_index, "gpu_type": gpu.gpu_type, "memory_total_mb": gpu.memory_total_mb,
-            "cost_per_hour": gpu.cost_per_hour, "organization_id": gpu.organization_id, "status": gpu.status,
-            "revision": gpu.revision, "updated_at": func.now(),
+            "gpu_id": gpu.gpu_id,
+            "node_id": gpu.node_id,
+            "node_name": gpu.node_name,
+            "device_index": gpu.device_index,
+            "gpu_type": gpu.gpu_type,
+            "memory_total_mb": gpu.memory_total_mb,
+            "cost_per_hour": gpu.cost_per_hour,
+            "organization_id": gpu.organization_id,
+            "status": gpu.status,
+            "revision": gpu.revision,
+            "updated_at": func.now(),
         }
-        stmt = insert(INVENTORY).values(values)
-        stmt = stmt.on_conflict_do_update(
+        base = insert(INVENTORY).values(values)
+        upsert = base.on_conflict_do_update(
             index_elements=["gpu_id"],
-            set_={k: stmt.excluded[k] for k in values if k != "gpu_id"},
-            where=INVENTORY.c.revision < stmt.excluded.revision,
+            set_={k: base.excluded[k] for k in values if k != "gpu_id"},
+            where=INVENTORY.c.revision < base.excluded.revision,
         ).returning(INVENTORY.c.gpu_id)
-        return (await self.session.execute(stmt)).first() is not None
+        return (await self.session.execute(upsert)).first() is not None
 
     async def claim(self, consumer: str, event_id: UUID) -> bool:
         return await consumers.claim(self.session, consumer, event_id)
@@ -229,6 +326,8 @@ class SqlUnitOfWorkFactory:
         self.db = db
 
     @asynccontextmanager
-    async def __call__(self, *, org_id: UUID | None = None, system: bool = False) -> AsyncIterator[SqlUnitOfWork]:
+    async def __call__(
+        self, *, org_id: UUID | None = None, system: bool = False
+    ) -> AsyncIterator[SqlUnitOfWork]:
         async with self.db.transaction(org_id=org_id, system=system) as session:
             yield SqlUnitOfWork(session)

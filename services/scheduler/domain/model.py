@@ -124,12 +124,21 @@ class Job:
     events: list[JobChanged] = field(default_factory=list)
 
     @classmethod
-    def submit(cls, spec: JobSpec, *, job_id: UUID, organization_id: UUID, user_id: UUID | None,
-               at: datetime) -> Job:
+    def submit(
+        cls, spec: JobSpec, *, job_id: UUID, organization_id: UUID, user_id: UUID | None, at: datetime
+    ) -> Job:
         job = cls(
-            id=job_id, organization_id=organization_id, user_id=user_id, name=spec.name, command=spec.command,
-            gpu_count=spec.gpu_count, gpu_memory_mb=spec.gpu_memory_mb, gpu_type=spec.gpu_type,
-            priority=spec.priority, webhook_url=spec.webhook_url, idempotency_key=spec.idempotency_key,
+            id=job_id,
+            organization_id=organization_id,
+            user_id=user_id,
+            name=spec.name,
+            command=spec.command,
+            gpu_count=spec.gpu_count,
+            gpu_memory_mb=spec.gpu_memory_mb,
+            gpu_type=spec.gpu_type,
+            priority=spec.priority,
+            webhook_url=spec.webhook_url,
+            idempotency_key=spec.idempotency_key,
             created_at=at,
         )
         job._changed("submitted", None, at, "submitted")

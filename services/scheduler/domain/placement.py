@@ -72,7 +72,9 @@ def best_fit(job: JobRequest, free_by_node: dict[UUID, list[FreeGpu]]) -> Placem
         candidates = [g for g in gpus if fits(job, g)]
         if len(candidates) < job.gpu_count:
             continue
-        chosen = sorted(candidates, key=lambda g: (g.memory_total_mb, g.device_index, g.gpu_id))[: job.gpu_count]
+        chosen = sorted(candidates, key=lambda g: (g.memory_total_mb, g.device_index, g.gpu_id))[
+            : job.gpu_count
+        ]
         leftover = sum(g.memory_total_mb - job.gpu_memory_mb for g in chosen)
         rank = (leftover, len(gpus) - job.gpu_count, node_id)
         if best is None or rank < best[0]:

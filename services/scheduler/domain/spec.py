@@ -80,8 +80,9 @@ def job_spec(
         _no_nul(name, "name")
     if idempotency_key is not None:
         if not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
-            raise InvalidArgument(f"idempotency_key must be 1..{MAX_IDEMPOTENCY_KEY} characters",
-                                  field="idempotency_key")
+            raise InvalidArgument(
+                f"idempotency_key must be 1..{MAX_IDEMPOTENCY_KEY} characters", field="idempotency_key"
+            )
         _no_nul(idempotency_key, "idempotency_key")
     return JobSpec(
         command=command,

@@ -25,7 +25,9 @@ SERVICE_NAMES = (
 class PrincipalResolver(Protocol):
     """shared.grpc.Authenticator in production."""
 
-    async def principal(self, context: grpc.aio.ServicerContext, *, write: bool = False) -> common_pb2.Principal: ...
+    async def principal(
+        self, context: grpc.aio.ServicerContext, *, write: bool = False
+    ) -> common_pb2.Principal: ...
 
 
 def job_message(job: Job, *, with_history: bool = False) -> scheduler_pb2.Job:
@@ -52,8 +54,12 @@ def job_message(job: Job, *, with_history: bool = False) -> scheduler_pb2.Job:
         started_at=ts(job.started_at),
         finished_at=ts(job.finished_at),
         cancel_requested=job.cancel_requested,
-        history=[scheduler_pb2.StatusChange(status=h.status.value, at=ts(h.at), reason=h.reason or "")
-                 for h in job.history] if with_history else [],
+        history=[
+            scheduler_pb2.StatusChange(status=h.status.value, at=ts(h.at), reason=h.reason or "")
+            for h in job.history
+        ]
+        if with_history
+        else [],
     )
 
 
@@ -67,42 +73,61 @@ class JobServicer(scheduler_pb2_grpc.JobServiceServicer):
         self.deps = deps
         self.auth = auth
 
-    async def SubmitJob(self, request: scheduler_pb2.SubmitJobRequest, context: grpc.aio.ServicerContext) -> scheduler_pb2.Job:
+    async def SubmitJob(
+        self, request: scheduler_pb2.SubmitJobRequest, context: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.Job:
         org_id, user_id = _tenant(await self.auth.principal(context, write=True))
-        job = await handlers.submit_job(commands.SubmitJob(
-            organization_id=org_id,
-            user_id=user_id,
-            command=request.command,
-            gpu_count=request.gpu_count,
-            gpu_memory_mb=request.gpu_memory_mb,
-            gpu_type=request.gpu_type or None,
-            # proto3 int32 has no presence: 0 is "unset" -> the default (see domain/spec.py).
-            priority=request.priority if request.HasField("priority") else None,
-            webhook_url=request.webhook_url or None,
-            name=request.name or None,
-            idempotency_key=request.idempotency_key or None,
-            authorization=metadata_value(context, "authorization"),
-        ), self.deps)
+        job = await handlers.submit_job(
+            commands.SubmitJob(
+                organization_id=org_id,
+                user_id=user_id,
+                command=request.command,
+                gpu_count=request.gpu_count,
+                gpu_memory_mb=request.gpu_memory_mb,
+                gpu_type=request.gpu_type or None,
+                # proto3 int32 has no presence: 0 is "unset" -> the default (see domain/spec.py).
+                priority=request.priority if request.HasField("priority") else None,
+                webhook_url=request.webhook_url or None,
+                name=request.name or None,
+                idempotency_key=request.idempotency_key or None,
+                authorization=metadata_value(context, "authorization"),
+            ),
+            self.deps,
+        )
         return job_message(job, with_history=True)
 
-    async def GetJob(self, request: scheduler_pb2.GetJobRequest, context: grpc.aio.ServicerContext) -> scheduler_pb2.Job:
+    async def GetJob(
+        self, request: scheduler_pb2.GetJobRequest, context: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.Job:
         org_id, _ = _tenant(await self.auth.principal(context))
         job = await handlers.get_job(commands.GetJob(organization_id=org_id, job_id=request.id), self.deps)
         return job_message(job, with_history=True)
 
-    async def ListJobs(self, request: scheduler_pb2.ListJobsRequest, context: grpc.aio.ServicerContext) -> scheduler_pb2.ListJobsResponse:
+    async def ListJobs(
+        self, request: scheduler_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.ListJobsResponse:
         org_id, _ = _tenant(await self.auth.principal(context))
-        page = await handlers.list_jobs(commands.ListJobs(
-            organization_id=org_id, status=request.status or None, limit=request.limit or None,
-            cursor=request.cursor or None,
-        ), self.deps)
-        return scheduler_pb2.ListJobsResponse(jobs=[job_message(j) for j in page.jobs],
-                                              next_cursor=page.next_cursor or "")
+        page = await handlers.list_jobs(
+            commands.ListJobs(
+                organization_id=org_id,
+                status=request.status or None,
+                limit=request.limit or None,
+                cursor=request.cursor or None,
+            ),
+            self.deps,
+        )
+        return scheduler_pb2.ListJobsResponse(
+            jobs=[job_message(j) for j in page.jobs], next_cursor=page.next_cursor or ""
+        )
 
-    async def CancelJob(self, request: scheduler_pb2.CancelJobRequest, context: grpc.aio.ServicerContext) -> scheduler_pb2.Job:
+    async def CancelJob(
+        self, request: scheduler_pb2.CancelJobRequest, context: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.Job:
         org_id, _ = _tenant(await self.auth.principal(context, write=True))
-        job = await handlers.cancel_job(commands.CancelJob(organization_id=org_id, job_id=request.id,
-                                                           reason=request.reason or None), self.deps)
+        job = await handlers.cancel_job(
+            commands.CancelJob(organization_id=org_id, job_id=request.id, reason=request.reason or None),
+            self.deps,
+        )
         return job_message(job, with_history=True)
 
 
@@ -124,27 +149,41 @@ class NodeAgentServicer(scheduler_pb2_grpc.NodeAgentServiceServicer):
         self.deps = deps
         self._token = agent_token
 
-    async def GetAssignments(self, request: scheduler_pb2.GetAssignmentsRequest, context: grpc.aio.ServicerContext) -> scheduler_pb2.GetAssignmentsResponse:
+    async def GetAssignments(
+        self, request: scheduler_pb2.GetAssignmentsRequest, context: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.GetAssignmentsResponse:
         require_agent(context, self._token)
         jobs = await handlers.get_assignments(commands.GetAssignments(node_id=request.node_id), self.deps)
         return scheduler_pb2.GetAssignmentsResponse(assignments=[assignment_message(j) for j in jobs])
 
-    async def ReportJobStarted(self, request: scheduler_pb2.ReportJobStartedRequest, context: grpc.aio.ServicerContext) -> common_pb2.Empty:
+    async def ReportJobStarted(
+        self, request: scheduler_pb2.ReportJobStartedRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.Empty:
         require_agent(context, self._token)
-        await handlers.report_job_started(commands.ReportJobStarted(
-            node_id=request.node_id, job_id=request.job_id, started_at=parse_ts(request.started_at, "started_at"),
-        ), self.deps)
+        await handlers.report_job_started(
+            commands.ReportJobStarted(
+                node_id=request.node_id,
+                job_id=request.job_id,
+                started_at=parse_ts(request.started_at, "started_at"),
+            ),
+            self.deps,
+        )
         return common_pb2.Empty()
 
-    async def ReportJobFinished(self, request: scheduler_pb2.ReportJobFinishedRequest, context: grpc.aio.ServicerContext) -> common_pb2.Empty:
+    async def ReportJobFinished(
+        self, request: scheduler_pb2.ReportJobFinishedRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.Empty:
         require_agent(context, self._token)
-        await handlers.report_job_finished(commands.ReportJobFinished(
-            node_id=request.node_id,
-            job_id=request.job_id,
-            exit_code=request.exit_code if request.has_exit_code else None,
-            cancelled=request.cancelled,
-            error_message=request.error_message or None,
-            output_tail=request.output_tail or None,
-            finished_at=parse_ts(request.finished_at, "finished_at"),
-        ), self.deps)
+        await handlers.report_job_finished(
+            commands.ReportJobFinished(
+                node_id=request.node_id,
+                job_id=request.job_id,
+                exit_code=request.exit_code if request.has_exit_code else None,
+                cancelled=request.cancelled,
+                error_message=request.error_message or None,
+                output_tail=request.output_tail or None,
+                finished_at=parse_ts(request.finished_at, "finished_at"),
+            ),
+            self.deps,
+        )
         return common_pb2.Empty()

@@ -51,8 +51,14 @@ def _agent_id(raw: str, field: str) -> UUID:
 
 async def submit_job(cmd: commands.SubmitJob, deps: Dependencies) -> Job:
     spec = job_spec(
-        command=cmd.command, gpu_count=cmd.gpu_count, gpu_memory_mb=cmd.gpu_memory_mb, gpu_type=cmd.gpu_type,
-        priority=cmd.priority, webhook_url=cmd.webhook_url, name=cmd.name, idempotency_key=cmd.idempotency_key,
+        command=cmd.command,
+        gpu_count=cmd.gpu_count,
+        gpu_memory_mb=cmd.gpu_memory_mb,
+        gpu_type=cmd.gpu_type,
+        priority=cmd.priority,
+        webhook_url=cmd.webhook_url,
+        name=cmd.name,
+        idempotency_key=cmd.idempotency_key,
     )
     if spec.gpu_type is not None:
         check_gpu_type(spec, await deps.catalog.names(cmd.authorization))
@@ -61,8 +67,13 @@ async def submit_job(cmd: commands.SubmitJob, deps: Dependencies) -> Job:
             existing = await uow.job_by_idempotency_key(cmd.organization_id, spec.idempotency_key)
             if existing is not None:
                 return existing
-        job = Job.submit(spec, job_id=uuid.uuid4(), organization_id=cmd.organization_id, user_id=cmd.user_id,
-                         at=await uow.now())
+        job = Job.submit(
+            spec,
+            job_id=uuid.uuid4(),
+            organization_id=cmd.organization_id,
+            user_id=cmd.user_id,
+            at=await uow.now(),
+        )
         if not await uow.add_job(job):
             # A concurrent submit with the same key committed first: that one is the job.
             assert spec.idempotency_key is not None
@@ -132,8 +143,12 @@ async def report_job_started(cmd: commands.ReportJobStarted, deps: Dependencies)
 
 async def report_job_finished(cmd: commands.ReportJobFinished, deps: Dependencies) -> None:
     node_id, job_id = _agent_id(cmd.node_id, "node_id"), _agent_id(cmd.job_id, "job_id")
-    outcome = Outcome(exit_code=cmd.exit_code, cancelled=cmd.cancelled, error_message=cmd.error_message,
-                      output_tail=cmd.output_tail)
+    outcome = Outcome(
+        exit_code=cmd.exit_code,
+        cancelled=cmd.cancelled,
+        error_message=cmd.error_message,
+        output_tail=cmd.output_tail,
+    )
     async with deps.uow(system=True) as uow:
         job = await uow.job_on_node(job_id, node_id)
         if job is None:

@@ -23,9 +23,15 @@ ROUND_BATCH = 1000
 
 
 def _request(job: Job) -> JobRequest:
-    return JobRequest(job_id=job.id, organization_id=job.organization_id, gpu_count=job.gpu_count,
-                      gpu_memory_mb=job.gpu_memory_mb, gpu_type=job.gpu_type, priority=job.priority,
-                      created_at=job.created_at)
+    return JobRequest(
+        job_id=job.id,
+        organization_id=job.organization_id,
+        gpu_count=job.gpu_count,
+        gpu_memory_mb=job.gpu_memory_mb,
+        gpu_type=job.gpu_type,
+        priority=job.priority,
+        created_at=job.created_at,
+    )
 
 
 async def schedule_round(deps: Dependencies, batch: int = ROUND_BATCH) -> list[Job]:
@@ -46,8 +52,12 @@ async def schedule_round(deps: Dependencies, batch: int = ROUND_BATCH) -> list[J
         for placement in place([_request(job) for job in queued], free):
             job = by_id[placement.job_id]
             allocation = tuple(
-                GpuAllocation(gpu_id=g.gpu_id, gpu_index=g.device_index, gpu_type=g.gpu_type,
-                              cost_per_hour=g.cost_per_hour)
+                GpuAllocation(
+                    gpu_id=g.gpu_id,
+                    gpu_index=g.device_index,
+                    gpu_type=g.gpu_type,
+                    cost_per_hour=g.cost_per_hour,
+                )
                 for g in placement.gpus
             )
             job.schedule(placement.node_id, allocation, now)

@@ -26,11 +26,14 @@ class SchedulerUnitOfWork(Protocol):
 
     async def job_by_idempotency_key(self, organization_id: UUID, key: str) -> Job | None: ...
 
-    async def get_job(self, job_id: UUID, *, for_update: bool = False, with_history: bool = False) -> Job | None:
+    async def get_job(
+        self, job_id: UUID, *, for_update: bool = False, with_history: bool = False
+    ) -> Job | None:
         """A job the unit's scope may see (row-level security hides other organizations' jobs)."""
 
-    async def list_jobs(self, status: JobStatus | None, before: tuple[datetime, UUID] | None,
-                        limit: int) -> list[Job]:
+    async def list_jobs(
+        self, status: JobStatus | None, before: tuple[datetime, UUID] | None, limit: int
+    ) -> list[Job]:
         """Newest first, strictly older than ``before`` (created_at, id) when given."""
 
     async def save_job(self, job: Job) -> None:
@@ -64,8 +67,9 @@ class SchedulerUnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, org_id: UUID | None = None, system: bool = False
-                 ) -> AbstractAsyncContextManager[SchedulerUnitOfWork]: ...
+    def __call__(
+        self, *, org_id: UUID | None = None, system: bool = False
+    ) -> AbstractAsyncContextManager[SchedulerUnitOfWork]: ...
 
 
 class GpuTypeCatalog(Protocol):

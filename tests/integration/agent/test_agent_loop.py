@@ -44,9 +44,13 @@ class FakeFleet(fleet_pb2_grpc.NodeRegistryServiceServicer):
         self.registrations.append(request)
         self.gpu_ids = {g.index: str(uuid.uuid5(uuid.NAMESPACE_URL, g.uuid)) for g in request.gpus}
         return fleet_pb2.RegisterNodeResponse(
-            node_id=self.node_id, heartbeat_interval_seconds=1,
-            gpus=[fleet_pb2.RegisteredGpu(index=i, gpu_id=g, gpu_type="a100-80gb", cost_per_hour="2.5")
-                  for i, g in self.gpu_ids.items()])
+            node_id=self.node_id,
+            heartbeat_interval_seconds=1,
+            gpus=[
+                fleet_pb2.RegisteredGpu(index=i, gpu_id=g, gpu_type="a100-80gb", cost_per_hour="2.5")
+                for i, g in self.gpu_ids.items()
+            ],
+        )
 
     async def Heartbeat(self, request, context):
         require_agent(context, TOKEN)
@@ -65,8 +69,12 @@ class FakeScheduler(scheduler_pb2_grpc.NodeAgentServiceServicer):
     def assign(self, command: str, gpus: list[int], status: str = "scheduled", org: str | None = None) -> str:
         job_id = str(uuid.uuid4())
         self.assignments[job_id] = scheduler_pb2.Assignment(
-            job_id=job_id, command=command, gpu_indices=gpus, organization_id=org or str(uuid.uuid4()),
-            status=status)
+            job_id=job_id,
+            command=command,
+            gpu_indices=gpus,
+            organization_id=org or str(uuid.uuid4()),
+            status=status,
+        )
         return job_id
 
     async def GetAssignments(self, request, context):
@@ -115,18 +123,30 @@ class Harness:
 async def running_agent(kafka, state_dir: Path, **overrides) -> AsyncIterator[Harness]:
     fleet, scheduler = FakeFleet(), FakeScheduler()
     fleet_port, scheduler_port = free_port(), free_port()
-    fleet_server, _ = await serve(f"127.0.0.1:{fleet_port}",
-                                  [(fleet_pb2_grpc.add_NodeRegistryServiceServicer_to_server, fleet)],
-                                  ["gpufleet.v1.NodeRegistryService"])
-    sched_server, _ = await serve(f"127.0.0.1:{scheduler_port}",
-                                  [(scheduler_pb2_grpc.add_NodeAgentServiceServicer_to_server, scheduler)],
-                                  ["gpufleet.v1.NodeAgentService"])
+    fleet_server, _ = await serve(
+        f"127.0.0.1:{fleet_port}",
+        [(fleet_pb2_grpc.add_NodeRegistryServiceServicer_to_server, fleet)],
+        ["gpufleet.v1.NodeRegistryService"],
+    )
+    sched_server, _ = await serve(
+        f"127.0.0.1:{scheduler_port}",
+        [(scheduler_pb2_grpc.add_NodeAgentServiceServicer_to_server, scheduler)],
+        ["gpufleet.v1.NodeAgentService"],
+    )
     values = dict(
-        agent_gpu_backend="simulated", agent_sim_gpu_count=2, agent_hostname=f"it-{uuid.uuid4().hex[:8]}",
-        agent_state_dir=state_dir, agent_token=TOKEN, kafka_bootstrap_servers=kafka.bootstrap,
-        kafka_idempotent_producer=False, kafka_topic_partitions=3,
-        fleet_grpc_target=f"127.0.0.1:{fleet_port}", scheduler_grpc_target=f"127.0.0.1:{scheduler_port}",
-        agent_poll_seconds=0.1, agent_metrics_interval_seconds=0.3, agent_kill_grace_seconds=2,
+        agent_gpu_backend="simulated",
+        agent_sim_gpu_count=2,
+        agent_hostname=f"it-{uuid.uuid4().hex[:8]}",
+        agent_state_dir=state_dir,
+        agent_token=TOKEN,
+        kafka_bootstrap_servers=kafka.bootstrap,
+        kafka_idempotent_producer=False,
+        kafka_topic_partitions=3,
+        fleet_grpc_target=f"127.0.0.1:{fleet_port}",
+        scheduler_grpc_target=f"127.0.0.1:{scheduler_port}",
+        agent_poll_seconds=0.1,
+        agent_metrics_interval_seconds=0.3,
+        agent_kill_grace_seconds=2,
     )
     values.update(overrides)
     settings = AgentSettings(**values)
@@ -145,8 +165,11 @@ async def running_agent(kafka, state_dir: Path, **overrides) -> AsyncIterator[Ha
 
 async def test_runs_a_job_and_reports_exit_code_output_and_gpus(kafka, tmp_path):
     async with running_agent(kafka, tmp_path) as h:
-        job_id = h.scheduler.assign('echo hello; echo "cuda=$CUDA_VISIBLE_DEVICES job=$GPUFLEET_JOB_ID"; '
-                                    'echo "token=${GPUFLEET_AGENT_TOKEN:-none}"; pwd; exit 3', [1, 0])
+        job_id = h.scheduler.assign(
+            'echo hello; echo "cuda=$CUDA_VISIBLE_DEVICES job=$GPUFLEET_JOB_ID"; '
+            'echo "token=${GPUFLEET_AGENT_TOKEN:-none}"; pwd; exit 3',
+            [1, 0],
+        )
         reports = await h.scheduler.wait_finished(job_id)
     (reg,) = h.fleet.registrations
     assert reg.gpu_backend == "simulated" and [g.index for g in reg.gpus] == [0, 1]
@@ -179,8 +202,13 @@ async def test_cancel_before_start_never_runs_the_command(kafka, tmp_path):
     async with running_agent(kafka, tmp_path / "state") as h:
         job_id = str(uuid.uuid4())
         h.scheduler.assignments[job_id] = scheduler_pb2.Assignment(
-            job_id=job_id, command=f"touch {marker}", gpu_indices=[0], status="scheduled",
-            cancel_requested=True, organization_id=str(uuid.uuid4()))
+            job_id=job_id,
+            command=f"touch {marker}",
+            gpu_indices=[0],
+            status="scheduled",
+            cancel_requested=True,
+            organization_id=str(uuid.uuid4()),
+        )
         reports = await h.scheduler.wait_finished(job_id)
     assert [k for k, _ in reports] == ["finished"]
     assert reports[0][1].cancelled and not reports[0][1].has_exit_code
@@ -211,7 +239,8 @@ async def test_reports_left_on_disk_by_a_previous_run_are_delivered(kafka, tmp_p
     JsonReportStore(tmp_path / "pending_reports.json").save([JobStarted(fleet_side_job, datetime.now(UTC))])
     async with running_agent(kafka, tmp_path) as h:
         h.scheduler.assignments[fleet_side_job] = scheduler_pb2.Assignment(
-            job_id=fleet_side_job, command="true", gpu_indices=[0], status="scheduled")
+            job_id=fleet_side_job, command="true", gpu_indices=[0], status="scheduled"
+        )
         reports = await h.scheduler.wait_finished(fleet_side_job)
     assert [k for k, _ in reports] == ["started", "finished"]
     assert reports[1][1].error_message == LOST_MESSAGE  # it started before the restart: never run twice
@@ -221,8 +250,12 @@ async def test_reports_left_on_disk_by_a_previous_run_are_delivered(kafka, tmp_p
 
 
 async def test_metric_samples_arrive_with_cloudevents_headers_and_the_holding_job(kafka, tmp_path):
-    consumer = AIOKafkaConsumer(topics.METRICS, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest",
-                                group_id=f"test-agent-{uuid.uuid4().hex[:8]}")
+    consumer = AIOKafkaConsumer(
+        topics.METRICS,
+        bootstrap_servers=kafka.bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"test-agent-{uuid.uuid4().hex[:8]}",
+    )
     org = str(uuid.uuid4())
     async with running_agent(kafka, tmp_path) as h:
         job_id = h.scheduler.assign("sleep 60", [1], org=org)

@@ -19,8 +19,10 @@ NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
 def test_reports_survive_a_round_trip_through_the_file(tmp_path):
     store = JsonReportStore(tmp_path / "state" / "pending.json")
-    reports = [JobStarted("a", NOW), JobFinished("a", NOW, exit_code=None, output_tail="é\n", cancelled=True,
-                                                  error_message="x")]
+    reports = [
+        JobStarted("a", NOW),
+        JobFinished("a", NOW, exit_code=None, output_tail="é\n", cancelled=True, error_message="x"),
+    ]
     store.save(reports)
     assert JsonReportStore(tmp_path / "state" / "pending.json").load() == reports
     assert [p.name for p in (tmp_path / "state").iterdir()] == ["pending.json"]  # no temp file left
@@ -36,8 +38,12 @@ def test_a_corrupt_file_is_set_aside_not_fatal(tmp_path):
 
 def test_the_job_environment_hides_agent_settings_and_names_the_gpus():
     env = job_environment({"PATH": "/bin", "GPUFLEET_AGENT_TOKEN": "secret"}, "j", [2, 3])
-    assert env == {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "2,3", "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
-                   "GPUFLEET_JOB_ID": "j"}
+    assert env == {
+        "PATH": "/bin",
+        "CUDA_VISIBLE_DEVICES": "2,3",
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+        "GPUFLEET_JOB_ID": "j",
+    }
 
 
 async def test_only_the_output_tail_is_kept(tmp_path):

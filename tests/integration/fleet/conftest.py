@@ -28,8 +28,12 @@ class FakeIdentity(identity_pb2_grpc.IdentityServiceServicer):
 
     def new_key(self, organization_id: UUID | None = None) -> str:
         key = f"gpf_test_{uuid4().hex}"
-        self.keys[key] = common_pb2.Principal(organization_id=str(organization_id or uuid4()), user_id=str(uuid4()),
-                                              role="member", api_key_id=str(uuid4()))
+        self.keys[key] = common_pb2.Principal(
+            organization_id=str(organization_id or uuid4()),
+            user_id=str(uuid4()),
+            role="member",
+            api_key_id=str(uuid4()),
+        )
         return key
 
     async def Authenticate(self, request, context):  # type: ignore[no-untyped-def]
@@ -53,8 +57,11 @@ class Fleet:
 async def identity() -> AsyncIterator[tuple[FakeIdentity, str]]:
     fake = FakeIdentity()
     target = f"127.0.0.1:{free_port()}"
-    server, _ = await serve(target, [(identity_pb2_grpc.add_IdentityServiceServicer_to_server, fake)],
-                            ["gpufleet.v1.IdentityService"])
+    server, _ = await serve(
+        target,
+        [(identity_pb2_grpc.add_IdentityServiceServicer_to_server, fake)],
+        ["gpufleet.v1.IdentityService"],
+    )
     yield fake, target
     await server.stop(None)
 
@@ -64,21 +71,37 @@ async def fleet(migrate_schema, identity) -> AsyncIterator[Fleet]:
     fake, identity_target = identity
     url = await migrate_schema("fleet")
     settings = FleetSettings(
-        fleet_database_url=url, kafka_bootstrap_servers="127.0.0.1:1", agent_token=AGENT_TOKEN,
-        identity_grpc_target=identity_target, fleet_unknown_gpu_price_per_hour="0.1500",
+        fleet_database_url=url,
+        kafka_bootstrap_servers="127.0.0.1:1",
+        agent_token=AGENT_TOKEN,
+        identity_grpc_target=identity_target,
+        fleet_unknown_gpu_price_per_hour="0.1500",
         fleet_heartbeat_interval_seconds=7,
     )
     db = Database(url, "fleet", pool_size=4)
     app = bootstrap(settings, db)
     auth = Authenticator(identity_target, ttl=0)
     target = f"127.0.0.1:{free_port()}"
-    server, _ = await serve(target, [
-        (fleet_pb2_grpc.add_FleetServiceServicer_to_server, FleetServicer(app, auth)),
-        (fleet_pb2_grpc.add_NodeRegistryServiceServicer_to_server, NodeRegistryServicer(app, AGENT_TOKEN)),
-    ], ["gpufleet.v1.FleetService", "gpufleet.v1.NodeRegistryService"])
+    server, _ = await serve(
+        target,
+        [
+            (fleet_pb2_grpc.add_FleetServiceServicer_to_server, FleetServicer(app, auth)),
+            (
+                fleet_pb2_grpc.add_NodeRegistryServiceServicer_to_server,
+                NodeRegistryServicer(app, AGENT_TOKEN),
+            ),
+        ],
+        ["gpufleet.v1.FleetService", "gpufleet.v1.NodeRegistryService"],
+    )
     client = channel(target)
-    yield Fleet(app, db, settings, fake, fleet_pb2_grpc.NodeRegistryServiceStub(client),
-                fleet_pb2_grpc.FleetServiceStub(client))
+    yield Fleet(
+        app,
+        db,
+        settings,
+        fake,
+        fleet_pb2_grpc.NodeRegistryServiceStub(client),
+        fleet_pb2_grpc.FleetServiceStub(client),
+    )
     await client.close()
     await server.stop(None)
     await auth.close()

@@ -25,34 +25,60 @@ pytestmark = pytest.mark.integration
 
 
 def job_event(event_type: str, job_id: UUID, gpu_ids: list[str], memory_mb: int = 20000) -> Envelope:
-    status = {jobs.JOB_SCHEDULED: "scheduled", jobs.JOB_SUCCEEDED: "succeeded", jobs.JOB_FAILED: "failed",
-              jobs.JOB_CANCELLED: "cancelled", jobs.JOB_STARTED: "running"}[event_type]
+    status = {
+        jobs.JOB_SCHEDULED: "scheduled",
+        jobs.JOB_SUCCEEDED: "succeeded",
+        jobs.JOB_FAILED: "failed",
+        jobs.JOB_CANCELLED: "cancelled",
+        jobs.JOB_STARTED: "running",
+    }[event_type]
     snapshot = jobs.JobSnapshotV1(
-        job_id=job_id, organization_id=uuid4(), status=status, command="python train.py",  # type: ignore[arg-type]
-        gpu_count=len(gpu_ids), gpu_memory_mb=memory_mb, priority=0, created_at=datetime.now(UTC),
-        allocation=[jobs.GpuAllocationV1(gpu_id=UUID(g), gpu_index=i, gpu_type="l4", cost_per_hour=Decimal("0.7"))
-                    for i, g in enumerate(gpu_ids)],
+        job_id=job_id,
+        organization_id=uuid4(),
+        status=status,
+        command="python train.py",  # type: ignore[arg-type]
+        gpu_count=len(gpu_ids),
+        gpu_memory_mb=memory_mb,
+        priority=0,
+        created_at=datetime.now(UTC),
+        allocation=[
+            jobs.GpuAllocationV1(gpu_id=UUID(g), gpu_index=i, gpu_type="l4", cost_per_hour=Decimal("0.7"))
+            for i, g in enumerate(gpu_ids)
+        ],
     )
-    return Envelope(type=event_type, source="gpufleet/scheduler", data=jobs.JobEventV1(job=snapshot),
-                    subject=str(job_id), organization_id=str(snapshot.organization_id))
+    return Envelope(
+        type=event_type,
+        source="gpufleet/scheduler",
+        data=jobs.JobEventV1(job=snapshot),
+        subject=str(job_id),
+        organization_id=str(snapshot.organization_id),
+    )
 
 
 async def gpu_state(fleet: Fleet, gpu_id: str) -> tuple:
     async with fleet.db.transaction(system=True) as s:
-        row = (await s.execute(text(
-            "SELECT status, in_use, current_job_id, memory_allocated FROM gpu_resources WHERE id = :g"),
-            {"g": gpu_id})).one()
+        row = (
+            await s.execute(
+                text(
+                    "SELECT status, in_use, current_job_id, memory_allocated FROM gpu_resources WHERE id = :g"
+                ),
+                {"g": gpu_id},
+            )
+        ).one()
     return tuple(row)
 
 
 async def outbox_count(fleet: Fleet, gpu_id: str) -> int:
     async with fleet.db.transaction(system=True) as s:
-        return (await s.execute(text("SELECT count(*) FROM outbox WHERE key = :k"), {"k": gpu_id})).scalar_one()
+        return (
+            await s.execute(text("SELECT count(*) FROM outbox WHERE key = :k"), {"k": gpu_id})
+        ).scalar_one()
 
 
 async def test_scheduled_job_holds_its_gpus_until_it_ends(fleet: Fleet) -> None:
-    node = await fleet.registry.RegisterNode(node_request(models=("NVIDIA L4", "NVIDIA L4")),
-                                             metadata=with_key(AGENT_TOKEN))
+    node = await fleet.registry.RegisterNode(
+        node_request(models=("NVIDIA L4", "NVIDIA L4")), metadata=with_key(AGENT_TOKEN)
+    )
     held, free = node.gpus[0].gpu_id, node.gpus[1].gpu_id
     handle = job_event_handler(fleet.app)
     job = uuid4()
@@ -63,8 +89,9 @@ async def test_scheduled_job_holds_its_gpus_until_it_ends(fleet: Fleet) -> None:
     assert await gpu_state(fleet, held) == ("allocated", True, job, 20000)
     assert await gpu_state(fleet, free) == ("available", False, None, 0)
 
-    listed = await fleet.inventory.ListGpus(fleet_pb2.ListGpusRequest(status="allocated"),
-                                            metadata=with_key(fleet.identity.new_key()))
+    listed = await fleet.inventory.ListGpus(
+        fleet_pb2.ListGpusRequest(status="allocated"), metadata=with_key(fleet.identity.new_key())
+    )
     assert [g.in_use for g in listed.gpus if g.id == held] == [True]
 
     await handle(job_event(jobs.JOB_SUCCEEDED, uuid4(), [held]))  # another job's end frees nothing
@@ -73,14 +100,23 @@ async def test_scheduled_job_holds_its_gpus_until_it_ends(fleet: Fleet) -> None:
     assert await gpu_state(fleet, held) == ("available", False, None, 0)
     assert await outbox_count(fleet, held) == 1  # only the registration: allocation is not re-published
     async with fleet.db.transaction(system=True) as s:
-        claims = (await s.execute(text("SELECT count(*) FROM processed_events WHERE consumer = 'fleet.gpu-allocation' "
-                                       "AND event_id = :e"), {"e": scheduled.id})).scalar_one()
+        claims = (
+            await s.execute(
+                text(
+                    "SELECT count(*) FROM processed_events WHERE consumer = 'fleet.gpu-allocation' "
+                    "AND event_id = :e"
+                ),
+                {"e": scheduled.id},
+            )
+        ).scalar_one()
     assert claims == 1
 
 
 @pytest.mark.parametrize("terminal", [jobs.JOB_FAILED, jobs.JOB_CANCELLED])
 async def test_failed_and_cancelled_jobs_free_their_gpus(fleet: Fleet, terminal: str) -> None:
-    node = await fleet.registry.RegisterNode(node_request(models=("NVIDIA L4",)), metadata=with_key(AGENT_TOKEN))
+    node = await fleet.registry.RegisterNode(
+        node_request(models=("NVIDIA L4",)), metadata=with_key(AGENT_TOKEN)
+    )
     gpu, job = node.gpus[0].gpu_id, uuid4()
     handle = job_event_handler(fleet.app)
     await handle(job_event(jobs.JOB_SCHEDULED, job, [gpu]))
@@ -89,10 +125,13 @@ async def test_failed_and_cancelled_jobs_free_their_gpus(fleet: Fleet, terminal:
 
 
 async def test_job_events_arrive_through_the_broker(fleet: Fleet, kafka) -> None:
-    settings = KafkaSettings(kafka_bootstrap_servers=kafka.bootstrap, kafka_idempotent_producer=False,
-                             kafka_topic_partitions=3)
+    settings = KafkaSettings(
+        kafka_bootstrap_servers=kafka.bootstrap, kafka_idempotent_producer=False, kafka_topic_partitions=3
+    )
     await ensure_topics(settings, [topics.JOBS])
-    node = await fleet.registry.RegisterNode(node_request(models=("NVIDIA L4",)), metadata=with_key(AGENT_TOKEN))
+    node = await fleet.registry.RegisterNode(
+        node_request(models=("NVIDIA L4",)), metadata=with_key(AGENT_TOKEN)
+    )
     gpu, job = node.gpus[0].gpu_id, uuid4()
     broker = make_broker(settings, "fleet-test")
     register_consumers(broker, fleet.app)
@@ -105,11 +144,17 @@ async def test_job_events_arrive_through_the_broker(fleet: Fleet, kafka) -> None
 
     try:
         scheduled = job_event(jobs.JOB_SCHEDULED, job, [gpu], memory_mb=1024)
-        await broker.publish(scheduled.value(), topic=topics.JOBS, key=str(job).encode(),
-                             headers=header_map(scheduled.headers()))
+        await broker.publish(
+            scheduled.value(),
+            topic=topics.JOBS,
+            key=str(job).encode(),
+            headers=header_map(scheduled.headers()),
+        )
         await until(("allocated", True, job, 1024))
         done = job_event(jobs.JOB_SUCCEEDED, job, [gpu])
-        await broker.publish(done.value(), topic=topics.JOBS, key=str(job).encode(), headers=header_map(done.headers()))
+        await broker.publish(
+            done.value(), topic=topics.JOBS, key=str(job).encode(), headers=header_map(done.headers())
+        )
         await until(("available", False, None, 0))
     finally:
         await broker.stop()

@@ -25,9 +25,15 @@ pytestmark = pytest.mark.integration
 
 async def test_service_registers_nodes_and_publishes_their_gpus(fleet: Fleet, identity, kafka) -> None:
     listen = f"127.0.0.1:{free_port()}"
-    settings = fleet.settings.model_copy(update={
-        "kafka_bootstrap_servers": kafka.bootstrap, "kafka_idempotent_producer": False, "kafka_topic_partitions": 3,
-        "fleet_grpc_listen": listen, "fleet_sweep_interval_seconds": 0.5})
+    settings = fleet.settings.model_copy(
+        update={
+            "kafka_bootstrap_servers": kafka.bootstrap,
+            "kafka_idempotent_producer": False,
+            "kafka_topic_partitions": 3,
+            "fleet_grpc_listen": listen,
+            "fleet_sweep_interval_seconds": 0.5,
+        }
+    )
     stop = asyncio.Event()
     service = asyncio.create_task(main(settings, stop))
     client = channel(listen)
@@ -36,16 +42,22 @@ async def test_service_registers_nodes_and_publishes_their_gpus(fleet: Fleet, id
         async with asyncio.timeout(30):
             while True:
                 try:
-                    reply = await health.Check(health_pb2.HealthCheckRequest(service="gpufleet.v1.NodeRegistryService"))
+                    reply = await health.Check(
+                        health_pb2.HealthCheckRequest(service="gpufleet.v1.NodeRegistryService")
+                    )
                     if reply.status == health_pb2.HealthCheckResponse.SERVING:
                         break
                 except Exception:
                     assert not service.done(), service.exception()
                 await asyncio.sleep(0.2)
         registry = fleet_pb2_grpc.NodeRegistryServiceStub(client)
-        resp = await registry.RegisterNode(node_request(models=("NVIDIA A10G",)), metadata=with_key(AGENT_TOKEN))
+        resp = await registry.RegisterNode(
+            node_request(models=("NVIDIA A10G",)), metadata=with_key(AGENT_TOKEN)
+        )
 
-        consumer = AIOKafkaConsumer(topics.FLEET, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest")
+        consumer = AIOKafkaConsumer(
+            topics.FLEET, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest"
+        )
         await consumer.start()
         found = None
         try:

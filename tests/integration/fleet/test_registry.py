@@ -24,24 +24,39 @@ pytestmark = pytest.mark.integration
 AGENT = with_key(AGENT_TOKEN)
 
 
-def node_request(hostname: str | None = None, models=("NVIDIA H100 80GB HBM3", "Acme Tensor 9000"),
-                 org: UUID | None = None, **extra) -> fleet_pb2.RegisterNodeRequest:
+def node_request(
+    hostname: str | None = None,
+    models=("NVIDIA H100 80GB HBM3", "Acme Tensor 9000"),
+    org: UUID | None = None,
+    **extra,
+) -> fleet_pb2.RegisterNodeRequest:
     hostname = hostname or f"node-{uuid4().hex[:8]}"
-    fields = {"provider": "on-prem", "gpu_backend": "simulated", "driver_version": "550.54",
-              "agent_version": "0.1", **extra}
+    fields = {
+        "provider": "on-prem",
+        "gpu_backend": "simulated",
+        "driver_version": "550.54",
+        "agent_version": "0.1",
+        **extra,
+    }
     return fleet_pb2.RegisterNodeRequest(
-        hostname=hostname, organization_id=str(org) if org else "",
-        gpus=[fleet_pb2.GpuInfo(index=i, uuid=f"GPU-{hostname}-{i}", model=m, memory_total_mb=81559)
-              for i, m in enumerate(models)],
+        hostname=hostname,
+        organization_id=str(org) if org else "",
+        gpus=[
+            fleet_pb2.GpuInfo(index=i, uuid=f"GPU-{hostname}-{i}", model=m, memory_total_mb=81559)
+            for i, m in enumerate(models)
+        ],
         **fields,
     )
 
 
 async def outbox_events(fleet: Fleet, gpu_ids) -> list:
     async with fleet.db.transaction(system=True) as s:
-        rows = (await s.execute(text(
-            "SELECT topic, key, headers, payload FROM outbox WHERE key = ANY(:keys) ORDER BY id"),
-            {"keys": [str(g) for g in gpu_ids]})).all()
+        rows = (
+            await s.execute(
+                text("SELECT topic, key, headers, payload FROM outbox WHERE key = ANY(:keys) ORDER BY id"),
+                {"keys": [str(g) for g in gpu_ids]},
+            )
+        ).all()
     for row in rows:
         assert row.topic == topics.FLEET
     return [decode(row.headers, bytes(row.payload), contract.EVENT_TYPES) for row in rows]
@@ -49,9 +64,14 @@ async def outbox_events(fleet: Fleet, gpu_ids) -> list:
 
 async def gpu_rows(fleet: Fleet, node_id: str) -> dict[str, tuple]:
     async with fleet.db.transaction(system=True) as s:
-        rows = (await s.execute(text(
-            "SELECT id, status, in_use, current_job_id, memory_allocated FROM gpu_resources WHERE node_id = :n"),
-            {"n": node_id})).all()
+        rows = (
+            await s.execute(
+                text(
+                    "SELECT id, status, in_use, current_job_id, memory_allocated FROM gpu_resources WHERE node_id = :n"
+                ),
+                {"n": node_id},
+            )
+        ).all()
     return {str(r.id): (r.status, r.in_use, r.current_job_id, r.memory_allocated) for r in rows}
 
 
@@ -60,15 +80,29 @@ async def test_register_node_types_prices_and_announces_its_gpus(fleet: Fleet) -
     resp = await fleet.registry.RegisterNode(req, metadata=AGENT)
     assert resp.heartbeat_interval_seconds == 7
     assert [(g.index, g.gpu_type, g.cost_per_hour) for g in resp.gpus] == [
-        (0, "h100-80gb", "2.9900"), (1, "unknown", "0.1500")]
+        (0, "h100-80gb", "2.9900"),
+        (1, "unknown", "0.1500"),
+    ]
     events = await outbox_events(fleet, [g.gpu_id for g in resp.gpus])
     assert [e.type for e in events] == [contract.GPU_REGISTERED] * 2
     first = events[0].data.gpu
     assert (str(first.gpu_id), str(first.node_id), first.node_name, first.name) == (
-        resp.gpus[0].gpu_id, resp.node_id, req.hostname, f"{req.hostname}-gpu0")
+        resp.gpus[0].gpu_id,
+        resp.node_id,
+        req.hostname,
+        f"{req.hostname}-gpu0",
+    )
     assert (first.gpu_type, first.cost_per_hour, first.status, first.revision) == (
-        "h100-80gb", Decimal("2.9900"), "available", 1)
-    assert (first.memory_total_mb, first.uuid, first.organization_id) == (81559, f"GPU-{req.hostname}-0", None)
+        "h100-80gb",
+        Decimal("2.9900"),
+        "available",
+        1,
+    )
+    assert (first.memory_total_mb, first.uuid, first.organization_id) == (
+        81559,
+        f"GPU-{req.hostname}-0",
+        None,
+    )
     assert events[0].subject == resp.gpus[0].gpu_id
 
 
@@ -82,23 +116,30 @@ async def test_reregistration_keeps_ids_and_publishes_nothing_new(fleet: Fleet) 
 
 async def test_spot_node_of_an_organization_pays_spot_and_is_announced_as_dedicated(fleet: Fleet) -> None:
     org = uuid4()
-    resp = await fleet.registry.RegisterNode(node_request(org=org, is_spot=True, models=("Tesla T4",)), metadata=AGENT)
+    resp = await fleet.registry.RegisterNode(
+        node_request(org=org, is_spot=True, models=("Tesla T4",)), metadata=AGENT
+    )
     assert resp.gpus[0].cost_per_hour == "0.1600"
     (event,) = await outbox_events(fleet, [resp.gpus[0].gpu_id])
-    assert event.data.gpu.organization_id == org and event.data.gpu.is_spot and event.organization_id == str(org)
+    assert (
+        event.data.gpu.organization_id == org and event.data.gpu.is_spot and event.organization_id == str(org)
+    )
 
 
 async def test_heartbeat_health_reports_and_the_offline_sweep(fleet: Fleet) -> None:
     resp = await fleet.registry.RegisterNode(node_request(), metadata=AGENT)
     sick, healthy = resp.gpus[1].gpu_id, resp.gpus[0].gpu_id
-    beat = await fleet.registry.Heartbeat(fleet_pb2.HeartbeatRequest(node_id=resp.node_id, unhealthy_gpu_ids=[sick]),
-                                          metadata=AGENT)
+    beat = await fleet.registry.Heartbeat(
+        fleet_pb2.HeartbeatRequest(node_id=resp.node_id, unhealthy_gpu_ids=[sick]), metadata=AGENT
+    )
     assert beat.known
     assert (await gpu_rows(fleet, resp.node_id))[sick][0] == "unhealthy"
 
     async with fleet.db.transaction(system=True) as s:  # the node fell silent an hour ago
-        await s.execute(text("UPDATE nodes SET last_heartbeat = now() - interval '1 hour' WHERE id = :n"),
-                        {"n": resp.node_id})
+        await s.execute(
+            text("UPDATE nodes SET last_heartbeat = now() - interval '1 hour' WHERE id = :n"),
+            {"n": resp.node_id},
+        )
     while await handlers.sweep_offline_nodes(fleet.app.uow, timedelta(seconds=30)):
         pass
     assert {s for s, *_ in (await gpu_rows(fleet, resp.node_id)).values()} == {"offline"}
@@ -108,10 +149,15 @@ async def test_heartbeat_health_reports_and_the_offline_sweep(fleet: Fleet) -> N
     assert rows[healthy][0] == "available" and rows[sick][0] == "available"
     events = await outbox_events(fleet, [sick])
     assert [(e.type, e.data.gpu.status, e.data.gpu.revision) for e in events] == [
-        (contract.GPU_REGISTERED, "available", 1), (contract.GPU_STATUS_CHANGED, "unhealthy", 2),
-        (contract.GPU_STATUS_CHANGED, "offline", 3), (contract.GPU_STATUS_CHANGED, "available", 4)]
+        (contract.GPU_REGISTERED, "available", 1),
+        (contract.GPU_STATUS_CHANGED, "unhealthy", 2),
+        (contract.GPU_STATUS_CHANGED, "offline", 3),
+        (contract.GPU_STATUS_CHANGED, "available", 4),
+    ]
     async with fleet.db.transaction(system=True) as s:
-        status = (await s.execute(text("SELECT status FROM nodes WHERE id = :n"), {"n": resp.node_id})).scalar()
+        status = (
+            await s.execute(text("SELECT status FROM nodes WHERE id = :n"), {"n": resp.node_id})
+        ).scalar()
     assert status == "online"
 
 
@@ -124,36 +170,70 @@ async def test_tenants_see_the_shared_pool_and_only_their_own_dedicated_gpus(fle
     org_a, org_b = uuid4(), uuid4()
     key_a, key_b = fleet.identity.new_key(org_a), fleet.identity.new_key(org_b)
     shared = await fleet.registry.RegisterNode(node_request(models=("NVIDIA L4",)), metadata=AGENT)
-    dedicated = await fleet.registry.RegisterNode(node_request(org=org_a, models=("NVIDIA L4",)), metadata=AGENT)
+    dedicated = await fleet.registry.RegisterNode(
+        node_request(org=org_a, models=("NVIDIA L4",)), metadata=AGENT
+    )
     ours = {shared.node_id, dedicated.node_id}
 
-    seen_a = [g for g in (await fleet.inventory.ListGpus(fleet_pb2.ListGpusRequest(), metadata=with_key(key_a))).gpus
-              if g.node_id in ours]
-    seen_b = [g for g in (await fleet.inventory.ListGpus(fleet_pb2.ListGpusRequest(), metadata=with_key(key_b))).gpus
-              if g.node_id in ours]
+    seen_a = [
+        g
+        for g in (await fleet.inventory.ListGpus(fleet_pb2.ListGpusRequest(), metadata=with_key(key_a))).gpus
+        if g.node_id in ours
+    ]
+    seen_b = [
+        g
+        for g in (await fleet.inventory.ListGpus(fleet_pb2.ListGpusRequest(), metadata=with_key(key_b))).gpus
+        if g.node_id in ours
+    ]
     assert {(g.node_id, g.dedicated) for g in seen_a} == {(shared.node_id, False), (dedicated.node_id, True)}
     assert {(g.node_id, g.dedicated) for g in seen_b} == {(shared.node_id, False)}
     gpu = next(g for g in seen_a if g.dedicated)
-    assert (gpu.gpu_type, gpu.cost_per_hour, gpu.status, gpu.in_use, gpu.index) == ("l4", "0.7000", "available", False, 0)
+    assert (gpu.gpu_type, gpu.cost_per_hour, gpu.status, gpu.in_use, gpu.index) == (
+        "l4",
+        "0.7000",
+        "available",
+        False,
+        0,
+    )
     assert gpu.last_active.endswith("Z") and gpu.name.endswith("-gpu0")
 
-    filtered = await fleet.inventory.ListGpus(fleet_pb2.ListGpusRequest(gpu_type="l4", status="unhealthy"),
-                                              metadata=with_key(key_a))
+    filtered = await fleet.inventory.ListGpus(
+        fleet_pb2.ListGpusRequest(gpu_type="l4", status="unhealthy"), metadata=with_key(key_a)
+    )
     assert not [g for g in filtered.gpus if g.node_id in ours]
 
     async with fleet.db.transaction(org_id=org_b) as s:  # RLS itself, beneath the service
-        visible = (await s.execute(text("SELECT count(*) FROM gpu_resources WHERE node_id = :n"),
-                                   {"n": dedicated.node_id})).scalar()
-        changed = (await s.execute(text("UPDATE gpu_resources SET status = 'draining' WHERE node_id = :n"),
-                                   {"n": shared.node_id})).rowcount
+        visible = (
+            await s.execute(
+                text("SELECT count(*) FROM gpu_resources WHERE node_id = :n"), {"n": dedicated.node_id}
+            )
+        ).scalar()
+        changed = (
+            await s.execute(
+                text("UPDATE gpu_resources SET status = 'draining' WHERE node_id = :n"), {"n": shared.node_id}
+            )
+        ).rowcount
     assert (visible, changed) == (0, 0)
 
 
 async def test_gpu_type_catalog_lists_active_types(fleet: Fleet) -> None:
     key = fleet.identity.new_key()
-    types = {t.name: t for t in (await fleet.inventory.ListGpuTypes(common_pb2.Empty(), metadata=with_key(key))).gpu_types}
-    assert {"h100-80gb", "h200-141gb", "a100-80gb", "a100-40gb", "l40s", "l4", "a10g", "t4", "v100-16gb",
-            "rtx-4090"} <= set(types)
+    types = {
+        t.name: t
+        for t in (await fleet.inventory.ListGpuTypes(common_pb2.Empty(), metadata=with_key(key))).gpu_types
+    }
+    assert {
+        "h100-80gb",
+        "h200-141gb",
+        "a100-80gb",
+        "a100-40gb",
+        "l40s",
+        "l4",
+        "a10g",
+        "t4",
+        "v100-16gb",
+        "rtx-4090",
+    } <= set(types)
     assert (types["a100-80gb"].memory_mb, types["a100-80gb"].reference_price_per_hour) == (81920, "1.8900")
 
 
@@ -188,17 +268,28 @@ def _zero_memory() -> fleet_pb2.RegisterNodeRequest:
     return req
 
 
-@pytest.mark.parametrize(("request_", "field"), [
-    (node_request(hostname=" "), "hostname"),
-    (node_request(gpu_backend="rocm"), "gpu_backend"),
-    (_dup_index(), "gpus[1].index"),
-    (_zero_memory(), "gpus[0].memory_total_mb"),
-    (node_request(models=()), "gpus"),
-    (fleet_pb2.RegisterNodeRequest(hostname="x", gpu_backend="nvml", organization_id="not-a-uuid",
-                                   gpus=[fleet_pb2.GpuInfo(index=0, uuid="u", model="m", memory_total_mb=1)]),
-     "organization_id"),
-])
-async def test_bad_registration_is_invalid_argument_naming_the_field(fleet: Fleet, request_, field: str) -> None:
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (node_request(hostname=" "), "hostname"),
+        (node_request(gpu_backend="rocm"), "gpu_backend"),
+        (_dup_index(), "gpus[1].index"),
+        (_zero_memory(), "gpus[0].memory_total_mb"),
+        (node_request(models=()), "gpus"),
+        (
+            fleet_pb2.RegisterNodeRequest(
+                hostname="x",
+                gpu_backend="nvml",
+                organization_id="not-a-uuid",
+                gpus=[fleet_pb2.GpuInfo(index=0, uuid="u", model="m", memory_total_mb=1)],
+            ),
+            "organization_id",
+        ),
+    ],
+)
+async def test_bad_registration_is_invalid_argument_naming_the_field(
+    fleet: Fleet, request_, field: str
+) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await fleet.registry.RegisterNode(request_, metadata=AGENT)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -208,13 +299,17 @@ async def test_bad_registration_is_invalid_argument_naming_the_field(fleet: Flee
 async def test_bad_heartbeat_and_filters_are_invalid_argument(fleet: Fleet) -> None:
     other = await fleet.registry.RegisterNode(node_request(models=("NVIDIA L4",)), metadata=AGENT)
     node = await fleet.registry.RegisterNode(node_request(models=("NVIDIA L4",)), metadata=AGENT)
-    for req in (fleet_pb2.HeartbeatRequest(node_id=""), fleet_pb2.HeartbeatRequest(node_id="nope"),
-                fleet_pb2.HeartbeatRequest(node_id=node.node_id, unhealthy_gpu_ids=["nope"]),
-                fleet_pb2.HeartbeatRequest(node_id=node.node_id, unhealthy_gpu_ids=[other.gpus[0].gpu_id])):
+    for req in (
+        fleet_pb2.HeartbeatRequest(node_id=""),
+        fleet_pb2.HeartbeatRequest(node_id="nope"),
+        fleet_pb2.HeartbeatRequest(node_id=node.node_id, unhealthy_gpu_ids=["nope"]),
+        fleet_pb2.HeartbeatRequest(node_id=node.node_id, unhealthy_gpu_ids=[other.gpus[0].gpu_id]),
+    ):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await fleet.registry.Heartbeat(req, metadata=AGENT)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await fleet.inventory.ListGpus(fleet_pb2.ListGpusRequest(status="busy"),
-                                       metadata=with_key(fleet.identity.new_key()))
+        await fleet.inventory.ListGpus(
+            fleet_pb2.ListGpusRequest(status="busy"), metadata=with_key(fleet.identity.new_key())
+        )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

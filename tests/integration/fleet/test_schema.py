@@ -14,8 +14,16 @@ pytestmark = pytest.mark.integration
 
 async def catalog(fleet: Fleet) -> list[tuple]:
     async with fleet.db.transaction(system=True) as s:
-        return [tuple(r) for r in (await s.execute(text(
-            "SELECT name, nvml_names, reference_price_per_hour, updated_at FROM gpu_types ORDER BY name"))).all()]
+        return [
+            tuple(r)
+            for r in (
+                await s.execute(
+                    text(
+                        "SELECT name, nvml_names, reference_price_per_hour, updated_at FROM gpu_types ORDER BY name"
+                    )
+                )
+            ).all()
+        ]
 
 
 async def test_gpu_type_fixture_is_idempotent(fleet: Fleet, postgres) -> None:
@@ -30,7 +38,9 @@ async def test_gpu_type_fixture_repairs_edited_rows(fleet: Fleet, postgres) -> N
         await s.execute(text("UPDATE gpu_types SET reference_price_per_hour = 99 WHERE name = 't4'"))
     await migrate_service(postgres.admin_url, "fleet")
     async with fleet.db.transaction(system=True) as s:
-        price = (await s.execute(text("SELECT reference_price_per_hour FROM gpu_types WHERE name = 't4'"))).scalar()
+        price = (
+            await s.execute(text("SELECT reference_price_per_hour FROM gpu_types WHERE name = 't4'"))
+        ).scalar()
     assert str(price) == "0.3500"
 
 

@@ -36,17 +36,32 @@ class FakeServices:
 
 
 _SERVICERS = {
-    "identity": (identity_pb2_grpc.add_IdentityServiceServicer_to_server, fakes.FakeIdentity,
-                 "gpufleet.v1.IdentityService"),
+    "identity": (
+        identity_pb2_grpc.add_IdentityServiceServicer_to_server,
+        fakes.FakeIdentity,
+        "gpufleet.v1.IdentityService",
+    ),
     "fleet": (fleet_pb2_grpc.add_FleetServiceServicer_to_server, fakes.FakeFleet, "gpufleet.v1.FleetService"),
-    "scheduler": (scheduler_pb2_grpc.add_JobServiceServicer_to_server, fakes.FakeScheduler,
-                  "gpufleet.v1.JobService"),
-    "billing": (billing_pb2_grpc.add_BillingServiceServicer_to_server, fakes.FakeBilling,
-                "gpufleet.v1.BillingService"),
-    "monitoring": (monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server, fakes.FakeMonitoring,
-                   "gpufleet.v1.MonitoringService"),
-    "notification": (notification_pb2_grpc.add_NotificationServiceServicer_to_server, fakes.FakeNotification,
-                     "gpufleet.v1.NotificationService"),
+    "scheduler": (
+        scheduler_pb2_grpc.add_JobServiceServicer_to_server,
+        fakes.FakeScheduler,
+        "gpufleet.v1.JobService",
+    ),
+    "billing": (
+        billing_pb2_grpc.add_BillingServiceServicer_to_server,
+        fakes.FakeBilling,
+        "gpufleet.v1.BillingService",
+    ),
+    "monitoring": (
+        monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server,
+        fakes.FakeMonitoring,
+        "gpufleet.v1.MonitoringService",
+    ),
+    "notification": (
+        notification_pb2_grpc.add_NotificationServiceServicer_to_server,
+        fakes.FakeNotification,
+        "gpufleet.v1.NotificationService",
+    ),
 }
 
 
@@ -71,9 +86,13 @@ async def services() -> AsyncIterator[FakeServices]:
 async def app(services: FakeServices) -> AsyncIterator:
     t = services.targets
     settings = GatewaySettings(
-        identity_grpc_target=t["identity"], fleet_grpc_target=t["fleet"], scheduler_grpc_target=t["scheduler"],
-        billing_grpc_target=t["billing"], monitoring_grpc_target=t["monitoring"],
-        notification_grpc_target=t["notification"], gateway_readiness_timeout_seconds=2.0,
+        identity_grpc_target=t["identity"],
+        fleet_grpc_target=t["fleet"],
+        scheduler_grpc_target=t["scheduler"],
+        billing_grpc_target=t["billing"],
+        monitoring_grpc_target=t["monitoring"],
+        notification_grpc_target=t["notification"],
+        gateway_readiness_timeout_seconds=2.0,
         auth_cache_seconds=60,  # the caching test must not depend on how fast this machine is
     )
     application = create_app(settings)
@@ -90,12 +109,17 @@ def rec(services: FakeServices) -> fakes.Recorder:
 @pytest.fixture
 async def api(app, rec) -> AsyncIterator[httpx.AsyncClient]:
     """Authenticated with the test key."""
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test",
-                                 headers={"Authorization": f"Bearer {fakes.TEST_KEY}"}) as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://gateway.test",
+        headers={"Authorization": f"Bearer {fakes.TEST_KEY}"},
+    ) as client:
         yield client
 
 
 @pytest.fixture
 async def anon(app, rec) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gateway.test"
+    ) as client:
         yield client

@@ -65,7 +65,9 @@ class Recorder:
         return [c for c in self.calls if c.method == method]
 
     def tenant_call(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> None:
-        metadata = {k: (v if isinstance(v, str) else v.decode()) for k, v in context.invocation_metadata() or ()}
+        metadata = {
+            k: (v if isinstance(v, str) else v.decode()) for k, v in context.invocation_metadata() or ()
+        }
         self.calls.append(Call(method, request, metadata))
         if bearer(context) != TEST_KEY:
             raise Unauthenticated("invalid API key")
@@ -75,29 +77,52 @@ class Recorder:
 
 
 def principal() -> common_pb2.Principal:
-    return common_pb2.Principal(organization_id=ORG_ID, user_id=USER_ID, role="owner", api_key_id=KEY_ID,
-                                scopes=["jobs:write"])
+    return common_pb2.Principal(
+        organization_id=ORG_ID, user_id=USER_ID, role="owner", api_key_id=KEY_ID, scopes=["jobs:write"]
+    )
 
 
 def api_key(revoked: bool = False) -> identity_pb2.ApiKey:
-    return identity_pb2.ApiKey(id=KEY_ID, name="ci", prefix="gpf_test", scopes=["jobs:write"], created_at=T0,
-                               expires_at="", last_used_at=T1, revoked_at=T1 if revoked else "", user_id=USER_ID)
+    return identity_pb2.ApiKey(
+        id=KEY_ID,
+        name="ci",
+        prefix="gpf_test",
+        scopes=["jobs:write"],
+        created_at=T0,
+        expires_at="",
+        last_used_at=T1,
+        revoked_at=T1 if revoked else "",
+        user_id=USER_ID,
+    )
 
 
 def job(request: scheduler_pb2.SubmitJobRequest | None = None, status: str = "queued") -> scheduler_pb2.Job:
     r = request or scheduler_pb2.SubmitJobRequest(command="echo hi", gpu_count=1, priority=50)
     j = scheduler_pb2.Job(
-        id=JOB_ID, organization_id=ORG_ID, user_id=USER_ID, name=r.name, command=r.command, gpu_count=r.gpu_count,
-        gpu_memory_mb=r.gpu_memory_mb, gpu_type=r.gpu_type, priority=r.priority, status=status,
-        webhook_url=r.webhook_url, created_at=T0,
+        id=JOB_ID,
+        organization_id=ORG_ID,
+        user_id=USER_ID,
+        name=r.name,
+        command=r.command,
+        gpu_count=r.gpu_count,
+        gpu_memory_mb=r.gpu_memory_mb,
+        gpu_type=r.gpu_type,
+        priority=r.priority,
+        status=status,
+        webhook_url=r.webhook_url,
+        created_at=T0,
         history=[scheduler_pb2.StatusChange(status="queued", at=T0, reason="")],
     )
     if status == "succeeded":
         j.node_id, j.scheduled_at, j.started_at, j.finished_at = NODE_ID, T0, T0, T1
         j.gpu_ids.append(GPU_ID)
         j.has_exit_code, j.exit_code, j.output_tail = True, 0, "hello\n"
-        j.history.extend([scheduler_pb2.StatusChange(status=s, at=T1, reason="") for s in
-                          ("scheduled", "running", "succeeded")])
+        j.history.extend(
+            [
+                scheduler_pb2.StatusChange(status=s, at=T1, reason="")
+                for s in ("scheduled", "running", "succeeded")
+            ]
+        )
     return j
 
 
@@ -141,17 +166,41 @@ class FakeFleet(fleet_pb2_grpc.FleetServiceServicer):
 
     async def ListGpus(self, request, context):
         self.rec.tenant_call("ListGpus", request, context)
-        return fleet_pb2.ListGpusResponse(gpus=[fleet_pb2.Gpu(
-            id=GPU_ID, name="node-1/gpu0", gpu_type="h100-80gb", node_id=NODE_ID, node_name="node-1", index=0,
-            uuid="GPU-abc", memory_total_mb=81920, status="available", in_use=False, cost_per_hour="2.50",
-            provider="on-prem", is_spot=False, dedicated=True, last_active="",
-        )])
+        return fleet_pb2.ListGpusResponse(
+            gpus=[
+                fleet_pb2.Gpu(
+                    id=GPU_ID,
+                    name="node-1/gpu0",
+                    gpu_type="h100-80gb",
+                    node_id=NODE_ID,
+                    node_name="node-1",
+                    index=0,
+                    uuid="GPU-abc",
+                    memory_total_mb=81920,
+                    status="available",
+                    in_use=False,
+                    cost_per_hour="2.50",
+                    provider="on-prem",
+                    is_spot=False,
+                    dedicated=True,
+                    last_active="",
+                )
+            ]
+        )
 
     async def ListGpuTypes(self, request, context):
         self.rec.tenant_call("ListGpuTypes", request, context)
-        return fleet_pb2.ListGpuTypesResponse(gpu_types=[fleet_pb2.GpuType(
-            name="h100-80gb", vendor="nvidia", model="NVIDIA H100 80GB HBM3", memory_mb=81920,
-            reference_price_per_hour="2.50")])
+        return fleet_pb2.ListGpuTypesResponse(
+            gpu_types=[
+                fleet_pb2.GpuType(
+                    name="h100-80gb",
+                    vendor="nvidia",
+                    model="NVIDIA H100 80GB HBM3",
+                    memory_mb=81920,
+                    reference_price_per_hour="2.50",
+                )
+            ]
+        )
 
 
 @grpc_service
@@ -186,10 +235,24 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
     @staticmethod
     def _cost() -> billing_pb2.JobCost:
         return billing_pb2.JobCost(
-            job_id=JOB_ID, organization_id=ORG_ID, currency="USD", total_cost="0.041667", gpu_count=1,
-            held_seconds="60.5", recorded_at=T1,
-            lines=[billing_pb2.CostLine(gpu_id=GPU_ID, gpu_type="h100-80gb", cost_per_hour="2.50", start_time=T0,
-                                        end_time=T1, seconds="60.5", cost="0.041667")],
+            job_id=JOB_ID,
+            organization_id=ORG_ID,
+            currency="USD",
+            total_cost="0.041667",
+            gpu_count=1,
+            held_seconds="60.5",
+            recorded_at=T1,
+            lines=[
+                billing_pb2.CostLine(
+                    gpu_id=GPU_ID,
+                    gpu_type="h100-80gb",
+                    cost_per_hour="2.50",
+                    start_time=T0,
+                    end_time=T1,
+                    seconds="60.5",
+                    cost="0.041667",
+                )
+            ],
         )
 
     async def GetJobCost(self, request, context):
@@ -208,15 +271,37 @@ class FakeMonitoring(monitoring_pb2_grpc.MonitoringServiceServicer):
 
     async def GetUtilization(self, request, context):
         self.rec.tenant_call("GetUtilization", request, context)
-        return monitoring_pb2.GetUtilizationResponse(hours=request.hours, gpus=[monitoring_pb2.GpuUtilization(
-            gpu_id=GPU_ID, gpu_name="node-1/gpu0", gpu_type="h100-80gb", avg_utilization=42.5,
-            max_utilization=99.0, avg_memory_used_mb=1024.0, samples=12, first_sample_at=T0, last_sample_at=T1)])
+        return monitoring_pb2.GetUtilizationResponse(
+            hours=request.hours,
+            gpus=[
+                monitoring_pb2.GpuUtilization(
+                    gpu_id=GPU_ID,
+                    gpu_name="node-1/gpu0",
+                    gpu_type="h100-80gb",
+                    avg_utilization=42.5,
+                    max_utilization=99.0,
+                    avg_memory_used_mb=1024.0,
+                    samples=12,
+                    first_sample_at=T0,
+                    last_sample_at=T1,
+                )
+            ],
+        )
 
 
 def webhook() -> notification_pb2.Webhook:
-    return notification_pb2.Webhook(id=WEBHOOK_ID, url="https://example.com/hook", events=["job.succeeded"],
-                                    status="active", is_active=True, error_rate=0.0, consecutive_failures=0,
-                                    last_used="", created_at=T0, description="ci")
+    return notification_pb2.Webhook(
+        id=WEBHOOK_ID,
+        url="https://example.com/hook",
+        events=["job.succeeded"],
+        status="active",
+        is_active=True,
+        error_rate=0.0,
+        consecutive_failures=0,
+        last_used="",
+        created_at=T0,
+        description="ci",
+    )
 
 
 @grpc_service
@@ -238,12 +323,27 @@ class FakeNotification(notification_pb2_grpc.NotificationServiceServicer):
 
     async def ListDeliveries(self, request, context):
         self.rec.tenant_call("ListDeliveries", request, context)
-        return notification_pb2.ListDeliveriesResponse(deliveries=[notification_pb2.Delivery(
-            id="msg_1", webhook_id="", url="https://example.com/job", event_type="job.succeeded", job_id=JOB_ID,
-            status="failed", attempts=1, next_attempt_at=T1, created_at=T0, delivered_at="",
-            attempt_log=[notification_pb2.DeliveryAttempt(attempt=1, at=T0, response_status=0,
-                                                          error="connection refused", duration_ms=12)],
-        )])
+        return notification_pb2.ListDeliveriesResponse(
+            deliveries=[
+                notification_pb2.Delivery(
+                    id="msg_1",
+                    webhook_id="",
+                    url="https://example.com/job",
+                    event_type="job.succeeded",
+                    job_id=JOB_ID,
+                    status="failed",
+                    attempts=1,
+                    next_attempt_at=T1,
+                    created_at=T0,
+                    delivered_at="",
+                    attempt_log=[
+                        notification_pb2.DeliveryAttempt(
+                            attempt=1, at=T0, response_status=0, error="connection refused", duration_ms=12
+                        )
+                    ],
+                )
+            ]
+        )
 
     async def GetJobWebhookSecret(self, request, context):
         self.rec.tenant_call("GetJobWebhookSecret", request, context)

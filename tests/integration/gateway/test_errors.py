@@ -82,8 +82,16 @@ async def test_unknown_gpu_type_from_the_scheduler_is_422_with_its_field(api, re
     assert problem["errors"] == [{"field": "gpu_type", "message": "unknown GPU type 'quantum-9000'"}]
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer gpf_wrong"}, {"Authorization": "Basic dXNlcjpwYXNz"},
-                                     {"X-API-Key": "gpf_wrong"}, {"Authorization": "Bearer "}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer gpf_wrong"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"X-API-Key": "gpf_wrong"},
+        {"Authorization": "Bearer "},
+    ],
+)
 async def test_missing_or_wrong_key_is_401_and_reaches_nobody(anon, rec, headers):
     r = await anon.post("/v1/jobs", json={"command": "echo"}, headers=headers)
     assert_problem(r, 401, "unauthenticated")
@@ -149,8 +157,14 @@ class _Crash(Exception):
 
 @pytest.mark.parametrize(
     ("path", "field"),
-    [("/v1/jobs?limit=0", "limit"), ("/v1/jobs?limit=abc", "limit"), ("/v1/jobs?status=bogus", "status"),
-     ("/v1/utilization?hours=0", "hours"), ("/v1/gpus?status=melted", "status"), ("/v1/costs?limit=1000", "limit")],
+    [
+        ("/v1/jobs?limit=0", "limit"),
+        ("/v1/jobs?limit=abc", "limit"),
+        ("/v1/jobs?status=bogus", "status"),
+        ("/v1/utilization?hours=0", "hours"),
+        ("/v1/gpus?status=melted", "status"),
+        ("/v1/costs?limit=1000", "limit"),
+    ],
 )
 async def test_bad_query_parameters_are_422(api, rec, path, field):
     problem = assert_problem(await api.get(path), 422, "validation-error")

@@ -21,8 +21,12 @@ async def test_healthz_needs_no_key(anon):
 async def test_readyz_is_200_when_every_service_serves(anon):
     r = await anon.get("/readyz")
     assert r.status_code == 200, r.text
-    assert r.json() == {"status": "ready", "services": dict.fromkeys(
-        ("identity", "fleet", "scheduler", "billing", "monitoring", "notification"), True)}
+    assert r.json() == {
+        "status": "ready",
+        "services": dict.fromkeys(
+            ("identity", "fleet", "scheduler", "billing", "monitoring", "notification"), True
+        ),
+    }
 
 
 async def test_readyz_is_a_503_problem_naming_the_service_that_does_not_serve(anon, services):

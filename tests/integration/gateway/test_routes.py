@@ -22,8 +22,13 @@ async def test_me_returns_principal_and_organization(api, rec):
     r = await api.get("/v1/me")
     assert r.status_code == 200, r.text
     assert r.json() == {
-        "principal": {"organization_id": fakes.ORG_ID, "user_id": fakes.USER_ID, "role": "owner",
-                      "api_key_id": fakes.KEY_ID, "scopes": ["jobs:write"]},
+        "principal": {
+            "organization_id": fakes.ORG_ID,
+            "user_id": fakes.USER_ID,
+            "role": "owner",
+            "api_key_id": fakes.KEY_ID,
+            "scopes": ["jobs:write"],
+        },
         "organization": {"id": fakes.ORG_ID, "name": "Acme Research", "created_at": "2025-01-02T03:04:05Z"},
     }
     only_call(rec, "GetOrganization")
@@ -54,21 +59,42 @@ async def test_gpus_without_filters_send_empty_strings(api, rec):
 async def test_gpu_types(api, rec):
     r = await api.get("/v1/gpu-types")
     assert r.status_code == 200
-    assert r.json()["gpu_types"] == [{"name": "h100-80gb", "vendor": "nvidia", "model": "NVIDIA H100 80GB HBM3",
-                                      "memory_mb": 81920, "reference_price_per_hour": "2.50"}]
+    assert r.json()["gpu_types"] == [
+        {
+            "name": "h100-80gb",
+            "vendor": "nvidia",
+            "model": "NVIDIA H100 80GB HBM3",
+            "memory_mb": 81920,
+            "reference_price_per_hour": "2.50",
+        }
+    ]
     only_call(rec, "ListGpuTypes")
 
 
 async def test_submit_job_maps_every_field_and_answers_201_with_location(api, rec):
-    body = {"command": "python train.py", "gpu_count": 2, "gpu_memory_mb": 40960, "gpu_type": "h100-80gb",
-            "priority": 70, "webhook_url": "https://example.com/job", "name": "train"}
+    body = {
+        "command": "python train.py",
+        "gpu_count": 2,
+        "gpu_memory_mb": 40960,
+        "gpu_type": "h100-80gb",
+        "priority": 70,
+        "webhook_url": "https://example.com/job",
+        "name": "train",
+    }
     r = await api.post("/v1/jobs", json=body, headers={"Idempotency-Key": "retry-1"})
     assert r.status_code == 201, r.text
     assert r.headers["location"] == f"/v1/jobs/{fakes.JOB_ID}"
     req = only_call(rec, "SubmitJob").request
-    assert (req.command, req.gpu_count, req.gpu_memory_mb, req.gpu_type, req.priority, req.webhook_url, req.name,
-            req.idempotency_key) == ("python train.py", 2, 40960, "h100-80gb", 70, "https://example.com/job",
-                                     "train", "retry-1")
+    assert (
+        req.command,
+        req.gpu_count,
+        req.gpu_memory_mb,
+        req.gpu_type,
+        req.priority,
+        req.webhook_url,
+        req.name,
+        req.idempotency_key,
+    ) == ("python train.py", 2, 40960, "h100-80gb", 70, "https://example.com/job", "train", "retry-1")
     job = r.json()
     assert job["id"] == fakes.JOB_ID and job["status"] == "queued" and job["gpu_count"] == 2
     assert job["exit_code"] is None and job["scheduled_at"] is None and job["node_id"] is None
@@ -79,8 +105,14 @@ async def test_submit_job_defaults(api, rec):
     r = await api.post("/v1/jobs", json={"command": "echo hi"})
     assert r.status_code == 201, r.text
     req = only_call(rec, "SubmitJob").request
-    assert (req.gpu_count, req.gpu_memory_mb, req.priority, req.gpu_type, req.webhook_url, req.idempotency_key) == (
-        1, 0, 50, "", "", "")
+    assert (
+        req.gpu_count,
+        req.gpu_memory_mb,
+        req.priority,
+        req.gpu_type,
+        req.webhook_url,
+        req.idempotency_key,
+    ) == (1, 0, 50, "", "", "")
 
 
 async def test_get_job_with_history(api, rec):
@@ -108,7 +140,10 @@ async def test_cancel_job_with_and_without_a_body(api, rec):
     r = await api.post(f"/v1/jobs/{fakes.JOB_ID}/cancel", json={"reason": "wrong data"})
     assert r.status_code == 200, r.text
     calls = rec.of("CancelJob")
-    assert [(c.request.id, c.request.reason) for c in calls] == [(fakes.JOB_ID, ""), (fakes.JOB_ID, "wrong data")]
+    assert [(c.request.id, c.request.reason) for c in calls] == [
+        (fakes.JOB_ID, ""),
+        (fakes.JOB_ID, "wrong data"),
+    ]
 
 
 async def test_job_cost(api, rec):
@@ -117,9 +152,15 @@ async def test_job_cost(api, rec):
     assert only_call(rec, "GetJobCost").request.job_id == fakes.JOB_ID
     cost = r.json()
     assert cost["total_cost"] == "0.041667" and cost["held_seconds"] == "60.5" and cost["currency"] == "USD"
-    assert cost["lines"][0] == {"gpu_id": fakes.GPU_ID, "gpu_type": "h100-80gb", "cost_per_hour": "2.50",
-                                "start_time": "2025-01-02T03:04:05Z", "end_time": "2025-01-02T03:05:05.500000Z",
-                                "seconds": "60.5", "cost": "0.041667"}
+    assert cost["lines"][0] == {
+        "gpu_id": fakes.GPU_ID,
+        "gpu_type": "h100-80gb",
+        "cost_per_hour": "2.50",
+        "start_time": "2025-01-02T03:04:05Z",
+        "end_time": "2025-01-02T03:05:05.500000Z",
+        "seconds": "60.5",
+        "cost": "0.041667",
+    }
 
 
 async def test_costs_list(api, rec):
@@ -140,12 +181,18 @@ async def test_utilization_default_and_explicit_hours(api, rec):
 
 
 async def test_webhook_create_list_delete(api, rec):
-    r = await api.post("/v1/webhooks", json={"url": "https://example.com/hook", "events": ["job.succeeded"],
-                                             "description": "ci"})
+    r = await api.post(
+        "/v1/webhooks",
+        json={"url": "https://example.com/hook", "events": ["job.succeeded"], "description": "ci"},
+    )
     assert r.status_code == 201, r.text
     assert r.json()["secret"] == "whsec_abc" and r.json()["id"] == fakes.WEBHOOK_ID
     req = only_call(rec, "CreateWebhook").request
-    assert (req.url, list(req.events), req.description) == ("https://example.com/hook", ["job.succeeded"], "ci")
+    assert (req.url, list(req.events), req.description) == (
+        "https://example.com/hook",
+        ["job.succeeded"],
+        "ci",
+    )
 
     listed = await api.get("/v1/webhooks")
     assert listed.status_code == 200
@@ -169,8 +216,15 @@ async def test_webhook_deliveries(api, rec):
     assert (req.job_id, req.webhook_id, req.limit) == (fakes.JOB_ID, "", 3)
     d = r.json()["deliveries"][0]
     assert d["webhook_id"] is None and d["delivered_at"] is None and d["status"] == "failed"
-    assert d["attempt_log"] == [{"attempt": 1, "at": "2025-01-02T03:04:05Z", "response_status": None,
-                                 "error": "connection refused", "duration_ms": 12}]
+    assert d["attempt_log"] == [
+        {
+            "attempt": 1,
+            "at": "2025-01-02T03:04:05Z",
+            "response_status": None,
+            "error": "connection refused",
+            "duration_ms": 12,
+        }
+    ]
 
 
 async def test_webhook_deliveries_for_an_impossible_id_are_empty(api, rec):
@@ -180,7 +234,9 @@ async def test_webhook_deliveries_for_an_impossible_id_are_empty(api, rec):
 
 
 async def test_api_keys_create_list_revoke(api, rec):
-    r = await api.post("/v1/api-keys", json={"name": "ci", "scopes": ["jobs:read"], "expires_in_seconds": 3600})
+    r = await api.post(
+        "/v1/api-keys", json={"name": "ci", "scopes": ["jobs:read"], "expires_in_seconds": 3600}
+    )
     assert r.status_code == 201, r.text
     assert r.json()["secret"] == "gpf_new_secret" and r.json()["scopes"] == ["jobs:read"]
     req = only_call(rec, "CreateApiKey").request

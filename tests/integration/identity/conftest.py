@@ -34,8 +34,11 @@ async def identity(migrate_schema) -> AsyncIterator[Identity]:
     db = Database(url, "identity", pool_size=4)
     app = bootstrap(settings, db)
     target = f"127.0.0.1:{free_port()}"
-    server, _ = await serve(target, [(identity_pb2_grpc.add_IdentityServiceServicer_to_server, IdentityServicer(app))],
-                            [SERVICE_NAME])
+    server, _ = await serve(
+        target,
+        [(identity_pb2_grpc.add_IdentityServiceServicer_to_server, IdentityServicer(app))],
+        [SERVICE_NAME],
+    )
     client = channel(target)
     yield Identity(app, db, settings, identity_pb2_grpc.IdentityServiceStub(client))
     await client.close()

@@ -19,11 +19,13 @@ pytestmark = pytest.mark.integration
 ADMIN = with_key(ADMIN_TOKEN)
 
 
-async def create_org(identity: Identity, email: str | None = None, name: str = "Acme GPU Lab"
-                     ) -> identity_pb2.CreateOrganizationResponse:
+async def create_org(
+    identity: Identity, email: str | None = None, name: str = "Acme GPU Lab"
+) -> identity_pb2.CreateOrganizationResponse:
     email = email or f"owner-{uuid4().hex[:8]}@Example.com"
     return await identity.stub.CreateOrganization(
-        identity_pb2.CreateOrganizationRequest(name=name, owner_email=email, owner_name="Ada"), metadata=ADMIN)
+        identity_pb2.CreateOrganizationRequest(name=name, owner_email=email, owner_name="Ada"), metadata=ADMIN
+    )
 
 
 async def rpc_error(call) -> grpc.aio.AioRpcError:
@@ -49,13 +51,18 @@ async def test_organization_key_lifecycle(identity: Identity) -> None:
 
     principal = await identity.stub.Authenticate(identity_pb2.AuthenticateRequest(api_key=secret))
     assert principal == common_pb2.Principal(
-        organization_id=org_id, user_id=created.owner.id, role="owner", api_key_id=created.api_key.key.id,
-        scopes=["admin", "jobs:read", "jobs:write"])
+        organization_id=org_id,
+        user_id=created.owner.id,
+        role="owner",
+        api_key_id=created.api_key.key.id,
+        scopes=["admin", "jobs:read", "jobs:write"],
+    )
     assert (await identity.stub.GetOrganization(common_pb2.Empty(), metadata=with_key(secret))).id == org_id
 
     ci = await identity.stub.CreateApiKey(
         identity_pb2.CreateApiKeyRequest(name="ci", scopes=["jobs:read"], expires_in_seconds=3600),
-        metadata=with_key(secret))
+        metadata=with_key(secret),
+    )
     assert ci.key.scopes == ["jobs:read"] and ci.key.expires_at and not ci.key.revoked_at
     ci_principal = await identity.stub.Authenticate(identity_pb2.AuthenticateRequest(api_key=ci.secret))
     assert ci_principal.scopes == ["jobs:read"] and ci_principal.api_key_id == ci.key.id
@@ -64,9 +71,13 @@ async def test_organization_key_lifecycle(identity: Identity) -> None:
     assert [k.id for k in listed.keys] == [created.api_key.key.id, ci.key.id]
     assert listed.keys[0].last_used_at  # the owner's key has been used
 
-    revoked = await identity.stub.RevokeApiKey(identity_pb2.RevokeApiKeyRequest(id=ci.key.id), metadata=with_key(secret))
+    revoked = await identity.stub.RevokeApiKey(
+        identity_pb2.RevokeApiKeyRequest(id=ci.key.id), metadata=with_key(secret)
+    )
     assert revoked.revoked_at
-    again = await identity.stub.RevokeApiKey(identity_pb2.RevokeApiKeyRequest(id=ci.key.id), metadata=with_key(secret))
+    again = await identity.stub.RevokeApiKey(
+        identity_pb2.RevokeApiKeyRequest(id=ci.key.id), metadata=with_key(secret)
+    )
     assert again.revoked_at == revoked.revoked_at  # idempotent
 
     err = await rpc_error(identity.stub.Authenticate(identity_pb2.AuthenticateRequest(api_key=ci.secret)))
@@ -75,23 +86,41 @@ async def test_organization_key_lifecycle(identity: Identity) -> None:
     assert err.code() == grpc.StatusCode.UNAUTHENTICATED
 
     # Only hashes are stored, and every change left an audit row in the organization.
-    keys = await sql(identity, "SELECT key_hash FROM api_keys WHERE organization_id = :o ORDER BY created_at", o=org_id)
+    keys = await sql(
+        identity, "SELECT key_hash FROM api_keys WHERE organization_id = :o ORDER BY created_at", o=org_id
+    )
     assert [r.key_hash for r in keys] == [hash_key(secret), hash_key(ci.secret)]
-    columns = await sql(identity, "SELECT column_name FROM information_schema.columns "
-                                  "WHERE table_schema = 'identity' AND table_name = 'api_keys'")
+    columns = await sql(
+        identity,
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = 'identity' AND table_name = 'api_keys'",
+    )
     assert "key" not in {r.column_name for r in columns}
-    actions = await sql(identity, "SELECT action, actor_api_key_id FROM audit_log WHERE organization_id = :o "
-                                  "ORDER BY id", o=org_id)
-    assert [a.action for a in actions] == ["organization.created", "user.created", "member.added",
-                                           "api_key.created", "api_key.created", "api_key.revoked"]
+    actions = await sql(
+        identity,
+        "SELECT action, actor_api_key_id FROM audit_log WHERE organization_id = :o ORDER BY id",
+        o=org_id,
+    )
+    assert [a.action for a in actions] == [
+        "organization.created",
+        "user.created",
+        "member.added",
+        "api_key.created",
+        "api_key.created",
+        "api_key.revoked",
+    ]
     assert str(actions[-1].actor_api_key_id) == created.api_key.key.id
 
 
 async def test_unknown_and_expired_keys_get_the_same_answer(identity: Identity) -> None:
     created = await create_org(identity)
-    short = await identity.stub.CreateApiKey(identity_pb2.CreateApiKeyRequest(name="short", expires_in_seconds=3600),
-                                             metadata=with_key(created.api_key.secret))
-    await sql(identity, "UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = :i", i=short.key.id)
+    short = await identity.stub.CreateApiKey(
+        identity_pb2.CreateApiKeyRequest(name="short", expires_in_seconds=3600),
+        metadata=with_key(created.api_key.secret),
+    )
+    await sql(
+        identity, "UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = :i", i=short.key.id
+    )
     for candidate in ("", "nonsense", "gpf_" + "A" * 40, short.secret):
         err = await rpc_error(identity.stub.Authenticate(identity_pb2.AuthenticateRequest(api_key=candidate)))
         assert (err.code(), err.details()) == (grpc.StatusCode.UNAUTHENTICATED, "invalid API key")
@@ -104,11 +133,15 @@ async def test_last_used_is_written_at_most_once_a_minute(identity: Identity) ->
     async def last_used():
         return (await sql(identity, "SELECT last_used FROM api_keys WHERE id = :i", i=key_id))[0].last_used
 
-    await sql(identity, "UPDATE api_keys SET last_used = now() - interval '30 seconds' WHERE id = :i", i=key_id)
+    await sql(
+        identity, "UPDATE api_keys SET last_used = now() - interval '30 seconds' WHERE id = :i", i=key_id
+    )
     recent = await last_used()
     await identity.stub.Authenticate(req)
     assert await last_used() == recent
-    await sql(identity, "UPDATE api_keys SET last_used = now() - interval '61 seconds' WHERE id = :i", i=key_id)
+    await sql(
+        identity, "UPDATE api_keys SET last_used = now() - interval '61 seconds' WHERE id = :i", i=key_id
+    )
     stale = await last_used()
     await identity.stub.Authenticate(req)
     assert await last_used() > stale
@@ -120,26 +153,38 @@ async def test_another_organization_sees_nothing_of_mine(identity: Identity) -> 
     listed = await identity.stub.ListApiKeys(common_pb2.Empty(), metadata=b_key)
     assert [k.id for k in listed.keys] == [b.api_key.key.id]
     for key_id in (a.api_key.key.id, str(uuid4()), "not-a-uuid"):
-        err = await rpc_error(identity.stub.RevokeApiKey(identity_pb2.RevokeApiKeyRequest(id=key_id), metadata=b_key))
+        err = await rpc_error(
+            identity.stub.RevokeApiKey(identity_pb2.RevokeApiKeyRequest(id=key_id), metadata=b_key)
+        )
         assert err.code() == grpc.StatusCode.NOT_FOUND
     # a's key still works
-    assert (await identity.stub.Authenticate(identity_pb2.AuthenticateRequest(api_key=a.api_key.secret))
-            ).organization_id == a.organization.id
+    assert (
+        await identity.stub.Authenticate(identity_pb2.AuthenticateRequest(api_key=a.api_key.secret))
+    ).organization_id == a.organization.id
 
 
 async def test_row_level_security_scopes_transactions(identity: Identity) -> None:
     a, b = await create_org(identity), await create_org(identity)
     a_id, b_id = a.organization.id, b.organization.id
     for table in ("api_keys", "organization_members", "audit_log"):
-        seen = await sql(identity, f"SELECT count(*) AS n FROM {table} WHERE organization_id = :a", org_id=b_id, a=a_id)
+        seen = await sql(
+            identity, f"SELECT count(*) AS n FROM {table} WHERE organization_id = :a", org_id=b_id, a=a_id
+        )
         assert seen[0].n == 0, table
-        own = await sql(identity, f"SELECT count(*) AS n FROM {table} WHERE organization_id = :b", org_id=b_id, b=b_id)
+        own = await sql(
+            identity, f"SELECT count(*) AS n FROM {table} WHERE organization_id = :b", org_id=b_id, b=b_id
+        )
         assert own[0].n > 0, table
     orgs = await sql(identity, "SELECT id FROM organizations", org_id=b_id)
     assert [str(r.id) for r in orgs] == [b_id]
     with pytest.raises(Exception, match="row-level security"):
-        await sql(identity, "INSERT INTO audit_log (organization_id, action, target_type, target_id) "
-                            "VALUES (:a, 'x', 'y', 'z')", org_id=b_id, a=a_id)
+        await sql(
+            identity,
+            "INSERT INTO audit_log (organization_id, action, target_type, target_id) "
+            "VALUES (:a, 'x', 'y', 'z')",
+            org_id=b_id,
+            a=a_id,
+        )
 
 
 async def test_owner_email_reuses_the_user(identity: Identity) -> None:
@@ -150,11 +195,16 @@ async def test_owner_email_reuses_the_user(identity: Identity) -> None:
     assert [r.id for r in users] == [UUID(first.owner.id)]
 
 
-@pytest.mark.parametrize("metadata", [(), with_key("wrong-token-but-long-enough"), (("authorization", ADMIN_TOKEN),)])
+@pytest.mark.parametrize(
+    "metadata", [(), with_key("wrong-token-but-long-enough"), (("authorization", ADMIN_TOKEN),)]
+)
 async def test_create_organization_needs_the_admin_token(identity: Identity, metadata) -> None:
     name = f"nope-{uuid4().hex}"
-    err = await rpc_error(identity.stub.CreateOrganization(
-        identity_pb2.CreateOrganizationRequest(name=name, owner_email="x@example.com"), metadata=metadata))
+    err = await rpc_error(
+        identity.stub.CreateOrganization(
+            identity_pb2.CreateOrganizationRequest(name=name, owner_email="x@example.com"), metadata=metadata
+        )
+    )
     assert err.code() == grpc.StatusCode.UNAUTHENTICATED
     assert not await sql(identity, "SELECT 1 FROM organizations WHERE name = :n", n=name)
 
@@ -188,13 +238,21 @@ async def test_invalid_input_is_invalid_argument_with_the_field(identity: Identi
 
 async def test_only_owners_and_admins_create_keys(identity: Identity) -> None:
     created = await create_org(identity)
-    await sql(identity, "UPDATE organization_members SET role = 'member' WHERE organization_id = :o",
-              o=created.organization.id)
+    await sql(
+        identity,
+        "UPDATE organization_members SET role = 'member' WHERE organization_id = :o",
+        o=created.organization.id,
+    )
     member = with_key(created.api_key.secret)
-    assert (await identity.stub.Authenticate(identity_pb2.AuthenticateRequest(api_key=created.api_key.secret))
-            ).role == "member"
-    err = await rpc_error(identity.stub.CreateApiKey(identity_pb2.CreateApiKeyRequest(name="k"), metadata=member))
+    assert (
+        await identity.stub.Authenticate(identity_pb2.AuthenticateRequest(api_key=created.api_key.secret))
+    ).role == "member"
+    err = await rpc_error(
+        identity.stub.CreateApiKey(identity_pb2.CreateApiKeyRequest(name="k"), metadata=member)
+    )
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
     # Listing needs no role; revoking one's own key is always allowed.
     assert len((await identity.stub.ListApiKeys(common_pb2.Empty(), metadata=member)).keys) == 1
-    await identity.stub.RevokeApiKey(identity_pb2.RevokeApiKeyRequest(id=created.api_key.key.id), metadata=member)
+    await identity.stub.RevokeApiKey(
+        identity_pb2.RevokeApiKeyRequest(id=created.api_key.key.id), metadata=member
+    )

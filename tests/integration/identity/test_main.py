@@ -37,7 +37,8 @@ async def test_service_serves_until_stopped(identity: Identity) -> None:
                 await asyncio.sleep(0.2)
         created = await identity_pb2_grpc.IdentityServiceStub(client).CreateOrganization(
             identity_pb2.CreateOrganizationRequest(name="Main", owner_email="main@example.com"),
-            metadata=(("authorization", f"Bearer {ADMIN_TOKEN}"),))
+            metadata=(("authorization", f"Bearer {ADMIN_TOKEN}"),),
+        )
         assert created.api_key.secret.startswith("gpf_")
     finally:
         stop.set()
@@ -47,8 +48,11 @@ async def test_service_serves_until_stopped(identity: Identity) -> None:
 
 async def test_service_refuses_an_unmigrated_database(identity: Identity, postgres) -> None:
     # The maintenance database has no identity schema at all.
-    settings = identity.settings.model_copy(update={
-        "identity_database_url": postgres.url_for("postgres", "postgres"),
-        "identity_grpc_listen": f"127.0.0.1:{free_port()}"})
+    settings = identity.settings.model_copy(
+        update={
+            "identity_database_url": postgres.url_for("postgres", "postgres"),
+            "identity_grpc_listen": f"127.0.0.1:{free_port()}",
+        }
+    )
     with pytest.raises(SchemaVersionMismatch):
         await main(settings, asyncio.Event())  # awaited directly: SystemExit escapes tasks

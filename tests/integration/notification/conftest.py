@@ -31,8 +31,9 @@ class FakeIdentity(identity_pb2_grpc.IdentityServiceServicer):
 
     def key(self, org: uuid.UUID, role: str = "member") -> tuple[tuple[str, str], ...]:
         secret = f"gpf_test_{uuid.uuid4().hex}"
-        self.keys[secret] = common_pb2.Principal(organization_id=str(org), user_id=str(uuid.uuid4()), role=role,
-                                                 api_key_id=str(uuid.uuid4()))
+        self.keys[secret] = common_pb2.Principal(
+            organization_id=str(org), user_id=str(uuid.uuid4()), role=role, api_key_id=str(uuid.uuid4())
+        )
         return (("authorization", f"Bearer {secret}"),)
 
     async def Authenticate(self, request, context):  # type: ignore[no-untyped-def]
@@ -112,9 +113,12 @@ class Harness:
 
     def settings(self, **overrides: Any) -> NotificationSettings:
         values: dict[str, Any] = dict(
-            notification_database_url=self.url, kafka_bootstrap_servers="127.0.0.1:1",
-            identity_grpc_target=self.identity_target, notification_allow_private_targets=True,
-            notification_retry_base_seconds=0.001, notification_delivery_concurrency=4,
+            notification_database_url=self.url,
+            kafka_bootstrap_servers="127.0.0.1:1",
+            identity_grpc_target=self.identity_target,
+            notification_allow_private_targets=True,
+            notification_retry_base_seconds=0.001,
+            notification_delivery_concurrency=4,
         )
         values.update(overrides)
         return NotificationSettings(**values)
@@ -138,8 +142,11 @@ class Harness:
 async def identity() -> AsyncIterator[tuple[FakeIdentity, str]]:
     fake = FakeIdentity()
     target = f"127.0.0.1:{free_port()}"
-    server, _ = await serve(target, [(identity_pb2_grpc.add_IdentityServiceServicer_to_server, fake)],
-                            ["gpufleet.v1.IdentityService"])
+    server, _ = await serve(
+        target,
+        [(identity_pb2_grpc.add_IdentityServiceServicer_to_server, fake)],
+        ["gpufleet.v1.IdentityService"],
+    )
     yield fake, target
     await server.stop(None)
 
@@ -164,8 +171,16 @@ async def api(harness: Harness) -> AsyncIterator[Api]:
     app = harness.app()
     auth = Authenticator(harness.identity_target, ttl=0)
     target = f"127.0.0.1:{free_port()}"
-    server, _ = await serve(target, [(notification_pb2_grpc.add_NotificationServiceServicer_to_server,
-                                      NotificationServicer(app.deps, auth))], SERVICE_NAMES)
+    server, _ = await serve(
+        target,
+        [
+            (
+                notification_pb2_grpc.add_NotificationServiceServicer_to_server,
+                NotificationServicer(app.deps, auth),
+            )
+        ],
+        SERVICE_NAMES,
+    )
     client = channel(target)
     yield Api(app, notification_pb2_grpc.NotificationServiceStub(client))
     await client.close()
@@ -174,13 +189,27 @@ async def api(harness: Harness) -> AsyncIterator[Api]:
     await app.close()
 
 
-def job_event(org: uuid.UUID, event_type: str = jobs.JOB_SUCCEEDED, webhook_url: str | None = None,
-              job_id: uuid.UUID | None = None) -> Envelope:
+def job_event(
+    org: uuid.UUID,
+    event_type: str = jobs.JOB_SUCCEEDED,
+    webhook_url: str | None = None,
+    job_id: uuid.UUID | None = None,
+) -> Envelope:
     snapshot = jobs.JobSnapshotV1(
-        job_id=job_id or uuid.uuid4(), organization_id=org, status=event_type.rsplit(".", 1)[1]
-        .replace("submitted", "queued").replace("started", "running"),  # type: ignore[arg-type]
-        command="python train.py", gpu_count=1, gpu_memory_mb=1024, priority=0, webhook_url=webhook_url,
+        job_id=job_id or uuid.uuid4(),
+        organization_id=org,
+        status=event_type.rsplit(".", 1)[1].replace("submitted", "queued").replace("started", "running"),  # type: ignore[arg-type]
+        command="python train.py",
+        gpu_count=1,
+        gpu_memory_mb=1024,
+        priority=0,
+        webhook_url=webhook_url,
         created_at=datetime.now(UTC),
     )
-    return Envelope(type=event_type, source="gpufleet/scheduler", data=jobs.JobEventV1(job=snapshot),
-                    subject=str(snapshot.job_id), organization_id=str(org))
+    return Envelope(
+        type=event_type,
+        source="gpufleet/scheduler",
+        data=jobs.JobEventV1(job=snapshot),
+        subject=str(snapshot.job_id),
+        organization_id=str(org),
+    )

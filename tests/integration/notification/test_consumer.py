@@ -22,16 +22,23 @@ pytestmark = pytest.mark.integration
 
 async def deliveries_of(harness: Harness, org: uuid.UUID) -> list:
     async with harness.db.transaction(org_id=org) as s:
-        return (await s.execute(text(
-            "SELECT webhook_id, url, event_type, status, attempts, payload, job_id FROM webhook_deliveries "
-            "ORDER BY url"))).all()
+        return (
+            await s.execute(
+                text(
+                    "SELECT webhook_id, url, event_type, status, attempts, payload, job_id FROM webhook_deliveries "
+                    "ORDER BY url"
+                )
+            )
+        ).all()
 
 
 async def test_job_event_creates_deliveries_and_a_duplicate_creates_none(harness: Harness) -> None:
     app = harness.app()
     org = uuid.uuid4()
     every = await handlers.create_webhook(commands.CreateWebhook(org, "http://127.0.0.1:9/all"), app.deps)
-    await handlers.create_webhook(commands.CreateWebhook(org, "http://127.0.0.1:9/failed", ("job.failed",)), app.deps)
+    await handlers.create_webhook(
+        commands.CreateWebhook(org, "http://127.0.0.1:9/failed", ("job.failed",)), app.deps
+    )
     env = job_event(org, jobs.JOB_SUCCEEDED, webhook_url="http://127.0.0.1:9/job")
     handle = consumers.job_event_handler(app.deps)
 
@@ -49,16 +56,21 @@ async def test_job_event_creates_deliveries_and_a_duplicate_creates_none(harness
     assert body["type"] == "job.succeeded" and body["data"] == env.data.job.model_dump(mode="json")
     assert rows[0].job_id == env.data.job.job_id
     # The job's own URL made the organization's job webhook secret exist.
-    assert (await harness.scalar("SELECT secret FROM job_webhook_secrets WHERE organization_id = :o", o=org)
-            ).startswith("whsec_")
+    assert (
+        await harness.scalar("SELECT secret FROM job_webhook_secrets WHERE organization_id = :o", o=org)
+    ).startswith("whsec_")
     assert await deliveries_of(harness, uuid.uuid4()) == []  # row-level security: other tenants see none
 
 
 async def test_events_no_webhook_wants_create_nothing(harness: Harness) -> None:
     app = harness.app()
     org = uuid.uuid4()
-    await handlers.create_webhook(commands.CreateWebhook(org, "http://127.0.0.1:9/x", ("job.failed",)), app.deps)
-    assert await handlers.notify_job_event(consumers.to_command(job_event(org, jobs.JOB_STARTED)), app.deps) == 0
+    await handlers.create_webhook(
+        commands.CreateWebhook(org, "http://127.0.0.1:9/x", ("job.failed",)), app.deps
+    )
+    assert (
+        await handlers.notify_job_event(consumers.to_command(job_event(org, jobs.JOB_STARTED)), app.deps) == 0
+    )
     assert await deliveries_of(harness, org) == []
 
 
@@ -75,8 +87,9 @@ async def test_consumer_through_the_broker_applies_each_event_once(harness: Harn
     await broker.start()
     try:
         for env in (first, first, second):  # one key: in order, so the duplicate is handled before `second`
-            await broker.publish(env.value(), topic=topic, key=str(job_id).encode(),
-                                 headers=header_map(env.headers()))
+            await broker.publish(
+                env.value(), topic=topic, key=str(job_id).encode(), headers=header_map(env.headers())
+            )
 
         async def both_arrived() -> bool:
             return len(await deliveries_of(harness, org)) == 2
@@ -87,6 +100,12 @@ async def test_consumer_through_the_broker_applies_each_event_once(harness: Harn
         await broker.stop()
     rows = await deliveries_of(harness, org)
     assert sorted(r.event_type for r in rows) == ["job.scheduled", "job.submitted"]
-    assert await harness.scalar(
-        "SELECT count(*) FROM processed_events WHERE consumer = :c AND event_id IN (:a, :b)",
-        c=handlers.JOB_CONSUMER, a=first.id, b=second.id) == 2
+    assert (
+        await harness.scalar(
+            "SELECT count(*) FROM processed_events WHERE consumer = :c AND event_id IN (:a, :b)",
+            c=handlers.JOB_CONSUMER,
+            a=first.id,
+            b=second.id,
+        )
+        == 2
+    )

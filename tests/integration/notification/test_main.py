@@ -26,8 +26,12 @@ pytestmark = pytest.mark.integration
 
 async def test_service_delivers_a_job_event_to_the_jobs_webhook_url(harness: Harness, kafka) -> None:
     listen = f"127.0.0.1:{free_port()}"
-    settings = harness.settings(kafka_bootstrap_servers=kafka.bootstrap, kafka_idempotent_producer=False,
-                                kafka_topic_partitions=3, notification_grpc_listen=listen)
+    settings = harness.settings(
+        kafka_bootstrap_servers=kafka.bootstrap,
+        kafka_idempotent_producer=False,
+        kafka_topic_partitions=3,
+        notification_grpc_listen=listen,
+    )
     stop = asyncio.Event()
     service = asyncio.create_task(main(settings, stop))
     client = channel(listen)
@@ -36,23 +40,31 @@ async def test_service_delivers_a_job_event_to_the_jobs_webhook_url(harness: Har
         async with asyncio.timeout(30):
             while True:
                 try:
-                    reply = await health.Check(health_pb2.HealthCheckRequest(
-                        service="gpufleet.v1.NotificationService"))
+                    reply = await health.Check(
+                        health_pb2.HealthCheckRequest(service="gpufleet.v1.NotificationService")
+                    )
                     if reply.status == health_pb2.HealthCheckResponse.SERVING:
                         break
                 except Exception:
                     assert not service.done(), service.exception()
                 await asyncio.sleep(0.2)
         org = uuid.uuid4()
-        secret = (await notification_pb2_grpc.NotificationServiceStub(client).GetJobWebhookSecret(
-            common_pb2.Empty(), metadata=harness.identity.key(org, "owner"))).secret
+        secret = (
+            await notification_pb2_grpc.NotificationServiceStub(client).GetJobWebhookSecret(
+                common_pb2.Empty(), metadata=harness.identity.key(org, "owner")
+            )
+        ).secret
         async with receiving(200) as rx:
             env = job_event(org, jobs.JOB_CANCELLED, webhook_url=rx.url)
             broker = make_broker(settings, "notification-test-producer")
             await broker.start()
             try:
-                await broker.publish(env.value(), topic=topics.JOBS, key=str(env.data.job.job_id).encode(),
-                                     headers=header_map(env.headers()))
+                await broker.publish(
+                    env.value(),
+                    topic=topics.JOBS,
+                    key=str(env.data.job.job_id).encode(),
+                    headers=header_map(env.headers()),
+                )
             finally:
                 await broker.stop()
             await rx.wait_for(1, timeout=60)

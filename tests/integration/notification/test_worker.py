@@ -36,16 +36,26 @@ async def running(app: NotificationApp) -> AsyncIterator[None]:
 
 async def delivery_rows(harness: Harness, org: uuid.UUID) -> list:
     async with harness.db.transaction(org_id=org) as s:
-        return (await s.execute(text(
-            "SELECT id, webhook_id, url, status, attempts, last_error, delivered_at, payload "
-            "FROM webhook_deliveries ORDER BY url"))).all()
+        return (
+            await s.execute(
+                text(
+                    "SELECT id, webhook_id, url, status, attempts, last_error, delivered_at, payload "
+                    "FROM webhook_deliveries ORDER BY url"
+                )
+            )
+        ).all()
 
 
 async def attempt_rows(harness: Harness, org: uuid.UUID) -> list:
     async with harness.db.transaction(org_id=org) as s:
-        return (await s.execute(text(
-            "SELECT delivery_id, attempt, response_status, error FROM webhook_attempts "
-            "ORDER BY delivery_id, attempt"))).all()
+        return (
+            await s.execute(
+                text(
+                    "SELECT delivery_id, attempt, response_status, error FROM webhook_attempts "
+                    "ORDER BY delivery_id, attempt"
+                )
+            )
+        ).all()
 
 
 def settled(harness: Harness, org: uuid.UUID, count: int):  # type: ignore[no-untyped-def]
@@ -60,10 +70,14 @@ async def test_deliveries_arrive_signed_and_verifiable(harness: Harness) -> None
     async with receiving(204) as rx:
         app = harness.app()
         org = uuid.uuid4()
-        created = await handlers.create_webhook(commands.CreateWebhook(org, rx.url, ("job.failed",)), app.deps)
+        created = await handlers.create_webhook(
+            commands.CreateWebhook(org, rx.url, ("job.failed",)), app.deps
+        )
         env = job_event(org, jobs.JOB_FAILED, webhook_url=rx.url + "?job=1")
         await handlers.notify_job_event(to_command(env), app.deps)
-        job_secret = await handlers.get_job_webhook_secret(commands.GetJobWebhookSecret(org, "owner"), app.deps)
+        job_secret = await handlers.get_job_webhook_secret(
+            commands.GetJobWebhookSecret(org, "owner"), app.deps
+        )
         async with running(app):
             await rx.wait_for(2)
             await harness.wait_until(settled(harness, org, 2))
@@ -80,11 +94,17 @@ async def test_deliveries_arrive_signed_and_verifiable(harness: Harness) -> None
         assert Verifier(secret).verify(request.body, request.headers)["type"] == "job.failed"
         assert request.body == delivery.payload
         with pytest.raises(Exception, match="signature"):  # the other secret must not verify it
-            Verifier(job_secret if secret == created.secret else created.secret).verify(request.body, request.headers)
+            Verifier(job_secret if secret == created.secret else created.secret).verify(
+                request.body, request.headers
+            )
     assert json.loads(rx.requests[0].body)["data"]["job_id"] == str(env.data.job.job_id)
-    assert [(a.attempt, a.response_status, a.error) for a in await attempt_rows(harness, org)] == [(1, 204, None)] * 2
-    hook = await harness.scalar("SELECT last_used IS NOT NULL AND consecutive_failures = 0 FROM webhooks "
-                                "WHERE id = :i", i=created.webhook.id)
+    assert [(a.attempt, a.response_status, a.error) for a in await attempt_rows(harness, org)] == [
+        (1, 204, None)
+    ] * 2
+    hook = await harness.scalar(
+        "SELECT last_used IS NOT NULL AND consecutive_failures = 0 FROM webhooks WHERE id = :i",
+        i=created.webhook.id,
+    )
     assert hook is True
 
 
@@ -100,9 +120,15 @@ async def test_failures_are_retried_then_given_up(harness: Harness) -> None:
     (delivery,) = await delivery_rows(harness, org)
     assert (delivery.status, delivery.attempts, delivery.last_error) == ("failed", 3, "HTTP 500")
     assert [(a.attempt, a.response_status, a.error) for a in await attempt_rows(harness, org)] == [
-        (1, 500, "HTTP 500"), (2, 500, "HTTP 500"), (3, 500, "HTTP 500")]
+        (1, 500, "HTTP 500"),
+        (2, 500, "HTTP 500"),
+        (3, 500, "HTTP 500"),
+    ]
     assert {r.headers["webhook-id"] for r in rx.requests} == {str(delivery.id)}  # the same id on every retry
-    assert await harness.scalar("SELECT consecutive_failures FROM webhooks WHERE id = :i", i=created.webhook.id) == 3
+    assert (
+        await harness.scalar("SELECT consecutive_failures FROM webhooks WHERE id = :i", i=created.webhook.id)
+        == 3
+    )
 
 
 async def test_ten_consecutive_failures_disable_the_webhook(harness: Harness) -> None:
@@ -117,10 +143,16 @@ async def test_ten_consecutive_failures_disable_the_webhook(harness: Harness) ->
         assert await handlers.notify_job_event(to_command(job_event(org)), app.deps) == 0
 
     (delivery,) = await delivery_rows(harness, org)
-    assert (delivery.status, delivery.attempts, delivery.last_error) == ("failed", 10, handlers.WEBHOOK_DISABLED)
+    assert (delivery.status, delivery.attempts, delivery.last_error) == (
+        "failed",
+        10,
+        handlers.WEBHOOK_DISABLED,
+    )
     assert len(await attempt_rows(harness, org)) == 10 and len(rx.requests) == 10
     async with harness.db.transaction(org_id=org) as s:
-        hook = (await s.execute(text("SELECT * FROM webhooks WHERE id = :i"), {"i": created.webhook.id})).one()
+        hook = (
+            await s.execute(text("SELECT * FROM webhooks WHERE id = :i"), {"i": created.webhook.id})
+        ).one()
     assert (hook.status, hook.is_active, hook.consecutive_failures) == ("disabled", False, 10)
     assert hook.disabled_at is not None and hook.error_rate > 0.6
 

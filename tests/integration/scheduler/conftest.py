@@ -11,6 +11,7 @@ from decimal import Decimal
 import grpc
 import pytest
 from gpufleet.v1 import common_pb2, fleet_pb2, fleet_pb2_grpc, identity_pb2_grpc, scheduler_pb2_grpc
+from sqlalchemy import text
 
 from services.scheduler.adapters.fleet_catalog import FleetGpuTypeCatalog
 from services.scheduler.bootstrap import bootstrap
@@ -66,21 +67,44 @@ class Harness:
     def key(self, org: uuid.UUID, role: str = "member") -> tuple[tuple[str, str], ...]:
         secret = f"gpf_test_{uuid.uuid4().hex}"
         self.identity.keys[secret] = common_pb2.Principal(
-            organization_id=str(org), user_id=str(uuid.uuid4()), role=role, api_key_id=str(uuid.uuid4()))
+            organization_id=str(org), user_id=str(uuid.uuid4()), role=role, api_key_id=str(uuid.uuid4())
+        )
         return (("authorization", f"Bearer {secret}"),)
 
     @property
     def agent(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {AGENT_TOKEN}"),)
 
-    async def add_gpus(self, org: uuid.UUID | None, node: uuid.UUID, count: int, *, memory: int = 81920,
-                       gpu_type: str = "h100-80gb", price: str = "2.9900") -> list[InventoryGpu]:
+    async def add_gpus(
+        self,
+        org: uuid.UUID | None,
+        node: uuid.UUID,
+        count: int,
+        *,
+        memory: int = 81920,
+        gpu_type: str = "h100-80gb",
+        price: str = "2.9900",
+    ) -> list[InventoryGpu]:
         """Project GPUs as fleet's events would (dedicated to ``org`` so tests never share capacity)."""
-        gpus = [InventoryGpu(gpu_id=uuid.uuid4(), node_id=node, node_name=f"node-{node.hex[:6]}", device_index=i,
-                             gpu_type=gpu_type, memory_total_mb=memory, cost_per_hour=Decimal(price),
-                             organization_id=org, status="available", revision=1) for i in range(count)]
+        gpus = [
+            InventoryGpu(
+                gpu_id=uuid.uuid4(),
+                node_id=node,
+                node_name=f"node-{node.hex[:6]}",
+                device_index=i,
+                gpu_type=gpu_type,
+                memory_total_mb=memory,
+                cost_per_hour=Decimal(price),
+                organization_id=org,
+                status="available",
+                revision=1,
+            )
+            for i in range(count)
+        ]
         for gpu in gpus:
-            await handlers.apply_gpu_change(commands.ApplyGpuChange(event_id=uuid.uuid4(), gpu=gpu), self.deps)
+            await handlers.apply_gpu_change(
+                commands.ApplyGpuChange(event_id=uuid.uuid4(), gpu=gpu), self.deps
+            )
         return gpus
 
 
@@ -95,6 +119,15 @@ async def _start(register) -> tuple[grpc.aio.Server, str]:
 @pytest.fixture
 async def scheduler_db(migrate_schema) -> AsyncIterator[Database]:
     db = Database(await migrate_schema("scheduler"), "scheduler", pool_size=4)
+    # Shared-pool GPUs projected by other suites (any test whose scheduler consumed the real fleet topic)
+    # are visible to every organization and would take jobs these tests expect to stay queued.
+    async with db.transaction(system=True) as session:
+        await session.execute(
+            text(
+                "DELETE FROM gpu_inventory i WHERE i.organization_id IS NULL "
+                "AND NOT EXISTS (SELECT 1 FROM gpu_allocations a WHERE a.gpu_id = i.gpu_id)"
+            )
+        )
     yield db
     await db.dispose()
 
@@ -114,13 +147,21 @@ async def harness(scheduler_db: Database) -> AsyncIterator[Harness]:
 
     def scheduler(server: grpc.aio.Server) -> None:
         scheduler_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(deps, auth), server)
-        scheduler_pb2_grpc.add_NodeAgentServiceServicer_to_server(NodeAgentServicer(deps, AGENT_TOKEN), server)
+        scheduler_pb2_grpc.add_NodeAgentServiceServicer_to_server(
+            NodeAgentServicer(deps, AGENT_TOKEN), server
+        )
 
     server, target = await _start(scheduler)
     client = channel(target)
-    yield Harness(db=scheduler_db, deps=deps, identity=identity, fleet=fleet,
-                  jobs=scheduler_pb2_grpc.JobServiceStub(client),
-                  agents=scheduler_pb2_grpc.NodeAgentServiceStub(client), fleet_target=fake_target)
+    yield Harness(
+        db=scheduler_db,
+        deps=deps,
+        identity=identity,
+        fleet=fleet,
+        jobs=scheduler_pb2_grpc.JobServiceStub(client),
+        agents=scheduler_pb2_grpc.NodeAgentServiceStub(client),
+        fleet_target=fake_target,
+    )
     await client.close()
     await server.stop(None)
     await auth.close()

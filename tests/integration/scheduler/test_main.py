@@ -29,9 +29,14 @@ def free_port() -> int:
 def settings(db_url: str, harness, kafka) -> SchedulerSettings:
     target = harness.fleet_target
     return SchedulerSettings(
-        scheduler_database_url=db_url, scheduler_grpc_listen=f"127.0.0.1:{free_port()}",
-        fleet_grpc_target=target, identity_grpc_target=target, agent_token=AGENT_TOKEN,
-        kafka_bootstrap_servers=kafka.bootstrap, kafka_idempotent_producer=False, kafka_topic_partitions=3,
+        scheduler_database_url=db_url,
+        scheduler_grpc_listen=f"127.0.0.1:{free_port()}",
+        fleet_grpc_target=target,
+        identity_grpc_target=target,
+        agent_token=AGENT_TOKEN,
+        kafka_bootstrap_servers=kafka.bootstrap,
+        kafka_idempotent_producer=False,
+        kafka_topic_partitions=3,
     )
 
 
@@ -46,14 +51,17 @@ async def test_the_service_starts_serves_and_stops(harness, kafka, migrate_schem
             async with asyncio.timeout(60):
                 while True:
                     try:
-                        got = await health.Check(health_pb2.HealthCheckRequest(service="gpufleet.v1.JobService"))
+                        got = await health.Check(
+                            health_pb2.HealthCheckRequest(service="gpufleet.v1.JobService")
+                        )
                         if got.status == health_pb2.HealthCheckResponse.SERVING:
                             break
                     except grpc.aio.AioRpcError:
                         assert not task.done(), task
                         await asyncio.sleep(0.2)
             job = await scheduler_pb2_grpc.JobServiceStub(ch).SubmitJob(
-                scheduler_pb2.SubmitJobRequest(command="echo", gpu_count=1, gpu_type="l40s"), metadata=key)
+                scheduler_pb2.SubmitJobRequest(command="echo", gpu_count=1, gpu_type="l40s"), metadata=key
+            )
             assert job.status == "queued" and uuid.UUID(job.id)
     finally:
         stop.set()

@@ -22,16 +22,23 @@ pytestmark = pytest.mark.integration
 
 async def outbox_events(db, job_id: str) -> list[tuple[str, contract.JobEventV1]]:
     async with db.transaction(system=True) as s:
-        rows = (await s.execute(text("SELECT event_type, payload, topic FROM outbox WHERE key = :k ORDER BY id"),
-                                {"k": job_id})).all()
+        rows = (
+            await s.execute(
+                text("SELECT event_type, payload, topic FROM outbox WHERE key = :k ORDER BY id"),
+                {"k": job_id},
+            )
+        ).all()
     assert {r.topic for r in rows} <= {"gpufleet.jobs.v1"}
     return [(r.event_type, contract.JobEventV1.model_validate_json(bytes(r.payload))) for r in rows]
 
 
 async def allocations_of(db, job_id: str) -> list[uuid.UUID]:
     async with db.transaction(system=True) as s:
-        return list((await s.execute(text("SELECT gpu_id FROM gpu_allocations WHERE job_id = :j"),
-                                     {"j": job_id})).scalars())
+        return list(
+            (
+                await s.execute(text("SELECT gpu_id FROM gpu_allocations WHERE job_id = :j"), {"j": job_id})
+            ).scalars()
+        )
 
 
 async def rpc_error(call) -> grpc.StatusCode:
@@ -44,9 +51,17 @@ async def test_a_job_is_submitted_placed_run_and_released(harness):
     org, key = harness.tenant()
     node = uuid.uuid4()
     gpus = await harness.add_gpus(org, node, 4, price="2.9900")
-    submitted = await harness.jobs.SubmitJob(scheduler_pb2.SubmitJobRequest(
-        command="python train.py", gpu_count=2, gpu_memory_mb=40000, gpu_type="h100-80gb", priority=70,
-        name="train"), metadata=key)
+    submitted = await harness.jobs.SubmitJob(
+        scheduler_pb2.SubmitJobRequest(
+            command="python train.py",
+            gpu_count=2,
+            gpu_memory_mb=40000,
+            gpu_type="h100-80gb",
+            priority=70,
+            name="train",
+        ),
+        metadata=key,
+    )
     assert submitted.status == "queued" and submitted.priority == 70
     assert harness.fleet.seen_authorization[-1] == key[0][1]  # the caller's key went to fleet
     assert harness.deps.wakeup.is_set()
@@ -65,18 +80,26 @@ async def test_a_job_is_submitted_placed_run_and_released(harness):
     assert sorted(a.gpu_index for a in scheduled.job.allocation) == [0, 1]
     assert len(await allocations_of(harness.db, submitted.id)) == 2
 
-    assignments = await harness.agents.GetAssignments(scheduler_pb2.GetAssignmentsRequest(node_id=str(node)),
-                                                      metadata=harness.agent)
+    assignments = await harness.agents.GetAssignments(
+        scheduler_pb2.GetAssignmentsRequest(node_id=str(node)), metadata=harness.agent
+    )
     [mine] = [a for a in assignments.assignments if a.job_id == submitted.id]
-    assert list(mine.gpu_indices) == [0, 1] and mine.command == "python train.py" and mine.status == "scheduled"
+    assert (
+        list(mine.gpu_indices) == [0, 1] and mine.command == "python train.py" and mine.status == "scheduled"
+    )
 
     report = scheduler_pb2.ReportJobStartedRequest(node_id=str(node), job_id=submitted.id)
     await harness.agents.ReportJobStarted(report, metadata=harness.agent)
     await harness.agents.ReportJobStarted(report, metadata=harness.agent)  # retried: no-op
     harness.deps.wakeup.clear()
-    done = scheduler_pb2.ReportJobFinishedRequest(node_id=str(node), job_id=submitted.id, has_exit_code=True,
-                                                  exit_code=0, output_tail="loss=0.1\n",
-                                                  finished_at="2000-01-01T00:00:00Z")  # agent clock far behind
+    done = scheduler_pb2.ReportJobFinishedRequest(
+        node_id=str(node),
+        job_id=submitted.id,
+        has_exit_code=True,
+        exit_code=0,
+        output_tail="loss=0.1\n",
+        finished_at="2000-01-01T00:00:00Z",
+    )  # agent clock far behind
     await harness.agents.ReportJobFinished(done, metadata=harness.agent)
     await harness.agents.ReportJobFinished(done, metadata=harness.agent)  # retried: no-op
     assert harness.deps.wakeup.is_set()
@@ -87,13 +110,18 @@ async def test_a_job_is_submitted_placed_run_and_released(harness):
     assert [h.status for h in final.history] == ["queued", "scheduled", "running", "succeeded"]
     assert await allocations_of(harness.db, submitted.id) == []
     events = await outbox_events(harness.db, submitted.id)
-    assert [t for t, _ in events] == [contract.JOB_SUBMITTED, contract.JOB_SCHEDULED, contract.JOB_STARTED,
-                                      contract.JOB_SUCCEEDED]
+    assert [t for t, _ in events] == [
+        contract.JOB_SUBMITTED,
+        contract.JOB_SCHEDULED,
+        contract.JOB_STARTED,
+        contract.JOB_SUCCEEDED,
+    ]
     last = events[-1][1].job
     assert last.finished_at is not None and last.finished_at >= last.scheduled_at  # clamped
     assert len(last.allocation) == 2  # the terminal event still says what was held, at which price
-    left = await harness.agents.GetAssignments(scheduler_pb2.GetAssignmentsRequest(node_id=str(node)),
-                                               metadata=harness.agent)
+    left = await harness.agents.GetAssignments(
+        scheduler_pb2.GetAssignmentsRequest(node_id=str(node)), metadata=harness.agent
+    )
     assert submitted.id not in {a.job_id for a in left.assignments}
 
 
@@ -101,13 +129,24 @@ async def test_the_released_gpus_go_to_the_next_job(harness):
     org, key = harness.tenant()
     node = uuid.uuid4()
     await harness.add_gpus(org, node, 1)
-    first = await harness.jobs.SubmitJob(scheduler_pb2.SubmitJobRequest(command="a", gpu_count=1), metadata=key)
-    second = await harness.jobs.SubmitJob(scheduler_pb2.SubmitJobRequest(command="b", gpu_count=1), metadata=key)
+    first = await harness.jobs.SubmitJob(
+        scheduler_pb2.SubmitJobRequest(command="a", gpu_count=1), metadata=key
+    )
+    second = await harness.jobs.SubmitJob(
+        scheduler_pb2.SubmitJobRequest(command="b", gpu_count=1), metadata=key
+    )
     await schedule_round(harness.deps)
-    got = {j.id: j.status for j in (await harness.jobs.ListJobs(scheduler_pb2.ListJobsRequest(), metadata=key)).jobs}
+    got = {
+        j.id: j.status
+        for j in (await harness.jobs.ListJobs(scheduler_pb2.ListJobsRequest(), metadata=key)).jobs
+    }
     assert got == {first.id: "scheduled", second.id: "queued"}
-    await harness.agents.ReportJobFinished(scheduler_pb2.ReportJobFinishedRequest(
-        node_id=str(node), job_id=first.id, error_message="could not start: no such file"), metadata=harness.agent)
+    await harness.agents.ReportJobFinished(
+        scheduler_pb2.ReportJobFinishedRequest(
+            node_id=str(node), job_id=first.id, error_message="could not start: no such file"
+        ),
+        metadata=harness.agent,
+    )
     failed = await harness.jobs.GetJob(scheduler_pb2.GetJobRequest(id=first.id), metadata=key)
     assert failed.status == "failed" and not failed.has_exit_code and "no such file" in failed.error_message
     await schedule_round(harness.deps)
@@ -123,19 +162,28 @@ async def test_two_concurrent_rounds_never_double_book(harness, scheduler_db, mi
         await harness.add_gpus(org, uuid.uuid4(), 3)
         await harness.add_gpus(org, uuid.uuid4(), 2)
         for i in range(12):
-            await harness.jobs.SubmitJob(scheduler_pb2.SubmitJobRequest(command=f"job {i}", gpu_count=1 + i % 2),
-                                         metadata=key)
+            await harness.jobs.SubmitJob(
+                scheduler_pb2.SubmitJobRequest(command=f"job {i}", gpu_count=1 + i % 2), metadata=key
+            )
         for _ in range(3):
             await asyncio.gather(schedule_round(harness.deps), schedule_round(replica))
         async with scheduler_db.transaction(org_id=org) as s:
-            rows = (await s.execute(text(
-                "SELECT id, gpu_count, gpu_ids, node_id FROM jobs WHERE status = 'scheduled'"))).all()
+            rows = (
+                await s.execute(
+                    text("SELECT id, gpu_count, gpu_ids, node_id FROM jobs WHERE status = 'scheduled'")
+                )
+            ).all()
         held = [g for r in rows for g in r.gpu_ids]
         assert len(held) == len(set(held)) == 5  # every GPU used, none twice
         assert all(len(r.gpu_ids) == r.gpu_count for r in rows)
         async with scheduler_db.transaction(system=True) as s:
-            alloc = dict((await s.execute(text(
-                "SELECT gpu_id, job_id FROM gpu_allocations WHERE gpu_id = ANY(:g)"), {"g": held})).all())
+            alloc = dict(
+                (
+                    await s.execute(
+                        text("SELECT gpu_id, job_id FROM gpu_allocations WHERE gpu_id = ANY(:g)"), {"g": held}
+                    )
+                ).all()
+            )
         assert set(alloc) == set(held) and set(alloc.values()) == {r.id for r in rows}
     finally:
         await other_db.dispose()
@@ -146,42 +194,70 @@ async def test_the_database_refuses_a_second_booking_of_a_gpu(harness):
     node = uuid.uuid4()
     [gpu] = await harness.add_gpus(org, node, 1)
     job = await harness.jobs.SubmitJob(scheduler_pb2.SubmitJobRequest(command="x", gpu_count=1), metadata=key)
-    other = await harness.jobs.SubmitJob(scheduler_pb2.SubmitJobRequest(command="y", gpu_count=1), metadata=key)
+    other = await harness.jobs.SubmitJob(
+        scheduler_pb2.SubmitJobRequest(command="y", gpu_count=1), metadata=key
+    )
     await schedule_round(harness.deps)
-    assert (await harness.jobs.GetJob(scheduler_pb2.GetJobRequest(id=job.id), metadata=key)).status == "scheduled"
+    assert (
+        await harness.jobs.GetJob(scheduler_pb2.GetJobRequest(id=job.id), metadata=key)
+    ).status == "scheduled"
     with pytest.raises(IntegrityError):
         async with harness.db.transaction(system=True) as s:
-            await s.execute(text("INSERT INTO gpu_allocations (gpu_id, job_id, node_id) VALUES (:g, :j, :n)"),
-                            {"g": gpu.gpu_id, "j": other.id, "n": node})
+            await s.execute(
+                text("INSERT INTO gpu_allocations (gpu_id, job_id, node_id) VALUES (:g, :j, :n)"),
+                {"g": gpu.gpu_id, "j": other.id, "n": node},
+            )
 
 
 async def test_cancel_paths(harness):
     org, key = harness.tenant()
     node = uuid.uuid4()
     await harness.add_gpus(org, node, 1)
-    queued_first = await harness.jobs.SubmitJob(scheduler_pb2.SubmitJobRequest(command="q", gpu_count=2), metadata=key)
-    cancelled = await harness.jobs.CancelJob(scheduler_pb2.CancelJobRequest(id=queued_first.id, reason="not needed"),
-                                             metadata=key)
+    queued_first = await harness.jobs.SubmitJob(
+        scheduler_pb2.SubmitJobRequest(command="q", gpu_count=2), metadata=key
+    )
+    cancelled = await harness.jobs.CancelJob(
+        scheduler_pb2.CancelJobRequest(id=queued_first.id, reason="not needed"), metadata=key
+    )
     assert cancelled.status == "cancelled" and cancelled.finished_at and cancelled.cancel_requested
-    assert [(h.status, h.reason) for h in cancelled.history] == [("queued", "submitted"), ("cancelled", "not needed")]
+    assert [(h.status, h.reason) for h in cancelled.history] == [
+        ("queued", "submitted"),
+        ("cancelled", "not needed"),
+    ]
     events = await outbox_events(harness.db, queued_first.id)
     assert [t for t, _ in events] == [contract.JOB_SUBMITTED, contract.JOB_CANCELLED]
-    assert await rpc_error(harness.jobs.CancelJob(scheduler_pb2.CancelJobRequest(id=queued_first.id), metadata=key)) \
+    assert (
+        await rpc_error(
+            harness.jobs.CancelJob(scheduler_pb2.CancelJobRequest(id=queued_first.id), metadata=key)
+        )
         == grpc.StatusCode.FAILED_PRECONDITION
+    )
 
-    running = await harness.jobs.SubmitJob(scheduler_pb2.SubmitJobRequest(command="r", gpu_count=1), metadata=key)
+    running = await harness.jobs.SubmitJob(
+        scheduler_pb2.SubmitJobRequest(command="r", gpu_count=1), metadata=key
+    )
     await schedule_round(harness.deps)
-    await harness.agents.ReportJobStarted(scheduler_pb2.ReportJobStartedRequest(node_id=str(node), job_id=running.id),
-                                          metadata=harness.agent)
+    await harness.agents.ReportJobStarted(
+        scheduler_pb2.ReportJobStartedRequest(node_id=str(node), job_id=running.id), metadata=harness.agent
+    )
     requested = await harness.jobs.CancelJob(scheduler_pb2.CancelJobRequest(id=running.id), metadata=key)
     assert requested.status == "running" and requested.cancel_requested
-    [assignment] = [a for a in (await harness.agents.GetAssignments(
-        scheduler_pb2.GetAssignmentsRequest(node_id=str(node)), metadata=harness.agent)).assignments
-        if a.job_id == running.id]
+    [assignment] = [
+        a
+        for a in (
+            await harness.agents.GetAssignments(
+                scheduler_pb2.GetAssignmentsRequest(node_id=str(node)), metadata=harness.agent
+            )
+        ).assignments
+        if a.job_id == running.id
+    ]
     assert assignment.cancel_requested
-    await harness.agents.ReportJobFinished(scheduler_pb2.ReportJobFinishedRequest(
-        node_id=str(node), job_id=running.id, cancelled=True, has_exit_code=True, exit_code=143),
-        metadata=harness.agent)
+    await harness.agents.ReportJobFinished(
+        scheduler_pb2.ReportJobFinishedRequest(
+            node_id=str(node), job_id=running.id, cancelled=True, has_exit_code=True, exit_code=143
+        ),
+        metadata=harness.agent,
+    )
     final = await harness.jobs.GetJob(scheduler_pb2.GetJobRequest(id=running.id), metadata=key)
     assert final.status == "cancelled"
     assert [t for t, _ in await outbox_events(harness.db, running.id)][-1] == contract.JOB_CANCELLED
@@ -191,7 +267,9 @@ async def test_cancel_paths(harness):
 async def test_other_organizations_and_bad_callers(harness):
     org, key = harness.tenant()
     _, other = harness.tenant()
-    job = await harness.jobs.SubmitJob(scheduler_pb2.SubmitJobRequest(command="mine", gpu_count=16), metadata=key)
+    job = await harness.jobs.SubmitJob(
+        scheduler_pb2.SubmitJobRequest(command="mine", gpu_count=16), metadata=key
+    )
     for call in (
         harness.jobs.GetJob(scheduler_pb2.GetJobRequest(id=job.id), metadata=other),
         harness.jobs.CancelJob(scheduler_pb2.CancelJobRequest(id=job.id), metadata=other),
@@ -199,37 +277,64 @@ async def test_other_organizations_and_bad_callers(harness):
         harness.jobs.CancelJob(scheduler_pb2.CancelJobRequest(id=""), metadata=key),
     ):
         assert await rpc_error(call) == grpc.StatusCode.NOT_FOUND
-    assert job.id not in {j.id for j in (await harness.jobs.ListJobs(scheduler_pb2.ListJobsRequest(),
-                                                                      metadata=other)).jobs}
+    assert job.id not in {
+        j.id for j in (await harness.jobs.ListJobs(scheduler_pb2.ListJobsRequest(), metadata=other)).jobs
+    }
     # row-level security, not only the handler, keeps the rows apart
     async with harness.db.transaction(org_id=uuid.uuid4()) as s:
         assert (await s.execute(text("SELECT count(*) FROM jobs WHERE id = :i"), {"i": job.id})).scalar() == 0
     viewer = harness.key(org, role="viewer")
-    assert await rpc_error(harness.jobs.SubmitJob(scheduler_pb2.SubmitJobRequest(command="x", gpu_count=1),
-                                                  metadata=viewer)) == grpc.StatusCode.PERMISSION_DENIED
+    assert (
+        await rpc_error(
+            harness.jobs.SubmitJob(scheduler_pb2.SubmitJobRequest(command="x", gpu_count=1), metadata=viewer)
+        )
+        == grpc.StatusCode.PERMISSION_DENIED
+    )
     assert (await harness.jobs.GetJob(scheduler_pb2.GetJobRequest(id=job.id), metadata=viewer)).id == job.id
-    assert await rpc_error(harness.jobs.GetJob(scheduler_pb2.GetJobRequest(id=job.id),
-                                               metadata=(("authorization", "Bearer gpf_nope"),))) \
+    assert (
+        await rpc_error(
+            harness.jobs.GetJob(
+                scheduler_pb2.GetJobRequest(id=job.id), metadata=(("authorization", "Bearer gpf_nope"),)
+            )
+        )
         == grpc.StatusCode.UNAUTHENTICATED
-    assert await rpc_error(harness.agents.GetAssignments(scheduler_pb2.GetAssignmentsRequest(node_id=str(uuid.uuid4())),
-                                                         metadata=key)) == grpc.StatusCode.UNAUTHENTICATED
-    assert await rpc_error(harness.agents.ReportJobStarted(
-        scheduler_pb2.ReportJobStartedRequest(node_id=str(uuid.uuid4()), job_id=job.id), metadata=harness.agent)) \
+    )
+    assert (
+        await rpc_error(
+            harness.agents.GetAssignments(
+                scheduler_pb2.GetAssignmentsRequest(node_id=str(uuid.uuid4())), metadata=key
+            )
+        )
+        == grpc.StatusCode.UNAUTHENTICATED
+    )
+    assert (
+        await rpc_error(
+            harness.agents.ReportJobStarted(
+                scheduler_pb2.ReportJobStartedRequest(node_id=str(uuid.uuid4()), job_id=job.id),
+                metadata=harness.agent,
+            )
+        )
         == grpc.StatusCode.NOT_FOUND
+    )
 
 
-@pytest.mark.parametrize("request_kw", [
-    {"command": "x", "gpu_count": 1, "gpu_memory_mb": -5},
-    {"command": "x", "gpu_count": 0},
-    {"command": "", "gpu_count": 1},
-    {"command": "x", "gpu_count": 1, "gpu_type": "quantum-9000"},
-    {"command": "x", "gpu_count": 1, "priority": 101},
-    {"command": "x", "gpu_count": 1, "webhook_url": "ftp://example.com"},
-])
+@pytest.mark.parametrize(
+    "request_kw",
+    [
+        {"command": "x", "gpu_count": 1, "gpu_memory_mb": -5},
+        {"command": "x", "gpu_count": 0},
+        {"command": "", "gpu_count": 1},
+        {"command": "x", "gpu_count": 1, "gpu_type": "quantum-9000"},
+        {"command": "x", "gpu_count": 1, "priority": 101},
+        {"command": "x", "gpu_count": 1, "webhook_url": "ftp://example.com"},
+    ],
+)
 async def test_bad_submissions_are_invalid_and_write_nothing(harness, request_kw):
     _org, key = harness.tenant()
-    assert await rpc_error(harness.jobs.SubmitJob(scheduler_pb2.SubmitJobRequest(**request_kw), metadata=key)) \
+    assert (
+        await rpc_error(harness.jobs.SubmitJob(scheduler_pb2.SubmitJobRequest(**request_kw), metadata=key))
         == grpc.StatusCode.INVALID_ARGUMENT
+    )
     assert list((await harness.jobs.ListJobs(scheduler_pb2.ListJobsRequest(), metadata=key)).jobs) == []
 
 
@@ -249,12 +354,20 @@ async def test_idempotency_key_returns_the_same_job_even_when_racing(harness):
 
 async def test_list_jobs_pages_and_filters(harness):
     _org, key = harness.tenant()
-    ids = [(await harness.jobs.SubmitJob(scheduler_pb2.SubmitJobRequest(command=f"j{i}", gpu_count=16),
-                                         metadata=key)).id for i in range(5)]
+    ids = [
+        (
+            await harness.jobs.SubmitJob(
+                scheduler_pb2.SubmitJobRequest(command=f"j{i}", gpu_count=16), metadata=key
+            )
+        ).id
+        for i in range(5)
+    ]
     await harness.jobs.CancelJob(scheduler_pb2.CancelJobRequest(id=ids[1]), metadata=key)
     seen, cursor = [], ""
     while True:
-        page = await harness.jobs.ListJobs(scheduler_pb2.ListJobsRequest(limit=2, cursor=cursor), metadata=key)
+        page = await harness.jobs.ListJobs(
+            scheduler_pb2.ListJobsRequest(limit=2, cursor=cursor), metadata=key
+        )
         seen += [j.id for j in page.jobs]
         cursor = page.next_cursor
         if not cursor:
@@ -263,5 +376,7 @@ async def test_list_jobs_pages_and_filters(harness):
     cancelled = await harness.jobs.ListJobs(scheduler_pb2.ListJobsRequest(status="cancelled"), metadata=key)
     assert [j.id for j in cancelled.jobs] == [ids[1]]
     for bad in ({"limit": 500}, {"status": "done"}, {"cursor": "garbage!"}):
-        assert await rpc_error(harness.jobs.ListJobs(scheduler_pb2.ListJobsRequest(**bad), metadata=key)) \
+        assert (
+            await rpc_error(harness.jobs.ListJobs(scheduler_pb2.ListJobsRequest(**bad), metadata=key))
             == grpc.StatusCode.INVALID_ARGUMENT
+        )

@@ -55,17 +55,21 @@ class FakeFleet:
         self.registrations = 0
         self.fail_first = 0
 
-    async def register(self, hostname, provider, gpu_backend, driver_version, gpus, organization_id, is_spot,
-                       agent_version) -> Registration:
+    async def register(
+        self, hostname, provider, gpu_backend, driver_version, gpus, organization_id, is_spot, agent_version
+    ) -> Registration:
         if self.fail_first:
             self.fail_first -= 1
             raise Unreachable("fleet: UNAVAILABLE")
         self.registrations += 1
         return Registration(
             node_id="00000000-0000-0000-0000-00000000000a",
-            gpus=tuple(RegisteredGpu(i, f"00000000-0000-0000-0000-0000000000{i:02d}", "a100-80gb")
-                       for i in range(self.gpus)),
-            heartbeat_interval_seconds=5)
+            gpus=tuple(
+                RegisteredGpu(i, f"00000000-0000-0000-0000-0000000000{i:02d}", "a100-80gb")
+                for i in range(self.gpus)
+            ),
+            heartbeat_interval_seconds=5,
+        )
 
     async def heartbeat(self, node_id, unhealthy_gpu_ids) -> bool:
         return True

@@ -24,18 +24,38 @@ ORG = "22222222-2222-2222-2222-222222222222"
 
 async def make_agent(store: MemoryStore | None = None):
     runner, publisher, scheduler, backend = FakeRunner(), FakePublisher(), FakeScheduler(), FakeBackend()
-    config = AgentConfig(hostname="h1", provider="on-prem", organization_id=None, is_spot=False,
-                         agent_version="t", kill_grace_seconds=7)
-    agent = NodeAgent(config, backend, FakeFleet(), scheduler, runner, publisher,
-                      ReportQueue(store or MemoryStore()), clock=lambda: NOW)
+    config = AgentConfig(
+        hostname="h1",
+        provider="on-prem",
+        organization_id=None,
+        is_spot=False,
+        agent_version="t",
+        kill_grace_seconds=7,
+    )
+    agent = NodeAgent(
+        config,
+        backend,
+        FakeFleet(),
+        scheduler,
+        runner,
+        publisher,
+        ReportQueue(store or MemoryStore()),
+        clock=lambda: NOW,
+    )
     agent.driver_version, agent.devices = backend.discover()
     agent.registration = await agent.fleet.register("h1", "", "", "", [], None, False, "")
     return agent, runner, publisher, backend
 
 
 def assigned(status: str = "scheduled", cancel: bool = False) -> Assignment:
-    return Assignment(job_id=JOB, command="run", gpu_indices=(1,), organization_id=ORG, status=status,
-                      cancel_requested=cancel)
+    return Assignment(
+        job_id=JOB,
+        command="run",
+        gpu_indices=(1,),
+        organization_id=ORG,
+        status=status,
+        cancel_requested=cancel,
+    )
 
 
 async def settle() -> None:
@@ -50,7 +70,10 @@ async def test_a_job_is_started_once_and_its_end_reported_after_its_start():
     assert list(runner.handles) == [JOB]
     runner.handles[JOB].exit.set_result(JobExit(exit_code=3, output_tail="hello\n"))
     await settle()
-    assert agent.reports.pending == [JobStarted(JOB, NOW), JobFinished(JOB, NOW, exit_code=3, output_tail="hello\n")]
+    assert agent.reports.pending == [
+        JobStarted(JOB, NOW),
+        JobFinished(JOB, NOW, exit_code=3, output_tail="hello\n"),
+    ]
     await agent.apply([assigned("running")])  # stale answer: the finish is still in flight
     assert agent.reports.pending[-1] == JobFinished(JOB, NOW, exit_code=3, output_tail="hello\n")
 
@@ -81,7 +104,9 @@ async def test_a_command_that_cannot_start_is_reported_finished_with_the_reason(
     agent, runner, _, _ = await make_agent()
     runner.refuse[JOB] = FileNotFoundError("/bin/sh not found")
     await agent.apply([assigned()])
-    assert agent.reports.pending == [JobFinished(JOB, NOW, error_message="could not start: /bin/sh not found")]
+    assert agent.reports.pending == [
+        JobFinished(JOB, NOW, error_message="could not start: /bin/sh not found")
+    ]
     await agent.apply([assigned()])
     assert len(agent.reports.pending) == 1  # not retried on the next poll
 

@@ -20,8 +20,14 @@ class FakeNvml:
     class NVMLError(Exception):
         pass
 
-    def __init__(self, *, as_bytes: bool = False, fail_init: bool = False, count: int = 2,
-                 power_unsupported: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        as_bytes: bool = False,
+        fail_init: bool = False,
+        count: int = 2,
+        power_unsupported: bool = False,
+    ) -> None:
         self.as_bytes, self.fail_init, self.count = as_bytes, fail_init, count
         self.power_unsupported = power_unsupported
         self.initialised = False
@@ -77,7 +83,9 @@ def test_discovers_devices_whatever_the_binding_returns(as_bytes):
     driver, devices = NvmlBackend(nv).discover()
     assert driver == "550.54.15"
     assert [(d.index, d.model, d.memory_total_mb) for d in devices] == [
-        (0, "NVIDIA H100 80GB HBM3", 81559), (1, "NVIDIA H100 80GB HBM3", 81559)]
+        (0, "NVIDIA H100 80GB HBM3", 81559),
+        (1, "NVIDIA H100 80GB HBM3", 81559),
+    ]
     assert devices[1].uuid == "GPU-00000001-aaaa-bbbb-cccc-dddddddddddd"
 
 

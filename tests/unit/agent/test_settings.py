@@ -46,9 +46,16 @@ def test_defaults(env):
     env.setenv("GPUFLEET_AGENT_GPU_BACKEND", "simulated")
     s = AgentSettings()
     assert (s.agent_sim_gpu_count, s.agent_sim_gpu_model, s.agent_sim_gpu_memory_mb) == (
-        2, "NVIDIA A100-SXM4-80GB", 81920)
-    assert (s.agent_poll_seconds, s.agent_metrics_interval_seconds, s.agent_output_tail_bytes,
-            s.agent_kill_grace_seconds) == (0.5, 5.0, 4096, 10.0)
+        2,
+        "NVIDIA A100-SXM4-80GB",
+        81920,
+    )
+    assert (
+        s.agent_poll_seconds,
+        s.agent_metrics_interval_seconds,
+        s.agent_output_tail_bytes,
+        s.agent_kill_grace_seconds,
+    ) == (0.5, 5.0, 4096, 10.0)
     assert s.agent_organization_id is None and s.agent_provider == "on-prem" and not s.agent_is_spot
     assert s.agent_hostname
 

@@ -21,8 +21,11 @@ def test_uuids_are_stable_per_host_and_index():
 def test_devices_report_the_configured_model_and_memory():
     driver, devices = SimulatedBackend(3, "Sim X", 1000, "h").discover()
     assert driver == "simulated"
-    assert [(d.index, d.model, d.memory_total_mb) for d in devices] == [(0, "Sim X", 1000), (1, "Sim X", 1000),
-                                                                       (2, "Sim X", 1000)]
+    assert [(d.index, d.model, d.memory_total_mb) for d in devices] == [
+        (0, "Sim X", 1000),
+        (1, "Sim X", 1000),
+        (2, "Sim X", 1000),
+    ]
 
 
 def test_readings_are_deterministic_for_the_same_history():

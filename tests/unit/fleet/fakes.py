@@ -69,7 +69,9 @@ class FakeUnit:
         self.nodes[node.id] = copy.deepcopy(node)
 
     async def stale_nodes(self, heard_before: datetime, limit: int) -> list[Node]:
-        stale = [n for n in self.store.nodes.values() if n.status == "online" and n.last_heartbeat < heard_before]
+        stale = [
+            n for n in self.store.nodes.values() if n.status == "online" and n.last_heartbeat < heard_before
+        ]
         return [copy.deepcopy(n) for n in stale][:limit]
 
     async def gpus_of_node(self, node_id: UUID) -> list[Gpu]:
@@ -90,9 +92,13 @@ class FakeUnit:
         self.gpus[gpu.id] = copy.deepcopy(gpu)
 
     async def visible_gpus(self, status: str | None, gpu_type: str | None) -> list[Gpu]:
-        return [g for g in self.store.gpus.values()
-                if (self.system or g.organization_id in (None, self.org_id))
-                and (not status or g.status == status) and (not gpu_type or g.gpu_type == gpu_type)]
+        return [
+            g
+            for g in self.store.gpus.values()
+            if (self.system or g.organization_id in (None, self.org_id))
+            and (not status or g.status == status)
+            and (not gpu_type or g.gpu_type == gpu_type)
+        ]
 
     async def claim(self, consumer: str, event_id: UUID) -> bool:
         key = (consumer, event_id)

@@ -20,18 +20,33 @@ from shared.events import Envelope
 from .fakes import FakeStore
 
 L4 = GpuType("l4", "NVIDIA", "NVIDIA L4", 24576, ("NVIDIA L4",), Decimal("0.7000"), Decimal("0.3500"))
-POLICY = handlers.RegistrationPolicy(unknown_gpu_price_per_hour=Decimal("0.2500"), heartbeat_interval_seconds=5)
+POLICY = handlers.RegistrationPolicy(
+    unknown_gpu_price_per_hour=Decimal("0.2500"), heartbeat_interval_seconds=5
+)
 TIMEOUT = timedelta(seconds=30)
 
 
-def register_cmd(hostname: str = "node-a", models: tuple[str, ...] = ("NVIDIA L4", "Mystery GPU"),
-                 uuids: tuple[str, ...] | None = None, org=None) -> commands.RegisterNode:
+def register_cmd(
+    hostname: str = "node-a",
+    models: tuple[str, ...] = ("NVIDIA L4", "Mystery GPU"),
+    uuids: tuple[str, ...] | None = None,
+    org=None,
+) -> commands.RegisterNode:
     uuids = uuids or tuple(f"GPU-{hostname}-{i}" for i in range(len(models)))
-    return commands.RegisterNode(NodeRegistration(
-        hostname=hostname, provider="aws", gpu_backend="nvml", driver_version="550", agent_version="1",
-        organization_id=org, is_spot=False,
-        gpus=tuple(ReportedGpu(i, u, m, 24576) for i, (u, m) in enumerate(zip(uuids, models, strict=True))),
-    ))
+    return commands.RegisterNode(
+        NodeRegistration(
+            hostname=hostname,
+            provider="aws",
+            gpu_backend="nvml",
+            driver_version="550",
+            agent_version="1",
+            organization_id=org,
+            is_spot=False,
+            gpus=tuple(
+                ReportedGpu(i, u, m, 24576) for i, (u, m) in enumerate(zip(uuids, models, strict=True))
+            ),
+        )
+    )
 
 
 @pytest.fixture
@@ -42,7 +57,9 @@ def store() -> FakeStore:
 async def test_register_prices_known_and_unknown_models_and_announces_each_gpu(store: FakeStore) -> None:
     done = await handlers.register_node(register_cmd(), store, POLICY)
     assert [(g.index, g.gpu_type, g.cost_per_hour) for g in done.gpus] == [
-        (0, "l4", Decimal("0.7000")), (1, "unknown", Decimal("0.2500"))]
+        (0, "l4", Decimal("0.7000")),
+        (1, "unknown", Decimal("0.2500")),
+    ]
     assert done.heartbeat_interval_seconds == 5
     assert [type(e) for e in store.published] == [GpuRegistered, GpuRegistered]
     assert {e.gpu.gpu_id for e in store.published} == {g.gpu_id for g in done.gpus}
@@ -86,7 +103,9 @@ async def test_silent_node_goes_offline_and_comes_back_with_its_gpus(store: Fake
     unhealthy = done.gpus[1].gpu_id
     assert await handlers.heartbeat(commands.Heartbeat(done.node_id, frozenset({unhealthy})), store)
     assert store.nodes[done.node_id].status == "online"
-    assert store.gpus[done.gpus[0].gpu_id].status == "available" and store.gpus[unhealthy].status == "unhealthy"
+    assert (
+        store.gpus[done.gpus[0].gpu_id].status == "available" and store.gpus[unhealthy].status == "unhealthy"
+    )
     assert [e.gpu.status for e in store.published[2:]] == ["offline", "offline", "available", "unhealthy"]
     assert all(isinstance(e, GpuStatusChanged) for e in store.published[2:])
 
@@ -94,19 +113,33 @@ async def test_silent_node_goes_offline_and_comes_back_with_its_gpus(store: Fake
 def job_event(event_type: str, job_id, gpu_ids, memory_mb: int = 8000) -> Envelope:
     now = datetime.now(UTC)
     snapshot = jobs.JobSnapshotV1(
-        job_id=job_id, organization_id=uuid4(), status="scheduled", command="true", gpu_count=len(gpu_ids),
-        gpu_memory_mb=memory_mb, priority=0, created_at=now,
-        allocation=[jobs.GpuAllocationV1(gpu_id=g, gpu_index=i, gpu_type="l4", cost_per_hour=Decimal("0.7"))
-                    for i, g in enumerate(gpu_ids)],
+        job_id=job_id,
+        organization_id=uuid4(),
+        status="scheduled",
+        command="true",
+        gpu_count=len(gpu_ids),
+        gpu_memory_mb=memory_mb,
+        priority=0,
+        created_at=now,
+        allocation=[
+            jobs.GpuAllocationV1(gpu_id=g, gpu_index=i, gpu_type="l4", cost_per_hour=Decimal("0.7"))
+            for i, g in enumerate(gpu_ids)
+        ],
     )
     return Envelope(type=event_type, source="test", data=jobs.JobEventV1(job=snapshot))
 
 
-@pytest.mark.parametrize(("event_type", "kind"), [
-    (jobs.JOB_SUBMITTED, commands.NoOp), (jobs.JOB_SCHEDULED, commands.OccupyGpus),
-    (jobs.JOB_STARTED, commands.NoOp), (jobs.JOB_SUCCEEDED, commands.ReleaseGpus),
-    (jobs.JOB_FAILED, commands.ReleaseGpus), (jobs.JOB_CANCELLED, commands.ReleaseGpus),
-])
+@pytest.mark.parametrize(
+    ("event_type", "kind"),
+    [
+        (jobs.JOB_SUBMITTED, commands.NoOp),
+        (jobs.JOB_SCHEDULED, commands.OccupyGpus),
+        (jobs.JOB_STARTED, commands.NoOp),
+        (jobs.JOB_SUCCEEDED, commands.ReleaseGpus),
+        (jobs.JOB_FAILED, commands.ReleaseGpus),
+        (jobs.JOB_CANCELLED, commands.ReleaseGpus),
+    ],
+)
 def test_job_events_translate_to_commands(event_type: str, kind: type) -> None:
     gpu_id = uuid4()
     cmd = to_command(job_event(event_type, uuid4(), [gpu_id]))
@@ -122,10 +155,20 @@ async def test_job_events_occupy_and_free_gpus_once(store: FakeStore) -> None:
     assert await handlers.apply_job_command(to_command(scheduled), store)
     assert not await handlers.apply_job_command(to_command(scheduled), store)  # redelivered
     gpu = store.gpus[gpu_id]
-    assert (gpu.in_use, gpu.status, gpu.current_job_id, gpu.memory_allocated_mb) == (True, "allocated", job_id, 8000)
+    assert (gpu.in_use, gpu.status, gpu.current_job_id, gpu.memory_allocated_mb) == (
+        True,
+        "allocated",
+        job_id,
+        8000,
+    )
     assert await handlers.apply_job_command(to_command(job_event(jobs.JOB_FAILED, job_id, [gpu_id])), store)
     gpu = store.gpus[gpu_id]
-    assert (gpu.in_use, gpu.status, gpu.current_job_id, gpu.memory_allocated_mb) == (False, "available", None, 0)
+    assert (gpu.in_use, gpu.status, gpu.current_job_id, gpu.memory_allocated_mb) == (
+        False,
+        "available",
+        None,
+        0,
+    )
     assert len(store.published) == 2  # allocation is never re-published
 
 

@@ -18,8 +18,13 @@ NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
 def registration(**overrides) -> NodeRegistration:
     base = NodeRegistration(
-        hostname="node-a", provider="", gpu_backend="simulated", driver_version=" 550.54 ", agent_version="",
-        organization_id=None, is_spot=False,
+        hostname="node-a",
+        provider="",
+        gpu_backend="simulated",
+        driver_version=" 550.54 ",
+        agent_version="",
+        organization_id=None,
+        is_spot=False,
         gpus=(ReportedGpu(0, "GPU-aaa", "NVIDIA L4", 24576), ReportedGpu(1, "GPU-bbb", "NVIDIA L4", 24576)),
     )
     return replace(base, **overrides)
@@ -45,7 +50,12 @@ def reregister(gpu: Gpu, price: str = "0.7000") -> Gpu:
 class TestRegistration:
     def test_fills_defaults_and_trims(self) -> None:
         reg = registration(hostname="  node-a ").validated()
-        assert (reg.hostname, reg.provider, reg.driver_version, reg.agent_version) == ("node-a", "on-prem", "550.54", None)
+        assert (reg.hostname, reg.provider, reg.driver_version, reg.agent_version) == (
+            "node-a",
+            "on-prem",
+            "550.54",
+            None,
+        )
 
     @pytest.mark.parametrize(
         ("overrides", "field"),
@@ -94,11 +104,19 @@ class TestGpuRegistration:
         (event,) = gpu.pull_events()
         assert event.gpu.cost_per_hour == Decimal("0.9000") and event.gpu.revision == 2
 
-    @pytest.mark.parametrize(("before", "in_use", "after"), [
-        ("offline", False, "available"), ("unhealthy", False, "available"), ("offline", True, "allocated"),
-        ("allocated", True, "allocated"), ("draining", False, "draining"),
-    ])
-    def test_reregistered_gpu_comes_back_usable_unless_held_or_drained(self, before: str, in_use: bool, after: str) -> None:
+    @pytest.mark.parametrize(
+        ("before", "in_use", "after"),
+        [
+            ("offline", False, "available"),
+            ("unhealthy", False, "available"),
+            ("offline", True, "allocated"),
+            ("allocated", True, "allocated"),
+            ("draining", False, "draining"),
+        ],
+    )
+    def test_reregistered_gpu_comes_back_usable_unless_held_or_drained(
+        self, before: str, in_use: bool, after: str
+    ) -> None:
         gpu = new_gpu(status=before, in_use=in_use)
         reregister(gpu)
         assert gpu.status == after
@@ -144,10 +162,20 @@ class TestAllocation:
     def test_occupy_and_release_are_not_published(self) -> None:
         gpu, job = new_gpu(), uuid4()
         assert gpu.occupy(job, 4096, NOW)
-        assert (gpu.status, gpu.in_use, gpu.current_job_id, gpu.memory_allocated_mb) == ("allocated", True, job, 4096)
+        assert (gpu.status, gpu.in_use, gpu.current_job_id, gpu.memory_allocated_mb) == (
+            "allocated",
+            True,
+            job,
+            4096,
+        )
         assert not gpu.occupy(job, 4096, NOW)  # the same event again
         assert gpu.release(job, NOW)
-        assert (gpu.status, gpu.in_use, gpu.current_job_id, gpu.memory_allocated_mb) == ("available", False, None, 0)
+        assert (gpu.status, gpu.in_use, gpu.current_job_id, gpu.memory_allocated_mb) == (
+            "available",
+            False,
+            None,
+            0,
+        )
         assert gpu.pull_events() == [] and gpu.revision == 1
 
     def test_occupying_an_unhealthy_gpu_keeps_its_health_status(self) -> None:

@@ -7,8 +7,14 @@ from services.gateway.domain.fields import field_message, field_name
 
 @pytest.mark.parametrize(
     ("loc", "expected"),
-    [(("body", "gpu_count"), "gpu_count"), (("body", "events", 0), "events[0]"), (("query", "limit"), "limit"),
-     (("body",), None), (("body", "a", "b"), "a.b"), (("header", "idempotency-key"), "idempotency-key")],
+    [
+        (("body", "gpu_count"), "gpu_count"),
+        (("body", "events", 0), "events[0]"),
+        (("query", "limit"), "limit"),
+        (("body",), None),
+        (("body", "a", "b"), "a.b"),
+        (("header", "idempotency-key"), "idempotency-key"),
+    ],
 )
 def test_field_name(loc, expected):
     assert field_name(loc) == expected

@@ -24,7 +24,9 @@ def test_every_operation_declares_its_answers_and_errors_are_problems():
             assert ok, f"{method} {path} declares no success"
             for code in ok:
                 if code != "204":
-                    assert "$ref" in json.dumps(codes[code]["content"]), f"{method} {path} has no response model"
+                    assert "$ref" in json.dumps(codes[code]["content"]), (
+                        f"{method} {path} has no response model"
+                    )
             for code, response in codes.items():
                 if int(code) >= 400:
                     assert list(response["content"]) == ["application/problem+json"], (method, path, code)

@@ -10,10 +10,22 @@ from shared.errors import ErrorCode
 
 @pytest.mark.parametrize(
     ("grpc_status", "http_status"),
-    [("INVALID_ARGUMENT", 422), ("NOT_FOUND", 404), ("ALREADY_EXISTS", 409), ("FAILED_PRECONDITION", 409),
-     ("UNAUTHENTICATED", 401), ("PERMISSION_DENIED", 403), ("UNAVAILABLE", 503), ("DEADLINE_EXCEEDED", 503),
-     ("INTERNAL", 502), ("UNKNOWN", 502), ("RESOURCE_EXHAUSTED", 502), ("UNIMPLEMENTED", 502),
-     ("DATA_LOSS", 502), ("CANCELLED", 502)],
+    [
+        ("INVALID_ARGUMENT", 422),
+        ("NOT_FOUND", 404),
+        ("ALREADY_EXISTS", 409),
+        ("FAILED_PRECONDITION", 409),
+        ("UNAUTHENTICATED", 401),
+        ("PERMISSION_DENIED", 403),
+        ("UNAVAILABLE", 503),
+        ("DEADLINE_EXCEEDED", 503),
+        ("INTERNAL", 502),
+        ("UNKNOWN", 502),
+        ("RESOURCE_EXHAUSTED", 502),
+        ("UNIMPLEMENTED", 502),
+        ("DATA_LOSS", 502),
+        ("CANCELLED", 502),
+    ],
 )
 def test_grpc_status_to_http(grpc_status, http_status):
     assert problems.for_grpc_status(grpc_status).status == http_status
@@ -38,8 +50,16 @@ def test_only_client_errors_expose_their_detail():
     assert not problems.UPSTREAM_ERROR.exposes_detail and not problems.SERVICE_UNAVAILABLE.exposes_detail
 
 
-@pytest.mark.parametrize(("status", "slug"), [(404, "not-found"), (405, "method-not-allowed"), (400, "bad-request"),
-                                              (413, "http-413"), (599, "http-599")])
+@pytest.mark.parametrize(
+    ("status", "slug"),
+    [
+        (404, "not-found"),
+        (405, "method-not-allowed"),
+        (400, "bad-request"),
+        (413, "http-413"),
+        (599, "http-599"),
+    ],
+)
 def test_http_status_to_problem(status, slug):
     problem = problems.for_http_status(status)
     assert problem.status == status and problem.slug == slug and problem.title

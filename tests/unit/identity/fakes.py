@@ -82,7 +82,11 @@ class FakeUnitOfWork:
         return key if key and self._visible(key.organization_id) else None
 
     async def api_keys(self, organization_id: UUID) -> list[ApiKey]:
-        return [k for k in self.state.keys.values() if k.organization_id == organization_id and self._visible(k.organization_id)]
+        return [
+            k
+            for k in self.state.keys.values()
+            if k.organization_id == organization_id and self._visible(k.organization_id)
+        ]
 
     async def save_revocation(self, key: ApiKey) -> None:
         self.state.keys[key.id] = key
@@ -101,7 +105,9 @@ class FakeUnitOfWorkFactory:
         self.units = 0
 
     @asynccontextmanager
-    async def __call__(self, *, org_id: UUID | None = None, system: bool = False) -> AsyncIterator[FakeUnitOfWork]:
+    async def __call__(
+        self, *, org_id: UUID | None = None, system: bool = False
+    ) -> AsyncIterator[FakeUnitOfWork]:
         if org_id is None and not system:
             raise ValueError("a unit needs a tenant or system=True")
         self.units += 1

@@ -28,12 +28,20 @@ async def new_org(uow: FakeUnitOfWorkFactory, email: str = "Owner@Example.com", 
 async def test_create_organization_makes_owner_and_default_key_and_audits(uow) -> None:
     done = await new_org(uow)
     assert done.organization.name == "Acme" and done.owner.email == "owner@example.com"
-    assert done.api_key.key.name == "default" and done.api_key.key.scopes == ("admin", "jobs:read", "jobs:write")
+    assert done.api_key.key.name == "default" and done.api_key.key.scopes == (
+        "admin",
+        "jobs:read",
+        "jobs:write",
+    )
     stored = uow.state.keys[done.api_key.key.id]
     assert stored.key_hash == hash_key(done.api_key.secret)
     assert uow.state.memberships == [Membership(done.owner.id, done.organization.id, Role.OWNER)]
     assert [e.action for e in uow.state.audit] == [
-        "organization.created", "user.created", "member.added", "api_key.created"]
+        "organization.created",
+        "user.created",
+        "member.added",
+        "api_key.created",
+    ]
     assert all(e.actor_user_id is None and e.organization_id == done.organization.id for e in uow.state.audit)
 
 
@@ -41,7 +49,9 @@ async def test_an_existing_user_is_reused_by_email(uow) -> None:
     first = await new_org(uow, "ada@example.com")
     second = await new_org(uow, " ADA@example.com", name="Other")
     assert second.owner.id == first.owner.id
-    assert "user.created" not in [e.action for e in uow.state.audit if e.organization_id == second.organization.id]
+    assert "user.created" not in [
+        e.action for e in uow.state.audit if e.organization_id == second.organization.id
+    ]
 
 
 async def test_invalid_organization_input_writes_nothing(uow) -> None:
@@ -56,7 +66,11 @@ async def test_authenticate_returns_the_principal_and_records_use_once_a_minute(
     done = await new_org(uow)
     p = await handlers.authenticate(commands.Authenticate(done.api_key.secret), uow)
     assert (p.organization_id, p.user_id, p.role, p.api_key_id) == (
-        done.organization.id, done.owner.id, Role.OWNER, done.api_key.key.id)
+        done.organization.id,
+        done.owner.id,
+        Role.OWNER,
+        done.api_key.key.id,
+    )
     await handlers.authenticate(commands.Authenticate(done.api_key.secret), uow)
     assert uow.state.key_use_writes == 1
     uow.clock += timedelta(seconds=61)
@@ -68,11 +82,20 @@ async def test_authenticate_returns_the_principal_and_records_use_once_a_minute(
 async def test_every_bad_key_fails_with_one_message(uow) -> None:
     done = await new_org(uow)
     expiring = await handlers.create_api_key(
-        commands.CreateApiKey(await handlers.authenticate(commands.Authenticate(done.api_key.secret), uow),
-                              "short", expires_in_seconds=10), uow)
+        commands.CreateApiKey(
+            await handlers.authenticate(commands.Authenticate(done.api_key.secret), uow),
+            "short",
+            expires_in_seconds=10,
+        ),
+        uow,
+    )
     uow.clock += timedelta(seconds=10)
     revoked = await handlers.create_api_key(
-        commands.CreateApiKey(await handlers.authenticate(commands.Authenticate(done.api_key.secret), uow), "r"), uow)
+        commands.CreateApiKey(
+            await handlers.authenticate(commands.Authenticate(done.api_key.secret), uow), "r"
+        ),
+        uow,
+    )
     uow.state.keys[revoked.key.id] = revoked.key.revoked(uow.clock)
     unknown = "gpf_" + "x" * 40
     for candidate in ("", "garbage", unknown, expiring.secret, revoked.secret):
@@ -94,7 +117,10 @@ async def test_create_api_key_rules(uow) -> None:
     ci = await handlers.create_api_key(commands.CreateApiKey(owner, " ci ", ("jobs:read",), 3600), uow)
     assert ci.key.name == "ci" and ci.key.scopes == ("jobs:read",)
     assert ci.key.expires_at == uow.clock + timedelta(hours=1) and ci.key.user_id == owner.user_id
-    assert uow.state.audit[-1].action == "api_key.created" and uow.state.audit[-1].actor_api_key_id == owner.api_key_id
+    assert (
+        uow.state.audit[-1].action == "api_key.created"
+        and uow.state.audit[-1].actor_api_key_id == owner.api_key_id
+    )
 
     narrow = await handlers.authenticate(commands.Authenticate(ci.secret), uow)
     with pytest.raises(PermissionDenied):  # no admin scope
@@ -102,8 +128,11 @@ async def test_create_api_key_rules(uow) -> None:
     for role in (Role.MEMBER, Role.VIEWER):
         with pytest.raises(PermissionDenied):
             await handlers.create_api_key(commands.CreateApiKey(replace(owner, role=role), "x"), uow)
-    for bad in (commands.CreateApiKey(owner, ""), commands.CreateApiKey(owner, "x", ("nope",)),
-                commands.CreateApiKey(owner, "x", (), -5)):
+    for bad in (
+        commands.CreateApiKey(owner, ""),
+        commands.CreateApiKey(owner, "x", ("nope",)),
+        commands.CreateApiKey(owner, "x", (), -5),
+    ):
         with pytest.raises(InvalidArgument):
             await handlers.create_api_key(bad, uow)
 

@@ -44,9 +44,18 @@ def test_injected_randomness_is_used_and_checked() -> None:
         generate_key(lambda n: "short")
 
 
-@pytest.mark.parametrize("candidate", [
-    "", "gpf_", "gpf_" + "a" * 39, "gpf_" + "a" * 41, "xyz_" + "a" * 40, "gpf_" + "a" * 39 + "=",
-    "gpf_" + "a" * 39 + " ", "GPF_" + "a" * 40,
-])
+@pytest.mark.parametrize(
+    "candidate",
+    [
+        "",
+        "gpf_",
+        "gpf_" + "a" * 39,
+        "gpf_" + "a" * 41,
+        "xyz_" + "a" * 40,
+        "gpf_" + "a" * 39 + "=",
+        "gpf_" + "a" * 39 + " ",
+        "GPF_" + "a" * 40,
+    ],
+)
 def test_malformed_candidates_are_recognised(candidate: str) -> None:
     assert not well_formed(candidate)

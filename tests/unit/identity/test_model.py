@@ -15,13 +15,27 @@ NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def key(**overrides) -> ApiKey:
-    fields = {"id": uuid4(), "organization_id": uuid4(), "user_id": uuid4(), "name": "k", "prefix": "gpf_abcdefgh",
-              "key_hash": "0" * 64, "scopes": model.SCOPES, "created_at": NOW}
+    fields = {
+        "id": uuid4(),
+        "organization_id": uuid4(),
+        "user_id": uuid4(),
+        "name": "k",
+        "prefix": "gpf_abcdefgh",
+        "key_hash": "0" * 64,
+        "scopes": model.SCOPES,
+        "created_at": NOW,
+    }
     return ApiKey(**{**fields, **overrides})
 
 
 def principal(role: Role = Role.OWNER, scopes: tuple[str, ...] = model.SCOPES, **overrides) -> Principal:
-    fields = {"organization_id": uuid4(), "user_id": uuid4(), "role": role, "api_key_id": uuid4(), "scopes": scopes}
+    fields = {
+        "organization_id": uuid4(),
+        "user_id": uuid4(),
+        "role": role,
+        "api_key_id": uuid4(),
+        "scopes": scopes,
+    }
     return Principal(**{**fields, **overrides})
 
 
@@ -36,8 +50,16 @@ def test_organization_name_is_trimmed_and_bounded() -> None:
 
 def test_email_is_lowercased_and_checked() -> None:
     assert model.email_address("  Ada.Lovelace@Example.COM ") == "ada.lovelace@example.com"
-    for bad in ("", "ada", "ada@", "@example.com", "ada@example", "a da@example.com", "a@b@example.com",
-                "a" * 250 + "@example.com"):
+    for bad in (
+        "",
+        "ada",
+        "ada@",
+        "@example.com",
+        "ada@example",
+        "a da@example.com",
+        "a@b@example.com",
+        "a" * 250 + "@example.com",
+    ):
         with pytest.raises(InvalidArgument) as err:
             model.email_address(bad)
         assert err.value.field == "owner_email"

@@ -79,14 +79,26 @@ class FakeUnitOfWork:
         return len(new)
 
     async def deliveries(self, webhook_id: UUID | None, job_id: UUID | None, limit: int) -> list[Delivery]:
-        found = [copy.deepcopy(d) for d in self.store.deliveries.values() if self._visible(d.organization_id)
-                 and (webhook_id is None or d.webhook_id == webhook_id) and (job_id is None or d.job_id == job_id)]
+        found = [
+            copy.deepcopy(d)
+            for d in self.store.deliveries.values()
+            if self._visible(d.organization_id)
+            and (webhook_id is None or d.webhook_id == webhook_id)
+            and (job_id is None or d.job_id == job_id)
+        ]
         return found[:limit]
 
     async def claim_due(self, limit: int, lease: timedelta) -> list[DueDelivery]:
-        due = sorted((d for d in self.store.deliveries.values() if d.status is DeliveryStatus.PENDING
-                      and d.next_attempt_at is not None and d.next_attempt_at <= self.store.now),
-                     key=lambda d: d.next_attempt_at or self.store.now)[:limit]
+        due = sorted(
+            (
+                d
+                for d in self.store.deliveries.values()
+                if d.status is DeliveryStatus.PENDING
+                and d.next_attempt_at is not None
+                and d.next_attempt_at <= self.store.now
+            ),
+            key=lambda d: d.next_attempt_at or self.store.now,
+        )[:limit]
         out = []
         for d in due:
             d.next_attempt_at = self.store.now + lease
@@ -94,8 +106,11 @@ class FakeUnitOfWork:
                 out.append(DueDelivery(copy.deepcopy(d), self.store.secrets.get(d.organization_id), True))
             else:
                 hook = self.store.webhooks.get(d.webhook_id)
-                out.append(DueDelivery(copy.deepcopy(d), hook.signing_secret if hook else None,
-                                       bool(hook and hook.is_active)))
+                out.append(
+                    DueDelivery(
+                        copy.deepcopy(d), hook.signing_secret if hook else None, bool(hook and hook.is_active)
+                    )
+                )
         return out
 
     async def delivery(self, delivery_id: UUID, *, for_update: bool = False) -> Delivery | None:
@@ -106,8 +121,11 @@ class FakeUnitOfWork:
         self.store.deliveries[delivery.id] = copy.deepcopy(delivery)
 
     async def seconds_until_next_due(self) -> float | None:
-        times = [d.next_attempt_at for d in self.store.deliveries.values()
-                 if d.status is DeliveryStatus.PENDING and d.next_attempt_at]
+        times = [
+            d.next_attempt_at
+            for d in self.store.deliveries.values()
+            if d.status is DeliveryStatus.PENDING and d.next_attempt_at
+        ]
         return (min(times) - self.store.now).total_seconds() if times else None
 
 
@@ -116,7 +134,9 @@ class FakeUnitOfWorkFactory:
         self.store = store or Store()
 
     @asynccontextmanager
-    async def __call__(self, *, org_id: UUID | None = None, system: bool = False) -> AsyncIterator[FakeUnitOfWork]:
+    async def __call__(
+        self, *, org_id: UUID | None = None, system: bool = False
+    ) -> AsyncIterator[FakeUnitOfWork]:
         assert org_id is not None or system
         yield FakeUnitOfWork(self.store, org_id, system)
         self.store.commits += 1

@@ -44,6 +44,11 @@ def test_empty_subscription_means_every_event() -> None:
 
 
 def test_body_has_type_rfc3339_timestamp_and_data() -> None:
-    body = webhook_body("job.failed", datetime(2025, 3, 1, 12, 0, 5, tzinfo=UTC), {"job_id": "j", "exit_code": 2})
-    assert json.loads(body) == {"type": "job.failed", "timestamp": "2025-03-01T12:00:05Z",
-                                "data": {"job_id": "j", "exit_code": 2}}
+    body = webhook_body(
+        "job.failed", datetime(2025, 3, 1, 12, 0, 5, tzinfo=UTC), {"job_id": "j", "exit_code": 2}
+    )
+    assert json.loads(body) == {
+        "type": "job.failed",
+        "timestamp": "2025-03-01T12:00:05Z",
+        "data": {"job_id": "j", "exit_code": 2},
+    }

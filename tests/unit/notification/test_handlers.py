@@ -30,11 +30,21 @@ def deps(uow: FakeUnitOfWorkFactory | None = None) -> Dependencies:
 
 
 def job_event(event_type: str = jobs.JOB_SUCCEEDED, webhook_url: str | None = None, org=ORG) -> Envelope:
-    snapshot = jobs.JobSnapshotV1(job_id=uuid.uuid4(), organization_id=org, status="succeeded", command="true",
-                                  gpu_count=1, gpu_memory_mb=0, priority=0, webhook_url=webhook_url,
-                                  created_at=datetime(2025, 1, 1, tzinfo=UTC), exit_code=0)
-    return Envelope(type=event_type, source="scheduler", data=jobs.JobEventV1(job=snapshot),
-                    organization_id=str(org))
+    snapshot = jobs.JobSnapshotV1(
+        job_id=uuid.uuid4(),
+        organization_id=org,
+        status="succeeded",
+        command="true",
+        gpu_count=1,
+        gpu_memory_mb=0,
+        priority=0,
+        webhook_url=webhook_url,
+        created_at=datetime(2025, 1, 1, tzinfo=UTC),
+        exit_code=0,
+    )
+    return Envelope(
+        type=event_type, source="scheduler", data=jobs.JobEventV1(job=snapshot), organization_id=str(org)
+    )
 
 
 async def add_hook(d: Dependencies, url: str, events: tuple[str, ...] = (), org=ORG) -> Webhook:
@@ -102,14 +112,25 @@ async def test_worker_signs_retries_and_disables_a_failing_webhook() -> None:
     created = await handlers.create_webhook(commands.CreateWebhook(ORG, "http://a.example/"), d)
     store = d.uow.store
     sender = FakeSender(*[SendResult(503, None, 5)] * 12)
-    worker = DeliveryWorker(d.uow, sender, RetryPolicy(base_seconds=1, max_attempts=12), d.wakeup, concurrency=4,
-                            rand=lambda: 1.0, clock=lambda: datetime.now(UTC))
+    worker = DeliveryWorker(
+        d.uow,
+        sender,
+        RetryPolicy(base_seconds=1, max_attempts=12),
+        d.wakeup,
+        concurrency=4,
+        rand=lambda: 1.0,
+        clock=lambda: datetime.now(UTC),
+    )
     await handlers.notify_job_event(to_command(job_event()), d)
     assert await worker.run_once() == 1
     _url, headers, body = sender.sent[0]
     Verifier(created.secret).verify(body, headers)  # raises if the signature is wrong
     (delivery,) = store.deliveries.values()
-    assert (delivery.status, delivery.attempts, delivery.last_error) == (DeliveryStatus.PENDING, 1, "HTTP 503")
+    assert (delivery.status, delivery.attempts, delivery.last_error) == (
+        DeliveryStatus.PENDING,
+        1,
+        "HTTP 503",
+    )
     assert delivery.next_attempt_at == store.now + timedelta(seconds=1)
     for _ in range(9):
         store.now += timedelta(hours=1)
@@ -120,5 +141,8 @@ async def test_worker_signs_retries_and_disables_a_failing_webhook() -> None:
     assert await worker.run_once() == 0  # not sent again: closed because its webhook is off
     (delivery,) = store.deliveries.values()
     assert (delivery.status, delivery.attempts, delivery.last_error) == (
-        DeliveryStatus.FAILED, 10, handlers.WEBHOOK_DISABLED)
+        DeliveryStatus.FAILED,
+        10,
+        handlers.WEBHOOK_DISABLED,
+    )
     assert {h["webhook-id"] for _, h, _ in sender.sent} == {str(delivery.id)}  # one id across retries

@@ -25,29 +25,45 @@ FAIL = SendResult(500, None, 30)
 
 
 def delivery() -> Delivery:
-    return Delivery(id=uuid.uuid4(), organization_id=uuid.uuid4(), webhook_id=uuid.uuid4(), url="http://x/",
-                    event_id=uuid.uuid4(), event_type="job.failed", job_id=uuid.uuid4(), payload=b"{}",
-                    next_attempt_at=T0)
+    return Delivery(
+        id=uuid.uuid4(),
+        organization_id=uuid.uuid4(),
+        webhook_id=uuid.uuid4(),
+        url="http://x/",
+        event_id=uuid.uuid4(),
+        event_type="job.failed",
+        job_id=uuid.uuid4(),
+        payload=b"{}",
+        next_attempt_at=T0,
+    )
 
 
 def webhook() -> Webhook:
-    return Webhook(id=uuid.uuid4(), organization_id=uuid.uuid4(), url="http://x/", events=(),
-                   signing_secret="whsec_AAAA")
+    return Webhook(
+        id=uuid.uuid4(), organization_id=uuid.uuid4(), url="http://x/", events=(), signing_secret="whsec_AAAA"
+    )
 
 
 def test_a_2xx_delivers() -> None:
     d = delivery()
     attempt = d.record_attempt(OK, T0, T0 + timedelta(seconds=1), POLICY, lambda: 1.0)
     assert (d.status, d.attempts, d.next_attempt_at, d.delivered_at) == (
-        DeliveryStatus.DELIVERED, 1, None, T0 + timedelta(seconds=1))
+        DeliveryStatus.DELIVERED,
+        1,
+        None,
+        T0 + timedelta(seconds=1),
+    )
     assert (attempt.attempt, attempt.response_status, attempt.error, attempt.at) == (1, 204, None, T0)
 
 
 def test_failures_back_off_then_give_up_at_max_attempts() -> None:
     d = delivery()
     d.record_attempt(FAIL, T0, T0, POLICY, lambda: 1.0)
-    assert (d.status, d.next_attempt_at, d.last_error) == (DeliveryStatus.PENDING, T0 + timedelta(seconds=5),
-                                                          "HTTP 500")
+    assert (d.status, d.next_attempt_at, d.last_error) == (
+        DeliveryStatus.PENDING,
+        T0 + timedelta(seconds=5),
+        "HTTP 500",
+    )
     d.record_attempt(SendResult(None, "timed out after 10 s", 10000), T0, T0, POLICY, lambda: 1.0)
     assert d.next_attempt_at == T0 + timedelta(seconds=10)
     d.record_attempt(FAIL, T0, T0, POLICY, lambda: 1.0)
@@ -102,7 +118,8 @@ def test_error_rate_is_a_moving_average() -> None:
     assert w.error_rate < 0.95
 
 
-@pytest.mark.parametrize(("role", "allowed"), [("owner", True), ("admin", True), ("member", False),
-                                               ("viewer", False), ("", False)])
+@pytest.mark.parametrize(
+    ("role", "allowed"), [("owner", True), ("admin", True), ("member", False), ("viewer", False), ("", False)]
+)
 def test_only_owners_and_admins_read_the_job_webhook_secret(role: str, allowed: bool) -> None:
     assert may_read_job_webhook_secret(role) is allowed

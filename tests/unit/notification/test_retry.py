@@ -30,8 +30,10 @@ def test_attempts_are_bounded() -> None:
     assert policy.exhausted(8)
 
 
-@pytest.mark.parametrize("kwargs", [{"base_seconds": 0}, {"factor": 0.5}, {"max_attempts": 0},
-                                    {"base_seconds": 10, "cap_seconds": 5}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"base_seconds": 0}, {"factor": 0.5}, {"max_attempts": 0}, {"base_seconds": 10, "cap_seconds": 5}],
+)
 def test_nonsense_policies_are_refused(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         RetryPolicy(**kwargs)

@@ -22,7 +22,7 @@ BODY = b'{"type":"job.succeeded","timestamp":"2025-01-01T00:00:00Z","data":{"job
 def test_secret_is_whsec_and_base64_of_enough_random_bytes() -> None:
     secret = generate_secret()
     assert secret.startswith("whsec_")
-    assert len(base64.b64decode(secret[len("whsec_"):])) == 32
+    assert len(base64.b64decode(secret[len("whsec_") :])) == 32
     assert generate_secret() != secret
     with pytest.raises(ValueError):
         generate_secret(16)
@@ -32,8 +32,11 @@ def test_the_reference_library_verifies_our_headers() -> None:
     secret = generate_secret()
     headers = signed_headers(secret, "3f8a7c1e-0000-4000-8000-000000000001", datetime.now(UTC), BODY)
     assert headers["webhook-signature"].startswith("v1,")
-    assert Webhook(secret).verify(BODY, headers) == {"type": "job.succeeded", "timestamp": "2025-01-01T00:00:00Z",
-                                                     "data": {"job_id": "x"}}
+    assert Webhook(secret).verify(BODY, headers) == {
+        "type": "job.succeeded",
+        "timestamp": "2025-01-01T00:00:00Z",
+        "data": {"job_id": "x"},
+    }
 
 
 @pytest.mark.parametrize("change", ["body", "id", "timestamp", "secret"])
@@ -58,7 +61,8 @@ def test_known_vector_from_the_specification() -> None:
     # The example used by the Standard Webhooks reference libraries' own tests.
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     assert signature(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}') == (
-        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
+        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    )
 
 
 @pytest.mark.parametrize("bad", ["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_", "whsec_***"])

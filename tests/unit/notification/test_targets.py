@@ -16,11 +16,29 @@ from services.notification.domain.targets import (
 from shared.errors import InvalidArgument
 
 
-@pytest.mark.parametrize("address", [
-    "127.0.0.1", "127.8.9.10", "::1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "fe80::1",
-    "fc00::1", "100.64.0.1", "0.0.0.0", "::", "224.0.0.1", "ff02::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
-    "198.18.0.1", "240.0.0.1",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "127.8.9.10",
+        "::1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "fe80::1",
+        "fc00::1",
+        "100.64.0.1",
+        "0.0.0.0",
+        "::",
+        "224.0.0.1",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "198.18.0.1",
+        "240.0.0.1",
+    ],
+)
 def test_non_public_addresses_are_forbidden(address: str) -> None:
     assert forbidden_address(ipaddress.ip_address(address))
 
@@ -46,15 +64,31 @@ def test_parse_target_defaults_ports_and_unbrackets_ipv6() -> None:
     assert (target.host, target.port) == ("2606:4700::1", 8080)
 
 
-@pytest.mark.parametrize("url", ["ftp://example.com/x", "example.com/hook", "http:///nohost",
-                                 "https://user:pw@example.com/", "http://example.com:99999/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://example.com/x",
+        "example.com/hook",
+        "http:///nohost",
+        "https://user:pw@example.com/",
+        "http://example.com:99999/",
+    ],
+)
 def test_parse_target_refuses_what_is_not_an_http_target(url: str) -> None:
     with pytest.raises(InvalidTarget):
         parse_target(url)
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/hook", "http://localhost/hook", "http://[::1]/x",
-                                 "http://169.254.169.254/latest/meta-data", "https://api.localhost/x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/hook",
+        "http://localhost/hook",
+        "http://[::1]/x",
+        "http://169.254.169.254/latest/meta-data",
+        "https://api.localhost/x",
+    ],
+)
 def test_registration_refuses_literal_private_targets_unless_allowed(url: str) -> None:
     with pytest.raises(InvalidArgument) as err:
         webhook_url(url, allow_private=False)
@@ -63,7 +97,9 @@ def test_registration_refuses_literal_private_targets_unless_allowed(url: str) -
 
 
 def test_registration_accepts_public_http_and_https() -> None:
-    assert webhook_url(" https://hooks.example.com/gpu ", allow_private=False) == "https://hooks.example.com/gpu"
+    assert (
+        webhook_url(" https://hooks.example.com/gpu ", allow_private=False) == "https://hooks.example.com/gpu"
+    )
     with pytest.raises(InvalidArgument, match="scheme"):
         webhook_url("gopher://example.com", allow_private=True)
     with pytest.raises(InvalidArgument, match="required"):

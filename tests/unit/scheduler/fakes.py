@@ -58,7 +58,9 @@ class FakeUnitOfWork:
         return self.clock.tick(0.001)
 
     async def add_job(self, job: Job) -> bool:
-        if job.idempotency_key and await self.job_by_idempotency_key(job.organization_id, job.idempotency_key):
+        if job.idempotency_key and await self.job_by_idempotency_key(
+            job.organization_id, job.idempotency_key
+        ):
             return False
         self.store.jobs[job.id] = _row(job)
         self.store.history[job.id] = []
@@ -76,13 +78,18 @@ class FakeUnitOfWork:
         out.history = list(self.store.history[job.id]) if with_history else []
         return out
 
-    async def get_job(self, job_id: UUID, *, for_update: bool = False, with_history: bool = False) -> Job | None:
+    async def get_job(
+        self, job_id: UUID, *, for_update: bool = False, with_history: bool = False
+    ) -> Job | None:
         job = self.store.jobs.get(job_id)
         return self._load(job, with_history) if job is not None and self._visible(job) else None
 
     async def list_jobs(self, status, before, limit):
-        jobs = sorted((j for j in self.store.jobs.values() if self._visible(j)),
-                      key=lambda j: (j.created_at, j.id), reverse=True)
+        jobs = sorted(
+            (j for j in self.store.jobs.values() if self._visible(j)),
+            key=lambda j: (j.created_at, j.id),
+            reverse=True,
+        )
         if status is not None:
             jobs = [j for j in jobs if j.status is status]
         if before is not None:
@@ -109,10 +116,19 @@ class FakeUnitOfWork:
         return [self._load(j, False) for j in queued[:limit]]
 
     async def free_gpus(self) -> list[FreeGpu]:
-        return [FreeGpu(g.gpu_id, g.node_id, g.device_index, g.gpu_type, g.memory_total_mb, g.cost_per_hour,
-                        g.organization_id)
-                for g in self.store.inventory.values()
-                if g.status == "available" and g.gpu_id not in self.store.allocations]
+        return [
+            FreeGpu(
+                g.gpu_id,
+                g.node_id,
+                g.device_index,
+                g.gpu_type,
+                g.memory_total_mb,
+                g.cost_per_hour,
+                g.organization_id,
+            )
+            for g in self.store.inventory.values()
+            if g.status == "available" and g.gpu_id not in self.store.allocations
+        ]
 
     async def hold_gpus(self, job: Job) -> None:
         for a in job.allocation:
@@ -129,8 +145,11 @@ class FakeUnitOfWork:
         return self._load(job, False) if job is not None and job.node_id == node_id else None
 
     async def live_jobs_on_node(self, node_id: UUID) -> list[Job]:
-        return [self._load(j, False) for j in self.store.jobs.values()
-                if j.node_id == node_id and j.status in (JobStatus.SCHEDULED, JobStatus.RUNNING)]
+        return [
+            self._load(j, False)
+            for j in self.store.jobs.values()
+            if j.node_id == node_id and j.status in (JobStatus.SCHEDULED, JobStatus.RUNNING)
+        ]
 
     async def upsert_gpu(self, gpu: InventoryGpu) -> bool:
         current = self.store.inventory.get(gpu.gpu_id)
@@ -153,7 +172,9 @@ class FakeUnitOfWorkFactory:
         self.units = 0
 
     @asynccontextmanager
-    async def __call__(self, *, org_id: UUID | None = None, system: bool = False) -> AsyncIterator[FakeUnitOfWork]:
+    async def __call__(
+        self, *, org_id: UUID | None = None, system: bool = False
+    ) -> AsyncIterator[FakeUnitOfWork]:
         assert org_id is not None or system, "a unit needs a tenant or the system scope"
         self.units += 1
         working = copy.deepcopy(self.store)
@@ -171,7 +192,9 @@ class FakeCatalog:
         return self._names
 
 
-def fake_dependencies(types: set[str] | None = None) -> tuple[Dependencies, FakeUnitOfWorkFactory, FakeCatalog]:
+def fake_dependencies(
+    types: set[str] | None = None,
+) -> tuple[Dependencies, FakeUnitOfWorkFactory, FakeCatalog]:
     uow = FakeUnitOfWorkFactory()
     catalog = FakeCatalog(types if types is not None else {"h100-80gb", "a100-40gb"})
     return Dependencies(uow=uow, catalog=catalog, wakeup=Wakeup()), uow, catalog

@@ -24,10 +24,21 @@ T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def finished_job() -> Job:
-    job = Job.submit(job_spec(command="echo", gpu_count=2, gpu_type="h100-80gb"), job_id=uuid.uuid4(),
-                     organization_id=uuid.uuid4(), user_id=uuid.uuid4(), at=T0)
-    job.schedule(uuid.uuid4(), (GpuAllocation(uuid.uuid4(), 3, "h100-80gb", Decimal("2.9900")),
-                                GpuAllocation(uuid.uuid4(), 5, "h100-80gb", Decimal("3.1000"))), T0 + timedelta(seconds=1))
+    job = Job.submit(
+        job_spec(command="echo", gpu_count=2, gpu_type="h100-80gb"),
+        job_id=uuid.uuid4(),
+        organization_id=uuid.uuid4(),
+        user_id=uuid.uuid4(),
+        at=T0,
+    )
+    job.schedule(
+        uuid.uuid4(),
+        (
+            GpuAllocation(uuid.uuid4(), 3, "h100-80gb", Decimal("2.9900")),
+            GpuAllocation(uuid.uuid4(), 5, "h100-80gb", Decimal("3.1000")),
+        ),
+        T0 + timedelta(seconds=1),
+    )
     job.start(None, now=T0 + timedelta(seconds=2))
     job.finish(Outcome(exit_code=2, output_tail="boom"), None, now=T0 + timedelta(seconds=10))
     return job
@@ -36,7 +47,12 @@ def finished_job() -> Job:
 def test_every_change_becomes_a_contract_event_with_the_snapshot_of_its_moment():
     job = finished_job()
     envelopes = [events.envelope(c) for c in job.events]
-    assert [e.type for e in envelopes] == [jobs.JOB_SUBMITTED, jobs.JOB_SCHEDULED, jobs.JOB_STARTED, jobs.JOB_FAILED]
+    assert [e.type for e in envelopes] == [
+        jobs.JOB_SUBMITTED,
+        jobs.JOB_SCHEDULED,
+        jobs.JOB_STARTED,
+        jobs.JOB_FAILED,
+    ]
     decoded = [decode(e.headers(), e.value(), jobs.EVENT_TYPES) for e in envelopes]
     scheduled = decoded[1].data
     assert scheduled.job.status == "scheduled" and scheduled.previous_status == "queued"
@@ -56,17 +72,33 @@ def test_job_and_assignment_messages():
     assert msg.finished_at.endswith("Z") and msg.gpu_ids == [str(g) for g in job.gpu_ids]
     assert list(job_message(job).history) == []
     assert list(assignment_message(job).gpu_indices) == [3, 5]
-    queued = Job.submit(job_spec(command="echo", gpu_count=1), job_id=uuid.uuid4(), organization_id=uuid.uuid4(),
-                        user_id=None, at=T0)
+    queued = Job.submit(
+        job_spec(command="echo", gpu_count=1),
+        job_id=uuid.uuid4(),
+        organization_id=uuid.uuid4(),
+        user_id=None,
+        at=T0,
+    )
     m = job_message(queued)
     assert not m.has_exit_code and m.node_id == "" and m.user_id == "" and m.scheduled_at == ""
 
 
 def test_fleet_snapshot_to_inventory():
-    snap = fleet.GpuSnapshotV1(gpu_id=uuid.uuid4(), node_id=uuid.uuid4(), node_name="n1", index=2, uuid="GPU-x",
-                               name="H100", gpu_type="h100-80gb", memory_total_mb=81559,
-                               cost_per_hour=Decimal("2.99"), provider="aws", status="available", revision=7,
-                               changed_at=T0)
+    snap = fleet.GpuSnapshotV1(
+        gpu_id=uuid.uuid4(),
+        node_id=uuid.uuid4(),
+        node_name="n1",
+        index=2,
+        uuid="GPU-x",
+        name="H100",
+        gpu_type="h100-80gb",
+        memory_total_mb=81559,
+        cost_per_hour=Decimal("2.99"),
+        provider="aws",
+        status="available",
+        revision=7,
+        changed_at=T0,
+    )
     gpu = to_inventory(snap)
     assert (gpu.device_index, gpu.memory_total_mb, gpu.revision, gpu.organization_id) == (2, 81559, 7, None)
 

@@ -18,11 +18,26 @@ from .fakes import fake_dependencies
 NODE = uuid.uuid4()
 
 
-def inventory_gpu(index: int, node: uuid.UUID = NODE, memory: int = 81920, revision: int = 1,
-                  status: str = "available", price: str = "2.9900") -> InventoryGpu:
-    return InventoryGpu(gpu_id=uuid.uuid5(node, str(index)), node_id=node, node_name="node-1", device_index=index,
-                        gpu_type="h100-80gb", memory_total_mb=memory, cost_per_hour=Decimal(price),
-                        organization_id=None, status=status, revision=revision)
+def inventory_gpu(
+    index: int,
+    node: uuid.UUID = NODE,
+    memory: int = 81920,
+    revision: int = 1,
+    status: str = "available",
+    price: str = "2.9900",
+) -> InventoryGpu:
+    return InventoryGpu(
+        gpu_id=uuid.uuid5(node, str(index)),
+        node_id=node,
+        node_name="node-1",
+        device_index=index,
+        gpu_type="h100-80gb",
+        memory_total_mb=memory,
+        cost_per_hour=Decimal(price),
+        organization_id=None,
+        status=status,
+        revision=revision,
+    )
 
 
 def submit(org: uuid.UUID, **kw) -> commands.SubmitJob:
@@ -94,18 +109,28 @@ async def test_list_jobs_pages_newest_first_with_status_filter():
     await handlers.submit_job(submit(uuid.uuid4()), deps)  # someone else's
     first = await handlers.list_jobs(commands.ListJobs(organization_id=org, limit=2), deps)
     assert [j.id for j in first.jobs] == ids[::-1][:2] and first.next_cursor
-    second = await handlers.list_jobs(commands.ListJobs(organization_id=org, limit=2, cursor=first.next_cursor), deps)
-    third = await handlers.list_jobs(commands.ListJobs(organization_id=org, limit=2, cursor=second.next_cursor), deps)
+    second = await handlers.list_jobs(
+        commands.ListJobs(organization_id=org, limit=2, cursor=first.next_cursor), deps
+    )
+    third = await handlers.list_jobs(
+        commands.ListJobs(organization_id=org, limit=2, cursor=second.next_cursor), deps
+    )
     assert [j.id for j in second.jobs + third.jobs] == ids[::-1][2:] and third.next_cursor is None
     await handlers.cancel_job(commands.CancelJob(organization_id=org, job_id=str(ids[0])), deps)
     cancelled = await handlers.list_jobs(commands.ListJobs(organization_id=org, status="cancelled"), deps)
     assert [j.id for j in cancelled.jobs] == [ids[0]]
 
 
-@pytest.mark.parametrize(("kw", "field"), [
-    ({"limit": 201}, "limit"), ({"limit": -1}, "limit"), ({"status": "done"}, "status"), ({"cursor": "%%%"}, "cursor"),
-    ({"cursor": "WyJ4IiwieSJd"}, "cursor"),
-])
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [
+        ({"limit": 201}, "limit"),
+        ({"limit": -1}, "limit"),
+        ({"status": "done"}, "status"),
+        ({"cursor": "%%%"}, "cursor"),
+        ({"cursor": "WyJ4IiwieSJd"}, "cursor"),
+    ],
+)
 async def test_list_jobs_rejects_bad_arguments(kw, field):
     deps, _, _ = fake_dependencies()
     with pytest.raises(InvalidArgument) as err:
@@ -164,10 +189,19 @@ async def test_agent_reports_run_the_job_to_the_end_and_release_the_gpus():
     await handlers.report_job_started(started, deps)
     await handlers.report_job_started(started, deps)  # duplicate: no second event
     deps.wakeup.clear()
-    finished = commands.ReportJobFinished(node_id=str(NODE), job_id=str(job.id), exit_code=0, output_tail="ok")
+    finished = commands.ReportJobFinished(
+        node_id=str(NODE), job_id=str(job.id), exit_code=0, output_tail="ok"
+    )
     await handlers.report_job_finished(finished, deps)
-    await handlers.report_job_finished(commands.ReportJobFinished(node_id=str(NODE), job_id=str(job.id), exit_code=1), deps)
-    assert [e.kind for e in uow.store.outbox if e.job.id == job.id] == ["submitted", "scheduled", "started", "succeeded"]
+    await handlers.report_job_finished(
+        commands.ReportJobFinished(node_id=str(NODE), job_id=str(job.id), exit_code=1), deps
+    )
+    assert [e.kind for e in uow.store.outbox if e.job.id == job.id] == [
+        "submitted",
+        "scheduled",
+        "started",
+        "succeeded",
+    ]
     assert uow.store.allocations == {}
     assert await deps.wakeup.wait(0)
     final = await handlers.get_job(commands.GetJob(organization_id=org, job_id=str(job.id)), deps)
@@ -182,10 +216,13 @@ async def test_reports_for_a_job_not_on_that_node_are_not_found():
     job = await _scheduled(deps, uuid.uuid4())
     for node, job_id in ((uuid.uuid4(), job.id), (NODE, uuid.uuid4())):
         with pytest.raises(NotFound):
-            await handlers.report_job_started(commands.ReportJobStarted(node_id=str(node), job_id=str(job_id)), deps)
+            await handlers.report_job_started(
+                commands.ReportJobStarted(node_id=str(node), job_id=str(job_id)), deps
+            )
         with pytest.raises(NotFound):
             await handlers.report_job_finished(
-                commands.ReportJobFinished(node_id=str(node), job_id=str(job_id), exit_code=0), deps)
+                commands.ReportJobFinished(node_id=str(node), job_id=str(job_id), exit_code=0), deps
+            )
     with pytest.raises(InvalidArgument):
         await handlers.get_assignments(commands.GetAssignments(node_id="node-1"), deps)
 
@@ -194,7 +231,9 @@ async def test_cancel_queued_at_once_and_terminal_refused():
     deps, uow, _ = fake_dependencies()
     org = uuid.uuid4()
     job = await handlers.submit_job(submit(org), deps)
-    cancelled = await handlers.cancel_job(commands.CancelJob(organization_id=org, job_id=str(job.id), reason="oops"), deps)
+    cancelled = await handlers.cancel_job(
+        commands.CancelJob(organization_id=org, job_id=str(job.id), reason="oops"), deps
+    )
     assert cancelled.status is JobStatus.CANCELLED
     assert [h.status for h in cancelled.history] == ["queued", "cancelled"]
     assert uow.store.outbox[-1].kind == "cancelled"
@@ -217,7 +256,8 @@ async def test_cancel_running_waits_for_the_agent():
     [assignment] = await handlers.get_assignments(commands.GetAssignments(node_id=str(NODE)), deps)
     assert assignment.cancel_requested
     await handlers.report_job_finished(
-        commands.ReportJobFinished(node_id=str(NODE), job_id=str(job.id), exit_code=143, cancelled=True), deps)
+        commands.ReportJobFinished(node_id=str(NODE), job_id=str(job.id), exit_code=143, cancelled=True), deps
+    )
     assert uow.store.outbox[-1].kind == "cancelled" and uow.store.allocations == {}
 
 
@@ -233,7 +273,9 @@ async def test_inventory_events_apply_once_and_in_revision_order():
     assert uow.store.inventory[gpu.gpu_id].status == "available"
     assert not await deps.wakeup.wait(0)  # nothing changed, nothing to reconsider
     newer = inventory_gpu(0, revision=6, status="draining")
-    await handlers.apply_gpu_change(commands.ApplyGpuChange(event_id=event_id, gpu=newer), deps)  # replayed id
+    await handlers.apply_gpu_change(
+        commands.ApplyGpuChange(event_id=event_id, gpu=newer), deps
+    )  # replayed id
     assert uow.store.inventory[gpu.gpu_id].revision == 5
     await handlers.apply_gpu_change(commands.ApplyGpuChange(event_id=uuid.uuid4(), gpu=newer), deps)
     assert uow.store.inventory[gpu.gpu_id].status == "draining"

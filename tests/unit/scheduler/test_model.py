@@ -54,22 +54,29 @@ def test_happy_path_to_succeeded_with_snapshots_per_event():
     job = scheduled_job(2)
     assert job.status is JobStatus.SCHEDULED and job.node_id == NODE and len(job.gpu_ids) == 2
     assert job.start(T0 + timedelta(seconds=2), now=T0 + timedelta(seconds=3))
-    assert job.finish(Outcome(exit_code=0, output_tail="done"), T0 + timedelta(seconds=9), now=T0 + timedelta(seconds=10))
+    assert job.finish(
+        Outcome(exit_code=0, output_tail="done"), T0 + timedelta(seconds=9), now=T0 + timedelta(seconds=10)
+    )
     assert job.status is JobStatus.SUCCEEDED and job.exit_code == 0
     assert kinds(job) == ["submitted", "scheduled", "started", "succeeded"]
     # each event carries the job as it was right after that change
     assert [e.job.status for e in job.events] == ["queued", "scheduled", "running", "succeeded"]
-    assert job.events[1].job.scheduled_at == T0 + timedelta(seconds=1) and job.events[1].job.started_at is None
+    assert (
+        job.events[1].job.scheduled_at == T0 + timedelta(seconds=1) and job.events[1].job.started_at is None
+    )
     assert [e.previous_status for e in job.events[1:]] == ["queued", "scheduled", "running"]
     assert job.finished_at == T0 + timedelta(seconds=9)
 
 
-@pytest.mark.parametrize(("outcome", "status"), [
-    (Outcome(exit_code=3), JobStatus.FAILED),
-    (Outcome(exit_code=None, error_message="lost: agent restarted"), JobStatus.FAILED),
-    (Outcome(exit_code=137, cancelled=True), JobStatus.CANCELLED),
-    (Outcome(exit_code=0), JobStatus.SUCCEEDED),
-])
+@pytest.mark.parametrize(
+    ("outcome", "status"),
+    [
+        (Outcome(exit_code=3), JobStatus.FAILED),
+        (Outcome(exit_code=None, error_message="lost: agent restarted"), JobStatus.FAILED),
+        (Outcome(exit_code=137, cancelled=True), JobStatus.CANCELLED),
+        (Outcome(exit_code=0), JobStatus.SUCCEEDED),
+    ],
+)
 def test_finish_outcomes(outcome, status):
     job = scheduled_job()
     job.start(None, now=T0 + timedelta(seconds=2))
@@ -181,8 +188,11 @@ def test_cancelled_queued_job_refuses_a_second_cancel():
 
 def test_output_is_trimmed_and_nul_free():
     job = scheduled_job()
-    job.finish(Outcome(exit_code=0, output_tail="a\x00b" + "x" * 20_000, error_message="e" * 5000),
-               None, now=T0 + timedelta(seconds=2))
+    job.finish(
+        Outcome(exit_code=0, output_tail="a\x00b" + "x" * 20_000, error_message="e" * 5000),
+        None,
+        now=T0 + timedelta(seconds=2),
+    )
     assert job.output_tail is not None and "\x00" not in job.output_tail
     assert len(job.output_tail) == 16_000 and job.output_tail.endswith("x")  # the tail is kept
     assert job.error_message is not None and len(job.error_message) == 2_000

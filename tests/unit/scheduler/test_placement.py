@@ -15,16 +15,42 @@ NODE_B = uuid.UUID(int=2)
 NODE_C = uuid.UUID(int=3)
 
 
-def gpu(node: uuid.UUID, index: int, memory: int = 81920, gpu_type: str = "h100-80gb",
-        org: uuid.UUID | None = None, price: str = "2.99") -> FreeGpu:
-    return FreeGpu(gpu_id=uuid.uuid4(), node_id=node, device_index=index, gpu_type=gpu_type,
-                   memory_total_mb=memory, cost_per_hour=Decimal(price), organization_id=org)
+def gpu(
+    node: uuid.UUID,
+    index: int,
+    memory: int = 81920,
+    gpu_type: str = "h100-80gb",
+    org: uuid.UUID | None = None,
+    price: str = "2.99",
+) -> FreeGpu:
+    return FreeGpu(
+        gpu_id=uuid.uuid4(),
+        node_id=node,
+        device_index=index,
+        gpu_type=gpu_type,
+        memory_total_mb=memory,
+        cost_per_hour=Decimal(price),
+        organization_id=org,
+    )
 
 
-def job(count: int = 1, memory: int = 0, gpu_type: str | None = None, priority: int = 50, age: int = 0,
-        org: uuid.UUID = ORG) -> JobRequest:
-    return JobRequest(job_id=uuid.uuid4(), organization_id=org, gpu_count=count, gpu_memory_mb=memory,
-                      gpu_type=gpu_type, priority=priority, created_at=T0 - timedelta(seconds=age))
+def job(
+    count: int = 1,
+    memory: int = 0,
+    gpu_type: str | None = None,
+    priority: int = 50,
+    age: int = 0,
+    org: uuid.UUID = ORG,
+) -> JobRequest:
+    return JobRequest(
+        job_id=uuid.uuid4(),
+        organization_id=org,
+        gpu_count=count,
+        gpu_memory_mb=memory,
+        gpu_type=gpu_type,
+        priority=priority,
+        created_at=T0 - timedelta(seconds=age),
+    )
 
 
 def test_best_fit_picks_the_node_and_gpus_that_waste_least_memory():
@@ -64,9 +90,9 @@ def test_multi_gpu_job_needs_all_its_gpus_on_one_node():
 def test_memory_type_and_organization_filters():
     other_org = uuid.uuid4()
     gpus = [
-        gpu(NODE_A, 0, 16384),                     # too small
+        gpu(NODE_A, 0, 16384),  # too small
         gpu(NODE_B, 0, 81920, gpu_type="a100-80gb"),  # wrong type
-        gpu(NODE_C, 0, 81920, org=other_org),      # someone else's dedicated GPU
+        gpu(NODE_C, 0, 81920, org=other_org),  # someone else's dedicated GPU
     ]
     assert place([job(memory=20000, gpu_type="h100-80gb")], gpus) == []
     mine = gpu(NODE_C, 1, 81920, org=ORG)
@@ -92,7 +118,11 @@ def test_higher_priority_first_then_older_first():
     [p] = place([new, old], g)
     assert p.job_id == old.job_id
     assert [j.job_id for j in queue_order([new, high_new, low_old, old])] == [
-        high_new.job_id, old.job_id, new.job_id, low_old.job_id]
+        high_new.job_id,
+        old.job_id,
+        new.job_id,
+        low_old.job_id,
+    ]
 
 
 def test_a_job_that_does_not_fit_is_skipped_and_later_jobs_still_run():

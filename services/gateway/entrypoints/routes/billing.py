@@ -15,15 +15,25 @@ from services.gateway.entrypoints.routes import problem_responses
 router = APIRouter(prefix="/v1", tags=["billing"])
 
 
-@router.get("/jobs/{job_id}/cost", response_model=JobCostOut, responses=problem_responses(404),
-            summary="What a finished job cost (404 until it is recorded)")
+@router.get(
+    "/jobs/{job_id}/cost",
+    response_model=JobCostOut,
+    responses=problem_responses(404),
+    summary="What a finished job cost (404 until it is recorded)",
+)
 async def get_job_cost(job_id: str, caller: CallerDep, down: DownstreamDep) -> JobCostOut:
-    cost = await down.billing.GetJobCost(billing_pb2.GetJobCostRequest(job_id=resource_id(job_id)), **caller.call)
+    cost = await down.billing.GetJobCost(
+        billing_pb2.GetJobCostRequest(job_id=resource_id(job_id)), **caller.call
+    )
     return translate.job_cost(cost)
 
 
-@router.get("/costs", response_model=JobCostListOut, responses=problem_responses(422),
-            summary="Recorded job costs, newest first")
+@router.get(
+    "/costs",
+    response_model=JobCostListOut,
+    responses=problem_responses(422),
+    summary="Recorded job costs, newest first",
+)
 async def list_costs(
     caller: CallerDep,
     down: DownstreamDep,
@@ -31,5 +41,6 @@ async def list_costs(
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> JobCostListOut:
     reply = await down.billing.ListJobCosts(
-        billing_pb2.ListJobCostsRequest(limit=limit or 0, cursor=cursor or ""), **caller.call)
+        billing_pb2.ListJobCostsRequest(limit=limit or 0, cursor=cursor or ""), **caller.call
+    )
     return translate.job_cost_list(reply)

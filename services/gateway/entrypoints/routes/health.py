@@ -18,8 +18,12 @@ async def healthz() -> HealthOut:
     return HealthOut(status="ok")
 
 
-@router.get("/readyz", response_model=ReadyOut, summary="Readiness: every downstream service is serving",
-            responses={503: {"model": Problem, "description": "A downstream service is not serving"}})
+@router.get(
+    "/readyz",
+    response_model=ReadyOut,
+    summary="Readiness: every downstream service is serving",
+    responses={503: {"model": Problem, "description": "A downstream service is not serving"}},
+)
 async def readyz(request: Request, down: DownstreamDep) -> ReadyOut | JSONResponse:
     services = await down.readiness(request.app.state.readiness_timeout)
     failing = sorted(name for name, ok in services.items() if not ok)

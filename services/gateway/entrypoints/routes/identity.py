@@ -20,12 +20,18 @@ async def me(caller: CallerDep, down: DownstreamDep) -> MeOut:
     return MeOut(principal=translate.principal(caller.principal), organization=translate.organization(org))
 
 
-@router.post("/api-keys", status_code=status.HTTP_201_CREATED, response_model=CreatedApiKeyOut,
-             responses=problem_responses(400, 422), summary="Create an API key (its secret is shown once)")
+@router.post(
+    "/api-keys",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CreatedApiKeyOut,
+    responses=problem_responses(400, 422),
+    summary="Create an API key (its secret is shown once)",
+)
 async def create_api_key(body: ApiKeyCreate, caller: CallerDep, down: DownstreamDep) -> CreatedApiKeyOut:
     created = await down.identity.CreateApiKey(
-        identity_pb2.CreateApiKeyRequest(name=body.name, scopes=body.scopes,
-                                         expires_in_seconds=body.expires_in_seconds or 0),
+        identity_pb2.CreateApiKeyRequest(
+            name=body.name, scopes=body.scopes, expires_in_seconds=body.expires_in_seconds or 0
+        ),
         **caller.call,
     )
     return translate.created_api_key(created)
@@ -37,8 +43,13 @@ async def list_api_keys(caller: CallerDep, down: DownstreamDep) -> ApiKeyListOut
     return ApiKeyListOut(api_keys=[translate.api_key(k) for k in reply.keys])
 
 
-@router.delete("/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
-               responses=problem_responses(404), summary="Revoke an API key")
+@router.delete(
+    "/api-keys/{key_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=problem_responses(404),
+    summary="Revoke an API key",
+)
 async def revoke_api_key(key_id: str, caller: CallerDep, down: DownstreamDep) -> Response:
     await down.identity.RevokeApiKey(identity_pb2.RevokeApiKeyRequest(id=resource_id(key_id)), **caller.call)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

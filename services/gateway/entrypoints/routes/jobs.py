@@ -17,26 +17,46 @@ from shared.contracts.jobs import JobStatus
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
 
-_CREATED: dict[int | str, dict[str, Any]] = {201: {"description": "The job, queued", "headers": {
-    "Location": {"description": "The new job's URL", "schema": {"type": "string"}}}}}
+_CREATED: dict[int | str, dict[str, Any]] = {
+    201: {
+        "description": "The job, queued",
+        "headers": {"Location": {"description": "The new job's URL", "schema": {"type": "string"}}},
+    }
+}
 
 
-@router.post("/jobs", status_code=status.HTTP_201_CREATED, response_model=JobOut,
-             responses={**_CREATED, **problem_responses(400, 409, 422)}, summary="Submit a job")
+@router.post(
+    "/jobs",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobOut,
+    responses={**_CREATED, **problem_responses(400, 409, 422)},
+    summary="Submit a job",
+)
 async def submit_job(
     body: JobCreate,
     response: Response,
     caller: CallerDep,
     down: DownstreamDep,
-    idempotency_key: Annotated[str | None, Header(
-        alias="Idempotency-Key", min_length=1, max_length=255,
-        description="Retrying with the same key returns the job first created with it.")] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="Retrying with the same key returns the job first created with it.",
+        ),
+    ] = None,
 ) -> JobOut:
     job = await down.jobs.SubmitJob(
         scheduler_pb2.SubmitJobRequest(
-            command=body.command, gpu_count=body.gpu_count, gpu_memory_mb=body.gpu_memory_mb,
-            gpu_type=body.gpu_type or "", priority=body.priority, webhook_url=body.webhook_url or "",
-            name=body.name or "", idempotency_key=idempotency_key or "",
+            command=body.command,
+            gpu_count=body.gpu_count,
+            gpu_memory_mb=body.gpu_memory_mb,
+            gpu_type=body.gpu_type or "",
+            priority=body.priority,
+            webhook_url=body.webhook_url or "",
+            name=body.name or "",
+            idempotency_key=idempotency_key or "",
         ),
         **caller.call,
     )
@@ -44,29 +64,47 @@ async def submit_job(
     return translate.job(job)
 
 
-@router.get("/jobs", response_model=JobListOut, responses=problem_responses(422),
-            summary="The organization's jobs, newest first")
+@router.get(
+    "/jobs",
+    response_model=JobListOut,
+    responses=problem_responses(422),
+    summary="The organization's jobs, newest first",
+)
 async def list_jobs(
     caller: CallerDep,
     down: DownstreamDep,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this state.")] = None,
-    limit: Annotated[int | None, Query(ge=1, le=200, description="Page size (service default when absent).")] = None,
-    cursor: Annotated[str | None, Query(max_length=512, description="`next_cursor` of the previous page.")] = None,
+    limit: Annotated[
+        int | None, Query(ge=1, le=200, description="Page size (service default when absent).")
+    ] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
+    ] = None,
 ) -> JobListOut:
     reply = await down.jobs.ListJobs(
-        scheduler_pb2.ListJobsRequest(status=status or "", limit=limit or 0, cursor=cursor or ""), **caller.call)
+        scheduler_pb2.ListJobsRequest(status=status or "", limit=limit or 0, cursor=cursor or ""),
+        **caller.call,
+    )
     return translate.job_list(reply)
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, responses=problem_responses(404),
-            summary="One job, with its status history")
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobOut,
+    responses=problem_responses(404),
+    summary="One job, with its status history",
+)
 async def get_job(job_id: str, caller: CallerDep, down: DownstreamDep) -> JobOut:
     job = await down.jobs.GetJob(scheduler_pb2.GetJobRequest(id=resource_id(job_id)), **caller.call)
     return translate.job(job)
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=JobOut, responses=problem_responses(400, 404, 409, 422),
-             summary="Cancel a job (409 once it has finished)")
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=JobOut,
+    responses=problem_responses(400, 404, 409, 422),
+    summary="Cancel a job (409 once it has finished)",
+)
 async def cancel_job(
     job_id: str,
     caller: CallerDep,

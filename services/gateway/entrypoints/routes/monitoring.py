@@ -15,12 +15,18 @@ from services.gateway.entrypoints.routes import problem_responses
 router = APIRouter(prefix="/v1", tags=["monitoring"])
 
 
-@router.get("/utilization", response_model=UtilizationOut, responses=problem_responses(422),
-            summary="Per-GPU utilization while the GPUs ran the organization's jobs")
+@router.get(
+    "/utilization",
+    response_model=UtilizationOut,
+    responses=problem_responses(422),
+    summary="Per-GPU utilization while the GPUs ran the organization's jobs",
+)
 async def utilization(
     caller: CallerDep,
     down: DownstreamDep,
     hours: Annotated[int, Query(ge=1, le=24 * 90, description="Look-back window.")] = 24,
 ) -> UtilizationOut:
-    reply = await down.monitoring.GetUtilization(monitoring_pb2.GetUtilizationRequest(hours=hours), **caller.call)
+    reply = await down.monitoring.GetUtilization(
+        monitoring_pb2.GetUtilizationRequest(hours=hours), **caller.call
+    )
     return translate.utilization(reply)

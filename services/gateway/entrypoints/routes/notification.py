@@ -22,39 +22,62 @@ from shared.errors import NotFound
 router = APIRouter(prefix="/v1", tags=["webhooks"])
 
 
-@router.post("/webhooks", status_code=status.HTTP_201_CREATED, response_model=CreatedWebhookOut,
-             responses=problem_responses(400, 409, 422), summary="Register a webhook (its secret is shown once)")
+@router.post(
+    "/webhooks",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CreatedWebhookOut,
+    responses=problem_responses(400, 409, 422),
+    summary="Register a webhook (its secret is shown once)",
+)
 async def create_webhook(body: WebhookCreate, caller: CallerDep, down: DownstreamDep) -> CreatedWebhookOut:
     created = await down.notification.CreateWebhook(
-        notification_pb2.CreateWebhookRequest(url=body.url, events=body.events, description=body.description or ""),
+        notification_pb2.CreateWebhookRequest(
+            url=body.url, events=body.events, description=body.description or ""
+        ),
         **caller.call,
     )
     return translate.created_webhook(created)
 
 
-@router.get("/webhooks", response_model=WebhookListOut, responses=problem_responses(), summary="List webhooks")
+@router.get(
+    "/webhooks", response_model=WebhookListOut, responses=problem_responses(), summary="List webhooks"
+)
 async def list_webhooks(caller: CallerDep, down: DownstreamDep) -> WebhookListOut:
     reply = await down.notification.ListWebhooks(common_pb2.Empty(), **caller.call)
     return WebhookListOut(webhooks=[translate.webhook(w) for w in reply.webhooks])
 
 
-@router.get("/webhooks/job-secret", response_model=JobWebhookSecretOut, responses=problem_responses(),
-            summary="The secret that signs deliveries to jobs' own webhook_url")
+@router.get(
+    "/webhooks/job-secret",
+    response_model=JobWebhookSecretOut,
+    responses=problem_responses(),
+    summary="The secret that signs deliveries to jobs' own webhook_url",
+)
 async def job_webhook_secret(caller: CallerDep, down: DownstreamDep) -> JobWebhookSecretOut:
     reply = await down.notification.GetJobWebhookSecret(common_pb2.Empty(), **caller.call)
     return JobWebhookSecretOut(secret=reply.secret)
 
 
-@router.delete("/webhooks/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
-               responses=problem_responses(404), summary="Delete a webhook")
+@router.delete(
+    "/webhooks/{webhook_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=problem_responses(404),
+    summary="Delete a webhook",
+)
 async def delete_webhook(webhook_id: str, caller: CallerDep, down: DownstreamDep) -> Response:
-    await down.notification.DeleteWebhook(notification_pb2.DeleteWebhookRequest(id=resource_id(webhook_id)),
-                                          **caller.call)
+    await down.notification.DeleteWebhook(
+        notification_pb2.DeleteWebhookRequest(id=resource_id(webhook_id)), **caller.call
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/webhook-deliveries", response_model=DeliveryListOut, responses=problem_responses(422),
-            summary="Recent deliveries, newest first")
+@router.get(
+    "/webhook-deliveries",
+    response_model=DeliveryListOut,
+    responses=problem_responses(422),
+    summary="Recent deliveries, newest first",
+)
 async def list_deliveries(
     caller: CallerDep,
     down: DownstreamDep,
@@ -69,5 +92,6 @@ async def list_deliveries(
         # A filter on an id that cannot exist matches nothing; it is not an error.
         return DeliveryListOut(deliveries=[])
     reply = await down.notification.ListDeliveries(
-        notification_pb2.ListDeliveriesRequest(job_id=job, webhook_id=hook, limit=limit or 0), **caller.call)
+        notification_pb2.ListDeliveriesRequest(job_id=job, webhook_id=hook, limit=limit or 0), **caller.call
+    )
     return DeliveryListOut(deliveries=[translate.delivery(d) for d in reply.deliveries])

@@ -1,0 +1,1 @@
+"""Billing: the cost of every job from the price of the GPUs it held, per second."""

@@ -1,0 +1,31 @@
+"""SQLModel table of the ``billing`` schema (migrations/billing/*.sql is the source of truth for DDL)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID
+
+from sqlalchemy import Column, Numeric
+from sqlmodel import Field, SQLModel
+
+SCHEMA_VERSION = 1  # the highest file in migrations/billing
+
+
+class CostRow(SQLModel, table=True):
+    __tablename__ = "cost_tracking"
+    __table_args__ = {"schema": "billing"}
+
+    id: UUID = Field(primary_key=True)
+    organization_id: UUID
+    user_id: UUID | None = None
+    job_id: UUID
+    gpu_id: UUID
+    gpu_type: str
+    start_time: datetime
+    end_time: datetime
+    seconds: Decimal = Field(sa_column=Column(Numeric(20, 6), nullable=False))
+    cost_per_hour: Decimal = Field(sa_column=Column(Numeric(10, 4), nullable=False))
+    total_cost: Decimal = Field(sa_column=Column(Numeric(20, 8), nullable=False))
+    currency: str = "USD"
+    created_at: datetime | None = None

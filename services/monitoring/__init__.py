@@ -1,0 +1,1 @@
+"""Monitoring: GPU metric samples at fleet scale, and utilization questions over them."""

@@ -1,0 +1,100 @@
+"""Metric samples in PostgreSQL: one statement per batch in, one aggregate query out."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.contracts.metrics import GpuMetricsSampledV1
+
+from ..domain.utilization import GpuUtilization
+
+_INSERT = text(
+    """
+    INSERT INTO gpu_metrics (gpu_id, timestamp, node_id, gpu_name, gpu_type, organization_id, job_id,
+                             memory_used, memory_total, gpu_utilization, power_usage, temperature)
+    SELECT * FROM unnest(CAST(:gpu_id AS uuid[]), CAST(:ts AS timestamptz[]), CAST(:node_id AS uuid[]),
+                         CAST(:gpu_name AS text[]), CAST(:gpu_type AS text[]), CAST(:org AS uuid[]),
+                         CAST(:job AS uuid[]), CAST(:mem_used AS bigint[]), CAST(:mem_total AS bigint[]),
+                         CAST(:util AS numeric[]), CAST(:power AS numeric[]), CAST(:temp AS numeric[]))
+    ON CONFLICT (gpu_id, timestamp) DO NOTHING
+    """
+)
+
+
+async def insert_samples(session: AsyncSession, batches: list[GpuMetricsSampledV1]) -> int:
+    cols: dict[str, list] = {
+        k: []
+        for k in (
+            "gpu_id",
+            "ts",
+            "node_id",
+            "gpu_name",
+            "gpu_type",
+            "org",
+            "job",
+            "mem_used",
+            "mem_total",
+            "util",
+            "power",
+            "temp",
+        )
+    }
+    for batch in batches:
+        for s in batch.samples:
+            cols["gpu_id"].append(str(s.gpu_id))
+            cols["ts"].append(s.timestamp)
+            cols["node_id"].append(str(batch.node_id))
+            cols["gpu_name"].append(s.gpu_name)
+            cols["gpu_type"].append(s.gpu_type)
+            cols["org"].append(str(s.organization_id) if s.organization_id else None)
+            cols["job"].append(str(s.job_id) if s.job_id else None)
+            cols["mem_used"].append(s.memory_used_mb)
+            cols["mem_total"].append(s.memory_total_mb)
+            cols["util"].append(round(s.gpu_utilization, 2))
+            cols["power"].append(None if s.power_usage_w is None else round(s.power_usage_w, 2))
+            cols["temp"].append(None if s.temperature_c is None else round(s.temperature_c, 2))
+    if not cols["gpu_id"]:
+        return 0
+    result = await session.execute(_INSERT, cols)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def utilization(session: AsyncSession, hours: int) -> list[GpuUtilization]:
+    """Seed 000's 24-hour utilization query; RLS limits it to the caller's organization's samples."""
+    rows = await session.execute(
+        text(
+            """
+            SELECT gpu_id, max(gpu_name) AS gpu_name, max(gpu_type) AS gpu_type,
+                   avg(gpu_utilization)::float8 AS avg_util, max(gpu_utilization)::float8 AS max_util,
+                   avg(memory_used)::float8 AS avg_mem, count(*) AS samples,
+                   min(timestamp) AS first_at, max(timestamp) AS last_at
+            FROM gpu_metrics
+            WHERE organization_id IS NOT NULL AND timestamp >= now() - make_interval(hours => :hours)
+            GROUP BY gpu_id
+            ORDER BY max(gpu_name), gpu_id
+            """
+        ),
+        {"hours": hours},
+    )
+    return [
+        GpuUtilization(
+            r.gpu_id,
+            r.gpu_name,
+            r.gpu_type,
+            r.avg_util or 0.0,
+            r.max_util or 0.0,
+            r.avg_mem or 0.0,
+            r.samples,
+            r.first_at,
+            r.last_at,
+        )
+        for r in rows
+    ]
+
+
+async def delete_older_than(session: AsyncSession, hours: int) -> int:
+    result = await session.execute(
+        text("DELETE FROM gpu_metrics WHERE timestamp < now() - make_interval(hours => :h)"), {"h": hours}
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,42 @@
+"""MonitoringService over gRPC: translate requests to handler calls and results to protos."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import grpc
+from gpufleet.v1 import monitoring_pb2, monitoring_pb2_grpc
+
+from shared.db import Database
+from shared.grpc import Authenticator, grpc_service
+from shared.wire import ts
+
+from ..service_layer import handlers
+
+
+@grpc_service
+class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
+    def __init__(self, db: Database, auth: Authenticator) -> None:
+        self.db = db
+        self.auth = auth
+
+    async def GetUtilization(self, request, context: grpc.aio.ServicerContext):
+        principal = await self.auth.principal(context)
+        hours, gpus = await handlers.get_utilization(self.db, UUID(principal.organization_id), request.hours)
+        return monitoring_pb2.GetUtilizationResponse(
+            hours=hours,
+            gpus=[
+                monitoring_pb2.GpuUtilization(
+                    gpu_id=str(g.gpu_id),
+                    gpu_name=g.gpu_name,
+                    gpu_type=g.gpu_type,
+                    avg_utilization=round(g.avg_utilization, 2),
+                    max_utilization=round(g.max_utilization, 2),
+                    avg_memory_used_mb=round(g.avg_memory_used_mb, 1),
+                    samples=g.samples,
+                    first_sample_at=ts(g.first_sample_at),
+                    last_sample_at=ts(g.last_sample_at),
+                )
+                for g in gpus
+            ],
+        )

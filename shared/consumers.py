@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
-from faststream import AckPolicy, Context
+from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
@@ -143,7 +143,7 @@ def subscribe_batch(
         session_timeout_ms=10000,
         title=f"{group_id}:{topic}",
     )
-    async def _consume_batch(body: list[bytes], msg: KafkaMessage = Context("message")) -> None:
+    async def _consume_batch(body: list[Any], msg: KafkaMessage) -> None:  # body: FastStream decoded; unused
         records = msg.raw_message if isinstance(msg.raw_message, tuple | list) else (msg.raw_message,)
         good: list[Envelope] = []
         for record in records:

@@ -144,3 +144,28 @@ async def test_consumer_applies_each_event_once_and_dead_letters_garbage(migrate
         ).scalar()
     assert count == 2
     await db.dispose()
+
+
+async def test_batch_consumer_gets_many_events_at_once(migrate_schema, kafka):
+    from shared.consumers import subscribe_batch
+
+    topic = f"test.batch.{uuid.uuid4().hex[:8]}"
+    got: list[int] = []
+    done = asyncio.Event()
+
+    async def handle(envelopes: list[Envelope]) -> None:
+        got.extend(e.data.n for e in envelopes)
+        if len(got) >= 5:
+            done.set()
+
+    broker = make_broker(settings(kafka.bootstrap), "test-batch")
+    subscribe_batch(broker, topic, group_id=f"g-{uuid.uuid4().hex[:6]}", models=MODELS, handle=handle)
+    await broker.start()
+    try:
+        for n in range(5):
+            e = Envelope(type="test.ping", source="test", data=Ping(n=n))
+            await broker.publish(e.value(), topic=topic, key=b"same", headers=header_map(e.headers()))
+        await asyncio.wait_for(done.wait(), 30)
+    finally:
+        await broker.stop()
+    assert got == [0, 1, 2, 3, 4]

@@ -221,3 +221,27 @@ async def _util(api: httpx.AsyncClient, gpu_id: str) -> dict | None:
     if r.status_code != 200:
         return None
     return next((g for g in r.json()["gpus"] if g["gpu_id"] == gpu_id), None)
+
+
+async def test_trace_context_flows_from_rest_through_grpc_into_kafka_headers(stack, orgs, tap):
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    async with client(stack, orgs["a"]) as api:
+        r = await api.post(
+            "/jobs",
+            json={"command": "true", "gpu_count": 1},
+            headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+        )
+        assert r.status_code == 201, r.text
+        job_id = r.json()["id"]
+
+    def submitted() -> list:
+        return [
+            header_map(rec.headers)
+            for rec in tap.records
+            if rec.key
+            and rec.key.decode() == job_id
+            and header_map(rec.headers).get("ce_type") == "gpufleet.job.submitted"
+        ]
+
+    (headers,) = await eventually(lambda: _async(submitted()))
+    assert headers["traceparent"].split("-")[1] == trace_id

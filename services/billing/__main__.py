@@ -5,19 +5,18 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
-from gpufleet.v1 import billing_pb2, billing_pb2_grpc
+from gpufleet.v1 import billing_pb2_grpc
 
 from shared.contracts import topics
 from shared.db import Database
 from shared.grpc import Authenticator, serve
 from shared.kafka import ensure_topics, make_broker
-from shared.outbox import OutboxRelay
 from shared.runtime import load_settings, run, supervise
 
 from .adapters.orm import SCHEMA_VERSION
+from .bootstrap import bootstrap
 from .config import BillingSettings
-from .entrypoints.consumers import register
-from .entrypoints.grpc_server import BillingServicer
+from .entrypoints.grpc_server import SERVICE_NAMES
 
 
 async def main(settings: BillingSettings, stop: asyncio.Event) -> None:
@@ -28,20 +27,20 @@ async def main(settings: BillingSettings, stop: asyncio.Event) -> None:
     server = health = None
     try:
         await db.check_schema("billing", SCHEMA_VERSION)
-        tasks.append(
-            asyncio.create_task(OutboxRelay(db, settings, publishes=(topics.COSTS,)).run(stop), name="relay")
-        )
+        app = bootstrap(settings, db, auth)
+        tasks.append(asyncio.create_task(app.relay.run(stop), name="outbox-relay"))
+        # The consumer group must find the topic it subscribes to even if the scheduler has not run yet.
         await ensure_topics(settings, (topics.JOBS,))
-        register(broker, db)
+        app.register_consumers(broker)
         await broker.start()
         server, health = await serve(
             settings.billing_grpc_listen,
-            [(billing_pb2_grpc.add_BillingServiceServicer_to_server, BillingServicer(db, auth))],
-            [billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name],
+            [(billing_pb2_grpc.add_BillingServiceServicer_to_server, app.servicer)],
+            SERVICE_NAMES,
         )
         await supervise(stop, *tasks)
     finally:
-        stop.set()
+        stop.set()  # lets the relay finish its round if start-up failed half way
         if health is not None and server is not None:
             await health.enter_graceful_shutdown()
             await server.stop(grace=5)

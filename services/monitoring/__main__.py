@@ -1,13 +1,14 @@
 """``python -m services.monitoring``: settings -> schema check -> metrics consumer -> retention -> gRPC.
 
-Monitoring publishes nothing yet (alerts come later), so it runs no outbox relay."""
+Monitoring publishes nothing yet (alerts come later), so it runs no outbox relay: the start-up order's
+relay step is simply absent until it has an event to announce."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import cast
 
-from gpufleet.v1 import monitoring_pb2, monitoring_pb2_grpc
+from gpufleet.v1 import monitoring_pb2_grpc
 
 from shared.contracts import topics
 from shared.db import Database
@@ -16,10 +17,9 @@ from shared.kafka import ensure_topics, make_broker
 from shared.runtime import load_settings, run, supervise
 
 from .adapters.orm import SCHEMA_VERSION
+from .bootstrap import bootstrap
 from .config import MonitoringSettings
-from .entrypoints.consumers import register
-from .entrypoints.grpc_server import MonitoringServicer
-from .service_layer.handlers import retention_loop
+from .entrypoints.grpc_server import SERVICE_NAMES
 
 
 async def main(settings: MonitoringSettings, stop: asyncio.Event) -> None:
@@ -30,25 +30,20 @@ async def main(settings: MonitoringSettings, stop: asyncio.Event) -> None:
     server = health = None
     try:
         await db.check_schema("monitoring", SCHEMA_VERSION)
+        app = bootstrap(settings, db, auth)
+        # The consumer group must find the topic it subscribes to even if no agent has published yet.
         await ensure_topics(settings, (topics.METRICS,))
-        register(broker, db)
+        app.register_consumers(broker)
         await broker.start()
-        tasks.append(
-            asyncio.create_task(
-                retention_loop(
-                    db, stop, settings.monitoring_retention_hours, settings.monitoring_retention_sweep_seconds
-                ),
-                name="retention",
-            )
-        )
+        tasks.append(asyncio.create_task(app.retention_forever(stop), name="retention"))
         server, health = await serve(
             settings.monitoring_grpc_listen,
-            [(monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server, MonitoringServicer(db, auth))],
-            [monitoring_pb2.DESCRIPTOR.services_by_name["MonitoringService"].full_name],
+            [(monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server, app.servicer)],
+            SERVICE_NAMES,
         )
         await supervise(stop, *tasks)
     finally:
-        stop.set()
+        stop.set()  # lets the retention loop finish its round if start-up failed half way
         if health is not None and server is not None:
             await health.enter_graceful_shutdown()
             await server.stop(grace=5)

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from uuid import UUID
 
 import grpc
-from gpufleet.v1 import billing_pb2, billing_pb2_grpc
+from gpufleet.v1 import billing_pb2, billing_pb2_grpc, common_pb2
 
 from shared.db import Database
-from shared.errors import NotFound
+from shared.errors import NotFound, Unauthenticated
 from shared.grpc import Authenticator, grpc_service
 from shared.wire import dec, ts
 
 from ..domain.costs import JobCost
 from ..service_layer import handlers
+
+SERVICE_NAMES = [billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name]
+
+
+def _tenant(principal: common_pb2.Principal) -> UUID:
+    try:
+        return UUID(principal.organization_id)
+    except ValueError as exc:  # identity answered without an organization: treat as no credentials
+        raise Unauthenticated("the API key has no organization") from exc
 
 
 def to_proto(cost: JobCost, recorded_at: datetime) -> billing_pb2.JobCost:
@@ -48,23 +56,24 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         self.db = db
         self.auth = auth
 
-    async def GetJobCost(self, request, context: grpc.aio.ServicerContext):
-        principal = await self.auth.principal(context)
+    async def GetJobCost(
+        self, request: billing_pb2.GetJobCostRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.JobCost:
+        org = _tenant(await self.auth.principal(context))
         try:
             job_id = UUID(request.job_id)
         except ValueError:
             raise NotFound("no cost recorded for this job") from None  # garbage and foreign ids look alike
-        cost, recorded_at = await handlers.get_job_cost(self.db, UUID(principal.organization_id), job_id)
+        cost, recorded_at = await handlers.get_job_cost(self.db, org, job_id)
         return to_proto(cost, recorded_at)
 
-    async def ListJobCosts(self, request, context: grpc.aio.ServicerContext):
-        principal = await self.auth.principal(context)
-        page = await handlers.list_job_costs(
-            self.db, UUID(principal.organization_id), request.limit, request.cursor or None
-        )
-        total = sum((cost.total for cost, _ in page.costs), Decimal(0))
+    async def ListJobCosts(
+        self, request: billing_pb2.ListJobCostsRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.ListJobCostsResponse:
+        org = _tenant(await self.auth.principal(context))
+        page = await handlers.list_job_costs(self.db, org, request.limit, request.cursor or None)
         return billing_pb2.ListJobCostsResponse(
             costs=[to_proto(cost, at) for cost, at in page.costs],
             next_cursor=page.next_cursor or "",
-            total_cost=dec(total),
+            total_cost=dec(page.total),
         )

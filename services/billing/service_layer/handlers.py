@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from uuid import UUID
 
 from shared.consumers import claim
@@ -21,12 +22,19 @@ from ..domain.costs import JobCost, cost_of
 
 CONSUMER = "billing.job-costs"
 SOURCE = "gpufleet/billing"
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
 
 
 @dataclass(frozen=True)
 class CostPage:
     costs: list[tuple[JobCost, datetime]]
     next_cursor: str | None
+
+    @property
+    def total(self) -> Decimal:
+        """The sum of this page's jobs (the proto promises the page total, not the organization's)."""
+        return sum((cost.total for cost, _ in self.costs), Decimal(0))
 
 
 async def record_job_cost(db: Database, envelope: Envelope) -> JobCost | None:
@@ -37,7 +45,8 @@ async def record_job_cost(db: Database, envelope: Envelope) -> JobCost | None:
     if envelope.type not in TERMINAL_EVENTS:
         return None
     event = envelope.data
-    assert isinstance(event, JobEventV1)
+    if not isinstance(event, JobEventV1):  # decoded with jobs.EVENT_TYPES: anything else is a bug
+        raise TypeError(f"expected JobEventV1, got {type(event).__name__}")
     cost = cost_of(event.job)
     async with db.transaction(system=True) as session:
         if not await claim(session, CONSUMER, envelope.id) or cost is None:
@@ -97,16 +106,25 @@ def encode_cursor(recorded_at: datetime, job_id: UUID) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
     try:
         at, job = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(at), UUID(job)
-    except (ValueError, UnicodeDecodeError) as exc:
+        recorded_at = datetime.fromisoformat(at)
+        if recorded_at.tzinfo is None:
+            raise ValueError("cursor time has no zone")
+        return recorded_at, UUID(job)
+    except (ValueError, UnicodeError) as exc:
         raise InvalidArgument("cursor is not one this API returned", field="cursor") from exc
 
 
-async def list_job_costs(db: Database, org_id: UUID, limit: int, cursor: str | None) -> CostPage:
+def page_size(limit: int) -> int:
+    """0 (proto's unset) means the default page; anything outside 1..MAX_PAGE is refused."""
     if limit == 0:
-        limit = 50
-    if not 1 <= limit <= 200:
-        raise InvalidArgument("limit must be between 1 and 200", field="limit")
+        return DEFAULT_PAGE
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidArgument(f"limit must be between 1 and {MAX_PAGE}", field="limit")
+    return limit
+
+
+async def list_job_costs(db: Database, org_id: UUID, limit: int, cursor: str | None) -> CostPage:
+    limit = page_size(limit)
     after = decode_cursor(cursor) if cursor else None
     async with db.transaction(org_id=org_id) as session:
         page = await repository.page_of_costs(session, limit + 1, after)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,29 +24,32 @@ _INSERT = text(
 )
 
 
-async def insert_samples(session: AsyncSession, batches: list[GpuMetricsSampledV1]) -> int:
-    cols: dict[str, list] = {
-        k: []
-        for k in (
-            "gpu_id",
-            "ts",
-            "node_id",
-            "gpu_name",
-            "gpu_type",
-            "org",
-            "job",
-            "mem_used",
-            "mem_total",
-            "util",
-            "power",
-            "temp",
-        )
-    }
-    for batch in batches:
-        for s in batch.samples:
+COLUMNS = (
+    "gpu_id",
+    "ts",
+    "node_id",
+    "gpu_name",
+    "gpu_type",
+    "org",
+    "job",
+    "mem_used",
+    "mem_total",
+    "util",
+    "power",
+    "temp",
+)
+
+
+def sample_columns(records: list[GpuMetricsSampledV1]) -> dict[str, list]:
+    """Turn node records into one array per column (what ``unnest`` takes): a whole batch, one statement.
+
+    Readings are rounded to the columns' two decimals here, so what is stored is what was compared."""
+    cols: dict[str, list] = {k: [] for k in COLUMNS}
+    for record in records:
+        for s in record.samples:
             cols["gpu_id"].append(str(s.gpu_id))
             cols["ts"].append(s.timestamp)
-            cols["node_id"].append(str(batch.node_id))
+            cols["node_id"].append(str(record.node_id))
             cols["gpu_name"].append(s.gpu_name)
             cols["gpu_type"].append(s.gpu_type)
             cols["org"].append(str(s.organization_id) if s.organization_id else None)
@@ -54,14 +59,23 @@ async def insert_samples(session: AsyncSession, batches: list[GpuMetricsSampledV
             cols["util"].append(round(s.gpu_utilization, 2))
             cols["power"].append(None if s.power_usage_w is None else round(s.power_usage_w, 2))
             cols["temp"].append(None if s.temperature_c is None else round(s.temperature_c, 2))
+    return cols
+
+
+async def insert_samples(session: AsyncSession, records: list[GpuMetricsSampledV1]) -> int:
+    """Insert every sample of ``records``; returns how many were new (redelivered ones are skipped)."""
+    cols = sample_columns(records)
     if not cols["gpu_id"]:
         return 0
     result = await session.execute(_INSERT, cols)
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def utilization(session: AsyncSession, hours: int) -> list[GpuUtilization]:
-    """Seed 000's 24-hour utilization query; RLS limits it to the caller's organization's samples."""
+async def utilization(session: AsyncSession, org_id: UUID, hours: int) -> list[GpuUtilization]:
+    """Seed 000's 24-hour utilization query over the samples taken while ``org_id``'s jobs held the GPU.
+
+    RLS already limits a tenant transaction to that organization; the explicit filter says so to the
+    planner too, which then uses the (organization_id, timestamp) index instead of scanning the window."""
     rows = await session.execute(
         text(
             """
@@ -70,12 +84,12 @@ async def utilization(session: AsyncSession, hours: int) -> list[GpuUtilization]
                    avg(memory_used)::float8 AS avg_mem, count(*) AS samples,
                    min(timestamp) AS first_at, max(timestamp) AS last_at
             FROM gpu_metrics
-            WHERE organization_id IS NOT NULL AND timestamp >= now() - make_interval(hours => :hours)
+            WHERE organization_id = :org AND timestamp >= now() - make_interval(hours => :hours)
             GROUP BY gpu_id
             ORDER BY max(gpu_name), gpu_id
             """
         ),
-        {"hours": hours},
+        {"org": org_id, "hours": hours},
     )
     return [
         GpuUtilization(
@@ -94,6 +108,7 @@ async def utilization(session: AsyncSession, hours: int) -> list[GpuUtilization]
 
 
 async def delete_older_than(session: AsyncSession, hours: int) -> int:
+    """Delete the samples older than ``hours`` (served by the timestamp index); returns how many."""
     result = await session.execute(
         text("DELETE FROM gpu_metrics WHERE timestamp < now() - make_interval(hours => :h)"), {"h": hours}
     )

@@ -5,13 +5,38 @@ from __future__ import annotations
 from uuid import UUID
 
 import grpc
-from gpufleet.v1 import monitoring_pb2, monitoring_pb2_grpc
+from gpufleet.v1 import common_pb2, monitoring_pb2, monitoring_pb2_grpc
 
 from shared.db import Database
+from shared.errors import Unauthenticated
 from shared.grpc import Authenticator, grpc_service
 from shared.wire import ts
 
+from ..domain.utilization import GpuUtilization
 from ..service_layer import handlers
+
+SERVICE_NAMES = [monitoring_pb2.DESCRIPTOR.services_by_name["MonitoringService"].full_name]
+
+
+def _tenant(principal: common_pb2.Principal) -> UUID:
+    try:
+        return UUID(principal.organization_id)
+    except ValueError as exc:  # identity answered without an organization: treat as no credentials
+        raise Unauthenticated("the API key has no organization") from exc
+
+
+def to_proto(g: GpuUtilization) -> monitoring_pb2.GpuUtilization:
+    return monitoring_pb2.GpuUtilization(
+        gpu_id=str(g.gpu_id),
+        gpu_name=g.gpu_name,
+        gpu_type=g.gpu_type,
+        avg_utilization=round(g.avg_utilization, 2),
+        max_utilization=round(g.max_utilization, 2),
+        avg_memory_used_mb=round(g.avg_memory_used_mb, 1),
+        samples=g.samples,
+        first_sample_at=ts(g.first_sample_at),
+        last_sample_at=ts(g.last_sample_at),
+    )
 
 
 @grpc_service
@@ -20,23 +45,9 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
         self.db = db
         self.auth = auth
 
-    async def GetUtilization(self, request, context: grpc.aio.ServicerContext):
-        principal = await self.auth.principal(context)
-        hours, gpus = await handlers.get_utilization(self.db, UUID(principal.organization_id), request.hours)
-        return monitoring_pb2.GetUtilizationResponse(
-            hours=hours,
-            gpus=[
-                monitoring_pb2.GpuUtilization(
-                    gpu_id=str(g.gpu_id),
-                    gpu_name=g.gpu_name,
-                    gpu_type=g.gpu_type,
-                    avg_utilization=round(g.avg_utilization, 2),
-                    max_utilization=round(g.max_utilization, 2),
-                    avg_memory_used_mb=round(g.avg_memory_used_mb, 1),
-                    samples=g.samples,
-                    first_sample_at=ts(g.first_sample_at),
-                    last_sample_at=ts(g.last_sample_at),
-                )
-                for g in gpus
-            ],
-        )
+    async def GetUtilization(
+        self, request: monitoring_pb2.GetUtilizationRequest, context: grpc.aio.ServicerContext
+    ) -> monitoring_pb2.GetUtilizationResponse:
+        org = _tenant(await self.auth.principal(context))
+        hours, gpus = await handlers.get_utilization(self.db, org, request.hours)
+        return monitoring_pb2.GetUtilizationResponse(hours=hours, gpus=[to_proto(g) for g in gpus])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from uuid import UUID
 
 from shared.contracts.metrics import GpuMetricsSampledV1
@@ -13,36 +11,29 @@ from shared.events import Envelope
 from ..adapters import repository
 from ..domain.utilization import GpuUtilization, window_hours
 
-log = logging.getLogger("gpufleet.monitoring")
-
 
 async def store_samples(db: Database, envelopes: list[Envelope]) -> int:
-    """Insert every sample of a consumed batch in one statement.
+    """Insert every sample of a consumed batch in one statement; returns how many were new.
 
-    No processed-events ledger here: a sample's natural key, (gpu_id, timestamp), is the primary key, so
-    a redelivered record inserts nothing (ON CONFLICT DO NOTHING). That keeps the hot path to one
-    round trip per batch, which is what fleet-scale ingestion needs."""
-    batches = [e.data for e in envelopes if isinstance(e.data, GpuMetricsSampledV1)]
+    No processed-events ledger here, unlike every other consumer: a sample's natural key,
+    (gpu_id, timestamp), is the table's primary key, so a redelivered record inserts nothing
+    (ON CONFLICT DO NOTHING) and the table itself is the ledger. Claiming event ids would add a second
+    write per record and a table growing as fast as the samples, for no extra safety; without it the hot
+    path is one round trip per batch, which is what fleet-scale ingestion needs."""
+    records = [e.data for e in envelopes if isinstance(e.data, GpuMetricsSampledV1)]
     async with db.transaction(system=True) as session:
-        return await repository.insert_samples(session, batches)
+        return await repository.insert_samples(session, records)
 
 
 async def get_utilization(db: Database, org_id: UUID, hours: int) -> tuple[int, list[GpuUtilization]]:
+    """Per GPU, the organization's usage over the last ``hours`` (0: the default day); idle samples and
+    other organizations' samples never count."""
     window = window_hours(hours)
     async with db.transaction(org_id=org_id) as session:
-        return window, await repository.utilization(session, window)
+        return window, await repository.utilization(session, org_id, window)
 
 
-async def retention_loop(db: Database, stop: asyncio.Event, hours: int, every_seconds: float) -> None:
-    while not stop.is_set():
-        try:
-            async with db.transaction(system=True) as session:
-                deleted = await repository.delete_older_than(session, hours)
-            if deleted:
-                log.info("deleted expired samples", extra={"samples": deleted, "retention_hours": hours})
-        except Exception:
-            log.exception("retention sweep failed; trying again later")
-        try:
-            await asyncio.wait_for(stop.wait(), every_seconds)
-        except TimeoutError:
-            pass
+async def delete_expired_samples(db: Database, retention_hours: int) -> int:
+    """Cross-tenant housekeeping (system scope): raw samples past retention are deleted."""
+    async with db.transaction(system=True) as session:
+        return await repository.delete_older_than(session, retention_hours)

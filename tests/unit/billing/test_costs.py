@@ -1,4 +1,6 @@
-"""Cost arithmetic: price x GPUs x seconds held, exact and rounded once per line."""
+"""Cost arithmetic: a finished job's snapshot in, exact Decimal lines out. No I/O."""
+
+from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -7,60 +9,89 @@ from decimal import Decimal
 from services.billing.domain.costs import cost_of, line_cost, seconds_between
 from shared.contracts.jobs import GpuAllocationV1, JobSnapshotV1
 
-T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
-def job(allocation, *, held=timedelta(seconds=90), status="succeeded", scheduled=True) -> JobSnapshotV1:
+def gpu(price: str, gpu_type: str = "a100") -> GpuAllocationV1:
+    return GpuAllocationV1(gpu_id=uuid.uuid4(), gpu_index=0, gpu_type=gpu_type, cost_per_hour=Decimal(price))
+
+
+def finished_job(
+    allocation: list[GpuAllocationV1], held: timedelta | None, status: str = "succeeded"
+) -> JobSnapshotV1:
     return JobSnapshotV1(
         job_id=uuid.uuid4(),
         organization_id=uuid.uuid4(),
-        status=status,
-        command="x",
-        gpu_count=len(allocation) or 1,
-        gpu_memory_mb=0,
-        priority=50,
+        user_id=uuid.uuid4(),
+        status=status,  # type: ignore[arg-type]
+        command="python train.py",
+        gpu_count=max(len(allocation), 1),
+        gpu_memory_mb=1024,
+        priority=0,
         allocation=allocation,
-        created_at=T0,
-        scheduled_at=T0 if scheduled else None,
-        finished_at=T0 + held,
+        created_at=T0 - timedelta(minutes=5),
+        scheduled_at=None if held is None else T0,
+        started_at=None if held is None else T0 + timedelta(seconds=1),
+        finished_at=T0 + (held or timedelta(seconds=30)),
     )
 
 
-def gpu(price: str, gpu_type="a100-80gb", index=0) -> GpuAllocationV1:
-    return GpuAllocationV1(
-        gpu_id=uuid.uuid4(), gpu_index=index, gpu_type=gpu_type, cost_per_hour=Decimal(price)
-    )
-
-
-def test_one_gpu_for_an_hour_costs_its_hourly_price():
-    cost = cost_of(job([gpu("2.5000")], held=timedelta(hours=1)))
-    assert (
-        cost is not None
-        and cost.total == Decimal("2.50000000")
-        and cost.held_seconds == Decimal("3600.000000")
-    )
-
-
-def test_multi_gpu_job_sums_lines_with_their_own_prices():
-    cost = cost_of(
-        job([gpu("1.8900", index=0), gpu("3.0000", "h100-80gb", index=1)], held=timedelta(seconds=90))
-    )
+def test_one_gpu_for_an_hour_and_a_half_costs_one_and_a_half_hours() -> None:
+    job = finished_job([gpu("2.5000")], timedelta(hours=1, minutes=30))
+    cost = cost_of(job)
     assert cost is not None
-    assert [line.cost for line in cost.lines] == [Decimal("0.04725000"), Decimal("0.07500000")]
-    assert cost.total == Decimal("0.12225000")
+    (line,) = cost.lines
+    assert line.seconds == Decimal("5400.000000")
+    assert line.cost == Decimal("3.75000000")
+    assert cost.total == Decimal("3.75000000")
+    assert (cost.job_id, cost.organization_id, cost.user_id) == (job.job_id, job.organization_id, job.user_id)
+    assert (line.start_time, line.end_time) == (job.scheduled_at, job.finished_at)
+    assert cost.held_seconds == Decimal("5400") and cost.currency == "USD"
 
 
-def test_microseconds_count_and_lines_round_half_even():
-    assert seconds_between(T0, T0 + timedelta(seconds=1, microseconds=250)) == Decimal("1.000250")
-    # 1.0 $/h for 0.018 s = 0.000005 $ exactly: stays; 0.009 s = 0.0000025 -> half-even to 0.00000250
-    assert line_cost(Decimal("1"), Decimal("0.009")) == Decimal("0.00000250")
-    assert line_cost(Decimal("0.0001"), Decimal("0.000018")) == Decimal("0E-8")
+def test_held_time_is_exact_to_the_microsecond() -> None:
+    held = timedelta(days=2, hours=3, seconds=7, microseconds=1)
+    assert seconds_between(T0, T0 + held) == Decimal("183607.000001")
+    cost = cost_of(finished_job([gpu("3.6000")], held))
+    assert cost is not None
+    # 3.6 USD/h is 0.001 USD/s: 183607.000001 s -> 183.607000001, rounded to 8 places.
+    assert cost.total == Decimal("183.60700000")
 
 
-def test_a_job_that_never_held_a_gpu_costs_nothing():
-    assert cost_of(job([], status="cancelled", scheduled=False)) is None
+def test_line_cost_rounds_half_to_even_at_eight_decimals() -> None:
+    # 0.0001 USD/h x 0.18 s / 3600 = 0.000000005 exactly: a tie, rounded to the even 0.
+    assert line_cost(Decimal("0.0001"), Decimal("0.18")) == Decimal("0E-8")
+    # 0.0001 x 0.54 / 3600 = 0.000000015: a tie, rounded up to the even 0.00000002.
+    assert line_cost(Decimal("0.0001"), Decimal("0.54")) == Decimal("0.00000002")
+    # Not a tie: ordinary rounding. 1 USD/h for 1 s = 0.000277777... -> 0.00027778.
+    assert line_cost(Decimal("1"), Decimal("1")) == Decimal("0.00027778")
 
 
-def test_release_before_allocation_is_clamped_to_zero_seconds():
-    cost = cost_of(job([gpu("2")], held=timedelta(seconds=-5)))
-    assert cost is not None and cost.total == 0 and cost.held_seconds == 0
+def test_multi_gpu_job_with_different_prices_sums_its_lines() -> None:
+    cheap, dear = gpu("1.1000", "t4"), gpu("4.0000", "h100")
+    cost = cost_of(finished_job([cheap, dear], timedelta(seconds=1)))
+    assert cost is not None
+    by_gpu = {line.gpu_id: line for line in cost.lines}
+    assert by_gpu[cheap.gpu_id].cost == Decimal("0.00030556")  # 1.1 / 3600 = 0.000305555...
+    assert by_gpu[dear.gpu_id].cost == Decimal("0.00111111")  # 4 / 3600 = 0.001111111...
+    assert by_gpu[dear.gpu_id].gpu_type == "h100" and by_gpu[dear.gpu_id].cost_per_hour == Decimal("4")
+    # The total is the sum of the rounded lines (so an invoice adds up), not the rounded exact sum.
+    assert cost.total == Decimal("0.00141667") == sum(line.cost for line in cost.lines)
+    assert cost.held_seconds == Decimal("1") and len(cost.lines) == 2
+
+
+def test_a_job_cancelled_while_queued_costs_nothing() -> None:
+    assert cost_of(finished_job([], None, status="cancelled")) is None
+
+
+def test_a_job_that_failed_after_placement_is_billed_for_the_time_it_held_gpus() -> None:
+    cost = cost_of(finished_job([gpu("0.3600")], timedelta(seconds=10), status="failed"))
+    assert cost is not None and cost.total == Decimal("0.00100000")
+
+
+def test_a_release_stamped_before_the_allocation_costs_zero_not_a_refund() -> None:
+    job = finished_job([gpu("2")], timedelta(seconds=5)).model_copy(
+        update={"finished_at": T0 - timedelta(seconds=1)}
+    )
+    cost = cost_of(job)
+    assert cost is not None and cost.total == Decimal("0") and cost.lines[0].seconds == Decimal("0")

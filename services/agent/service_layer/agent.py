@@ -214,7 +214,20 @@ class NodeAgent:
                         log.info("the scheduler answers again")
                     failing = False
                     await self.apply(assignments)
-            await _pause(stop, self.config.poll_seconds)
+            await self._wait_for_next_poll(stop)
+
+    async def _wait_for_next_poll(self, stop: asyncio.Event) -> None:
+        """The poll interval, cut short when GPUs of this node were just released (see ReportQueue)."""
+        released = self.reports.gpus_released
+        released.clear()
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(released.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=self.config.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+        if released.is_set() and not stop.is_set():
+            await _pause(stop, RELEASE_SETTLE_SECONDS)  # let the woken scheduling round commit first
 
     async def apply(self, assignments: list[Assignment]) -> None:
         """Bring local jobs in line with the assignments (one reconciliation round)."""
@@ -343,6 +356,10 @@ class NodeAgent:
             log.warning(
                 "could not publish GPU metrics (%r); sample dropped", exc, extra={"reason": repr(exc)}
             )
+
+
+# How long after a release the agent asks again: one scheduling round (a few ms) with room to spare.
+RELEASE_SETTLE_SECONDS = 0.05
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:

@@ -24,6 +24,9 @@ class ReportQueue:
         self._store = store
         self._pending: list[Report] = store.load()
         self._changed = asyncio.Event()
+        # Set when a "finished" report is acknowledged: the scheduler has just freed GPUs on this node and
+        # is placing the next jobs, so asking for assignments now beats waiting out the poll interval.
+        self.gpus_released = asyncio.Event()
         self._retry_base, self._retry_max = retry_base, retry_max
         if self._pending:
             log.info("reports left by a previous run will be sent", extra={"count": len(self._pending)})
@@ -72,6 +75,8 @@ class ReportQueue:
                 continue
             else:
                 log.info("report delivered", extra={"job_id": report.job_id, "report": _kind(report)})
+                if isinstance(report, JobFinished):
+                    self.gpus_released.set()
             delay = self._retry_base
             self._pending.pop(0)
             self._store.save(self._pending)

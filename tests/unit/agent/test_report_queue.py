@@ -85,3 +85,13 @@ async def test_flush_gives_up_after_its_timeout_and_keeps_the_report():
     queue.put(JobStarted("j1", NOW))
     await queue.flush(scheduler, "n1", timeout=0.2)
     assert store.saved == [JobStarted("j1", NOW)]
+
+
+async def test_an_acknowledged_finish_signals_released_gpus_but_a_start_does_not():
+    queue = ReportQueue(MemoryStore(), retry_base=0.01)
+    queue.put(JobStarted("j1", NOW))
+    await drain(queue, FakeScheduler())
+    assert not queue.gpus_released.is_set()
+    queue.put(JobFinished("j1", NOW, exit_code=0))
+    await drain(queue, FakeScheduler())
+    assert queue.gpus_released.is_set()

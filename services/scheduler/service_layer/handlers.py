@@ -161,9 +161,23 @@ async def report_job_finished(cmd: commands.ReportJobFinished, deps: Dependencie
 
 
 async def apply_gpu_change(cmd: commands.ApplyGpuChange, deps: Dependencies) -> None:
+    """Project a fleet GPU snapshot. A GPU that went offline (its node stopped heart-beating) takes the
+    jobs that held it down with it: they fail as lost and release their GPUs in the same transaction,
+    instead of holding GPUs forever for an agent that may never report again."""
     async with deps.uow(system=True) as uow:
         if not await uow.claim(FLEET_CONSUMER, cmd.event_id):
             return
         changed = await uow.upsert_gpu(cmd.gpu)
+        if changed and cmd.gpu.status == "offline":
+            for live in await uow.live_jobs_on_node(cmd.gpu.node_id):
+                if cmd.gpu.gpu_id not in {a.gpu_id for a in live.allocation}:
+                    continue
+                job = await uow.job_on_node(live.id, cmd.gpu.node_id)  # locked
+                lost = Outcome(
+                    error_message=f"lost: node {cmd.gpu.node_name} went offline while the job held its GPUs"
+                )
+                if job is not None and job.finish(lost, None, await uow.now()):
+                    await uow.release_gpus(job.id)
+                    await uow.save_job(job)
     if changed:
         deps.wakeup.set()

@@ -171,8 +171,8 @@ async def test_unavailable_gpus_are_not_used():
     assert await schedule_round(deps) == []
 
 
-async def _scheduled(deps, org):
-    job = await handlers.submit_job(submit(org), deps)
+async def _scheduled(deps, org, **kw):
+    job = await handlers.submit_job(submit(org, **kw), deps)
     [placed] = await schedule_round(deps)
     assert placed.id == job.id
     return placed
@@ -279,3 +279,18 @@ async def test_inventory_events_apply_once_and_in_revision_order():
     assert uow.store.inventory[gpu.gpu_id].revision == 5
     await handlers.apply_gpu_change(commands.ApplyGpuChange(event_id=uuid.uuid4(), gpu=newer), deps)
     assert uow.store.inventory[gpu.gpu_id].status == "draining"
+
+
+async def test_a_gpu_going_offline_fails_the_job_holding_it_and_frees_its_gpus():
+    deps, uow, _ = fake_dependencies()
+    await add_gpus(deps, inventory_gpu(0), inventory_gpu(1))
+    org = uuid.uuid4()
+    job = await _scheduled(deps, org, gpu_count=2)
+    await handlers.report_job_started(commands.ReportJobStarted(node_id=str(NODE), job_id=str(job.id)), deps)
+    await add_gpus(deps, inventory_gpu(0, revision=2, status="offline"))  # the node stopped heart-beating
+    lost = await handlers.get_job(commands.GetJob(organization_id=org, job_id=str(job.id)), deps)
+    assert lost.status is JobStatus.FAILED and lost.error_message.startswith("lost: node node-1 went offline")
+    assert lost.exit_code is None and uow.store.allocations == {}
+    assert [e.kind for e in uow.store.outbox if e.job.id == job.id][-1] == "failed"
+    await add_gpus(deps, inventory_gpu(1, revision=2, status="offline"))  # its other GPU: nothing more to do
+    assert [e.kind for e in uow.store.outbox if e.job.id == job.id].count("failed") == 1

@@ -108,16 +108,18 @@ class RegisterNodeRequest(_message.Message):
     def __init__(self, hostname: _Optional[str] = ..., provider: _Optional[str] = ..., gpu_backend: _Optional[str] = ..., driver_version: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[GpuInfo, _Mapping]]] = ..., organization_id: _Optional[str] = ..., is_spot: _Optional[bool] = ..., agent_version: _Optional[str] = ...) -> None: ...
 
 class RegisteredGpu(_message.Message):
-    __slots__ = ("index", "gpu_id", "gpu_type", "cost_per_hour")
+    __slots__ = ("index", "gpu_id", "gpu_type", "cost_per_hour", "name")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     GPU_ID_FIELD_NUMBER: _ClassVar[int]
     GPU_TYPE_FIELD_NUMBER: _ClassVar[int]
     COST_PER_HOUR_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     index: int
     gpu_id: str
     gpu_type: str
     cost_per_hour: str
-    def __init__(self, index: _Optional[int] = ..., gpu_id: _Optional[str] = ..., gpu_type: _Optional[str] = ..., cost_per_hour: _Optional[str] = ...) -> None: ...
+    name: str
+    def __init__(self, index: _Optional[int] = ..., gpu_id: _Optional[str] = ..., gpu_type: _Optional[str] = ..., cost_per_hour: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class RegisterNodeResponse(_message.Message):
     __slots__ = ("node_id", "gpus", "heartbeat_interval_seconds")

@@ -71,7 +71,8 @@ class FleetClient:
         return Registration(
             node_id=answer.node_id,
             gpus=tuple(
-                RegisteredGpu(index=g.index, gpu_id=g.gpu_id, gpu_type=g.gpu_type) for g in answer.gpus
+                RegisteredGpu(index=g.index, gpu_id=g.gpu_id, gpu_type=g.gpu_type, name=g.name)
+                for g in answer.gpus
             ),
             heartbeat_interval_seconds=float(answer.heartbeat_interval_seconds),
         )

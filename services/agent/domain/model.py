@@ -44,6 +44,7 @@ class RegisteredGpu:
     index: int
     gpu_id: str
     gpu_type: str
+    name: str = ""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from ..domain.model import GpuReading, LocalJob, Registration
 
 
 def gpu_name(hostname: str, index: int) -> str:
-    """The name fleet gives a GPU (``<hostname>-gpu<index>``); RegisterNodeResponse does not carry it."""
+    """Fallback for a fleet that predates ``RegisteredGpu.name`` (it names GPUs ``<hostname>-gpu<index>``)."""
     return f"{hostname}-gpu{index}"
 
 
@@ -35,7 +35,7 @@ def build_sample(
         samples.append(
             GpuSampleV1(
                 gpu_id=UUID(gpu.gpu_id),
-                gpu_name=gpu_name(hostname, r.index),
+                gpu_name=gpu.name or gpu_name(hostname, r.index),
                 gpu_type=gpu.gpu_type,
                 timestamp=at,
                 gpu_utilization=min(max(r.utilization, 0.0), 100.0),

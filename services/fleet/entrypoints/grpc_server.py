@@ -115,6 +115,7 @@ class NodeRegistryServicer(fleet_pb2_grpc.NodeRegistryServiceServicer):
                     gpu_id=str(g.gpu_id),
                     gpu_type=g.gpu_type,
                     cost_per_hour=dec(g.cost_per_hour),
+                    name=g.name,
                 )
                 for g in done.gpus
             ],

@@ -32,6 +32,7 @@ class RegisteredGpu:
     gpu_id: UUID
     gpu_type: str
     cost_per_hour: Decimal
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ async def register_node(
                 node, reported, match.gpu_type, match.cost_per_hour, now, by_uuid.get(reported.uuid)
             )
             await tx.save_gpu(gpu)
-            result.append(RegisteredGpu(gpu.index, gpu.id, gpu.gpu_type, gpu.cost_per_hour))
+            result.append(RegisteredGpu(gpu.index, gpu.id, gpu.gpu_type, gpu.cost_per_hour, gpu.name))
         # A card the node no longer reports (removed, replaced, failed to enumerate) cannot run work.
         reported_uuids = {g.uuid for g in reg.gpus}
         for gone in known:

@@ -83,6 +83,7 @@ async def test_register_node_types_prices_and_announces_its_gpus(fleet: Fleet) -
         (0, "h100-80gb", "2.9900"),
         (1, "unknown", "0.1500"),
     ]
+    assert [g.name for g in resp.gpus] == [f"{req.hostname}-gpu0", f"{req.hostname}-gpu1"]
     events = await outbox_events(fleet, [g.gpu_id for g in resp.gpus])
     assert [e.type for e in events] == [contract.GPU_REGISTERED] * 2
     first = events[0].data.gpu

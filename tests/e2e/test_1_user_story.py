@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from decimal import Decimal
 
@@ -97,6 +98,14 @@ async def test_a_job_runs_is_billed_notified_and_published(stack, orgs, receiver
             and h["content-type"] == "application/json"
         )
         assert h["ce_organizationid"] == orgs["a_org"]
+        cost_record = next(
+            r
+            for r in tap.records
+            if header_map(r.headers).get("ce_type") == "gpufleet.cost.recorded" and r.key.decode() == job_id
+        )
+        published = json.loads(cost_record.value)
+        assert Decimal(published["total_cost"]) == Decimal(cost["total_cost"]) and published["gpu_count"] == 1
+        assert header_map(cost_record.headers)["ce_source"] == "gpufleet/billing"
 
         # Utilization for the last 24 hours includes the GPU that ran A's job.
         util = await eventually(lambda: _util(api, job["gpu_ids"][0]), timeout=30)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 
 from shared.settings import KafkaSettings
@@ -52,9 +54,30 @@ async def ensure_topics(
         await admin.close()
 
 
+class RetryingKafkaBroker(KafkaBroker):
+    """A broker whose direct publishes (dead letters, tests, tools) survive a transient broker error.
+
+    Brokers answer some produce requests with errors that go away on retry (a leader moving, a topic
+    created a moment ago; the embedded tansu broker now and then answers ``UnknownError``). Service
+    events never depend on this: they go through the outbox, whose relay retries on its own."""
+
+    publish_attempts = 5
+
+    async def publish(self, *args: Any, **kwargs: Any) -> Any:
+        for attempt in range(1, self.publish_attempts + 1):
+            try:
+                return await super().publish(*args, **kwargs)
+            except KafkaError as exc:
+                if attempt == self.publish_attempts:
+                    raise
+                log.warning("publish failed; retrying", extra={"attempt": attempt, "error": repr(exc)})
+                await asyncio.sleep(0.1 * 2**attempt)
+        raise AssertionError("unreachable")
+
+
 def make_broker(settings: KafkaSettings, client_id: str) -> KafkaBroker:
     """A FastStream broker for a service's consumers (it publishes only through the outbox relay)."""
-    return KafkaBroker(
+    return RetryingKafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=client_id,
         enable_idempotence=settings.kafka_idempotent_producer,

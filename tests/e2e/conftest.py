@@ -14,12 +14,32 @@ from aiokafka import AIOKafkaConsumer
 
 from shared.contracts import topics
 from shared.devstack import Stack
-from shared.embedded.postgres import free_port
+from shared.embedded.kafka import EmbeddedKafka
+from shared.embedded.postgres import EmbeddedPostgres, free_port
 from shared.migrate import migrate
 
 
 @pytest.fixture(scope="package")
-async def stack(postgres, kafka, state_dir) -> AsyncIterator[Stack]:
+def e2e_postgres(state_dir) -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL of the e2e suite's own: no row left by other suites can be seen (or scheduled on)."""
+    pg = EmbeddedPostgres(state_dir / "e2e-pg", durable=False)
+    pg.start()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(scope="package")
+def e2e_kafka(state_dir) -> Iterator[EmbeddedKafka]:
+    """A broker of the e2e suite's own: its restart test cannot disturb any other suite."""
+    broker = EmbeddedKafka(log_path=state_dir / "e2e-tansu.log")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="package")
+async def stack(e2e_postgres, e2e_kafka, state_dir) -> AsyncIterator[Stack]:
+    postgres, kafka = e2e_postgres, e2e_kafka
     await migrate(postgres.admin_url)
     ports = {
         name: free_port()

@@ -49,7 +49,8 @@ async def test_agent_crash_fails_the_running_job_and_frees_its_gpu(stack, orgs):
         assert (await wait_status(api, nxt["id"], {"succeeded", "failed"}))["status"] == "succeeded"
 
 
-async def test_broker_restart_replays_without_double_counting(stack, orgs, kafka):
+async def test_broker_restart_replays_without_double_counting(stack, orgs, e2e_kafka):
+    kafka = e2e_kafka
     async with client(stack, orgs["a"]) as api:
         before = await _costs_by_job(api)
         kafka.stop()  # the embedded broker keeps everything in memory: all topics and offsets are gone

@@ -94,6 +94,7 @@ class OutboxRelay:
                 if loop.time() >= next_marker_check:
                     assert probe is not None
                     await self._check_marker(producer, probe)
+                    await self._prune()
                     next_marker_check = loop.time() + self.marker_check_seconds
                 sent = await self.publish_batch(producer)
                 if sent == self.batch_size:
@@ -155,12 +156,16 @@ class OutboxRelay:
                 text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)"),
                 {"ids": [row.id for row in rows]},
             )
+        self.published_total += len(rows)
+        return len(rows)
+
+    async def _prune(self) -> None:
+        """Drop rows published longer ago than the retention window (on the marker cadence, not per batch)."""
+        async with self.db.transaction(system=True) as session:
             await session.execute(
                 text("DELETE FROM outbox WHERE published_at < now() - make_interval(secs => :s)"),
                 {"s": self.retention.total_seconds()},
             )
-        self.published_total += len(rows)
-        return len(rows)
 
     async def _check_marker(self, producer: AIOKafkaProducer, probe: AIOKafkaConsumer) -> None:
         """If the marker topic is empty the broker lost its data: re-publish the retention window."""

@@ -9,6 +9,9 @@ row-level security forced on them, with a policy that admits a row when
   placement loop, consumers, the outbox relay.
 
 A transaction with neither sees no tenant rows at all: forgetting the scope fails closed.
+
+That policy is written once, as ``enable_tenant_rls(table, org_column)`` in every service schema
+(migrations/_common/002); a new tenant table calls it rather than spelling the policy out again.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-COMMON_SCHEMA_VERSION = 1  # the highest file in migrations/_common
+from shared.failures import is_unavailable
+
+COMMON_SCHEMA_VERSION = 2  # the highest file in migrations/_common
 
 
 def asyncpg_url(url: str) -> str:
@@ -33,7 +38,12 @@ def asyncpg_url(url: str) -> str:
 
 
 class SchemaVersionMismatch(SystemExit):
-    pass
+    """The schema is not where this build expects. ``reachable`` is False when the database could not
+    be asked at all (then it is an outage to wait out, not a wrong deployment)."""
+
+    def __init__(self, message: str, *, reachable: bool = True) -> None:
+        super().__init__(message)
+        self.reachable = reachable
 
 
 class Database:
@@ -82,7 +92,8 @@ class Database:
         except Exception as exc:
             raise SchemaVersionMismatch(
                 f"schema {self.schema!r} is not migrated ({type(exc).__name__}: {exc}). "
-                f"Run: python -m shared.migrate --service {component}"
+                f"Run: python -m shared.migrate --service {component}",
+                reachable=not is_unavailable(exc),
             ) from exc
         found = {c: int(v) for c, v in rows}
         for comp, version in wanted.items():

@@ -1,11 +1,14 @@
 """gRPC server and client helpers.
 
 * :func:`serve` starts a ``grpc.aio`` server with the standard health service and reflection.
-* :func:`grpc_service` wraps every RPC method of a servicer: it continues the caller's trace from the
-  metadata and renders a :class:`shared.errors.DomainError` as the matching status code (one place).
+* :func:`grpc_service` wraps every RPC method of a servicer: it renders a
+  :class:`shared.errors.DomainError` as the matching status code (one place), answers UNAVAILABLE when the
+  database or another dependency cannot be reached, and counts and times every call (Prometheus).
+  Traces come from OpenTelemetry's gRPC instrumentation (server and client interceptors below): the
+  caller's W3C context in the metadata is continued by the server.
 * :class:`Authenticator` resolves the API key in the ``authorization`` metadata through identity's
   ``Authenticate`` (with a short cache); :func:`require_agent` checks the node agents' token.
-* :func:`channel` opens a client channel that carries the trace context in metadata.
+* :func:`channel` opens a client channel whose calls carry the trace context in metadata.
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ import grpc
 from gpufleet.v1 import common_pb2, identity_pb2, identity_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry import trace
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor, filters
+from opentelemetry.trace import Status, StatusCode
 
-from shared import telemetry
+from shared import metrics, readiness
 from shared.errors import DomainError, ErrorCode, PermissionDenied, Unauthenticated, Unavailable
+from shared.failures import is_unavailable
 
 log = logging.getLogger("gpufleet.grpc")
 
@@ -44,20 +50,32 @@ ERROR_FIELD_KEY = "gpufleet-error-field"
 T = TypeVar("T")
 
 
-def _wrap(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-    tracer = telemetry.tracer("gpufleet.grpc")
-
+def _wrap(service: str, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        ctx = telemetry.extract(context.invocation_metadata() or ())
-        with tracer.start_as_current_span(name, context=ctx, kind=SpanKind.SERVER) as span:
-            try:
-                return await method(self, request, context)
-            except DomainError as exc:
-                span.set_status(Status(StatusCode.ERROR, exc.code))
-                if exc.field:
-                    context.set_trailing_metadata(((ERROR_FIELD_KEY, exc.field),))
-                await context.abort(STATUS_OF[exc.code], exc.message)
+        began = time.perf_counter()
+        code = "OK"
+        try:
+            return await method(self, request, context)
+        except DomainError as exc:
+            code = STATUS_OF[exc.code].name
+            trace.get_current_span().set_status(Status(StatusCode.ERROR, exc.code))
+            if exc.field:
+                context.set_trailing_metadata(((ERROR_FIELD_KEY, exc.field),))
+            await context.abort(STATUS_OF[exc.code], exc.message)
+        except grpc.aio.AbortError:
+            code = (context.code() or grpc.StatusCode.UNKNOWN).name
+            raise
+        except Exception as exc:
+            if not is_unavailable(exc):
+                code = "UNKNOWN"
+                raise
+            code = "UNAVAILABLE"
+            log.warning("dependency unavailable", extra={"method": name, "error": repr(exc)[:300]})
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "a dependency of this service is unavailable")
+        finally:
+            metrics.GRPC_REQUESTS.labels(service=service, method=name, code=code).inc()
+            metrics.GRPC_SECONDS.labels(service=service, method=name).observe(time.perf_counter() - began)
 
     return wrapper
 
@@ -70,7 +88,7 @@ def grpc_service(cls: type[T]) -> type[T]:
                 continue
             impl = getattr(cls, name)
             if inspect.iscoroutinefunction(impl) and name in vars(cls):
-                setattr(cls, name, _wrap(f"{cls.__name__}/{name}", impl))
+                setattr(cls, name, _wrap(cls.__name__, name, impl))
     return cls
 
 
@@ -146,18 +164,10 @@ def _unavailable(exc: grpc.aio.AioRpcError) -> DomainError:
     return Unavailable(f"identity is unavailable: {exc.code().name}")
 
 
-class _TraceClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
-        metadata = list(client_call_details.metadata or [])
-        metadata.extend(telemetry.inject().items())
-        details = client_call_details._replace(metadata=metadata)
-        return await continuation(details, request)
-
-
 def channel(target: str) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(
         target,
-        interceptors=[_TraceClientInterceptor()],
+        interceptors=aio_client_interceptors(),
         options=[("grpc.keepalive_time_ms", 30_000), ("grpc.enable_retries", 1)],
     )
 
@@ -170,12 +180,22 @@ async def serve(
     listen: str,
     register: Iterable[tuple[Callable[[Any, grpc.aio.Server], None], Any]],
     service_names: Sequence[str],
+    *,
+    serving: bool = True,
+    dependencies: Sequence[str] = (),
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
-    """Start a server with the given servicers plus health and reflection; returns it running."""
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    """Start a server with the given servicers plus health and reflection; returns it running.
+
+    Health answers ``serving`` for ``""`` and every service name, and NOT_SERVING (until told otherwise
+    by the runtime) for each dependency's entry (``shared.readiness.health_name``)."""
+    server = grpc.aio.server(
+        interceptors=[aio_server_interceptor(filter_=filters.negate(filters.health_check()))],
+        options=[("grpc.so_reuseport", 0)],
+    )
     for add, servicer in register:
         add(servicer, server)
     health_servicer = health.aio.HealthServicer()
+    health_servicer.gpufleet_services = ["", *service_names]  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
     reflection.enable_server_reflection(names, server)
@@ -183,7 +203,10 @@ async def serve(
     if port == 0:
         raise SystemExit(f"cannot listen on {listen}")
     await server.start()
+    status = health_pb2.HealthCheckResponse
     for name in ("", *service_names):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(name, status.SERVING if serving else status.NOT_SERVING)
+    for dependency in dependencies:
+        await health_servicer.set(readiness.health_name(dependency), status.NOT_SERVING)
     log.info("gRPC listening", extra={"listen": listen, "services": list(service_names)})
     return server, health_servicer

@@ -1,23 +1,85 @@
-"""Process life cycle shared by every service's ``__main__``: settings, logs, traces, clean stop."""
+"""One service runtime: every process (six services, the gateway, the agent) starts through it.
+
+A service's ``__main__`` names its parts and calls :meth:`Runtime.run`::
+
+    settings = load_settings(BillingSettings)
+    rt = Runtime("billing", settings)
+    db = rt.database(settings.billing_database_url, schema="billing", version=SCHEMA_VERSION)
+    app = bootstrap(settings, db=db, auth=rt.authenticator())
+    rt.outbox(publishes=(topics.COSTS,))
+    rt.consumers(app.register_consumers, topics=(topics.JOBS,))
+    rt.grpc(settings.billing_grpc_listen, app.grpc_services)
+    rt.run()
+
+What the runtime owns, so that no service writes it again:
+
+* **Start-up that needs nothing to be up.** The database engine is created at once; connecting and the
+  schema-version check happen in the background (a schema at the wrong version is fatal: the process
+  exits naming the migration command; an unreachable database is not: it keeps trying). The broker's
+  topics are ensured and the consumers connected in the background, with capped backoff. The gRPC server
+  listens from the first second, so reads and outbox writes are served while the broker is down.
+* **Truthful readiness** (:mod:`shared.readiness`): database, broker and outbox backlog age are watched;
+  the gRPC health service says SERVING only while the core dependency (the database) is up and publishes
+  one entry per dependency; the ops listener answers ``/readyz`` with the details, ``/livez`` and
+  Prometheus text at ``/metrics``.
+* **Supervision.** Background tasks that end with an error are fatal (the process exits non-zero and its
+  supervisor restarts it); periodic tasks catch, log and back off instead, so one bad round never takes
+  a service down.
+* **Graceful drain on SIGTERM/SIGINT**: health NOT_SERVING first (load balancers stop sending), the gRPC
+  server stops accepting and finishes in-flight calls, consumers stop and commit their offsets, tasks get
+  the stop signal and ``drain_seconds`` to finish, the outbox relay publishes what was committed; then
+  teardown in reverse order of creation.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
+import grpc
+from faststream.kafka import KafkaBroker
+from grpc_health.v1 import health, health_pb2
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
+from sqlalchemy import text
+from tenacity import AsyncRetrying, retry_if_exception, stop_never, wait_exponential_jitter
 
+from shared import metrics, readiness
+from shared.db import Database, SchemaVersionMismatch
+from shared.grpc import Authenticator, serve
+from shared.kafka import ensure_topics, make_broker
 from shared.logging import configure_logging
-from shared.settings import BaseServiceSettings
-from shared.telemetry import configure_tracing
+from shared.ops import OpsServer
+from shared.outbox import OutboxRelay
+from shared.settings import BaseServiceSettings, IdentityClientSettings, KafkaSettings
+from shared.telemetry import configure_tracing, instrument_database
 
 log = logging.getLogger("gpufleet.runtime")
 
+S = TypeVar("S", bound=BaseSettings)
 
-def load_settings(cls: type[BaseServiceSettings]) -> BaseServiceSettings:
+GrpcRegistration = tuple[Callable[[Any, grpc.aio.Server], None], Any, str]
+TaskFn = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+RoundFn = Callable[[], Awaitable[Any]]
+
+# How often dependencies are probed, and how old the oldest unpublished outbox row may be before the
+# outbox counts as down (the relay normally publishes within milliseconds of a commit).
+PROBE_SECONDS = 2.0
+OUTBOX_STALE_SECONDS = 30.0
+
+
+class Fatal(Exception):
+    """A background failure that must stop the process (its supervisor decides what happens next)."""
+
+
+def load_settings(cls: type[S]) -> S:
     """Validate settings or exit with the names of the missing/invalid variables (never their values)."""
     try:
         return cls()
@@ -28,12 +90,406 @@ def load_settings(cls: type[BaseServiceSettings]) -> BaseServiceSettings:
         sys.exit(f"invalid configuration: {problems}")
 
 
+def _backoff(cap: float = 5.0) -> AsyncRetrying:
+    """Retry anything but cancellation and fatal exits, forever, with capped jittered backoff."""
+    return AsyncRetrying(
+        retry=retry_if_exception(lambda e: not isinstance(e, SystemExit | asyncio.CancelledError)),
+        wait=wait_exponential_jitter(multiplier=0.2, max=cap, jitter=0.2),
+        stop=stop_never,
+        reraise=True,
+    )
+
+
+@dataclass
+class _Periodic:
+    name: str
+    fn: RoundFn
+    every: float
+    initial_delay: float
+
+
+class Runtime:
+    """The life cycle of one process. Declare its parts, then :meth:`run` (blocking) or :meth:`serve`."""
+
+    def __init__(self, name: str, settings: BaseServiceSettings) -> None:
+        self.name = name
+        self.settings = settings
+        self.readiness = readiness.Readiness((), core=())
+        self.db: Database | None = None
+        self._schema: tuple[str, int] | None = None
+        self._auth: Authenticator | None = None
+        self._publishes: tuple[str, ...] = ()
+        self._relay: OutboxRelay | None = None
+        self._consumers: list[Callable[[KafkaBroker], None]] = []
+        self._consumed: tuple[str, ...] = ()
+        self._broker: KafkaBroker | None = None
+        self._grpc: list[tuple[str, Sequence[GrpcRegistration]]] = []
+        self._health: list[health.aio.HealthServicer] = []
+        self._tasks: list[tuple[str, TaskFn]] = []
+        self._periodic: list[_Periodic] = []
+        self._closers: list[Callable[[], Awaitable[Any]]] = []
+        self.ops: OpsServer | None = None
+
+    # ------------------------------------------------------------------ declaring parts
+
+    def database(self, url: str, *, schema: str, version: int, pool_size: int = 10) -> Database:
+        """The service's database (engine only; the runtime connects and checks the schema)."""
+        self.db = Database(url, schema, pool_size=pool_size)
+        instrument_database(self.db.engine)
+        self._schema = (schema, version)
+        self._depend(readiness.DATABASE, core=True)
+        return self.db
+
+    def authenticator(self) -> Authenticator:
+        if not isinstance(self.settings, IdentityClientSettings):
+            raise TypeError(f"{type(self.settings).__name__} has no identity client settings")
+        if self._auth is None:
+            self._auth = Authenticator(
+                self.settings.identity_grpc_target, ttl=self.settings.auth_cache_seconds
+            )
+        return self._auth
+
+    def outbox(self, *, publishes: tuple[str, ...]) -> None:
+        """Run the outbox relay of this service's database for these topics."""
+        if self.db is None:
+            raise RuntimeError("declare the database before the outbox")
+        self._publishes = publishes
+        self._relay = OutboxRelay(self.db, self._kafka_settings(), publishes=publishes)
+        self._depend(readiness.BROKER)
+        self._depend(readiness.OUTBOX)
+
+    def consumers(self, register: Callable[[KafkaBroker], None], *, topics: Iterable[str]) -> None:
+        """Subscribe through ``register(broker)``; ``topics`` are ensured before the broker connects."""
+        self._consumers.append(register)
+        self._consumed = (*self._consumed, *topics)
+        self._depend(readiness.BROKER)
+
+    def grpc(self, listen: str, services: Sequence[GrpcRegistration]) -> None:
+        self._grpc.append((listen, services))
+
+    def task(self, name: str, fn: TaskFn) -> None:
+        """A long-running loop ``fn(stop)``; its failure is fatal (the supervisor restarts the process)."""
+        self._tasks.append((name, fn))
+
+    def periodic(self, name: str, fn: RoundFn, *, every: float, initial_delay: float = 0.0) -> None:
+        """``fn()`` is one round, run every ``every`` seconds; a failing round is logged, not fatal."""
+        self._periodic.append(_Periodic(name, fn, every, initial_delay))
+
+    def on_close(self, fn: Callable[[], Awaitable[Any]]) -> None:
+        self._closers.append(fn)
+
+    def depend(self, dependency: str, *, core: bool = False) -> None:
+        """Track a dependency of the service's own (it reports with ``rt.readiness.set``)."""
+        self._depend(dependency, core=core)
+
+    # ------------------------------------------------------------------ running
+
+    def run(self) -> None:
+        """Run until SIGINT/SIGTERM, then drain; exits non-zero when a task fails (:class:`Fatal`)."""
+        configure_logging(self.name, self.settings.log_level, self.settings.log_format)
+        configure_tracing(self.name, self.settings.otel_exporter)
+        try:
+            asyncio.run(self._main())
+        except KeyboardInterrupt:
+            pass
+        except Fatal as exc:
+            sys.exit(str(exc))
+
+    async def _main(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("starting", extra={"service": self.name})
+        await self.serve(stop)
+        log.info("stopped", extra={"service": self.name})
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Start every part, wait for ``stop`` or a fatal task failure, then drain and tear down.
+
+        Raises :class:`Fatal` when a task failed or the schema is not the one this build expects."""
+        metrics.process_info(self.name)
+        self.readiness.on_change(self._on_dependency_change)
+        started = time.monotonic()
+        task_stop = asyncio.Event()  # tasks are told to stop only after intake has stopped
+        async with contextlib.AsyncExitStack() as teardown:
+            teardown.push_async_callback(self._close_all)
+            if self.settings.ops_listen:
+                self.ops = OpsServer(self.settings.ops_listen, self.readiness)
+                await self.ops.start()
+                teardown.push_async_callback(self.ops.stop)
+            background: list[asyncio.Task[Any]] = []
+            teardown.push_async_callback(_cancel_all, background)
+            if self.db is not None:
+                background.append(asyncio.create_task(self._watch_database(), name="watch-database"))
+            if self._relay is not None:
+                relay_stop = asyncio.Event()
+                relay = asyncio.create_task(self._relay.run(relay_stop), name="outbox-relay")
+                # Registered first among the stops, so it runs last: it publishes what drained work committed.
+                teardown.push_async_callback(_stop_task, relay, relay_stop, self.settings.drain_seconds)
+                background.append(asyncio.create_task(self._watch_outbox(), name="watch-outbox"))
+            if readiness.BROKER in self.readiness.states:
+                background.append(asyncio.create_task(self._watch_broker(), name="watch-broker"))
+            fatal: list[asyncio.Task[Any]] = []
+            watchers = [t for t in background if t.get_name() == "watch-database"]
+            for name, fn in self._tasks:
+                task = asyncio.create_task(fn(task_stop), name=name)
+                fatal.append(task)
+            teardown.push_async_callback(_stop_tasks, fatal, task_stop, self.settings.drain_seconds)
+            if self._consumers:
+                background.append(asyncio.create_task(self._run_consumers(), name="consumers"))
+                teardown.push_async_callback(self._stop_consumers)
+            for p in self._periodic:
+                background.append(asyncio.create_task(self._run_periodic(p, stop), name=p.name))
+            for listen, services in self._grpc:
+                server, health_servicer = await serve(
+                    listen,
+                    [(add, servicer) for add, servicer, _ in services],
+                    [name for _, _, name in services],
+                    serving=self.readiness.serving,
+                    dependencies=list(self.readiness.states),
+                )
+                self._health.append(health_servicer)
+                teardown.push_async_callback(server.stop, self.settings.drain_seconds)
+                teardown.push_async_callback(health_servicer.enter_graceful_shutdown)
+            await self._publish_health()
+            log.info(
+                "serving",
+                extra={
+                    "service": self.name,
+                    "startup_s": round(time.monotonic() - started, 3),
+                    "ops": self.ops.url if self.ops else None,
+                },
+            )
+            await _wait(stop, [*fatal, *watchers])
+
+    # ------------------------------------------------------------------ dependencies
+
+    def _depend(self, dependency: str, *, core: bool = False) -> None:
+        self.readiness.states.setdefault(dependency, readiness.DependencyState())
+        if core:
+            self.readiness.core = self.readiness.core | {dependency}
+
+    def _kafka_settings(self) -> KafkaSettings:
+        if not isinstance(self.settings, KafkaSettings):
+            raise TypeError(f"{type(self.settings).__name__} has no Kafka settings")
+        return self.settings
+
+    def _on_dependency_change(self, dependency: str, state: readiness.DependencyState) -> None:
+        metrics.DEPENDENCY_UP.labels(dependency=dependency).set(1 if state.up else 0)
+        (log.info if state.up else log.warning)(
+            f"{dependency} {'up' if state.up else 'down'}",
+            extra={"dependency": dependency, "detail": state.detail},
+        )
+        asyncio.get_running_loop().create_task(self._publish_health())
+
+    async def _publish_health(self) -> None:
+        status = health_pb2.HealthCheckResponse
+        overall = status.SERVING if self.readiness.serving else status.NOT_SERVING
+        for servicer in self._health:
+            for name, state in self.readiness.states.items():
+                await servicer.set(
+                    readiness.health_name(name), status.SERVING if state.up else status.NOT_SERVING
+                )
+            for name in servicer_names(servicer):
+                await servicer.set(name, overall)
+
+    async def _watch_database(self) -> None:
+        assert self.db is not None and self._schema is not None
+        schema, version = self._schema
+        db = self.db
+        checked = False
+        while True:
+            try:
+                if not checked:
+                    await db.check_schema(schema, version)
+                    checked = True
+                else:
+                    async with db.engine.connect() as conn:
+                        await conn.execute(text("SELECT 1"))
+                self.readiness.set(readiness.DATABASE, True, "connected")
+            except SchemaVersionMismatch as exc:
+                if exc.reachable:
+                    # Not an outage: this build and the schema disagree. A SystemExit must not be raised
+                    # inside a task (asyncio would bypass the teardown), so it travels as Fatal.
+                    raise Fatal(str(exc)) from None
+                self.readiness.set(readiness.DATABASE, False, _short(exc.__cause__ or exc))
+            except Exception as exc:
+                self.readiness.set(readiness.DATABASE, False, _short(exc))
+            await asyncio.sleep(PROBE_SECONDS)
+
+    async def _watch_broker(self) -> None:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        kafka = self._kafka_settings()
+        while True:
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=kafka.kafka_bootstrap_servers,
+                client_id=f"gpufleet-{self.name}-probe",
+                request_timeout_ms=3000,
+            )
+            try:
+                await asyncio.wait_for(admin.start(), 5)
+                while True:
+                    await asyncio.wait_for(admin.list_topics(), 5)
+                    self.readiness.set(readiness.BROKER, True, "connected")
+                    await asyncio.sleep(PROBE_SECONDS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.readiness.set(readiness.BROKER, False, _short(exc))
+            finally:
+                with contextlib.suppress(Exception):
+                    await admin.close()
+            await asyncio.sleep(PROBE_SECONDS)
+
+    async def _watch_outbox(self) -> None:
+        assert self.db is not None
+        while True:
+            try:
+                count, age = await outbox_backlog(self.db)
+                fresh = age is None or age < OUTBOX_STALE_SECONDS
+                detail = "empty" if not count else f"{count} unpublished, oldest {age:.1f}s"
+                self.readiness.set(
+                    readiness.OUTBOX, fresh, detail, backlog=count, oldest_age_s=round(age or 0.0, 3)
+                )
+            except Exception as exc:
+                self.readiness.set(readiness.OUTBOX, False, f"backlog unknown: {_short(exc)}")
+            await asyncio.sleep(PROBE_SECONDS)
+
+    # ------------------------------------------------------------------ consumers and rounds
+
+    async def _run_consumers(self) -> None:
+        """Ensure the consumed topics and connect the consumers; retried until the broker answers."""
+        kafka = self._kafka_settings()
+        async for attempt in _backoff():
+            with attempt:
+                if self._consumed:
+                    await ensure_topics(kafka, self._consumed)
+                broker = make_broker(kafka, self.name)
+                for register in self._consumers:
+                    register(broker)
+                try:
+                    await broker.start()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await broker.stop()
+                    raise
+                self._broker = broker
+        log.info("consumers connected", extra={"topics": list(self._consumed)})
+
+    async def _stop_consumers(self) -> None:
+        if self._broker is not None:
+            await self._broker.stop()  # in-flight handlers finish; offsets are committed
+
+    async def _run_periodic(self, p: _Periodic, stop: asyncio.Event) -> None:
+        await _sleep_unless(stop, p.initial_delay)
+        failures = 0
+        while not stop.is_set():
+            began = time.monotonic()
+            try:
+                await p.fn()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                metrics.PERIODIC_FAILURES.labels(task=p.name).inc()
+                log.exception("periodic task failed", extra={"task": p.name, "failures": failures})
+            metrics.PERIODIC_SECONDS.labels(task=p.name).observe(time.monotonic() - began)
+            # Back off after failures (a database outage), never beyond ten intervals.
+            await _sleep_unless(stop, p.every * min(2**failures, 10) if failures else p.every)
+
+    async def _close_all(self) -> None:
+        for closer in reversed(self._closers):
+            with contextlib.suppress(Exception):
+                await closer()
+        if self._auth is not None:
+            await self._auth.close()
+        if self.db is not None:
+            await self.db.dispose()
+
+
+def servicer_names(servicer: health.aio.HealthServicer) -> list[str]:
+    """The service names a health servicer was started with (the overall entry and each API)."""
+    return list(getattr(servicer, "gpufleet_services", [""]))
+
+
+async def outbox_backlog(db: Database) -> tuple[int, float | None]:
+    """Unpublished outbox rows and the age in seconds of the oldest one (None when there are none)."""
+    async with db.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT count(*), extract(epoch FROM now() - min(created_at)) "
+                    "FROM outbox WHERE published_at IS NULL"
+                )
+            )
+        ).one()
+    return int(row[0]), (float(row[1]) if row[1] is not None else None)
+
+
+def _short(exc: BaseException) -> str:
+    text_ = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text_}"[:300]
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    if seconds <= 0:
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def _wait(stop: asyncio.Event, fatal: list[asyncio.Task[Any]]) -> None:
+    """Until ``stop`` or a task of ``fatal`` ends; a task ending with an error exits non-zero."""
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([waiter, *fatal], return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    for task in done:
+        if task is waiter or task.cancelled():
+            continue
+        exc = task.exception()
+        if exc is not None:
+            log.error("task failed", extra={"task": task.get_name()}, exc_info=exc)
+            stop.set()
+            detail = str(exc) if isinstance(exc, Fatal) else repr(exc)
+            raise Fatal(f"fatal: {task.get_name()}: {detail}")
+        if not stop.is_set():
+            log.error("task ended on its own", extra={"task": task.get_name()})
+            raise Fatal(f"fatal: task {task.get_name()} ended")
+
+
+async def _stop_tasks(tasks: list[asyncio.Task[Any]], stop: asyncio.Event, grace: float) -> None:
+    stop.set()
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=grace or None)
+        await _cancel_all(list(pending))
+
+
+async def _stop_task(task: asyncio.Task[Any], stop: asyncio.Event, grace: float) -> None:
+    await _stop_tasks([task], stop, grace)
+
+
+async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# --------------------------------------------------------------------------- legacy entry points
+# Kept only until every ``__main__`` is on :class:`Runtime` (removed in the same change series).
+
+from shared.logging import configure_logging as _configure_logging  # noqa: E402
+from shared.telemetry import configure_tracing as _configure_tracing  # noqa: E402
+
+
 def run(
     service: str, settings: BaseServiceSettings, main: Callable[[asyncio.Event], Awaitable[None]]
 ) -> None:
     """Run ``main(stop)`` until SIGINT/SIGTERM sets ``stop``; ``main`` returns after a clean shutdown."""
-    configure_logging(service, settings.log_level, settings.log_format)
-    configure_tracing(service, settings.otel_exporter)
+    _configure_logging(service, settings.log_level, settings.log_format)
+    _configure_tracing(service, settings.otel_exporter)
 
     async def _runner() -> None:
         stop = asyncio.Event()

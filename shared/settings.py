@@ -22,6 +22,11 @@ class BaseServiceSettings(BaseSettings):
     log_format: str = Field(default="json", pattern="^(json|text)$")
     # OpenTelemetry: "none" keeps spans in-process (context still propagates), "console" prints them.
     otel_exporter: str = Field(default="none", pattern="^(none|console)$")
+    # The process's operations listener: Prometheus text at /metrics, /livez and /readyz (JSON).
+    # "host:port"; port 0 picks a free one (logged); empty switches it off.
+    ops_listen: str = "127.0.0.1:0"
+    # SIGTERM: how long in-flight work (RPCs, event handlers) may take to finish before teardown.
+    drain_seconds: float = Field(default=10.0, ge=0)
 
 
 class KafkaSettings(BaseSettings):

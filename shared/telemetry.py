@@ -1,18 +1,23 @@
 """OpenTelemetry set-up and W3C trace-context propagation over REST, gRPC and Kafka headers.
 
-No instrumentation packages are needed: the gateway middleware, the gRPC interceptors in
-``shared.grpc`` and the outbox/consumer helpers call :func:`inject` / :func:`extract` themselves, so a
-trace started by a REST call continues through gRPC, the outbox row, Kafka, and every consumer.
+The wire libraries are traced by OpenTelemetry's instrumentation packages: FastAPI (the gateway), gRPC
+(server and client interceptors in ``shared.grpc``), SQLAlchemy (:func:`instrument_database`, every
+statement) and aiokafka (:func:`configure_tracing`). One thing stays ours: the outbox stores the W3C
+context of the transaction that wrote each event (:func:`inject` in ``shared.outbox.record``) and the
+relay publishes the row inside that context, so a relayed event stays in the trace of the request that
+caused it, not of the relay. Consumers continue the producer's trace with :func:`extract`.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 _configured = False
 
@@ -25,7 +30,20 @@ def configure_tracing(service: str, exporter: str = "none") -> None:
     if exporter == "console":
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
     trace.set_tracer_provider(provider)
+    try:
+        from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
+
+        AIOKafkaInstrumentor().instrument(tracer_provider=provider)
+    except Exception:  # an instrumentation that cannot patch must never stop a service
+        logging.getLogger("gpufleet.telemetry").exception("aiokafka instrumentation failed")
     _configured = True
+
+
+def instrument_database(engine: AsyncEngine) -> None:
+    """A span per SQL statement (no parameters recorded), children of the request's span."""
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, enable_commenter=False)
 
 
 def tracer(name: str) -> trace.Tracer:

@@ -7,10 +7,9 @@ found as JSON (exit 0), or why it cannot (exit 1).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
-from shared.runtime import load_settings, run
+from shared.runtime import Runtime, load_settings
 
 from .bootstrap import bootstrap, make_backend
 from .config import AgentSettings, GpuBackendSettings
@@ -18,36 +17,25 @@ from .entrypoints.probe import probe, render
 from .service_layer.ports import GpuBackendError
 
 
-async def main(settings: AgentSettings, stop: asyncio.Event) -> None:
+def build(settings: AgentSettings) -> Runtime:
+    rt = Runtime("agent", settings)
     app = bootstrap(settings)
-    try:
-        await app.agent.run(stop)
-    except GpuBackendError as exc:
-        raise SystemExit(f"agent cannot start: {exc}") from exc
-    finally:
-        await app.close()
+    rt.task("agent", app.run)
+    rt.on_close(app.close)
+    return rt
 
 
-def cli(argv: list[str]) -> None:
+def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m services.agent", description="GPU fleet node agent")
-    parser.add_argument(
-        "--probe",
-        action="store_true",
-        help="initialise the configured GPU backend, print what it found as JSON, and exit",
-    )
-    args = parser.parse_args(argv)
-    if args.probe:
-        backend_settings = load_settings(GpuBackendSettings)
-        assert isinstance(backend_settings, GpuBackendSettings)
+    parser.add_argument("--probe", action="store_true", help="print what the GPU backend finds, as JSON")
+    if parser.parse_args(argv).probe:
         try:
-            print(render(probe(make_backend(backend_settings))))
+            print(render(probe(make_backend(load_settings(GpuBackendSettings)))))
         except GpuBackendError as exc:
             sys.exit(f"probe failed: {exc}")
         return
-    cfg = load_settings(AgentSettings)
-    assert isinstance(cfg, AgentSettings)
-    run("agent", cfg, lambda stop: main(cfg, stop))
+    build(load_settings(AgentSettings)).run()
 
 
 if __name__ == "__main__":
-    cli(sys.argv[1:])
+    main(sys.argv[1:])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+
+from shared.runtime import Fatal
 
 from . import AGENT_VERSION
 from .adapters.grpc_clients import FleetClient, SchedulerClient
@@ -13,7 +16,7 @@ from .adapters.report_store import JsonReportStore
 from .adapters.simulated import SimulatedBackend
 from .config import AgentSettings, GpuBackendSettings
 from .service_layer.agent import AgentConfig, NodeAgent
-from .service_layer.ports import GpuBackend
+from .service_layer.ports import GpuBackend, GpuBackendError
 from .service_layer.report_queue import ReportQueue
 
 REPORTS_FILE = "pending_reports.json"
@@ -37,6 +40,12 @@ class AgentApp:
     scheduler: SchedulerClient
     publisher: KafkaMetricsPublisher
     backend: GpuBackend
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await self.agent.run(stop)
+        except GpuBackendError as exc:
+            raise Fatal(f"agent cannot start: {exc}") from exc
 
     async def close(self) -> None:
         await self.publisher.close()

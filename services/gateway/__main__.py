@@ -10,44 +10,44 @@ import uvicorn
 
 from services.gateway.config import GatewaySettings
 from services.gateway.entrypoints.app import create_app
-from shared.runtime import load_settings, run
+from shared.runtime import Fatal, Runtime, load_settings
 
 
 class _Server(uvicorn.Server):
-    """Signals belong to ``shared.runtime.run`` (it sets ``stop``); uvicorn must not take them over."""
+    """Signals belong to the runtime (it sets ``stop``); uvicorn must not take them over."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
 
 
-async def serve(settings: GatewaySettings, stop: asyncio.Event) -> None:
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.gateway_host,
-        port=settings.gateway_port,
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        timeout_graceful_shutdown=20,
-    )
-    server = _Server(config)
-    serving = asyncio.create_task(server.serve())
-    stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    # Graceful: stop accepting, finish in-flight requests, then run the lifespan shutdown (channels).
-    server.should_exit = True
-    stopping.cancel()
-    await serving
-    if not server.started:
-        raise SystemExit(f"gateway could not start on {settings.gateway_host}:{settings.gateway_port}")
+def build(settings: GatewaySettings) -> Runtime:
+    async def serve_http(stop: asyncio.Event) -> None:
+        config = uvicorn.Config(
+            create_app(settings),
+            host=settings.gateway_host,
+            port=settings.gateway_port,
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            proxy_headers=True,
+            timeout_graceful_shutdown=int(settings.drain_seconds),
+        )
+        server = _Server(config)
+        serving = asyncio.create_task(server.serve())
+        await asyncio.wait({serving, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
+        server.should_exit = True  # stop accepting, finish in-flight requests, then close the channels
+        await serving
+        if not server.started:
+            raise Fatal(f"gateway could not start on {settings.gateway_host}:{settings.gateway_port}")
+
+    rt = Runtime("gateway", settings)
+    rt.task("http", serve_http)
+    return rt
 
 
 def main() -> None:
-    settings = load_settings(GatewaySettings)
-    assert isinstance(settings, GatewaySettings)
-    run("gateway", settings, lambda stop: serve(settings, stop))
+    build(load_settings(GatewaySettings)).run()
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from shared.runtime import supervise
 
+from ..adapters import metrics as prom
 from ..domain.model import (
     LOST_MESSAGE,
     ORPHANED_MESSAGE,
@@ -255,11 +256,14 @@ class NodeAgent:
             handle = await self.runner.spawn(a.job_id, a.command, a.gpu_indices)
         except (OSError, ValueError) as exc:
             log.warning("job could not start", extra={"job_id": a.job_id, "reason": str(exc)})
+            prom.JOB_START_FAILURES.inc()
             self.reports.put(JobFinished(a.job_id, self.clock(), error_message=f"could not start: {exc}"))
             self._settle(a.job_id)
             return
         self.reports.put(JobStarted(a.job_id, self.clock()))
         self.running[a.job_id] = _Running(LocalJob(a.job_id, a.gpu_indices, a.organization_id), handle)
+        prom.JOB_STARTS.inc()
+        prom.JOBS_RUNNING.set(len(self.running))
         log.info(
             "job started", extra={"job_id": a.job_id, "pid": handle.pid, "gpu_indices": list(a.gpu_indices)}
         )
@@ -269,9 +273,11 @@ class NodeAgent:
         entry = self.running[job_id]
         exited = await entry.handle.wait()
         self.running.pop(job_id, None)
+        prom.JOBS_RUNNING.set(len(self.running))
         error = entry.error_message
         if not error and not entry.cancelled and exited.signal_name:
             error = f"killed by {exited.signal_name}"
+        prom.finished(exited.exit_code, entry.cancelled, error)
         self.reports.put(
             JobFinished(
                 job_id,

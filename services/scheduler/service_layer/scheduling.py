@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 
 from ..domain.model import GpuAllocation, Job
 from ..domain.placement import JobRequest, place
@@ -67,16 +69,37 @@ async def schedule_round(deps: Dependencies, batch: int = ROUND_BATCH) -> list[J
     return scheduled
 
 
-async def run_scheduling_loop(stop: asyncio.Event, deps: Dependencies, tick_seconds: float) -> None:
-    """Run rounds until ``stop``; a failed round (database down) is logged and retried next tick."""
+RoundObserver = Callable[[float, int], None]
+
+
+async def run_scheduling_loop(
+    stop: asyncio.Event,
+    deps: Dependencies,
+    tick_seconds: float,
+    observe: RoundObserver | None = None,
+    on_failure: Callable[[], None] | None = None,
+) -> None:
+    """Run rounds until ``stop``; a failed round (database down) is logged and retried next tick.
+
+    ``observe(seconds, placed)`` is told about every round that placed something or took the lock."""
     while not stop.is_set():
         deps.wakeup.clear()  # cleared before the round: a wake-up during it causes another round
+        began = time.perf_counter()
         try:
             scheduled = await schedule_round(deps)
+            if observe is not None:
+                observe(time.perf_counter() - began, len(scheduled))
             if scheduled:
                 log.info("scheduled jobs", extra={"jobs": [str(j.id) for j in scheduled]})
         except asyncio.CancelledError:
             raise
         except Exception:
+            if on_failure is not None:
+                on_failure()
             log.exception("scheduling round failed; retrying")
-        await deps.wakeup.wait(tick_seconds)
+        # Wakes on a submit or a release, on stop, or after one tick.
+        waking = asyncio.create_task(deps.wakeup.wait(tick_seconds))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({waking, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for t in (waking, stopping):
+            t.cancel()

@@ -11,9 +11,9 @@ import pytest
 from gpufleet.v1 import scheduler_pb2, scheduler_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.scheduler.__main__ import main
+from services.scheduler.__main__ import build
+from shared.runtime import Fatal
 from services.scheduler.config import SchedulerSettings
-from shared.db import SchemaVersionMismatch
 
 from .conftest import AGENT_TOKEN
 
@@ -43,7 +43,7 @@ def settings(db_url: str, harness, kafka) -> SchedulerSettings:
 async def test_the_service_starts_serves_and_stops(harness, kafka, migrate_schema):
     config = settings(await migrate_schema("scheduler"), harness, kafka)
     stop = asyncio.Event()
-    task = asyncio.create_task(main(config, stop))
+    task = asyncio.create_task(build(config).serve(stop))
     _, key = harness.tenant()
     try:
         async with grpc.aio.insecure_channel(config.scheduler_grpc_listen) as ch:
@@ -70,5 +70,5 @@ async def test_the_service_starts_serves_and_stops(harness, kafka, migrate_schem
 
 async def test_an_unmigrated_database_stops_the_service(harness, kafka, postgres):
     config = settings(postgres.url_for("gpufleet_nobody"), harness, kafka)
-    with pytest.raises(SchemaVersionMismatch):
-        await main(config, asyncio.Event())
+    with pytest.raises(Fatal, match="not migrated"):
+        await asyncio.wait_for(build(config).serve(asyncio.Event()), 30)

@@ -1,0 +1,57 @@
+"""The limits of every public field, defined once.
+
+The gateway's request models, the gRPC entrypoints and the domains all import these numbers (and the
+enumerations below) instead of restating them, so REST and gRPC refuse exactly the same inputs and the
+OpenAPI document states what the server enforces. Changing a limit here changes it everywhere.
+"""
+
+from __future__ import annotations
+
+# --- jobs
+MAX_COMMAND = 10_000
+MIN_GPUS = 1
+MAX_GPUS = 16
+MAX_GPU_MEMORY_MB = 1_048_576
+MIN_PRIORITY = 0
+DEFAULT_PRIORITY = 50
+MAX_PRIORITY = 100
+MAX_JOB_NAME = 200
+MAX_GPU_TYPE = 64
+MAX_CANCEL_REASON = 500
+MAX_IDEMPOTENCY_KEY = 200
+
+# --- URLs (job webhook_url, organization webhooks)
+MAX_URL = 2048
+
+# --- paging (every List* method and REST list route)
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
+MAX_CURSOR = 512
+# What a cursor looks like on the wire (shared.cursors): unpadded URL-safe base64.
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
+
+# --- utilization
+DEFAULT_UTILIZATION_HOURS = 24
+MAX_UTILIZATION_HOURS = 720  # 30 days: the longest look-back monitoring answers
+
+# --- webhooks
+MAX_WEBHOOK_EVENTS = 32
+MAX_DESCRIPTION = 500
+# Event names a tenant may subscribe a webhook to (the public part of the job topic's types).
+WEBHOOK_EVENT_NAMES: tuple[str, ...] = (
+    "job.submitted",
+    "job.scheduled",
+    "job.started",
+    "job.succeeded",
+    "job.failed",
+    "job.cancelled",
+)
+
+# --- API keys
+MAX_KEY_NAME = 100
+MAX_KEY_SCOPES = 32
+MAX_KEY_LIFETIME_SECONDS = 10 * 365 * 24 * 3600
+KEY_SCOPES: tuple[str, ...] = ("admin", "jobs:read", "jobs:write")
+
+# --- request bodies at the gateway
+MAX_REQUEST_BODY_BYTES = 64 * 1024

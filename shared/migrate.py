@@ -2,14 +2,24 @@
 
 Layout (seed 001's habit: ordered files, idempotent fixtures)::
 
-    migrations/_common/NNN_*.sql      plumbing every service schema gets (outbox, processed events)
+    migrations/_common/NNN_*.sql      plumbing every service schema gets (outbox, processed events,
+                                      the enable_tenant_rls() function its own files call)
     migrations/<service>/NNN_*.sql    the service's own schema, in order
     migrations/<service>/fixtures/*.sql  reference data, upserted on every run
 
 For each service this tool, connected as an administrator: creates the role ``gpufleet_<service>``
 and the schema ``<service>`` owned by it, then applies the pending files *as that role* (so the service
-owns its tables and nothing else) inside one transaction per file, recording each in
-``<service>.schema_migrations`` with its checksum. An applied file whose text changed is refused.
+owns its tables and nothing else), recording each in ``<service>.schema_migrations`` with its checksum.
+An applied file whose text changed is refused.
+
+Transactions, per service: the role and schema set-up runs first, outside any transaction (each statement
+commits on its own, and every one is safe to repeat). Everything after it is ONE transaction: the advisory
+lock that serialises concurrent runs, the ledger table, every pending file (``_common`` first, then the
+service's, in order) with its ledger row, and the fixtures. So a run that fails anywhere, or finds an
+edited file, applies none of the pending files (only the role and schema it created stay), never half
+of them; and a migration cannot contain statements PostgreSQL refuses inside a transaction block
+(``CREATE INDEX CONCURRENTLY``, ``VACUUM``). With ``--service all`` the services are migrated one after
+another, each in its own transaction: a failure in one leaves the ones before it migrated.
 
     python -m shared.migrate --admin-url postgresql://postgres@localhost:5432/gpufleet --service all
 """
@@ -108,6 +118,7 @@ async def migrate_service(admin_url: str, service: str, root: Path | None = None
         await _ensure_role_and_schema(conn, service)
         files = load("_common", root) + load(service, root)
         fixtures = sorted(((root or migrations_dir()) / service / "fixtures").glob("*.sql"))
+        # One transaction for the lock, the ledger, all pending files and the fixtures (module docstring).
         async with conn.transaction():
             await conn.execute(f'SET LOCAL ROLE "{role_name(service)}"; SET LOCAL search_path = "{service}"')
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"gpufleet-migrate-{service}")

@@ -103,3 +103,27 @@ class OpsServer:
         self._server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._task, 5)
+
+
+async def serve_asgi(app: Any, host: str, port: int, stop: asyncio.Event, *, drain_seconds: float) -> None:
+    """Serve an ASGI app with uvicorn until ``stop``; then stop accepting, finish in-flight requests
+    (up to ``drain_seconds``) and run the app's lifespan shutdown. A runtime task (the gateway's)."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        timeout_graceful_shutdown=int(drain_seconds),
+    )
+    server = _Server(config)
+    serving = asyncio.create_task(server.serve())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    stopping.cancel()
+    await serving
+    if not server.started:
+        raise RuntimeError(f"could not listen on {host}:{port}")

@@ -135,7 +135,7 @@ class Runtime:
     def database(self, url: str, *, schema: str, version: int, pool_size: int = 10) -> Database:
         """The service's database (engine only; the runtime connects and checks the schema)."""
         self.db = Database(url, schema, pool_size=pool_size)
-        instrument_database(self.db.engine)
+        instrument_database()
         self._schema = (schema, version)
         self._depend(readiness.DATABASE, core=True)
         return self.db
@@ -379,8 +379,12 @@ class Runtime:
         log.info("consumers connected", extra={"topics": list(self._consumed)})
 
     async def _stop_consumers(self) -> None:
-        if self._broker is not None:
-            await self._broker.stop()  # in-flight handlers finish; offsets are committed
+        if self._broker is None:
+            return
+        try:  # in-flight handlers finish and offsets are committed, unless the broker is gone
+            await asyncio.wait_for(self._broker.stop(), self.settings.drain_seconds or None)
+        except (TimeoutError, Exception) as exc:
+            log.warning("consumers did not stop cleanly", extra={"error": _short(exc)})
 
     async def _run_periodic(self, p: _Periodic, stop: asyncio.Event) -> None:
         await _sleep_unless(stop, p.initial_delay)
@@ -477,39 +481,12 @@ async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-# --------------------------------------------------------------------------- legacy entry points
-# Kept only until every ``__main__`` is on :class:`Runtime` (removed in the same change series).
-
-from shared.logging import configure_logging as _configure_logging  # noqa: E402
-from shared.telemetry import configure_tracing as _configure_tracing  # noqa: E402
-
-
-def run(
-    service: str, settings: BaseServiceSettings, main: Callable[[asyncio.Event], Awaitable[None]]
-) -> None:
-    """Run ``main(stop)`` until SIGINT/SIGTERM sets ``stop``; ``main`` returns after a clean shutdown."""
-    _configure_logging(service, settings.log_level, settings.log_format)
-    _configure_tracing(service, settings.otel_exporter)
-
-    async def _runner() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        log.info("starting", extra={"service": service})
-        await main(stop)
-        log.info("stopped", extra={"service": service})
-
-    try:
-        asyncio.run(_runner())
-    except SystemExit:
-        raise
-    except KeyboardInterrupt:
-        pass
+# --------------------------------------------------------------------------- helpers for tasks
 
 
 async def supervise(stop: asyncio.Event, *tasks: asyncio.Task) -> None:
-    """Wait for ``stop`` or for any background task to die (which is fatal: exit non-zero)."""
+    """Inside a task of the runtime: wait for ``stop`` or for any of ``tasks`` to die, which is
+    :class:`Fatal` (the process exits non-zero)."""
     waiter = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
     failed = [t for t in done if t is not waiter and not t.cancelled() and t.exception()]
@@ -520,4 +497,4 @@ async def supervise(stop: asyncio.Event, *tasks: asyncio.Task) -> None:
     if failed:
         exc = failed[0].exception()
         log.error("background task failed", exc_info=exc)
-        raise SystemExit(f"fatal: {exc!r}")
+        raise Fatal(f"{failed[0].get_name()}: {exc!r}")

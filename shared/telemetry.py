@@ -1,7 +1,7 @@
 """OpenTelemetry set-up and W3C trace-context propagation over REST, gRPC and Kafka headers.
 
 The wire libraries are traced by OpenTelemetry's instrumentation packages: FastAPI (the gateway), gRPC
-(server and client interceptors in ``shared.grpc``), SQLAlchemy (:func:`instrument_database`, every
+(server and client interceptors in ``shared.grpc``), asyncpg (:func:`instrument_database`, every
 statement) and aiokafka (:func:`configure_tracing`). One thing stays ours: the outbox stores the W3C
 context of the transaction that wrote each event (:func:`inject` in ``shared.outbox.record``) and the
 relay publishes the row inside that context, so a relayed event stays in the trace of the request that
@@ -17,9 +17,9 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 _configured = False
+_db_instrumented = False
 
 
 def configure_tracing(service: str, exporter: str = "none") -> None:
@@ -39,11 +39,16 @@ def configure_tracing(service: str, exporter: str = "none") -> None:
     _configured = True
 
 
-def instrument_database(engine: AsyncEngine) -> None:
-    """A span per SQL statement (no parameters recorded), children of the request's span."""
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+def instrument_database() -> None:
+    """A span per SQL statement (asyncpg, under SQLAlchemy; no parameters recorded), children of the
+    request's span. (OpenTelemetry's SQLAlchemy instrumentation does not support SQLAlchemy 2.1 yet.)"""
+    global _db_instrumented
+    if _db_instrumented:
+        return
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 
-    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, enable_commenter=False)
+    AsyncPGInstrumentor().instrument()
+    _db_instrumented = True
 
 
 def tracer(name: str) -> trace.Tracer:

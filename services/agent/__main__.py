@@ -1,7 +1,5 @@
 """``python -m services.agent``: settings -> GPU backend -> register with fleet -> loops -> clean stop.
-
-``python -m services.agent --probe`` only initialises the configured GPU backend and prints what it
-found as JSON (exit 0), or why it cannot (exit 1).
+``--probe`` only initialises the GPU backend and prints what it found as JSON, or why it cannot (exit 1).
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ def build(settings: AgentSettings) -> Runtime:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m services.agent", description="GPU fleet node agent")
-    parser.add_argument("--probe", action="store_true", help="print what the GPU backend finds, as JSON")
+    parser.add_argument("--probe", action="store_true", help="print what the GPU backend finds (JSON)")
     if parser.parse_args(argv).probe:
         try:
             print(render(probe(make_backend(load_settings(GpuBackendSettings)))))

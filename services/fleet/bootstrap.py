@@ -1,54 +1,88 @@
-"""Composition root: wires the database-backed unit of work and settings into the handlers.
+"""Composition root: wires the database-backed unit of work, settings and metrics into the handlers,
+and the handlers into the gRPC servicers, the job consumer and the offline sweep.
 
 Tests build the same :class:`FleetApp` over their own database and settings (or fakes)."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
+
+import grpc
+from faststream.kafka import KafkaBroker
+from gpufleet.v1 import fleet_pb2, fleet_pb2_grpc
 
 from shared.db import Database
+from shared.grpc import Authenticator
 
+from .adapters.metrics import PrometheusMetrics
 from .adapters.repository import sql_unit_of_work
 from .config import FleetSettings
-from .service_layer import handlers
+from .entrypoints import consumers
+from .entrypoints.grpc_server import FleetServicer, NodeRegistryServicer
+from .service_layer import commands
+from .service_layer.handlers import Dependencies, RegistrationPolicy, handle
 from .service_layer.unit_of_work import UnitOfWorkFactory
 
-log = logging.getLogger("gpufleet.fleet")
+FLEET_SERVICE = fleet_pb2.DESCRIPTOR.services_by_name["FleetService"].full_name
+NODE_REGISTRY_SERVICE = fleet_pb2.DESCRIPTOR.services_by_name["NodeRegistryService"].full_name
+
+# (add_XServicer_to_server, servicer, full service name): what the gRPC server registers and reports.
+GrpcService = tuple[Callable[[Any, grpc.aio.Server], None], Any, str]
 
 
 @dataclass(frozen=True)
 class FleetApp:
-    uow: UnitOfWorkFactory
-    policy: handlers.RegistrationPolicy
-    node_timeout: timedelta
-    sweep_interval_seconds: float
+    deps: Dependencies
+    grpc_services: list[GrpcService]
+    # Seconds between two rounds of :meth:`sweep_once` (the runtime schedules them).
+    sweep_interval: float
+    # Set only when bootstrap made the authenticator itself, so that :meth:`close` closes only its own.
+    owned_auth: Authenticator | None = None
 
-    async def sweep_forever(self, stop: asyncio.Event) -> None:
-        """The offline sweep, every ``sweep_interval_seconds`` until ``stop``; a failed round is retried."""
-        while not stop.is_set():
-            try:
-                while await handlers.sweep_offline_nodes(self.uow, self.node_timeout) > 0:
-                    pass  # a full batch: there may be more
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("offline sweep failed; retrying")
-            try:
-                await asyncio.wait_for(stop.wait(), self.sweep_interval_seconds)
-            except TimeoutError:
-                pass
+    def register_consumers(self, broker: KafkaBroker) -> None:
+        consumers.register_consumers(broker, self.deps)
+
+    async def sweep_once(self) -> None:
+        """One round of the offline sweep (and of the fleet gauges); the runtime repeats it."""
+        await handle(commands.SweepOfflineNodes(), self.deps)
+
+    async def close(self) -> None:
+        if self.owned_auth is not None:
+            await self.owned_auth.close()
 
 
-def bootstrap(settings: FleetSettings, db: Database, uow: UnitOfWorkFactory | None = None) -> FleetApp:
-    return FleetApp(
+def bootstrap(
+    settings: FleetSettings,
+    *,
+    db: Database,
+    auth: Authenticator | None = None,
+    uow: UnitOfWorkFactory | None = None,
+) -> FleetApp:
+    owned = None
+    if auth is None:
+        auth = owned = Authenticator(settings.identity_grpc_target, ttl=settings.auth_cache_seconds)
+    deps = Dependencies(
         uow=uow or sql_unit_of_work(db),
-        policy=handlers.RegistrationPolicy(
+        policy=RegistrationPolicy(
             unknown_gpu_price_per_hour=settings.fleet_unknown_gpu_price_per_hour,
             heartbeat_interval_seconds=settings.fleet_heartbeat_interval_seconds,
         ),
         node_timeout=timedelta(seconds=settings.fleet_node_timeout_seconds),
-        sweep_interval_seconds=settings.fleet_sweep_interval_seconds,
+        metrics=PrometheusMetrics(),
+    )
+    return FleetApp(
+        deps=deps,
+        grpc_services=[
+            (fleet_pb2_grpc.add_FleetServiceServicer_to_server, FleetServicer(deps, auth), FLEET_SERVICE),
+            (
+                fleet_pb2_grpc.add_NodeRegistryServiceServicer_to_server,
+                NodeRegistryServicer(deps, settings.agent_token.get_secret_value()),
+                NODE_REGISTRY_SERVICE,
+            ),
+        ],
+        sweep_interval=settings.fleet_sweep_interval_seconds,
+        owned_auth=owned,
     )

@@ -1,23 +1,52 @@
-"""Composition root: wires the database-backed unit of work and the operator token into the handlers.
+"""Composition root: wires the database-backed unit of work, the operator token and the metrics into the
+handlers, and the handlers into the gRPC servicer.
 
-Tests build the same :class:`IdentityApp` over their own database (or an in-memory unit of work)."""
+Tests build the same :class:`IdentityApp` over their own database (or an in-memory unit of work).
+Identity takes no ``Authenticator``: it is the authenticator, so its servicer resolves callers' keys by
+calling the ``Authenticate`` handler in-process."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from gpufleet.v1 import identity_pb2, identity_pb2_grpc
 
 from shared.db import Database
 
+from .adapters.metrics import PrometheusMetrics
 from .adapters.repository import sql_unit_of_work
 from .config import IdentitySettings
+from .domain.operator import OperatorToken
+from .entrypoints.grpc_server import IdentityServicer
+from .service_layer.handlers import Dependencies
 from .service_layer.unit_of_work import UnitOfWorkFactory
+
+SERVICE_NAME = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
+
+# (add_XServicer_to_server, servicer, full service name): what the gRPC server registers and reports.
+GrpcService = tuple[Callable[[Any, grpc.aio.Server], None], Any, str]
 
 
 @dataclass(frozen=True)
 class IdentityApp:
-    uow: UnitOfWorkFactory
-    admin_token: str = field(repr=False)
+    deps: Dependencies
+    grpc_services: list[GrpcService]
 
 
-def bootstrap(settings: IdentitySettings, db: Database, uow: UnitOfWorkFactory | None = None) -> IdentityApp:
-    return IdentityApp(uow=uow or sql_unit_of_work(db), admin_token=settings.admin_token.get_secret_value())
+def bootstrap(
+    settings: IdentitySettings, *, db: Database, uow: UnitOfWorkFactory | None = None
+) -> IdentityApp:
+    deps = Dependencies(
+        uow=uow or sql_unit_of_work(db),
+        operator=OperatorToken(settings.admin_token.get_secret_value()),
+        metrics=PrometheusMetrics(),
+    )
+    return IdentityApp(
+        deps=deps,
+        grpc_services=[
+            (identity_pb2_grpc.add_IdentityServiceServicer_to_server, IdentityServicer(deps), SERVICE_NAME)
+        ],
+    )

@@ -1,61 +1,75 @@
-"""Composition root: wires the database, the identity client and the settings into the pieces the
-monitoring process runs (metrics consumer, retention loop, gRPC servicer). Tests build the same
-:class:`MonitoringApp` over their own database and a fake identity."""
+"""Composition root: wires the database-backed unit of work and the identity client into the handlers,
+the metrics consumer, the gRPC servicer and the retention round. The runtime (``__main__``) runs them;
+tests build the same :class:`MonitoringApp` over their own database, or a fake unit of work."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
+import grpc
 from faststream.kafka import KafkaBroker
+from gpufleet.v1 import monitoring_pb2_grpc
 
+from shared.contracts import topics
 from shared.db import Database
 from shared.grpc import Authenticator
 
+from .adapters.repository import sql_unit_of_work
 from .config import MonitoringSettings
 from .entrypoints import consumers
-from .entrypoints.grpc_server import MonitoringServicer
-from .service_layer import handlers
+from .entrypoints.grpc_server import SERVICE_NAME, MonitoringServicer
+from .service_layer import commands
+from .service_layer.handlers import Dependencies, handle
+from .service_layer.unit_of_work import UnitOfWorkFactory
 
 log = logging.getLogger("gpufleet.monitoring")
+
+# (add_XServicer_to_server, servicer, full service name): what the runtime's gRPC server mounts.
+GrpcService = tuple[Callable[[Any, grpc.aio.Server], None], Any, str]
 
 
 @dataclass(frozen=True)
 class MonitoringApp:
-    db: Database
-    servicer: MonitoringServicer
+    deps: Dependencies
     retention_hours: int
-    sweep_interval_seconds: float
+    prune_every_seconds: float  # how often the runtime should call prune_once
+    grpc_services: list[GrpcService] = field(default_factory=list)
 
-    def register_consumers(self, broker: KafkaBroker, *, group_id: str = consumers.CONSUMER) -> None:
-        consumers.register(broker, self.db, group_id=group_id)
+    def register_consumers(
+        self, broker: KafkaBroker, *, topic: str = topics.METRICS, group_id: str = consumers.CONSUMER
+    ) -> None:
+        consumers.register(broker, self.deps, topic=topic, group_id=group_id)
 
-    async def retention_forever(self, stop: asyncio.Event) -> None:
-        """Delete expired samples every ``sweep_interval_seconds`` until ``stop``; a failed round is
-        logged and retried next time (the data only waits a little longer to go)."""
-        while not stop.is_set():
-            try:
-                deleted = await handlers.delete_expired_samples(self.db, self.retention_hours)
-                if deleted:
-                    log.info(
-                        "deleted expired samples",
-                        extra={"samples": deleted, "retention_hours": self.retention_hours},
-                    )
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("retention sweep failed; trying again later")
-            try:
-                await asyncio.wait_for(stop.wait(), self.sweep_interval_seconds)
-            except TimeoutError:
-                pass
+    async def prune_once(self) -> None:
+        """One retention round: delete the samples past ``retention_hours``. The runtime repeats it
+        and logs a failed round; the data then only waits a little longer to go."""
+        deleted: int = await handle(commands.PruneSamples(self.retention_hours), self.deps)
+        if deleted:
+            log.info(
+                "deleted expired samples", extra={"samples": deleted, "retention_hours": self.retention_hours}
+            )
 
 
-def bootstrap(settings: MonitoringSettings, db: Database, auth: Authenticator) -> MonitoringApp:
+def bootstrap(
+    settings: MonitoringSettings,
+    *,
+    db: Database | None,
+    auth: Authenticator,
+    uow: UnitOfWorkFactory | None = None,
+) -> MonitoringApp:
+    """``uow`` replaces the PostgreSQL unit of work (tests); otherwise ``db`` is required."""
+    if uow is None:
+        if db is None:
+            raise ValueError("bootstrap needs a database or a unit-of-work factory")
+        uow = sql_unit_of_work(db)
+    deps = Dependencies(uow=uow)
+    servicer = MonitoringServicer(deps, auth)
     return MonitoringApp(
-        db=db,
-        servicer=MonitoringServicer(db, auth),
+        deps=deps,
         retention_hours=settings.monitoring_retention_hours,
-        sweep_interval_seconds=settings.monitoring_retention_sweep_seconds,
+        prune_every_seconds=settings.monitoring_retention_sweep_seconds,
+        grpc_services=[(monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server, servicer, SERVICE_NAME)],
     )

@@ -1,32 +1,58 @@
-"""Composition root: wires the database-backed unit of work, the HTTP sender and the settings into the
-handlers and the delivery worker. Tests build the same :class:`NotificationApp` over their own
-database and settings, or pass fakes."""
+"""Composition root: wires the database-backed unit of work, the HTTP sender, the signer, the metrics
+and the settings into the handlers, the delivery worker, the gRPC servicer and the job consumer.
+Tests build the same :class:`NotificationApp` over their own database and settings, or pass fakes.
+
+``__main__`` hands the parts to the runtime::
+
+    app = bootstrap(settings, db=db, auth=rt.authenticator())
+    rt.consumers(app.register_consumers, topics=(topics.JOBS,))
+    rt.grpc(settings.notification_grpc_listen, app.grpc_services)
+    rt.task("delivery-worker", app.worker.run)
+    rt.on_close(app.close)
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+from gpufleet.v1 import notification_pb2_grpc
 
 from shared.db import Database
+from shared.grpc import Authenticator
 
 from .adapters.http_sender import TIMEOUT_SECONDS, HttpSender
+from .adapters.metrics import PrometheusDeliveryMetrics
 from .adapters.repository import sql_unit_of_work
+from .adapters.signing import StandardWebhooksSigner
 from .config import NotificationSettings
 from .domain.retry import RetryPolicy
+from .entrypoints import consumers
+from .entrypoints.grpc_server import SERVICE_NAME, NotificationServicer
 from .service_layer.handlers import Dependencies
-from .service_layer.unit_of_work import Sender, UnitOfWorkFactory
+from .service_layer.unit_of_work import DeliveryMetrics, Sender, UnitOfWorkFactory
 from .service_layer.wakeup import Wakeup
 from .service_layer.worker import DeliveryWorker
 
 # A claimed delivery is retried after this long if its worker vanished: well past the HTTP timeout.
 LEASE = timedelta(seconds=TIMEOUT_SECONDS * 6)
 
+GrpcRegistration = tuple[Callable[[Any, Any], None], Any, str]
+
 
 @dataclass(frozen=True)
 class NotificationApp:
     deps: Dependencies
-    worker: DeliveryWorker
+    worker: DeliveryWorker  # worker.run(stop) is the runtime task "delivery-worker"
     sender: Sender
+    grpc_services: list[GrpcRegistration]
+
+    def register_consumers(self, broker: KafkaBroker) -> None:
+        """The job topic's consumer (topics.JOBS)."""
+        consumers.register(broker, self.deps)
 
     async def close(self) -> None:
         close = getattr(self.sender, "close", None)
@@ -37,26 +63,43 @@ class NotificationApp:
 def bootstrap(
     settings: NotificationSettings,
     *,
-    db: Database | None = None,
+    db: Database | None,
+    auth: Authenticator,
     uow: UnitOfWorkFactory | None = None,
     sender: Sender | None = None,
+    metrics: DeliveryMetrics | None = None,
 ) -> NotificationApp:
+    """``uow``, ``sender`` and ``metrics`` replace the real adapters in tests (``db`` may then be None)."""
     if uow is None:
         if db is None:
             raise ValueError("bootstrap needs a database or a unit-of-work factory")
         uow = sql_unit_of_work(db)
-    wakeup = Wakeup()
     sender = sender or HttpSender(
         allow_private=settings.notification_allow_private_targets,
         max_connections=settings.notification_delivery_concurrency,
     )
-    policy = RetryPolicy(
-        base_seconds=settings.notification_retry_base_seconds, max_attempts=settings.notification_max_attempts
+    deps = Dependencies(
+        uow=uow,
+        wakeup=Wakeup(),
+        allow_private_targets=settings.notification_allow_private_targets,
+        policy=RetryPolicy(
+            base_seconds=settings.notification_retry_base_seconds,
+            max_attempts=settings.notification_max_attempts,
+        ),
+        metrics=metrics or PrometheusDeliveryMetrics(),
     )
     worker = DeliveryWorker(
-        uow, sender, policy, wakeup, concurrency=settings.notification_delivery_concurrency, lease=LEASE
+        deps,
+        sender,
+        StandardWebhooksSigner(),
+        concurrency=settings.notification_delivery_concurrency,
+        lease=LEASE,
     )
-    deps = Dependencies(
-        uow=uow, wakeup=wakeup, allow_private_targets=settings.notification_allow_private_targets
-    )
-    return NotificationApp(deps=deps, worker=worker, sender=sender)
+    services: list[GrpcRegistration] = [
+        (
+            notification_pb2_grpc.add_NotificationServiceServicer_to_server,
+            NotificationServicer(deps, auth),
+            SERVICE_NAME,
+        )
+    ]
+    return NotificationApp(deps=deps, worker=worker, sender=sender, grpc_services=services)

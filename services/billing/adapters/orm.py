@@ -28,4 +28,4 @@ class CostRow(SQLModel, table=True):
     cost_per_hour: Decimal = Field(sa_column=Column(Numeric(10, 4), nullable=False))
     total_cost: Decimal = Field(sa_column=Column(Numeric(20, 8), nullable=False))
     currency: str = "USD"
-    created_at: datetime | None = None
+    created_at: datetime | None = Field(default=None, nullable=False)  # None: the DEFAULT now()

@@ -1,4 +1,4 @@
-"""Cost arithmetic. No I/O: a finished job's snapshot in, cost lines out.
+"""Cost arithmetic. No I/O: a finished job in, cost lines out.
 
 The price of a GPU is fixed when the scheduler allocates it (the job event carries it), and the GPU is
 held from allocation (``scheduled_at``) to release (``finished_at``). So for each GPU::
@@ -16,10 +16,29 @@ from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from uuid import UUID
 
-from shared.contracts.jobs import JobSnapshotV1
-
 LINE_QUANTUM = Decimal("0.00000001")
 SECONDS_QUANTUM = Decimal("0.000001")
+
+
+@dataclass(frozen=True)
+class HeldGpu:
+    """A GPU of a job's allocation, at the price fixed when it was allocated."""
+
+    gpu_id: UUID
+    gpu_type: str
+    cost_per_hour: Decimal
+
+
+@dataclass(frozen=True)
+class FinishedJob:
+    """What billing needs of a job that reached a terminal state."""
+
+    job_id: UUID
+    organization_id: UUID
+    user_id: UUID | None
+    allocation: tuple[HeldGpu, ...]
+    scheduled_at: datetime | None  # when its GPUs were allocated; None when it never held any
+    finished_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -58,6 +77,14 @@ class JobCost:
         return max(line.end_time for line in self.lines)
 
 
+@dataclass(frozen=True)
+class RecordedCost:
+    """A job's cost as stored, with when it was recorded (the paging key, with the job id)."""
+
+    cost: JobCost
+    recorded_at: datetime
+
+
 def seconds_between(start: datetime, end: datetime) -> Decimal:
     delta = end - start
     micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
@@ -68,7 +95,7 @@ def line_cost(cost_per_hour: Decimal, seconds: Decimal) -> Decimal:
     return (cost_per_hour * seconds / Decimal(3600)).quantize(LINE_QUANTUM, rounding=ROUND_HALF_EVEN)
 
 
-def cost_of(job: JobSnapshotV1) -> JobCost | None:
+def cost_of(job: FinishedJob) -> JobCost | None:
     """The cost of a finished job, or None when it never held a GPU (cancelled while queued)."""
     if not job.allocation or job.scheduled_at is None or job.finished_at is None:
         return None

@@ -1,22 +1,22 @@
-"""BillingService over gRPC: translate requests to handler calls and results to protos."""
+"""BillingService over gRPC: requests -> commands, results -> protos. Nothing else."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from uuid import UUID
 
 import grpc
 from gpufleet.v1 import billing_pb2, billing_pb2_grpc, common_pb2
 
-from shared.db import Database
-from shared.errors import NotFound, Unauthenticated
+from shared.errors import Unauthenticated
 from shared.grpc import Authenticator, grpc_service
 from shared.wire import dec, ts
 
-from ..domain.costs import JobCost
-from ..service_layer import handlers
+from ..domain.costs import RecordedCost
+from ..service_layer import commands
+from ..service_layer.handlers import CostPage, Dependencies, handle
 
-SERVICE_NAMES = [billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name]
+SERVICE_NAME = billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name
+SERVICE_NAMES = [SERVICE_NAME]
 
 
 def _tenant(principal: common_pb2.Principal) -> UUID:
@@ -26,7 +26,8 @@ def _tenant(principal: common_pb2.Principal) -> UUID:
         raise Unauthenticated("the API key has no organization") from exc
 
 
-def to_proto(cost: JobCost, recorded_at: datetime) -> billing_pb2.JobCost:
+def to_proto(recorded: RecordedCost) -> billing_pb2.JobCost:
+    cost = recorded.cost
     return billing_pb2.JobCost(
         job_id=str(cost.job_id),
         organization_id=str(cost.organization_id),
@@ -34,7 +35,7 @@ def to_proto(cost: JobCost, recorded_at: datetime) -> billing_pb2.JobCost:
         total_cost=dec(cost.total),
         gpu_count=len(cost.lines),
         held_seconds=dec(cost.held_seconds),
-        recorded_at=ts(recorded_at),
+        recorded_at=ts(recorded.recorded_at),
         lines=[
             billing_pb2.CostLine(
                 gpu_id=str(line.gpu_id),
@@ -52,28 +53,29 @@ def to_proto(cost: JobCost, recorded_at: datetime) -> billing_pb2.JobCost:
 
 @grpc_service
 class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
-    def __init__(self, db: Database, auth: Authenticator) -> None:
-        self.db = db
+    def __init__(self, deps: Dependencies, auth: Authenticator) -> None:
+        self.deps = deps
         self.auth = auth
 
     async def GetJobCost(
         self, request: billing_pb2.GetJobCostRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.JobCost:
         org = _tenant(await self.auth.principal(context))
-        try:
-            job_id = UUID(request.job_id)
-        except ValueError:
-            raise NotFound("no cost recorded for this job") from None  # garbage and foreign ids look alike
-        cost, recorded_at = await handlers.get_job_cost(self.db, org, job_id)
-        return to_proto(cost, recorded_at)
+        recorded: RecordedCost = await handle(
+            commands.GetJobCost(organization_id=org, job_id=request.job_id), self.deps
+        )
+        return to_proto(recorded)
 
     async def ListJobCosts(
         self, request: billing_pb2.ListJobCostsRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.ListJobCostsResponse:
         org = _tenant(await self.auth.principal(context))
-        page = await handlers.list_job_costs(self.db, org, request.limit, request.cursor or None)
+        page: CostPage = await handle(
+            commands.ListJobCosts(organization_id=org, limit=request.limit, cursor=request.cursor or None),
+            self.deps,
+        )
         return billing_pb2.ListJobCostsResponse(
-            costs=[to_proto(cost, at) for cost, at in page.costs],
+            costs=[to_proto(c) for c in page.costs],
             next_cursor=page.next_cursor or "",
             total_cost=dec(page.total),
         )

@@ -1,117 +1,71 @@
-"""Billing use cases: record the cost of a finished job; answer cost questions for a tenant."""
+"""Billing use cases: record the cost of a finished job once; answer cost questions for a tenant."""
 
 from __future__ import annotations
 
-import base64
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
-from shared.consumers import claim
-from shared.contracts import topics
-from shared.contracts.costs import COST_RECORDED, CostLineV1, CostRecordedV1
-from shared.contracts.jobs import TERMINAL_EVENTS, JobEventV1
-from shared.db import Database
+from shared.contracts.limits import DEFAULT_PAGE, MAX_PAGE
+from shared.cursors import decode_cursor, encode_cursor
 from shared.errors import InvalidArgument, NotFound
-from shared.events import Envelope
-from shared.outbox import record
 
-from ..adapters import repository
-from ..domain.costs import JobCost, cost_of
+from ..adapters import metrics
+from ..domain.costs import JobCost, RecordedCost, cost_of
+from . import commands
+from .unit_of_work import UnitOfWorkFactory
 
 CONSUMER = "billing.job-costs"
-SOURCE = "gpufleet/billing"
-DEFAULT_PAGE = 50
-MAX_PAGE = 200
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    uow: UnitOfWorkFactory
 
 
 @dataclass(frozen=True)
 class CostPage:
-    costs: list[tuple[JobCost, datetime]]
+    costs: list[RecordedCost]
     next_cursor: str | None
 
     @property
     def total(self) -> Decimal:
         """The sum of this page's jobs (the proto promises the page total, not the organization's)."""
-        return sum((cost.total for cost, _ in self.costs), Decimal(0))
+        return sum((c.cost.total for c in self.costs), Decimal(0))
 
 
-async def record_job_cost(db: Database, envelope: Envelope) -> JobCost | None:
-    """Consume one job event: on a terminal one, store the cost and announce it, exactly once.
+async def record_job_cost(cmd: commands.RecordJobCost, deps: Dependencies) -> JobCost | None:
+    """Store the cost of a finished job and announce it, exactly once; None when there was nothing new
+    to bill (a redelivered event, the same job under another event id, or a job that held no GPU).
 
     The ledger claim, the cost lines and the CostRecorded outbox row commit together; a redelivered event
-    is skipped by the claim, and the same job arriving under another event id by the lines' UNIQUE key."""
-    if envelope.type not in TERMINAL_EVENTS:
-        return None
-    event = envelope.data
-    if not isinstance(event, JobEventV1):  # decoded with jobs.EVENT_TYPES: anything else is a bug
-        raise TypeError(f"expected JobEventV1, got {type(event).__name__}")
-    cost = cost_of(event.job)
-    async with db.transaction(system=True) as session:
-        if not await claim(session, CONSUMER, envelope.id) or cost is None:
+    is skipped by the claim, and the same job arriving under another event id by the lines' UNIQUE key.
+    A GPU-less job's event is claimed all the same, so that it is never looked at again."""
+    cost = cost_of(cmd.job)
+    async with deps.uow(system=True) as uow:
+        if not await uow.claim(CONSUMER, cmd.event_id) or cost is None:
             return None
-        if not await repository.insert_job_cost(session, cost):
+        if not await uow.add_job_cost(cost):
             return None
-        payload = CostRecordedV1(
-            job_id=cost.job_id,
-            organization_id=cost.organization_id,
-            user_id=cost.user_id,
-            currency=cost.currency,
-            total_cost=cost.total,
-            gpu_count=len(cost.lines),
-            held_seconds=cost.held_seconds,
-            start_time=cost.start_time,
-            end_time=cost.end_time,
-            lines=[
-                CostLineV1(
-                    gpu_id=line.gpu_id,
-                    gpu_type=line.gpu_type,
-                    cost_per_hour=line.cost_per_hour,
-                    start_time=line.start_time,
-                    end_time=line.end_time,
-                    seconds=line.seconds,
-                    cost=line.cost,
-                )
-                for line in cost.lines
-            ],
-        )
-        await record(
-            session,
-            topics.COSTS,
-            Envelope(
-                type=COST_RECORDED,
-                source=SOURCE,
-                data=payload,
-                subject=str(cost.job_id),
-                organization_id=str(cost.organization_id),
-            ),
-            key=str(cost.job_id),
-        )
+        await uow.announce_cost(cost)
+    metrics.COSTS_RECORDED.inc()
+    for line in cost.lines:
+        metrics.COST_USD.labels(gpu_type=line.gpu_type).inc(float(line.cost))
     return cost
 
 
-async def get_job_cost(db: Database, org_id: UUID, job_id: UUID) -> tuple[JobCost, datetime]:
-    async with db.transaction(org_id=org_id) as session:
-        found = await repository.job_cost(session, job_id)
+async def get_job_cost(cmd: commands.GetJobCost, deps: Dependencies) -> RecordedCost:
+    try:
+        job_id = UUID(cmd.job_id)
+    except (ValueError, AttributeError, TypeError):
+        raise NotFound("no cost recorded for this job") from None  # garbage and foreign ids look alike
+    async with deps.uow(org_id=cmd.organization_id) as uow:
+        found = await uow.job_cost(job_id)
     if found is None:
         raise NotFound("no cost recorded for this job")
     return found
-
-
-def encode_cursor(recorded_at: datetime, job_id: UUID) -> str:
-    return base64.urlsafe_b64encode(f"{recorded_at.isoformat()}|{job_id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        at, job = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        recorded_at = datetime.fromisoformat(at)
-        if recorded_at.tzinfo is None:
-            raise ValueError("cursor time has no zone")
-        return recorded_at, UUID(job)
-    except (ValueError, UnicodeError) as exc:
-        raise InvalidArgument("cursor is not one this API returned", field="cursor") from exc
 
 
 def page_size(limit: int) -> int:
@@ -123,11 +77,30 @@ def page_size(limit: int) -> int:
     return limit
 
 
-async def list_job_costs(db: Database, org_id: UUID, limit: int, cursor: str | None) -> CostPage:
-    limit = page_size(limit)
-    after = decode_cursor(cursor) if cursor else None
-    async with db.transaction(org_id=org_id) as session:
-        page = await repository.page_of_costs(session, limit + 1, after)
+async def list_job_costs(cmd: commands.ListJobCosts, deps: Dependencies) -> CostPage:
+    limit = page_size(cmd.limit)
+    after = decode_cursor(cmd.cursor) if cmd.cursor else None
+    async with deps.uow(org_id=cmd.organization_id) as uow:
+        page = await uow.costs(after, limit + 1)
     more = len(page) > limit
     page = page[:limit]
-    return CostPage(page, encode_cursor(page[-1][1], page[-1][0].job_id) if more else None)
+    last = page[-1] if page else None
+    return CostPage(page, encode_cursor(last.recorded_at, last.cost.job_id) if more and last else None)
+
+
+Handler = Callable[[Any, Dependencies], Awaitable[Any]]
+
+HANDLERS: dict[type, Handler] = {
+    commands.RecordJobCost: record_job_cost,
+    commands.GetJobCost: get_job_cost,
+    commands.ListJobCosts: list_job_costs,
+}
+
+
+async def handle(cmd: object, deps: Dependencies) -> Any:
+    """Run the handler registered for ``cmd``'s type."""
+    try:
+        handler = HANDLERS[type(cmd)]
+    except KeyError:
+        raise TypeError(f"no handler for {type(cmd).__name__}") from None
+    return await handler(cmd, deps)

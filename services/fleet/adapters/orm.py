@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Column, Numeric, Text
+from sqlalchemy import BigInteger, Column, Numeric, Text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
@@ -21,15 +21,15 @@ class GpuTypeRow(SQLModel, table=True):
     name: str = Field(primary_key=True)
     vendor: str
     model: str
-    memory_mb: int
+    memory_mb: int = Field(sa_type=BigInteger)
     nvml_names: list[str] = Field(sa_column=Column(ARRAY(Text), nullable=False))
     reference_price_per_hour: Decimal = Field(sa_column=Column(Numeric(10, 4), nullable=False))
     spot_price_per_hour: Decimal | None = Field(default=None, sa_column=Column(Numeric(10, 4)))
     tdp_watts: int | None = None
     is_active: bool = True
     description: str | None = None
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
+    created_at: datetime | None = Field(default=None, nullable=False)  # None: the DEFAULT now()
+    updated_at: datetime | None = Field(default=None, nullable=False)
 
 
 class NodeRow(SQLModel, table=True):
@@ -64,8 +64,8 @@ class GpuRow(SQLModel, table=True):
     provider: str
     provider_id: str | None = None
     status: str = "available"
-    memory_total: int  # MB
-    memory_allocated: int = 0  # MB
+    memory_total: int = Field(sa_type=BigInteger)  # MB
+    memory_allocated: int = Field(default=0, sa_type=BigInteger)  # MB
     capabilities: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
     cost_per_hour: Decimal = Field(sa_column=Column(Numeric(10, 4), nullable=False))
     is_spot: bool = False
@@ -74,7 +74,7 @@ class GpuRow(SQLModel, table=True):
     in_use: bool = False
     current_job_id: UUID | None = None
     metadata_: dict[str, Any] | None = Field(default=None, sa_column=Column("metadata", JSONB))
-    revision: int = 0
+    revision: int = Field(default=0, sa_type=BigInteger)
     reported: bool = True
     last_active: datetime
     created_at: datetime

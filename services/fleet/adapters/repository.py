@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import Select, func, or_, select, text
+from sqlalchemy import Select, func, literal, or_, select, text, union_all
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -18,7 +18,7 @@ from shared.db import Database
 
 from ..domain.catalog import GpuType
 from ..domain.model import Gpu, Node
-from ..service_layer.unit_of_work import FleetUnitOfWork, UnitOfWorkFactory
+from ..service_layer.unit_of_work import Census, FleetUnitOfWork, UnitOfWorkFactory
 from .events import to_envelope
 from .orm import GpuRow, GpuTypeRow, NodeRow
 
@@ -234,6 +234,16 @@ class SqlUnitOfWork(FleetUnitOfWork):
             stmt.order_by(col(NodeRow.hostname), col(GpuRow.device_index), col(GpuRow.id))
         )
         return [_gpu(row, hostname) for row, hostname in rows]
+
+    async def census(self) -> Census:
+        stmt = union_all(
+            select(literal("node"), col(NodeRow.status), func.count()).group_by(col(NodeRow.status)),
+            select(literal("gpu"), col(GpuRow.status), func.count()).group_by(col(GpuRow.status)),
+        )
+        counts: dict[str, dict[str, int]] = {"node": {}, "gpu": {}}
+        for kind, status, n in await self.session.execute(stmt):
+            counts[kind][status] = n
+        return Census(nodes=counts["node"], gpus=counts["gpu"])
 
     async def claim(self, consumer: str, event_id: UUID) -> bool:
         return await consumers.claim(self.session, consumer, event_id)

@@ -26,6 +26,8 @@ from .events import GpuEvent, GpuRegistered, GpuSnapshot, GpuStatusChanged
 
 GpuStatus = Literal["available", "allocated", "draining", "unhealthy", "offline"]
 GPU_STATUSES: tuple[str, ...] = ("available", "allocated", "draining", "unhealthy", "offline")
+NodeStatus = Literal["online", "offline"]
+NODE_STATUSES: tuple[str, ...] = ("online", "offline")
 GPU_BACKENDS: tuple[str, ...] = ("nvml", "simulated")
 DEFAULT_PROVIDER = "on-prem"
 
@@ -109,7 +111,7 @@ class Node:
     agent_version: str | None
     organization_id: UUID | None
     is_spot: bool
-    status: Literal["online", "offline"]
+    status: NodeStatus
     last_heartbeat: datetime
 
     @classmethod

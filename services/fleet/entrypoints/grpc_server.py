@@ -11,10 +11,10 @@ from shared.errors import InvalidArgument, Unauthenticated
 from shared.grpc import Authenticator, grpc_service, require_agent
 from shared.wire import dec, opt, ts, uuid_arg
 
-from ..bootstrap import FleetApp
 from ..domain.catalog import GpuType
 from ..domain.model import Gpu, NodeRegistration, ReportedGpu
-from ..service_layer import commands, handlers
+from ..service_layer import commands
+from ..service_layer.handlers import Dependencies, RegisteredNode, handle
 
 
 def _gpu(gpu: Gpu) -> fleet_pb2.Gpu:
@@ -61,31 +61,31 @@ def _optional_uuid(value: str, field: str) -> UUID | None:
 
 @grpc_service
 class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
-    def __init__(self, app: FleetApp, auth: Authenticator) -> None:
-        self.app, self.auth = app, auth
+    def __init__(self, deps: Dependencies, auth: Authenticator) -> None:
+        self.deps, self.auth = deps, auth
 
     async def ListGpus(
         self, request: fleet_pb2.ListGpusRequest, context: grpc.aio.ServicerContext
     ) -> fleet_pb2.ListGpusResponse:
         principal = await self.auth.principal(context)
-        query = commands.ListGpus(
+        cmd = commands.ListGpus(
             organization_id=_tenant(principal), status=opt(request.status), gpu_type=opt(request.gpu_type)
         )
-        gpus = await handlers.list_gpus(query, self.app.uow)
+        gpus: list[Gpu] = await handle(cmd, self.deps)
         return fleet_pb2.ListGpusResponse(gpus=[_gpu(g) for g in gpus])
 
     async def ListGpuTypes(
         self, request: common_pb2.Empty, context: grpc.aio.ServicerContext
     ) -> fleet_pb2.ListGpuTypesResponse:
         principal = await self.auth.principal(context)
-        types = await handlers.list_gpu_types(self.app.uow, _tenant(principal))
+        types: list[GpuType] = await handle(commands.ListGpuTypes(_tenant(principal)), self.deps)
         return fleet_pb2.ListGpuTypesResponse(gpu_types=[_gpu_type(t) for t in types])
 
 
 @grpc_service
 class NodeRegistryServicer(fleet_pb2_grpc.NodeRegistryServiceServicer):
-    def __init__(self, app: FleetApp, agent_token: str) -> None:
-        self.app, self._agent_token = app, agent_token
+    def __init__(self, deps: Dependencies, agent_token: str) -> None:
+        self.deps, self._agent_token = deps, agent_token
 
     async def RegisterNode(
         self, request: fleet_pb2.RegisterNodeRequest, context: grpc.aio.ServicerContext
@@ -104,9 +104,7 @@ class NodeRegistryServicer(fleet_pb2_grpc.NodeRegistryServiceServicer):
                 for g in request.gpus
             ),
         )
-        done = await handlers.register_node(
-            commands.RegisterNode(registration), self.app.uow, self.app.policy
-        )
+        done: RegisteredNode = await handle(commands.RegisterNode(registration), self.deps)
         return fleet_pb2.RegisterNodeResponse(
             node_id=str(done.node_id),
             gpus=[
@@ -128,8 +126,8 @@ class NodeRegistryServicer(fleet_pb2_grpc.NodeRegistryServiceServicer):
         require_agent(context, self._agent_token)
         if not request.node_id:
             raise InvalidArgument("node_id is required", field="node_id")
-        cmd = commands.Heartbeat(
+        cmd = commands.RecordHeartbeat(
             node_id=uuid_arg(request.node_id, "node_id"),
             unhealthy_gpu_ids=frozenset(uuid_arg(g, "unhealthy_gpu_ids") for g in request.unhealthy_gpu_ids),
         )
-        return fleet_pb2.HeartbeatResponse(known=await handlers.heartbeat(cmd, self.app.uow))
+        return fleet_pb2.HeartbeatResponse(known=await handle(cmd, self.deps))

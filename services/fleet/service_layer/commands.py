@@ -1,4 +1,4 @@
-"""What the entrypoints ask of the service layer (already translated from the wire)."""
+"""What the entrypoints (and the sweeper) ask of the service layer (already translated from the wire)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,16 @@ class RegisterNode:
 
 
 @dataclass(frozen=True)
-class Heartbeat:
+class RecordHeartbeat:
     node_id: UUID
     unhealthy_gpu_ids: frozenset[UUID]
+
+
+@dataclass(frozen=True)
+class SweepOfflineNodes:
+    """One round of the offline sweep: every silent node, ``batch`` per transaction."""
+
+    batch: int = 100
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,11 @@ class ListGpus:
     organization_id: UUID
     status: str | None = None
     gpu_type: str | None = None
+
+
+@dataclass(frozen=True)
+class ListGpuTypes:
+    organization_id: UUID
 
 
 @dataclass(frozen=True)
@@ -44,11 +56,7 @@ class ReleaseGpus:
     job_id: UUID
 
 
-@dataclass(frozen=True)
-class NoOp:
-    """A job event fleet does not act on (submitted, started)."""
-
-    event_id: UUID
-
-
-JobCommand = OccupyGpus | ReleaseGpus | NoOp
+JobCommand = OccupyGpus | ReleaseGpus
+Command = (
+    RegisterNode | RecordHeartbeat | SweepOfflineNodes | ListGpus | ListGpuTypes | OccupyGpus | ReleaseGpus
+)

@@ -1,19 +1,25 @@
-"""Use cases of the fleet service: async handlers (command, unit of work) -> result."""
+"""Use cases of the fleet service: async handlers (command, dependencies) -> result.
+
+Entrypoints (and the sweeper) call :func:`handle`; every handler is listed in :data:`HANDLERS`. Every
+unit takes its time from the unit of work (the database's clock), so replicas, the sweeper and the
+job consumer agree on what "30 seconds ago" means."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any, Protocol
 from uuid import UUID
 
 from shared.errors import InvalidArgument
 
 from ..domain.catalog import GpuType, price_gpu
-from ..domain.model import GPU_STATUSES, Gpu, Node
-from .commands import Heartbeat, JobCommand, ListGpus, NoOp, OccupyGpus, RegisterNode, ReleaseGpus
-from .unit_of_work import UnitOfWorkFactory
+from ..domain.model import GPU_STATUSES, NODE_STATUSES, Gpu, Node
+from . import commands
+from .unit_of_work import Census, UnitOfWorkFactory
 
 log = logging.getLogger("gpufleet.fleet")
 
@@ -24,6 +30,22 @@ JOB_CONSUMER = "fleet.gpu-allocation"
 class RegistrationPolicy:
     unknown_gpu_price_per_hour: Decimal
     heartbeat_interval_seconds: int
+
+
+class FleetMetrics(Protocol):
+    def count_heartbeat(self) -> None: ...
+
+    def show_census(self, census: Census) -> None:
+        """Every known status of nodes and GPUs with its count (zero included)."""
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    uow: UnitOfWorkFactory
+    policy: RegistrationPolicy
+    # A node silent for longer than this is offline, and so are its GPUs.
+    node_timeout: timedelta
+    metrics: FleetMetrics
 
 
 @dataclass(frozen=True)
@@ -42,12 +64,11 @@ class RegisteredNode:
     heartbeat_interval_seconds: int
 
 
-async def register_node(
-    cmd: RegisterNode, uow: UnitOfWorkFactory, policy: RegistrationPolicy
-) -> RegisteredNode:
+async def register_node(cmd: commands.RegisterNode, deps: Dependencies) -> RegisteredNode:
     """Upsert the node by hostname and its GPUs by vendor uuid, so ids survive agent restarts."""
     reg = cmd.registration.validated()
-    async with uow(system=True) as tx:
+    policy = deps.policy
+    async with deps.uow(system=True) as tx:
         now = await tx.now()
         catalog = await tx.catalog()
         node = Node.register(reg, now, await tx.node_by_hostname(reg.hostname))
@@ -82,9 +103,10 @@ async def register_node(
     return RegisteredNode(node.id, result, policy.heartbeat_interval_seconds)
 
 
-async def heartbeat(cmd: Heartbeat, uow: UnitOfWorkFactory) -> bool:
+async def record_heartbeat(cmd: commands.RecordHeartbeat, deps: Dependencies) -> bool:
     """Record that the node is alive and apply its GPU health report; False for an unknown node."""
-    async with uow(system=True) as tx:
+    deps.metrics.count_heartbeat()
+    async with deps.uow(system=True) as tx:
         node = await tx.node(cmd.node_id)
         if node is None:
             return False
@@ -106,11 +128,10 @@ async def heartbeat(cmd: Heartbeat, uow: UnitOfWorkFactory) -> bool:
     return True
 
 
-async def sweep_offline_nodes(uow: UnitOfWorkFactory, timeout: timedelta, batch: int = 100) -> int:
-    """Mark nodes not heard from within ``timeout`` offline, with their GPUs; returns how many nodes."""
-    async with uow(system=True) as tx:
+async def _sweep_batch(deps: Dependencies, batch: int) -> int:
+    async with deps.uow(system=True) as tx:
         now = await tx.now()
-        stale = await tx.stale_nodes(now - timeout, batch)
+        stale = await tx.stale_nodes(now - deps.node_timeout, batch)
         for node in stale:
             node.status = "offline"
             await tx.save_node(node)
@@ -128,40 +149,88 @@ async def sweep_offline_nodes(uow: UnitOfWorkFactory, timeout: timedelta, batch:
     return len(stale)
 
 
-async def apply_job_command(cmd: JobCommand, uow: UnitOfWorkFactory) -> bool:
+async def sweep_offline_nodes(cmd: commands.SweepOfflineNodes, deps: Dependencies) -> int:
+    """Mark nodes not heard from within the node timeout offline, with their GPUs, then refresh the
+    fleet gauges; returns how many nodes went offline.
+
+    One transaction per batch keeps locks short; a batch that comes back short means no more are due
+    (rows another replica's sweep holds are skipped, and that replica marks them)."""
+    if cmd.batch < 1:
+        raise ValueError("batch must be positive")
+    swept = 0
+    while True:
+        n = await _sweep_batch(deps, cmd.batch)
+        swept += n
+        if n < cmd.batch:
+            break
+    async with deps.uow(system=True) as tx:
+        census = await tx.census()
+    deps.metrics.show_census(
+        Census(
+            nodes={s: census.nodes.get(s, 0) for s in (*NODE_STATUSES, *census.nodes)},
+            gpus={s: census.gpus.get(s, 0) for s in (*GPU_STATUSES, *census.gpus)},
+        )
+    )
+    return swept
+
+
+async def occupy_gpus(cmd: commands.OccupyGpus, deps: Dependencies) -> bool:
     """Mirror a job's hold on GPUs; False when the event was processed before (nothing applied)."""
-    if isinstance(cmd, NoOp):
-        return True  # no effect, so nothing to deduplicate: spare the ledger a row
-    async with uow(system=True) as tx:
+    async with deps.uow(system=True) as tx:
         if not await tx.claim(JOB_CONSUMER, cmd.event_id):
             return False
         now = await tx.now()
-        if isinstance(cmd, OccupyGpus):
-            gpus = await tx.gpus_by_id(cmd.gpu_ids)
-            missing = set(cmd.gpu_ids) - {g.id for g in gpus}
-            if missing:
-                # The scheduler only places on GPUs fleet announced; a miss means data loss here.
-                log.warning(
-                    "job scheduled on GPUs fleet does not know",
-                    extra={"job_id": str(cmd.job_id), "gpu_ids": sorted(map(str, missing))},
-                )
-            for gpu in gpus:
-                if gpu.occupy(cmd.job_id, cmd.memory_mb, now):
-                    await tx.save_gpu(gpu)
-        elif isinstance(cmd, ReleaseGpus):
-            for gpu in await tx.gpus_of_job(cmd.job_id):
-                if gpu.release(cmd.job_id, now):
-                    await tx.save_gpu(gpu)
+        gpus = await tx.gpus_by_id(cmd.gpu_ids)
+        missing = set(cmd.gpu_ids) - {g.id for g in gpus}
+        if missing:
+            # The scheduler only places on GPUs fleet announced; a miss means data loss here.
+            log.warning(
+                "job scheduled on GPUs fleet does not know",
+                extra={"job_id": str(cmd.job_id), "gpu_ids": sorted(map(str, missing))},
+            )
+        for gpu in gpus:
+            if gpu.occupy(cmd.job_id, cmd.memory_mb, now):
+                await tx.save_gpu(gpu)
     return True
 
 
-async def list_gpus(q: ListGpus, uow: UnitOfWorkFactory) -> list[Gpu]:
-    if q.status and q.status not in GPU_STATUSES:
+async def release_gpus(cmd: commands.ReleaseGpus, deps: Dependencies) -> bool:
+    """Free whatever GPUs the job holds; False when the event was processed before."""
+    async with deps.uow(system=True) as tx:
+        if not await tx.claim(JOB_CONSUMER, cmd.event_id):
+            return False
+        now = await tx.now()
+        for gpu in await tx.gpus_of_job(cmd.job_id):
+            if gpu.release(cmd.job_id, now):
+                await tx.save_gpu(gpu)
+    return True
+
+
+async def list_gpus(cmd: commands.ListGpus, deps: Dependencies) -> list[Gpu]:
+    if cmd.status and cmd.status not in GPU_STATUSES:
         raise InvalidArgument(f"status must be one of {', '.join(GPU_STATUSES)}", field="status")
-    async with uow(org_id=q.organization_id) as tx:
-        return await tx.visible_gpus(q.status, q.gpu_type)
+    async with deps.uow(org_id=cmd.organization_id) as tx:
+        return await tx.visible_gpus(cmd.status, cmd.gpu_type)
 
 
-async def list_gpu_types(uow: UnitOfWorkFactory, organization_id: UUID) -> list[GpuType]:
-    async with uow(org_id=organization_id) as tx:
+async def list_gpu_types(cmd: commands.ListGpuTypes, deps: Dependencies) -> list[GpuType]:
+    async with deps.uow(org_id=cmd.organization_id) as tx:
         return await tx.catalog(active_only=True)
+
+
+Handler = Callable[[Any, Dependencies], Awaitable[Any]]
+
+HANDLERS: dict[type, Handler] = {
+    commands.RegisterNode: register_node,
+    commands.RecordHeartbeat: record_heartbeat,
+    commands.SweepOfflineNodes: sweep_offline_nodes,
+    commands.ListGpus: list_gpus,
+    commands.ListGpuTypes: list_gpu_types,
+    commands.OccupyGpus: occupy_gpus,
+    commands.ReleaseGpus: release_gpus,
+}
+
+
+async def handle(cmd: commands.Command, deps: Dependencies) -> Any:
+    """Run the handler registered for ``cmd``'s type (a KeyError is a wiring bug, not a caller's)."""
+    return await HANDLERS[type(cmd)](cmd, deps)

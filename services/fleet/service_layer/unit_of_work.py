@@ -4,14 +4,23 @@ GPUs it saved (into the outbox) and consumer claims commit together or not at al
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
 from ..domain.catalog import GpuType
 from ..domain.model import Gpu, Node
+
+
+@dataclass(frozen=True)
+class Census:
+    """How many nodes and GPUs are in each status (statuses with none may be absent)."""
+
+    nodes: Mapping[str, int]
+    gpus: Mapping[str, int]
 
 
 class FleetUnitOfWork(Protocol):
@@ -49,6 +58,9 @@ class FleetUnitOfWork(Protocol):
 
     async def visible_gpus(self, status: str | None, gpu_type: str | None) -> list[Gpu]:
         """GPUs the unit's tenant may see (shared pool and its own), ordered by node and index."""
+
+    async def census(self) -> Census:
+        """Nodes and GPUs counted by status, the whole fleet (one grouped read)."""
 
     async def claim(self, consumer: str, event_id: UUID) -> bool:
         """False when ``consumer`` has processed ``event_id`` before."""

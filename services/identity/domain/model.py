@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID, uuid4
 
+from shared.contracts import limits
 from shared.errors import InvalidArgument, PermissionDenied
 
 from .keys import GeneratedKey, generate_key
@@ -31,16 +32,26 @@ class Role(StrEnum):
         return self in (Role.OWNER, Role.ADMIN)
 
 
+class AuthOutcome(StrEnum):
+    """How an authentication ended. Callers only ever hear "invalid API key"; operators see which."""
+
+    OK = "ok"
+    MALFORMED = "malformed"  # could not be a key at all: no lookup was made
+    INVALID = "invalid"  # no such key, or its owner is no longer a member of its organization
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
 ADMIN_SCOPE = "admin"
-SCOPES: tuple[str, ...] = ("admin", "jobs:read", "jobs:write")
+SCOPES: tuple[str, ...] = limits.KEY_SCOPES
 DEFAULT_KEY_NAME = "default"
-MAX_KEY_LIFETIME = timedelta(days=3650)
+MAX_KEY_LIFETIME = timedelta(seconds=limits.MAX_KEY_LIFETIME_SECONDS)
 # Authentication records a key's use at most this often: a busy key must not cost a write per call.
 USE_RECORDING_INTERVAL = timedelta(seconds=60)
 
 ORGANIZATION_NAME_MAX = 200
 PERSON_NAME_MAX = 200
-KEY_NAME_MAX = 100
+KEY_NAME_MAX = limits.MAX_KEY_NAME
 EMAIL_MAX = 254  # RFC 5321 path limit
 # Deliberately loose: one @, no spaces, a dot in the domain. Deliverability is not ours to judge.
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
@@ -82,7 +93,10 @@ def email_address(raw: str, field_name: str = "owner_email") -> str:
 
 def requested_scopes(raw: Iterable[str]) -> tuple[str, ...]:
     """Sorted and de-duplicated; none requested means every scope."""
-    wanted = set(raw)
+    requested = list(raw)
+    if len(requested) > limits.MAX_KEY_SCOPES:
+        raise InvalidArgument(f"at most {limits.MAX_KEY_SCOPES} scopes may be requested", field="scopes")
+    wanted = set(requested)
     unknown = wanted - set(SCOPES)
     if unknown:
         raise InvalidArgument(
@@ -139,8 +153,16 @@ class ApiKey:
     last_used: datetime | None = None
     revoked_at: datetime | None = None
 
+    def refusal_at(self, now: datetime) -> AuthOutcome | None:
+        """Why the key cannot be used at ``now`` (None: it can); revocation wins over expiry."""
+        if self.revoked_at is not None:
+            return AuthOutcome.REVOKED
+        if self.expires_at is not None and now >= self.expires_at:
+            return AuthOutcome.EXPIRED
+        return None
+
     def usable_at(self, now: datetime) -> bool:
-        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+        return self.refusal_at(now) is None
 
     def use_worth_recording(self, now: datetime) -> bool:
         return self.last_used is None or now - self.last_used >= USE_RECORDING_INTERVAL

@@ -1,12 +1,11 @@
 """The IdentityService servicer: wire messages to commands and results back. No business branching here.
 
-Identity is the authenticator, so its tenant calls resolve the caller's key by calling the
-``authenticate`` handler in-process rather than through ``shared.grpc.Authenticator`` (a gRPC call to
+Identity is the authenticator, so its tenant calls resolve the caller's key by handling an
+``Authenticate`` command in-process rather than through ``shared.grpc.Authenticator`` (a gRPC call to
 itself)."""
 
 from __future__ import annotations
 
-import hmac
 from uuid import UUID
 
 import grpc
@@ -16,9 +15,9 @@ from shared.errors import Unauthenticated
 from shared.grpc import bearer, grpc_service
 from shared.wire import ts
 
-from ..bootstrap import IdentityApp
 from ..domain.model import ApiKey, Organization, Principal
-from ..service_layer import commands, handlers
+from ..service_layer import commands
+from ..service_layer.handlers import CreatedOrganization, Dependencies, IssuedKey, handle
 
 
 def _principal(p: Principal) -> common_pb2.Principal:
@@ -49,7 +48,7 @@ def _api_key(key: ApiKey) -> identity_pb2.ApiKey:
     )
 
 
-def _issued(issued: handlers.IssuedKey) -> identity_pb2.CreatedApiKey:
+def _issued(issued: IssuedKey) -> identity_pb2.CreatedApiKey:
     return identity_pb2.CreatedApiKey(key=_api_key(issued.key), secret=issued.secret)
 
 
@@ -63,33 +62,31 @@ def _key_id(value: str) -> UUID | None:
 
 @grpc_service
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
-    def __init__(self, app: IdentityApp) -> None:
-        self.app = app
+    def __init__(self, deps: Dependencies) -> None:
+        self.deps = deps
 
     async def _caller(self, context: grpc.aio.ServicerContext) -> Principal:
         key = bearer(context)
         if not key:
             raise Unauthenticated("missing API key (authorization: Bearer <key>)")
-        return await handlers.authenticate(commands.Authenticate(key), self.app.uow)
-
-    def _require_operator(self, context: grpc.aio.ServicerContext) -> None:
-        token = bearer(context)
-        if not token or not hmac.compare_digest(token.encode(), self.app.admin_token.encode()):
-            raise Unauthenticated("a valid admin token is required")
+        principal: Principal = await handle(commands.Authenticate(key), self.deps)
+        return principal
 
     async def Authenticate(
         self, request: identity_pb2.AuthenticateRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.Principal:
-        return _principal(await handlers.authenticate(commands.Authenticate(request.api_key), self.app.uow))
+        return _principal(await handle(commands.Authenticate(request.api_key), self.deps))
 
     async def CreateOrganization(
         self, request: identity_pb2.CreateOrganizationRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.CreateOrganizationResponse:
-        self._require_operator(context)
         cmd = commands.CreateOrganization(
-            name=request.name, owner_email=request.owner_email, owner_name=request.owner_name
+            name=request.name,
+            owner_email=request.owner_email,
+            owner_name=request.owner_name,
+            operator_token=bearer(context),
         )
-        done = await handlers.create_organization(cmd, self.app.uow)
+        done: CreatedOrganization = await handle(cmd, self.deps)
         return identity_pb2.CreateOrganizationResponse(
             organization=_organization(done.organization),
             owner=identity_pb2.User(
@@ -101,7 +98,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def GetOrganization(
         self, request: common_pb2.Empty, context: grpc.aio.ServicerContext
     ) -> identity_pb2.Organization:
-        return _organization(await handlers.get_organization(await self._caller(context), self.app.uow))
+        cmd = commands.GetOrganization(caller=await self._caller(context))
+        return _organization(await handle(cmd, self.deps))
 
     async def CreateApiKey(
         self, request: identity_pb2.CreateApiKeyRequest, context: grpc.aio.ServicerContext
@@ -112,16 +110,16 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             scopes=tuple(request.scopes),
             expires_in_seconds=request.expires_in_seconds,
         )
-        return _issued(await handlers.create_api_key(cmd, self.app.uow))
+        return _issued(await handle(cmd, self.deps))
 
     async def ListApiKeys(
         self, request: common_pb2.Empty, context: grpc.aio.ServicerContext
     ) -> identity_pb2.ListApiKeysResponse:
-        keys = await handlers.list_api_keys(await self._caller(context), self.app.uow)
+        keys: list[ApiKey] = await handle(commands.ListApiKeys(caller=await self._caller(context)), self.deps)
         return identity_pb2.ListApiKeysResponse(keys=[_api_key(k) for k in keys])
 
     async def RevokeApiKey(
         self, request: identity_pb2.RevokeApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.ApiKey:
         cmd = commands.RevokeApiKey(caller=await self._caller(context), key_id=_key_id(request.id))
-        return _api_key(await handlers.revoke_api_key(cmd, self.app.uow))
+        return _api_key(await handle(cmd, self.deps))

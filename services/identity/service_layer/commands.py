@@ -1,4 +1,7 @@
-"""What the entrypoints ask of the service layer (already translated from the wire)."""
+"""What the entrypoints ask of the service layer (already translated from the wire).
+
+Tenant commands carry the ``caller``: the principal the entrypoint resolved with :class:`Authenticate`
+from the same request's key."""
 
 from __future__ import annotations
 
@@ -15,11 +18,17 @@ class Authenticate:
 
 @dataclass(frozen=True)
 class CreateOrganization:
-    """An operator call: the admin token was checked by the entrypoint."""
+    """An operator call: ``operator_token`` is what the caller presented (None: nothing)."""
 
     name: str
     owner_email: str
     owner_name: str = ""
+    operator_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class GetOrganization:
+    caller: Principal
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,14 @@ class CreateApiKey:
 
 
 @dataclass(frozen=True)
+class ListApiKeys:
+    caller: Principal
+
+
+@dataclass(frozen=True)
 class RevokeApiKey:
     caller: Principal
     key_id: UUID | None  # None: the id on the wire was malformed, which reads as "not found"
+
+
+Command = Authenticate | CreateOrganization | GetOrganization | CreateApiKey | ListApiKeys | RevokeApiKey

@@ -1,25 +1,46 @@
-"""Use cases of the identity service: async handlers (command, unit of work) -> result.
+"""Use cases of the identity service: async handlers (command, dependencies) -> result.
 
 Operator work and authentication run in the system scope (they find an organization rather than act
 inside one); every tenant call runs in its caller's organization, so row-level security backs up the
-explicit organization filters.
+explicit organization filters. Entrypoints call :func:`handle`; every handler is listed in
+:data:`HANDLERS`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 from uuid import uuid4
 
 from shared.errors import NotFound, Unauthenticated
 
 from ..domain import model
 from ..domain.keys import hash_key, well_formed
-from ..domain.model import ApiKey, AuditEntry, Membership, Organization, Principal, Role, User
-from .commands import Authenticate, CreateApiKey, CreateOrganization, RevokeApiKey
+from ..domain.model import ApiKey, AuditEntry, AuthOutcome, Membership, Organization, Principal, Role, User
+from . import commands
 from .unit_of_work import UnitOfWorkFactory
 
 # One message for every failure, so a caller cannot tell unknown, revoked and expired keys apart.
 INVALID_KEY = "invalid API key"
+OPERATOR_REQUIRED = "a valid admin token is required"
+
+
+class OperatorGate(Protocol):
+    def admits(self, presented: str | None) -> bool:
+        """Whether ``presented`` is the operator's credential."""
+
+
+class IdentityMetrics(Protocol):
+    def count_authentication(self, outcome: AuthOutcome) -> None:
+        """Told how every authentication ended; the caller itself only ever learns ok or not."""
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    uow: UnitOfWorkFactory
+    operator: OperatorGate
+    metrics: IdentityMetrics
 
 
 @dataclass(frozen=True)
@@ -44,17 +65,20 @@ def _key_details(key: ApiKey) -> dict:
     }
 
 
-async def authenticate(cmd: Authenticate, uow: UnitOfWorkFactory) -> Principal:
+async def authenticate(cmd: commands.Authenticate, deps: Dependencies) -> Principal:
     # A string that cannot be a key is refused before any lookup; that reveals nothing about keys.
     if not well_formed(cmd.api_key):
+        deps.metrics.count_authentication(AuthOutcome.MALFORMED)
         raise Unauthenticated(INVALID_KEY)
-    async with uow(system=True) as tx:
+    async with deps.uow(system=True) as tx:
         found = await tx.credential(hash_key(cmd.api_key))
         now = await tx.now()
-        if found is None or not found.key.usable_at(now):
-            raise Unauthenticated(INVALID_KEY)
-        if found.key.use_worth_recording(now):
+        refusal = AuthOutcome.INVALID if found is None else found.key.refusal_at(now)
+        if found is not None and refusal is None and found.key.use_worth_recording(now):
             await tx.record_key_use(found.key.id, now)
+    deps.metrics.count_authentication(refusal or AuthOutcome.OK)
+    if found is None or refusal is not None:
+        raise Unauthenticated(INVALID_KEY)
     key = found.key
     return Principal(
         organization_id=key.organization_id,
@@ -65,12 +89,14 @@ async def authenticate(cmd: Authenticate, uow: UnitOfWorkFactory) -> Principal:
     )
 
 
-async def create_organization(cmd: CreateOrganization, uow: UnitOfWorkFactory) -> CreatedOrganization:
+async def create_organization(cmd: commands.CreateOrganization, deps: Dependencies) -> CreatedOrganization:
     """The organization, its owner (an existing user with that email is reused) and a first key."""
+    if not deps.operator.admits(cmd.operator_token):
+        raise Unauthenticated(OPERATOR_REQUIRED)
     name = model.organization_name(cmd.name)
     email = model.email_address(cmd.owner_email)
     owner_name = model.person_name(cmd.owner_name)
-    async with uow(system=True) as tx:
+    async with deps.uow(system=True) as tx:
         now = await tx.now()
         org = Organization(id=uuid4(), name=name, created_at=now)
         await tx.add_organization(org)
@@ -92,15 +118,16 @@ async def create_organization(cmd: CreateOrganization, uow: UnitOfWorkFactory) -
     return CreatedOrganization(organization=org, owner=owner, api_key=IssuedKey(key, secret))
 
 
-async def get_organization(caller: Principal, uow: UnitOfWorkFactory) -> Organization:
-    async with uow(org_id=caller.organization_id) as tx:
+async def get_organization(cmd: commands.GetOrganization, deps: Dependencies) -> Organization:
+    caller = cmd.caller
+    async with deps.uow(org_id=caller.organization_id) as tx:
         org = await tx.organization(caller.organization_id)
     if org is None:  # deleted after the key was checked
         raise NotFound("organization not found")
     return org
 
 
-async def create_api_key(cmd: CreateApiKey, uow: UnitOfWorkFactory) -> IssuedKey:
+async def create_api_key(cmd: commands.CreateApiKey, deps: Dependencies) -> IssuedKey:
     """A key for the caller's own user in the caller's organization."""
     caller = cmd.caller
     caller.require_key_manager()
@@ -108,7 +135,7 @@ async def create_api_key(cmd: CreateApiKey, uow: UnitOfWorkFactory) -> IssuedKey
     scopes = model.requested_scopes(cmd.scopes)
     lifetime = model.key_lifetime(cmd.expires_in_seconds)
     caller.require_grantable(scopes)
-    async with uow(org_id=caller.organization_id) as tx:
+    async with deps.uow(org_id=caller.organization_id) as tx:
         now = await tx.now()
         key, secret = model.issue_key(caller.organization_id, caller.user_id, name, scopes, now, lifetime)
         await tx.add_api_key(key)
@@ -116,15 +143,15 @@ async def create_api_key(cmd: CreateApiKey, uow: UnitOfWorkFactory) -> IssuedKey
     return IssuedKey(key, secret)
 
 
-async def list_api_keys(caller: Principal, uow: UnitOfWorkFactory) -> list[ApiKey]:
-    async with uow(org_id=caller.organization_id) as tx:
-        return await tx.api_keys(caller.organization_id)
+async def list_api_keys(cmd: commands.ListApiKeys, deps: Dependencies) -> list[ApiKey]:
+    async with deps.uow(org_id=cmd.caller.organization_id) as tx:
+        return await tx.api_keys(cmd.caller.organization_id)
 
 
-async def revoke_api_key(cmd: RevokeApiKey, uow: UnitOfWorkFactory) -> ApiKey:
+async def revoke_api_key(cmd: commands.RevokeApiKey, deps: Dependencies) -> ApiKey:
     """Revokes a key of the caller's organization; revoking a revoked key changes nothing."""
     caller = cmd.caller
-    async with uow(org_id=caller.organization_id) as tx:
+    async with deps.uow(org_id=caller.organization_id) as tx:
         key = await tx.api_key(cmd.key_id) if cmd.key_id else None
         # Another organization's key reads exactly like a missing one.
         if key is None or key.organization_id != caller.organization_id:
@@ -138,3 +165,20 @@ async def revoke_api_key(cmd: RevokeApiKey, uow: UnitOfWorkFactory) -> ApiKey:
             AuditEntry.by(caller, "api_key.revoked", "api_key", key.id, name=key.name, prefix=key.prefix)
         )
     return key
+
+
+Handler = Callable[[Any, Dependencies], Awaitable[Any]]
+
+HANDLERS: dict[type, Handler] = {
+    commands.Authenticate: authenticate,
+    commands.CreateOrganization: create_organization,
+    commands.GetOrganization: get_organization,
+    commands.CreateApiKey: create_api_key,
+    commands.ListApiKeys: list_api_keys,
+    commands.RevokeApiKey: revoke_api_key,
+}
+
+
+async def handle(cmd: commands.Command, deps: Dependencies) -> Any:
+    """Run the handler registered for ``cmd``'s type (a KeyError is a wiring bug, not a caller's)."""
+    return await HANDLERS[type(cmd)](cmd, deps)

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
-from sqlalchemy import Column, Numeric
+from sqlalchemy import BigInteger, Column, Numeric
 from sqlmodel import Field, SQLModel
 
 SCHEMA_VERSION = 1  # the highest file in migrations/monitoring
@@ -23,8 +23,8 @@ class GpuMetricRow(SQLModel, table=True):
     gpu_type: str
     organization_id: UUID | None = None
     job_id: UUID | None = None
-    memory_used: int
-    memory_total: int
+    memory_used: int = Field(sa_type=BigInteger)
+    memory_total: int = Field(sa_type=BigInteger)
     gpu_utilization: Decimal | None = Field(default=None, sa_column=Column(Numeric(5, 2)))
     power_usage: Decimal | None = Field(default=None, sa_column=Column(Numeric(10, 2)))
     temperature: Decimal | None = Field(default=None, sa_column=Column(Numeric(5, 2)))

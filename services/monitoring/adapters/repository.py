@@ -1,15 +1,22 @@
-"""Metric samples in PostgreSQL: one statement per batch in, one aggregate query out."""
+"""The unit of work over PostgreSQL: one statement per batch of samples in, one aggregate query out.
+
+Ingestion and retention run with ``system=True``; utilization runs as the tenant (row-level security
+hides other organizations' samples)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.contracts.metrics import GpuMetricsSampledV1
+from shared.db import Database
 
+from ..domain.samples import GpuSample
 from ..domain.utilization import GpuUtilization
+from ..service_layer.unit_of_work import MonitoringUnitOfWork, UnitOfWorkFactory
 
 _INSERT = text(
     """
@@ -23,6 +30,20 @@ _INSERT = text(
     """
 )
 
+_UTILIZATION = text(
+    """
+    SELECT gpu_id, max(gpu_name) AS gpu_name, max(gpu_type) AS gpu_type,
+           avg(gpu_utilization)::float8 AS avg_util, max(gpu_utilization)::float8 AS max_util,
+           avg(memory_used)::float8 AS avg_mem, count(*) AS samples,
+           min(timestamp) AS first_at, max(timestamp) AS last_at
+    FROM gpu_metrics
+    WHERE organization_id = :org AND timestamp >= now() - make_interval(hours => :hours)
+    GROUP BY gpu_id
+    ORDER BY max(gpu_name), gpu_id
+    """
+)
+
+_DELETE_OLDER = text("DELETE FROM gpu_metrics WHERE timestamp < now() - make_interval(hours => :h)")
 
 COLUMNS = (
     "gpu_id",
@@ -40,76 +61,69 @@ COLUMNS = (
 )
 
 
-def sample_columns(records: list[GpuMetricsSampledV1]) -> dict[str, list]:
-    """Turn node records into one array per column (what ``unnest`` takes): a whole batch, one statement.
+def sample_columns(samples: Sequence[GpuSample]) -> dict[str, list]:
+    """Turn samples into one array per column (what ``unnest`` takes): a whole batch, one statement.
 
     Readings are rounded to the columns' two decimals here, so what is stored is what was compared."""
     cols: dict[str, list] = {k: [] for k in COLUMNS}
-    for record in records:
-        for s in record.samples:
-            cols["gpu_id"].append(str(s.gpu_id))
-            cols["ts"].append(s.timestamp)
-            cols["node_id"].append(str(record.node_id))
-            cols["gpu_name"].append(s.gpu_name)
-            cols["gpu_type"].append(s.gpu_type)
-            cols["org"].append(str(s.organization_id) if s.organization_id else None)
-            cols["job"].append(str(s.job_id) if s.job_id else None)
-            cols["mem_used"].append(s.memory_used_mb)
-            cols["mem_total"].append(s.memory_total_mb)
-            cols["util"].append(round(s.gpu_utilization, 2))
-            cols["power"].append(None if s.power_usage_w is None else round(s.power_usage_w, 2))
-            cols["temp"].append(None if s.temperature_c is None else round(s.temperature_c, 2))
+    for s in samples:
+        cols["gpu_id"].append(str(s.gpu_id))
+        cols["ts"].append(s.timestamp)
+        cols["node_id"].append(str(s.node_id))
+        cols["gpu_name"].append(s.gpu_name)
+        cols["gpu_type"].append(s.gpu_type)
+        cols["org"].append(str(s.organization_id) if s.organization_id else None)
+        cols["job"].append(str(s.job_id) if s.job_id else None)
+        cols["mem_used"].append(s.memory_used_mb)
+        cols["mem_total"].append(s.memory_total_mb)
+        cols["util"].append(round(s.gpu_utilization, 2))
+        cols["power"].append(None if s.power_usage_w is None else round(s.power_usage_w, 2))
+        cols["temp"].append(None if s.temperature_c is None else round(s.temperature_c, 2))
     return cols
 
 
-async def insert_samples(session: AsyncSession, records: list[GpuMetricsSampledV1]) -> int:
-    """Insert every sample of ``records``; returns how many were new (redelivered ones are skipped)."""
-    cols = sample_columns(records)
-    if not cols["gpu_id"]:
-        return 0
-    result = await session.execute(_INSERT, cols)
-    return int(getattr(result, "rowcount", 0) or 0)
+class SqlUnitOfWork(MonitoringUnitOfWork):
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add_samples(self, samples: Sequence[GpuSample]) -> int:
+        if not samples:
+            return 0
+        result = await self.session.execute(_INSERT, sample_columns(samples))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def utilization(self, organization_id: UUID, hours: int) -> list[GpuUtilization]:
+        """Seed 000's utilization query over the samples taken while the organization's jobs held the GPU.
+
+        RLS already limits a tenant transaction to that organization; the explicit filter says so to the
+        planner too, which then uses the (organization_id, timestamp) index instead of scanning the
+        window."""
+        rows = await self.session.execute(_UTILIZATION, {"org": organization_id, "hours": hours})
+        return [
+            GpuUtilization(
+                r.gpu_id,
+                r.gpu_name,
+                r.gpu_type,
+                r.avg_util or 0.0,
+                r.max_util or 0.0,
+                r.avg_mem or 0.0,
+                r.samples,
+                r.first_at,
+                r.last_at,
+            )
+            for r in rows
+        ]
+
+    async def delete_samples_older_than(self, hours: int) -> int:
+        # Served by the timestamp index.
+        result = await self.session.execute(_DELETE_OLDER, {"h": hours})
+        return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def utilization(session: AsyncSession, org_id: UUID, hours: int) -> list[GpuUtilization]:
-    """Seed 000's 24-hour utilization query over the samples taken while ``org_id``'s jobs held the GPU.
+def sql_unit_of_work(db: Database) -> UnitOfWorkFactory:
+    @asynccontextmanager
+    async def factory(*, org_id: UUID | None = None, system: bool = False) -> AsyncIterator[SqlUnitOfWork]:
+        async with db.transaction(org_id=org_id, system=system) as session:
+            yield SqlUnitOfWork(session)
 
-    RLS already limits a tenant transaction to that organization; the explicit filter says so to the
-    planner too, which then uses the (organization_id, timestamp) index instead of scanning the window."""
-    rows = await session.execute(
-        text(
-            """
-            SELECT gpu_id, max(gpu_name) AS gpu_name, max(gpu_type) AS gpu_type,
-                   avg(gpu_utilization)::float8 AS avg_util, max(gpu_utilization)::float8 AS max_util,
-                   avg(memory_used)::float8 AS avg_mem, count(*) AS samples,
-                   min(timestamp) AS first_at, max(timestamp) AS last_at
-            FROM gpu_metrics
-            WHERE organization_id = :org AND timestamp >= now() - make_interval(hours => :hours)
-            GROUP BY gpu_id
-            ORDER BY max(gpu_name), gpu_id
-            """
-        ),
-        {"org": org_id, "hours": hours},
-    )
-    return [
-        GpuUtilization(
-            r.gpu_id,
-            r.gpu_name,
-            r.gpu_type,
-            r.avg_util or 0.0,
-            r.max_util or 0.0,
-            r.avg_mem or 0.0,
-            r.samples,
-            r.first_at,
-            r.last_at,
-        )
-        for r in rows
-    ]
-
-
-async def delete_older_than(session: AsyncSession, hours: int) -> int:
-    """Delete the samples older than ``hours`` (served by the timestamp index); returns how many."""
-    result = await session.execute(
-        text("DELETE FROM gpu_metrics WHERE timestamp < now() - make_interval(hours => :h)"), {"h": hours}
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return factory  # type: ignore[return-value]

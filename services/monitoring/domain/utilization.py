@@ -6,18 +6,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+from shared.contracts.limits import DEFAULT_UTILIZATION_HOURS, MAX_UTILIZATION_HOURS
 from shared.errors import InvalidArgument
-
-DEFAULT_HOURS = 24
-MAX_HOURS = 720
 
 
 def window_hours(requested: int) -> int:
-    """0 (proto's unset) means the default day; anything outside 1..720 is refused."""
+    """0 (proto's unset) means the default day; anything outside 1..MAX_UTILIZATION_HOURS is refused."""
     if requested == 0:
-        return DEFAULT_HOURS
-    if not 1 <= requested <= MAX_HOURS:
-        raise InvalidArgument(f"hours must be between 1 and {MAX_HOURS}", field="hours")
+        return DEFAULT_UTILIZATION_HOURS
+    if not 1 <= requested <= MAX_UTILIZATION_HOURS:
+        raise InvalidArgument(f"hours must be between 1 and {MAX_UTILIZATION_HOURS}", field="hours")
     return requested
 
 
@@ -32,3 +30,11 @@ class GpuUtilization:
     samples: int
     first_sample_at: datetime
     last_sample_at: datetime
+
+
+@dataclass(frozen=True)
+class Utilization:
+    """The answer: the window it covers and, per GPU, the organization's usage within it."""
+
+    hours: int
+    gpus: list[GpuUtilization]

@@ -1,4 +1,4 @@
-"""MonitoringService over gRPC: translate requests to handler calls and results to protos."""
+"""MonitoringService over gRPC: requests -> commands, results -> protos. Nothing else."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ from uuid import UUID
 import grpc
 from gpufleet.v1 import common_pb2, monitoring_pb2, monitoring_pb2_grpc
 
-from shared.db import Database
 from shared.errors import Unauthenticated
 from shared.grpc import Authenticator, grpc_service
 from shared.wire import ts
 
-from ..domain.utilization import GpuUtilization
-from ..service_layer import handlers
+from ..domain.utilization import GpuUtilization, Utilization
+from ..service_layer import commands
+from ..service_layer.handlers import Dependencies, handle
 
-SERVICE_NAMES = [monitoring_pb2.DESCRIPTOR.services_by_name["MonitoringService"].full_name]
+SERVICE_NAME = monitoring_pb2.DESCRIPTOR.services_by_name["MonitoringService"].full_name
+SERVICE_NAMES = [SERVICE_NAME]
 
 
 def _tenant(principal: common_pb2.Principal) -> UUID:
@@ -41,13 +42,17 @@ def to_proto(g: GpuUtilization) -> monitoring_pb2.GpuUtilization:
 
 @grpc_service
 class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
-    def __init__(self, db: Database, auth: Authenticator) -> None:
-        self.db = db
+    def __init__(self, deps: Dependencies, auth: Authenticator) -> None:
+        self.deps = deps
         self.auth = auth
 
     async def GetUtilization(
         self, request: monitoring_pb2.GetUtilizationRequest, context: grpc.aio.ServicerContext
     ) -> monitoring_pb2.GetUtilizationResponse:
         org = _tenant(await self.auth.principal(context))
-        hours, gpus = await handlers.get_utilization(self.db, org, request.hours)
-        return monitoring_pb2.GetUtilizationResponse(hours=hours, gpus=[to_proto(g) for g in gpus])
+        answer: Utilization = await handle(
+            commands.GetUtilization(organization_id=org, hours=request.hours), self.deps
+        )
+        return monitoring_pb2.GetUtilizationResponse(
+            hours=answer.hours, gpus=[to_proto(g) for g in answer.gpus]
+        )

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from uuid import UUID
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
-from shared.contracts.metrics import GpuMetricsSampledV1
-from shared.db import Database
-from shared.events import Envelope
-
-from ..adapters import repository
-from ..domain.utilization import GpuUtilization, window_hours
+from ..adapters import metrics
+from ..domain.utilization import Utilization, window_hours
+from . import commands
+from .unit_of_work import UnitOfWorkFactory
 
 
-async def store_samples(db: Database, envelopes: list[Envelope]) -> int:
+@dataclass(frozen=True)
+class Dependencies:
+    uow: UnitOfWorkFactory
+
+
+async def ingest_samples(cmd: commands.IngestSamples, deps: Dependencies) -> int:
     """Insert every sample of a consumed batch in one statement; returns how many were new.
 
     No processed-events ledger here, unlike every other consumer: a sample's natural key,
@@ -20,20 +26,47 @@ async def store_samples(db: Database, envelopes: list[Envelope]) -> int:
     (ON CONFLICT DO NOTHING) and the table itself is the ledger. Claiming event ids would add a second
     write per record and a table growing as fast as the samples, for no extra safety; without it the hot
     path is one round trip per batch, which is what fleet-scale ingestion needs."""
-    records = [e.data for e in envelopes if isinstance(e.data, GpuMetricsSampledV1)]
-    async with db.transaction(system=True) as session:
-        return await repository.insert_samples(session, records)
+    if not cmd.samples:
+        return 0
+    started = time.perf_counter()
+    async with deps.uow(system=True) as uow:
+        new = await uow.add_samples(cmd.samples)
+    metrics.INGEST_BATCH_SECONDS.observe(time.perf_counter() - started)
+    metrics.INGEST_BATCH_SIZE.observe(len(cmd.samples))
+    metrics.SAMPLES_INGESTED.inc(new)
+    return new
 
 
-async def get_utilization(db: Database, org_id: UUID, hours: int) -> tuple[int, list[GpuUtilization]]:
+async def get_utilization(cmd: commands.GetUtilization, deps: Dependencies) -> Utilization:
     """Per GPU, the organization's usage over the last ``hours`` (0: the default day); idle samples and
     other organizations' samples never count."""
-    window = window_hours(hours)
-    async with db.transaction(org_id=org_id) as session:
-        return window, await repository.utilization(session, org_id, window)
+    window = window_hours(cmd.hours)
+    async with deps.uow(org_id=cmd.organization_id) as uow:
+        gpus = await uow.utilization(cmd.organization_id, window)
+    return Utilization(hours=window, gpus=gpus)
 
 
-async def delete_expired_samples(db: Database, retention_hours: int) -> int:
+async def prune_samples(cmd: commands.PruneSamples, deps: Dependencies) -> int:
     """Cross-tenant housekeeping (system scope): raw samples past retention are deleted."""
-    async with db.transaction(system=True) as session:
-        return await repository.delete_older_than(session, retention_hours)
+    if cmd.retention_hours < 1:
+        raise ValueError("retention_hours must be at least 1")  # settings refuse it: a wiring bug
+    async with deps.uow(system=True) as uow:
+        return await uow.delete_samples_older_than(cmd.retention_hours)
+
+
+Handler = Callable[[Any, Dependencies], Awaitable[Any]]
+
+HANDLERS: dict[type, Handler] = {
+    commands.IngestSamples: ingest_samples,
+    commands.GetUtilization: get_utilization,
+    commands.PruneSamples: prune_samples,
+}
+
+
+async def handle(cmd: object, deps: Dependencies) -> Any:
+    """Run the handler registered for ``cmd``'s type."""
+    try:
+        handler = HANDLERS[type(cmd)]
+    except KeyError:
+        raise TypeError(f"no handler for {type(cmd).__name__}") from None
+    return await handler(cmd, deps)

@@ -18,8 +18,11 @@ from typing import Any
 import httpcore
 import httpx
 
+from shared.errors import InvalidArgument
+from shared.urls import check_http_url
+
 from ..domain.model import SendResult
-from ..domain.targets import InvalidTarget, IpAddress, check_addresses, parse_target
+from ..domain.targets import IpAddress, check_addresses
 
 TIMEOUT_SECONDS = 10.0
 USER_AGENT = "gpufleet-webhooks/1"
@@ -113,9 +116,9 @@ class HttpSender:
             return int((time.monotonic() - started) * 1000)
 
         try:
-            parse_target(url)
-        except InvalidTarget as exc:
-            return SendResult(None, f"invalid target URL: {exc}", 0, permanent=True)
+            check_http_url(url)  # the shape; where it points is judged on the addresses connected to
+        except InvalidArgument as exc:
+            return SendResult(None, f"invalid target URL: {exc.message}", 0, permanent=True)
         try:
             async with self.client.stream("POST", url, content=body, headers=dict(headers)) as response:
                 status = response.status_code

@@ -9,7 +9,7 @@ from sqlalchemy import Column, LargeBinary, Text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 1  # the highest file in migrations/notification
+SCHEMA_VERSION = 2  # the highest file in migrations/notification
 
 
 class WebhookRow(SQLModel, table=True):
@@ -29,8 +29,9 @@ class WebhookRow(SQLModel, table=True):
     description: str | None = None
     consecutive_failures: int = 0
     disabled_at: datetime | None = None
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
+    disabled_reason: str | None = None
+    created_at: datetime | None = Field(default=None, nullable=False)  # None: the DEFAULT now()
+    updated_at: datetime | None = Field(default=None, nullable=False)
 
 
 class JobWebhookSecretRow(SQLModel, table=True):
@@ -39,7 +40,7 @@ class JobWebhookSecretRow(SQLModel, table=True):
 
     organization_id: UUID = Field(primary_key=True)
     secret: str
-    created_at: datetime | None = None
+    created_at: datetime | None = Field(default=None, nullable=False)  # None: the DEFAULT now()
 
 
 class DeliveryRow(SQLModel, table=True):
@@ -58,7 +59,7 @@ class DeliveryRow(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: datetime | None = None
     last_error: str | None = None
-    created_at: datetime | None = None
+    created_at: datetime | None = Field(default=None, nullable=False)  # None: the DEFAULT now()
     delivered_at: datetime | None = None
 
 

@@ -20,7 +20,12 @@ from shared import consumers
 from shared.db import Database
 
 from ..domain.model import Delivery, DeliveryAttempt, DeliveryStatus, Webhook, WebhookStatus
-from ..service_layer.unit_of_work import DueDelivery, NotificationUnitOfWork, UnitOfWorkFactory
+from ..service_layer.unit_of_work import (
+    DueDelivery,
+    NotificationUnitOfWork,
+    PendingSummary,
+    UnitOfWorkFactory,
+)
 from .orm import AttemptRow, DeliveryRow, JobWebhookSecretRow, WebhookRow
 
 WEBHOOKS: Table = WebhookRow.__table__  # type: ignore[attr-defined]
@@ -43,6 +48,7 @@ def _webhook(row: Any) -> Webhook:
         consecutive_failures=row.consecutive_failures,
         last_used=row.last_used,
         disabled_at=row.disabled_at,
+        disabled_reason=row.disabled_reason,
         created_at=row.created_at,
     )
 
@@ -141,6 +147,7 @@ class SqlUnitOfWork(NotificationUnitOfWork):
                 consecutive_failures=webhook.consecutive_failures,
                 last_used=webhook.last_used,
                 disabled_at=webhook.disabled_at,
+                disabled_reason=webhook.disabled_reason,
                 updated_at=func.now(),
             )
         )
@@ -236,14 +243,14 @@ class SqlUnitOfWork(NotificationUnitOfWork):
         claimed = [_delivery(r) for r in rows]
         hook_ids = {d.webhook_id for d in claimed if d.webhook_id is not None}
         org_ids = {d.organization_id for d in claimed if d.webhook_id is None}
-        hooks: dict[UUID, tuple[str, bool]] = {}
+        hooks: dict[UUID, tuple[str, bool, str | None]] = {}
         if hook_ids:
             for r in await self.session.execute(
-                select(WEBHOOKS.c.id, WEBHOOKS.c.signing_secret, WEBHOOKS.c.status).where(
-                    WEBHOOKS.c.id.in_(hook_ids)
-                )
+                select(
+                    WEBHOOKS.c.id, WEBHOOKS.c.signing_secret, WEBHOOKS.c.status, WEBHOOKS.c.disabled_reason
+                ).where(WEBHOOKS.c.id.in_(hook_ids))
             ):
-                hooks[r.id] = (r.signing_secret, r.status == WebhookStatus.ACTIVE.value)
+                hooks[r.id] = (r.signing_secret, r.status == WebhookStatus.ACTIVE.value, r.disabled_reason)
         job_secrets: dict[UUID, str] = {}
         if org_ids:
             for org, secret in await self.session.execute(
@@ -257,8 +264,8 @@ class SqlUnitOfWork(NotificationUnitOfWork):
             if d.webhook_id is None:
                 out.append(DueDelivery(d, job_secrets.get(d.organization_id), webhook_active=True))
             else:
-                secret, active = hooks.get(d.webhook_id, (None, False))
-                out.append(DueDelivery(d, secret, webhook_active=active))
+                secret, active, reason = hooks.get(d.webhook_id, (None, False, None))
+                out.append(DueDelivery(d, secret, webhook_active=active, disabled_reason=reason))
         return out
 
     async def delivery(self, delivery_id: UUID, *, for_update: bool = False) -> Delivery | None:
@@ -298,15 +305,19 @@ class SqlUnitOfWork(NotificationUnitOfWork):
                 )
             )
 
-    async def seconds_until_next_due(self) -> float | None:
-        value = (
+    async def pending_summary(self) -> PendingSummary:
+        # One scan of the partial index on pending rows; claimed rows sit a lease ahead, so they are
+        # not counted as due.
+        pending = DELIVERIES.c.status == DeliveryStatus.PENDING.value
+        due, next_in = (
             await self.session.execute(
-                select(func.extract("epoch", func.min(DELIVERIES.c.next_attempt_at) - func.now())).where(
-                    DELIVERIES.c.status == DeliveryStatus.PENDING.value
-                )
+                select(
+                    func.count().filter(DELIVERIES.c.next_attempt_at <= func.now()),
+                    func.extract("epoch", func.min(DELIVERIES.c.next_attempt_at) - func.now()),
+                ).where(pending)
             )
-        ).scalar_one()
-        return None if value is None else float(value)
+        ).one()
+        return PendingSummary(due=int(due), next_due_in=None if next_in is None else float(next_in))
 
 
 def sql_unit_of_work(db: Database) -> UnitOfWorkFactory:

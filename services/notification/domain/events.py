@@ -11,17 +11,13 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.contracts.limits import MAX_WEBHOOK_EVENTS, WEBHOOK_EVENT_NAMES
 from shared.errors import InvalidArgument
 
 INTERNAL_PREFIX = "gpufleet."
-EVENT_NAMES: tuple[str, ...] = (
-    "job.submitted",
-    "job.scheduled",
-    "job.started",
-    "job.succeeded",
-    "job.failed",
-    "job.cancelled",
-)
+EVENT_NAMES: tuple[str, ...] = WEBHOOK_EVENT_NAMES
+# Every body is JSON (webhook_body); sent as the request's content-type.
+CONTENT_TYPE = "application/json"
 
 
 def public_name(event_type: str) -> str | None:
@@ -34,6 +30,9 @@ def public_name(event_type: str) -> str | None:
 
 def event_filter(names: Iterable[str]) -> tuple[str, ...]:
     """A webhook's subscription, checked and without duplicates (in the canonical order)."""
+    names = list(names)
+    if len(names) > MAX_WEBHOOK_EVENTS:
+        raise InvalidArgument(f"at most {MAX_WEBHOOK_EVENTS} events", field="events")
     wanted = set()
     for name in names:
         if name not in EVENT_NAMES:

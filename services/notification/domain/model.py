@@ -28,6 +28,20 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
 
 
+class Outcome(StrEnum):
+    """What one recorded attempt did to its delivery."""
+
+    DELIVERED = "delivered"  # 2xx: done
+    RETRYING = "retrying"  # failed; tried again later
+    FAILED = "failed"  # failed; given up (attempts exhausted, or retrying cannot help)
+    GONE = "gone"  # 410 Gone: the receiver asked us to stop; given up at once
+    LATE = "late"  # the delivery had already been settled by another attempt: logged, nothing else
+
+
+HTTP_GONE = 410
+GONE_REASON = "the endpoint answered 410 Gone"
+
+
 @dataclass(frozen=True)
 class SendResult:
     """What one HTTP attempt gave. ``permanent`` marks a failure that retrying cannot fix."""
@@ -41,6 +55,11 @@ class SendResult:
     def ok(self) -> bool:
         return self.response_status is not None and 200 <= self.response_status < 300
 
+    @property
+    def gone(self) -> bool:
+        """410 Gone: as with Svix, the receiver's way to unsubscribe."""
+        return self.response_status == HTTP_GONE
+
     def failure_reason(self) -> str:
         if self.error:
             return self.error[:MAX_ERROR_LENGTH]
@@ -49,6 +68,18 @@ class SendResult:
 
 @dataclass
 class Webhook:
+    """An organization's endpoint and its health.
+
+    ``consecutive_failures`` is the number of failed attempts since this endpoint's last successful
+    one, taken in the order attempts complete (are recorded), counting only attempts of messages that
+    were still pending when the attempt was recorded. A late attempt (one whose delivery another
+    attempt had already delivered or given up) does not count: its message needs nothing more, so it
+    says nothing about whether the endpoint is still worth sending to. Any 2xx, late or not, resets
+    the count (the endpoint demonstrably answers). Hence an endpoint whose every message was finally
+    delivered shows 0. ``error_rate`` is different: a moving average over every answer, late ones
+    included, describing how the endpoint behaves rather than what is owed to it.
+    """
+
     id: UUID
     organization_id: UUID
     url: str
@@ -60,25 +91,44 @@ class Webhook:
     consecutive_failures: int = 0
     last_used: datetime | None = None
     disabled_at: datetime | None = None
+    disabled_reason: str | None = None
     created_at: datetime | None = None
 
     @property
     def is_active(self) -> bool:
         return self.status is WebhookStatus.ACTIVE
 
-    def record_attempt(self, ok: bool, at: datetime) -> bool:
-        """Account one attempt against this target; True when it has just been disabled."""
-        self.error_rate = (1 - ERROR_RATE_WEIGHT) * self.error_rate + ERROR_RATE_WEIGHT * (0.0 if ok else 1.0)
-        if ok:
+    def record_attempt(self, result: SendResult, outcome: Outcome, at: datetime) -> bool:
+        """Account one attempt (``outcome`` is what it did to its delivery) against this endpoint;
+        True when the endpoint has just been disabled.
+
+        410 Gone disables at once, late or not: it is the receiver's explicit request to stop, not a
+        failure to be counted."""
+        self.error_rate = (1 - ERROR_RATE_WEIGHT) * self.error_rate + ERROR_RATE_WEIGHT * (
+            0.0 if result.ok else 1.0
+        )
+        if result.ok:
             self.consecutive_failures = 0
             self.last_used = at
             return False
-        self.consecutive_failures += 1
-        if self.is_active and self.consecutive_failures >= DISABLE_AFTER_CONSECUTIVE_FAILURES:
-            self.status = WebhookStatus.DISABLED
-            self.disabled_at = at
-            return True
+        if outcome is not Outcome.LATE:
+            self.consecutive_failures += 1
+        if result.gone:
+            return self.disable(GONE_REASON, at)
+        if self.consecutive_failures >= DISABLE_AFTER_CONSECUTIVE_FAILURES:
+            return self.disable(f"{self.consecutive_failures} consecutive failed attempts", at)
         return False
+
+    def disable(self, reason: str, at: datetime) -> bool:
+        """Switch the endpoint off, keeping the first reason; True when it was active."""
+        if not self.is_active:
+            return False
+        self.status, self.disabled_at, self.disabled_reason = (
+            WebhookStatus.DISABLED,
+            at,
+            reason[:MAX_ERROR_LENGTH],
+        )
+        return True
 
 
 @dataclass(frozen=True)
@@ -90,6 +140,12 @@ class DeliveryAttempt:
     response_status: int | None
     error: str | None
     duration_ms: int
+
+
+@dataclass(frozen=True)
+class RecordedAttempt:
+    attempt: DeliveryAttempt
+    outcome: Outcome
 
 
 @dataclass
@@ -119,11 +175,11 @@ class Delivery:
         now: datetime,
         policy: RetryPolicy,
         rand: Callable[[], float],
-    ) -> DeliveryAttempt:
+    ) -> RecordedAttempt:
         """Log one attempt and decide what comes next: done, another try later, or give up.
 
         An attempt that finishes after the delivery left ``pending`` (its lease ran out and another
-        worker finished it) is still logged, but changes nothing else."""
+        attempt settled it) is still logged, but is :attr:`Outcome.LATE` and changes nothing else."""
         self.attempts += 1
         attempt = DeliveryAttempt(
             delivery_id=self.id,
@@ -136,7 +192,7 @@ class Delivery:
         )
         self.attempt_log.append(attempt)
         if self.status is not DeliveryStatus.PENDING:
-            return attempt
+            return RecordedAttempt(attempt, Outcome.LATE)
         if result.ok:
             self.status, self.delivered_at, self.next_attempt_at, self.last_error = (
                 DeliveryStatus.DELIVERED,
@@ -144,17 +200,33 @@ class Delivery:
                 None,
                 None,
             )
-        elif result.permanent or policy.exhausted(self.attempts):
-            self.status, self.next_attempt_at, self.last_error = (DeliveryStatus.FAILED, None, attempt.error)
-        else:
-            self.next_attempt_at = now + policy.delay(self.attempts, rand)
-            self.last_error = attempt.error
-        return attempt
+            return RecordedAttempt(attempt, Outcome.DELIVERED)
+        self.last_error = attempt.error
+        if result.gone:
+            self.status, self.next_attempt_at = DeliveryStatus.FAILED, None
+            return RecordedAttempt(attempt, Outcome.GONE)
+        if result.permanent or policy.exhausted(self.attempts):
+            self.status, self.next_attempt_at = DeliveryStatus.FAILED, None
+            return RecordedAttempt(attempt, Outcome.FAILED)
+        self.next_attempt_at = now + policy.delay(self.attempts, rand)
+        return RecordedAttempt(attempt, Outcome.RETRYING)
 
-    def abandon(self, reason: str) -> None:
-        """Stop trying without another attempt (its webhook was switched off)."""
-        if self.status is DeliveryStatus.PENDING:
-            self.status, self.next_attempt_at, self.last_error = DeliveryStatus.FAILED, None, reason
+    def abandon(self, reason: str) -> bool:
+        """Stop trying without another attempt (its webhook was switched off); True when it was
+        pending."""
+        if self.status is not DeliveryStatus.PENDING:
+            return False
+        self.status, self.next_attempt_at, self.last_error = (
+            DeliveryStatus.FAILED,
+            None,
+            reason[:MAX_ERROR_LENGTH],
+        )
+        return True
+
+
+def abandon_reason(disabled_reason: str | None) -> str:
+    """What a delivery closed unsent because its webhook is off says about it."""
+    return f"webhook disabled: {disabled_reason}" if disabled_reason else "webhook disabled"
 
 
 def may_read_job_webhook_secret(role: str) -> bool:

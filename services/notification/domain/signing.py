@@ -1,19 +1,17 @@
-"""Standard Webhooks signing (https://www.standardwebhooks.com/), pure functions.
+"""Webhook signing secrets in the Standard Webhooks format (https://www.standardwebhooks.com/), pure.
 
-A secret is ``whsec_`` + base64 of random bytes; the HMAC key is the decoded bytes. Each attempt is
-signed over ``f"{webhook_id}.{timestamp}.{body}"`` with HMAC-SHA256 and sent as the three headers
-``webhook-id`` (the same across retries, so receivers can de-duplicate), ``webhook-timestamp`` (unix
-seconds of this attempt: receivers reject stale ones) and ``webhook-signature`` (``v1,<base64>``).
+A secret is ``whsec_`` + base64 of 24 to 64 random bytes; the HMAC key is the decoded bytes. Computing
+signatures is the ``standardwebhooks`` library's job, behind the ``Signer`` port
+(``adapters/signing.py``): the domain keeps the secret's format and refuses malformed ones before any
+library sees them, because the library decodes leniently (a secret without the prefix, or with
+characters outside base64, would silently become some other key).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import secrets
-from datetime import datetime
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32  # the spec asks for 24 to 64 bytes
@@ -29,8 +27,8 @@ def generate_secret(nbytes: int = SECRET_BYTES) -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(nbytes)).decode()
 
 
-def secret_key(secret: str) -> bytes:
-    """The HMAC key behind a ``whsec_`` secret."""
+def check_secret(secret: str) -> str:
+    """``secret`` when it is a well-formed ``whsec_`` secret; raises :class:`InvalidSecret` otherwise."""
     if not secret.startswith(SECRET_PREFIX):
         raise InvalidSecret("webhook secrets start with whsec_")
     try:
@@ -39,21 +37,4 @@ def secret_key(secret: str) -> bytes:
         raise InvalidSecret("webhook secret is not base64") from exc
     if not key:
         raise InvalidSecret("webhook secret is empty")
-    return key
-
-
-def signature(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
-    signed = f"{webhook_id}.{timestamp}.".encode() + body
-    digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
-
-
-def signed_headers(secret: str, webhook_id: str, at: datetime, body: bytes) -> dict[str, str]:
-    """The headers of one delivery attempt made at ``at``."""
-    timestamp = int(at.timestamp())
-    return {
-        "webhook-id": webhook_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": signature(secret, webhook_id, timestamp, body),
-        "content-type": "application/json",
-    }
+    return secret

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from faststream.kafka import KafkaBroker
 
 from shared.consumers import subscribe
@@ -27,11 +29,13 @@ def to_command(envelope: Envelope) -> commands.NotifyJobEvent:
     )
 
 
-def job_event_handler(deps: Dependencies):  # type: ignore[no-untyped-def]
-    async def handle(envelope: Envelope) -> None:
-        await handlers.notify_job_event(to_command(envelope), deps)
+def job_event_handler(deps: Dependencies) -> Callable[[Envelope], Awaitable[None]]:
+    """The sink: idempotent, since ``notify_job_event`` claims the event id with its deliveries."""
 
-    return handle
+    async def sink(envelope: Envelope) -> None:
+        await handlers.handle(to_command(envelope), deps)
+
+    return sink
 
 
 def register(

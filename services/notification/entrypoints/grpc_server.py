@@ -15,7 +15,8 @@ from ..domain.model import Delivery, Webhook
 from ..service_layer import commands, handlers
 from ..service_layer.handlers import Dependencies
 
-SERVICE_NAMES = [notification_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name]
+SERVICE_NAME = notification_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name
+SERVICE_NAMES = [SERVICE_NAME]
 
 
 def _tenant(principal: common_pb2.Principal) -> UUID:
@@ -74,7 +75,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         self, request: notification_pb2.CreateWebhookRequest, context: grpc.aio.ServicerContext
     ) -> notification_pb2.CreatedWebhook:
         principal = await self.auth.principal(context, write=True)
-        created = await handlers.create_webhook(
+        created: handlers.CreatedWebhook = await handlers.handle(
             commands.CreateWebhook(
                 organization_id=_tenant(principal),
                 url=request.url,
@@ -89,14 +90,14 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         self, request: common_pb2.Empty, context: grpc.aio.ServicerContext
     ) -> notification_pb2.ListWebhooksResponse:
         principal = await self.auth.principal(context)
-        hooks = await handlers.list_webhooks(_tenant(principal), self.deps)
+        hooks: list[Webhook] = await handlers.handle(commands.ListWebhooks(_tenant(principal)), self.deps)
         return notification_pb2.ListWebhooksResponse(webhooks=[_webhook(w) for w in hooks])
 
     async def DeleteWebhook(
         self, request: notification_pb2.DeleteWebhookRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.Empty:
         principal = await self.auth.principal(context, write=True)
-        await handlers.delete_webhook(
+        await handlers.handle(
             commands.DeleteWebhook(organization_id=_tenant(principal), webhook_id=request.id), self.deps
         )
         return common_pb2.Empty()
@@ -111,14 +112,14 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
             job_id=uuid_arg(request.job_id, "job_id") if request.job_id else None,
             limit=request.limit or None,
         )
-        found = await handlers.list_deliveries(query, self.deps)
+        found: list[Delivery] = await handlers.handle(query, self.deps)
         return notification_pb2.ListDeliveriesResponse(deliveries=[_delivery(d) for d in found])
 
     async def GetJobWebhookSecret(
         self, request: common_pb2.Empty, context: grpc.aio.ServicerContext
     ) -> notification_pb2.JobWebhookSecret:
         principal = await self.auth.principal(context)
-        secret = await handlers.get_job_webhook_secret(
+        secret: str = await handlers.handle(
             commands.GetJobWebhookSecret(organization_id=_tenant(principal), role=principal.role), self.deps
         )
         return notification_pb2.JobWebhookSecret(secret=secret)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
+
+from ..domain.model import SendResult
 
 
 @dataclass(frozen=True)
@@ -15,6 +17,11 @@ class CreateWebhook:
     url: str
     events: tuple[str, ...] = ()
     description: str | None = None
+
+
+@dataclass(frozen=True)
+class ListWebhooks:
+    organization_id: UUID
 
 
 @dataclass(frozen=True)
@@ -48,3 +55,26 @@ class NotifyJobEvent:
     job_id: UUID
     webhook_url: str | None
     job: Mapping[str, Any] = field(default_factory=dict)  # the snapshot as JSON values
+
+
+# --- the delivery worker's bookkeeping
+
+
+@dataclass(frozen=True)
+class ClaimDueDeliveries:
+    """Take up to ``limit`` due deliveries for one attempt each, holding them for ``lease``."""
+
+    limit: int
+    lease: timedelta
+
+
+@dataclass(frozen=True)
+class RecordDeliveryResult:
+    delivery_id: UUID
+    result: SendResult
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class MeasurePending:
+    """Read the backlog (deliveries due and unclaimed) and when the next one falls due."""

@@ -1,37 +1,50 @@
-"""Use cases: webhook management for tenants, fan-out of job events, and the delivery bookkeeping."""
+"""Use cases: webhook management for tenants, fan-out of job events, and the delivery bookkeeping.
+
+Every handler is ``async def x(cmd, deps) -> result``, registered in :data:`HANDLERS`; entrypoints and
+the delivery worker call :func:`handle`.
+"""
 
 from __future__ import annotations
 
 import logging
+import random
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
+from shared.contracts.limits import DEFAULT_PAGE, MAX_DESCRIPTION, MAX_PAGE
 from shared.errors import InvalidArgument, NotFound, PermissionDenied
 
 from ..domain import events, signing, targets
-from ..domain.model import Delivery, SendResult, Webhook, may_read_job_webhook_secret
+from ..domain.model import (
+    Delivery,
+    Outcome,
+    Webhook,
+    abandon_reason,
+    may_read_job_webhook_secret,
+)
 from ..domain.retry import RetryPolicy
 from . import commands
-from .unit_of_work import DueDelivery, UnitOfWorkFactory
+from .unit_of_work import DeliveryMetrics, DueDelivery, NoMetrics, PendingSummary, UnitOfWorkFactory
 from .wakeup import Wakeup
 
 log = logging.getLogger("gpufleet.notification")
 
 JOB_CONSUMER = "notification.job-webhooks"
-DEFAULT_PAGE = 50
-MAX_PAGE = 200
-MAX_DESCRIPTION = 500
-WEBHOOK_DISABLED = "webhook disabled after repeated failures"
+# What the metrics call a delivery closed unsent because its webhook was switched off.
+DISABLED = "disabled"
 
 
 @dataclass(frozen=True)
 class Dependencies:
     uow: UnitOfWorkFactory
-    wakeup: Wakeup
-    allow_private_targets: bool
+    wakeup: Wakeup = field(default_factory=Wakeup)
+    allow_private_targets: bool = False
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    metrics: DeliveryMetrics = field(default_factory=NoMetrics)
+    rand: Callable[[], float] = random.random  # the retry jitter
 
 
 @dataclass(frozen=True)
@@ -63,8 +76,8 @@ async def create_webhook(cmd: commands.CreateWebhook, deps: Dependencies) -> Cre
     return CreatedWebhook(webhook=webhook, secret=secret)
 
 
-async def list_webhooks(organization_id: UUID, deps: Dependencies) -> list[Webhook]:
-    async with deps.uow(org_id=organization_id) as uow:
+async def list_webhooks(cmd: commands.ListWebhooks, deps: Dependencies) -> list[Webhook]:
+    async with deps.uow(org_id=cmd.organization_id) as uow:
         return await uow.webhooks()
 
 
@@ -145,51 +158,82 @@ async def notify_job_event(cmd: commands.NotifyJobEvent, deps: Dependencies) -> 
 # --- the delivery worker's bookkeeping ------------------------------------------------------------
 
 
-async def claim_due_deliveries(
-    uow_factory: UnitOfWorkFactory, limit: int, lease: timedelta
-) -> list[DueDelivery]:
+async def claim_due_deliveries(cmd: commands.ClaimDueDeliveries, deps: Dependencies) -> list[DueDelivery]:
     """Due deliveries to send now; those whose webhook was switched off are closed instead."""
-    async with uow_factory(system=True) as uow:
-        claimed = await uow.claim_due(limit, lease)
+    closed = 0
+    async with deps.uow(system=True) as uow:
+        claimed = await uow.claim_due(cmd.limit, cmd.lease)
         ready = []
         for due in claimed:
             if due.webhook_active:
                 ready.append(due)
-            else:
-                due.delivery.abandon(WEBHOOK_DISABLED)
+            elif due.delivery.abandon(abandon_reason(due.disabled_reason)):
                 await uow.save_delivery(due.delivery)
-        return ready
+                closed += 1
+    for _ in range(closed):
+        deps.metrics.outcome(DISABLED)
+    return ready
 
 
-async def record_delivery_result(
-    uow_factory: UnitOfWorkFactory,
-    delivery_id: UUID,
-    result: SendResult,
-    started_at: datetime,
-    policy: RetryPolicy,
-    rand: Callable[[], float],
-) -> None:
-    async with uow_factory(system=True) as uow:
-        peek = await uow.delivery(delivery_id)
+async def record_delivery_result(cmd: commands.RecordDeliveryResult, deps: Dependencies) -> Outcome | None:
+    """Record one attempt against its delivery and its webhook's health, in one transaction; None when
+    the delivery is gone (its webhook was deleted meanwhile, deliveries go with it).
+
+    The webhook row is locked first, so attempts of one webhook are accounted in the order their
+    recording commits: that is the "completion order" ``Webhook.consecutive_failures`` is defined in."""
+    async with deps.uow(system=True) as uow:
+        peek = await uow.delivery(cmd.delivery_id)
         if peek is None:
-            return  # its webhook was deleted meanwhile (deliveries go with it)
+            return None
         # Lock order webhook -> delivery, the same as deleting a webhook (which cascades).
         webhook = await uow.webhook(peek.webhook_id, for_update=True) if peek.webhook_id else None
-        delivery = await uow.delivery(delivery_id, for_update=True)
+        delivery = await uow.delivery(cmd.delivery_id, for_update=True)
         if delivery is None:
-            return
+            return None
         now = await uow.now()
-        attempt = delivery.record_attempt(result, started_at, now, policy, rand)
-        await uow.save_delivery(delivery, [attempt])
+        recorded = delivery.record_attempt(cmd.result, cmd.started_at, now, deps.policy, deps.rand)
+        await uow.save_delivery(delivery, [recorded.attempt])
         if webhook is not None:
-            if webhook.record_attempt(result.ok, now):
+            if webhook.record_attempt(cmd.result, recorded.outcome, now):
                 log.warning(
-                    "webhook disabled after consecutive failures",
-                    extra={"webhook_id": str(webhook.id), "failures": webhook.consecutive_failures},
+                    "webhook disabled",
+                    extra={
+                        "webhook_id": str(webhook.id),
+                        "reason": webhook.disabled_reason,
+                        "failures": webhook.consecutive_failures,
+                    },
                 )
             await uow.save_webhook(webhook)
+    deps.metrics.outcome(recorded.outcome.value)
+    return recorded.outcome
 
 
-async def seconds_until_next_due(uow_factory: UnitOfWorkFactory) -> float | None:
-    async with uow_factory(system=True) as uow:
-        return await uow.seconds_until_next_due()
+async def measure_pending(cmd: commands.MeasurePending, deps: Dependencies) -> PendingSummary:
+    async with deps.uow(system=True) as uow:
+        summary = await uow.pending_summary()
+    deps.metrics.due(summary.due)
+    return summary
+
+
+Handler = Callable[[Any, Dependencies], Awaitable[Any]]
+
+HANDLERS: dict[type, Handler] = {
+    commands.CreateWebhook: create_webhook,
+    commands.ListWebhooks: list_webhooks,
+    commands.DeleteWebhook: delete_webhook,
+    commands.ListDeliveries: list_deliveries,
+    commands.GetJobWebhookSecret: get_job_webhook_secret,
+    commands.NotifyJobEvent: notify_job_event,
+    commands.ClaimDueDeliveries: claim_due_deliveries,
+    commands.RecordDeliveryResult: record_delivery_result,
+    commands.MeasurePending: measure_pending,
+}
+
+
+async def handle(cmd: object, deps: Dependencies) -> Any:
+    """Run the handler registered for ``cmd``'s type."""
+    try:
+        handler = HANDLERS[type(cmd)]
+    except KeyError:
+        raise TypeError(f"no handler for {type(cmd).__name__}") from None
+    return await handler(cmd, deps)

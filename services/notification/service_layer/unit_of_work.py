@@ -1,5 +1,6 @@
 """The ports the handlers depend on. adapters/repository.py implements the unit of work over
-PostgreSQL and adapters/http_sender.py the sender over HTTP; unit tests use in-memory fakes.
+PostgreSQL, adapters/http_sender.py the sender over HTTP, adapters/signing.py the signer over the
+standardwebhooks library and adapters/metrics.py the metrics over Prometheus; unit tests use fakes.
 
 One unit of work = one transaction: deliveries created for an event commit with the consumer's claim
 of that event; an attempt, the delivery's new state and its webhook's health commit together."""
@@ -23,6 +24,13 @@ class DueDelivery:
     delivery: Delivery
     secret: str | None  # the webhook's signing secret, or the organization's job webhook secret
     webhook_active: bool  # False when its webhook was disabled meanwhile
+    disabled_reason: str | None = None  # why, when it was
+
+
+@dataclass(frozen=True)
+class PendingSummary:
+    due: int  # pending deliveries due now that no worker holds
+    next_due_in: float | None  # seconds until the next pending one is due (<= 0: now); None: none
 
 
 class NotificationUnitOfWork(Protocol):
@@ -64,8 +72,8 @@ class NotificationUnitOfWork(Protocol):
 
     async def save_delivery(self, delivery: Delivery, attempts: Sequence[DeliveryAttempt] = ()) -> None: ...
 
-    async def seconds_until_next_due(self) -> float | None:
-        """When the next pending delivery is due (<= 0: now); None when nothing is pending."""
+    async def pending_summary(self) -> PendingSummary:
+        """How many pending deliveries are due now, and when the next one is."""
 
 
 class UnitOfWorkFactory(Protocol):
@@ -77,3 +85,29 @@ class UnitOfWorkFactory(Protocol):
 class Sender(Protocol):
     async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> SendResult:
         """POST ``body`` once; never raises for the target's failures (they are the result)."""
+
+
+class Signer(Protocol):
+    def headers(self, secret: str, message_id: str, at: datetime, body: bytes) -> dict[str, str]:
+        """The Standard Webhooks headers of one attempt at ``at``; raises ``InvalidSecret``."""
+
+
+class DeliveryMetrics(Protocol):
+    def outcome(self, outcome: str) -> None:
+        """One recorded attempt's ``Outcome``, or ``disabled`` for a delivery closed unsent."""
+
+    def attempt_seconds(self, seconds: float) -> None: ...
+
+    def due(self, count: int) -> None:
+        """The backlog: deliveries due now and not yet claimed."""
+
+
+class NoMetrics:
+    def outcome(self, outcome: str) -> None:
+        pass
+
+    def attempt_seconds(self, seconds: float) -> None:
+        pass
+
+    def due(self, count: int) -> None:
+        pass

@@ -4,57 +4,93 @@ Claiming commits before sending (with the rows' ``next_attempt_at`` pushed one l
 transaction stays open during a slow HTTP call and a worker that dies mid-send leaves deliveries that
 fall due again when the lease ends: delivery is at least once. Receivers de-duplicate on the
 ``webhook-id`` header, which is the same for every attempt of a delivery.
+
+Two retry loops live here, both with tenacity and both apart from the persisted per-delivery schedule
+(``domain/retry.py``, which decides when a *target* is tried again): claiming retries while the
+database is unreachable (the worker is a runtime task, and a task that raises takes the process down),
+and recording an attempt's result retries a few times, because a result that is never recorded makes
+the lease send the same message again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import random
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from ..domain import signing
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+    wait_exponential_jitter,
+)
+
+from ..domain.events import CONTENT_TYPE
 from ..domain.model import SendResult
-from ..domain.retry import RetryPolicy
-from . import handlers
-from .unit_of_work import DueDelivery, Sender, UnitOfWorkFactory
-from .wakeup import Wakeup
+from ..domain.signing import InvalidSecret
+from . import commands
+from .handlers import Dependencies, handle
+from .unit_of_work import DueDelivery, Sender, Signer
 
 log = logging.getLogger("gpufleet.notification.worker")
+
+RECORD_TRIES = 3
 
 
 class DeliveryWorker:
     def __init__(
         self,
-        uow: UnitOfWorkFactory,
+        deps: Dependencies,
         sender: Sender,
-        policy: RetryPolicy,
-        wakeup: Wakeup,
+        signer: Signer,
         *,
         concurrency: int = 16,
         lease: timedelta = timedelta(seconds=60),
         poll_seconds: float = 5.0,
-        rand: Callable[[], float] = random.random,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self.uow, self.sender, self.policy, self.wakeup = uow, sender, policy, wakeup
+        self.deps, self.sender, self.signer = deps, sender, signer
         self.concurrency, self.lease, self.poll_seconds = concurrency, lease, poll_seconds
-        self._rand, self._clock = rand, clock
+        self._clock = clock
+        self._measured_at = float("-inf")
+
+    async def attempt(self, due: DueDelivery, started: datetime) -> SendResult:
+        """Sign (as of ``started``) and send one claimed delivery; never raises for the target's
+        failures."""
+        d = due.delivery
+        if due.secret is None:
+            return SendResult(None, "no signing secret for this delivery", 0, permanent=True)
+        try:
+            headers = self.signer.headers(due.secret, str(d.id), started, d.payload)
+        except InvalidSecret as exc:
+            return SendResult(None, f"cannot sign: {exc}", 0, permanent=True)
+        began = time.monotonic()
+        result = await self.sender.send(d.url, {**headers, "content-type": CONTENT_TYPE}, d.payload)
+        self.deps.metrics.attempt_seconds(time.monotonic() - began)
+        return result
 
     async def deliver(self, due: DueDelivery) -> None:
         """One attempt of one claimed delivery, recorded. Errors are logged: the lease retries it."""
         d = due.delivery
         started = self._clock()
         try:
-            if due.secret is None:
-                result = SendResult(None, "no signing secret for this delivery", 0, permanent=True)
-            else:
-                headers = signing.signed_headers(due.secret, str(d.id), started, d.payload)
-                result = await self.sender.send(d.url, headers, d.payload)
-            await handlers.record_delivery_result(self.uow, d.id, result, started, self.policy, self._rand)
+            result = await self.attempt(due, started)
+            record = commands.RecordDeliveryResult(d.id, result, started)
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(RECORD_TRIES),
+                wait=wait_exponential(multiplier=0.2, max=2.0),
+                retry=retry_if_exception_type(Exception),
+                reraise=True,
+            ):
+                with attempt:
+                    await handle(record, self.deps)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -65,7 +101,7 @@ class DeliveryWorker:
 
     async def run_once(self) -> int:
         """Claim up to ``concurrency`` due deliveries and make one attempt at each; returns how many."""
-        claimed = await handlers.claim_due_deliveries(self.uow, self.concurrency, self.lease)
+        claimed = await handle(commands.ClaimDueDeliveries(self.concurrency, self.lease), self.deps)
         await asyncio.gather(*(self.deliver(d) for d in claimed))
         return len(claimed)
 
@@ -79,23 +115,19 @@ class DeliveryWorker:
                 free = self.concurrency - len(in_flight)
                 timeout: float | None = None
                 if free > 0:
-                    self.wakeup.clear()  # before claiming: a wake-up during the claim is not lost
-                    try:
-                        claimed = await handlers.claim_due_deliveries(self.uow, free, self.lease)
-                        for due in claimed:
-                            task = asyncio.create_task(self.deliver(due), name=f"delivery-{due.delivery.id}")
-                            in_flight.add(task)
-                            task.add_done_callback(in_flight.discard)
-                        if len(claimed) == free:
-                            continue  # there may be more due; the loop waits only when slots are full
-                        timeout = await self._idle_timeout()
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception:
-                        log.exception("claiming deliveries failed; retrying")
-                        timeout = self.poll_seconds
+                    self.deps.wakeup.clear()  # before claiming: a wake-up during the claim is not lost
+                    claimed = await self._claim(free, stop)
+                    for due in claimed:
+                        task = asyncio.create_task(self.deliver(due), name=f"delivery-{due.delivery.id}")
+                        in_flight.add(task)
+                        task.add_done_callback(in_flight.discard)
+                    if len(claimed) == free:
+                        if time.monotonic() - self._measured_at >= self.poll_seconds:
+                            await self._idle_timeout()  # saturated: the backlog gauge still moves
+                        continue  # there may be more due; the loop waits only when slots are full
+                    timeout = await self._idle_timeout()
                 waiters: set[asyncio.Future] = {stopping, *in_flight}
-                wake = asyncio.create_task(self.wakeup.wait()) if free > 0 else None
+                wake = asyncio.create_task(self.deps.wakeup.wait()) if free > 0 else None
                 if wake is not None:
                     waiters.add(wake)
                 try:
@@ -113,8 +145,56 @@ class DeliveryWorker:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
 
+    async def _claim(self, limit: int, stop: asyncio.Event) -> list[DueDelivery]:
+        """Claim, retrying with capped backoff while it fails (database down); [] once stopping."""
+
+        def stopped(_: RetryCallState) -> bool:
+            return stop.is_set()
+
+        async def sleep(seconds: float) -> None:  # a stop cuts the backoff short
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), seconds)
+
+        def warn(state: RetryCallState) -> None:
+            log.warning(
+                "claiming deliveries failed; retrying",
+                exc_info=state.outcome.exception() if state.outcome else None,
+                extra={"tries": state.attempt_number},
+            )
+
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(Exception),
+                wait=wait_exponential_jitter(multiplier=0.2, max=self.poll_seconds, jitter=0.2),
+                stop=stopped,
+                sleep=sleep,
+                before_sleep=warn,
+                reraise=True,
+            ):
+                with attempt:
+                    claimed: list[DueDelivery] = await handle(
+                        commands.ClaimDueDeliveries(limit, self.lease), self.deps
+                    )
+                    return claimed
+        except Exception:
+            if stop.is_set():
+                return []  # the retry stops only when stopping
+            raise
+        return []
+
+    async def _measure(self) -> float | None:
+        """Refresh the backlog gauge; seconds until the next delivery is due (None: nothing pending)."""
+        summary = await handle(commands.MeasurePending(), self.deps)
+        self._measured_at = time.monotonic()
+        due_in: float | None = summary.next_due_in
+        return due_in
+
     async def _idle_timeout(self) -> float:
-        due_in = await handlers.seconds_until_next_due(self.uow)
+        try:
+            due_in = await self._measure()
+        except Exception:
+            log.exception("reading the delivery schedule failed; polling")
+            return self.poll_seconds
         if due_in is None:
             return self.poll_seconds
         return min(max(due_in, 0.01), self.poll_seconds)

@@ -1,5 +1,6 @@
 """Billing in-process: its gRPC servicer on a free port over the real PostgreSQL, with a fake identity
-mapping test keys to principals (tests/fake_identity.py), plus helpers to build job events and read what billing wrote."""
+mapping test keys to principals (tests/fake_identity.py), plus helpers to build job events, feed them to
+the consumer's sink and read what billing wrote."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from sqlalchemy import text
 
 from services.billing.bootstrap import BillingApp, bootstrap
 from services.billing.config import BillingSettings
+from services.billing.domain.costs import JobCost
+from services.billing.entrypoints.consumers import to_command
 from services.billing.entrypoints.grpc_server import SERVICE_NAMES
+from services.billing.service_layer.handlers import Dependencies, handle
 from shared.contracts import jobs
 from shared.db import Database
 from shared.embedded.postgres import free_port
@@ -36,6 +40,16 @@ class Billing:
     async def rows(self, sql: str, **params: Any) -> list:
         async with self.db.transaction(system=True) as s:
             return list((await s.execute(text(sql), params)).all())
+
+    async def consume(self, envelope: Envelope) -> JobCost | None:
+        return await consume(self.app.deps, envelope)
+
+
+async def consume(deps: Dependencies, envelope: Envelope) -> JobCost | None:
+    """What the job-event consumer does with one delivery (converter, then handler), minus the broker;
+    the cost when this delivery billed the job."""
+    cmd = to_command(envelope)
+    return None if cmd is None else await handle(cmd, deps)
 
 
 @pytest.fixture(scope="session")
@@ -63,10 +77,10 @@ async def billing(migrate_schema, identity) -> AsyncIterator[Billing]:
     )
     db = Database(url, "billing", pool_size=4)
     auth = Authenticator(identity_target, ttl=0)
-    app = bootstrap(settings, db, auth)
+    app = bootstrap(settings, db=db, auth=auth)
     listen = f"127.0.0.1:{free_port()}"
     server, _ = await serve(
-        listen, [(billing_pb2_grpc.add_BillingServiceServicer_to_server, app.servicer)], SERVICE_NAMES
+        listen, [(add, servicer) for add, servicer, _ in app.grpc_services], SERVICE_NAMES
     )
     client = channel(listen)
     yield Billing(db, settings, fake, app, billing_pb2_grpc.BillingServiceStub(client))

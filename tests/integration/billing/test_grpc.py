@@ -10,7 +10,6 @@ import grpc
 import pytest
 from gpufleet.v1 import billing_pb2
 
-from services.billing.service_layer.handlers import record_job_cost
 from shared.contracts import jobs
 from shared.wire import ts
 
@@ -30,7 +29,7 @@ async def test_get_job_cost_shows_every_line_to_its_organization_only(billing: B
     org = uuid.uuid4()
     cheap, dear = gpu("0.9000", "t4"), gpu("3.0000", "h100")
     env = job_event(org, [cheap, dear], held=timedelta(seconds=90))
-    assert await record_job_cost(billing.db, env) is not None
+    assert await billing.consume(env) is not None
     job = env.data.job
 
     cost = await billing.stub.GetJobCost(
@@ -56,7 +55,7 @@ async def test_get_job_cost_shows_every_line_to_its_organization_only(billing: B
 async def test_a_job_that_never_held_a_gpu_has_no_cost(billing: Billing) -> None:
     org = uuid.uuid4()
     env = job_event(org, [], event_type=jobs.JOB_CANCELLED)
-    assert await record_job_cost(billing.db, env) is None
+    assert await billing.consume(env) is None
     await expect(
         grpc.StatusCode.NOT_FOUND,
         billing.stub.GetJobCost(
@@ -71,7 +70,7 @@ async def test_list_pages_newest_first_with_the_page_total(billing: Billing) -> 
     # Recorded one after another: 1 USD, 2 USD, 3 USD (1 USD/h for 1, 2 and 3 hours).
     envs = [job_event(org, [gpu("1.0000")], held=timedelta(hours=h)) for h in (1, 2, 3)]
     for env in envs:
-        await record_job_cost(billing.db, env)
+        await billing.consume(env)
     newest_first = [str(e.data.job.job_id) for e in reversed(envs)]
 
     first = await billing.stub.ListJobCosts(billing_pb2.ListJobCostsRequest(limit=2), metadata=key)

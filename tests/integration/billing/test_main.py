@@ -1,5 +1,6 @@
-"""The whole process wiring (``services.billing.__main__.main``): a job event in from the broker, the cost
-out on the costs topic through the outbox relay, and the same cost over gRPC."""
+"""The whole process wiring: billing's bootstrap on the service runtime, composed as
+``services/billing/__main__.py`` composes it; a job event in from the broker, the cost out on the costs
+topic through the runtime's outbox relay, and the same cost over gRPC."""
 
 from __future__ import annotations
 
@@ -12,17 +13,27 @@ from aiokafka import AIOKafkaConsumer
 from gpufleet.v1 import billing_pb2, billing_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.billing.__main__ import main
+from services.billing.__main__ import build
+from services.billing.adapters.orm import SCHEMA_VERSION
 from shared.contracts import costs, topics
-from shared.db import SchemaVersionMismatch
 from shared.embedded.postgres import free_port
 from shared.events import decode, header_map
 from shared.grpc import channel
 from shared.kafka import ensure_topics, make_broker
+from shared.runtime import Fatal, Runtime
 
 from .conftest import Billing, gpu, job_event
 
 pytestmark = pytest.mark.integration
+
+
+def billing_runtime(settings, *, schema_version: int = SCHEMA_VERSION, monkeypatch=None) -> Runtime:  # type: ignore[no-untyped-def]
+    """``python -m services.billing``'s own composition; ``schema_version`` plays a build that expects
+    another migration."""
+    if schema_version != SCHEMA_VERSION:
+        assert monkeypatch is not None
+        monkeypatch.setattr("services.billing.__main__.SCHEMA_VERSION", schema_version)
+    return build(settings)
 
 
 async def wait_serving(client, service: asyncio.Task) -> None:  # type: ignore[no-untyped-def]
@@ -48,13 +59,14 @@ async def test_service_bills_a_finished_job_and_publishes_its_cost(billing: Bill
             "kafka_idempotent_producer": False,
             "kafka_topic_partitions": 3,
             "billing_grpc_listen": listen,
+            "ops_listen": "",
         }
     )
     org = uuid.uuid4()
     env = job_event(org, [gpu("7.2000", "h100")], held=timedelta(minutes=5))
     job_id = str(env.data.job.job_id)
     stop = asyncio.Event()
-    service = asyncio.create_task(main(settings, stop))
+    service = asyncio.create_task(billing_runtime(settings).serve(stop))
     client = channel(listen)
     try:
         await wait_serving(client, service)
@@ -96,6 +108,11 @@ async def test_service_bills_a_finished_job_and_publishes_its_cost(billing: Bill
 
 
 async def test_service_refuses_a_schema_behind_the_code(billing: Billing, monkeypatch) -> None:
-    monkeypatch.setattr("services.billing.__main__.SCHEMA_VERSION", 2)  # a build that expects migration 002
-    with pytest.raises(SchemaVersionMismatch, match="expects 2"):
-        await main(billing.settings, asyncio.Event())
+    settings = billing.settings.model_copy(
+        update={"billing_grpc_listen": f"127.0.0.1:{free_port()}", "ops_listen": ""}
+    )
+    rt = billing_runtime(
+        settings, schema_version=SCHEMA_VERSION + 1, monkeypatch=monkeypatch
+    )  # a build that expects the next migration
+    with pytest.raises(Fatal, match=f"expects {SCHEMA_VERSION + 1}"):
+        await asyncio.wait_for(rt.serve(asyncio.Event()), 30)

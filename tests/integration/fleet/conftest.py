@@ -12,7 +12,6 @@ from gpufleet.v1 import common_pb2, fleet_pb2_grpc, identity_pb2_grpc
 
 from services.fleet.bootstrap import FleetApp, bootstrap
 from services.fleet.config import FleetSettings
-from services.fleet.entrypoints.grpc_server import FleetServicer, NodeRegistryServicer
 from shared.db import Database
 from shared.embedded.postgres import free_port
 from shared.grpc import Authenticator, channel, serve
@@ -79,19 +78,13 @@ async def fleet(migrate_schema, identity) -> AsyncIterator[Fleet]:
         fleet_heartbeat_interval_seconds=7,
     )
     db = Database(url, "fleet", pool_size=4)
-    app = bootstrap(settings, db)
     auth = Authenticator(identity_target, ttl=0)
+    app = bootstrap(settings, db=db, auth=auth)
     target = f"127.0.0.1:{free_port()}"
     server, _ = await serve(
         target,
-        [
-            (fleet_pb2_grpc.add_FleetServiceServicer_to_server, FleetServicer(app, auth)),
-            (
-                fleet_pb2_grpc.add_NodeRegistryServiceServicer_to_server,
-                NodeRegistryServicer(app, AGENT_TOKEN),
-            ),
-        ],
-        ["gpufleet.v1.FleetService", "gpufleet.v1.NodeRegistryService"],
+        [(add, servicer) for add, servicer, _ in app.grpc_services],
+        [name for _, _, name in app.grpc_services],
     )
     client = channel(target)
     yield Fleet(

@@ -11,7 +11,7 @@ import pytest
 from gpufleet.v1 import fleet_pb2
 from sqlalchemy import text
 
-from services.fleet.entrypoints.consumers import job_event_handler, register_consumers
+from services.fleet.entrypoints.consumers import job_event_handler
 from shared.contracts import jobs, topics
 from shared.events import Envelope, header_map
 from shared.grpc import with_key
@@ -80,7 +80,7 @@ async def test_scheduled_job_holds_its_gpus_until_it_ends(fleet: Fleet) -> None:
         node_request(models=("NVIDIA L4", "NVIDIA L4")), metadata=with_key(AGENT_TOKEN)
     )
     held, free = node.gpus[0].gpu_id, node.gpus[1].gpu_id
-    handle = job_event_handler(fleet.app)
+    handle = job_event_handler(fleet.app.deps)
     job = uuid4()
     scheduled = job_event(jobs.JOB_SCHEDULED, job, [held])
     await handle(scheduled)
@@ -118,7 +118,7 @@ async def test_failed_and_cancelled_jobs_free_their_gpus(fleet: Fleet, terminal:
         node_request(models=("NVIDIA L4",)), metadata=with_key(AGENT_TOKEN)
     )
     gpu, job = node.gpus[0].gpu_id, uuid4()
-    handle = job_event_handler(fleet.app)
+    handle = job_event_handler(fleet.app.deps)
     await handle(job_event(jobs.JOB_SCHEDULED, job, [gpu]))
     await handle(job_event(terminal, job, [gpu]))
     assert await gpu_state(fleet, gpu) == ("available", False, None, 0)
@@ -134,7 +134,7 @@ async def test_job_events_arrive_through_the_broker(fleet: Fleet, kafka) -> None
     )
     gpu, job = node.gpus[0].gpu_id, uuid4()
     broker = make_broker(settings, "fleet-test")
-    register_consumers(broker, fleet.app)
+    fleet.app.register_consumers(broker)
     await broker.start()
 
     async def until(want: tuple) -> None:

@@ -1,4 +1,4 @@
-"""The whole process wiring (``services.fleet.__main__.main``): gRPC in, outbox relay out to Kafka."""
+"""The whole process wiring (``services.fleet.__main__.build``): gRPC in, outbox relay out to Kafka."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from aiokafka import AIOKafkaConsumer
 from gpufleet.v1 import fleet_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.fleet.__main__ import main
+from services.fleet.__main__ import build
 from shared.contracts import fleet as contract
 from shared.contracts import topics
-from shared.db import SchemaVersionMismatch
 from shared.embedded.postgres import free_port
 from shared.events import decode
 from shared.grpc import channel, with_key
+from shared.runtime import Fatal
 
 from .conftest import AGENT_TOKEN, Fleet
 from .test_registry import node_request
@@ -35,7 +35,7 @@ async def test_service_registers_nodes_and_publishes_their_gpus(fleet: Fleet, id
         }
     )
     stop = asyncio.Event()
-    service = asyncio.create_task(main(settings, stop))
+    service = asyncio.create_task(build(settings).serve(stop))
     client = channel(listen)
     try:
         health = health_pb2_grpc.HealthStub(client)
@@ -78,5 +78,6 @@ async def test_service_registers_nodes_and_publishes_their_gpus(fleet: Fleet, id
 
 async def test_service_refuses_a_schema_behind_the_code(fleet: Fleet, monkeypatch) -> None:
     monkeypatch.setattr("services.fleet.__main__.SCHEMA_VERSION", 2)  # a build that expects migration 002
-    with pytest.raises(SchemaVersionMismatch, match="expects 2"):
-        await main(fleet.settings, asyncio.Event())
+    settings = fleet.settings.model_copy(update={"fleet_grpc_listen": f"127.0.0.1:{free_port()}"})
+    with pytest.raises(Fatal, match="expects 2"):
+        await asyncio.wait_for(build(settings).serve(asyncio.Event()), 30)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal
 from uuid import UUID, uuid4
 
 import grpc
 import pytest
 from gpufleet.v1 import common_pb2, fleet_pb2
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 
-from services.fleet.service_layer import handlers
 from shared.contracts import fleet as contract
 from shared.contracts import topics
 from shared.events import decode
@@ -141,8 +140,7 @@ async def test_heartbeat_health_reports_and_the_offline_sweep(fleet: Fleet) -> N
             text("UPDATE nodes SET last_heartbeat = now() - interval '1 hour' WHERE id = :n"),
             {"n": resp.node_id},
         )
-    while await handlers.sweep_offline_nodes(fleet.app.uow, timedelta(seconds=30)):
-        pass
+    await fleet.app.sweep_once()
     assert {s for s, *_ in (await gpu_rows(fleet, resp.node_id)).values()} == {"offline"}
 
     await fleet.registry.Heartbeat(fleet_pb2.HeartbeatRequest(node_id=resp.node_id), metadata=AGENT)
@@ -314,3 +312,22 @@ async def test_bad_heartbeat_and_filters_are_invalid_argument(fleet: Fleet) -> N
             fleet_pb2.ListGpusRequest(status="busy"), metadata=with_key(fleet.identity.new_key())
         )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_heartbeats_are_counted_and_a_sweep_round_refreshes_the_fleet_gauges(fleet: Fleet) -> None:
+    node = await fleet.registry.RegisterNode(node_request(models=("NVIDIA L4",)), metadata=AGENT)
+    before = REGISTRY.get_sample_value("gpufleet_fleet_heartbeats_total") or 0.0
+    await fleet.registry.Heartbeat(fleet_pb2.HeartbeatRequest(node_id=node.node_id), metadata=AGENT)
+    assert REGISTRY.get_sample_value("gpufleet_fleet_heartbeats_total") == before + 1
+
+    await fleet.app.sweep_once()
+    async with fleet.db.transaction(system=True) as s:
+        nodes = dict((await s.execute(text("SELECT status, count(*) FROM nodes GROUP BY status"))).all())
+        gpus = dict(
+            (await s.execute(text("SELECT status, count(*) FROM gpu_resources GROUP BY status"))).all()
+        )
+    assert nodes.get("online", 0) >= 1 and gpus.get("available", 0) >= 1
+    for status in ("online", "offline"):
+        assert REGISTRY.get_sample_value("gpufleet_fleet_nodes", {"status": status}) == nodes.get(status, 0)
+    for status in ("available", "allocated", "draining", "unhealthy", "offline"):
+        assert REGISTRY.get_sample_value("gpufleet_fleet_gpus", {"status": status}) == gpus.get(status, 0)

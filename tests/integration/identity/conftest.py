@@ -8,10 +8,8 @@ from dataclasses import dataclass
 import pytest
 from gpufleet.v1 import identity_pb2_grpc
 
-from services.identity.__main__ import SERVICE_NAME
 from services.identity.bootstrap import IdentityApp, bootstrap
 from services.identity.config import IdentitySettings
-from services.identity.entrypoints.grpc_server import IdentityServicer
 from shared.db import Database
 from shared.embedded.postgres import free_port
 from shared.grpc import channel, serve
@@ -32,12 +30,12 @@ async def identity(migrate_schema) -> AsyncIterator[Identity]:
     url = await migrate_schema("identity")
     settings = IdentitySettings(identity_database_url=url, admin_token=ADMIN_TOKEN)
     db = Database(url, "identity", pool_size=4)
-    app = bootstrap(settings, db)
+    app = bootstrap(settings, db=db)
     target = f"127.0.0.1:{free_port()}"
     server, _ = await serve(
         target,
-        [(identity_pb2_grpc.add_IdentityServiceServicer_to_server, IdentityServicer(app))],
-        [SERVICE_NAME],
+        [(add, servicer) for add, servicer, _ in app.grpc_services],
+        [name for _, _, name in app.grpc_services],
     )
     client = channel(target)
     yield Identity(app, db, settings, identity_pb2_grpc.IdentityServiceStub(client))

@@ -7,6 +7,7 @@ from uuid import UUID, uuid4
 import grpc
 import pytest
 from gpufleet.v1 import common_pb2, identity_pb2
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from services.identity.domain.keys import hash_key
@@ -256,3 +257,34 @@ async def test_only_owners_and_admins_create_keys(identity: Identity) -> None:
     await identity.stub.RevokeApiKey(
         identity_pb2.RevokeApiKeyRequest(id=created.api_key.key.id), metadata=member
     )
+
+
+async def test_authentications_are_counted_by_outcome(identity: Identity) -> None:
+    created = await create_org(identity)
+    secret = created.api_key.secret
+
+    def counts() -> dict[str, float]:
+        return {
+            o: REGISTRY.get_sample_value("gpufleet_identity_authentications_total", {"outcome": o}) or 0.0
+            for o in ("ok", "malformed", "invalid", "expired", "revoked")
+        }
+
+    before = counts()
+    await identity.stub.Authenticate(identity_pb2.AuthenticateRequest(api_key=secret))
+    await identity.stub.ListApiKeys(common_pb2.Empty(), metadata=with_key(secret))  # the caller's key too
+    for candidate in ("nonsense", "gpf_" + "0" * 40):
+        err = await rpc_error(identity.stub.Authenticate(identity_pb2.AuthenticateRequest(api_key=candidate)))
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+    await identity.stub.RevokeApiKey(
+        identity_pb2.RevokeApiKeyRequest(id=created.api_key.key.id), metadata=with_key(secret)
+    )
+    await rpc_error(identity.stub.Authenticate(identity_pb2.AuthenticateRequest(api_key=secret)))
+    after = counts()
+    # The revoke call authenticated once more (ok) before it revoked.
+    assert {o: after[o] - before[o] for o in after} == {
+        "ok": 3.0,
+        "malformed": 1.0,
+        "invalid": 1.0,
+        "expired": 0.0,
+        "revoked": 1.0,
+    }

@@ -1,4 +1,4 @@
-"""The whole process wiring (``services.identity.__main__.main``): schema check, gRPC with health."""
+"""The whole process wiring (``services.identity.__main__.build``): schema check, gRPC with health."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import pytest
 from gpufleet.v1 import identity_pb2, identity_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.identity.__main__ import SERVICE_NAME, main
-from shared.db import SchemaVersionMismatch
+from services.identity.__main__ import build
+from services.identity.bootstrap import SERVICE_NAME
 from shared.embedded.postgres import free_port
 from shared.grpc import channel
+from shared.runtime import Fatal
 
 from .conftest import ADMIN_TOKEN, Identity
 
@@ -22,7 +23,7 @@ async def test_service_serves_until_stopped(identity: Identity) -> None:
     listen = f"127.0.0.1:{free_port()}"
     settings = identity.settings.model_copy(update={"identity_grpc_listen": listen})
     stop = asyncio.Event()
-    service = asyncio.create_task(main(settings, stop))
+    service = asyncio.create_task(build(settings).serve(stop))
     client = channel(listen)
     try:
         health = health_pb2_grpc.HealthStub(client)
@@ -54,5 +55,5 @@ async def test_service_refuses_an_unmigrated_database(identity: Identity, postgr
             "identity_grpc_listen": f"127.0.0.1:{free_port()}",
         }
     )
-    with pytest.raises(SchemaVersionMismatch):
-        await main(settings, asyncio.Event())  # awaited directly: SystemExit escapes tasks
+    with pytest.raises(Fatal, match="not migrated"):
+        await asyncio.wait_for(build(settings).serve(asyncio.Event()), 30)

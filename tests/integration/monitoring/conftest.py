@@ -15,7 +15,9 @@ from sqlalchemy import text
 
 from services.monitoring.bootstrap import MonitoringApp, bootstrap
 from services.monitoring.config import MonitoringSettings
+from services.monitoring.entrypoints.consumers import to_command
 from services.monitoring.entrypoints.grpc_server import SERVICE_NAMES
+from services.monitoring.service_layer.handlers import Dependencies, handle
 from shared.contracts.metrics import GPU_METRICS_SAMPLED, GpuMetricsSampledV1, GpuSampleV1
 from shared.db import Database
 from shared.embedded.postgres import free_port
@@ -37,6 +39,16 @@ class Monitoring:
         scope: dict[str, Any] = {"org_id": org} if org else {"system": True}
         async with self.db.transaction(**scope) as s:
             return list((await s.execute(text(sql), params)).all())
+
+    async def consume(self, batch: list[Envelope]) -> int:
+        return await consume(self.app.deps, batch)
+
+
+async def consume(deps: Dependencies, batch: list[Envelope]) -> int:
+    """What the metrics consumer does with one batch (converter, then handler), minus the broker; how
+    many samples were new."""
+    cmd = to_command(batch)
+    return 0 if cmd is None else await handle(cmd, deps)
 
 
 @pytest.fixture(scope="session")
@@ -64,10 +76,10 @@ async def monitoring(migrate_schema, identity) -> AsyncIterator[Monitoring]:
     )
     db = Database(url, "monitoring", pool_size=4)
     auth = Authenticator(identity_target, ttl=0)
-    app = bootstrap(settings, db, auth)
+    app = bootstrap(settings, db=db, auth=auth)
     listen = f"127.0.0.1:{free_port()}"
     server, _ = await serve(
-        listen, [(monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server, app.servicer)], SERVICE_NAMES
+        listen, [(add, servicer) for add, servicer, _ in app.grpc_services], SERVICE_NAMES
     )
     client = channel(listen)
     yield Monitoring(db, settings, fake, app, monitoring_pb2_grpc.MonitoringServiceStub(client))

@@ -3,16 +3,12 @@ and the retention sweep, against the real PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
 from gpufleet.v1 import monitoring_pb2
-
-from services.monitoring.service_layer.handlers import store_samples
 
 from .conftest import Monitoring, record
 
@@ -25,8 +21,8 @@ async def test_a_batch_is_stored_once_even_when_it_repeats_itself(monitoring: Mo
     now = datetime.now(UTC)
     tick = record([(busy, org, 40.0, now), (idle, None, 0.0, now)])
     # A redelivered record inside the same batch, and the batch once more later.
-    assert await store_samples(monitoring.db, [tick, tick]) == 2
-    assert await store_samples(monitoring.db, [tick]) == 0
+    assert await monitoring.consume([tick, tick]) == 2
+    assert await monitoring.consume([tick]) == 0
 
     rows = await monitoring.rows(
         "SELECT gpu_id, organization_id, job_id, node_id, gpu_utilization, memory_used FROM gpu_metrics "
@@ -51,15 +47,14 @@ async def test_a_batch_is_stored_once_even_when_it_repeats_itself(monitoring: Mo
 
 
 async def test_an_empty_record_stores_nothing(monitoring: Monitoring) -> None:
-    assert await store_samples(monitoring.db, [record([])]) == 0
+    assert await monitoring.consume([record([])]) == 0
 
 
 async def test_retention_deletes_only_samples_past_the_window(monitoring: Monitoring) -> None:
     gpu_id = uuid.uuid4()
     now = datetime.now(UTC)
     hours = monitoring.app.retention_hours
-    await store_samples(
-        monitoring.db,
+    await monitoring.consume(
         [
             record(
                 [
@@ -67,18 +62,9 @@ async def test_retention_deletes_only_samples_past_the_window(monitoring: Monito
                     (gpu_id, None, 2.0, now - timedelta(hours=1)),
                 ]
             )
-        ],
+        ]
     )
-    app = replace(monitoring.app, sweep_interval_seconds=0.05)
-    stop = asyncio.Event()
-    sweeper = asyncio.create_task(app.retention_forever(stop))
-    try:
-        async with asyncio.timeout(30):
-            while len(await monitoring.rows("SELECT 1 FROM gpu_metrics WHERE gpu_id = :g", g=gpu_id)) != 1:
-                await asyncio.sleep(0.05)
-    finally:
-        stop.set()
-        await asyncio.wait_for(sweeper, 10)
+    await monitoring.app.prune_once()  # one round, as the runtime calls it every sweep interval
     (kept,) = await monitoring.rows("SELECT gpu_utilization FROM gpu_metrics WHERE gpu_id = :g", g=gpu_id)
     assert kept.gpu_utilization == 2
 

@@ -1,5 +1,6 @@
-"""The whole process wiring (``services.monitoring.__main__.main``): an agent's record in from the broker,
-its samples answered over gRPC to the organization that held the GPU."""
+"""The whole process wiring: monitoring's bootstrap on the service runtime, composed as
+``services/monitoring/__main__.py`` composes it; an agent's record in from the broker, its samples
+answered over gRPC to the organization that held the GPU, the retention round run by the runtime."""
 
 from __future__ import annotations
 
@@ -11,17 +12,27 @@ import pytest
 from gpufleet.v1 import monitoring_pb2, monitoring_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.monitoring.__main__ import main
+from services.monitoring.__main__ import build
+from services.monitoring.adapters.orm import SCHEMA_VERSION
 from shared.contracts import topics
-from shared.db import SchemaVersionMismatch
 from shared.embedded.postgres import free_port
 from shared.events import header_map
 from shared.grpc import channel
 from shared.kafka import ensure_topics, make_broker
+from shared.runtime import Fatal, Runtime
 
 from .conftest import Monitoring, record
 
 pytestmark = pytest.mark.integration
+
+
+def monitoring_runtime(settings, *, schema_version: int = SCHEMA_VERSION, monkeypatch=None) -> Runtime:  # type: ignore[no-untyped-def]
+    """``python -m services.monitoring``'s own composition; ``schema_version`` plays a build that expects
+    another migration."""
+    if schema_version != SCHEMA_VERSION:
+        assert monkeypatch is not None
+        monkeypatch.setattr("services.monitoring.__main__.SCHEMA_VERSION", schema_version)
+    return build(settings)
 
 
 async def test_service_ingests_metrics_from_the_broker_and_answers_utilization(
@@ -34,6 +45,8 @@ async def test_service_ingests_metrics_from_the_broker_and_answers_utilization(
             "kafka_idempotent_producer": False,
             "kafka_topic_partitions": 3,
             "monitoring_grpc_listen": listen,
+            "ops_listen": "",
+            "monitoring_retention_sweep_seconds": 0.2,
         }
     )
     org, gpu_id, node = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
@@ -44,7 +57,7 @@ async def test_service_ingests_metrics_from_the_broker_and_answers_utilization(
     sentinel = uuid.uuid4()
     last = record([(sentinel, org, 10.0, now)], node)
     stop = asyncio.Event()
-    service = asyncio.create_task(main(settings, stop))
+    service = asyncio.create_task(monitoring_runtime(settings).serve(stop))
     client = channel(listen)
     try:
         health = health_pb2_grpc.HealthStub(client)
@@ -93,8 +106,11 @@ async def test_service_ingests_metrics_from_the_broker_and_answers_utilization(
 
 
 async def test_service_refuses_a_schema_behind_the_code(monitoring: Monitoring, monkeypatch) -> None:
-    monkeypatch.setattr(
-        "services.monitoring.__main__.SCHEMA_VERSION", 2
-    )  # a build that expects migration 002
-    with pytest.raises(SchemaVersionMismatch, match="expects 2"):
-        await main(monitoring.settings, asyncio.Event())
+    settings = monitoring.settings.model_copy(
+        update={"monitoring_grpc_listen": f"127.0.0.1:{free_port()}", "ops_listen": ""}
+    )
+    rt = monitoring_runtime(
+        settings, schema_version=SCHEMA_VERSION + 1, monkeypatch=monkeypatch
+    )  # expects the next migration
+    with pytest.raises(Fatal, match=f"expects {SCHEMA_VERSION + 1}"):
+        await asyncio.wait_for(rt.serve(asyncio.Event()), 30)

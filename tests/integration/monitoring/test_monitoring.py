@@ -9,13 +9,16 @@ import grpc
 import pytest
 from gpufleet.v1 import identity_pb2_grpc, monitoring_pb2, monitoring_pb2_grpc
 
+from services.monitoring.adapters.repository import sql_unit_of_work
 from services.monitoring.entrypoints.grpc_server import MonitoringServicer
-from services.monitoring.service_layer.handlers import store_samples
+from services.monitoring.service_layer.handlers import Dependencies
 from shared.contracts.metrics import GPU_METRICS_SAMPLED, GpuMetricsSampledV1, GpuSampleV1
 from shared.db import Database
 from shared.events import Envelope
 from shared.grpc import Authenticator
 from tests.fake_identity import FakeIdentity, grpc_server
+
+from .conftest import consume
 
 pytestmark = pytest.mark.integration
 
@@ -55,6 +58,7 @@ async def db(migrate_schema):
 
 
 async def test_samples_are_stored_once_and_utilization_is_per_organization(db):
+    deps = Dependencies(uow=sql_unit_of_work(db))
     org_a, org_b = uuid.uuid4(), uuid.uuid4()
     g1, g2, idle = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     now = datetime.now(UTC).replace(microsecond=0)
@@ -62,10 +66,10 @@ async def test_samples_are_stored_once_and_utilization_is_per_organization(db):
         tick([(g1, org_a, 50.0), (g2, org_b, 90.0), (idle, None, 0.0)], now - timedelta(seconds=s))
         for s in (1, 2)
     ]
-    assert await store_samples(db, batch) == 6
-    assert await store_samples(db, batch) == 0  # redelivered batch: nothing new
+    assert await consume(deps, batch) == 6
+    assert await consume(deps, batch) == 0  # redelivered batch: nothing new
     old = tick([(g1, org_a, 100.0)], now - timedelta(hours=30))
-    await store_samples(db, [old])
+    await consume(deps, [old])
 
     identity = FakeIdentity()
     async with grpc_server(
@@ -73,7 +77,7 @@ async def test_samples_are_stored_once_and_utilization_is_per_organization(db):
     ) as id_target:
         auth = Authenticator(id_target, ttl=0)
         async with grpc_server(
-            [(monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server, MonitoringServicer(db, auth))],
+            [(monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server, MonitoringServicer(deps, auth))],
             ["gpufleet.v1.MonitoringService"],
         ) as target:
             async with grpc.aio.insecure_channel(target) as ch:

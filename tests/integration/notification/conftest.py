@@ -17,7 +17,6 @@ from gpufleet.v1 import common_pb2, identity_pb2_grpc, notification_pb2_grpc
 
 from services.notification.bootstrap import NotificationApp, bootstrap
 from services.notification.config import NotificationSettings
-from services.notification.entrypoints.grpc_server import SERVICE_NAMES, NotificationServicer
 from shared.contracts import jobs
 from shared.db import Database
 from shared.embedded.postgres import free_port
@@ -110,6 +109,7 @@ class Harness:
     db: Database
     identity: FakeIdentity
     identity_target: str
+    auth: Authenticator
 
     def settings(self, **overrides: Any) -> NotificationSettings:
         values: dict[str, Any] = dict(
@@ -124,7 +124,7 @@ class Harness:
         return NotificationSettings(**values)
 
     def app(self, **overrides: Any) -> NotificationApp:
-        return bootstrap(self.settings(**overrides), db=self.db)
+        return bootstrap(self.settings(**overrides), db=self.db, auth=self.auth)
 
     async def scalar(self, sql: str, **params: Any) -> Any:
         from sqlalchemy import text
@@ -156,7 +156,9 @@ async def harness(migrate_schema, identity) -> AsyncIterator[Harness]:
     fake, target = identity
     url = await migrate_schema("notification")
     db = Database(url, "notification", pool_size=4)
-    yield Harness(url, db, fake, target)
+    auth = Authenticator(target, ttl=0)
+    yield Harness(url, db, fake, target, auth)
+    await auth.close()
     await db.dispose()
 
 
@@ -169,23 +171,17 @@ class Api:
 @pytest.fixture
 async def api(harness: Harness) -> AsyncIterator[Api]:
     app = harness.app()
-    auth = Authenticator(harness.identity_target, ttl=0)
     target = f"127.0.0.1:{free_port()}"
+    # What the runtime does with app.grpc_services.
     server, _ = await serve(
         target,
-        [
-            (
-                notification_pb2_grpc.add_NotificationServiceServicer_to_server,
-                NotificationServicer(app.deps, auth),
-            )
-        ],
-        SERVICE_NAMES,
+        [(add, servicer) for add, servicer, _ in app.grpc_services],
+        [name for _, _, name in app.grpc_services],
     )
     client = channel(target)
     yield Api(app, notification_pb2_grpc.NotificationServiceStub(client))
     await client.close()
     await server.stop(None)
-    await auth.close()
     await app.close()
 
 

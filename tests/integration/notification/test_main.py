@@ -1,4 +1,4 @@
-"""The whole process wiring (``services.notification.__main__.main``): a job event on the real topic in,
+"""The whole process wiring (``services.notification.__main__.build``): a job event on the real topic in,
 a signed HTTP request out."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from gpufleet.v1 import common_pb2, notification_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from standardwebhooks.webhooks import Webhook as Verifier
 
-from services.notification.__main__ import main
+from services.notification.__main__ import build
 from shared.contracts import jobs, topics
-from shared.db import SchemaVersionMismatch
 from shared.embedded.postgres import free_port
 from shared.events import header_map
 from shared.grpc import channel
 from shared.kafka import make_broker
+from shared.runtime import Fatal
 
 from .conftest import Harness, job_event, receiving
 
@@ -33,7 +33,7 @@ async def test_service_delivers_a_job_event_to_the_jobs_webhook_url(harness: Har
         notification_grpc_listen=listen,
     )
     stop = asyncio.Event()
-    service = asyncio.create_task(main(settings, stop))
+    service = asyncio.create_task(build(settings).serve(stop))
     client = channel(listen)
     try:
         health = health_pb2_grpc.HealthStub(client)
@@ -77,6 +77,6 @@ async def test_service_delivers_a_job_event_to_the_jobs_webhook_url(harness: Har
 
 
 async def test_service_refuses_a_schema_behind_the_code(harness: Harness, monkeypatch) -> None:
-    monkeypatch.setattr("services.notification.__main__.SCHEMA_VERSION", 2)
-    with pytest.raises(SchemaVersionMismatch, match="expects 2"):
-        await main(harness.settings(), asyncio.Event())
+    monkeypatch.setattr("services.notification.__main__.SCHEMA_VERSION", 3)
+    with pytest.raises(Fatal, match="expects 3"):
+        await asyncio.wait_for(build(harness.settings()).serve(asyncio.Event()), 30)

@@ -148,7 +148,9 @@ async def test_an_unreachable_database_is_not_serving_and_not_fatal(kafka):
     target = f"127.0.0.1:{_port()}"
     rt = _runtime(kafka.bootstrap, dead_db, target, [])
     async with running(rt) as task:
-        await _eventually(lambda: rt.ops is not None and rt.readiness.states[readiness.DATABASE].detail != "not checked yet")
+        await _eventually(
+            lambda: rt.ops is not None and rt.readiness.states[readiness.DATABASE].detail != "not checked yet"
+        )
         await asyncio.sleep(1)
         assert not task.done()
         assert await _health(target, "") == NOT_SERVING

@@ -1,37 +1,29 @@
-"""Cost arithmetic: a finished job's snapshot in, exact Decimal lines out. No I/O."""
+"""Cost arithmetic: a finished job in, exact Decimal lines out. No I/O."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from services.billing.domain.costs import cost_of, line_cost, seconds_between
-from shared.contracts.jobs import GpuAllocationV1, JobSnapshotV1
+from services.billing.domain.costs import FinishedJob, HeldGpu, cost_of, line_cost, seconds_between
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
-def gpu(price: str, gpu_type: str = "a100") -> GpuAllocationV1:
-    return GpuAllocationV1(gpu_id=uuid.uuid4(), gpu_index=0, gpu_type=gpu_type, cost_per_hour=Decimal(price))
+def gpu(price: str, gpu_type: str = "a100") -> HeldGpu:
+    return HeldGpu(gpu_id=uuid.uuid4(), gpu_type=gpu_type, cost_per_hour=Decimal(price))
 
 
-def finished_job(
-    allocation: list[GpuAllocationV1], held: timedelta | None, status: str = "succeeded"
-) -> JobSnapshotV1:
-    return JobSnapshotV1(
+def finished_job(allocation: list[HeldGpu], held: timedelta | None) -> FinishedJob:
+    """``held`` None: the job ended without ever being placed."""
+    return FinishedJob(
         job_id=uuid.uuid4(),
         organization_id=uuid.uuid4(),
         user_id=uuid.uuid4(),
-        status=status,  # type: ignore[arg-type]
-        command="python train.py",
-        gpu_count=max(len(allocation), 1),
-        gpu_memory_mb=1024,
-        priority=0,
-        allocation=allocation,
-        created_at=T0 - timedelta(minutes=5),
+        allocation=tuple(allocation),
         scheduled_at=None if held is None else T0,
-        started_at=None if held is None else T0 + timedelta(seconds=1),
         finished_at=T0 + (held or timedelta(seconds=30)),
     )
 
@@ -81,17 +73,15 @@ def test_multi_gpu_job_with_different_prices_sums_its_lines() -> None:
 
 
 def test_a_job_cancelled_while_queued_costs_nothing() -> None:
-    assert cost_of(finished_job([], None, status="cancelled")) is None
+    assert cost_of(finished_job([], None)) is None
 
 
 def test_a_job_that_failed_after_placement_is_billed_for_the_time_it_held_gpus() -> None:
-    cost = cost_of(finished_job([gpu("0.3600")], timedelta(seconds=10), status="failed"))
+    cost = cost_of(finished_job([gpu("0.3600")], timedelta(seconds=10)))
     assert cost is not None and cost.total == Decimal("0.00100000")
 
 
 def test_a_release_stamped_before_the_allocation_costs_zero_not_a_refund() -> None:
-    job = finished_job([gpu("2")], timedelta(seconds=5)).model_copy(
-        update={"finished_at": T0 - timedelta(seconds=1)}
-    )
+    job = replace(finished_job([gpu("2")], timedelta(seconds=5)), finished_at=T0 - timedelta(seconds=1))
     cost = cost_of(job)
     assert cost is not None and cost.total == Decimal("0") and cost.lines[0].seconds == Decimal("0")

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from uuid import UUID
 
 from services.fleet.domain.catalog import GpuType
 from services.fleet.domain.events import GpuEvent
 from services.fleet.domain.model import Gpu, Node
+from services.fleet.service_layer.handlers import Dependencies, RegistrationPolicy
+from services.fleet.service_layer.unit_of_work import Census
+
+POLICY = RegistrationPolicy(unknown_gpu_price_per_hour=Decimal("0.2500"), heartbeat_interval_seconds=5)
+NODE_TIMEOUT = timedelta(seconds=30)
 
 
 class FakeStore:
@@ -100,9 +108,32 @@ class FakeUnit:
             and (not gpu_type or g.gpu_type == gpu_type)
         ]
 
+    async def census(self) -> Census:
+        # Like the grouped query: only statuses that occur are counted.
+        return Census(
+            nodes=dict(Counter(n.status for n in self.store.nodes.values())),
+            gpus=dict(Counter(g.status for g in self.store.gpus.values())),
+        )
+
     async def claim(self, consumer: str, event_id: UUID) -> bool:
         key = (consumer, event_id)
         if key in self.store.claimed or key in self.claims:
             return False
         self.claims.add(key)
         return True
+
+
+@dataclass
+class FakeMetrics:
+    heartbeats: int = 0
+    censuses: list[Census] = field(default_factory=list)
+
+    def count_heartbeat(self) -> None:
+        self.heartbeats += 1
+
+    def show_census(self, census: Census) -> None:
+        self.censuses.append(census)
+
+
+def fake_dependencies(store: FakeStore, metrics: FakeMetrics | None = None) -> Dependencies:
+    return Dependencies(uow=store, policy=POLICY, node_timeout=NODE_TIMEOUT, metrics=metrics or FakeMetrics())

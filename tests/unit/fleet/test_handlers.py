@@ -1,8 +1,8 @@
-"""Use cases over the in-memory unit of work."""
+"""Use cases over the in-memory unit of work, through the one ``handle`` entry."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import typing
 from decimal import Decimal
 from uuid import uuid4
 
@@ -11,19 +11,14 @@ import pytest
 from services.fleet.domain.catalog import GpuType
 from services.fleet.domain.events import GpuRegistered, GpuStatusChanged
 from services.fleet.domain.model import NodeRegistration, ReportedGpu
-from services.fleet.entrypoints.consumers import to_command
 from services.fleet.service_layer import commands, handlers
-from shared.contracts import jobs
+from services.fleet.service_layer.handlers import Dependencies, handle
 from shared.errors import InvalidArgument
-from shared.events import Envelope
 
-from .fakes import FakeStore
+from .fakes import FakeMetrics, FakeStore, fake_dependencies
 
 L4 = GpuType("l4", "NVIDIA", "NVIDIA L4", 24576, ("NVIDIA L4",), Decimal("0.7000"), Decimal("0.3500"))
-POLICY = handlers.RegistrationPolicy(
-    unknown_gpu_price_per_hour=Decimal("0.2500"), heartbeat_interval_seconds=5
-)
-TIMEOUT = timedelta(seconds=30)
+SWEEP = commands.SweepOfflineNodes()
 
 
 def register_cmd(
@@ -49,13 +44,31 @@ def register_cmd(
     )
 
 
+def beat(node_id, *unhealthy) -> commands.RecordHeartbeat:
+    return commands.RecordHeartbeat(node_id, frozenset(unhealthy))
+
+
 @pytest.fixture
 def store() -> FakeStore:
     return FakeStore([L4])
 
 
-async def test_register_prices_known_and_unknown_models_and_announces_each_gpu(store: FakeStore) -> None:
-    done = await handlers.register_node(register_cmd(), store, POLICY)
+@pytest.fixture
+def metrics() -> FakeMetrics:
+    return FakeMetrics()
+
+
+@pytest.fixture
+def deps(store: FakeStore, metrics: FakeMetrics) -> Dependencies:
+    return fake_dependencies(store, metrics)
+
+
+def test_every_command_has_exactly_one_handler() -> None:
+    assert set(handlers.HANDLERS) == set(typing.get_args(commands.Command))
+
+
+async def test_register_prices_known_and_unknown_models_and_announces_each_gpu(deps, store) -> None:
+    done = await handle(register_cmd(), deps)
     assert [(g.index, g.gpu_type, g.cost_per_hour) for g in done.gpus] == [
         (0, "l4", Decimal("0.7000")),
         (1, "unknown", Decimal("0.2500")),
@@ -65,43 +78,46 @@ async def test_register_prices_known_and_unknown_models_and_announces_each_gpu(s
     assert {e.gpu.gpu_id for e in store.published} == {g.gpu_id for g in done.gpus}
 
 
-async def test_reregistration_is_idempotent(store: FakeStore) -> None:
-    first = await handlers.register_node(register_cmd(), store, POLICY)
-    again = await handlers.register_node(register_cmd(), store, POLICY)
+async def test_reregistration_is_idempotent(deps, store) -> None:
+    first = await handle(register_cmd(), deps)
+    again = await handle(register_cmd(), deps)
     assert again == first and len(store.published) == 2 and len(store.nodes) == 1
 
 
-async def test_card_missing_from_a_reregistration_goes_offline(store: FakeStore) -> None:
-    first = await handlers.register_node(register_cmd(), store, POLICY)
-    await handlers.register_node(register_cmd(models=("NVIDIA L4",)), store, POLICY)
+async def test_card_missing_from_a_reregistration_goes_offline(deps, store) -> None:
+    first = await handle(register_cmd(), deps)
+    await handle(register_cmd(models=("NVIDIA L4",)), deps)
     gone = store.gpus[first.gpus[1].gpu_id]
     assert gone.status == "offline" and not gone.reported
     assert isinstance(store.published[-1], GpuStatusChanged) and store.published[-1].gpu.status == "offline"
-    assert await handlers.heartbeat(commands.Heartbeat(first.node_id, frozenset()), store)
+    assert await handle(beat(first.node_id), deps)
     assert store.gpus[gone.id].status == "offline"
 
 
-async def test_heartbeat_of_an_unknown_node_is_not_known(store: FakeStore) -> None:
-    assert not await handlers.heartbeat(commands.Heartbeat(uuid4(), frozenset()), store)
+async def test_heartbeat_of_an_unknown_node_is_not_known_but_counted(deps, metrics) -> None:
+    assert not await handle(beat(uuid4()), deps)
+    assert metrics.heartbeats == 1
 
 
-async def test_heartbeat_rejects_gpus_of_other_nodes(store: FakeStore) -> None:
-    a = await handlers.register_node(register_cmd("node-a"), store, POLICY)
-    b = await handlers.register_node(register_cmd("node-b"), store, POLICY)
+async def test_heartbeat_rejects_gpus_of_other_nodes(deps, store) -> None:
+    a = await handle(register_cmd("node-a"), deps)
+    b = await handle(register_cmd("node-b"), deps)
+    before = len(store.published)
     with pytest.raises(InvalidArgument):
-        await handlers.heartbeat(commands.Heartbeat(a.node_id, frozenset({b.gpus[0].gpu_id})), store)
+        await handle(beat(a.node_id, b.gpus[0].gpu_id), deps)
+    assert len(store.published) == before
 
 
-async def test_silent_node_goes_offline_and_comes_back_with_its_gpus(store: FakeStore) -> None:
-    done = await handlers.register_node(register_cmd(), store, POLICY)
+async def test_silent_node_goes_offline_and_comes_back_with_its_gpus(deps, store) -> None:
+    done = await handle(register_cmd(), deps)
     store.advance(10)
-    assert await handlers.sweep_offline_nodes(store, TIMEOUT) == 0
+    assert await handle(SWEEP, deps) == 0
     store.advance(31)
-    assert await handlers.sweep_offline_nodes(store, TIMEOUT) == 1
+    assert await handle(SWEEP, deps) == 1
     assert store.nodes[done.node_id].status == "offline"
     assert {g.status for g in store.gpus.values()} == {"offline"}
     unhealthy = done.gpus[1].gpu_id
-    assert await handlers.heartbeat(commands.Heartbeat(done.node_id, frozenset({unhealthy})), store)
+    assert await handle(beat(done.node_id, unhealthy), deps)
     assert store.nodes[done.node_id].status == "online"
     assert (
         store.gpus[done.gpus[0].gpu_id].status == "available" and store.gpus[unhealthy].status == "unhealthy"
@@ -112,50 +128,37 @@ async def test_silent_node_goes_offline_and_comes_back_with_its_gpus(store: Fake
     assert all(isinstance(e, GpuStatusChanged) for e in store.published[2:])
 
 
-def job_event(event_type: str, job_id, gpu_ids, memory_mb: int = 8000) -> Envelope:
-    now = datetime.now(UTC)
-    snapshot = jobs.JobSnapshotV1(
-        job_id=job_id,
-        organization_id=uuid4(),
-        status="scheduled",
-        command="true",
-        gpu_count=len(gpu_ids),
-        gpu_memory_mb=memory_mb,
-        priority=0,
-        created_at=now,
-        allocation=[
-            jobs.GpuAllocationV1(gpu_id=g, gpu_index=i, gpu_type="l4", cost_per_hour=Decimal("0.7"))
-            for i, g in enumerate(gpu_ids)
-        ],
-    )
-    return Envelope(type=event_type, source="test", data=jobs.JobEventV1(job=snapshot))
+async def test_one_sweep_round_takes_every_silent_node_batch_by_batch(deps, store) -> None:
+    for i in range(5):
+        await handle(register_cmd(f"node-{i}", models=("NVIDIA L4",)), deps)
+    store.advance(31)
+    units = len(store.units)
+    assert await handle(commands.SweepOfflineNodes(batch=2), deps) == 5
+    # Batches of 2, 2 and 1 (short: the round ends), then the census.
+    assert len(store.units) - units == 4
+    assert {n.status for n in store.nodes.values()} == {"offline"}
+    assert await handle(commands.SweepOfflineNodes(batch=2), deps) == 0
 
 
-@pytest.mark.parametrize(
-    ("event_type", "kind"),
-    [
-        (jobs.JOB_SUBMITTED, commands.NoOp),
-        (jobs.JOB_SCHEDULED, commands.OccupyGpus),
-        (jobs.JOB_STARTED, commands.NoOp),
-        (jobs.JOB_SUCCEEDED, commands.ReleaseGpus),
-        (jobs.JOB_FAILED, commands.ReleaseGpus),
-        (jobs.JOB_CANCELLED, commands.ReleaseGpus),
-    ],
-)
-def test_job_events_translate_to_commands(event_type: str, kind: type) -> None:
-    gpu_id = uuid4()
-    cmd = to_command(job_event(event_type, uuid4(), [gpu_id]))
-    assert isinstance(cmd, kind)
-    if isinstance(cmd, commands.OccupyGpus):
-        assert cmd.gpu_ids == (gpu_id,) and cmd.memory_mb == 8000
+async def test_a_sweep_round_shows_every_status_with_its_count(deps, store, metrics) -> None:
+    await handle(register_cmd("node-a"), deps)
+    await handle(register_cmd("node-b", models=("NVIDIA L4",)), deps)
+    await handle(SWEEP, deps)
+    census = metrics.censuses[-1]
+    assert dict(census.nodes) == {"online": 2, "offline": 0}
+    assert dict(census.gpus) == {"available": 3, "allocated": 0, "draining": 0, "unhealthy": 0, "offline": 0}
+    store.advance(31)
+    await handle(SWEEP, deps)
+    assert dict(metrics.censuses[-1].nodes) == {"online": 0, "offline": 2}
+    assert metrics.censuses[-1].gpus["offline"] == 3 and metrics.censuses[-1].gpus["available"] == 0
 
 
-async def test_job_events_occupy_and_free_gpus_once(store: FakeStore) -> None:
-    done = await handlers.register_node(register_cmd(), store, POLICY)
+async def test_occupy_and_release_mirror_a_job_once(deps, store) -> None:
+    done = await handle(register_cmd(), deps)
     gpu_id, job_id = done.gpus[0].gpu_id, uuid4()
-    scheduled = job_event(jobs.JOB_SCHEDULED, job_id, [gpu_id])
-    assert await handlers.apply_job_command(to_command(scheduled), store)
-    assert not await handlers.apply_job_command(to_command(scheduled), store)  # redelivered
+    occupy = commands.OccupyGpus(event_id=uuid4(), job_id=job_id, gpu_ids=(gpu_id,), memory_mb=8000)
+    assert await handle(occupy, deps)
+    assert not await handle(occupy, deps)  # redelivered
     gpu = store.gpus[gpu_id]
     assert (gpu.in_use, gpu.status, gpu.current_job_id, gpu.memory_allocated_mb) == (
         True,
@@ -163,7 +166,9 @@ async def test_job_events_occupy_and_free_gpus_once(store: FakeStore) -> None:
         job_id,
         8000,
     )
-    assert await handlers.apply_job_command(to_command(job_event(jobs.JOB_FAILED, job_id, [gpu_id])), store)
+    release = commands.ReleaseGpus(event_id=uuid4(), job_id=job_id)
+    assert await handle(release, deps)
+    assert not await handle(release, deps)
     gpu = store.gpus[gpu_id]
     assert (gpu.in_use, gpu.status, gpu.current_job_id, gpu.memory_allocated_mb) == (
         False,
@@ -172,14 +177,42 @@ async def test_job_events_occupy_and_free_gpus_once(store: FakeStore) -> None:
         0,
     )
     assert len(store.published) == 2  # allocation is never re-published
+    assert {event_id for _, event_id in store.claimed} == {occupy.event_id, release.event_id}
 
 
-async def test_list_gpus_runs_in_the_callers_tenant_scope(store: FakeStore) -> None:
+async def test_a_redelivered_release_does_not_free_a_later_hold(deps, store) -> None:
+    done = await handle(register_cmd(), deps)
+    gpu_id, job_id = done.gpus[0].gpu_id, uuid4()
+    release = commands.ReleaseGpus(event_id=uuid4(), job_id=job_id)
+    await handle(commands.OccupyGpus(uuid4(), job_id, (gpu_id,), 1000), deps)
+    await handle(release, deps)
+    await handle(commands.OccupyGpus(uuid4(), job_id, (gpu_id,), 1000), deps)  # e.g. re-scheduled
+    assert not await handle(release, deps)
+    assert store.gpus[gpu_id].current_job_id == job_id
+
+
+async def test_occupying_unknown_gpus_applies_the_known_ones(deps, store) -> None:
+    done = await handle(register_cmd(), deps)
+    known, job_id = done.gpus[0].gpu_id, uuid4()
+    assert await handle(commands.OccupyGpus(uuid4(), job_id, (known, uuid4()), 1000), deps)
+    assert store.gpus[known].current_job_id == job_id
+
+
+async def test_list_gpus_runs_in_the_callers_tenant_scope(deps, store) -> None:
     org_a, org_b = uuid4(), uuid4()
-    await handlers.register_node(register_cmd("shared"), store, POLICY)
-    await handlers.register_node(register_cmd("dedicated", org=org_a), store, POLICY)
-    seen_by_b = await handlers.list_gpus(commands.ListGpus(org_b), store)
+    await handle(register_cmd("shared"), deps)
+    await handle(register_cmd("dedicated", org=org_a), deps)
+    seen_by_b = await handle(commands.ListGpus(org_b), deps)
     assert {g.node_name for g in seen_by_b} == {"shared"}
     assert store.units[-1] == {"org_id": org_b, "system": False}
+    assert {g.node_name for g in await handle(commands.ListGpus(org_a), deps)} == {"shared", "dedicated"}
     with pytest.raises(InvalidArgument):
-        await handlers.list_gpus(commands.ListGpus(org_a, status="busy"), store)
+        await handle(commands.ListGpus(org_a, status="busy"), deps)
+
+
+async def test_list_gpu_types_is_the_active_catalog_in_the_tenant_scope(store) -> None:
+    retired = GpuType("k80", "NVIDIA", "Tesla K80", 12288, ("Tesla K80",), Decimal("0.1"), None, False)
+    store.types = [L4, retired]
+    org = uuid4()
+    assert await handle(commands.ListGpuTypes(org), fake_dependencies(store)) == [L4]
+    assert store.units[-1] == {"org_id": org, "system": False}

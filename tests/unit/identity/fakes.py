@@ -14,10 +14,13 @@ from services.identity.domain.model import (
     USE_RECORDING_INTERVAL,
     ApiKey,
     AuditEntry,
+    AuthOutcome,
     Membership,
     Organization,
     User,
 )
+from services.identity.domain.operator import OperatorToken
+from services.identity.service_layer.handlers import Dependencies
 from services.identity.service_layer.unit_of_work import Credential
 
 
@@ -114,3 +117,27 @@ class FakeUnitOfWorkFactory:
         draft = copy.deepcopy(self.state)
         yield FakeUnitOfWork(draft, self.clock, org_id, system)
         self.state = draft
+
+
+OPERATOR_TOKEN = "operator-token-for-unit-tests"
+
+
+@dataclass
+class FakeMetrics:
+    """Records what the handlers told the authentication counter, in order."""
+
+    outcomes: list[AuthOutcome] = field(default_factory=list)
+
+    def count_authentication(self, outcome: AuthOutcome) -> None:
+        self.outcomes.append(outcome)
+
+
+def fake_dependencies(
+    uow: FakeUnitOfWorkFactory | None = None, metrics: FakeMetrics | None = None
+) -> Dependencies:
+    metrics = metrics or FakeMetrics()
+    return Dependencies(
+        uow=uow or FakeUnitOfWorkFactory(),
+        operator=OperatorToken(OPERATOR_TOKEN),
+        metrics=metrics,
+    )

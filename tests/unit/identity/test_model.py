@@ -8,7 +8,9 @@ from uuid import uuid4
 import pytest
 
 from services.identity.domain import model
-from services.identity.domain.model import ApiKey, Principal, Role
+from services.identity.domain.model import ApiKey, AuthOutcome, Principal, Role
+from services.identity.domain.operator import OperatorToken
+from shared.contracts import limits
 from shared.errors import InvalidArgument, PermissionDenied
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
@@ -101,6 +103,31 @@ def test_key_usability() -> None:
     assert key(expires_at=NOW + timedelta(seconds=1)).usable_at(NOW)
     assert not key(expires_at=NOW).usable_at(NOW)
     assert not key(revoked_at=NOW - timedelta(days=1)).usable_at(NOW)
+
+
+def test_why_a_key_is_refused() -> None:
+    assert key().refusal_at(NOW) is None
+    assert key(expires_at=NOW).refusal_at(NOW) == AuthOutcome.EXPIRED
+    assert key(revoked_at=NOW).refusal_at(NOW) == AuthOutcome.REVOKED
+    # Revoked and expired at once reads as revoked: the owner's act is the more telling cause.
+    assert key(expires_at=NOW, revoked_at=NOW).refusal_at(NOW) == AuthOutcome.REVOKED
+
+
+def test_limits_are_the_shared_public_ones() -> None:
+    assert model.SCOPES == limits.KEY_SCOPES and model.KEY_NAME_MAX == limits.MAX_KEY_NAME
+    assert model.MAX_KEY_LIFETIME == timedelta(seconds=limits.MAX_KEY_LIFETIME_SECONDS)
+    model.requested_scopes(["jobs:read"] * limits.MAX_KEY_SCOPES)
+    with pytest.raises(InvalidArgument) as err:
+        model.requested_scopes(["jobs:read"] * (limits.MAX_KEY_SCOPES + 1))
+    assert err.value.field == "scopes"
+
+
+def test_the_operator_token_admits_only_itself() -> None:
+    gate = OperatorToken("operator-secret-0123")
+    assert gate.admits("operator-secret-0123")
+    for presented in (None, "", "operator-secret-012", "operator-secret-01234", "OPERATOR-SECRET-0123"):
+        assert not gate.admits(presented)
+    assert "operator-secret" not in repr(gate)
 
 
 def test_use_is_recorded_at_most_once_a_minute() -> None:

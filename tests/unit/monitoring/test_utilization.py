@@ -1,4 +1,4 @@
-"""The utilization window rule and the batch-to-columns converter (no I/O)."""
+"""The utilization window rule and the samples-to-columns converter (no I/O)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 import pytest
 
 from services.monitoring.adapters.repository import COLUMNS, sample_columns
-from services.monitoring.domain.utilization import DEFAULT_HOURS, MAX_HOURS, window_hours
-from shared.contracts.metrics import GpuMetricsSampledV1, GpuSampleV1
+from services.monitoring.domain.samples import GpuSample
+from services.monitoring.domain.utilization import window_hours
+from shared.contracts.limits import DEFAULT_UTILIZATION_HOURS as DEFAULT_HOURS
+from shared.contracts.limits import MAX_UTILIZATION_HOURS as MAX_HOURS
 from shared.errors import InvalidArgument
 
 
@@ -29,28 +31,25 @@ def test_hours_outside_bounds_are_invalid(hours: int) -> None:
     assert err.value.field == "hours" and "720" in err.value.message
 
 
-def test_every_sample_of_every_record_becomes_one_row_of_columns() -> None:
+def test_every_sample_becomes_one_row_of_columns() -> None:
     now = datetime.now(UTC)
-    org, job, busy, idle = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    first = GpuMetricsSampledV1(
-        node_id=uuid.uuid4(),
-        samples=[
-            GpuSampleV1(
-                gpu_id=busy, gpu_name="GPU 0", gpu_type="a100", timestamp=now, gpu_utilization=87.456,
-                memory_used_mb=30_000, memory_total_mb=40_960, power_usage_w=250.004, temperature_c=71.0,
-                job_id=job, organization_id=org,
-            ),
-            GpuSampleV1(
-                gpu_id=idle, gpu_name="GPU 1", gpu_type="a100", timestamp=now, gpu_utilization=0,
-                memory_used_mb=0, memory_total_mb=40_960,
-            ),
-        ],
-    )  # fmt: skip
-    second = GpuMetricsSampledV1(node_id=uuid.uuid4(), samples=[])
-    cols = sample_columns([first, second])
+    node, org, job, busy, idle = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    samples = [
+        GpuSample(
+            node_id=node, gpu_id=busy, gpu_name="GPU 0", gpu_type="a100", timestamp=now, gpu_utilization=87.456,
+            memory_used_mb=30_000, memory_total_mb=40_960, power_usage_w=250.004, temperature_c=71.0,
+            job_id=job, organization_id=org,
+        ),
+        GpuSample(
+            node_id=node, gpu_id=idle, gpu_name="GPU 1", gpu_type="a100", timestamp=now, gpu_utilization=0,
+            memory_used_mb=0, memory_total_mb=40_960,
+        ),
+    ]  # fmt: skip
+    cols = sample_columns(samples)
     assert set(cols) == set(COLUMNS) and all(len(v) == 2 for v in cols.values())
     assert cols["gpu_id"] == [str(busy), str(idle)]
-    assert cols["node_id"] == [str(first.node_id)] * 2
+    assert cols["node_id"] == [str(node)] * 2 and cols["ts"] == [now, now]
     assert cols["org"] == [str(org), None] and cols["job"] == [str(job), None]  # idle: no tenant
     assert cols["util"] == [87.46, 0] and cols["power"] == [250.0, None] and cols["temp"] == [71.0, None]
-    assert sample_columns([second]) == {k: [] for k in COLUMNS}
+    assert cols["mem_used"] == [30_000, 0] and cols["mem_total"] == [40_960, 40_960]
+    assert sample_columns([]) == {k: [] for k in COLUMNS}

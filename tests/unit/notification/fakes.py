@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from services.notification.domain.model import Delivery, DeliveryAttempt, DeliveryStatus, SendResult, Webhook
-from services.notification.service_layer.unit_of_work import DueDelivery
+from services.notification.service_layer.unit_of_work import DueDelivery, PendingSummary
 
 
 class Store:
@@ -108,7 +108,10 @@ class FakeUnitOfWork:
                 hook = self.store.webhooks.get(d.webhook_id)
                 out.append(
                     DueDelivery(
-                        copy.deepcopy(d), hook.signing_secret if hook else None, bool(hook and hook.is_active)
+                        copy.deepcopy(d),
+                        hook.signing_secret if hook else None,
+                        bool(hook and hook.is_active),
+                        hook.disabled_reason if hook else None,
                     )
                 )
         return out
@@ -120,13 +123,16 @@ class FakeUnitOfWork:
     async def save_delivery(self, delivery: Delivery, attempts: Sequence[DeliveryAttempt] = ()) -> None:
         self.store.deliveries[delivery.id] = copy.deepcopy(delivery)
 
-    async def seconds_until_next_due(self) -> float | None:
+    async def pending_summary(self) -> PendingSummary:
         times = [
             d.next_attempt_at
             for d in self.store.deliveries.values()
             if d.status is DeliveryStatus.PENDING and d.next_attempt_at
         ]
-        return (min(times) - self.store.now).total_seconds() if times else None
+        return PendingSummary(
+            due=sum(1 for t in times if t <= self.store.now),
+            next_due_in=(min(times) - self.store.now).total_seconds() if times else None,
+        )
 
 
 class FakeUnitOfWorkFactory:
@@ -152,3 +158,19 @@ class FakeSender:
     async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> SendResult:
         self.sent.append((url, dict(headers), body))
         return self.results.pop(0) if self.results else SendResult(200, None, 1)
+
+
+class RecordingMetrics:
+    def __init__(self) -> None:
+        self.outcomes: list[str] = []
+        self.latencies: list[float] = []
+        self.due_counts: list[int] = []
+
+    def outcome(self, outcome: str) -> None:
+        self.outcomes.append(outcome)
+
+    def attempt_seconds(self, seconds: float) -> None:
+        self.latencies.append(seconds)
+
+    def due(self, count: int) -> None:
+        self.due_counts.append(count)

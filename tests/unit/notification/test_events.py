@@ -15,6 +15,7 @@ from services.notification.domain.events import (
     webhook_body,
 )
 from shared.contracts import jobs
+from shared.contracts.limits import MAX_WEBHOOK_EVENTS, WEBHOOK_EVENT_NAMES
 from shared.errors import InvalidArgument
 
 
@@ -23,6 +24,17 @@ def test_every_job_topic_event_has_a_public_name_without_the_prefix() -> None:
     assert public_name(jobs.JOB_SUCCEEDED) == "job.succeeded"
     assert public_name("gpufleet.gpu.registered") is None
     assert public_name("job.succeeded") is None
+
+
+def test_the_names_are_the_shared_contracts() -> None:
+    assert EVENT_NAMES is WEBHOOK_EVENT_NAMES
+
+
+def test_filter_refuses_more_names_than_the_limit_even_if_repeated() -> None:
+    assert event_filter(["job.failed"] * MAX_WEBHOOK_EVENTS) == ("job.failed",)
+    with pytest.raises(InvalidArgument) as err:
+        event_filter(["job.failed"] * (MAX_WEBHOOK_EVENTS + 1))
+    assert err.value.field == "events"
 
 
 def test_filter_keeps_known_names_once_in_canonical_order() -> None:

@@ -9,24 +9,30 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from standardwebhooks.webhooks import Webhook as Verifier
 
+from services.notification.adapters.signing import StandardWebhooksSigner
 from services.notification.domain.model import DeliveryStatus, SendResult, Webhook, WebhookStatus
 from services.notification.domain.retry import RetryPolicy
 from services.notification.entrypoints.consumers import to_command
 from services.notification.service_layer import commands, handlers
 from services.notification.service_layer.handlers import Dependencies
-from services.notification.service_layer.wakeup import Wakeup
 from services.notification.service_layer.worker import DeliveryWorker
 from shared.contracts import jobs
 from shared.errors import InvalidArgument, NotFound, PermissionDenied
 from shared.events import Envelope
 
-from .fakes import FakeSender, FakeUnitOfWorkFactory
+from .fakes import FakeSender, FakeUnitOfWorkFactory, RecordingMetrics
 
 ORG = uuid.uuid4()
 
 
-def deps(uow: FakeUnitOfWorkFactory | None = None) -> Dependencies:
-    return Dependencies(uow=uow or FakeUnitOfWorkFactory(), wakeup=Wakeup(), allow_private_targets=True)
+def deps(uow: FakeUnitOfWorkFactory | None = None, policy: RetryPolicy | None = None) -> Dependencies:
+    return Dependencies(
+        uow=uow or FakeUnitOfWorkFactory(),
+        allow_private_targets=True,
+        policy=policy or RetryPolicy(base_seconds=1, max_attempts=12),
+        metrics=RecordingMetrics(),
+        rand=lambda: 1.0,
+    )
 
 
 def job_event(event_type: str = jobs.JOB_SUCCEEDED, webhook_url: str | None = None, org=ORG) -> Envelope:
@@ -102,7 +108,7 @@ async def test_tenant_rules() -> None:
         with pytest.raises(NotFound):
             await handlers.delete_webhook(other, d)
     await handlers.delete_webhook(commands.DeleteWebhook(ORG, str(hook.id)), d)
-    assert await handlers.list_webhooks(ORG, d) == []
+    assert await handlers.handle(commands.ListWebhooks(ORG), d) == []
     with pytest.raises(InvalidArgument):
         await handlers.list_deliveries(commands.ListDeliveries(ORG, limit=-1), d)
 
@@ -112,15 +118,7 @@ async def test_worker_signs_retries_and_disables_a_failing_webhook() -> None:
     created = await handlers.create_webhook(commands.CreateWebhook(ORG, "http://a.example/"), d)
     store = d.uow.store
     sender = FakeSender(*[SendResult(503, None, 5)] * 12)
-    worker = DeliveryWorker(
-        d.uow,
-        sender,
-        RetryPolicy(base_seconds=1, max_attempts=12),
-        d.wakeup,
-        concurrency=4,
-        rand=lambda: 1.0,
-        clock=lambda: datetime.now(UTC),
-    )
+    worker = DeliveryWorker(d, sender, StandardWebhooksSigner(), concurrency=4)
     await handlers.notify_job_event(to_command(job_event()), d)
     assert await worker.run_once() == 1
     _url, headers, body = sender.sent[0]
@@ -143,6 +141,8 @@ async def test_worker_signs_retries_and_disables_a_failing_webhook() -> None:
     assert (delivery.status, delivery.attempts, delivery.last_error) == (
         DeliveryStatus.FAILED,
         10,
-        handlers.WEBHOOK_DISABLED,
+        "webhook disabled: 10 consecutive failed attempts",
     )
+    assert d.metrics.outcomes == ["retrying"] * 10 + ["disabled"]
+    assert len(d.metrics.latencies) == 10
     assert {h["webhook-id"] for _, h, _ in sender.sent} == {str(delivery.id)}  # one id across retries

@@ -6,13 +6,7 @@ import ipaddress
 
 import pytest
 
-from services.notification.domain.targets import (
-    InvalidTarget,
-    check_addresses,
-    forbidden_address,
-    parse_target,
-    webhook_url,
-)
+from services.notification.domain.targets import check_addresses, forbidden_address, webhook_url
 from shared.errors import InvalidArgument
 
 
@@ -57,13 +51,6 @@ def test_one_private_answer_refuses_the_whole_target() -> None:
     assert check_addresses([], allow_private=True) == "target host did not resolve to any address"
 
 
-def test_parse_target_defaults_ports_and_unbrackets_ipv6() -> None:
-    assert parse_target("https://example.com/hook").port == 443
-    assert parse_target("http://example.com/hook").port == 80
-    target = parse_target("http://[2606:4700::1]:8080/x")
-    assert (target.host, target.port) == ("2606:4700::1", 8080)
-
-
 @pytest.mark.parametrize(
     "url",
     [
@@ -72,11 +59,27 @@ def test_parse_target_defaults_ports_and_unbrackets_ipv6() -> None:
         "http:///nohost",
         "https://user:pw@example.com/",
         "http://example.com:99999/",
+        "http://exa mple.com/",
+        "http://example.com/" + "x" * 2048,
     ],
 )
-def test_parse_target_refuses_what_is_not_an_http_target(url: str) -> None:
-    with pytest.raises(InvalidTarget):
-        parse_target(url)
+def test_registration_refuses_what_the_shared_url_rule_refuses(url: str) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        webhook_url(url, allow_private=True)
+    assert err.value.field == "url"
+
+
+def test_the_field_named_is_the_callers() -> None:
+    with pytest.raises(InvalidArgument) as err:
+        webhook_url("http://10.0.0.1/", allow_private=False, field="webhook_url")
+    assert err.value.field == "webhook_url" and "webhook_url" in err.value.message
+
+
+@pytest.mark.parametrize(
+    "url", ["http://[2606:4700::1]:8080/x", "https://hooks.example.com/gpu", "http://8.8.8.8/x"]
+)
+def test_registration_accepts_public_literals_and_host_names(url: str) -> None:
+    assert webhook_url(url, allow_private=False) == url
 
 
 @pytest.mark.parametrize(
@@ -100,7 +103,7 @@ def test_registration_accepts_public_http_and_https() -> None:
     assert (
         webhook_url(" https://hooks.example.com/gpu ", allow_private=False) == "https://hooks.example.com/gpu"
     )
-    with pytest.raises(InvalidArgument, match="scheme"):
+    with pytest.raises(InvalidArgument, match="http:// or https://"):
         webhook_url("gopher://example.com", allow_private=True)
     with pytest.raises(InvalidArgument, match="required"):
         webhook_url("  ", allow_private=True)

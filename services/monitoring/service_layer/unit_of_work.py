@@ -1,0 +1,34 @@
+"""The ports the handlers depend on. adapters/repository.py implements the unit of work over
+PostgreSQL; unit tests use an in-memory fake (tests/unit/monitoring/fakes.py).
+
+One unit of work = one transaction. Ingestion has no processed-events ledger: a sample's identity,
+(gpu_id, timestamp), is the table's primary key, so the samples table is its own ledger (see
+``handlers.ingest_samples``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+from uuid import UUID
+
+from ..domain.samples import GpuSample
+from ..domain.utilization import GpuUtilization
+
+
+class MonitoringUnitOfWork(Protocol):
+    async def add_samples(self, samples: Sequence[GpuSample]) -> int:
+        """Insert, skipping any sample already stored (same GPU, same instant); returns how many were new."""
+
+    async def utilization(self, organization_id: UUID, hours: int) -> list[GpuUtilization]:
+        """Per GPU, over the samples of the last ``hours`` taken while ``organization_id``'s jobs held it;
+        ordered by GPU name, then id."""
+
+    async def delete_samples_older_than(self, hours: int) -> int:
+        """Returns how many were deleted."""
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(
+        self, *, org_id: UUID | None = None, system: bool = False
+    ) -> AbstractAsyncContextManager[MonitoringUnitOfWork]: ...

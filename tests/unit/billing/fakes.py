@@ -1,0 +1,90 @@
+"""An in-memory unit of work for billing's handler tests: transactional (writes apply only when the unit
+exits cleanly, so a crash before commit leaves nothing) and tenant-scoped like row-level security."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from services.billing.domain.costs import JobCost, RecordedCost
+from services.billing.service_layer.handlers import Dependencies
+
+
+class CommitFailed(Exception):
+    """What a unit raises when the test says the process dies (or the database goes) at commit."""
+
+
+class Store:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+        self.claims: set[tuple[str, UUID]] = set()
+        self.costs: dict[UUID, RecordedCost] = {}
+        self.announced: list[JobCost] = []  # the CostRecorded outbox rows, in commit order
+        self.commits = 0
+        self.fail_next_commit = False
+
+
+class FakeUnitOfWork:
+    def __init__(self, store: Store, org_id: UUID | None, system: bool) -> None:
+        self.store, self.org_id, self.system = store, org_id, system
+        # Written by this unit, applied to the store at commit.
+        self.new_claims: set[tuple[str, UUID]] = set()
+        self.new_costs: dict[UUID, JobCost] = {}
+        self.new_events: list[JobCost] = []
+
+    def _visible(self, org: UUID) -> bool:
+        return self.system or org == self.org_id
+
+    async def claim(self, consumer: str, event_id: UUID) -> bool:
+        key = (consumer, event_id)
+        if key in self.store.claims or key in self.new_claims:
+            return False
+        self.new_claims.add(key)
+        return True
+
+    async def add_job_cost(self, cost: JobCost) -> bool:
+        if cost.job_id in self.store.costs or cost.job_id in self.new_costs:
+            return False
+        self.new_costs[cost.job_id] = cost
+        return True
+
+    async def announce_cost(self, cost: JobCost) -> None:
+        self.new_events.append(cost)
+
+    async def job_cost(self, job_id: UUID) -> RecordedCost | None:
+        found = self.store.costs.get(job_id)
+        return found if found is not None and self._visible(found.cost.organization_id) else None
+
+    async def costs(self, after: tuple[datetime, UUID] | None, limit: int) -> list[RecordedCost]:
+        visible = [c for c in self.store.costs.values() if self._visible(c.cost.organization_id)]
+        ordered = sorted(visible, key=lambda c: (c.recorded_at, c.cost.job_id), reverse=True)
+        if after is not None:
+            ordered = [c for c in ordered if (c.recorded_at, c.cost.job_id) < after]
+        return ordered[:limit]
+
+    def commit(self) -> None:
+        if self.store.fail_next_commit:
+            self.store.fail_next_commit = False
+            raise CommitFailed("the process died at commit")
+        self.store.now += timedelta(seconds=1)
+        self.store.claims |= self.new_claims
+        for job_id, cost in self.new_costs.items():
+            self.store.costs[job_id] = RecordedCost(cost, self.store.now)
+        self.store.announced.extend(self.new_events)
+        self.store.commits += 1
+
+
+def fake_dependencies() -> tuple[Dependencies, Store]:
+    store = Store()
+
+    @asynccontextmanager
+    async def uow(*, org_id: UUID | None = None, system: bool = False) -> AsyncIterator[FakeUnitOfWork]:
+        if org_id is None and not system:
+            raise ValueError("a unit of work needs a tenant (org_id=...) or system=True")
+        unit = FakeUnitOfWork(store, org_id, system)
+        yield unit
+        unit.commit()  # not reached when the body raised: the unit rolls back
+
+    return Dependencies(uow=uow), store

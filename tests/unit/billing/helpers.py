@@ -1,0 +1,68 @@
+"""Builders shared by billing's unit tests."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from prometheus_client import REGISTRY
+
+from shared.contracts import jobs
+from shared.events import Envelope
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def allocation(*prices: str, gpu_type: str = "a100") -> list[jobs.GpuAllocationV1]:
+    return [
+        jobs.GpuAllocationV1(gpu_id=uuid.uuid4(), gpu_index=i, gpu_type=gpu_type, cost_per_hour=Decimal(p))
+        for i, p in enumerate(prices)
+    ]
+
+
+def job_event(
+    event_type: str,
+    alloc: list[jobs.GpuAllocationV1],
+    *,
+    held: timedelta = timedelta(minutes=10),
+    org: uuid.UUID | None = None,
+    job_id: uuid.UUID | None = None,
+) -> Envelope:
+    """A job event as the scheduler publishes it; terminal ones carry the finished snapshot."""
+    terminal = event_type in jobs.TERMINAL_EVENTS
+    status = {
+        jobs.JOB_SUBMITTED: "queued",
+        jobs.JOB_SCHEDULED: "scheduled",
+        jobs.JOB_STARTED: "running",
+        jobs.JOB_SUCCEEDED: "succeeded",
+        jobs.JOB_FAILED: "failed",
+        jobs.JOB_CANCELLED: "cancelled",
+    }[event_type]
+    org = org or uuid.uuid4()
+    snapshot = jobs.JobSnapshotV1(
+        job_id=job_id or uuid.uuid4(),
+        organization_id=org,
+        user_id=uuid.uuid4(),
+        status=status,  # type: ignore[arg-type]
+        command="python train.py",
+        gpu_count=max(len(alloc), 1),
+        gpu_memory_mb=1024,
+        priority=0,
+        allocation=alloc,
+        created_at=T0 - timedelta(minutes=1),
+        scheduled_at=T0 if alloc else None,
+        finished_at=T0 + held if terminal else None,
+    )
+    return Envelope(
+        type=event_type,
+        source="gpufleet/scheduler",
+        data=jobs.JobEventV1(job=snapshot),
+        subject=str(snapshot.job_id),
+        organization_id=str(org),
+    )
+
+
+def metric(name: str, **labels: str) -> float:
+    """A sample of the default registry (0 before the first increment)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0

@@ -17,14 +17,17 @@ That policy is written once, as ``enable_tenant_rls(table, org_column)`` in ever
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TypeVar
 from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from shared.failures import is_unavailable
+
+U = TypeVar("U")
 
 COMMON_SCHEMA_VERSION = 2  # the highest file in migrations/_common
 
@@ -102,6 +105,19 @@ class Database:
                     f"schema {self.schema!r}: {comp} migrations at version {found.get(comp)}, this build "
                     f"expects {version}. Run: python -m shared.migrate --service {component}"
                 )
+
+    def unit_of_work(
+        self, make: Callable[[AsyncSession], U]
+    ) -> Callable[..., AbstractAsyncContextManager[U]]:
+        """A unit-of-work factory: ``async with factory(org_id=...) as uow`` is one transaction whose
+        session ``make`` wraps (a service's repository class)."""
+
+        @asynccontextmanager
+        async def factory(*, org_id: UUID | str | None = None, system: bool = False) -> AsyncIterator[U]:
+            async with self.transaction(org_id=org_id, system=system) as session:
+                yield make(session)
+
+        return factory
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
+from uuid import UUID
 
 import grpc
 from gpufleet.v1 import common_pb2, identity_pb2, identity_pb2_grpc
@@ -158,6 +159,14 @@ class Authenticator:
     async def close(self) -> None:
         if self._owns_channel:
             await self._channel.close()
+
+
+def tenant_of(principal: common_pb2.Principal) -> UUID:
+    """The organization a caller acts for; a principal without one is treated as no credentials."""
+    try:
+        return UUID(principal.organization_id)
+    except ValueError as exc:
+        raise Unauthenticated("the API key has no organization") from exc
 
 
 def _unavailable(exc: grpc.aio.AioRpcError) -> DomainError:

@@ -6,8 +6,7 @@ consumer runs with ``system=True``."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -101,9 +100,4 @@ class SqlUnitOfWork(BillingUnitOfWork):
 
 
 def sql_unit_of_work(db: Database) -> UnitOfWorkFactory:
-    @asynccontextmanager
-    async def factory(*, org_id: UUID | None = None, system: bool = False) -> AsyncIterator[SqlUnitOfWork]:
-        async with db.transaction(org_id=org_id, system=system) as session:
-            yield SqlUnitOfWork(session)
-
-    return factory  # type: ignore[return-value]
+    return db.unit_of_work(SqlUnitOfWork)  # type: ignore[return-value]

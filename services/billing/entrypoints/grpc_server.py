@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from uuid import UUID
-
 import grpc
-from gpufleet.v1 import billing_pb2, billing_pb2_grpc, common_pb2
+from gpufleet.v1 import billing_pb2, billing_pb2_grpc
 
-from shared.errors import Unauthenticated
-from shared.grpc import Authenticator, grpc_service
+from shared.grpc import Authenticator, grpc_service, tenant_of
 from shared.wire import dec, ts
 
 from ..domain.costs import RecordedCost
@@ -17,13 +14,6 @@ from ..service_layer.handlers import CostPage, Dependencies, handle
 
 SERVICE_NAME = billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name
 SERVICE_NAMES = [SERVICE_NAME]
-
-
-def _tenant(principal: common_pb2.Principal) -> UUID:
-    try:
-        return UUID(principal.organization_id)
-    except ValueError as exc:  # identity answered without an organization: treat as no credentials
-        raise Unauthenticated("the API key has no organization") from exc
 
 
 def to_proto(recorded: RecordedCost) -> billing_pb2.JobCost:
@@ -60,7 +50,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     async def GetJobCost(
         self, request: billing_pb2.GetJobCostRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.JobCost:
-        org = _tenant(await self.auth.principal(context))
+        org = tenant_of(await self.auth.principal(context))
         recorded: RecordedCost = await handle(
             commands.GetJobCost(organization_id=org, job_id=request.job_id), self.deps
         )
@@ -69,7 +59,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     async def ListJobCosts(
         self, request: billing_pb2.ListJobCostsRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.ListJobCostsResponse:
-        org = _tenant(await self.auth.principal(context))
+        org = tenant_of(await self.auth.principal(context))
         page: CostPage = await handle(
             commands.ListJobCosts(organization_id=org, limit=request.limit, cursor=request.cursor or None),
             self.deps,

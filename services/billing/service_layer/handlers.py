@@ -11,6 +11,7 @@ from uuid import UUID
 from shared.contracts.limits import DEFAULT_PAGE, MAX_PAGE
 from shared.cursors import decode_cursor, encode_cursor
 from shared.errors import InvalidArgument, NotFound
+from shared.handlers import dispatch
 
 from ..adapters import metrics
 from ..domain.costs import JobCost, RecordedCost, cost_of
@@ -99,8 +100,4 @@ HANDLERS: dict[type, Handler] = {
 
 async def handle(cmd: object, deps: Dependencies) -> Any:
     """Run the handler registered for ``cmd``'s type."""
-    try:
-        handler = HANDLERS[type(cmd)]
-    except KeyError:
-        raise TypeError(f"no handler for {type(cmd).__name__}") from None
-    return await handler(cmd, deps)
+    return await dispatch(HANDLERS, cmd, deps)

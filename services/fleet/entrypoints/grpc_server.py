@@ -7,8 +7,8 @@ from uuid import UUID
 import grpc
 from gpufleet.v1 import common_pb2, fleet_pb2, fleet_pb2_grpc
 
-from shared.errors import InvalidArgument, Unauthenticated
-from shared.grpc import Authenticator, grpc_service, require_agent
+from shared.errors import InvalidArgument
+from shared.grpc import Authenticator, grpc_service, require_agent, tenant_of
 from shared.wire import dec, opt, ts, uuid_arg
 
 from ..domain.catalog import GpuType
@@ -48,13 +48,6 @@ def _gpu_type(t: GpuType) -> fleet_pb2.GpuType:
     )
 
 
-def _tenant(principal: common_pb2.Principal) -> UUID:
-    try:
-        return UUID(principal.organization_id)
-    except ValueError as exc:  # identity answered without an organization: treat as no credentials
-        raise Unauthenticated("the API key has no organization") from exc
-
-
 def _optional_uuid(value: str, field: str) -> UUID | None:
     return uuid_arg(value, field) if value else None
 
@@ -69,7 +62,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
     ) -> fleet_pb2.ListGpusResponse:
         principal = await self.auth.principal(context)
         cmd = commands.ListGpus(
-            organization_id=_tenant(principal), status=opt(request.status), gpu_type=opt(request.gpu_type)
+            organization_id=tenant_of(principal), status=opt(request.status), gpu_type=opt(request.gpu_type)
         )
         gpus: list[Gpu] = await handle(cmd, self.deps)
         return fleet_pb2.ListGpusResponse(gpus=[_gpu(g) for g in gpus])
@@ -78,7 +71,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         self, request: common_pb2.Empty, context: grpc.aio.ServicerContext
     ) -> fleet_pb2.ListGpuTypesResponse:
         principal = await self.auth.principal(context)
-        types: list[GpuType] = await handle(commands.ListGpuTypes(_tenant(principal)), self.deps)
+        types: list[GpuType] = await handle(commands.ListGpuTypes(tenant_of(principal)), self.deps)
         return fleet_pb2.ListGpuTypesResponse(gpu_types=[_gpu_type(t) for t in types])
 
 

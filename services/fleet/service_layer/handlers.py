@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from shared.errors import InvalidArgument
+from shared.handlers import dispatch
 
 from ..domain.catalog import GpuType, price_gpu
 from ..domain.model import GPU_STATUSES, NODE_STATUSES, Gpu, Node
@@ -232,5 +233,5 @@ HANDLERS: dict[type, Handler] = {
 
 
 async def handle(cmd: commands.Command, deps: Dependencies) -> Any:
-    """Run the handler registered for ``cmd``'s type (a KeyError is a wiring bug, not a caller's)."""
-    return await HANDLERS[type(cmd)](cmd, deps)
+    """Run the handler registered for ``cmd``'s type."""
+    return await dispatch(HANDLERS, cmd, deps)

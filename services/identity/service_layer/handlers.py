@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from uuid import uuid4
 
 from shared.errors import NotFound, Unauthenticated
+from shared.handlers import dispatch
 
 from ..domain import model
 from ..domain.keys import hash_key, well_formed
@@ -180,5 +181,5 @@ HANDLERS: dict[type, Handler] = {
 
 
 async def handle(cmd: commands.Command, deps: Dependencies) -> Any:
-    """Run the handler registered for ``cmd``'s type (a KeyError is a wiring bug, not a caller's)."""
-    return await HANDLERS[type(cmd)](cmd, deps)
+    """Run the handler registered for ``cmd``'s type."""
+    return await dispatch(HANDLERS, cmd, deps)

@@ -5,8 +5,7 @@ hides other organizations' samples)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from uuid import UUID
 
 from sqlalchemy import text
@@ -121,9 +120,4 @@ class SqlUnitOfWork(MonitoringUnitOfWork):
 
 
 def sql_unit_of_work(db: Database) -> UnitOfWorkFactory:
-    @asynccontextmanager
-    async def factory(*, org_id: UUID | None = None, system: bool = False) -> AsyncIterator[SqlUnitOfWork]:
-        async with db.transaction(org_id=org_id, system=system) as session:
-            yield SqlUnitOfWork(session)
-
-    return factory  # type: ignore[return-value]
+    return db.unit_of_work(SqlUnitOfWork)  # type: ignore[return-value]

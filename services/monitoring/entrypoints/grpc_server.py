@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from uuid import UUID
-
 import grpc
-from gpufleet.v1 import common_pb2, monitoring_pb2, monitoring_pb2_grpc
+from gpufleet.v1 import monitoring_pb2, monitoring_pb2_grpc
 
-from shared.errors import Unauthenticated
-from shared.grpc import Authenticator, grpc_service
+from shared.grpc import Authenticator, grpc_service, tenant_of
 from shared.wire import ts
 
 from ..domain.utilization import GpuUtilization, Utilization
@@ -17,13 +14,6 @@ from ..service_layer.handlers import Dependencies, handle
 
 SERVICE_NAME = monitoring_pb2.DESCRIPTOR.services_by_name["MonitoringService"].full_name
 SERVICE_NAMES = [SERVICE_NAME]
-
-
-def _tenant(principal: common_pb2.Principal) -> UUID:
-    try:
-        return UUID(principal.organization_id)
-    except ValueError as exc:  # identity answered without an organization: treat as no credentials
-        raise Unauthenticated("the API key has no organization") from exc
 
 
 def to_proto(g: GpuUtilization) -> monitoring_pb2.GpuUtilization:
@@ -49,7 +39,7 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
     async def GetUtilization(
         self, request: monitoring_pb2.GetUtilizationRequest, context: grpc.aio.ServicerContext
     ) -> monitoring_pb2.GetUtilizationResponse:
-        org = _tenant(await self.auth.principal(context))
+        org = tenant_of(await self.auth.principal(context))
         answer: Utilization = await handle(
             commands.GetUtilization(organization_id=org, hours=request.hours), self.deps
         )

@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from shared.handlers import dispatch
+
 from ..adapters import metrics
 from ..domain.utilization import Utilization, window_hours
 from . import commands
@@ -65,8 +67,4 @@ HANDLERS: dict[type, Handler] = {
 
 async def handle(cmd: object, deps: Dependencies) -> Any:
     """Run the handler registered for ``cmd``'s type."""
-    try:
-        handler = HANDLERS[type(cmd)]
-    except KeyError:
-        raise TypeError(f"no handler for {type(cmd).__name__}") from None
-    return await handler(cmd, deps)
+    return await dispatch(HANDLERS, cmd, deps)

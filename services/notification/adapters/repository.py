@@ -6,8 +6,7 @@ the delivery worker run with ``system=True``."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -321,9 +320,4 @@ class SqlUnitOfWork(NotificationUnitOfWork):
 
 
 def sql_unit_of_work(db: Database) -> UnitOfWorkFactory:
-    @asynccontextmanager
-    async def factory(*, org_id: UUID | None = None, system: bool = False) -> AsyncIterator[SqlUnitOfWork]:
-        async with db.transaction(org_id=org_id, system=system) as session:
-            yield SqlUnitOfWork(session)
-
-    return factory  # type: ignore[return-value]
+    return db.unit_of_work(SqlUnitOfWork)  # type: ignore[return-value]

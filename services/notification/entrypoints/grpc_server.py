@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from uuid import UUID
-
 import grpc
 from gpufleet.v1 import common_pb2, notification_pb2, notification_pb2_grpc
 
-from shared.errors import Unauthenticated
-from shared.grpc import Authenticator, grpc_service
+from shared.grpc import Authenticator, grpc_service, tenant_of
 from shared.wire import opt, ts, uuid_arg
 
 from ..domain.model import Delivery, Webhook
@@ -17,13 +14,6 @@ from ..service_layer.handlers import Dependencies
 
 SERVICE_NAME = notification_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name
 SERVICE_NAMES = [SERVICE_NAME]
-
-
-def _tenant(principal: common_pb2.Principal) -> UUID:
-    try:
-        return UUID(principal.organization_id)
-    except ValueError as exc:  # identity answered without an organization: treat as no credentials
-        raise Unauthenticated("the API key has no organization") from exc
 
 
 def _webhook(w: Webhook) -> notification_pb2.Webhook:
@@ -77,7 +67,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         principal = await self.auth.principal(context, write=True)
         created: handlers.CreatedWebhook = await handlers.handle(
             commands.CreateWebhook(
-                organization_id=_tenant(principal),
+                organization_id=tenant_of(principal),
                 url=request.url,
                 events=tuple(request.events),
                 description=opt(request.description),
@@ -90,7 +80,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         self, request: common_pb2.Empty, context: grpc.aio.ServicerContext
     ) -> notification_pb2.ListWebhooksResponse:
         principal = await self.auth.principal(context)
-        hooks: list[Webhook] = await handlers.handle(commands.ListWebhooks(_tenant(principal)), self.deps)
+        hooks: list[Webhook] = await handlers.handle(commands.ListWebhooks(tenant_of(principal)), self.deps)
         return notification_pb2.ListWebhooksResponse(webhooks=[_webhook(w) for w in hooks])
 
     async def DeleteWebhook(
@@ -98,7 +88,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
     ) -> common_pb2.Empty:
         principal = await self.auth.principal(context, write=True)
         await handlers.handle(
-            commands.DeleteWebhook(organization_id=_tenant(principal), webhook_id=request.id), self.deps
+            commands.DeleteWebhook(organization_id=tenant_of(principal), webhook_id=request.id), self.deps
         )
         return common_pb2.Empty()
 
@@ -107,7 +97,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
     ) -> notification_pb2.ListDeliveriesResponse:
         principal = await self.auth.principal(context)
         query = commands.ListDeliveries(
-            organization_id=_tenant(principal),
+            organization_id=tenant_of(principal),
             webhook_id=uuid_arg(request.webhook_id, "webhook_id") if request.webhook_id else None,
             job_id=uuid_arg(request.job_id, "job_id") if request.job_id else None,
             limit=request.limit or None,
@@ -120,6 +110,6 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
     ) -> notification_pb2.JobWebhookSecret:
         principal = await self.auth.principal(context)
         secret: str = await handlers.handle(
-            commands.GetJobWebhookSecret(organization_id=_tenant(principal), role=principal.role), self.deps
+            commands.GetJobWebhookSecret(organization_id=tenant_of(principal), role=principal.role), self.deps
         )
         return notification_pb2.JobWebhookSecret(secret=secret)

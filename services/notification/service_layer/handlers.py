@@ -16,6 +16,7 @@ from uuid import UUID
 
 from shared.contracts.limits import DEFAULT_PAGE, MAX_DESCRIPTION, MAX_PAGE
 from shared.errors import InvalidArgument, NotFound, PermissionDenied
+from shared.handlers import dispatch
 
 from ..domain import events, signing, targets
 from ..domain.model import (
@@ -232,8 +233,4 @@ HANDLERS: dict[type, Handler] = {
 
 async def handle(cmd: object, deps: Dependencies) -> Any:
     """Run the handler registered for ``cmd``'s type."""
-    try:
-        handler = HANDLERS[type(cmd)]
-    except KeyError:
-        raise TypeError(f"no handler for {type(cmd).__name__}") from None
-    return await handler(cmd, deps)
+    return await dispatch(HANDLERS, cmd, deps)

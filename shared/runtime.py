@@ -114,6 +114,14 @@ class Runtime:
     def __init__(self, name: str, settings: BaseServiceSettings) -> None:
         self.name = name
         self.settings = settings
+        # Parts are built before run() (gRPC channels bind to the event loop current when they are made),
+        # so outside a running loop the runtime makes the loop it will run on, and makes it current now.
+        try:
+            asyncio.get_running_loop()
+            self._loop: asyncio.AbstractEventLoop | None = None
+        except RuntimeError:
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
         self.readiness = readiness.Readiness((), core=())
         self.db: Database | None = None
         self._schema: tuple[str, int] | None = None
@@ -188,8 +196,10 @@ class Runtime:
         """Run until SIGINT/SIGTERM, then drain; exits non-zero when a task fails (:class:`Fatal`)."""
         configure_logging(self.name, self.settings.log_level, self.settings.log_format)
         configure_tracing(self.name, self.settings.otel_exporter)
+        loop = self._loop
         try:
-            asyncio.run(self._main())
+            with asyncio.Runner(loop_factory=(lambda: loop) if loop else None) as runner:
+                runner.run(self._main())
         except KeyboardInterrupt:
             pass
         except Fatal as exc:

@@ -1,7 +1,9 @@
 """gRPC clients of every service the gateway calls: one channel per target, opened at start-up.
 
 Calls made through these stubs carry the caller's key as metadata (see ``entrypoints.auth.Caller``);
-the channels from :func:`shared.grpc.channel` add the trace context to each call.
+the channels from :func:`shared.grpc.channel` add the trace context to each call. The Authenticator
+resolves keys over the same identity channel as the identity stub (``use_channel=``), so the gateway
+holds exactly one connection per service.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from gpufleet.v1 import (
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.gateway.domain.readiness import DOWN, UNKNOWN, UP, DependencyState, ServiceHealth
 from shared.grpc import Authenticator, channel
+from shared.readiness import DEPENDENCIES, health_name
 
 log = logging.getLogger("gpufleet.gateway.downstream")
 
@@ -50,8 +54,9 @@ class Downstream:
             raise ValueError(f"no gRPC target for {sorted(missing)}")
         channels = {name: channel(targets[name]) for name in SERVICES}
         return cls(
-            # The Authenticator opens its own channel to identity (shared.grpc has no way to hand it one).
-            authenticator=Authenticator(targets["identity"], ttl=auth_cache_seconds),
+            authenticator=Authenticator(
+                targets["identity"], ttl=auth_cache_seconds, use_channel=channels["identity"]
+            ),
             identity=identity_pb2_grpc.IdentityServiceStub(channels["identity"]),
             fleet=fleet_pb2_grpc.FleetServiceStub(channels["fleet"]),
             jobs=scheduler_pb2_grpc.JobServiceStub(channels["scheduler"]),
@@ -62,20 +67,41 @@ class Downstream:
             call_timeout=call_timeout,
         )
 
-    async def readiness(self, timeout: float) -> dict[str, bool]:
-        """Each service's own health answer (the server-wide entry ``""``), asked concurrently."""
-        results = await asyncio.gather(*(self._serving(name, timeout) for name in SERVICES))
+    async def readiness(self, timeout: float) -> dict[str, ServiceHealth]:
+        """Every service's health, every entry of every service asked at once, each within ``timeout``."""
+        results = await asyncio.gather(*(self._health(name, timeout) for name in SERVICES))
         return dict(zip(SERVICES, results, strict=True))
 
-    async def _serving(self, name: str, timeout: float) -> bool:
+    async def _health(self, name: str, timeout: float) -> ServiceHealth:
         stub = health_pb2_grpc.HealthStub(self.channels[name])
+        entries = ("", *(health_name(d) for d in DEPENDENCIES))
+        answers = await asyncio.gather(*(self._check(stub, entry, timeout) for entry in entries))
+        overall, *per_dependency = answers
+        if isinstance(overall, grpc.aio.AioRpcError):
+            log.warning(
+                "downstream not ready", extra={"downstream": name, "grpc_status": overall.code().name}
+            )
+            return ServiceHealth(serving=False, error=overall.code().name)
+        dependencies: dict[str, DependencyState] = {}
+        for dependency, answer in zip(DEPENDENCIES, per_dependency, strict=True):
+            if isinstance(answer, grpc.aio.AioRpcError):
+                if answer.code() == grpc.StatusCode.NOT_FOUND:
+                    continue  # the service has no such dependency
+                dependencies[dependency] = UNKNOWN
+            else:
+                dependencies[dependency] = UP if answer else DOWN
+        return ServiceHealth(serving=overall, dependencies=dependencies)
+
+    @staticmethod
+    async def _check(
+        stub: health_pb2_grpc.HealthStub, service: str, timeout: float
+    ) -> bool | grpc.aio.AioRpcError:
         try:
-            reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            log.warning("downstream not ready", extra={"downstream": name, "grpc_status": exc.code().name})
-            return False
+            return exc
         return reply.status == health_pb2.HealthCheckResponse.SERVING
 
     async def close(self) -> None:
-        await self.authenticator.close()
+        await self.authenticator.close()  # does not own the identity channel: closed below
         await asyncio.gather(*(ch.close() for ch in self.channels.values()))

@@ -20,6 +20,9 @@ class ProblemType:
     slug: str
     title: str
     status: int
+    # Said instead of the failure's own message, where the REST caller needs other words (a header
+    # name rather than the gRPC field's).
+    detail: str | None = None
 
     @property
     def type(self) -> str:
@@ -38,7 +41,15 @@ PERMISSION_DENIED = ProblemType("permission-denied", "Permission denied", 403)
 NOT_FOUND = ProblemType("not-found", "Resource not found", 404)
 METHOD_NOT_ALLOWED = ProblemType("method-not-allowed", "Method not allowed", 405)
 CONFLICT = ProblemType("conflict", "Resource already exists", 409)
+IDEMPOTENCY_KEY_REUSED = ProblemType(
+    "idempotency-key-reused",
+    "Idempotency-Key reused with a different request",
+    409,
+    detail="this Idempotency-Key was already used with a different request; send the same request "
+    "again to get its job, or use a new key for a new job",
+)
 INVALID_STATE = ProblemType("invalid-state", "Not allowed in the resource's current state", 409)
+CONTENT_TOO_LARGE = ProblemType("request-too-large", "Request body too large", 413)
 VALIDATION_ERROR = ProblemType("validation-error", "Request validation failed", 422)
 INTERNAL_ERROR = ProblemType("internal-error", "Internal server error", 500)
 UPSTREAM_ERROR = ProblemType("upstream-error", "Upstream service failed", 502)
@@ -52,7 +63,9 @@ CATALOG: tuple[ProblemType, ...] = (
     NOT_FOUND,
     METHOD_NOT_ALLOWED,
     CONFLICT,
+    IDEMPOTENCY_KEY_REUSED,
     INVALID_STATE,
+    CONTENT_TOO_LARGE,
     VALIDATION_ERROR,
     INTERNAL_ERROR,
     UPSTREAM_ERROR,
@@ -89,6 +102,7 @@ _BY_HTTP_STATUS: dict[int, ProblemType] = {
         PERMISSION_DENIED,
         NOT_FOUND,
         METHOD_NOT_ALLOWED,
+        CONTENT_TOO_LARGE,
         VALIDATION_ERROR,
         INTERNAL_ERROR,
         UPSTREAM_ERROR,
@@ -97,8 +111,19 @@ _BY_HTTP_STATUS: dict[int, ProblemType] = {
 }
 
 
-def for_grpc_status(name: str) -> ProblemType:
-    """Any status without a meaning for the caller (INTERNAL, UNKNOWN, ...) is the upstream's fault: 502."""
+# A conflict on the idempotency key is not "already exists": the caller's request differs from the
+# one the key was first used with (the scheduler names the field in its error trailer).
+_BY_GRPC_STATUS_AND_FIELD: dict[tuple[str, str], ProblemType] = {
+    ("ALREADY_EXISTS", "idempotency_key"): IDEMPOTENCY_KEY_REUSED,
+}
+
+
+def for_grpc_status(name: str, field: str | None = None) -> ProblemType:
+    """Any status without a meaning for the caller (INTERNAL, UNKNOWN, ...) is the upstream's fault: 502.
+
+    ``field`` is the field the upstream named for its error, when it named one."""
+    if field is not None and (name, field) in _BY_GRPC_STATUS_AND_FIELD:
+        return _BY_GRPC_STATUS_AND_FIELD[name, field]
     return _BY_GRPC_STATUS.get(name, UPSTREAM_ERROR)
 
 

@@ -10,11 +10,16 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from services.gateway import bootstrap
 from services.gateway.config import GatewaySettings
 from services.gateway.entrypoints import errors
-from services.gateway.entrypoints.middleware import RequestContextMiddleware
+from services.gateway.entrypoints.middleware import (
+    BodySizeLimitMiddleware,
+    HttpMetricsMiddleware,
+    RequestContextMiddleware,
+)
 from services.gateway.entrypoints.routes import (
     billing,
     fleet,
@@ -24,16 +29,18 @@ from services.gateway.entrypoints.routes import (
     monitoring,
     notification,
 )
+from shared.contracts.limits import MAX_REQUEST_BODY_BYTES
 
 TITLE = "GPU fleet manager"
 API_VERSION = "1.0.0"
-DESCRIPTION = """\
+DESCRIPTION = f"""\
 Submit jobs to a shared GPU fleet, follow them, and see what they cost.
 
 Authenticate with an API key: `Authorization: Bearer <key>` (or `X-API-Key: <key>`).
 Every error is an RFC 9457 problem (`application/problem+json`) with `type`, `title`, `status`,
 `detail`, `instance`, and `errors` (field, message) for validation failures. Timestamps are RFC 3339
-UTC; money is a decimal string in USD.
+UTC; money is a decimal string in USD. A request body larger than {MAX_REQUEST_BODY_BYTES} bytes is
+refused with 413 (`request-too-large`).
 """
 OPENAPI_URL = "/v1/openapi.json"
 _VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
@@ -55,7 +62,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             app.state.downstream = None
             await down.close()
 
-    return _build(lifespan)
+    app = _build(lifespan)
+    # The request's one SERVER span: continues the caller's traceparent, named by the route template,
+    # current while the route runs (so the gRPC client interceptor propagates it). Its per-message
+    # send/receive spans are left out: they would only repeat the server span's timing.
+    FastAPIInstrumentor.instrument_app(app, exclude_spans=["receive", "send"])
+    return app
 
 
 def openapi_spec() -> dict[str, Any]:
@@ -75,14 +87,22 @@ def _build(lifespan: Lifespan | None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.downstream = None
-    route_methods: list[tuple[re.Pattern[str], set[str]]] = []
+    route_templates: list[tuple[re.Pattern[str], str, set[str]]] = []
     for module in (identity, fleet, jobs, billing, monitoring, notification, health):
         app.include_router(module.router)
-        route_methods += [
-            (r.path_regex, set(r.methods or ())) for r in module.router.routes if isinstance(r, APIRoute)
+        route_templates += [
+            (r.path_regex, r.path, set(r.methods or ()))
+            for r in module.router.routes
+            if isinstance(r, APIRoute)
         ]
-    app.state.route_methods = route_methods  # for the Allow header of a 405
+    # For the Allow header of a 405, and the metrics of a request refused before routing.
+    app.state.route_methods = [(pattern, methods) for pattern, _, methods in route_templates]
+    app.state.route_templates = route_templates
     errors.install(app)
+    # Added innermost first: request context (id) -> metrics -> body size limit -> routes, so that a
+    # refused body is still counted and its problem carries the request id.
+    app.add_middleware(BodySizeLimitMiddleware)
+    app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)
 
     def custom_openapi() -> dict[str, Any]:
@@ -100,14 +120,22 @@ def _build(lifespan: Lifespan | None) -> FastAPI:
 
 def _problem_media_types(spec: dict[str, Any]) -> dict[str, Any]:
     """Every 4xx/5xx answers ``application/problem+json`` with the Problem schema (FastAPI would say
-    ``application/json`` and describe its own validation body, which this API never sends)."""
+    ``application/json`` and describe its own validation body, which this API never sends).
+
+    The one exception declares its own body: ``/readyz`` answers 503 with the same report as its 200."""
     problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for path_item in spec.get("paths", {}).values():
         for operation in path_item.values():
             for code, response in operation.get("responses", {}).items():
-                if code.isdigit() and int(code) >= 400:
+                if code.isdigit() and int(code) >= 400 and not _own_error_body(response):
                     response["content"] = problem
     schemas = spec.get("components", {}).get("schemas", {})
     for name in _VALIDATION_SCHEMAS:
         schemas.pop(name, None)
     return spec
+
+
+def _own_error_body(response: dict[str, Any]) -> bool:
+    ref = response.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref", "")
+    name = ref.rsplit("/", 1)[-1]
+    return bool(name) and name != "Problem" and name not in _VALIDATION_SCHEMAS

@@ -118,7 +118,8 @@ def _trailing_field(exc: grpc.aio.AioRpcError) -> str | None:
 
 async def _grpc_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, grpc.aio.AioRpcError)
-    problem = problems.for_grpc_status(exc.code().name)
+    field = _trailing_field(exc)
+    problem = problems.for_grpc_status(exc.code().name, field)
     if not problem.exposes_detail:
         # Logged for operators with the trace id; the caller gets a generic sentence.
         log.warning(
@@ -126,10 +127,10 @@ async def _grpc_error(request: Request, exc: Exception) -> ProblemResponse:
             extra={"grpc_status": exc.code().name, "grpc_details": exc.details(), "path": request.url.path},
         )
         return problem_response(request, problem, problems.generic_detail(problem))
-    detail = exc.details() or problem.title
+    detail = problem.detail or exc.details() or problem.title
     errors = None
     if problem is problems.VALIDATION_ERROR:
-        errors = [{"field": _trailing_field(exc), "message": detail}]
+        errors = [{"field": field, "message": detail}]
     return problem_response(request, problem, detail, errors=errors)
 
 

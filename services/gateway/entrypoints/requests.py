@@ -1,24 +1,30 @@
 """Request bodies. Strict: no ``"2"`` -> ``2`` coercion, and unknown fields are refused.
 
-Shape only: whether a GPU type exists or a webhook target is allowed is the owning service's rule,
-answered as INVALID_ARGUMENT with the field, which the gateway renders as 422 like its own checks.
+Every bound, enumeration and the URL shape come from ``shared.contracts.limits`` and ``shared.urls``,
+the same definitions the owning services check, so the OpenAPI document states what is enforced and a
+body valid here is never refused downstream for its shape. Whether a GPU type exists or a webhook
+target is allowed stays the owning service's rule, answered as INVALID_ARGUMENT with the field, which
+the gateway renders as 422 like its own checks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
-_HTTP_URL: TypeAdapter[HttpUrl] = TypeAdapter(HttpUrl)
+from shared.contracts import limits
+from shared.errors import InvalidArgument
+from shared.urls import check_http_url
 
 
-def _http_url(value: str) -> str:
-    # Validated as a URL but forwarded exactly as given (pydantic's Url would normalise it).
+def _http_url(value: str, info: ValidationInfo) -> str:
+    # Checked by the one URL rule, but forwarded exactly as given (pydantic's Url would normalise it).
     try:
-        _HTTP_URL.validate_python(value)
-    except ValidationError as exc:
-        raise ValueError("must be an absolute http:// or https:// URL") from exc
+        check_http_url(value, info.field_name or "url")
+    except InvalidArgument as exc:
+        raise ValueError(exc.message) from exc
     return value
 
 
@@ -34,17 +40,38 @@ def _not_blank(value: str) -> str:
     return value
 
 
+def _one_of(allowed: Sequence[str]) -> Callable[[str], str]:
+    # An exact check stated as an ``enum`` in the schema (a ``Literal`` would spell the values out here
+    # a second time).
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"must be one of: {', '.join(allowed)}")
+        return value
+
+    return check
+
+
 HttpUrlText = Annotated[
     str,
     Field(
         min_length=1,
-        max_length=2048,
+        max_length=limits.MAX_URL,
         json_schema_extra={"format": "uri"},
         examples=["https://example.com/hook"],
     ),
     AfterValidator(_http_url),
 ]
 Text = Annotated[str, AfterValidator(_no_nul)]
+WebhookEventName = Annotated[
+    str,
+    Field(json_schema_extra={"enum": list(limits.WEBHOOK_EVENT_NAMES)}, examples=["job.succeeded"]),
+    AfterValidator(_one_of(limits.WEBHOOK_EVENT_NAMES)),
+]
+KeyScope = Annotated[
+    str,
+    Field(json_schema_extra={"enum": list(limits.KEY_SCOPES)}, examples=["jobs:write"]),
+    AfterValidator(_one_of(limits.KEY_SCOPES)),
+]
 
 
 class _StrictBody(BaseModel):
@@ -54,38 +81,46 @@ class _StrictBody(BaseModel):
 class JobCreate(_StrictBody):
     command: Annotated[
         Text,
-        Field(min_length=1, max_length=10_000, examples=["python train.py --epochs 3"]),
+        Field(min_length=1, max_length=limits.MAX_COMMAND, examples=["python train.py --epochs 3"]),
         AfterValidator(_not_blank),
     ]
-    gpu_count: int = Field(default=1, ge=1, le=16)
+    gpu_count: int = Field(default=limits.MIN_GPUS, ge=limits.MIN_GPUS, le=limits.MAX_GPUS)
     gpu_memory_mb: int = Field(
-        default=0, ge=0, le=1_048_576, description="Memory needed on each GPU; 0 = any."
+        default=0, ge=0, le=limits.MAX_GPU_MEMORY_MB, description="Memory needed on each GPU; 0 = any."
     )
-    gpu_type: Annotated[Text, Field(min_length=1, max_length=64, examples=["h100-80gb"])] | None = Field(
-        default=None, description="A catalog name from GET /v1/gpu-types; absent = any type."
+    gpu_type: (
+        Annotated[Text, Field(min_length=1, max_length=limits.MAX_GPU_TYPE, examples=["h100-80gb"])] | None
+    ) = Field(default=None, description="A catalog name from GET /v1/gpu-types; absent = any type.")
+    priority: int = Field(
+        default=limits.DEFAULT_PRIORITY,
+        ge=limits.MIN_PRIORITY,
+        le=limits.MAX_PRIORITY,
+        description="Higher runs first.",
     )
-    priority: int = Field(default=50, ge=0, le=100, description="Higher runs first.")
     webhook_url: HttpUrlText | None = Field(default=None, description="Receives this job's lifecycle events.")
-    name: Annotated[Text, Field(max_length=200)] | None = None
+    name: Annotated[Text, Field(max_length=limits.MAX_JOB_NAME)] | None = None
 
 
 class JobCancel(_StrictBody):
-    reason: Annotated[Text, Field(max_length=500)] | None = None
+    reason: Annotated[Text, Field(max_length=limits.MAX_CANCEL_REASON)] | None = None
 
 
 class WebhookCreate(_StrictBody):
     url: HttpUrlText
-    events: list[Annotated[Text, Field(min_length=1, max_length=64, examples=["job.succeeded"])]] = Field(
-        default_factory=list, max_length=32, description="Event types to deliver; empty = every job event."
+    events: list[WebhookEventName] = Field(
+        default_factory=list,
+        max_length=limits.MAX_WEBHOOK_EVENTS,
+        description="Event types to deliver; empty = every job event.",
     )
-    description: Annotated[Text, Field(max_length=500)] | None = None
+    description: Annotated[Text, Field(max_length=limits.MAX_DESCRIPTION)] | None = None
 
 
 class ApiKeyCreate(_StrictBody):
-    name: Annotated[Text, Field(min_length=1, max_length=100)]
-    scopes: list[Annotated[Text, Field(min_length=1, max_length=64)]] = Field(
-        default_factory=list, max_length=32
-    )
+    name: Annotated[Text, Field(min_length=1, max_length=limits.MAX_KEY_NAME)]
+    scopes: list[KeyScope] = Field(default_factory=list, max_length=limits.MAX_KEY_SCOPES)
     expires_in_seconds: int | None = Field(
-        default=None, ge=1, le=10 * 365 * 24 * 3600, description="Absent: the key never expires."
+        default=None,
+        ge=1,
+        le=limits.MAX_KEY_LIFETIME_SECONDS,
+        description="Absent: the key never expires.",
     )

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from services.gateway.domain.readiness import DependencyState, ReadinessStatus
 from shared.contracts.fleet import GpuStatus
 from shared.contracts.jobs import JobStatus
 
@@ -265,6 +266,21 @@ class HealthOut(BaseModel):
     status: str = Field(examples=["ok"])
 
 
+class ServiceReadyOut(BaseModel):
+    serving: bool = Field(description="The service answers SERVING for its overall health.")
+    dependencies: dict[str, DependencyState] = Field(
+        default_factory=dict,
+        description="Each dependency the service has (database, broker, outbox); unknown = its probe failed.",
+        examples=[{"database": "up", "broker": "down", "outbox": "up"}],
+    )
+    error: str | None = Field(
+        default=None, description="Only when the service could not be asked: the gRPC status."
+    )
+
+
 class ReadyOut(BaseModel):
-    status: str = Field(examples=["ready"])
-    services: dict[str, bool]
+    status: ReadinessStatus = Field(
+        description="degraded: still serving (200) with the broken parts named in `services`; "
+        "unavailable (503): identity or the scheduler is not serving."
+    )
+    services: dict[str, ServiceReadyOut]

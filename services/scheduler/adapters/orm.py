@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 1  # the highest file in migrations/scheduler
+SCHEMA_VERSION = 2  # the highest file in migrations/scheduler
 
 
 def _ts(nullable: bool = True) -> Any:
@@ -41,6 +41,8 @@ class JobRow(SQLModel, table=True):
     output_tail: str | None = None
     error_message: str | None = None
     idempotency_key: str | None = None
+    # SHA-256 of the request that created the job (domain.spec.request_fingerprint); NULL before 002.
+    idempotency_fingerprint: str | None = None
     cancel_requested_at: datetime | None = _ts()
     created_at: datetime = _ts(nullable=False)
     scheduled_at: datetime | None = _ts()

@@ -114,7 +114,7 @@ class SqlUnitOfWork:
 
     # --- jobs -------------------------------------------------------------------------------------
 
-    async def add_job(self, job: Job) -> bool:
+    async def add_job(self, job: Job, *, fingerprint: str | None = None) -> bool:
         values = {
             "id": job.id,
             "organization_id": job.organization_id,
@@ -127,6 +127,7 @@ class SqlUnitOfWork:
             "priority": job.priority,
             "webhook_url": job.webhook_url,
             "idempotency_key": job.idempotency_key,
+            "idempotency_fingerprint": fingerprint,
             "created_at": job.created_at,
             **_state(job),
         }
@@ -143,7 +144,7 @@ class SqlUnitOfWork:
         await self._write_changes(job)
         return True
 
-    async def job_by_idempotency_key(self, organization_id: UUID, key: str) -> Job | None:
+    async def job_by_idempotency_key(self, organization_id: UUID, key: str) -> tuple[Job, str | None] | None:
         row = (
             (
                 await self.session.execute(
@@ -155,7 +156,9 @@ class SqlUnitOfWork:
             .mappings()
             .first()
         )
-        return None if row is None else await self._with_history(_to_job(row))
+        if row is None:
+            return None
+        return await self._with_history(_to_job(row)), row["idempotency_fingerprint"]
 
     async def get_job(
         self, job_id: UUID, *, for_update: bool = False, with_history: bool = False

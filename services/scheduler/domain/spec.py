@@ -1,29 +1,40 @@
 """What a tenant may ask for: the validated, normalized request of a new job.
 
-Priority and proto3: ``SubmitJobRequest.priority`` is a plain ``int32``, so on the gRPC wire an unset
-priority and an explicit 0 are the same bytes. The proto documents "0..100, default 50 when unset"; we
-honour the default, which means the gRPC entrypoint turns 0 into "unset" (-> 50) and priority 0 is not
-expressible over gRPC v1 (1 is the lowest a caller can ask for). The domain itself accepts 0..100 when
-a value is given, so a future ``optional int32 priority`` (wire compatible) makes 0 expressible without
-touching this module. We chose this over "0 means 0" because every client that omits the field would
-otherwise land at the very bottom of the queue, contradicting the documented default.
+Every limit comes from ``shared.contracts.limits`` and the URL shape from ``shared.urls``, so this
+module refuses exactly what the gateway's request models refuse (and what the OpenAPI document says).
+
+Priority: ``SubmitJobRequest.priority`` is ``optional int32``, so an unset priority and an explicit 0
+differ on the wire. The gRPC entrypoint passes ``None`` when the field is absent, which becomes
+``DEFAULT_PRIORITY``; an explicit value, 0 included, is taken as given (0 is the lowest priority).
+
+Idempotency: a job submitted with an ``idempotency_key`` keeps :func:`request_fingerprint` of its
+spec. A later submit with the same key is the same job only if it is the same request; a different
+request under a used key is refused (:class:`IdempotencyKeyReused`) rather than silently answered with
+a job the caller did not ask for.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Collection
-from dataclasses import dataclass
-from urllib.parse import urlsplit
+from dataclasses import asdict, dataclass
 
-from shared.errors import InvalidArgument
-
-MAX_COMMAND = 10_000
-MAX_GPUS = 16
-DEFAULT_PRIORITY = 50
-MAX_PRIORITY = 100
-MAX_NAME = 200
-MAX_IDEMPOTENCY_KEY = 200
-MAX_URL = 2048
+from shared.contracts.limits import (
+    DEFAULT_PRIORITY,
+    MAX_CANCEL_REASON,
+    MAX_COMMAND,
+    MAX_GPU_MEMORY_MB,
+    MAX_GPU_TYPE,
+    MAX_GPUS,
+    MAX_IDEMPOTENCY_KEY,
+    MAX_JOB_NAME,
+    MAX_PRIORITY,
+    MIN_GPUS,
+    MIN_PRIORITY,
+)
+from shared.errors import Conflict, InvalidArgument
+from shared.urls import check_http_url
 
 
 @dataclass(frozen=True)
@@ -38,10 +49,19 @@ class JobSpec:
     idempotency_key: str | None
 
 
+class IdempotencyKeyReused(Conflict):
+    """The key names an earlier job whose request differs from this one."""
+
+
 def _no_nul(value: str, field: str) -> None:
     # PostgreSQL TEXT cannot hold NUL; say so precisely instead of failing in the database.
     if "\x00" in value:
         raise InvalidArgument(f"{field} must not contain NUL characters", field=field)
+
+
+def _at_most(value: str, limit: int, field: str) -> None:
+    if len(value) > limit:
+        raise InvalidArgument(f"{field} is longer than {limit} characters", field=field)
 
 
 def job_spec(
@@ -58,25 +78,27 @@ def job_spec(
     """Validate a submission; raises :class:`InvalidArgument` naming the first bad field."""
     if not command or not command.strip():
         raise InvalidArgument("command is required", field="command")
-    if len(command) > MAX_COMMAND:
-        raise InvalidArgument(f"command is longer than {MAX_COMMAND} characters", field="command")
+    _at_most(command, MAX_COMMAND, "command")
     _no_nul(command, "command")
-    if not 1 <= gpu_count <= MAX_GPUS:
-        raise InvalidArgument(f"gpu_count must be between 1 and {MAX_GPUS}", field="gpu_count")
-    if gpu_memory_mb < 0:
-        raise InvalidArgument("gpu_memory_mb must be >= 0 (MB per GPU, 0 = any)", field="gpu_memory_mb")
+    if not MIN_GPUS <= gpu_count <= MAX_GPUS:
+        raise InvalidArgument(f"gpu_count must be between {MIN_GPUS} and {MAX_GPUS}", field="gpu_count")
+    if not 0 <= gpu_memory_mb <= MAX_GPU_MEMORY_MB:
+        raise InvalidArgument(
+            f"gpu_memory_mb must be between 0 and {MAX_GPU_MEMORY_MB} (MB per GPU, 0 = any)",
+            field="gpu_memory_mb",
+        )
     if priority is None:
         priority = DEFAULT_PRIORITY
-    if not 0 <= priority <= MAX_PRIORITY:
-        raise InvalidArgument(f"priority must be between 0 and {MAX_PRIORITY}", field="priority")
-    gpu_type = gpu_type.strip() if gpu_type else None
+    if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        raise InvalidArgument(f"priority must be between {MIN_PRIORITY} and {MAX_PRIORITY}", field="priority")
+    gpu_type = (gpu_type or "").strip() or None
     if gpu_type is not None:
+        _at_most(gpu_type, MAX_GPU_TYPE, "gpu_type")
         _no_nul(gpu_type, "gpu_type")
     if webhook_url:
-        _check_url(webhook_url)
+        check_http_url(webhook_url, "webhook_url")
     if name is not None:
-        if len(name) > MAX_NAME:
-            raise InvalidArgument(f"name is longer than {MAX_NAME} characters", field="name")
+        _at_most(name, MAX_JOB_NAME, "name")
         _no_nul(name, "name")
     if idempotency_key is not None:
         if not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
@@ -96,18 +118,25 @@ def job_spec(
     )
 
 
-def _check_url(url: str) -> None:
-    if len(url) > MAX_URL:
-        raise InvalidArgument(f"webhook_url is longer than {MAX_URL} characters", field="webhook_url")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a malformed port
-    except ValueError as exc:
-        raise InvalidArgument("webhook_url is not a valid URL", field="webhook_url") from exc
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidArgument("webhook_url must be an http(s) URL with a host", field="webhook_url")
-    if any(c.isspace() for c in url) or "\x00" in url:
-        raise InvalidArgument("webhook_url must not contain whitespace", field="webhook_url")
+def request_fingerprint(spec: JobSpec) -> str:
+    """SHA-256 (hex) of the canonical JSON of the normalized request, without the key itself.
+
+    Absent optional fields are left out, so a field added to the spec later does not change the
+    fingerprint of requests that do not use it (a retry across an upgrade still matches).
+    """
+    fields = {k: v for k, v in asdict(spec).items() if k != "idempotency_key" and v is not None}
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_same_request(spec: JobSpec, stored_fingerprint: str) -> None:
+    """Refuse a reused ``idempotency_key`` whose request differs from the one that created the job."""
+    if request_fingerprint(spec) != stored_fingerprint:
+        raise IdempotencyKeyReused(
+            "idempotency_key was already used with a different request; retry with the same request "
+            "to get its job, or use a new key for a new job",
+            field="idempotency_key",
+        )
 
 
 def check_gpu_type(spec: JobSpec, known: Collection[str]) -> None:
@@ -117,13 +146,9 @@ def check_gpu_type(spec: JobSpec, known: Collection[str]) -> None:
         raise InvalidArgument(f"unknown gpu_type {spec.gpu_type!r} (known: {names})", field="gpu_type")
 
 
-MAX_CANCEL_REASON = 500
-
-
 def check_cancel_reason(reason: str | None) -> str | None:
     if not reason:
         return None
-    if len(reason) > MAX_CANCEL_REASON:
-        raise InvalidArgument(f"reason is longer than {MAX_CANCEL_REASON} characters", field="reason")
+    _at_most(reason, MAX_CANCEL_REASON, "reason")
     _no_nul(reason, "reason")
     return reason

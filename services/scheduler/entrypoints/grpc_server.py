@@ -77,7 +77,7 @@ class JobServicer(scheduler_pb2_grpc.JobServiceServicer):
         self, request: scheduler_pb2.SubmitJobRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.Job:
         org_id, user_id = _tenant(await self.auth.principal(context, write=True))
-        job = await handlers.submit_job(
+        job: Job = await handlers.handle(
             commands.SubmitJob(
                 organization_id=org_id,
                 user_id=user_id,
@@ -85,7 +85,7 @@ class JobServicer(scheduler_pb2_grpc.JobServiceServicer):
                 gpu_count=request.gpu_count,
                 gpu_memory_mb=request.gpu_memory_mb,
                 gpu_type=request.gpu_type or None,
-                # proto3 int32 has no presence: 0 is "unset" -> the default (see domain/spec.py).
+                # optional int32: absent -> None -> the default; an explicit 0 is priority 0.
                 priority=request.priority if request.HasField("priority") else None,
                 webhook_url=request.webhook_url or None,
                 name=request.name or None,
@@ -100,14 +100,16 @@ class JobServicer(scheduler_pb2_grpc.JobServiceServicer):
         self, request: scheduler_pb2.GetJobRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.Job:
         org_id, _ = _tenant(await self.auth.principal(context))
-        job = await handlers.get_job(commands.GetJob(organization_id=org_id, job_id=request.id), self.deps)
+        job: Job = await handlers.handle(
+            commands.GetJob(organization_id=org_id, job_id=request.id), self.deps
+        )
         return job_message(job, with_history=True)
 
     async def ListJobs(
         self, request: scheduler_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.ListJobsResponse:
         org_id, _ = _tenant(await self.auth.principal(context))
-        page = await handlers.list_jobs(
+        page: handlers.JobPage = await handlers.handle(
             commands.ListJobs(
                 organization_id=org_id,
                 status=request.status or None,
@@ -124,7 +126,7 @@ class JobServicer(scheduler_pb2_grpc.JobServiceServicer):
         self, request: scheduler_pb2.CancelJobRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.Job:
         org_id, _ = _tenant(await self.auth.principal(context, write=True))
-        job = await handlers.cancel_job(
+        job: Job = await handlers.handle(
             commands.CancelJob(organization_id=org_id, job_id=request.id, reason=request.reason or None),
             self.deps,
         )
@@ -153,14 +155,14 @@ class NodeAgentServicer(scheduler_pb2_grpc.NodeAgentServiceServicer):
         self, request: scheduler_pb2.GetAssignmentsRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.GetAssignmentsResponse:
         require_agent(context, self._token)
-        jobs = await handlers.get_assignments(commands.GetAssignments(node_id=request.node_id), self.deps)
+        jobs: list[Job] = await handlers.handle(commands.GetAssignments(node_id=request.node_id), self.deps)
         return scheduler_pb2.GetAssignmentsResponse(assignments=[assignment_message(j) for j in jobs])
 
     async def ReportJobStarted(
         self, request: scheduler_pb2.ReportJobStartedRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.Empty:
         require_agent(context, self._token)
-        await handlers.report_job_started(
+        await handlers.handle(
             commands.ReportJobStarted(
                 node_id=request.node_id,
                 job_id=request.job_id,
@@ -174,7 +176,7 @@ class NodeAgentServicer(scheduler_pb2_grpc.NodeAgentServiceServicer):
         self, request: scheduler_pb2.ReportJobFinishedRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.Empty:
         require_agent(context, self._token)
-        await handlers.report_job_finished(
+        await handlers.handle(
             commands.ReportJobFinished(
                 node_id=request.node_id,
                 job_id=request.job_id,

@@ -4,21 +4,30 @@ scheduling loop after a commit that may let a job be placed."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
+from shared.contracts.limits import DEFAULT_PAGE, MAX_PAGE
+from shared.cursors import decode_cursor, encode_cursor
 from shared.errors import Conflict, InvalidArgument, NotFound
+from shared.handlers import dispatch
 
 from ..domain.model import Job, JobStatus, Outcome
-from ..domain.spec import check_cancel_reason, check_gpu_type, job_spec
+from ..domain.spec import (
+    JobSpec,
+    check_cancel_reason,
+    check_gpu_type,
+    check_same_request,
+    job_spec,
+    request_fingerprint,
+)
 from . import commands
-from .pagination import decode_cursor, encode_cursor
 from .unit_of_work import GpuTypeCatalog, UnitOfWorkFactory
 from .wakeup import Wakeup
 
 FLEET_CONSUMER = "scheduler.fleet-inventory"
-DEFAULT_PAGE = 50
-MAX_PAGE = 200
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,28 @@ def _agent_id(raw: str, field: str) -> UUID:
         raise InvalidArgument(f"{field} is not a valid UUID", field=field) from exc
 
 
+def _spec_of(job: Job) -> JobSpec:
+    """The normalized request a stored job was created from (its request fields never change)."""
+    return JobSpec(
+        command=job.command,
+        gpu_count=job.gpu_count,
+        gpu_memory_mb=job.gpu_memory_mb,
+        gpu_type=job.gpu_type,
+        priority=job.priority,
+        webhook_url=job.webhook_url,
+        name=job.name,
+        idempotency_key=job.idempotency_key,
+    )
+
+
+def _same_job(spec: JobSpec, found: tuple[Job, str | None]) -> Job:
+    """The job an idempotency key names, if this request is the one that created it."""
+    job, fingerprint = found
+    # Jobs stored before fingerprints were kept: their own request fields say what was asked.
+    check_same_request(spec, fingerprint or request_fingerprint(_spec_of(job)))
+    return job
+
+
 async def submit_job(cmd: commands.SubmitJob, deps: Dependencies) -> Job:
     spec = job_spec(
         command=cmd.command,
@@ -64,9 +95,9 @@ async def submit_job(cmd: commands.SubmitJob, deps: Dependencies) -> Job:
         check_gpu_type(spec, await deps.catalog.names(cmd.authorization))
     async with deps.uow(org_id=cmd.organization_id) as uow:
         if spec.idempotency_key is not None:
-            existing = await uow.job_by_idempotency_key(cmd.organization_id, spec.idempotency_key)
-            if existing is not None:
-                return existing
+            found = await uow.job_by_idempotency_key(cmd.organization_id, spec.idempotency_key)
+            if found is not None:
+                return _same_job(spec, found)
         job = Job.submit(
             spec,
             job_id=uuid.uuid4(),
@@ -74,13 +105,13 @@ async def submit_job(cmd: commands.SubmitJob, deps: Dependencies) -> Job:
             user_id=cmd.user_id,
             at=await uow.now(),
         )
-        if not await uow.add_job(job):
+        if not await uow.add_job(job, fingerprint=request_fingerprint(spec)):
             # A concurrent submit with the same key committed first: that one is the job.
             assert spec.idempotency_key is not None
-            existing = await uow.job_by_idempotency_key(cmd.organization_id, spec.idempotency_key)
-            if existing is None:
+            found = await uow.job_by_idempotency_key(cmd.organization_id, spec.idempotency_key)
+            if found is None:
                 raise Conflict("idempotency_key is in use", field="idempotency_key")
-            return existing
+            return _same_job(spec, found)
     deps.wakeup.set()
     return job
 
@@ -181,3 +212,22 @@ async def apply_gpu_change(cmd: commands.ApplyGpuChange, deps: Dependencies) -> 
                     await uow.save_job(job)
     if changed:
         deps.wakeup.set()
+
+
+Handler = Callable[[Any, Dependencies], Awaitable[Any]]
+
+HANDLERS: dict[type, Handler] = {
+    commands.SubmitJob: submit_job,
+    commands.GetJob: get_job,
+    commands.ListJobs: list_jobs,
+    commands.CancelJob: cancel_job,
+    commands.GetAssignments: get_assignments,
+    commands.ReportJobStarted: report_job_started,
+    commands.ReportJobFinished: report_job_finished,
+    commands.ApplyGpuChange: apply_gpu_change,
+}
+
+
+async def handle(cmd: object, deps: Dependencies) -> Any:
+    """Run the handler registered for the command's type."""
+    return await dispatch(HANDLERS, cmd, deps)

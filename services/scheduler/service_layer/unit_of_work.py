@@ -20,11 +20,14 @@ class SchedulerUnitOfWork(Protocol):
     async def now(self) -> datetime:
         """The clock of record (the database's, so every replica agrees)."""
 
-    async def add_job(self, job: Job) -> bool:
-        """Insert a new job with its history and events. False (nothing written) when the job's
-        idempotency key is already taken in its organization."""
+    async def add_job(self, job: Job, *, fingerprint: str | None = None) -> bool:
+        """Insert a new job with its history and events, and the ``fingerprint`` of the request that
+        created it. False (nothing written) when the job's idempotency key is already taken in its
+        organization."""
 
-    async def job_by_idempotency_key(self, organization_id: UUID, key: str) -> Job | None: ...
+    async def job_by_idempotency_key(self, organization_id: UUID, key: str) -> tuple[Job, str | None] | None:
+        """The job created with ``key`` and its request's fingerprint (None: stored before
+        fingerprints were kept)."""
 
     async def get_job(
         self, job_id: UUID, *, for_update: bool = False, with_history: bool = False

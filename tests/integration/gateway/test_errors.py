@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from shared.contracts import limits
 from shared.errors import (
     Conflict,
     FailedPrecondition,
@@ -164,6 +165,12 @@ class _Crash(Exception):
         ("/v1/utilization?hours=0", "hours"),
         ("/v1/gpus?status=melted", "status"),
         ("/v1/costs?limit=1000", "limit"),
+        # The bounds monitoring and the scheduler enforce, refused here first (shared.contracts.limits).
+        (f"/v1/utilization?hours={limits.MAX_UTILIZATION_HOURS + 1}", "hours"),
+        (f"/v1/jobs?limit={limits.MAX_PAGE + 1}", "limit"),
+        ("/v1/jobs?cursor=not%20a%20cursor!", "cursor"),
+        (f"/v1/jobs?cursor={'A' * (limits.MAX_CURSOR + 1)}", "cursor"),
+        ("/v1/costs?cursor=%2B%2F%3D", "cursor"),  # standard base64's +/= are not ours
     ],
 )
 async def test_bad_query_parameters_are_422(api, rec, path, field):
@@ -184,3 +191,59 @@ async def test_unknown_route_is_404_and_wrong_method_is_405(api):
     r = await api.put("/v1/jobs")
     assert_problem(r, 405, "method-not-allowed")
     assert set(r.headers["allow"].replace(" ", "").split(",")) == {"GET", "POST"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/v1/utilization?hours={limits.MAX_UTILIZATION_HOURS}",
+        f"/v1/jobs?limit={limits.MAX_PAGE}&cursor={'A' * limits.MAX_CURSOR}",
+        "/v1/costs?cursor=WyIyMDI1LTAxLTAxVDAwOjAwOjAwKzAwOjAwIiwiMSJd",
+    ],
+)
+async def test_the_largest_accepted_query_values_reach_the_service(api, rec, path):
+    assert (await api.get(path)).status_code == 200
+    assert len(rec.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "status"),
+    [("k" * limits.MAX_IDEMPOTENCY_KEY, 201), ("k" * (limits.MAX_IDEMPOTENCY_KEY + 1), 422)],
+)
+async def test_idempotency_key_length_is_the_schedulers(api, rec, key, status):
+    r = await api.post("/v1/jobs", json={"command": "echo"}, headers={"Idempotency-Key": key})
+    assert r.status_code == status, r.text
+    assert len(rec.of("SubmitJob")) == (1 if status == 201 else 0)
+
+
+async def test_a_reused_idempotency_key_with_another_body_is_a_409_naming_the_header(api, rec):
+    # What the scheduler raises (domain.spec.IdempotencyKeyReused): CONFLICT on field idempotency_key.
+    rec.fail_next(
+        "SubmitJob",
+        Conflict("idempotency_key was already used with a different request", field="idempotency_key"),
+    )
+    r = await api.post("/v1/jobs", json={"command": "other"}, headers={"Idempotency-Key": "deploy-42"})
+    problem = assert_problem(r, 409, "idempotency-key-reused")
+    assert "Idempotency-Key" in problem["detail"] and "different request" in problem["detail"]
+    assert rec.of("SubmitJob")[0].request.idempotency_key == "deploy-42"
+
+
+async def test_another_conflict_on_submit_stays_a_plain_conflict(api, rec):
+    rec.fail_next("SubmitJob", Conflict("already exists", field="name"))
+    assert_problem(await api.post("/v1/jobs", json={"command": "x"}), 409, "conflict")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/api-keys", {"name": "k", "scopes": ["root"]}, "scopes[0]"),
+        ("/v1/webhooks", {"url": "https://example.com", "events": ["job.exploded"]}, "events[0]"),
+        ("/v1/webhooks", {"url": "https://user:pw@example.com/h"}, "url"),
+        ("/v1/jobs", {"command": "x", "webhook_url": "http://exa mple.com/"}, "webhook_url"),
+        ("/v1/jobs", {"command": "x", "gpu_memory_mb": limits.MAX_GPU_MEMORY_MB + 1}, "gpu_memory_mb"),
+    ],
+)
+async def test_enumerations_and_url_shape_are_checked_at_the_edge(api, rec, path, body, field):
+    problem = assert_problem(await api.post(path, json=body), 422, "validation-error")
+    assert [e["field"] for e in problem["errors"]] == [field]
+    assert rec.calls == []

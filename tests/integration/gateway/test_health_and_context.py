@@ -1,11 +1,16 @@
-"""Liveness, readiness against the services' gRPC health, request ids and trace propagation."""
+"""Liveness, request ids and trace propagation (readiness: test_readiness.py)."""
 
 from __future__ import annotations
 
 import pytest
-from grpc_health.v1 import health_pb2
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from shared import telemetry
+from tests.integration.gateway import fakes
 
 pytestmark = pytest.mark.integration
 
@@ -13,33 +18,10 @@ TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN = "00f067aa0ba902b7"
 
 
-async def test_healthz_needs_no_key(anon):
-    r = await anon.get("/healthz")
+@pytest.mark.parametrize("path", ["/livez", "/healthz"])
+async def test_liveness_needs_no_key(anon, path):
+    r = await anon.get(path)
     assert r.status_code == 200 and r.json() == {"status": "ok"}
-
-
-async def test_readyz_is_200_when_every_service_serves(anon):
-    r = await anon.get("/readyz")
-    assert r.status_code == 200, r.text
-    assert r.json() == {
-        "status": "ready",
-        "services": dict.fromkeys(
-            ("identity", "fleet", "scheduler", "billing", "monitoring", "notification"), True
-        ),
-    }
-
-
-async def test_readyz_is_a_503_problem_naming_the_service_that_does_not_serve(anon, services):
-    notification = services.health["notification"]
-    await notification.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
-    try:
-        r = await anon.get("/readyz")
-    finally:
-        await notification.set("", health_pb2.HealthCheckResponse.SERVING)
-    assert r.status_code == 503
-    assert r.headers["content-type"].startswith("application/problem+json")
-    assert r.json()["detail"] == "not serving: notification"
-    assert r.json()["type"] == "https://gpufleet.dev/problems/service-unavailable"
 
 
 async def test_request_id_is_echoed_and_forwarded(api, rec):
@@ -51,7 +33,7 @@ async def test_request_id_is_echoed_and_forwarded(api, rec):
 @pytest.mark.parametrize("given", [None, "bad id with spaces", "x" * 200])
 async def test_a_missing_or_unsafe_request_id_is_replaced(anon, given):
     headers = {"X-Request-ID": given} if given else {}
-    r = await anon.get("/healthz", headers=headers)
+    r = await anon.get("/livez", headers=headers)
     echoed = r.headers["x-request-id"]
     assert echoed and echoed != given and len(echoed) == 32
 
@@ -72,3 +54,27 @@ async def test_authentication_is_cached_briefly(api, services):
     for _ in range(3):
         assert (await api.get("/v1/gpu-types")).status_code == 200
     assert services.identity.authenticate_calls - before <= 1
+
+
+async def test_each_request_has_exactly_one_server_span_named_by_its_route(api, rec):
+    telemetry.configure_tracing("gateway-tests")
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    traceparent = f"00-{TRACE_ID}-{PARENT_SPAN}-01"
+    r = await api.get(f"/v1/jobs/{fakes.JOB_ID}", headers={"traceparent": traceparent, "X-Request-ID": "r-1"})
+    assert r.status_code == 200
+    spans = [s for s in exporter.get_finished_spans() if s.context.trace_id == int(TRACE_ID, 16)]
+    # The fake services' own gRPC SERVER spans share the trace; the HTTP ones are named by the method.
+    http_server = [s for s in spans if s.kind is SpanKind.SERVER and s.name.startswith("GET ")]
+    assert len(http_server) == 1, [(s.name, s.kind, s.instrumentation_scope.name) for s in spans]
+    [server] = http_server
+    assert server.name == "GET /v1/jobs/{job_id}"
+    assert server.parent is not None and server.parent.span_id == int(PARENT_SPAN, 16)
+    assert server.attributes["http.route"] == "/v1/jobs/{job_id}"
+    assert server.attributes["gpufleet.request_id"] == "r-1"
+    # No per-message send/receive spans under it; the downstream call is its child.
+    assert not [s for s in spans if s.name.startswith("GET /v1/jobs/{job_id} http")]
+    forwarded = rec.of("GetJob")[0].metadata["traceparent"].split("-")
+    assert forwarded[1] == TRACE_ID

@@ -12,8 +12,8 @@ from gpufleet.v1 import scheduler_pb2, scheduler_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.scheduler.__main__ import build
-from shared.runtime import Fatal
 from services.scheduler.config import SchedulerSettings
+from shared.runtime import Fatal
 
 from .conftest import AGENT_TOKEN
 

@@ -12,10 +12,12 @@ from gpufleet.v1 import scheduler_pb2
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
+from services.scheduler.adapters.orm import SCHEMA_VERSION
 from services.scheduler.bootstrap import bootstrap
 from services.scheduler.service_layer.scheduling import schedule_round
 from shared.contracts import jobs as contract
 from shared.db import Database
+from shared.migrate import latest_version
 
 pytestmark = pytest.mark.integration
 
@@ -350,6 +352,56 @@ async def test_idempotency_key_returns_the_same_job_even_when_racing(harness):
     assert [t for t, _ in await outbox_events(harness.db, again.id)] == [contract.JOB_SUBMITTED]
     _, other = harness.tenant()
     assert (await harness.jobs.SubmitJob(request, metadata=other)).id != again.id
+
+
+async def test_a_reused_idempotency_key_with_another_request_is_already_exists(harness):
+    _org, key = harness.tenant()
+    first = await harness.jobs.SubmitJob(
+        scheduler_pb2.SubmitJobRequest(command="train", gpu_count=1, idempotency_key="k-9"), metadata=key
+    )
+    # The default priority spelled out is the same request after normalization: still a retry.
+    same = scheduler_pb2.SubmitJobRequest(command="train", gpu_count=1, priority=50, idempotency_key="k-9")
+    assert (await harness.jobs.SubmitJob(same, metadata=key)).id == first.id
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await harness.jobs.SubmitJob(
+            scheduler_pb2.SubmitJobRequest(command="train", gpu_count=2, idempotency_key="k-9"), metadata=key
+        )
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert "different request" in (err.value.details() or "")
+    assert ("gpufleet-error-field", "idempotency_key") in tuple(err.value.trailing_metadata() or ())
+    listed = (await harness.jobs.ListJobs(scheduler_pb2.ListJobsRequest(), metadata=key)).jobs
+    assert [j.id for j in listed] == [first.id]
+    async with harness.db.transaction(system=True) as s:
+        stored = (
+            await s.execute(text("SELECT idempotency_fingerprint FROM jobs WHERE id = :j"), {"j": first.id})
+        ).scalar_one()
+    assert len(stored) == 64 and int(stored, 16) >= 0
+
+
+async def test_priority_zero_is_expressible_and_absent_is_the_default(harness):
+    _org, key = harness.tenant()
+    low = await harness.jobs.SubmitJob(
+        scheduler_pb2.SubmitJobRequest(command="x", gpu_count=1, priority=0), metadata=key
+    )
+    default = await harness.jobs.SubmitJob(
+        scheduler_pb2.SubmitJobRequest(command="x", gpu_count=1), metadata=key
+    )
+    assert (low.priority, default.priority) == (0, 50)
+
+
+async def test_a_row_from_before_the_fingerprint_column_still_answers_retries(harness):
+    _org, key = harness.tenant()
+    request = scheduler_pb2.SubmitJobRequest(command="legacy", gpu_count=1, idempotency_key="old-1")
+    first = await harness.jobs.SubmitJob(request, metadata=key)
+    async with harness.db.transaction(system=True) as s:
+        await s.execute(text("UPDATE jobs SET idempotency_fingerprint = NULL WHERE id = :j"), {"j": first.id})
+    assert (await harness.jobs.SubmitJob(request, metadata=key)).id == first.id
+    request.command = "changed"
+    assert await rpc_error(harness.jobs.SubmitJob(request, metadata=key)) == grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_the_schema_version_is_the_latest_migration():
+    assert SCHEMA_VERSION == latest_version("scheduler")
 
 
 async def test_list_jobs_pages_and_filters(harness):

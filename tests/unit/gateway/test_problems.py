@@ -56,10 +56,21 @@ def test_only_client_errors_expose_their_detail():
         (404, "not-found"),
         (405, "method-not-allowed"),
         (400, "bad-request"),
-        (413, "http-413"),
+        (413, "request-too-large"),
+        (418, "http-418"),
         (599, "http-599"),
     ],
 )
 def test_http_status_to_problem(status, slug):
     problem = problems.for_http_status(status)
     assert problem.status == status and problem.slug == slug and problem.title
+
+
+def test_a_conflict_on_the_idempotency_key_is_its_own_problem():
+    reused = problems.for_grpc_status("ALREADY_EXISTS", "idempotency_key")
+    assert reused is problems.IDEMPOTENCY_KEY_REUSED and reused.status == 409
+    assert reused.type.endswith("/idempotency-key-reused") and "Idempotency-Key" in (reused.detail or "")
+    assert problems.for_grpc_status("ALREADY_EXISTS", "name") is problems.CONFLICT
+    assert problems.for_grpc_status("ALREADY_EXISTS") is problems.CONFLICT
+    # The field only refines a conflict; elsewhere it changes nothing.
+    assert problems.for_grpc_status("INVALID_ARGUMENT", "idempotency_key") is problems.VALIDATION_ERROR

@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.gateway.entrypoints.requests import ApiKeyCreate, JobCreate, WebhookCreate
+from shared.contracts import limits
 
 
 def test_job_defaults():
@@ -28,12 +29,19 @@ def test_job_defaults():
         {"command": "echo", "gpu_count": 16.0},
         {"command": "echo", "priority": -1},
         {"command": "echo", "gpu_memory_mb": -1},
-        {"command": "x" * 10_001},
+        {"command": "x" * (limits.MAX_COMMAND + 1)},
+        {"command": "echo", "gpu_count": limits.MAX_GPUS + 1},
+        {"command": "echo", "priority": limits.MAX_PRIORITY + 1},
+        {"command": "echo", "gpu_memory_mb": limits.MAX_GPU_MEMORY_MB + 1},
+        {"command": "echo", "gpu_type": "t" * (limits.MAX_GPU_TYPE + 1)},
+        {"command": "echo", "webhook_url": "https://user:secret@example.com/hook"},
+        {"command": "echo", "webhook_url": "https://example.com:99999/"},
+        {"command": "echo", "webhook_url": "https://example.com/" + "p" * limits.MAX_URL},
         {"command": "a\x00b"},
         {"command": "echo", "webhook_url": "javascript:alert(1)"},
         {"command": "echo", "gpu_type": ""},
         {"command": "echo", "extra": 1},
-        {"command": "echo", "name": "n" * 201},
+        {"command": "echo", "name": "n" * (limits.MAX_JOB_NAME + 1)},
     ],
 )
 def test_job_rejects(body):
@@ -61,3 +69,38 @@ def test_api_key_expiry_bounds():
     assert ApiKeyCreate.model_validate({"name": "k"}).expires_in_seconds is None
     with pytest.raises(ValidationError):
         ApiKeyCreate.model_validate({"name": "k", "expires_in_seconds": 0})
+
+
+def test_job_bounds_are_the_shared_limits():
+    at_most = JobCreate.model_validate(
+        {
+            "command": "x" * limits.MAX_COMMAND,
+            "gpu_count": limits.MAX_GPUS,
+            "gpu_memory_mb": limits.MAX_GPU_MEMORY_MB,
+            "priority": limits.MIN_PRIORITY,
+            "name": "n" * limits.MAX_JOB_NAME,
+        }
+    )
+    assert at_most.priority == 0 and at_most.gpu_count == limits.MAX_GPUS
+    assert JobCreate.model_validate({"command": "x"}).priority == limits.DEFAULT_PRIORITY
+
+
+@pytest.mark.parametrize("event", limits.WEBHOOK_EVENT_NAMES)
+def test_every_webhook_event_name_is_accepted(event):
+    assert WebhookCreate.model_validate({"url": "https://example.com", "events": [event]}).events == [event]
+
+
+@pytest.mark.parametrize("event", ["gpufleet.job.succeeded", "job.*", "JOB.SUCCEEDED", ""])
+def test_other_event_names_are_refused(event):
+    with pytest.raises(ValidationError):
+        WebhookCreate.model_validate({"url": "https://example.com", "events": [event]})
+
+
+def test_key_scopes_are_the_shared_enumeration():
+    assert ApiKeyCreate.model_validate({"name": "k", "scopes": list(limits.KEY_SCOPES)}).scopes == list(
+        limits.KEY_SCOPES
+    )
+    with pytest.raises(ValidationError):
+        ApiKeyCreate.model_validate({"name": "k", "scopes": ["superuser"]})
+    with pytest.raises(ValidationError):
+        ApiKeyCreate.model_validate({"name": "k", "expires_in_seconds": limits.MAX_KEY_LIFETIME_SECONDS + 1})

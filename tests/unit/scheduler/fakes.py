@@ -25,6 +25,7 @@ class Store:
     inventory: dict[UUID, InventoryGpu] = field(default_factory=dict)
     allocations: dict[UUID, UUID] = field(default_factory=dict)  # gpu -> job
     claims: set[tuple[str, UUID]] = field(default_factory=set)
+    fingerprints: dict[UUID, str | None] = field(default_factory=dict)  # job -> its request's
 
 
 class Clock:
@@ -57,20 +58,21 @@ class FakeUnitOfWork:
     async def now(self) -> datetime:
         return self.clock.tick(0.001)
 
-    async def add_job(self, job: Job) -> bool:
+    async def add_job(self, job: Job, *, fingerprint: str | None = None) -> bool:
         if job.idempotency_key and await self.job_by_idempotency_key(
             job.organization_id, job.idempotency_key
         ):
             return False
         self.store.jobs[job.id] = _row(job)
         self.store.history[job.id] = []
+        self.store.fingerprints[job.id] = fingerprint
         self._write(job)
         return True
 
-    async def job_by_idempotency_key(self, organization_id: UUID, key: str) -> Job | None:
+    async def job_by_idempotency_key(self, organization_id: UUID, key: str) -> tuple[Job, str | None] | None:
         for job in self.store.jobs.values():
             if job.organization_id == organization_id and job.idempotency_key == key and self._visible(job):
-                return self._load(job, True)
+                return self._load(job, True), self.store.fingerprints.get(job.id)
         return None
 
     def _load(self, job: Job, with_history: bool) -> Job:

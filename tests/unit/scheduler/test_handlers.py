@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from decimal import Decimal
 
@@ -9,11 +10,12 @@ import pytest
 
 from services.scheduler.domain.inventory import InventoryGpu
 from services.scheduler.domain.model import JobStatus
+from services.scheduler.domain.spec import IdempotencyKeyReused
 from services.scheduler.service_layer import commands, handlers
 from services.scheduler.service_layer.scheduling import schedule_round
 from shared.errors import ErrorCode, FailedPrecondition, InvalidArgument, NotFound
 
-from .fakes import fake_dependencies
+from .fakes import FakeUnitOfWork, fake_dependencies
 
 NODE = uuid.uuid4()
 
@@ -80,15 +82,85 @@ async def test_invalid_submission_writes_nothing():
     assert uow.store.jobs == {} and uow.store.outbox == []
 
 
-async def test_same_idempotency_key_same_job_per_organization():
+async def test_same_idempotency_key_same_request_same_job_per_organization():
     deps, uow, _ = fake_dependencies()
     org, other = uuid.uuid4(), uuid.uuid4()
-    first = await handlers.submit_job(submit(org, idempotency_key="k-1"), deps)
-    again = await handlers.submit_job(submit(org, idempotency_key="k-1", command="something else"), deps)
-    assert again.id == first.id and again.command == "python train.py"
+    first = await handlers.submit_job(submit(org, idempotency_key="k-1", gpu_type="h100-80gb"), deps)
+    # The same request after normalization (padding, the default priority spelled out) is a retry.
+    again = await handlers.submit_job(
+        submit(org, idempotency_key="k-1", gpu_type=" h100-80gb ", priority=50), deps
+    )
+    assert again.id == first.id and [h.status for h in again.history] == ["queued"]
     elsewhere = await handlers.submit_job(submit(other, idempotency_key="k-1"), deps)
     assert elsewhere.id != first.id
     assert len(uow.store.jobs) == 2 and [e.kind for e in uow.store.outbox] == ["submitted", "submitted"]
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [{"command": "something else"}, {"gpu_count": 2}, {"priority": 0}, {"name": "other"}],
+)
+async def test_a_reused_idempotency_key_with_another_request_is_a_conflict(changed):
+    deps, uow, _ = fake_dependencies()
+    org = uuid.uuid4()
+    first = await handlers.submit_job(submit(org, idempotency_key="k-1"), deps)
+    with pytest.raises(IdempotencyKeyReused) as err:
+        await handlers.submit_job(submit(org, idempotency_key="k-1", **changed), deps)
+    assert err.value.code is ErrorCode.CONFLICT and err.value.field == "idempotency_key"
+    assert list(uow.store.jobs) == [first.id] and len(uow.store.outbox) == 1
+
+
+async def test_a_job_stored_without_a_fingerprint_is_compared_by_its_own_fields():
+    deps, uow, _ = fake_dependencies()
+    org = uuid.uuid4()
+    first = await handlers.submit_job(submit(org, idempotency_key="old", name="train"), deps)
+    uow.store.fingerprints[first.id] = None  # as rows written before migration 002
+    again = await handlers.submit_job(submit(org, idempotency_key="old", name="train"), deps)
+    assert again.id == first.id
+    with pytest.raises(IdempotencyKeyReused):
+        await handlers.submit_job(submit(org, idempotency_key="old", name="eval"), deps)
+
+
+async def test_losing_a_race_on_the_key_answers_with_the_winner_or_a_conflict(monkeypatch):
+    deps, uow, _ = fake_dependencies()
+    org = uuid.uuid4()
+    winner = await handlers.submit_job(submit(org, idempotency_key="race"), deps)
+    lookup = FakeUnitOfWork.job_by_idempotency_key
+    misses = {"left": 0}
+
+    async def first_lookup_misses(self, organization_id, key):
+        # The concurrent submit is not visible yet to the first lookup; add_job then finds its row.
+        if misses["left"]:
+            misses["left"] -= 1
+            return None
+        return await lookup(self, organization_id, key)
+
+    monkeypatch.setattr(FakeUnitOfWork, "job_by_idempotency_key", first_lookup_misses)
+    misses["left"] = 1
+    assert (await handlers.submit_job(submit(org, idempotency_key="race"), deps)).id == winner.id
+    misses["left"] = 1
+    with pytest.raises(IdempotencyKeyReused):
+        await handlers.submit_job(submit(org, idempotency_key="race", command="other"), deps)
+    assert list(uow.store.jobs) == [winner.id]
+
+
+def test_every_command_has_exactly_one_registered_handler():
+    declared = {
+        obj
+        for obj in vars(commands).values()
+        if isinstance(obj, type) and dataclasses.is_dataclass(obj) and obj.__module__ == commands.__name__
+    }
+    assert set(handlers.HANDLERS) == declared
+
+
+async def test_handle_dispatches_on_the_command_type():
+    deps, _, _ = fake_dependencies()
+    org = uuid.uuid4()
+    job = await handlers.handle(submit(org), deps)
+    got = await handlers.handle(commands.GetJob(organization_id=org, job_id=str(job.id)), deps)
+    assert got.id == job.id
+    with pytest.raises(TypeError):
+        await handlers.handle(object(), deps)
 
 
 async def test_get_job_hides_other_organizations_and_malformed_ids():

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from gpufleet.v1 import billing_pb2
 
 from services.gateway.entrypoints import translate
 from services.gateway.entrypoints.auth import CallerDep, DownstreamDep, resource_id
 from services.gateway.entrypoints.responses import JobCostListOut, JobCostOut
-from services.gateway.entrypoints.routes import problem_responses
+from services.gateway.entrypoints.routes import Cursor, PageSize, problem_responses
 
 router = APIRouter(prefix="/v1", tags=["billing"])
 
@@ -37,8 +35,8 @@ async def get_job_cost(job_id: str, caller: CallerDep, down: DownstreamDep) -> J
 async def list_costs(
     caller: CallerDep,
     down: DownstreamDep,
-    limit: Annotated[int | None, Query(ge=1, le=200)] = None,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    limit: PageSize = None,
+    cursor: Cursor = None,
 ) -> JobCostListOut:
     reply = await down.billing.ListJobCosts(
         billing_pb2.ListJobCostsRequest(limit=limit or 0, cursor=cursor or ""), **caller.call

@@ -11,6 +11,7 @@ from services.gateway.entrypoints import translate
 from services.gateway.entrypoints.auth import CallerDep, DownstreamDep
 from services.gateway.entrypoints.responses import GpuListOut, GpuTypeListOut
 from services.gateway.entrypoints.routes import problem_responses
+from shared.contracts import limits
 from shared.contracts.fleet import GpuStatus
 
 router = APIRouter(prefix="/v1", tags=["fleet"])
@@ -26,7 +27,9 @@ async def list_gpus(
     caller: CallerDep,
     down: DownstreamDep,
     status: Annotated[GpuStatus | None, Query(description="Only GPUs in this state.")] = None,
-    gpu_type: Annotated[str | None, Query(max_length=64, description="Only this catalog type.")] = None,
+    gpu_type: Annotated[
+        str | None, Query(max_length=limits.MAX_GPU_TYPE, description="Only this catalog type.")
+    ] = None,
 ) -> GpuListOut:
     reply = await down.fleet.ListGpus(
         fleet_pb2.ListGpusRequest(status=status or "", gpu_type=gpu_type or ""), **caller.call

@@ -1,19 +1,23 @@
-"""/healthz (the process is alive) and /readyz (every downstream service answers SERVING)."""
+"""/livez (the process is alive) and /readyz (whether the gateway can do its work, and what is broken)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from services.gateway.domain import problems
+from services.gateway.domain import readiness
 from services.gateway.entrypoints.auth import DownstreamDep
-from services.gateway.entrypoints.errors import problem_response
-from services.gateway.entrypoints.responses import HealthOut, Problem, ReadyOut
+from services.gateway.entrypoints.responses import HealthOut, ReadyOut, ServiceReadyOut
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=HealthOut, summary="Liveness")
+@router.get("/livez", response_model=HealthOut, summary="Liveness: the process answers")
+async def livez() -> HealthOut:
+    return HealthOut(status="ok")
+
+
+@router.get("/healthz", response_model=HealthOut, summary="Liveness (old name of /livez)", deprecated=True)
 async def healthz() -> HealthOut:
     return HealthOut(status="ok")
 
@@ -21,12 +25,19 @@ async def healthz() -> HealthOut:
 @router.get(
     "/readyz",
     response_model=ReadyOut,
-    summary="Readiness: every downstream service is serving",
-    responses={503: {"model": Problem, "description": "A downstream service is not serving"}},
+    response_model_exclude_none=True,
+    summary="Readiness: every downstream service's health and its dependencies",
+    responses={503: {"model": ReadyOut, "description": "Identity or the scheduler is not serving"}},
 )
 async def readyz(request: Request, down: DownstreamDep) -> ReadyOut | JSONResponse:
     services = await down.readiness(request.app.state.readiness_timeout)
-    failing = sorted(name for name, ok in services.items() if not ok)
-    if failing:
-        return problem_response(request, problems.SERVICE_UNAVAILABLE, f"not serving: {', '.join(failing)}")
-    return ReadyOut(status="ready", services=services)
+    body = ReadyOut(
+        status=readiness.status(services),
+        services={
+            name: ServiceReadyOut(serving=h.serving, dependencies=h.dependencies, error=h.error)
+            for name, h in services.items()
+        },
+    )
+    if body.status == readiness.UNAVAILABLE:
+        return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
+    return body

@@ -11,7 +11,8 @@ from services.gateway.entrypoints import translate
 from services.gateway.entrypoints.auth import CallerDep, DownstreamDep, resource_id
 from services.gateway.entrypoints.requests import JobCancel, JobCreate
 from services.gateway.entrypoints.responses import JobListOut, JobOut
-from services.gateway.entrypoints.routes import problem_responses
+from services.gateway.entrypoints.routes import Cursor, PageSize, problem_responses
+from shared.contracts import limits
 from shared.contracts.jobs import JobStatus
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
@@ -42,8 +43,9 @@ async def submit_job(
         Header(
             alias="Idempotency-Key",
             min_length=1,
-            max_length=255,
-            description="Retrying with the same key returns the job first created with it.",
+            max_length=limits.MAX_IDEMPOTENCY_KEY,
+            description="Retrying the same request with the same key returns the job first created "
+            "with it; the same key with a different request is refused (409 idempotency-key-reused).",
         ),
     ] = None,
 ) -> JobOut:
@@ -74,12 +76,8 @@ async def list_jobs(
     caller: CallerDep,
     down: DownstreamDep,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this state.")] = None,
-    limit: Annotated[
-        int | None, Query(ge=1, le=200, description="Page size (service default when absent).")
-    ] = None,
-    cursor: Annotated[
-        str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
-    ] = None,
+    limit: PageSize = None,
+    cursor: Cursor = None,
 ) -> JobListOut:
     reply = await down.jobs.ListJobs(
         scheduler_pb2.ListJobsRequest(status=status or "", limit=limit or 0, cursor=cursor or ""),

@@ -11,6 +11,7 @@ from services.gateway.entrypoints import translate
 from services.gateway.entrypoints.auth import CallerDep, DownstreamDep
 from services.gateway.entrypoints.responses import UtilizationOut
 from services.gateway.entrypoints.routes import problem_responses
+from shared.contracts import limits
 
 router = APIRouter(prefix="/v1", tags=["monitoring"])
 
@@ -24,7 +25,9 @@ router = APIRouter(prefix="/v1", tags=["monitoring"])
 async def utilization(
     caller: CallerDep,
     down: DownstreamDep,
-    hours: Annotated[int, Query(ge=1, le=24 * 90, description="Look-back window.")] = 24,
+    hours: Annotated[
+        int, Query(ge=1, le=limits.MAX_UTILIZATION_HOURS, description="Look-back window, in hours.")
+    ] = limits.DEFAULT_UTILIZATION_HOURS,
 ) -> UtilizationOut:
     reply = await down.monitoring.GetUtilization(
         monitoring_pb2.GetUtilizationRequest(hours=hours), **caller.call

@@ -16,7 +16,7 @@ from services.gateway.entrypoints.responses import (
     JobWebhookSecretOut,
     WebhookListOut,
 )
-from services.gateway.entrypoints.routes import problem_responses
+from services.gateway.entrypoints.routes import PageSize, problem_responses
 from shared.errors import NotFound
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
@@ -83,7 +83,7 @@ async def list_deliveries(
     down: DownstreamDep,
     job_id: Annotated[str | None, Query(description="Only deliveries about this job.")] = None,
     webhook_id: Annotated[str | None, Query(description="Only deliveries to this webhook.")] = None,
-    limit: Annotated[int | None, Query(ge=1, le=200)] = None,
+    limit: PageSize = None,
 ) -> DeliveryListOut:
     try:
         job = resource_id(job_id) if job_id else ""

@@ -1,20 +1,35 @@
-"""Kafka plumbing: producer factory, topic creation, FastStream broker factory."""
+"""Kafka plumbing: producer factory, topic creation, FastStream broker factory, consumer lag.
+
+Retries here are bounded and short (tenacity): they ride out a broker hiccup (a leader moving, a topic
+created a moment ago, the embedded tansu broker's occasional ``UnknownError``), not an outage. Outages
+are the caller's to wait out: the runtime calls :func:`ensure_topics` in the background with its own
+backoff, and the outbox relay retries forever. Nothing here has to succeed for a service to start.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, for_code
 from faststream.kafka import KafkaBroker
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+from tenacity.wait import wait_base
 
 from shared.settings import KafkaSettings
 
 log = logging.getLogger("gpufleet.kafka")
+
+_TOPIC_ALREADY_EXISTS = 36
 
 
 def make_producer(settings: KafkaSettings, client_id: str) -> AIOKafkaProducer:
@@ -29,27 +44,59 @@ def make_producer(settings: KafkaSettings, client_id: str) -> AIOKafkaProducer:
     )
 
 
+def _log_retry(what: str) -> Any:
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning(f"{what} failed; retrying", extra={"attempt": state.attempt_number, "error": repr(exc)})
+
+    return before_sleep
+
+
 async def ensure_topics(
-    settings: KafkaSettings, topics: Iterable[str], partitions: int | None = None
+    settings: KafkaSettings,
+    topics: Iterable[str],
+    partitions: int | None = None,
+    *,
+    attempts: int = 3,
+    wait: wait_base | None = None,
 ) -> None:
-    """Create missing topics with the configured partition count (existing ones are left alone)."""
+    """Create missing topics with the configured partition count; existing ones are left alone.
+
+    Idempotent (a topic another process created meanwhile is fine). Transient broker errors are retried
+    ``attempts`` times; anything else, and an unreachable broker after the last try, is raised."""
+    wanted = list(dict.fromkeys(topics))
+    if not wanted:
+        return
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type((KafkaError, OSError)),
+        stop=stop_after_attempt(attempts),
+        wait=wait or wait_exponential(multiplier=0.2, max=2.0),
+        before_sleep=_log_retry("ensure_topics"),
+        reraise=True,
+    ):
+        with attempt:
+            await _create_missing(settings, wanted, partitions)
+
+
+async def _create_missing(settings: KafkaSettings, wanted: list[str], partitions: int | None) -> None:
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap_servers, client_id="gpufleet-admin"
     )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [
+        missing = [
             NewTopic(t, partitions or settings.kafka_topic_partitions, settings.kafka_replication_factor)
-            for t in dict.fromkeys(topics)
+            for t in wanted
             if t not in existing
         ]
-        if wanted:
-            try:
-                await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass  # another service created it meanwhile
-            log.info("created topics", extra={"topics": [t.name for t in wanted]})
+        if not missing:
+            return
+        response = await admin.create_topics(missing)
+        for topic, code, *_ in getattr(response, "topic_errors", ()):
+            if code and code != _TOPIC_ALREADY_EXISTS:  # "already exists": another service won the race
+                raise for_code(code)(f"creating topic {topic!r}")
+        log.info("created topics", extra={"topics": [t.name for t in missing]})
     finally:
         await admin.close()
 
@@ -61,18 +108,20 @@ class RetryingKafkaBroker(KafkaBroker):
     created a moment ago; the embedded tansu broker now and then answers ``UnknownError``). Service
     events never depend on this: they go through the outbox, whose relay retries on its own."""
 
-    publish_attempts = 5
+    publish_attempts: ClassVar[int] = 5
+    publish_wait: ClassVar[wait_base] = wait_exponential(multiplier=0.1, max=2.0)
 
     async def publish(self, *args: Any, **kwargs: Any) -> Any:
-        for attempt in range(1, self.publish_attempts + 1):
-            try:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(KafkaError),
+            stop=stop_after_attempt(self.publish_attempts),
+            wait=self.publish_wait,
+            before_sleep=_log_retry("publish"),
+            reraise=True,
+        ):
+            with attempt:
                 return await super().publish(*args, **kwargs)
-            except KafkaError as exc:
-                if attempt == self.publish_attempts:
-                    raise
-                log.warning("publish failed; retrying", extra={"attempt": attempt, "error": repr(exc)})
-                await asyncio.sleep(0.1 * 2**attempt)
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable: tenacity re-raises the last error")
 
 
 def make_broker(settings: KafkaSettings, client_id: str) -> KafkaBroker:
@@ -83,3 +132,42 @@ def make_broker(settings: KafkaSettings, client_id: str) -> KafkaBroker:
         enable_idempotence=settings.kafka_idempotent_producer,
         logger=logging.getLogger(f"gpufleet.{client_id}.faststream"),
     )
+
+
+async def topic_partitions(admin: AIOKafkaAdminClient, topics: Iterable[str]) -> list[TopicPartition]:
+    """Every partition of those ``topics`` that exist (a missing topic has none; none is created)."""
+    existing = set(await admin.list_topics())
+    asked = [t for t in dict.fromkeys(topics) if t in existing]
+    if not asked:
+        return []
+    return sorted(
+        TopicPartition(t["topic"], p["partition"])
+        for t in await admin.describe_topics(asked)
+        if not t["error_code"]
+        for p in t["partitions"]
+    )
+
+
+async def consumer_lag(bootstrap: str, group_id: str, topics: Iterable[str]) -> dict[str, int]:
+    """Per topic, the records ``group_id`` has not committed yet: the sum over partitions of end offset
+    minus committed offset (a partition the group never committed counts from its first offset)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="gpufleet-lag")
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id="gpufleet-lag", enable_auto_commit=False)
+    await admin.start()
+    try:
+        tps = await topic_partitions(admin, topics)
+        lag = {t: 0 for t in dict.fromkeys(topics)}
+        if not tps:
+            return lag
+        committed = await admin.list_consumer_group_offsets(group_id, partitions=tps)
+        await probe.start()
+        ends = await probe.end_offsets(tps)
+        starts = await probe.beginning_offsets(tps)
+        for tp in tps:
+            meta = committed.get(tp)
+            done = meta.offset if meta is not None and meta.offset >= 0 else starts[tp]
+            lag[tp.topic] += max(0, ends[tp] - done)
+        return lag
+    finally:
+        await probe.stop()
+        await admin.close()

@@ -52,12 +52,13 @@ from sqlalchemy import text
 from tenacity import AsyncRetrying, retry_if_exception, stop_never, wait_exponential_jitter
 
 from shared import metrics, readiness
+from shared.consumers import prune_processed_events, refresh_consumer_lag
 from shared.db import Database, SchemaVersionMismatch
 from shared.grpc import Authenticator, serve
 from shared.kafka import ensure_topics, make_broker
 from shared.logging import configure_logging
 from shared.ops import OpsServer
-from shared.outbox import OutboxRelay
+from shared.outbox import OutboxRelay, outbox_backlog
 from shared.settings import BaseServiceSettings, IdentityClientSettings, KafkaSettings
 from shared.telemetry import configure_tracing, instrument_database
 
@@ -73,6 +74,7 @@ RoundFn = Callable[[], Awaitable[Any]]
 # outbox counts as down (the relay normally publishes within milliseconds of a commit).
 PROBE_SECONDS = 2.0
 OUTBOX_STALE_SECONDS = 30.0
+LAG_SECONDS = 15.0
 
 
 class Fatal(Exception):
@@ -131,6 +133,7 @@ class Runtime:
         self._consumers: list[Callable[[KafkaBroker], None]] = []
         self._consumed: tuple[str, ...] = ()
         self._broker: KafkaBroker | None = None
+        self._groups: set[tuple[str, str]] = set()
         self._grpc: list[tuple[str, Sequence[GrpcRegistration]]] = []
         self._health: list[health.aio.HealthServicer] = []
         self._tasks: list[tuple[str, TaskFn]] = []
@@ -249,6 +252,13 @@ class Runtime:
             if self._consumers:
                 background.append(asyncio.create_task(self._run_consumers(), name="consumers"))
                 teardown.push_async_callback(self._stop_consumers)
+                self.periodic("consumer-lag", self._measure_lag, every=LAG_SECONDS, initial_delay=LAG_SECONDS)
+                if self.db is not None:
+                    # The ledger of applied event ids outlives the outbox replay window (shared.consumers).
+                    db = self.db
+                    self.periodic(
+                        "processed-events-retention", lambda: prune_processed_events(db), every=3600.0
+                    )
             for p in self._periodic:
                 background.append(asyncio.create_task(self._run_periodic(p, stop), name=p.name))
             for listen, services in self._grpc:
@@ -354,12 +364,18 @@ class Runtime:
             await asyncio.sleep(PROBE_SECONDS)
 
     async def _watch_outbox(self) -> None:
-        assert self.db is not None
+        """Up while the relay keeps up: nothing waits, the oldest row is young, or the relay is making
+        progress (a replay after broker data loss publishes rows days old, and that is health)."""
+        assert self.db is not None and self._relay is not None
+        last_total, last_progress = self._relay.published_total, time.monotonic()
         while True:
             try:
                 count, age = await outbox_backlog(self.db)
-                fresh = age is None or age < OUTBOX_STALE_SECONDS
-                detail = "empty" if not count else f"{count} unpublished, oldest {age:.1f}s"
+                if self._relay.published_total != last_total:
+                    last_total, last_progress = self._relay.published_total, time.monotonic()
+                progressing = time.monotonic() - last_progress < OUTBOX_STALE_SECONDS
+                fresh = not count or (age or 0.0) < OUTBOX_STALE_SECONDS or progressing
+                detail = "empty" if not count else f"{count} unpublished, oldest {age or 0.0:.1f}s"
                 self.readiness.set(
                     readiness.OUTBOX, fresh, detail, backlog=count, oldest_age_s=round(age or 0.0, 3)
                 )
@@ -379,6 +395,12 @@ class Runtime:
                 broker = make_broker(kafka, self.name)
                 for register in self._consumers:
                     register(broker)
+                self._groups = {
+                    (group, t)
+                    for s in broker.subscribers
+                    if (group := getattr(s, "group_id", None))
+                    for t in getattr(s, "topic_names", ())
+                }
                 try:
                     await broker.start()
                 except BaseException:
@@ -387,6 +409,16 @@ class Runtime:
                     raise
                 self._broker = broker
         log.info("consumers connected", extra={"topics": list(self._consumed)})
+
+    async def _measure_lag(self) -> None:
+        if self._broker is None or not self.readiness.states[readiness.BROKER].up:
+            return
+        bootstrap = self._kafka_settings().kafka_bootstrap_servers
+        by_group: dict[str, list[str]] = {}
+        for group, topic in self._groups:
+            by_group.setdefault(group, []).append(topic)
+        for group, group_topics in by_group.items():
+            await refresh_consumer_lag(bootstrap, group, group_topics)
 
     async def _stop_consumers(self) -> None:
         if self._broker is None:
@@ -427,20 +459,6 @@ class Runtime:
 def servicer_names(servicer: health.aio.HealthServicer) -> list[str]:
     """The service names a health servicer was started with (the overall entry and each API)."""
     return list(getattr(servicer, "gpufleet_services", [""]))
-
-
-async def outbox_backlog(db: Database) -> tuple[int, float | None]:
-    """Unpublished outbox rows and the age in seconds of the oldest one (None when there are none)."""
-    async with db.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                text(
-                    "SELECT count(*), extract(epoch FROM now() - min(created_at)) "
-                    "FROM outbox WHERE published_at IS NULL"
-                )
-            )
-        ).one()
-    return int(row[0]), (float(row[1]) if row[1] is not None else None)
 
 
 def _short(exc: BaseException) -> str:

@@ -3,6 +3,7 @@
 import pytest
 from aiokafka.errors import UnknownError
 from faststream.kafka import KafkaBroker
+from tenacity import wait_none
 
 from shared.kafka import RetryingKafkaBroker
 
@@ -19,7 +20,7 @@ async def test_transient_errors_are_retried(monkeypatch):
         return outcome
 
     monkeypatch.setattr(KafkaBroker, "publish", flaky_publish)
-    monkeypatch.setattr("shared.kafka.asyncio.sleep", _no_sleep)
+    monkeypatch.setattr(RetryingKafkaBroker, "publish_wait", wait_none())
     broker = RetryingKafkaBroker("127.0.0.1:1")
     assert await broker.publish(b"x", topic="t") == "ok"
     assert len(calls) == 3 and calls[0] == ((b"x",), {"topic": "t"})
@@ -34,11 +35,7 @@ async def test_persistent_errors_surface_after_the_last_try(monkeypatch):
         raise UnknownError()
 
     monkeypatch.setattr(KafkaBroker, "publish", broken)
-    monkeypatch.setattr("shared.kafka.asyncio.sleep", _no_sleep)
+    monkeypatch.setattr(RetryingKafkaBroker, "publish_wait", wait_none())
     with pytest.raises(UnknownError):
         await RetryingKafkaBroker("127.0.0.1:1").publish(b"x", topic="t")
     assert calls == RetryingKafkaBroker.publish_attempts
-
-
-async def _no_sleep(_seconds: float) -> None:
-    return None

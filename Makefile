@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install dev test test-unit test-integration test-e2e lint format proto asyncapi bench clean
+.PHONY: install dev test test-unit test-integration test-e2e lint format proto asyncapi bench chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ asyncapi: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m tests.bench.smoke
+
+## Chaos soak on its own embedded stack: SIGKILLs services and the broker, then checks nothing was lost,
+## run twice or billed twice. `make chaos SEED=42` replays a run; ARGS="--jobs 200" for a shorter one.
+chaos: $(STAMP)
+	$(PY) -m tests.chaos.soak --jobs 1000 --gpus 32 --kill-every 4 $(if $(SEED),--seed $(SEED)) $(ARGS)
 
 clean:
 	rm -rf $(VENV) .state

@@ -6,6 +6,15 @@ process plus one node agent with *simulated* GPUs, bootstraps a first organizati
 API key, and prints how to use it. Ctrl-C stops everything. State (database, secrets, logs, the first
 key) lives under ``.state/`` and survives restarts; ``--reset`` starts from nothing.
 
+Once up, everything is supervised (:mod:`shared.embedded.supervisor`): a service, the agent,
+PostgreSQL (on its data folder) or the broker (on its port, empty: the outboxes replay into it) that
+dies is restarted with capped exponential backoff, and the console says what died and what is down.
+One part failing over and over never stops the rest. ``.state/endpoints.json`` lists every address,
+and each process's ``/metrics`` and ``/readyz`` URL (its ops listener, ``GPUFLEET_OPS_LISTEN``).
+
+Each process gets only the settings its own settings class declares (:meth:`Stack.env_for`), so no
+process holds another's database URL or a secret it does not use.
+
 The same :class:`Stack` is used by the end-to-end tests with the harness's own PostgreSQL and broker.
 """
 
@@ -13,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import secrets
@@ -27,8 +37,11 @@ from pathlib import Path
 import grpc
 from gpufleet.v1 import identity_pb2, identity_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pydantic_settings import BaseSettings
 
-from shared.embedded.postgres import free_port
+from shared.embedded.postgres import free_port, read_tail
+from shared.embedded.supervisor import RestartPolicy, Supervisor
+from shared.settings import ENV_PREFIX
 
 GRPC_SERVICES = ("identity", "fleet", "scheduler", "billing", "monitoring", "notification")
 DEFAULT_PORTS = {
@@ -55,6 +68,17 @@ def _port_free(port: int) -> bool:
             return False
 
 
+def choose_ops_ports(saved: dict[str, int] | None, taken: set[int]) -> dict[str, int]:
+    """One operations-listener port per process: the saved one if still free, else any free port."""
+    out: dict[str, int] = {}
+    for name in PROCESSES:
+        candidate = (saved or {}).get(name)
+        while not candidate or candidate in taken or candidate in out.values() or not _port_free(candidate):
+            candidate = free_port()
+        out[name] = candidate
+    return out
+
+
 def choose_ports(saved: dict[str, int] | None = None) -> dict[str, int]:
     """Saved ports if still free, else the defaults if free, else any free port."""
     out: dict[str, int] = {}
@@ -68,6 +92,34 @@ def choose_ports(saved: dict[str, int] | None = None) -> dict[str, int]:
     return out
 
 
+# Each process's settings class: the fields it declares are the only GPUFLEET_* variables it gets.
+SETTINGS_CLASSES = {
+    "identity": "services.identity.config:IdentitySettings",
+    "fleet": "services.fleet.config:FleetSettings",
+    "scheduler": "services.scheduler.config:SchedulerSettings",
+    "billing": "services.billing.config:BillingSettings",
+    "monitoring": "services.monitoring.config:MonitoringSettings",
+    "notification": "services.notification.config:NotificationSettings",
+    "gateway": "services.gateway.config:GatewaySettings",
+    "agent": "services.agent.config:AgentSettings",
+}
+PROCESSES = tuple(SETTINGS_CLASSES)
+
+
+def settings_class(process: str) -> type[BaseSettings]:
+    module, _, name = SETTINGS_CLASSES[process].partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    assert isinstance(cls, type) and issubclass(cls, BaseSettings)
+    return cls
+
+
+def settings_variables(process: str) -> frozenset[str]:
+    """The environment variables ``process``'s settings class reads (``GPUFLEET_`` + field name)."""
+    cls = settings_class(process)
+    prefix = str(cls.model_config.get("env_prefix") or ENV_PREFIX)
+    return frozenset(f"{prefix}{name}".upper() for name in cls.model_fields)
+
+
 @dataclass
 class ServiceProcess:
     name: str
@@ -75,17 +127,25 @@ class ServiceProcess:
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
-    restarts: int = 0
 
     def start(self) -> None:
+        if self.alive():
+            return
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module], env=self.env, stdout=log, stderr=log, start_new_session=True
-        )
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", self.module],
+                env=self.env,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def exit_code(self) -> int | None:
+        return self.proc.poll() if self.proc is not None else None
 
     def stop(self, timeout: float = 15.0) -> None:
         if not self.alive():
@@ -106,15 +166,19 @@ class ServiceProcess:
             self.proc.wait(5)
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
+        return read_tail(self.log_path, lines)
 
 
 @dataclass
 class Stack:
-    """Every service as its own process, wired to one PostgreSQL and one broker."""
+    """Every service as its own process, wired to one PostgreSQL and one broker.
+
+    Each process gets only the settings its own settings class declares (:meth:`env_for`): the operator
+    token reaches identity alone, the agent token fleet, scheduler and the agent, a database URL only
+    its own service. ``ops_ports`` (one operations listener per process: ``/metrics``, ``/livez``,
+    ``/readyz``) are allocated on first use unless given, and kept for the Stack's life, so a restarted
+    process serves its metrics where it did before.
+    """
 
     state_dir: Path
     pg_port: int
@@ -125,6 +189,13 @@ class Stack:
     agent_gpus: int = 2
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
+    ops_ports: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        known = set().union(*(settings_variables(p) for p in PROCESSES))
+        unread = sorted(k for k in self.extra_env if k.startswith(ENV_PREFIX) and k not in known)
+        if unread:  # a typo would otherwise be dropped silently by the per-process filter
+            raise ValueError(f"no process reads {unread}")
 
     def target(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service]}"
@@ -133,38 +204,91 @@ class Stack:
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['gateway']}"
 
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GPUFLEET_")}
-        env.update(
-            {
-                "PYTHONUNBUFFERED": "1",
-                "GPUFLEET_LOG_FORMAT": "json",
-                "GPUFLEET_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
-                "GPUFLEET_KAFKA_IDEMPOTENT_PRODUCER": "false",  # tansu has no InitProducerId
-                "GPUFLEET_KAFKA_TOPIC_PARTITIONS": "3",
-                "GPUFLEET_ADMIN_TOKEN": self.admin_token,
-                "GPUFLEET_AGENT_TOKEN": self.agent_token,
-                "GPUFLEET_NOTIFICATION_ALLOW_PRIVATE_TARGETS": "true",  # local receivers are the point here
-                "GPUFLEET_GATEWAY_HOST": "127.0.0.1",
-                "GPUFLEET_GATEWAY_PORT": str(self.ports["gateway"]),
-                "GPUFLEET_AGENT_GPU_BACKEND": "simulated",
-                "GPUFLEET_AGENT_SIM_GPU_COUNT": str(self.agent_gpus),
-                "GPUFLEET_AGENT_HOSTNAME": "devstack-node-1",
-                "GPUFLEET_AGENT_STATE_DIR": str(self.state_dir / "agent"),
-            }
-        )
+    def ops_port(self, process: str) -> int:
+        if process not in self.ops_ports:
+            taken = {*self.ports.values(), *self.ops_ports.values()}
+            port = free_port()
+            while port in taken:
+                port = free_port()
+            self.ops_ports[process] = port
+        return self.ops_ports[process]
+
+    def metrics_url(self, process: str) -> str:
+        return f"http://127.0.0.1:{self.ops_port(process)}/metrics"
+
+    def readiness_url(self, process: str) -> str:
+        return f"http://127.0.0.1:{self.ops_port(process)}/readyz"
+
+    def liveness_url(self, process: str) -> str:
+        return f"http://127.0.0.1:{self.ops_port(process)}/livez"
+
+    def _settings(self) -> dict[str, str]:
+        """Every GPUFLEET_* value this stack knows; :meth:`env_for` hands each process its share."""
+        values = {
+            "GPUFLEET_LOG_FORMAT": "json",
+            "GPUFLEET_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            "GPUFLEET_KAFKA_IDEMPOTENT_PRODUCER": "false",  # tansu has no InitProducerId
+            "GPUFLEET_KAFKA_TOPIC_PARTITIONS": "3",
+            "GPUFLEET_ADMIN_TOKEN": self.admin_token,
+            "GPUFLEET_AGENT_TOKEN": self.agent_token,
+            "GPUFLEET_NOTIFICATION_ALLOW_PRIVATE_TARGETS": "true",  # local receivers are the point here
+            "GPUFLEET_GATEWAY_HOST": "127.0.0.1",
+            "GPUFLEET_GATEWAY_PORT": str(self.ports["gateway"]),
+            "GPUFLEET_AGENT_GPU_BACKEND": "simulated",
+            "GPUFLEET_AGENT_SIM_GPU_COUNT": str(self.agent_gpus),
+            "GPUFLEET_AGENT_HOSTNAME": "devstack-node-1",
+            "GPUFLEET_AGENT_STATE_DIR": str(self.state_dir / "agent"),
+        }
         for svc in GRPC_SERVICES:
             up = svc.upper()
-            env[f"GPUFLEET_{up}_GRPC_LISTEN"] = self.target(svc)
-            env[f"GPUFLEET_{up}_GRPC_TARGET"] = self.target(svc)
-            env[f"GPUFLEET_{up}_DATABASE_URL"] = (
+            values[f"GPUFLEET_{up}_GRPC_LISTEN"] = self.target(svc)
+            values[f"GPUFLEET_{up}_GRPC_TARGET"] = self.target(svc)
+            values[f"GPUFLEET_{up}_DATABASE_URL"] = (
                 f"postgresql://gpufleet_{svc}@127.0.0.1:{self.pg_port}/gpufleet"
             )
-        env.update(self.extra_env)
+        values.update(self.extra_env)
+        return values
+
+    def env_for(self, process: str) -> dict[str, str]:
+        """The parent's environment without any GPUFLEET_* variable, plus what ``process`` reads."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+        env.update({k: v for k, v in self.extra_env.items() if not k.startswith(ENV_PREFIX)})
+        env["PYTHONUNBUFFERED"] = "1"
+        reads = settings_variables(process)
+        env.update({k: v for k, v in self._settings().items() if k in reads})
+        env["GPUFLEET_OPS_LISTEN"] = f"127.0.0.1:{self.ops_port(process)}"
         return env
 
+    def endpoints(self) -> dict[str, object]:
+        """Where everything answers (no credentials): what ``.state/endpoints.json`` holds."""
+        return {
+            "gateway": self.gateway_url,
+            "openapi": f"{self.gateway_url}/v1/openapi.json",
+            "grpc": {svc: self.target(svc) for svc in GRPC_SERVICES},
+            "kafka_bootstrap": self.kafka_bootstrap,
+            "postgres": f"127.0.0.1:{self.pg_port}",
+            "processes": {
+                name: {
+                    "metrics": self.metrics_url(name),
+                    "readiness": self.readiness_url(name),
+                    "liveness": self.liveness_url(name),
+                    "log": str(self.state_dir / "logs" / f"{name}.log"),
+                }
+                for name in PROCESSES
+            },
+        }
+
+    def write_endpoints(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.endpoints(), indent=2) + "\n")
+        tmp.chmod(0o644)  # readable by any local tool: it holds addresses, never a secret
+        tmp.replace(path)
+
     def _process(self, name: str) -> ServiceProcess:
-        return ServiceProcess(name, f"services.{name}", self.env(), self.state_dir / "logs" / f"{name}.log")
+        return ServiceProcess(
+            name, f"services.{name}", self.env_for(name), self.state_dir / "logs" / f"{name}.log"
+        )
 
     async def start(self, timeout: float = 90.0) -> None:
         for name in (*GRPC_SERVICES, "gateway"):
@@ -174,13 +298,21 @@ class Stack:
         self.processes["agent"] = self._process("agent")
         self.processes["agent"].start()
 
-    async def wait_ready(self, timeout: float = 90.0, names: tuple[str, ...] | None = None) -> None:
+    async def wait_ready(
+        self, timeout: float = 90.0, names: tuple[str, ...] | None = None, *, supervised: bool = False
+    ) -> None:
+        """Until every named service (default: all but the agent) answers SERVING / the gateway 200.
+
+        At start-up a process that exits is an error (``supervised=False``); under a supervisor an exit
+        is only a delay, since it will be restarted."""
         deadline = time.monotonic() + timeout
         pending = set(names or (*GRPC_SERVICES, "gateway"))
         while pending:
             for name in list(pending):
                 proc = self.processes[name]
                 if not proc.alive():
+                    if supervised:
+                        continue
                     raise RuntimeError(f"{name} exited during start-up:\n{proc.log_tail()}")
                 if await (self._gateway_ready() if name == "gateway" else self._grpc_ready(name)):
                     pending.discard(name)
@@ -219,6 +351,12 @@ class Stack:
                 timeout=10,
             )
 
+    def supervise(self, supervisor: Supervisor) -> Supervisor:
+        """Register every started process with ``supervisor`` (the agent included)."""
+        for name, proc in self.processes.items():
+            supervisor.add(name, proc)
+        return supervisor
+
     def restart(self, name: str) -> None:
         proc = self.processes[name]
         proc.stop()
@@ -251,9 +389,10 @@ async def _up(state: Path, agent_gpus: int) -> None:
     state.mkdir(parents=True, exist_ok=True)
     config = _load_json(state / "config.json")
     ports = choose_ports(config.get("ports"))
+    ops_ports = choose_ops_ports(config.get("ops_ports"), set(ports.values()))
     config.setdefault("admin_token", secrets.token_urlsafe(32))
     config.setdefault("agent_token", secrets.token_urlsafe(32))
-    config["ports"] = ports
+    config["ports"], config["ops_ports"] = ports, ops_ports
     _save_json(state / "config.json", config)
 
     pg = EmbeddedPostgres(state / "postgres", port=ports["postgres"])
@@ -278,7 +417,9 @@ async def _up(state: Path, agent_gpus: int) -> None:
             config["admin_token"],
             config["agent_token"],
             agent_gpus=agent_gpus,
+            ops_ports=ops_ports,
         )
+        stack.write_endpoints(state / "endpoints.json")
         await stack.start()
         boot = _load_json(state / "bootstrap.json")
         if not boot:
@@ -290,28 +431,17 @@ async def _up(state: Path, agent_gpus: int) -> None:
             }
             _save_json(state / "bootstrap.json", boot)
         ready_s = time.monotonic() - t0
-        _banner(stack, boot, ready_s)
+        policy = RestartPolicy()
+        _banner(stack, boot, ready_s, state / "endpoints.json", policy)
+        supervisor = Supervisor(policy, say=lambda line: print(line, flush=True))
+        supervisor.add("postgres", pg)
+        supervisor.add("kafka", kafka)
+        stack.supervise(supervisor)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        while not stop.is_set():
-            for name, proc in stack.processes.items():
-                if not proc.alive():
-                    proc.restarts += 1
-                    print(
-                        f"! {name} exited (restart #{proc.restarts}); last log lines:\n{proc.log_tail(15)}",
-                        flush=True,
-                    )
-                    if proc.restarts > 5:
-                        print(f"! {name} keeps failing; stopping", flush=True)
-                        stop.set()
-                        break
-                    proc.start()
-            try:
-                await asyncio.wait_for(stop.wait(), 1.0)
-            except TimeoutError:
-                pass
+        await supervisor.run(stop)
         print("\nstopping…", flush=True)
     finally:
         if stack:
@@ -321,7 +451,7 @@ async def _up(state: Path, agent_gpus: int) -> None:
         print("stopped; state kept in", state, flush=True)
 
 
-def _banner(stack: Stack, boot: dict, ready_s: float) -> None:
+def _banner(stack: Stack, boot: dict, ready_s: float, endpoints: Path, policy: RestartPolicy) -> None:
     url, key = stack.gateway_url, boot["api_key"]
     print(
         f"""
@@ -334,6 +464,8 @@ def _banner(stack: Stack, boot: dict, ready_s: float) -> None:
  Kafka        {stack.kafka_bootstrap}  topics gpufleet.jobs.v1, gpufleet.costs.v1
  Agent        1 node with {stack.agent_gpus} SIMULATED GPUs (no real GPU is used)
  Logs         {stack.state_dir / "logs"}
+ Endpoints    {endpoints}  (every address, /metrics and /readyz of each process)
+ Supervised   a process that dies is restarted ({policy.initial_delay:.0f}s doubling to {policy.max_delay:.0f}s)
 
  Try:
    export GPUFLEET_KEY={key}

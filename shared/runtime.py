@@ -72,7 +72,7 @@ RoundFn = Callable[[], Awaitable[Any]]
 
 # How often dependencies are probed, and how old the oldest unpublished outbox row may be before the
 # outbox counts as down (the relay normally publishes within milliseconds of a commit).
-PROBE_SECONDS = 2.0
+PROBE_SECONDS = 1.0
 OUTBOX_STALE_SECONDS = 30.0
 LAG_SECONDS = 15.0
 
@@ -134,6 +134,7 @@ class Runtime:
         self._consumed: tuple[str, ...] = ()
         self._broker: KafkaBroker | None = None
         self._groups: set[tuple[str, str]] = set()
+        self._broker_returned = asyncio.Event()
         self._grpc: list[tuple[str, Sequence[GrpcRegistration]]] = []
         self._health: list[health.aio.HealthServicer] = []
         self._tasks: list[tuple[str, TaskFn]] = []
@@ -350,8 +351,17 @@ class Runtime:
             )
             try:
                 await asyncio.wait_for(admin.start(), 5)
+                seen: set[int] | None = None
                 while True:
                     await asyncio.wait_for(admin.list_topics(), 5)
+                    # A broker that restarted between two probes shows as new connections.
+                    conns = {id(c) for c in getattr(getattr(admin, "_client", None), "_conns", {}).values()}
+                    if seen is not None and conns - seen:
+                        self._broker_bounced("the broker connection was re-established")
+                    seen = conns
+                    state = self.readiness.states[readiness.BROKER]
+                    if not state.up and state.detail != "not checked yet":
+                        self._broker_bounced("the broker answers again")
                     self.readiness.set(readiness.BROKER, True, "connected")
                     await asyncio.sleep(PROBE_SECONDS)
             except asyncio.CancelledError:
@@ -363,12 +373,22 @@ class Runtime:
                     await admin.close()
             await asyncio.sleep(PROBE_SECONDS)
 
+    def _broker_bounced(self, why: str) -> None:
+        """The broker may have come back empty: consumers that were connected reconnect."""
+        if self._broker is not None:
+            log.info("broker bounced", extra={"why": why})
+            self._broker_returned.set()
+
     async def _watch_outbox(self) -> None:
         """Up while the relay keeps up: nothing waits, the oldest row is young, or the relay is making
         progress (a replay after broker data loss publishes rows days old, and that is health)."""
         assert self.db is not None and self._relay is not None
         last_total, last_progress = self._relay.published_total, time.monotonic()
+        replays = self._relay.replays
         while True:
+            if self._relay.replays != replays:  # the relay found the broker without our events
+                replays = self._relay.replays
+                self._broker_bounced("the outbox relay found the broker lost its data")
             try:
                 count, age = await outbox_backlog(self.db)
                 if self._relay.published_total != last_total:
@@ -386,29 +406,45 @@ class Runtime:
     # ------------------------------------------------------------------ consumers and rounds
 
     async def _run_consumers(self) -> None:
-        """Ensure the consumed topics and connect the consumers; retried until the broker answers."""
+        """Ensure the consumed topics and connect the consumers, retried until the broker answers; and
+        reconnect them whenever the broker comes back after an outage.
+
+        Why reconnect: a broker that restarted may have lost its data (the embedded one always does; a
+        Kafka cluster restored from nothing does too). Consumers that kept their in-memory positions would
+        then skip the start of the replayed log. A fresh group member asks for the committed offsets
+        instead: kept by a durable broker (so nothing is re-read), gone from an empty one (so the log is
+        read from the start, which the idempotent sinks make harmless)."""
         kafka = self._kafka_settings()
-        async for attempt in _backoff():
-            with attempt:
-                if self._consumed:
-                    await ensure_topics(kafka, self._consumed)
-                broker = make_broker(kafka, self.name)
-                for register in self._consumers:
-                    register(broker)
-                self._groups = {
-                    (group, t)
-                    for s in broker.subscribers
-                    if (group := getattr(s, "group_id", None))
-                    for t in getattr(s, "topic_names", ())
-                }
-                try:
-                    await broker.start()
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        await broker.stop()
-                    raise
-                self._broker = broker
-        log.info("consumers connected", extra={"topics": list(self._consumed)})
+        while True:
+            async for attempt in _backoff():
+                with attempt:
+                    await self._connect_consumers(kafka)
+            log.info("consumers connected", extra={"topics": list(self._consumed)})
+            await self._broker_returned.wait()
+            self._broker_returned.clear()
+            log.warning("the broker came back after an outage; reconnecting the consumers")
+            await self._stop_consumers()
+            self._broker = None
+
+    async def _connect_consumers(self, kafka: KafkaSettings) -> None:
+        if self._consumed:
+            await ensure_topics(kafka, self._consumed)
+        broker = make_broker(kafka, self.name)
+        for register in self._consumers:
+            register(broker)
+        self._groups = {
+            (group, t)
+            for s in broker.subscribers
+            if (group := getattr(s, "group_id", None))
+            for t in getattr(s, "topic_names", ())
+        }
+        try:
+            await broker.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await broker.stop()
+            raise
+        self._broker = broker
 
     async def _measure_lag(self) -> None:
         if self._broker is None or not self.readiness.states[readiness.BROKER].up:

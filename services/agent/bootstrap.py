@@ -11,8 +11,9 @@ from . import AGENT_VERSION
 from .adapters.grpc_clients import FleetClient, SchedulerClient
 from .adapters.metrics_publisher import KafkaMetricsPublisher
 from .adapters.nvml import NvmlBackend
-from .adapters.processes import ProcessRunner
+from .adapters.processes import ProcessRunner, SandboxSettings
 from .adapters.report_store import JsonReportStore
+from .adapters.sandbox import make_undumpable
 from .adapters.simulated import SimulatedBackend
 from .config import AgentSettings, GpuBackendSettings
 from .service_layer.agent import AgentConfig, NodeAgent
@@ -71,8 +72,20 @@ def bootstrap(settings: AgentSettings, backend: GpuBackend | None = None) -> Age
         metrics_interval_seconds=settings.agent_metrics_interval_seconds,
         kill_grace_seconds=settings.agent_kill_grace_seconds,
     )
-    runner = ProcessRunner(state_dir, settings.agent_output_tail_bytes)
-    runner.kill_leftovers()  # before anything runs: jobs a killed agent left behind must not hold GPUs
+    # Jobs run beside the agent: its environment (tokens) and memory must be unreadable to them.
+    make_undumpable()
+    runner = ProcessRunner(
+        state_dir,
+        settings.agent_output_tail_bytes,
+        SandboxSettings(
+            jobs_root=settings.agent_jobs_dir,
+            network=settings.agent_job_network,
+            uid_first=settings.agent_job_uid_first,
+            uid_last=settings.agent_job_uid_last,
+            cgroup_parent=settings.agent_cgroup_parent,
+            lang=settings.agent_job_lang,
+        ),
+    )
     agent = NodeAgent(
         config,
         backend,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 from uuid import UUID
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from shared.settings import AgentTokenSettings, BaseServiceSettings, KafkaSettings
 
@@ -46,6 +46,25 @@ class AgentSettings(GpuBackendSettings, KafkaSettings, AgentTokenSettings):
     agent_metrics_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     agent_output_tail_bytes: int = Field(default=4096, ge=0, le=1024 * 1024)
     agent_kill_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
+    # The job sandbox (services/agent/adapters/sandbox.py says what each setting guarantees).
+    # Job folders; unset: /var/lib/gpufleet/jobs as root, else $XDG_RUNTIME_DIR (or the temp folder).
+    agent_jobs_dir: Path | None = None
+    # none: each job in its own network namespace with loopback only; host: the host's network.
+    agent_job_network: Literal["none", "host"] = "none"
+    agent_job_uid_first: int = Field(default=200_000, ge=1000, le=2**32 - 2)
+    agent_job_uid_last: int = Field(default=265_535, ge=1000, le=2**32 - 2)
+    agent_cgroup_parent: str = Field(default="gpufleet", pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+    agent_job_lang: str = Field(default="C.UTF-8", pattern=r"^[A-Za-z0-9_.@-]+$")
+
+    @model_validator(mode="after")
+    def _sandbox_is_coherent(self) -> AgentSettings:
+        if self.agent_job_uid_first > self.agent_job_uid_last:
+            raise ValueError("agent_job_uid_first must not exceed agent_job_uid_last")
+        if self.agent_jobs_dir is not None:
+            jobs, state = self.agent_jobs_dir.absolute(), self.agent_state_dir.absolute()
+            if jobs == state or state in jobs.parents or jobs in state.parents:
+                raise ValueError("agent_jobs_dir must be outside agent_state_dir (jobs must not reach it)")
+        return self
 
     @field_validator("agent_organization_id", mode="before")
     @classmethod

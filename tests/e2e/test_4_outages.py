@@ -69,7 +69,7 @@ async def test_a_broker_outage_is_named_survived_and_billed_once(stack, orgs, e2
             assert during.status_code == 201, during.text
             async with grpc.aio.insecure_channel(stack.target("scheduler")) as ch:
                 got = await scheduler_pb2_grpc.JobServiceStub(ch).GetJob(
-                    scheduler_pb2.GetJobRequest(job_id=slow["id"]),
+                    scheduler_pb2.GetJobRequest(id=slow["id"]),
                     metadata=(("authorization", f"Bearer {orgs['a']}"),),
                     timeout=10,
                 )
@@ -135,10 +135,16 @@ async def test_a_webhook_answering_410_is_disabled_after_one_answer(stack, orgs)
             await wait_status(api, job["id"], {"succeeded"})
 
             async def disabled() -> dict | None:
-                reply = (await api.get(f"/webhooks/{hook['id']}")).json()
-                return reply if reply.get("status") == "disabled" and not reply.get("is_active") else None
+                hooks = (await api.get("/webhooks")).json()["webhooks"]
+                (mine,) = [h for h in hooks if h["id"] == hook["id"]]
+                return mine if mine["status"] == "disabled" and not mine["is_active"] else None
 
-            await eventually(disabled, timeout=60)
+            try:
+                await eventually(disabled, timeout=60)
+            except AssertionError:
+                hooks = (await api.get("/webhooks")).json()
+                deliveries = (await api.get(f"/webhooks/{hook['id']}/deliveries")).json()
+                raise AssertionError(f"hits={gone.hits} hooks={hooks} deliveries={deliveries}") from None
             # One 410 is enough: no message is retried, and the endpoint stops at once (at most the
             # job's four events were in flight together when the first answer came).
             hits_at_disable = gone.hits

@@ -10,6 +10,7 @@ SCHEDULED = "scheduled"
 RUNNING = "running"
 
 LOST_MESSAGE = "lost: the agent restarted while the job ran"
+SUPERVISOR_LOST_MESSAGE = "lost: the job's supervisor process died"
 ORPHANED_MESSAGE = "stopped: the scheduler no longer assigns this job to this node"
 SHUTDOWN_MESSAGE = "stopped: the agent shut down while the job ran"
 
@@ -106,6 +107,9 @@ class JobExit:
     output_tail: str
     # Set when a signal ended the process (exit_code then follows the shell's 128 + signal number).
     signal_name: str | None = None
+    # When the last process of the job was gone (None: now); it may precede an agent restart.
+    finished_at: datetime | None = None
+    error: str = ""  # why there is no exit code (the sandbox failed, the supervisor died)
 
 
 def gpu_holders(jobs: Iterable[LocalJob]) -> dict[int, LocalJob]:

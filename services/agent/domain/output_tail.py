@@ -17,6 +17,14 @@ class OutputTail:
         self._buf = bytearray()
         self.total_bytes = 0
 
+    @classmethod
+    def of_end(cls, limit: int, end: bytes, total_bytes: int) -> OutputTail:
+        """The tail of a stream of ``total_bytes`` whose last bytes are ``end`` (read back from a file)."""
+        tail = cls(limit)
+        tail.total_bytes = max(0, total_bytes - len(end))
+        tail.feed(end)
+        return tail
+
     def feed(self, chunk: bytes) -> None:
         self.total_bytes += len(chunk)
         if self.limit == 0:

@@ -84,6 +84,7 @@ class NodeAgent:
         self.unhealthy: frozenset[int] = frozenset()
         self._settled: OrderedDict[str, None] = OrderedDict()
         self._tasks: set[asyncio.Task] = set()
+        self._adopted = self._take_back_jobs()
         self._recover_pending_reports()
 
     # -- life cycle -------------------------------------------------------------------------------
@@ -93,6 +94,9 @@ class NodeAgent:
         self.driver_version, self.devices = await asyncio.to_thread(self.backend.discover)
         self._announce_backend()
         try:
+            for job, handle in self._adopted:
+                self._follow(job, handle)
+            self._adopted = []
             await self._register(stop)
             if stop.is_set():
                 return
@@ -129,10 +133,23 @@ class NodeAgent:
                 extra=extra,
             )
 
-    def _recover_pending_reports(self) -> None:
-        """Reports a previous run left: a job that reported "started" but no "finished" was running
-        when that agent died; its process is gone from our view, so report it lost (after the start)."""
+    def _take_back_jobs(self) -> list[tuple[LocalJob, JobHandle]]:
+        """Jobs a previous agent process left to their supervisors: followed again, not restarted.
+        One whose "finished" is already queued (that agent died just before forgetting it) is released."""
         finished = {r.job_id for r in self.reports.pending if isinstance(r, JobFinished)}
+        adopted = []
+        for job, handle in self.runner.adopt():
+            if job.job_id in finished:
+                handle.release()
+            else:
+                adopted.append((job, handle))
+        return adopted
+
+    def _recover_pending_reports(self) -> None:
+        """Reports a previous run left: a job that reported "started" but no "finished", and that no
+        supervisor still runs, was lost with that agent: report it lost (after the start)."""
+        finished = {r.job_id for r in self.reports.pending if isinstance(r, JobFinished)}
+        finished |= {job.job_id for job, _ in self._adopted}
         for report in self.reports.pending:
             if isinstance(report, JobStarted) and report.job_id not in finished:
                 self.reports.put(JobFinished(report.job_id, self.clock(), error_message=LOST_MESSAGE))
@@ -253,7 +270,9 @@ class NodeAgent:
 
     async def _start(self, a: Assignment) -> None:
         try:
-            handle = await self.runner.spawn(a.job_id, a.command, a.gpu_indices)
+            handle = await self.runner.spawn(
+                a.job_id, a.command, a.gpu_indices, organization_id=a.organization_id
+            )
         except (OSError, ValueError) as exc:
             log.warning("job could not start", extra={"job_id": a.job_id, "reason": str(exc)})
             prom.JOB_START_FAILURES.inc()
@@ -261,27 +280,30 @@ class NodeAgent:
             self._settle(a.job_id)
             return
         self.reports.put(JobStarted(a.job_id, self.clock()))
-        self.running[a.job_id] = _Running(LocalJob(a.job_id, a.gpu_indices, a.organization_id), handle)
         prom.JOB_STARTS.inc()
-        prom.JOBS_RUNNING.set(len(self.running))
         log.info(
             "job started", extra={"job_id": a.job_id, "pid": handle.pid, "gpu_indices": list(a.gpu_indices)}
         )
-        self._spawn_task(self._watch(a.job_id), f"job-{a.job_id}")
+        self._follow(LocalJob(a.job_id, a.gpu_indices, a.organization_id), handle)
+
+    def _follow(self, job: LocalJob, handle: JobHandle) -> None:
+        self.running[job.job_id] = _Running(job, handle)
+        prom.JOBS_RUNNING.set(len(self.running))
+        self._spawn_task(self._watch(job.job_id), f"job-{job.job_id}")
 
     async def _watch(self, job_id: str) -> None:
         entry = self.running[job_id]
         exited = await entry.handle.wait()
         self.running.pop(job_id, None)
         prom.JOBS_RUNNING.set(len(self.running))
-        error = entry.error_message
+        error = entry.error_message or exited.error
         if not error and not entry.cancelled and exited.signal_name:
             error = f"killed by {exited.signal_name}"
         prom.finished(exited.exit_code, entry.cancelled, error)
         self.reports.put(
             JobFinished(
                 job_id,
-                self.clock(),
+                exited.finished_at or self.clock(),
                 exit_code=exited.exit_code,
                 output_tail=exited.output_tail,
                 cancelled=entry.cancelled,
@@ -289,6 +311,7 @@ class NodeAgent:
             )
         )
         self._settle(job_id)
+        entry.handle.release()  # only now: a crash before the report is on disk must find the job again
         log.info(
             "job finished",
             extra={

@@ -7,7 +7,7 @@ from typing import Protocol
 
 from shared.contracts.metrics import GpuMetricsSampledV1
 
-from ..domain.model import Assignment, GpuDevice, GpuReading, JobExit, Registration, Report
+from ..domain.model import Assignment, GpuDevice, GpuReading, JobExit, LocalJob, Registration, Report
 
 
 class GpuBackendError(RuntimeError):
@@ -77,13 +77,23 @@ class JobHandle(Protocol):
     async def wait(self) -> JobExit: ...
 
     async def terminate(self, grace_seconds: float) -> None:
-        """SIGTERM the job's process group, SIGKILL it after the grace period."""
+        """SIGTERM every process of the job, SIGKILL them after the grace period."""
+        ...
+
+    def release(self) -> None:
+        """Forget the ended job (its report is queued): free its folder, cgroup and uid."""
         ...
 
 
 class JobRunner(Protocol):
-    async def spawn(self, job_id: str, command: str, gpu_indices: Sequence[int]) -> JobHandle:
+    async def spawn(
+        self, job_id: str, command: str, gpu_indices: Sequence[int], *, organization_id: str | None = None
+    ) -> JobHandle:
         """Start the command; raises OSError (or ValueError) when it cannot start."""
+        ...
+
+    def adopt(self) -> Sequence[tuple[LocalJob, JobHandle]]:
+        """The jobs a previous agent process left running (or ended) under their supervisors."""
         ...
 
 

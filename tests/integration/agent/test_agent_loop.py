@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -149,6 +151,7 @@ async def running_agent(kafka, state_dir: Path, **overrides) -> AsyncIterator[Ha
         agent_kill_grace_seconds=2,
     )
     values.update(overrides)
+    values.setdefault("agent_jobs_dir", Path(tempfile.mkdtemp(prefix="gpufleet-it-jobs-")))
     settings = AgentSettings(**values)
     app = bootstrap(settings)
     stop = asyncio.Event()
@@ -161,6 +164,8 @@ async def running_agent(kafka, state_dir: Path, **overrides) -> AsyncIterator[Ha
         await app.close()
         await fleet_server.stop(0)
         await sched_server.stop(0)
+        if "agent_jobs_dir" not in overrides:
+            shutil.rmtree(settings.agent_jobs_dir, ignore_errors=True)
 
 
 async def test_runs_a_job_and_reports_exit_code_output_and_gpus(kafka, tmp_path):
@@ -180,7 +185,8 @@ async def test_runs_a_job_and_reports_exit_code_output_and_gpus(kafka, tmp_path)
     assert finished.has_exit_code and finished.exit_code == 3 and not finished.cancelled
     lines = finished.output_tail.splitlines()
     assert lines[:3] == ["hello", f"cuda=1,0 job={job_id}", "token=none"]
-    assert lines[3] == str((tmp_path / "jobs" / job_id).resolve())
+    assert lines[3] == str(h.settings.agent_jobs_dir / job_id)
+    assert not (h.settings.agent_jobs_dir / job_id).exists()  # the folder goes with the job
     assert finished.finished_at and finished.error_message == ""
 
 

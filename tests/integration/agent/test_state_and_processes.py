@@ -3,18 +3,45 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import tempfile
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from services.agent.adapters.processes import ProcessRunner, job_environment
+from services.agent.adapters.processes import ProcessRunner, SandboxSettings
 from services.agent.adapters.report_store import JsonReportStore
+from services.agent.adapters.sandbox import SAFE_PATH, job_environment
 from services.agent.domain.model import JobFinished, JobStarted
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture(autouse=True)
+def _no_jobs_roots_left(monkeypatch):
+    """Jobs roots live in /tmp (a job uid cannot enter pytest's 0700 tmp_path): remove them after."""
+    made: list[str] = []
+    real = tempfile.mkdtemp
+
+    def mkdtemp(*args, **kwargs):  # type: ignore[no-untyped-def]
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    yield
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def runner(state: Path, tail: int = 1024) -> ProcessRunner:
+    jobs = Path(tempfile.mkdtemp(prefix="gpufleet-it-jobs-"))
+    return ProcessRunner(state, tail, SandboxSettings(jobs_root=jobs))
 
 
 def test_reports_survive_a_round_trip_through_the_file(tmp_path):
@@ -36,10 +63,17 @@ def test_a_corrupt_file_is_set_aside_not_fatal(tmp_path):
     assert len(list(tmp_path.glob("pending.json.corrupt-*"))) == 1
 
 
-def test_the_job_environment_hides_agent_settings_and_names_the_gpus():
-    env = job_environment({"PATH": "/bin", "GPUFLEET_AGENT_TOKEN": "secret"}, "j", [2, 3])
+def test_the_job_environment_is_an_allowlist_plus_what_the_submitter_set():
+    env = job_environment(
+        "j", [2, 3], Path("/jobs/j"), submitter_env={"EPOCHS": "3", "GPUFLEET_AGENT_TOKEN": "x", "LANG": "fr"}
+    )
     assert env == {
-        "PATH": "/bin",
+        "PATH": SAFE_PATH,
+        "HOME": "/jobs/j",
+        "TMPDIR": "/jobs/j",
+        "LANG": "fr",
+        "LC_ALL": "C.UTF-8",
+        "EPOCHS": "3",
         "CUDA_VISIBLE_DEVICES": "2,3",
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
         "GPUFLEET_JOB_ID": "j",
@@ -47,39 +81,38 @@ def test_the_job_environment_hides_agent_settings_and_names_the_gpus():
 
 
 async def test_only_the_output_tail_is_kept(tmp_path):
-    runner = ProcessRunner(tmp_path, output_tail_bytes=10)
-    job = await runner.spawn(str(uuid.uuid4()), "seq 1 1000; echo oops >&2", [0])
+    job = await runner(tmp_path, 10).spawn(str(uuid.uuid4()), "seq 1 1000; echo oops >&2", [0])
     done = await asyncio.wait_for(job.wait(), 30)
-    assert done.exit_code == 0
+    assert done.exit_code == 0 and done.finished_at is not None
     assert done.output_tail == "1000\noops\n"  # stderr merged into stdout, only the last 10 bytes
+    job.release()
 
 
-async def test_a_job_that_cannot_get_its_folder_does_not_start(tmp_path):
+def test_a_jobs_folder_that_cannot_be_made_is_refused_at_start(tmp_path):
     (tmp_path / "jobs").write_text("a file where the jobs folder should be")
-    runner = ProcessRunner(tmp_path, output_tail_bytes=100)
     with pytest.raises(OSError):
-        await runner.spawn(str(uuid.uuid4()), "true", [0])
+        ProcessRunner(tmp_path / "state", 100, SandboxSettings(jobs_root=tmp_path / "jobs"))
+
+
+def test_the_jobs_folder_must_be_outside_the_state_folder(tmp_path):
+    with pytest.raises(ValueError, match="outside"):
+        ProcessRunner(tmp_path, 100, SandboxSettings(jobs_root=tmp_path / "jobs"))
 
 
 async def test_a_malformed_job_id_cannot_name_a_folder(tmp_path):
     with pytest.raises(ValueError, match="not a UUID"):
-        await ProcessRunner(tmp_path, 100).spawn("../../etc", "true", [0])
+        await runner(tmp_path).spawn("../../etc", "true", [0])
 
 
-async def test_jobs_left_running_by_a_killed_agent_are_killed_at_restart(tmp_path):
-    import os as _os
-    import uuid as _uuid
-
-    from services.agent.adapters.processes import ProcessRunner
-
-    runner = ProcessRunner(tmp_path, 1024)
-    job_id = str(_uuid.uuid4())
-    handle = await runner.spawn(job_id, "sleep 60", [0])
-    pid = handle.pid
-    # The agent dies here without stopping the job; a new agent starts on the same state folder.
-    assert ProcessRunner(tmp_path, 1024).kill_leftovers() == [job_id]
-    exit_ = await handle.wait()
-    assert exit_.exit_code == 128 + 9
-    with pytest.raises(ProcessLookupError):
-        _os.kill(pid, 0)
-    assert ProcessRunner(tmp_path, 1024).kill_leftovers() == []  # nothing left, pid file removed
+async def test_a_job_whose_supervisor_died_is_killed_and_not_taken_back(tmp_path):
+    first = runner(tmp_path)
+    job_id = str(uuid.uuid4())
+    handle = await first.spawn(job_id, "sleep 60", [0])
+    os.kill(handle.pid, 9)  # the supervisor dies (not the agent): its job must not run on unseen
+    done = await asyncio.wait_for(handle.wait(), 30)
+    assert done.exit_code is None and "supervisor" in done.error
+    cgroup = handle.cgroup()
+    assert cgroup is None or not cgroup.pids()
+    handle.release()
+    second = ProcessRunner(tmp_path, 1024, first.settings)
+    assert second.adopt() == []

@@ -11,6 +11,7 @@ from services.agent.domain.model import (
     GpuDevice,
     GpuReading,
     JobExit,
+    LocalJob,
     RegisteredGpu,
     Registration,
     Report,
@@ -80,6 +81,7 @@ class FakeHandle:
         self.pid = pid
         self.exit: asyncio.Future[JobExit] = asyncio.get_running_loop().create_future()
         self.terminated_with: float | None = None
+        self.released = False
 
     async def wait(self) -> JobExit:
         return await self.exit
@@ -89,13 +91,22 @@ class FakeHandle:
         if not self.exit.done():
             self.exit.set_result(JobExit(exit_code=143, output_tail="bye", signal_name="SIGTERM"))
 
+    def release(self) -> None:
+        self.released = True
+
 
 class FakeRunner:
     def __init__(self) -> None:
         self.handles: dict[str, FakeHandle] = {}
         self.refuse: dict[str, Exception] = {}
+        self.left_running: list[tuple[LocalJob, FakeHandle]] = []  # what adopt() finds
 
-    async def spawn(self, job_id: str, command: str, gpu_indices: Sequence[int]) -> FakeHandle:
+    def adopt(self) -> list[tuple[LocalJob, FakeHandle]]:
+        return list(self.left_running)
+
+    async def spawn(
+        self, job_id: str, command: str, gpu_indices: Sequence[int], *, organization_id: str | None = None
+    ) -> FakeHandle:
         if job_id in self.refuse:
             raise self.refuse[job_id]
         self.handles[job_id] = FakeHandle(1000 + len(self.handles))

@@ -12,18 +12,29 @@ from services.agent.domain.model import (
     JobExit,
     JobFinished,
     JobStarted,
+    LocalJob,
 )
 from services.agent.service_layer.agent import AgentConfig, NodeAgent
 from services.agent.service_layer.report_queue import ReportQueue
 
-from .fakes import NOW, FakeBackend, FakeFleet, FakePublisher, FakeRunner, FakeScheduler, MemoryStore
+from .fakes import (
+    NOW,
+    FakeBackend,
+    FakeFleet,
+    FakeHandle,
+    FakePublisher,
+    FakeRunner,
+    FakeScheduler,
+    MemoryStore,
+)
 
 JOB = "11111111-1111-1111-1111-111111111111"
 ORG = "22222222-2222-2222-2222-222222222222"
 
 
-async def make_agent(store: MemoryStore | None = None):
-    runner, publisher, scheduler, backend = FakeRunner(), FakePublisher(), FakeScheduler(), FakeBackend()
+async def make_agent(store: MemoryStore | None = None, runner: FakeRunner | None = None):
+    runner = runner or FakeRunner()
+    publisher, scheduler, backend = FakePublisher(), FakeScheduler(), FakeBackend()
     config = AgentConfig(
         hostname="h1",
         provider="on-prem",
@@ -146,3 +157,52 @@ async def test_registration_is_retried_until_fleet_answers():
     stop = asyncio.Event()
     await asyncio.wait_for(agent._register(stop), 10)
     assert agent.registration is not None
+
+
+async def _left_running(runner: FakeRunner) -> FakeHandle:
+    handle = FakeHandle(4242)
+    runner.left_running.append((LocalJob(JOB, (1,), ORG), handle))
+    return handle
+
+
+async def test_a_job_left_to_its_supervisor_is_followed_again_and_reported_once():
+    runner = FakeRunner()
+    handle = await _left_running(runner)
+    agent, _, _, _ = await make_agent(MemoryStore([JobStarted(JOB, NOW)]), runner)
+    assert agent.reports.pending == [JobStarted(JOB, NOW)]  # not reported lost
+    agent.scheduler.assignments = [assigned(status="running")]
+    stop = asyncio.Event()
+    run = asyncio.create_task(agent.run(stop))
+    async with asyncio.timeout(5):
+        while JOB not in agent.running:
+            await asyncio.sleep(0.01)
+    await agent.apply([assigned(status="running")])
+    assert runner.handles == {}  # not started a second time
+    ended = NOW.replace(hour=1)
+    handle.exit.set_result(JobExit(exit_code=0, output_tail="done\n", finished_at=ended))
+    delivered = agent.scheduler.delivered
+    async with asyncio.timeout(5):
+        while len(delivered) < 2:
+            await asyncio.sleep(0.01)
+    assert delivered == [JobStarted(JOB, NOW), JobFinished(JOB, ended, exit_code=0, output_tail="done\n")]
+    assert handle.released
+    stop.set()
+    await run
+
+
+async def test_a_supervised_job_whose_end_is_already_queued_is_released_not_followed():
+    runner = FakeRunner()
+    handle = await _left_running(runner)
+    done = JobFinished(JOB, NOW, exit_code=0)
+    agent, _, _, _ = await make_agent(MemoryStore([JobStarted(JOB, NOW), done]), runner)
+    assert handle.released
+    assert agent.reports.pending == [JobStarted(JOB, NOW), done]
+    assert agent._adopted == []
+
+
+async def test_a_sandbox_error_becomes_the_reports_error():
+    agent, runner, _, _ = await make_agent()
+    await agent.apply([assigned()])
+    runner.handles[JOB].exit.set_result(JobExit(exit_code=None, output_tail="", error="sandbox failed"))
+    await asyncio.sleep(0.01)
+    assert agent.reports.pending[-1] == JobFinished(JOB, NOW, error_message="sandbox failed")

@@ -1,0 +1,238 @@
+"""The per-job supervisor: ``python -m services.agent.adapters.shim <control folder>``.
+
+Like Slurm's slurmstepd, one small process per job sits between the agent and the job, so the job does
+not depend on the agent's life: the agent can crash, restart and take the job back. The shim runs in a
+session of its own, outside the job's cgroup, as a child subreaper (every orphan of the job is
+reparented to it, never to init, so "no child left" means "no process of the job left"):
+
+1. reads ``spec.json`` (written by the agent), and forks the job's first process, which joins the job's
+   cgroup, enters its namespaces, becomes the job's uid and execs ``/bin/sh -c <command>`` in the job's
+   folder with stdout and stderr on ``output`` (a file the job cannot open, in a folder only root reads);
+2. on SIGTERM (cancel) sends SIGTERM to every process of the job; on SIGUSR1 kills all of them;
+3. when the command's process ends, kills what it left behind, waits until the last process of the job
+   is gone, removes the job's folder and cgroup, and only then records ``exit.json`` (atomically): the
+   job is finished, and its GPUs free, when that file exists.
+
+With a pid namespace the job's first process is a tiny init (pid 1 inside): it reaps orphans, forwards
+SIGTERM to every process of the namespace and tells the shim, through a pipe, how the command ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import sandbox
+from .cgroups import CgroupHost, JobCgroup
+
+SPEC, OUTPUT, EXIT, PID = "spec.json", "output", "exit.json", "shim.pid"
+READY = "ready"  # exists once the shim handles SIGTERM (before, the signal would kill the shim itself)
+
+
+def write_atomically(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def descendants(root: int) -> list[int]:
+    """Every live descendant of ``root`` (the fallback when there is no cgroup to ask)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+class Supervisor:
+    def __init__(self, control: Path, spec: dict[str, Any]) -> None:
+        self.control, self.spec = control, spec
+        self.cgroup: JobCgroup | None = (
+            CgroupHost(spec["cgroup_parent"]).job(spec["job_id"]) if spec["cgroup"] else None
+        )
+        self.child = 0
+
+    def processes(self) -> list[int]:
+        return self.cgroup.pids() if self.cgroup else descendants(os.getpid())
+
+    def terminate(self, *_: object) -> None:
+        for pid in self.processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def kill_all(self, *_: object) -> None:
+        if self.cgroup:
+            self.cgroup.kill_all()
+            return
+        for _round in range(100):  # a process forked between listing and killing is met next round
+            pids = descendants(os.getpid())
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.01)
+
+    def run(self) -> None:
+        out = os.open(self.control / OUTPUT, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        status_r, status_w = os.pipe()
+        if self.spec["isolate_pids"]:
+            sandbox.unshare(sandbox.CLONE_NEWPID)  # for our next child only: it becomes pid 1
+        signal.signal(signal.SIGTERM, self.terminate)
+        signal.signal(signal.SIGUSR1, self.kill_all)
+        (self.control / READY).touch()
+        self.child = os.fork()
+        if self.child == 0:
+            os.close(status_r)
+            _job_process(self.spec, self.cgroup, out, status_w)  # never returns
+        os.close(status_w)
+        os.close(out)
+        main_status = None
+        while True:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            if pid == self.child:
+                main_status = status
+                self.kill_all()  # what the command left behind would keep holding the GPUs
+        if self.cgroup:
+            self.cgroup.kill_all()  # a process that joined the group from elsewhere (it should not)
+            with contextlib.suppress(OSError):
+                self.cgroup.remove()
+        with os.fdopen(status_r, "rb") as f:
+            told = f.read().decode(errors="replace")
+        shutil.rmtree(self.spec["workdir"], ignore_errors=True)
+        write_atomically(self.control / EXIT, _exit_record(told, main_status))
+
+
+def _exit_record(told: str, main_status: int | None) -> dict[str, Any]:
+    record: dict[str, Any] = {"finished_at": datetime.now(UTC).isoformat()}
+    if told.startswith("error:"):
+        record["error"] = told.removeprefix("error:")
+        return record
+    status = int(told) if told.strip().lstrip("-").isdigit() else main_status
+    if status is None:
+        record["error"] = "the job's supervisor lost its process"
+        return record
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        sig = signal.Signals(-code)
+        record.update(exit_code=128 + sig.value, signal=sig.name)
+    else:
+        record["exit_code"] = code
+    return record
+
+
+def _job_process(spec: dict[str, Any], cgroup: JobCgroup | None, out: int, status_w: int) -> None:
+    """The job's first process (in the child of the fork): sandbox, then exec or act as pid 1."""
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        if cgroup:
+            cgroup.attach()
+        os.setsid()
+        sandbox.enter_namespaces(spec["isolate_pids"], spec["isolate_network"], spec["user_namespace"])
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        sandbox.drop_privileges(spec["uid"], spec["gid"])
+        os.chdir(spec["workdir"])
+        argv = ["/bin/sh", "-c", spec["command"]]
+        if not spec["isolate_pids"]:
+            os.close(status_w)
+            os.execve(argv[0], argv, spec["env"])
+        _init(argv, spec["env"], status_w)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.write(status_w, f"error:the job's sandbox could not be set up: {exc}".encode())
+    os._exit(127)
+
+
+def _init(argv: list[str], env: dict[str, str], status_w: int) -> None:
+    """pid 1 of the job's namespace: its exit ends every process of the namespace (the kernel's rule)."""
+    # As pid 1, only signals we handle arrive: pass a cancel on to every process of the namespace.
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(-1, signal.SIGTERM))
+    command = os.fork()
+    if command == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.close(status_w)
+        os.setpgid(0, 0)
+        os.execve(argv[0], argv, env)
+    while True:
+        pid, status = os.waitpid(-1, 0)
+        if pid == command:
+            os.write(status_w, str(status).encode())
+            os._exit(0)
+
+
+def probe(is_root: bool) -> dict[str, str | None]:
+    """Which isolation this kernel grants us: {feature: None when it works, else why not}."""
+    found: dict[str, str | None] = {}
+    tries = {"pid": (True, False), "network": (False, True)}
+    for name, (pids, _network) in tries.items():
+        if pids and not is_root:
+            found[name] = "not root: a pid namespace is used only when the agent runs as root"
+            continue
+        r, w = os.pipe()
+        child = os.fork()
+        if child == 0:
+            os.close(r)
+            try:
+                if pids:
+                    sandbox.unshare(sandbox.CLONE_NEWPID)
+                    if os.fork() == 0:
+                        sandbox.enter_namespaces(True, False, False)
+                        os._exit(0)
+                    _, status = os.wait()
+                    if status:
+                        raise OSError("mounting /proc in a new pid namespace failed")
+                else:
+                    sandbox.enter_namespaces(False, True, not is_root)
+                os._exit(0)
+            except BaseException as exc:
+                os.write(w, str(exc).encode())
+                os._exit(1)
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            reason = f.read().decode(errors="replace")
+        os.waitpid(child, 0)
+        found[name] = reason or None
+    return found
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["--probe"]:
+        print(json.dumps(probe(os.geteuid() == 0)))
+        return
+    control = Path(argv[0])
+    sandbox.make_undumpable()  # its environment and memory are the agent's business, not the job's
+    sandbox.prctl(sandbox.PR_SET_CHILD_SUBREAPER, 1)
+    Supervisor(control, json.loads((control / SPEC).read_text())).run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

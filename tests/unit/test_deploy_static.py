@@ -79,3 +79,20 @@ def test_dockerfile_copies_what_exists():
         if line.startswith("COPY "):
             for src in line.split()[1:-1]:
                 assert (ROOT / src).exists(), f"Dockerfile copies missing {src}"
+
+
+def test_each_secret_reaches_only_the_processes_that_need_it():
+    holders = {
+        token: sorted(n for n, s in COMPOSE["services"].items() if token in (s.get("environment") or {}))
+        for token in ("GPUFLEET_ADMIN_TOKEN", "GPUFLEET_AGENT_TOKEN")
+    }
+    assert holders["GPUFLEET_ADMIN_TOKEN"] == ["identity"]
+    assert holders["GPUFLEET_AGENT_TOKEN"] == ["agent", "fleet", "scheduler"]
+    for name in (*GRPC_SERVICES, "gateway"):
+        urls = [k for k in COMPOSE["services"][name]["environment"] if k.endswith("_DATABASE_URL")]
+        assert urls == ([f"GPUFLEET_{name.upper()}_DATABASE_URL"] if name != "gateway" else []), name
+
+
+@pytest.mark.parametrize("name", [*GRPC_SERVICES, "gateway", "agent"])
+def test_every_process_has_an_ops_listener(name):
+    assert COMPOSE["services"][name]["environment"]["GPUFLEET_OPS_LISTEN"].endswith(":9100")

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install dev test test-unit test-integration test-e2e lint format proto asyncapi bench chaos clean
+.PHONY: install dev test test-unit test-integration test-e2e lint format proto asyncapi bench bench-scheduler chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ asyncapi: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m tests.bench.smoke
+
+## The scheduler's pure cycle at 10,000 GPUs x 100,000 queued jobs, against today's place() as the baseline.
+bench-scheduler: $(STAMP)
+	$(PY) -m tests.bench.scheduler_cycle $(ARGS)
 
 ## Chaos soak on its own embedded stack: SIGKILLs services and the broker, then checks nothing was lost,
 ## run twice or billed twice. `make chaos SEED=42` replays a run; ARGS="--jobs 200" for a shorter one.

@@ -35,9 +35,8 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
     return uuid.uuid4().hex
 
 
-class RequestContextMiddleware:
-    """``X-Request-ID``: the caller's (when safe) or a new one, echoed, kept in ``scope["state"]`` for
-    problem bodies and the downstream metadata, and recorded on the request's span."""
+class _HttpMiddleware:
+    """A pure ASGI middleware that acts on HTTP requests only (lifespan and others pass through)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -46,6 +45,17 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.http(scope, receive, send)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class RequestContextMiddleware(_HttpMiddleware):
+    """``X-Request-ID``: the caller's (when safe) or a new one, echoed, kept in ``scope["state"]`` for
+    problem bodies and the downstream metadata, and recorded on the request's span."""
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = request_id_from(scope.get("headers") or [])
         scope.setdefault("state", {})["request_id"] = request_id
         trace.get_current_span().set_attribute("gpufleet.request_id", request_id)
@@ -79,16 +89,10 @@ def _match(scope: Scope) -> str | None:
     return partial
 
 
-class HttpMetricsMiddleware:
+class HttpMetricsMiddleware(_HttpMiddleware):
     """``gpufleet_http_requests_total`` and ``gpufleet_http_request_duration_seconds`` per route."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         # An exception that escapes before an answer started becomes the outer error handler's 500.
         status = 500

@@ -1,0 +1,129 @@
+"""Quotas per (organization, GPU type) in one cohort over all organizations (Kueue's model).
+
+Per managed GPU type ``t`` the cohort's borrowable room is
+
+    free(t) = unassigned(t) + sum over orgs of lendable(o, t) - sum over orgs of borrowed(o, t)
+
+where ``unassigned`` is the fleet's capacity of ``t`` that no nominal covers, ``lendable`` is an org's
+idle nominal up to its lending limit and ``borrowed`` what it uses beyond its nominal. A placement that
+stays inside the org's nominal is always allowed by quota (taking back lent quota physically needs
+preemption, which comes later); one that borrows must keep ``free`` at or above zero and the org at or
+under ``nominal + borrowing_limit``. The ledger keeps ``free`` per type up to date in O(1) per placement.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from .decisions import PendingReason
+from .policy import Policy
+from .reasons import quota_exhausted
+from .snapshot import Snapshot
+
+OrgType = tuple[UUID, str]
+
+
+class OrgQuota:
+    """One organization's quota entries and usage per GPU type (fetched once per cycle and kept by the
+    organization's cycle state, so a check costs a few string-keyed lookups)."""
+
+    __slots__ = ("borrowing", "lending", "nominal", "used")
+
+    def __init__(self) -> None:
+        self.nominal: dict[str, int] = {}
+        self.borrowing: dict[str, int | None] = {}
+        self.lending: dict[str, int | None] = {}
+        self.used: dict[str, int] = {}
+
+    def lendable(self, gpu_type: str, used: int) -> int:
+        idle = self.nominal.get(gpu_type, 0) - used
+        if idle <= 0:
+            return 0
+        limit = self.lending.get(gpu_type)
+        return idle if limit is None else min(limit, idle)
+
+    def borrowed(self, gpu_type: str, used: int) -> int:
+        return max(0, used - self.nominal.get(gpu_type, 0))
+
+    def delta(self, gpu_type: str, used: int, k: int) -> tuple[int, int]:
+        """(change of the cohort's free room, extra borrowing) if the org takes ``k`` more."""
+        borrow = self.borrowed(gpu_type, used + k) - self.borrowed(gpu_type, used)
+        lend = self.lendable(gpu_type, used) - self.lendable(gpu_type, used + k)
+        return -borrow - lend, borrow
+
+
+class QuotaLedger:
+    def __init__(self, snapshot: Snapshot, policy: Policy) -> None:
+        self.orgs: dict[UUID, OrgQuota] = {}
+        for (org, t), q in policy.quotas.items():
+            oq = self.of(org)
+            oq.nominal[t] = q.nominal
+            oq.borrowing[t] = q.borrowing_limit
+            oq.lending[t] = q.lending_limit
+        self.dedicated = {ot: n for ot, n in snapshot.dedicated_gpus.items() if n > 0}
+        for (org, t), n in self.dedicated.items():
+            oq = self.of(org)
+            oq.nominal[t] = oq.nominal.get(t, 0) + n
+            if (org, t) not in policy.quotas:
+                oq.lending[t] = policy.dedicated_lending_limit
+        self.managed = {t for oq in self.orgs.values() for t in oq.nominal}
+        for (org, t), n in snapshot.used.items():
+            if t in self.managed and n:
+                self.of(org).used[t] = n
+        self.lent = dict(snapshot.dedicated_lent)
+        self.free: dict[str, int] = {}
+        for t in self.managed:
+            nominal = sum(oq.nominal.get(t, 0) for oq in self.orgs.values())
+            self.free[t] = max(0, snapshot.gpus_by_type.get(t, 0) - nominal)
+        for oq in self.orgs.values():
+            for t in self.managed:
+                used = oq.used.get(t, 0)
+                self.free[t] += oq.lendable(t, used) - oq.borrowed(t, used)
+
+    def of(self, org: UUID) -> OrgQuota:
+        oq = self.orgs.get(org)
+        if oq is None:
+            oq = self.orgs[org] = OrgQuota()
+        return oq
+
+    def check(self, oq: OrgQuota, gpu_type: str, k: int) -> PendingReason | None:
+        """None when the organization may take ``k`` more GPUs of ``gpu_type``; else why not."""
+        if gpu_type not in self.managed:
+            return None
+        used = oq.used.get(gpu_type, 0)
+        nominal = oq.nominal.get(gpu_type, 0)
+        if used + k <= nominal:
+            return None  # inside its own nominal: always admitted by quota
+        limit = oq.borrowing.get(gpu_type)
+        if limit is not None and used + k > nominal + limit:
+            return quota_exhausted(gpu_type, used, nominal, k, limit_hit=True)
+        change, borrow = oq.delta(gpu_type, used, k)
+        if borrow > 0 and self.free[gpu_type] + change < 0:
+            return quota_exhausted(gpu_type, used, nominal, k, limit_hit=False)
+        return None
+
+    def commit(self, oq: OrgQuota, gpu_type: str, k: int) -> None:
+        if gpu_type not in self.managed:
+            return
+        used = oq.used.get(gpu_type, 0)
+        change, _ = oq.delta(gpu_type, used, k)
+        self.free[gpu_type] += change
+        oq.used[gpu_type] = used + k
+
+    def dedicated_room(self, owner: UUID | None, gpu_type: str) -> int:
+        """How many more of ``owner``'s dedicated ``gpu_type`` GPUs other organizations may hold."""
+        if owner is None:
+            return 0
+        ot = (owner, gpu_type)
+        count = self.dedicated.get(ot, 0)
+        oq = self.orgs.get(owner)
+        limit = None if oq is None else oq.lending.get(gpu_type)
+        lendable = count if limit is None else min(limit, count)
+        return lendable - self.lent.get(ot, 0)
+
+    def lends_dedicated(self, owner: UUID) -> bool:
+        return any(self.dedicated_room(o, t) > 0 for (o, t) in self.dedicated if o == owner)
+
+    def commit_dedicated(self, owner: UUID, gpu_type: str, k: int) -> None:
+        ot = (owner, gpu_type)
+        self.lent[ot] = self.lent.get(ot, 0) + k

@@ -1,0 +1,369 @@
+"""The scheduler's in-memory state between cycles, updated incrementally.
+
+The service builds one :class:`Snapshot` when it takes the lead (from the database and the agents'
+reports) and then calls ``add_job`` / ``remove_job`` / ``allocate`` / ``release`` / ``update_node``
+as submits, cancels, finishes and fleet changes arrive. Each update costs about O(log n) (a sorted
+insert into one class, one node's buckets), never a rebuild. The cycle reads it without copying it
+(it keeps its own overlay of what it takes) and never changes it: the service applies the decisions
+afterwards (``apply``).
+
+The indexes:
+
+* ``classes``: waiting (not held) jobs grouped by scheduling class (account, shape), each class's keys
+  sorted in queue order (priority high first, then oldest, then id).
+* ``buckets[(pool, kind)][f]``: the sorted node keys with exactly ``f`` free healthy GPUs of that kind
+  in that pool: finding the best-fitting node for ``g`` GPUs walks ``f = g, g+1, ...`` (at most the
+  GPUs per node) instead of every node and GPU.
+* running totals per account, per (organization, GPU type) and per user, for fair share, quotas and caps.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, insort
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from .decisions import Decision, Place, Reject
+from .fairshare import decayed
+from .model import (
+    AccountPath,
+    Allocation,
+    Gpu,
+    JobKey,
+    Kind,
+    Node,
+    NodeShare,
+    Pool,
+    QueuedJob,
+    Shape,
+    Usage,
+    account_chain,
+)
+
+ClassKey = tuple[AccountPath, Shape]
+Buckets = list[list[int]]
+
+
+def bucket_move(buckets: Buckets, key: int, before: int, after: int) -> None:
+    """Move node ``key`` from the bucket of ``before`` free GPUs to that of ``after`` (0: no bucket)."""
+    if before:
+        lst = buckets[before]
+        del lst[bisect_left(lst, key)]
+    if after:
+        while len(buckets) <= after:
+            buckets.append([])
+        insort(buckets[after], key)
+
+
+@dataclass(slots=True, eq=False)
+class JobClass:
+    key: ClassKey
+    leaf: AccountPath
+    shape: Shape
+    shape_id: int  # a small int per distinct shape: cheap to hash in the cycle's memos
+    organization: UUID
+    keys: list[JobKey] = field(default_factory=list)
+
+
+@dataclass(slots=True, eq=False)
+class NodeState:
+    node: Node
+    key: int
+    pool: Pool
+    free: dict[Kind, list[Gpu]]  # healthy, unallocated, in device-index order
+    cpu_free: int
+    ram_free: int
+    held: dict[UUID, float]  # allocated GPU id -> when its job's time limit ends (inf: no limit)
+    gpu_kind: dict[UUID, Kind]
+    _release: dict[Kind, list[float]] = field(default_factory=dict)
+
+    def release_times(self, kind: Kind) -> list[float]:
+        """When each healthy GPU of ``kind`` is free, sorted: -inf for free now, inf for never known."""
+        times = self._release.get(kind)
+        if times is None:
+            times = sorted(
+                self.held.get(g.id, -math.inf)
+                for g in self.node.gpus
+                if g.healthy and (g.type, g.memory_mb) == kind
+            )
+            self._release[kind] = times
+        return times
+
+
+class Snapshot:
+    def __init__(self) -> None:
+        self.jobs: dict[UUID, QueuedJob] = {}
+        self.held: dict[UUID, QueuedJob] = {}
+        self.classes: dict[ClassKey, JobClass] = {}
+        self.leaves: dict[AccountPath, dict[Shape, JobClass]] = {}  # the classes of each leaf account
+        self.shape_ids: dict[Shape, int] = {}
+        self.nodes: dict[int, NodeState] = {}
+        self.buckets: dict[tuple[Pool, Kind], Buckets] = {}
+        self.kind_nodes: dict[tuple[Pool, Kind], set[int]] = {}
+        self.gpus_by_type: dict[str, int] = {}
+        self.dedicated_gpus: dict[tuple[UUID, str], int] = {}
+        self.cpu_total = 0
+        self.ram_total = 0
+        self.allocations: dict[UUID, Allocation] = {}
+        self.shares_by_node: dict[int, dict[UUID, NodeShare]] = {}
+        self.account_gpus: dict[AccountPath, dict[str, int]] = {}
+        self.account_cpu: dict[AccountPath, int] = {}
+        self.account_ram: dict[AccountPath, int] = {}
+        self.used: dict[tuple[UUID, str], int] = {}  # GPUs held per (organization, type)
+        self.dedicated_lent: dict[tuple[UUID, str], int] = {}  # owner's dedicated GPUs held by others
+        self.user_running: dict[tuple[UUID, UUID], list[int]] = {}  # (org, user) -> [jobs, gpus]
+        self.usage: dict[AccountPath, tuple[Usage, datetime]] = {}
+        self.fleet_version = 0
+        self.static_cache: dict[Any, Any] = {}  # admission answers; valid for one fleet_version
+        self._lent_by_job: dict[UUID, list[tuple[UUID, str]]] = {}
+
+    # -- queued jobs ------------------------------------------------------------------------------
+    def add_job(self, job: QueuedJob) -> None:
+        if job.id in self.jobs:
+            raise ValueError(f"job {job.id} is already queued")
+        self.jobs[job.id] = job
+        if job.held:
+            self.held[job.id] = job
+            return
+        ck = (job.leaf, job.shape)
+        cls = self.classes.get(ck)
+        if cls is None:
+            shape_id = self.shape_ids.setdefault(ck[1], len(self.shape_ids))
+            cls = self.classes[ck] = JobClass(ck, ck[0], ck[1], shape_id, job.organization)
+            self.leaves.setdefault(ck[0], {})[ck[1]] = cls
+        insort(cls.keys, job.key)
+
+    def remove_job(self, job_id: UUID) -> QueuedJob:
+        job = self.jobs.pop(job_id)
+        if job.held:
+            del self.held[job_id]
+            return job
+        ck = (job.leaf, job.shape)
+        cls = self.classes[ck]
+        keys = cls.keys
+        del keys[bisect_left(keys, job.key)]
+        if not keys:
+            del self.classes[ck]
+            leaf = self.leaves[ck[0]]
+            del leaf[ck[1]]
+            if not leaf:
+                del self.leaves[ck[0]]
+        return job
+
+    def update_job(self, job: QueuedJob) -> None:
+        """A queued job changed (priority, hold, release)."""
+        self.remove_job(job.id)
+        self.add_job(job)
+
+    # -- fleet ------------------------------------------------------------------------------------
+    def update_node(self, node: Node) -> None:
+        """Add a node or replace its inventory; GPUs that running jobs hold stay held."""
+        old = self.nodes.pop(node.id.int, None)
+        if old is not None:
+            self._unindex(old)
+        self._index(node)
+        self.fleet_version += 1
+        self.static_cache.clear()
+
+    def remove_node(self, node_id: UUID) -> None:
+        """The node left the fleet. Allocations on it stay until the service releases them."""
+        old = self.nodes.pop(node_id.int, None)
+        if old is not None:
+            self._unindex(old)
+            self.fleet_version += 1
+            self.static_cache.clear()
+
+    def _index(self, node: Node) -> None:
+        key = node.id.int
+        held: dict[UUID, float] = {}
+        cpu_used = ram_used = 0
+        for job_id, share in self.shares_by_node.get(key, {}).items():
+            ends = _ends_ts(self.allocations[job_id])
+            for gid in share.gpu_ids:
+                held[gid] = ends
+            cpu_used += share.cpu_cores
+            ram_used += share.ram_mb
+        free: dict[Kind, list[Gpu]] = {}
+        for gpu in sorted(node.gpus, key=lambda g: (g.index, g.id.int)):
+            if gpu.healthy and gpu.id not in held:
+                free.setdefault(gpu.kind, []).append(gpu)
+        held = {gid: ends for gid, ends in held.items() if any(g.id == gid for g in node.gpus)}
+        state = NodeState(
+            node,
+            key,
+            node.dedicated_to,
+            free,
+            node.cpu_cores - cpu_used,
+            node.ram_mb - ram_used,
+            held,
+            {g.id: g.kind for g in node.gpus},
+        )
+        self.nodes[key] = state
+        for kind, gpus in free.items():
+            bucket_move(self.buckets.setdefault((state.pool, kind), [[]]), key, 0, len(gpus))
+        for gpu in node.gpus:
+            self.kind_nodes.setdefault((state.pool, gpu.kind), set()).add(key)
+            self.gpus_by_type[gpu.type] = self.gpus_by_type.get(gpu.type, 0) + 1
+            if state.pool is not None:
+                dk = (state.pool, gpu.type)
+                self.dedicated_gpus[dk] = self.dedicated_gpus.get(dk, 0) + 1
+        self.cpu_total += node.cpu_cores
+        self.ram_total += node.ram_mb
+
+    def _unindex(self, state: NodeState) -> None:
+        for kind, gpus in state.free.items():
+            if gpus:
+                bucket_move(self.buckets[(state.pool, kind)], state.key, len(gpus), 0)
+        for gpu in state.node.gpus:
+            self.kind_nodes[(state.pool, gpu.kind)].discard(state.key)
+            self.gpus_by_type[gpu.type] -= 1
+            if state.pool is not None:
+                self.dedicated_gpus[(state.pool, gpu.type)] -= 1
+        self.cpu_total -= state.node.cpu_cores
+        self.ram_total -= state.node.ram_mb
+
+    # -- running jobs -----------------------------------------------------------------------------
+    def allocate(self, allocation: Allocation) -> None:
+        """A job holds GPUs now. Refuses a GPU that is already held (a double booking is a bug)."""
+        if allocation.job_id in self.allocations:
+            raise ValueError(f"job {allocation.job_id} already holds an allocation")
+        for share in allocation.shares:
+            state = self.nodes.get(share.node_id.int)
+            if state is not None:
+                for gid in share.gpu_ids:
+                    if gid in state.held:
+                        raise ValueError(f"GPU {gid} is already held")
+        self.allocations[allocation.job_id] = allocation
+        ends = _ends_ts(allocation)
+        lent: list[tuple[UUID, str]] = []
+        org = allocation.organization
+        for share in allocation.shares:
+            key = share.node_id.int
+            self.shares_by_node.setdefault(key, {})[allocation.job_id] = share
+            state = self.nodes.get(key)
+            if state is None:
+                continue
+            for gid in share.gpu_ids:
+                kind = state.gpu_kind.get(gid)
+                if kind is None:
+                    continue
+                state.held[gid] = ends
+                gpus = state.free.get(kind, [])
+                for i, gpu in enumerate(gpus):
+                    if gpu.id == gid:
+                        del gpus[i]
+                        bucket_move(self.buckets[(state.pool, kind)], key, len(gpus) + 1, len(gpus))
+                        break
+                state._release.pop(kind, None)
+                if state.pool is not None and state.pool != org:
+                    lent.append((state.pool, kind[0]))
+            state.cpu_free -= share.cpu_cores
+            state.ram_free -= share.ram_mb
+        for dk in lent:
+            self.dedicated_lent[dk] = self.dedicated_lent.get(dk, 0) + 1
+        self._lent_by_job[allocation.job_id] = lent
+        self._count(allocation, +1)
+
+    def release(self, job_id: UUID) -> Allocation:
+        """The job no longer holds anything (finished, cancelled, lost)."""
+        allocation = self.allocations.pop(job_id)
+        for share in allocation.shares:
+            key = share.node_id.int
+            on_node = self.shares_by_node.get(key, {})
+            on_node.pop(job_id, None)
+            if not on_node:
+                self.shares_by_node.pop(key, None)
+            state = self.nodes.get(key)
+            if state is None:
+                continue
+            for gid in share.gpu_ids:
+                if state.held.pop(gid, None) is None:
+                    continue
+                kind = state.gpu_kind[gid]
+                gpu = next(g for g in state.node.gpus if g.id == gid)
+                state._release.pop(kind, None)
+                if gpu.healthy:
+                    gpus = state.free.setdefault(kind, [])
+                    gpus.append(gpu)
+                    gpus.sort(key=lambda g: (g.index, g.id.int))
+                    buckets = self.buckets.setdefault((state.pool, kind), [[]])
+                    bucket_move(buckets, key, len(gpus) - 1, len(gpus))
+            state.cpu_free += share.cpu_cores
+            state.ram_free += share.ram_mb
+        for dk in self._lent_by_job.pop(job_id, ()):
+            self.dedicated_lent[dk] -= 1
+        self._count(allocation, -1)
+        return allocation
+
+    def _count(self, allocation: Allocation, sign: int) -> None:
+        org = allocation.organization
+        chain = account_chain(org, allocation.project, allocation.user)
+        cpu = sum(s.cpu_cores for s in allocation.shares)
+        ram = sum(s.ram_mb for s in allocation.shares)
+        for share in allocation.shares:
+            for gpu_type in share.gpu_types:
+                uk = (org, gpu_type)
+                self.used[uk] = self.used.get(uk, 0) + sign
+                for path in chain:
+                    per_type = self.account_gpus.setdefault(path, {})
+                    per_type[gpu_type] = per_type.get(gpu_type, 0) + sign
+        for path in chain:
+            self.account_cpu[path] = self.account_cpu.get(path, 0) + sign * cpu
+            self.account_ram[path] = self.account_ram.get(path, 0) + sign * ram
+        running = self.user_running.setdefault((org, allocation.user), [0, 0])
+        running[0] += sign
+        running[1] += sign * allocation.gpu_count
+
+    # -- usage ------------------------------------------------------------------------------------
+    def record_usage(
+        self,
+        org: UUID,
+        project: UUID | None,
+        user: UUID,
+        amount: Usage,
+        at: datetime,
+        half_life_s: float,
+    ) -> None:
+        """Add resource-seconds an account used (and its parents), decaying what was there to ``at``."""
+        for path in account_chain(org, project, user):
+            old = self.usage_at(path, at, half_life_s)
+            self.usage[path] = (
+                Usage(old.gpu_s + amount.gpu_s, old.cpu_s + amount.cpu_s, old.ram_mb_s + amount.ram_mb_s),
+                at,
+            )
+
+    def set_usage(self, path: AccountPath, usage: Usage, as_of: datetime) -> None:
+        self.usage[path] = (usage, as_of)
+
+    def usage_at(self, path: AccountPath, now: datetime, half_life_s: float) -> Usage:
+        entry = self.usage.get(path)
+        if entry is None:
+            return Usage()
+        usage, as_of = entry
+        elapsed = (now - as_of).total_seconds()
+        return Usage(
+            decayed(usage.gpu_s, elapsed, half_life_s),
+            decayed(usage.cpu_s, elapsed, half_life_s),
+            decayed(usage.ram_mb_s, elapsed, half_life_s),
+        )
+
+    # -- applying a cycle -------------------------------------------------------------------------
+    def apply(self, decision: Decision, now: datetime) -> None:
+        """What the service does once a cycle's decisions are committed."""
+        if isinstance(decision, Reject):
+            self.remove_job(decision.job_id)
+        elif isinstance(decision, Place):
+            job = self.remove_job(decision.job_id)
+            ends = None if job.time_limit_s is None else now + timedelta(seconds=job.time_limit_s)
+            shares = tuple(
+                NodeShare(p.node_id, p.gpu_ids, (p.gpu_type,) * len(p.gpu_ids), p.cpu_cores, p.ram_mb)
+                for p in decision.allocations
+            )
+            self.allocate(Allocation(job.id, job.organization, job.project, job.user, shares, now, ends))
+
+
+def _ends_ts(allocation: Allocation) -> float:
+    return math.inf if allocation.ends_at is None else allocation.ends_at.timestamp()

@@ -19,10 +19,15 @@ JOB_STARTED = "gpufleet.job.started"
 JOB_SUCCEEDED = "gpufleet.job.succeeded"
 JOB_FAILED = "gpufleet.job.failed"
 JOB_CANCELLED = "gpufleet.job.cancelled"
+JOB_TIMED_OUT = "gpufleet.job.timed_out"
+# A running job whose node or agent was lost went back to the queue as a new attempt.
+JOB_REQUEUED = "gpufleet.job.requeued"
+# A queued job's pending reason changed (or it was held, released, re-prioritised).
+JOB_PENDING = "gpufleet.job.pending"
 
-TERMINAL_EVENTS = (JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED)
+TERMINAL_EVENTS = (JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED, JOB_TIMED_OUT)
 
-JobStatus = Literal["queued", "scheduled", "running", "succeeded", "failed", "cancelled"]
+JobStatus = Literal["queued", "scheduled", "running", "succeeded", "failed", "cancelled", "timed_out"]
 
 
 class GpuAllocationV1(BaseModel):
@@ -32,6 +37,21 @@ class GpuAllocationV1(BaseModel):
     gpu_index: int
     gpu_type: str
     cost_per_hour: Decimal = Field(description="USD per GPU-hour at allocation time")
+
+
+class PendingReasonV1(BaseModel):
+    """Why a queued job waits; never names another organization or how much it runs."""
+
+    code: str = Field(description="quota_exhausted, fair_share, no_capacity, user_cap, held, never_fits, ...")
+    message: str
+
+
+class JobPlacementV1(BaseModel):
+    """One node of a placed job; a gang has several, rank 0 is the master."""
+
+    node_id: UUID
+    rank: int
+    gpu_ids: list[UUID] = Field(default_factory=list)
 
 
 class JobSnapshotV1(BaseModel):
@@ -55,6 +75,16 @@ class JobSnapshotV1(BaseModel):
     scheduled_at: datetime | None = Field(default=None, description="GPUs allocated (held from here)")
     started_at: datetime | None = None
     finished_at: datetime | None = Field(default=None, description="GPUs released (held until here)")
+    # Added in the scheduler engine's contract (all optional: older events decode unchanged).
+    nodes: int = Field(default=1, description="a gang across this many nodes, gpu_count GPUs on each")
+    cpu_cores: int = Field(default=0, description="per node; 0 = no request")
+    ram_mb: int = Field(default=0, description="per node; 0 = no request")
+    time_limit_seconds: int | None = None
+    held: bool = False
+    no_requeue: bool = False
+    attempt: int = Field(default=1, description="1 for the first run; +1 per requeue after a lost node/agent")
+    pending_reason: PendingReasonV1 | None = Field(default=None, description="set while queued")
+    placements: list[JobPlacementV1] = Field(default_factory=list)
 
 
 class JobEventV1(BaseModel):
@@ -67,5 +97,15 @@ class JobEventV1(BaseModel):
 
 EVENT_TYPES: dict[str, type[BaseModel]] = {
     t: JobEventV1
-    for t in (JOB_SUBMITTED, JOB_SCHEDULED, JOB_STARTED, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED)
+    for t in (
+        JOB_SUBMITTED,
+        JOB_SCHEDULED,
+        JOB_STARTED,
+        JOB_SUCCEEDED,
+        JOB_FAILED,
+        JOB_CANCELLED,
+        JOB_TIMED_OUT,
+        JOB_REQUEUED,
+        JOB_PENDING,
+    )
 }

@@ -19,6 +19,11 @@ MAX_JOB_NAME = 200
 MAX_GPU_TYPE = 64
 MAX_CANCEL_REASON = 500
 MAX_IDEMPOTENCY_KEY = 200
+MIN_NODES = 1
+MAX_NODES = 64
+MAX_CPU_CORES = 1024  # per node
+MAX_RAM_MB = 16 * 1024 * 1024  # per node (16 TiB)
+MAX_TIME_LIMIT_SECONDS = 30 * 24 * 3600  # the contract's bound; the platform may set a lower maximum
 
 # --- URLs (job webhook_url, organization webhooks)
 MAX_URL = 2048
@@ -45,6 +50,9 @@ WEBHOOK_EVENT_NAMES: tuple[str, ...] = (
     "job.succeeded",
     "job.failed",
     "job.cancelled",
+    "job.timed_out",
+    "job.requeued",
+    "job.pending",
 )
 
 # --- API keys

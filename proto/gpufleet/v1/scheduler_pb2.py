@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from gpufleet.v1 import common_pb2 as gpufleet_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgpufleet/v1/scheduler.proto\x12\x0bgpufleet.v1\x1a\x18gpufleet/v1/common.proto\"\xbf\x01\n\x10SubmitJobRequest\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12\x11\n\tgpu_count\x18\x02 \x01(\x05\x12\x15\n\rgpu_memory_mb\x18\x03 \x01(\x03\x12\x10\n\x08gpu_type\x18\x04 \x01(\t\x12\x15\n\x08priority\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x0bwebhook_url\x18\x06 \x01(\t\x12\x0c\n\x04name\x18\x07 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\tB\x0b\n\t_priority\":\n\x0cStatusChange\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\n\n\x02\x61t\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xde\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x05 \x01(\t\x12\x11\n\tgpu_count\x18\x06 \x01(\x05\x12\x15\n\rgpu_memory_mb\x18\x07 \x01(\x03\x12\x10\n\x08gpu_type\x18\x08 \x01(\t\x12\x10\n\x08priority\x18\t \x01(\x05\x12\x0e\n\x06status\x18\n \x01(\t\x12\x0f\n\x07node_id\x18\x0b \x01(\t\x12\x0f\n\x07gpu_ids\x18\x0c \x03(\t\x12\x13\n\x0bwebhook_url\x18\r \x01(\t\x12\x15\n\rhas_exit_code\x18\x0e \x01(\x08\x12\x11\n\texit_code\x18\x0f \x01(\x05\x12\x13\n\x0boutput_tail\x18\x10 \x01(\t\x12\x15\n\rerror_message\x18\x11 \x01(\t\x12\x12\n\ncreated_at\x18\x12 \x01(\t\x12\x14\n\x0cscheduled_at\x18\x13 \x01(\t\x12\x12\n\nstarted_at\x18\x14 \x01(\t\x12\x13\n\x0b\x66inished_at\x18\x15 \x01(\t\x12\x18\n\x10\x63\x61ncel_requested\x18\x16 \x01(\x08\x12*\n\x07history\x18\x17 \x03(\x0b\x32\x19.gpufleet.v1.StatusChange\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"@\n\x0fListJobsRequest\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\"G\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.gpufleet.v1.Job\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\".\n\x10\x43\x61ncelJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x96\x01\n\nAssignment\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\t\x12\x13\n\x0bgpu_indices\x18\x03 \x03(\x05\x12\x0f\n\x07gpu_ids\x18\x04 \x03(\t\x12\x17\n\x0forganization_id\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x18\n\x10\x63\x61ncel_requested\x18\x07 \x01(\x08\"(\n\x15GetAssignmentsRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"F\n\x16GetAssignmentsResponse\x12,\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x17.gpufleet.v1.Assignment\"N\n\x17ReportJobStartedRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x12\n\nstarted_at\x18\x03 \x01(\t\"\xb9\x01\n\x18ReportJobFinishedRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x15\n\rhas_exit_code\x18\x03 \x01(\x08\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\x13\n\x0boutput_tail\x18\x05 \x01(\t\x12\x13\n\x0b\x66inished_at\x18\x06 \x01(\t\x12\x11\n\tcancelled\x18\x07 \x01(\x08\x12\x15\n\rerror_message\x18\x08 \x01(\t2\x89\x02\n\nJobService\x12<\n\tSubmitJob\x12\x1d.gpufleet.v1.SubmitJobRequest\x1a\x10.gpufleet.v1.Job\x12\x36\n\x06GetJob\x12\x1a.gpufleet.v1.GetJobRequest\x1a\x10.gpufleet.v1.Job\x12G\n\x08ListJobs\x12\x1c.gpufleet.v1.ListJobsRequest\x1a\x1d.gpufleet.v1.ListJobsResponse\x12<\n\tCancelJob\x12\x1d.gpufleet.v1.CancelJobRequest\x1a\x10.gpufleet.v1.Job2\x8b\x02\n\x10NodeAgentService\x12Y\n\x0eGetAssignments\x12\".gpufleet.v1.GetAssignmentsRequest\x1a#.gpufleet.v1.GetAssignmentsResponse\x12L\n\x10ReportJobStarted\x12$.gpufleet.v1.ReportJobStartedRequest\x1a\x12.gpufleet.v1.Empty\x12N\n\x11ReportJobFinished\x12%.gpufleet.v1.ReportJobFinishedRequest\x1a\x12.gpufleet.v1.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgpufleet/v1/scheduler.proto\x12\x0bgpufleet.v1\x1a\x18gpufleet/v1/common.proto\"\xbe\x02\n\x10SubmitJobRequest\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12\x11\n\tgpu_count\x18\x02 \x01(\x05\x12\x15\n\rgpu_memory_mb\x18\x03 \x01(\x03\x12\x10\n\x08gpu_type\x18\x04 \x01(\t\x12\x15\n\x08priority\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x0bwebhook_url\x18\x06 \x01(\t\x12\x0c\n\x04name\x18\x07 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\x12\x12\n\x05nodes\x18\t \x01(\x05H\x01\x88\x01\x01\x12\x11\n\tcpu_cores\x18\n \x01(\x05\x12\x0e\n\x06ram_mb\x18\x0b \x01(\x03\x12\x1a\n\x12time_limit_seconds\x18\x0c \x01(\x03\x12\x0c\n\x04hold\x18\r \x01(\x08\x12\x12\n\nno_requeue\x18\x0e \x01(\x08\x42\x0b\n\t_priorityB\x08\n\x06_nodes\".\n\rPendingReason\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\">\n\x0cJobPlacement\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\x0f\n\x07gpu_ids\x18\x03 \x03(\t\":\n\x0cStatusChange\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\n\n\x02\x61t\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xf3\x05\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x05 \x01(\t\x12\x11\n\tgpu_count\x18\x06 \x01(\x05\x12\x15\n\rgpu_memory_mb\x18\x07 \x01(\x03\x12\x10\n\x08gpu_type\x18\x08 \x01(\t\x12\x10\n\x08priority\x18\t \x01(\x05\x12\x0e\n\x06status\x18\n \x01(\t\x12\x0f\n\x07node_id\x18\x0b \x01(\t\x12\x0f\n\x07gpu_ids\x18\x0c \x03(\t\x12\x13\n\x0bwebhook_url\x18\r \x01(\t\x12\x15\n\rhas_exit_code\x18\x0e \x01(\x08\x12\x11\n\texit_code\x18\x0f \x01(\x05\x12\x13\n\x0boutput_tail\x18\x10 \x01(\t\x12\x15\n\rerror_message\x18\x11 \x01(\t\x12\x12\n\ncreated_at\x18\x12 \x01(\t\x12\x14\n\x0cscheduled_at\x18\x13 \x01(\t\x12\x12\n\nstarted_at\x18\x14 \x01(\t\x12\x13\n\x0b\x66inished_at\x18\x15 \x01(\t\x12\x18\n\x10\x63\x61ncel_requested\x18\x16 \x01(\x08\x12*\n\x07history\x18\x17 \x03(\x0b\x32\x19.gpufleet.v1.StatusChange\x12\r\n\x05nodes\x18\x18 \x01(\x05\x12\x11\n\tcpu_cores\x18\x19 \x01(\x05\x12\x0e\n\x06ram_mb\x18\x1a \x01(\x03\x12\x1a\n\x12time_limit_seconds\x18\x1b \x01(\x03\x12\x0c\n\x04held\x18\x1c \x01(\x08\x12\x12\n\nno_requeue\x18\x1d \x01(\x08\x12\x0f\n\x07\x61ttempt\x18\x1e \x01(\x05\x12\x32\n\x0epending_reason\x18\x1f \x01(\x0b\x32\x1a.gpufleet.v1.PendingReason\x12\x16\n\x0equeue_position\x18  \x01(\x05\x12\x17\n\x0f\x65stimated_start\x18! \x01(\t\x12-\n\nplacements\x18\" \x03(\x0b\x32\x19.gpufleet.v1.JobPlacement\"8\n\x18UpdateJobPriorityRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08priority\x18\x02 \x01(\x05\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"@\n\x0fListJobsRequest\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\"G\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.gpufleet.v1.Job\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\".\n\x10\x43\x61ncelJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xc6\x02\n\nAssignment\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\t\x12\x13\n\x0bgpu_indices\x18\x03 \x03(\x05\x12\x0f\n\x07gpu_ids\x18\x04 \x03(\t\x12\x17\n\x0forganization_id\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x18\n\x10\x63\x61ncel_requested\x18\x07 \x01(\x08\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\x05\x12\x1a\n\x12time_limit_seconds\x18\t \x01(\x03\x12\x11\n\tcpu_cores\x18\n \x01(\x05\x12\x0e\n\x06ram_mb\x18\x0b \x01(\x03\x12\x0c\n\x04rank\x18\x0c \x01(\x05\x12\x12\n\nworld_size\x18\r \x01(\x05\x12\x13\n\x0bmaster_addr\x18\x0e \x01(\t\x12\x13\n\x0bmaster_port\x18\x0f \x01(\x05\x12\x12\n\nnode_names\x18\x10 \x03(\t\"B\n\x17WatchAssignmentsRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x16\n\x0eknown_revision\x18\x02 \x01(\x03\"S\n\x11\x41ssignmentsUpdate\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12,\n\x0b\x61ssignments\x18\x02 \x03(\x0b\x32\x17.gpufleet.v1.Assignment\"\x99\x01\n\tJobReport\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x37\n\x07started\x18\x02 \x01(\x0b\x32$.gpufleet.v1.ReportJobStartedRequestH\x00\x12\x39\n\x08\x66inished\x18\x03 \x01(\x0b\x32%.gpufleet.v1.ReportJobFinishedRequestH\x00\x42\x08\n\x06report\"M\n\x11ReportJobsRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\'\n\x07reports\x18\x02 \x03(\x0b\x32\x16.gpufleet.v1.JobReport\"*\n\x12ReportJobsResponse\x12\x14\n\x0c\x61\x63knowledged\x18\x01 \x03(\t\"(\n\x15GetAssignmentsRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"F\n\x16GetAssignmentsResponse\x12,\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x17.gpufleet.v1.Assignment\"N\n\x17ReportJobStartedRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x12\n\nstarted_at\x18\x03 \x01(\t\"\xdd\x01\n\x18ReportJobFinishedRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x15\n\rhas_exit_code\x18\x03 \x01(\x08\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\x13\n\x0boutput_tail\x18\x05 \x01(\t\x12\x13\n\x0b\x66inished_at\x18\x06 \x01(\t\x12\x11\n\tcancelled\x18\x07 \x01(\x08\x12\x15\n\rerror_message\x18\x08 \x01(\t\x12\x11\n\ttimed_out\x18\t \x01(\x08\x12\x0f\n\x07\x61ttempt\x18\n \x01(\x05\x32\xcc\x03\n\nJobService\x12<\n\tSubmitJob\x12\x1d.gpufleet.v1.SubmitJobRequest\x1a\x10.gpufleet.v1.Job\x12\x36\n\x06GetJob\x12\x1a.gpufleet.v1.GetJobRequest\x1a\x10.gpufleet.v1.Job\x12G\n\x08ListJobs\x12\x1c.gpufleet.v1.ListJobsRequest\x1a\x1d.gpufleet.v1.ListJobsResponse\x12<\n\tCancelJob\x12\x1d.gpufleet.v1.CancelJobRequest\x1a\x10.gpufleet.v1.Job\x12\x37\n\x07HoldJob\x12\x1a.gpufleet.v1.GetJobRequest\x1a\x10.gpufleet.v1.Job\x12:\n\nReleaseJob\x12\x1a.gpufleet.v1.GetJobRequest\x1a\x10.gpufleet.v1.Job\x12L\n\x11UpdateJobPriority\x12%.gpufleet.v1.UpdateJobPriorityRequest\x1a\x10.gpufleet.v1.Job2\xb6\x03\n\x10NodeAgentService\x12Y\n\x0eGetAssignments\x12\".gpufleet.v1.GetAssignmentsRequest\x1a#.gpufleet.v1.GetAssignmentsResponse\x12L\n\x10ReportJobStarted\x12$.gpufleet.v1.ReportJobStartedRequest\x1a\x12.gpufleet.v1.Empty\x12N\n\x11ReportJobFinished\x12%.gpufleet.v1.ReportJobFinishedRequest\x1a\x12.gpufleet.v1.Empty\x12Z\n\x10WatchAssignments\x12$.gpufleet.v1.WatchAssignmentsRequest\x1a\x1e.gpufleet.v1.AssignmentsUpdate0\x01\x12M\n\nReportJobs\x12\x1e.gpufleet.v1.ReportJobsRequest\x1a\x1f.gpufleet.v1.ReportJobsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,31 +33,47 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gpufleet.v1.scheduler_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SUBMITJOBREQUEST']._serialized_start=71
-  _globals['_SUBMITJOBREQUEST']._serialized_end=262
-  _globals['_STATUSCHANGE']._serialized_start=264
-  _globals['_STATUSCHANGE']._serialized_end=322
-  _globals['_JOB']._serialized_start=325
-  _globals['_JOB']._serialized_end=803
-  _globals['_GETJOBREQUEST']._serialized_start=805
-  _globals['_GETJOBREQUEST']._serialized_end=832
-  _globals['_LISTJOBSREQUEST']._serialized_start=834
-  _globals['_LISTJOBSREQUEST']._serialized_end=898
-  _globals['_LISTJOBSRESPONSE']._serialized_start=900
-  _globals['_LISTJOBSRESPONSE']._serialized_end=971
-  _globals['_CANCELJOBREQUEST']._serialized_start=973
-  _globals['_CANCELJOBREQUEST']._serialized_end=1019
-  _globals['_ASSIGNMENT']._serialized_start=1022
-  _globals['_ASSIGNMENT']._serialized_end=1172
-  _globals['_GETASSIGNMENTSREQUEST']._serialized_start=1174
-  _globals['_GETASSIGNMENTSREQUEST']._serialized_end=1214
-  _globals['_GETASSIGNMENTSRESPONSE']._serialized_start=1216
-  _globals['_GETASSIGNMENTSRESPONSE']._serialized_end=1286
-  _globals['_REPORTJOBSTARTEDREQUEST']._serialized_start=1288
-  _globals['_REPORTJOBSTARTEDREQUEST']._serialized_end=1366
-  _globals['_REPORTJOBFINISHEDREQUEST']._serialized_start=1369
-  _globals['_REPORTJOBFINISHEDREQUEST']._serialized_end=1554
-  _globals['_JOBSERVICE']._serialized_start=1557
-  _globals['_JOBSERVICE']._serialized_end=1822
-  _globals['_NODEAGENTSERVICE']._serialized_start=1825
-  _globals['_NODEAGENTSERVICE']._serialized_end=2092
+  _globals['_SUBMITJOBREQUEST']._serialized_end=389
+  _globals['_PENDINGREASON']._serialized_start=391
+  _globals['_PENDINGREASON']._serialized_end=437
+  _globals['_JOBPLACEMENT']._serialized_start=439
+  _globals['_JOBPLACEMENT']._serialized_end=501
+  _globals['_STATUSCHANGE']._serialized_start=503
+  _globals['_STATUSCHANGE']._serialized_end=561
+  _globals['_JOB']._serialized_start=564
+  _globals['_JOB']._serialized_end=1319
+  _globals['_UPDATEJOBPRIORITYREQUEST']._serialized_start=1321
+  _globals['_UPDATEJOBPRIORITYREQUEST']._serialized_end=1377
+  _globals['_GETJOBREQUEST']._serialized_start=1379
+  _globals['_GETJOBREQUEST']._serialized_end=1406
+  _globals['_LISTJOBSREQUEST']._serialized_start=1408
+  _globals['_LISTJOBSREQUEST']._serialized_end=1472
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1474
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1545
+  _globals['_CANCELJOBREQUEST']._serialized_start=1547
+  _globals['_CANCELJOBREQUEST']._serialized_end=1593
+  _globals['_ASSIGNMENT']._serialized_start=1596
+  _globals['_ASSIGNMENT']._serialized_end=1922
+  _globals['_WATCHASSIGNMENTSREQUEST']._serialized_start=1924
+  _globals['_WATCHASSIGNMENTSREQUEST']._serialized_end=1990
+  _globals['_ASSIGNMENTSUPDATE']._serialized_start=1992
+  _globals['_ASSIGNMENTSUPDATE']._serialized_end=2075
+  _globals['_JOBREPORT']._serialized_start=2078
+  _globals['_JOBREPORT']._serialized_end=2231
+  _globals['_REPORTJOBSREQUEST']._serialized_start=2233
+  _globals['_REPORTJOBSREQUEST']._serialized_end=2310
+  _globals['_REPORTJOBSRESPONSE']._serialized_start=2312
+  _globals['_REPORTJOBSRESPONSE']._serialized_end=2354
+  _globals['_GETASSIGNMENTSREQUEST']._serialized_start=2356
+  _globals['_GETASSIGNMENTSREQUEST']._serialized_end=2396
+  _globals['_GETASSIGNMENTSRESPONSE']._serialized_start=2398
+  _globals['_GETASSIGNMENTSRESPONSE']._serialized_end=2468
+  _globals['_REPORTJOBSTARTEDREQUEST']._serialized_start=2470
+  _globals['_REPORTJOBSTARTEDREQUEST']._serialized_end=2548
+  _globals['_REPORTJOBFINISHEDREQUEST']._serialized_start=2551
+  _globals['_REPORTJOBFINISHEDREQUEST']._serialized_end=2772
+  _globals['_JOBSERVICE']._serialized_start=2775
+  _globals['_JOBSERVICE']._serialized_end=3235
+  _globals['_NODEAGENTSERVICE']._serialized_start=3238
+  _globals['_NODEAGENTSERVICE']._serialized_end=3676
 # @@protoc_insertion_point(module_scope)

@@ -56,6 +56,21 @@ class JobServiceStub:
                 request_serializer=gpufleet_dot_v1_dot_scheduler__pb2.CancelJobRequest.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.Job.FromString,
                 _registered_method=True)
+        self.HoldJob = channel.unary_unary(
+                '/gpufleet.v1.JobService/HoldJob',
+                request_serializer=gpufleet_dot_v1_dot_scheduler__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.Job.FromString,
+                _registered_method=True)
+        self.ReleaseJob = channel.unary_unary(
+                '/gpufleet.v1.JobService/ReleaseJob',
+                request_serializer=gpufleet_dot_v1_dot_scheduler__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.Job.FromString,
+                _registered_method=True)
+        self.UpdateJobPriority = channel.unary_unary(
+                '/gpufleet.v1.JobService/UpdateJobPriority',
+                request_serializer=gpufleet_dot_v1_dot_scheduler__pb2.UpdateJobPriorityRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.Job.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -86,6 +101,26 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HoldJob(self, request, context):
+        """A queued job: keep it from being scheduled / let it be scheduled again (Slurm's scontrol hold/release).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateJobPriority(self, request, context):
+        """A queued job's priority (0..100; orders jobs inside its own organization only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -107,6 +142,21 @@ def add_JobServiceServicer_to_server(servicer, server):
             'CancelJob': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelJob,
                     request_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.CancelJobRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_scheduler__pb2.Job.SerializeToString,
+            ),
+            'HoldJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.HoldJob,
+                    request_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.GetJobRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_scheduler__pb2.Job.SerializeToString,
+            ),
+            'ReleaseJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseJob,
+                    request_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.GetJobRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_scheduler__pb2.Job.SerializeToString,
+            ),
+            'UpdateJobPriority': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateJobPriority,
+                    request_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.UpdateJobPriorityRequest.FromString,
                     response_serializer=gpufleet_dot_v1_dot_scheduler__pb2.Job.SerializeToString,
             ),
     }
@@ -229,6 +279,87 @@ class JobService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def HoldJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.JobService/HoldJob',
+            gpufleet_dot_v1_dot_scheduler__pb2.GetJobRequest.SerializeToString,
+            gpufleet_dot_v1_dot_scheduler__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.JobService/ReleaseJob',
+            gpufleet_dot_v1_dot_scheduler__pb2.GetJobRequest.SerializeToString,
+            gpufleet_dot_v1_dot_scheduler__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateJobPriority(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.JobService/UpdateJobPriority',
+            gpufleet_dot_v1_dot_scheduler__pb2.UpdateJobPriorityRequest.SerializeToString,
+            gpufleet_dot_v1_dot_scheduler__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class NodeAgentServiceStub:
     """Called by node agents (agent token in metadata). Level-triggered: the agent asks what
@@ -256,6 +387,16 @@ class NodeAgentServiceStub:
                 request_serializer=gpufleet_dot_v1_dot_scheduler__pb2.ReportJobFinishedRequest.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_common__pb2.Empty.FromString,
                 _registered_method=True)
+        self.WatchAssignments = channel.unary_stream(
+                '/gpufleet.v1.NodeAgentService/WatchAssignments',
+                request_serializer=gpufleet_dot_v1_dot_scheduler__pb2.WatchAssignmentsRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.AssignmentsUpdate.FromString,
+                _registered_method=True)
+        self.ReportJobs = channel.unary_unary(
+                '/gpufleet.v1.NodeAgentService/ReportJobs',
+                request_serializer=gpufleet_dot_v1_dot_scheduler__pb2.ReportJobsRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.ReportJobsResponse.FromString,
+                _registered_method=True)
 
 
 class NodeAgentServiceServicer:
@@ -281,6 +422,21 @@ class NodeAgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchAssignments(self, request, context):
+        """Pushed desired state: the node's whole assignment list, sent at once and again whenever it changes
+        (each with a higher revision). The agent's level-triggered reconcile applies each as it comes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportJobs(self, request, context):
+        """Many reports in one call; the answer lists the ones applied (or already applied: reports are idempotent).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeAgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -298,6 +454,16 @@ def add_NodeAgentServiceServicer_to_server(servicer, server):
                     servicer.ReportJobFinished,
                     request_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.ReportJobFinishedRequest.FromString,
                     response_serializer=gpufleet_dot_v1_dot_common__pb2.Empty.SerializeToString,
+            ),
+            'WatchAssignments': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchAssignments,
+                    request_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.WatchAssignmentsRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_scheduler__pb2.AssignmentsUpdate.SerializeToString,
+            ),
+            'ReportJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportJobs,
+                    request_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.ReportJobsRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_scheduler__pb2.ReportJobsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -383,6 +549,60 @@ class NodeAgentService:
             '/gpufleet.v1.NodeAgentService/ReportJobFinished',
             gpufleet_dot_v1_dot_scheduler__pb2.ReportJobFinishedRequest.SerializeToString,
             gpufleet_dot_v1_dot_common__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchAssignments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/gpufleet.v1.NodeAgentService/WatchAssignments',
+            gpufleet_dot_v1_dot_scheduler__pb2.WatchAssignmentsRequest.SerializeToString,
+            gpufleet_dot_v1_dot_scheduler__pb2.AssignmentsUpdate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.NodeAgentService/ReportJobs',
+            gpufleet_dot_v1_dot_scheduler__pb2.ReportJobsRequest.SerializeToString,
+            gpufleet_dot_v1_dot_scheduler__pb2.ReportJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

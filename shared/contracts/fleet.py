@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 GPU_REGISTERED = "gpufleet.gpu.registered"
 GPU_STATUS_CHANGED = "gpufleet.gpu.status_changed"
@@ -32,6 +32,10 @@ class GpuSnapshotV1(BaseModel):
     status: GpuStatus
     revision: int  # increases with every change; consumers ignore a revision they have passed
     changed_at: datetime
+    # The node's capacity and labels, as its agent reported them (0 / empty: not reported).
+    node_cpu_cores: int = 0
+    node_ram_mb: int = 0
+    node_labels: dict[str, str] = Field(default_factory=dict)
 
 
 class GpuChangedV1(BaseModel):

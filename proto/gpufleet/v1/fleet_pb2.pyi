@@ -88,7 +88,14 @@ class GpuInfo(_message.Message):
     def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., model: _Optional[str] = ..., memory_total_mb: _Optional[int] = ...) -> None: ...
 
 class RegisterNodeRequest(_message.Message):
-    __slots__ = ("hostname", "provider", "gpu_backend", "driver_version", "gpus", "organization_id", "is_spot", "agent_version")
+    __slots__ = ("hostname", "provider", "gpu_backend", "driver_version", "gpus", "organization_id", "is_spot", "agent_version", "cpu_cores", "ram_mb", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     GPU_BACKEND_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +104,9 @@ class RegisterNodeRequest(_message.Message):
     ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
     IS_SPOT_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CPU_CORES_FIELD_NUMBER: _ClassVar[int]
+    RAM_MB_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     provider: str
     gpu_backend: str
@@ -105,7 +115,10 @@ class RegisterNodeRequest(_message.Message):
     organization_id: str
     is_spot: bool
     agent_version: str
-    def __init__(self, hostname: _Optional[str] = ..., provider: _Optional[str] = ..., gpu_backend: _Optional[str] = ..., driver_version: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[GpuInfo, _Mapping]]] = ..., organization_id: _Optional[str] = ..., is_spot: _Optional[bool] = ..., agent_version: _Optional[str] = ...) -> None: ...
+    cpu_cores: int
+    ram_mb: int
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, hostname: _Optional[str] = ..., provider: _Optional[str] = ..., gpu_backend: _Optional[str] = ..., driver_version: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[GpuInfo, _Mapping]]] = ..., organization_id: _Optional[str] = ..., is_spot: _Optional[bool] = ..., agent_version: _Optional[str] = ..., cpu_cores: _Optional[int] = ..., ram_mb: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RegisteredGpu(_message.Message):
     __slots__ = ("index", "gpu_id", "gpu_type", "cost_per_hour", "name")

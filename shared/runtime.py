@@ -324,6 +324,7 @@ class Runtime:
             try:
                 if not checked:
                     await db.check_schema(schema, version)
+                    await db.check_role()  # never as a role that could bypass row-level security
                     checked = True
                 else:
                     async with db.engine.connect() as conn:

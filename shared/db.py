@@ -12,6 +12,10 @@ A transaction with neither sees no tenant rows at all: forgetting the scope fail
 
 That policy is written once, as ``enable_tenant_rls(table, org_column)`` in every service schema
 (migrations/_common/002); a new tenant table calls it rather than spelling the policy out again.
+
+The policy only holds for a role that cannot step around it: the service's role owns nothing (the
+schema belongs to ``gpufleet_<service>_owner``, shared/migrate.py) and is neither superuser nor
+BYPASSRLS. :meth:`Database.check_role` refuses to run otherwise.
 """
 
 from __future__ import annotations
@@ -47,6 +51,32 @@ class SchemaVersionMismatch(SystemExit):
     def __init__(self, message: str, *, reachable: bool = True) -> None:
         super().__init__(message)
         self.reachable = reachable
+
+
+class UnsafeDatabaseRole(SchemaVersionMismatch):
+    """Connected as a role that could bypass row-level security or rewrite the schema: a wrong
+    deployment, never an outage (``reachable`` is True)."""
+
+
+_ROLE_CHECK = text(
+    """
+    SELECT r.rolname,
+           r.rolsuper,
+           r.rolbypassrls,
+           ARRAY(SELECT p.rolname FROM pg_roles p
+                  WHERE (p.rolsuper OR p.rolbypassrls) AND p.oid <> r.oid
+                    AND pg_has_role(r.oid, p.oid, 'MEMBER')
+                  ORDER BY p.rolname) AS privileged_memberships,
+           ARRAY(SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = :schema AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+                    AND pg_has_role(r.oid, c.relowner, 'MEMBER')
+                  ORDER BY c.relname) AS owned,
+           coalesce((SELECT pg_has_role(r.oid, n.nspowner, 'MEMBER') FROM pg_namespace n
+                      WHERE n.nspname = :schema), false) AS owns_schema
+      FROM pg_roles r
+     WHERE r.rolname = current_user
+    """
+)
 
 
 class Database:
@@ -105,6 +135,39 @@ class Database:
                     f"schema {self.schema!r}: {comp} migrations at version {found.get(comp)}, this build "
                     f"expects {version}. Run: python -m shared.migrate --service {component}"
                 )
+
+    async def check_role(self) -> None:
+        """Stop the service with a clear message when it is connected as a role that could bypass
+        row-level security: a superuser, a BYPASSRLS role, a member of either, or the owner (or a
+        member of the owner) of its schema or of any table in it. Call it at start-up, after
+        :meth:`check_schema`; an unreachable database raises with ``reachable=False`` (wait it out)."""
+        try:
+            async with self.engine.connect() as conn:
+                row = (await conn.execute(_ROLE_CHECK, {"schema": self.schema})).one()
+        except Exception as exc:
+            raise SchemaVersionMismatch(
+                f"could not check the database role for schema {self.schema!r} ({type(exc).__name__}: {exc})",
+                reachable=not is_unavailable(exc),
+            ) from exc
+        reasons = []
+        if row.rolsuper:
+            reasons.append("it is a superuser")
+        if row.rolbypassrls:
+            reasons.append("it has BYPASSRLS")
+        if row.privileged_memberships:
+            reasons.append(f"it is a member of {', '.join(row.privileged_memberships)}")
+        if row.owns_schema:
+            reasons.append(f"it owns schema {self.schema!r}")
+        if row.owned:
+            shown = ", ".join(row.owned[:5]) + (", …" if len(row.owned) > 5 else "")
+            reasons.append(f"it owns {len(row.owned)} table(s) in {self.schema!r} ({shown})")
+        if reasons:
+            raise UnsafeDatabaseRole(
+                f"refusing to start as database role {row.rolname!r}: {'; '.join(reasons)}, so row-level "
+                f"security would not bind it. Connect as gpufleet_{self.schema}, the DML-only role that "
+                f"`python -m shared.migrate --service {self.schema}` creates (the schema's owner is "
+                f"gpufleet_{self.schema}_owner, for migrations only)."
+            )
 
     def unit_of_work(
         self, make: Callable[[AsyncSession], U]

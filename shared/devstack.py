@@ -4,7 +4,11 @@
 Kafka-protocol broker, migrates every schema, starts every service and the gateway as its own OS
 process plus one node agent with *simulated* GPUs, bootstraps a first organization with an owner and an
 API key, and prints how to use it. Ctrl-C stops everything. State (database, secrets, logs, the first
-key) lives under ``.state/`` and survives restarts; ``--reset`` starts from nothing.
+key) lives under ``.state/`` (mode 0700, or 0711 when run as root so that PostgreSQL's unprivileged
+user can reach its data folder; the secret files 0600) and survives restarts; ``--reset`` starts from
+nothing. PostgreSQL asks every connection for a password (:mod:`shared.embedded.postgres`
+keeps them in ``.state/postgres/passwords.json``): migrations run as the superuser, and each service
+connects as its own DML-only role with its own password (:mod:`shared.migrate`).
 
 Once up, everything is supervised (:mod:`shared.embedded.supervisor`): a service, the agent,
 PostgreSQL (on its data folder) or the broker (on its port, empty: the outboxes replay into it) that
@@ -33,14 +37,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import grpc
 from gpufleet.v1 import identity_pb2, identity_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic_settings import BaseSettings
 
-from shared.embedded.postgres import free_port, read_tail
+from shared.embedded.postgres import EmbeddedPostgres, free_port, read_tail
 from shared.embedded.supervisor import RestartPolicy, Supervisor
+from shared.migrate import role_name
 from shared.settings import ENV_PREFIX
 
 GRPC_SERVICES = ("identity", "fleet", "scheduler", "billing", "monitoring", "notification")
@@ -175,7 +181,8 @@ class Stack:
 
     Each process gets only the settings its own settings class declares (:meth:`env_for`): the operator
     token reaches identity alone, the agent token fleet, scheduler and the agent, a database URL only
-    its own service. ``ops_ports`` (one operations listener per process: ``/metrics``, ``/livez``,
+    its own service, with that role's password from ``db_passwords`` (service name -> password;
+    :meth:`shared.embedded.postgres.EmbeddedPostgres.password_for`). ``ops_ports`` (one operations listener per process: ``/metrics``, ``/livez``,
     ``/readyz``) are allocated on first use unless given, and kept for the Stack's life, so a restarted
     process serves its metrics where it did before.
     """
@@ -188,6 +195,7 @@ class Stack:
     agent_token: str
     agent_gpus: int = 2
     extra_env: dict[str, str] = field(default_factory=dict)
+    db_passwords: dict[str, str] = field(default_factory=dict)
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
     ops_ports: dict[str, int] = field(default_factory=dict)
 
@@ -222,6 +230,12 @@ class Stack:
     def liveness_url(self, process: str) -> str:
         return f"http://127.0.0.1:{self.ops_port(process)}/livez"
 
+    def database_url(self, service: str) -> str:
+        """The URL ``service`` connects with: its own role, its own password (if the stack has one)."""
+        password = self.db_passwords.get(service)
+        credentials = f"{role_name(service)}:{quote(password, safe='')}" if password else role_name(service)
+        return f"postgresql://{credentials}@127.0.0.1:{self.pg_port}/gpufleet"
+
     def _settings(self) -> dict[str, str]:
         """Every GPUFLEET_* value this stack knows; :meth:`env_for` hands each process its share."""
         values = {
@@ -243,9 +257,7 @@ class Stack:
             up = svc.upper()
             values[f"GPUFLEET_{up}_GRPC_LISTEN"] = self.target(svc)
             values[f"GPUFLEET_{up}_GRPC_TARGET"] = self.target(svc)
-            values[f"GPUFLEET_{up}_DATABASE_URL"] = (
-                f"postgresql://gpufleet_{svc}@127.0.0.1:{self.pg_port}/gpufleet"
-            )
+            values[f"GPUFLEET_{up}_DATABASE_URL"] = self.database_url(svc)
         values.update(self.extra_env)
         return values
 
@@ -368,6 +380,12 @@ class Stack:
                 self.processes[name].stop()
 
 
+def service_db_passwords(pg: EmbeddedPostgres) -> dict[str, str]:
+    """Each service's runtime-role password on the embedded server (generated once, then stable): what
+    ``migrate(passwords=...)`` sets on the roles and ``Stack(db_passwords=...)`` puts in the URLs."""
+    return {svc: pg.password_for(role_name(svc)) for svc in GRPC_SERVICES}
+
+
 # ----------------------------------------------------------------------------- make dev
 
 
@@ -382,11 +400,11 @@ def _save_json(path: Path, data: dict) -> None:
 
 async def _up(state: Path, agent_gpus: int) -> None:
     from shared.embedded.kafka import EmbeddedKafka
-    from shared.embedded.postgres import EmbeddedPostgres
     from shared.migrate import migrate
 
     t0 = time.monotonic()
-    state.mkdir(parents=True, exist_ok=True)
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    state.chmod(0o700)  # also a state folder made before this was the rule
     config = _load_json(state / "config.json")
     ports = choose_ports(config.get("ports"))
     ops_ports = choose_ops_ports(config.get("ops_ports"), set(ports.values()))
@@ -407,7 +425,10 @@ async def _up(state: Path, agent_gpus: int) -> None:
         pg.start()
         print(f"- Kafka-protocol broker (tansu, in-memory) on 127.0.0.1:{ports['kafka']}", flush=True)
         kafka.start()
-        await migrate(pg.admin_url)
+        # Stable across restarts (kept in the state folder); set on each role by every run, which is
+        # also what gives a state folder from before passwords its role passwords.
+        db_passwords = service_db_passwords(pg)
+        await migrate(pg.admin_url, passwords=db_passwords)
         print("- schemas migrated; starting services", flush=True)
         stack = Stack(
             state,
@@ -418,6 +439,7 @@ async def _up(state: Path, agent_gpus: int) -> None:
             config["agent_token"],
             agent_gpus=agent_gpus,
             ops_ports=ops_ports,
+            db_passwords=db_passwords,
         )
         stack.write_endpoints(state / "endpoints.json")
         await stack.start()

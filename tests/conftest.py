@@ -35,12 +35,14 @@ def postgres(state_dir: Path) -> Iterator[EmbeddedPostgres]:
 @pytest.fixture(scope="session")
 def migrate_schema(postgres: EmbeddedPostgres):
     """``url = await migrate_schema("scheduler")``: migrates that service's schema once per session and
-    returns the URL to connect as its role (what the service itself would use)."""
+    returns the URL to connect as its DML-only role, password included (what the service itself uses)."""
     done: set[str] = set()
 
     async def _migrate(service: str) -> str:
         if service not in done:
-            await migrate_service(postgres.admin_url, service)
+            await migrate_service(
+                postgres.admin_url, service, password=postgres.password_for(role_name(service))
+            )
             done.add(service)
         return postgres.url_for(role_name(service))
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from shared.devstack import Stack, choose_ports
+from shared.devstack import Stack, choose_ports, service_db_passwords
 from shared.embedded.kafka import EmbeddedKafka
 from shared.embedded.postgres import EmbeddedPostgres
 from shared.migrate import migrate
@@ -56,10 +56,11 @@ async def run(n: int, gpus: int) -> dict:
         secrets.token_urlsafe(16),
         secrets.token_urlsafe(16),
         agent_gpus=gpus,
+        db_passwords=service_db_passwords(pg),
         extra_env={"GPUFLEET_LOG_LEVEL": "WARNING"},
     )
     try:
-        await migrate(pg.admin_url)
+        await migrate(pg.admin_url, passwords=stack.db_passwords)
         await stack.start(timeout=120)
         org = await stack.create_organization("Bench", "bench@example.com")
         headers = {"Authorization": f"Bearer {org.api_key.secret}"}

@@ -40,7 +40,7 @@ from aiokafka import AIOKafkaConsumer
 
 from shared.contracts import jobs as jobs_topic
 from shared.contracts import topics
-from shared.devstack import DEFAULT_PORTS, Stack
+from shared.devstack import DEFAULT_PORTS, Stack, service_db_passwords
 from shared.embedded.kafka import EmbeddedKafka
 from shared.embedded.postgres import EmbeddedPostgres, free_port
 from shared.embedded.supervisor import RestartPolicy, Supervisor
@@ -385,10 +385,11 @@ async def soak(cfg: ChaosConfig, gpus: int) -> dict:
         secrets.token_urlsafe(24),
         secrets.token_urlsafe(24),
         agent_gpus=gpus,
+        db_passwords=service_db_passwords(pg),
         extra_env={"GPUFLEET_LOG_LEVEL": "WARNING", "GPUFLEET_AGENT_KILL_GRACE_SECONDS": "2"},
     )
     try:
-        await migrate(pg.admin_url)
+        await migrate(pg.admin_url, passwords=stack.db_passwords)
         await stack.start(timeout=180)
         org = await stack.create_organization("Chaos", "chaos@example.com")
         await _wait_gpus(stack, org.api_key.secret, gpus)

@@ -13,7 +13,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from shared.contracts import topics
-from shared.devstack import Stack
+from shared.devstack import Stack, service_db_passwords
 from shared.embedded.kafka import EmbeddedKafka
 from shared.embedded.postgres import EmbeddedPostgres, free_port
 from shared.migrate import migrate
@@ -40,7 +40,8 @@ def e2e_kafka(state_dir) -> Iterator[EmbeddedKafka]:
 @pytest.fixture(scope="package")
 async def stack(e2e_postgres, e2e_kafka, state_dir) -> AsyncIterator[Stack]:
     postgres, kafka = e2e_postgres, e2e_kafka
-    await migrate(postgres.admin_url)
+    passwords = service_db_passwords(postgres)
+    await migrate(postgres.admin_url, passwords=passwords)
     ports = {
         name: free_port()
         for name in ("identity", "fleet", "scheduler", "billing", "monitoring", "notification", "gateway")
@@ -58,6 +59,7 @@ async def stack(e2e_postgres, e2e_kafka, state_dir) -> AsyncIterator[Stack]:
             "GPUFLEET_NOTIFICATION_RETRY_BASE_SECONDS": "1",
             "GPUFLEET_AGENT_KILL_GRACE_SECONDS": "2",
         },
+        db_passwords=passwords,
     )
     try:
         await s.start(timeout=120)

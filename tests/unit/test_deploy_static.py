@@ -96,3 +96,55 @@ def test_each_secret_reaches_only_the_processes_that_need_it():
 @pytest.mark.parametrize("name", [*GRPC_SERVICES, "gateway", "agent"])
 def test_every_process_has_an_ops_listener(name):
     assert COMPOSE["services"][name]["environment"]["GPUFLEET_OPS_LISTEN"].endswith(":9100")
+
+
+def _url_user(url: str) -> str:
+    m = re.match(r"postgresql://([^:@/]+)(?::[^@]*)?@", url)
+    assert m, url
+    return m.group(1)
+
+
+def test_only_the_migrate_job_holds_the_administrator_and_the_role_passwords():
+    services = COMPOSE["services"]
+    migrate_env = services["migrate"]["environment"]
+    assert (
+        _url_user(migrate_env["GPUFLEET_ADMIN_DATABASE_URL"])
+        == services["postgres"]["environment"]["POSTGRES_USER"]
+    )
+    for name, spec in services.items():
+        if name in ("migrate", "postgres"):
+            continue
+        env = spec.get("environment") or {}
+        assert "GPUFLEET_ADMIN_DATABASE_URL" not in env, name
+        assert not [k for k in env if k.endswith("_DB_PASSWORD")], f"{name} holds a role password variable"
+        assert not any("POSTGRES_PASSWORD" in str(v) for v in env.values()), (
+            f"{name} holds the admin password"
+        )
+
+
+@pytest.mark.parametrize("name", GRPC_SERVICES)
+def test_each_service_connects_as_its_dml_only_role_never_the_owner_or_the_administrator(name):
+    url = COMPOSE["services"][name]["environment"][f"GPUFLEET_{name.upper()}_DATABASE_URL"]
+    user = _url_user(url)
+    assert user == f"gpufleet_{name}"  # not gpufleet_<name>_owner, not postgres
+    assert "POSTGRES_PASSWORD" not in url
+    others = [
+        COMPOSE["services"][o]["environment"][f"GPUFLEET_{o.upper()}_DATABASE_URL"]
+        for o in GRPC_SERVICES
+        if o != name
+    ]
+    password = url.split(":", 2)[2].split("@")[0]
+    assert all(password not in other for other in others), f"{name} shares its password variable"
+
+
+def test_postgres_asks_every_connection_for_a_password():
+    env = COMPOSE["services"]["postgres"]["environment"]
+    assert env.get("POSTGRES_HOST_AUTH_METHOD", "scram-sha-256") == "scram-sha-256"  # never trust
+    args = env["POSTGRES_INITDB_ARGS"].split()
+    assert "--auth-local=scram-sha-256" in args and "--auth-host=scram-sha-256" in args
+
+
+def test_the_deploy_notes_name_both_roles_of_a_service():
+    notes = (ROOT / "deploy" / "README.md").read_text()
+    assert "gpufleet_<service>_owner" in notes and "`gpufleet_<service>`" in notes
+    assert "BYPASSRLS" in notes and "check_role" in notes

@@ -6,7 +6,10 @@ adds what the process runs (gRPC servicers, the fleet consumer, the scheduling l
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
 
 from faststream.kafka import KafkaBroker
 from gpufleet.v1 import scheduler_pb2_grpc
@@ -18,12 +21,51 @@ from .adapters import metrics
 from .adapters.fleet_catalog import FleetGpuTypeCatalog
 from .adapters.repository import SqlUnitOfWorkFactory
 from .config import SchedulerSettings
+from .domain.engine import Policy, Quota, UserCap
+from .domain.spec import TimeLimits
 from .entrypoints import consumers
-from .entrypoints.grpc_server import SERVICE_NAMES, JobServicer, NodeAgentServicer
+from .entrypoints.agent_api import NodeAgentServicer
+from .entrypoints.grpc_server import SERVICE_NAMES, JobServicer
+from .service_layer.capacity import FleetCapacity
 from .service_layer.handlers import Dependencies
-from .service_layer.scheduling import run_scheduling_loop
-from .service_layer.unit_of_work import GpuTypeCatalog, UnitOfWorkFactory
+from .service_layer.options import SchedulingOptions
+from .service_layer.scheduling import CycleReport, Scheduler, run_scheduling_loop
+from .service_layer.unit_of_work import AdmissionCheck, GpuTypeCatalog, UnitOfWorkFactory
 from .service_layer.wakeup import Wakeup
+
+
+def scheduling_options(settings: SchedulerSettings) -> SchedulingOptions:
+    """The operator's policy from settings (admin RPCs with an audit trail come next)."""
+    policy = Policy(
+        org_shares=dict(settings.scheduler_fair_shares),
+        half_life_s=settings.scheduler_half_life_seconds,
+        gpu_type_weights=dict(settings.scheduler_gpu_type_weights),
+        quotas={
+            (org, gpu_type): Quota(q.nominal, q.borrowing_limit, q.lending_limit)
+            for org, per_type in settings.scheduler_quotas.items()
+            for gpu_type, q in per_type.items()
+        },
+        dedicated_lending_limit=settings.scheduler_dedicated_lending_limit,
+        user_caps={
+            org: UserCap(c.max_running_jobs, c.max_gpus) for org, c in settings.scheduler_user_caps.items()
+        },
+        # Refused at submit instead; a job that stopped fitting after the fleet shrank waits and says so.
+        reject_never_fitting=False,
+    )
+    return SchedulingOptions(
+        policy=policy,
+        limits=TimeLimits(
+            settings.scheduler_default_time_limit_seconds, settings.scheduler_max_time_limit_seconds
+        ),
+        max_attempts=settings.scheduler_max_attempts,
+        lease_ttl_s=settings.scheduler_lease_ttl_seconds,
+        lease_renew_s=min(settings.scheduler_lease_renew_seconds, settings.scheduler_lease_ttl_seconds / 2),
+    )
+
+
+def lease_holder() -> str:
+    """Unique per process: a restarted scheduler is a new tenure that rebuilds its state."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def bootstrap(
@@ -33,6 +75,8 @@ def bootstrap(
     uow: UnitOfWorkFactory | None = None,
     catalog: GpuTypeCatalog | None = None,
     wakeup: Wakeup | None = None,
+    options: SchedulingOptions | None = None,
+    capacity: AdmissionCheck | None = None,
 ) -> Dependencies:
     if uow is None:
         if db is None:
@@ -44,7 +88,13 @@ def bootstrap(
         catalog = FleetGpuTypeCatalog(
             settings.fleet_grpc_target, ttl=settings.scheduler_gpu_type_cache_seconds
         )
-    return Dependencies(uow=uow, catalog=catalog, wakeup=wakeup or Wakeup())
+    if options is None:
+        options = scheduling_options(settings) if settings is not None else SchedulingOptions()
+    if capacity is None:
+        capacity = FleetCapacity(uow, options.policy)
+    return Dependencies(
+        uow=uow, catalog=catalog, wakeup=wakeup or Wakeup(), options=options, capacity=capacity
+    )
 
 
 @dataclass(frozen=True)
@@ -53,6 +103,10 @@ class SchedulerApp:
     db: Database
     deps: Dependencies
     auth: Authenticator
+    scheduler: Scheduler = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scheduler", Scheduler(self.deps, lease_holder()))
 
     @property
     def grpc_services(self) -> list:
@@ -70,13 +124,14 @@ class SchedulerApp:
         consumers.register(broker, self.deps)
 
     async def run_scheduling_loop(self, stop: asyncio.Event) -> None:
-        def observe(seconds: float, placed: int) -> None:
-            metrics.CYCLE_SECONDS.observe(seconds)
-            metrics.PLACEMENTS.inc(placed)
+        def observe(report: CycleReport) -> None:
+            metrics.CYCLE_SECONDS.observe(report.seconds)
+            metrics.PLACEMENTS.inc(len(report.placed))
+            metrics.PENDING_WRITES.inc(report.pending_written)
 
         await run_scheduling_loop(
             stop,
-            self.deps,
+            self.scheduler,
             self.settings.scheduler_tick_seconds,
             observe=observe,
             on_failure=metrics.CYCLE_FAILURES.inc,

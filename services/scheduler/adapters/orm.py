@@ -7,12 +7,12 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Column, DateTime, Numeric
+from sqlalchemy import BigInteger, Column, DateTime, Numeric, SmallInteger
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 2  # the highest file in migrations/scheduler
+SCHEMA_VERSION = 3  # the highest file in migrations/scheduler
 
 
 def _ts(nullable: bool = True) -> Any:
@@ -49,6 +49,20 @@ class JobRow(SQLModel, table=True):
     started_at: datetime | None = _ts()
     finished_at: datetime | None = _ts()
     updated_at: datetime = _ts(nullable=False)
+    # 003: the engine's job shape, attempts, placements and the persisted "why pending".
+    nodes: int = 1
+    cpu_cores: int = 0
+    ram_mb: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    time_limit_seconds: int | None = Field(default=None, sa_column=Column(BigInteger))
+    held: bool = False
+    no_requeue: bool = False
+    attempt: int = 1
+    node_ids: list[UUID] = Field(sa_column=Column(ARRAY(PG_UUID(as_uuid=True)), nullable=False))
+    placements: list[dict[str, Any]] = Field(sa_column=Column(JSONB, nullable=False))
+    pending_code: str | None = None
+    pending_message: str | None = None
+    estimated_start: datetime | None = _ts()
+    change_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class JobStatusHistoryRow(SQLModel, table=True):
@@ -61,6 +75,7 @@ class JobStatusHistoryRow(SQLModel, table=True):
     status: str
     at: datetime = _ts(nullable=False)
     reason: str | None = None
+    attempt: int = 1
 
 
 class GpuInventoryRow(SQLModel, table=True):
@@ -78,6 +93,20 @@ class GpuInventoryRow(SQLModel, table=True):
     status: str
     revision: int = Field(sa_column=Column(BigInteger, nullable=False))
     updated_at: datetime = _ts(nullable=False)
+    node_cpu_cores: int = 0
+    node_ram_mb: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    node_labels: dict[str, str] = Field(sa_column=Column(JSONB, nullable=False))
+    change_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class SchedulerLeaseRow(SQLModel, table=True):
+    __tablename__ = "scheduler_lease"
+    __table_args__ = {"schema": "scheduler"}
+
+    id: int = Field(sa_column=Column(SmallInteger, primary_key=True))
+    holder: str
+    token: int = Field(sa_column=Column(BigInteger, nullable=False))
+    expires_at: datetime = _ts(nullable=False)
 
 
 class GpuAllocationRow(SQLModel, table=True):

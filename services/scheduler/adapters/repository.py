@@ -3,11 +3,16 @@
 The repository owns the session; handlers get domain objects. Writing a job also writes its new
 status-history entries and records its events in the outbox, so a change and its announcement commit
 together. Tenant units run with ``org_id`` (row-level security hides other organizations' rows);
-the loop, the agents' calls and the consumer run with ``system=True``.
+the scheduling loop, the agents' calls and the consumer run with ``system=True``.
+
+A cycle's writes are batched: one executemany UPDATE for every job it changes, one multi-row INSERT
+each for history, allocations and outbox rows, after :meth:`SqlUnitOfWork.hold_lease` has locked the
+lease row and checked the fencing token.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -15,27 +20,35 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Table, delete, exists, func, select, text, tuple_, update
+from sqlalchemy import Table, bindparam, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import consumers, outbox
+from shared import consumers, telemetry
 from shared.contracts import topics
 from shared.db import Database
 
 from ..domain.inventory import InventoryGpu
-from ..domain.model import GpuAllocation, Job, JobStatus, StatusChange
-from ..domain.placement import FreeGpu
+from ..domain.model import GpuAllocation, Job, JobPlacement, JobStatus, Pending, StatusChange
+from ..service_layer.unit_of_work import UsageRow
 from . import events
-from .orm import GpuAllocationRow, GpuInventoryRow, JobRow, JobStatusHistoryRow
+from .orm import GpuAllocationRow, GpuInventoryRow, JobRow, JobStatusHistoryRow, SchedulerLeaseRow
 
 JOBS: Table = JobRow.__table__  # type: ignore[attr-defined]
 HISTORY: Table = JobStatusHistoryRow.__table__  # type: ignore[attr-defined]
 INVENTORY: Table = GpuInventoryRow.__table__  # type: ignore[attr-defined]
 ALLOCATIONS: Table = GpuAllocationRow.__table__  # type: ignore[attr-defined]
+LEASE: Table = SchedulerLeaseRow.__table__  # type: ignore[attr-defined]
 
-LEADER_LOCK = "gpufleet-scheduler-round"
 ON_NODE = (JobStatus.SCHEDULED.value, JobStatus.RUNNING.value)
+SCHEDULABLE = ("available", "allocated")  # fleet's 'allocated' mirrors our own allocations
+
+# Before the first nextval() a sequence reports last_value 1 with is_called false: nothing was taken yet.
+_JOB_WATERMARK = text("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM jobs_change_seq")
+_OUTBOX_INSERT = text(
+    "INSERT INTO outbox (event_id, topic, key, event_type, headers, payload) "
+    "VALUES (:event_id, :topic, :key, :event_type, CAST(:headers AS jsonb), :payload)"
+)
 
 
 def _allocation_json(job: Job) -> list[dict[str, Any]]:
@@ -65,8 +78,49 @@ def _state(job: Job) -> dict[str, Any]:
         "scheduled_at": job.scheduled_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
-        "updated_at": func.now(),
+        "held": job.held,
+        "priority": job.priority,
+        "attempt": job.attempt,
+        "node_ids": list(job.node_ids),
+        "placements": [
+            {"node_id": str(p.node_id), "rank": p.rank, "gpu_ids": [str(g) for g in p.gpu_ids]}
+            for p in job.placements
+        ],
+        "pending_code": job.pending.code if job.pending else None,
+        "pending_message": job.pending.message if job.pending else None,
+        "estimated_start": job.estimated_start,
     }
+
+
+_STATE_COLUMNS = (
+    "status",
+    "node_id",
+    "gpu_ids",
+    "allocation",
+    "exit_code",
+    "output_tail",
+    "error_message",
+    "cancel_requested_at",
+    "scheduled_at",
+    "started_at",
+    "finished_at",
+    "held",
+    "priority",
+    "attempt",
+    "node_ids",
+    "placements",
+    "pending_code",
+    "pending_message",
+    "estimated_start",
+)
+# One statement for any number of jobs (executemany): a cycle's placements in one round trip.
+_SAVE_MANY = (
+    update(JOBS)
+    .where(JOBS.c.id == bindparam("b_id"))
+    .values(
+        {c: bindparam(f"b_{c}", type_=JOBS.c[c].type) for c in _STATE_COLUMNS} | {"updated_at": func.now()}
+    )
+)
 
 
 def _to_job(row: Any) -> Job:  # a RowMapping
@@ -102,6 +156,37 @@ def _to_job(row: Any) -> Job:  # a RowMapping
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         updated_at=row["updated_at"],
+        nodes=row["nodes"],
+        cpu_cores=row["cpu_cores"],
+        ram_mb=row["ram_mb"],
+        time_limit_seconds=row["time_limit_seconds"],
+        held=row["held"],
+        no_requeue=row["no_requeue"],
+        attempt=row["attempt"],
+        placements=tuple(
+            JobPlacement(UUID(p["node_id"]), int(p["rank"]), tuple(UUID(g) for g in p["gpu_ids"]))
+            for p in row["placements"] or []
+        ),
+        pending=Pending(row["pending_code"], row["pending_message"] or "") if row["pending_code"] else None,
+        estimated_start=row["estimated_start"],
+    )
+
+
+def _inventory(r: Any) -> InventoryGpu:
+    return InventoryGpu(
+        gpu_id=r.gpu_id,
+        node_id=r.node_id,
+        node_name=r.node_name,
+        device_index=r.device_index,
+        gpu_type=r.gpu_type,
+        memory_total_mb=r.memory_total_mb,
+        cost_per_hour=r.cost_per_hour,
+        organization_id=r.organization_id,
+        status=r.status,
+        revision=r.revision,
+        node_cpu_cores=r.node_cpu_cores,
+        node_ram_mb=r.node_ram_mb,
+        node_labels=dict(r.node_labels or {}),
     )
 
 
@@ -129,7 +214,13 @@ class SqlUnitOfWork:
             "idempotency_key": job.idempotency_key,
             "idempotency_fingerprint": fingerprint,
             "created_at": job.created_at,
+            "nodes": job.nodes,
+            "cpu_cores": job.cpu_cores,
+            "ram_mb": job.ram_mb,
+            "time_limit_seconds": job.time_limit_seconds,
+            "no_requeue": job.no_requeue,
             **_state(job),
+            "updated_at": func.now(),
         }
         # ON CONFLICT waits for a concurrent insert of the same key and then does nothing, so the
         # caller can read the winner's job instead of failing on a unique violation.
@@ -184,28 +275,51 @@ class SqlUnitOfWork:
         return [_to_job(r) for r in (await self.session.execute(stmt)).mappings()]
 
     async def save_job(self, job: Job) -> None:
-        await self.session.execute(update(JOBS).where(JOBS.c.id == job.id).values(_state(job)))
-        await self._write_changes(job)
+        await self.save_jobs([job])
 
-    async def _write_changes(self, job: Job) -> None:
-        if job.new_history:
-            await self.session.execute(
-                insert(HISTORY),
-                [
+    async def save_jobs(self, jobs: list[Job]) -> None:
+        if not jobs:
+            return
+        await self.session.execute(
+            _SAVE_MANY, [{"b_id": j.id} | {f"b_{k}": v for k, v in _state(j).items()} for j in jobs]
+        )
+        await self._write_changes(*jobs)
+
+    async def _write_changes(self, *jobs: Job) -> None:
+        history = [
+            {
+                "job_id": job.id,
+                "organization_id": job.organization_id,
+                "status": h.status.value,
+                "at": h.at,
+                "reason": h.reason,
+                "attempt": h.attempt,
+            }
+            for job in jobs
+            for h in job.new_history
+        ]
+        if history:
+            await self.session.execute(insert(HISTORY), history)
+        trace = telemetry.inject()  # one trace context for the whole batch
+        rows = []
+        for job in jobs:
+            for change in job.events:
+                envelope = events.envelope(change)
+                rows.append(
                     {
-                        "job_id": job.id,
-                        "organization_id": job.organization_id,
-                        "status": h.status.value,
-                        "at": h.at,
-                        "reason": h.reason,
+                        "event_id": envelope.id,
+                        "topic": topics.JOBS,
+                        "key": str(job.id),
+                        "event_type": envelope.type,
+                        "headers": json.dumps({k: v.decode() for k, v in envelope.headers(trace)}),
+                        "payload": envelope.value(),
                     }
-                    for h in job.new_history
-                ],
-            )
-        for change in job.events:
-            await outbox.record(self.session, topics.JOBS, events.envelope(change), key=str(job.id))
-        job.new_history.clear()
-        job.events.clear()
+                )
+            job.new_history.clear()
+            job.events.clear()
+        if rows:
+            await self.session.execute(_OUTBOX_INSERT, rows)
+            self.session.info["outbox_dirty"] = True
 
     async def _with_history(self, job: Job) -> Job:
         rows = await self.session.execute(
@@ -216,60 +330,191 @@ class SqlUnitOfWork:
         job.history = [StatusChange(JobStatus(r.status), r.at, r.reason) for r in rows]
         return job
 
-    # --- placement --------------------------------------------------------------------------------
+    # --- leader lease -----------------------------------------------------------------------------
 
-    async def lead_scheduling(self) -> bool:
-        return bool(
+    async def take_lease(self, holder: str, ttl_s: float) -> int | None:
+        # Taken when free or expired (a take-over: the token grows), or renewed when already ours.
+        row = (
+            await self.session.execute(
+                text(
+                    "UPDATE scheduler_lease SET "
+                    " token = CASE WHEN holder = :h THEN token ELSE token + 1 END, "
+                    " holder = :h, expires_at = now() + make_interval(secs => :ttl) "
+                    "WHERE id = 1 AND (holder = :h OR expires_at <= now()) RETURNING token"
+                ),
+                {"h": holder, "ttl": ttl_s},
+            )
+        ).first()
+        return None if row is None else int(row[0])
+
+    async def hold_lease(self, holder: str, token: int, ttl_s: float) -> bool:
+        # The UPDATE locks the row until this transaction ends: a take-over waits for it, and once a
+        # take-over committed, holder or token differ here and nothing of this unit may commit.
+        row = (
+            await self.session.execute(
+                text(
+                    "UPDATE scheduler_lease SET expires_at = now() + make_interval(secs => :ttl) "
+                    "WHERE id = 1 AND holder = :h AND token = :t RETURNING token"
+                ),
+                {"h": holder, "t": token, "ttl": ttl_s},
+            )
+        ).first()
+        return row is not None
+
+    async def give_up_lease(self, holder: str, token: int) -> None:
+        await self.session.execute(
+            text("UPDATE scheduler_lease SET expires_at = now() WHERE id = 1 AND holder = :h AND token = :t"),
+            {"h": holder, "t": token},
+        )
+
+    # --- the leader's state ------------------------------------------------------------------------
+
+    async def job_watermark(self) -> int:
+        return int((await self.session.execute(_JOB_WATERMARK)).scalar_one())
+
+    async def scheduling_jobs(self) -> tuple[list[Job], int]:
+        """Queued and on-node jobs, and the change watermark they are current to."""
+        seq = (await self.session.execute(_JOB_WATERMARK)).scalar_one()
+        rows = await self.session.execute(
+            select(JOBS).where(JOBS.c.status.in_((JobStatus.QUEUED.value, *ON_NODE)))
+        )
+        return [_to_job(r) for r in rows.mappings()], int(seq)
+
+    async def job_changes(self, after: int) -> tuple[list[Job], int]:
+        rows = (
             (
                 await self.session.execute(
-                    text("SELECT pg_try_advisory_xact_lock(hashtext(:k))"), {"k": LEADER_LOCK}
+                    select(JOBS).where(JOBS.c.change_seq > after).order_by(JOBS.c.change_seq)
                 )
-            ).scalar()
+            )
+            .mappings()
+            .all()
+        )
+        top = max((r["change_seq"] for r in rows), default=after)
+        return [_to_job(r) for r in rows], int(top)
+
+    async def inventory(self) -> tuple[list[InventoryGpu], int]:
+        rows = (await self.session.execute(select(INVENTORY))).all()
+        top = max((r.change_seq for r in rows), default=0)
+        return [_inventory(r) for r in rows], int(top)
+
+    async def inventory_changes(self, after: int) -> tuple[list[InventoryGpu], int]:
+        """Every GPU of each node that changed since ``after`` (a node is re-indexed whole)."""
+        changed = (
+            await self.session.execute(
+                select(INVENTORY.c.node_id, func.max(INVENTORY.c.change_seq))
+                .where(INVENTORY.c.change_seq > after)
+                .group_by(INVENTORY.c.node_id)
+            )
+        ).all()
+        if not changed:
+            return [], after
+        nodes = [r[0] for r in changed]
+        rows = (await self.session.execute(select(INVENTORY).where(INVENTORY.c.node_id.in_(nodes)))).all()
+        return [_inventory(r) for r in rows], int(max(r[1] for r in changed))
+
+    async def inventory_version(self) -> int:
+        return int(
+            (
+                await self.session.execute(select(func.coalesce(func.max(INVENTORY.c.change_seq), 0)))
+            ).scalar_one()
         )
 
-    async def queued_jobs(self, limit: int) -> list[Job]:
-        stmt = (
-            select(JOBS)
-            .where(JOBS.c.status == JobStatus.QUEUED.value)
-            .order_by(JOBS.c.priority.desc(), JOBS.c.created_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        return [_to_job(r) for r in (await self.session.execute(stmt)).mappings()]
-
-    async def free_gpus(self) -> list[FreeGpu]:
-        held = exists().where(ALLOCATIONS.c.gpu_id == INVENTORY.c.gpu_id)
+    async def usage(self, half_life_s: float, horizon_s: float) -> list[UsageRow]:
+        """Decayed resource-seconds of finished runs per (organization, user, GPU type)."""
         rows = await self.session.execute(
-            select(INVENTORY)
-            .where(INVENTORY.c.status == "available", ~held)
-            .order_by(INVENTORY.c.node_id, INVENTORY.c.device_index)
+            text(
+                "SELECT organization_id, user_id, coalesce(allocation->0->>'gpu_type', '') AS gpu_type, "
+                " sum(w * gpu_count * nodes) AS gpu_s, sum(w * cpu_cores * nodes) AS cpu_s, "
+                " sum(w * ram_mb * nodes) AS ram_s "
+                "FROM (SELECT *, extract(epoch FROM finished_at - scheduled_at) "
+                "        * power(0.5, extract(epoch FROM now() - finished_at) / :hl) AS w "
+                "      FROM jobs WHERE finished_at > now() - make_interval(secs => :horizon) "
+                "        AND scheduled_at IS NOT NULL) j "
+                "GROUP BY 1, 2, 3"
+            ),
+            {"hl": half_life_s, "horizon": horizon_s},
         )
         return [
-            FreeGpu(
-                gpu_id=r.gpu_id,
-                node_id=r.node_id,
-                device_index=r.device_index,
-                gpu_type=r.gpu_type,
-                memory_total_mb=r.memory_total_mb,
-                cost_per_hour=r.cost_per_hour,
-                organization_id=r.organization_id,
+            UsageRow(
+                r.organization_id,
+                r.user_id,
+                r.gpu_type or None,
+                float(r.gpu_s),
+                float(r.cpu_s),
+                float(r.ram_s),
             )
             for r in rows
         ]
 
-    async def hold_gpus(self, job: Job) -> None:
-        await self.session.execute(
-            insert(ALLOCATIONS),
-            [
-                {
-                    "gpu_id": a.gpu_id,
-                    "job_id": job.id,
-                    "node_id": job.node_id,
-                    "allocated_at": job.scheduled_at,
-                }
-                for a in job.allocation
-            ],
+    # --- applying a cycle --------------------------------------------------------------------------
+
+    async def placeable_jobs(self, job_ids: list[UUID]) -> list[Job]:
+        """Those of ``job_ids`` still queued and not held, locked: a cancel or hold that committed
+        after the cycle's snapshot wins, one that comes later waits and then sees the job placed."""
+        if not job_ids:
+            return []
+        rows = await self.session.execute(
+            select(JOBS)
+            .where(JOBS.c.id.in_(job_ids), JOBS.c.status == JobStatus.QUEUED.value, ~JOBS.c.held)
+            .with_for_update()
         )
+        return [_to_job(r) for r in rows.mappings()]
+
+    async def queued_jobs_by_id(self, job_ids: list[UUID]) -> list[Job]:
+        """Queued jobs among ``job_ids``, locked; rows another transaction holds are skipped (their
+        reason is written next cycle)."""
+        if not job_ids:
+            return []
+        rows = await self.session.execute(
+            select(JOBS)
+            .where(JOBS.c.id.in_(job_ids), JOBS.c.status == JobStatus.QUEUED.value)
+            .with_for_update(skip_locked=True)
+        )
+        return [_to_job(r) for r in rows.mappings()]
+
+    async def schedulable_gpus(self, gpu_ids: list[UUID]) -> set[UUID]:
+        """Of ``gpu_ids``, those fleet still offers; share-locked so that an offline change waits for
+        this unit and then sees the jobs it placed."""
+        if not gpu_ids:
+            return set()
+        rows = await self.session.execute(
+            select(INVENTORY.c.gpu_id)
+            .where(INVENTORY.c.gpu_id.in_(gpu_ids), INVENTORY.c.status.in_(SCHEDULABLE))
+            .with_for_update(read=True)
+        )
+        return {r[0] for r in rows}
+
+    async def hold_gpus(self, jobs: list[Job]) -> None:
+        rows = [
+            {"gpu_id": gid, "job_id": job.id, "node_id": p.node_id, "allocated_at": job.scheduled_at}
+            for job in jobs
+            for p in job.placements
+            for gid in p.gpu_ids
+        ]
+        if rows:
+            await self.session.execute(insert(ALLOCATIONS), rows)
+
+    async def queue_positions(self, jobs: list[Job]) -> None:
+        """Fill ``queue_position`` of the queued, not held jobs: 1 + how many of the same
+        organization's waiting jobs come before each in queue order (priority, then age, then id)."""
+        for job in jobs:
+            if job.status is not JobStatus.QUEUED or job.held:
+                continue
+            ahead = (
+                await self.session.execute(
+                    select(func.count())
+                    .select_from(JOBS)
+                    .where(
+                        JOBS.c.organization_id == job.organization_id,
+                        JOBS.c.status == JobStatus.QUEUED.value,
+                        ~JOBS.c.held,
+                        tuple_(-JOBS.c.priority, JOBS.c.created_at, JOBS.c.id)
+                        < tuple_(-job.priority, job.created_at, job.id),
+                    )
+                )
+            ).scalar_one()
+            job.queue_position = int(ahead) + 1
 
     async def release_gpus(self, job_id: UUID) -> None:
         await self.session.execute(delete(ALLOCATIONS).where(ALLOCATIONS.c.job_id == job_id))
@@ -280,7 +525,7 @@ class SqlUnitOfWork:
         row = (
             (
                 await self.session.execute(
-                    select(JOBS).where(JOBS.c.id == job_id, JOBS.c.node_id == node_id).with_for_update()
+                    select(JOBS).where(JOBS.c.id == job_id, JOBS.c.node_ids.any(node_id)).with_for_update()
                 )
             )
             .mappings()
@@ -291,7 +536,7 @@ class SqlUnitOfWork:
     async def live_jobs_on_node(self, node_id: UUID) -> list[Job]:
         rows = await self.session.execute(
             select(JOBS)
-            .where(JOBS.c.node_id == node_id, JOBS.c.status.in_(ON_NODE))
+            .where(JOBS.c.node_ids.contains([node_id]), JOBS.c.status.in_(ON_NODE))
             .order_by(JOBS.c.scheduled_at, JOBS.c.id)
         )
         return [_to_job(r) for r in rows.mappings()]
@@ -310,6 +555,9 @@ class SqlUnitOfWork:
             "organization_id": gpu.organization_id,
             "status": gpu.status,
             "revision": gpu.revision,
+            "node_cpu_cores": gpu.node_cpu_cores,
+            "node_ram_mb": gpu.node_ram_mb,
+            "node_labels": dict(gpu.node_labels),
             "updated_at": func.now(),
         }
         base = insert(INVENTORY).values(values)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from uuid import UUID
 
@@ -19,3 +20,12 @@ class InventoryGpu:
     organization_id: UUID | None  # None: shared pool
     status: str  # fleet's health/administrative state; only 'available' GPUs are offered to placement
     revision: int  # fleet's revision; an event older than what we hold is ignored
+    # The node's capacity and fabric labels as its agent reported them (0 / empty: not reported).
+    node_cpu_cores: int = 0
+    node_ram_mb: int = 0
+    node_labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def schedulable(self) -> bool:
+        """Healthy for placement: fleet's 'allocated' only mirrors our own allocations."""
+        return self.status in ("available", "allocated")

@@ -1,12 +1,16 @@
 """A job and its life cycle.
 
-    queued --schedule--> scheduled --start--> running --finish--> succeeded | failed
-       |                     |                   |
+    queued --schedule--> scheduled --start--> running --finish--> succeeded | failed | timed_out
+       |  ^                  |                   |
+       |  +---requeue (node or agent lost; a new attempt, bounded)---+
        +--cancel--> cancelled (at once)          +--finish(cancelled)--> cancelled
                              +--cancel: cancel requested; cancelled when the agent reports it stopped
 
-Terminal states (succeeded, failed, cancelled) accept nothing more: a cancel is refused, a late agent
-report is a no-op (agents retry, so reports arrive twice). Each change appends a status-history entry
+A queued job may be held (not scheduled until released) and re-prioritised. Each run is an attempt,
+numbered from 1; reports about an older attempt are ignored.
+
+Terminal states (succeeded, failed, cancelled, timed_out) accept nothing more: a cancel is refused, a
+late agent report is a no-op (agents retry, so reports arrive twice). Each change appends a status-history entry
 and records a :class:`JobChanged` carrying a snapshot of the job right after it; the repository turns
 those into outbox events in the same transaction.
 """
@@ -35,9 +39,10 @@ class JobStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
 
 
-TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT})
 ON_NODE = frozenset({JobStatus.SCHEDULED, JobStatus.RUNNING})
 
 
@@ -47,6 +52,27 @@ class InvalidTransition(FailedPrecondition):
 
 class JobAlreadyFinished(FailedPrecondition):
     pass
+
+
+class JobNotQueued(FailedPrecondition):
+    """Hold, release and priority changes apply to queued jobs only."""
+
+
+@dataclass(frozen=True)
+class JobPlacement:
+    """One node of a placed job; a gang has several, rank 0 is the master."""
+
+    node_id: UUID
+    rank: int
+    gpu_ids: tuple[UUID, ...]
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Why a queued job waits (the engine's reason, as last persisted)."""
+
+    code: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -64,6 +90,7 @@ class StatusChange:
     status: JobStatus
     at: datetime
     reason: str | None = None
+    attempt: int = 1
 
 
 @dataclass(frozen=True)
@@ -74,16 +101,42 @@ class Outcome:
     cancelled: bool = False
     error_message: str | None = None
     output_tail: str | None = None
+    timed_out: bool = False
+
+    @property
+    def lost(self) -> bool:
+        """The infrastructure, not the job, ended it (agents report "lost: ..." with no exit code)."""
+        return (
+            self.exit_code is None
+            and not self.cancelled
+            and not self.timed_out
+            and (self.error_message or "").startswith("lost:")
+        )
+
+
+@dataclass(frozen=True)
+class EndedAttempt:
+    """An attempt lost to infrastructure, as it was when it ended. The requeued job's snapshot already
+    describes the next attempt (nothing allocated), so billing needs this to record and credit the
+    GPU time the lost attempt held."""
+
+    attempt: int
+    allocation: tuple[GpuAllocation, ...]
+    scheduled_at: datetime | None
+    released_at: datetime
 
 
 @dataclass(frozen=True)
 class JobChanged:
-    """``kind`` is the event name: submitted, scheduled, started, succeeded, failed or cancelled."""
+    """``kind`` is the event name: submitted, scheduled, started, succeeded, failed, cancelled,
+    timed_out, requeued, or pending (a queued job's reason, hold or priority changed).
+    ``ended_attempt`` is set on requeued only."""
 
     kind: str
     previous_status: JobStatus | None
     reason: str | None
     job: Job
+    ended_attempt: EndedAttempt | None = None
 
 
 def _clean(text: str | None, limit: int, keep_end: bool) -> str | None:
@@ -118,6 +171,17 @@ class Job:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime | None = None  # written by the repository (the database clock)
+    nodes: int = 1
+    cpu_cores: int = 0  # per node
+    ram_mb: int = 0  # per node
+    time_limit_seconds: int | None = None
+    held: bool = False
+    no_requeue: bool = False
+    attempt: int = 1
+    placements: tuple[JobPlacement, ...] = ()
+    pending: Pending | None = None
+    estimated_start: datetime | None = None
+    queue_position: int | None = None  # read-time only: 1-based among the organization's waiting jobs
     # Known history (loaded on demand), the entries added in this unit of work, and recorded events.
     history: list[StatusChange] = field(default_factory=list)
     new_history: list[StatusChange] = field(default_factory=list)
@@ -140,9 +204,25 @@ class Job:
             webhook_url=spec.webhook_url,
             idempotency_key=spec.idempotency_key,
             created_at=at,
+            nodes=spec.nodes,
+            cpu_cores=spec.cpu_cores,
+            ram_mb=spec.ram_mb,
+            time_limit_seconds=spec.time_limit_seconds,
+            held=spec.hold,
+            no_requeue=spec.no_requeue,
         )
-        job._changed("submitted", None, at, "submitted")
+        if job.held:
+            job.pending = HELD
+        job._changed("submitted", None, at, "submitted held" if job.held else "submitted")
         return job
+
+    @property
+    def node_ids(self) -> tuple[UUID, ...]:
+        return tuple(p.node_id for p in self.placements)
+
+    @property
+    def total_gpus(self) -> int:
+        return self.gpu_count * self.nodes
 
     @property
     def gpu_ids(self) -> tuple[UUID, ...]:
@@ -156,15 +236,32 @@ class Job:
     def cancel_requested(self) -> bool:
         return self.cancel_requested_at is not None
 
-    def schedule(self, node_id: UUID, allocation: tuple[GpuAllocation, ...], at: datetime) -> None:
-        if self.status is not JobStatus.QUEUED:
-            raise InvalidTransition(f"cannot schedule a {self.status} job")
-        if len(allocation) != self.gpu_count or len({a.gpu_id for a in allocation}) != self.gpu_count:
-            raise InvalidTransition(f"job needs {self.gpu_count} distinct GPUs, got {len(allocation)}")
-        self.node_id = node_id
+    def schedule(
+        self,
+        node_id: UUID,
+        allocation: tuple[GpuAllocation, ...],
+        at: datetime,
+        placements: tuple[JobPlacement, ...] | None = None,
+    ) -> None:
+        """Placed: ``allocation`` lists every GPU in rank order; ``placements`` each node (a single-node
+        job may leave it out: one placement on ``node_id``)."""
+        if self.status is not JobStatus.QUEUED or self.held:
+            raise InvalidTransition(f"cannot schedule a {'held' if self.held else self.status} job")
+        want = self.total_gpus
+        if len(allocation) != want or len({a.gpu_id for a in allocation}) != want:
+            raise InvalidTransition(f"job needs {want} distinct GPUs, got {len(allocation)}")
+        if placements is None:
+            placements = (JobPlacement(node_id, 0, tuple(a.gpu_id for a in allocation)),)
+        if len(placements) != self.nodes or len({p.node_id for p in placements}) != self.nodes:
+            raise InvalidTransition(f"job needs {self.nodes} distinct nodes, got {len(placements)}")
+        self.node_id = placements[0].node_id
+        self.placements = tuple(placements)
         self.allocation = tuple(allocation)
         self.scheduled_at = at
-        self._changed("scheduled", JobStatus.SCHEDULED, at, f"placed on node {node_id}")
+        self.pending = None
+        self.estimated_start = None
+        where = f"node {self.node_id}" if self.nodes == 1 else f"{self.nodes} nodes (rank 0: {self.node_id})"
+        self._changed("scheduled", JobStatus.SCHEDULED, at, f"placed on {where}")
 
     def start(self, reported_at: datetime | None, now: datetime) -> bool:
         """The agent launched the process. False (no change) for a duplicate or late report."""
@@ -194,6 +291,9 @@ class Job:
         self.error_message = _clean(outcome.error_message, MAX_ERROR_MESSAGE, keep_end=False)
         if outcome.cancelled:
             status, reason = JobStatus.CANCELLED, "stopped on the node after a cancel request"
+        elif outcome.timed_out:
+            limit = self.time_limit_seconds
+            status, reason = JobStatus.TIMED_OUT, f"ended at its time limit ({limit} s)"
         elif outcome.exit_code == 0:
             status, reason = JobStatus.SUCCEEDED, "exit code 0"
         elif outcome.exit_code is not None:
@@ -212,18 +312,108 @@ class Job:
         if self.status is JobStatus.QUEUED:
             self.cancel_requested_at = at
             self.finished_at = at
+            self.held, self.pending, self.estimated_start = False, None, None
             self._changed("cancelled", JobStatus.CANCELLED, at, reason or "cancelled while queued")
             return True
         if self.cancel_requested_at is None:
             self.cancel_requested_at = at
         return False
 
-    def _changed(self, kind: str, new_status: JobStatus | None, at: datetime, reason: str | None) -> None:
+    def requeue(self, reason: str, at: datetime, max_attempts: int) -> bool:
+        """The job's node or agent was lost while it held GPUs. It goes back to the queue as a new
+        attempt (True), unless it opted out, used up its attempts, or was being cancelled: then it ends
+        (False: failed, or cancelled). A job not on a node is left alone (False)."""
+        if self.status not in ON_NODE:
+            return False
+        if self.cancel_requested:
+            self.finish(Outcome(cancelled=True, error_message=reason), None, at)
+            return False
+        if self.no_requeue or self.attempt >= max_attempts:
+            why = (
+                "the job opted out of requeue"
+                if self.no_requeue
+                else f"attempt {self.attempt} of {max_attempts}"
+            )
+            self.finish(Outcome(error_message=f"{reason} ({why})"), None, at)
+            return False
+        # Clamped like finish(): a clock step back must not make the lost attempt's time negative.
+        released = max(at, self.scheduled_at) if self.scheduled_at is not None else at
+        ended = EndedAttempt(self.attempt, self.allocation, self.scheduled_at, released)
+        self.node_id = None
+        self.placements = ()
+        self.allocation = ()
+        self.scheduled_at = self.started_at = None
+        self.attempt += 1
+        why = f"requeued as attempt {self.attempt}: {reason}"
+        self._changed("requeued", JobStatus.QUEUED, at, why, ended_attempt=ended)
+        return True
+
+    def _queued(self, what: str) -> None:
+        if self.status is not JobStatus.QUEUED:
+            raise JobNotQueued(f"only a queued job can be {what}; this one is {self.status}")
+
+    def hold(self, at: datetime) -> bool:
+        """Keep a queued job from being scheduled. False: it was held already."""
+        self._queued("held")
+        if self.held:
+            return False
+        self.held = True
+        self.set_pending(HELD, None, at)
+        return True
+
+    def release(self, at: datetime) -> bool:
+        """Let a held job be scheduled again. False: it was not held."""
+        self._queued("released")
+        if not self.held:
+            return False
+        self.held = False
+        self.set_pending(None, None, at)
+        return True
+
+    def set_priority(self, priority: int, at: datetime) -> bool:
+        self._queued("re-prioritised")
+        if priority == self.priority:
+            return False
+        self.priority = priority
+        self._record("pending", None, f"priority set to {priority}")
+        return True
+
+    def set_pending(self, pending: Pending | None, estimated_start: datetime | None, at: datetime) -> bool:
+        """The engine's answer changed. An event only when the reason's code changes (the message and
+        the estimate move often; the code is what someone watching acts on)."""
+        if (pending, estimated_start) == (self.pending, self.estimated_start):
+            return False
+        code_changed = (pending.code if pending else None) != (self.pending.code if self.pending else None)
+        self.pending, self.estimated_start = pending, estimated_start
+        if code_changed:
+            self._record("pending", None, pending.message if pending else "released")
+        return True
+
+    def _changed(
+        self,
+        kind: str,
+        new_status: JobStatus | None,
+        at: datetime,
+        reason: str | None,
+        ended_attempt: EndedAttempt | None = None,
+    ) -> None:
         previous = None if new_status is None else self.status
         if new_status is not None:
             self.status = new_status
-        entry = StatusChange(self.status, at, reason)
+        entry = StatusChange(self.status, at, reason, self.attempt)
         self.history.append(entry)
         self.new_history.append(entry)
+        self._record(kind, previous, reason, ended_attempt)
+
+    def _record(
+        self,
+        kind: str,
+        previous: JobStatus | None,
+        reason: str | None,
+        ended_attempt: EndedAttempt | None = None,
+    ) -> None:
         snapshot = dataclasses.replace(self, history=[], new_history=[], events=[])
-        self.events.append(JobChanged(kind, previous, reason, snapshot))
+        self.events.append(JobChanged(kind, previous, reason, snapshot, ended_attempt))
+
+
+HELD = Pending("held", "the job is held; release it to let it be scheduled")

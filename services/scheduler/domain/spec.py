@@ -24,13 +24,18 @@ from shared.contracts.limits import (
     DEFAULT_PRIORITY,
     MAX_CANCEL_REASON,
     MAX_COMMAND,
+    MAX_CPU_CORES,
     MAX_GPU_MEMORY_MB,
     MAX_GPU_TYPE,
     MAX_GPUS,
     MAX_IDEMPOTENCY_KEY,
     MAX_JOB_NAME,
+    MAX_NODES,
     MAX_PRIORITY,
+    MAX_RAM_MB,
+    MAX_TIME_LIMIT_SECONDS,
     MIN_GPUS,
+    MIN_NODES,
     MIN_PRIORITY,
 )
 from shared.errors import Conflict, InvalidArgument
@@ -47,6 +52,33 @@ class JobSpec:
     webhook_url: str | None
     name: str | None
     idempotency_key: str | None
+    nodes: int = 1  # a gang: gpu_count GPUs on each of this many nodes
+    cpu_cores: int = 0  # per node
+    ram_mb: int = 0  # per node
+    time_limit_seconds: int | None = None  # as asked; None: the platform's default applies
+    hold: bool = False
+    no_requeue: bool = False
+
+
+@dataclass(frozen=True)
+class TimeLimits:
+    """The platform's default and maximum time limit (None: no default / no maximum beyond the
+    contract's own bound)."""
+
+    default_seconds: int | None = None
+    max_seconds: int | None = None
+
+    def effective(self, asked: int | None) -> int | None:
+        """The limit a job runs under; raises when it asks for more than the maximum."""
+        top = min(self.max_seconds or MAX_TIME_LIMIT_SECONDS, MAX_TIME_LIMIT_SECONDS)
+        if asked is None:
+            return None if self.default_seconds is None else min(self.default_seconds, top)
+        if not 1 <= asked <= top:
+            raise InvalidArgument(
+                f"time_limit_seconds must be between 1 and {top} (0 or absent: the default)",
+                field="time_limit_seconds",
+            )
+        return asked
 
 
 class IdempotencyKeyReused(Conflict):
@@ -74,8 +106,16 @@ def job_spec(
     webhook_url: str | None = None,
     name: str | None = None,
     idempotency_key: str | None = None,
+    nodes: int | None = None,
+    cpu_cores: int = 0,
+    ram_mb: int = 0,
+    time_limit_seconds: int | None = None,
+    hold: bool = False,
+    no_requeue: bool = False,
+    limits: TimeLimits | None = None,
 ) -> JobSpec:
-    """Validate a submission; raises :class:`InvalidArgument` naming the first bad field."""
+    """Validate a submission; raises :class:`InvalidArgument` naming the first bad field.
+    ``time_limit_seconds`` None or 0 means the platform's default."""
     if not command or not command.strip():
         raise InvalidArgument("command is required", field="command")
     _at_most(command, MAX_COMMAND, "command")
@@ -106,6 +146,16 @@ def job_spec(
                 f"idempotency_key must be 1..{MAX_IDEMPOTENCY_KEY} characters", field="idempotency_key"
             )
         _no_nul(idempotency_key, "idempotency_key")
+    nodes = MIN_NODES if nodes is None else nodes
+    if not MIN_NODES <= nodes <= MAX_NODES:
+        raise InvalidArgument(f"nodes must be between {MIN_NODES} and {MAX_NODES}", field="nodes")
+    if not 0 <= cpu_cores <= MAX_CPU_CORES:
+        raise InvalidArgument(
+            f"cpu_cores must be between 0 and {MAX_CPU_CORES} (per node)", field="cpu_cores"
+        )
+    if not 0 <= ram_mb <= MAX_RAM_MB:
+        raise InvalidArgument(f"ram_mb must be between 0 and {MAX_RAM_MB} (MB per node)", field="ram_mb")
+    time_limit = (limits or TimeLimits()).effective(time_limit_seconds or None)
     return JobSpec(
         command=command,
         gpu_count=gpu_count,
@@ -115,7 +165,17 @@ def job_spec(
         webhook_url=webhook_url or None,
         name=name or None,
         idempotency_key=idempotency_key or None,
+        nodes=nodes,
+        cpu_cores=cpu_cores,
+        ram_mb=ram_mb,
+        time_limit_seconds=time_limit,
+        hold=hold,
+        no_requeue=no_requeue,
     )
+
+
+# Fields added after fingerprints were first kept, with the value a request that does not use them has.
+_LATER_DEFAULTS = {"nodes": 1, "cpu_cores": 0, "ram_mb": 0, "hold": False, "no_requeue": False}
 
 
 def request_fingerprint(spec: JobSpec) -> str:
@@ -124,7 +184,11 @@ def request_fingerprint(spec: JobSpec) -> str:
     Absent optional fields are left out, so a field added to the spec later does not change the
     fingerprint of requests that do not use it (a retry across an upgrade still matches).
     """
-    fields = {k: v for k, v in asdict(spec).items() if k != "idempotency_key" and v is not None}
+    fields = {
+        k: v
+        for k, v in asdict(spec).items()
+        if k != "idempotency_key" and v is not None and not (k in _LATER_DEFAULTS and v == _LATER_DEFAULTS[k])
+    }
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -26,6 +26,9 @@ def to_inventory(gpu: fleet.GpuSnapshotV1) -> InventoryGpu:
         organization_id=gpu.organization_id,
         status=gpu.status,
         revision=gpu.revision,
+        node_cpu_cores=gpu.node_cpu_cores,
+        node_ram_mb=gpu.node_ram_mb,
+        node_labels=dict(gpu.node_labels),
     )
 
 

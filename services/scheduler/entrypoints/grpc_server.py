@@ -1,4 +1,4 @@
-"""gRPC servicers: JobService (tenants, API key) and NodeAgentService (node agents, agent token).
+"""gRPC servicer of JobService (tenants, API key); NodeAgentService lives in agent_api.py.
 They only translate between proto messages and commands; the handlers decide."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from uuid import UUID
 import grpc
 from gpufleet.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
 
-from shared.grpc import grpc_service, metadata_value, require_agent
-from shared.wire import parse_ts, ts
+from shared.grpc import grpc_service, metadata_value
+from shared.wire import ts
 
-from ..domain.model import Job
+from ..domain.model import Job, JobStatus
 from ..service_layer import commands, handlers
 from ..service_layer.handlers import Dependencies
 
@@ -60,6 +60,26 @@ def job_message(job: Job, *, with_history: bool = False) -> scheduler_pb2.Job:
         ]
         if with_history
         else [],
+        nodes=job.nodes,
+        cpu_cores=job.cpu_cores,
+        ram_mb=job.ram_mb,
+        time_limit_seconds=job.time_limit_seconds or 0,
+        held=job.held,
+        no_requeue=job.no_requeue,
+        attempt=job.attempt,
+        pending_reason=(
+            scheduler_pb2.PendingReason(code=job.pending.code, message=job.pending.message)
+            if job.pending is not None and job.status is JobStatus.QUEUED
+            else None
+        ),
+        queue_position=job.queue_position or 0,
+        estimated_start=ts(job.estimated_start) if job.status is JobStatus.QUEUED else "",
+        placements=[
+            scheduler_pb2.JobPlacement(
+                node_id=str(p.node_id), rank=p.rank, gpu_ids=[str(g) for g in p.gpu_ids]
+            )
+            for p in job.placements
+        ],
     )
 
 
@@ -91,6 +111,12 @@ class JobServicer(scheduler_pb2_grpc.JobServiceServicer):
                 name=request.name or None,
                 idempotency_key=request.idempotency_key or None,
                 authorization=metadata_value(context, "authorization"),
+                nodes=request.nodes if request.HasField("nodes") else None,
+                cpu_cores=request.cpu_cores,
+                ram_mb=request.ram_mb,
+                time_limit_seconds=request.time_limit_seconds or None,
+                hold=request.hold,
+                no_requeue=request.no_requeue,
             ),
             self.deps,
         )
@@ -132,60 +158,30 @@ class JobServicer(scheduler_pb2_grpc.JobServiceServicer):
         )
         return job_message(job, with_history=True)
 
+    async def HoldJob(
+        self, request: scheduler_pb2.GetJobRequest, context: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.Job:
+        org_id, _ = _tenant(await self.auth.principal(context, write=True))
+        job: Job = await handlers.handle(
+            commands.HoldJob(organization_id=org_id, job_id=request.id), self.deps
+        )
+        return job_message(job, with_history=True)
 
-def assignment_message(job: Job) -> scheduler_pb2.Assignment:
-    return scheduler_pb2.Assignment(
-        job_id=str(job.id),
-        command=job.command,
-        gpu_indices=[a.gpu_index for a in job.allocation],
-        gpu_ids=[str(a.gpu_id) for a in job.allocation],
-        organization_id=str(job.organization_id),
-        status=job.status.value,
-        cancel_requested=job.cancel_requested,
-    )
+    async def ReleaseJob(
+        self, request: scheduler_pb2.GetJobRequest, context: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.Job:
+        org_id, _ = _tenant(await self.auth.principal(context, write=True))
+        job: Job = await handlers.handle(
+            commands.ReleaseJob(organization_id=org_id, job_id=request.id), self.deps
+        )
+        return job_message(job, with_history=True)
 
-
-@grpc_service
-class NodeAgentServicer(scheduler_pb2_grpc.NodeAgentServiceServicer):
-    def __init__(self, deps: Dependencies, agent_token: str) -> None:
-        self.deps = deps
-        self._token = agent_token
-
-    async def GetAssignments(
-        self, request: scheduler_pb2.GetAssignmentsRequest, context: grpc.aio.ServicerContext
-    ) -> scheduler_pb2.GetAssignmentsResponse:
-        require_agent(context, self._token)
-        jobs: list[Job] = await handlers.handle(commands.GetAssignments(node_id=request.node_id), self.deps)
-        return scheduler_pb2.GetAssignmentsResponse(assignments=[assignment_message(j) for j in jobs])
-
-    async def ReportJobStarted(
-        self, request: scheduler_pb2.ReportJobStartedRequest, context: grpc.aio.ServicerContext
-    ) -> common_pb2.Empty:
-        require_agent(context, self._token)
-        await handlers.handle(
-            commands.ReportJobStarted(
-                node_id=request.node_id,
-                job_id=request.job_id,
-                started_at=parse_ts(request.started_at, "started_at"),
-            ),
+    async def UpdateJobPriority(
+        self, request: scheduler_pb2.UpdateJobPriorityRequest, context: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.Job:
+        org_id, _ = _tenant(await self.auth.principal(context, write=True))
+        job: Job = await handlers.handle(
+            commands.UpdateJobPriority(organization_id=org_id, job_id=request.id, priority=request.priority),
             self.deps,
         )
-        return common_pb2.Empty()
-
-    async def ReportJobFinished(
-        self, request: scheduler_pb2.ReportJobFinishedRequest, context: grpc.aio.ServicerContext
-    ) -> common_pb2.Empty:
-        require_agent(context, self._token)
-        await handlers.handle(
-            commands.ReportJobFinished(
-                node_id=request.node_id,
-                job_id=request.job_id,
-                exit_code=request.exit_code if request.has_exit_code else None,
-                cancelled=request.cancelled,
-                error_message=request.error_message or None,
-                output_tail=request.output_tail or None,
-                finished_at=parse_ts(request.finished_at, "finished_at"),
-            ),
-            self.deps,
-        )
-        return common_pb2.Empty()
+        return job_message(job, with_history=True)

@@ -23,6 +23,12 @@ class SubmitJob:
     name: str | None = None
     idempotency_key: str | None = None
     authorization: str | None = None  # forwarded to fleet's catalog
+    nodes: int | None = None  # None: 1
+    cpu_cores: int = 0
+    ram_mb: int = 0
+    time_limit_seconds: int | None = None  # None or 0: the platform's default
+    hold: bool = False
+    no_requeue: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,25 @@ class CancelJob:
 
 
 @dataclass(frozen=True)
+class HoldJob:
+    organization_id: UUID
+    job_id: str
+
+
+@dataclass(frozen=True)
+class ReleaseJob:
+    organization_id: UUID
+    job_id: str
+
+
+@dataclass(frozen=True)
+class UpdateJobPriority:
+    organization_id: UUID
+    job_id: str
+    priority: int
+
+
+@dataclass(frozen=True)
 class GetAssignments:
     node_id: str
 
@@ -56,6 +81,7 @@ class ReportJobStarted:
     node_id: str
     job_id: str
     started_at: datetime | None = None
+    attempt: int = 0  # 0: the agent did not say (older agents); otherwise the attempt it ran
 
 
 @dataclass(frozen=True)
@@ -67,6 +93,8 @@ class ReportJobFinished:
     error_message: str | None = None
     output_tail: str | None = None
     finished_at: datetime | None = None
+    timed_out: bool = False  # the agent ended the job at its time limit
+    attempt: int = 0  # 0: the agent did not say (older agents); otherwise the attempt it ran
 
 
 @dataclass(frozen=True)

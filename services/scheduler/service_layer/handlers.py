@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from shared.contracts.limits import DEFAULT_PAGE, MAX_PAGE
+from shared.contracts.limits import DEFAULT_PAGE, MAX_PAGE, MAX_PRIORITY, MIN_PRIORITY
 from shared.cursors import decode_cursor, encode_cursor
 from shared.errors import Conflict, InvalidArgument, NotFound
 from shared.handlers import dispatch
 
+from ..domain.engine import Shape
 from ..domain.model import Job, JobStatus, Outcome
 from ..domain.spec import (
     JobSpec,
@@ -24,7 +25,9 @@ from ..domain.spec import (
     request_fingerprint,
 )
 from . import commands
-from .unit_of_work import GpuTypeCatalog, UnitOfWorkFactory
+from .assignments import AssignmentFeed
+from .options import SchedulingOptions
+from .unit_of_work import AdmissionCheck, GpuTypeCatalog, UnitOfWorkFactory
 from .wakeup import Wakeup
 
 FLEET_CONSUMER = "scheduler.fleet-inventory"
@@ -35,6 +38,10 @@ class Dependencies:
     uow: UnitOfWorkFactory
     catalog: GpuTypeCatalog
     wakeup: Wakeup
+    options: SchedulingOptions = field(default_factory=SchedulingOptions)
+    capacity: AdmissionCheck | None = None  # None: no admission check (only tests leave it out)
+    # Told after every commit that changes what a node should run (the agents' streams push it).
+    assignments: AssignmentFeed = field(default_factory=AssignmentFeed)
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,32 @@ def _spec_of(job: Job) -> JobSpec:
         webhook_url=job.webhook_url,
         name=job.name,
         idempotency_key=job.idempotency_key,
+        nodes=job.nodes,
+        cpu_cores=job.cpu_cores,
+        ram_mb=job.ram_mb,
+        time_limit_seconds=job.time_limit_seconds,
+        no_requeue=job.no_requeue,
+        # ``hold`` is not kept as asked (a release clears it); a held retry still matches its job
+        hold=False,
     )
+
+
+def shape_of_spec(spec: JobSpec) -> Shape:
+    return Shape(spec.nodes, spec.gpu_count, spec.gpu_memory_mb, spec.gpu_type, spec.cpu_cores, spec.ram_mb)
+
+
+def _field_of(why: str) -> str:
+    """The request field an admission answer is about (the engine checks type, memory, count, CPU
+    and RAM, then the gang, in that order, and says which)."""
+    if "gang" in why:
+        return "nodes"
+    if "CPU" in why or "RAM" in why:
+        return "cpu_cores" if "CPU" in why else "ram_mb"
+    if "of memory" in why:
+        return "gpu_memory_mb"
+    if "GPU" in why and "has a" in why:
+        return "gpu_type"
+    return "gpu_count"
 
 
 def _same_job(spec: JobSpec, found: tuple[Job, str | None]) -> Job:
@@ -90,9 +122,22 @@ async def submit_job(cmd: commands.SubmitJob, deps: Dependencies) -> Job:
         webhook_url=cmd.webhook_url,
         name=cmd.name,
         idempotency_key=cmd.idempotency_key,
+        nodes=cmd.nodes,
+        cpu_cores=cmd.cpu_cores,
+        ram_mb=cmd.ram_mb,
+        time_limit_seconds=cmd.time_limit_seconds,
+        hold=cmd.hold,
+        no_requeue=cmd.no_requeue,
+        limits=deps.options.limits,
     )
     if spec.gpu_type is not None:
         check_gpu_type(spec, await deps.catalog.names(cmd.authorization))
+    if deps.capacity is not None:
+        why = await deps.capacity.never_fits(shape_of_spec(spec), cmd.organization_id)
+        if why is not None:
+            raise InvalidArgument(
+                f"no node of this fleet could ever run this job: {why}", field=_field_of(why)
+            )
     async with deps.uow(org_id=cmd.organization_id) as uow:
         if spec.idempotency_key is not None:
             found = await uow.job_by_idempotency_key(cmd.organization_id, spec.idempotency_key)
@@ -120,8 +165,9 @@ async def get_job(cmd: commands.GetJob, deps: Dependencies) -> Job:
     job_id = _job_id(cmd.job_id)
     async with deps.uow(org_id=cmd.organization_id) as uow:
         job = await uow.get_job(job_id, with_history=True)
-    if job is None or job.organization_id != cmd.organization_id:
-        raise NotFound("job not found")
+        if job is None or job.organization_id != cmd.organization_id:
+            raise NotFound("job not found")
+        await uow.queue_positions([job])
     return job
 
 
@@ -139,8 +185,9 @@ async def list_jobs(cmd: commands.ListJobs, deps: Dependencies) -> JobPage:
     before = decode_cursor(cmd.cursor) if cmd.cursor else None
     async with deps.uow(org_id=cmd.organization_id) as uow:
         rows = await uow.list_jobs(status, before, limit + 1)
-    jobs = [j for j in rows if j.organization_id == cmd.organization_id]
-    page, more = jobs[:limit], len(jobs) > limit
+        jobs = [j for j in rows if j.organization_id == cmd.organization_id]
+        page, more = jobs[:limit], len(jobs) > limit
+        await uow.queue_positions(page)
     return JobPage(page, encode_cursor(page[-1].created_at, page[-1].id) if more else None)
 
 
@@ -153,7 +200,39 @@ async def cancel_job(cmd: commands.CancelJob, deps: Dependencies) -> Job:
             raise NotFound("job not found")
         job.cancel(await uow.now(), reason)
         await uow.save_job(job)
+    deps.assignments.changed(job.node_ids)  # a placed job's agents must see cancel_requested now
     return job
+
+
+async def _change_queued(
+    organization_id: UUID, raw_id: str, deps: Dependencies, change: Callable[[Job, Any], bool]
+) -> Job:
+    job_id = _job_id(raw_id)
+    async with deps.uow(org_id=organization_id) as uow:
+        job = await uow.get_job(job_id, for_update=True, with_history=True)
+        if job is None or job.organization_id != organization_id:
+            raise NotFound("job not found")
+        if change(job, await uow.now()):
+            await uow.save_job(job)
+        await uow.queue_positions([job])
+    deps.wakeup.set()
+    return job
+
+
+async def hold_job(cmd: commands.HoldJob, deps: Dependencies) -> Job:
+    return await _change_queued(cmd.organization_id, cmd.job_id, deps, lambda job, at: job.hold(at))
+
+
+async def release_job(cmd: commands.ReleaseJob, deps: Dependencies) -> Job:
+    return await _change_queued(cmd.organization_id, cmd.job_id, deps, lambda job, at: job.release(at))
+
+
+async def update_job_priority(cmd: commands.UpdateJobPriority, deps: Dependencies) -> Job:
+    if not MIN_PRIORITY <= cmd.priority <= MAX_PRIORITY:
+        raise InvalidArgument(f"priority must be between {MIN_PRIORITY} and {MAX_PRIORITY}", field="priority")
+    return await _change_queued(
+        cmd.organization_id, cmd.job_id, deps, lambda job, at: job.set_priority(cmd.priority, at)
+    )
 
 
 async def get_assignments(cmd: commands.GetAssignments, deps: Dependencies) -> list[Job]:
@@ -162,39 +241,62 @@ async def get_assignments(cmd: commands.GetAssignments, deps: Dependencies) -> l
         return await uow.live_jobs_on_node(node_id)
 
 
+def _other_attempt(job: Job, attempt: int) -> bool:
+    """A report about an attempt that is not the job's current one (0: the agent did not say)."""
+    return attempt != 0 and attempt != job.attempt
+
+
 async def report_job_started(cmd: commands.ReportJobStarted, deps: Dependencies) -> None:
     node_id, job_id = _agent_id(cmd.node_id, "node_id"), _agent_id(cmd.job_id, "job_id")
     async with deps.uow(system=True) as uow:
         job = await uow.job_on_node(job_id, node_id)
         if job is None:
             raise NotFound("no such job on this node")
+        if _other_attempt(job, cmd.attempt):
+            return
         if job.start(cmd.started_at, await uow.now()):
             await uow.save_job(job)
 
 
 async def report_job_finished(cmd: commands.ReportJobFinished, deps: Dependencies) -> None:
+    """The job's process is gone. An infrastructure loss the agent reports ("lost: ...", no exit
+    code) requeues the job as a new attempt (bounded, unless it opted out); anything else ends it.
+    A report about an older attempt is ignored: that attempt's GPUs were released when it was
+    requeued, and the current attempt may be running elsewhere."""
     node_id, job_id = _agent_id(cmd.node_id, "node_id"), _agent_id(cmd.job_id, "job_id")
     outcome = Outcome(
         exit_code=cmd.exit_code,
         cancelled=cmd.cancelled,
         error_message=cmd.error_message,
         output_tail=cmd.output_tail,
+        timed_out=cmd.timed_out,
     )
     async with deps.uow(system=True) as uow:
         job = await uow.job_on_node(job_id, node_id)
         if job is None:
+            # A requeued job's next attempt no longer lists this node: a report for the past, taken.
+            earlier = await uow.get_job(job_id)
+            if earlier is not None and earlier.attempt > 1 and _other_attempt(earlier, cmd.attempt or 1):
+                return
             raise NotFound("no such job on this node")
-        if not job.finish(outcome, cmd.finished_at, await uow.now()):
+        if _other_attempt(job, cmd.attempt):
+            return
+        now = await uow.now()
+        if outcome.lost and job.status in (JobStatus.SCHEDULED, JobStatus.RUNNING):
+            job.requeue(outcome.error_message or "lost", now, deps.options.max_attempts)
+        elif not job.finish(outcome, cmd.finished_at, now):
             return  # already terminal: a repeated or late report
         await uow.release_gpus(job.id)
         await uow.save_job(job)
+    deps.assignments.changed(job.node_ids or (node_id,))
     deps.wakeup.set()
 
 
 async def apply_gpu_change(cmd: commands.ApplyGpuChange, deps: Dependencies) -> None:
     """Project a fleet GPU snapshot. A GPU that went offline (its node stopped heart-beating) takes the
-    jobs that held it down with it: they fail as lost and release their GPUs in the same transaction,
-    instead of holding GPUs forever for an agent that may never report again."""
+    jobs that held it off their node in the same transaction: each is requeued as a new attempt
+    (bounded, unless it opted out), a gang as a whole, instead of holding GPUs forever for an agent
+    that may never report again."""
     async with deps.uow(system=True) as uow:
         if not await uow.claim(FLEET_CONSUMER, cmd.event_id):
             return
@@ -204,13 +306,15 @@ async def apply_gpu_change(cmd: commands.ApplyGpuChange, deps: Dependencies) -> 
                 if cmd.gpu.gpu_id not in {a.gpu_id for a in live.allocation}:
                     continue
                 job = await uow.job_on_node(live.id, cmd.gpu.node_id)  # locked
-                lost = Outcome(
-                    error_message=f"lost: node {cmd.gpu.node_name} went offline while the job held its GPUs"
-                )
-                if job is not None and job.finish(lost, None, await uow.now()):
+                reason = f"lost: node {cmd.gpu.node_name} went offline while the job held its GPUs"
+                if job is not None and job.status in (JobStatus.SCHEDULED, JobStatus.RUNNING):
+                    job.requeue(reason, await uow.now(), deps.options.max_attempts)
                     await uow.release_gpus(job.id)
                     await uow.save_job(job)
     if changed:
+        invalidate = getattr(deps.capacity, "invalidate", None)
+        if invalidate is not None:
+            invalidate()
         deps.wakeup.set()
 
 
@@ -221,6 +325,9 @@ HANDLERS: dict[type, Handler] = {
     commands.GetJob: get_job,
     commands.ListJobs: list_jobs,
     commands.CancelJob: cancel_job,
+    commands.HoldJob: hold_job,
+    commands.ReleaseJob: release_job,
+    commands.UpdateJobPriority: update_job_priority,
     commands.GetAssignments: get_assignments,
     commands.ReportJobStarted: report_job_started,
     commands.ReportJobFinished: report_job_finished,

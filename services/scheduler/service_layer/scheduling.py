@@ -1,105 +1,351 @@
-"""The scheduling loop: one placement round per wake-up or tick, one transaction per round.
+"""The scheduling loop: one active scheduler, an in-memory snapshot, a pure cycle, one transaction.
 
-Only one scheduler is active at a time: a round first takes a transaction-level advisory lock and
-skips when another replica holds it (replicas are hot standbys that take over within one tick). The
-queued jobs are locked FOR UPDATE SKIP LOCKED, so a concurrent cancel either wins (the round does not
-see the job) or waits for the round and then sees the job scheduled. Should two rounds ever overlap
-anyway, the primary key of gpu_allocations refuses the second booking of a GPU and that round rolls
-back as a whole: nothing is published for it.
+Leadership is a lease row in PostgreSQL with a fencing token (``take_lease``): replicas try to take it
+every tick and the holder renews it every ``lease_renew_s``; once it has not been renewed for
+``lease_ttl_s`` a standby takes it over and the token grows. Every transaction that applies a cycle
+first locks the lease row and checks holder and token (``hold_lease``), so a deposed leader (paused,
+partitioned, slow) commits nothing; a take-over waits for a cycle in flight and the next cycle of the
+old leader finds the token changed.
+
+On taking the lease the leader rebuilds its :class:`~..domain.engine.Snapshot` from the database (the
+queued and on-node jobs, the GPU projection, decayed usage), then keeps it current from the change
+numbers of jobs and of the projection: every write that matters to scheduling (a submit, cancel,
+hold, finish or requeue, by any replica) takes the next number, and the leader reads only what
+changed. A change number is taken when a row is written, not when its transaction commits, so the
+changes of the last ``change_lag_s`` are read again (applying a row is idempotent: the snapshot is
+reconciled with the row as it is now); a full rebuild every ``resync_s`` bounds what a transaction
+slower than that could cost.
+
+The cycle runs in a worker thread (``asyncio.to_thread``) so the event loop keeps serving requests;
+nothing mutates the snapshot meanwhile (only this loop does, and it awaits the cycle). Its placements
+and the changed "why pending" answers are written in one fenced transaction with batched statements;
+a placement whose job was cancelled or held since the snapshot, or whose GPUs fleet stopped offering,
+is dropped (the change is read next time). The primary key of gpu_allocations still refuses a GPU
+booked twice, whatever happens: that transaction rolls back and the leader rebuilds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from uuid import UUID
 
-from ..domain.model import GpuAllocation, Job
-from ..domain.placement import JobRequest, place
+from ..domain.engine import Allocation, CycleResult, Place, QueuedJob, Snapshot, Usage, cycle
+from ..domain.inventory import InventoryGpu
+from ..domain.model import ON_NODE, GpuAllocation, Job, JobPlacement, JobStatus, Pending
+from ..domain.views import NO_USER, allocation_of, nodes_of, queued_job
 from .handlers import Dependencies
+from .unit_of_work import SchedulerUnitOfWork
 
 log = logging.getLogger("gpufleet.scheduler.loop")
 
-ROUND_BATCH = 1000
+PendingView = tuple[str, str, datetime | None]  # code, message, estimated start
+_ESTIMATE_SLACK = timedelta(seconds=30)  # an estimate that moved less than this is not rewritten
 
 
-def _request(job: Job) -> JobRequest:
-    return JobRequest(
-        job_id=job.id,
-        organization_id=job.organization_id,
-        gpu_count=job.gpu_count,
-        gpu_memory_mb=job.gpu_memory_mb,
-        gpu_type=job.gpu_type,
-        priority=job.priority,
-        created_at=job.created_at,
-    )
+class Deposed(Exception):
+    """The lease is no longer ours: this replica's cycle must not commit."""
 
 
-async def schedule_round(deps: Dependencies, batch: int = ROUND_BATCH) -> list[Job]:
-    """Place what fits now; returns the jobs scheduled (empty when another replica leads)."""
-    scheduled: list[Job] = []
-    async with deps.uow(system=True) as uow:
-        if not await uow.lead_scheduling():
-            return []
-        # Free GPUs first: with none free (the usual idle tick) no queued row needs to be locked.
-        free = await uow.free_gpus()
-        if not free:
-            return []
-        queued = await uow.queued_jobs(batch)
-        if not queued:
-            return []
-        by_id = {job.id: job for job in queued}
+@dataclass
+class LeaderState:
+    snapshot: Snapshot
+    gpus: dict[UUID, InventoryGpu]
+    queued: dict[UUID, QueuedJob]
+    on_node: dict[UUID, Allocation]
+    pending: dict[UUID, PendingView]
+    inventory_seq: int
+    built_at: float
+    job_seq: int = 0
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    placed: list[Job]
+    seconds: float
+    pending_written: int = 0
+
+
+@dataclass
+class Scheduler:
+    """One replica's scheduling loop (leader or hot standby)."""
+
+    deps: Dependencies
+    holder: str
+    token: int | None = None
+    state: LeaderState | None = None
+    renewed_at: float = -float("inf")
+    marks: deque[tuple[float, int]] = field(default_factory=deque)  # (monotonic, jobs watermark)
+
+    @property
+    def leading(self) -> bool:
+        return self.token is not None
+
+    # -- the lease ------------------------------------------------------------------------------
+    async def _keep_lease(self, uow: SchedulerUnitOfWork) -> bool:
+        options = self.deps.options
+        token = await uow.take_lease(self.holder, options.lease_ttl_s)
+        self.marks.append((time.monotonic(), await uow.job_watermark()))
+        if token is None:
+            if self.token is not None:
+                log.warning("lost the scheduler lease", extra={"holder": self.holder})
+            self.token, self.state = None, None
+            return False
+        if token != self.token:
+            log.info("took the scheduler lease", extra={"holder": self.holder, "token": token})
+            self.state = None  # a new tenure: rebuild from the database
+        self.token, self.renewed_at = token, time.monotonic()
+        return True
+
+    async def give_up(self) -> None:
+        """Hand the lease over at once (a clean stop), instead of letting it expire."""
+        if self.token is None:
+            return
+        async with self.deps.uow(system=True) as uow:
+            await uow.give_up_lease(self.holder, self.token)
+        self.token, self.state = None, None
+
+    def _low_mark(self) -> int:
+        """The jobs watermark of ``change_lag_s`` ago (or the oldest known): changes are read from
+        there, so one committed late below the newest mark is still seen."""
+        horizon = time.monotonic() - self.deps.options.change_lag_s
+        while len(self.marks) > 1 and self.marks[1][0] <= horizon:
+            self.marks.popleft()
+        return self.marks[0][1] if self.marks else 0
+
+    # -- one step -------------------------------------------------------------------------------
+    async def step(self) -> CycleReport | None:
+        """Keep or take the lease, bring the snapshot up to date, run one cycle and apply it.
+        None when another replica leads."""
+        options = self.deps.options
+        if self.token is None or time.monotonic() - self.renewed_at >= options.lease_renew_s:
+            async with self.deps.uow(system=True) as uow:
+                if not await self._keep_lease(uow):
+                    return None
+        state = self.state
+        resync = state is not None and time.monotonic() - state.built_at >= options.resync_s
+        async with self.deps.uow(system=True) as uow:
+            if state is None or resync:
+                state = self.state = await self._rebuild(uow)
+            else:
+                await self._sync(uow, state)
+            now = await uow.now()
+        began = time.perf_counter()
+        result = await asyncio.to_thread(cycle, state.snapshot, options.policy, now)
+        placed, written = await self._apply(state, result)
+        return CycleReport(placed, time.perf_counter() - began, written)
+
+    # -- state ----------------------------------------------------------------------------------
+    async def _rebuild(self, uow: SchedulerUnitOfWork) -> LeaderState:
+        began = time.perf_counter()
+        policy = self.deps.options.policy
+        gpus, inventory_seq = await uow.inventory()
+        jobs, job_seq = await uow.scheduling_jobs()
         now = await uow.now()
-        for placement in place([_request(job) for job in queued], free):
-            job = by_id[placement.job_id]
-            allocation = tuple(
-                GpuAllocation(
-                    gpu_id=g.gpu_id,
-                    gpu_index=g.device_index,
-                    gpu_type=g.gpu_type,
-                    cost_per_hour=g.cost_per_hour,
-                )
-                for g in placement.gpus
+        usage = await uow.usage(policy.half_life_s, policy.half_life_s * 10)
+        state = LeaderState(
+            Snapshot(), {g.gpu_id: g for g in gpus}, {}, {}, {}, inventory_seq, time.monotonic()
+        )
+        for node in nodes_of(gpus):
+            state.snapshot.update_node(node)
+        for row in usage:
+            amount = Usage(row.gpu_s * policy.weight(row.gpu_type or ""), row.cpu_s, row.ram_mb_s)
+            state.snapshot.record_usage(
+                row.organization_id, None, row.user_id or NO_USER, amount, now, policy.half_life_s
             )
-            job.schedule(placement.node_id, allocation, now)
-            await uow.hold_gpus(job)
-            await uow.save_job(job)
-            scheduled.append(job)
-    return scheduled
+        for job in jobs:
+            self._reconcile(state, job)
+        state.job_seq = job_seq
+        # The snapshot lives as long as the tenure: keep the collector from walking it every cycle.
+        gc.freeze()
+        log.info(
+            "scheduler state rebuilt",
+            extra={
+                "queued": len(state.queued),
+                "on_node": len(state.on_node),
+                "gpus": len(gpus),
+                "seconds": round(time.perf_counter() - began, 3),
+            },
+        )
+        return state
+
+    async def _sync(self, uow: SchedulerUnitOfWork, state: LeaderState) -> None:
+        jobs, top = await uow.job_changes(self._low_mark())
+        for job in jobs:
+            self._reconcile(state, job)
+        state.job_seq = max(state.job_seq, top)
+        gpus, inventory_seq = await uow.inventory_changes(state.inventory_seq)
+        if gpus:
+            for gpu in gpus:
+                state.gpus[gpu.gpu_id] = gpu
+            for node in nodes_of(gpus):
+                state.snapshot.update_node(node)
+            state.inventory_seq = inventory_seq
+
+    def _reconcile(self, state: LeaderState, job: Job) -> None:
+        """Make the snapshot agree with ``job`` as it is in the database now (idempotent)."""
+        snap, policy = state.snapshot, self.deps.options.policy
+        want = queued_job(job) if job.status is JobStatus.QUEUED else None
+        have = state.queued.get(job.id)
+        if have is not None and have != want:
+            snap.remove_job(job.id)
+            del state.queued[job.id]
+        if want is not None and have != want:
+            snap.add_job(want)
+            state.queued[job.id] = want
+        if want is None:
+            state.pending.pop(job.id, None)
+        elif job.pending is not None:
+            state.pending[job.id] = (job.pending.code, job.pending.message, job.estimated_start)
+        else:
+            state.pending.pop(job.id, None)
+        holding = state.on_node.get(job.id)
+        if job.status in ON_NODE and holding is None:
+            allocation = allocation_of(job)
+            try:
+                snap.allocate(allocation)
+            except ValueError:
+                log.exception("inconsistent allocation in the database", extra={"job_id": str(job.id)})
+                return
+            state.on_node[job.id] = allocation
+        elif job.status not in ON_NODE and holding is not None:
+            snap.release(job.id)
+            del state.on_node[job.id]
+            ended = job.finished_at or job.updated_at
+            if ended is not None:
+                held_s = max(0.0, (ended - holding.started_at).total_seconds())
+                gpu_s = sum(policy.weight(t) for share in holding.shares for t in share.gpu_types)
+                cpu = sum(share.cpu_cores for share in holding.shares)
+                ram = sum(share.ram_mb for share in holding.shares)
+                snap.record_usage(
+                    holding.organization,
+                    holding.project,
+                    holding.user,
+                    Usage(gpu_s * held_s, cpu * held_s, ram * held_s),
+                    ended,
+                    policy.half_life_s,
+                )
+
+    # -- applying a cycle -------------------------------------------------------------------------
+    def _pending_changes(self, state: LeaderState, result: CycleResult) -> dict[UUID, PendingView]:
+        limit = self.deps.options.max_pending_writes
+        changes: dict[UUID, PendingView] = {}
+        for outcome in result.outcomes:
+            code, message = outcome.reason.code, outcome.reason.message
+            for j, key in enumerate(outcome.keys):
+                job_id = key[2]
+                estimate = outcome.estimated_start if j == 0 else None
+                have = state.pending.get(job_id)
+                if have is not None and have[0] == code and have[1] == message and _close(have[2], estimate):
+                    continue
+                changes[job_id] = (code, message, estimate)
+                if len(changes) >= limit:
+                    return changes
+        return changes
+
+    async def _apply(self, state: LeaderState, result: CycleResult) -> tuple[list[Job], int]:
+        places = result.placements
+        pending = self._pending_changes(state, result)
+        if not places and not pending:
+            return [], 0
+        assert self.token is not None
+        options = self.deps.options
+        placed: list[tuple[Place, Job]] = []
+        written: list[Job] = []
+        async with self.deps.uow(system=True) as uow:
+            if not await uow.hold_lease(self.holder, self.token, options.lease_ttl_s):
+                raise Deposed
+            now = await uow.now()
+            jobs = {j.id: j for j in await uow.placeable_jobs([p.job_id for p in places])}
+            wanted = [g for p in places if p.job_id in jobs for a in p.allocations for g in a.gpu_ids]
+            offered = await uow.schedulable_gpus(wanted)
+            for place in places:
+                job = jobs.get(place.job_id)
+                gpu_ids = [g for a in place.allocations for g in a.gpu_ids]
+                if job is None or any(g not in offered or g not in state.gpus for g in gpu_ids):
+                    continue
+                allocation = tuple(
+                    GpuAllocation(
+                        g, state.gpus[g].device_index, state.gpus[g].gpu_type, state.gpus[g].cost_per_hour
+                    )
+                    for g in gpu_ids
+                )
+                placements = tuple(JobPlacement(a.node_id, a.rank, a.gpu_ids) for a in place.allocations)
+                job.schedule(placements[0].node_id, allocation, now, placements)
+                placed.append((place, job))
+            placed_ids = {job.id for _, job in placed}
+            for job in await uow.queued_jobs_by_id([j for j in pending if j not in placed_ids]):
+                code, message, estimate = pending[job.id]
+                job.set_pending(Pending(code, message), estimate, now)
+                written.append(job)
+            await uow.save_jobs([job for _, job in placed] + written)
+            await uow.hold_gpus([job for _, job in placed])
+        for place, job in placed:
+            state.snapshot.apply(place, now)
+            state.on_node[job.id] = allocation_of(job)
+            state.queued.pop(job.id, None)
+            state.pending.pop(job.id, None)
+        for job in written:
+            state.pending[job.id] = pending[job.id]
+        if placed:
+            self.deps.assignments.changed({n for _, job in placed for n in job.node_ids})
+        return [job for _, job in placed], len(written)
 
 
-RoundObserver = Callable[[float, int], None]
+def _close(a: datetime | None, b: datetime | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return abs(a - b) < _ESTIMATE_SLACK
+
+
+CycleObserver = Callable[[CycleReport], None]
 
 
 async def run_scheduling_loop(
     stop: asyncio.Event,
-    deps: Dependencies,
+    scheduler: Scheduler,
     tick_seconds: float,
-    observe: RoundObserver | None = None,
+    observe: CycleObserver | None = None,
     on_failure: Callable[[], None] | None = None,
 ) -> None:
-    """Run rounds until ``stop``; a failed round (database down) is logged and retried next tick.
-
-    ``observe(seconds, placed)`` is told about every round that placed something or took the lock."""
-    while not stop.is_set():
-        deps.wakeup.clear()  # cleared before the round: a wake-up during it causes another round
-        began = time.perf_counter()
+    """Run steps until ``stop``; a failed step (database down, a booking refused) is logged, the state
+    is dropped (rebuilt next step) and the step retried next tick. On stop the lease is handed over."""
+    deps = scheduler.deps
+    wait_s = min(tick_seconds, deps.options.lease_renew_s)
+    try:
+        while not stop.is_set():
+            deps.wakeup.clear()  # cleared before the step: a wake-up during it causes another step
+            try:
+                report = await scheduler.step()
+                if report is not None:
+                    if observe is not None:
+                        observe(report)
+                    if report.placed:
+                        log.info("scheduled jobs", extra={"jobs": [str(j.id) for j in report.placed]})
+            except asyncio.CancelledError:
+                raise
+            except Deposed:
+                log.warning("deposed: another scheduler holds the lease; nothing of this cycle applied")
+                scheduler.token, scheduler.state = None, None
+            except Exception:
+                scheduler.state = None
+                if on_failure is not None:
+                    on_failure()
+                log.exception("scheduling step failed; retrying")
+            # Wakes on a submit or a release, on stop, or after one tick.
+            waking = asyncio.create_task(deps.wakeup.wait(wait_s))
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({waking, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            for t in (waking, stopping):
+                t.cancel()
+    finally:
         try:
-            scheduled = await schedule_round(deps)
-            if observe is not None:
-                observe(time.perf_counter() - began, len(scheduled))
-            if scheduled:
-                log.info("scheduled jobs", extra={"jobs": [str(j.id) for j in scheduled]})
-        except asyncio.CancelledError:
-            raise
+            await scheduler.give_up()
         except Exception:
-            if on_failure is not None:
-                on_failure()
-            log.exception("scheduling round failed; retrying")
-        # Wakes on a submit or a release, on stop, or after one tick.
-        waking = asyncio.create_task(deps.wakeup.wait(tick_seconds))
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({waking, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        for t in (waking, stopping):
-            t.cancel()
+            log.warning("could not hand the lease over; it expires by itself", exc_info=True)

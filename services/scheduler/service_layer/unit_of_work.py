@@ -7,13 +7,26 @@ recorded, GPU allocations and consumer claims commit together or not at all."""
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
+from ..domain.engine import Shape
 from ..domain.inventory import InventoryGpu
 from ..domain.model import Job, JobStatus
-from ..domain.placement import FreeGpu
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """Decayed resource-seconds (as of now) of finished runs of one (organization, user, GPU type)."""
+
+    organization_id: UUID
+    user_id: UUID | None
+    gpu_type: str | None
+    gpu_s: float
+    cpu_s: float
+    ram_mb_s: float
 
 
 class SchedulerUnitOfWork(Protocol):
@@ -42,17 +55,57 @@ class SchedulerUnitOfWork(Protocol):
     async def save_job(self, job: Job) -> None:
         """Write the job's state, its new history entries and its recorded events (to the outbox)."""
 
-    async def lead_scheduling(self) -> bool:
-        """True when this transaction is the one active scheduler (others skip their round)."""
+    async def save_jobs(self, jobs: list[Job]) -> None:
+        """:meth:`save_job` for many jobs in a few statements (a cycle's writes)."""
 
-    async def queued_jobs(self, limit: int) -> list[Job]:
-        """Queued jobs in queue order, locked; rows another transaction holds are skipped."""
+    # The leader lease (system scope). A token identifies one tenure; it grows at every take-over.
+    async def take_lease(self, holder: str, ttl_s: float) -> int | None:
+        """Take the lease when it is free or expired, or renew it when ``holder`` has it: its token,
+        or None when another holder's lease is still valid."""
 
-    async def free_gpus(self) -> list[FreeGpu]:
-        """GPUs fleet reports available that no job holds."""
+    async def hold_lease(self, holder: str, token: int, ttl_s: float) -> bool:
+        """The fence: lock the lease row for the rest of this unit and extend it, if ``holder`` still
+        holds it with ``token``. False: deposed; the unit must write nothing."""
 
-    async def hold_gpus(self, job: Job) -> None:
-        """Record the job's allocation; the database refuses a GPU that is already held."""
+    async def give_up_lease(self, holder: str, token: int) -> None:
+        """Let a standby take over at once (a clean shutdown)."""
+
+    # What the leader's in-memory state is rebuilt and updated from.
+    async def job_watermark(self) -> int:
+        """The jobs' change number as of now (changes in flight may still commit below it)."""
+
+    async def scheduling_jobs(self) -> tuple[list[Job], int]:
+        """Queued and on-node jobs, and the jobs' change watermark."""
+
+    async def job_changes(self, after: int) -> tuple[list[Job], int]:
+        """Jobs whose scheduling state changed after watermark ``after``, and the new watermark."""
+
+    async def inventory(self) -> tuple[list[InventoryGpu], int]:
+        """The whole GPU projection and its change watermark."""
+
+    async def inventory_changes(self, after: int) -> tuple[list[InventoryGpu], int]:
+        """Every GPU of the nodes that changed after ``after``, and the new watermark."""
+
+    async def inventory_version(self) -> int:
+        """The projection's change watermark (cheap: a cached capacity summary checks it)."""
+
+    async def usage(self, half_life_s: float, horizon_s: float) -> list[UsageRow]:
+        """Decayed usage of runs that ended within ``horizon_s``."""
+
+    async def placeable_jobs(self, job_ids: list[UUID]) -> list[Job]:
+        """Of ``job_ids``, the ones still queued and not held, locked for update."""
+
+    async def queued_jobs_by_id(self, job_ids: list[UUID]) -> list[Job]:
+        """Of ``job_ids``, the queued ones, locked; rows locked by others are skipped."""
+
+    async def schedulable_gpus(self, gpu_ids: list[UUID]) -> set[UUID]:
+        """Of ``gpu_ids``, those fleet still offers (share-locked)."""
+
+    async def hold_gpus(self, jobs: list[Job]) -> None:
+        """Record the jobs' allocations; the database refuses a GPU that is already held."""
+
+    async def queue_positions(self, jobs: list[Job]) -> None:
+        """Fill ``queue_position`` of the waiting ones among ``jobs``."""
 
     async def release_gpus(self, job_id: UUID) -> None: ...
 
@@ -80,3 +133,10 @@ class GpuTypeCatalog(Protocol):
     value, forwarded so that fleet authorizes the lookup as the caller."""
 
     async def names(self, authorization: str | None) -> frozenset[str]: ...
+
+
+class AdmissionCheck(Protocol):
+    """Could any node of the fleet ever hold ``shape`` for ``organization``? None when it could,
+    else why not (service_layer/capacity.py over the GPU projection)."""
+
+    async def never_fits(self, shape: Shape, organization: UUID) -> str | None: ...

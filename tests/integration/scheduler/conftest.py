@@ -16,9 +16,11 @@ from sqlalchemy import text
 from services.scheduler.adapters.fleet_catalog import FleetGpuTypeCatalog
 from services.scheduler.bootstrap import bootstrap
 from services.scheduler.domain.inventory import InventoryGpu
-from services.scheduler.entrypoints.grpc_server import JobServicer, NodeAgentServicer
+from services.scheduler.entrypoints.agent_api import NodeAgentServicer
+from services.scheduler.entrypoints.grpc_server import JobServicer
 from services.scheduler.service_layer import commands, handlers
 from services.scheduler.service_layer.handlers import Dependencies
+from shared import api_keys
 from shared.db import Database
 from shared.grpc import Authenticator, channel
 
@@ -65,7 +67,7 @@ class Harness:
         return org, self.key(org, role)
 
     def key(self, org: uuid.UUID, role: str = "member") -> tuple[tuple[str, str], ...]:
-        secret = f"gpf_test_{uuid.uuid4().hex}"
+        secret = api_keys.new_key()
         self.identity.keys[secret] = common_pb2.Principal(
             organization_id=str(org), user_id=str(uuid.uuid4()), role=role, api_key_id=str(uuid.uuid4())
         )

@@ -12,7 +12,7 @@ from gpufleet.v1 import scheduler_pb2
 from sqlalchemy import text
 
 from services.scheduler.entrypoints import consumers
-from services.scheduler.service_layer.scheduling import run_scheduling_loop
+from services.scheduler.service_layer.scheduling import Scheduler, run_scheduling_loop
 from shared.contracts import fleet, topics
 from shared.events import Envelope, header_map
 from shared.kafka import make_broker
@@ -62,7 +62,9 @@ async def test_inventory_events_are_projected_once_and_wake_the_loop(harness, ka
     )
     stop = asyncio.Event()
     # A long tick: after its first (empty-handed) round, only a wake-up makes the loop look again.
-    loop = asyncio.create_task(run_scheduling_loop(stop, harness.deps, tick_seconds=600))
+    loop = asyncio.create_task(
+        run_scheduling_loop(stop, Scheduler(harness.deps, "integration-leader"), tick_seconds=600)
+    )
     broker = make_broker(
         KafkaSettings(kafka_bootstrap_servers=kafka.bootstrap, kafka_idempotent_producer=False),
         "scheduler-test",

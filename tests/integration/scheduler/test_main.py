@@ -60,7 +60,7 @@ async def test_the_service_starts_serves_and_stops(harness, kafka, migrate_schem
                         assert not task.done(), task
                         await asyncio.sleep(0.2)
             job = await scheduler_pb2_grpc.JobServiceStub(ch).SubmitJob(
-                scheduler_pb2.SubmitJobRequest(command="echo", gpu_count=1, gpu_type="l40s"), metadata=key
+                scheduler_pb2.SubmitJobRequest(command="echo", gpu_count=1), metadata=key
             )
             assert job.status == "queued" and uuid.UUID(job.id)
     finally:

@@ -14,10 +14,11 @@ from sqlalchemy.exc import IntegrityError
 
 from services.scheduler.adapters.orm import SCHEMA_VERSION
 from services.scheduler.bootstrap import bootstrap
-from services.scheduler.service_layer.scheduling import schedule_round
 from shared.contracts import jobs as contract
 from shared.db import Database
 from shared.migrate import latest_version
+
+from .rounds import schedule_round
 
 pytestmark = pytest.mark.integration
 
@@ -168,7 +169,7 @@ async def test_two_concurrent_rounds_never_double_book(harness, scheduler_db, mi
                 scheduler_pb2.SubmitJobRequest(command=f"job {i}", gpu_count=1 + i % 2), metadata=key
             )
         for _ in range(3):
-            await asyncio.gather(schedule_round(harness.deps), schedule_round(replica))
+            await asyncio.gather(schedule_round(harness.deps), schedule_round(replica, holder="replica"))
         async with scheduler_db.transaction(org_id=org) as s:
             rows = (
                 await s.execute(
@@ -215,15 +216,16 @@ async def test_cancel_paths(harness):
     org, key = harness.tenant()
     node = uuid.uuid4()
     await harness.add_gpus(org, node, 1)
+    # held: it stays queued whatever the fleet has free (a 2-GPU job no node could hold is refused now)
     queued_first = await harness.jobs.SubmitJob(
-        scheduler_pb2.SubmitJobRequest(command="q", gpu_count=2), metadata=key
+        scheduler_pb2.SubmitJobRequest(command="q", gpu_count=1, hold=True), metadata=key
     )
     cancelled = await harness.jobs.CancelJob(
         scheduler_pb2.CancelJobRequest(id=queued_first.id, reason="not needed"), metadata=key
     )
     assert cancelled.status == "cancelled" and cancelled.finished_at and cancelled.cancel_requested
     assert [(h.status, h.reason) for h in cancelled.history] == [
-        ("queued", "submitted"),
+        ("queued", "submitted held"),
         ("cancelled", "not needed"),
     ]
     events = await outbox_events(harness.db, queued_first.id)

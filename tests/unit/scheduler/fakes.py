@@ -4,6 +4,7 @@ the store and swaps it in on success, so a failing handler leaves nothing behind
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -12,8 +13,8 @@ from uuid import UUID
 
 from services.scheduler.domain.inventory import InventoryGpu
 from services.scheduler.domain.model import Job, JobChanged, JobStatus, StatusChange
-from services.scheduler.domain.placement import FreeGpu
 from services.scheduler.service_layer.handlers import Dependencies
+from services.scheduler.service_layer.scheduling import Scheduler
 from services.scheduler.service_layer.wakeup import Wakeup
 
 
@@ -26,6 +27,10 @@ class Store:
     allocations: dict[UUID, UUID] = field(default_factory=dict)  # gpu -> job
     claims: set[tuple[str, UUID]] = field(default_factory=set)
     fingerprints: dict[UUID, str | None] = field(default_factory=dict)  # job -> its request's
+    lease: tuple[str, int, datetime] = ("", 0, datetime.min.replace(tzinfo=UTC))  # holder, token, expires
+    job_seq: dict[UUID, int] = field(default_factory=dict)  # job -> its change number
+    inventory_seq: dict[UUID, int] = field(default_factory=dict)
+    seq: int = 0
 
 
 class Clock:
@@ -66,8 +71,13 @@ class FakeUnitOfWork:
         self.store.jobs[job.id] = _row(job)
         self.store.history[job.id] = []
         self.store.fingerprints[job.id] = fingerprint
+        self._bump(job.id)
         self._write(job)
         return True
+
+    def _bump(self, job_id: UUID) -> None:
+        self.store.seq += 1
+        self.store.job_seq[job_id] = self.store.seq
 
     async def job_by_idempotency_key(self, organization_id: UUID, key: str) -> tuple[Job, str | None] | None:
         for job in self.store.jobs.values():
@@ -100,8 +110,21 @@ class FakeUnitOfWork:
 
     async def save_job(self, job: Job) -> None:
         assert job.id in self.store.jobs and self._visible(self.store.jobs[job.id])
+        old = self.store.jobs[job.id]
+        if (old.status, old.held, old.priority, old.attempt, old.node_ids) != (
+            job.status,
+            job.held,
+            job.priority,
+            job.attempt,
+            job.node_ids,
+        ):
+            self._bump(job.id)
         self.store.jobs[job.id] = _row(job)
         self._write(job)
+
+    async def save_jobs(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            await self.save_job(job)
 
     def _write(self, job: Job) -> None:
         self.store.history[job.id].extend(job.new_history)
@@ -109,34 +132,97 @@ class FakeUnitOfWork:
         job.new_history.clear()
         job.events.clear()
 
-    async def lead_scheduling(self) -> bool:
+    async def take_lease(self, holder: str, ttl_s: float) -> int | None:
+        current, token, expires = self.store.lease
+        now = self.clock.now
+        if current != holder and expires > now:
+            return None
+        if current != holder:
+            token += 1
+        self.store.lease = (holder, token, now + timedelta(seconds=ttl_s))
+        return token
+
+    async def hold_lease(self, holder: str, token: int, ttl_s: float) -> bool:
+        current, have, _ = self.store.lease
+        if (current, have) != (holder, token):
+            return False
+        self.store.lease = (holder, token, self.clock.now + timedelta(seconds=ttl_s))
         return True
 
-    async def queued_jobs(self, limit: int) -> list[Job]:
-        queued = [j for j in self.store.jobs.values() if j.status is JobStatus.QUEUED]
-        queued.sort(key=lambda j: (-j.priority, j.created_at))
-        return [self._load(j, False) for j in queued[:limit]]
+    async def give_up_lease(self, holder: str, token: int) -> None:
+        if self.store.lease[:2] == (holder, token):
+            self.store.lease = (holder, token, self.clock.now)
 
-    async def free_gpus(self) -> list[FreeGpu]:
+    async def job_watermark(self) -> int:
+        return self.store.seq
+
+    async def scheduling_jobs(self) -> tuple[list[Job], int]:
+        live = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RUNNING)
+        return [self._load(j, False) for j in self.store.jobs.values() if j.status in live], self.store.seq
+
+    async def job_changes(self, after: int) -> tuple[list[Job], int]:
+        changed = sorted((seq, jid) for jid, seq in self.store.job_seq.items() if seq > after)
+        top = max((seq for seq, _ in changed), default=after)
+        return [self._load(self.store.jobs[jid], False) for _, jid in changed], top
+
+    async def inventory(self) -> tuple[list[InventoryGpu], int]:
+        return list(self.store.inventory.values()), max(self.store.inventory_seq.values(), default=0)
+
+    async def inventory_changes(self, after: int) -> tuple[list[InventoryGpu], int]:
+        nodes = {
+            self.store.inventory[g].node_id for g, seq in self.store.inventory_seq.items() if seq > after
+        }
+        if not nodes:
+            return [], after
+        return [g for g in self.store.inventory.values() if g.node_id in nodes], max(
+            self.store.inventory_seq.values()
+        )
+
+    async def inventory_version(self) -> int:
+        return max(self.store.inventory_seq.values(), default=0)
+
+    async def usage(self, half_life_s: float, horizon_s: float) -> list:
+        return []
+
+    async def placeable_jobs(self, job_ids: list[UUID]) -> list[Job]:
         return [
-            FreeGpu(
-                g.gpu_id,
-                g.node_id,
-                g.device_index,
-                g.gpu_type,
-                g.memory_total_mb,
-                g.cost_per_hour,
-                g.organization_id,
-            )
-            for g in self.store.inventory.values()
-            if g.status == "available" and g.gpu_id not in self.store.allocations
+            self._load(self.store.jobs[j], False)
+            for j in job_ids
+            if j in self.store.jobs
+            and self.store.jobs[j].status is JobStatus.QUEUED
+            and not self.store.jobs[j].held
         ]
 
-    async def hold_gpus(self, job: Job) -> None:
-        for a in job.allocation:
-            if a.gpu_id in self.store.allocations:
-                raise RuntimeError(f"GPU {a.gpu_id} is already held")  # the primary key, in the fake
-            self.store.allocations[a.gpu_id] = job.id
+    async def queued_jobs_by_id(self, job_ids: list[UUID]) -> list[Job]:
+        return [
+            self._load(self.store.jobs[j], False)
+            for j in job_ids
+            if j in self.store.jobs and self.store.jobs[j].status is JobStatus.QUEUED
+        ]
+
+    async def schedulable_gpus(self, gpu_ids: list[UUID]) -> set[UUID]:
+        return {g for g in gpu_ids if g in self.store.inventory and self.store.inventory[g].schedulable}
+
+    async def hold_gpus(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            for a in job.allocation:
+                if a.gpu_id in self.store.allocations:
+                    raise RuntimeError(f"GPU {a.gpu_id} is already held")  # the primary key, in the fake
+                self.store.allocations[a.gpu_id] = job.id
+
+    async def queue_positions(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            if job.status is not JobStatus.QUEUED or job.held:
+                continue
+            key = (-job.priority, job.created_at, job.id)
+            job.queue_position = 1 + sum(
+                1
+                for o in self.store.jobs.values()
+                if o.organization_id == job.organization_id
+                and o.status is JobStatus.QUEUED
+                and not o.held
+                and (-o.priority, o.created_at, o.id) < key
+            )
 
     async def release_gpus(self, job_id: UUID) -> None:
         for gpu_id in [g for g, j in self.store.allocations.items() if j == job_id]:
@@ -144,13 +230,13 @@ class FakeUnitOfWork:
 
     async def job_on_node(self, job_id: UUID, node_id: UUID) -> Job | None:
         job = self.store.jobs.get(job_id)
-        return self._load(job, False) if job is not None and job.node_id == node_id else None
+        return self._load(job, False) if job is not None and node_id in job.node_ids else None
 
     async def live_jobs_on_node(self, node_id: UUID) -> list[Job]:
         return [
             self._load(j, False)
             for j in self.store.jobs.values()
-            if j.node_id == node_id and j.status in (JobStatus.SCHEDULED, JobStatus.RUNNING)
+            if node_id in j.node_ids and j.status in (JobStatus.SCHEDULED, JobStatus.RUNNING)
         ]
 
     async def upsert_gpu(self, gpu: InventoryGpu) -> bool:
@@ -158,6 +244,8 @@ class FakeUnitOfWork:
         if current is not None and current.revision >= gpu.revision:
             return False
         self.store.inventory[gpu.gpu_id] = gpu
+        self.store.seq += 1
+        self.store.inventory_seq[gpu.gpu_id] = self.store.seq
         return True
 
     async def claim(self, consumer: str, event_id: UUID) -> bool:
@@ -200,3 +288,16 @@ def fake_dependencies(
     uow = FakeUnitOfWorkFactory()
     catalog = FakeCatalog(types if types is not None else {"h100-80gb", "a100-40gb"})
     return Dependencies(uow=uow, catalog=catalog, wakeup=Wakeup()), uow, catalog
+
+
+_SCHEDULERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+async def schedule_round(deps: Dependencies) -> list[Job]:
+    """One step of this test's scheduler (the same one across calls, so its snapshot is kept and
+    updated incrementally, as in the service); the jobs it placed."""
+    scheduler = _SCHEDULERS.get(deps.uow)
+    if scheduler is None:
+        scheduler = _SCHEDULERS[deps.uow] = Scheduler(deps, "test-leader")
+    report = await scheduler.step()
+    return report.placed if report is not None else []

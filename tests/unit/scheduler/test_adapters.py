@@ -14,8 +14,9 @@ from services.scheduler.adapters import events
 from services.scheduler.adapters.fleet_catalog import FleetGpuTypeCatalog
 from services.scheduler.domain.model import GpuAllocation, Job, Outcome
 from services.scheduler.domain.spec import job_spec
+from services.scheduler.entrypoints.agent_api import assignment_message
 from services.scheduler.entrypoints.consumers import to_inventory
-from services.scheduler.entrypoints.grpc_server import assignment_message, job_message
+from services.scheduler.entrypoints.grpc_server import job_message
 from shared.contracts import fleet, jobs
 from shared.errors import Unauthenticated, Unavailable
 from shared.events import decode

@@ -12,10 +12,9 @@ from services.scheduler.domain.inventory import InventoryGpu
 from services.scheduler.domain.model import JobStatus
 from services.scheduler.domain.spec import IdempotencyKeyReused
 from services.scheduler.service_layer import commands, handlers
-from services.scheduler.service_layer.scheduling import schedule_round
 from shared.errors import ErrorCode, FailedPrecondition, InvalidArgument, NotFound
 
-from .fakes import FakeUnitOfWork, fake_dependencies
+from .fakes import FakeUnitOfWork, fake_dependencies, schedule_round
 
 NODE = uuid.uuid4()
 
@@ -353,7 +352,7 @@ async def test_inventory_events_apply_once_and_in_revision_order():
     assert uow.store.inventory[gpu.gpu_id].status == "draining"
 
 
-async def test_a_gpu_going_offline_fails_the_job_holding_it_and_frees_its_gpus():
+async def test_a_gpu_going_offline_requeues_the_job_holding_it_and_frees_its_gpus():
     deps, uow, _ = fake_dependencies()
     await add_gpus(deps, inventory_gpu(0), inventory_gpu(1))
     org = uuid.uuid4()
@@ -361,8 +360,147 @@ async def test_a_gpu_going_offline_fails_the_job_holding_it_and_frees_its_gpus()
     await handlers.report_job_started(commands.ReportJobStarted(node_id=str(NODE), job_id=str(job.id)), deps)
     await add_gpus(deps, inventory_gpu(0, revision=2, status="offline"))  # the node stopped heart-beating
     lost = await handlers.get_job(commands.GetJob(organization_id=org, job_id=str(job.id)), deps)
-    assert lost.status is JobStatus.FAILED and lost.error_message.startswith("lost: node node-1 went offline")
-    assert lost.exit_code is None and uow.store.allocations == {}
-    assert [e.kind for e in uow.store.outbox if e.job.id == job.id][-1] == "failed"
+    assert lost.status is JobStatus.QUEUED and lost.attempt == 2 and uow.store.allocations == {}
+    assert "lost: node node-1 went offline" in (lost.history[-1].reason or "")
+    assert [e.kind for e in uow.store.outbox if e.job.id == job.id][-1] == "requeued"
     await add_gpus(deps, inventory_gpu(1, revision=2, status="offline"))  # its other GPU: nothing more to do
-    assert [e.kind for e in uow.store.outbox if e.job.id == job.id].count("failed") == 1
+    assert [e.kind for e in uow.store.outbox if e.job.id == job.id].count("requeued") == 1
+
+
+async def test_requeue_is_bounded_and_an_opt_out_fails_at_once():
+    deps, uow, _ = fake_dependencies()
+    await add_gpus(deps, inventory_gpu(0))
+    org = uuid.uuid4()
+    job = await handlers.submit_job(submit(org), deps)
+    lost = "lost: the agent restarted while the job ran"
+    for attempt in (1, 2, 3):
+        [placed] = await schedule_round(deps)
+        assert placed.id == job.id and placed.attempt == attempt
+        await handlers.report_job_finished(
+            commands.ReportJobFinished(
+                node_id=str(NODE), job_id=str(job.id), error_message=lost, attempt=attempt
+            ),
+            deps,
+        )
+    final = await handlers.get_job(commands.GetJob(organization_id=org, job_id=str(job.id)), deps)
+    assert final.status is JobStatus.FAILED and "attempt 3 of 3" in (final.error_message or "")
+    assert uow.store.allocations == {}
+
+    opted = await handlers.submit_job(submit(org, no_requeue=True), deps)
+    [placed] = await schedule_round(deps)
+    await handlers.report_job_finished(
+        commands.ReportJobFinished(node_id=str(NODE), job_id=str(opted.id), error_message=lost), deps
+    )
+    done = await handlers.get_job(commands.GetJob(organization_id=org, job_id=str(opted.id)), deps)
+    assert done.status is JobStatus.FAILED and "opted out" in (done.error_message or "")
+
+
+async def test_a_report_for_an_older_attempt_is_ignored_and_timed_out_is_terminal():
+    deps, uow, _ = fake_dependencies()
+    await add_gpus(deps, inventory_gpu(0))
+    org = uuid.uuid4()
+    job = await handlers.submit_job(submit(org, time_limit_seconds=60), deps)
+    await schedule_round(deps)
+    lost = "lost: the agent restarted while the job ran"
+    await handlers.report_job_finished(
+        commands.ReportJobFinished(node_id=str(NODE), job_id=str(job.id), error_message=lost, attempt=1), deps
+    )
+    [again] = await schedule_round(deps)
+    assert again.attempt == 2
+    # attempt 1 reports again (a retried report): ignored, attempt 2 keeps running
+    await handlers.report_job_finished(
+        commands.ReportJobFinished(node_id=str(NODE), job_id=str(job.id), exit_code=0, attempt=1), deps
+    )
+    assert (
+        await handlers.get_job(commands.GetJob(organization_id=org, job_id=str(job.id)), deps)
+    ).status is (JobStatus.SCHEDULED)
+    await handlers.report_job_finished(
+        commands.ReportJobFinished(node_id=str(NODE), job_id=str(job.id), timed_out=True, attempt=2), deps
+    )
+    ended = await handlers.get_job(commands.GetJob(organization_id=org, job_id=str(job.id)), deps)
+    assert ended.status is JobStatus.TIMED_OUT and ended.is_terminal and uow.store.allocations == {}
+    assert uow.store.outbox[-1].kind == "timed_out"
+
+
+async def test_hold_release_and_priority_apply_to_queued_jobs_only():
+    deps, uow, _ = fake_dependencies()
+    await add_gpus(deps, inventory_gpu(0))
+    org = uuid.uuid4()
+    held = await handlers.submit_job(submit(org, hold=True), deps)
+    assert held.held and held.pending is not None and held.pending.code == "held"
+    assert await schedule_round(deps) == []  # held: not placed
+    other = await handlers.submit_job(submit(org, priority=10), deps)
+    moved = await handlers.update_job_priority(
+        commands.UpdateJobPriority(organization_id=org, job_id=str(other.id), priority=70), deps
+    )
+    assert moved.priority == 70 and moved.queue_position == 1
+    assert uow.store.outbox[-1].kind == "pending"
+    with pytest.raises(NotFound):
+        await handlers.hold_job(commands.HoldJob(organization_id=uuid.uuid4(), job_id=str(held.id)), deps)
+    with pytest.raises(InvalidArgument):
+        await handlers.update_job_priority(
+            commands.UpdateJobPriority(organization_id=org, job_id=str(other.id), priority=101), deps
+        )
+    [placed] = await schedule_round(deps)
+    assert placed.id == other.id
+    with pytest.raises(FailedPrecondition):
+        await handlers.hold_job(commands.HoldJob(organization_id=org, job_id=str(other.id)), deps)
+    released = await handlers.release_job(commands.ReleaseJob(organization_id=org, job_id=str(held.id)), deps)
+    assert not released.held and released.pending is None
+
+
+async def test_a_waiting_job_says_why_and_only_changes_are_written():
+    deps, uow, _ = fake_dependencies()
+    await add_gpus(deps, inventory_gpu(0))
+    org = uuid.uuid4()
+    await _scheduled(deps, org)
+    waiting = await handlers.submit_job(submit(org), deps)
+    await schedule_round(deps)
+    job = await handlers.get_job(commands.GetJob(organization_id=org, job_id=str(waiting.id)), deps)
+    assert job.pending is not None and job.pending.code == "no_capacity" and job.queue_position == 1
+    events = [e.kind for e in uow.store.outbox if e.job.id == waiting.id]
+    await schedule_round(deps)
+    await schedule_round(deps)
+    assert [e.kind for e in uow.store.outbox if e.job.id == waiting.id] == events  # no new event
+    assert events.count("pending") == 1
+
+
+async def test_admission_refuses_a_job_no_node_could_ever_hold():
+    from services.scheduler.service_layer.capacity import FleetCapacity
+
+    deps, _, _ = fake_dependencies()
+    deps = dataclasses.replace(deps, capacity=FleetCapacity(deps.uow, deps.options.policy, refresh_s=0))
+    await add_gpus(deps, inventory_gpu(0), inventory_gpu(1))
+    org = uuid.uuid4()
+    with pytest.raises(InvalidArgument) as too_many:
+        await handlers.submit_job(submit(org, gpu_count=4), deps)
+    assert too_many.value.field == "gpu_count" and "no node of this fleet has 4" in too_many.value.message
+    with pytest.raises(InvalidArgument) as memory:
+        await handlers.submit_job(submit(org, gpu_memory_mb=200_000), deps)
+    assert memory.value.field == "gpu_memory_mb"
+    with pytest.raises(InvalidArgument) as gang:
+        await handlers.submit_job(submit(org, nodes=2), deps)
+    assert gang.value.field == "nodes"
+    assert (await handlers.submit_job(submit(org, gpu_count=2), deps)).status is JobStatus.QUEUED
+
+
+async def test_a_deposed_leader_commits_nothing_and_a_standby_takes_over():
+    from services.scheduler.service_layer.scheduling import Deposed, Scheduler
+
+    deps, uow, _ = fake_dependencies()
+    await add_gpus(deps, inventory_gpu(0), inventory_gpu(1))
+    org = uuid.uuid4()
+    first, standby = Scheduler(deps, "a"), Scheduler(deps, "b")
+    assert (await first.step()) is not None and await standby.step() is None  # one leader
+    await handlers.submit_job(submit(org), deps)
+    uow.clock.tick(10)  # the leader stalls past its lease; the standby takes over
+    standby.renewed_at = -1e9
+    assert await standby.step() is not None and standby.token == 2
+    await handlers.submit_job(submit(org), deps)
+    first.renewed_at = float("inf")  # it does not know: its next cycle tries to commit with token 1
+    before = dict(uow.store.allocations)
+    with pytest.raises(Deposed):
+        await first.step()
+    assert uow.store.allocations == before
+    placed = await standby.step()
+    assert placed is not None and len(placed.placed) == 1

@@ -9,7 +9,6 @@ memory wasted, then lowest node id) without looking at every GPU.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from uuid import UUID
 
@@ -19,6 +18,11 @@ from .snapshot import Buckets, NodeState, Snapshot, bucket_move
 PoolChoice = tuple[Pool, bool]  # (pool, limited: others' dedicated nodes, lent within the owner's limit)
 SingleFit = tuple[int, int, int, int, Pool, Kind]  # (left, waste, node key, free before, pool, kind)
 GangMember = tuple[int, int, int, Pool]  # (left, node key, free before, pool)
+# One (pool, kind) a single-node search looks at: (memory wasted, kind, pool, limited, that pool and
+# kind's buckets, who took from them). Worked out once per (pools, kinds, shape) in a cycle, so a
+# search does no hashing of UUID-keyed tuples; the bucket lists are the view's own, updated in place.
+PlanEntry = tuple[int, Kind, Pool, bool, Buckets, set[UUID]]
+PlannedFit = tuple[int, int, PlanEntry]  # (node key, free GPUs of the kind there, where)
 
 
 class CapacityView:
@@ -31,10 +35,13 @@ class CapacityView:
             if read_only
             else {pk: [list(b) for b in bs] for pk, bs in snapshot.buckets.items()}
         )
-        self.taken: set[UUID] = set()
         self.cpu_taken: dict[int, int] = {}
         self.ram_taken: dict[int, int] = {}
-        self.cycle_held: dict[int, dict[UUID, float]] = {}  # node key -> GPU -> time limit end
+        # (node key, kind) -> the time limit ends of the GPUs this cycle took there, in take order. A
+        # cycle takes each node's free GPUs of a kind front to back (lowest device index first) and
+        # frees none, so what it took is always a prefix of the snapshot's free list: no GPU ids to
+        # hash, and how far it got is that list's length minus the free count in the buckets.
+        self.cycle_held: dict[tuple[int, Kind], list[float]] = {}
         self.takers: dict[tuple[Pool, Kind], set[UUID]] = {}
         self.searches = 0
         self._release: dict[tuple[int, Kind], list[float]] = {}
@@ -50,31 +57,128 @@ class CapacityView:
         g, c, r, m = shape.gpus_per_node, shape.cpu_cores, shape.ram_mb, shape.gpu_memory_mb
         nodes, cpu_taken, ram_taken, buckets = self.nodes, self.cpu_taken, self.ram_taken, self.buckets
         best: SingleFit | None = None
+        best_left = best_waste = 0
         for kind in kinds:
             waste = (kind[1] - m) * g
             for pool, limited in pools:
                 b = buckets.get((pool, kind))
-                if b is None or (limited and room(pool, kind[0]) < g):
+                if b is None or len(b) <= g or (limited and room(pool, kind[0]) < g):
                     continue
                 for f in range(g, len(b)):
                     left = f - g
-                    if best is not None and (left, waste) > (best[0], best[1]):
+                    if best is not None and (left > best_left or (left == best_left and waste > best_waste)):
                         break
-                    found = False
-                    for key in b[f]:
+                    found = None
+                    if c or r:
+                        for key in b[f]:
+                            st = nodes[key]
+                            if c and st.cpu_free - cpu_taken.get(key, 0) < c:
+                                continue
+                            if r and st.ram_free - ram_taken.get(key, 0) < r:
+                                continue
+                            found = key
+                            break
+                    elif b[f]:
+                        found = b[f][0]
+                    if found is not None:
+                        if (
+                            best is None
+                            or left < best_left
+                            or (
+                                left == best_left
+                                and (waste < best_waste or (waste == best_waste and found < best[2]))
+                            )
+                        ):
+                            best = (left, waste, found, f, pool, kind)
+                            best_left, best_waste = left, waste
+                        break
+        return best
+
+    def plan_single(
+        self, pools: Sequence[PoolChoice], kinds: Sequence[Kind], shape: Shape
+    ) -> list[PlanEntry]:
+        m, g = shape.gpu_memory_mb, shape.gpus_per_node
+        plan: list[PlanEntry] = []
+        for kind in kinds:
+            for pool, limited in pools:
+                b = self.buckets.get((pool, kind))
+                if b is not None:
+                    takers = self.takers.setdefault((pool, kind), set())
+                    plan.append(((kind[1] - m) * g, kind, pool, limited, b, takers))
+        return plan
+
+    def find_planned(
+        self, plan: list[PlanEntry], shape: Shape, room: Callable[[Pool, str], int]
+    ) -> PlannedFit | None:
+        """``find_single`` over a plan: the same best fit (fewest GPUs left, then least memory
+        wasted, then lowest node key)."""
+        self.searches += 1
+        g, c, r = shape.gpus_per_node, shape.cpu_cores, shape.ram_mb
+        nodes, cpu_taken, ram_taken = self.nodes, self.cpu_taken, self.ram_taken
+        best: PlannedFit | None = None
+        best_left = best_waste = best_key = 0
+        for entry in plan:
+            b = entry[4]
+            top = len(b)
+            if top <= g or (entry[3] and room(entry[2], entry[1][0]) < g):
+                continue
+            waste = entry[0]
+            for f in range(g, top):
+                left = f - g
+                if best is not None and (left > best_left or (left == best_left and waste > best_waste)):
+                    break
+                level = b[f]
+                if not level:
+                    continue
+                found = -1
+                if c or r:
+                    for key in level:
                         st = nodes[key]
                         if c and st.cpu_free - cpu_taken.get(key, 0) < c:
                             continue
                         if r and st.ram_free - ram_taken.get(key, 0) < r:
                             continue
-                        cand = (left, waste, key, f, pool, kind)
-                        if best is None or cand[:3] < best[:3]:
-                            best = cand
-                        found = True
+                        found = key
                         break
-                    if found:
-                        break
+                    if found < 0:
+                        continue
+                else:
+                    found = level[0]
+                if (
+                    best is None
+                    or left < best_left
+                    or (
+                        left == best_left
+                        and (waste < best_waste or (waste == best_waste and found < best_key))
+                    )
+                ):
+                    best = (found, f, entry)
+                    best_left, best_waste, best_key = left, waste, found
+                break
         return best
+
+    def take_planned(self, fit: PlannedFit, shape: Shape, org: UUID, ends: float) -> tuple[UUID, ...]:
+        """``take`` for a fit ``find_planned`` found."""
+        key, free, entry = fit
+        g = shape.gpus_per_node
+        kind = entry[1]
+        gpus = self.nodes[key].free[kind]
+        start = len(gpus) - free
+        chosen = tuple([gpu.id for gpu in gpus[start : start + g]])
+        hk = (key, kind)
+        held = self.cycle_held.get(hk)
+        if held is None:
+            self.cycle_held[hk] = [ends] * g
+        else:
+            held.extend([ends] * g)
+            self._release.pop(hk, None)
+        bucket_move(entry[4], key, free, free - g)
+        if shape.cpu_cores:
+            self.cpu_taken[key] = self.cpu_taken.get(key, 0) + shape.cpu_cores
+        if shape.ram_mb:
+            self.ram_taken[key] = self.ram_taken.get(key, 0) + shape.ram_mb
+        entry[5].add(org)
+        return chosen
 
     def find_gang(
         self, pools: Sequence[Pool], kinds: Sequence[Kind], shape: Shape, labels: Sequence[str]
@@ -132,17 +236,16 @@ class CapacityView:
     ) -> tuple[UUID, ...]:
         """Take ``shape.gpus_per_node`` GPUs of ``kind`` (lowest device index first) on one node."""
         g = shape.gpus_per_node
-        taken = self.taken
-        chosen: list[UUID] = []
-        for gpu in self.nodes[key].free[kind]:
-            if gpu.id not in taken:
-                chosen.append(gpu.id)
-                if len(chosen) == g:
-                    break
-        taken.update(chosen)
-        held = self.cycle_held.setdefault(key, {})
-        for gid in chosen:
-            held[gid] = ends
+        gpus = self.nodes[key].free[kind]
+        start = len(gpus) - free
+        chosen = tuple([gpu.id for gpu in gpus[start : start + g]])
+        hk = (key, kind)
+        held = self.cycle_held.get(hk)
+        if held is None:
+            self.cycle_held[hk] = [ends] * g
+        else:
+            held.extend([ends] * g)
+        self._release.pop(hk, None)
         bucket_move(self.buckets[(pool, kind)], key, free, free - g)
         if shape.cpu_cores:
             self.cpu_taken[key] = self.cpu_taken.get(key, 0) + shape.cpu_cores
@@ -153,19 +256,16 @@ class CapacityView:
             self.takers[(pool, kind)] = {org}
         else:
             takers.add(org)
-        return tuple(chosen)
+        return chosen
 
     def release_times(self, state: NodeState, kind: Kind) -> list[float]:
         """The node's release times for ``kind`` counting this cycle's placements too."""
-        extra = self.cycle_held.get(state.key)
+        hk = (state.key, kind)
+        extra = self.cycle_held.get(hk)
         if not extra:
             return state.release_times(kind)
-        memo = (state.key, kind)
-        times = self._release.get(memo)
+        times = self._release.get(hk)
         if times is None:
-            times = self._release[memo] = sorted(
-                extra.get(g.id, state.held.get(g.id, -math.inf))
-                for g in state.node.gpus
-                if g.healthy and (g.type, g.memory_mb) == kind
-            )
+            # the snapshot's times start with one -inf per free GPU; the taken ones now end later
+            times = self._release[hk] = sorted(state.release_times(kind)[len(extra) :] + extra)
         return times

@@ -24,43 +24,71 @@ Preemption will be a phase before step 2 that frees GPUs in the same ``CapacityV
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 from heapq import heapify, heappop, heappush
+from typing import Any
 from uuid import UUID
 
 from . import reasons
 from .admission import never_fits
-from .capacity import CapacityView, PoolChoice
+from .capacity import CapacityView, PlanEntry, PoolChoice
 from .decisions import (
-    ClassOutcome,
     CycleResult,
     CycleStats,
     Decision,
     NodePlacement,
+    PendingClass,
+    PendingOutcomes,
     PendingReason,
     Place,
     Reject,
 )
 from .estimate import Estimator
 from .fairshare import Account, mean_life
-from .model import AccountPath, Kind, Pool, Shape, account_chain
+from .model import Kind, Pool, Shape
 from .policy import Policy, UserCap
 from .quota import OrgQuota, QuotaLedger
-from .snapshot import JobClass, Snapshot
+from .snapshot import AccountState, JobClass, Snapshot, state_usage_at
 
 _CAPACITY_CODES = frozenset(
     {reasons.NO_CAPACITY, reasons.GANG_NO_CAPACITY, reasons.FAIR_SHARE, reasons.BEHIND_OWN_JOBS}
 )
+_UNKNOWN: Any = object()
+_STAMPS = itertools.count()
+
+Verdict = tuple[int, tuple[Kind, ...], "PendingReason | None", int]  # (epoch, allowed, blocked, allowed id)
 
 
 def cycle(snapshot: Snapshot, policy: Policy, now: datetime) -> CycleResult:
     return _Cycle(snapshot, policy, now).run()
 
 
+class _ShapeRun:
+    """One distinct shape during one cycle: what every class of that shape asks, worked out once."""
+
+    __slots__ = ("cpu", "gang", "kinds", "kinds_id", "managed", "ram", "shape", "shape_id", "total", "vkey")
+
+    def __init__(
+        self, shape: Shape, shape_id: int, kinds: tuple[Kind, ...], kinds_id: int, managed: tuple[str, ...]
+    ) -> None:
+        self.shape = shape
+        self.shape_id = shape_id
+        self.kinds = kinds
+        self.kinds_id = kinds_id
+        self.managed = managed  # the quota-managed GPU types among ``kinds``
+        self.total = shape.total_gpus
+        self.gang = shape.nodes > 1
+        self.cpu = shape.cpu_cores * shape.nodes
+        self.ram = shape.ram_mb * shape.nodes
+        self.vkey = (kinds_id, self.total)  # quota verdicts depend on the kinds and the GPU count only
+
+
 class _OrgRun:
     """One organization during one cycle: where it may place and its quota standing."""
 
     __slots__ = (
+        "admission",
         "admission_gang",
         "admission_single",
         "gang_pools",
@@ -72,18 +100,23 @@ class _OrgRun:
     )
 
     def __init__(
-        self, org: UUID, single: tuple[PoolChoice, ...], gang: tuple[Pool, ...], sig: int, quota: OrgQuota
+        self,
+        org: UUID,
+        single: tuple[PoolChoice, ...],
+        gang: tuple[Pool, ...],
+        sig: int,
+        quota: OrgQuota,
+        admission: dict[int, str | None],
     ):
         self.org = org
         self.single_pools = single
         self.gang_pools = gang
         self.admission_single = tuple(p for p, _ in single)
         self.admission_gang = gang
-        self.sig = sig  # organizations with the same pools share memos
+        self.sig = sig  # organizations with the same pools (and limits) share memos
         self.quota = quota
-        self.verdicts: dict[
-            tuple[tuple[Kind, ...], int], tuple[int, tuple[Kind, ...], PendingReason | None]
-        ] = {}
+        self.admission = admission  # shape id -> never-fits answer, shared by one signature's orgs
+        self.verdicts: dict[tuple[int, int], Verdict] = {}
 
 
 class _UserRun:
@@ -93,19 +126,6 @@ class _UserRun:
         self.cap = cap
         self.jobs = jobs
         self.gpus = gpus
-
-
-class _ClassRun:
-    """One class during one cycle: how far into its queue the cycle got."""
-
-    __slots__ = ("cls", "cursor", "kinds", "orgrun", "user")
-
-    def __init__(self, cls: JobClass, kinds: tuple[Kind, ...], orgrun: _OrgRun, user: _UserRun) -> None:
-        self.cls = cls
-        self.cursor = 0
-        self.kinds = kinds
-        self.orgrun = orgrun
-        self.user = user
 
 
 class _Cycle:
@@ -125,119 +145,133 @@ class _Cycle:
             float(max(snapshot.ram_total, 1)),
         )
         self.decisions: list[Decision] = []
-        self.waiting: list[tuple[_ClassRun, PendingReason]] = []
-        self.never_fitting: list[tuple[_ClassRun, PendingReason]] = []
-        # capacity failures per (pools signature, allowed kinds, shape id): did it fit before the cycle
-        # began, and who took the room since
-        self.capacity_failed: dict[tuple[object, ...], tuple[bool, frozenset[UUID]]] = {}
+        self.waiting: list[PendingClass] = []  # in walk order
+        self.never_fitting: list[PendingClass] = []
+        # capacity failures per (pools signature, allowed kinds id, shape id): did it fit before the
+        # cycle began, and who took the room since
+        self.capacity_failed: dict[tuple[int, int, int], tuple[bool, frozenset[UUID]]] = {}
         self.no_capacity_reasons: dict[int, PendingReason] = {}
-        self.admission: dict[tuple[int, int], str | None] = {}
-        self.kinds_memo: dict[tuple[str | None, int], tuple[Kind, ...]] = {}
+        self.shapes: dict[int, _ShapeRun] = {}
+        self.plans: dict[tuple[int, int, int], list[PlanEntry]] = {}  # by capacity memo key
+        self.kinds_ids: dict[tuple[Kind, ...], int] = {}
         self.orgruns: dict[UUID, _OrgRun] = {}
-        self.signatures: dict[tuple[Pool, ...], int] = {}
+        self.signatures: dict[tuple[PoolChoice, ...], int] = {}
+        self.admissions: dict[int, dict[int, str | None]] = {}
         self.all_kinds = sorted({kind for _, kind in snapshot.kind_nodes}, key=lambda k: (k[1], k[0]))
         owners = sorted({o for o, _ in self.quota.dedicated}, key=lambda o: o.int)
         self.owners = set(owners)
         self.lenders = [o for o in owners if self.quota.lends_dedicated(o)]
         self.rejected = 0
-        self._quota_epoch = 0
+        self.tau = mean_life(policy.half_life_s)
+        self.stamp = next(_STAMPS)  # marks the snapshot's account states this cycle built nodes for
+        # per managed GPU type, how many placements of it this cycle committed: a cached quota
+        # admission holds while the types it looked at are unchanged
+        self.type_epochs: dict[str, int] = dict.fromkeys(self.quota.managed, 0)
 
     # -- set-up -----------------------------------------------------------------------------------
-    def _kinds(self, shape: Shape) -> tuple[Kind, ...]:
-        mk = (shape.gpu_type, shape.gpu_memory_mb)
-        kinds = self.kinds_memo.get(mk)
-        if kinds is None:
-            kinds = tuple(
-                k
-                for k in self.all_kinds
-                if (shape.gpu_type is None or k[0] == shape.gpu_type) and k[1] >= shape.gpu_memory_mb
-            )
-            self.kinds_memo[mk] = kinds
-        return kinds
+    def _shape(self, shape: Shape, shape_id: int) -> _ShapeRun:
+        kinds = tuple(
+            k
+            for k in self.all_kinds
+            if (shape.gpu_type is None or k[0] == shape.gpu_type) and k[1] >= shape.gpu_memory_mb
+        )
+        managed = tuple(sorted({k[0] for k in kinds if k[0] in self.quota.managed}))
+        info = self.shapes[shape_id] = _ShapeRun(shape, shape_id, kinds, self._kinds_id(kinds), managed)
+        return info
+
+    def _kinds_id(self, kinds: tuple[Kind, ...]) -> int:
+        return self.kinds_ids.setdefault(kinds, len(self.kinds_ids))
 
     def _orgrun(self, org: UUID) -> _OrgRun:
-        run = self.orgruns.get(org)
-        if run is None:
-            own: tuple[Pool, ...] = (None, org) if org in self.owners else (None,)
-            single = tuple((p, False) for p in own) + tuple((o, True) for o in self.lenders if o != org)
-            sig = self.signatures.setdefault(tuple(p for p, _ in single), len(self.signatures))
-            run = self.orgruns[org] = _OrgRun(org, single, own, sig, self.quota.of(org))
+        own: tuple[Pool, ...] = (None, org) if org in self.owners else (None,)
+        single = tuple((p, False) for p in own) + tuple((o, True) for o in self.lenders if o != org)
+        # the limited flags belong in the signature: an owner's own dedicated pool is not limited for
+        # it, while the same pool is for a borrower, so their capacity failures differ
+        sig = self.signatures.setdefault(single, len(self.signatures))
+        admission = self.admissions.setdefault(sig, {})
+        run = self.orgruns[org] = _OrgRun(org, single, own, sig, self.quota.of(org), admission)
         return run
 
-    def _account(self, accounts: dict[AccountPath, Account], path: AccountPath) -> Account:
-        acc = accounts.get(path)
-        if acc is None:
-            snap, hl = self.snap, self.policy.half_life_s
-            tau = mean_life(hl)
-            usage = snap.usage_at(path, self.now, hl)
-            per_type = snap.account_gpus.get(path, {})
-            gpus = sum(n * self.weights.get(t, 1.0) for t, n in sorted(per_type.items()))
-            acc = accounts[path] = Account(
-                path,
-                self.policy.shares(path),
-                usage.gpu_s / tau + gpus,
-                usage.cpu_s / tau + snap.account_cpu.get(path, 0),
-                usage.ram_mb_s / tau + snap.account_ram.get(path, 0),
-            )
-        return acc
+    def _account(self, state: AccountState) -> Account:
+        usage = state_usage_at(state, self.now, self.policy.half_life_s)
+        per_type = state.gpus
+        weights = self.weights
+        gpus = sum(n * weights.get(t, 1.0) for t, n in sorted(per_type.items())) if per_type else 0
+        tau = self.tau
+        return Account(
+            state.path,
+            self.policy.shares(state.path),
+            usage.gpu_s / tau + gpus,
+            usage.cpu_s / tau + state.cpu,
+            usage.ram_mb_s / tau + state.ram,
+        )
 
     def _build(self) -> Account:
-        """The fair-share tree over the accounts with waiting work, one leaf at a time."""
+        """The fair-share tree over the accounts with waiting work, one leaf at a time. Per class
+        this costs a dict lookup or two and one heap entry: what a class asks is worked out per
+        distinct shape, admission per (shape, pools), the user's standing per leaf; the accounts
+        above a leaf are the snapshot's, found without hashing their paths."""
         root = Account(("root",), 1.0, 0.0, 0.0, 0.0)
-        accounts: dict[AccountPath, Account] = {("root",): root}
-        kids: dict[AccountPath, set[AccountPath]] = {}
-        users: dict[tuple[UUID, UUID], _UserRun] = {}
-        snap, policy, admission = self.snap, self.policy, self.admission
-        kinds_by_shape: dict[int, tuple[Kind, ...]] = {}
-        for leaf_path, classes in snap.leaves.items():
-            org, project, user = leaf_path[1], leaf_path[2], leaf_path[3]
-            orgrun = self._orgrun(org)
-            uk = (org, user)
-            userrun = users.get(uk)
-            if userrun is None:
-                jobs, gpus = snap.user_running.get(uk, (0, 0))
-                userrun = users[uk] = _UserRun(policy.user_cap(org, user), jobs, gpus)
+        accounts: list[Account] = [root]
+        users: dict[int, _UserRun] = {}
+        stamp = self.stamp
+        snap, policy, shapes, orgruns = self.snap, self.policy, self.shapes, self.orgruns
+        for leaf in snap.leaves.values():
+            org = leaf.organization
+            orgrun = orgruns.get(org) or self._orgrun(org)
+            admission = orgrun.admission
             entries = []
-            for cls in classes.values():
-                shape = cls.shape
-                kinds = kinds_by_shape.get(cls.shape_id)
-                if kinds is None:
-                    kinds = kinds_by_shape[cls.shape_id] = self._kinds(shape)
-                run = _ClassRun(cls, kinds, orgrun, userrun)
-                ak = (cls.shape_id, orgrun.sig)
-                if ak not in admission:
+            for cls in leaf.classes.values():
+                sid = cls.shape_id
+                why = admission.get(sid, _UNKNOWN)
+                if why is _UNKNOWN:
+                    shape = cls.shape
                     pools = orgrun.admission_gang if shape.nodes > 1 else orgrun.admission_single
-                    admission[ak] = never_fits(snap, shape, pools)
-                why = admission[ak]
+                    why = admission[sid] = never_fits(snap, shape, pools)
                 if why is None:
-                    entries.append((cls.keys[0], run))
+                    if sid not in shapes:
+                        self._shape(cls.shape, sid)
+                    entries.append((cls.keys[0], cls, 0))
                 else:
-                    self._never_fits(run, why)
+                    self._never_fits(cls, orgrun, why)
             if not entries:
                 continue
-            chain = account_chain(org, project, user)
-            parent: AccountPath = ("root",)
-            for path in chain:
-                kids.setdefault(parent, set()).add(path)
-                self._account(accounts, path)
-                parent = path
-            leaf = accounts[leaf_path]
-            leaf.classes = entries
+            parent = root
+            for state in leaf.chain:
+                if state.stamp == stamp:
+                    acc = state.account
+                else:
+                    acc = state.account = self._account(state)
+                    state.stamp = stamp
+                    accounts.append(acc)
+                    parent.children.append(acc)  # made a heap below, once every sibling is known
+                parent = acc
+            running = leaf.running
+            userrun = users.get(id(running))  # one list per (organization, user), shared by its leaves
+            if userrun is None:
+                userrun = users[id(running)] = _UserRun(
+                    policy.user_cap(org, leaf.user), running[0], running[1]
+                )
             heapify(entries)
-        for path, children in kids.items():
-            acc = accounts[path]
-            acc.children = [(accounts[c].share(self.cap), accounts[c].order, accounts[c]) for c in children]
-            heapify(acc.children)
+            parent.classes = entries
+            parent.orgrun = orgrun
+            parent.user = userrun
+        cap = self.cap
+        for acc in accounts:
+            if acc.children:
+                acc.children = [(c.share(cap), c.order, c) for c in acc.children]
+                heapify(acc.children)
         return root
 
-    def _never_fits(self, run: _ClassRun, why: str) -> None:
+    def _never_fits(self, cls: JobClass, orgrun: _OrgRun, why: str) -> None:
         reason = reasons.never_fits(why)
         if self.policy.reject_never_fitting:
-            for key in run.cls.keys:
-                self.decisions.append(Reject(key[2], run.cls.organization, reason))
-                self.rejected += 1
+            org = cls.organization
+            self.decisions.extend(Reject(key[2], org, reason) for key in cls.keys)
+            self.rejected += len(cls.keys)
         else:
-            self.never_fitting.append((run, reason))
+            cls.shared = True
+            self.never_fitting.append((cls.organization, reason, cls.keys, 0, None))
 
     # -- the walk ---------------------------------------------------------------------------------
     def run(self) -> CycleResult:
@@ -246,6 +280,7 @@ class _Cycle:
         cap = self.cap
         orgs = root.children
         placements = 0
+        try_class = self._try
         while orgs:
             # Descend along the lowest shares to a leaf, then try its classes in queue order. A
             # failure changes no share, so the same path stays the minimum: keep trying the leaf's
@@ -256,14 +291,14 @@ class _Cycle:
             while path and not placed:
                 acc = path[-1]
                 if acc.classes:
-                    _, run = heappop(acc.classes)
-                    if self._try(run, path):
+                    _, cls, cursor = heappop(acc.classes)
+                    if try_class(cls, cursor, acc, path):
                         placed = True
                         placements += 1
-                        run.cursor += 1
-                        keys = run.cls.keys
-                        if run.cursor < len(keys):
-                            heappush(acc.classes, (keys[run.cursor], run))
+                        cursor += 1
+                        keys = cls.keys
+                        if cursor < len(keys):
+                            heappush(acc.classes, (keys[cursor], cls, cursor))
                 elif acc.children:
                     path.append(heappop(acc.children)[2])
                 else:
@@ -274,85 +309,96 @@ class _Cycle:
                     heappush(path[i - 1].children, (child.share(cap), child.order, child))
             if path and (path[0].children or path[0].classes):
                 heappush(orgs, (path[0].share(cap), path[0].order, path[0]))
-        outcomes = self._outcomes()
-        held = tuple(
-            sorted(((j.organization, j.id) for j in self.snap.held.values()), key=lambda t: t[1].int)
-        )
+        never = sorted(self.never_fitting, key=lambda w: w[2][0])
+        outcomes = PendingOutcomes([*never, *self.waiting], self._starts())
         stats = CycleStats(len(self.snap.classes), placements, self.rejected, self.capacity.searches)
-        return CycleResult(tuple(self.decisions), outcomes, held, stats)
+        return CycleResult(tuple(self.decisions), outcomes, self.snap.held_in_order(), stats)
 
-    def _fail(self, run: _ClassRun, reason: PendingReason) -> bool:
-        self.waiting.append((run, reason))
-        return False
-
-    def _try(self, run: _ClassRun, path: list[Account]) -> bool:
-        cls = run.cls
-        shape = cls.shape
-        total = shape.total_gpus
-        user = run.user
+    def _try(self, cls: JobClass, cursor: int, leaf: Account, path: list[Account]) -> bool:
+        info = self.shapes[cls.shape_id]
+        total = info.total
+        user: _UserRun = leaf.user
+        orgrun: _OrgRun = leaf.orgrun
         cap = user.cap
         if cap is not None:
             if cap.max_running_jobs is not None and user.jobs + 1 > cap.max_running_jobs:
-                return self._fail(run, reasons.user_cap_jobs(cap.max_running_jobs))
+                return self._fail(cls, cursor, reasons.user_cap_jobs(cap.max_running_jobs))
             if cap.max_gpus is not None and user.gpus + total > cap.max_gpus:
-                return self._fail(run, reasons.user_cap_gpus(cap.max_gpus, user.gpus, total))
-        orgrun = run.orgrun
+                return self._fail(cls, cursor, reasons.user_cap_gpus(cap.max_gpus, user.gpus, total))
+        allowed, allowed_id = info.kinds, info.kinds_id
         quota = self.quota
-        allowed = run.kinds
-        if quota.managed:
+        if info.managed:
             # Within a cycle quota only tightens (an org's use and the cohort's free room only move
-            # one way), so a refusal stays valid; an admission only until the next managed commit.
-            vk = (allowed, total)
-            verdict = orgrun.verdicts.get(vk)
-            if verdict is None or (verdict[2] is None and verdict[0] != self._quota_epoch):
+            # one way), so a refusal stays valid; an admission until a placement of a type it read.
+            epochs = self.type_epochs
+            epoch = 0
+            for t in info.managed:
+                epoch += epochs[t]
+            verdict = orgrun.verdicts.get(info.vkey)
+            if verdict is None or (verdict[2] is None and verdict[0] != epoch):
                 allowed, blocked = self._quota_verdict(orgrun, allowed, total)
-                orgrun.verdicts[vk] = (self._quota_epoch, allowed, blocked)
+                allowed_id = self._kinds_id(allowed)
+                orgrun.verdicts[info.vkey] = (epoch, allowed, blocked, allowed_id)
             else:
-                _, allowed, blocked = verdict
+                _, allowed, blocked, allowed_id = verdict
             if blocked is not None:
-                return self._fail(run, blocked)
-        gang = shape.nodes > 1
-        memo = (orgrun.sig, allowed, cls.shape_id)
+                return self._fail(cls, cursor, blocked)
+        memo = (orgrun.sig, allowed_id, cls.shape_id)
         failed = self.capacity_failed.get(memo)
         if failed is not None:
-            return self._fail(run, self._capacity_reason(run, failed))
-        job_id = cls.keys[run.cursor][2]
+            return self._fail(cls, cursor, self._capacity_reason(cls, failed), memo)
+        shape = info.shape
+        job_id = cls.keys[cursor][2]
         limit = self.snap.jobs[job_id].time_limit_s
         ends = float("inf") if limit is None else self.now_ts + limit
         view = self.capacity
         org = cls.organization
         placed: list[NodePlacement] = []
-        if gang:
+        if info.gang:
             found = view.find_gang(orgrun.gang_pools, allowed, shape, self.policy.fabric_labels)
             if found is None:
-                return self._fail(run, self._capacity_reason(run, self._remember_failure(run, allowed, memo)))
+                failed = self._remember_failure(info, orgrun, allowed, memo)
+                return self._fail(cls, cursor, self._capacity_reason(cls, failed), memo)
             kind, members = found
             for rank, (_, key, free, pool) in enumerate(sorted(members, key=lambda m: m[1])):
                 gpu_ids = view.take(key, pool, kind, free, shape, org, ends)
                 placed.append(self._placement(key, gpu_ids, rank, kind, shape))
         else:
-            fit = view.find_single(orgrun.single_pools, allowed, shape, quota.dedicated_room)
+            plan = self.plans.get(memo)
+            if plan is None:
+                plan = self.plans[memo] = view.plan_single(orgrun.single_pools, allowed, shape)
+            fit = view.find_planned(plan, shape, quota.dedicated_room)
             if fit is None:
-                return self._fail(run, self._capacity_reason(run, self._remember_failure(run, allowed, memo)))
-            _, _, key, free, pool, kind = fit
-            gpu_ids = view.take(key, pool, kind, free, shape, org, ends)
+                failed = self._remember_failure(info, orgrun, allowed, memo)
+                return self._fail(cls, cursor, self._capacity_reason(cls, failed), memo)
+            gpu_ids = view.take_planned(fit, shape, org, ends)
+            key, entry = fit[0], fit[2]
+            kind, pool = entry[1], entry[2]
             if pool is not None and pool != org:
                 quota.commit_dedicated(pool, kind[0], len(gpu_ids))
             placed.append(self._placement(key, gpu_ids, 0, kind, shape))
-        quota.commit(orgrun.quota, kind[0], total)
-        if kind[0] in quota.managed:
-            self._quota_epoch += 1
+        gpu_type = kind[0]
+        if gpu_type in self.type_epochs:
+            quota.commit(orgrun.quota, gpu_type, total)
+            self.type_epochs[gpu_type] += 1
         user.jobs += 1
         user.gpus += total
-        weighted = total * self.weights.get(kind[0], 1.0)
-        cpu = shape.cpu_cores * shape.nodes
-        ram = shape.ram_mb * shape.nodes
+        weighted = total * self.weights.get(gpu_type, 1.0)
+        cpu, ram = info.cpu, info.ram
         for acc in path:
             acc.gpu += weighted
             acc.cpu += cpu
             acc.ram += ram
         self.decisions.append(Place(job_id, org, tuple(placed)))
         return True
+
+    def _fail(
+        self, cls: JobClass, cursor: int, reason: PendingReason, capacity: tuple[int, int, int] | None = None
+    ) -> bool:
+        """The class waits. ``capacity``: the failure's memo key, which also keys its estimated start."""
+        cls.shared = True
+        self.waiting.append((cls.organization, reason, cls.keys, cursor, capacity))
+        return False
 
     def _quota_verdict(
         self, orgrun: _OrgRun, kinds: tuple[Kind, ...], total: int
@@ -376,13 +422,12 @@ class _Cycle:
         )
 
     def _remember_failure(
-        self, run: _ClassRun, kinds: tuple[Kind, ...], memo: tuple[object, ...]
+        self, info: _ShapeRun, orgrun: _OrgRun, kinds: tuple[Kind, ...], memo: tuple[int, int, int]
     ) -> tuple[bool, frozenset[UUID]]:
         """No room now. Would the job have fitted the fleet as the cycle found it, and who took the
         room since? Asked once per (pools, kinds, shape): capacity only shrinks during a cycle."""
-        shape = run.cls.shape
-        orgrun = run.orgrun
-        if shape.nodes > 1:
+        shape = info.shape
+        if info.gang:
             fitted = self.initial.find_gang(orgrun.gang_pools, kinds, shape, ()) is not None
             pools: tuple[Pool, ...] = orgrun.gang_pools
         else:
@@ -399,45 +444,43 @@ class _Cycle:
         failed = self.capacity_failed[memo] = (fitted and bool(takers), frozenset(takers))
         return failed
 
-    def _capacity_reason(self, run: _ClassRun, failed: tuple[bool, frozenset[UUID]]) -> PendingReason:
+    def _capacity_reason(self, cls: JobClass, failed: tuple[bool, frozenset[UUID]]) -> PendingReason:
         """Room taken this cycle went to other organizations (fair share) or to other work of this
         one; else the fleet simply has no room."""
         given_away, takers = failed
         if given_away:
-            org = run.cls.organization
             return (
                 reasons.FAIR_SHARE_REASON
-                if len(takers) > 1 or org not in takers
+                if len(takers) > 1 or cls.organization not in takers
                 else reasons.BEHIND_OWN_JOBS_REASON
             )
-        sid = run.cls.shape_id
+        sid = cls.shape_id
         reason = self.no_capacity_reasons.get(sid)
         if reason is None:
-            reason = self.no_capacity_reasons[sid] = reasons.no_capacity(run.cls.shape)
+            reason = self.no_capacity_reasons[sid] = reasons.no_capacity(cls.shape)
         return reason
 
     # -- the result -------------------------------------------------------------------------------
-    def _outcomes(self) -> tuple[ClassOutcome, ...]:
+    def _starts(self) -> dict[object, datetime | None]:
+        """The estimated start of every class that waits for capacity, by its failure's memo key:
+        one estimate per (pools signature, shape), whatever quota left of its kinds."""
+        starts: dict[object, datetime | None] = {}
+        if not self.policy.estimate_starts:
+            return starts
         estimator = Estimator(self.snap, self.capacity)
-        estimates: dict[tuple[int, bool, int], float | None] = {}
-        starts: dict[float, datetime] = {}
-        out: list[ClassOutcome] = []
-        never = sorted(self.never_fitting, key=lambda w: w[0].cls.keys[0])
-        for run, reason in [*never, *self.waiting]:  # the walk's order is already deterministic
-            cls = run.cls
-            start = None
-            if self.policy.estimate_starts and reason.code in _CAPACITY_CODES:
-                shape = cls.shape
-                orgrun = run.orgrun
-                pools = orgrun.gang_pools if shape.nodes > 1 else orgrun.admission_single
-                ek = (orgrun.sig, shape.nodes > 1, cls.shape_id)
-                if ek in estimates:
-                    at = estimates[ek]
-                else:
-                    at = estimates[ek] = estimator.earliest(pools, run.kinds, shape)
-                if at is not None and at > self.now_ts:  # "not before now" says nothing
-                    start = starts.get(at)
-                    if start is None:
-                        start = starts[at] = datetime.fromtimestamp(at, tz=self.now.tzinfo or UTC)
-            out.append(ClassOutcome(cls.organization, reason, tuple(cls.keys[run.cursor :]), start))
-        return tuple(out)
+        by_shape: dict[tuple[int, int], datetime | None] = {}
+        orgrun_of = {run.sig: run for run in self.orgruns.values()}
+        for memo in self.capacity_failed:
+            sig, _, sid = memo
+            ek = (sig, sid)
+            if ek not in by_shape:
+                by_shape[ek] = self._estimate(estimator, orgrun_of[sig], self.shapes[sid])
+            starts[memo] = by_shape[ek]
+        return starts
+
+    def _estimate(self, estimator: Estimator, orgrun: _OrgRun, info: _ShapeRun) -> datetime | None:
+        pools = orgrun.gang_pools if info.gang else orgrun.admission_single
+        at = estimator.earliest(pools, info.kinds, info.shape)
+        if at is None or at <= self.now_ts:  # "not before now" says nothing
+            return None
+        return datetime.fromtimestamp(at, tz=self.now.tzinfo or UTC)

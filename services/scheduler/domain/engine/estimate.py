@@ -24,6 +24,7 @@ class Estimator:
         self.snap = snapshot
         self.view = view
         self.times: dict[tuple[Pool, Kind, int], list[float]] = {}
+        self.released: dict[tuple[Pool, Kind], list[list[float]]] = {}
         self.answers: dict[tuple[object, ...], float | None] = {}
 
     def earliest(self, pools: Sequence[Pool], kinds: tuple[Kind, ...], shape: Shape) -> float | None:
@@ -44,14 +45,23 @@ class Estimator:
         return answer
 
     def _node_times(self, pool: Pool, kind: Kind, g: int) -> list[float]:
+        """When each node of (pool, kind) could next hold ``g`` GPUs (nodes never able: left out)."""
         key = (pool, kind, g)
         times = self.times.get(key)
         if times is None:
-            nodes, view = self.snap.nodes, self.view
-            times = []
-            for node_key in self.snap.kind_nodes.get((pool, kind), ()):
-                released = view.release_times(nodes[node_key], kind)
-                if len(released) >= g and released[g - 1] < math.inf:
-                    times.append(released[g - 1])
-            self.times[key] = times
+            index = g - 1
+            times = self.times[key] = [
+                r[index] for r in self._released(pool, kind) if len(r) > index and r[index] < math.inf
+            ]
         return times
+
+    def _released(self, pool: Pool, kind: Kind) -> list[list[float]]:
+        """Every node's sorted release times for (pool, kind), fetched once for all GPU counts."""
+        pk = (pool, kind)
+        lists = self.released.get(pk)
+        if lists is None:
+            nodes, view = self.snap.nodes, self.view
+            lists = self.released[pk] = [
+                view.release_times(nodes[k], kind) for k in self.snap.kind_nodes.get(pk, ())
+            ]
+        return lists

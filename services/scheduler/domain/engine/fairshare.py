@@ -37,7 +37,7 @@ class Account:
     """One node of the fair-share tree during a cycle (built fresh per cycle; cheap: one per account
     with waiting work)."""
 
-    __slots__ = ("children", "classes", "cpu", "gpu", "inv_shares", "order", "path", "ram")
+    __slots__ = ("children", "classes", "cpu", "gpu", "inv_shares", "order", "orgrun", "path", "ram", "user")
 
     def __init__(self, path: AccountPath, shares: float, gpu: float, cpu: float, ram: float) -> None:
         self.path = path
@@ -47,7 +47,9 @@ class Account:
         self.cpu = cpu
         self.ram = ram
         self.children: list[Any] = []  # heap of (share, order, Account)
-        self.classes: list[Any] = []  # leaves only: heap of (first job key, class state)
+        self.classes: list[Any] = []  # leaves only: heap of (first waiting job's key, class, cursor)
+        self.orgrun: Any = None  # leaves only: the cycle's state of the leaf's organization and user
+        self.user: Any = None
 
     def share(self, capacity: tuple[float, float, float]) -> float:
         cg, cc, cr = capacity

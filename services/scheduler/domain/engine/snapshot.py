@@ -66,6 +66,43 @@ class JobClass:
     shape_id: int  # a small int per distinct shape: cheap to hash in the cycle's memos
     organization: UUID
     keys: list[JobKey] = field(default_factory=list)
+    # a cycle's result holds on to ``keys`` (no copy per class per cycle): set by the cycle, and the
+    # snapshot then changes a fresh copy instead of the list the result reads
+    shared: bool = False
+
+    def own_keys(self) -> list[JobKey]:
+        if self.shared:
+            self.keys = list(self.keys)
+            self.shared = False
+        return self.keys
+
+
+@dataclass(slots=True, eq=False)
+class AccountState:
+    """One fair-share account's running totals and decayed usage, kept across cycles.
+
+    ``stamp`` and ``account`` are a cycle's scratch: the cycle that last built this account's
+    fair-share node, and that node, so a cycle finds it without hashing the UUID-keyed path again."""
+
+    path: AccountPath
+    gpus: dict[str, int] = field(default_factory=dict)  # held per GPU type
+    cpu: int = 0
+    ram: int = 0
+    usage: tuple[Usage, datetime] | None = None
+    stamp: int = -1
+    account: Any = None
+
+
+@dataclass(slots=True, eq=False)
+class Leaf:
+    """A leaf account with waiting work: its classes and, worked out once, the accounts above it."""
+
+    path: AccountPath
+    organization: UUID
+    user: UUID
+    chain: tuple[AccountState, ...]  # organization first
+    running: list[int]  # the user's [running jobs, GPUs held], shared with the user's other leaves
+    classes: dict[Shape, JobClass] = field(default_factory=dict)
 
 
 @dataclass(slots=True, eq=False)
@@ -98,7 +135,7 @@ class Snapshot:
         self.jobs: dict[UUID, QueuedJob] = {}
         self.held: dict[UUID, QueuedJob] = {}
         self.classes: dict[ClassKey, JobClass] = {}
-        self.leaves: dict[AccountPath, dict[Shape, JobClass]] = {}  # the classes of each leaf account
+        self.leaves: dict[AccountPath, Leaf] = {}  # the classes of each leaf account
         self.shape_ids: dict[Shape, int] = {}
         self.nodes: dict[int, NodeState] = {}
         self.buckets: dict[tuple[Pool, Kind], Buckets] = {}
@@ -109,16 +146,14 @@ class Snapshot:
         self.ram_total = 0
         self.allocations: dict[UUID, Allocation] = {}
         self.shares_by_node: dict[int, dict[UUID, NodeShare]] = {}
-        self.account_gpus: dict[AccountPath, dict[str, int]] = {}
-        self.account_cpu: dict[AccountPath, int] = {}
-        self.account_ram: dict[AccountPath, int] = {}
+        self.accounts: dict[AccountPath, AccountState] = {}
         self.used: dict[tuple[UUID, str], int] = {}  # GPUs held per (organization, type)
         self.dedicated_lent: dict[tuple[UUID, str], int] = {}  # owner's dedicated GPUs held by others
         self.user_running: dict[tuple[UUID, UUID], list[int]] = {}  # (org, user) -> [jobs, gpus]
-        self.usage: dict[AccountPath, tuple[Usage, datetime]] = {}
         self.fleet_version = 0
         self.static_cache: dict[Any, Any] = {}  # admission answers; valid for one fleet_version
         self._lent_by_job: dict[UUID, list[tuple[UUID, str]]] = {}
+        self._held_order: tuple[tuple[UUID, UUID], ...] | None = None
 
     # -- queued jobs ------------------------------------------------------------------------------
     def add_job(self, job: QueuedJob) -> None:
@@ -127,36 +162,61 @@ class Snapshot:
         self.jobs[job.id] = job
         if job.held:
             self.held[job.id] = job
+            self._held_order = None
             return
         ck = (job.leaf, job.shape)
         cls = self.classes.get(ck)
         if cls is None:
             shape_id = self.shape_ids.setdefault(ck[1], len(self.shape_ids))
             cls = self.classes[ck] = JobClass(ck, ck[0], ck[1], shape_id, job.organization)
-            self.leaves.setdefault(ck[0], {})[ck[1]] = cls
-        insort(cls.keys, job.key)
+            leaf = self.leaves.get(ck[0])
+            if leaf is None:
+                leaf = self.leaves[ck[0]] = self._leaf(job)
+            leaf.classes[ck[1]] = cls
+        insort(cls.own_keys(), job.key)
 
     def remove_job(self, job_id: UUID) -> QueuedJob:
         job = self.jobs.pop(job_id)
         if job.held:
             del self.held[job_id]
+            self._held_order = None
             return job
         ck = (job.leaf, job.shape)
         cls = self.classes[ck]
-        keys = cls.keys
+        keys = cls.own_keys()
         del keys[bisect_left(keys, job.key)]
         if not keys:
             del self.classes[ck]
             leaf = self.leaves[ck[0]]
-            del leaf[ck[1]]
-            if not leaf:
+            del leaf.classes[ck[1]]
+            if not leaf.classes:
                 del self.leaves[ck[0]]
         return job
+
+    def _leaf(self, job: QueuedJob) -> Leaf:
+        org = job.organization
+        chain = tuple(self.account(p) for p in account_chain(org, job.project, job.user))
+        running = self.user_running.setdefault((org, job.user), [0, 0])
+        return Leaf(job.leaf, org, job.user, chain, running)
+
+    def account(self, path: AccountPath) -> AccountState:
+        state = self.accounts.get(path)
+        if state is None:
+            state = self.accounts[path] = AccountState(path)
+        return state
 
     def update_job(self, job: QueuedJob) -> None:
         """A queued job changed (priority, hold, release)."""
         self.remove_job(job.id)
         self.add_job(job)
+
+    def held_in_order(self) -> tuple[tuple[UUID, UUID], ...]:
+        """(organization, job id) of every held job by id; kept until the held set changes."""
+        if self._held_order is None:
+            self._held_order = tuple(
+                sorted(((j.organization, j.id) for j in self.held.values()), key=lambda t: t[1].int)
+            )
+        return self._held_order
 
     # -- fleet ------------------------------------------------------------------------------------
     def update_node(self, node: Node) -> None:
@@ -303,16 +363,16 @@ class Snapshot:
         chain = account_chain(org, allocation.project, allocation.user)
         cpu = sum(s.cpu_cores for s in allocation.shares)
         ram = sum(s.ram_mb for s in allocation.shares)
+        states = [self.account(path) for path in chain]
         for share in allocation.shares:
             for gpu_type in share.gpu_types:
                 uk = (org, gpu_type)
                 self.used[uk] = self.used.get(uk, 0) + sign
-                for path in chain:
-                    per_type = self.account_gpus.setdefault(path, {})
-                    per_type[gpu_type] = per_type.get(gpu_type, 0) + sign
-        for path in chain:
-            self.account_cpu[path] = self.account_cpu.get(path, 0) + sign * cpu
-            self.account_ram[path] = self.account_ram.get(path, 0) + sign * ram
+                for state in states:
+                    state.gpus[gpu_type] = state.gpus.get(gpu_type, 0) + sign
+        for state in states:
+            state.cpu += sign * cpu
+            state.ram += sign * ram
         running = self.user_running.setdefault((org, allocation.user), [0, 0])
         running[0] += sign
         running[1] += sign * allocation.gpu_count
@@ -330,25 +390,22 @@ class Snapshot:
         """Add resource-seconds an account used (and its parents), decaying what was there to ``at``."""
         for path in account_chain(org, project, user):
             old = self.usage_at(path, at, half_life_s)
-            self.usage[path] = (
+            self.account(path).usage = (
                 Usage(old.gpu_s + amount.gpu_s, old.cpu_s + amount.cpu_s, old.ram_mb_s + amount.ram_mb_s),
                 at,
             )
 
     def set_usage(self, path: AccountPath, usage: Usage, as_of: datetime) -> None:
-        self.usage[path] = (usage, as_of)
+        self.account(path).usage = (usage, as_of)
 
     def usage_at(self, path: AccountPath, now: datetime, half_life_s: float) -> Usage:
-        entry = self.usage.get(path)
-        if entry is None:
-            return Usage()
-        usage, as_of = entry
-        elapsed = (now - as_of).total_seconds()
-        return Usage(
-            decayed(usage.gpu_s, elapsed, half_life_s),
-            decayed(usage.cpu_s, elapsed, half_life_s),
-            decayed(usage.ram_mb_s, elapsed, half_life_s),
-        )
+        state = self.accounts.get(path)
+        return Usage() if state is None else state_usage_at(state, now, half_life_s)
+
+    @property
+    def usage(self) -> dict[AccountPath, tuple[Usage, datetime]]:
+        """Every recorded (usage, as of) by account."""
+        return {path: st.usage for path, st in self.accounts.items() if st.usage is not None}
 
     # -- applying a cycle -------------------------------------------------------------------------
     def apply(self, decision: Decision, now: datetime) -> None:
@@ -367,3 +424,17 @@ class Snapshot:
 
 def _ends_ts(allocation: Allocation) -> float:
     return math.inf if allocation.ends_at is None else allocation.ends_at.timestamp()
+
+
+def state_usage_at(state: AccountState, now: datetime, half_life_s: float) -> Usage:
+    """An account's usage decayed to ``now``."""
+    entry = state.usage
+    if entry is None:
+        return Usage()
+    usage, as_of = entry
+    elapsed = (now - as_of).total_seconds()
+    return Usage(
+        decayed(usage.gpu_s, elapsed, half_life_s),
+        decayed(usage.cpu_s, elapsed, half_life_s),
+        decayed(usage.ram_mb_s, elapsed, half_life_s),
+    )

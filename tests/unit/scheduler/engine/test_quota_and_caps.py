@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from services.scheduler.domain.engine import Policy, Quota, UserCap
+from services.scheduler.domain.engine import Policy, Quota, Usage, UserCap
 
-from .builders import A100, ORG_A, ORG_B, USER_1, USER_2, code, job, node, placed_ns, run, running, snapshot
+from .builders import (
+    A100,
+    ORG_A,
+    ORG_B,
+    T0,
+    USER_1,
+    USER_2,
+    code,
+    job,
+    node,
+    placed_ns,
+    run,
+    running,
+    snapshot,
+)
 
 
 @pytest.mark.parametrize(
@@ -131,3 +145,16 @@ def test_a_user_cap_override_beats_the_org_default():
         user_caps={ORG_A: UserCap(max_running_jobs=1)}, user_cap_overrides={(ORG_A, USER_1): UserCap(3)}
     )
     assert len(placed_ns(run(snap, policy))) == 3
+
+
+def test_a_borrower_out_of_lending_room_does_not_block_the_owner_on_its_own_node():
+    # B borrows the 2 GPUs A lends of its dedicated node, then its third job finds no room; A's job
+    # of the same shape, tried later (A has used a lot), must still get A's own node: a borrower's
+    # capacity failure on a pool that is limited for it says nothing about the owner
+    nodes = [node(1, dedicated_to=ORG_A), node(2, unhealthy=range(8))]
+    snap = snapshot(nodes, [job(i, ORG_B, user=USER_2) for i in range(3)] + [job(100, ORG_A)])
+    policy = Policy(dedicated_lending_limit=2)
+    snap.record_usage(ORG_A, None, USER_1, Usage(gpu_s=1e12), T0, policy.half_life_s)
+    result = run(snap, policy)
+    assert placed_ns(result) == {0, 1, 100}
+    assert code(result, 2) == "no_capacity"  # what A lends is spent; the rest of the fleet is down

@@ -162,3 +162,15 @@ def test_priority_change_and_hold_are_updates_of_a_queued_job():
     assert placed_ns(run(snap)) == {2}
     snap.update_job(job(2, priority=100, held=True))
     assert placed_ns(run(snap)) == {1}
+
+
+def test_waiting_in_order_gives_each_job_its_own_classes_reason():
+    # one organization, three classes waiting for three different reasons
+    jobs = [job(1, gpus=8), job(2, gpus=16), job(3, gpus=2, gpu_type="l40s-48gb", user=USER_2)]
+    snap = snapshot([node(1)], jobs, [running(90, 1, range(8), ORG_A)])
+    result = run(snap, Policy(reject_never_fitting=False))
+    in_order = list(result.waiting_in_order(ORG_A))
+    assert {jid for jid, _ in in_order} == {job_id(n) for n in (1, 2, 3)}
+    for jid, w in in_order:
+        assert w == result.waiting(jid)
+    assert {w.reason.code for _, w in in_order} == {"no_capacity", "never_fits"}

@@ -1,0 +1,291 @@
+"""NodeAgentService (node agents, agent token): what each node should run, pushed or asked for, and the
+agents' job reports, one by one or in batches. It only translates between proto messages and commands;
+the handlers decide.
+
+``WatchAssignments`` sends the node's whole list at once and again whenever it changes. A change is
+noticed two ways: the :class:`AssignmentFeed` wakes the stream right after this process committed a
+change for the node, and a cheap re-check every ``recheck_seconds`` catches what another replica
+committed. The list is sent only when it differs from the last one sent, except for a keep-alive (the
+same list, same revision) after ``keepalive_seconds`` of silence, which lets the agent tell a quiet
+stream from a dead one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import TypeVar
+from uuid import UUID
+
+import grpc
+from gpufleet.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
+
+from shared import metrics
+from shared.errors import DomainError, InvalidArgument
+from shared.failures import is_unavailable
+from shared.grpc import ERROR_FIELD_KEY, STATUS_OF, grpc_service, require_agent
+from shared.wire import parse_ts
+
+from ..domain.model import Job
+from ..service_layer import commands, handlers
+from ..service_layer.assignments import AssignmentFeed
+from ..service_layer.handlers import Dependencies
+
+log = logging.getLogger("gpufleet.scheduler.agents")
+
+SERVICE_NAME = scheduler_pb2.DESCRIPTOR.services_by_name["NodeAgentService"].full_name
+RECHECK_SECONDS = 1.0
+KEEPALIVE_SECONDS = 10.0
+MAX_REPORTS_PER_CALL = 1000
+T = TypeVar("T", scheduler_pb2.ReportJobStartedRequest, scheduler_pb2.ReportJobFinishedRequest)
+# A job's distributed-training rendezvous port on its master node when the job does not name one:
+# spread over a range by job id, so two gangs mastered on one node rarely meet.
+MASTER_PORT_BASE, MASTER_PORT_SPAN = 29500, 10000
+
+
+def assignment_message(job: Job, node_id: UUID | None = None) -> scheduler_pb2.Assignment:
+    """The job as the agent of ``node_id`` (default: the job's first node) must run it: the GPUs it
+    holds there, and its rank among the job's nodes (a single-node job: rank 0 of a world of one,
+    its own master)."""
+    node = node_id if node_id is not None else job.node_id
+    placements = sorted(job.placements, key=lambda p: p.rank)
+    mine = next((p for p in placements if p.node_id == node), None)
+    allocation = job.allocation
+    if mine is not None and len(placements) > 1:
+        here = set(mine.gpu_ids)
+        allocation = tuple(a for a in job.allocation if a.gpu_id in here)
+    # Nodes by id: the scheduler knows no host names yet (see the report on the gang rendezvous).
+    names = [str(p.node_id) for p in placements]
+    return scheduler_pb2.Assignment(
+        job_id=str(job.id),
+        command=job.command,
+        gpu_indices=[a.gpu_index for a in allocation],
+        gpu_ids=[str(a.gpu_id) for a in allocation],
+        organization_id=str(job.organization_id),
+        status=job.status.value,
+        cancel_requested=job.cancel_requested,
+        attempt=job.attempt,
+        time_limit_seconds=job.time_limit_seconds or 0,
+        cpu_cores=job.cpu_cores,
+        ram_mb=job.ram_mb,
+        rank=mine.rank if mine is not None else 0,
+        world_size=max(len(placements), 1),
+        master_addr=names[0] if len(names) > 1 else "",
+        master_port=MASTER_PORT_BASE + job.id.int % MASTER_PORT_SPAN,
+        node_names=names,
+    )
+
+
+def _digest(assignments: Sequence[scheduler_pb2.Assignment]) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    for a in sorted(assignments, key=lambda a: a.job_id):
+        h.update(a.SerializeToString(deterministic=True))
+        h.update(b"\0")
+    return h.digest()
+
+
+def _node_uuid(raw: str) -> UUID:
+    try:
+        return UUID(raw)
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise InvalidArgument("node_id is not a valid UUID", field="node_id") from exc
+
+
+def _started(node_id: str, r: scheduler_pb2.ReportJobStartedRequest) -> commands.ReportJobStarted:
+    return commands.ReportJobStarted(
+        node_id=node_id,
+        job_id=r.job_id,
+        started_at=parse_ts(r.started_at, "started_at"),
+    )
+
+
+def _finished(node_id: str, r: scheduler_pb2.ReportJobFinishedRequest) -> commands.ReportJobFinished:
+    return commands.ReportJobFinished(
+        node_id=node_id,
+        job_id=r.job_id,
+        exit_code=r.exit_code if r.has_exit_code else None,
+        cancelled=r.cancelled,
+        error_message=r.error_message or None,
+        output_tail=r.output_tail or None,
+        finished_at=parse_ts(r.finished_at, "finished_at"),
+        timed_out=r.timed_out,
+        attempt=r.attempt,
+    )
+
+
+@grpc_service
+class NodeAgentServicer(scheduler_pb2_grpc.NodeAgentServiceServicer):
+    def __init__(
+        self,
+        deps: Dependencies,
+        agent_token: str,
+        *,
+        recheck_seconds: float = RECHECK_SECONDS,
+        keepalive_seconds: float = KEEPALIVE_SECONDS,
+    ) -> None:
+        self.deps = deps
+        self._token = agent_token
+        self._recheck, self._keepalive = recheck_seconds, keepalive_seconds
+
+    @property
+    def feed(self) -> AssignmentFeed:
+        return self.deps.assignments
+
+    async def _assignments(self, node_id: str) -> list[scheduler_pb2.Assignment]:
+        jobs: list[Job] = await handlers.handle(commands.GetAssignments(node_id=node_id), self.deps)
+        node = UUID(node_id)
+        return [assignment_message(j, node) for j in jobs]
+
+    async def GetAssignments(
+        self, request: scheduler_pb2.GetAssignmentsRequest, context: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.GetAssignmentsResponse:
+        require_agent(context, self._token)
+        _node_uuid(request.node_id)
+        return scheduler_pb2.GetAssignmentsResponse(assignments=await self._assignments(request.node_id))
+
+    def WatchAssignments(
+        self, request: scheduler_pb2.WatchAssignmentsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[scheduler_pb2.AssignmentsUpdate]:
+        # An async generator (what the tracing interceptor streams from), so grpc_service, which
+        # wraps coroutines, does not see it: errors are rendered here, the same way.
+        return _rendered(context, "WatchAssignments", self._watch(request, context))
+
+    async def _watch(
+        self, request: scheduler_pb2.WatchAssignmentsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[scheduler_pb2.AssignmentsUpdate]:
+        require_agent(context, self._token)
+        node = _node_uuid(request.node_id)
+        known = max(request.known_revision, 0)
+        sent: bytes | None = None
+        revision = 0
+        last_write = 0.0
+        with self.feed.watch(node) as woken:
+            while True:
+                woken.clear()  # before reading: a commit during the read wakes the next round
+                assignments = await self._assignments(request.node_id)
+                digest = _digest(assignments)
+                now = time.monotonic()
+                if digest != sent or now - last_write >= self._keepalive:
+                    if digest != sent:
+                        revision = self.feed.revision(node, digest, max(known, revision))
+                    yield scheduler_pb2.AssignmentsUpdate(revision=revision, assignments=assignments)
+                    sent, last_write = digest, now
+                timeout = min(self._recheck, max(self._keepalive - (time.monotonic() - last_write), 0.0))
+                with contextlib.suppress(TimeoutError):
+                    await _wait(woken, timeout)
+
+    async def ReportJobs(
+        self, request: scheduler_pb2.ReportJobsRequest, context: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.ReportJobsResponse:
+        """Apply the reports in order. ``acknowledged`` names every job whose reports in this call the
+        scheduler is done with: applied, already applied, or refused for good (an unknown job, a job of
+        another node: logged here, and resending would not change the answer). At the first report that
+        cannot be processed now (the database is unavailable) the rest wait for the agent's next call;
+        a job with a report from there on is not acknowledged, so its reports stay in order."""
+        require_agent(context, self._token)
+        _node_uuid(request.node_id)
+        if len(request.reports) > MAX_REPORTS_PER_CALL:
+            raise InvalidArgument(f"at most {MAX_REPORTS_PER_CALL} reports per call", field="reports")
+        done: list[str] = []
+        held_back: set[str] = set()
+        for n, report in enumerate(request.reports):
+            job_id, kind = _job_of(report), report.WhichOneof("report")
+            try:
+                await self._apply(request.node_id, report)
+            except DomainError as exc:
+                log.warning(
+                    "refused a job report",
+                    extra={
+                        "node_id": request.node_id,
+                        "job_id": job_id,
+                        "report": kind,
+                        "reason": exc.message,
+                    },
+                )
+            except Exception as exc:
+                if not is_unavailable(exc) or n == 0:
+                    raise
+                held_back = {_job_of(r) for r in request.reports[n:]}
+                break
+            done.append(job_id)
+        return scheduler_pb2.ReportJobsResponse(
+            acknowledged=[j for j in dict.fromkeys(done) if j not in held_back]
+        )
+
+    async def _apply(self, node_id: str, report: scheduler_pb2.JobReport) -> None:
+        kind = report.WhichOneof("report")
+        if kind == "started":
+            await handlers.handle(_started(node_id, _with_job(report.started, report.job_id)), self.deps)
+        elif kind == "finished":
+            await handlers.handle(_finished(node_id, _with_job(report.finished, report.job_id)), self.deps)
+        else:
+            raise InvalidArgument("a report must be started or finished", field="reports")
+
+    async def ReportJobStarted(
+        self, request: scheduler_pb2.ReportJobStartedRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.Empty:
+        require_agent(context, self._token)
+        await handlers.handle(_started(request.node_id, request), self.deps)
+        return common_pb2.Empty()
+
+    async def ReportJobFinished(
+        self, request: scheduler_pb2.ReportJobFinishedRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.Empty:
+        require_agent(context, self._token)
+        await handlers.handle(_finished(request.node_id, request), self.deps)
+        return common_pb2.Empty()
+
+
+def _job_of(report: scheduler_pb2.JobReport) -> str:
+    kind = report.WhichOneof("report")
+    return report.job_id or (getattr(report, kind).job_id if kind else "")
+
+
+def _with_job(inner: T, job_id: str) -> T:
+    """The inner report, naming the outer report's job when it names none itself."""
+    if inner.job_id or not job_id:
+        return inner
+    named = type(inner)()
+    named.CopyFrom(inner)
+    named.job_id = job_id
+    return named
+
+
+async def _rendered(
+    context: grpc.aio.ServicerContext, method: str, updates: AsyncIterator[scheduler_pb2.AssignmentsUpdate]
+) -> AsyncIterator[scheduler_pb2.AssignmentsUpdate]:
+    """What grpc_service does for unary methods, for a stream: a domain error or an unreachable
+    database becomes its status code, and the call is counted."""
+    code = "OK"
+    try:
+        async for update in updates:
+            yield update
+    except DomainError as exc:
+        code = STATUS_OF[exc.code].name
+        if exc.field:
+            context.set_trailing_metadata(((ERROR_FIELD_KEY, exc.field),))
+        await context.abort(STATUS_OF[exc.code], exc.message)
+    except grpc.aio.AbortError:
+        code = (context.code() or grpc.StatusCode.UNKNOWN).name
+        raise
+    except asyncio.CancelledError:
+        code = "CANCELLED"  # the agent went away: the usual end of a stream
+        raise
+    except Exception as exc:
+        if not is_unavailable(exc):
+            code = "UNKNOWN"
+            raise
+        code = "UNAVAILABLE"
+        log.warning("dependency unavailable", extra={"method": method, "error": repr(exc)[:300]})
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "a dependency of this service is unavailable")
+    finally:
+        metrics.GRPC_REQUESTS.labels(service="NodeAgentServicer", method=method, code=code).inc()
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    async with asyncio.timeout(timeout):
+        await event.wait()

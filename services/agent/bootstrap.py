@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from shared.runtime import Fatal
 
 from . import AGENT_VERSION
+from .adapters import host
 from .adapters.grpc_clients import FleetClient, SchedulerClient
 from .adapters.metrics_publisher import KafkaMetricsPublisher
 from .adapters.nvml import NvmlBackend
@@ -59,7 +60,7 @@ def bootstrap(settings: AgentSettings, backend: GpuBackend | None = None) -> Age
     token = settings.agent_token.get_secret_value()
     backend = backend or make_backend(settings)
     fleet = FleetClient(settings.fleet_grpc_target, token)
-    scheduler = SchedulerClient(settings.scheduler_grpc_target, token)
+    scheduler = SchedulerClient(settings.scheduler_grpc_target, token, settings.agent_poll_seconds)
     publisher = KafkaMetricsPublisher(settings, settings.agent_hostname)
     state_dir = settings.agent_state_dir
     config = AgentConfig(
@@ -68,9 +69,11 @@ def bootstrap(settings: AgentSettings, backend: GpuBackend | None = None) -> Age
         organization_id=str(settings.agent_organization_id) if settings.agent_organization_id else None,
         is_spot=settings.agent_is_spot,
         agent_version=AGENT_VERSION,
-        poll_seconds=settings.agent_poll_seconds,
         metrics_interval_seconds=settings.agent_metrics_interval_seconds,
         kill_grace_seconds=settings.agent_kill_grace_seconds,
+        cpu_cores=settings.agent_cpu_cores or host.cpu_cores(),
+        ram_mb=settings.agent_ram_mb or host.ram_mb(),
+        labels=settings.labels,
     )
     # Jobs run beside the agent: its environment (tokens) and memory must be unreadable to them.
     make_undumpable()

@@ -6,6 +6,7 @@ simulated GPUs would sell GPUs that do not exist, so the operator must say which
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 from typing import Literal
@@ -13,7 +14,33 @@ from uuid import UUID
 
 from pydantic import Field, field_validator, model_validator
 
+from shared.contracts.limits import MAX_CPU_CORES, MAX_RAM_MB
 from shared.settings import AgentTokenSettings, BaseServiceSettings, KafkaSettings
+
+# Fabric and placement labels (e.g. nvlink_domain, rack): the shape fleet accepts at registration.
+LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$")
+LABEL_VALUE = re.compile(r"^[A-Za-z0-9._-]{0,63}$")
+MAX_LABELS = 32
+
+
+def parse_labels(raw: str) -> dict[str, str]:
+    """``nvlink_domain=a,rack=r1`` -> {"nvlink_domain": "a", "rack": "r1"}; ValueError names the bad part."""
+    labels: dict[str, str] = {}
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not LABEL_KEY.match(key):
+            raise ValueError(f"{part!r} is not key=value with a key of letters, digits and . _ / -")
+        if not LABEL_VALUE.match(value):
+            raise ValueError(f"the value of {key!r} must be at most 63 letters, digits and . _ -")
+        if key in labels:
+            raise ValueError(f"{key!r} is given twice")
+        labels[key] = value
+    if len(labels) > MAX_LABELS:
+        raise ValueError(f"at most {MAX_LABELS} labels")
+    return labels
 
 
 class GpuBackendSettings(BaseServiceSettings):
@@ -42,7 +69,14 @@ class AgentSettings(GpuBackendSettings, KafkaSettings, AgentTokenSettings):
     agent_state_dir: Path = Path(".state/agent")
     fleet_grpc_target: str = Field(min_length=1)
     scheduler_grpc_target: str = Field(min_length=1)
+    # Only against a scheduler without WatchAssignments (older): how often it is asked instead.
     agent_poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    # The node's capacity as registration reports it; unset: what this host has (CPUs this process may
+    # run on, MemTotal of /proc/meminfo).
+    agent_cpu_cores: int | None = Field(default=None, ge=1, le=MAX_CPU_CORES)
+    agent_ram_mb: int | None = Field(default=None, ge=1, le=MAX_RAM_MB)
+    # Fabric and placement labels, e.g. "nvlink_domain=a,rack=r1" (gangs prefer nodes sharing one).
+    agent_labels: str = ""
     agent_metrics_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     agent_output_tail_bytes: int = Field(default=4096, ge=0, le=1024 * 1024)
     agent_kill_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
@@ -65,6 +99,16 @@ class AgentSettings(GpuBackendSettings, KafkaSettings, AgentTokenSettings):
             if jobs == state or state in jobs.parents or jobs in state.parents:
                 raise ValueError("agent_jobs_dir must be outside agent_state_dir (jobs must not reach it)")
         return self
+
+    @field_validator("agent_labels")
+    @classmethod
+    def _labels_parse(cls, value: str) -> str:
+        parse_labels(value)
+        return value
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return parse_labels(self.agent_labels)
 
     @field_validator("agent_organization_id", mode="before")
     @classmethod

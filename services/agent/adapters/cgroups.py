@@ -20,6 +20,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..domain.model import Limits
+
+__all__ = ["CgroupHost", "JobCgroup", "Limits"]
+
 V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "freezer")
 V2_CONTROLLERS = frozenset({"cpu", "memory", "pids"})
 CFS_PERIOD_US = 100_000
@@ -30,14 +34,6 @@ def _v2_controllers(mount_point: Path) -> set[str]:
         return set((mount_point / "cgroup.controllers").read_text().split())
     except OSError:
         return set()
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Optional resource limits of one job (None: unlimited)."""
-
-    cpus: float | None = None
-    memory_mb: int | None = None
 
 
 def _cgroup_mounts(mountinfo: str) -> tuple[Path | None, dict[str, Path]]:

@@ -1,13 +1,16 @@
 """gRPC clients of fleet (NodeRegistryService) and the scheduler (NodeAgentService).
 
-They translate domain values to proto messages and gRPC failures to the two outcomes the control loop
-cares about: :class:`Unreachable` (try again later) and :class:`ReportRejected` (never going to work).
-Every call carries the agent token as ``authorization: Bearer`` metadata.
+They translate domain values to proto messages and gRPC failures to what the control loop cares about:
+:class:`Unreachable` (try again later). Every call carries the agent token as ``authorization: Bearer``
+metadata. Against a scheduler that predates ``WatchAssignments`` and ``ReportJobs`` (UNIMPLEMENTED) the
+client falls back to polling ``GetAssignments`` and to one report per call, so an agent can be upgraded
+before its scheduler.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import AsyncGenerator, Mapping, Sequence
 
 import grpc
 from gpufleet.v1 import fleet_pb2, fleet_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc
@@ -15,10 +18,21 @@ from gpufleet.v1 import fleet_pb2, fleet_pb2_grpc, scheduler_pb2, scheduler_pb2_
 from shared.grpc import channel, with_key
 from shared.wire import ts
 
-from ..domain.model import Assignment, GpuDevice, JobFinished, JobStarted, RegisteredGpu, Registration, Report
-from ..service_layer.ports import ReportRejected, Unreachable
+from ..domain.model import (
+    Assignment,
+    AssignmentsUpdate,
+    Distributed,
+    GpuDevice,
+    JobFinished,
+    JobStarted,
+    RegisteredGpu,
+    Registration,
+    Report,
+)
+from ..service_layer.ports import Unreachable
 
 CALL_TIMEOUT = 10.0
+LEGACY_POLL_SECONDS = 0.5  # how often a scheduler without WatchAssignments is asked
 # Answers that mean a report can never apply: unknown job, job already final, malformed report.
 # Retrying them would block every later report forever.
 PERMANENT = {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT}
@@ -48,6 +62,10 @@ class FleetClient:
         organization_id: str | None,
         is_spot: bool,
         agent_version: str,
+        *,
+        cpu_cores: int = 0,
+        ram_mb: int = 0,
+        labels: Mapping[str, str] | None = None,
     ) -> Registration:
         request = fleet_pb2.RegisterNodeRequest(
             hostname=hostname,
@@ -63,6 +81,9 @@ class FleetClient:
             organization_id=organization_id or "",
             is_spot=is_spot,
             agent_version=agent_version,
+            cpu_cores=cpu_cores,
+            ram_mb=ram_mb,
+            labels=dict(labels or {}),
         )
         try:
             answer = await self._stub.RegisterNode(request, metadata=self._metadata, timeout=CALL_TIMEOUT)
@@ -92,10 +113,39 @@ class FleetClient:
 
 
 class SchedulerClient:
-    def __init__(self, target: str, agent_token: str) -> None:
+    def __init__(
+        self, target: str, agent_token: str, legacy_poll_seconds: float = LEGACY_POLL_SECONDS
+    ) -> None:
         self._channel = channel(target)
         self._stub = scheduler_pb2_grpc.NodeAgentServiceStub(self._channel)
         self._metadata = with_key(agent_token)
+        self._legacy_poll = legacy_poll_seconds
+
+    async def watch_assignments(self, node_id: str, known_revision: int) -> AsyncGenerator[AssignmentsUpdate]:
+        call = self._stub.WatchAssignments(
+            scheduler_pb2.WatchAssignmentsRequest(node_id=node_id, known_revision=known_revision),
+            metadata=self._metadata,
+        )
+        try:
+            async for update in call:
+                yield AssignmentsUpdate(
+                    revision=update.revision, assignments=tuple(_assignment(a) for a in update.assignments)
+                )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                raise _failure("scheduler", exc) from exc
+        else:
+            return
+        finally:
+            call.cancel()
+        async for update in self._poll(node_id):
+            yield update
+
+    async def _poll(self, node_id: str) -> AsyncGenerator[AssignmentsUpdate]:
+        """An older scheduler: ask, and pass each answer on as an update (revision 0: none known)."""
+        while True:
+            yield AssignmentsUpdate(revision=0, assignments=tuple(await self.get_assignments(node_id)))
+            await asyncio.sleep(self._legacy_poll)
 
     async def get_assignments(self, node_id: str) -> list[Assignment]:
         try:
@@ -106,40 +156,79 @@ class SchedulerClient:
             )
         except grpc.aio.AioRpcError as exc:
             raise _failure("scheduler", exc) from exc
-        return [
-            Assignment(
-                job_id=a.job_id,
-                command=a.command,
-                gpu_indices=tuple(a.gpu_indices),
-                gpu_ids=tuple(a.gpu_ids),
-                organization_id=a.organization_id or None,
-                status=a.status,
-                cancel_requested=a.cancel_requested,
-            )
-            for a in answer.assignments
-        ]
+        return [_assignment(a) for a in answer.assignments]
 
-    async def send(self, node_id: str, report: Report) -> None:
+    async def send_batch(self, node_id: str, reports: Sequence[Report]) -> set[str]:
+        request = scheduler_pb2.ReportJobsRequest(
+            node_id=node_id, reports=[_report(node_id, r) for r in reports]
+        )
         try:
-            if isinstance(report, JobStarted):
-                await self._stub.ReportJobStarted(
-                    scheduler_pb2.ReportJobStartedRequest(
-                        node_id=node_id, job_id=report.job_id, started_at=ts(report.started_at)
-                    ),
-                    metadata=self._metadata,
-                    timeout=CALL_TIMEOUT,
-                )
-            else:
-                await self._stub.ReportJobFinished(
-                    _finished(node_id, report), metadata=self._metadata, timeout=CALL_TIMEOUT
-                )
+            answer = await self._stub.ReportJobs(request, metadata=self._metadata, timeout=CALL_TIMEOUT)
         except grpc.aio.AioRpcError as exc:
-            if exc.code() in PERMANENT:
-                raise ReportRejected(f"{exc.code().name}: {exc.details()}") from exc
-            raise _failure("scheduler", exc) from exc
+            if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                raise _failure("scheduler", exc) from exc
+            return await self._send_one_by_one(node_id, reports)
+        return set(answer.acknowledged)
+
+    async def _send_one_by_one(self, node_id: str, reports: Sequence[Report]) -> set[str]:
+        """An older scheduler: one call per report, in order, stopping at the first that cannot go now."""
+        done: list[str] = []
+        for n, report in enumerate(reports):
+            try:
+                if isinstance(report, JobStarted):
+                    await self._stub.ReportJobStarted(
+                        _started(node_id, report), metadata=self._metadata, timeout=CALL_TIMEOUT
+                    )
+                else:
+                    await self._stub.ReportJobFinished(
+                        _finished(node_id, report), metadata=self._metadata, timeout=CALL_TIMEOUT
+                    )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in PERMANENT:
+                    if not done:
+                        raise _failure("scheduler", exc) from exc
+                    later = {r.job_id for r in reports[n:]}
+                    return {j for j in done if j not in later}
+            done.append(report.job_id)
+        return set(done)
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+def _assignment(a: scheduler_pb2.Assignment) -> Assignment:
+    return Assignment(
+        job_id=a.job_id,
+        command=a.command,
+        gpu_indices=tuple(a.gpu_indices),
+        gpu_ids=tuple(a.gpu_ids),
+        organization_id=a.organization_id or None,
+        status=a.status,
+        cancel_requested=a.cancel_requested,
+        attempt=a.attempt,
+        time_limit_seconds=int(a.time_limit_seconds),
+        cpu_cores=a.cpu_cores,
+        ram_mb=int(a.ram_mb),
+        distributed=Distributed(
+            rank=a.rank,
+            world_size=a.world_size or 1,
+            master_addr=a.master_addr,
+            master_port=a.master_port,
+            node_names=tuple(a.node_names),
+        ),
+    )
+
+
+def _report(node_id: str, r: Report) -> scheduler_pb2.JobReport:
+    if isinstance(r, JobStarted):
+        return scheduler_pb2.JobReport(job_id=r.job_id, started=_started(node_id, r))
+    return scheduler_pb2.JobReport(job_id=r.job_id, finished=_finished(node_id, r))
+
+
+def _started(node_id: str, r: JobStarted) -> scheduler_pb2.ReportJobStartedRequest:
+    return scheduler_pb2.ReportJobStartedRequest(
+        node_id=node_id, job_id=r.job_id, started_at=ts(r.started_at)
+    )
 
 
 def _finished(node_id: str, r: JobFinished) -> scheduler_pb2.ReportJobFinishedRequest:
@@ -152,4 +241,6 @@ def _finished(node_id: str, r: JobFinished) -> scheduler_pb2.ReportJobFinishedRe
         finished_at=ts(r.finished_at),
         cancelled=r.cancelled,
         error_message=r.error_message,
+        timed_out=r.timed_out,
+        attempt=r.attempt,
     )

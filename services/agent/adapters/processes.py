@@ -20,11 +20,11 @@ import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from ..domain.model import SUPERVISOR_LOST_MESSAGE, JobExit, LocalJob
+from ..domain.model import SUPERVISOR_LOST_MESSAGE, Distributed, JobExit, LocalJob
 from ..domain.output_tail import OutputTail
 from . import sandbox
 from .cgroups import CgroupHost, JobCgroup, Limits
@@ -125,6 +125,15 @@ class ProcessJob:
         if not self._signal_supervisor(signal.SIGUSR1):
             self.kill_remnants()
 
+    def annotate(self, line: str) -> None:
+        """Add a line from the agent to the job's output (the job's own tail then shows it)."""
+        with contextlib.suppress(OSError):
+            fd = os.open(self.control / OUTPUT, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            try:
+                os.write(fd, f"\n[gpufleet] {line}\n".encode())
+            finally:
+                os.close(fd)
+
     def _signal_supervisor(self, sig: signal.Signals) -> bool:
         if not self.supervisor_alive():
             return False
@@ -208,30 +217,39 @@ class ProcessRunner:
         organization_id: str | None = None,
         submitter_env: Mapping[str, str] | None = None,
         limits: Limits | None = None,
+        distributed: Distributed | None = None,
+        attempt: int = 0,
+        time_limit_seconds: int = 0,
     ) -> ProcessJob:
         # The id names folders: only a well-formed UUID may do that (no "../" from a confused scheduler).
         try:
             job_id = str(uuid.UUID(job_id))
         except ValueError:
             raise ValueError(f"the job id {job_id!r} is not a UUID") from None
-        return await asyncio.to_thread(
-            self._start, job_id, command, gpu_indices, organization_id, submitter_env, limits
+        job = LocalJob(
+            job_id,
+            tuple(gpu_indices),
+            organization_id,
+            attempt=attempt,
+            time_limit_seconds=time_limit_seconds,
+            started_at=datetime.now(UTC),
         )
+        return await asyncio.to_thread(self._start, job, command, submitter_env, limits, distributed)
 
     def _start(
         self,
-        job_id: str,
+        job: LocalJob,
         command: str,
-        gpu_indices: Sequence[int],
-        organization_id: str | None,
         submitter_env: Mapping[str, str] | None,
         limits: Limits | None,
+        distributed: Distributed | None,
     ) -> ProcessJob:
+        job_id = job.job_id
         control = self.control_root / job_id
         control.mkdir(mode=0o700)  # FileExistsError: this job already has a supervisor here
         uid = self.uids.take(sandbox.uids_running()) if self.is_root else None
         workdir = self.jobs_root / job_id
-        spec = self._spec(job_id, command, gpu_indices, organization_id, submitter_env, uid, workdir)
+        spec = self._spec(job, command, submitter_env, distributed, uid, workdir)
         try:
             workdir.mkdir(mode=0o700)
             if uid is not None:
@@ -257,21 +275,27 @@ class ProcessRunner:
 
     def _spec(
         self,
-        job_id: str,
+        job: LocalJob,
         command: str,
-        gpu_indices: Sequence[int],
-        organization_id: str | None,
         submitter_env: Mapping[str, str] | None,
+        distributed: Distributed | None,
         uid: int | None,
         workdir: Path,
     ) -> dict[str, Any]:
         isolate_network = self.settings.network == "none" and self.kernel.get("network") is None
+        env = sandbox.job_environment(
+            job.job_id, job.gpu_indices, workdir, self.settings.lang, submitter_env, distributed
+        )
         return {
-            "job_id": job_id,
+            "job_id": job.job_id,
             "command": command,
-            "gpu_indices": list(gpu_indices),
-            "organization_id": organization_id,
-            "env": sandbox.job_environment(job_id, gpu_indices, workdir, self.settings.lang, submitter_env),
+            "gpu_indices": list(job.gpu_indices),
+            "organization_id": job.organization_id,
+            # What a restarted agent needs to keep enforcing the job's time limit from its real start.
+            "attempt": job.attempt,
+            "time_limit_seconds": job.time_limit_seconds,
+            "started_at": job.started_at.isoformat() if job.started_at else None,
+            "env": env,
             "workdir": str(workdir),
             "uid": uid,
             "gid": uid,
@@ -314,9 +338,21 @@ class ProcessRunner:
             log.info(
                 "took back a job left running by a previous agent", extra={"job_id": job.job_id, "pid": pid}
             )
-            local = LocalJob(job.job_id, tuple(spec["gpu_indices"]), spec.get("organization_id"))
-            adopted.append((local, job))
+            adopted.append((_local_job(spec), job))
         return adopted
+
+
+def _local_job(spec: dict[str, Any]) -> LocalJob:
+    """The job a control folder's spec describes (specs written before time limits lack those keys)."""
+    started = spec.get("started_at")
+    return LocalJob(
+        str(spec["job_id"]),
+        tuple(spec["gpu_indices"]),
+        spec.get("organization_id"),
+        attempt=int(spec.get("attempt") or 0),
+        time_limit_seconds=int(spec.get("time_limit_seconds") or 0),
+        started_at=datetime.fromisoformat(started) if started else None,
+    )
 
 
 def _is_supervisor(pid: int, control: Path) -> bool:

@@ -33,6 +33,8 @@ def to_json(report: Report) -> dict[str, Any]:
         "output_tail": report.output_tail,
         "cancelled": report.cancelled,
         "error_message": report.error_message,
+        "timed_out": report.timed_out,
+        "attempt": report.attempt,
     }
 
 
@@ -47,6 +49,9 @@ def from_json(data: dict[str, Any]) -> Report:
             output_tail=data["output_tail"],
             cancelled=data["cancelled"],
             error_message=data["error_message"],
+            # Absent in files written before time limits and attempts.
+            timed_out=bool(data.get("timed_out", False)),
+            attempt=int(data.get("attempt", 0)),
         )
     raise ValueError(f"unknown report kind {data['kind']!r}")
 

@@ -34,9 +34,18 @@ import tempfile
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
+from ..domain.model import Distributed
+
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# Set by the agent and never by the submitter: they say which job this is and which GPUs it holds.
+# Set by the agent and never by the submitter: they say which job this is, which GPUs it holds and
+# where it stands among the job's nodes (the names PyTorch's launcher and torch.distributed read).
 RESERVED = ("GPUFLEET_", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")
+RESERVED_NAMES = frozenset(
+    {"MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"}
+)
+# A world of one meets itself: loopback works inside the job's own network namespace too.
+LOOPBACK = "127.0.0.1"
+DEFAULT_MASTER_PORT = 29500  # torch.distributed's own default, for a scheduler that names none
 
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
@@ -83,12 +92,13 @@ def job_environment(
     workdir: Path,
     lang: str = "C.UTF-8",
     submitter_env: Mapping[str, str] | None = None,
+    distributed: Distributed | None = None,
 ) -> dict[str, str]:
     """The whole environment of a job: the allowlist, plus what its submitter set (not the agent's)."""
     env = {
         k: v
         for k, v in (submitter_env or {}).items()
-        if not k.startswith(RESERVED) and "=" not in k and "\0" not in k + v
+        if not k.startswith(RESERVED) and k not in RESERVED_NAMES and "=" not in k and "\0" not in k + v
     }
     env.setdefault("PATH", SAFE_PATH)
     env["HOME"] = env["TMPDIR"] = str(workdir)
@@ -98,7 +108,25 @@ def job_environment(
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpu_indices)
     # CUDA numbers devices fastest-first by default; NVML (and so fleet's indices) by PCI bus id.
     env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+    env.update(distributed_environment(distributed or Distributed()))
     return env
+
+
+def distributed_environment(d: Distributed) -> dict[str, str]:
+    """What distributed training reads: gpufleet's names plus torch.distributed's ``env://`` ones. One
+    process per node (``LOCAL_RANK`` 0): a job that starts one per GPU launches them itself (torchrun)."""
+    master = d.master_addr if d.world_size > 1 and d.master_addr else LOOPBACK
+    return {
+        "GPUFLEET_RANK": str(d.rank),
+        "GPUFLEET_WORLD_SIZE": str(d.world_size),
+        "GPUFLEET_NODE_NAMES": ",".join(d.node_names),
+        "MASTER_ADDR": master,
+        "MASTER_PORT": str(d.master_port or DEFAULT_MASTER_PORT),
+        "RANK": str(d.rank),
+        "WORLD_SIZE": str(d.world_size),
+        "LOCAL_RANK": "0",
+        "LOCAL_WORLD_SIZE": "1",
+    }
 
 
 def default_jobs_root(is_root: bool) -> Path:

@@ -15,6 +15,10 @@ ORPHANED_MESSAGE = "stopped: the scheduler no longer assigns this job to this no
 SHUTDOWN_MESSAGE = "stopped: the agent shut down while the job ran"
 
 
+def timed_out_message(limit_seconds: int) -> str:
+    return f"timed out: the job ran past its time limit of {limit_seconds} s"
+
+
 @dataclass(frozen=True)
 class GpuDevice:
     """One GPU as the backend found it (what registration reports to fleet)."""
@@ -56,8 +60,30 @@ class Registration:
 
 
 @dataclass(frozen=True)
+class Distributed:
+    """This node's part of a job: its rank among the job's nodes and where the members meet.
+    A single-node job is rank 0 of a world of one (its own master)."""
+
+    rank: int = 0
+    world_size: int = 1
+    master_addr: str = ""
+    master_port: int = 0
+    node_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Optional resource limits of one job's cgroup (None: unlimited)."""
+
+    cpus: float | None = None
+    memory_mb: int | None = None
+
+
+@dataclass(frozen=True)
 class Assignment:
-    """A job the scheduler placed on this node (scheduled: not yet started; running: reported started)."""
+    """A job the scheduler placed on this node (scheduled: not yet started; running: reported started).
+
+    ``time_limit_seconds`` 0: none. ``cpu_cores`` / ``ram_mb`` 0: no limit on the job's cgroup."""
 
     job_id: str
     command: str
@@ -66,6 +92,22 @@ class Assignment:
     organization_id: str | None = None
     status: str = SCHEDULED
     cancel_requested: bool = False
+    attempt: int = 0
+    time_limit_seconds: int = 0
+    cpu_cores: int = 0
+    ram_mb: int = 0
+    distributed: Distributed = Distributed()
+
+    def limits(self) -> Limits:
+        return Limits(cpus=self.cpu_cores or None, memory_mb=self.ram_mb or None)
+
+
+@dataclass(frozen=True)
+class AssignmentsUpdate:
+    """The node's whole desired state at one revision (the scheduler pushes one per change)."""
+
+    revision: int
+    assignments: tuple[Assignment, ...]
 
 
 @dataclass(frozen=True)
@@ -76,6 +118,9 @@ class LocalJob:
     gpu_indices: tuple[int, ...]
     organization_id: str | None = None
     stopping: bool = False
+    attempt: int = 0
+    time_limit_seconds: int = 0
+    started_at: datetime | None = None  # when this agent (or its predecessor) started it
 
 
 @dataclass(frozen=True)
@@ -94,6 +139,8 @@ class JobFinished:
     output_tail: str = ""
     cancelled: bool = False
     error_message: str = ""
+    timed_out: bool = False  # ended by the agent at its time limit
+    attempt: int = 0  # the attempt it ran (0: not known)
 
 
 Report = JobStarted | JobFinished

@@ -55,7 +55,7 @@ Action = Start | Stop | Finish
 def reconcile(
     assignments: Iterable[Assignment],
     running: Mapping[str, LocalJob],
-    settled: Collection[str],
+    settled: Collection[tuple[str, int]],
     gpu_indices: Collection[int],
     now: datetime,
 ) -> list[Action]:
@@ -66,7 +66,8 @@ def reconcile(
         if a.job_id in seen:
             continue
         seen.add(a.job_id)
-        action = _decide(a, running.get(a.job_id), a.job_id in settled, gpu_indices, now)
+        # Settled per attempt: a job requeued onto this node as a new attempt must run again.
+        action = _decide(a, running.get(a.job_id), (a.job_id, a.attempt) in settled, gpu_indices, now)
         if action is not None:
             actions.append(action)
     for job_id, job in running.items():
@@ -83,14 +84,16 @@ def _decide(
     if settled:
         return None
     if a.cancel_requested:
-        return Finish(JobFinished(a.job_id, now, cancelled=True))
+        return Finish(JobFinished(a.job_id, now, cancelled=True, attempt=a.attempt))
     if a.status == RUNNING:
-        return Finish(JobFinished(a.job_id, now, error_message=LOST_MESSAGE))
+        return Finish(JobFinished(a.job_id, now, error_message=LOST_MESSAGE, attempt=a.attempt))
     if a.status != SCHEDULED:
         return None  # a status this agent does not know: leave it to the scheduler
     problem = placement_problem(a, gpu_indices)
     if problem:
-        return Finish(JobFinished(a.job_id, now, error_message=f"could not start: {problem}"))
+        return Finish(
+            JobFinished(a.job_id, now, error_message=f"could not start: {problem}", attempt=a.attempt)
+        )
     return Start(a)
 
 

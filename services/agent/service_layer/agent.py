@@ -2,20 +2,32 @@
 
 Four loops share one state (the registration and the local jobs) on one event loop, so no locks:
 * heartbeat — every interval fleet asked for; ``known=false`` (fleet forgot the node) re-registers;
-* poll — asks the scheduler what should run here and applies :func:`reconcile`'s actions;
+* assignments — watches the scheduler's stream of what should run here and applies
+  :func:`reconcile`'s actions to each update as it comes (level-triggered: every update is the whole
+  desired state, so a missed or repeated one is harmless); reconnects with backoff;
 * metrics — samples every GPU and publishes one record per node (best effort);
-* reports — delivers the durable report queue to the scheduler.
+* reports — delivers the durable report queue to the scheduler, in batches.
+
+Nothing here waits for the scheduler to "settle": a finished job is remembered (``_settled``) until no
+assignment can name it any more, so an update that still lists it never starts it twice.
+
+A job with a time limit is watched by a task of its own: a warning (log, metric, a line in the job's
+output) at :func:`warning_after`, then the same stop as a cancel (SIGTERM to every process of the job,
+SIGKILL after the grace) at the limit, reported ``timed_out``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
 from shared.runtime import supervise
 
@@ -25,14 +37,17 @@ from ..domain.model import (
     ORPHANED_MESSAGE,
     SHUTDOWN_MESSAGE,
     Assignment,
+    AssignmentsUpdate,
     GpuDevice,
     JobFinished,
     JobStarted,
     LocalJob,
     Registration,
     gpu_holders,
+    timed_out_message,
 )
 from ..domain.reconcile import Finish, Start, Stop, reconcile
+from ..domain.time_limit import warning_after
 from .metrics import build_sample
 from .ports import Fleet, GpuBackend, JobHandle, JobRunner, MetricsPublisher, Scheduler, Unreachable
 from .report_queue import ReportQueue
@@ -49,10 +64,16 @@ class AgentConfig:
     organization_id: str | None
     is_spot: bool
     agent_version: str
-    poll_seconds: float = 0.5
     metrics_interval_seconds: float = 5.0
     kill_grace_seconds: float = 10.0
     register_backoff_max: float = 10.0
+    # What registration reports of this node besides its GPUs (0 / empty: not reported).
+    cpu_cores: int = 0
+    ram_mb: int = 0
+    labels: Mapping[str, str] = field(default_factory=dict)
+    # A stream silent this long is taken for dead (the scheduler sends a keep-alive every 10 s).
+    watch_idle_seconds: float = 35.0
+    watch_backoff_max: float = 5.0
 
 
 @dataclass
@@ -60,7 +81,9 @@ class _Running:
     job: LocalJob
     handle: JobHandle
     cancelled: bool = False
+    timed_out: bool = False
     error_message: str = ""
+    limit_task: asyncio.Task | None = None
 
 
 class NodeAgent:
@@ -74,15 +97,19 @@ class NodeAgent:
         publisher: MetricsPublisher,
         reports: ReportQueue,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.config, self.backend, self.fleet, self.scheduler = config, backend, fleet, scheduler
         self.runner, self.publisher, self.reports, self.clock = runner, publisher, reports, clock
+        self.sleep = sleep  # time limits wait through it (tests pass one that does not wait)
+        self.revision = 0  # of the last assignments update applied (sent again on reconnect)
+        self._watch_failing = False
         self.registration: Registration | None = None
         self.devices: list[GpuDevice] = []
         self.driver_version = ""
         self.running: dict[str, _Running] = {}
         self.unhealthy: frozenset[int] = frozenset()
-        self._settled: OrderedDict[str, None] = OrderedDict()
+        self._settled: OrderedDict[tuple[str, int], None] = OrderedDict()  # (job id, attempt)
         self._tasks: set[asyncio.Task] = set()
         self._adopted = self._take_back_jobs()
         self._recover_pending_reports()
@@ -102,7 +129,7 @@ class NodeAgent:
                 return
             loops = [
                 asyncio.create_task(self._heartbeat_loop(stop), name="heartbeat"),
-                asyncio.create_task(self._poll_loop(stop), name="assignments"),
+                asyncio.create_task(self._watch_loop(stop), name="assignments"),
                 asyncio.create_task(self._metrics_loop(stop), name="metrics"),
                 asyncio.create_task(self.reports.run(self.scheduler, self.node_id, stop), name="reports"),
             ]
@@ -148,14 +175,17 @@ class NodeAgent:
     def _recover_pending_reports(self) -> None:
         """Reports a previous run left: a job that reported "started" but no "finished", and that no
         supervisor still runs, was lost with that agent: report it lost (after the start)."""
-        finished = {r.job_id for r in self.reports.pending if isinstance(r, JobFinished)}
-        finished |= {job.job_id for job, _ in self._adopted}
+        finished = {r.job_id: r.attempt for r in self.reports.pending if isinstance(r, JobFinished)}
+        adopted = {job.job_id for job, _ in self._adopted}
         for report in self.reports.pending:
-            if isinstance(report, JobStarted) and report.job_id not in finished:
+            if isinstance(report, JobStarted) and report.job_id not in finished.keys() | adopted:
+                # The start report does not say which attempt; the scheduler's assignment will (an
+                # assignment of an unsettled attempt that is "running" is reported lost once more,
+                # which the scheduler ignores as a repeat).
                 self.reports.put(JobFinished(report.job_id, self.clock(), error_message=LOST_MESSAGE))
-                finished.add(report.job_id)
-        for job_id in finished:
-            self._settle(job_id)
+                finished[report.job_id] = 0
+        for job_id, attempt in finished.items():
+            self._settle(job_id, attempt)
 
     # -- fleet ------------------------------------------------------------------------------------
 
@@ -172,6 +202,9 @@ class NodeAgent:
                     self.config.organization_id,
                     self.config.is_spot,
                     self.config.agent_version,
+                    cpu_cores=self.config.cpu_cores,
+                    ram_mb=self.config.ram_mb,
+                    labels=self.config.labels,
                 )
             except Unreachable as exc:
                 log.warning(
@@ -214,38 +247,79 @@ class NodeAgent:
 
     # -- assignments and jobs ---------------------------------------------------------------------
 
-    async def _poll_loop(self, stop: asyncio.Event) -> None:
-        failing = False
+    async def _watch_loop(self, stop: asyncio.Event) -> None:
+        """Watch the scheduler's assignments for this node until ``stop``, reconnecting with backoff.
+        The backoff starts over once a stream has delivered something."""
         while not stop.is_set():
-            node_id = self.node_id()
-            if node_id is not None:
-                try:
-                    assignments = await self.scheduler.get_assignments(node_id)
-                except Unreachable as exc:
-                    if not failing:  # one line per outage, not one per poll
-                        log.warning(
-                            "cannot get assignments from the scheduler (%s)", exc, extra={"reason": str(exc)}
-                        )
-                    failing = True
-                else:
-                    if failing:
-                        log.info("the scheduler answers again")
-                    failing = False
-                    await self.apply(assignments)
-            await self._wait_for_next_poll(stop)
+            retrying = AsyncRetrying(
+                retry=retry_if_exception_type(Unreachable),
+                wait=wait_exponential_jitter(multiplier=0.2, max=self.config.watch_backoff_max, jitter=0.2),
+                sleep=lambda seconds: _pause(stop, seconds),
+                before_sleep=self._log_watch_failure,
+                reraise=True,
+            )
+            async for attempt in retrying:
+                with attempt:
+                    if not stop.is_set():
+                        await self._watch_once(stop)
 
-    async def _wait_for_next_poll(self, stop: asyncio.Event) -> None:
-        """The poll interval, cut short when GPUs of this node were just released (see ReportQueue)."""
-        released = self.reports.gpus_released
-        released.clear()
-        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(released.wait())]
+    async def _watch_once(self, stop: asyncio.Event) -> None:
+        """One stream: apply every update as it comes. Returns when the stream ended after delivering
+        something (reconnect at once); raises Unreachable when it failed before, or went silent."""
+        node_id = self.node_id()
+        if node_id is None:
+            await _pause(stop, 0.1)
+            return
+        stream = self.scheduler.watch_assignments(node_id, self.revision)
+        stopping = asyncio.ensure_future(stop.wait())
+        receiving: asyncio.Future[AssignmentsUpdate] | None = None
+        delivered = False
         try:
-            await asyncio.wait(waiters, timeout=self.config.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+            while not stop.is_set():
+                receiving = asyncio.ensure_future(anext(stream))
+                done, _ = await asyncio.wait(
+                    {receiving, stopping},
+                    timeout=self.config.watch_idle_seconds,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if receiving not in done:
+                    if stop.is_set():
+                        return
+                    raise Unreachable(
+                        f"the assignments stream was silent for {self.config.watch_idle_seconds}s"
+                    )
+                try:
+                    update = receiving.result()
+                except StopAsyncIteration:
+                    if delivered:
+                        return
+                    raise Unreachable("the scheduler ended the assignments stream at once") from None
+                except Unreachable:
+                    if delivered:
+                        log.warning("the assignments stream broke; watching again")
+                        return
+                    raise
+                if not delivered and self._watch_failing:
+                    log.info("the scheduler answers again")
+                delivered, self._watch_failing = True, False
+                await self._apply_update(update)
         finally:
-            for w in waiters:
-                w.cancel()
-        if released.is_set() and not stop.is_set():
-            await _pause(stop, RELEASE_SETTLE_SECONDS)  # let the woken scheduling round commit first
+            stopping.cancel()
+            if receiving is not None and not receiving.done():
+                receiving.cancel()  # the stream must be idle before it can be closed
+                with contextlib.suppress(BaseException):
+                    await receiving
+            await stream.aclose()
+
+    def _log_watch_failure(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if not self._watch_failing:  # one line per outage, not one per retry
+            log.warning("cannot watch assignments from the scheduler (%s)", exc, extra={"reason": str(exc)})
+        self._watch_failing = True
+
+    async def _apply_update(self, update: AssignmentsUpdate) -> None:
+        await self.apply(list(update.assignments))
+        self.revision = max(self.revision, update.revision)
 
     async def apply(self, assignments: list[Assignment]) -> None:
         """Bring local jobs in line with the assignments (one reconciliation round)."""
@@ -266,40 +340,101 @@ class NodeAgent:
                     },
                 )
                 self.reports.put(action.report)
-                self._settle(action.report.job_id)
+                self._settle(action.report.job_id, action.report.attempt)
 
     async def _start(self, a: Assignment) -> None:
         try:
             handle = await self.runner.spawn(
-                a.job_id, a.command, a.gpu_indices, organization_id=a.organization_id
+                a.job_id,
+                a.command,
+                a.gpu_indices,
+                organization_id=a.organization_id,
+                limits=a.limits(),
+                distributed=a.distributed,
+                attempt=a.attempt,
+                time_limit_seconds=a.time_limit_seconds,
             )
         except (OSError, ValueError) as exc:
             log.warning("job could not start", extra={"job_id": a.job_id, "reason": str(exc)})
             prom.JOB_START_FAILURES.inc()
-            self.reports.put(JobFinished(a.job_id, self.clock(), error_message=f"could not start: {exc}"))
-            self._settle(a.job_id)
+            self.reports.put(
+                JobFinished(
+                    a.job_id, self.clock(), error_message=f"could not start: {exc}", attempt=a.attempt
+                )
+            )
+            self._settle(a.job_id, a.attempt)
             return
-        self.reports.put(JobStarted(a.job_id, self.clock()))
+        started = self.clock()
+        self.reports.put(JobStarted(a.job_id, started))
         prom.JOB_STARTS.inc()
         log.info(
-            "job started", extra={"job_id": a.job_id, "pid": handle.pid, "gpu_indices": list(a.gpu_indices)}
+            "job started",
+            extra={
+                "job_id": a.job_id,
+                "pid": handle.pid,
+                "gpu_indices": list(a.gpu_indices),
+                "rank": a.distributed.rank,
+                "world_size": a.distributed.world_size,
+                "time_limit_s": a.time_limit_seconds or None,
+            },
         )
-        self._follow(LocalJob(a.job_id, a.gpu_indices, a.organization_id), handle)
+        job = LocalJob(
+            a.job_id,
+            a.gpu_indices,
+            a.organization_id,
+            attempt=a.attempt,
+            time_limit_seconds=a.time_limit_seconds,
+            started_at=started,
+        )
+        self._follow(job, handle)
 
     def _follow(self, job: LocalJob, handle: JobHandle) -> None:
-        self.running[job.job_id] = _Running(job, handle)
+        entry = self.running[job.job_id] = _Running(job, handle)
         prom.JOBS_RUNNING.set(len(self.running))
         self._spawn_task(self._watch(job.job_id), f"job-{job.job_id}")
+        if job.time_limit_seconds > 0:
+            entry.limit_task = self._spawn_task(self._enforce_time_limit(job), f"limit-{job.job_id}")
+
+    async def _enforce_time_limit(self, job: LocalJob) -> None:
+        limit = job.time_limit_seconds
+        began = job.started_at or self.clock()
+        await self._sleep_until(began + timedelta(seconds=warning_after(limit)))
+        entry = self.running.get(job.job_id)
+        if entry is None or entry.job.stopping:
+            return
+        left = max(int((began + timedelta(seconds=limit) - self.clock()).total_seconds()), 0)
+        log.warning(
+            "job nears its time limit; it is stopped when the limit is reached",
+            extra={"job_id": job.job_id, "time_limit_s": limit, "left_s": left},
+        )
+        prom.TIME_LIMIT_WARNINGS.inc()
+        entry.handle.annotate(
+            f"time limit of {limit} s: the job is stopped in {left} s (SIGTERM, then SIGKILL)"
+        )
+        await self._sleep_until(began + timedelta(seconds=limit))
+        entry = self.running.get(job.job_id)
+        if entry is None or entry.job.stopping:
+            return
+        log.warning(
+            "job reached its time limit; stopping it", extra={"job_id": job.job_id, "time_limit_s": limit}
+        )
+        entry.handle.annotate(f"time limit of {limit} s reached: stopping the job")
+        self._stop(job.job_id, cancelled=False, error_message=timed_out_message(limit), timed_out=True)
+
+    async def _sleep_until(self, at: datetime) -> None:
+        await self.sleep(max((at - self.clock()).total_seconds(), 0.0))
 
     async def _watch(self, job_id: str) -> None:
         entry = self.running[job_id]
         exited = await entry.handle.wait()
         self.running.pop(job_id, None)
+        if entry.limit_task is not None:
+            entry.limit_task.cancel()
         prom.JOBS_RUNNING.set(len(self.running))
         error = entry.error_message or exited.error
         if not error and not entry.cancelled and exited.signal_name:
             error = f"killed by {exited.signal_name}"
-        prom.finished(exited.exit_code, entry.cancelled, error)
+        prom.finished(exited.exit_code, entry.cancelled, error, timed_out=entry.timed_out)
         self.reports.put(
             JobFinished(
                 job_id,
@@ -308,9 +443,11 @@ class NodeAgent:
                 output_tail=exited.output_tail,
                 cancelled=entry.cancelled,
                 error_message=error,
+                timed_out=entry.timed_out,
+                attempt=entry.job.attempt,
             )
         )
-        self._settle(job_id)
+        self._settle(job_id, entry.job.attempt)
         entry.handle.release()  # only now: a crash before the report is on disk must find the job again
         log.info(
             "job finished",
@@ -322,14 +459,16 @@ class NodeAgent:
             },
         )
 
-    def _stop(self, job_id: str, cancelled: bool, error_message: str | None = None) -> None:
+    def _stop(
+        self, job_id: str, cancelled: bool, error_message: str | None = None, *, timed_out: bool = False
+    ) -> None:
         entry = self.running.get(job_id)
         if entry is None or entry.job.stopping:
             return
         entry.job = replace(entry.job, stopping=True)
-        entry.cancelled = cancelled
+        entry.cancelled, entry.timed_out = cancelled, timed_out
         entry.error_message = error_message or ("" if cancelled else ORPHANED_MESSAGE)
-        log.info("stopping job", extra={"job_id": job_id, "cancelled": cancelled})
+        log.info("stopping job", extra={"job_id": job_id, "cancelled": cancelled, "timed_out": timed_out})
         self._spawn_task(entry.handle.terminate(self.config.kill_grace_seconds), f"stop-{job_id}")
 
     async def _shutdown_jobs(self) -> None:
@@ -339,16 +478,18 @@ class NodeAgent:
             # Every watcher ends once its process is gone, which terminate() bounds by the grace period.
             await asyncio.wait(list(self._tasks), timeout=self.config.kill_grace_seconds + 5)
 
-    def _settle(self, job_id: str) -> None:
-        self._settled[job_id] = None
-        self._settled.move_to_end(job_id)
+    def _settle(self, job_id: str, attempt: int) -> None:
+        key = (job_id, attempt)
+        self._settled[key] = None
+        self._settled.move_to_end(key)
         while len(self._settled) > SETTLED_MEMORY:
             self._settled.popitem(last=False)
 
-    def _spawn_task(self, coro, name: str) -> None:  # type: ignore[no-untyped-def]
+    def _spawn_task(self, coro, name: str) -> asyncio.Task:  # type: ignore[no-untyped-def]
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)
@@ -385,10 +526,6 @@ class NodeAgent:
             log.warning(
                 "could not publish GPU metrics (%r); sample dropped", exc, extra={"reason": repr(exc)}
             )
-
-
-# How long after a release the agent asks again: one scheduling round (a few ms) with room to spare.
-RELEASE_SETTLE_SECONDS = 0.05
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Protocol
 
 from shared.contracts.metrics import GpuMetricsSampledV1
 
-from ..domain.model import Assignment, GpuDevice, GpuReading, JobExit, LocalJob, Registration, Report
+from ..domain.model import (
+    Assignment,
+    AssignmentsUpdate,
+    Distributed,
+    GpuDevice,
+    GpuReading,
+    JobExit,
+    Limits,
+    LocalJob,
+    Registration,
+    Report,
+)
 
 
 class GpuBackendError(RuntimeError):
@@ -16,10 +27,6 @@ class GpuBackendError(RuntimeError):
 
 class Unreachable(RuntimeError):
     """A call to fleet or the scheduler did not get an answer (retry later)."""
-
-
-class ReportRejected(RuntimeError):
-    """The scheduler answered that a report can never apply (unknown job, job already final)."""
 
 
 class GpuBackend(Protocol):
@@ -48,6 +55,10 @@ class Fleet(Protocol):
         organization_id: str | None,
         is_spot: bool,
         agent_version: str,
+        *,
+        cpu_cores: int = 0,
+        ram_mb: int = 0,
+        labels: Mapping[str, str] | None = None,
     ) -> Registration: ...
 
     async def heartbeat(self, node_id: str, unhealthy_gpu_ids: Sequence[str]) -> bool:
@@ -56,10 +67,16 @@ class Fleet(Protocol):
 
 
 class Scheduler(Protocol):
+    def watch_assignments(self, node_id: str, known_revision: int) -> AsyncGenerator[AssignmentsUpdate]:
+        """The node's assignments, now and after every change, until the stream ends (then watch again);
+        raises Unreachable when the scheduler cannot be reached or the stream broke."""
+        ...
+
     async def get_assignments(self, node_id: str) -> list[Assignment]: ...
 
-    async def send(self, node_id: str, report: Report) -> None:
-        """Deliver one report; raises ReportRejected (drop it) or Unreachable (keep it, retry)."""
+    async def send_batch(self, node_id: str, reports: Sequence[Report]) -> set[str]:
+        """Deliver reports in order; returns the job ids whose reports the scheduler is done with
+        (applied, already applied or refused for good). Raises Unreachable (keep them all, retry)."""
         ...
 
 
@@ -84,10 +101,23 @@ class JobHandle(Protocol):
         """Forget the ended job (its report is queued): free its folder, cgroup and uid."""
         ...
 
+    def annotate(self, line: str) -> None:
+        """Add a line from the agent to the job's output (e.g. its time limit is near)."""
+        ...
+
 
 class JobRunner(Protocol):
     async def spawn(
-        self, job_id: str, command: str, gpu_indices: Sequence[int], *, organization_id: str | None = None
+        self,
+        job_id: str,
+        command: str,
+        gpu_indices: Sequence[int],
+        *,
+        organization_id: str | None = None,
+        limits: Limits | None = None,
+        distributed: Distributed | None = None,
+        attempt: int = 0,
+        time_limit_seconds: int = 0,
     ) -> JobHandle:
         """Start the command; raises OSError (or ValueError) when it cannot start."""
         ...

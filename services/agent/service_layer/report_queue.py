@@ -1,10 +1,12 @@
-"""Job reports that must reach the scheduler: in order, durably, until acknowledged.
+"""Job reports that must reach the scheduler: in order, durably, until acknowledged, many per call.
 
 A report is persisted before anyone waits on it, so a crash or restart between "the job ended" and
 "the scheduler knows" loses nothing: the next agent process sends what the last one left. The
 scheduler treats every report as idempotent, so sending one twice (acknowledged, then the agent died
-before it could forget it) is harmless. Delivery is strictly first-in first-out: a job's "finished"
-never overtakes its "started".
+before it could forget it) is harmless. Everything pending goes in one ``ReportJobs`` call (up to
+``batch_max``); while a call is out, new reports wait for the next one, so the batch grows with the
+load and a quiet node still sends each report at once. Order holds: the scheduler applies a call's
+reports in order and acknowledges a job only when it is done with all of that job's reports in it.
 """
 
 from __future__ import annotations
@@ -13,21 +15,28 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from ..domain.model import JobFinished, JobStarted, Report
-from .ports import ReportRejected, ReportStore, Scheduler, Unreachable
+from ..adapters import metrics as prom
+from ..domain.model import Report
+from .ports import ReportStore, Scheduler, Unreachable
 
 log = logging.getLogger("gpufleet.agent.reports")
 
+BATCH_MAX = 500
+
 
 class ReportQueue:
-    def __init__(self, store: ReportStore, retry_base: float = 0.5, retry_max: float = 10.0) -> None:
+    def __init__(
+        self,
+        store: ReportStore,
+        retry_base: float = 0.5,
+        retry_max: float = 10.0,
+        batch_max: int = BATCH_MAX,
+    ) -> None:
         self._store = store
         self._pending: list[Report] = store.load()
         self._changed = asyncio.Event()
-        # Set when a "finished" report is acknowledged: the scheduler has just freed GPUs on this node and
-        # is placing the next jobs, so asking for assignments now beats waiting out the poll interval.
-        self.gpus_released = asyncio.Event()
-        self._retry_base, self._retry_max = retry_base, retry_max
+        self._retry_base, self._retry_max, self._batch_max = retry_base, retry_max, batch_max
+        prom.PENDING_REPORTS.set(len(self._pending))
         if self._pending:
             log.info("reports left by a previous run will be sent", extra={"count": len(self._pending)})
 
@@ -41,8 +50,12 @@ class ReportQueue:
     def put(self, report: Report) -> None:
         """Queue a report; it is on disk when this returns."""
         self._pending.append(report)
-        self._store.save(self._pending)
+        self._save()
         self._changed.set()
+
+    def _save(self) -> None:
+        self._store.save(self._pending)
+        prom.PENDING_REPORTS.set(len(self._pending))
 
     async def run(self, scheduler: Scheduler, node_id: Callable[[], str | None], stop: asyncio.Event) -> None:
         """Send reports until ``stop``; waits while the node is not registered."""
@@ -52,34 +65,30 @@ class ReportQueue:
             if not self._pending or current is None:
                 await self._wait_for_change(stop, timeout=None if current else 0.2)
                 continue
-            report = self._pending[0]
+            batch = self._pending[: self._batch_max]
             try:
-                await scheduler.send(current, report)
-            except ReportRejected as exc:
-                log.warning(
-                    "the scheduler rejected a report; dropping it",
-                    extra={"job_id": report.job_id, "report": _kind(report), "reason": str(exc)},
-                )
+                acknowledged = await scheduler.send_batch(current, batch)
             except Unreachable as exc:
                 log.warning(
-                    "could not deliver a report; will retry",
-                    extra={
-                        "job_id": report.job_id,
-                        "report": _kind(report),
-                        "reason": str(exc),
-                        "retry_in_s": round(delay, 2),
-                    },
+                    "could not deliver reports; will retry",
+                    extra={"count": len(batch), "reason": str(exc), "retry_in_s": round(delay, 2)},
                 )
                 await self._sleep(stop, delay)
                 delay = min(delay * 2, self._retry_max)
                 continue
-            else:
-                log.info("report delivered", extra={"job_id": report.job_id, "report": _kind(report)})
-                if isinstance(report, JobFinished):
-                    self.gpus_released.set()
+            done = {id(r) for r in batch if r.job_id in acknowledged}
+            if not done:
+                # Answered, yet done with none of them: do not spin on the same batch.
+                await self._sleep(stop, delay)
+                delay = min(delay * 2, self._retry_max)
+                continue
             delay = self._retry_base
-            self._pending.pop(0)
-            self._store.save(self._pending)
+            self._pending = [r for r in self._pending if id(r) not in done]
+            self._save()
+            log.info(
+                "reports delivered",
+                extra={"count": len(done), "jobs": sorted({r.job_id for r in batch if id(r) in done})},
+            )
 
     async def flush(self, scheduler: Scheduler, node_id: str | None, timeout: float) -> None:
         """Best effort at shutdown: try to deliver what is pending within ``timeout`` (the rest stays on disk)."""
@@ -115,10 +124,3 @@ class ReportQueue:
             await asyncio.wait_for(stop.wait(), seconds)
         except TimeoutError:
             pass
-
-
-def _kind(report: Report) -> str:
-    if isinstance(report, JobStarted):
-        return "started"
-    assert isinstance(report, JobFinished)
-    return "cancelled" if report.cancelled else "finished"

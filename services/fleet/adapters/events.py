@@ -29,6 +29,9 @@ def to_envelope(event: GpuEvent) -> Envelope[contract.GpuChangedV1]:
             status=gpu.status,  # type: ignore[arg-type]
             revision=gpu.revision,
             changed_at=gpu.changed_at,
+            node_cpu_cores=gpu.node_cpu_cores,
+            node_ram_mb=gpu.node_ram_mb,
+            node_labels=dict(gpu.node_labels),
         ),
         reason=event.reason,
     )

@@ -11,7 +11,7 @@ from sqlalchemy import BigInteger, Column, Numeric, Text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 1  # the highest file in migrations/fleet
+SCHEMA_VERSION = 2  # the highest file in migrations/fleet
 
 
 class GpuTypeRow(SQLModel, table=True):
@@ -48,6 +48,9 @@ class NodeRow(SQLModel, table=True):
     last_heartbeat: datetime
     registered_at: datetime
     updated_at: datetime
+    cpu_cores: int = 0
+    ram_mb: int = Field(default=0, sa_type=BigInteger)
+    labels: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
 
 
 class GpuRow(SQLModel, table=True):

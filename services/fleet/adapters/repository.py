@@ -53,6 +53,9 @@ _NODE_UPDATABLE = (
     "status",
     "last_heartbeat",
     "updated_at",
+    "cpu_cores",
+    "ram_mb",
+    "labels",
 )
 
 
@@ -81,10 +84,14 @@ def _node(row: NodeRow) -> Node:
         is_spot=row.is_spot,
         status=row.status,  # type: ignore[arg-type]  # the CHECK constraint keeps it in the Literal
         last_heartbeat=row.last_heartbeat,  # type: ignore[arg-type]
+        cpu_cores=row.cpu_cores,
+        ram_mb=row.ram_mb,
+        labels=dict(row.labels or {}),
     )
 
 
-def _gpu(row: GpuRow, node_name: str) -> Gpu:
+def _gpu(row: GpuRow, node: NodeRow) -> Gpu:
+    node_name = node.hostname
     return Gpu(
         id=row.id,
         node_id=row.node_id,
@@ -105,6 +112,9 @@ def _gpu(row: GpuRow, node_name: str) -> Gpu:
         revision=row.revision,
         reported=row.reported,
         last_active=row.last_active,
+        node_cpu_cores=node.cpu_cores,
+        node_ram_mb=node.ram_mb,
+        node_labels=dict(node.labels or {}),
     )
 
 
@@ -152,6 +162,9 @@ class SqlUnitOfWork(FleetUnitOfWork):
             "is_spot": node.is_spot,
             "status": node.status,
             "last_heartbeat": node.last_heartbeat,
+            "cpu_cores": node.cpu_cores,
+            "ram_mb": node.ram_mb,
+            "labels": node.labels,
             "registered_at": func.now(),
             "updated_at": func.now(),
         }
@@ -172,11 +185,11 @@ class SqlUnitOfWork(FleetUnitOfWork):
         return [_node(r) for r in (await self.session.execute(stmt)).scalars()]
 
     def _gpus(self) -> Select:
-        return select(GpuRow, col(NodeRow.hostname)).join(NodeRow, col(NodeRow.id) == col(GpuRow.node_id))
+        return select(GpuRow, NodeRow).join(NodeRow, col(NodeRow.id) == col(GpuRow.node_id))
 
     async def _locked(self, stmt: Select) -> list[Gpu]:
         rows = await self.session.execute(stmt.order_by(col(GpuRow.id)).with_for_update(of=GpuRow))
-        return [_gpu(row, hostname) for row, hostname in rows]
+        return [_gpu(row, node) for row, node in rows]
 
     async def gpus_of_node(self, node_id: UUID) -> list[Gpu]:
         return await self._locked(self._gpus().where(col(GpuRow.node_id) == node_id))
@@ -233,7 +246,7 @@ class SqlUnitOfWork(FleetUnitOfWork):
         rows = await self.session.execute(
             stmt.order_by(col(NodeRow.hostname), col(GpuRow.device_index), col(GpuRow.id))
         )
-        return [_gpu(row, hostname) for row, hostname in rows]
+        return [_gpu(row, node) for row, node in rows]
 
     async def census(self) -> Census:
         stmt = union_all(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
@@ -27,6 +27,9 @@ class GpuSnapshot:
     status: str  # the published (health) status; see Gpu.published_status
     revision: int
     changed_at: datetime
+    node_cpu_cores: int = 0
+    node_ram_mb: int = 0
+    node_labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

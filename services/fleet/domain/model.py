@@ -14,12 +14,15 @@ stay ``allocated`` after the job ended, since releases are not published.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 from uuid import UUID, uuid4
 
+from shared.contracts.limits import MAX_CPU_CORES, MAX_RAM_MB
 from shared.errors import InvalidArgument
 
 from .events import GpuEvent, GpuRegistered, GpuSnapshot, GpuStatusChanged
@@ -30,6 +33,27 @@ NodeStatus = Literal["online", "offline"]
 NODE_STATUSES: tuple[str, ...] = ("online", "offline")
 GPU_BACKENDS: tuple[str, ...] = ("nvml", "simulated")
 DEFAULT_PROVIDER = "on-prem"
+# Fabric and placement labels (nvlink_domain, rack, ...): what gangs prefer to share.
+LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$")
+LABEL_VALUE = re.compile(r"^[A-Za-z0-9._-]{0,63}$")
+MAX_LABELS = 32
+
+
+def check_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    if len(labels) > MAX_LABELS:
+        raise InvalidArgument(f"at most {MAX_LABELS} labels", field="labels")
+    for key, value in labels.items():
+        if not LABEL_KEY.match(key):
+            raise InvalidArgument(
+                f"label {key[:80]!r}: a key is 1-63 letters, digits and . _ / - (starting and ending with a "
+                "letter or digit)",
+                field="labels",
+            )
+        if not LABEL_VALUE.match(value):
+            raise InvalidArgument(
+                f"label {key!r}: a value is at most 63 letters, digits and . _ -", field="labels"
+            )
+    return dict(sorted(labels.items()))
 
 
 @dataclass(frozen=True)
@@ -52,6 +76,9 @@ class NodeRegistration:
     organization_id: UUID | None
     is_spot: bool
     gpus: tuple[ReportedGpu, ...]
+    cpu_cores: int = 0  # 0: not reported (an older agent)
+    ram_mb: int = 0
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     def validated(self) -> NodeRegistration:
         """The registration with whitespace trimmed and defaults filled, or :class:`InvalidArgument`."""
@@ -66,6 +93,11 @@ class NodeRegistration:
             )
         if not self.gpus:
             raise InvalidArgument("a node must report at least one GPU", field="gpus")
+        if not 0 <= self.cpu_cores <= MAX_CPU_CORES:
+            raise InvalidArgument(f"cpu_cores must be between 0 and {MAX_CPU_CORES}", field="cpu_cores")
+        if not 0 <= self.ram_mb <= MAX_RAM_MB:
+            raise InvalidArgument(f"ram_mb must be between 0 and {MAX_RAM_MB}", field="ram_mb")
+        labels = check_labels(self.labels)
         seen_index: set[int] = set()
         seen_uuid: set[str] = set()
         gpus = []
@@ -94,6 +126,7 @@ class NodeRegistration:
             driver_version=(self.driver_version or "").strip() or None,
             agent_version=(self.agent_version or "").strip() or None,
             gpus=tuple(gpus),
+            labels=labels,
         )
 
 
@@ -113,6 +146,9 @@ class Node:
     is_spot: bool
     status: NodeStatus
     last_heartbeat: datetime
+    cpu_cores: int = 0
+    ram_mb: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def register(cls, reg: NodeRegistration, now: datetime, existing: Node | None) -> Node:
@@ -128,6 +164,9 @@ class Node:
             is_spot=reg.is_spot,
             status="online",
             last_heartbeat=now,
+            cpu_cores=reg.cpu_cores,
+            ram_mb=reg.ram_mb,
+            labels=dict(reg.labels),
         )
 
 
@@ -154,6 +193,10 @@ class Gpu:
     # until reported again, whatever the node's heartbeats say.
     reported: bool = True
     last_active: datetime | None = None
+    # Its node's capacity and labels (published with the GPU: the scheduler places by node).
+    node_cpu_cores: int = 0
+    node_ram_mb: int = 0
+    node_labels: dict[str, str] = field(default_factory=dict)
     events: list[GpuEvent] = field(default_factory=list, compare=False, repr=False)
 
     # -- inventory -------------------------------------------------------------------------------
@@ -171,6 +214,9 @@ class Gpu:
             self.is_spot,
             self.organization_id,
             self.published_status,
+            self.node_cpu_cores,
+            self.node_ram_mb,
+            tuple(sorted(self.node_labels.items())),
         )
 
     @classmethod
@@ -209,6 +255,7 @@ class Gpu:
             reported.memory_total_mb,
         )
         gpu.provider, gpu.is_spot, gpu.organization_id = node.provider, node.is_spot, node.organization_id
+        gpu.node_cpu_cores, gpu.node_ram_mb, gpu.node_labels = node.cpu_cores, node.ram_mb, dict(node.labels)
         if gpu.status in ("unhealthy", "offline"):
             gpu.status = gpu._healthy_status()
         gpu.reported = True
@@ -305,6 +352,9 @@ class Gpu:
             status=self.published_status,
             revision=self.revision,
             changed_at=now,
+            node_cpu_cores=self.node_cpu_cores,
+            node_ram_mb=self.node_ram_mb,
+            node_labels=dict(self.node_labels),
         )
 
     def pull_events(self) -> list[GpuEvent]:

@@ -96,6 +96,9 @@ class NodeRegistryServicer(fleet_pb2_grpc.NodeRegistryServiceServicer):
                 ReportedGpu(index=g.index, uuid=g.uuid, model=g.model, memory_total_mb=g.memory_total_mb)
                 for g in request.gpus
             ),
+            cpu_cores=request.cpu_cores,
+            ram_mb=request.ram_mb,
+            labels=dict(request.labels),
         )
         done: RegisteredNode = await handle(commands.RegisterNode(registration), self.deps)
         return fleet_pb2.RegisterNodeResponse(

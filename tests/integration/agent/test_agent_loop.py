@@ -7,11 +7,12 @@ import json
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 import pytest
 from aiokafka import AIOKafkaConsumer
 from gpufleet.v1 import common_pb2, fleet_pb2, fleet_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc
@@ -79,24 +80,63 @@ class FakeScheduler(scheduler_pb2_grpc.NodeAgentServiceServicer):
         )
         return job_id
 
+    watches: list[int] = field(default_factory=list)  # known_revision of each WatchAssignments
+    batches: list[int] = field(default_factory=list)  # size of each ReportJobs call
+
     async def GetAssignments(self, request, context):
         require_agent(context, TOKEN)
         return scheduler_pb2.GetAssignmentsResponse(assignments=list(self.assignments.values()))
 
+    async def WatchAssignments(self, request, context):
+        # Tests change self.assignments in place: a quick re-check stands in for the real change signal.
+        require_agent(context, TOKEN)
+        self.watches.append(request.known_revision)
+        revision, sent = request.known_revision, None
+        while True:
+            current = [a.SerializeToString() for a in self.assignments.values()]
+            if current != sent:
+                revision += 1
+                update = scheduler_pb2.AssignmentsUpdate(
+                    revision=revision, assignments=list(self.assignments.values())
+                )
+                yield update
+                sent = current
+            await asyncio.sleep(0.02)
+
+    async def ReportJobs(self, request, context):
+        require_agent(context, TOKEN)
+        self.batches.append(len(request.reports))
+        done = []
+        for report in request.reports:
+            inner = getattr(report, report.WhichOneof("report"))
+            apply = self._started if report.HasField("started") else self._finished
+            try:
+                apply(inner)
+            except NotFound:
+                pass  # refused for good: acknowledged all the same
+            done.append(report.job_id)
+        return scheduler_pb2.ReportJobsResponse(acknowledged=done)
+
     async def ReportJobStarted(self, request, context):
         require_agent(context, TOKEN)
-        if request.job_id not in self.assignments:
-            raise NotFound("no such job")
-        self.assignments[request.job_id].status = "running"
-        self._record("started", request)
+        self._started(request)
         return common_pb2.Empty()
 
     async def ReportJobFinished(self, request, context):
         require_agent(context, TOKEN)
+        self._finished(request)
+        return common_pb2.Empty()
+
+    def _started(self, request) -> None:
+        if request.job_id not in self.assignments:
+            raise NotFound("no such job")
+        self.assignments[request.job_id].status = "running"
+        self._record("started", request)
+
+    def _finished(self, request) -> None:
         if self.assignments.pop(request.job_id, None) is None:
             raise NotFound("no such job")
         self._record("finished", request)
-        return common_pb2.Empty()
 
     def _record(self, kind: str, request: object) -> None:
         self.reports.append((kind, request))
@@ -119,22 +159,49 @@ class Harness:
     scheduler: FakeScheduler
     settings: AgentSettings
     app: object
+    restart_scheduler: Callable[[], Awaitable[None]]
+
+
+@grpc_service
+@dataclass
+class LegacyScheduler(FakeScheduler):
+    """A scheduler from before pushed assignments and batched reports."""
+
+    async def WatchAssignments(self, request, context):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+        yield  # a stream's method is an async generator (what the server iterates)
+
+    async def ReportJobs(self, request, context):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
 
 
 @asynccontextmanager
-async def running_agent(kafka, state_dir: Path, **overrides) -> AsyncIterator[Harness]:
-    fleet, scheduler = FakeFleet(), FakeScheduler()
+async def running_agent(
+    kafka, state_dir: Path, scheduler: FakeScheduler | None = None, **overrides
+) -> AsyncIterator[Harness]:
+    fleet, scheduler = FakeFleet(), scheduler or FakeScheduler()
     fleet_port, scheduler_port = free_port(), free_port()
     fleet_server, _ = await serve(
         f"127.0.0.1:{fleet_port}",
         [(fleet_pb2_grpc.add_NodeRegistryServiceServicer_to_server, fleet)],
         ["gpufleet.v1.NodeRegistryService"],
     )
-    sched_server, _ = await serve(
-        f"127.0.0.1:{scheduler_port}",
-        [(scheduler_pb2_grpc.add_NodeAgentServiceServicer_to_server, scheduler)],
-        ["gpufleet.v1.NodeAgentService"],
-    )
+
+    async def serve_scheduler():
+        server, _ = await serve(
+            f"127.0.0.1:{scheduler_port}",
+            [(scheduler_pb2_grpc.add_NodeAgentServiceServicer_to_server, scheduler)],
+            ["gpufleet.v1.NodeAgentService"],
+        )
+        return server
+
+    servers = [await serve_scheduler()]
+
+    async def restart_scheduler() -> None:
+        await servers[-1].stop(0)  # ends the agent's stream
+        await asyncio.sleep(0.2)
+        servers.append(await serve_scheduler())
+
     values = dict(
         agent_gpu_backend="simulated",
         agent_sim_gpu_count=2,
@@ -157,13 +224,13 @@ async def running_agent(kafka, state_dir: Path, **overrides) -> AsyncIterator[Ha
     stop = asyncio.Event()
     task = asyncio.create_task(app.agent.run(stop))
     try:
-        yield Harness(fleet, scheduler, settings, app)
+        yield Harness(fleet, scheduler, settings, app, restart_scheduler)
     finally:
         stop.set()
         await asyncio.wait_for(task, WAIT)
         await app.close()
         await fleet_server.stop(0)
-        await sched_server.stop(0)
+        await servers[-1].stop(0)
         if "agent_jobs_dir" not in overrides:
             shutil.rmtree(settings.agent_jobs_dir, ignore_errors=True)
 
@@ -308,3 +375,68 @@ async def test_stopping_the_agent_stops_its_jobs_and_reports_them(kafka, tmp_pat
     finished = h.scheduler.of(job_id)[-1][1]
     assert finished.error_message == SHUTDOWN_MESSAGE and not finished.cancelled
     assert finished.exit_code == 128 + 9
+
+
+async def test_a_job_past_its_time_limit_is_warned_stopped_and_reported_timed_out(kafka, tmp_path):
+    async with running_agent(kafka, tmp_path) as h:
+        job_id = h.scheduler.assign("echo started; sleep 60", [0])
+        h.scheduler.assignments[job_id].time_limit_seconds = 1
+        h.scheduler.assignments[job_id].attempt = 2
+        reports = await h.scheduler.wait_finished(job_id)
+    finished = reports[-1][1]
+    assert finished.timed_out and not finished.cancelled and finished.attempt == 2
+    assert finished.error_message.startswith("timed out") and finished.exit_code == 128 + 15
+    lines = finished.output_tail.splitlines()
+    assert lines[0] == "started"
+    assert any("[gpufleet] time limit of 1 s: the job is stopped in" in line for line in lines)
+    assert any("[gpufleet] time limit of 1 s reached" in line for line in lines)
+
+
+async def test_gang_members_get_their_rank_and_the_rendezvous_in_their_environment(kafka, tmp_path):
+    async with running_agent(kafka, tmp_path) as h:
+        job_id = h.scheduler.assign(
+            'echo "$GPUFLEET_RANK/$GPUFLEET_WORLD_SIZE $GPUFLEET_NODE_NAMES"; '
+            'echo "$RANK/$WORLD_SIZE/$LOCAL_RANK $MASTER_ADDR:$MASTER_PORT"',
+            [0],
+        )
+        a = h.scheduler.assignments[job_id]
+        a.rank, a.world_size, a.master_addr, a.master_port = 1, 2, "node-a", 29612
+        a.node_names.extend(["node-a", "node-b"])
+        single = h.scheduler.assign('echo "$RANK/$WORLD_SIZE $MASTER_ADDR:$MASTER_PORT"', [1])
+        h.scheduler.assignments[single].master_port = 29777
+        gang = await h.scheduler.wait_finished(job_id)
+        alone = await h.scheduler.wait_finished(single)
+    assert gang[-1][1].output_tail.splitlines() == ["1/2 node-a,node-b", "1/2/0 node-a:29612"]
+    assert alone[-1][1].output_tail.splitlines() == ["0/1 127.0.0.1:29777"]
+
+
+async def test_registration_reports_capacity_and_labels_and_reports_go_in_batches(kafka, tmp_path):
+    async with running_agent(
+        kafka, tmp_path, agent_cpu_cores=12, agent_ram_mb=4096, agent_labels="nvlink_domain=a,rack=r1"
+    ) as h:
+        jobs = [h.scheduler.assign("true", [i % 2]) for i in range(6)]
+        for job_id in jobs:
+            await h.scheduler.wait_finished(job_id)
+    (reg,) = h.fleet.registrations
+    assert (reg.cpu_cores, reg.ram_mb, dict(reg.labels)) == (12, 4096, {"nvlink_domain": "a", "rack": "r1"})
+    assert sum(h.scheduler.batches) >= 12 and h.scheduler.watches[0] == 0
+
+
+async def test_the_agent_reconnects_to_a_restarted_scheduler_with_its_known_revision(kafka, tmp_path):
+    async with running_agent(kafka, tmp_path) as h:
+        first = h.scheduler.assign("true", [0])
+        await h.scheduler.wait_finished(first)
+        known = h.app.agent.revision
+        assert known > 0
+        await h.restart_scheduler()
+        second = h.scheduler.assign("true", [0])
+        await h.scheduler.wait_finished(second)
+    assert h.scheduler.watches[-1] >= known
+
+
+async def test_an_agent_works_against_a_scheduler_without_watch_or_batches(kafka, tmp_path):
+    async with running_agent(kafka, tmp_path, LegacyScheduler()) as h:
+        job_id = h.scheduler.assign("echo old; exit 4", [0])
+        reports = await h.scheduler.wait_finished(job_id)
+    assert [k for k, _ in reports] == ["started", "finished"]
+    assert reports[-1][1].exit_code == 4 and h.scheduler.watches == [] and h.scheduler.batches == []

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from services.agent.adapters.processes import ProcessRunner, SandboxSettings
-from services.agent.adapters.sandbox import make_undumpable
+from services.agent.adapters.sandbox import distributed_environment, make_undumpable
+from services.agent.domain.model import Distributed
 
 pytestmark = pytest.mark.integration
 
@@ -131,6 +132,7 @@ async def test_a_job_finds_nothing_of_the_control_plane_or_of_other_tenants(tmp_
         "GPUFLEET_JOB_ID",
         "CUDA_VISIBLE_DEVICES",
         "CUDA_DEVICE_ORDER",
+        *distributed_environment(Distributed()),
         "OLDPWD",
         "_",
     }

@@ -15,7 +15,7 @@ import pytest
 from services.agent.adapters.processes import ProcessRunner, SandboxSettings
 from services.agent.adapters.report_store import JsonReportStore
 from services.agent.adapters.sandbox import SAFE_PATH, job_environment
-from services.agent.domain.model import JobFinished, JobStarted
+from services.agent.domain.model import Distributed, JobFinished, JobStarted
 
 pytestmark = pytest.mark.integration
 
@@ -49,6 +49,7 @@ def test_reports_survive_a_round_trip_through_the_file(tmp_path):
     reports = [
         JobStarted("a", NOW),
         JobFinished("a", NOW, exit_code=None, output_tail="é\n", cancelled=True, error_message="x"),
+        JobFinished("b", NOW, exit_code=143, timed_out=True, attempt=2, error_message="timed out"),
     ]
     store.save(reports)
     assert JsonReportStore(tmp_path / "state" / "pending.json").load() == reports
@@ -77,7 +78,37 @@ def test_the_job_environment_is_an_allowlist_plus_what_the_submitter_set():
         "CUDA_VISIBLE_DEVICES": "2,3",
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
         "GPUFLEET_JOB_ID": "j",
+        "GPUFLEET_RANK": "0",
+        "GPUFLEET_WORLD_SIZE": "1",
+        "GPUFLEET_NODE_NAMES": "",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29500",
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+        "LOCAL_WORLD_SIZE": "1",
     }
+
+
+def test_a_gang_members_environment_says_where_it_stands_and_the_submitter_cannot_fake_it():
+    gang = Distributed(
+        rank=2, world_size=4, master_addr="n0", master_port=29611, node_names=("n0", "n1", "n2", "n3")
+    )
+    env = job_environment(
+        "j",
+        [0],
+        Path("/jobs/j"),
+        submitter_env={"RANK": "0", "MASTER_ADDR": "evil", "RANKS": "ok"},
+        distributed=gang,
+    )
+    assert (env["GPUFLEET_RANK"], env["GPUFLEET_WORLD_SIZE"], env["GPUFLEET_NODE_NAMES"]) == (
+        "2",
+        "4",
+        "n0,n1,n2,n3",
+    )
+    assert (env["RANK"], env["WORLD_SIZE"], env["LOCAL_RANK"]) == ("2", "4", "0")
+    assert (env["MASTER_ADDR"], env["MASTER_PORT"]) == ("n0", "29611")
+    assert env["RANKS"] == "ok"  # only the exact names are reserved
 
 
 async def test_only_the_output_tail_is_kept(tmp_path):

@@ -12,6 +12,7 @@ from gpufleet.v1 import common_pb2, fleet_pb2_grpc, identity_pb2_grpc
 
 from services.fleet.bootstrap import FleetApp, bootstrap
 from services.fleet.config import FleetSettings
+from shared import api_keys
 from shared.db import Database
 from shared.embedded.postgres import free_port
 from shared.grpc import Authenticator, channel, serve
@@ -26,7 +27,7 @@ class FakeIdentity(identity_pb2_grpc.IdentityServiceServicer):
         self.keys: dict[str, common_pb2.Principal] = {}
 
     def new_key(self, organization_id: UUID | None = None) -> str:
-        key = f"gpf_test_{uuid4().hex}"
+        key = api_keys.new_key()
         self.keys[key] = common_pb2.Principal(
             organization_id=str(organization_id or uuid4()),
             user_id=str(uuid4()),

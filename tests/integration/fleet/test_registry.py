@@ -106,6 +106,38 @@ async def test_register_node_types_prices_and_announces_its_gpus(fleet: Fleet) -
     assert events[0].subject == resp.gpus[0].gpu_id
 
 
+async def test_node_capacity_and_labels_are_stored_and_published(fleet: Fleet) -> None:
+    req = node_request(cpu_cores=96, ram_mb=1_048_576, labels={"nvlink_domain": "a", "rack": "r1"})
+    resp = await fleet.registry.RegisterNode(req, metadata=AGENT)
+    async with fleet.db.transaction(system=True) as s:
+        row = (
+            await s.execute(
+                text("SELECT cpu_cores, ram_mb, labels FROM nodes WHERE id = :n"), {"n": resp.node_id}
+            )
+        ).one()
+    assert (row.cpu_cores, row.ram_mb, row.labels) == (96, 1_048_576, {"nvlink_domain": "a", "rack": "r1"})
+    events = await outbox_events(fleet, [g.gpu_id for g in resp.gpus])
+    assert {(e.data.gpu.node_cpu_cores, e.data.gpu.node_ram_mb) for e in events} == {(96, 1_048_576)}
+    assert all(e.data.gpu.node_labels == {"nvlink_domain": "a", "rack": "r1"} for e in events)
+
+    # The health events of those GPUs carry them too (read back from the node's row).
+    sick = resp.gpus[0].gpu_id
+    await fleet.registry.Heartbeat(
+        fleet_pb2.HeartbeatRequest(node_id=resp.node_id, unhealthy_gpu_ids=[sick]), metadata=AGENT
+    )
+    changed = (await outbox_events(fleet, [sick]))[-1]
+    assert changed.type == contract.GPU_STATUS_CHANGED and changed.data.gpu.node_cpu_cores == 96
+    assert changed.data.gpu.node_labels == {"nvlink_domain": "a", "rack": "r1"}
+
+
+async def test_bad_labels_or_capacity_are_refused_naming_the_field(fleet: Fleet) -> None:
+    for extra, field in (({"labels": {"bad key": "x"}}, "labels"), ({"cpu_cores": -2}, "cpu_cores")):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await fleet.registry.RegisterNode(node_request(**extra), metadata=AGENT)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert dict(err.value.trailing_metadata() or ()).get("gpufleet-error-field") == field
+
+
 async def test_reregistration_keeps_ids_and_publishes_nothing_new(fleet: Fleet) -> None:
     req = node_request()
     first = await fleet.registry.RegisterNode(req, metadata=AGENT)

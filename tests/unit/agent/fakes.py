@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from services.agent.domain.model import (
     Assignment,
+    AssignmentsUpdate,
+    Distributed,
     GpuDevice,
     GpuReading,
     JobExit,
+    Limits,
     LocalJob,
     RegisteredGpu,
     Registration,
     Report,
 )
-from services.agent.service_layer.ports import ReportRejected, Unreachable
+from services.agent.service_layer.ports import Unreachable
 
 NOW = datetime(2025, 5, 6, 7, 8, 9, tzinfo=UTC)
 
@@ -35,19 +39,56 @@ class MemoryStore:
 
 
 class FakeScheduler:
+    """Streams what tests push with :meth:`push`; takes report batches (``outcomes`` per call: an
+    exception to raise, a set of job ids to acknowledge, or None to acknowledge all)."""
+
     def __init__(self) -> None:
         self.assignments: list[Assignment] = []
         self.delivered: list[Report] = []
-        self.outcomes: list[Exception | None] = []  # consumed per send; empty = accept
+        self.batches: list[list[Report]] = []
+        self.outcomes: list[Exception | set[str] | None] = []
+        self.refused: set[str] = set()  # acknowledged but not applied (refused for good)
+        self.watches: list[int] = []  # the known_revision of each watch
+        self.streams: list[asyncio.Queue[AssignmentsUpdate | Exception | None]] = []
+        self.revision = 0
+
+    def push(self, assignments: Sequence[Assignment] | None = None) -> None:
+        """Send the current (or given) list on every open stream, with the next revision."""
+        if assignments is not None:
+            self.assignments = list(assignments)
+        self.revision += 1
+        for q in self.streams:
+            q.put_nowait(AssignmentsUpdate(self.revision, tuple(self.assignments)))
+
+    def break_streams(self, error: Exception | None = None) -> None:
+        for q in self.streams:
+            q.put_nowait(error or Unreachable("scheduler: UNAVAILABLE: stream broke"))
+
+    async def watch_assignments(self, node_id: str, known_revision: int) -> AsyncGenerator[AssignmentsUpdate]:
+        self.watches.append(known_revision)
+        q: asyncio.Queue[AssignmentsUpdate | Exception | None] = asyncio.Queue()
+        self.streams.append(q)
+        self.revision = max(self.revision, known_revision) + 1
+        q.put_nowait(AssignmentsUpdate(self.revision, tuple(self.assignments)))
+        try:
+            while (item := await q.get()) is not None:
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+        finally:
+            self.streams.remove(q)
 
     async def get_assignments(self, node_id: str) -> list[Assignment]:
         return list(self.assignments)
 
-    async def send(self, node_id: str, report: Report) -> None:
+    async def send_batch(self, node_id: str, reports: Sequence[Report]) -> set[str]:
+        self.batches.append(list(reports))
         outcome = self.outcomes.pop(0) if self.outcomes else None
-        if outcome is not None:
+        if isinstance(outcome, Exception):
             raise outcome
-        self.delivered.append(report)
+        acked = {r.job_id for r in reports} if outcome is None else outcome
+        self.delivered.extend(r for r in reports if r.job_id in acked and r.job_id not in self.refused)
+        return acked
 
 
 class FakeFleet:
@@ -55,10 +96,24 @@ class FakeFleet:
         self.gpus = gpus
         self.registrations = 0
         self.fail_first = 0
+        self.capacity: tuple[int, int, dict[str, str]] | None = None
 
     async def register(
-        self, hostname, provider, gpu_backend, driver_version, gpus, organization_id, is_spot, agent_version
+        self,
+        hostname,
+        provider,
+        gpu_backend,
+        driver_version,
+        gpus,
+        organization_id,
+        is_spot,
+        agent_version,
+        *,
+        cpu_cores: int = 0,
+        ram_mb: int = 0,
+        labels: Mapping[str, str] | None = None,
     ) -> Registration:
+        self.capacity = (cpu_cores, ram_mb, dict(labels or {}))
         if self.fail_first:
             self.fail_first -= 1
             raise Unreachable("fleet: UNAVAILABLE")
@@ -82,6 +137,7 @@ class FakeHandle:
         self.exit: asyncio.Future[JobExit] = asyncio.get_running_loop().create_future()
         self.terminated_with: float | None = None
         self.released = False
+        self.notes: list[str] = []
 
     async def wait(self) -> JobExit:
         return await self.exit
@@ -94,21 +150,51 @@ class FakeHandle:
     def release(self) -> None:
         self.released = True
 
+    def annotate(self, line: str) -> None:
+        self.notes.append(line)
+
+
+@dataclass(frozen=True)
+class Spawned:
+    """What the agent asked the runner to start."""
+
+    command: str
+    gpu_indices: tuple[int, ...]
+    organization_id: str | None
+    limits: Limits | None
+    distributed: Distributed | None
+    attempt: int
+    time_limit_seconds: int
+    extra: dict = field(default_factory=dict)
+
 
 class FakeRunner:
     def __init__(self) -> None:
         self.handles: dict[str, FakeHandle] = {}
         self.refuse: dict[str, Exception] = {}
         self.left_running: list[tuple[LocalJob, FakeHandle]] = []  # what adopt() finds
+        self.spawned: dict[str, Spawned] = {}
 
     def adopt(self) -> list[tuple[LocalJob, FakeHandle]]:
         return list(self.left_running)
 
     async def spawn(
-        self, job_id: str, command: str, gpu_indices: Sequence[int], *, organization_id: str | None = None
+        self,
+        job_id: str,
+        command: str,
+        gpu_indices: Sequence[int],
+        *,
+        organization_id: str | None = None,
+        limits: Limits | None = None,
+        distributed: Distributed | None = None,
+        attempt: int = 0,
+        time_limit_seconds: int = 0,
     ) -> FakeHandle:
         if job_id in self.refuse:
             raise self.refuse[job_id]
+        self.spawned[job_id] = Spawned(
+            command, tuple(gpu_indices), organization_id, limits, distributed, attempt, time_limit_seconds
+        )
         self.handles[job_id] = FakeHandle(1000 + len(self.handles))
         return self.handles[job_id]
 
@@ -144,7 +230,3 @@ class FakePublisher:
 
     async def close(self) -> None:
         pass
-
-
-def rejected() -> ReportRejected:
-    return ReportRejected("FAILED_PRECONDITION: job is already final")

@@ -19,6 +19,7 @@ def a(
     job: str = "j1",
     gpus: tuple[int, ...] = (0,),
     command: str = "echo hi",
+    attempt: int = 0,
 ) -> Assignment:
     return Assignment(
         job_id=job,
@@ -27,6 +28,7 @@ def a(
         organization_id="org",
         status=status,
         cancel_requested=cancel,
+        attempt=attempt,
     )
 
 
@@ -74,9 +76,11 @@ CASES = [
         set(),
         [Finish(JobFinished("j1", NOW, cancelled=True))],
     ),
-    ("finished here, report in flight (scheduled): nothing", [a()], [], {"j1"}, []),
-    ("finished here, report in flight (running): nothing", [a("running")], [], {"j1"}, []),
-    ("finished here, cancel arrived late: nothing", [a("running", cancel=True)], [], {"j1"}, []),
+    ("finished here, report in flight (scheduled): nothing", [a()], [], {("j1", 0)}, []),
+    ("finished here, report in flight (running): nothing", [a("running")], [], {("j1", 0)}, []),
+    ("finished here, cancel arrived late: nothing", [a("running", cancel=True)], [], {("j1", 0)}, []),
+    # A job requeued onto this node as a new attempt runs again: only its earlier attempt is settled.
+    ("requeued here as a new attempt: start", [a(attempt=2)], [], {("j1", 1)}, [Start(a(attempt=2))]),
     ("running here, no longer assigned: stop as orphan", [], [local()], set(), [Stop("j1", cancelled=False)]),
     ("orphan already stopping: nothing", [], [local(stopping=True)], set(), []),
     (

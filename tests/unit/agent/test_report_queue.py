@@ -6,7 +6,7 @@ from services.agent.domain.model import JobFinished, JobStarted
 from services.agent.service_layer.ports import Unreachable
 from services.agent.service_layer.report_queue import ReportQueue
 
-from .fakes import NOW, FakeScheduler, MemoryStore, rejected
+from .fakes import NOW, FakeScheduler, MemoryStore
 
 
 async def drain(queue: ReportQueue, scheduler: FakeScheduler, node: str | None = "n1") -> None:
@@ -34,6 +34,7 @@ async def test_reports_are_delivered_in_order_and_forgotten():
         queue.put(r)
     await drain(queue, scheduler)
     assert scheduler.delivered == reports
+    assert scheduler.batches == [reports]  # everything pending went in one call
     assert store.saved == []
 
 
@@ -47,14 +48,53 @@ async def test_an_unreachable_scheduler_is_retried_without_reordering():
     assert scheduler.delivered == [JobStarted("j1", NOW), JobFinished("j1", NOW, exit_code=1)]
 
 
-async def test_a_rejected_report_is_dropped_and_the_next_one_sent():
+async def test_a_report_refused_for_good_is_acknowledged_and_forgotten_with_the_others():
     scheduler = FakeScheduler()
-    scheduler.outcomes = [rejected()]
+    scheduler.refused = {"gone"}
     queue = ReportQueue(MemoryStore(), retry_base=0.01)
     queue.put(JobFinished("gone", NOW, exit_code=0))
     queue.put(JobStarted("j2", NOW))
     await drain(queue, scheduler)
-    assert scheduler.delivered == [JobStarted("j2", NOW)]
+    assert scheduler.delivered == [JobStarted("j2", NOW)] and len(scheduler.batches) == 1
+
+
+async def test_only_acknowledged_reports_are_forgotten_and_the_rest_resent_in_order():
+    scheduler = FakeScheduler()
+    scheduler.outcomes = [{"j1"}]  # the scheduler got through j1's reports, not j2's
+    store = MemoryStore()
+    queue = ReportQueue(store, retry_base=0.01)
+    first = [JobStarted("j1", NOW), JobStarted("j2", NOW), JobFinished("j1", NOW, exit_code=0)]
+    for r in first:
+        queue.put(r)
+    await drain(queue, scheduler)
+    assert scheduler.batches == [first, [JobStarted("j2", NOW)]]
+    assert store.saved == []
+
+
+async def test_reports_queued_while_a_call_is_out_go_in_the_next_batch():
+    scheduler = FakeScheduler()
+    gate = asyncio.Event()
+    original = scheduler.send_batch
+
+    async def slow(node_id, reports):
+        await gate.wait()
+        return await original(node_id, reports)
+
+    scheduler.send_batch = slow
+    queue = ReportQueue(MemoryStore(), retry_base=0.01, batch_max=2)
+    queue.put(JobStarted("j1", NOW))
+    stop = asyncio.Event()
+    task = asyncio.create_task(queue.run(scheduler, lambda: "n1", stop))
+    await asyncio.sleep(0.01)  # the call for j1 is out
+    for job in ("j2", "j3", "j4"):
+        queue.put(JobStarted(job, NOW))
+    gate.set()
+    async with asyncio.timeout(5):
+        while queue.pending:
+            await asyncio.sleep(0.01)
+    stop.set()
+    await task
+    assert [[r.job_id for r in b] for b in scheduler.batches] == [["j1"], ["j2", "j3"], ["j4"]]
 
 
 async def test_reports_left_by_a_previous_run_are_sent():
@@ -85,13 +125,3 @@ async def test_flush_gives_up_after_its_timeout_and_keeps_the_report():
     queue.put(JobStarted("j1", NOW))
     await queue.flush(scheduler, "n1", timeout=0.2)
     assert store.saved == [JobStarted("j1", NOW)]
-
-
-async def test_an_acknowledged_finish_signals_released_gpus_but_a_start_does_not():
-    queue = ReportQueue(MemoryStore(), retry_base=0.01)
-    queue.put(JobStarted("j1", NOW))
-    await drain(queue, FakeScheduler())
-    assert not queue.gpus_released.is_set()
-    queue.put(JobFinished("j1", NOW, exit_code=0))
-    await drain(queue, FakeScheduler())
-    assert queue.gpus_released.is_set()

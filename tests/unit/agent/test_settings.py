@@ -77,3 +77,32 @@ def test_nonsense_intervals_are_refused(env):
     env.setenv("GPUFLEET_AGENT_POLL_SECONDS", "0")
     with pytest.raises(ValidationError):
         AgentSettings()
+
+
+def test_labels_parse_and_capacity_overrides(env):
+    env.setenv("GPUFLEET_AGENT_GPU_BACKEND", "simulated")
+    assert AgentSettings().labels == {} and AgentSettings().agent_cpu_cores is None
+    env.setenv("GPUFLEET_AGENT_LABELS", " nvlink_domain=a, rack=r1 ,")
+    env.setenv("GPUFLEET_AGENT_CPU_CORES", "96")
+    env.setenv("GPUFLEET_AGENT_RAM_MB", "1048576")
+    s = AgentSettings()
+    assert s.labels == {"nvlink_domain": "a", "rack": "r1"}
+    assert (s.agent_cpu_cores, s.agent_ram_mb) == (96, 1048576)
+
+
+@pytest.mark.parametrize("labels", ["rack", "rack=r1,rack=r2", "=x", "rack=has space", "bad key=x"])
+def test_malformed_labels_are_refused(env, labels):
+    env.setenv("GPUFLEET_AGENT_GPU_BACKEND", "simulated")
+    env.setenv("GPUFLEET_AGENT_LABELS", labels)
+    with pytest.raises(ValidationError):
+        AgentSettings()
+
+
+def test_host_capacity_is_read_from_the_host(tmp_path):
+    from services.agent.adapters import host
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       16384000 kB\nMemFree:  1 kB\n")
+    assert host.ram_mb(meminfo) == 16000
+    assert host.ram_mb(tmp_path / "missing") == 0
+    assert host.cpu_cores() >= 1

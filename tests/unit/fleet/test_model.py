@@ -69,6 +69,12 @@ class TestRegistration:
             ({"gpus": (ReportedGpu(0, "a", "m", 0),)}, "gpus[0].memory_total_mb"),
             ({"gpus": (ReportedGpu(-1, "a", "m", 1),)}, "gpus[0].index"),
             ({"gpus": (ReportedGpu(0, " ", "m", 1),)}, "gpus[0].uuid"),
+            ({"cpu_cores": -1}, "cpu_cores"),
+            ({"cpu_cores": 10**6}, "cpu_cores"),
+            ({"ram_mb": -1}, "ram_mb"),
+            ({"labels": {"bad key": "x"}}, "labels"),
+            ({"labels": {"rack": "has space"}}, "labels"),
+            ({"labels": {f"k{i}": "v" for i in range(33)}}, "labels"),
         ],
     )
     def test_rejects_bad_input_naming_the_field(self, overrides: dict, field: str) -> None:
@@ -193,3 +199,36 @@ class TestAllocation:
         gpu = new_gpu()
         gpu.occupy(uuid4(), 10**9, NOW)
         assert gpu.memory_allocated_mb == gpu.memory_total_mb
+
+
+class TestNodeCapacity:
+    def test_capacity_and_labels_travel_with_every_gpu_event(self) -> None:
+        reg = registration(
+            cpu_cores=64, ram_mb=512_000, labels={"rack": "r1", "nvlink_domain": "a"}
+        ).validated()
+        node = Node.register(reg, NOW, None)
+        gpu = Gpu.register(node, reg.gpus[0], "l4", Decimal("0.7000"), NOW, None)
+        (registered,) = gpu.pull_events()
+        snap = registered.gpu
+        assert (snap.node_cpu_cores, snap.node_ram_mb, snap.node_labels) == (
+            64,
+            512_000,
+            {"nvlink_domain": "a", "rack": "r1"},
+        )
+        gpu.apply_health_report(True, NOW)
+        (changed,) = gpu.pull_events()
+        assert (
+            changed.gpu.node_labels == {"nvlink_domain": "a", "rack": "r1"}
+            and changed.gpu.node_cpu_cores == 64
+        )
+
+    def test_a_changed_capacity_is_announced_an_unchanged_one_is_not(self) -> None:
+        gpu = new_gpu()
+        assert gpu.node_cpu_cores == 0  # an older agent reports none
+        reg = registration(cpu_cores=8).validated()
+        node = replace(Node.register(reg, NOW, None), id=gpu.node_id)
+        Gpu.register(node, reg.gpus[0], "l4", Decimal("0.7000"), NOW, gpu)
+        (event,) = gpu.pull_events()
+        assert event.gpu.node_cpu_cores == 8 and event.gpu.revision == 2
+        Gpu.register(node, reg.gpus[0], "l4", Decimal("0.7000"), NOW, gpu)
+        assert gpu.pull_events() == []

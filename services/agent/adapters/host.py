@@ -1,0 +1,27 @@
+"""What this host offers jobs besides its GPUs: CPU cores and RAM (reported at registration)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+MEMINFO = Path("/proc/meminfo")
+
+
+def cpu_cores() -> int:
+    """The CPUs this process may run on (an affinity mask or a container's cpuset narrows them)."""
+    try:
+        return len(os.sched_getaffinity(0)) or os.cpu_count() or 0
+    except (AttributeError, OSError):
+        return os.cpu_count() or 0
+
+
+def ram_mb(meminfo: Path = MEMINFO) -> int:
+    """MemTotal of /proc/meminfo in MB (0: unknown)."""
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024  # the kernel writes kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0

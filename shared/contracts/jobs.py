@@ -87,12 +87,26 @@ class JobSnapshotV1(BaseModel):
     placements: list[JobPlacementV1] = Field(default_factory=list)
 
 
+class EndedAttemptV1(BaseModel):
+    """An attempt that ended without an end of its own (``gpufleet.job.requeued``): what it held and
+    for how long. The event's snapshot already describes the next attempt (queued, nothing allocated),
+    so billing records and credits the lost GPU time from this."""
+
+    attempt: int = Field(description="the attempt that ended (the snapshot's attempt is the next one)")
+    allocation: list[GpuAllocationV1] = Field(default_factory=list, description="every GPU it held")
+    scheduled_at: datetime | None = Field(default=None, description="GPUs allocated (held from here)")
+    released_at: datetime | None = Field(default=None, description="GPUs released (held until here)")
+
+
 class JobEventV1(BaseModel):
     """Payload of every event on the job topic; ``job.status`` is the state the event announces."""
 
     job: JobSnapshotV1
     previous_status: JobStatus | None = None
     reason: str | None = None
+    ended_attempt: EndedAttemptV1 | None = Field(
+        default=None, description="set on gpufleet.job.requeued: the attempt lost to infrastructure"
+    )
 
 
 EVENT_TYPES: dict[str, type[BaseModel]] = {

@@ -59,7 +59,19 @@ WEBHOOK_EVENT_NAMES: tuple[str, ...] = (
 MAX_KEY_NAME = 100
 MAX_KEY_SCOPES = 32
 MAX_KEY_LIFETIME_SECONDS = 10 * 365 * 24 * 3600
-KEY_SCOPES: tuple[str, ...] = ("admin", "jobs:read", "jobs:write")
+# What each scope lets a key call is the table in shared/scopes.py; "admin" means everything.
+KEY_SCOPES: tuple[str, ...] = (
+    "admin",
+    "jobs:read",
+    "jobs:write",
+    "fleet:read",
+    "costs:read",
+    "metrics:read",
+    "webhooks:read",
+    "webhooks:write",
+    "keys:read",
+    "keys:write",
+)
 
 # --- request bodies at the gateway
 MAX_REQUEST_BODY_BYTES = 64 * 1024

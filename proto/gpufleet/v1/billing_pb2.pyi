@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CostLine(_message.Message):
-    __slots__ = ("gpu_id", "gpu_type", "cost_per_hour", "start_time", "end_time", "seconds", "cost")
+    __slots__ = ("gpu_id", "gpu_type", "cost_per_hour", "start_time", "end_time", "seconds", "cost", "attempt", "credit")
     GPU_ID_FIELD_NUMBER: _ClassVar[int]
     GPU_TYPE_FIELD_NUMBER: _ClassVar[int]
     COST_PER_HOUR_FIELD_NUMBER: _ClassVar[int]
@@ -15,6 +15,8 @@ class CostLine(_message.Message):
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
     COST_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
     gpu_id: str
     gpu_type: str
     cost_per_hour: str
@@ -22,10 +24,34 @@ class CostLine(_message.Message):
     end_time: str
     seconds: str
     cost: str
-    def __init__(self, gpu_id: _Optional[str] = ..., gpu_type: _Optional[str] = ..., cost_per_hour: _Optional[str] = ..., start_time: _Optional[str] = ..., end_time: _Optional[str] = ..., seconds: _Optional[str] = ..., cost: _Optional[str] = ...) -> None: ...
+    attempt: int
+    credit: str
+    def __init__(self, gpu_id: _Optional[str] = ..., gpu_type: _Optional[str] = ..., cost_per_hour: _Optional[str] = ..., start_time: _Optional[str] = ..., end_time: _Optional[str] = ..., seconds: _Optional[str] = ..., cost: _Optional[str] = ..., attempt: _Optional[int] = ..., credit: _Optional[str] = ...) -> None: ...
+
+class AttemptCost(_message.Message):
+    __slots__ = ("attempt", "outcome", "gross_cost", "credit", "net_cost", "gpu_count", "held_seconds", "start_time", "end_time")
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    GROSS_COST_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
+    NET_COST_FIELD_NUMBER: _ClassVar[int]
+    GPU_COUNT_FIELD_NUMBER: _ClassVar[int]
+    HELD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    attempt: int
+    outcome: str
+    gross_cost: str
+    credit: str
+    net_cost: str
+    gpu_count: int
+    held_seconds: str
+    start_time: str
+    end_time: str
+    def __init__(self, attempt: _Optional[int] = ..., outcome: _Optional[str] = ..., gross_cost: _Optional[str] = ..., credit: _Optional[str] = ..., net_cost: _Optional[str] = ..., gpu_count: _Optional[int] = ..., held_seconds: _Optional[str] = ..., start_time: _Optional[str] = ..., end_time: _Optional[str] = ...) -> None: ...
 
 class JobCost(_message.Message):
-    __slots__ = ("job_id", "organization_id", "currency", "total_cost", "gpu_count", "held_seconds", "lines", "recorded_at")
+    __slots__ = ("job_id", "organization_id", "currency", "total_cost", "gpu_count", "held_seconds", "lines", "recorded_at", "gross_cost", "credit", "attempts")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +60,9 @@ class JobCost(_message.Message):
     HELD_SECONDS_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
     RECORDED_AT_FIELD_NUMBER: _ClassVar[int]
+    GROSS_COST_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     organization_id: str
     currency: str
@@ -42,7 +71,10 @@ class JobCost(_message.Message):
     held_seconds: str
     lines: _containers.RepeatedCompositeFieldContainer[CostLine]
     recorded_at: str
-    def __init__(self, job_id: _Optional[str] = ..., organization_id: _Optional[str] = ..., currency: _Optional[str] = ..., total_cost: _Optional[str] = ..., gpu_count: _Optional[int] = ..., held_seconds: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[CostLine, _Mapping]]] = ..., recorded_at: _Optional[str] = ...) -> None: ...
+    gross_cost: str
+    credit: str
+    attempts: _containers.RepeatedCompositeFieldContainer[AttemptCost]
+    def __init__(self, job_id: _Optional[str] = ..., organization_id: _Optional[str] = ..., currency: _Optional[str] = ..., total_cost: _Optional[str] = ..., gpu_count: _Optional[int] = ..., held_seconds: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[CostLine, _Mapping]]] = ..., recorded_at: _Optional[str] = ..., gross_cost: _Optional[str] = ..., credit: _Optional[str] = ..., attempts: _Optional[_Iterable[_Union[AttemptCost, _Mapping]]] = ...) -> None: ...
 
 class GetJobCostRequest(_message.Message):
     __slots__ = ("job_id",)

@@ -1,16 +1,17 @@
-"""Domain cost -> the public CostRecorded event (shared/contracts/costs.py is the contract)."""
+"""Domain cost of one attempt -> the public CostRecorded event (shared/contracts/costs.py is the
+contract)."""
 
 from __future__ import annotations
 
 from shared.contracts.costs import COST_RECORDED, CostLineV1, CostRecordedV1
 from shared.events import Envelope
 
-from ..domain.costs import JobCost
+from ..domain.costs import AttemptCost
 
 SOURCE = "gpufleet/billing"
 
 
-def cost_recorded(cost: JobCost) -> Envelope[CostRecordedV1]:
+def cost_recorded(cost: AttemptCost) -> Envelope[CostRecordedV1]:
     payload = CostRecordedV1(
         job_id=cost.job_id,
         organization_id=cost.organization_id,
@@ -21,6 +22,10 @@ def cost_recorded(cost: JobCost) -> Envelope[CostRecordedV1]:
         held_seconds=cost.held_seconds,
         start_time=cost.start_time,
         end_time=cost.end_time,
+        attempt=cost.attempt,
+        outcome=cost.outcome,
+        gross_cost=cost.gross,
+        credit=cost.credit,
         lines=[
             CostLineV1(
                 gpu_id=line.gpu_id,
@@ -30,6 +35,8 @@ def cost_recorded(cost: JobCost) -> Envelope[CostRecordedV1]:
                 end_time=line.end_time,
                 seconds=line.seconds,
                 cost=line.cost,
+                attempt=line.attempt,
+                credit=line.credit,
             )
             for line in cost.lines
         ],

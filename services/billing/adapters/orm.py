@@ -9,10 +9,12 @@ from uuid import UUID
 from sqlalchemy import Column, Numeric
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 1  # the highest file in migrations/billing
+SCHEMA_VERSION = 2  # the highest file in migrations/billing
 
 
 class CostRow(SQLModel, table=True):
+    """One GPU of one attempt of a job: UNIQUE (job_id, attempt, gpu_id)."""
+
     __tablename__ = "cost_tracking"
     __table_args__ = {"schema": "billing"}
 
@@ -20,6 +22,8 @@ class CostRow(SQLModel, table=True):
     organization_id: UUID
     user_id: UUID | None = None
     job_id: UUID
+    attempt: int = 1
+    outcome: str | None = None  # None: recorded before attempts were told apart (charged)
     gpu_id: UUID
     gpu_type: str
     start_time: datetime
@@ -27,5 +31,6 @@ class CostRow(SQLModel, table=True):
     seconds: Decimal = Field(sa_column=Column(Numeric(20, 6), nullable=False))
     cost_per_hour: Decimal = Field(sa_column=Column(Numeric(10, 4), nullable=False))
     total_cost: Decimal = Field(sa_column=Column(Numeric(20, 8), nullable=False))
+    credit: Decimal = Field(default=Decimal(0), sa_column=Column(Numeric(20, 8), nullable=False))
     currency: str = "USD"
     created_at: datetime | None = Field(default=None, nullable=False)  # None: the DEFAULT now()

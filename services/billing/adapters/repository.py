@@ -8,10 +8,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import Table, func, select, tuple_
+from sqlalchemy import Table, exists, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,23 +19,52 @@ from shared import consumers, outbox
 from shared.contracts import topics
 from shared.db import Database
 
-from ..domain.costs import CostLine, JobCost, RecordedCost
+from ..domain.costs import AttemptCost, CostLine, Outcome, RecordedCost, job_cost
 from ..service_layer.unit_of_work import BillingUnitOfWork, UnitOfWorkFactory
 from .events import cost_recorded
 from .orm import CostRow
 
 COSTS: Table = CostRow.__table__  # type: ignore[attr-defined]
+LINE_ORDER = (COSTS.c.attempt, COSTS.c.gpu_id)
+
+
+class AttemptBilledTwice(RuntimeError):
+    """Two units billed the same attempt at once with different GPUs: rolled back, the redelivery then
+    finds the attempt billed (a scheduler that reported one attempt with two allocations)."""
 
 
 def _recorded(rows: Sequence[Any]) -> RecordedCost:
-    """One job's rows (ordered by GPU) as its cost; recorded when its last line was."""
-    first = rows[0]
-    lines = tuple(
-        CostLine(r.gpu_id, r.gpu_type, r.cost_per_hour, r.start_time, r.end_time, r.seconds, r.total_cost)
-        for r in rows
-    )
-    cost = JobCost(first.job_id, first.organization_id, first.user_id, lines, first.currency)
-    return RecordedCost(cost, max(r.created_at for r in rows))
+    """One job's rows (ordered by attempt, then GPU) as its cost over attempts."""
+    by_attempt: dict[int, list[Any]] = {}
+    for r in rows:
+        by_attempt.setdefault(r.attempt, []).append(r)
+    attempts = [
+        AttemptCost(
+            job_id=group[0].job_id,
+            organization_id=group[0].organization_id,
+            user_id=group[0].user_id,
+            attempt=number,
+            outcome=cast(Outcome | None, group[0].outcome),
+            lines=tuple(
+                CostLine(
+                    r.gpu_id,
+                    r.gpu_type,
+                    r.cost_per_hour,
+                    r.start_time,
+                    r.end_time,
+                    r.seconds,
+                    r.total_cost,
+                    attempt=r.attempt,
+                    credit=r.credit,
+                )
+                for r in group
+            ),
+            currency=group[0].currency,
+        )
+        for number, group in by_attempt.items()
+    ]
+    created = [r.created_at for r in rows]
+    return RecordedCost(job_cost(attempts), recorded_at=max(created), first_recorded_at=min(created))
 
 
 class SqlUnitOfWork(BillingUnitOfWork):
@@ -45,13 +74,18 @@ class SqlUnitOfWork(BillingUnitOfWork):
     async def claim(self, consumer: str, event_id: UUID) -> bool:
         return await consumers.claim(self.session, consumer, event_id)
 
-    async def add_job_cost(self, cost: JobCost) -> bool:
+    async def add_attempt_cost(self, cost: AttemptCost) -> bool:
+        billed = select(exists().where(COSTS.c.job_id == cost.job_id, COSTS.c.attempt == cost.attempt))
+        if (await self.session.execute(billed)).scalar_one():
+            return False  # this attempt was billed before, whichever GPUs that event named
         rows = [
             {
                 "id": uuid.uuid4(),
                 "organization_id": cost.organization_id,
                 "user_id": cost.user_id,
                 "job_id": cost.job_id,
+                "attempt": cost.attempt,
+                "outcome": cost.outcome,
                 "gpu_id": line.gpu_id,
                 "gpu_type": line.gpu_type,
                 "start_time": line.start_time,
@@ -59,39 +93,43 @@ class SqlUnitOfWork(BillingUnitOfWork):
                 "seconds": line.seconds,
                 "cost_per_hour": line.cost_per_hour,
                 "total_cost": line.cost,
+                "credit": line.credit,
                 "currency": cost.currency,
             }
             for line in cost.lines
         ]
-        # UNIQUE (job_id, gpu_id): the same job under another event id inserts nothing.
+        # UNIQUE (job_id, attempt, gpu_id): a unit racing this one for the same attempt inserts nothing.
         stmt = (
             insert(COSTS)
             .values(rows)
-            .on_conflict_do_nothing(index_elements=["job_id", "gpu_id"])
+            .on_conflict_do_nothing(index_elements=["job_id", "attempt", "gpu_id"])
             .returning(COSTS.c.id)
         )
-        return len((await self.session.execute(stmt)).all()) == len(rows)
+        inserted = len((await self.session.execute(stmt)).all())
+        if 0 < inserted < len(rows):
+            raise AttemptBilledTwice(f"job {cost.job_id} attempt {cost.attempt}: billed concurrently")
+        return inserted == len(rows)
 
-    async def announce_cost(self, cost: JobCost) -> None:
+    async def announce_cost(self, cost: AttemptCost) -> None:
         await outbox.record(self.session, topics.COSTS, cost_recorded(cost), key=str(cost.job_id))
 
     async def job_cost(self, job_id: UUID) -> RecordedCost | None:
         rows = (
-            await self.session.execute(select(COSTS).where(COSTS.c.job_id == job_id).order_by(COSTS.c.gpu_id))
+            await self.session.execute(select(COSTS).where(COSTS.c.job_id == job_id).order_by(*LINE_ORDER))
         ).all()
         return _recorded(rows) if rows else None
 
     async def costs(self, after: tuple[datetime, UUID] | None, limit: int) -> list[RecordedCost]:
-        recorded = func.max(COSTS.c.created_at).label("recorded_at")
-        jobs = select(COSTS.c.job_id, recorded).group_by(COSTS.c.job_id)
+        first = func.min(COSTS.c.created_at)
+        jobs = select(COSTS.c.job_id, first.label("first_recorded_at")).group_by(COSTS.c.job_id)
         if after is not None:
-            jobs = jobs.having(tuple_(func.max(COSTS.c.created_at), COSTS.c.job_id) < tuple_(*after))
-        jobs = jobs.order_by(recorded.desc(), COSTS.c.job_id.desc()).limit(limit)
+            jobs = jobs.having(tuple_(first, COSTS.c.job_id) < tuple_(*after))
+        jobs = jobs.order_by(first.desc(), COSTS.c.job_id.desc()).limit(limit)
         ids = [r.job_id for r in (await self.session.execute(jobs)).all()]
         if not ids:
             return []
         rows = (
-            await self.session.execute(select(COSTS).where(COSTS.c.job_id.in_(ids)).order_by(COSTS.c.gpu_id))
+            await self.session.execute(select(COSTS).where(COSTS.c.job_id.in_(ids)).order_by(*LINE_ORDER))
         ).all()
         by_job: dict[UUID, list[Any]] = {}
         for row in rows:

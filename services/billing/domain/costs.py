@@ -1,12 +1,17 @@
-"""Cost arithmetic. No I/O: a finished job in, cost lines out.
+"""Cost arithmetic. No I/O: an ended attempt of a job in, cost lines out.
 
 The price of a GPU is fixed when the scheduler allocates it (the job event carries it), and the GPU is
-held from allocation (``scheduled_at``) to release (``finished_at``). So for each GPU::
+held from allocation (``scheduled_at``) to release. So for each GPU of an attempt::
 
     cost = cost_per_hour x seconds_held / 3600
 
 computed exactly in Decimal from microsecond timestamps, then rounded half-even to 8 decimal places per
-line; the job total is the sum of its lines (so lines always add up to the total).
+line; an attempt's cost is the sum of its lines (so lines always add up to the total).
+
+Each attempt of a job is billed on its own. An attempt that ended on its own (succeeded, failed,
+cancelled, timed out) is charged. An attempt lost to infrastructure (its node or agent was lost and the
+job was requeued) is recorded all the same, so the tenant sees the GPU time it held, and every line
+carries a credit equal to its cost: its net is zero. What a tenant pays is the sum of the nets.
 """
 
 from __future__ import annotations
@@ -14,15 +19,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Literal
 from uuid import UUID
 
 LINE_QUANTUM = Decimal("0.00000001")
 SECONDS_QUANTUM = Decimal("0.000001")
+NO_CREDIT = Decimal(0).quantize(LINE_QUANTUM)  # at the lines' scale, as the database gives it back
+
+Outcome = Literal["succeeded", "failed", "cancelled", "timed_out", "requeued"]
+LOST_TO_INFRASTRUCTURE: Outcome = "requeued"
 
 
 @dataclass(frozen=True)
 class HeldGpu:
-    """A GPU of a job's allocation, at the price fixed when it was allocated."""
+    """A GPU of an attempt's allocation, at the price fixed when it was allocated."""
 
     gpu_id: UUID
     gpu_type: str
@@ -30,15 +40,17 @@ class HeldGpu:
 
 
 @dataclass(frozen=True)
-class FinishedJob:
-    """What billing needs of a job that reached a terminal state."""
+class EndedAttempt:
+    """What billing needs of one attempt of a job once it ended, whichever way."""
 
     job_id: UUID
     organization_id: UUID
     user_id: UUID | None
+    attempt: int  # 1 for the first run
+    outcome: Outcome
     allocation: tuple[HeldGpu, ...]
     scheduled_at: datetime | None  # when its GPUs were allocated; None when it never held any
-    finished_at: datetime | None
+    released_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -49,20 +61,44 @@ class CostLine:
     start_time: datetime
     end_time: datetime
     seconds: Decimal
-    cost: Decimal
+    cost: Decimal  # the GPU time held, valued at its price
+    attempt: int = 1
+    credit: Decimal = NO_CREDIT  # given back: the whole cost for an attempt lost to infrastructure
+
+    @property
+    def net(self) -> Decimal:
+        return self.cost - self.credit
 
 
 @dataclass(frozen=True)
-class JobCost:
+class AttemptCost:
+    """The cost of one attempt: its lines (one per GPU held) and how it ended. ``outcome`` is None for
+    lines recorded before attempts were told apart (all of them charged)."""
+
     job_id: UUID
     organization_id: UUID
     user_id: UUID | None
+    attempt: int
+    outcome: Outcome | None
     lines: tuple[CostLine, ...]
     currency: str = "USD"
 
     @property
-    def total(self) -> Decimal:
+    def gross(self) -> Decimal:
         return sum((line.cost for line in self.lines), Decimal(0))
+
+    @property
+    def credit(self) -> Decimal:
+        return sum((line.credit for line in self.lines), Decimal(0))
+
+    @property
+    def total(self) -> Decimal:
+        """What the tenant pays for this attempt (0 when it was lost to infrastructure)."""
+        return self.gross - self.credit
+
+    @property
+    def credited(self) -> bool:
+        return self.outcome == LOST_TO_INFRASTRUCTURE
 
     @property
     def held_seconds(self) -> Decimal:
@@ -78,11 +114,52 @@ class JobCost:
 
 
 @dataclass(frozen=True)
+class JobCost:
+    """A job's cost over all its attempts (in attempt order)."""
+
+    job_id: UUID
+    organization_id: UUID
+    user_id: UUID | None
+    attempts: tuple[AttemptCost, ...]
+    currency: str = "USD"
+
+    @property
+    def lines(self) -> tuple[CostLine, ...]:
+        return tuple(line for a in self.attempts for line in a.lines)
+
+    @property
+    def gross(self) -> Decimal:
+        return sum((a.gross for a in self.attempts), Decimal(0))
+
+    @property
+    def credit(self) -> Decimal:
+        return sum((a.credit for a in self.attempts), Decimal(0))
+
+    @property
+    def total(self) -> Decimal:
+        """What the tenant pays: the attempts that ended on their own."""
+        return self.gross - self.credit
+
+    @property
+    def gpu_count(self) -> int:
+        """GPUs of one attempt (every attempt asks for the same), whatever number of attempts."""
+        return max((len(a.lines) for a in self.attempts), default=0)
+
+    @property
+    def held_seconds(self) -> Decimal:
+        """Seconds the job held its GPUs in the attempts it pays for."""
+        return sum((a.held_seconds for a in self.attempts if not a.credited), Decimal(0))
+
+
+@dataclass(frozen=True)
 class RecordedCost:
-    """A job's cost as stored, with when it was recorded (the paging key, with the job id)."""
+    """A job's cost as stored. ``recorded_at``: when its latest attempt was billed; ``first_recorded_at``:
+    when its first was (the paging key, with the job id: it never moves when a later attempt lands, so
+    a walk through the pages neither skips nor repeats a job)."""
 
     cost: JobCost
     recorded_at: datetime
+    first_recorded_at: datetime
 
 
 def seconds_between(start: datetime, end: datetime) -> Decimal:
@@ -95,22 +172,41 @@ def line_cost(cost_per_hour: Decimal, seconds: Decimal) -> Decimal:
     return (cost_per_hour * seconds / Decimal(3600)).quantize(LINE_QUANTUM, rounding=ROUND_HALF_EVEN)
 
 
-def cost_of(job: FinishedJob) -> JobCost | None:
-    """The cost of a finished job, or None when it never held a GPU (cancelled while queued)."""
-    if not job.allocation or job.scheduled_at is None or job.finished_at is None:
+def cost_of(attempt: EndedAttempt) -> AttemptCost | None:
+    """The cost of an ended attempt, or None when it never held a GPU (cancelled while queued)."""
+    if not attempt.allocation or attempt.scheduled_at is None or attempt.released_at is None:
         return None
-    start, end = job.scheduled_at, max(job.finished_at, job.scheduled_at)
+    start, end = attempt.scheduled_at, max(attempt.released_at, attempt.scheduled_at)
     seconds = seconds_between(start, end)
-    lines = tuple(
-        CostLine(
-            gpu_id=gpu.gpu_id,
-            gpu_type=gpu.gpu_type,
-            cost_per_hour=gpu.cost_per_hour,
-            start_time=start,
-            end_time=end,
-            seconds=seconds,
-            cost=line_cost(gpu.cost_per_hour, seconds),
+    lost = attempt.outcome == LOST_TO_INFRASTRUCTURE
+    lines = []
+    for gpu in attempt.allocation:
+        cost = line_cost(gpu.cost_per_hour, seconds)
+        lines.append(
+            CostLine(
+                gpu_id=gpu.gpu_id,
+                gpu_type=gpu.gpu_type,
+                cost_per_hour=gpu.cost_per_hour,
+                start_time=start,
+                end_time=end,
+                seconds=seconds,
+                cost=cost,
+                attempt=attempt.attempt,
+                credit=cost if lost else NO_CREDIT,
+            )
         )
-        for gpu in job.allocation
+    return AttemptCost(
+        job_id=attempt.job_id,
+        organization_id=attempt.organization_id,
+        user_id=attempt.user_id,
+        attempt=attempt.attempt,
+        outcome=attempt.outcome,
+        lines=tuple(lines),
     )
-    return JobCost(job.job_id, job.organization_id, job.user_id, lines)
+
+
+def job_cost(attempts: list[AttemptCost]) -> JobCost:
+    """The attempts of one job (at least one), put in attempt order."""
+    ordered = tuple(sorted(attempts, key=lambda a: a.attempt))
+    first = ordered[0]
+    return JobCost(first.job_id, first.organization_id, first.user_id, ordered, first.currency)

@@ -10,31 +10,63 @@ from shared.consumers import subscribe
 from shared.contracts import jobs, topics
 from shared.events import Envelope
 
-from ..domain.costs import FinishedJob, HeldGpu
+from ..domain.costs import EndedAttempt, HeldGpu, Outcome
 from ..service_layer import commands
 from ..service_layer.handlers import CONSUMER, Dependencies, handle
 
+OUTCOMES: dict[str, Outcome] = {
+    jobs.JOB_SUCCEEDED: "succeeded",
+    jobs.JOB_FAILED: "failed",
+    jobs.JOB_CANCELLED: "cancelled",
+    jobs.JOB_TIMED_OUT: "timed_out",
+    jobs.JOB_REQUEUED: "requeued",
+}
 
-def finished_job(job: jobs.JobSnapshotV1) -> FinishedJob:
-    return FinishedJob(
+
+def held(allocation: list[jobs.GpuAllocationV1]) -> tuple[HeldGpu, ...]:
+    return tuple(HeldGpu(g.gpu_id, g.gpu_type, g.cost_per_hour) for g in allocation)
+
+
+def ended_attempt(event_type: str, event: jobs.JobEventV1) -> EndedAttempt:
+    """A terminal event ends the attempt its snapshot describes. A requeued event's snapshot is already
+    the next attempt (queued, nothing held): the lost one is ``event.ended_attempt``; without it (a
+    scheduler that did not say) there is nothing billing could put a number on, so no GPU is held."""
+    job = event.job
+    outcome = OUTCOMES[event_type]
+    if event_type != jobs.JOB_REQUEUED:
+        return EndedAttempt(
+            job_id=job.job_id,
+            organization_id=job.organization_id,
+            user_id=job.user_id,
+            attempt=job.attempt,
+            outcome=outcome,
+            allocation=held(job.allocation),
+            scheduled_at=job.scheduled_at,
+            released_at=job.finished_at,
+        )
+    lost = event.ended_attempt
+    return EndedAttempt(
         job_id=job.job_id,
         organization_id=job.organization_id,
         user_id=job.user_id,
-        allocation=tuple(HeldGpu(g.gpu_id, g.gpu_type, g.cost_per_hour) for g in job.allocation),
-        scheduled_at=job.scheduled_at,
-        finished_at=job.finished_at,
+        attempt=lost.attempt if lost is not None else max(job.attempt - 1, 1),
+        outcome=outcome,
+        allocation=held(lost.allocation) if lost is not None else (),
+        scheduled_at=lost.scheduled_at if lost is not None else None,
+        released_at=lost.released_at if lost is not None else None,
     )
 
 
-def to_command(envelope: Envelope) -> commands.RecordJobCost | None:
-    """No I/O. Only a terminal event ends the time a job holds its GPUs; the others are not billing's
-    business (and are not claimed either)."""
-    if envelope.type not in jobs.TERMINAL_EVENTS:
+def to_command(envelope: Envelope) -> commands.RecordAttemptCost | None:
+    """No I/O. Only the end of an attempt (a terminal event, or a requeue after the attempt's node or
+    agent was lost) ends the time it held its GPUs; the other events are not billing's business (and are
+    not claimed either)."""
+    if envelope.type not in OUTCOMES:
         return None
     event = envelope.data
     if not isinstance(event, jobs.JobEventV1):  # decoded with jobs.EVENT_TYPES: anything else is a bug
         raise TypeError(f"expected JobEventV1, got {type(event).__name__}")
-    return commands.RecordJobCost(event_id=envelope.id, job=finished_job(event.job))
+    return commands.RecordAttemptCost(event_id=envelope.id, attempt=ended_attempt(envelope.type, event))
 
 
 def job_event_handler(deps: Dependencies) -> Callable[[Envelope], Awaitable[None]]:

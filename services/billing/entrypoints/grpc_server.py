@@ -23,7 +23,9 @@ def to_proto(recorded: RecordedCost) -> billing_pb2.JobCost:
         organization_id=str(cost.organization_id),
         currency=cost.currency,
         total_cost=dec(cost.total),
-        gpu_count=len(cost.lines),
+        gross_cost=dec(cost.gross),
+        credit=dec(cost.credit),
+        gpu_count=cost.gpu_count,
         held_seconds=dec(cost.held_seconds),
         recorded_at=ts(recorded.recorded_at),
         lines=[
@@ -35,8 +37,24 @@ def to_proto(recorded: RecordedCost) -> billing_pb2.JobCost:
                 end_time=ts(line.end_time),
                 seconds=dec(line.seconds),
                 cost=dec(line.cost),
+                attempt=line.attempt,
+                credit=dec(line.credit),
             )
             for line in cost.lines
+        ],
+        attempts=[
+            billing_pb2.AttemptCost(
+                attempt=a.attempt,
+                outcome=a.outcome or "",
+                gross_cost=dec(a.gross),
+                credit=dec(a.credit),
+                net_cost=dec(a.total),
+                gpu_count=len(a.lines),
+                held_seconds=dec(a.held_seconds),
+                start_time=ts(a.start_time),
+                end_time=ts(a.end_time),
+            )
+            for a in cost.attempts
         ],
     )
 

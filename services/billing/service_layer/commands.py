@@ -5,15 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from ..domain.costs import FinishedJob
+from ..domain.costs import EndedAttempt
 
 
 @dataclass(frozen=True)
-class RecordJobCost:
-    """Bill a job that reached a terminal state; ``event_id`` is the job event that said so."""
+class RecordAttemptCost:
+    """Bill (or record and credit) an attempt of a job that ended; ``event_id`` is the job event that
+    said so: a terminal event for the last attempt, a requeued event for one lost to infrastructure."""
 
     event_id: UUID
-    job: FinishedJob
+    attempt: EndedAttempt
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Billing use cases: record the cost of a finished job once; answer cost questions for a tenant."""
+"""Billing use cases: record the cost of each ended attempt of a job once; answer cost questions for a
+tenant."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from shared.errors import InvalidArgument, NotFound
 from shared.handlers import dispatch
 
 from ..adapters import metrics
-from ..domain.costs import JobCost, RecordedCost, cost_of
+from ..domain.costs import AttemptCost, RecordedCost, cost_of
 from . import commands
 from .unit_of_work import UnitOfWorkFactory
 
@@ -37,23 +38,23 @@ class CostPage:
         return sum((c.cost.total for c in self.costs), Decimal(0))
 
 
-async def record_job_cost(cmd: commands.RecordJobCost, deps: Dependencies) -> JobCost | None:
-    """Store the cost of a finished job and announce it, exactly once; None when there was nothing new
-    to bill (a redelivered event, the same job under another event id, or a job that held no GPU).
+async def record_attempt_cost(cmd: commands.RecordAttemptCost, deps: Dependencies) -> AttemptCost | None:
+    """Store the cost of an ended attempt and announce it, exactly once; None when there was nothing new
+    to bill (a redelivered event, the same attempt under another event id, or one that held no GPU).
 
     The ledger claim, the cost lines and the CostRecorded outbox row commit together; a redelivered event
-    is skipped by the claim, and the same job arriving under another event id by the lines' UNIQUE key.
-    A GPU-less job's event is claimed all the same, so that it is never looked at again."""
-    cost = cost_of(cmd.job)
+    is skipped by the claim, and the same attempt arriving under another event id by the lines' UNIQUE
+    (job_id, attempt, gpu_id). A GPU-less attempt's event is claimed all the same, so that it is never
+    looked at again. An attempt lost to infrastructure is stored and announced like any other, each line
+    credited in full (domain/costs.py)."""
+    cost = cost_of(cmd.attempt)
     async with deps.uow(system=True) as uow:
         if not await uow.claim(CONSUMER, cmd.event_id) or cost is None:
             return None
-        if not await uow.add_job_cost(cost):
+        if not await uow.add_attempt_cost(cost):
             return None
         await uow.announce_cost(cost)
-    metrics.COSTS_RECORDED.inc()
-    for line in cost.lines:
-        metrics.COST_USD.labels(gpu_type=line.gpu_type).inc(float(line.cost))
+    metrics.counted(cost)
     return cost
 
 
@@ -86,13 +87,14 @@ async def list_job_costs(cmd: commands.ListJobCosts, deps: Dependencies) -> Cost
     more = len(page) > limit
     page = page[:limit]
     last = page[-1] if page else None
-    return CostPage(page, encode_cursor(last.recorded_at, last.cost.job_id) if more and last else None)
+    cursor = encode_cursor(last.first_recorded_at, last.cost.job_id) if more and last else None
+    return CostPage(page, cursor)
 
 
 Handler = Callable[[Any, Dependencies], Awaitable[Any]]
 
 HANDLERS: dict[type, Handler] = {
-    commands.RecordJobCost: record_job_cost,
+    commands.RecordAttemptCost: record_attempt_cost,
     commands.GetJobCost: get_job_cost,
     commands.ListJobCosts: list_job_costs,
 }

@@ -103,14 +103,17 @@ def job_event(
     held: timedelta = timedelta(minutes=30),
     event_type: str = jobs.JOB_SUCCEEDED,
     job_id: uuid.UUID | None = None,
+    attempt: int = 1,
+    scheduled: datetime | None = None,
 ) -> Envelope:
     """A job event as the scheduler publishes it; terminal ones carry the finished snapshot."""
-    scheduled = datetime.now(UTC) - timedelta(hours=2)
+    scheduled = scheduled or datetime.now(UTC) - timedelta(hours=2)
     terminal = event_type in jobs.TERMINAL_EVENTS
     status = {
         jobs.JOB_SUCCEEDED: "succeeded",
         jobs.JOB_FAILED: "failed",
         jobs.JOB_CANCELLED: "cancelled",
+        jobs.JOB_TIMED_OUT: "timed_out",
         jobs.JOB_STARTED: "running",
         jobs.JOB_SCHEDULED: "scheduled",
     }.get(event_type, "queued")
@@ -127,11 +130,38 @@ def job_event(
         created_at=scheduled - timedelta(minutes=1),
         scheduled_at=scheduled if allocation else None,
         finished_at=scheduled + held if terminal else None,
+        attempt=attempt,
     )
     return Envelope(
         type=event_type,
         source="gpufleet/scheduler",
         data=jobs.JobEventV1(job=snapshot),
         subject=str(snapshot.job_id),
+        organization_id=str(org),
+    )
+
+
+def requeued_event(
+    org: uuid.UUID,
+    allocation: list[jobs.GpuAllocationV1],
+    *,
+    held: timedelta,
+    scheduled: datetime,
+    job_id: uuid.UUID | None = None,
+    attempt: int = 1,
+) -> Envelope:
+    """Attempt ``attempt`` lost its node: the snapshot is already the next attempt, queued and holding
+    nothing; ``ended_attempt`` carries what the lost one held and for how long."""
+    queued = job_event(org, [], event_type=jobs.JOB_SUBMITTED, job_id=job_id, attempt=attempt + 1)
+    lost = jobs.EndedAttemptV1(
+        attempt=attempt, allocation=allocation, scheduled_at=scheduled, released_at=scheduled + held
+    )
+    return Envelope(
+        type=jobs.JOB_REQUEUED,
+        source="gpufleet/scheduler",
+        data=jobs.JobEventV1(
+            job=queued.data.job, previous_status="running", reason="lost: the agent died", ended_attempt=lost
+        ),
+        subject=str(queued.data.job.job_id),
         organization_id=str(org),
     )

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from services.billing.domain.costs import JobCost, RecordedCost
+from services.billing.domain.costs import AttemptCost, RecordedCost, job_cost
 from services.billing.service_layer.handlers import Dependencies
 
 
@@ -20,10 +20,26 @@ class Store:
     def __init__(self) -> None:
         self.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
         self.claims: set[tuple[str, UUID]] = set()
-        self.costs: dict[UUID, RecordedCost] = {}
-        self.announced: list[JobCost] = []  # the CostRecorded outbox rows, in commit order
+        # (job_id, attempt) -> the attempt's cost and when it was committed: the UNIQUE key, per attempt.
+        self.attempts: dict[tuple[UUID, int], tuple[AttemptCost, datetime]] = {}
+        self.announced: list[AttemptCost] = []  # the CostRecorded outbox rows, in commit order
         self.commits = 0
         self.fail_next_commit = False
+
+    @property
+    def costs(self) -> dict[UUID, RecordedCost]:
+        """Every job's cost over its attempts, as the repository reads it back."""
+        by_job: dict[UUID, list[tuple[AttemptCost, datetime]]] = {}
+        for (job_id, _), stored in self.attempts.items():
+            by_job.setdefault(job_id, []).append(stored)
+        return {
+            job_id: RecordedCost(
+                job_cost([a for a, _ in stored]),
+                recorded_at=max(at for _, at in stored),
+                first_recorded_at=min(at for _, at in stored),
+            )
+            for job_id, stored in by_job.items()
+        }
 
 
 class FakeUnitOfWork:
@@ -31,8 +47,8 @@ class FakeUnitOfWork:
         self.store, self.org_id, self.system = store, org_id, system
         # Written by this unit, applied to the store at commit.
         self.new_claims: set[tuple[str, UUID]] = set()
-        self.new_costs: dict[UUID, JobCost] = {}
-        self.new_events: list[JobCost] = []
+        self.new_attempts: dict[tuple[UUID, int], AttemptCost] = {}
+        self.new_events: list[AttemptCost] = []
 
     def _visible(self, org: UUID) -> bool:
         return self.system or org == self.org_id
@@ -44,13 +60,14 @@ class FakeUnitOfWork:
         self.new_claims.add(key)
         return True
 
-    async def add_job_cost(self, cost: JobCost) -> bool:
-        if cost.job_id in self.store.costs or cost.job_id in self.new_costs:
+    async def add_attempt_cost(self, cost: AttemptCost) -> bool:
+        key = (cost.job_id, cost.attempt)
+        if key in self.store.attempts or key in self.new_attempts:
             return False
-        self.new_costs[cost.job_id] = cost
+        self.new_attempts[key] = cost
         return True
 
-    async def announce_cost(self, cost: JobCost) -> None:
+    async def announce_cost(self, cost: AttemptCost) -> None:
         self.new_events.append(cost)
 
     async def job_cost(self, job_id: UUID) -> RecordedCost | None:
@@ -59,9 +76,9 @@ class FakeUnitOfWork:
 
     async def costs(self, after: tuple[datetime, UUID] | None, limit: int) -> list[RecordedCost]:
         visible = [c for c in self.store.costs.values() if self._visible(c.cost.organization_id)]
-        ordered = sorted(visible, key=lambda c: (c.recorded_at, c.cost.job_id), reverse=True)
+        ordered = sorted(visible, key=lambda c: (c.first_recorded_at, c.cost.job_id), reverse=True)
         if after is not None:
-            ordered = [c for c in ordered if (c.recorded_at, c.cost.job_id) < after]
+            ordered = [c for c in ordered if (c.first_recorded_at, c.cost.job_id) < after]
         return ordered[:limit]
 
     def commit(self) -> None:
@@ -70,8 +87,8 @@ class FakeUnitOfWork:
             raise CommitFailed("the process died at commit")
         self.store.now += timedelta(seconds=1)
         self.store.claims |= self.new_claims
-        for job_id, cost in self.new_costs.items():
-            self.store.costs[job_id] = RecordedCost(cost, self.store.now)
+        for key, cost in self.new_attempts.items():
+            self.store.attempts[key] = (cost, self.store.now)
         self.store.announced.extend(self.new_events)
         self.store.commits += 1
 

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install dev test test-unit test-integration test-e2e lint format proto asyncapi bench bench-scheduler chaos clean
+.PHONY: install dev test test-unit test-integration test-e2e lint format proto asyncapi bench bench-scheduler bench-vs-slurm chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ bench: $(STAMP)
 ## The scheduler's pure cycle at 10,000 GPUs x 100,000 queued jobs, against today's place() as the baseline.
 bench-scheduler: $(STAMP)
 	$(PY) -m tests.bench.scheduler_cycle $(ARGS)
+
+## This system against Slurm on this machine (apt-installs slurm-wlm + munge as root): 8 and 64 GPUs, shipped and tuned.
+bench-vs-slurm: $(STAMP)
+	$(PY) -m tests.bench.vs_slurm $(ARGS)
 
 ## Chaos soak on its own embedded stack: SIGKILLs services and the broker, then checks nothing was lost,
 ## run twice or billed twice. `make chaos SEED=42` replays a run; ARGS="--jobs 200" for a shorter one.

@@ -7,7 +7,8 @@
   Traces come from OpenTelemetry's gRPC instrumentation (server and client interceptors below): the
   caller's W3C context in the metadata is continued by the server.
 * :class:`Authenticator` resolves the API key in the ``authorization`` metadata through identity's
-  ``Authenticate`` (with a short cache); :func:`require_agent` checks the node agents' token.
+  ``Authenticate`` (with a cache of at most a second) and holds it to the scope the current method
+  needs (``shared.scopes``); :func:`require_agent` checks the node agents' token.
 * :func:`channel` opens a client channel whose calls carry the trace context in metadata.
 """
 
@@ -20,6 +21,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -31,7 +33,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor, filters
 from opentelemetry.trace import Status, StatusCode
 
-from shared import metrics, readiness
+from shared import api_keys, metrics, readiness, scopes
 from shared.errors import DomainError, ErrorCode, PermissionDenied, Unauthenticated, Unavailable
 from shared.failures import is_unavailable
 
@@ -50,12 +52,23 @@ ERROR_FIELD_KEY = "gpufleet-error-field"
 
 T = TypeVar("T")
 
+# ``Service/Method`` of the RPC being served in this task (None outside one), for the scope check.
+_CURRENT_METHOD: ContextVar[str | None] = ContextVar("gpufleet_grpc_method", default=None)
 
-def _wrap(service: str, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+
+def current_method() -> str | None:
+    """The ``Service/Method`` (proto names, e.g. ``JobService/SubmitJob``) this task is serving."""
+    return _CURRENT_METHOD.get()
+
+
+def _wrap(
+    service: str, name: str, method: Callable[..., Any], *, rpc: str | None = None
+) -> Callable[..., Any]:
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         began = time.perf_counter()
         code = "OK"
+        token = _CURRENT_METHOD.set(rpc)
         try:
             return await method(self, request, context)
         except DomainError as exc:
@@ -75,6 +88,7 @@ def _wrap(service: str, name: str, method: Callable[..., Any]) -> Callable[..., 
             log.warning("dependency unavailable", extra={"method": name, "error": repr(exc)[:300]})
             await context.abort(grpc.StatusCode.UNAVAILABLE, "a dependency of this service is unavailable")
         finally:
+            _CURRENT_METHOD.reset(token)
             metrics.GRPC_REQUESTS.labels(service=service, method=name, code=code).inc()
             metrics.GRPC_SECONDS.labels(service=service, method=name).observe(time.perf_counter() - began)
 
@@ -82,14 +96,16 @@ def _wrap(service: str, name: str, method: Callable[..., Any]) -> Callable[..., 
 
 
 def grpc_service(cls: type[T]) -> type[T]:
-    """Class decorator for servicers: trace + error rendering around every RPC method."""
+    """Class decorator for servicers: trace + error rendering around every RPC method, which also
+    records the RPC's ``Service/Method`` (from the generated ``XServiceServicer`` base's name)."""
     for base in cls.__mro__[1:]:
+        rpc_service = base.__name__.removesuffix("Servicer")
         for name, member in vars(base).items():
             if name.startswith("_") or not callable(member):
                 continue
             impl = getattr(cls, name)
             if inspect.iscoroutinefunction(impl) and name in vars(cls):
-                setattr(cls, name, _wrap(cls.__name__, name, impl))
+                setattr(cls, name, _wrap(cls.__name__, name, impl, rpc=f"{rpc_service}/{name}"))
     return cls
 
 
@@ -114,21 +130,45 @@ def require_agent(context: grpc.aio.ServicerContext, agent_token: str) -> None:
         raise Unauthenticated("a valid agent token is required")
 
 
+# The longest a resolved key is trusted: a revoked key stops working everywhere within this.
+MAX_AUTH_CACHE_SECONDS = 1.0
+
+
 class Authenticator:
-    """Resolves API keys through identity, caching answers for ``ttl`` seconds."""
+    """Resolves API keys through identity, caching answers for ``ttl`` seconds (at most one).
+
+    Revocation must take effect within a second in every service. Two ways were weighed: identity
+    pushing revocations on a topic that every authenticator follows (a longer cache, but every
+    process then depends on the broker for a security property, and a consumer lagging or a
+    partition being rebalanced silently stretches the window), or a cache short enough that its
+    length *is* the bound. The second is chosen: at most one ``Authenticate`` per key per second per
+    process is cheap (a primary-key look-up by hash), and the bound holds whatever the broker does.
+    A longer ``ttl`` is cut to :data:`MAX_AUTH_CACHE_SECONDS` (with a warning). The gateway and the
+    service it calls each cache at most a second, and a call passes only if both still accept the
+    key, so a call made more than a second after revocation is refused.
+
+    A string that cannot be a key (``shared.api_keys``: wrong shape or checksum) is refused at once,
+    without a call to identity."""
 
     def __init__(
-        self, identity_target: str, ttl: float = 5.0, *, use_channel: grpc.aio.Channel | None = None
+        self, identity_target: str, ttl: float = 1.0, *, use_channel: grpc.aio.Channel | None = None
     ) -> None:
         self._owns_channel = use_channel is None
         self._channel = use_channel or channel(identity_target)
         self._stub = identity_pb2_grpc.IdentityServiceStub(self._channel)
-        self._ttl = ttl
+        if ttl > MAX_AUTH_CACHE_SECONDS:
+            log.warning(
+                "API key cache cut to the revocation bound",
+                extra={"asked_seconds": ttl, "seconds": MAX_AUTH_CACHE_SECONDS},
+            )
+        self._ttl = min(ttl, MAX_AUTH_CACHE_SECONDS)
         self._cache: dict[bytes, tuple[float, common_pb2.Principal]] = {}
 
     async def authenticate(self, api_key: str | None) -> common_pb2.Principal:
         if not api_key:
             raise Unauthenticated("missing API key (authorization: Bearer <key>)")
+        if not api_keys.well_formed(api_key):
+            raise Unauthenticated("invalid API key")
         digest = hashlib.sha256(api_key.encode()).digest()
         hit = self._cache.get(digest)
         now = time.monotonic()
@@ -150,10 +190,12 @@ class Authenticator:
     async def principal(
         self, context: grpc.aio.ServicerContext, *, write: bool = False
     ) -> common_pb2.Principal:
-        """The caller of this RPC; ``write=True`` refuses the read-only ``viewer`` role."""
+        """The caller of this RPC, held to the scope its method needs (``shared.scopes``);
+        ``write=True`` refuses the read-only ``viewer`` role."""
         principal = await self.authenticate(bearer(context))
         if write and principal.role == "viewer":
             raise PermissionDenied("the viewer role cannot change anything")
+        scopes.require(principal.scopes, current_method())
         return principal
 
     async def close(self) -> None:

@@ -50,5 +50,6 @@ class IdentityClientSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     identity_grpc_target: str
-    # How long a resolved API key is trusted before identity is asked again (revocation latency).
-    auth_cache_seconds: float = Field(default=5.0, ge=0)
+    # How long a resolved API key is trusted before identity is asked again: the revocation latency,
+    # which must stay within a second everywhere.
+    auth_cache_seconds: float = Field(default=1.0, ge=0, le=1.0)

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import grpc
 from gpufleet.v1 import common_pb2, identity_pb2_grpc
 
+from shared import api_keys
 from shared.grpc import serve
 
 
@@ -18,7 +19,7 @@ class FakeIdentity(identity_pb2_grpc.IdentityServiceServicer):
 
     def key(self, org: uuid.UUID, role: str = "member") -> tuple[tuple[str, str], ...]:
         """Metadata carrying a fresh key of ``org`` with ``role``."""
-        secret = f"gpf_test_{uuid.uuid4().hex}"
+        secret = api_keys.new_key()
         self.keys[secret] = common_pb2.Principal(
             organization_id=str(org), user_id=str(uuid.uuid4()), role=role, api_key_id=str(uuid.uuid4())
         )

@@ -77,11 +77,6 @@ class Downstream:
         entries = ("", *(health_name(d) for d in DEPENDENCIES))
         answers = await asyncio.gather(*(self._check(stub, entry, timeout) for entry in entries))
         overall, *per_dependency = answers
-        if isinstance(overall, grpc.aio.AioRpcError):
-            log.warning(
-                "downstream not ready", extra={"downstream": name, "grpc_status": overall.code().name}
-            )
-            return ServiceHealth(serving=False, error=overall.code().name)
         dependencies: dict[str, DependencyState] = {}
         for dependency, answer in zip(DEPENDENCIES, per_dependency, strict=True):
             if isinstance(answer, grpc.aio.AioRpcError):
@@ -90,6 +85,13 @@ class Downstream:
                 dependencies[dependency] = UNKNOWN
             else:
                 dependencies[dependency] = UP if answer else DOWN
+        if isinstance(overall, grpc.aio.AioRpcError):
+            # Not serving; whatever dependency entries did answer still say why.
+            log.warning(
+                "downstream not ready", extra={"downstream": name, "grpc_status": overall.code().name}
+            )
+            answered: dict[str, DependencyState] = {d: s for d, s in dependencies.items() if s != UNKNOWN}
+            return ServiceHealth(serving=False, error=overall.code().name, dependencies=answered)
         return ServiceHealth(serving=overall, dependencies=dependencies)
 
     @staticmethod

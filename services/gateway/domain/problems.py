@@ -38,6 +38,8 @@ BAD_REQUEST = ProblemType("bad-request", "Bad request", 400)
 MALFORMED_JSON = ProblemType("malformed-json", "Malformed JSON body", 400)
 UNAUTHENTICATED = ProblemType("unauthenticated", "Authentication required", 401)
 PERMISSION_DENIED = ProblemType("permission-denied", "Permission denied", 403)
+# The key's role would allow the call but its scopes do not; the detail names the missing scope.
+INSUFFICIENT_SCOPE = ProblemType("insufficient-scope", "API key lacks the scope this call needs", 403)
 NOT_FOUND = ProblemType("not-found", "Resource not found", 404)
 METHOD_NOT_ALLOWED = ProblemType("method-not-allowed", "Method not allowed", 405)
 CONFLICT = ProblemType("conflict", "Resource already exists", 409)
@@ -60,6 +62,7 @@ CATALOG: tuple[ProblemType, ...] = (
     MALFORMED_JSON,
     UNAUTHENTICATED,
     PERMISSION_DENIED,
+    INSUFFICIENT_SCOPE,
     NOT_FOUND,
     METHOD_NOT_ALLOWED,
     CONFLICT,
@@ -112,9 +115,11 @@ _BY_HTTP_STATUS: dict[int, ProblemType] = {
 
 
 # A conflict on the idempotency key is not "already exists": the caller's request differs from the
-# one the key was first used with (the scheduler names the field in its error trailer).
+# one the key was first used with (the scheduler names the field in its error trailer). A refusal
+# that names the key's ``scopes`` is shared.scopes' (the key's role would have been enough).
 _BY_GRPC_STATUS_AND_FIELD: dict[tuple[str, str], ProblemType] = {
     ("ALREADY_EXISTS", "idempotency_key"): IDEMPOTENCY_KEY_REUSED,
+    ("PERMISSION_DENIED", "scopes"): INSUFFICIENT_SCOPE,
 }
 
 

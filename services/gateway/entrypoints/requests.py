@@ -99,6 +99,38 @@ class JobCreate(_StrictBody):
     )
     webhook_url: HttpUrlText | None = Field(default=None, description="Receives this job's lifecycle events.")
     name: Annotated[Text, Field(max_length=limits.MAX_JOB_NAME)] | None = None
+    nodes: int = Field(
+        default=limits.MIN_NODES,
+        ge=limits.MIN_NODES,
+        le=limits.MAX_NODES,
+        description="A gang across this many nodes, gpu_count GPUs on each, started all-or-nothing.",
+    )
+    cpu_cores: int = Field(
+        default=0, ge=0, le=limits.MAX_CPU_CORES, description="CPU cores needed on each node; 0 = no request."
+    )
+    ram_mb: int = Field(
+        default=0, ge=0, le=limits.MAX_RAM_MB, description="RAM needed on each node; 0 = no request."
+    )
+    time_limit_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=limits.MAX_TIME_LIMIT_SECONDS,
+        description="The job is ended (timed_out) when it runs longer; absent = the platform's default. "
+        "Above the platform's maximum is refused.",
+    )
+    hold: bool = Field(default=False, description="Queue the job held: not scheduled until released.")
+    no_requeue: bool = Field(
+        default=False,
+        description="Fail instead of being requeued as a new attempt when the job's node or agent is lost.",
+    )
+
+
+class JobPriorityUpdate(_StrictBody):
+    priority: int = Field(
+        ge=limits.MIN_PRIORITY,
+        le=limits.MAX_PRIORITY,
+        description="Orders the job among its own organization's queued jobs only; higher runs first.",
+    )
 
 
 class JobCancel(_StrictBody):

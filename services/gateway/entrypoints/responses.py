@@ -125,6 +125,20 @@ class StatusChangeOut(BaseModel):
     reason: str | None
 
 
+class PendingReasonOut(BaseModel):
+    code: str = Field(
+        examples=["no_capacity"],
+        description="held, no_capacity, fair_share, quota_exhausted, user_cap, never_fits, ...",
+    )
+    message: str = Field(description="For people; never names another organization or what it runs.")
+
+
+class JobPlacementOut(BaseModel):
+    node_id: str
+    rank: int = Field(description="0 is the gang's master.")
+    gpu_ids: list[str]
+
+
 class JobOut(BaseModel):
     id: str
     organization_id: str
@@ -148,6 +162,21 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     history: list[StatusChangeOut]
+    nodes: int = Field(description="Nodes of the gang; gpu_count, cpu_cores and ram_mb are per node.")
+    cpu_cores: int
+    ram_mb: int
+    time_limit_seconds: int | None = Field(description="null: the job runs without a limit.")
+    held: bool
+    no_requeue: bool
+    attempt: int = Field(description="1 for the first run; each requeue after a lost node or agent adds one.")
+    pending_reason: PendingReasonOut | None = Field(description="Why a queued job waits; null otherwise.")
+    queue_position: int | None = Field(
+        description="1-based among the organization's own waiting jobs; null when not queued."
+    )
+    estimated_start: datetime | None = Field(
+        description="When time limits allow an estimate; null otherwise."
+    )
+    placements: list[JobPlacementOut] = Field(description="One per node once placed; rank 0 first.")
 
 
 class JobListOut(BaseModel):
@@ -165,17 +194,37 @@ class CostLineOut(BaseModel):
     start_time: datetime | None
     end_time: datetime | None
     seconds: Decimal
-    cost: Decimal
+    cost: Decimal = Field(description="The GPU time held, valued at its price, before any credit.")
+    attempt: int = Field(description="The attempt that held this GPU (1 for the first run).")
+    credit: Decimal = Field(description="Given back: all of it when the attempt was lost to infrastructure.")
+
+
+class AttemptCostOut(BaseModel):
+    attempt: int
+    outcome: str | None = Field(
+        description="succeeded, failed, cancelled, timed_out; requeued = its node or agent was lost, "
+        "credited in full; null when recorded before attempts were told apart."
+    )
+    gross_cost: Decimal
+    credit: Decimal
+    net_cost: Decimal = Field(description="What this attempt is charged.")
+    gpu_count: int
+    held_seconds: Decimal
+    start_time: datetime | None
+    end_time: datetime | None
 
 
 class JobCostOut(BaseModel):
     job_id: str
     organization_id: str
     currency: str = Field(examples=["USD"])
-    total_cost: Decimal
+    total_cost: Decimal = Field(description="Charged, over all attempts: gross_cost - credit.")
+    gross_cost: Decimal = Field(description="All GPU time held, attempts lost to infrastructure included.")
+    credit: Decimal = Field(description="Credited for attempts lost to infrastructure.")
     gpu_count: int
-    held_seconds: Decimal
+    held_seconds: Decimal = Field(description="Seconds held in the attempts that are charged.")
     lines: list[CostLineOut]
+    attempts: list[AttemptCostOut]
     recorded_at: datetime | None
 
 

@@ -120,6 +120,24 @@ def job(j: scheduler_pb2.Job) -> out.JobOut:
         started_at=_at(j.started_at),
         finished_at=_at(j.finished_at),
         history=[out.StatusChangeOut(status=h.status, at=_at(h.at), reason=opt(h.reason)) for h in j.history],
+        # An older scheduler sends none of the engine's fields: one node, first attempt.
+        nodes=j.nodes or 1,
+        cpu_cores=j.cpu_cores,
+        ram_mb=j.ram_mb,
+        time_limit_seconds=j.time_limit_seconds or None,
+        held=j.held,
+        no_requeue=j.no_requeue,
+        attempt=j.attempt or 1,
+        pending_reason=(
+            out.PendingReasonOut(code=j.pending_reason.code, message=j.pending_reason.message)
+            if j.HasField("pending_reason") and j.pending_reason.code
+            else None
+        ),
+        queue_position=j.queue_position or None,
+        estimated_start=_at(j.estimated_start),
+        placements=[
+            out.JobPlacementOut(node_id=p.node_id, rank=p.rank, gpu_ids=list(p.gpu_ids)) for p in j.placements
+        ],
     )
 
 
@@ -133,6 +151,9 @@ def job_cost(c: billing_pb2.JobCost) -> out.JobCostOut:
         organization_id=c.organization_id,
         currency=c.currency,
         total_cost=c.total_cost,
+        # An older billing sends no gross or credit: everything it recorded was charged.
+        gross_cost=c.gross_cost or c.total_cost,
+        credit=c.credit or "0",
         gpu_count=c.gpu_count,
         held_seconds=c.held_seconds,
         recorded_at=_at(c.recorded_at),
@@ -145,8 +166,24 @@ def job_cost(c: billing_pb2.JobCost) -> out.JobCostOut:
                 end_time=_at(line.end_time),
                 seconds=line.seconds,
                 cost=line.cost,
+                attempt=line.attempt or 1,
+                credit=line.credit or "0",
             )
             for line in c.lines
+        ],
+        attempts=[
+            out.AttemptCostOut(
+                attempt=a.attempt,
+                outcome=opt(a.outcome),
+                gross_cost=a.gross_cost,
+                credit=a.credit,
+                net_cost=a.net_cost,
+                gpu_count=a.gpu_count,
+                held_seconds=a.held_seconds,
+                start_time=_at(a.start_time),
+                end_time=_at(a.end_time),
+            )
+            for a in c.attempts
         ],
     )
 

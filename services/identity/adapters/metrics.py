@@ -13,6 +13,11 @@ AUTHENTICATIONS = Counter(
 )
 for _outcome in AuthOutcome:  # every series exists from the start, so rate() sees the first failure
     AUTHENTICATIONS.labels(outcome=_outcome.value)
+LEGACY_KEY_AUTHENTICATIONS = Counter(
+    "gpufleet_identity_legacy_key_authentications_total",
+    "Successful authentications with a key of the format before checksums (shared.api_keys): "
+    "when this stays at zero, the old format can be retired.",
+)
 
 
 class PrometheusMetrics:
@@ -20,3 +25,6 @@ class PrometheusMetrics:
 
     def count_authentication(self, outcome: AuthOutcome) -> None:
         AUTHENTICATIONS.labels(outcome=outcome.value).inc()
+
+    def count_legacy_key(self) -> None:
+        LEGACY_KEY_AUTHENTICATIONS.inc()

@@ -1,27 +1,25 @@
 """API key secrets: generation, hashing and recognition. Pure functions, no storage.
 
-A key is ``gpf_`` followed by 40 URL-safe random characters (240 bits from ``secrets``). Only its
-SHA-256 is stored, so a key is found by hashing what the caller presents and looking the digest up:
-no stored secret is ever compared character by character, which makes the check constant-time by
-design. Because the key is long and random, a plain (unsalted) hash is enough: there is nothing to
-brute-force the way there is with a password. The first 12 characters are kept as ``prefix`` so that
-people can tell their keys apart in a list without the secret being shown again.
+The key's format (``gpf_`` + 40 random base62 characters + a 6-character CRC32 checksum) is defined
+once in :mod:`shared.api_keys`, so every service refuses a mistyped key without asking identity.
+Only the key's SHA-256 is stored, so a key is found by hashing what the caller presents and looking
+the digest up: no stored secret is ever compared character by character, which makes the check
+constant-time by design. Because the key is long and random, a plain (unsalted) hash is enough: there
+is nothing to brute-force the way there is with a password. The first 12 characters are kept as
+``prefix`` so that people can tell their keys apart in a list without the secret being shown again.
 """
 
 from __future__ import annotations
 
 import hashlib
-import secrets
-import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-KEY_PREFIX = "gpf_"
-RANDOM_CHARS = 40
-KEY_LENGTH = len(KEY_PREFIX) + RANDOM_CHARS
+from shared import api_keys
+
+KEY_PREFIX = api_keys.PREFIX
+KEY_LENGTH = api_keys.KEY_LENGTH
 DISPLAY_PREFIX_LENGTH = 12
-_RANDOM_BYTES = RANDOM_CHARS * 3 // 4  # base64 turns every 3 bytes into 4 characters, no padding here
-_URLSAFE = frozenset(string.ascii_letters + string.digits + "-_")
 
 
 @dataclass(frozen=True)
@@ -41,18 +39,19 @@ def display_prefix(secret: str) -> str:
 
 
 def well_formed(candidate: str) -> bool:
-    """Whether ``candidate`` could be a key at all; anything else is rejected without a lookup."""
-    return (
-        len(candidate) == KEY_LENGTH
-        and candidate.startswith(KEY_PREFIX)
-        and all(c in _URLSAFE for c in candidate[len(KEY_PREFIX) :])
-    )
+    """Whether ``candidate`` could be a key at all (either format); anything else is refused
+    without a look-up."""
+    return api_keys.well_formed(candidate)
 
 
-def generate_key(token_urlsafe: Callable[[int], str] = secrets.token_urlsafe) -> GeneratedKey:
-    """A fresh key; ``token_urlsafe`` is injectable so tests can pin the randomness."""
-    random_part = token_urlsafe(_RANDOM_BYTES)
-    secret = KEY_PREFIX + random_part
-    if not well_formed(secret):  # guards the length arithmetic above, and an injected source
+def legacy(candidate: str) -> bool:
+    """A key of the format issued before checksums (still accepted; see :mod:`shared.api_keys`)."""
+    return api_keys.legacy(candidate)
+
+
+def generate_key(new_secret: Callable[[], str] = api_keys.new_key) -> GeneratedKey:
+    """A fresh key; ``new_secret`` is injectable so tests can pin the randomness."""
+    secret = new_secret()
+    if not api_keys.checksummed(secret):  # guards an injected source
         raise ValueError("generated key is malformed")
     return GeneratedKey(secret=secret, prefix=display_prefix(secret), key_hash=hash_key(secret))

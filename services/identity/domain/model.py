@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID, uuid4
 
+from shared import scopes as scope_table
 from shared.contracts import limits
 from shared.errors import InvalidArgument, PermissionDenied
 
@@ -42,7 +43,8 @@ class AuthOutcome(StrEnum):
     REVOKED = "revoked"
 
 
-ADMIN_SCOPE = "admin"
+ADMIN_SCOPE = scope_table.ADMIN
+KEYS_WRITE_SCOPE = scope_table.KEYS_WRITE
 SCOPES: tuple[str, ...] = limits.KEY_SCOPES
 DEFAULT_KEY_NAME = "default"
 MAX_KEY_LIFETIME = timedelta(seconds=limits.MAX_KEY_LIFETIME_SECONDS)
@@ -92,7 +94,8 @@ def email_address(raw: str, field_name: str = "owner_email") -> str:
 
 
 def requested_scopes(raw: Iterable[str]) -> tuple[str, ...]:
-    """Sorted and de-duplicated; none requested means every scope."""
+    """Sorted and de-duplicated; none requested means every scope (see ``Principal.scopes_to_grant``
+    for a key minted by a restricted key)."""
     requested = list(raw)
     if len(requested) > limits.MAX_KEY_SCOPES:
         raise InvalidArgument(f"at most {limits.MAX_KEY_SCOPES} scopes may be requested", field="scopes")
@@ -199,34 +202,65 @@ def issue_key(
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key's organization, its owner and the owner's role there."""
+    """Who is calling: the key's organization, its owner and the owner's role there, and what the
+    key itself is limited to (its scopes and its expiry)."""
 
     organization_id: UUID
     user_id: UUID
     role: Role
     api_key_id: UUID
     scopes: tuple[str, ...]
+    expires_at: datetime | None = None
+
+    @property
+    def _manages_keys(self) -> bool:
+        return KEYS_WRITE_SCOPE in scope_table.granted(self.scopes)
 
     def require_key_manager(self) -> None:
-        """Creating keys hands out access: owners and admins only, with a key that carries ``admin``."""
+        """Creating keys hands out access: owners and admins only, with a key that carries
+        ``keys:write`` (or ``admin``)."""
         if not self.role.manages_keys:
             raise PermissionDenied(f"the {self.role} role cannot create API keys")
-        if ADMIN_SCOPE not in self.scopes:
-            raise PermissionDenied("this API key lacks the admin scope")
+        if not self._manages_keys:
+            raise PermissionDenied(f"this API key lacks the {KEYS_WRITE_SCOPE} scope")
+
+    def scopes_to_grant(self, requested: tuple[str, ...]) -> tuple[str, ...]:
+        """What a key this caller creates gets: the scopes requested, or, when none are, everything
+        the caller's own key amounts to (every scope for an unrestricted or admin key)."""
+        wanted = requested_scopes(requested)
+        if requested:
+            return wanted
+        return tuple(sorted(scope_table.granted(self.scopes))) if self._restricted else wanted
+
+    @property
+    def _restricted(self) -> bool:
+        return bool(self.scopes) and ADMIN_SCOPE not in self.scopes
 
     def require_grantable(self, scopes: Iterable[str]) -> None:
         """A key cannot create a key stronger than itself."""
-        missing = set(scopes) - set(self.scopes)
+        missing = scope_table.missing(self.scopes, scopes)
         if missing:
             raise PermissionDenied(
                 f"this API key cannot grant scope(s) it lacks: {', '.join(sorted(missing))}"
+            )
+
+    def require_outlived_by(self, lifetime: timedelta | None, now: datetime) -> None:
+        """An expiring key cannot mint a key that outlives it (else expiry would be escapable)."""
+        if self.expires_at is None:
+            return
+        left = int((self.expires_at - now).total_seconds())
+        if lifetime is None or now + lifetime > self.expires_at:
+            raise PermissionDenied(
+                f"this API key expires at {self.expires_at.isoformat()}; a key it creates cannot "
+                f"outlive it: set expires_in_seconds to at most {max(left, 0)}",
+                field="expires_in_seconds",
             )
 
     def require_may_revoke(self, key: ApiKey) -> None:
         """Anyone may give up their own keys; other people's keys need a key manager."""
         if key.user_id == self.user_id:
             return
-        if not self.role.manages_keys or ADMIN_SCOPE not in self.scopes:
+        if not self.role.manages_keys or not self._manages_keys:
             raise PermissionDenied("only owners and admins may revoke other users' API keys")
 
 

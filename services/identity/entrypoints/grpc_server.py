@@ -2,7 +2,7 @@
 
 Identity is the authenticator, so its tenant calls resolve the caller's key by handling an
 ``Authenticate`` command in-process rather than through ``shared.grpc.Authenticator`` (a gRPC call to
-itself)."""
+itself), and hold it to the method's scope from the same table (``shared.scopes``)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from uuid import UUID
 import grpc
 from gpufleet.v1 import common_pb2, identity_pb2, identity_pb2_grpc
 
+from shared import scopes
 from shared.errors import Unauthenticated
-from shared.grpc import bearer, grpc_service
+from shared.grpc import bearer, current_method, grpc_service
 from shared.wire import ts
 
 from ..domain.model import ApiKey, Organization, Principal
@@ -70,6 +71,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         if not key:
             raise Unauthenticated("missing API key (authorization: Bearer <key>)")
         principal: Principal = await handle(commands.Authenticate(key), self.deps)
+        scopes.require(principal.scopes, current_method())
         return principal
 
     async def Authenticate(

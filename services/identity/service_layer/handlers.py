@@ -17,7 +17,7 @@ from shared.errors import NotFound, Unauthenticated
 from shared.handlers import dispatch
 
 from ..domain import model
-from ..domain.keys import hash_key, well_formed
+from ..domain.keys import hash_key, legacy, well_formed
 from ..domain.model import ApiKey, AuditEntry, AuthOutcome, Membership, Organization, Principal, Role, User
 from . import commands
 from .unit_of_work import UnitOfWorkFactory
@@ -35,6 +35,9 @@ class OperatorGate(Protocol):
 class IdentityMetrics(Protocol):
     def count_authentication(self, outcome: AuthOutcome) -> None:
         """Told how every authentication ended; the caller itself only ever learns ok or not."""
+
+    def count_legacy_key(self) -> None:
+        """Told of every successful authentication with a key of the format before checksums."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ async def authenticate(cmd: commands.Authenticate, deps: Dependencies) -> Princi
     deps.metrics.count_authentication(refusal or AuthOutcome.OK)
     if found is None or refusal is not None:
         raise Unauthenticated(INVALID_KEY)
+    if legacy(cmd.api_key):
+        deps.metrics.count_legacy_key()
     key = found.key
     return Principal(
         organization_id=key.organization_id,
@@ -87,6 +92,7 @@ async def authenticate(cmd: commands.Authenticate, deps: Dependencies) -> Princi
         role=found.role,
         api_key_id=key.id,
         scopes=key.scopes,
+        expires_at=key.expires_at,
     )
 
 
@@ -129,15 +135,17 @@ async def get_organization(cmd: commands.GetOrganization, deps: Dependencies) ->
 
 
 async def create_api_key(cmd: commands.CreateApiKey, deps: Dependencies) -> IssuedKey:
-    """A key for the caller's own user in the caller's organization."""
+    """A key for the caller's own user in the caller's organization, no stronger than the caller's
+    key: no scope it lacks, and no later expiry."""
     caller = cmd.caller
     caller.require_key_manager()
     name = model.key_name(cmd.name)
-    scopes = model.requested_scopes(cmd.scopes)
+    scopes = caller.scopes_to_grant(cmd.scopes)
     lifetime = model.key_lifetime(cmd.expires_in_seconds)
     caller.require_grantable(scopes)
     async with deps.uow(org_id=caller.organization_id) as tx:
         now = await tx.now()
+        caller.require_outlived_by(lifetime, now)
         key, secret = model.issue_key(caller.organization_id, caller.user_id, name, scopes, now, lifetime)
         await tx.add_api_key(key)
         await tx.audit(AuditEntry.by(caller, "api_key.created", "api_key", key.id, **_key_details(key)))

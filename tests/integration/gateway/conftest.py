@@ -93,7 +93,7 @@ async def app(services: FakeServices) -> AsyncIterator:
         monitoring_grpc_target=t["monitoring"],
         notification_grpc_target=t["notification"],
         gateway_readiness_timeout_seconds=2.0,
-        auth_cache_seconds=60,  # the caching test must not depend on how fast this machine is
+        auth_cache_seconds=1,  # the caching test must not depend on how fast this machine is
     )
     application = create_app(settings)
     async with application.router.lifespan_context(application):

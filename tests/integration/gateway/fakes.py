@@ -27,10 +27,11 @@ from gpufleet.v1 import (
     scheduler_pb2_grpc,
 )
 
+from shared import api_keys
 from shared.errors import Unauthenticated
 from shared.grpc import bearer, grpc_service
 
-TEST_KEY = "gpf_test_secret_key"
+TEST_KEY = api_keys.compose("test" * 10)  # well formed: the gateway checks the checksum
 ORG_ID = "0b6c2a53-7f0e-4b7a-9d55-3c1f7a2d9e10"
 USER_ID = "5d8e9f10-1a2b-4c3d-8e4f-5a6b7c8d9e0f"
 KEY_ID = "9a1b2c3d-4e5f-4a6b-8c7d-8e9f0a1b2c3d"
@@ -112,10 +113,25 @@ def job(request: scheduler_pb2.SubmitJobRequest | None = None, status: str = "qu
         webhook_url=r.webhook_url,
         created_at=T0,
         history=[scheduler_pb2.StatusChange(status="queued", at=T0, reason="")],
+        nodes=r.nodes or 1,
+        cpu_cores=r.cpu_cores,
+        ram_mb=r.ram_mb,
+        time_limit_seconds=r.time_limit_seconds,
+        held=r.hold,
+        no_requeue=r.no_requeue,
+        attempt=1,
     )
+    if status == "queued":
+        j.queue_position = 3
+        j.estimated_start = T1
+        j.pending_reason.code, j.pending_reason.message = (
+            ("held", "the job is held") if r.hold else ("no_capacity", "no node has 2 free GPUs")
+        )
     if status == "succeeded":
         j.node_id, j.scheduled_at, j.started_at, j.finished_at = NODE_ID, T0, T0, T1
         j.gpu_ids.append(GPU_ID)
+        j.attempt = 2
+        j.placements.append(scheduler_pb2.JobPlacement(node_id=NODE_ID, rank=0, gpu_ids=[GPU_ID]))
         j.has_exit_code, j.exit_code, j.output_tail = True, 0, "hello\n"
         j.history.extend(
             [
@@ -225,6 +241,18 @@ class FakeScheduler(scheduler_pb2_grpc.JobServiceServicer):
         cancelled = job(status="queued")
         cancelled.cancel_requested = True
         return cancelled
+
+    async def HoldJob(self, request, context):
+        self.rec.tenant_call("HoldJob", request, context)
+        return job(scheduler_pb2.SubmitJobRequest(command="echo hi", gpu_count=1, priority=50, hold=True))
+
+    async def ReleaseJob(self, request, context):
+        self.rec.tenant_call("ReleaseJob", request, context)
+        return job()
+
+    async def UpdateJobPriority(self, request, context):
+        self.rec.tenant_call("UpdateJobPriority", request, context)
+        return job(scheduler_pb2.SubmitJobRequest(command="echo hi", gpu_count=1, priority=request.priority))
 
 
 @grpc_service

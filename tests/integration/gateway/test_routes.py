@@ -160,7 +160,10 @@ async def test_job_cost(api, rec):
         "end_time": "2025-01-02T03:05:05.500000Z",
         "seconds": "60.5",
         "cost": "0.041667",
+        "attempt": 1,  # a billing that sends no attempt: everything was the first attempt, charged
+        "credit": "0",
     }
+    assert (cost["gross_cost"], cost["credit"], cost["attempts"]) == ("0.041667", "0", [])
 
 
 async def test_costs_list(api, rec):

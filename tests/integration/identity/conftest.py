@@ -23,6 +23,7 @@ class Identity:
     db: Database
     settings: IdentitySettings
     stub: identity_pb2_grpc.IdentityServiceStub
+    target: str
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +39,7 @@ async def identity(migrate_schema) -> AsyncIterator[Identity]:
         [name for _, _, name in app.grpc_services],
     )
     client = channel(target)
-    yield Identity(app, db, settings, identity_pb2_grpc.IdentityServiceStub(client))
+    yield Identity(app, db, settings, identity_pb2_grpc.IdentityServiceStub(client), target)
     await client.close()
     await server.stop(None)
     await db.dispose()

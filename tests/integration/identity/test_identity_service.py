@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from services.identity.domain.keys import hash_key
+from shared.contracts import limits
 from shared.grpc import ERROR_FIELD_KEY, with_key
 
 from .conftest import ADMIN_TOKEN, Identity
@@ -47,7 +48,7 @@ async def test_organization_key_lifecycle(identity: Identity) -> None:
     org_id, secret = created.organization.id, created.api_key.secret
     assert created.organization.name == "Acme GPU Lab" and created.organization.created_at.endswith("Z")
     assert created.owner.email.startswith("owner-") and created.owner.email == created.owner.email.lower()
-    assert secret.startswith("gpf_") and len(secret) == 44 and created.api_key.key.prefix == secret[:12]
+    assert secret.startswith("gpf_") and len(secret) == 50 and created.api_key.key.prefix == secret[:12]
     assert created.api_key.key.name == "default"
 
     principal = await identity.stub.Authenticate(identity_pb2.AuthenticateRequest(api_key=secret))
@@ -56,7 +57,7 @@ async def test_organization_key_lifecycle(identity: Identity) -> None:
         user_id=created.owner.id,
         role="owner",
         api_key_id=created.api_key.key.id,
-        scopes=["admin", "jobs:read", "jobs:write"],
+        scopes=list(limits.KEY_SCOPES),
     )
     assert (await identity.stub.GetOrganization(common_pb2.Empty(), metadata=with_key(secret))).id == org_id
 

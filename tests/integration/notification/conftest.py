@@ -17,6 +17,7 @@ from gpufleet.v1 import common_pb2, identity_pb2_grpc, notification_pb2_grpc
 
 from services.notification.bootstrap import NotificationApp, bootstrap
 from services.notification.config import NotificationSettings
+from shared import api_keys
 from shared.contracts import jobs
 from shared.db import Database
 from shared.embedded.postgres import free_port
@@ -29,7 +30,7 @@ class FakeIdentity(identity_pb2_grpc.IdentityServiceServicer):
         self.keys: dict[str, common_pb2.Principal] = {}
 
     def key(self, org: uuid.UUID, role: str = "member") -> tuple[tuple[str, str], ...]:
-        secret = f"gpf_test_{uuid.uuid4().hex}"
+        secret = api_keys.new_key()
         self.keys[secret] = common_pb2.Principal(
             organization_id=str(org), user_id=str(uuid.uuid4()), role=role, api_key_id=str(uuid.uuid4())
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from services.gateway.entrypoints.requests import ApiKeyCreate, JobCreate, WebhookCreate
+from services.gateway.entrypoints.requests import ApiKeyCreate, JobCreate, JobPriorityUpdate, WebhookCreate
 from shared.contracts import limits
 
 
@@ -42,6 +42,15 @@ def test_job_defaults():
         {"command": "echo", "gpu_type": ""},
         {"command": "echo", "extra": 1},
         {"command": "echo", "name": "n" * (limits.MAX_JOB_NAME + 1)},
+        {"command": "echo", "nodes": 0},
+        {"command": "echo", "nodes": limits.MAX_NODES + 1},
+        {"command": "echo", "cpu_cores": limits.MAX_CPU_CORES + 1},
+        {"command": "echo", "ram_mb": -1},
+        {"command": "echo", "ram_mb": limits.MAX_RAM_MB + 1},
+        {"command": "echo", "time_limit_seconds": 0},
+        {"command": "echo", "time_limit_seconds": limits.MAX_TIME_LIMIT_SECONDS + 1},
+        {"command": "echo", "hold": "true"},
+        {"command": "echo", "no_requeue": 0},
     ],
 )
 def test_job_rejects(body):
@@ -104,3 +113,42 @@ def test_key_scopes_are_the_shared_enumeration():
         ApiKeyCreate.model_validate({"name": "k", "scopes": ["superuser"]})
     with pytest.raises(ValidationError):
         ApiKeyCreate.model_validate({"name": "k", "expires_in_seconds": limits.MAX_KEY_LIFETIME_SECONDS + 1})
+
+
+def test_engine_fields_default_to_a_plain_single_node_job():
+    job = JobCreate.model_validate({"command": "echo"})
+    assert (job.nodes, job.cpu_cores, job.ram_mb, job.time_limit_seconds, job.hold, job.no_requeue) == (
+        1,
+        0,
+        0,
+        None,
+        False,
+        False,
+    )
+
+
+def test_engine_fields_at_their_limits_are_accepted():
+    job = JobCreate.model_validate(
+        {
+            "command": "echo",
+            "nodes": limits.MAX_NODES,
+            "cpu_cores": limits.MAX_CPU_CORES,
+            "ram_mb": limits.MAX_RAM_MB,
+            "time_limit_seconds": limits.MAX_TIME_LIMIT_SECONDS,
+        }
+    )
+    assert job.nodes == limits.MAX_NODES and job.time_limit_seconds == limits.MAX_TIME_LIMIT_SECONDS
+
+
+@pytest.mark.parametrize("priority", [limits.MIN_PRIORITY, limits.MAX_PRIORITY])
+def test_priority_update_bounds(priority):
+    assert JobPriorityUpdate.model_validate({"priority": priority}).priority == priority
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"priority": limits.MAX_PRIORITY + 1}, {"priority": -1}, {"priority": "5"}, {"priority": 5, "x": 1}],
+)
+def test_priority_update_rejects(body):
+    with pytest.raises(ValidationError):
+        JobPriorityUpdate.model_validate(body)

@@ -128,8 +128,13 @@ class FakeMetrics:
 
     outcomes: list[AuthOutcome] = field(default_factory=list)
 
+    legacy_keys: int = 0
+
     def count_authentication(self, outcome: AuthOutcome) -> None:
         self.outcomes.append(outcome)
+
+    def count_legacy_key(self) -> None:
+        self.legacy_keys += 1
 
 
 def fake_dependencies(

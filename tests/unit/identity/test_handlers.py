@@ -13,6 +13,7 @@ from services.identity.domain.keys import hash_key
 from services.identity.domain.model import AuthOutcome, Membership, Principal, Role
 from services.identity.service_layer import commands, handlers
 from services.identity.service_layer.handlers import Dependencies, handle
+from shared.contracts import limits
 from shared.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 
 from .fakes import OPERATOR_TOKEN, FakeMetrics, FakeUnitOfWorkFactory, fake_dependencies
@@ -50,11 +51,7 @@ def test_every_command_has_exactly_one_handler() -> None:
 async def test_create_organization_makes_owner_and_default_key_and_audits(deps, uow) -> None:
     done = await new_org(deps)
     assert done.organization.name == "Acme" and done.owner.email == "owner@example.com"
-    assert done.api_key.key.name == "default" and done.api_key.key.scopes == (
-        "admin",
-        "jobs:read",
-        "jobs:write",
-    )
+    assert done.api_key.key.name == "default" and done.api_key.key.scopes == limits.KEY_SCOPES
     stored = uow.state.keys[done.api_key.key.id]
     assert stored.key_hash == hash_key(done.api_key.secret)
     assert uow.state.memberships == [Membership(done.owner.id, done.organization.id, Role.OWNER)]
@@ -216,3 +213,44 @@ async def test_a_member_cannot_revoke_someone_elses_key(deps) -> None:
     member = replace(owner, user_id=uuid4(), role=Role.MEMBER)
     with pytest.raises(PermissionDenied):
         await handle(commands.RevokeApiKey(member, done.api_key.key.id), deps)
+
+
+async def test_an_expiring_key_cannot_mint_a_key_that_outlives_it(deps, uow) -> None:
+    done = await new_org(deps)
+    owner = await login(deps, done.api_key.secret)
+    hour = await handle(commands.CreateApiKey(owner, "hour", (), 3600), deps)
+    expiring = await login(deps, hour.secret)
+    assert expiring.expires_at == uow.clock + timedelta(hours=1)
+    uow.clock += timedelta(minutes=10)
+    keys_before = len(uow.state.keys)
+    for lifetime in (0, 3001):  # never, and ten minutes too late
+        with pytest.raises(PermissionDenied) as err:
+            await handle(commands.CreateApiKey(expiring, "child", (), lifetime), deps)
+        assert err.value.field == "expires_in_seconds" and "at most 3000" in err.value.message
+    assert len(uow.state.keys) == keys_before
+    child = await handle(commands.CreateApiKey(expiring, "child", (), 3000), deps)
+    assert child.key.expires_at == hour.key.expires_at
+
+
+async def test_a_scoped_key_mints_only_what_it_has(deps, uow) -> None:
+    done = await new_org(deps)
+    owner = await login(deps, done.api_key.secret)
+    manager = await login(
+        deps, (await handle(commands.CreateApiKey(owner, "m", ("keys:write", "jobs:read")), deps)).secret
+    )
+    with pytest.raises(PermissionDenied) as err:
+        await handle(commands.CreateApiKey(manager, "x", ("jobs:write",)), deps)
+    assert "jobs:write" in err.value.message
+    inherited = await handle(commands.CreateApiKey(manager, "same"), deps)
+    assert inherited.key.scopes == ("jobs:read", "keys:read", "keys:write")
+
+
+async def test_legacy_keys_still_authenticate_and_are_counted(deps, uow, metrics) -> None:
+    done = await new_org(deps)
+    old = "gpf_" + "Ab-_" * 10
+    stored = uow.state.keys[done.api_key.key.id]
+    uow.state.keys[stored.id] = replace(stored, key_hash=hash_key(old))
+    assert (await login(deps, old)).api_key_id == stored.id
+    assert metrics.legacy_keys == 1
+    await login(deps, old)
+    assert metrics.legacy_keys == 2 and metrics.outcomes == [AuthOutcome.OK] * 2

@@ -82,7 +82,7 @@ def test_key_name_bounds() -> None:
 
 
 def test_scopes_default_to_all_and_reject_unknown() -> None:
-    assert model.requested_scopes([]) == ("admin", "jobs:read", "jobs:write")
+    assert model.requested_scopes([]) == limits.KEY_SCOPES
     assert model.requested_scopes(["jobs:write", "jobs:read", "jobs:read"]) == ("jobs:read", "jobs:write")
     with pytest.raises(InvalidArgument) as err:
         model.requested_scopes(["jobs:read", "root"])
@@ -162,13 +162,46 @@ def test_members_and_viewers_do_not_create_keys(role: Role) -> None:
         principal(role).require_key_manager()
 
 
-def test_a_key_without_admin_scope_cannot_create_keys_nor_grant_more_than_it_has() -> None:
-    with pytest.raises(PermissionDenied):
-        principal(Role.OWNER, scopes=("jobs:read", "jobs:write")).require_key_manager()
-    narrow = principal(Role.ADMIN, scopes=("admin", "jobs:read"))
-    narrow.require_grantable(("jobs:read",))
-    with pytest.raises(PermissionDenied):
-        narrow.require_grantable(("jobs:read", "jobs:write"))
+def test_a_key_without_keys_write_cannot_create_keys_nor_grant_more_than_it_has() -> None:
+    with pytest.raises(PermissionDenied) as err:
+        principal(Role.OWNER, scopes=("jobs:read", "jobs:write", "keys:read")).require_key_manager()
+    assert "keys:write" in err.value.message
+    narrow = principal(Role.ADMIN, scopes=("keys:write", "jobs:read"))
+    narrow.require_key_manager()
+    narrow.require_grantable(("jobs:read", "keys:read"))  # keys:write includes keys:read
+    with pytest.raises(PermissionDenied) as err:
+        narrow.require_grantable(("jobs:read", "jobs:write", "admin"))
+    assert err.value.message.endswith("admin, jobs:write")
+
+
+def test_admin_grants_every_scope_and_an_unscoped_key_is_unrestricted() -> None:
+    principal(Role.OWNER, scopes=("admin",)).require_grantable(limits.KEY_SCOPES)
+    principal(Role.OWNER, scopes=()).require_grantable(limits.KEY_SCOPES)
+    principal(Role.OWNER, scopes=()).require_key_manager()
+
+
+def test_a_key_made_without_scopes_gets_what_its_maker_has() -> None:
+    assert principal(Role.OWNER, scopes=("admin",)).scopes_to_grant(()) == limits.KEY_SCOPES
+    assert principal(Role.OWNER, scopes=()).scopes_to_grant(()) == limits.KEY_SCOPES
+    assert principal(Role.OWNER, scopes=("keys:write", "jobs:write")).scopes_to_grant(()) == (
+        "jobs:read",
+        "jobs:write",
+        "keys:read",
+        "keys:write",
+    )
+    assert principal(Role.OWNER).scopes_to_grant(("jobs:read",)) == ("jobs:read",)
+
+
+def test_an_expiring_key_cannot_mint_a_key_that_outlives_it() -> None:
+    expiring = Principal(uuid4(), uuid4(), Role.OWNER, uuid4(), model.SCOPES, NOW + timedelta(hours=1))
+    expiring.require_outlived_by(timedelta(minutes=59), NOW)
+    expiring.require_outlived_by(timedelta(hours=1), NOW)  # expiring together is not outliving
+    for lifetime in (None, timedelta(hours=1, seconds=1)):
+        with pytest.raises(PermissionDenied) as err:
+            expiring.require_outlived_by(lifetime, NOW)
+        assert err.value.field == "expires_in_seconds"
+        assert "at most 3600" in err.value.message and "2025-01-01T01:00:00+00:00" in err.value.message
+    principal(Role.OWNER).require_outlived_by(None, NOW)  # a key that never expires may mint any
 
 
 def test_revocation_rules() -> None:

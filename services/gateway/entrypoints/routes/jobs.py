@@ -9,7 +9,7 @@ from gpufleet.v1 import scheduler_pb2
 
 from services.gateway.entrypoints import translate
 from services.gateway.entrypoints.auth import CallerDep, DownstreamDep, resource_id
-from services.gateway.entrypoints.requests import JobCancel, JobCreate
+from services.gateway.entrypoints.requests import JobCancel, JobCreate, JobPriorityUpdate
 from services.gateway.entrypoints.responses import JobListOut, JobOut
 from services.gateway.entrypoints.routes import Cursor, PageSize, problem_responses
 from shared.contracts import limits
@@ -31,7 +31,7 @@ _CREATED: dict[int | str, dict[str, Any]] = {
     status_code=status.HTTP_201_CREATED,
     response_model=JobOut,
     responses={**_CREATED, **problem_responses(400, 409, 422)},
-    summary="Submit a job",
+    summary="Submit a job (422 when no node of this fleet could ever run it)",
 )
 async def submit_job(
     body: JobCreate,
@@ -59,6 +59,12 @@ async def submit_job(
             webhook_url=body.webhook_url or "",
             name=body.name or "",
             idempotency_key=idempotency_key or "",
+            nodes=body.nodes,
+            cpu_cores=body.cpu_cores,
+            ram_mb=body.ram_mb,
+            time_limit_seconds=body.time_limit_seconds or 0,
+            hold=body.hold,
+            no_requeue=body.no_requeue,
         ),
         **caller.call,
     )
@@ -111,6 +117,46 @@ async def cancel_job(
 ) -> JobOut:
     job = await down.jobs.CancelJob(
         scheduler_pb2.CancelJobRequest(id=resource_id(job_id), reason=(body.reason if body else None) or ""),
+        **caller.call,
+    )
+    return translate.job(job)
+
+
+# Hold, release and re-prioritise apply to queued jobs only (409 otherwise); another organization's job
+# is not found, exactly like a missing one.
+
+
+@router.post(
+    "/jobs/{job_id}/hold",
+    response_model=JobOut,
+    responses=problem_responses(400, 404, 409),
+    summary="Keep a queued job from being scheduled until released",
+)
+async def hold_job(job_id: str, caller: CallerDep, down: DownstreamDep) -> JobOut:
+    job = await down.jobs.HoldJob(scheduler_pb2.GetJobRequest(id=resource_id(job_id)), **caller.call)
+    return translate.job(job)
+
+
+@router.post(
+    "/jobs/{job_id}/release",
+    response_model=JobOut,
+    responses=problem_responses(400, 404, 409),
+    summary="Let a held job be scheduled again",
+)
+async def release_job(job_id: str, caller: CallerDep, down: DownstreamDep) -> JobOut:
+    job = await down.jobs.ReleaseJob(scheduler_pb2.GetJobRequest(id=resource_id(job_id)), **caller.call)
+    return translate.job(job)
+
+
+@router.patch(
+    "/jobs/{job_id}",
+    response_model=JobOut,
+    responses=problem_responses(400, 404, 409, 422),
+    summary="Change a queued job's priority (orders it among its own organization's jobs only)",
+)
+async def update_job(job_id: str, body: JobPriorityUpdate, caller: CallerDep, down: DownstreamDep) -> JobOut:
+    job = await down.jobs.UpdateJobPriority(
+        scheduler_pb2.UpdateJobPriorityRequest(id=resource_id(job_id), priority=body.priority),
         **caller.call,
     )
     return translate.job(job)

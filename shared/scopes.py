@@ -1,0 +1,137 @@
+"""Which API key scope each gRPC method needs: the one table, enforced centrally.
+
+Every tenant-facing method is listed under exactly one scope (``METHODS_OF_SCOPE``) or in
+``EVERY_KEY`` (answers that tell a key holder nothing beyond what the key already is). Enforcement
+needs no servicer code: ``shared.grpc``'s method wrapper records ``Service/Method`` for the call, and
+``Authenticator.principal`` (identity's own servicer for its methods) refuses with PERMISSION_DENIED
+naming the missing scope. The REST gateway forwards the caller's key, so the same refusal becomes a
+403 ``insufficient-scope`` problem there.
+
+Rules:
+
+* ``admin`` means everything, including methods added later.
+* A ``:write`` scope includes its ``:read`` scope (``IMPLIES``): whoever may change jobs may look at them.
+* A key with no scopes at all (none stored) means "everything its role allows"; identity stores a key
+  created without scopes with every scope (or, when a restricted key mints it, with the minter's).
+* Fail closed: for a key whose scopes do not include ``admin``, a method missing from the table is
+  refused. A unit test walks the generated descriptors and fails if a tenant-facing method is missing.
+* Scopes narrow what a key may do; they never widen its role (a ``viewer``'s key with ``jobs:write``
+  still cannot submit).
+
+Methods that are not called with an API key are listed in ``NOT_API_KEY_METHODS`` with why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from shared.contracts import limits
+from shared.errors import PermissionDenied
+
+ADMIN = "admin"
+JOBS_READ = "jobs:read"
+JOBS_WRITE = "jobs:write"
+FLEET_READ = "fleet:read"
+COSTS_READ = "costs:read"
+METRICS_READ = "metrics:read"
+WEBHOOKS_READ = "webhooks:read"
+WEBHOOKS_WRITE = "webhooks:write"
+KEYS_READ = "keys:read"
+KEYS_WRITE = "keys:write"
+
+METHODS_OF_SCOPE: Mapping[str, tuple[str, ...]] = {
+    JOBS_READ: ("JobService/GetJob", "JobService/ListJobs"),
+    JOBS_WRITE: (
+        "JobService/SubmitJob",
+        "JobService/CancelJob",
+        "JobService/HoldJob",
+        "JobService/ReleaseJob",
+        "JobService/UpdateJobPriority",
+    ),
+    FLEET_READ: ("FleetService/ListGpus",),
+    COSTS_READ: ("BillingService/GetJobCost", "BillingService/ListJobCosts"),
+    METRICS_READ: ("MonitoringService/GetUtilization",),
+    WEBHOOKS_READ: ("NotificationService/ListWebhooks", "NotificationService/ListDeliveries"),
+    # The job-webhook signing secret lets its holder forge deliveries: as strong as managing webhooks.
+    WEBHOOKS_WRITE: (
+        "NotificationService/CreateWebhook",
+        "NotificationService/DeleteWebhook",
+        "NotificationService/GetJobWebhookSecret",
+    ),
+    KEYS_READ: ("IdentityService/ListApiKeys",),
+    KEYS_WRITE: ("IdentityService/CreateApiKey", "IdentityService/RevokeApiKey"),
+    ADMIN: (),  # everything; no method needs admin alone
+}
+
+# Any valid key may call these: who the key belongs to, and the product's GPU type catalog (which a
+# job submitter needs to name a type; the scheduler checks submitted types against it with the
+# caller's own key).
+EVERY_KEY: tuple[str, ...] = ("IdentityService/GetOrganization", "FleetService/ListGpuTypes")
+
+NOT_API_KEY_METHODS: Mapping[str, str] = {
+    "IdentityService/Authenticate": "resolves a key given in the request; the services' own call",
+    "IdentityService/CreateOrganization": "operator call (admin token)",
+    "NodeAgentService/*": "node agents (agent credential), never an API key",
+    "NodeRegistryService/*": "node agents (agent credential), never an API key",
+}
+
+IMPLIES: Mapping[str, tuple[str, ...]] = {
+    JOBS_WRITE: (JOBS_READ,),
+    WEBHOOKS_WRITE: (WEBHOOKS_READ,),
+    KEYS_WRITE: (KEYS_READ,),
+}
+
+ALL: tuple[str, ...] = limits.KEY_SCOPES
+
+SCOPE_OF: Mapping[str, str] = {
+    method: scope for scope, methods in METHODS_OF_SCOPE.items() for method in methods
+}
+
+
+def granted(held: Iterable[str]) -> frozenset[str]:
+    """Every scope ``held`` amounts to: ``admin`` is all of them, a write scope adds its read scope.
+    An empty ``held`` (a key stored without scopes) is unrestricted, so it is all of them too."""
+    have = set(held)
+    if not have or ADMIN in have:
+        return frozenset(ALL)
+    for scope in list(have):
+        have.update(IMPLIES.get(scope, ()))
+    return frozenset(have)
+
+
+def allows(held: Iterable[str], method: str | None) -> bool:
+    """Whether a key with scopes ``held`` may call ``method`` (``Service/Method``; None: unknown)."""
+    have = tuple(held)
+    if not have or ADMIN in have:
+        return True
+    if method is None:
+        return False
+    if method in EVERY_KEY:
+        return True
+    needed = SCOPE_OF.get(method)
+    return needed is not None and needed in granted(have)
+
+
+def require(held: Iterable[str], method: str | None) -> None:
+    """Raise PERMISSION_DENIED (field ``scopes``) unless ``held`` allows ``method``; names the scope."""
+    have = tuple(held)
+    if allows(have, method):
+        return
+    needed = SCOPE_OF.get(method or "")
+    if needed is None:
+        raise PermissionDenied(
+            f"this API key's scopes do not cover {method or 'this call'}; only an admin key may call it",
+            field="scopes",
+            required_scope=ADMIN,
+        )
+    raise PermissionDenied(
+        f"this API key lacks the {needed} scope, which {method} needs "
+        f"(the key has: {', '.join(sorted(have))})",
+        field="scopes",
+        required_scope=needed,
+    )
+
+
+def missing(held: Iterable[str], wanted: Iterable[str]) -> frozenset[str]:
+    """The scopes of ``wanted`` that a key with ``held`` does not amount to (it cannot grant them)."""
+    return frozenset(wanted) - granted(held)

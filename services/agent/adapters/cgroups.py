@@ -17,12 +17,24 @@ import os
 import signal
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ..domain.model import Limits
+if TYPE_CHECKING:
+    from ..domain.model import Limits
 
 __all__ = ["CgroupHost", "JobCgroup", "Limits"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: the per-job supervisor imports this module at every job start and never needs Limits
+    # (whose module costs more to import than the supervisor's own code).
+    if name == "Limits":
+        from ..domain.model import Limits
+
+        return Limits
+    raise AttributeError(name)
+
 
 V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "freezer")
 V2_CONTROLLERS = frozenset({"cpu", "memory", "pids"})
@@ -81,6 +93,8 @@ class CgroupHost:
         """None when job cgroups can be created here, else why not (the agent logs it once)."""
         if self.version == 0:
             return "no cgroup v2 tree with controllers and no v1 cpu, cpuacct, memory, pids and freezer"
+        from ..domain.model import Limits
+
         probe = self.job(f".probe-{os.getpid()}")
         try:
             probe.create(Limits())
@@ -90,10 +104,17 @@ class CgroupHost:
         return None
 
 
-@dataclass(frozen=True)
 class JobCgroup:
-    version: int
-    by_controller: dict[str, Path]  # v2: the same folder for every controller
+    # A plain class, not a dataclass: importing dataclasses (inspect, ast) would double the cost of
+    # importing this module in the per-job supervisor.
+    __slots__ = ("by_controller", "version")
+
+    def __init__(self, version: int, by_controller: dict[str, Path]) -> None:
+        self.version = version
+        self.by_controller = by_controller  # v2: the same folder for every controller
+
+    def __repr__(self) -> str:
+        return f"JobCgroup({self.version}, {self.by_controller})"
 
     @property
     def dirs(self) -> list[Path]:

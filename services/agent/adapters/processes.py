@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,16 +25,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from ..domain.model import SUPERVISOR_LOST_MESSAGE, Distributed, JobExit, LocalJob
+from ..domain.model import SUPERVISOR_LOST_MESSAGE, Distributed, JobExit, Limits, LocalJob
 from ..domain.output_tail import OutputTail
 from . import sandbox
-from .cgroups import CgroupHost, JobCgroup, Limits
+from .cgroups import CgroupHost, JobCgroup
 from .shim import EXIT, OUTPUT, PID, READY, SPEC
 
 log = logging.getLogger("gpufleet.agent.jobs")
 
-POLL_SECONDS = 0.1
+POLL_SECONDS = 0.1  # where no pidfd tells us the supervisor exited (older kernels)
+EXIT_RECHECK_SECONDS = 1.0  # with a pidfd: only a safety net, the exit wakes us at once
+UID_SCAN_SECONDS = 30.0  # how old the list of uids seen running in /proc may be when a uid is picked
 SHIM_MODULE = "services.agent.adapters.shim"
+# -S: no site (no .pth files, no site-packages): the supervisor needs only the stdlib and this source
+# tree (PYTHONPATH), and skipping site halves the interpreter's start, paid once per job.
+SHIM_ARGV = (sys.executable, "-S", "-m", SHIM_MODULE)
 Network = Literal["none", "host"]
 
 
@@ -61,6 +67,9 @@ class ProcessJob:
         self.runner, self.spec, self.control = runner, spec, control
         self.pid = shim_pid
         self._process = process  # None when adopted: the supervisor is not our child
+        self._gone: asyncio.Event | None = None  # set when the supervisor's pidfd says it exited
+        self._pidfd: int | None = None  # None: not tried yet; -1: none (polling)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def job_id(self) -> str:
@@ -80,12 +89,55 @@ class ProcessJob:
         except (OSError, ValueError):
             return None
 
+    def _follow_exit(self) -> asyncio.Event | None:
+        """An event set when the supervisor exits (it records the exit just before), from a pidfd the
+        event loop watches; None where the kernel has no pidfds: the callers then poll."""
+        if self._gone is not None or self._pidfd is not None:
+            return self._gone
+        try:
+            fd = os.pidfd_open(self.pid)
+        except (OSError, AttributeError):
+            self._pidfd = -1
+            return None
+        # Opened, then checked: a pid reused since the supervisor's exit is not taken for it (a pidfd
+        # of an exited child of ours still refers to it until we reap it).
+        if self._process is None and not _is_supervisor(self.pid, self.control):
+            os.close(fd)
+            self._pidfd = -1
+            return None
+        loop, gone = asyncio.get_running_loop(), asyncio.Event()
+        self._pidfd, self._gone, self._loop = fd, gone, loop
+
+        def exited() -> None:
+            self._close_pidfd()
+            gone.set()
+
+        loop.add_reader(fd, exited)
+        return gone
+
+    def _close_pidfd(self) -> None:
+        fd, self._pidfd = self._pidfd, -1
+        if fd is not None and fd >= 0:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(fd)
+            os.close(fd)
+
+    async def _until_supervisor_exits(self, poll: float) -> None:
+        """Return when the supervisor exits or after a while, whichever comes first."""
+        gone = self._follow_exit()
+        if gone is None:
+            await asyncio.sleep(poll)
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(EXIT_RECHECK_SECONDS):
+                await gone.wait()
+
     async def wait(self) -> JobExit:
         while (record := self.exit_record()) is None:
             if not self.supervisor_alive():
                 record = self.exit_record() or {"error": SUPERVISOR_LOST_MESSAGE}
                 break
-            await asyncio.sleep(POLL_SECONDS)
+            await self._until_supervisor_exits(POLL_SECONDS)
         if "exit_code" not in record:
             self.kill_remnants()  # the supervisor died: nobody else will end what it watched
         return JobExit(
@@ -116,7 +168,7 @@ class ProcessJob:
                     await asyncio.sleep(POLL_SECONDS / 10)  # a shim still starting would die of SIGTERM
                 self._signal_supervisor(signal.SIGTERM)
                 while self.exit_record() is None and self.supervisor_alive():
-                    await asyncio.sleep(POLL_SECONDS)
+                    await self._until_supervisor_exits(POLL_SECONDS)
                 return
         except TimeoutError:
             log.warning(
@@ -150,6 +202,7 @@ class ProcessJob:
 
     def release(self) -> None:
         """Forget the job (its report is queued): remove what the supervisor did not, free its uid."""
+        self._close_pidfd()
         self.kill_remnants()
         shutil.rmtree(self.spec["workdir"], ignore_errors=True)
         shutil.rmtree(self.control, ignore_errors=True)
@@ -173,6 +226,7 @@ class ProcessRunner:
             raise ValueError(f"the jobs folder {self.jobs_root} must be outside the state folder {state_dir}")
         sandbox.prepare_jobs_root(self.jobs_root, self.is_root)
         self.uids = sandbox.UidPool(s.uid_first, s.uid_last)
+        self._uids_seen: tuple[float, set[int]] = (-UID_SCAN_SECONDS, set())
         self.cgroups = CgroupHost(s.cgroup_parent)
         self.cgroup_problem = self.cgroups.usable()
         self.kernel = _probe()
@@ -247,7 +301,7 @@ class ProcessRunner:
         job_id = job.job_id
         control = self.control_root / job_id
         control.mkdir(mode=0o700)  # FileExistsError: this job already has a supervisor here
-        uid = self.uids.take(sandbox.uids_running()) if self.is_root else None
+        uid = self.uids.take(self._uids_running()) if self.is_root else None
         workdir = self.jobs_root / job_id
         spec = self._spec(job, command, submitter_env, distributed, uid, workdir)
         try:
@@ -259,7 +313,7 @@ class ProcessRunner:
             (control / SPEC).write_text(json.dumps(spec))
             with open(control / "shim.log", "ab") as shim_log:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", SHIM_MODULE, str(control)],
+                    [*SHIM_ARGV, str(control)],
                     stdin=subprocess.DEVNULL,
                     stdout=shim_log,
                     stderr=subprocess.STDOUT,
@@ -272,6 +326,16 @@ class ProcessRunner:
             ProcessJob(self, spec, control, 0).release()
             raise
         return ProcessJob(self, spec, control, process.pid, process)
+
+    def _uids_running(self) -> set[int]:
+        """The uids of /proc's processes, rescanned at most every UID_SCAN_SECONDS (not per job: the scan
+        reads every process's status). Our own jobs' uids are in the pool's held set, always current; the
+        scan is for other holders (a previous agent's job), which do not appear between two scans."""
+        at, seen = self._uids_seen
+        if time.monotonic() - at >= UID_SCAN_SECONDS:
+            seen = sandbox.uids_running()
+            self._uids_seen = (time.monotonic(), seen)
+        return seen
 
     def _spec(
         self,
@@ -382,7 +446,7 @@ def _probe() -> dict[str, str | None]:
     """Ask a throwaway shim which namespaces this kernel grants (never unshare the agent itself)."""
     try:
         done = subprocess.run(
-            [sys.executable, "-m", SHIM_MODULE, "--probe"],
+            [*SHIM_ARGV, "--probe"],
             capture_output=True,
             timeout=30,
             env={"PATH": sandbox.SAFE_PATH, "PYTHONPATH": str(_source_root())},

@@ -22,7 +22,6 @@ Guarantees by mode (the README's sandbox section is written from this):
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import os
@@ -30,11 +29,12 @@ import pwd
 import random
 import socket
 import struct
-import tempfile
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..domain.model import Distributed
+if TYPE_CHECKING:
+    from ..domain.model import Distributed
 
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Set by the agent and never by the submitter: they say which job this is, which GPUs it holds and
@@ -57,7 +57,9 @@ CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 0x4000, 0x40000
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The process's own symbols, libc's among them: no ctypes.util.find_library, which imports subprocess
+# and may run ldconfig, at every supervisor's start.
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _check(result: int, what: str) -> None:
@@ -95,6 +97,8 @@ def job_environment(
     distributed: Distributed | None = None,
 ) -> dict[str, str]:
     """The whole environment of a job: the allowlist, plus what its submitter set (not the agent's)."""
+    from ..domain.model import Distributed  # the agent's side only: the supervisor never imports it
+
     env = {
         k: v
         for k, v in (submitter_env or {}).items()
@@ -133,6 +137,8 @@ def default_jobs_root(is_root: bool) -> Path:
     """Outside the agent's state folder: a system folder as root, the user's runtime folder otherwise."""
     if is_root:
         return Path("/var/lib/gpufleet/jobs")
+    import tempfile  # the agent's side only: the supervisor starts faster without it
+
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     base = Path(runtime) if runtime else Path(tempfile.gettempdir())
     return base / f"gpufleet-jobs-{os.getuid()}"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from services.agent.adapters import processes
 from services.agent.adapters.processes import ProcessRunner, SandboxSettings
 from services.agent.adapters.report_store import JsonReportStore
 from services.agent.adapters.sandbox import SAFE_PATH, job_environment
@@ -147,3 +148,25 @@ async def test_a_job_whose_supervisor_died_is_killed_and_not_taken_back(tmp_path
     handle.release()
     second = ProcessRunner(tmp_path, 1024, first.settings)
     assert second.adopt() == []
+
+
+async def test_the_exit_is_learned_when_the_supervisor_ends_not_at_the_next_poll(tmp_path, monkeypatch):
+    # With polling pushed out of reach, only the supervisor's pidfd can end these waits in time: for a
+    # supervisor this agent started and for one a restarted agent took back (not its child).
+    monkeypatch.setattr(processes, "POLL_SECONDS", 3600.0)
+    monkeypatch.setattr(processes, "EXIT_RECHECK_SECONDS", 3600.0)
+    first = runner(tmp_path)
+    started = await first.spawn(str(uuid.uuid4()), "true", [0])
+    done = await asyncio.wait_for(started.wait(), 30)
+    assert done.exit_code == 0
+    started.release()
+
+    left = await first.spawn(str(uuid.uuid4()), "sleep 2; exit 3", [0])
+    ((_, adopted),) = ProcessRunner(tmp_path, 1024, first.settings).adopt()
+    waiting = asyncio.ensure_future(adopted.wait())
+    await asyncio.sleep(0.2)
+    assert not waiting.done()  # followed while it runs, not mistaken for gone
+    done = await asyncio.wait_for(waiting, 30)
+    assert done.exit_code == 3
+    adopted.release()
+    left.supervisor_alive()  # reaps the supervisor, still the first runner's child

@@ -11,47 +11,17 @@ import sys
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from prometheus_client import REGISTRY
-from pydantic import BaseModel
 
 from shared import deadletters
 from shared.consumers import claim, refresh_consumer_lag, subscribe, subscribe_batch
 from shared.db import Database
 from shared.events import Envelope, header_map
 from shared.kafka import consumer_lag, ensure_topics, make_broker
-from shared.settings import KafkaSettings
+
+from .topics import MODELS, Ping, read_all, settings
 
 pytestmark = pytest.mark.integration
-
-
-class Ping(BaseModel):
-    n: int
-
-
-MODELS = {"test.ping": Ping}
-
-
-def settings(bootstrap: str) -> KafkaSettings:
-    return KafkaSettings(
-        kafka_bootstrap_servers=bootstrap, kafka_idempotent_producer=False, kafka_topic_partitions=2
-    )
-
-
-async def read_all(bootstrap: str, topic: str, want: int, timeout: float = 20) -> list:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    got: list = []
-    try:
-        async with asyncio.timeout(timeout):
-            while len(got) < want:
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    got.extend(records)
-    except TimeoutError:
-        pass
-    finally:
-        await consumer.stop()
-    return got
 
 
 async def publish(broker, topic: str, envs: list[Envelope]) -> None:

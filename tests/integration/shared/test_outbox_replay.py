@@ -8,10 +8,8 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import REGISTRY
-from pydantic import BaseModel
 from sqlalchemy import text
 
 from shared.consumers import prune_processed_events
@@ -19,38 +17,10 @@ from shared.db import Database
 from shared.embedded.kafka import EmbeddedKafka
 from shared.events import Envelope, decode
 from shared.outbox import REPLAY_WINDOW, OutboxRelay, outbox_backlog, record
-from shared.settings import KafkaSettings
+
+from .topics import MODELS, Ping, read_all, settings
 
 pytestmark = pytest.mark.integration
-
-
-class Ping(BaseModel):
-    n: int
-
-
-MODELS = {"test.ping": Ping}
-
-
-def settings(bootstrap: str) -> KafkaSettings:
-    return KafkaSettings(
-        kafka_bootstrap_servers=bootstrap, kafka_idempotent_producer=False, kafka_topic_partitions=2
-    )
-
-
-async def read_all(bootstrap: str, topic: str, want: int, timeout: float = 30) -> list:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    got: list = []
-    try:
-        async with asyncio.timeout(timeout):
-            while len(got) < want:
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    got.extend(records)
-    except TimeoutError:
-        pass
-    finally:
-        await consumer.stop()
-    return got
 
 
 async def write(db: Database, topic: str, ns: range, key: str = "k") -> None:

@@ -158,7 +158,7 @@ class OutboxRelay:
         marker_check_seconds: float = 5.0,
         retention: timedelta = REPLAY_WINDOW,
         retry_initial: float = 0.5,
-        retry_max: float = 30.0,
+        retry_max: float = 5.0,  # after an outage, back within seconds of the broker (consumers: 5 s too)
     ) -> None:
         if retention > REPLAY_WINDOW:
             raise ValueError(

@@ -50,16 +50,18 @@ from shared.migrate import role_name
 from shared.settings import ENV_PREFIX
 
 GRPC_SERVICES = ("identity", "fleet", "scheduler", "billing", "monitoring", "notification")
+# Below Linux's ephemeral range (32768-60999): a default there can be taken as the local port of some
+# outgoing connection between the free-port check and the bind (seen: "failed to bind 127.0.0.1:50056").
 DEFAULT_PORTS = {
-    "identity": 50051,
-    "fleet": 50052,
-    "scheduler": 50053,
-    "billing": 50054,
-    "monitoring": 50055,
-    "notification": 50056,
+    "identity": 15051,
+    "fleet": 15052,
+    "scheduler": 15053,
+    "billing": 15054,
+    "monitoring": 15055,
+    "notification": 15056,
     "gateway": 8080,
-    "postgres": 55432,
-    "kafka": 59092,
+    "postgres": 15432,
+    "kafka": 19092,
 }
 
 

@@ -7,4 +7,4 @@ from shared.settings import BaseServiceSettings, IdentityClientSettings, KafkaSe
 
 class BillingSettings(BaseServiceSettings, KafkaSettings, IdentityClientSettings):
     billing_database_url: str
-    billing_grpc_listen: str = "127.0.0.1:50054"
+    billing_grpc_listen: str = "127.0.0.1:15054"

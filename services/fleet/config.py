@@ -11,7 +11,7 @@ from shared.settings import AgentTokenSettings, BaseServiceSettings, IdentityCli
 
 class FleetSettings(BaseServiceSettings, KafkaSettings, AgentTokenSettings, IdentityClientSettings):
     fleet_database_url: str
-    fleet_grpc_listen: str = "127.0.0.1:50052"
+    fleet_grpc_listen: str = "127.0.0.1:15052"
     # Told to agents at registration; the node timeout must leave room for a few missed beats.
     fleet_heartbeat_interval_seconds: int = Field(default=5, ge=1, le=3600)
     fleet_node_timeout_seconds: int = Field(default=30, ge=1)

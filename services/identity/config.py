@@ -13,7 +13,7 @@ ADMIN_TOKEN_MIN_LENGTH = 16
 
 class IdentitySettings(BaseServiceSettings):
     identity_database_url: str
-    identity_grpc_listen: str = "127.0.0.1:50051"
+    identity_grpc_listen: str = "127.0.0.1:15051"
     # Operator secret for CreateOrganization (env GPUFLEET_ADMIN_TOKEN): required, no default.
     admin_token: SecretStr
 

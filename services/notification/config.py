@@ -9,7 +9,7 @@ from shared.settings import BaseServiceSettings, IdentityClientSettings, KafkaSe
 
 class NotificationSettings(BaseServiceSettings, KafkaSettings, IdentityClientSettings):
     notification_database_url: str
-    notification_grpc_listen: str = "127.0.0.1:50056"
+    notification_grpc_listen: str = "127.0.0.1:15056"
     # First retry after about this long, doubling per failed attempt (with jitter), at most an hour.
     notification_retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
     # Attempts per delivery before it is marked failed.

@@ -32,7 +32,7 @@ class SchedulerSettings(BaseServiceSettings, KafkaSettings, AgentTokenSettings, 
     model_config = SettingsConfigDict(env_prefix="GPUFLEET_", extra="ignore", frozen=True)
 
     scheduler_database_url: str
-    scheduler_grpc_listen: str = "127.0.0.1:50053"
+    scheduler_grpc_listen: str = "127.0.0.1:15053"
     fleet_grpc_target: str
     # Longest wait between two scheduling steps when nothing wakes the loop.
     scheduler_tick_seconds: float = Field(default=0.5, gt=0, le=60)

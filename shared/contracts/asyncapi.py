@@ -115,7 +115,7 @@ def build() -> dict[str, Any]:
         "defaultContentType": "application/json",
         "servers": {
             "local": {
-                "host": "127.0.0.1:59092",
+                "host": "127.0.0.1:19092",
                 "protocol": "kafka",
                 "description": "make dev (embedded broker)",
             },

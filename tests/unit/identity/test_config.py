@@ -12,7 +12,7 @@ def test_defaults_and_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GPUFLEET_IDENTITY_DATABASE_URL", "postgresql://gpufleet_identity@db/gpufleet")
     monkeypatch.setenv("GPUFLEET_ADMIN_TOKEN", "a-long-enough-operator-token")
     settings = IdentitySettings()
-    assert settings.identity_grpc_listen == "127.0.0.1:50051"
+    assert settings.identity_grpc_listen == "127.0.0.1:15051"
     assert settings.admin_token.get_secret_value() == "a-long-enough-operator-token"
     assert "a-long-enough" not in repr(settings)
 

@@ -27,6 +27,7 @@ from typing import TypeVar
 from uuid import UUID
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from shared.failures import is_unavailable
@@ -79,6 +80,9 @@ _ROLE_CHECK = text(
 )
 
 
+_SET_SCOPE = text("SELECT set_config('app.org_id', :org, true), set_config('app.system', :sys, true)")
+
+
 class Database:
     def __init__(self, url: str, schema: str, *, pool_size: int = 10) -> None:
         self.schema = schema
@@ -86,7 +90,9 @@ class Database:
             asyncpg_url(url),
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
+            # No ping per checkout (a round trip per transaction): :meth:`transaction` notices a connection
+            # the server dropped on its first statement and retries that once on a fresh one instead.
+            pool_pre_ping=False,
             connect_args={
                 "server_settings": {"search_path": schema, "application_name": f"gpufleet-{schema}"}
             },
@@ -102,15 +108,36 @@ class Database:
         """One unit of work: commits on success, rolls back on error, nothing leaves before commit."""
         if org_id is None and not system:
             raise ValueError("a transaction needs a tenant (org_id=...) or system=True")
-        async with self._sessions() as session:
-            async with session.begin():
-                await session.execute(
-                    text("SELECT set_config('app.org_id', :org, true), set_config('app.system', :sys, true)"),
-                    {"org": str(org_id) if org_id else "", "sys": "on" if system else "off"},
-                )
-                yield session
+        scope = {"org": str(org_id) if org_id else "", "sys": "on" if system else "off"}
+        for attempt in (1, 2):
+            session = self._sessions()
+            try:
+                await session.begin()
+                await session.execute(_SET_SCOPE, scope)
+                break
+            except DBAPIError as exc:
+                await session.close()
+                # A pooled connection the server closed (restart, idle timeout) fails its first
+                # statement; nothing of this transaction ran yet, so one retry on a new connection is safe.
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+            except BaseException:
+                await session.close()
+                raise
+        try:
+            yield session
+        except BaseException:
+            try:
+                await session.rollback()
+            finally:
+                await session.close()
+            raise
+        try:
+            await session.commit()
             if session.info.pop("outbox_dirty", False):
                 self.outbox_written.set()
+        finally:
+            await session.close()
 
     async def check_schema(self, component: str, expected: int) -> None:
         """Stop the service with a clear message unless its schema is exactly where the code expects."""

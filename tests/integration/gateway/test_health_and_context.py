@@ -39,7 +39,8 @@ async def test_a_missing_or_unsafe_request_id_is_replaced(anon, given):
 
 
 async def test_the_callers_trace_continues_into_the_grpc_call(api, rec):
-    telemetry.configure_tracing("gateway-tests")  # a recording provider, so the gateway makes its own span
+    telemetry.configure_tracing("gateway-tests")
+    telemetry.record_spans()  # a recording provider, so the gateway makes its own span
     traceparent = f"00-{TRACE_ID}-{PARENT_SPAN}-01"
     r = await api.get("/v1/gpu-types", headers={"traceparent": traceparent})
     assert r.status_code == 200
@@ -58,6 +59,7 @@ async def test_authentication_is_cached_briefly(api, services):
 
 async def test_each_request_has_exactly_one_server_span_named_by_its_route(api, rec):
     telemetry.configure_tracing("gateway-tests")
+    telemetry.record_spans()
     provider = trace.get_tracer_provider()
     assert isinstance(provider, TracerProvider)
     exporter = InMemorySpanExporter()

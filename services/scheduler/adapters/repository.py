@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Table, bindparam, delete, func, select, text, tuple_, update
+from sqlalchemy import Table, any_, bindparam, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -525,7 +525,9 @@ class SqlUnitOfWork:
         row = (
             (
                 await self.session.execute(
-                    select(JOBS).where(JOBS.c.id == job_id, JOBS.c.node_ids.any(node_id)).with_for_update()
+                    select(JOBS)
+                    .where(JOBS.c.id == job_id, any_(JOBS.c.node_ids) == node_id)
+                    .with_for_update()
                 )
             )
             .mappings()

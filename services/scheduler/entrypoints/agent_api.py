@@ -181,49 +181,30 @@ class NodeAgentServicer(scheduler_pb2_grpc.NodeAgentServiceServicer):
     async def ReportJobs(
         self, request: scheduler_pb2.ReportJobsRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.ReportJobsResponse:
-        """Apply the reports in order. ``acknowledged`` names every job whose reports in this call the
-        scheduler is done with: applied, already applied, or refused for good (an unknown job, a job of
-        another node: logged here, and resending would not change the answer). At the first report that
-        cannot be processed now (the database is unavailable) the rest wait for the agent's next call;
-        a job with a report from there on is not acknowledged, so its reports stay in order."""
+        """Apply the reports in order, in one transaction. ``acknowledged`` names every job whose reports
+        in this call the scheduler is done with: applied, already applied, or refused for good (an
+        unknown job, a job of another node: logged here, and resending would not change the answer).
+        When the database is unavailable the call fails as a whole and the agent sends it again."""
         require_agent(context, self._token)
         _node_uuid(request.node_id)
         if len(request.reports) > MAX_REPORTS_PER_CALL:
             raise InvalidArgument(f"at most {MAX_REPORTS_PER_CALL} reports per call", field="reports")
-        done: list[str] = []
-        held_back: set[str] = set()
-        for n, report in enumerate(request.reports):
-            job_id, kind = _job_of(report), report.WhichOneof("report")
-            try:
-                await self._apply(request.node_id, report)
-            except DomainError as exc:
+        cmds = tuple(_report_command(request.node_id, report) for report in request.reports)
+        answers = await handlers.handle(commands.ReportJobs(cmds), self.deps)
+        for report, refused in zip(request.reports, answers, strict=True):
+            if refused is not None:
                 log.warning(
                     "refused a job report",
                     extra={
                         "node_id": request.node_id,
-                        "job_id": job_id,
-                        "report": kind,
-                        "reason": exc.message,
+                        "job_id": _job_of(report),
+                        "report": report.WhichOneof("report"),
+                        "reason": refused.message,
                     },
                 )
-            except Exception as exc:
-                if not is_unavailable(exc) or n == 0:
-                    raise
-                held_back = {_job_of(r) for r in request.reports[n:]}
-                break
-            done.append(job_id)
         return scheduler_pb2.ReportJobsResponse(
-            acknowledged=[j for j in dict.fromkeys(done) if j not in held_back]
+            acknowledged=list(dict.fromkeys(_job_of(r) for r in request.reports))
         )
-
-    async def _apply(self, node_id: str, report: scheduler_pb2.JobReport) -> None:
-        kind = report.WhichOneof("report")
-        if kind == "started":
-            await handlers.handle(_started(node_id, _with_job(report.started, report.job_id)), self.deps)
-        elif kind == "finished":
-            await handlers.handle(_finished(node_id, _with_job(report.finished, report.job_id)), self.deps)
-        else:
-            raise InvalidArgument("a report must be started or finished", field="reports")
 
     async def ReportJobStarted(
         self, request: scheduler_pb2.ReportJobStartedRequest, context: grpc.aio.ServicerContext
@@ -243,6 +224,17 @@ class NodeAgentServicer(scheduler_pb2_grpc.NodeAgentServiceServicer):
 def _job_of(report: scheduler_pb2.JobReport) -> str:
     kind = report.WhichOneof("report")
     return report.job_id or (getattr(report, kind).job_id if kind else "")
+
+
+def _report_command(
+    node_id: str, report: scheduler_pb2.JobReport
+) -> commands.ReportJobStarted | commands.ReportJobFinished:
+    kind = report.WhichOneof("report")
+    if kind == "started":
+        return _started(node_id, _with_job(report.started, report.job_id))
+    if kind == "finished":
+        return _finished(node_id, _with_job(report.finished, report.job_id))
+    raise InvalidArgument("a report must be started or finished", field="reports")
 
 
 def _with_job(inner: T, job_id: str) -> T:

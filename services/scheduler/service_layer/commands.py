@@ -98,6 +98,13 @@ class ReportJobFinished:
 
 
 @dataclass(frozen=True)
+class ReportJobs:
+    """An agent's batch of reports, applied in order in one transaction."""
+
+    reports: tuple[ReportJobStarted | ReportJobFinished, ...]
+
+
+@dataclass(frozen=True)
 class ApplyGpuChange:
     event_id: UUID
     gpu: InventoryGpu

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from shared.contracts.limits import DEFAULT_PAGE, MAX_PAGE, MAX_PRIORITY, MIN_PRIORITY
 from shared.cursors import decode_cursor, encode_cursor
-from shared.errors import Conflict, InvalidArgument, NotFound
+from shared.errors import Conflict, DomainError, InvalidArgument, NotFound
 from shared.handlers import dispatch
 
 from ..domain.engine import Shape
@@ -246,23 +246,45 @@ def _other_attempt(job: Job, attempt: int) -> bool:
     return attempt != 0 and attempt != job.attempt
 
 
-async def report_job_started(cmd: commands.ReportJobStarted, deps: Dependencies) -> None:
+class _Clock:
+    """The transaction's time, asked of the database once (``now()`` is the transaction's start)."""
+
+    def __init__(self, uow: Any) -> None:
+        self._uow = uow
+        self._at: Any = None
+
+    async def __call__(self) -> Any:
+        if self._at is None:
+            self._at = await self._uow.now()
+        return self._at
+
+
+@dataclass
+class _Released:
+    """What a batch of reports changed, told to the assignment feed and the loop after the commit."""
+
+    nodes: set[UUID] = field(default_factory=set)
+
+    def tell(self, deps: Dependencies) -> None:
+        if self.nodes:
+            deps.assignments.changed(tuple(self.nodes))
+            deps.wakeup.set()
+
+
+async def _started(uow: Any, cmd: commands.ReportJobStarted, now: _Clock) -> None:
     node_id, job_id = _agent_id(cmd.node_id, "node_id"), _agent_id(cmd.job_id, "job_id")
-    async with deps.uow(system=True) as uow:
-        job = await uow.job_on_node(job_id, node_id)
-        if job is None:
-            raise NotFound("no such job on this node")
-        if _other_attempt(job, cmd.attempt):
-            return
-        if job.start(cmd.started_at, await uow.now()):
-            await uow.save_job(job)
+    job = await uow.job_on_node(job_id, node_id)
+    if job is None:
+        raise NotFound("no such job on this node")
+    if _other_attempt(job, cmd.attempt):
+        return
+    if job.start(cmd.started_at, await now()):
+        await uow.save_job(job)
 
 
-async def report_job_finished(cmd: commands.ReportJobFinished, deps: Dependencies) -> None:
-    """The job's process is gone. An infrastructure loss the agent reports ("lost: ...", no exit
-    code) requeues the job as a new attempt (bounded, unless it opted out); anything else ends it.
-    A report about an older attempt is ignored: that attempt's GPUs were released when it was
-    requeued, and the current attempt may be running elsewhere."""
+async def _finished(
+    uow: Any, cmd: commands.ReportJobFinished, now: _Clock, deps: Dependencies, released: _Released
+) -> None:
     node_id, job_id = _agent_id(cmd.node_id, "node_id"), _agent_id(cmd.job_id, "job_id")
     outcome = Outcome(
         exit_code=cmd.exit_code,
@@ -271,25 +293,61 @@ async def report_job_finished(cmd: commands.ReportJobFinished, deps: Dependencie
         output_tail=cmd.output_tail,
         timed_out=cmd.timed_out,
     )
-    async with deps.uow(system=True) as uow:
-        job = await uow.job_on_node(job_id, node_id)
-        if job is None:
-            # A requeued job's next attempt no longer lists this node: a report for the past, taken.
-            earlier = await uow.get_job(job_id)
-            if earlier is not None and earlier.attempt > 1 and _other_attempt(earlier, cmd.attempt or 1):
-                return
-            raise NotFound("no such job on this node")
-        if _other_attempt(job, cmd.attempt):
+    job = await uow.job_on_node(job_id, node_id)
+    if job is None:
+        # A requeued job's next attempt no longer lists this node: a report for the past, taken.
+        earlier = await uow.get_job(job_id)
+        if earlier is not None and earlier.attempt > 1 and _other_attempt(earlier, cmd.attempt or 1):
             return
-        now = await uow.now()
-        if outcome.lost and job.status in (JobStatus.SCHEDULED, JobStatus.RUNNING):
-            job.requeue(outcome.error_message or "lost", now, deps.options.max_attempts)
-        elif not job.finish(outcome, cmd.finished_at, now):
-            return  # already terminal: a repeated or late report
-        await uow.release_gpus(job.id)
-        await uow.save_job(job)
-    deps.assignments.changed(job.node_ids or (node_id,))
-    deps.wakeup.set()
+        raise NotFound("no such job on this node")
+    if _other_attempt(job, cmd.attempt):
+        return
+    if outcome.lost and job.status in (JobStatus.SCHEDULED, JobStatus.RUNNING):
+        job.requeue(outcome.error_message or "lost", await now(), deps.options.max_attempts)
+    elif not job.finish(outcome, cmd.finished_at, await now()):
+        return  # already terminal: a repeated or late report
+    await uow.release_gpus(job.id)
+    await uow.save_job(job)
+    released.nodes.update(job.node_ids or (node_id,))
+
+
+async def report_job_started(cmd: commands.ReportJobStarted, deps: Dependencies) -> None:
+    async with deps.uow(system=True) as uow:
+        await _started(uow, cmd, _Clock(uow))
+
+
+async def report_job_finished(cmd: commands.ReportJobFinished, deps: Dependencies) -> None:
+    """The job's process is gone. An infrastructure loss the agent reports ("lost: ...", no exit
+    code) requeues the job as a new attempt (bounded, unless it opted out); anything else ends it.
+    A report about an older attempt is ignored: that attempt's GPUs were released when it was
+    requeued, and the current attempt may be running elsewhere."""
+    released = _Released()
+    async with deps.uow(system=True) as uow:
+        await _finished(uow, cmd, _Clock(uow), deps, released)
+    released.tell(deps)
+
+
+async def report_jobs(cmd: commands.ReportJobs, deps: Dependencies) -> list[DomainError | None]:
+    """An agent's reports in order, in one transaction (one commit for a whole batch instead of one
+    per report). A report refused for good (an unknown job, another node's job) is answered with its
+    error and the others still apply: a refusal is decided before that report writes anything. A
+    database failure fails the whole batch, which the agent sends again (every report is idempotent)."""
+    released = _Released()
+    answers: list[DomainError | None] = []
+    async with deps.uow(system=True) as uow:
+        now = _Clock(uow)
+        for report in cmd.reports:
+            try:
+                if isinstance(report, commands.ReportJobStarted):
+                    await _started(uow, report, now)
+                else:
+                    await _finished(uow, report, now, deps, released)
+            except DomainError as exc:
+                answers.append(exc)
+            else:
+                answers.append(None)
+    released.tell(deps)
+    return answers
 
 
 async def apply_gpu_change(cmd: commands.ApplyGpuChange, deps: Dependencies) -> None:
@@ -331,6 +389,7 @@ HANDLERS: dict[type, Handler] = {
     commands.GetAssignments: get_assignments,
     commands.ReportJobStarted: report_job_started,
     commands.ReportJobFinished: report_job_finished,
+    commands.ReportJobs: report_jobs,
     commands.ApplyGpuChange: apply_gpu_change,
 }
 

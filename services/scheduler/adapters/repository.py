@@ -92,6 +92,30 @@ def _state(job: Job) -> dict[str, Any]:
     }
 
 
+def _insert_values(job: Job, fingerprint: str | None) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "organization_id": job.organization_id,
+        "user_id": job.user_id,
+        "name": job.name,
+        "command": job.command,
+        "gpu_count": job.gpu_count,
+        "gpu_memory_mb": job.gpu_memory_mb,
+        "gpu_type": job.gpu_type,
+        "priority": job.priority,
+        "webhook_url": job.webhook_url,
+        "idempotency_key": job.idempotency_key,
+        "idempotency_fingerprint": fingerprint,
+        "created_at": job.created_at,
+        "nodes": job.nodes,
+        "cpu_cores": job.cpu_cores,
+        "ram_mb": job.ram_mb,
+        "time_limit_seconds": job.time_limit_seconds,
+        "no_requeue": job.no_requeue,
+        **_state(job),
+    }
+
+
 _STATE_COLUMNS = (
     "status",
     "node_id",
@@ -200,28 +224,7 @@ class SqlUnitOfWork:
     # --- jobs -------------------------------------------------------------------------------------
 
     async def add_job(self, job: Job, *, fingerprint: str | None = None) -> bool:
-        values = {
-            "id": job.id,
-            "organization_id": job.organization_id,
-            "user_id": job.user_id,
-            "name": job.name,
-            "command": job.command,
-            "gpu_count": job.gpu_count,
-            "gpu_memory_mb": job.gpu_memory_mb,
-            "gpu_type": job.gpu_type,
-            "priority": job.priority,
-            "webhook_url": job.webhook_url,
-            "idempotency_key": job.idempotency_key,
-            "idempotency_fingerprint": fingerprint,
-            "created_at": job.created_at,
-            "nodes": job.nodes,
-            "cpu_cores": job.cpu_cores,
-            "ram_mb": job.ram_mb,
-            "time_limit_seconds": job.time_limit_seconds,
-            "no_requeue": job.no_requeue,
-            **_state(job),
-            "updated_at": func.now(),
-        }
+        values = _insert_values(job, fingerprint) | {"updated_at": func.now()}
         # ON CONFLICT waits for a concurrent insert of the same key and then does nothing, so the
         # caller can read the winner's job instead of failing on a unique violation.
         stmt = (
@@ -234,6 +237,17 @@ class SqlUnitOfWork:
             return False
         await self._write_changes(job)
         return True
+
+    async def add_jobs(self, jobs: list[tuple[Job, str | None]]) -> None:
+        """Insert new jobs without idempotency keys (nothing can conflict): one statement for all
+        of them, their history and events batched the same way. Their ``created_at`` is this
+        transaction's time."""
+        if not jobs:
+            return
+        await self.session.execute(
+            insert(JOBS), [_insert_values(job, fp) | {"updated_at": job.created_at} for job, fp in jobs]
+        )
+        await self._write_changes(*(job for job, _ in jobs))
 
     async def job_by_idempotency_key(self, organization_id: UUID, key: str) -> tuple[Job, str | None] | None:
         row = (

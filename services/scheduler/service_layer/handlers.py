@@ -27,6 +27,7 @@ from ..domain.spec import (
 from . import commands
 from .assignments import AssignmentFeed
 from .options import SchedulingOptions
+from .submits import SubmitWriter
 from .unit_of_work import AdmissionCheck, GpuTypeCatalog, UnitOfWorkFactory
 from .wakeup import Wakeup
 
@@ -42,6 +43,8 @@ class Dependencies:
     capacity: AdmissionCheck | None = None  # None: no admission check (only tests leave it out)
     # Told after every commit that changes what a node should run (the agents' streams push it).
     assignments: AssignmentFeed = field(default_factory=AssignmentFeed)
+    # Group commit of submits without an idempotency key (None: each submit its own transaction).
+    submits: SubmitWriter | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,10 @@ async def submit_job(cmd: commands.SubmitJob, deps: Dependencies) -> Job:
             raise InvalidArgument(
                 f"no node of this fleet could ever run this job: {why}", field=_field_of(why)
             )
+    if deps.submits is not None and spec.idempotency_key is None:
+        job = await deps.submits.submit(spec, cmd.organization_id, cmd.user_id)
+        deps.wakeup.set()
+        return job
     async with deps.uow(org_id=cmd.organization_id) as uow:
         if spec.idempotency_key is not None:
             found = await uow.job_by_idempotency_key(cmd.organization_id, spec.idempotency_key)

@@ -38,6 +38,10 @@ class SchedulerUnitOfWork(Protocol):
         created it. False (nothing written) when the job's idempotency key is already taken in its
         organization."""
 
+    async def add_jobs(self, jobs: list[tuple[Job, str | None]]) -> None:
+        """Insert new jobs that carry no idempotency key, each with its request's fingerprint, with
+        their history and events, in one statement each."""
+
     async def job_by_idempotency_key(self, organization_id: UUID, key: str) -> tuple[Job, str | None] | None:
         """The job created with ``key`` and its request's fingerprint (None: stored before
         fingerprints were kept)."""

@@ -75,6 +75,11 @@ class FakeUnitOfWork:
         self._write(job)
         return True
 
+    async def add_jobs(self, jobs: list[tuple[Job, str | None]]) -> None:
+        for job, fingerprint in jobs:
+            assert job.idempotency_key is None
+            await self.add_job(job, fingerprint=fingerprint)
+
     def _bump(self, job_id: UUID) -> None:
         self.store.seq += 1
         self.store.job_seq[job_id] = self.store.seq

@@ -1,0 +1,92 @@
+"""Group commit of submits: concurrent submits share one transaction.
+
+A submit costs its transaction's round trips and commit (BEGIN, scope, clock, insert, history,
+outbox, COMMIT with its WAL flush), far more than the rows themselves. While one batch is being
+written, new submits queue; the writer then takes everything that queued (up to ``max_batch``) into
+the next transaction. Under light load a batch is one job and nothing waits; under heavy load the
+cost of a commit is shared by every job that arrived during the previous one.
+
+A submit is answered only after its batch committed, so a 201 still means "durably queued, its
+``submitted`` event in the outbox". A failed transaction fails every submit of its batch with the
+same error (each caller then gets UNAVAILABLE, or whatever the error maps to, and may retry).
+Submits with an idempotency key keep their own transaction (they may have to read a concurrent
+winner); they are rare and their callers are retrying anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from uuid import UUID
+
+from ..domain.model import Job
+from ..domain.spec import JobSpec, request_fingerprint
+from .unit_of_work import UnitOfWorkFactory
+
+log = logging.getLogger("gpufleet.scheduler.submits")
+
+
+@dataclass(frozen=True)
+class _Pending:
+    spec: JobSpec
+    organization_id: UUID
+    user_id: UUID | None
+    done: asyncio.Future[Job]
+
+
+class SubmitWriter:
+    """One writer task at a time drains the queue; callers await their own job."""
+
+    def __init__(
+        self, uow: UnitOfWorkFactory, *, max_batch: int = 500, on_commit: Callable[[], None] | None = None
+    ) -> None:
+        self._uow = uow
+        self._max_batch = max_batch
+        self._on_commit = on_commit
+        self._queue: list[_Pending] = []
+        self._writer: asyncio.Task[None] | None = None
+        self.batches = 0  # committed transactions (tests and metrics)
+
+    async def submit(self, spec: JobSpec, organization_id: UUID, user_id: UUID | None) -> Job:
+        assert spec.idempotency_key is None, "keyed submits take their own transaction"
+        done: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(spec, organization_id, user_id, done))
+        if self._writer is None or self._writer.done():
+            # A task of its own: a caller that goes away (deadline, cancel) never stops a batch that
+            # carries other callers' jobs.
+            self._writer = asyncio.create_task(self._drain(), name="scheduler-submit-writer")
+        return await asyncio.shield(done)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+            try:
+                jobs = await self._write(batch)
+            except Exception as exc:
+                for p in batch:
+                    if not p.done.done():
+                        p.done.set_exception(exc)
+                continue
+            self.batches += 1
+            if self._on_commit is not None:
+                self._on_commit()
+            for p, job in zip(batch, jobs, strict=True):
+                if not p.done.done():
+                    p.done.set_result(job)
+
+    async def _write(self, batch: list[_Pending]) -> list[Job]:
+        async with self._uow(system=True) as uow:
+            at = await uow.now()
+            jobs = [
+                Job.submit(
+                    p.spec, job_id=uuid.uuid4(), organization_id=p.organization_id, user_id=p.user_id, at=at
+                )
+                for p in batch
+            ]
+            await uow.add_jobs(
+                [(job, request_fingerprint(p.spec)) for job, p in zip(jobs, batch, strict=True)]
+            )
+        return jobs

@@ -48,7 +48,7 @@ METHODS_OF_SCOPE: Mapping[str, tuple[str, ...]] = {
         "JobService/ReleaseJob",
         "JobService/UpdateJobPriority",
     ),
-    FLEET_READ: ("FleetService/ListGpus",),
+    FLEET_READ: ("FleetService/ListGpus", "FleetService/ListNodes", "JobService/ListAllocations"),
     COSTS_READ: ("BillingService/GetJobCost", "BillingService/ListJobCosts"),
     METRICS_READ: ("MonitoringService/GetUtilization",),
     WEBHOOKS_READ: ("NotificationService/ListWebhooks", "NotificationService/ListDeliveries"),

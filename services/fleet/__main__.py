@@ -1,5 +1,5 @@
-"""``python -m services.fleet``: inventory and the agents' registration API, the job consumer, the
-offline sweeper, and the relay of GPU events."""
+"""``python -m services.fleet``: inventory and the agents' registration API, the offline sweeper, and
+the relay of GPU events."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ def build(settings: FleetSettings) -> Runtime:
     db = rt.database(settings.fleet_database_url, schema="fleet", version=SCHEMA_VERSION)
     app = bootstrap(settings, db=db, auth=rt.authenticator())
     rt.outbox(publishes=(topics.FLEET,))
-    rt.consumers(app.register_consumers, topics=(topics.JOBS,))
     rt.grpc(settings.fleet_grpc_listen, app.grpc_services)
     rt.periodic("offline-sweep", app.sweep_once, every=app.sweep_interval)
     rt.on_close(app.close)

@@ -1,5 +1,6 @@
 """Composition root: wires the database-backed unit of work, settings and metrics into the handlers,
-and the handlers into the gRPC servicers, the job consumer and the offline sweep.
+and the handlers into the gRPC servicers and the offline sweep (fleet consumes no topic: allocation is
+the scheduler's, so fleet has no copy of it to keep).
 
 Tests build the same :class:`FleetApp` over their own database and settings (or fakes)."""
 
@@ -11,7 +12,6 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
-from faststream.kafka import KafkaBroker
 from gpufleet.v1 import fleet_pb2, fleet_pb2_grpc
 
 from shared.db import Database
@@ -20,7 +20,6 @@ from shared.grpc import Authenticator
 from .adapters.metrics import PrometheusMetrics
 from .adapters.repository import sql_unit_of_work
 from .config import FleetSettings
-from .entrypoints import consumers
 from .entrypoints.grpc_server import FleetServicer, NodeRegistryServicer
 from .service_layer import commands
 from .service_layer.handlers import Dependencies, RegistrationPolicy, handle
@@ -41,9 +40,6 @@ class FleetApp:
     sweep_interval: float
     # Set only when bootstrap made the authenticator itself, so that :meth:`close` closes only its own.
     owned_auth: Authenticator | None = None
-
-    def register_consumers(self, broker: KafkaBroker) -> None:
-        consumers.register_consumers(broker, self.deps)
 
     async def sweep_once(self) -> None:
         """One round of the offline sweep (and of the fleet gauges); the runtime repeats it."""

@@ -18,6 +18,7 @@ from shared.db import Database
 from shared.grpc import Authenticator
 
 from .adapters import metrics
+from .adapters.allocations_read import SqlAllocationReader
 from .adapters.fleet_catalog import FleetGpuTypeCatalog
 from .adapters.repository import SqlUnitOfWorkFactory
 from .config import SchedulerSettings
@@ -25,11 +26,13 @@ from .domain.engine import Policy, Quota, UserCap
 from .domain.spec import TimeLimits
 from .entrypoints import consumers
 from .entrypoints.agent_api import NodeAgentServicer
-from .entrypoints.grpc_server import SERVICE_NAMES, JobServicer
+from .entrypoints.allocations import JobServicerWithAllocations
+from .entrypoints.grpc_server import SERVICE_NAMES
 from .service_layer.capacity import FleetCapacity
 from .service_layer.handlers import Dependencies
 from .service_layer.options import SchedulingOptions
 from .service_layer.scheduling import CycleReport, Scheduler, run_scheduling_loop
+from .service_layer.submits import SubmitWriter
 from .service_layer.unit_of_work import AdmissionCheck, GpuTypeCatalog, UnitOfWorkFactory
 from .service_layer.wakeup import Wakeup
 
@@ -93,7 +96,12 @@ def bootstrap(
     if capacity is None:
         capacity = FleetCapacity(uow, options.policy)
     return Dependencies(
-        uow=uow, catalog=catalog, wakeup=wakeup or Wakeup(), options=options, capacity=capacity
+        uow=uow,
+        catalog=catalog,
+        wakeup=wakeup or Wakeup(),
+        options=options,
+        capacity=capacity,
+        submits=SubmitWriter(uow),
     )
 
 
@@ -112,7 +120,12 @@ class SchedulerApp:
     def grpc_services(self) -> list:
         job_api, agent_api = SERVICE_NAMES
         return [
-            (scheduler_pb2_grpc.add_JobServiceServicer_to_server, JobServicer(self.deps, self.auth), job_api),
+            (
+                scheduler_pb2_grpc.add_JobServiceServicer_to_server,
+                # JobServicer plus ListAllocations (entrypoints/allocations.py).
+                JobServicerWithAllocations(self.deps, self.auth, SqlAllocationReader(self.db)),
+                job_api,
+            ),
             (
                 scheduler_pb2_grpc.add_NodeAgentServiceServicer_to_server,
                 NodeAgentServicer(self.deps, self.settings.agent_token.get_secret_value()),

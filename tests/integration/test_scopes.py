@@ -52,6 +52,9 @@ def _calls(h: Harness, job_id: str) -> dict[str, Callable[[Metadata], Awaitable[
         "JobService/CancelJob": lambda md: jobs.CancelJob(
             scheduler_pb2.CancelJobRequest(id=job_id, reason="scope test"), metadata=md
         ),
+        "JobService/ListAllocations": lambda md: jobs.ListAllocations(
+            scheduler_pb2.ListAllocationsRequest(), metadata=md
+        ),
     }
 
 

@@ -25,13 +25,15 @@ _sym_db = _symbol_database.Default()
 from gpufleet.v1 import common_pb2 as gpufleet_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17gpufleet/v1/fleet.proto\x12\x0bgpufleet.v1\x1a\x18gpufleet/v1/common.proto\"k\n\x07GpuType\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06vendor\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x11\n\tmemory_mb\x18\x04 \x01(\x03\x12 \n\x18reference_price_per_hour\x18\x05 \x01(\t\"?\n\x14ListGpuTypesResponse\x12\'\n\tgpu_types\x18\x01 \x03(\x0b\x32\x14.gpufleet.v1.GpuType\"\x8d\x02\n\x03Gpu\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08gpu_type\x18\x03 \x01(\t\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\x11\n\tnode_name\x18\x05 \x01(\t\x12\r\n\x05index\x18\x06 \x01(\x05\x12\x0c\n\x04uuid\x18\x07 \x01(\t\x12\x17\n\x0fmemory_total_mb\x18\x08 \x01(\x03\x12\x0e\n\x06status\x18\t \x01(\t\x12\x0e\n\x06in_use\x18\n \x01(\x08\x12\x15\n\rcost_per_hour\x18\x0b \x01(\t\x12\x10\n\x08provider\x18\x0c \x01(\t\x12\x0f\n\x07is_spot\x18\r \x01(\x08\x12\x11\n\tdedicated\x18\x0e \x01(\x08\x12\x13\n\x0blast_active\x18\x0f \x01(\t\"3\n\x0fListGpusRequest\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x10\n\x08gpu_type\x18\x02 \x01(\t\"2\n\x10ListGpusResponse\x12\x1e\n\x04gpus\x18\x01 \x03(\x0b\x32\x10.gpufleet.v1.Gpu\"N\n\x07GpuInfo\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x17\n\x0fmemory_total_mb\x18\x04 \x01(\x03\"\xdb\x02\n\x13RegisterNodeRequest\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x13\n\x0bgpu_backend\x18\x03 \x01(\t\x12\x16\n\x0e\x64river_version\x18\x04 \x01(\t\x12\"\n\x04gpus\x18\x05 \x03(\x0b\x32\x14.gpufleet.v1.GpuInfo\x12\x17\n\x0forganization_id\x18\x06 \x01(\t\x12\x0f\n\x07is_spot\x18\x07 \x01(\x08\x12\x15\n\ragent_version\x18\x08 \x01(\t\x12\x11\n\tcpu_cores\x18\t \x01(\x05\x12\x0e\n\x06ram_mb\x18\n \x01(\x03\x12<\n\x06labels\x18\x0b \x03(\x0b\x32,.gpufleet.v1.RegisterNodeRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"e\n\rRegisteredGpu\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06gpu_id\x18\x02 \x01(\t\x12\x10\n\x08gpu_type\x18\x03 \x01(\t\x12\x15\n\rcost_per_hour\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\"u\n\x14RegisterNodeResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12(\n\x04gpus\x18\x02 \x03(\x0b\x32\x1a.gpufleet.v1.RegisteredGpu\x12\"\n\x1aheartbeat_interval_seconds\x18\x03 \x01(\x05\">\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x19\n\x11unhealthy_gpu_ids\x18\x02 \x03(\t\"\"\n\x11HeartbeatResponse\x12\r\n\x05known\x18\x01 \x01(\x08\x32\x9e\x01\n\x0c\x46leetService\x12G\n\x08ListGpus\x12\x1c.gpufleet.v1.ListGpusRequest\x1a\x1d.gpufleet.v1.ListGpusResponse\x12\x45\n\x0cListGpuTypes\x12\x12.gpufleet.v1.Empty\x1a!.gpufleet.v1.ListGpuTypesResponse2\xb6\x01\n\x13NodeRegistryService\x12S\n\x0cRegisterNode\x12 .gpufleet.v1.RegisterNodeRequest\x1a!.gpufleet.v1.RegisterNodeResponse\x12J\n\tHeartbeat\x12\x1d.gpufleet.v1.HeartbeatRequest\x1a\x1e.gpufleet.v1.HeartbeatResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17gpufleet/v1/fleet.proto\x12\x0bgpufleet.v1\x1a\x18gpufleet/v1/common.proto\"k\n\x07GpuType\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06vendor\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x11\n\tmemory_mb\x18\x04 \x01(\x03\x12 \n\x18reference_price_per_hour\x18\x05 \x01(\t\"?\n\x14ListGpuTypesResponse\x12\'\n\tgpu_types\x18\x01 \x03(\x0b\x32\x14.gpufleet.v1.GpuType\"\x8d\x02\n\x03Gpu\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08gpu_type\x18\x03 \x01(\t\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\x11\n\tnode_name\x18\x05 \x01(\t\x12\r\n\x05index\x18\x06 \x01(\x05\x12\x0c\n\x04uuid\x18\x07 \x01(\t\x12\x17\n\x0fmemory_total_mb\x18\x08 \x01(\x03\x12\x0e\n\x06status\x18\t \x01(\t\x12\x0e\n\x06in_use\x18\n \x01(\x08\x12\x15\n\rcost_per_hour\x18\x0b \x01(\t\x12\x10\n\x08provider\x18\x0c \x01(\t\x12\x0f\n\x07is_spot\x18\r \x01(\x08\x12\x11\n\tdedicated\x18\x0e \x01(\x08\x12\x13\n\x0blast_active\x18\x0f \x01(\t\"3\n\x0fListGpusRequest\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x10\n\x08gpu_type\x18\x02 \x01(\t\"2\n\x10ListGpusResponse\x12\x1e\n\x04gpus\x18\x01 \x03(\x0b\x32\x10.gpufleet.v1.Gpu\"\xba\x02\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x0f\n\x07is_spot\x18\x04 \x01(\x08\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x16\n\x0elast_heartbeat\x18\x06 \x01(\t\x12\x11\n\tcpu_cores\x18\x07 \x01(\x05\x12\x0e\n\x06ram_mb\x18\x08 \x01(\x03\x12-\n\x06labels\x18\t \x03(\x0b\x32\x1d.gpufleet.v1.Node.LabelsEntry\x12\x11\n\tdedicated\x18\n \x01(\x08\x12\x15\n\rregistered_at\x18\x0b \x01(\t\x12\x1e\n\x04gpus\x18\x0c \x03(\x0b\x32\x10.gpufleet.v1.Gpu\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"1\n\x10ListNodesRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\"J\n\x11ListNodesResponse\x12 \n\x05nodes\x18\x01 \x03(\x0b\x32\x11.gpufleet.v1.Node\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"N\n\x07GpuInfo\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x17\n\x0fmemory_total_mb\x18\x04 \x01(\x03\"\xdb\x02\n\x13RegisterNodeRequest\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x13\n\x0bgpu_backend\x18\x03 \x01(\t\x12\x16\n\x0e\x64river_version\x18\x04 \x01(\t\x12\"\n\x04gpus\x18\x05 \x03(\x0b\x32\x14.gpufleet.v1.GpuInfo\x12\x17\n\x0forganization_id\x18\x06 \x01(\t\x12\x0f\n\x07is_spot\x18\x07 \x01(\x08\x12\x15\n\ragent_version\x18\x08 \x01(\t\x12\x11\n\tcpu_cores\x18\t \x01(\x05\x12\x0e\n\x06ram_mb\x18\n \x01(\x03\x12<\n\x06labels\x18\x0b \x03(\x0b\x32,.gpufleet.v1.RegisterNodeRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"e\n\rRegisteredGpu\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06gpu_id\x18\x02 \x01(\t\x12\x10\n\x08gpu_type\x18\x03 \x01(\t\x12\x15\n\rcost_per_hour\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\"u\n\x14RegisterNodeResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12(\n\x04gpus\x18\x02 \x03(\x0b\x32\x1a.gpufleet.v1.RegisteredGpu\x12\"\n\x1aheartbeat_interval_seconds\x18\x03 \x01(\x05\">\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x19\n\x11unhealthy_gpu_ids\x18\x02 \x03(\t\"\"\n\x11HeartbeatResponse\x12\r\n\x05known\x18\x01 \x01(\x08\x32\xea\x01\n\x0c\x46leetService\x12G\n\x08ListGpus\x12\x1c.gpufleet.v1.ListGpusRequest\x1a\x1d.gpufleet.v1.ListGpusResponse\x12\x45\n\x0cListGpuTypes\x12\x12.gpufleet.v1.Empty\x1a!.gpufleet.v1.ListGpuTypesResponse\x12J\n\tListNodes\x12\x1d.gpufleet.v1.ListNodesRequest\x1a\x1e.gpufleet.v1.ListNodesResponse2\xb6\x01\n\x13NodeRegistryService\x12S\n\x0cRegisterNode\x12 .gpufleet.v1.RegisterNodeRequest\x1a!.gpufleet.v1.RegisterNodeResponse\x12J\n\tHeartbeat\x12\x1d.gpufleet.v1.HeartbeatRequest\x1a\x1e.gpufleet.v1.HeartbeatResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gpufleet.v1.fleet_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_NODE_LABELSENTRY']._loaded_options = None
+  _globals['_NODE_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_REGISTERNODEREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_REGISTERNODEREQUEST_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_GPUTYPE']._serialized_start=66
@@ -44,22 +46,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTGPUSREQUEST']._serialized_end=563
   _globals['_LISTGPUSRESPONSE']._serialized_start=565
   _globals['_LISTGPUSRESPONSE']._serialized_end=615
-  _globals['_GPUINFO']._serialized_start=617
-  _globals['_GPUINFO']._serialized_end=695
-  _globals['_REGISTERNODEREQUEST']._serialized_start=698
-  _globals['_REGISTERNODEREQUEST']._serialized_end=1045
-  _globals['_REGISTERNODEREQUEST_LABELSENTRY']._serialized_start=1000
-  _globals['_REGISTERNODEREQUEST_LABELSENTRY']._serialized_end=1045
-  _globals['_REGISTEREDGPU']._serialized_start=1047
-  _globals['_REGISTEREDGPU']._serialized_end=1148
-  _globals['_REGISTERNODERESPONSE']._serialized_start=1150
-  _globals['_REGISTERNODERESPONSE']._serialized_end=1267
-  _globals['_HEARTBEATREQUEST']._serialized_start=1269
-  _globals['_HEARTBEATREQUEST']._serialized_end=1331
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1333
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1367
-  _globals['_FLEETSERVICE']._serialized_start=1370
-  _globals['_FLEETSERVICE']._serialized_end=1528
-  _globals['_NODEREGISTRYSERVICE']._serialized_start=1531
-  _globals['_NODEREGISTRYSERVICE']._serialized_end=1713
+  _globals['_NODE']._serialized_start=618
+  _globals['_NODE']._serialized_end=932
+  _globals['_NODE_LABELSENTRY']._serialized_start=887
+  _globals['_NODE_LABELSENTRY']._serialized_end=932
+  _globals['_LISTNODESREQUEST']._serialized_start=934
+  _globals['_LISTNODESREQUEST']._serialized_end=983
+  _globals['_LISTNODESRESPONSE']._serialized_start=985
+  _globals['_LISTNODESRESPONSE']._serialized_end=1059
+  _globals['_GPUINFO']._serialized_start=1061
+  _globals['_GPUINFO']._serialized_end=1139
+  _globals['_REGISTERNODEREQUEST']._serialized_start=1142
+  _globals['_REGISTERNODEREQUEST']._serialized_end=1489
+  _globals['_REGISTERNODEREQUEST_LABELSENTRY']._serialized_start=887
+  _globals['_REGISTERNODEREQUEST_LABELSENTRY']._serialized_end=932
+  _globals['_REGISTEREDGPU']._serialized_start=1491
+  _globals['_REGISTEREDGPU']._serialized_end=1592
+  _globals['_REGISTERNODERESPONSE']._serialized_start=1594
+  _globals['_REGISTERNODERESPONSE']._serialized_end=1711
+  _globals['_HEARTBEATREQUEST']._serialized_start=1713
+  _globals['_HEARTBEATREQUEST']._serialized_end=1775
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1777
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1811
+  _globals['_FLEETSERVICE']._serialized_start=1814
+  _globals['_FLEETSERVICE']._serialized_end=2048
+  _globals['_NODEREGISTRYSERVICE']._serialized_start=2051
+  _globals['_NODEREGISTRYSERVICE']._serialized_end=2233
 # @@protoc_insertion_point(module_scope)

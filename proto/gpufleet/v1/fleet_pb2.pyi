@@ -75,6 +75,57 @@ class ListGpusResponse(_message.Message):
     gpus: _containers.RepeatedCompositeFieldContainer[Gpu]
     def __init__(self, gpus: _Optional[_Iterable[_Union[Gpu, _Mapping]]] = ...) -> None: ...
 
+class Node(_message.Message):
+    __slots__ = ("id", "hostname", "provider", "is_spot", "status", "last_heartbeat", "cpu_cores", "ram_mb", "labels", "dedicated", "registered_at", "gpus")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    IS_SPOT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    LAST_HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    CPU_CORES_FIELD_NUMBER: _ClassVar[int]
+    RAM_MB_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    DEDICATED_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    hostname: str
+    provider: str
+    is_spot: bool
+    status: str
+    last_heartbeat: str
+    cpu_cores: int
+    ram_mb: int
+    labels: _containers.ScalarMap[str, str]
+    dedicated: bool
+    registered_at: str
+    gpus: _containers.RepeatedCompositeFieldContainer[Gpu]
+    def __init__(self, id: _Optional[str] = ..., hostname: _Optional[str] = ..., provider: _Optional[str] = ..., is_spot: _Optional[bool] = ..., status: _Optional[str] = ..., last_heartbeat: _Optional[str] = ..., cpu_cores: _Optional[int] = ..., ram_mb: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., dedicated: _Optional[bool] = ..., registered_at: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[Gpu, _Mapping]]] = ...) -> None: ...
+
+class ListNodesRequest(_message.Message):
+    __slots__ = ("limit", "cursor")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    cursor: str
+    def __init__(self, limit: _Optional[int] = ..., cursor: _Optional[str] = ...) -> None: ...
+
+class ListNodesResponse(_message.Message):
+    __slots__ = ("nodes", "next_cursor")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[Node]
+    next_cursor: str
+    def __init__(self, nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
+
 class GpuInfo(_message.Message):
     __slots__ = ("index", "uuid", "model", "memory_total_mb")
     INDEX_FIELD_NUMBER: _ClassVar[int]

@@ -46,6 +46,11 @@ class FleetServiceStub:
                 request_serializer=gpufleet_dot_v1_dot_common__pb2.Empty.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_fleet__pb2.ListGpuTypesResponse.FromString,
                 _registered_method=True)
+        self.ListNodes = channel.unary_unary(
+                '/gpufleet.v1.FleetService/ListNodes',
+                request_serializer=gpufleet_dot_v1_dot_fleet__pb2.ListNodesRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_fleet__pb2.ListNodesResponse.FromString,
+                _registered_method=True)
 
 
 class FleetServiceServicer:
@@ -64,6 +69,15 @@ class FleetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListNodes(self, request, context):
+        """The nodes the caller's organization can use (the shared pool and nodes dedicated to it, never a node
+        dedicated to another organization), with their GPUs' inventory and health, paged by registration.
+        Who holds a GPU is the scheduler's answer (JobService/ListAllocations): fleet keeps no allocations.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +90,11 @@ def add_FleetServiceServicer_to_server(servicer, server):
                     servicer.ListGpuTypes,
                     request_deserializer=gpufleet_dot_v1_dot_common__pb2.Empty.FromString,
                     response_serializer=gpufleet_dot_v1_dot_fleet__pb2.ListGpuTypesResponse.SerializeToString,
+            ),
+            'ListNodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNodes,
+                    request_deserializer=gpufleet_dot_v1_dot_fleet__pb2.ListNodesRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_fleet__pb2.ListNodesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,6 +152,33 @@ class FleetService:
             '/gpufleet.v1.FleetService/ListGpuTypes',
             gpufleet_dot_v1_dot_common__pb2.Empty.SerializeToString,
             gpufleet_dot_v1_dot_fleet__pb2.ListGpuTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.FleetService/ListNodes',
+            gpufleet_dot_v1_dot_fleet__pb2.ListNodesRequest.SerializeToString,
+            gpufleet_dot_v1_dot_fleet__pb2.ListNodesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -171,6 +171,28 @@ class ListJobsResponse(_message.Message):
     next_cursor: str
     def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
 
+class ListAllocationsRequest(_message.Message):
+    __slots__ = ("gpu_ids",)
+    GPU_IDS_FIELD_NUMBER: _ClassVar[int]
+    gpu_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, gpu_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GpuAllocation(_message.Message):
+    __slots__ = ("gpu_id", "job_id", "mine")
+    GPU_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    MINE_FIELD_NUMBER: _ClassVar[int]
+    gpu_id: str
+    job_id: str
+    mine: bool
+    def __init__(self, gpu_id: _Optional[str] = ..., job_id: _Optional[str] = ..., mine: _Optional[bool] = ...) -> None: ...
+
+class ListAllocationsResponse(_message.Message):
+    __slots__ = ("allocations",)
+    ALLOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    allocations: _containers.RepeatedCompositeFieldContainer[GpuAllocation]
+    def __init__(self, allocations: _Optional[_Iterable[_Union[GpuAllocation, _Mapping]]] = ...) -> None: ...
+
 class CancelJobRequest(_message.Message):
     __slots__ = ("id", "reason")
     ID_FIELD_NUMBER: _ClassVar[int]

@@ -71,6 +71,11 @@ class JobServiceStub:
                 request_serializer=gpufleet_dot_v1_dot_scheduler__pb2.UpdateJobPriorityRequest.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.Job.FromString,
                 _registered_method=True)
+        self.ListAllocations = channel.unary_unary(
+                '/gpufleet.v1.JobService/ListAllocations',
+                request_serializer=gpufleet_dot_v1_dot_scheduler__pb2.ListAllocationsRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.ListAllocationsResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -121,6 +126,15 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAllocations(self, request, context):
+        """Which GPUs a job holds now: the scheduler alone owns allocation (fleet keeps inventory and health).
+        A GPU held by another organization's job is listed without its job; a GPU of a node dedicated to
+        another organization is never listed. Scope fleet:read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -158,6 +172,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.UpdateJobPriority,
                     request_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.UpdateJobPriorityRequest.FromString,
                     response_serializer=gpufleet_dot_v1_dot_scheduler__pb2.Job.SerializeToString,
+            ),
+            'ListAllocations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAllocations,
+                    request_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.ListAllocationsRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_scheduler__pb2.ListAllocationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -350,6 +369,33 @@ class JobService:
             '/gpufleet.v1.JobService/UpdateJobPriority',
             gpufleet_dot_v1_dot_scheduler__pb2.UpdateJobPriorityRequest.SerializeToString,
             gpufleet_dot_v1_dot_scheduler__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAllocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.JobService/ListAllocations',
+            gpufleet_dot_v1_dot_scheduler__pb2.ListAllocationsRequest.SerializeToString,
+            gpufleet_dot_v1_dot_scheduler__pb2.ListAllocationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

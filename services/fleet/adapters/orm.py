@@ -11,7 +11,7 @@ from sqlalchemy import BigInteger, Column, Numeric, Text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 2  # the highest file in migrations/fleet
+SCHEMA_VERSION = 3  # the highest file in migrations/fleet
 
 
 class GpuTypeRow(SQLModel, table=True):
@@ -66,16 +66,13 @@ class GpuRow(SQLModel, table=True):
     gpu_type: str
     provider: str
     provider_id: str | None = None
-    status: str = "available"
+    status: str = "available"  # inventory/health only: allocation is the scheduler's
     memory_total: int = Field(sa_type=BigInteger)  # MB
-    memory_allocated: int = Field(default=0, sa_type=BigInteger)  # MB
     capabilities: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
     cost_per_hour: Decimal = Field(sa_column=Column(Numeric(10, 4), nullable=False))
     is_spot: bool = False
     spot_request_id: str | None = None
     termination_time: datetime | None = None
-    in_use: bool = False
-    current_job_id: UUID | None = None
     metadata_: dict[str, Any] | None = Field(default=None, sa_column=Column("metadata", JSONB))
     revision: int = Field(default=0, sa_type=BigInteger)
     reported: bool = True

@@ -7,18 +7,18 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import Select, func, literal, or_, select, text, union_all
+from sqlalchemy import Select, func, literal, or_, select, text, tuple_, union_all
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from shared import consumers, outbox
+from shared import outbox
 from shared.contracts import topics
 from shared.db import Database
 
 from ..domain.catalog import GpuType
 from ..domain.model import Gpu, Node
-from ..service_layer.unit_of_work import Census, FleetUnitOfWork, UnitOfWorkFactory
+from ..service_layer.unit_of_work import Census, FleetUnitOfWork, NodeInventory, UnitOfWorkFactory
 from .events import to_envelope
 from .orm import GpuRow, GpuTypeRow, NodeRow
 
@@ -32,11 +32,8 @@ _GPU_UPDATABLE = (
     "provider",
     "status",
     "memory_total",
-    "memory_allocated",
     "cost_per_hour",
     "is_spot",
-    "in_use",
-    "current_job_id",
     "revision",
     "reported",
     "last_active",
@@ -87,6 +84,7 @@ def _node(row: NodeRow) -> Node:
         cpu_cores=row.cpu_cores,
         ram_mb=row.ram_mb,
         labels=dict(row.labels or {}),
+        registered_at=row.registered_at,
     )
 
 
@@ -106,9 +104,6 @@ def _gpu(row: GpuRow, node: NodeRow) -> Gpu:
         is_spot=row.is_spot,
         organization_id=row.organization_id,
         status=row.status,  # type: ignore[arg-type]  # the CHECK constraint keeps it in the Literal
-        in_use=row.in_use,
-        memory_allocated_mb=row.memory_allocated,
-        current_job_id=row.current_job_id,
         revision=row.revision,
         reported=row.reported,
         last_active=row.last_active,
@@ -199,12 +194,6 @@ class SqlUnitOfWork(FleetUnitOfWork):
             self._gpus().where(or_(col(GpuRow.node_id) == node_id, col(GpuRow.uuid).in_(list(uuids))))
         )
 
-    async def gpus_by_id(self, gpu_ids: Sequence[UUID]) -> list[Gpu]:
-        return await self._locked(self._gpus().where(col(GpuRow.id).in_(list(gpu_ids))))
-
-    async def gpus_of_job(self, job_id: UUID) -> list[Gpu]:
-        return await self._locked(self._gpus().where(col(GpuRow.current_job_id) == job_id))
-
     async def save_gpu(self, gpu: Gpu) -> None:
         values = {
             "id": gpu.id,
@@ -217,11 +206,8 @@ class SqlUnitOfWork(FleetUnitOfWork):
             "provider": gpu.provider,
             "status": gpu.status,
             "memory_total": gpu.memory_total_mb,
-            "memory_allocated": gpu.memory_allocated_mb,
             "cost_per_hour": gpu.cost_per_hour,
             "is_spot": gpu.is_spot,
-            "in_use": gpu.in_use,
-            "current_job_id": gpu.current_job_id,
             "revision": gpu.revision,
             "reported": gpu.reported,
             "last_active": gpu.last_active or func.now(),
@@ -248,6 +234,26 @@ class SqlUnitOfWork(FleetUnitOfWork):
         )
         return [_gpu(row, node) for row, node in rows]
 
+    async def visible_nodes(self, after: tuple[datetime, UUID] | None, limit: int) -> list[NodeInventory]:
+        # Row-level security limits both reads to the shared pool and the unit's own organization.
+        stmt = select(NodeRow)
+        if after is not None:
+            stmt = stmt.where(tuple_(col(NodeRow.registered_at), col(NodeRow.id)) > tuple_(*after))
+        stmt = stmt.order_by(col(NodeRow.registered_at), col(NodeRow.id)).limit(limit)
+        node_rows = list((await self.session.execute(stmt)).scalars())
+        if not node_rows:
+            return []
+        by_node: dict[UUID, list[Gpu]] = {n.id: [] for n in node_rows}
+        rows = {n.id: n for n in node_rows}
+        gpu_rows = await self.session.execute(
+            select(GpuRow)
+            .where(col(GpuRow.node_id).in_(list(by_node)))
+            .order_by(col(GpuRow.node_id), col(GpuRow.device_index), col(GpuRow.id))
+        )
+        for gpu_row in gpu_rows.scalars():
+            by_node[gpu_row.node_id].append(_gpu(gpu_row, rows[gpu_row.node_id]))
+        return [NodeInventory(_node(n), by_node[n.id]) for n in node_rows]
+
     async def census(self) -> Census:
         stmt = union_all(
             select(literal("node"), col(NodeRow.status), func.count()).group_by(col(NodeRow.status)),
@@ -257,9 +263,6 @@ class SqlUnitOfWork(FleetUnitOfWork):
         for kind, status, n in await self.session.execute(stmt):
             counts[kind][status] = n
         return Census(nodes=counts["node"], gpus=counts["gpu"])
-
-    async def claim(self, consumer: str, event_id: UUID) -> bool:
-        return await consumers.claim(self.session, consumer, event_id)
 
 
 def sql_unit_of_work(db: Database) -> UnitOfWorkFactory:

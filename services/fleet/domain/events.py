@@ -24,7 +24,7 @@ class GpuSnapshot:
     provider: str
     is_spot: bool
     organization_id: UUID | None
-    status: str  # the published (health) status; see Gpu.published_status
+    status: str  # inventory/health status (fleet keeps no allocations)
     revision: int
     changed_at: datetime
     node_cpu_cores: int = 0

@@ -1,15 +1,14 @@
 """Nodes and their GPUs: registration rules and the GPU status machine.
 
-Status of a GPU (``gpu_resources.status``):
+Status of a GPU (``gpu_resources.status``) is inventory and health only:
 
-* ``available`` / ``allocated``: healthy; ``allocated`` while a job holds it (fleet mirrors the
-  scheduler's job events for its own inventory view).
+* ``available``: healthy and reported by its node.
 * ``unhealthy``: its agent says so; ``offline``: its node stopped heart-beating or no longer reports it.
 * ``draining``: administrative; survives restarts and health changes that would otherwise make it usable.
 
-Only health/inventory changes are published. Allocation is the scheduler's business, so a published
-snapshot never says ``allocated`` (see :meth:`Gpu.published_status`): otherwise a consumer's copy could
-stay ``allocated`` after the job ended, since releases are not published.
+Allocation is the scheduler's alone: fleet keeps no copy of who holds a GPU (the scheduler answers
+that, ``JobService/ListAllocations``, and the REST gateway merges the two views). Every status change
+is published.
 """
 
 from __future__ import annotations
@@ -27,8 +26,8 @@ from shared.errors import InvalidArgument
 
 from .events import GpuEvent, GpuRegistered, GpuSnapshot, GpuStatusChanged
 
-GpuStatus = Literal["available", "allocated", "draining", "unhealthy", "offline"]
-GPU_STATUSES: tuple[str, ...] = ("available", "allocated", "draining", "unhealthy", "offline")
+GpuStatus = Literal["available", "draining", "unhealthy", "offline"]
+GPU_STATUSES: tuple[str, ...] = ("available", "draining", "unhealthy", "offline")
 NodeStatus = Literal["online", "offline"]
 NODE_STATUSES: tuple[str, ...] = ("online", "offline")
 GPU_BACKENDS: tuple[str, ...] = ("nvml", "simulated")
@@ -149,6 +148,8 @@ class Node:
     cpu_cores: int = 0
     ram_mb: int = 0
     labels: dict[str, str] = field(default_factory=dict)
+    # When it first registered (None until stored): the order nodes are listed and paged in.
+    registered_at: datetime | None = None
 
     @classmethod
     def register(cls, reg: NodeRegistration, now: datetime, existing: Node | None) -> Node:
@@ -167,6 +168,7 @@ class Node:
             cpu_cores=reg.cpu_cores,
             ram_mb=reg.ram_mb,
             labels=dict(reg.labels),
+            registered_at=existing.registered_at if existing else None,
         )
 
 
@@ -185,9 +187,6 @@ class Gpu:
     is_spot: bool
     organization_id: UUID | None
     status: GpuStatus = "available"
-    in_use: bool = False
-    memory_allocated_mb: int = 0
-    current_job_id: UUID | None = None
     revision: int = 0
     # False once its node re-registered without it (card removed or not enumerated): it stays offline
     # until reported again, whatever the node's heartbeats say.
@@ -213,7 +212,7 @@ class Gpu:
             self.provider,
             self.is_spot,
             self.organization_id,
-            self.published_status,
+            self.status,
             self.node_cpu_cores,
             self.node_ram_mb,
             tuple(sorted(self.node_labels.items())),
@@ -230,8 +229,8 @@ class Gpu:
         existing: Gpu | None,
     ) -> Gpu:
         """A GPU after its node (re-)registered. It keeps its id (found by vendor uuid); it becomes
-        usable again unless a job holds it or an operator drains it. Records ``GpuRegistered`` when
-        it is new or anything others know about it changed."""
+        available again unless an operator drains it. Records ``GpuRegistered`` when it is new or
+        anything others know about it changed."""
         gpu = existing or cls(
             id=uuid4(),
             node_id=node.id,
@@ -257,7 +256,7 @@ class Gpu:
         gpu.provider, gpu.is_spot, gpu.organization_id = node.provider, node.is_spot, node.organization_id
         gpu.node_cpu_cores, gpu.node_ram_mb, gpu.node_labels = node.cpu_cores, node.ram_mb, dict(node.labels)
         if gpu.status in ("unhealthy", "offline"):
-            gpu.status = gpu._healthy_status()
+            gpu.status = "available"
         gpu.reported = True
         gpu.last_active = now
         if before != gpu._inventory():
@@ -265,14 +264,6 @@ class Gpu:
         return gpu
 
     # -- health ----------------------------------------------------------------------------------
-
-    def _healthy_status(self) -> GpuStatus:
-        return "allocated" if self.in_use else "available"
-
-    @property
-    def published_status(self) -> str:
-        """The status other services see: health only (``allocated`` reads as ``available``)."""
-        return "available" if self.status == "allocated" else self.status
 
     def apply_health_report(self, unhealthy: bool, now: datetime) -> bool:
         """Its node is alive and says whether this GPU is healthy; True when the status changed.
@@ -288,7 +279,7 @@ class Gpu:
         if self.status not in ("unhealthy", "offline"):
             return False
         reason = "node back online" if self.status == "offline" else "reported healthy by its agent"
-        return self._change_status(self._healthy_status(), now, reason)
+        return self._change_status("available", now, reason)
 
     def mark_offline(self, now: datetime, reason: str) -> bool:
         if self.status == "offline":
@@ -301,33 +292,11 @@ class Gpu:
         return self.mark_offline(now, "no longer reported by its node") or was_reported
 
     def _change_status(self, status: GpuStatus, now: datetime, reason: str) -> bool:
-        published_before = self.published_status
+        changed = status != self.status
         self.status = status
-        if self.published_status != published_before:
+        if changed:
             self._record(GpuStatusChanged, now, reason)
-        return True
-
-    # -- allocation (mirrors the scheduler; never published) --------------------------------------
-
-    def occupy(self, job_id: UUID, memory_mb: int, now: datetime) -> bool:
-        if self.in_use and self.current_job_id == job_id:
-            return False
-        self.in_use, self.current_job_id = True, job_id
-        self.memory_allocated_mb = min(max(memory_mb, 0), self.memory_total_mb)
-        if self.status == "available":
-            self.status = "allocated"
-        self.last_active = now
-        return True
-
-    def release(self, job_id: UUID, now: datetime) -> bool:
-        """Free the GPU if ``job_id`` holds it; a stale release (another job holds it now) is ignored."""
-        if self.current_job_id != job_id:
-            return False
-        self.in_use, self.current_job_id, self.memory_allocated_mb = False, None, 0
-        if self.status == "allocated":
-            self.status = "available"
-        self.last_active = now
-        return True
+        return changed
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -349,7 +318,7 @@ class Gpu:
             provider=self.provider,
             is_spot=self.is_spot,
             organization_id=self.organization_id,
-            status=self.published_status,
+            status=self.status,
             revision=self.revision,
             changed_at=now,
             node_cpu_cores=self.node_cpu_cores,

@@ -14,11 +14,12 @@ from shared.wire import dec, opt, ts, uuid_arg
 from ..domain.catalog import GpuType
 from ..domain.model import Gpu, NodeRegistration, ReportedGpu
 from ..service_layer import commands
-from ..service_layer.handlers import Dependencies, RegisteredNode, handle
+from ..service_layer.handlers import Dependencies, NodePage, RegisteredNode, handle
+from ..service_layer.unit_of_work import NodeInventory
 
 
 def _gpu(gpu: Gpu) -> fleet_pb2.Gpu:
-    # current_job_id and memory bookkeeping stay inside fleet: a tenant must not learn other jobs' ids.
+    # Inventory and health only; ``in_use`` stays false (deprecated): allocation is the scheduler's.
     return fleet_pb2.Gpu(
         id=str(gpu.id),
         name=gpu.name,
@@ -29,12 +30,29 @@ def _gpu(gpu: Gpu) -> fleet_pb2.Gpu:
         uuid=gpu.uuid,
         memory_total_mb=gpu.memory_total_mb,
         status=gpu.status,
-        in_use=gpu.in_use,
         cost_per_hour=dec(gpu.cost_per_hour),
         provider=gpu.provider,
         is_spot=gpu.is_spot,
         dedicated=gpu.organization_id is not None,
         last_active=ts(gpu.last_active),
+    )
+
+
+def _node(inventory: NodeInventory) -> fleet_pb2.Node:
+    node = inventory.node
+    return fleet_pb2.Node(
+        id=str(node.id),
+        hostname=node.hostname,
+        provider=node.provider,
+        is_spot=node.is_spot,
+        status=node.status,
+        last_heartbeat=ts(node.last_heartbeat),
+        cpu_cores=node.cpu_cores,
+        ram_mb=node.ram_mb,
+        labels=node.labels,
+        dedicated=node.organization_id is not None,
+        registered_at=ts(node.registered_at),
+        gpus=[_gpu(g) for g in inventory.gpus],
     )
 
 
@@ -73,6 +91,16 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         principal = await self.auth.principal(context)
         types: list[GpuType] = await handle(commands.ListGpuTypes(tenant_of(principal)), self.deps)
         return fleet_pb2.ListGpuTypesResponse(gpu_types=[_gpu_type(t) for t in types])
+
+    async def ListNodes(
+        self, request: fleet_pb2.ListNodesRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.ListNodesResponse:
+        principal = await self.auth.principal(context)
+        cmd = commands.ListNodes(tenant_of(principal), limit=request.limit, cursor=opt(request.cursor))
+        page: NodePage = await handle(cmd, self.deps)
+        return fleet_pb2.ListNodesResponse(
+            nodes=[_node(n) for n in page.nodes], next_cursor=page.next_cursor or ""
+        )
 
 
 @grpc_service

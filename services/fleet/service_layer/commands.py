@@ -39,24 +39,12 @@ class ListGpuTypes:
 
 
 @dataclass(frozen=True)
-class OccupyGpus:
-    """A job was scheduled onto these GPUs."""
+class ListNodes:
+    """One page of the nodes ``organization_id`` may see, with their GPUs."""
 
-    event_id: UUID
-    job_id: UUID
-    gpu_ids: tuple[UUID, ...]
-    memory_mb: int
-
-
-@dataclass(frozen=True)
-class ReleaseGpus:
-    """A job ended: whatever GPUs it holds are free."""
-
-    event_id: UUID
-    job_id: UUID
+    organization_id: UUID
+    limit: int = 0  # 0: the default page
+    cursor: str | None = None
 
 
-JobCommand = OccupyGpus | ReleaseGpus
-Command = (
-    RegisterNode | RecordHeartbeat | SweepOfflineNodes | ListGpus | ListGpuTypes | OccupyGpus | ReleaseGpus
-)
+Command = RegisterNode | RecordHeartbeat | SweepOfflineNodes | ListGpus | ListGpuTypes | ListNodes

@@ -1,8 +1,9 @@
 """Use cases of the fleet service: async handlers (command, dependencies) -> result.
 
 Entrypoints (and the sweeper) call :func:`handle`; every handler is listed in :data:`HANDLERS`. Every
-unit takes its time from the unit of work (the database's clock), so replicas, the sweeper and the
-job consumer agree on what "30 seconds ago" means."""
+unit takes its time from the unit of work (the database's clock), so replicas and the sweeper agree on
+what "30 seconds ago" means. Fleet keeps inventory and health only: who holds a GPU is the scheduler's
+answer, never fleet's."""
 
 from __future__ import annotations
 
@@ -14,17 +15,17 @@ from decimal import Decimal
 from typing import Any, Protocol
 from uuid import UUID
 
+from shared.contracts.limits import DEFAULT_PAGE, MAX_PAGE
+from shared.cursors import decode_cursor, encode_cursor
 from shared.errors import InvalidArgument
 from shared.handlers import dispatch
 
 from ..domain.catalog import GpuType, price_gpu
 from ..domain.model import GPU_STATUSES, NODE_STATUSES, Gpu, Node
 from . import commands
-from .unit_of_work import Census, UnitOfWorkFactory
+from .unit_of_work import Census, NodeInventory, UnitOfWorkFactory
 
 log = logging.getLogger("gpufleet.fleet")
-
-JOB_CONSUMER = "fleet.gpu-allocation"
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,12 @@ class RegisteredGpu:
     gpu_type: str
     cost_per_hour: Decimal
     name: str = ""
+
+
+@dataclass(frozen=True)
+class NodePage:
+    nodes: list[NodeInventory]
+    next_cursor: str | None
 
 
 @dataclass(frozen=True)
@@ -175,43 +182,39 @@ async def sweep_offline_nodes(cmd: commands.SweepOfflineNodes, deps: Dependencie
     return swept
 
 
-async def occupy_gpus(cmd: commands.OccupyGpus, deps: Dependencies) -> bool:
-    """Mirror a job's hold on GPUs; False when the event was processed before (nothing applied)."""
-    async with deps.uow(system=True) as tx:
-        if not await tx.claim(JOB_CONSUMER, cmd.event_id):
-            return False
-        now = await tx.now()
-        gpus = await tx.gpus_by_id(cmd.gpu_ids)
-        missing = set(cmd.gpu_ids) - {g.id for g in gpus}
-        if missing:
-            # The scheduler only places on GPUs fleet announced; a miss means data loss here.
-            log.warning(
-                "job scheduled on GPUs fleet does not know",
-                extra={"job_id": str(cmd.job_id), "gpu_ids": sorted(map(str, missing))},
-            )
-        for gpu in gpus:
-            if gpu.occupy(cmd.job_id, cmd.memory_mb, now):
-                await tx.save_gpu(gpu)
-    return True
-
-
-async def release_gpus(cmd: commands.ReleaseGpus, deps: Dependencies) -> bool:
-    """Free whatever GPUs the job holds; False when the event was processed before."""
-    async with deps.uow(system=True) as tx:
-        if not await tx.claim(JOB_CONSUMER, cmd.event_id):
-            return False
-        now = await tx.now()
-        for gpu in await tx.gpus_of_job(cmd.job_id):
-            if gpu.release(cmd.job_id, now):
-                await tx.save_gpu(gpu)
-    return True
+def _visible_to(organization_id: UUID, owner: UUID | None) -> bool:
+    # Row-level security already hides other organizations' dedicated capacity; this is the second lock.
+    return owner is None or owner == organization_id
 
 
 async def list_gpus(cmd: commands.ListGpus, deps: Dependencies) -> list[Gpu]:
+    if cmd.status == "allocated":
+        raise InvalidArgument(
+            "fleet keeps no allocations: which GPUs are allocated is the scheduler's answer "
+            "(JobService/ListAllocations)",
+            field="status",
+        )
     if cmd.status and cmd.status not in GPU_STATUSES:
         raise InvalidArgument(f"status must be one of {', '.join(GPU_STATUSES)}", field="status")
     async with deps.uow(org_id=cmd.organization_id) as tx:
-        return await tx.visible_gpus(cmd.status, cmd.gpu_type)
+        gpus = await tx.visible_gpus(cmd.status, cmd.gpu_type)
+    return [g for g in gpus if _visible_to(cmd.organization_id, g.organization_id)]
+
+
+async def list_nodes(cmd: commands.ListNodes, deps: Dependencies) -> NodePage:
+    """A page of the shared pool's nodes and those dedicated to the caller, oldest registration first."""
+    limit = cmd.limit or DEFAULT_PAGE
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidArgument(f"limit must be between 1 and {MAX_PAGE}", field="limit")
+    after = decode_cursor(cmd.cursor) if cmd.cursor else None
+    async with deps.uow(org_id=cmd.organization_id) as tx:
+        rows = await tx.visible_nodes(after, limit + 1)
+    more = len(rows) > limit
+    page = rows[:limit]
+    last = page[-1].node if page else None
+    nodes = [n for n in page if _visible_to(cmd.organization_id, n.node.organization_id)]
+    cursor = encode_cursor(last.registered_at, last.id) if more and last and last.registered_at else None
+    return NodePage(nodes, cursor)
 
 
 async def list_gpu_types(cmd: commands.ListGpuTypes, deps: Dependencies) -> list[GpuType]:
@@ -227,8 +230,7 @@ HANDLERS: dict[type, Handler] = {
     commands.SweepOfflineNodes: sweep_offline_nodes,
     commands.ListGpus: list_gpus,
     commands.ListGpuTypes: list_gpu_types,
-    commands.OccupyGpus: occupy_gpus,
-    commands.ReleaseGpus: release_gpus,
+    commands.ListNodes: list_nodes,
 }
 
 

@@ -1,6 +1,6 @@
 """The unit of work the handlers depend on; adapters/repository.py implements it over PostgreSQL and
-tests implement it in memory. One unit = one transaction: the changes, the events recorded by the
-GPUs it saved (into the outbox) and consumer claims commit together or not at all."""
+tests implement it in memory. One unit = one transaction: the changes and the events recorded by the
+GPUs it saved (into the outbox) commit together or not at all."""
 
 from __future__ import annotations
 
@@ -13,6 +13,14 @@ from uuid import UUID
 
 from ..domain.catalog import GpuType
 from ..domain.model import Gpu, Node
+
+
+@dataclass(frozen=True)
+class NodeInventory:
+    """A node and its GPUs, as fleet knows them (inventory and health, no allocation)."""
+
+    node: Node
+    gpus: list[Gpu]
 
 
 @dataclass(frozen=True)
@@ -45,13 +53,7 @@ class FleetUnitOfWork(Protocol):
 
     async def gpus_of_node_or_uuid(self, node_id: UUID, uuids: Sequence[str]) -> list[Gpu]:
         """The node's GPUs and any GPU with one of these vendor uuids (a card moved between nodes),
-        locked for update in one statement (one lock order, no deadlock with the job consumer)."""
-
-    async def gpus_by_id(self, gpu_ids: Sequence[UUID]) -> list[Gpu]:
-        """Locked for update."""
-
-    async def gpus_of_job(self, job_id: UUID) -> list[Gpu]:
-        """Locked for update."""
+        locked for update in one statement (one lock order)."""
 
     async def save_gpu(self, gpu: Gpu) -> None:
         """Write the GPU and add the events it recorded to the outbox (same transaction)."""
@@ -59,11 +61,12 @@ class FleetUnitOfWork(Protocol):
     async def visible_gpus(self, status: str | None, gpu_type: str | None) -> list[Gpu]:
         """GPUs the unit's tenant may see (shared pool and its own), ordered by node and index."""
 
+    async def visible_nodes(self, after: tuple[datetime, UUID] | None, limit: int) -> list[NodeInventory]:
+        """Up to ``limit`` nodes the unit's tenant may see (shared pool and its own), in registration
+        order (then id) after ``after``, each with its GPUs by device index."""
+
     async def census(self) -> Census:
         """Nodes and GPUs counted by status, the whole fleet (one grouped read)."""
-
-    async def claim(self, consumer: str, event_id: UUID) -> bool:
-        """False when ``consumer`` has processed ``event_id`` before."""
 
 
 class UnitOfWorkFactory(Protocol):

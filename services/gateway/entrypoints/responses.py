@@ -98,6 +98,11 @@ class GpuOut(BaseModel):
     is_spot: bool
     dedicated: bool = Field(description="Reserved for the caller's organization.")
     last_active: datetime | None
+    job_id: str | None = Field(
+        default=None,
+        description="The job holding it, only when it is one of the caller's organization's jobs "
+        "(a GPU another organization's job holds is `allocated` with no job).",
+    )
 
 
 class GpuListOut(BaseModel):

@@ -77,7 +77,7 @@ async def test_service_registers_nodes_and_publishes_their_gpus(fleet: Fleet, id
 
 
 async def test_service_refuses_a_schema_behind_the_code(fleet: Fleet, monkeypatch) -> None:
-    monkeypatch.setattr("services.fleet.__main__.SCHEMA_VERSION", 3)  # a build that expects migration 003
+    monkeypatch.setattr("services.fleet.__main__.SCHEMA_VERSION", 4)  # a build that expects migration 004
     settings = fleet.settings.model_copy(update={"fleet_grpc_listen": f"127.0.0.1:{free_port()}"})
-    with pytest.raises(Fatal, match="expects 3"):
+    with pytest.raises(Fatal, match="expects 4"):
         await asyncio.wait_for(build(settings).serve(asyncio.Event()), 30)

@@ -65,13 +65,11 @@ async def gpu_rows(fleet: Fleet, node_id: str) -> dict[str, tuple]:
     async with fleet.db.transaction(system=True) as s:
         rows = (
             await s.execute(
-                text(
-                    "SELECT id, status, in_use, current_job_id, memory_allocated FROM gpu_resources WHERE node_id = :n"
-                ),
+                text("SELECT id, status FROM gpu_resources WHERE node_id = :n"),
                 {"n": node_id},
             )
         ).all()
-    return {str(r.id): (r.status, r.in_use, r.current_job_id, r.memory_allocated) for r in rows}
+    return {str(r.id): (r.status,) for r in rows}
 
 
 async def test_register_node_types_prices_and_announces_its_gpus(fleet: Fleet) -> None:
@@ -219,6 +217,7 @@ async def test_tenants_see_the_shared_pool_and_only_their_own_dedicated_gpus(fle
     assert {(g.node_id, g.dedicated) for g in seen_a} == {(shared.node_id, False), (dedicated.node_id, True)}
     assert {(g.node_id, g.dedicated) for g in seen_b} == {(shared.node_id, False)}
     gpu = next(g for g in seen_a if g.dedicated)
+    # in_use is deprecated: fleet keeps no allocations and leaves it false (the scheduler says who holds it).
     assert (gpu.gpu_type, gpu.cost_per_hour, gpu.status, gpu.in_use, gpu.index) == (
         "l4",
         "0.7000",
@@ -361,5 +360,5 @@ async def test_heartbeats_are_counted_and_a_sweep_round_refreshes_the_fleet_gaug
     assert nodes.get("online", 0) >= 1 and gpus.get("available", 0) >= 1
     for status in ("online", "offline"):
         assert REGISTRY.get_sample_value("gpufleet_fleet_nodes", {"status": status}) == nodes.get(status, 0)
-    for status in ("available", "allocated", "draining", "unhealthy", "offline"):
+    for status in ("available", "draining", "unhealthy", "offline"):
         assert REGISTRY.get_sample_value("gpufleet_fleet_gpus", {"status": status}) == gpus.get(status, 0)

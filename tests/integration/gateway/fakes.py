@@ -204,6 +204,16 @@ class FakeFleet(fleet_pb2_grpc.FleetServiceServicer):
             ]
         )
 
+    async def ListNodes(self, request, context):
+        self.rec.tenant_call("ListNodes", request, context)
+        return fleet_pb2.ListNodesResponse(
+            nodes=[
+                fleet_pb2.Node(
+                    id=NODE_ID, hostname="node-1", provider="on-prem", status="online", last_heartbeat=T0
+                )
+            ]
+        )
+
     async def ListGpuTypes(self, request, context):
         self.rec.tenant_call("ListGpuTypes", request, context)
         return fleet_pb2.ListGpuTypesResponse(
@@ -253,6 +263,10 @@ class FakeScheduler(scheduler_pb2_grpc.JobServiceServicer):
     async def UpdateJobPriority(self, request, context):
         self.rec.tenant_call("UpdateJobPriority", request, context)
         return job(scheduler_pb2.SubmitJobRequest(command="echo hi", gpu_count=1, priority=request.priority))
+
+    async def ListAllocations(self, request, context):
+        self.rec.tenant_call("ListAllocations", request, context)
+        return scheduler_pb2.ListAllocationsResponse()  # nobody holds anything
 
 
 @grpc_service

@@ -13,11 +13,12 @@ import pytest
 from gpufleet.v1 import common_pb2, fleet_pb2, fleet_pb2_grpc, identity_pb2_grpc, scheduler_pb2_grpc
 from sqlalchemy import text
 
+from services.scheduler.adapters.allocations_read import SqlAllocationReader
 from services.scheduler.adapters.fleet_catalog import FleetGpuTypeCatalog
 from services.scheduler.bootstrap import bootstrap
 from services.scheduler.domain.inventory import InventoryGpu
 from services.scheduler.entrypoints.agent_api import NodeAgentServicer
-from services.scheduler.entrypoints.grpc_server import JobServicer
+from services.scheduler.entrypoints.allocations import JobServicerWithAllocations
 from services.scheduler.service_layer import commands, handlers
 from services.scheduler.service_layer.handlers import Dependencies
 from shared import api_keys
@@ -148,7 +149,9 @@ async def harness(scheduler_db: Database) -> AsyncIterator[Harness]:
     auth = Authenticator(fake_target, ttl=0)
 
     def scheduler(server: grpc.aio.Server) -> None:
-        scheduler_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(deps, auth), server)
+        # As bootstrap registers it: JobServicer plus ListAllocations.
+        jobs = JobServicerWithAllocations(deps, auth, SqlAllocationReader(scheduler_db))
+        scheduler_pb2_grpc.add_JobServiceServicer_to_server(jobs, server)
         scheduler_pb2_grpc.add_NodeAgentServiceServicer_to_server(
             NodeAgentServicer(deps, AGENT_TOKEN), server
         )

@@ -15,7 +15,7 @@ from services.fleet.domain.catalog import GpuType
 from services.fleet.domain.events import GpuEvent
 from services.fleet.domain.model import Gpu, Node
 from services.fleet.service_layer.handlers import Dependencies, RegistrationPolicy
-from services.fleet.service_layer.unit_of_work import Census
+from services.fleet.service_layer.unit_of_work import Census, NodeInventory
 
 POLICY = RegistrationPolicy(unknown_gpu_price_per_hour=Decimal("0.2500"), heartbeat_interval_seconds=5)
 NODE_TIMEOUT = timedelta(seconds=30)
@@ -27,7 +27,6 @@ class FakeStore:
         self.nodes: dict[UUID, Node] = {}
         self.gpus: dict[UUID, Gpu] = {}
         self.published: list[GpuEvent] = []
-        self.claimed: set[tuple[str, UUID]] = set()
         self.clock = datetime(2025, 1, 1, tzinfo=UTC)
         self.units: list[dict] = []
 
@@ -49,13 +48,11 @@ class FakeUnit:
         self.nodes: dict[UUID, Node] = {}
         self.gpus: dict[UUID, Gpu] = {}
         self.events: list[GpuEvent] = []
-        self.claims: set[tuple[str, UUID]] = set()
 
     def commit(self) -> None:
         self.store.nodes.update(self.nodes)
         self.store.gpus.update(self.gpus)
         self.store.published.extend(self.events)
-        self.store.claimed |= self.claims
 
     def _copies(self, gpus: list[Gpu]) -> list[Gpu]:
         return sorted((copy.deepcopy(g) for g in gpus), key=lambda g: g.id)
@@ -74,7 +71,11 @@ class FakeUnit:
 
     async def save_node(self, node: Node) -> None:
         assert self.system, "writes are system only"
-        self.nodes[node.id] = copy.deepcopy(node)
+        stored = copy.deepcopy(node)
+        if stored.registered_at is None:  # the table's DEFAULT now() on first insert
+            known = self.store.nodes.get(node.id)
+            stored.registered_at = known.registered_at if known else self.store.clock
+        self.nodes[node.id] = stored
 
     async def stale_nodes(self, heard_before: datetime, limit: int) -> list[Node]:
         stale = [
@@ -87,12 +88,6 @@ class FakeUnit:
 
     async def gpus_of_node_or_uuid(self, node_id: UUID, uuids: Sequence[str]) -> list[Gpu]:
         return self._copies([g for g in self.store.gpus.values() if g.node_id == node_id or g.uuid in uuids])
-
-    async def gpus_by_id(self, gpu_ids: Sequence[UUID]) -> list[Gpu]:
-        return self._copies([g for g in self.store.gpus.values() if g.id in gpu_ids])
-
-    async def gpus_of_job(self, job_id: UUID) -> list[Gpu]:
-        return self._copies([g for g in self.store.gpus.values() if g.current_job_id == job_id])
 
     async def save_gpu(self, gpu: Gpu) -> None:
         assert self.system, "writes are system only"
@@ -108,19 +103,30 @@ class FakeUnit:
             and (not gpu_type or g.gpu_type == gpu_type)
         ]
 
+    async def visible_nodes(self, after: tuple[datetime, UUID] | None, limit: int) -> list[NodeInventory]:
+        nodes = sorted(
+            (n for n in self.store.nodes.values() if self.system or n.organization_id in (None, self.org_id)),
+            key=lambda n: (n.registered_at, n.id),
+        )
+        if after is not None:
+            nodes = [n for n in nodes if (n.registered_at, n.id) > after]
+        return [
+            NodeInventory(
+                copy.deepcopy(n),
+                sorted(
+                    (copy.deepcopy(g) for g in self.store.gpus.values() if g.node_id == n.id),
+                    key=lambda g: (g.index, g.id),
+                ),
+            )
+            for n in nodes[:limit]
+        ]
+
     async def census(self) -> Census:
         # Like the grouped query: only statuses that occur are counted.
         return Census(
             nodes=dict(Counter(n.status for n in self.store.nodes.values())),
             gpus=dict(Counter(g.status for g in self.store.gpus.values())),
         )
-
-    async def claim(self, consumer: str, event_id: UUID) -> bool:
-        key = (consumer, event_id)
-        if key in self.store.claimed or key in self.claims:
-            return False
-        self.claims.add(key)
-        return True
 
 
 @dataclass

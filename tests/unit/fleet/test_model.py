@@ -10,7 +10,7 @@ from uuid import uuid4
 import pytest
 
 from services.fleet.domain.events import GpuRegistered, GpuStatusChanged
-from services.fleet.domain.model import Gpu, Node, NodeRegistration, ReportedGpu
+from services.fleet.domain.model import GPU_STATUSES, Gpu, Node, NodeRegistration, ReportedGpu
 from shared.errors import InvalidArgument
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
@@ -111,19 +111,16 @@ class TestGpuRegistration:
         assert event.gpu.cost_per_hour == Decimal("0.9000") and event.gpu.revision == 2
 
     @pytest.mark.parametrize(
-        ("before", "in_use", "after"),
+        ("before", "after"),
         [
-            ("offline", False, "available"),
-            ("unhealthy", False, "available"),
-            ("offline", True, "allocated"),
-            ("allocated", True, "allocated"),
-            ("draining", False, "draining"),
+            ("offline", "available"),
+            ("unhealthy", "available"),
+            ("available", "available"),
+            ("draining", "draining"),
         ],
     )
-    def test_reregistered_gpu_comes_back_usable_unless_held_or_drained(
-        self, before: str, in_use: bool, after: str
-    ) -> None:
-        gpu = new_gpu(status=before, in_use=in_use)
+    def test_reregistered_gpu_comes_back_usable_unless_drained(self, before: str, after: str) -> None:
+        gpu = new_gpu(status=before)
         reregister(gpu)
         assert gpu.status == after
 
@@ -140,11 +137,6 @@ class TestHealth:
         gpu = new_gpu(status="unhealthy")
         assert gpu.apply_health_report(False, NOW) and gpu.status == "available"
         assert gpu.pull_events()[0].gpu.status == "available"
-
-    def test_held_gpu_recovers_to_allocated_but_is_published_as_available(self) -> None:
-        gpu = new_gpu(status="offline", in_use=True, current_job_id=uuid4())
-        assert gpu.apply_health_report(False, NOW)
-        assert gpu.status == "allocated" and gpu.pull_events()[0].gpu.status == "available"
 
     def test_offline_gpu_of_a_live_node_is_back(self) -> None:
         gpu = new_gpu()
@@ -164,41 +156,12 @@ class TestHealth:
         assert not gpu.apply_health_report(False, NOW) and gpu.status == "draining"
 
 
-class TestAllocation:
-    def test_occupy_and_release_are_not_published(self) -> None:
-        gpu, job = new_gpu(), uuid4()
-        assert gpu.occupy(job, 4096, NOW)
-        assert (gpu.status, gpu.in_use, gpu.current_job_id, gpu.memory_allocated_mb) == (
-            "allocated",
-            True,
-            job,
-            4096,
-        )
-        assert not gpu.occupy(job, 4096, NOW)  # the same event again
-        assert gpu.release(job, NOW)
-        assert (gpu.status, gpu.in_use, gpu.current_job_id, gpu.memory_allocated_mb) == (
-            "available",
-            False,
-            None,
-            0,
-        )
-        assert gpu.pull_events() == [] and gpu.revision == 1
-
-    def test_occupying_an_unhealthy_gpu_keeps_its_health_status(self) -> None:
-        gpu = new_gpu(status="unhealthy")
-        gpu.occupy(uuid4(), 100, NOW)
-        assert gpu.status == "unhealthy" and gpu.in_use
-
-    def test_release_by_another_job_is_ignored(self) -> None:
-        gpu, job = new_gpu(), uuid4()
-        gpu.occupy(job, 100, NOW)
-        assert not gpu.release(uuid4(), NOW)
-        assert gpu.in_use and gpu.current_job_id == job
-
-    def test_allocated_memory_never_exceeds_the_card(self) -> None:
+class TestNoAllocation:
+    def test_fleet_has_no_allocation_state(self) -> None:
+        # The scheduler alone owns allocation: fleet's GPU has no holder, and no status says "allocated".
         gpu = new_gpu()
-        gpu.occupy(uuid4(), 10**9, NOW)
-        assert gpu.memory_allocated_mb == gpu.memory_total_mb
+        assert not {"in_use", "current_job_id", "memory_allocated_mb"} & set(vars(gpu))
+        assert "allocated" not in GPU_STATUSES
 
 
 class TestNodeCapacity:

@@ -49,8 +49,12 @@ METHODS_OF_SCOPE: Mapping[str, tuple[str, ...]] = {
         "JobService/UpdateJobPriority",
     ),
     FLEET_READ: ("FleetService/ListGpus", "FleetService/ListNodes", "JobService/ListAllocations"),
-    COSTS_READ: ("BillingService/GetJobCost", "BillingService/ListJobCosts"),
-    METRICS_READ: ("MonitoringService/GetUtilization",),
+    COSTS_READ: (
+        "BillingService/GetJobCost",
+        "BillingService/ListJobCosts",
+        "BillingService/SummarizeCosts",
+    ),
+    METRICS_READ: ("MonitoringService/GetUtilization", "MonitoringService/GetUtilizationSeries"),
     WEBHOOKS_READ: ("NotificationService/ListWebhooks", "NotificationService/ListDeliveries"),
     # The job-webhook signing secret lets its holder forge deliveries: as strong as managing webhooks.
     WEBHOOKS_WRITE: (

@@ -9,6 +9,8 @@ from .adapters.orm import SCHEMA_VERSION
 from .bootstrap import bootstrap
 from .config import BillingSettings
 
+PRUNE_EVERY_SECONDS = 3600.0  # tombstones of ended attempts live 8 days; an hourly sweep is plenty
+
 
 def build(settings: BillingSettings) -> Runtime:
     rt = Runtime("billing", settings)
@@ -17,6 +19,7 @@ def build(settings: BillingSettings) -> Runtime:
     rt.outbox(publishes=(topics.COSTS,))
     rt.consumers(app.register_consumers, topics=(topics.JOBS,))
     rt.grpc(settings.billing_grpc_listen, app.grpc_services)
+    rt.periodic("running-retention", app.prune_once, every=PRUNE_EVERY_SECONDS)
     return rt
 
 

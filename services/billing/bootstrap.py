@@ -21,7 +21,8 @@ from .adapters.repository import sql_unit_of_work
 from .config import BillingSettings
 from .entrypoints import consumers
 from .entrypoints.grpc_server import SERVICE_NAME, BillingServicer
-from .service_layer.handlers import CONSUMER, Dependencies
+from .service_layer import commands
+from .service_layer.handlers import CONSUMER, RUNNING_TOMBSTONE_HOURS, Dependencies, handle
 from .service_layer.unit_of_work import UnitOfWorkFactory
 
 # (add_XServicer_to_server, servicer, full service name): what the runtime's gRPC server mounts.
@@ -37,6 +38,10 @@ class BillingApp:
         self, broker: KafkaBroker, *, topic: str = topics.JOBS, group_id: str = CONSUMER
     ) -> None:
         consumers.register(broker, self.deps, topic=topic, group_id=group_id)
+
+    async def prune_once(self) -> None:
+        """One round of deleting the tombstones of attempts that ended long ago (the runtime repeats it)."""
+        await handle(commands.PruneEndedRunning(RUNNING_TOMBSTONE_HOURS), self.deps)
 
 
 def bootstrap(

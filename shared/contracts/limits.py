@@ -38,6 +38,15 @@ CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
 # --- utilization
 DEFAULT_UTILIZATION_HOURS = 24
 MAX_UTILIZATION_HOURS = 720  # 30 days: the longest look-back monitoring answers
+# Utilization series (GetUtilizationSeries, GET /v1/utilization/series).
+DEFAULT_SERIES_WINDOW_SECONDS = 3600  # the last hour
+MAX_SERIES_POINTS = 500  # per series; a step that would give more is refused
+MIN_SERIES_STEP_SECONDS = 1
+
+# --- cost summaries (SummarizeCosts, GET /v1/costs/summary)
+COST_GROUP_BY: tuple[str, ...] = ("day", "gpu_type", "project")
+DEFAULT_COST_SUMMARY_DAYS = 30
+MAX_COST_SUMMARY_DAYS = 366  # at most a year of days in one answer
 
 # --- webhooks
 MAX_WEBHOOK_EVENTS = 32

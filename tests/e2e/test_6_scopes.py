@@ -37,7 +37,9 @@ def _routes(job_id: str, hook_url: str) -> list[tuple[str, str, dict[str, Any] |
         ("GET", "/gpu-types", None, "FleetService/ListGpuTypes"),
         ("GET", f"/jobs/{job_id}/cost", None, "BillingService/GetJobCost"),
         ("GET", "/costs", None, "BillingService/ListJobCosts"),
+        ("GET", "/costs/summary?group_by=day", None, "BillingService/SummarizeCosts"),
         ("GET", "/utilization", None, "MonitoringService/GetUtilization"),
+        ("GET", "/utilization/series", None, "MonitoringService/GetUtilizationSeries"),
         (
             "POST",
             "/webhooks",

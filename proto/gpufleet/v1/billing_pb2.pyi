@@ -99,3 +99,49 @@ class ListJobCostsResponse(_message.Message):
     next_cursor: str
     total_cost: str
     def __init__(self, costs: _Optional[_Iterable[_Union[JobCost, _Mapping]]] = ..., next_cursor: _Optional[str] = ..., total_cost: _Optional[str] = ...) -> None: ...
+
+class SummarizeCostsRequest(_message.Message):
+    __slots__ = ("group_by", "from_time", "to_time", "include_running")
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    FROM_TIME_FIELD_NUMBER: _ClassVar[int]
+    TO_TIME_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    group_by: str
+    from_time: str
+    to_time: str
+    include_running: bool
+    def __init__(self, group_by: _Optional[str] = ..., from_time: _Optional[str] = ..., to_time: _Optional[str] = ..., include_running: _Optional[bool] = ...) -> None: ...
+
+class CostGroup(_message.Message):
+    __slots__ = ("key", "gpu_seconds", "cost", "running_cost", "jobs")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    GPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_COST_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    gpu_seconds: str
+    cost: str
+    running_cost: str
+    jobs: int
+    def __init__(self, key: _Optional[str] = ..., gpu_seconds: _Optional[str] = ..., cost: _Optional[str] = ..., running_cost: _Optional[str] = ..., jobs: _Optional[int] = ...) -> None: ...
+
+class CostSummary(_message.Message):
+    __slots__ = ("group_by", "from_time", "to_time", "currency", "groups", "total", "as_of", "include_running")
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    FROM_TIME_FIELD_NUMBER: _ClassVar[int]
+    TO_TIME_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    group_by: str
+    from_time: str
+    to_time: str
+    currency: str
+    groups: _containers.RepeatedCompositeFieldContainer[CostGroup]
+    total: CostGroup
+    as_of: str
+    include_running: bool
+    def __init__(self, group_by: _Optional[str] = ..., from_time: _Optional[str] = ..., to_time: _Optional[str] = ..., currency: _Optional[str] = ..., groups: _Optional[_Iterable[_Union[CostGroup, _Mapping]]] = ..., total: _Optional[_Union[CostGroup, _Mapping]] = ..., as_of: _Optional[str] = ..., include_running: _Optional[bool] = ...) -> None: ...

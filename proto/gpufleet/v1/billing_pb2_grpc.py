@@ -45,6 +45,11 @@ class BillingServiceStub:
                 request_serializer=gpufleet_dot_v1_dot_billing__pb2.ListJobCostsRequest.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_billing__pb2.ListJobCostsResponse.FromString,
                 _registered_method=True)
+        self.SummarizeCosts = channel.unary_unary(
+                '/gpufleet.v1.BillingService/SummarizeCosts',
+                request_serializer=gpufleet_dot_v1_dot_billing__pb2.SummarizeCostsRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_billing__pb2.CostSummary.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -63,6 +68,14 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SummarizeCosts(self, request, context):
+        """Costs in a time window grouped by UTC day, GPU type or project, with the cost so far of the
+        attempts still running (computed at the answer's `as_of`, nothing written).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +88,11 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.ListJobCosts,
                     request_deserializer=gpufleet_dot_v1_dot_billing__pb2.ListJobCostsRequest.FromString,
                     response_serializer=gpufleet_dot_v1_dot_billing__pb2.ListJobCostsResponse.SerializeToString,
+            ),
+            'SummarizeCosts': grpc.unary_unary_rpc_method_handler(
+                    servicer.SummarizeCosts,
+                    request_deserializer=gpufleet_dot_v1_dot_billing__pb2.SummarizeCostsRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_billing__pb2.CostSummary.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +150,33 @@ class BillingService:
             '/gpufleet.v1.BillingService/ListJobCosts',
             gpufleet_dot_v1_dot_billing__pb2.ListJobCostsRequest.SerializeToString,
             gpufleet_dot_v1_dot_billing__pb2.ListJobCostsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SummarizeCosts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.BillingService/SummarizeCosts',
+            gpufleet_dot_v1_dot_billing__pb2.SummarizeCostsRequest.SerializeToString,
+            gpufleet_dot_v1_dot_billing__pb2.CostSummary.FromString,
             options,
             channel_credentials,
             insecure,

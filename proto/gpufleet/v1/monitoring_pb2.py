@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgpufleet/v1/monitoring.proto\x12\x0bgpufleet.v1\"&\n\x15GetUtilizationRequest\x12\r\n\x05hours\x18\x01 \x01(\x05\"\xd4\x01\n\x0eGpuUtilization\x12\x0e\n\x06gpu_id\x18\x01 \x01(\t\x12\x10\n\x08gpu_name\x18\x02 \x01(\t\x12\x10\n\x08gpu_type\x18\x03 \x01(\t\x12\x17\n\x0f\x61vg_utilization\x18\x04 \x01(\x01\x12\x17\n\x0fmax_utilization\x18\x05 \x01(\x01\x12\x1a\n\x12\x61vg_memory_used_mb\x18\x06 \x01(\x01\x12\x0f\n\x07samples\x18\x07 \x01(\x03\x12\x17\n\x0f\x66irst_sample_at\x18\x08 \x01(\t\x12\x16\n\x0elast_sample_at\x18\t \x01(\t\"R\n\x16GetUtilizationResponse\x12\r\n\x05hours\x18\x01 \x01(\x05\x12)\n\x04gpus\x18\x02 \x03(\x0b\x32\x1b.gpufleet.v1.GpuUtilization2n\n\x11MonitoringService\x12Y\n\x0eGetUtilization\x12\".gpufleet.v1.GetUtilizationRequest\x1a#.gpufleet.v1.GetUtilizationResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgpufleet/v1/monitoring.proto\x12\x0bgpufleet.v1\"&\n\x15GetUtilizationRequest\x12\r\n\x05hours\x18\x01 \x01(\x05\"\xd4\x01\n\x0eGpuUtilization\x12\x0e\n\x06gpu_id\x18\x01 \x01(\t\x12\x10\n\x08gpu_name\x18\x02 \x01(\t\x12\x10\n\x08gpu_type\x18\x03 \x01(\t\x12\x17\n\x0f\x61vg_utilization\x18\x04 \x01(\x01\x12\x17\n\x0fmax_utilization\x18\x05 \x01(\x01\x12\x1a\n\x12\x61vg_memory_used_mb\x18\x06 \x01(\x01\x12\x0f\n\x07samples\x18\x07 \x01(\x03\x12\x17\n\x0f\x66irst_sample_at\x18\x08 \x01(\t\x12\x16\n\x0elast_sample_at\x18\t \x01(\t\"R\n\x16GetUtilizationResponse\x12\r\n\x05hours\x18\x01 \x01(\x05\x12)\n\x04gpus\x18\x02 \x03(\x0b\x32\x1b.gpufleet.v1.GpuUtilization\"g\n\x1bGetUtilizationSeriesRequest\x12\x11\n\tfrom_time\x18\x01 \x01(\t\x12\x0f\n\x07to_time\x18\x02 \x01(\t\x12\x14\n\x0cstep_seconds\x18\x03 \x01(\x05\x12\x0e\n\x06gpu_id\x18\x04 \x01(\t\"[\n\x10UtilizationPoint\x12\t\n\x01t\x18\x01 \x01(\t\x12\x13\n\x0butilization\x18\x02 \x01(\x01\x12\x16\n\x0ememory_used_mb\x18\x03 \x01(\x03\x12\x0f\n\x07samples\x18\x04 \x01(\x03\"y\n\x14GpuUtilizationSeries\x12\x0e\n\x06gpu_id\x18\x01 \x01(\t\x12\x10\n\x08gpu_name\x18\x02 \x01(\t\x12\x10\n\x08gpu_type\x18\x03 \x01(\t\x12-\n\x06points\x18\x04 \x03(\x0b\x32\x1d.gpufleet.v1.UtilizationPoint\"I\n\x19\x41ggregateUtilizationPoint\x12\t\n\x01t\x18\x01 \x01(\t\x12\x13\n\x0butilization\x18\x02 \x01(\x01\x12\x0c\n\x04gpus\x18\x03 \x01(\x05\"\xbb\x01\n\x11UtilizationSeries\x12\x11\n\tfrom_time\x18\x01 \x01(\t\x12\x0f\n\x07to_time\x18\x02 \x01(\t\x12\x14\n\x0cstep_seconds\x18\x03 \x01(\x05\x12\x31\n\x06series\x18\x04 \x03(\x0b\x32!.gpufleet.v1.GpuUtilizationSeries\x12\x39\n\taggregate\x18\x05 \x03(\x0b\x32&.gpufleet.v1.AggregateUtilizationPoint2\xd0\x01\n\x11MonitoringService\x12Y\n\x0eGetUtilization\x12\".gpufleet.v1.GetUtilizationRequest\x1a#.gpufleet.v1.GetUtilizationResponse\x12`\n\x14GetUtilizationSeries\x12(.gpufleet.v1.GetUtilizationSeriesRequest\x1a\x1e.gpufleet.v1.UtilizationSeriesb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GPUUTILIZATION']._serialized_end=298
   _globals['_GETUTILIZATIONRESPONSE']._serialized_start=300
   _globals['_GETUTILIZATIONRESPONSE']._serialized_end=382
-  _globals['_MONITORINGSERVICE']._serialized_start=384
-  _globals['_MONITORINGSERVICE']._serialized_end=494
+  _globals['_GETUTILIZATIONSERIESREQUEST']._serialized_start=384
+  _globals['_GETUTILIZATIONSERIESREQUEST']._serialized_end=487
+  _globals['_UTILIZATIONPOINT']._serialized_start=489
+  _globals['_UTILIZATIONPOINT']._serialized_end=580
+  _globals['_GPUUTILIZATIONSERIES']._serialized_start=582
+  _globals['_GPUUTILIZATIONSERIES']._serialized_end=703
+  _globals['_AGGREGATEUTILIZATIONPOINT']._serialized_start=705
+  _globals['_AGGREGATEUTILIZATIONPOINT']._serialized_end=778
+  _globals['_UTILIZATIONSERIES']._serialized_start=781
+  _globals['_UTILIZATIONSERIES']._serialized_end=968
+  _globals['_MONITORINGSERVICE']._serialized_start=971
+  _globals['_MONITORINGSERVICE']._serialized_end=1179
 # @@protoc_insertion_point(module_scope)

@@ -40,6 +40,11 @@ class MonitoringServiceStub:
                 request_serializer=gpufleet_dot_v1_dot_monitoring__pb2.GetUtilizationRequest.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_monitoring__pb2.GetUtilizationResponse.FromString,
                 _registered_method=True)
+        self.GetUtilizationSeries = channel.unary_unary(
+                '/gpufleet.v1.MonitoringService/GetUtilizationSeries',
+                request_serializer=gpufleet_dot_v1_dot_monitoring__pb2.GetUtilizationSeriesRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_monitoring__pb2.UtilizationSeries.FromString,
+                _registered_method=True)
 
 
 class MonitoringServiceServicer:
@@ -53,6 +58,14 @@ class MonitoringServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUtilizationSeries(self, request, context):
+        """Utilization over time, in buckets of `step_seconds`: one series per GPU while it ran the caller's
+        jobs, plus their aggregate.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MonitoringServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -60,6 +73,11 @@ def add_MonitoringServiceServicer_to_server(servicer, server):
                     servicer.GetUtilization,
                     request_deserializer=gpufleet_dot_v1_dot_monitoring__pb2.GetUtilizationRequest.FromString,
                     response_serializer=gpufleet_dot_v1_dot_monitoring__pb2.GetUtilizationResponse.SerializeToString,
+            ),
+            'GetUtilizationSeries': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUtilizationSeries,
+                    request_deserializer=gpufleet_dot_v1_dot_monitoring__pb2.GetUtilizationSeriesRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_monitoring__pb2.UtilizationSeries.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -90,6 +108,33 @@ class MonitoringService:
             '/gpufleet.v1.MonitoringService/GetUtilization',
             gpufleet_dot_v1_dot_monitoring__pb2.GetUtilizationRequest.SerializeToString,
             gpufleet_dot_v1_dot_monitoring__pb2.GetUtilizationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUtilizationSeries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.MonitoringService/GetUtilizationSeries',
+            gpufleet_dot_v1_dot_monitoring__pb2.GetUtilizationSeriesRequest.SerializeToString,
+            gpufleet_dot_v1_dot_monitoring__pb2.UtilizationSeries.FromString,
             options,
             channel_credentials,
             insecure,

@@ -9,7 +9,7 @@ from uuid import UUID
 from sqlalchemy import Column, Numeric
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 2  # the highest file in migrations/billing
+SCHEMA_VERSION = 3  # the highest file in migrations/billing
 
 
 class CostRow(SQLModel, table=True):
@@ -33,4 +33,23 @@ class CostRow(SQLModel, table=True):
     total_cost: Decimal = Field(sa_column=Column(Numeric(20, 8), nullable=False))
     credit: Decimal = Field(default=Decimal(0), sa_column=Column(Numeric(20, 8), nullable=False))
     currency: str = "USD"
+    created_at: datetime | None = Field(default=None, nullable=False)  # None: the DEFAULT now()
+
+
+class RunningGpuRow(SQLModel, table=True):
+    """One GPU of an attempt that holds its GPUs now (``ended_at`` None) or did (a tombstone until
+    pruned): PRIMARY KEY (job_id, attempt, gpu_id)."""
+
+    __tablename__ = "running_attempts"
+    __table_args__ = {"schema": "billing"}
+
+    organization_id: UUID
+    user_id: UUID | None = None
+    job_id: UUID = Field(primary_key=True)
+    attempt: int = Field(primary_key=True)
+    gpu_id: UUID = Field(primary_key=True)
+    gpu_type: str
+    cost_per_hour: Decimal = Field(sa_column=Column(Numeric(10, 4), nullable=False))
+    start_time: datetime
+    ended_at: datetime | None = None
     created_at: datetime | None = Field(default=None, nullable=False)  # None: the DEFAULT now()

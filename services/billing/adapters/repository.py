@@ -20,7 +20,10 @@ from shared.contracts import topics
 from shared.db import Database
 
 from ..domain.costs import AttemptCost, CostLine, Outcome, RecordedCost, job_cost
+from ..domain.running import RunningAttempt
+from ..domain.summary import GroupBy, GroupedSums, Window
 from ..service_layer.unit_of_work import BillingUnitOfWork, UnitOfWorkFactory
+from . import summary
 from .events import cost_recorded
 from .orm import CostRow
 
@@ -135,6 +138,22 @@ class SqlUnitOfWork(BillingUnitOfWork):
         for row in rows:
             by_job.setdefault(row.job_id, []).append(row)
         return [_recorded(by_job[i]) for i in ids]
+
+    async def track_running(self, attempt: RunningAttempt) -> int:
+        return await summary.track_running(self.session, attempt)
+
+    async def end_running(self, job_id: UUID, attempt: int, at: datetime) -> None:
+        await summary.end_running(self.session, job_id, attempt, at)
+
+    async def cost_summary(
+        self, organization_id: UUID, by: GroupBy, window: Window, as_of: datetime, include_running: bool
+    ) -> GroupedSums:
+        # RLS already limits a tenant unit to its organization; the explicit filter lets the planner
+        # use the (organization_id, end_time) index.
+        return await summary.grouped_sums(self.session, organization_id, by, window, as_of, include_running)
+
+    async def prune_ended_running(self, before: datetime) -> int:
+        return await summary.delete_ended_before(self.session, before)
 
 
 def sql_unit_of_work(db: Database) -> UnitOfWorkFactory:

@@ -11,6 +11,7 @@ from shared.contracts import jobs, topics
 from shared.events import Envelope
 
 from ..domain.costs import EndedAttempt, HeldGpu, Outcome
+from ..domain.running import RunningAttempt
 from ..service_layer import commands
 from ..service_layer.handlers import CONSUMER, Dependencies, handle
 
@@ -69,9 +70,36 @@ def to_command(envelope: Envelope) -> commands.RecordAttemptCost | None:
     return commands.RecordAttemptCost(event_id=envelope.id, attempt=ended_attempt(envelope.type, event))
 
 
+# Events of an attempt that holds its GPUs (from scheduled_at, as billing counts them).
+HOLDING = (jobs.JOB_SCHEDULED, jobs.JOB_STARTED)
+
+
+def to_running_command(envelope: Envelope) -> commands.TrackRunningAttempt | None:
+    """No I/O. A scheduled or started event whose snapshot holds GPUs: the attempt runs, at the prices
+    its allocation fixed, since ``scheduled_at``; anything else is not a running attempt."""
+    if envelope.type not in HOLDING:
+        return None
+    event = envelope.data
+    if not isinstance(event, jobs.JobEventV1):
+        raise TypeError(f"expected JobEventV1, got {type(event).__name__}")
+    job = event.job
+    if not job.allocation or job.scheduled_at is None:
+        return None
+    return commands.TrackRunningAttempt(
+        RunningAttempt(
+            job_id=job.job_id,
+            organization_id=job.organization_id,
+            user_id=job.user_id,
+            attempt=job.attempt,
+            allocation=held(job.allocation),
+            scheduled_at=job.scheduled_at,
+        )
+    )
+
+
 def job_event_handler(deps: Dependencies) -> Callable[[Envelope], Awaitable[None]]:
     async def sink(envelope: Envelope) -> None:
-        cmd = to_command(envelope)
+        cmd: object | None = to_command(envelope) or to_running_command(envelope)
         if cmd is not None:
             await handle(cmd, deps)
 

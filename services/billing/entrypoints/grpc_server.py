@@ -6,9 +6,10 @@ import grpc
 from gpufleet.v1 import billing_pb2, billing_pb2_grpc
 
 from shared.grpc import Authenticator, grpc_service, tenant_of
-from shared.wire import dec, ts
+from shared.wire import dec, parse_ts, ts
 
 from ..domain.costs import RecordedCost
+from ..domain.summary import CostGroup, CostSummary
 from ..service_layer import commands
 from ..service_layer.handlers import CostPage, Dependencies, handle
 
@@ -59,6 +60,29 @@ def to_proto(recorded: RecordedCost) -> billing_pb2.JobCost:
     )
 
 
+def group_to_proto(g: CostGroup) -> billing_pb2.CostGroup:
+    return billing_pb2.CostGroup(
+        key=g.key,
+        gpu_seconds=dec(g.gpu_seconds),
+        cost=dec(g.cost),
+        running_cost=dec(g.running_cost),
+        jobs=g.jobs,
+    )
+
+
+def summary_to_proto(s: CostSummary) -> billing_pb2.CostSummary:
+    return billing_pb2.CostSummary(
+        group_by=s.group_by,
+        from_time=ts(s.window.start),
+        to_time=ts(s.window.end),
+        currency=s.currency,
+        groups=[group_to_proto(g) for g in s.groups],
+        total=group_to_proto(s.total),
+        as_of=ts(s.as_of),
+        include_running=s.include_running,
+    )
+
+
 @grpc_service
 class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     def __init__(self, deps: Dependencies, auth: Authenticator) -> None:
@@ -87,3 +111,19 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             next_cursor=page.next_cursor or "",
             total_cost=dec(page.total),
         )
+
+    async def SummarizeCosts(
+        self, request: billing_pb2.SummarizeCostsRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.CostSummary:
+        org = tenant_of(await self.auth.principal(context))
+        answer: CostSummary = await handle(
+            commands.SummarizeCosts(
+                organization_id=org,
+                group_by=request.group_by,
+                start=parse_ts(request.from_time, "from"),
+                end=parse_ts(request.to_time, "to"),
+                include_running=request.include_running if request.HasField("include_running") else True,
+            ),
+            self.deps,
+        )
+        return summary_to_proto(answer)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from ..domain.costs import EndedAttempt
+from ..domain.running import RunningAttempt
 
 
 @dataclass(frozen=True)
@@ -28,3 +30,26 @@ class ListJobCosts:
     organization_id: UUID
     limit: int = 0  # 0 (proto's unset): the default page
     cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class TrackRunningAttempt:
+    """An attempt holds GPUs now (a scheduled or started event said so): its cost so far counts."""
+
+    attempt: RunningAttempt
+
+
+@dataclass(frozen=True)
+class SummarizeCosts:
+    organization_id: UUID
+    group_by: str  # as sent: validated by the domain
+    start: datetime | None = None  # None: 30 days before ``end``
+    end: datetime | None = None  # None: now
+    include_running: bool = True
+
+
+@dataclass(frozen=True)
+class PruneEndedRunning:
+    """Delete the running-attempt tombstones older than ``retention_hours`` (housekeeping)."""
+
+    retention_hours: int

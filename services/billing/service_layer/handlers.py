@@ -4,7 +4,8 @@ tenant."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -16,15 +17,24 @@ from shared.handlers import dispatch
 
 from ..adapters import metrics
 from ..domain.costs import AttemptCost, RecordedCost, cost_of
+from ..domain.summary import CostSummary, group_by, summary, window
 from . import commands
 from .unit_of_work import UnitOfWorkFactory
 
 CONSUMER = "billing.job-costs"
+# Running-attempt tombstones are kept as long as the processed-events ledger (shared/consumers.py), past
+# the outboxes' 7-day replay window: a replayed scheduled event never revives an ended attempt.
+RUNNING_TOMBSTONE_HOURS = 8 * 24
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
 class Dependencies:
     uow: UnitOfWorkFactory
+    clock: Callable[[], datetime] = field(default=utc_now)  # the instant a running cost is valued at
 
 
 @dataclass(frozen=True)
@@ -48,8 +58,13 @@ async def record_attempt_cost(cmd: commands.RecordAttemptCost, deps: Dependencie
     looked at again. An attempt lost to infrastructure is stored and announced like any other, each line
     credited in full (domain/costs.py)."""
     cost = cost_of(cmd.attempt)
+    ended = cmd.attempt
     async with deps.uow(system=True) as uow:
-        if not await uow.claim(CONSUMER, cmd.event_id) or cost is None:
+        if not await uow.claim(CONSUMER, cmd.event_id):
+            return None
+        # In the same transaction as its lines: an attempt is running or billed, never both.
+        await uow.end_running(ended.job_id, ended.attempt, ended.released_at or deps.clock())
+        if cost is None:
             return None
         if not await uow.add_attempt_cost(cost):
             return None
@@ -91,12 +106,41 @@ async def list_job_costs(cmd: commands.ListJobCosts, deps: Dependencies) -> Cost
     return CostPage(page, cursor)
 
 
+async def track_running_attempt(cmd: commands.TrackRunningAttempt, deps: Dependencies) -> int:
+    """Remember which GPUs a running attempt holds, at which price, since when: the cost so far is
+    computed from it when asked. Idempotent by the rows' key (job, attempt, GPU), so no ledger claim: a
+    scheduled and a started event of the same attempt, or a redelivery, record it once."""
+    async with deps.uow(system=True) as uow:
+        return await uow.track_running(cmd.attempt)
+
+
+async def summarize_costs(cmd: commands.SummarizeCosts, deps: Dependencies) -> CostSummary:
+    """The organization's costs in a window, grouped (domain/summary.py); running attempts valued now."""
+    by = group_by(cmd.group_by)
+    as_of = deps.clock()
+    win = window(cmd.start, cmd.end, as_of)
+    async with deps.uow(org_id=cmd.organization_id) as uow:
+        sums = await uow.cost_summary(cmd.organization_id, by, win, as_of, cmd.include_running)
+    return summary(by, win, as_of, cmd.include_running, sums)
+
+
+async def prune_ended_running(cmd: commands.PruneEndedRunning, deps: Dependencies) -> int:
+    """Cross-tenant housekeeping (system scope)."""
+    if cmd.retention_hours < 1:
+        raise ValueError("retention_hours must be at least 1")
+    async with deps.uow(system=True) as uow:
+        return await uow.prune_ended_running(deps.clock() - timedelta(hours=cmd.retention_hours))
+
+
 Handler = Callable[[Any, Dependencies], Awaitable[Any]]
 
 HANDLERS: dict[type, Handler] = {
     commands.RecordAttemptCost: record_attempt_cost,
     commands.GetJobCost: get_job_cost,
     commands.ListJobCosts: list_job_costs,
+    commands.TrackRunningAttempt: track_running_attempt,
+    commands.SummarizeCosts: summarize_costs,
+    commands.PruneEndedRunning: prune_ended_running,
 }
 
 

@@ -12,6 +12,8 @@ from typing import Protocol
 from uuid import UUID
 
 from ..domain.costs import AttemptCost, RecordedCost
+from ..domain.running import RunningAttempt
+from ..domain.summary import GroupBy, GroupedSums, Window
 
 
 class BillingUnitOfWork(Protocol):
@@ -32,6 +34,22 @@ class BillingUnitOfWork(Protocol):
     async def costs(self, after: tuple[datetime, UUID] | None, limit: int) -> list[RecordedCost]:
         """Newest first by when each job was first billed, one entry per job (all its attempts),
         strictly before ``after`` (first_recorded_at, job_id) when given."""
+
+    async def track_running(self, attempt: RunningAttempt) -> int:
+        """Record the attempt's GPUs as held now (a second time changes nothing), unless this attempt
+        or a later one of the job was billed already; returns the GPUs recorded."""
+
+    async def end_running(self, job_id: UUID, attempt: int, at: datetime) -> None:
+        """The job's attempts up to ``attempt`` hold nothing any more (from ``at``)."""
+
+    async def cost_summary(
+        self, organization_id: UUID, by: GroupBy, window: Window, as_of: datetime, include_running: bool
+    ) -> GroupedSums:
+        """The organization's costs in ``window`` summed per group and over all (domain/summary.py),
+        running attempts valued at ``as_of`` when ``include_running``."""
+
+    async def prune_ended_running(self, before: datetime) -> int:
+        """Delete the tombstones of attempts that ended before ``before``; returns how many rows."""
 
 
 class UnitOfWorkFactory(Protocol):

@@ -14,8 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.db import Database
 
 from ..domain.samples import GpuSample
+from ..domain.series import SeriesWindow, UtilizationSeries
 from ..domain.utilization import GpuUtilization
 from ..service_layer.unit_of_work import MonitoringUnitOfWork, UnitOfWorkFactory
+from .series import utilization_series
 
 _INSERT = text(
     """
@@ -112,6 +114,11 @@ class SqlUnitOfWork(MonitoringUnitOfWork):
             )
             for r in rows
         ]
+
+    async def utilization_series(
+        self, organization_id: UUID, window: SeriesWindow, gpu_id: UUID | None
+    ) -> UtilizationSeries:
+        return await utilization_series(self.session, organization_id, window, gpu_id)
 
     async def delete_samples_older_than(self, hours: int) -> int:
         # Served by the timestamp index.

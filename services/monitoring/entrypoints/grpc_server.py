@@ -6,8 +6,9 @@ import grpc
 from gpufleet.v1 import monitoring_pb2, monitoring_pb2_grpc
 
 from shared.grpc import Authenticator, grpc_service, tenant_of
-from shared.wire import ts
+from shared.wire import parse_ts, ts, uuid_arg
 
+from ..domain.series import UtilizationSeries
 from ..domain.utilization import GpuUtilization, Utilization
 from ..service_layer import commands
 from ..service_layer.handlers import Dependencies, handle
@@ -30,6 +31,35 @@ def to_proto(g: GpuUtilization) -> monitoring_pb2.GpuUtilization:
     )
 
 
+def series_to_proto(answer: UtilizationSeries) -> monitoring_pb2.UtilizationSeries:
+    return monitoring_pb2.UtilizationSeries(
+        from_time=ts(answer.window.start),
+        to_time=ts(answer.window.end),
+        step_seconds=answer.window.step_seconds,
+        series=[
+            monitoring_pb2.GpuUtilizationSeries(
+                gpu_id=str(s.gpu_id),
+                gpu_name=s.gpu_name,
+                gpu_type=s.gpu_type,
+                points=[
+                    monitoring_pb2.UtilizationPoint(
+                        t=ts(p.t),
+                        utilization=p.utilization,
+                        memory_used_mb=p.memory_used_mb,
+                        samples=p.samples,
+                    )
+                    for p in s.points
+                ],
+            )
+            for s in answer.series
+        ],
+        aggregate=[
+            monitoring_pb2.AggregateUtilizationPoint(t=ts(p.t), utilization=p.utilization, gpus=p.gpus)
+            for p in answer.aggregate
+        ],
+    )
+
+
 @grpc_service
 class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
     def __init__(self, deps: Dependencies, auth: Authenticator) -> None:
@@ -46,3 +76,19 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
         return monitoring_pb2.GetUtilizationResponse(
             hours=answer.hours, gpus=[to_proto(g) for g in answer.gpus]
         )
+
+    async def GetUtilizationSeries(
+        self, request: monitoring_pb2.GetUtilizationSeriesRequest, context: grpc.aio.ServicerContext
+    ) -> monitoring_pb2.UtilizationSeries:
+        org = tenant_of(await self.auth.principal(context))
+        answer: UtilizationSeries = await handle(
+            commands.GetUtilizationSeries(
+                organization_id=org,
+                start=parse_ts(request.from_time, "from"),
+                end=parse_ts(request.to_time, "to"),
+                step_seconds=request.step_seconds,
+                gpu_id=uuid_arg(request.gpu_id, "gpu_id") if request.gpu_id else None,
+            ),
+            self.deps,
+        )
+        return series_to_proto(answer)

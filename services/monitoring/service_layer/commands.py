@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from ..domain.samples import GpuSample
@@ -19,6 +20,15 @@ class IngestSamples:
 class GetUtilization:
     organization_id: UUID
     hours: int = 0  # 0 (proto's unset): the default day
+
+
+@dataclass(frozen=True)
+class GetUtilizationSeries:
+    organization_id: UUID
+    start: datetime | None = None  # None: an hour before ``end``
+    end: datetime | None = None  # None: now
+    step_seconds: int = 0  # 0 (proto's unset): chosen so that a series has at most 500 points
+    gpu_id: UUID | None = None  # None: every GPU the organization's jobs used in the window
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.handlers import dispatch
 
 from ..adapters import metrics
+from ..domain.series import UtilizationSeries, series_window
 from ..domain.utilization import Utilization, window_hours
 from . import commands
 from .unit_of_work import UnitOfWorkFactory
@@ -48,6 +50,13 @@ async def get_utilization(cmd: commands.GetUtilization, deps: Dependencies) -> U
     return Utilization(hours=window, gpus=gpus)
 
 
+async def get_utilization_series(cmd: commands.GetUtilizationSeries, deps: Dependencies) -> UtilizationSeries:
+    """Per GPU and across them, the organization's utilization in buckets (domain/series.py)."""
+    window = series_window(cmd.start, cmd.end, cmd.step_seconds, datetime.now(UTC))
+    async with deps.uow(org_id=cmd.organization_id) as uow:
+        return await uow.utilization_series(cmd.organization_id, window, cmd.gpu_id)
+
+
 async def prune_samples(cmd: commands.PruneSamples, deps: Dependencies) -> int:
     """Cross-tenant housekeeping (system scope): raw samples past retention are deleted."""
     if cmd.retention_hours < 1:
@@ -61,6 +70,7 @@ Handler = Callable[[Any, Dependencies], Awaitable[Any]]
 HANDLERS: dict[type, Handler] = {
     commands.IngestSamples: ingest_samples,
     commands.GetUtilization: get_utilization,
+    commands.GetUtilizationSeries: get_utilization_series,
     commands.PruneSamples: prune_samples,
 }
 

@@ -13,6 +13,7 @@ from typing import Protocol
 from uuid import UUID
 
 from ..domain.samples import GpuSample
+from ..domain.series import SeriesWindow, UtilizationSeries
 from ..domain.utilization import GpuUtilization
 
 
@@ -26,6 +27,12 @@ class MonitoringUnitOfWork(Protocol):
 
     async def delete_samples_older_than(self, hours: int) -> int:
         """Returns how many were deleted."""
+
+    async def utilization_series(
+        self, organization_id: UUID, window: SeriesWindow, gpu_id: UUID | None
+    ) -> UtilizationSeries:
+        """The samples in ``window`` taken while ``organization_id``'s jobs held the GPU (only
+        ``gpu_id``'s when given), bucketed per GPU and across GPUs."""
 
 
 class UnitOfWorkFactory(Protocol):

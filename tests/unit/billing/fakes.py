@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from uuid import UUID
 
 from services.billing.domain.costs import AttemptCost, RecordedCost, job_cost
+from services.billing.domain.running import RunningAttempt
+from services.billing.domain.summary import CostGroup, GroupBy, GroupedSums, Window
 from services.billing.service_layer.handlers import Dependencies
 
 
@@ -25,6 +28,11 @@ class Store:
         self.announced: list[AttemptCost] = []  # the CostRecorded outbox rows, in commit order
         self.commits = 0
         self.fail_next_commit = False
+        # (job_id, attempt) -> the running attempt and when it ended (None: still running).
+        self.running: dict[tuple[UUID, int], tuple[RunningAttempt, datetime | None]] = {}
+        # What cost_summary answers (the SQL itself is tested against PostgreSQL) and what it was asked.
+        self.sums = GroupedSums([], CostGroup("", Decimal(0), Decimal(0), Decimal(0), 0))
+        self.summary_calls: list[tuple[UUID, GroupBy, Window, datetime, bool, UUID | None]] = []
 
     @property
     def costs(self) -> dict[UUID, RecordedCost]:
@@ -49,6 +57,8 @@ class FakeUnitOfWork:
         self.new_claims: set[tuple[str, UUID]] = set()
         self.new_attempts: dict[tuple[UUID, int], AttemptCost] = {}
         self.new_events: list[AttemptCost] = []
+        self.new_running: dict[tuple[UUID, int], tuple[RunningAttempt, datetime | None]] = {}
+        self.pruned: set[tuple[UUID, int]] = set()
 
     def _visible(self, org: UUID) -> bool:
         return self.system or org == self.org_id
@@ -81,6 +91,37 @@ class FakeUnitOfWork:
             ordered = [c for c in ordered if (c.first_recorded_at, c.cost.job_id) < after]
         return ordered[:limit]
 
+    def _running(self) -> dict[tuple[UUID, int], tuple[RunningAttempt, datetime | None]]:
+        return {**self.store.running, **self.new_running}
+
+    async def track_running(self, attempt: RunningAttempt) -> int:
+        for (job_id, number), (running, ended) in self._running().items():
+            if job_id == attempt.job_id and number < attempt.attempt and ended is None:
+                self.new_running[job_id, number] = (running, attempt.scheduled_at)
+        billed = any(j == attempt.job_id and n >= attempt.attempt for j, n in self.store.attempts)
+        billed = billed or any(j == attempt.job_id and n >= attempt.attempt for j, n in self.new_attempts)
+        key = (attempt.job_id, attempt.attempt)
+        if billed or key in self._running():
+            return 0
+        self.new_running[key] = (attempt, None)
+        return len(attempt.allocation)
+
+    async def end_running(self, job_id: UUID, attempt: int, at: datetime) -> None:
+        for (j, n), (running, ended) in self._running().items():
+            if j == job_id and n <= attempt and ended is None:
+                self.new_running[j, n] = (running, at)
+
+    async def cost_summary(
+        self, organization_id: UUID, by: GroupBy, window: Window, as_of: datetime, include_running: bool
+    ) -> GroupedSums:
+        self.store.summary_calls.append((organization_id, by, window, as_of, include_running, self.org_id))
+        return self.store.sums
+
+    async def prune_ended_running(self, before: datetime) -> int:
+        gone = [k for k, (_, ended) in self._running().items() if ended is not None and ended < before]
+        self.pruned.update(gone)
+        return len(gone)
+
     def commit(self) -> None:
         if self.store.fail_next_commit:
             self.store.fail_next_commit = False
@@ -90,6 +131,9 @@ class FakeUnitOfWork:
         for key, cost in self.new_attempts.items():
             self.store.attempts[key] = (cost, self.store.now)
         self.store.announced.extend(self.new_events)
+        self.store.running.update(self.new_running)
+        for key in self.pruned:
+            self.store.running.pop(key, None)
         self.store.commits += 1
 
 

@@ -143,12 +143,22 @@ async def test_a_job_that_never_held_a_gpu_is_claimed_but_costs_nothing() -> Non
     assert store.attempts == {} and store.announced == [] and metric(RECORDED) == before
 
 
-@pytest.mark.parametrize("event_type", [jobs.JOB_SUBMITTED, jobs.JOB_SCHEDULED, jobs.JOB_STARTED])
-async def test_non_terminal_events_are_ignored_without_a_unit_of_work(event_type: str) -> None:
+@pytest.mark.parametrize("event_type", [jobs.JOB_SUBMITTED, jobs.JOB_PENDING])
+async def test_events_of_a_waiting_job_are_ignored_without_a_unit_of_work(event_type: str) -> None:
     deps, store = fake_dependencies()
     sink = job_event_handler(deps)
     await sink(job_event(event_type, allocation("2.0000")))
-    assert store.commits == 0 and store.claims == set() and store.attempts == {}
+    assert store.commits == 0 and store.claims == set() and store.attempts == {} and store.running == {}
+
+
+@pytest.mark.parametrize("event_type", [jobs.JOB_SCHEDULED, jobs.JOB_STARTED])
+async def test_a_holding_event_tracks_the_attempt_as_running_and_bills_nothing(event_type: str) -> None:
+    deps, store = fake_dependencies()
+    event = job_event(event_type, allocation("2.0000"))
+    await job_event_handler(deps)(event)
+    running, ended = store.running[event.data.job.job_id, 1]
+    assert ended is None and running.scheduled_at == event.data.job.scheduled_at
+    assert store.claims == set() and store.attempts == {} and store.announced == []
 
 
 async def test_the_consumer_sink_bills_a_terminal_event() -> None:

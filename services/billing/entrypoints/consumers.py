@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from faststream.kafka import KafkaBroker
 
-from shared.consumers import subscribe
+from shared.consumers import subscribe_batch
 from shared.contracts import jobs, topics
 from shared.events import Envelope
 
@@ -97,11 +97,15 @@ def to_running_command(envelope: Envelope) -> commands.TrackRunningAttempt | Non
     )
 
 
-def job_event_handler(deps: Dependencies) -> Callable[[Envelope], Awaitable[None]]:
-    async def sink(envelope: Envelope) -> None:
-        cmd: object | None = to_command(envelope) or to_running_command(envelope)
-        if cmd is not None:
-            await handle(cmd, deps)
+def job_event_handler(deps: Dependencies) -> Callable[[list[Envelope]], Awaitable[None]]:
+    """The sink of a batch: the events that matter to billing, in order, in one transaction."""
+
+    async def sink(envelopes: list[Envelope]) -> None:
+        cmds = tuple(
+            cmd for env in envelopes if (cmd := to_command(env) or to_running_command(env)) is not None
+        )
+        if cmds:
+            await handle(commands.ApplyJobEvents(cmds), deps)
 
     return sink
 
@@ -110,5 +114,6 @@ def register(
     broker: KafkaBroker, deps: Dependencies, *, topic: str = topics.JOBS, group_id: str = CONSUMER
 ) -> None:
     """``topic`` and ``group_id`` are overridable so that tests read without rebalancing the service's
-    group (the processed-event ledger keeps the consumer name either way)."""
-    subscribe(broker, topic, group_id=group_id, models=jobs.EVENT_TYPES, handle=job_event_handler(deps))
+    group (the processed-event ledger keeps the consumer name either way). Records are taken in batches
+    (one transaction and one offset commit per batch, not per event)."""
+    subscribe_batch(broker, topic, group_id=group_id, models=jobs.EVENT_TYPES, handle=job_event_handler(deps))

@@ -53,3 +53,10 @@ class PruneEndedRunning:
     """Delete the running-attempt tombstones older than ``retention_hours`` (housekeeping)."""
 
     retention_hours: int
+
+
+@dataclass(frozen=True)
+class ApplyJobEvents:
+    """A batch of the job topic's events that matter to billing, in topic order, in one transaction."""
+
+    events: tuple[RecordAttemptCost | TrackRunningAttempt, ...]

@@ -57,20 +57,44 @@ async def record_attempt_cost(cmd: commands.RecordAttemptCost, deps: Dependencie
     (job_id, attempt, gpu_id). A GPU-less attempt's event is claimed all the same, so that it is never
     looked at again. An attempt lost to infrastructure is stored and announced like any other, each line
     credited in full (domain/costs.py)."""
+    async with deps.uow(system=True) as uow:
+        cost = await _record(uow, cmd, deps)
+    if cost is not None:
+        metrics.counted(cost)
+    return cost
+
+
+async def _record(uow: Any, cmd: commands.RecordAttemptCost, deps: Dependencies) -> AttemptCost | None:
     cost = cost_of(cmd.attempt)
     ended = cmd.attempt
-    async with deps.uow(system=True) as uow:
-        if not await uow.claim(CONSUMER, cmd.event_id):
-            return None
-        # In the same transaction as its lines: an attempt is running or billed, never both.
-        await uow.end_running(ended.job_id, ended.attempt, ended.released_at or deps.clock())
-        if cost is None:
-            return None
-        if not await uow.add_attempt_cost(cost):
-            return None
-        await uow.announce_cost(cost)
-    metrics.counted(cost)
+    if not await uow.claim(CONSUMER, cmd.event_id):
+        return None
+    # In the same transaction as its lines: an attempt is running or billed, never both.
+    await uow.end_running(ended.job_id, ended.attempt, ended.released_at or deps.clock())
+    if cost is None:
+        return None
+    if not await uow.add_attempt_cost(cost):
+        return None
+    await uow.announce_cost(cost)
     return cost
+
+
+async def apply_job_events(cmd: commands.ApplyJobEvents, deps: Dependencies) -> list[AttemptCost]:
+    """A batch of job events in topic order, in one transaction (one commit for the batch instead of
+    one per event): each is what :func:`record_attempt_cost` or :func:`track_running_attempt` does
+    alone, with the same idempotency. If the transaction fails, none of the batch is applied and the
+    consumer retries it (splitting a batch that keeps failing to find the record at fault)."""
+    recorded: list[AttemptCost] = []
+    async with deps.uow(system=True) as uow:
+        for event in cmd.events:
+            if isinstance(event, commands.RecordAttemptCost):
+                if (cost := await _record(uow, event, deps)) is not None:
+                    recorded.append(cost)
+            else:
+                await uow.track_running(event.attempt)
+    for cost in recorded:
+        metrics.counted(cost)
+    return recorded
 
 
 async def get_job_cost(cmd: commands.GetJobCost, deps: Dependencies) -> RecordedCost:
@@ -141,6 +165,7 @@ HANDLERS: dict[type, Handler] = {
     commands.TrackRunningAttempt: track_running_attempt,
     commands.SummarizeCosts: summarize_costs,
     commands.PruneEndedRunning: prune_ended_running,
+    commands.ApplyJobEvents: apply_job_events,
 }
 
 

@@ -38,7 +38,7 @@ def deps_at(billing: Billing, now: datetime = NOW) -> Dependencies:
 async def feed(deps: Dependencies, *envelopes) -> None:  # type: ignore[no-untyped-def]
     sink = job_event_handler(deps)
     for envelope in envelopes:
-        await sink(envelope)
+        await sink([envelope])
 
 
 async def summarize(deps: Dependencies, org: uuid.UUID, by: str, **kw) -> CostSummary:  # type: ignore[no-untyped-def]

@@ -147,7 +147,7 @@ async def test_a_job_that_never_held_a_gpu_is_claimed_but_costs_nothing() -> Non
 async def test_events_of_a_waiting_job_are_ignored_without_a_unit_of_work(event_type: str) -> None:
     deps, store = fake_dependencies()
     sink = job_event_handler(deps)
-    await sink(job_event(event_type, allocation("2.0000")))
+    await sink([job_event(event_type, allocation("2.0000"))])
     assert store.commits == 0 and store.claims == set() and store.attempts == {} and store.running == {}
 
 
@@ -155,7 +155,7 @@ async def test_events_of_a_waiting_job_are_ignored_without_a_unit_of_work(event_
 async def test_a_holding_event_tracks_the_attempt_as_running_and_bills_nothing(event_type: str) -> None:
     deps, store = fake_dependencies()
     event = job_event(event_type, allocation("2.0000"))
-    await job_event_handler(deps)(event)
+    await job_event_handler(deps)([event])
     running, ended = store.running[event.data.job.job_id, 1]
     assert ended is None and running.scheduled_at == event.data.job.scheduled_at
     assert store.claims == set() and store.attempts == {} and store.announced == []
@@ -164,7 +164,7 @@ async def test_a_holding_event_tracks_the_attempt_as_running_and_bills_nothing(e
 async def test_the_consumer_sink_bills_a_terminal_event() -> None:
     deps, store = fake_dependencies()
     event = job_event(jobs.JOB_FAILED, allocation("0.3600"), held=timedelta(seconds=10))
-    await job_event_handler(deps)(event)
+    await job_event_handler(deps)([event])
     assert store.costs[event.data.job.job_id].cost.total == Decimal("0.00100000")
 
 
@@ -262,3 +262,18 @@ async def test_a_command_without_a_handler_is_a_wiring_error() -> None:
     deps, _ = fake_dependencies()
     with pytest.raises(TypeError, match="RefundJob"):
         await handle(RefundJob(uuid.uuid4()), deps)
+
+
+async def test_a_batch_of_events_is_one_unit_of_work_and_bills_each_attempt_once() -> None:
+    deps, store = fake_dependencies()
+    alloc = allocation("0.3600")
+    started = job_event(jobs.JOB_STARTED, alloc)
+    job = started.data.job
+    ended = job_event(
+        jobs.JOB_FAILED, alloc, job_id=job.job_id, org=job.organization_id, held=timedelta(seconds=10)
+    )
+    await job_event_handler(deps)([started, job_event(jobs.JOB_SUBMITTED, alloc), ended, ended, started])
+    assert store.commits == 1
+    assert store.costs[job.job_id].cost.total == Decimal("0.00100000")
+    assert len(store.announced) == 1
+    assert store.running[job.job_id, 1][1] is not None  # the replayed start did not revive it

@@ -150,9 +150,9 @@ async def test_the_end_of_an_attempt_ends_its_running_record_in_the_same_unit() 
     started = job_event(jobs.JOB_STARTED, alloc)
     job_id = started.data.job.job_id
     sink = job_event_handler(deps)
-    await sink(started)
-    await sink(job_event(jobs.JOB_SUCCEEDED, alloc, job_id=job_id, org=started.data.job.organization_id))
+    await sink([started])
+    await sink([job_event(jobs.JOB_SUCCEEDED, alloc, job_id=job_id, org=started.data.job.organization_id)])
     (_, ended) = store.running[job_id, 1]
     assert ended == T0 + timedelta(minutes=10)
-    await sink(started)  # replayed after the end: billed already, nothing runs again
+    await sink([started])  # replayed after the end: billed already, nothing runs again
     assert store.running[job_id, 1][1] == ended

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import tempfile
 import uuid
@@ -318,7 +317,7 @@ async def test_reports_left_on_disk_by_a_previous_run_are_delivered(kafka, tmp_p
     assert [k for k, _ in reports] == ["started", "finished"]
     assert reports[1][1].error_message == LOST_MESSAGE  # it started before the restart: never run twice
     async with asyncio.timeout(WAIT):
-        while json.loads((tmp_path / "pending_reports.json").read_text())["reports"]:
+        while JsonReportStore(tmp_path / "pending_reports.json").load():
             await asyncio.sleep(0.05)
 
 

@@ -40,7 +40,12 @@ KEYS_READ = "keys:read"
 KEYS_WRITE = "keys:write"
 
 METHODS_OF_SCOPE: Mapping[str, tuple[str, ...]] = {
-    JOBS_READ: ("JobService/GetJob", "JobService/ListJobs"),
+    JOBS_READ: (
+        "JobService/GetJob",
+        "JobService/ListJobs",
+        "JobOutputService/ReadOutput",
+        "JobOutputService/FollowOutput",
+    ),
     JOBS_WRITE: (
         "JobService/SubmitJob",
         "JobService/CancelJob",

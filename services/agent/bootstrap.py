@@ -12,12 +12,14 @@ from .adapters import host
 from .adapters.grpc_clients import FleetClient, SchedulerClient
 from .adapters.metrics_publisher import KafkaMetricsPublisher
 from .adapters.nvml import NvmlBackend
+from .adapters.output_capture import KafkaOutputPublisher, output_source
 from .adapters.processes import ProcessRunner, SandboxSettings
 from .adapters.report_store import JsonReportStore
 from .adapters.sandbox import make_undumpable
 from .adapters.simulated import SimulatedBackend
 from .config import AgentSettings, GpuBackendSettings
 from .service_layer.agent import AgentConfig, NodeAgent
+from .service_layer.output_shipper import OutputShipper
 from .service_layer.ports import GpuBackend, GpuBackendError
 from .service_layer.report_queue import ReportQueue
 
@@ -97,5 +99,12 @@ def bootstrap(settings: AgentSettings, backend: GpuBackend | None = None) -> Age
         runner,
         publisher,
         ReportQueue(JsonReportStore(state_dir / REPORTS_FILE)),
+        output=OutputShipper(
+            KafkaOutputPublisher(settings, publisher, settings.agent_hostname),
+            output_source,
+            give_up_seconds=settings.agent_output_give_up_seconds,
+        )
+        if settings.agent_output_shipping
+        else None,
     )
     return AgentApp(agent, fleet, scheduler, publisher, backend)

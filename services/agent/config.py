@@ -79,6 +79,10 @@ class AgentSettings(GpuBackendSettings, KafkaSettings, AgentTokenSettings):
     agent_labels: str = ""
     agent_metrics_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     agent_output_tail_bytes: int = Field(default=4096, ge=0, le=1024 * 1024)
+    # The whole output of each job is shipped to monitoring (docs/job-output.md); off: only the tail.
+    agent_output_shipping: bool = True
+    # A finished job's output the broker would not take for this long is dropped (counted).
+    agent_output_give_up_seconds: float = Field(default=300.0, ge=0, le=86400)
     agent_kill_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
     # The job sandbox (services/agent/adapters/sandbox.py says what each setting guarantees).
     # Job folders; unset: /var/lib/gpufleet/jobs as root, else $XDG_RUNTIME_DIR (or the temp folder).

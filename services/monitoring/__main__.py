@@ -10,6 +10,7 @@ from shared.runtime import Runtime, load_settings
 from .adapters.orm import SCHEMA_VERSION
 from .bootstrap import bootstrap
 from .config import MonitoringSettings
+from .output_bootstrap import bootstrap_output
 
 
 def build(settings: MonitoringSettings) -> Runtime:
@@ -17,7 +18,11 @@ def build(settings: MonitoringSettings) -> Runtime:
     db = rt.database(settings.monitoring_database_url, schema="monitoring", version=SCHEMA_VERSION)
     app = bootstrap(settings, db=db, auth=rt.authenticator())
     rt.consumers(app.register_consumers, topics=(topics.METRICS,))
-    rt.grpc(settings.monitoring_grpc_listen, app.grpc_services)
+    output = bootstrap_output(settings, db=db, auth=rt.authenticator())
+    rt.consumers(output.register_consumers, topics=(topics.OUTPUT, topics.JOBS))
+    rt.grpc(settings.monitoring_grpc_listen, [*app.grpc_services, *output.grpc_services])
+    rt.periodic("output-completion", output.complete_once, every=output.sweep_every_seconds)
+    rt.periodic("output-retention", output.prune_once, every=output.prune_every_seconds)
     rt.periodic("sample-retention", app.prune_once, every=app.prune_every_seconds)
     return rt
 

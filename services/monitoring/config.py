@@ -13,3 +13,10 @@ class MonitoringSettings(BaseServiceSettings, KafkaSettings, IdentityClientSetti
     # Raw samples older than this are deleted (rollups for longer windows are a later step).
     monitoring_retention_hours: int = Field(default=168, ge=1)
     monitoring_retention_sweep_seconds: float = Field(default=300.0, gt=0)
+    # Job output (docs/job-output.md): per attempt at most this many bytes are kept; beyond it the first
+    # and the last half of it, with a marker line between saying how many bytes were cut.
+    monitoring_output_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    monitoring_output_retention_days: int = Field(default=30, ge=1)
+    # An attempt that ended (job topic) without its agent's end of output is completed this long after.
+    monitoring_output_end_grace_seconds: float = Field(default=15.0, ge=0, le=3600)
+    monitoring_output_sweep_seconds: float = Field(default=2.0, gt=0, le=3600)

@@ -4,6 +4,7 @@ JOBS = "gpufleet.jobs.v1"  # public: every job lifecycle event, key = job id
 COSTS = "gpufleet.costs.v1"  # public: every cost record, key = job id
 FLEET = "gpufleet.fleet.v1"  # internal: node and GPU inventory changes, key = gpu id / node id
 METRICS = "gpufleet.metrics.v1"  # internal: GPU metric samples from agents, key = node id
+OUTPUT = "gpufleet.output.v1"  # internal: job output chunks from agents, key = job id
 
 
 def dead_letter(topic: str) -> str:

@@ -28,6 +28,8 @@ def _routes(job_id: str, hook_url: str) -> list[tuple[str, str, dict[str, Any] |
         ("POST", "/jobs", {"command": "echo scoped", "gpu_count": 1}, "JobService/SubmitJob"),
         ("GET", "/jobs", None, "JobService/ListJobs"),
         ("GET", f"/jobs/{job_id}", None, "JobService/GetJob"),
+        ("GET", f"/jobs/{job_id}/logs", None, "JobOutputService/ReadOutput"),
+        ("GET", f"/jobs/{job_id}/logs?follow=true", None, "JobOutputService/FollowOutput"),
         ("POST", f"/jobs/{missing}/cancel", None, "JobService/CancelJob"),
         ("POST", f"/jobs/{missing}/hold", None, "JobService/HoldJob"),
         ("POST", f"/jobs/{missing}/release", None, "JobService/ReleaseJob"),

@@ -30,19 +30,39 @@ class KafkaMetricsPublisher:
         self.source = f"gpufleet/agent/{hostname}"
         self._client_id = f"agent-{hostname}"
         self._producer: AIOKafkaProducer | None = None
+        # Job output shares this producer (send_record): one start at a time, however many callers.
+        self._starting = asyncio.Lock()
 
     async def _ready(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            await ensure_topics(self._settings, (topics.METRICS,))
-            producer = make_producer(self._settings, self._client_id)
-            try:
-                await producer.start()
-            except Exception:
-                await producer.stop()
-                raise
-            self._producer = producer
-            log.info("publishing GPU metrics", extra={"topic": topics.METRICS})
-        return self._producer
+        async with self._starting:
+            if self._producer is None:
+                await ensure_topics(self._settings, (topics.METRICS,))
+                producer = make_producer(self._settings, self._client_id)
+                try:
+                    await producer.start()
+                except Exception:
+                    await producer.stop()
+                    raise
+                self._producer = producer
+                log.info("publishing GPU metrics", extra={"topic": topics.METRICS})
+            return self._producer
+
+    async def send_record(
+        self, topic: str, value: bytes, *, key: bytes, headers: list[tuple[str, bytes]]
+    ) -> None:
+        """One record on ``topic`` through this producer, acknowledged (the job output shipper's
+        chunks); a failure restarts the producer, as a failed metrics publish does."""
+        producer = await self._ready()
+        try:
+            await asyncio.wait_for(
+                producer.send_and_wait(topic, value, key=key, headers=headers), SEND_TIMEOUT
+            )
+        except Exception:
+            current = self._producer is producer  # not already replaced by a failed metrics publish
+            if current:
+                self._producer = None
+            await producer.stop()
+            raise
 
     async def publish(self, sample: GpuMetricsSampledV1) -> None:
         node_id = str(sample.node_id)

@@ -49,6 +49,7 @@ from ..domain.model import (
 from ..domain.reconcile import Finish, Start, Stop, reconcile
 from ..domain.time_limit import warning_after
 from .metrics import build_sample
+from .output_shipper import OutputShipper
 from .ports import Fleet, GpuBackend, JobHandle, JobRunner, MetricsPublisher, Scheduler, Unreachable
 from .report_queue import ReportQueue
 
@@ -98,10 +99,12 @@ class NodeAgent:
         reports: ReportQueue,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        output: OutputShipper | None = None,
     ) -> None:
         self.config, self.backend, self.fleet, self.scheduler = config, backend, fleet, scheduler
         self.runner, self.publisher, self.reports, self.clock = runner, publisher, reports, clock
         self.sleep = sleep  # time limits wait through it (tests pass one that does not wait)
+        self.output = output  # ships each job's whole output to monitoring (None: only the tail)
         self.revision = 0  # of the last assignments update applied (sent again on reconnect)
         self._watch_failing = False
         self.registration: Registration | None = None
@@ -137,6 +140,8 @@ class NodeAgent:
         finally:
             await self._shutdown_jobs()
             await self.reports.flush(self.scheduler, self.node_id(), timeout=3.0)
+            if self.output is not None:
+                await self.output.close(timeout=3.0)
 
     def node_id(self) -> str | None:
         return self.registration.node_id if self.registration else None
@@ -392,6 +397,8 @@ class NodeAgent:
         entry = self.running[job.job_id] = _Running(job, handle)
         prom.JOBS_RUNNING.set(len(self.running))
         self._spawn_task(self._watch(job.job_id), f"job-{job.job_id}")
+        if self.output is not None:
+            self.output.follow(job, handle)
         if job.time_limit_seconds > 0:
             entry.limit_task = self._spawn_task(self._enforce_time_limit(job), f"limit-{job.job_id}")
 
@@ -427,6 +434,8 @@ class NodeAgent:
     async def _watch(self, job_id: str) -> None:
         entry = self.running[job_id]
         exited = await entry.handle.wait()
+        if self.output is not None:
+            self.output.ended(job_id, entry.job.attempt)  # before release() removes the job's files
         self.running.pop(job_id, None)
         if entry.limit_task is not None:
             entry.limit_task.cancel()

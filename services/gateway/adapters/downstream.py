@@ -20,6 +20,7 @@ from gpufleet.v1 import (
     identity_pb2_grpc,
     monitoring_pb2_grpc,
     notification_pb2_grpc,
+    output_pb2_grpc,
     scheduler_pb2_grpc,
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -44,6 +45,7 @@ class Downstream:
     notification: notification_pb2_grpc.NotificationServiceStub
     channels: dict[str, grpc.aio.Channel]
     call_timeout: float
+    output: output_pb2_grpc.JobOutputServiceStub  # job output (monitoring's channel)
 
     @classmethod
     def connect(
@@ -65,6 +67,7 @@ class Downstream:
             notification=notification_pb2_grpc.NotificationServiceStub(channels["notification"]),
             channels=channels,
             call_timeout=call_timeout,
+            output=output_pb2_grpc.JobOutputServiceStub(channels["monitoring"]),
         )
 
     async def readiness(self, timeout: float) -> dict[str, ServiceHealth]:

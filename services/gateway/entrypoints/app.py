@@ -26,6 +26,7 @@ from services.gateway.entrypoints.routes import (
     health,
     identity,
     jobs,
+    logs,
     monitoring,
     notification,
 )
@@ -88,7 +89,7 @@ def _build(lifespan: Lifespan | None) -> FastAPI:
     )
     app.state.downstream = None
     route_templates: list[tuple[re.Pattern[str], str, set[str]]] = []
-    for module in (identity, fleet, jobs, billing, monitoring, notification, health):
+    for module in (identity, fleet, jobs, billing, monitoring, notification, health, logs):
         app.include_router(module.router)
         route_templates += [
             (r.path_regex, r.path, set(r.methods or ()))

@@ -1,0 +1,168 @@
+"""The job-output unit of work over PostgreSQL (tables of migrations/monitoring/002_job_output.sql).
+
+Writes run with ``system=True`` (the consumers); reads run as the tenant, so row-level security hides
+another organization's output whatever the query says."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.contracts.output import MAX_CHUNK_BYTES
+from shared.db import Database
+
+from ..service_layer.output_ports import AttemptKey, OutputUnitOfWork, OutputUnitOfWorkFactory, StoredAttempt
+
+_COLUMNS = (
+    "organization_id, job_id, attempt, head_bytes, tail_bytes, received_bytes, eof, complete, incomplete, "
+    "ended_at"
+)
+_LOCK = text(f"SELECT {_COLUMNS} FROM job_output WHERE job_id = :j AND attempt = :a FOR UPDATE")
+_CREATE = text(
+    """
+    INSERT INTO job_output (job_id, attempt, organization_id, head_bytes, tail_bytes)
+    VALUES (:j, :a, :org, :head, :tail)
+    ON CONFLICT (job_id, attempt) DO NOTHING
+    """
+)
+_SAVE = text(
+    """
+    UPDATE job_output SET received_bytes = :received, eof = :eof, complete = :complete,
+                          incomplete = :incomplete, updated_at = now()
+    WHERE job_id = :j AND attempt = :a
+    """
+)
+_ADD_CHUNK = text(
+    """
+    INSERT INTO job_output_chunks (job_id, attempt, byte_offset, organization_id, data)
+    VALUES (:j, :a, :o, :org, :data)
+    ON CONFLICT (job_id, attempt, byte_offset) DO NOTHING
+    RETURNING 1
+    """
+)
+_DROP_TAIL = text(
+    """
+    DELETE FROM job_output_chunks
+    WHERE job_id = :j AND attempt = :a AND byte_offset >= :head AND byte_offset + length(data) <= :raw
+    """
+)
+# An attempt first heard of through its end is created by the caller before this runs.
+_MARK_ENDED = text(
+    """
+    UPDATE job_output SET ended_at = now(), updated_at = now()
+    WHERE job_id = :j AND attempt = :a AND organization_id = :org AND ended_at IS NULL
+    RETURNING 1
+    """
+)
+_FIND = text(f"SELECT {_COLUMNS} FROM job_output WHERE job_id = :j AND attempt = :a")
+_LATEST = text(f"SELECT {_COLUMNS} FROM job_output WHERE job_id = :j ORDER BY attempt DESC LIMIT 1")
+# Every chunk overlapping [start, end): none is longer than MAX_CHUNK_BYTES, so the primary key's
+# range (byte_offset > start - MAX_CHUNK_BYTES) finds them all without scanning the attempt.
+_RAW = text(
+    """
+    SELECT byte_offset, data FROM job_output_chunks
+    WHERE job_id = :j AND attempt = :a AND byte_offset < :end AND byte_offset > CAST(:start AS bigint) - CAST(:max AS bigint)
+      AND byte_offset + length(data) > CAST(:start AS bigint)
+    ORDER BY byte_offset
+    """
+)
+_COMPLETE_ENDED = text(
+    """
+    UPDATE job_output SET complete = true, incomplete = true, updated_at = now()
+    WHERE NOT complete AND ended_at IS NOT NULL AND ended_at < now() - make_interval(secs => :grace)
+    RETURNING job_id, attempt
+    """
+)
+_DELETE_OLDER = text("DELETE FROM job_output WHERE updated_at < now() - make_interval(days => :days)")
+
+
+def _row(r: Row) -> StoredAttempt:
+    return StoredAttempt(
+        organization_id=r.organization_id,
+        job_id=r.job_id,
+        attempt=r.attempt,
+        head=r.head_bytes,
+        tail=r.tail_bytes,
+        received=r.received_bytes,
+        eof=r.eof,
+        complete=r.complete,
+        incomplete=r.incomplete,
+        ended_at=r.ended_at,
+    )
+
+
+class SqlOutputUnitOfWork(OutputUnitOfWork):
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def lock_attempt(self, job_id: UUID, attempt: int) -> StoredAttempt | None:
+        r = (await self.session.execute(_LOCK, {"j": job_id, "a": attempt})).first()
+        return _row(r) if r else None
+
+    async def create_attempt(self, row: StoredAttempt) -> StoredAttempt:
+        params = {"j": row.job_id, "a": row.attempt, "org": row.organization_id}
+        await self.session.execute(_CREATE, {**params, "head": row.head, "tail": row.tail})
+        stored = await self.lock_attempt(row.job_id, row.attempt)
+        assert stored is not None
+        return stored
+
+    async def save_attempt(self, row: StoredAttempt) -> None:
+        await self.session.execute(
+            _SAVE,
+            {
+                "j": row.job_id,
+                "a": row.attempt,
+                "received": row.received,
+                "eof": row.eof,
+                "complete": row.complete,
+                "incomplete": row.incomplete,
+            },
+        )
+
+    async def add_chunk(self, row: StoredAttempt, offset: int, data: bytes) -> bool:
+        params = {"j": row.job_id, "a": row.attempt, "o": offset, "org": row.organization_id, "data": data}
+        return (await self.session.execute(_ADD_CHUNK, params)).first() is not None
+
+    async def drop_tail_before(self, row: StoredAttempt, raw: int) -> int:
+        result = await self.session.execute(
+            _DROP_TAIL, {"j": row.job_id, "a": row.attempt, "head": row.head, "raw": raw}
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def mark_ended(self, organization_id: UUID, job_id: UUID, attempt: int) -> bool:
+        if await self.lock_attempt(job_id, attempt) is None:
+            return False
+        params = {"j": job_id, "a": attempt, "org": organization_id}
+        return (await self.session.execute(_MARK_ENDED, params)).first() is not None
+
+    async def find_attempt(self, job_id: UUID, attempt: int | None) -> StoredAttempt | None:
+        if attempt is None:
+            r = (await self.session.execute(_LATEST, {"j": job_id})).first()
+        else:
+            r = (await self.session.execute(_FIND, {"j": job_id, "a": attempt})).first()
+        return _row(r) if r else None
+
+    async def raw_bytes(self, job_id: UUID, attempt: int, start: int, end: int) -> bytes:
+        rows = await self.session.execute(
+            _RAW, {"j": job_id, "a": attempt, "start": start, "end": end, "max": MAX_CHUNK_BYTES}
+        )
+        out = bytearray()
+        for offset, data in rows:
+            lo, hi = max(start, offset), min(end, offset + len(data))
+            out += bytes(data)[lo - offset : hi - offset]
+        return bytes(out)
+
+    async def complete_ended(self, grace_seconds: float) -> list[AttemptKey]:
+        rows = await self.session.execute(_COMPLETE_ENDED, {"grace": grace_seconds})
+        return [(r.job_id, r.attempt) for r in rows]
+
+    async def delete_older_than(self, days: int) -> int:
+        result = await self.session.execute(_DELETE_OLDER, {"days": days})
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+def sql_output_unit_of_work(db: Database) -> OutputUnitOfWorkFactory:
+    return db.unit_of_work(SqlOutputUnitOfWork)  # type: ignore[return-value]

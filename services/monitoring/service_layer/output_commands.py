@@ -1,0 +1,62 @@
+"""What the job-output entrypoints ask of the handlers (service_layer/output_handlers.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class OutputChunk:
+    organization_id: UUID
+    job_id: UUID
+    attempt: int
+    offset: int
+    data: bytes
+    eof: bool = False
+
+
+@dataclass(frozen=True)
+class StoreOutputChunks:
+    """Store a consumed batch of chunks, in their order (replayed ones are skipped by offset)."""
+
+    chunks: tuple[OutputChunk, ...]
+
+
+@dataclass(frozen=True)
+class RecordJobAttempt:
+    """A job event: the job (and its ``attempt``) exists; ``ended_attempt`` ended (terminal, requeued)."""
+
+    organization_id: UUID
+    job_id: UUID
+    attempt: int
+    ended_attempt: int | None = None
+
+
+@dataclass(frozen=True)
+class CompleteEndedOutput:
+    """Mark complete every attempt that ended ``grace_seconds`` ago and whose end of output never came."""
+
+    grace_seconds: float
+
+
+@dataclass(frozen=True)
+class PruneOutput:
+    retention_days: int
+
+
+@dataclass(frozen=True)
+class ReadOutput:
+    organization_id: UUID
+    job_id: UUID
+    attempt: int | None
+    offset: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class FollowOutput:
+    organization_id: UUID
+    job_id: UUID
+    attempt: int | None
+    offset: int

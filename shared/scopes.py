@@ -76,6 +76,9 @@ METHODS_OF_SCOPE: Mapping[str, tuple[str, ...]] = {
 # job submitter needs to name a type; the scheduler checks submitted types against it with the
 # caller's own key).
 EVERY_KEY: tuple[str, ...] = ("IdentityService/GetOrganization", "FleetService/ListGpuTypes")
+# The event stream sends job events to jobs:read and cost events to costs:read; which of them a key holds
+# is checked per event kind by notification (services/notification/domain/event_log.py), so any key reaches it.
+EVERY_KEY += ("NotificationService/StreamEvents",)
 
 NOT_API_KEY_METHODS: Mapping[str, str] = {
     "IdentityService/Authenticate": "resolves a key given in the request; the services' own call",

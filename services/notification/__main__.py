@@ -1,4 +1,5 @@
-"""``python -m services.notification``: the job event consumer, the delivery worker and the webhook API.
+"""``python -m services.notification``: the job and cost event consumers, the delivery worker, the
+webhook API and the event stream (with its log's LISTEN/NOTIFY listener and retention).
 
 It publishes nothing, so there is no outbox relay."""
 
@@ -16,9 +17,14 @@ def build(settings: NotificationSettings) -> Runtime:
     rt = Runtime("notification", settings)
     db = rt.database(settings.notification_database_url, schema="notification", version=SCHEMA_VERSION)
     app = bootstrap(settings, db=db, auth=rt.authenticator())
-    rt.consumers(app.register_consumers, topics=(topics.JOBS,))
+    rt.consumers(app.register_consumers, topics=(topics.JOBS, topics.COSTS))
     rt.grpc(settings.notification_grpc_listen, app.grpc_services)
     rt.task("delivery-worker", app.worker.run)
+    if app.listener is not None:
+        rt.task("event-listener", app.listener.run)
+    rt.periodic(
+        "event-log-retention", app.prune_event_log, every=settings.notification_event_log_prune_seconds
+    )
     rt.on_close(app.close)
     return rt
 

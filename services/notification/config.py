@@ -18,3 +18,14 @@ class NotificationSettings(BaseServiceSettings, KafkaSettings, IdentityClientSet
     notification_allow_private_targets: bool = False
     # Deliveries in flight at once (each holds one HTTP request of at most 10 s).
     notification_delivery_concurrency: int = Field(default=16, ge=1, le=1000)
+    # The event stream (GET /v1/events): a heartbeat after this long without an event (the gateway
+    # writes it as an SSE comment, so proxies keep the connection open), and how often a stream
+    # re-checks its caller's key (a revoked or expired key ends it within about this long).
+    notification_stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+    notification_stream_reauth_seconds: float = Field(default=5.0, gt=0, le=60)
+    # Retention of the per-organization event log: events stored longer ago than this, and beyond the
+    # newest this many of an organization, are pruned every prune interval. A cursor older than what is
+    # kept resumes at the oldest kept event.
+    notification_event_log_retention_hours: float = Field(default=7 * 24.0, gt=0)
+    notification_event_log_max_events: int = Field(default=100_000, ge=1)
+    notification_event_log_prune_seconds: float = Field(default=300.0, gt=0)

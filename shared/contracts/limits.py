@@ -62,6 +62,7 @@ WEBHOOK_EVENT_NAMES: tuple[str, ...] = (
     "job.timed_out",
     "job.requeued",
     "job.pending",
+    "cost.recorded",  # the cost topic's event (subscribed to by name only: an empty list is job events)
 )
 
 # --- API keys

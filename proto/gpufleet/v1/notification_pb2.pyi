@@ -76,7 +76,7 @@ class DeliveryAttempt(_message.Message):
     def __init__(self, attempt: _Optional[int] = ..., at: _Optional[str] = ..., response_status: _Optional[int] = ..., error: _Optional[str] = ..., duration_ms: _Optional[int] = ...) -> None: ...
 
 class Delivery(_message.Message):
-    __slots__ = ("id", "webhook_id", "url", "event_type", "job_id", "status", "attempts", "next_attempt_at", "created_at", "delivered_at", "attempt_log")
+    __slots__ = ("id", "webhook_id", "url", "event_type", "job_id", "status", "attempts", "next_attempt_at", "created_at", "delivered_at", "attempt_log", "event_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     WEBHOOK_ID_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +88,7 @@ class Delivery(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     DELIVERED_AT_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_LOG_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     webhook_id: str
     url: str
@@ -99,7 +100,8 @@ class Delivery(_message.Message):
     created_at: str
     delivered_at: str
     attempt_log: _containers.RepeatedCompositeFieldContainer[DeliveryAttempt]
-    def __init__(self, id: _Optional[str] = ..., webhook_id: _Optional[str] = ..., url: _Optional[str] = ..., event_type: _Optional[str] = ..., job_id: _Optional[str] = ..., status: _Optional[str] = ..., attempts: _Optional[int] = ..., next_attempt_at: _Optional[str] = ..., created_at: _Optional[str] = ..., delivered_at: _Optional[str] = ..., attempt_log: _Optional[_Iterable[_Union[DeliveryAttempt, _Mapping]]] = ...) -> None: ...
+    event_id: str
+    def __init__(self, id: _Optional[str] = ..., webhook_id: _Optional[str] = ..., url: _Optional[str] = ..., event_type: _Optional[str] = ..., job_id: _Optional[str] = ..., status: _Optional[str] = ..., attempts: _Optional[int] = ..., next_attempt_at: _Optional[str] = ..., created_at: _Optional[str] = ..., delivered_at: _Optional[str] = ..., attempt_log: _Optional[_Iterable[_Union[DeliveryAttempt, _Mapping]]] = ..., event_id: _Optional[str] = ...) -> None: ...
 
 class ListDeliveriesRequest(_message.Message):
     __slots__ = ("webhook_id", "job_id", "limit")
@@ -122,3 +124,27 @@ class JobWebhookSecret(_message.Message):
     SECRET_FIELD_NUMBER: _ClassVar[int]
     secret: str
     def __init__(self, secret: _Optional[str] = ...) -> None: ...
+
+class StreamEventsRequest(_message.Message):
+    __slots__ = ("after", "job_id", "types", "from_start")
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPES_FIELD_NUMBER: _ClassVar[int]
+    FROM_START_FIELD_NUMBER: _ClassVar[int]
+    after: str
+    job_id: str
+    types: _containers.RepeatedScalarFieldContainer[str]
+    from_start: bool
+    def __init__(self, after: _Optional[str] = ..., job_id: _Optional[str] = ..., types: _Optional[_Iterable[str]] = ..., from_start: _Optional[bool] = ...) -> None: ...
+
+class StreamedEvent(_message.Message):
+    __slots__ = ("heartbeat", "cursor", "type", "cloudevent_json")
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    CLOUDEVENT_JSON_FIELD_NUMBER: _ClassVar[int]
+    heartbeat: bool
+    cursor: str
+    type: str
+    cloudevent_json: str
+    def __init__(self, heartbeat: _Optional[bool] = ..., cursor: _Optional[str] = ..., type: _Optional[str] = ..., cloudevent_json: _Optional[str] = ...) -> None: ...

@@ -61,6 +61,11 @@ class NotificationServiceStub:
                 request_serializer=gpufleet_dot_v1_dot_common__pb2.Empty.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_notification__pb2.JobWebhookSecret.FromString,
                 _registered_method=True)
+        self.StreamEvents = channel.unary_stream(
+                '/gpufleet.v1.NotificationService/StreamEvents',
+                request_serializer=gpufleet_dot_v1_dot_notification__pb2.StreamEventsRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_notification__pb2.StreamedEvent.FromString,
+                _registered_method=True)
 
 
 class NotificationServiceServicer:
@@ -99,6 +104,18 @@ class NotificationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamEvents(self, request, context):
+        """The organization's job and cost events (job events need jobs:read, cost events costs:read; a key
+        gets the kinds its scopes allow): first what the log holds after the cursor, then new events as
+        they are stored, forever; a heartbeat first (the request was accepted) and whenever nothing was
+        sent for a while. INVALID_ARGUMENT (field last_event_id) for a cursor the stream never sent; a
+        cursor older than what retention kept resumes at the oldest kept event. Ends with UNAUTHENTICATED
+        once the key is revoked or expires.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NotificationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -126,6 +143,11 @@ def add_NotificationServiceServicer_to_server(servicer, server):
                     servicer.GetJobWebhookSecret,
                     request_deserializer=gpufleet_dot_v1_dot_common__pb2.Empty.FromString,
                     response_serializer=gpufleet_dot_v1_dot_notification__pb2.JobWebhookSecret.SerializeToString,
+            ),
+            'StreamEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamEvents,
+                    request_deserializer=gpufleet_dot_v1_dot_notification__pb2.StreamEventsRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_notification__pb2.StreamedEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -264,6 +286,33 @@ class NotificationService:
             '/gpufleet.v1.NotificationService/GetJobWebhookSecret',
             gpufleet_dot_v1_dot_common__pb2.Empty.SerializeToString,
             gpufleet_dot_v1_dot_notification__pb2.JobWebhookSecret.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/gpufleet.v1.NotificationService/StreamEvents',
+            gpufleet_dot_v1_dot_notification__pb2.StreamEventsRequest.SerializeToString,
+            gpufleet_dot_v1_dot_notification__pb2.StreamedEvent.FromString,
             options,
             channel_credentials,
             insecure,

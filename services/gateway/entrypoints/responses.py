@@ -292,7 +292,8 @@ class DeliveryAttemptOut(BaseModel):
 
 
 class DeliveryOut(BaseModel):
-    id: str = Field(description="The webhook-id header value.")
+    id: str = Field(description="This delivery (one per event and URL).")
+    event_id: str = Field(description="The CloudEvent id: the webhook-id header and the body's id.")
     webhook_id: str | None = Field(description="null for a job's own webhook_url.")
     url: str
     event_type: str

@@ -240,6 +240,7 @@ def created_webhook(c: notification_pb2.CreatedWebhook) -> out.CreatedWebhookOut
 def delivery(d: notification_pb2.Delivery) -> out.DeliveryOut:
     return out.DeliveryOut(
         id=d.id,
+        event_id=d.event_id,
         webhook_id=opt(d.webhook_id),
         url=d.url,
         event_type=d.event_type,

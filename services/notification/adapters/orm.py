@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import Column, LargeBinary, Text
+from sqlalchemy import BigInteger, Column, LargeBinary, Text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 2  # the highest file in migrations/notification
+SCHEMA_VERSION = 3  # the highest file in migrations/notification
 
 
 class WebhookRow(SQLModel, table=True):
@@ -74,3 +74,27 @@ class AttemptRow(SQLModel, table=True):
     response_status: int | None = None
     error: str | None = None
     duration_ms: int = 0
+
+
+class EventLogHeadRow(SQLModel, table=True):
+    """The last number an organization's event log handed out (its row lock orders the appends)."""
+
+    __tablename__ = "event_log_heads"
+    __table_args__ = {"schema": "notification"}
+
+    organization_id: UUID = Field(primary_key=True)
+    last_seq: int = Field(sa_type=BigInteger)
+
+
+class EventLogRow(SQLModel, table=True):
+    __tablename__ = "event_log"
+    __table_args__ = {"schema": "notification"}
+
+    organization_id: UUID = Field(primary_key=True)
+    seq: int = Field(primary_key=True, sa_type=BigInteger)
+    event_id: UUID
+    type: str
+    job_id: UUID | None = None
+    occurred_at: datetime
+    stored_at: datetime | None = Field(default=None, nullable=False)  # None: the DEFAULT now()
+    cloudevent: str

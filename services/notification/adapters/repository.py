@@ -11,26 +11,34 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Table, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import consumers
 from shared.db import Database
 
+from ..domain.event_log import LoggedEvent, NewEvent
 from ..domain.model import Delivery, DeliveryAttempt, DeliveryStatus, Webhook, WebhookStatus
 from ..service_layer.unit_of_work import (
     DueDelivery,
+    EventPage,
     NotificationUnitOfWork,
     PendingSummary,
     UnitOfWorkFactory,
 )
-from .orm import AttemptRow, DeliveryRow, JobWebhookSecretRow, WebhookRow
+from .orm import AttemptRow, DeliveryRow, EventLogHeadRow, EventLogRow, JobWebhookSecretRow, WebhookRow
 
 WEBHOOKS: Table = WebhookRow.__table__  # type: ignore[attr-defined]
 SECRETS: Table = JobWebhookSecretRow.__table__  # type: ignore[attr-defined]
 DELIVERIES: Table = DeliveryRow.__table__  # type: ignore[attr-defined]
 ATTEMPTS: Table = AttemptRow.__table__  # type: ignore[attr-defined]
+EVENT_LOG: Table = EventLogRow.__table__  # type: ignore[attr-defined]
+EVENT_HEADS: Table = EventLogHeadRow.__table__  # type: ignore[attr-defined]
+# NOTIFY channel of appended events (payload: the organization id); delivered only on commit.
+EVENT_CHANNEL = "gpufleet_notification_event_log"
+# Rows one retention statement deletes at most (each batch is its own short statement).
+PRUNE_BATCH = 5000
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
@@ -317,6 +325,120 @@ class SqlUnitOfWork(NotificationUnitOfWork):
             )
         ).one()
         return PendingSummary(due=int(due), next_due_in=None if next_in is None else float(next_in))
+
+    # --- the event log ---
+
+    async def append_event(self, event: NewEvent) -> int | None:
+        # The cheap check first, so a replay does not take the organization's lock (nor a number).
+        seen = await self.session.execute(
+            select(EVENT_LOG.c.seq).where(EVENT_LOG.c.event_id == event.event_id)
+        )
+        if seen.first() is not None:
+            return None
+        # Taking the next number locks the head row until commit: numbers commit in order.
+        seq = (
+            await self.session.execute(
+                insert(EVENT_HEADS)
+                .values(organization_id=event.organization_id, last_seq=1)
+                .on_conflict_do_update(
+                    index_elements=[EVENT_HEADS.c.organization_id],
+                    set_={"last_seq": EVENT_HEADS.c.last_seq + 1},
+                )
+                .returning(EVENT_HEADS.c.last_seq)
+            )
+        ).scalar_one()
+        stored = (
+            await self.session.execute(
+                insert(EVENT_LOG)
+                .values(
+                    organization_id=event.organization_id,
+                    seq=seq,
+                    event_id=event.event_id,
+                    type=event.type,
+                    job_id=event.job_id,
+                    occurred_at=event.occurred_at,
+                    cloudevent=event.cloudevent,
+                )
+                # A concurrent append of the same event (two consumers after a rebalance) stores once;
+                # the loser leaves a gap in the numbering, which cursors do not mind.
+                .on_conflict_do_nothing(index_elements=[EVENT_LOG.c.event_id])
+                .returning(EVENT_LOG.c.seq)
+            )
+        ).scalar_one_or_none()
+        if stored is not None:
+            await self.session.execute(select(func.pg_notify(EVENT_CHANNEL, str(event.organization_id))))
+        return stored
+
+    async def event_log_head(self, organization_id: UUID) -> int:
+        head = (
+            await self.session.execute(
+                select(EVENT_HEADS.c.last_seq).where(EVENT_HEADS.c.organization_id == organization_id)
+            )
+        ).scalar_one_or_none()
+        return int(head or 0)
+
+    async def events_after(
+        self, organization_id: UUID, after: int, types: Sequence[str], job_id: UUID | None, limit: int
+    ) -> EventPage:
+        # The head first: the events read next (a later snapshot) include every number up to it.
+        head = await self.event_log_head(organization_id)
+        if head <= after:
+            return EventPage([], after)
+        stmt = (
+            select(
+                EVENT_LOG.c.seq,
+                EVENT_LOG.c.event_id,
+                EVENT_LOG.c.type,
+                EVENT_LOG.c.job_id,
+                EVENT_LOG.c.cloudevent,
+            )
+            .where(
+                EVENT_LOG.c.organization_id == organization_id,
+                EVENT_LOG.c.seq > after,
+                EVENT_LOG.c.seq <= head,
+                EVENT_LOG.c.type.in_(list(types)),
+            )
+            .order_by(EVENT_LOG.c.seq)
+            .limit(limit)
+        )
+        if job_id is not None:
+            stmt = stmt.where(EVENT_LOG.c.job_id == job_id)
+        found = [
+            LoggedEvent(seq=r.seq, event_id=r.event_id, type=r.type, job_id=r.job_id, cloudevent=r.cloudevent)
+            for r in await self.session.execute(stmt)
+        ]
+        position = found[-1].seq if len(found) >= limit else head
+        return EventPage(found, position)
+
+    async def prune_event_log(self, max_age: timedelta, keep: int) -> int:
+        removed = 0
+        rules = (
+            # By age.
+            (
+                text(
+                    "DELETE FROM event_log WHERE ctid IN (SELECT ctid FROM event_log "
+                    "WHERE stored_at < now() - make_interval(secs => :age) LIMIT :batch)"
+                ),
+                {"age": max_age.total_seconds(), "batch": PRUNE_BATCH},
+            ),
+            # By count: all but the newest `keep` numbers of each organization.
+            (
+                text(
+                    "DELETE FROM event_log WHERE ctid IN (SELECT e.ctid FROM event_log e "
+                    "JOIN event_log_heads h USING (organization_id) WHERE e.seq <= h.last_seq - :keep "
+                    "LIMIT :batch)"
+                ),
+                {"keep": keep, "batch": PRUNE_BATCH},
+            ),
+        )
+        for rule, params in rules:
+            while True:
+                result: Any = await self.session.execute(rule, params)
+                count = int(result.rowcount or 0)
+                removed += count
+                if count < PRUNE_BATCH:
+                    break
+        return removed
 
 
 def sql_unit_of_work(db: Database) -> UnitOfWorkFactory:

@@ -1,7 +1,10 @@
 """User-facing event names and the webhook body, pure.
 
-Tenants see the job topic's event types without the ``gpufleet.`` prefix (``job.succeeded``); a webhook
-subscribes to a subset of them, the empty set meaning all.
+Tenants see the job and cost topics' event types without the ``gpufleet.`` prefix (``job.succeeded``,
+``cost.recorded``); a webhook subscribes to a subset of them, the empty set meaning every *job* event
+(what it meant before cost events could be subscribed to: a webhook created without a list does not
+start receiving bodies of another shape). The body carries the CloudEvent id as ``id``, the same value
+as the ``webhook-id`` header of every attempt.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from shared.contracts.limits import MAX_WEBHOOK_EVENTS, WEBHOOK_EVENT_NAMES
 from shared.errors import InvalidArgument
@@ -43,9 +47,12 @@ def event_filter(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(n for n in EVENT_NAMES if n in wanted)
 
 
+JOB_PREFIX = "job."
+
+
 def subscribes_to(events: Iterable[str], name: str) -> bool:
     subscribed = tuple(events)
-    return not subscribed or name in subscribed
+    return name in subscribed or (not subscribed and name.startswith(JOB_PREFIX))
 
 
 def _rfc3339(at: datetime) -> str:
@@ -54,7 +61,7 @@ def _rfc3339(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def webhook_body(name: str, at: datetime, data: Mapping[str, Any]) -> bytes:
+def webhook_body(event_id: UUID, name: str, at: datetime, data: Mapping[str, Any]) -> bytes:
     """The exact bytes every target of one event receives (and that the signature covers)."""
-    body = {"type": name, "timestamp": _rfc3339(at), "data": data}
+    body = {"id": str(event_id), "type": name, "timestamp": _rfc3339(at), "data": data}
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()

@@ -150,7 +150,8 @@ class RecordedAttempt:
 
 @dataclass
 class Delivery:
-    """One event for one URL. ``id`` is the ``webhook-id`` header: the same on every retry."""
+    """One event for one URL. ``event_id`` (the CloudEvent id) is the ``webhook-id`` header: the same
+    on every retry, and the ``id`` in the body."""
 
     id: UUID
     organization_id: UUID

@@ -1,4 +1,5 @@
-"""Kafka consumer of the public job topic: a pure converter (event -> command) plus the handler as sink."""
+"""Kafka consumers of the public job and cost topics: a pure converter (event -> command) plus the
+handler as sink."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from collections.abc import Awaitable, Callable
 from faststream.kafka import KafkaBroker
 
 from shared.consumers import subscribe
-from shared.contracts import jobs, topics
+from shared.contracts import costs, jobs, topics
 from shared.events import Envelope
 
 from ..service_layer import commands, handlers
-from ..service_layer.handlers import JOB_CONSUMER, Dependencies
+from ..service_layer.handlers import COST_CONSUMER, JOB_CONSUMER, Dependencies
 
 
 def to_command(envelope: Envelope) -> commands.NotifyJobEvent:
@@ -26,6 +27,24 @@ def to_command(envelope: Envelope) -> commands.NotifyJobEvent:
         job_id=job.job_id,
         webhook_url=job.webhook_url or None,
         job=job.model_dump(mode="json"),
+        source=envelope.source,
+        subject=envelope.subject,
+        payload=event.model_dump(mode="json"),
+    )
+
+
+def to_cost_command(envelope: Envelope) -> commands.NotifyCostEvent:
+    """No I/O: the cost record as JSON values is what both the webhook body and the log carry."""
+    event: costs.CostRecordedV1 = envelope.data  # type: ignore[assignment]
+    return commands.NotifyCostEvent(
+        event_id=envelope.id,
+        event_type=envelope.type,
+        occurred_at=envelope.time,
+        organization_id=event.organization_id,
+        job_id=event.job_id,
+        source=envelope.source,
+        subject=envelope.subject,
+        payload=event.model_dump(mode="json"),
     )
 
 
@@ -38,9 +57,24 @@ def job_event_handler(deps: Dependencies) -> Callable[[Envelope], Awaitable[None
     return sink
 
 
+def cost_event_handler(deps: Dependencies) -> Callable[[Envelope], Awaitable[None]]:
+    """The sink of the cost topic: idempotent like the job one (its own consumer name in the ledger)."""
+
+    async def sink(envelope: Envelope) -> None:
+        await handlers.handle(to_cost_command(envelope), deps)
+
+    return sink
+
+
 def register(
     broker: KafkaBroker, deps: Dependencies, *, topic: str = topics.JOBS, group_id: str = JOB_CONSUMER
 ) -> None:
     """``topic`` and ``group_id`` are overridable so that tests read a topic of their own without
     rebalancing the service's group (the processed-event ledger keeps the consumer name either way)."""
     subscribe(broker, topic, group_id=group_id, models=jobs.EVENT_TYPES, handle=job_event_handler(deps))
+
+
+def register_costs(
+    broker: KafkaBroker, deps: Dependencies, *, topic: str = topics.COSTS, group_id: str = COST_CONSUMER
+) -> None:
+    subscribe(broker, topic, group_id=group_id, models=costs.EVENT_TYPES, handle=cost_event_handler(deps))

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
 import grpc
 from gpufleet.v1 import common_pb2, notification_pb2, notification_pb2_grpc
 
-from shared.grpc import Authenticator, grpc_service, tenant_of
+from shared import metrics, scopes
+from shared.errors import DomainError
+from shared.failures import is_unavailable
+from shared.grpc import ERROR_FIELD_KEY, STATUS_OF, Authenticator, bearer, grpc_service, tenant_of
 from shared.wire import opt, ts, uuid_arg
 
 from ..domain.model import Delivery, Webhook
-from ..service_layer import commands, handlers
+from ..service_layer import commands, event_stream, handlers
 from ..service_layer.handlers import Dependencies
 
 SERVICE_NAME = notification_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name
 SERVICE_NAMES = [SERVICE_NAME]
+STREAM_EVENTS = "NotificationService/StreamEvents"  # its entry in shared/scopes.py
+
+log = logging.getLogger("gpufleet.notification.grpc")
 
 
 def _webhook(w: Webhook) -> notification_pb2.Webhook:
@@ -43,6 +56,7 @@ def _delivery(d: Delivery) -> notification_pb2.Delivery:
         next_attempt_at=ts(d.next_attempt_at),
         created_at=ts(d.created_at),
         delivered_at=ts(d.delivered_at),
+        event_id=str(d.event_id),
         attempt_log=[
             notification_pb2.DeliveryAttempt(
                 attempt=a.attempt,
@@ -56,10 +70,26 @@ def _delivery(d: Delivery) -> notification_pb2.Delivery:
     )
 
 
+@dataclass(frozen=True)
+class StreamSettings:
+    heartbeat_seconds: float = 15.0
+    reauth_seconds: float = 5.0
+
+
+HEARTBEAT = notification_pb2.StreamedEvent(heartbeat=True)
+
+
+def _frame(item: event_stream.StreamItem) -> notification_pb2.StreamedEvent:
+    if isinstance(item, event_stream.Heartbeat):
+        return HEARTBEAT
+    return notification_pb2.StreamedEvent(cursor=item.cursor, type=item.type, cloudevent_json=item.cloudevent)
+
+
 @grpc_service
 class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
-    def __init__(self, deps: Dependencies, auth: Authenticator) -> None:
+    def __init__(self, deps: Dependencies, auth: Authenticator, stream: StreamSettings | None = None) -> None:
         self.deps, self.auth = deps, auth
+        self.stream = stream or StreamSettings()
 
     async def CreateWebhook(
         self, request: notification_pb2.CreateWebhookRequest, context: grpc.aio.ServicerContext
@@ -113,3 +143,81 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
             commands.GetJobWebhookSecret(organization_id=tenant_of(principal), role=principal.role), self.deps
         )
         return notification_pb2.JobWebhookSecret(secret=secret)
+
+    async def StreamEvents(
+        self, request: notification_pb2.StreamEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[notification_pb2.StreamedEvent]:
+        """Server streaming is an async generator (what gRPC's and OpenTelemetry's aio servers
+        iterate), which ``grpc_service`` does not wrap: :func:`streaming_call` gives it the same
+        scope check, error rendering and metrics."""
+        async with streaming_call(context, STREAM_EVENTS):
+            principal = await self._caller(context)
+            start: commands.ReadEvents = await handlers.handle(
+                commands.OpenEventStream(
+                    organization_id=tenant_of(principal),
+                    scopes=tuple(principal.scopes),
+                    after=request.after or None,
+                    from_start=request.from_start,
+                    job_id=uuid_arg(request.job_id, "job_id") if request.job_id else None,
+                    types=tuple(request.types),
+                ),
+                self.deps,
+            )
+
+            async def read(query: commands.ReadEvents) -> event_stream.EventPage:
+                page: event_stream.EventPage = await handlers.handle(query, self.deps)
+                return page
+
+            async def recheck_key() -> None:
+                # A revoked or expired key ends the stream (identity's answer is cached a second at most).
+                await self._caller(context)
+
+            async for item in event_stream.stream(
+                start,
+                read,
+                self.deps.events,
+                heartbeat_seconds=self.stream.heartbeat_seconds,
+                check=recheck_key,
+                check_seconds=self.stream.reauth_seconds,
+            ):
+                yield _frame(item)
+
+    async def _caller(self, context: grpc.aio.ServicerContext) -> common_pb2.Principal:
+        principal = await self.auth.authenticate(bearer(context))
+        scopes.require(principal.scopes, STREAM_EVENTS)
+        return principal
+
+
+@asynccontextmanager
+async def streaming_call(context: grpc.aio.ServicerContext, rpc: str) -> AsyncIterator[None]:
+    """What ``shared.grpc``'s wrapper does around a unary method, for a streaming one: a DomainError
+    becomes its status code (with the field in the trailers), an unreachable dependency UNAVAILABLE,
+    and the call is counted and timed."""
+    began = time.perf_counter()
+    code = "OK"
+    name = rpc.split("/", 1)[1]
+    try:
+        yield
+    except DomainError as exc:
+        code = STATUS_OF[exc.code].name
+        if exc.field:
+            context.set_trailing_metadata(((ERROR_FIELD_KEY, exc.field),))
+        await context.abort(STATUS_OF[exc.code], exc.message)
+    except grpc.aio.AbortError:
+        code = (context.code() or grpc.StatusCode.UNKNOWN).name
+        raise
+    except asyncio.CancelledError:
+        code = "CANCELLED"  # the caller went away (or the server is stopping)
+        raise
+    except Exception as exc:
+        if not is_unavailable(exc):
+            code = "UNKNOWN"
+            raise
+        code = "UNAVAILABLE"
+        log.warning("dependency unavailable", extra={"method": name, "error": repr(exc)[:300]})
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "a dependency of this service is unavailable")
+    finally:
+        metrics.GRPC_REQUESTS.labels(service="NotificationServicer", method=name, code=code).inc()
+        metrics.GRPC_SECONDS.labels(service="NotificationServicer", method=name).observe(
+            time.perf_counter() - began
+        )

@@ -55,6 +55,57 @@ class NotifyJobEvent:
     job_id: UUID
     webhook_url: str | None
     job: Mapping[str, Any] = field(default_factory=dict)  # the snapshot as JSON values
+    # The rest of the CloudEvent, for the organization's event log (GET /v1/events).
+    source: str = ""
+    subject: str | None = None
+    payload: Mapping[str, Any] = field(default_factory=dict)  # the whole JobEventV1 as JSON values
+
+
+@dataclass(frozen=True)
+class NotifyCostEvent:
+    """One cost event: into the organization's event log, and to the webhooks subscribed to it."""
+
+    event_id: UUID
+    event_type: str  # gpufleet.cost.recorded
+    occurred_at: datetime
+    organization_id: UUID
+    job_id: UUID
+    source: str
+    subject: str | None
+    payload: Mapping[str, Any] = field(default_factory=dict)  # CostRecordedV1 as JSON values
+
+
+# --- the event stream
+
+
+@dataclass(frozen=True)
+class OpenEventStream:
+    """Where a stream starts and what it sends. ``after`` (a cursor) wins over ``from_start``;
+    with neither, the stream starts at the organization's newest event (new events only)."""
+
+    organization_id: UUID
+    scopes: tuple[str, ...]  # the caller's key's, as Authenticate answered
+    after: str | None = None
+    from_start: bool = False
+    job_id: UUID | None = None
+    types: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReadEvents:
+    organization_id: UUID
+    after: int
+    types: tuple[str, ...]
+    job_id: UUID | None
+    limit: int
+
+
+@dataclass(frozen=True)
+class PruneEventLog:
+    """Drop what is older than ``max_age`` and, per organization, all but the newest ``keep``."""
+
+    max_age: timedelta
+    keep: int
 
 
 # --- the delivery worker's bookkeeping

@@ -1,4 +1,5 @@
-"""Use cases: webhook management for tenants, fan-out of job events, and the delivery bookkeeping.
+"""Use cases: webhook management for tenants, fan-out of job and cost events (to webhooks and to the
+organization's event log), the event stream's reads, and the delivery bookkeeping.
 
 Every handler is ``async def x(cmd, deps) -> result``, registered in :data:`HANDLERS`; entrypoints and
 the delivery worker call :func:`handle`.
@@ -14,11 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+from shared import scopes
 from shared.contracts.limits import DEFAULT_PAGE, MAX_DESCRIPTION, MAX_PAGE
 from shared.errors import InvalidArgument, NotFound, PermissionDenied
 from shared.handlers import dispatch
 
-from ..domain import events, signing, targets
+from ..domain import event_log, events, signing, targets
 from ..domain.model import (
     Delivery,
     Outcome,
@@ -28,12 +30,21 @@ from ..domain.model import (
 )
 from ..domain.retry import RetryPolicy
 from . import commands
-from .unit_of_work import DeliveryMetrics, DueDelivery, NoMetrics, PendingSummary, UnitOfWorkFactory
+from .event_stream import PAGE, EventSignal
+from .unit_of_work import (
+    DeliveryMetrics,
+    DueDelivery,
+    EventPage,
+    NoMetrics,
+    PendingSummary,
+    UnitOfWorkFactory,
+)
 from .wakeup import Wakeup
 
 log = logging.getLogger("gpufleet.notification")
 
 JOB_CONSUMER = "notification.job-webhooks"
+COST_CONSUMER = "notification.cost-events"
 # What the metrics call a delivery closed unsent because its webhook was switched off.
 DISABLED = "disabled"
 
@@ -46,6 +57,7 @@ class Dependencies:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     metrics: DeliveryMetrics = field(default_factory=NoMetrics)
     rand: Callable[[], float] = random.random  # the retry jitter
+    events: EventSignal = field(default_factory=EventSignal)  # wakes this process's event streams
 
 
 @dataclass(frozen=True)
@@ -107,19 +119,23 @@ async def get_job_webhook_secret(cmd: commands.GetJobWebhookSecret, deps: Depend
         return await uow.job_webhook_secret(cmd.organization_id, signing.generate_secret())
 
 
-# --- the job event consumer ------------------------------------------------------------------------
+# --- the job and cost event consumers -----------------------------------------------------------
+
+TenantEvent = commands.NotifyJobEvent | commands.NotifyCostEvent
 
 
-def plan_deliveries(cmd: commands.NotifyJobEvent, hooks: list[Webhook]) -> list[Delivery]:
-    """One delivery per subscribed active webhook, plus the job's own URL; at most one per URL."""
+def plan_deliveries(cmd: TenantEvent, hooks: list[Webhook]) -> list[Delivery]:
+    """One delivery per subscribed active webhook, plus a job event's own URL; at most one per URL.
+    Every delivery of one event carries the event's CloudEvent id (the ``webhook-id``) and one body."""
     name = events.public_name(cmd.event_type)
     if name is None:
         return []
-    body = events.webhook_body(name, cmd.occurred_at, cmd.job)
+    data = cmd.job if isinstance(cmd, commands.NotifyJobEvent) else cmd.payload
+    body = events.webhook_body(cmd.event_id, name, cmd.occurred_at, data)
     urls: list[tuple[UUID | None, str]] = [
         (h.id, h.url) for h in hooks if h.is_active and events.subscribes_to(h.events, name)
     ]
-    if cmd.webhook_url:
+    if isinstance(cmd, commands.NotifyJobEvent) and cmd.webhook_url:
         urls.append((None, cmd.webhook_url))
     planned: dict[str, Delivery] = {}
     for webhook_id, url in urls:
@@ -139,10 +155,31 @@ def plan_deliveries(cmd: commands.NotifyJobEvent, hooks: list[Webhook]) -> list[
     return list(planned.values())
 
 
-async def notify_job_event(cmd: commands.NotifyJobEvent, deps: Dependencies) -> int:
-    """Record the deliveries an event asks for (once per event, however often it arrives)."""
+def logged_event(cmd: TenantEvent) -> event_log.NewEvent:
+    """The event as the organization's log keeps it: the CloudEvent the topic carried."""
+    return event_log.NewEvent(
+        organization_id=cmd.organization_id,
+        event_id=cmd.event_id,
+        type=cmd.event_type,
+        job_id=cmd.job_id,
+        occurred_at=cmd.occurred_at,
+        cloudevent=event_log.cloudevent_json(
+            event_id=cmd.event_id,
+            source=cmd.source,
+            type=cmd.event_type,
+            time=cmd.occurred_at,
+            subject=cmd.subject,
+            organization_id=cmd.organization_id,
+            data=cmd.payload,
+        ),
+    )
+
+
+async def _fan_out(cmd: TenantEvent, consumer: str, deps: Dependencies) -> int:
+    """Record the deliveries an event asks for and append it to its organization's log, in the
+    transaction that claims it: once per event, however often it arrives."""
     async with deps.uow(system=True) as uow:
-        if not await uow.claim(JOB_CONSUMER, cmd.event_id):
+        if not await uow.claim(consumer, cmd.event_id):
             return 0
         planned = plan_deliveries(cmd, await uow.active_webhooks(cmd.organization_id))
         if any(d.webhook_id is None for d in planned):
@@ -151,9 +188,56 @@ async def notify_job_event(cmd: commands.NotifyJobEvent, deps: Dependencies) -> 
         for d in planned:
             d.next_attempt_at = now
         created = await uow.add_deliveries(planned)
+        # Last: it holds the organization's log lock until this commits.
+        logged = await uow.append_event(logged_event(cmd))
     if created:
         deps.wakeup.set()
+    if logged is not None:
+        deps.events.notify(cmd.organization_id)
     return created
+
+
+async def notify_job_event(cmd: commands.NotifyJobEvent, deps: Dependencies) -> int:
+    """Deliveries for a job event (and its log entry); returns how many deliveries were new."""
+    return await _fan_out(cmd, JOB_CONSUMER, deps)
+
+
+async def notify_cost_event(cmd: commands.NotifyCostEvent, deps: Dependencies) -> int:
+    """Deliveries for a cost event to the webhooks subscribed to it (and its log entry)."""
+    return await _fan_out(cmd, COST_CONSUMER, deps)
+
+
+# --- the event stream ------------------------------------------------------------------------------
+
+
+async def open_event_stream(cmd: commands.OpenEventStream, deps: Dependencies) -> commands.ReadEvents:
+    """Check the request against the caller's scopes and the log, and say where the stream starts."""
+    types = event_log.readable_types(scopes.granted(cmd.scopes), cmd.types)
+    after = event_log.decode_cursor(cmd.after) if cmd.after else None
+    async with deps.uow(org_id=cmd.organization_id) as uow:
+        head = await uow.event_log_head(cmd.organization_id)
+    if after is not None:
+        # A cursor older than what retention kept simply resumes at the oldest kept event.
+        event_log.check_position(after, head)
+        start = after
+    elif cmd.from_start:
+        start = 0
+    else:
+        start = head
+    return commands.ReadEvents(cmd.organization_id, start, types, cmd.job_id, PAGE)
+
+
+async def read_events(cmd: commands.ReadEvents, deps: Dependencies) -> EventPage:
+    async with deps.uow(org_id=cmd.organization_id) as uow:
+        return await uow.events_after(cmd.organization_id, cmd.after, cmd.types, cmd.job_id, cmd.limit)
+
+
+async def prune_event_log(cmd: commands.PruneEventLog, deps: Dependencies) -> int:
+    async with deps.uow(system=True) as uow:
+        removed = await uow.prune_event_log(cmd.max_age, cmd.keep)
+    if removed:
+        log.info("event log pruned", extra={"events": removed})
+    return removed
 
 
 # --- the delivery worker's bookkeeping ------------------------------------------------------------
@@ -225,6 +309,10 @@ HANDLERS: dict[type, Handler] = {
     commands.ListDeliveries: list_deliveries,
     commands.GetJobWebhookSecret: get_job_webhook_secret,
     commands.NotifyJobEvent: notify_job_event,
+    commands.NotifyCostEvent: notify_cost_event,
+    commands.OpenEventStream: open_event_stream,
+    commands.ReadEvents: read_events,
+    commands.PruneEventLog: prune_event_log,
     commands.ClaimDueDeliveries: claim_due_deliveries,
     commands.RecordDeliveryResult: record_delivery_result,
     commands.MeasurePending: measure_pending,

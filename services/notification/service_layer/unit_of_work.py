@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
 
+from ..domain.event_log import LoggedEvent, NewEvent
 from ..domain.model import Delivery, DeliveryAttempt, SendResult, Webhook
 
 
@@ -31,6 +32,16 @@ class DueDelivery:
 class PendingSummary:
     due: int  # pending deliveries due now that no worker holds
     next_due_in: float | None  # seconds until the next pending one is due (<= 0: now); None: none
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """Events after a position, oldest first, and where the next read starts: the last event's number,
+    or the organization's head when fewer than asked were found (every number up to the head is
+    committed, so nothing between can still appear)."""
+
+    events: list[LoggedEvent]
+    position: int
 
 
 class NotificationUnitOfWork(Protocol):
@@ -74,6 +85,23 @@ class NotificationUnitOfWork(Protocol):
 
     async def pending_summary(self) -> PendingSummary:
         """How many pending deliveries are due now, and when the next one is."""
+
+    # --- the event log (one numbering per organization; see migrations/notification/003)
+
+    async def append_event(self, event: NewEvent) -> int | None:
+        """Store it under its organization's next number; None when an event with its id is stored
+        already. Takes the organization's log lock until commit: call it last in the unit."""
+
+    async def event_log_head(self, organization_id: UUID) -> int:
+        """The newest number handed out to ``organization_id`` (0: none yet)."""
+
+    async def events_after(
+        self, organization_id: UUID, after: int, types: Sequence[str], job_id: UUID | None, limit: int
+    ) -> EventPage: ...
+
+    async def prune_event_log(self, max_age: timedelta, keep: int) -> int:
+        """Delete events stored longer than ``max_age`` ago and, per organization, all but the newest
+        ``keep``; returns how many went."""
 
 
 class UnitOfWorkFactory(Protocol):

@@ -3,7 +3,7 @@
 Claiming commits before sending (with the rows' ``next_attempt_at`` pushed one lease ahead), so no
 transaction stays open during a slow HTTP call and a worker that dies mid-send leaves deliveries that
 fall due again when the lease ends: delivery is at least once. Receivers de-duplicate on the
-``webhook-id`` header, which is the same for every attempt of a delivery.
+``webhook-id`` header: the event's CloudEvent id, the same for every attempt of a delivery.
 
 Two retry loops live here, both with tenacity and both apart from the persisted per-delivery schedule
 (``domain/retry.py``, which decides when a *target* is tried again): claiming retries while the
@@ -68,7 +68,9 @@ class DeliveryWorker:
         if due.secret is None:
             return SendResult(None, "no signing secret for this delivery", 0, permanent=True)
         try:
-            headers = self.signer.headers(due.secret, str(d.id), started, d.payload)
+            # The webhook-id is the event's CloudEvent id: the same on every attempt and for every
+            # target of the event, and the id the topic, the event stream and the body carry.
+            headers = self.signer.headers(due.secret, str(d.event_id), started, d.payload)
         except InvalidSecret as exc:
             return SendResult(None, f"cannot sign: {exc}", 0, permanent=True)
         began = time.monotonic()

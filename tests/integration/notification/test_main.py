@@ -77,6 +77,9 @@ async def test_service_delivers_a_job_event_to_the_jobs_webhook_url(harness: Har
 
 
 async def test_service_refuses_a_schema_behind_the_code(harness: Harness, monkeypatch) -> None:
-    monkeypatch.setattr("services.notification.__main__.SCHEMA_VERSION", 3)
-    with pytest.raises(Fatal, match="expects 3"):
+    from services.notification.adapters.orm import SCHEMA_VERSION
+
+    ahead = SCHEMA_VERSION + 1  # a build one migration ahead of the database
+    monkeypatch.setattr("services.notification.__main__.SCHEMA_VERSION", ahead)
+    with pytest.raises(Fatal, match=f"expects {ahead}"):
         await asyncio.wait_for(build(harness.settings()).serve(asyncio.Event()), 30)

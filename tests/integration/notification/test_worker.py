@@ -93,7 +93,8 @@ async def test_deliveries_arrive_signed_and_verifiable(harness: Harness) -> None
             secret, delivery = created.secret, by_url[rx.url]
         else:
             secret, delivery = job_secret, by_url[rx.url + "?job=1"]
-        assert request.headers["webhook-id"] == str(delivery.id)
+        # The CloudEvent id (it used to be the delivery's own id), also the body's "id".
+        assert request.headers["webhook-id"] == str(env.id) == json.loads(request.body)["id"]
         assert Verifier(secret).verify(request.body, request.headers)["type"] == "job.failed"
         assert request.body == delivery.payload
         with pytest.raises(Exception, match="signature"):  # the other secret must not verify it
@@ -116,7 +117,8 @@ async def test_failures_are_retried_then_given_up(harness: Harness) -> None:
         app = harness.app(notification_max_attempts=3)
         org = uuid.uuid4()
         created = await handlers.create_webhook(commands.CreateWebhook(org, rx.url), app.deps)
-        await handlers.notify_job_event(to_command(job_event(org)), app.deps)
+        event = job_event(org)
+        await handlers.notify_job_event(to_command(event), app.deps)
         async with running(app):
             await harness.wait_until(settled(harness, org, 1))
 
@@ -127,7 +129,8 @@ async def test_failures_are_retried_then_given_up(harness: Harness) -> None:
         (2, 500, "HTTP 500"),
         (3, 500, "HTTP 500"),
     ]
-    assert {r.headers["webhook-id"] for r in rx.requests} == {str(delivery.id)}  # the same id on every retry
+    # The same id on every retry: the event's CloudEvent id (it used to be the delivery's own id).
+    assert {r.headers["webhook-id"] for r in rx.requests} == {str(event.id)}
     assert (
         await harness.scalar("SELECT consecutive_failures FROM webhooks WHERE id = :i", i=created.webhook.id)
         == 3

@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+from services.notification.domain.event_log import LoggedEvent, NewEvent
 from services.notification.domain.model import Delivery, DeliveryAttempt, DeliveryStatus, SendResult, Webhook
-from services.notification.service_layer.unit_of_work import DueDelivery, PendingSummary
+from services.notification.service_layer.unit_of_work import DueDelivery, EventPage, PendingSummary
 
 
 class Store:
@@ -20,6 +21,8 @@ class Store:
         self.deliveries: dict[UUID, Delivery] = {}
         self.claims: set[tuple[str, UUID]] = set()
         self.commits = 0
+        self.heads: dict[UUID, int] = {}
+        self.log: list[tuple[UUID, LoggedEvent, datetime]] = []  # (organization, event, stored at)
 
 
 class FakeUnitOfWork:
@@ -133,6 +136,42 @@ class FakeUnitOfWork:
             due=sum(1 for t in times if t <= self.store.now),
             next_due_in=(min(times) - self.store.now).total_seconds() if times else None,
         )
+
+    async def append_event(self, event: NewEvent) -> int | None:
+        if any(e.event_id == event.event_id for _, e, _ in self.store.log):
+            return None
+        seq = self.store.heads.get(event.organization_id, 0) + 1
+        self.store.heads[event.organization_id] = seq
+        logged = LoggedEvent(seq, event.event_id, event.type, event.job_id, event.cloudevent)
+        self.store.log.append((event.organization_id, logged, self.store.now))
+        return seq
+
+    async def event_log_head(self, organization_id: UUID) -> int:
+        return self.store.heads.get(organization_id, 0) if self._visible(organization_id) else 0
+
+    async def events_after(
+        self, organization_id: UUID, after: int, types: Sequence[str], job_id: UUID | None, limit: int
+    ) -> EventPage:
+        head = await self.event_log_head(organization_id)
+        found = [
+            e
+            for org, e, _ in self.store.log
+            if org == organization_id
+            and self._visible(org)
+            and after < e.seq <= head
+            and e.type in types
+            and (job_id is None or e.job_id == job_id)
+        ][:limit]
+        return EventPage(found, found[-1].seq if len(found) >= limit else max(head, after))
+
+    async def prune_event_log(self, max_age: timedelta, keep: int) -> int:
+        before = len(self.store.log)
+        self.store.log = [
+            (org, e, at)
+            for org, e, at in self.store.log
+            if at >= self.store.now - max_age and e.seq > self.store.heads[org] - keep
+        ]
+        return before - len(self.store.log)
 
 
 class FakeUnitOfWorkFactory:

@@ -145,4 +145,6 @@ async def test_worker_signs_retries_and_disables_a_failing_webhook() -> None:
     )
     assert d.metrics.outcomes == ["retrying"] * 10 + ["disabled"]
     assert len(d.metrics.latencies) == 10
-    assert {h["webhook-id"] for _, h, _ in sender.sent} == {str(delivery.id)}  # one id across retries
+    # One id across retries: the event's CloudEvent id (it used to be the delivery's own id).
+    assert {h["webhook-id"] for _, h, _ in sender.sent} == {str(delivery.event_id)}
+    assert json.loads(sender.sent[0][2])["id"] == str(delivery.event_id)

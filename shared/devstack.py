@@ -34,6 +34,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,6 +188,15 @@ class Stack:
     :meth:`shared.embedded.postgres.EmbeddedPostgres.password_for`). ``ops_ports`` (one operations listener per process: ``/metrics``, ``/livez``,
     ``/readyz``) are allocated on first use unless given, and kept for the Stack's life, so a restarted
     process serves its metrics where it did before.
+
+    ``scheduler_replicas`` > 1 starts hot standbys (``scheduler-2``, ...), each on a port of its own
+    (taken from ``ports`` when given, else free): only the lease holder schedules, every replica
+    serves gRPC. The gateway and the agents then dial all replicas as one target
+    (``ipv4:host:p1,host:p2``, gRPC's default pick_first: the first replica that answers, the next
+    one once it is gone), so whichever replica leads can be killed. ``agents`` > 1 starts more node
+    agents (``agent-2``, ...), each with its own host name (``devstack-node-N``), state folder and
+    ``agent_gpus`` simulated GPUs, and, since they share one machine, its own job folder, cgroup
+    parent and job uid range. ``database`` names the PostgreSQL database every service uses.
     """
 
     state_dir: Path
@@ -200,12 +210,44 @@ class Stack:
     db_passwords: dict[str, str] = field(default_factory=dict)
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
     ops_ports: dict[str, int] = field(default_factory=dict)
+    scheduler_replicas: int = 1
+    agents: int = 1
+    database: str = "gpufleet"
 
     def __post_init__(self) -> None:
         known = set().union(*(settings_variables(p) for p in PROCESSES))
         unread = sorted(k for k in self.extra_env if k.startswith(ENV_PREFIX) and k not in known)
         if unread:  # a typo would otherwise be dropped silently by the per-process filter
             raise ValueError(f"no process reads {unread}")
+        if self.scheduler_replicas < 1 or self.agents < 1:
+            raise ValueError("a stack needs at least one scheduler and one agent")
+        self.ports = dict(self.ports)
+        for name in self.scheduler_names[1:]:
+            if name not in self.ports:
+                port = free_port()
+                while port in self.ports.values():
+                    port = free_port()
+                self.ports[name] = port
+
+    @property
+    def scheduler_names(self) -> tuple[str, ...]:
+        """``scheduler`` (the first replica), then ``scheduler-2``, ... (the standbys)."""
+        return ("scheduler", *(f"scheduler-{i}" for i in range(2, self.scheduler_replicas + 1)))
+
+    @property
+    def agent_names(self) -> tuple[str, ...]:
+        return ("agent", *(f"agent-{i}" for i in range(2, self.agents + 1)))
+
+    @property
+    def scheduler_target(self) -> str:
+        """What the scheduler's clients dial: the one replica, or every replica as one target."""
+        if self.scheduler_replicas == 1:
+            return self.target("scheduler")
+        return "ipv4:" + ",".join(self.target(name) for name in self.scheduler_names)
+
+    def agent_hostname(self, name: str) -> str:
+        """``agent`` -> devstack-node-1, ``agent-2`` -> devstack-node-2, ..."""
+        return f"devstack-node-{self.agent_names.index(name) + 1}"
 
     def target(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service]}"
@@ -236,7 +278,7 @@ class Stack:
         """The URL ``service`` connects with: its own role, its own password (if the stack has one)."""
         password = self.db_passwords.get(service)
         credentials = f"{role_name(service)}:{quote(password, safe='')}" if password else role_name(service)
-        return f"postgresql://{credentials}@127.0.0.1:{self.pg_port}/gpufleet"
+        return f"postgresql://{credentials}@127.0.0.1:{self.pg_port}/{self.database}"
 
     def _settings(self) -> dict[str, str]:
         """Every GPUFLEET_* value this stack knows; :meth:`env_for` hands each process its share."""
@@ -260,6 +302,7 @@ class Stack:
             values[f"GPUFLEET_{up}_GRPC_LISTEN"] = self.target(svc)
             values[f"GPUFLEET_{up}_GRPC_TARGET"] = self.target(svc)
             values[f"GPUFLEET_{up}_DATABASE_URL"] = self.database_url(svc)
+        values["GPUFLEET_SCHEDULER_GRPC_TARGET"] = self.scheduler_target
         values.update(self.extra_env)
         return values
 
@@ -304,13 +347,49 @@ class Stack:
             name, f"services.{name}", self.env_for(name), self.state_dir / "logs" / f"{name}.log"
         )
 
+    def _replica(self, name: str) -> ServiceProcess:
+        """A standby scheduler: the scheduler's settings on a port and an ops listener of its own."""
+        env = self.env_for("scheduler")
+        env["GPUFLEET_SCHEDULER_GRPC_LISTEN"] = self.target(name)
+        env["GPUFLEET_OPS_LISTEN"] = f"127.0.0.1:{self.ops_port(name)}"
+        return ServiceProcess(name, "services.scheduler", env, self.state_dir / "logs" / f"{name}.log")
+
+    def _agent(self, name: str) -> ServiceProcess:
+        """The first agent as ever; each further one as another node on the same machine."""
+        if name == "agent":
+            return self._process("agent")
+        env = self.env_for("agent")
+        hostname = self.agent_hostname(name)
+        n = self.agent_names.index(name) + 1
+        env["GPUFLEET_AGENT_HOSTNAME"] = hostname
+        env["GPUFLEET_AGENT_STATE_DIR"] = str(self.state_dir / name)
+        env["GPUFLEET_OPS_LISTEN"] = f"127.0.0.1:{self.ops_port(name)}"
+        # Members of one gang on two agents of this machine share a job id: each agent needs its own
+        # job folder and cgroup parent (both named by job id), and a uid range no other agent takes.
+        env["GPUFLEET_AGENT_JOBS_DIR"] = str(
+            Path(tempfile.gettempdir()) / f"gpufleet-jobs-{os.getuid()}-{hostname}"
+        )
+        env["GPUFLEET_AGENT_CGROUP_PARENT"] = f"gpufleet-{hostname}"
+        first = 300_000 + (n - 2) * 10_000
+        env["GPUFLEET_AGENT_JOB_UID_FIRST"] = str(first)
+        env["GPUFLEET_AGENT_JOB_UID_LAST"] = str(first + 9_999)
+        return ServiceProcess(name, "services.agent", env, self.state_dir / "logs" / f"{name}.log")
+
     async def start(self, timeout: float = 90.0) -> None:
         for name in (*GRPC_SERVICES, "gateway"):
             self.processes[name] = self._process(name)
             self.processes[name].start()
         await self.wait_ready(timeout)
-        self.processes["agent"] = self._process("agent")
-        self.processes["agent"].start()
+        # Standbys after the first replica is up (so it, most likely, leads), beside the agents.
+        standbys = self.scheduler_names[1:]
+        for name in standbys:
+            self.processes[name] = self._replica(name)
+            self.processes[name].start()
+        for name in self.agent_names:
+            self.processes[name] = self._agent(name)
+            self.processes[name].start()
+        if standbys:
+            await self.wait_ready(timeout, standbys)
 
     async def wait_ready(
         self, timeout: float = 90.0, names: tuple[str, ...] | None = None, *, supervised: bool = False
@@ -377,7 +456,12 @@ class Stack:
         proc.start()
 
     def stop(self) -> None:
-        for name in ("agent", "gateway", *reversed(GRPC_SERVICES)):
+        for name in (
+            *self.agent_names,
+            "gateway",
+            *reversed(self.scheduler_names[1:]),
+            *reversed(GRPC_SERVICES),
+        ):
             if name in self.processes:
                 self.processes[name].stop()
 

@@ -22,6 +22,7 @@ from services.gateway.entrypoints.middleware import (
 )
 from services.gateway.entrypoints.routes import (
     billing,
+    dashboard,
     events,
     fleet,
     health,
@@ -90,7 +91,18 @@ def _build(lifespan: Lifespan | None) -> FastAPI:
     )
     app.state.downstream = None
     route_templates: list[tuple[re.Pattern[str], str, set[str]]] = []
-    for module in (identity, fleet, jobs, billing, monitoring, notification, health, logs, events):
+    for module in (
+        identity,
+        fleet,
+        jobs,
+        billing,
+        monitoring,
+        notification,
+        health,
+        dashboard,
+        events,
+        logs,
+    ):
         app.include_router(module.router)
         route_templates += [
             (r.path_regex, r.path, set(r.methods or ()))

@@ -83,7 +83,13 @@ def _state(job: Job) -> dict[str, Any]:
         "attempt": job.attempt,
         "node_ids": list(job.node_ids),
         "placements": [
-            {"node_id": str(p.node_id), "rank": p.rank, "gpu_ids": [str(g) for g in p.gpu_ids]}
+            {
+                "node_id": str(p.node_id),
+                "rank": p.rank,
+                "gpu_ids": [str(g) for g in p.gpu_ids],
+                "address": p.address,
+                "exited": p.exited,
+            }
             for p in job.placements
         ],
         "pending_code": job.pending.code if job.pending else None,
@@ -188,7 +194,13 @@ def _to_job(row: Any) -> Job:  # a RowMapping
         no_requeue=row["no_requeue"],
         attempt=row["attempt"],
         placements=tuple(
-            JobPlacement(UUID(p["node_id"]), int(p["rank"]), tuple(UUID(g) for g in p["gpu_ids"]))
+            JobPlacement(
+                UUID(p["node_id"]),
+                int(p["rank"]),
+                tuple(UUID(g) for g in p["gpu_ids"]),
+                p.get("address", ""),  # absent in placements recorded before addresses were
+                bool(p.get("exited", False)),
+            )
             for p in row["placements"] or []
         ),
         pending=Pending(row["pending_code"], row["pending_message"] or "") if row["pending_code"] else None,

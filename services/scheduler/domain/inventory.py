@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from uuid import UUID
 
+# A node label naming the address a gang's other members reach this node at for the rendezvous
+# (e.g. its address on the training fabric); without it, the host name its agent registered with.
+ADDRESS_LABEL = "gpufleet.io/address"
+
 
 @dataclass(frozen=True)
 class InventoryGpu:
@@ -24,6 +28,11 @@ class InventoryGpu:
     node_cpu_cores: int = 0
     node_ram_mb: int = 0
     node_labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def rendezvous_address(self) -> str:
+        """Where the members of a gang placed on this node reach it (``MASTER_ADDR`` of rank 0)."""
+        return self.node_labels.get(ADDRESS_LABEL) or self.node_name
 
     @property
     def schedulable(self) -> bool:

@@ -60,11 +60,18 @@ class JobNotQueued(FailedPrecondition):
 
 @dataclass(frozen=True)
 class JobPlacement:
-    """One node of a placed job; a gang has several, rank 0 is the master."""
+    """One node of a placed job; a gang has several, rank 0 is the master.
+
+    ``address`` is where the other members reach this node for the rendezvous (its host name or
+    address label when it was placed, :attr:`..inventory.InventoryGpu.rendezvous_address`; empty in
+    placements recorded before addresses were). ``exited``: this member's process exited 0 while
+    another member still ran (:meth:`Job.member_exited`)."""
 
     node_id: UUID
     rank: int
     gpu_ids: tuple[UUID, ...]
+    address: str = ""
+    exited: bool = False
 
 
 @dataclass(frozen=True)
@@ -301,6 +308,22 @@ class Job:
         else:
             status, reason = JobStatus.FAILED, self.error_message or "ended without an exit code"
         self._changed(status.value, status, self.finished_at, reason)
+        return True
+
+    def member_exited(self, node_id: UUID, outcome: Outcome) -> bool:
+        """A gang member on ``node_id`` exited 0 while another member still runs: recorded on its
+        placement (True), and the job runs on, holding all its GPUs. A gang succeeds with its last
+        member's clean exit and ends with the first member that fails, times out, is cancelled or is
+        lost: then (and for a single-node job) this is False and the caller ends or requeues the job
+        as a whole, which tells the other members to stop."""
+        clean = outcome.exit_code == 0 and not outcome.cancelled and not outcome.timed_out
+        if len(self.placements) < 2 or self.status not in ON_NODE or not clean:
+            return False
+        if all(p.exited for p in self.placements if p.node_id != node_id):
+            return False
+        self.placements = tuple(
+            dataclasses.replace(p, exited=True) if p.node_id == node_id else p for p in self.placements
+        )
         return True
 
     def cancel(self, at: datetime, reason: str | None = None) -> bool:

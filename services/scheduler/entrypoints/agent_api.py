@@ -50,7 +50,10 @@ MASTER_PORT_BASE, MASTER_PORT_SPAN = 29500, 10000
 def assignment_message(job: Job, node_id: UUID | None = None) -> scheduler_pb2.Assignment:
     """The job as the agent of ``node_id`` (default: the job's first node) must run it: the GPUs it
     holds there, and its rank among the job's nodes (a single-node job: rank 0 of a world of one,
-    its own master)."""
+    its own master). A gang's members meet at rank 0's address: ``node_names`` lists every member's
+    address in rank order (the ``gpufleet.io/address`` label of its node, else the host name its
+    agent registered with, as recorded when the gang was placed; a placement recorded before
+    addresses were names its node by id)."""
     node = node_id if node_id is not None else job.node_id
     placements = sorted(job.placements, key=lambda p: p.rank)
     mine = next((p for p in placements if p.node_id == node), None)
@@ -58,8 +61,7 @@ def assignment_message(job: Job, node_id: UUID | None = None) -> scheduler_pb2.A
     if mine is not None and len(placements) > 1:
         here = set(mine.gpu_ids)
         allocation = tuple(a for a in job.allocation if a.gpu_id in here)
-    # Nodes by id: the scheduler knows no host names yet (see the report on the gang rendezvous).
-    names = [str(p.node_id) for p in placements]
+    names = [p.address or str(p.node_id) for p in placements]
     return scheduler_pb2.Assignment(
         job_id=str(job.id),
         command=job.command,

@@ -311,6 +311,9 @@ async def _finished(
         return
     if outcome.lost and job.status in (JobStatus.SCHEDULED, JobStatus.RUNNING):
         job.requeue(outcome.error_message or "lost", await now(), deps.options.max_attempts)
+    elif job.member_exited(node_id, outcome):  # a gang member done, another still runs: no end yet
+        await uow.save_job(job)
+        return
     elif not job.finish(outcome, cmd.finished_at, await now()):
         return  # already terminal: a repeated or late report
     await uow.release_gpus(job.id)
@@ -362,6 +365,7 @@ async def apply_gpu_change(cmd: commands.ApplyGpuChange, deps: Dependencies) -> 
     jobs that held it off their node in the same transaction: each is requeued as a new attempt
     (bounded, unless it opted out), a gang as a whole, instead of holding GPUs forever for an agent
     that may never report again."""
+    released = _Released()
     async with deps.uow(system=True) as uow:
         if not await uow.claim(FLEET_CONSUMER, cmd.event_id):
             return
@@ -373,9 +377,12 @@ async def apply_gpu_change(cmd: commands.ApplyGpuChange, deps: Dependencies) -> 
                 job = await uow.job_on_node(live.id, cmd.gpu.node_id)  # locked
                 reason = f"lost: node {cmd.gpu.node_name} went offline while the job held its GPUs"
                 if job is not None and job.status in (JobStatus.SCHEDULED, JobStatus.RUNNING):
+                    members = job.node_ids
                     job.requeue(reason, await uow.now(), deps.options.max_attempts)
                     await uow.release_gpus(job.id)
                     await uow.save_job(job)
+                    released.nodes.update(members)  # a gang's other members stop now, not at a recheck
+    released.tell(deps)
     if changed:
         invalidate = getattr(deps.capacity, "invalidate", None)
         if invalidate is not None:

@@ -276,7 +276,10 @@ class Scheduler:
                     )
                     for g in gpu_ids
                 )
-                placements = tuple(JobPlacement(a.node_id, a.rank, a.gpu_ids) for a in place.allocations)
+                placements = tuple(
+                    JobPlacement(a.node_id, a.rank, a.gpu_ids, state.gpus[a.gpu_ids[0]].rendezvous_address)
+                    for a in place.allocations
+                )
                 job.schedule(placements[0].node_id, allocation, now, placements)
                 placed.append((place, job))
             placed_ids = {job.id for _, job in placed}

@@ -8,7 +8,8 @@
   caller's W3C context in the metadata is continued by the server.
 * :class:`Authenticator` resolves the API key in the ``authorization`` metadata through identity's
   ``Authenticate`` (with a cache of at most a second) and holds it to the scope the current method
-  needs (``shared.scopes``); :func:`require_agent` checks the node agents' token.
+  needs (``shared.scopes``); ``Authenticator.operator`` requires the operator token instead (operator
+  calls); :func:`require_agent` checks the node agents' token.
 * :func:`channel` opens a client channel whose calls carry the trace context in metadata.
 """
 
@@ -169,23 +170,45 @@ class Authenticator:
             raise Unauthenticated("missing API key (authorization: Bearer <key>)")
         if not api_keys.well_formed(api_key):
             raise Unauthenticated("invalid API key")
-        digest = hashlib.sha256(api_key.encode()).digest()
+        principal = await self._resolve(api_key, "invalid API key")
+        if principal.operator:  # identity never answers so for a key; fail closed all the same
+            raise Unauthenticated("invalid API key")
+        return principal
+
+    async def _resolve(self, credential: str, refusal: str) -> common_pb2.Principal:
+        """Identity's answer for ``credential``, cached for ``ttl`` seconds (by its SHA-256)."""
+        digest = hashlib.sha256(credential.encode()).digest()
         hit = self._cache.get(digest)
         now = time.monotonic()
         if hit and hit[0] > now:
             return hit[1]
         try:
             principal = await self._stub.Authenticate(
-                identity_pb2.AuthenticateRequest(api_key=api_key), timeout=5
+                identity_pb2.AuthenticateRequest(api_key=credential), timeout=5
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
-                raise Unauthenticated("invalid API key") from exc
+                raise Unauthenticated(refusal) from exc
             raise _unavailable(exc) from exc
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[digest] = (now + self._ttl, principal)
         return principal
+
+    async def operator(self, context: grpc.aio.ServicerContext) -> None:
+        """Require the operator token (``GPUFLEET_ADMIN_TOKEN``, which only identity knows and compares,
+        in constant time) in the ``authorization`` metadata. UNAUTHENTICATED for no credential or an
+        unknown one; PERMISSION_DENIED for a valid API key, whatever its role or scopes: an API key
+        never becomes the operator."""
+        token = bearer(context)
+        if not token:
+            raise Unauthenticated("the operator token is required (authorization: Bearer <token>)")
+        if api_keys.well_formed(token):
+            await self.authenticate(token)  # an invalid key is UNAUTHENTICATED, like any bad credential
+            raise PermissionDenied("operator call: an API key cannot make it, only the operator token")
+        principal = await self._resolve(token, "invalid operator token")
+        if not principal.operator:
+            raise PermissionDenied("operator call: only the operator token can make it")
 
     async def principal(
         self, context: grpc.aio.ServicerContext, *, write: bool = False

@@ -69,7 +69,13 @@ METHODS_OF_SCOPE: Mapping[str, tuple[str, ...]] = {
     ),
     KEYS_READ: ("IdentityService/ListApiKeys",),
     KEYS_WRITE: ("IdentityService/CreateApiKey", "IdentityService/RevokeApiKey"),
-    ADMIN: (),  # everything; no method needs admin alone
+    # Everything; these need admin itself (an organization's scheduling caps and its policy audit
+    # trail; the scheduler also requires the owner or admin role).
+    ADMIN: (
+        "PolicyService/GetUserCaps",
+        "PolicyService/SetUserCaps",
+        "PolicyService/ListOrganizationAudit",
+    ),
 }
 
 # Any valid key may call these: who the key belongs to, and the product's GPU type catalog (which a
@@ -85,6 +91,22 @@ NOT_API_KEY_METHODS: Mapping[str, str] = {
     "IdentityService/CreateOrganization": "operator call (admin token)",
     "NodeAgentService/*": "node agents (agent credential), never an API key",
     "NodeRegistryService/*": "node agents (agent credential), never an API key",
+    # Scheduling policy that belongs to the operator (docs/policy.md): the operator token only.
+    **{
+        f"PolicyService/{m}": "operator call (admin token)"
+        for m in (
+            "GetPolicy",
+            "SetFairShare",
+            "DeleteFairShare",
+            "SetHalfLife",
+            "SetGpuTypeWeight",
+            "DeleteGpuTypeWeight",
+            "SetDedicatedLendingLimit",
+            "SetQuota",
+            "DeleteQuota",
+            "ListAudit",
+        )
+    },
 }
 
 IMPLIES: Mapping[str, tuple[str, ...]] = {

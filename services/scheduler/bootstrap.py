@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from faststream.kafka import KafkaBroker
-from gpufleet.v1 import scheduler_pb2_grpc
+from gpufleet.v1 import policy_pb2_grpc, scheduler_pb2_grpc
 
 from shared.db import Database
 from shared.grpc import Authenticator
@@ -20,6 +20,7 @@ from shared.grpc import Authenticator
 from .adapters import metrics
 from .adapters.allocations_read import SqlAllocationReader
 from .adapters.fleet_catalog import FleetGpuTypeCatalog
+from .adapters.policy_repository import SqlPolicyRepository
 from .adapters.repository import SqlUnitOfWorkFactory
 from .config import SchedulerSettings
 from .domain.engine import Policy, Quota, UserCap
@@ -28,9 +29,12 @@ from .entrypoints import consumers
 from .entrypoints.agent_api import NodeAgentServicer
 from .entrypoints.allocations import JobServicerWithAllocations
 from .entrypoints.grpc_server import SERVICE_NAMES
+from .entrypoints.policy_api import SERVICE_NAME as POLICY_SERVICE
+from .entrypoints.policy_api import PolicyServicer
 from .service_layer.capacity import FleetCapacity
 from .service_layer.handlers import Dependencies
 from .service_layer.options import SchedulingOptions
+from .service_layer.policy import PolicyAwareCapacity, PolicyDependencies, PolicyStore
 from .service_layer.scheduling import CycleReport, Scheduler, run_scheduling_loop
 from .service_layer.submits import SubmitWriter
 from .service_layer.unit_of_work import AdmissionCheck, GpuTypeCatalog, UnitOfWorkFactory
@@ -38,7 +42,7 @@ from .service_layer.wakeup import Wakeup
 
 
 def scheduling_options(settings: SchedulerSettings) -> SchedulingOptions:
-    """The operator's policy from settings (admin RPCs with an audit trail come next)."""
+    """The operator's policy from settings (what seeds the stored policy: service_layer/policy.py)."""
     policy = Policy(
         org_shares=dict(settings.scheduler_fair_shares),
         half_life_s=settings.scheduler_half_life_seconds,
@@ -111,10 +115,12 @@ class SchedulerApp:
     db: Database
     deps: Dependencies
     auth: Authenticator
+    # The stored policy (service_layer/policy.py); None: the settings' policy as it is.
+    policies: PolicyStore | None = None
     scheduler: Scheduler = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "scheduler", Scheduler(self.deps, lease_holder()))
+        object.__setattr__(self, "scheduler", Scheduler(self.deps, lease_holder(), policies=self.policies))
 
     @property
     def grpc_services(self) -> list:
@@ -131,6 +137,20 @@ class SchedulerApp:
                 NodeAgentServicer(self.deps, self.settings.agent_token.get_secret_value()),
                 agent_api,
             ),
+            *self.policy_services,
+        ]
+
+    @property
+    def policy_services(self) -> list:
+        if self.policies is None:
+            return []
+        deps = PolicyDependencies(self.policies.repo, self.policies, self.deps.wakeup)
+        return [
+            (
+                policy_pb2_grpc.add_PolicyServiceServicer_to_server,
+                PolicyServicer(deps, self.auth),
+                POLICY_SERVICE,
+            )
         ]
 
     def register_consumers(self, broker: KafkaBroker) -> None:
@@ -160,4 +180,9 @@ class SchedulerApp:
 
 
 def bootstrap_app(settings: SchedulerSettings, *, db: Database, auth: Authenticator) -> SchedulerApp:
-    return SchedulerApp(settings=settings, db=db, deps=bootstrap(settings, db=db), auth=auth)
+    # The policy is stored (seeded from settings once) and set through PolicyService; the loop and
+    # admission at submit both run under the store's current one.
+    uow = SqlUnitOfWorkFactory(db)
+    policies = PolicyStore(SqlPolicyRepository(db), scheduling_options(settings).policy)
+    deps = bootstrap(settings, db=db, uow=uow, capacity=PolicyAwareCapacity(uow, policies))
+    return SchedulerApp(settings=settings, db=db, deps=deps, auth=auth, policies=policies)

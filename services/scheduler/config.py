@@ -1,9 +1,10 @@
 """Typed settings of the scheduler (``GPUFLEET_*``; see docs/architecture.md).
 
-Scheduling policy comes from settings for now (JSON in environment variables, read at start-up);
-operator and admin RPCs with an audit trail, applied on the next cycle, are the next step. Keys are
-organization ids, e.g. ``GPUFLEET_SCHEDULER_QUOTAS='{"<org>": {"a100-80gb": {"nominal": 8,
-"borrowing_limit": 4, "lending_limit": 8}}}'``.
+The scheduling policy settings (JSON in environment variables) seed the stored policy once, on the
+first start after migration 004; from then on it is set through PolicyService (operator and organization
+admin calls, audited, applied on the next cycle: docs/policy.md). Keys are organization ids, e.g.
+``GPUFLEET_SCHEDULER_QUOTAS='{"<org>": {"a100-80gb": {"nominal": 8, "borrowing_limit": 4,
+"lending_limit": 8}}}'``.
 """
 
 from __future__ import annotations

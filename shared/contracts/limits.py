@@ -85,3 +85,11 @@ KEY_SCOPES: tuple[str, ...] = (
 
 # --- request bodies at the gateway
 MAX_REQUEST_BODY_BYTES = 64 * 1024
+
+# --- scheduling policy (operator and organization-admin calls; docs/policy.md)
+POLICY_MAX_WEIGHT = 1_000_000.0  # fair-share and GPU-type weights: above 0, at most this
+POLICY_MIN_HALF_LIFE_SECONDS = 60.0
+POLICY_MAX_HALF_LIFE_SECONDS = 365 * 24 * 3600.0
+POLICY_MAX_COUNT = 1_000_000  # GPUs in a quota, jobs or GPUs in a per-user cap
+POLICY_MAX_USER_CAPS = 1000  # caps per organization (its default and one per user)
+POLICY_GPU_TYPE_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"

@@ -56,6 +56,9 @@ def _routes(job_id: str, hook_url: str) -> list[tuple[str, str, dict[str, Any] |
         ("GET", "/api-keys", None, "IdentityService/ListApiKeys"),
         ("POST", "/api-keys", {"name": "child", "scopes": ["keys:read"]}, "IdentityService/CreateApiKey"),
         ("DELETE", f"/api-keys/{missing}", None, "IdentityService/RevokeApiKey"),
+        ("GET", "/organization/user-caps", None, "PolicyService/GetUserCaps"),
+        ("PUT", "/organization/user-caps", {"caps": []}, "PolicyService/SetUserCaps"),
+        ("GET", "/organization/policy-audit", None, "PolicyService/ListOrganizationAudit"),
     ]
 
 
@@ -80,6 +83,7 @@ async def job_id(stack, orgs) -> str:  # type: ignore[no-untyped-def]
 # gRPC only (no REST route yet); tests/integration/test_scopes.py covers them over the scheduler's gRPC.
 # JobService/ListAllocations has no route of its own: /gpus and /nodes merge its answer (same scope).
 NOT_ON_REST: set[str] = {"JobService/ListAllocations"}
+
 # Streams that never end by themselves, so not in the request loop above: GET /v1/events
 # (tests/e2e/test_9_events.py checks its per-kind scope refusal).
 STREAMS: set[str] = {"NotificationService/StreamEvents"}

@@ -21,6 +21,7 @@ from services.gateway.entrypoints.middleware import (
     RequestContextMiddleware,
 )
 from services.gateway.entrypoints.routes import (
+    admin,
     billing,
     dashboard,
     events,
@@ -102,6 +103,7 @@ def _build(lifespan: Lifespan | None) -> FastAPI:
         dashboard,
         events,
         logs,
+        admin,
     ):
         app.include_router(module.router)
         route_templates += [

@@ -41,6 +41,7 @@ class AuthOutcome(StrEnum):
     INVALID = "invalid"  # no such key, or its owner is no longer a member of its organization
     EXPIRED = "expired"
     REVOKED = "revoked"
+    OPERATOR = "operator"  # the operator token, presented where an operator principal is accepted
 
 
 ADMIN_SCOPE = scope_table.ADMIN

@@ -15,3 +15,13 @@ class OperatorToken:
 
     def admits(self, presented: str | None) -> bool:
         return bool(presented) and hmac.compare_digest(str(presented).encode(), self.secret.encode())
+
+
+@dataclass(frozen=True)
+class OperatorPrincipal:
+    """What ``Authenticate`` answers for the operator token: no organization, user, role or scopes.
+    Services that offer operator calls ask for it (``shared.grpc.Authenticator.operator``); every
+    tenant path refuses it, since it has no organization to act in."""
+
+
+OPERATOR = OperatorPrincipal()

@@ -17,6 +17,7 @@ from shared.grpc import bearer, current_method, grpc_service
 from shared.wire import ts
 
 from ..domain.model import ApiKey, Organization, Principal
+from ..domain.operator import OperatorPrincipal
 from ..service_layer import commands
 from ..service_layer.handlers import CreatedOrganization, Dependencies, IssuedKey, handle
 
@@ -77,7 +78,10 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def Authenticate(
         self, request: identity_pb2.AuthenticateRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.Principal:
-        return _principal(await handle(commands.Authenticate(request.api_key), self.deps))
+        found = await handle(commands.Authenticate(request.api_key, operator_allowed=True), self.deps)
+        if isinstance(found, OperatorPrincipal):
+            return common_pb2.Principal(operator=True)
+        return _principal(found)
 
     async def CreateOrganization(
         self, request: identity_pb2.CreateOrganizationRequest, context: grpc.aio.ServicerContext

@@ -14,6 +14,9 @@ from ..domain.model import Principal
 @dataclass(frozen=True)
 class Authenticate:
     api_key: str = field(repr=False)
+    # The Authenticate RPC (other services asking who a caller is) also recognises the operator token;
+    # identity's own tenant calls do not.
+    operator_allowed: bool = False
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from shared.handlers import dispatch
 from ..domain import model
 from ..domain.keys import hash_key, legacy, well_formed
 from ..domain.model import ApiKey, AuditEntry, AuthOutcome, Membership, Organization, Principal, Role, User
+from ..domain.operator import OPERATOR, OperatorPrincipal
 from . import commands
 from .unit_of_work import UnitOfWorkFactory
 
@@ -69,7 +70,13 @@ def _key_details(key: ApiKey) -> dict:
     }
 
 
-async def authenticate(cmd: commands.Authenticate, deps: Dependencies) -> Principal:
+async def authenticate(cmd: commands.Authenticate, deps: Dependencies) -> Principal | OperatorPrincipal:
+    # The operator token is recognised only where asked for and only if it cannot be a key: an API key
+    # (anything key-shaped) is always looked up as a key, so it never becomes the operator. The
+    # comparison is constant-time (OperatorToken.admits).
+    if cmd.operator_allowed and not well_formed(cmd.api_key) and deps.operator.admits(cmd.api_key):
+        deps.metrics.count_authentication(AuthOutcome.OPERATOR)
+        return OPERATOR
     # A string that cannot be a key is refused before any lookup; that reveals nothing about keys.
     if not well_formed(cmd.api_key):
         deps.metrics.count_authentication(AuthOutcome.MALFORMED)

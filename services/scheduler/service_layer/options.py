@@ -1,5 +1,6 @@
-"""What the operator sets for scheduling (from settings for now; admin RPCs with an audit trail are
-the next step): the engine's policy, time limits, attempts and the leader lease's timing."""
+"""What the operator sets for scheduling: the engine's policy as configured (the process stores it
+once and then runs under the stored one: service_layer/policy.py), time limits, attempts and the
+leader lease's timing."""
 
 from __future__ import annotations
 

@@ -36,11 +36,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from ..domain.engine import Allocation, CycleResult, Place, QueuedJob, Snapshot, Usage, cycle
+from ..domain.engine import Allocation, CycleResult, Place, Policy, QueuedJob, Snapshot, Usage, cycle
 from ..domain.inventory import InventoryGpu
 from ..domain.model import ON_NODE, GpuAllocation, Job, JobPlacement, JobStatus, Pending
+from ..domain.policy_admin import usage_rules_changed
 from ..domain.views import NO_USER, allocation_of, nodes_of, queued_job
 from .handlers import Dependencies
+from .policy import PolicyStore
 from .unit_of_work import SchedulerUnitOfWork
 
 log = logging.getLogger("gpufleet.scheduler.loop")
@@ -82,6 +84,24 @@ class Scheduler:
     state: LeaderState | None = None
     renewed_at: float = -float("inf")
     marks: deque[tuple[float, int]] = field(default_factory=deque)  # (monotonic, jobs watermark)
+    # The stored policy (service_layer/policy.py), refreshed at each step; None: options.policy.
+    policies: PolicyStore | None = None
+    policy_version: int = -1
+    _policy: Policy | None = None
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy or self.deps.options.policy
+
+    async def _refresh_policy(self) -> None:
+        """Take a policy change in before a step; a new half-life or GPU-type weight re-weighs usage."""
+        if self.policies is None:
+            return
+        new = await self.policies.refresh()
+        if self.policies.version != self.policy_version:
+            if usage_rules_changed(self.policy, new):
+                self.state = None
+            self._policy, self.policy_version = new, self.policies.version
 
     @property
     def leading(self) -> bool:
@@ -128,6 +148,7 @@ class Scheduler:
             async with self.deps.uow(system=True) as uow:
                 if not await self._keep_lease(uow):
                     return None
+        await self._refresh_policy()
         state = self.state
         resync = state is not None and time.monotonic() - state.built_at >= options.resync_s
         async with self.deps.uow(system=True) as uow:
@@ -137,14 +158,14 @@ class Scheduler:
                 await self._sync(uow, state)
             now = await uow.now()
         began = time.perf_counter()
-        result = await asyncio.to_thread(cycle, state.snapshot, options.policy, now)
+        result = await asyncio.to_thread(cycle, state.snapshot, self.policy, now)
         placed, written = await self._apply(state, result)
         return CycleReport(placed, time.perf_counter() - began, written)
 
     # -- state ----------------------------------------------------------------------------------
     async def _rebuild(self, uow: SchedulerUnitOfWork) -> LeaderState:
         began = time.perf_counter()
-        policy = self.deps.options.policy
+        policy = self.policy
         gpus, inventory_seq = await uow.inventory()
         jobs, job_seq = await uow.scheduling_jobs()
         now = await uow.now()
@@ -190,7 +211,7 @@ class Scheduler:
 
     def _reconcile(self, state: LeaderState, job: Job) -> None:
         """Make the snapshot agree with ``job`` as it is in the database now (idempotent)."""
-        snap, policy = state.snapshot, self.deps.options.policy
+        snap, policy = state.snapshot, self.policy
         want = queued_job(job) if job.status is JobStatus.QUEUED else None
         have = state.queued.get(job.id)
         if have is not None and have != want:

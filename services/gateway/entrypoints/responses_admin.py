@@ -1,0 +1,202 @@
+"""Bodies of the scheduling-policy routes (routes/admin.py): the operator's ``/v1/admin/*`` and an
+organization admin's ``/v1/organization/*``. Requests are strict like every other body
+(entrypoints/requests.py); their bounds are the scheduler's own (``shared.contracts.limits``)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from gpufleet.v1 import policy_pb2
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.contracts import limits
+from shared.wire import parse_ts
+
+Weight = Annotated[float, Field(gt=0, le=limits.POLICY_MAX_WEIGHT)]
+Count = Annotated[int, Field(ge=0, le=limits.POLICY_MAX_COUNT)]
+GpuTypeName = Annotated[str, Field(pattern=limits.POLICY_GPU_TYPE_PATTERN, examples=["a100-80gb"])]
+
+
+class _StrictBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# ----------------------------------------------------------------------------- requests
+
+
+class PolicyUpdate(_StrictBody):
+    """Fields left out stay as they are. Each field given is applied and audited as its own change."""
+
+    half_life_seconds: (
+        Annotated[
+            float, Field(ge=limits.POLICY_MIN_HALF_LIFE_SECONDS, le=limits.POLICY_MAX_HALF_LIFE_SECONDS)
+        ]
+        | None
+    ) = Field(default=None, description="Half-life of decayed usage in fair share (Slurm's default: 7 days).")
+    dedicated_lending_limit: Count | None = Field(
+        default=None,
+        description="GPUs of a dedicated node its owner lends when it has no quota for their type.",
+    )
+    gpu_type_weights: dict[GpuTypeName, Weight | None] | None = Field(
+        default=None,
+        description="Weight of a GPU type in usage (Slurm's TRESBillingWeights); null puts a type back "
+        "to the default weight 1.",
+        max_length=100,
+    )
+
+
+class FairShareUpdate(_StrictBody):
+    weight: Weight = Field(
+        description="The organization's fair-share weight among organizations (default 1)."
+    )
+
+
+class QuotaUpdate(_StrictBody):
+    nominal: Count = Field(description="GPUs of this type that are the organization's own.")
+    borrowing_limit: Count | None = Field(
+        default=None, description="How many more it may borrow from others' idle quota (null: no limit)."
+    )
+    lending_limit: Count | None = Field(
+        default=None, description="How much of its idle nominal others may borrow (null: all of it)."
+    )
+
+
+class UserCapIn(_StrictBody):
+    user_id: str | None = Field(
+        default=None,
+        description="A user of the organization; null: the cap of every user without one of their own.",
+        max_length=36,
+    )
+    max_running_jobs: Count | None = Field(default=None, description="Jobs on nodes at once (null: no cap).")
+    max_gpus: Count | None = Field(default=None, description="GPUs held at once (null: no cap).")
+
+
+class UserCapsUpdate(_StrictBody):
+    caps: list[UserCapIn] = Field(
+        description="Replaces the organization's caps (an empty list removes them).",
+        max_length=limits.POLICY_MAX_USER_CAPS,
+    )
+
+
+# ----------------------------------------------------------------------------- responses
+
+
+class FairShareOut(BaseModel):
+    organization_id: str
+    weight: float
+
+
+class GpuTypeWeightOut(BaseModel):
+    gpu_type: str
+    weight: float
+
+
+class QuotaOut(BaseModel):
+    organization_id: str
+    gpu_type: str
+    nominal: int
+    borrowing_limit: int | None = Field(description="null: no limit")
+    lending_limit: int | None = Field(description="null: lends all its idle nominal")
+
+
+class UserCapOut(BaseModel):
+    user_id: str | None = Field(description="null: the organization's cap for each of its users")
+    max_running_jobs: int | None
+    max_gpus: int | None
+
+
+class UserCapsOut(BaseModel):
+    organization_id: str
+    caps: list[UserCapOut]
+
+
+class PolicyOut(BaseModel):
+    version: int = Field(description="Grows with every change; the scheduler applies it on its next cycle.")
+    half_life_seconds: float
+    dedicated_lending_limit: int
+    fair_shares: list[FairShareOut]
+    gpu_type_weights: list[GpuTypeWeightOut]
+    quotas: list[QuotaOut]
+    user_caps: list[UserCapsOut]
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    at: datetime
+    actor: Literal["operator", "member"]
+    organization_id: str | None = Field(description="The organization the change concerns (null: global).")
+    actor_user_id: str | None = Field(description="The member who made it (null: the operator).")
+    actor_api_key_id: str | None = Field(description="The key it was made with (null: the operator).")
+    method: str = Field(examples=["PolicyService/SetQuota"])
+    before: Any = Field(description="What was there (null: nothing).")
+    after: Any = Field(description="What is there now (null: removed).")
+
+
+class AuditPageOut(BaseModel):
+    entries: list[AuditEntryOut]
+    next_before_id: int | None = Field(description="Pass as `before_id` for older entries; null: no more.")
+
+
+# ----------------------------------------------------------------------------- translation
+
+
+def _opt(message: Any, name: str) -> int | None:
+    return getattr(message, name) if message.HasField(name) else None
+
+
+def quota_out(q: policy_pb2.Quota) -> QuotaOut:
+    return QuotaOut(
+        organization_id=q.organization_id,
+        gpu_type=q.gpu_type,
+        nominal=q.nominal,
+        borrowing_limit=_opt(q, "borrowing_limit"),
+        lending_limit=_opt(q, "lending_limit"),
+    )
+
+
+def user_caps_out(c: policy_pb2.UserCaps) -> UserCapsOut:
+    return UserCapsOut(
+        organization_id=c.organization_id,
+        caps=[
+            UserCapOut(
+                user_id=cap.user_id or None,
+                max_running_jobs=_opt(cap, "max_running_jobs"),
+                max_gpus=_opt(cap, "max_gpus"),
+            )
+            for cap in c.caps
+        ],
+    )
+
+
+def policy_out(p: policy_pb2.Policy) -> PolicyOut:
+    return PolicyOut(
+        version=p.version,
+        half_life_seconds=p.half_life_seconds,
+        dedicated_lending_limit=p.dedicated_lending_limit,
+        fair_shares=[FairShareOut(organization_id=f.organization_id, weight=f.weight) for f in p.fair_shares],
+        gpu_type_weights=[GpuTypeWeightOut(gpu_type=w.gpu_type, weight=w.weight) for w in p.gpu_type_weights],
+        quotas=[quota_out(q) for q in p.quotas],
+        user_caps=[user_caps_out(c) for c in p.user_caps],
+    )
+
+
+def audit_out(r: policy_pb2.ListAuditResponse) -> AuditPageOut:
+    return AuditPageOut(
+        entries=[
+            AuditEntryOut(
+                id=e.id,
+                at=parse_ts(e.at, "at"),  # type: ignore[arg-type]
+                actor=e.actor,  # type: ignore[arg-type]
+                organization_id=e.organization_id or None,
+                actor_user_id=e.actor_user_id or None,
+                actor_api_key_id=e.actor_api_key_id or None,
+                method=e.method,
+                before=json.loads(e.before_json or "null"),
+                after=json.loads(e.after_json or "null"),
+            )
+            for e in r.entries
+        ],
+        next_before_id=r.next_before_id or None,
+    )

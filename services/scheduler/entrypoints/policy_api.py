@@ -1,0 +1,213 @@
+"""gRPC servicer of PolicyService (proto/gpufleet/v1/policy.proto): wire <-> policy commands.
+
+Operator methods require the operator token (``Authenticator.operator``); the organization-admin
+methods an API key whose scopes allow the method (``shared.scopes``: ``admin``), and the handlers
+the owner or admin role."""
+
+from __future__ import annotations
+
+import json
+from typing import Protocol
+from uuid import UUID
+
+import grpc
+from gpufleet.v1 import common_pb2, policy_pb2, policy_pb2_grpc
+
+from shared.grpc import grpc_service, tenant_of
+from shared.wire import ts
+
+from ..domain.engine import Quota
+from ..domain.policy_admin import AuditEntry, StoredPolicy, UserCapEntry
+from ..service_layer import policy as cmds
+from ..service_layer.policy import AuditPage, OrganizationCaps, PolicyDependencies, handle
+
+SERVICE_NAME = policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
+
+
+class PolicyAuth(Protocol):
+    """shared.grpc.Authenticator in production."""
+
+    async def operator(self, context: grpc.aio.ServicerContext) -> None: ...
+
+    async def principal(
+        self, context: grpc.aio.ServicerContext, *, write: bool = False
+    ) -> common_pb2.Principal: ...
+
+
+def _opt(message: object, name: str) -> int | None:
+    return getattr(message, name) if message.HasField(name) else None  # type: ignore[attr-defined]
+
+
+def quota_message(org: UUID, gpu_type: str, q: Quota) -> policy_pb2.Quota:
+    return policy_pb2.Quota(
+        organization_id=str(org),
+        gpu_type=gpu_type,
+        nominal=q.nominal,
+        borrowing_limit=q.borrowing_limit,
+        lending_limit=q.lending_limit,
+    )
+
+
+def _cap(e: UserCapEntry) -> policy_pb2.UserCap:
+    return policy_pb2.UserCap(
+        user_id=str(e.user) if e.user else "",
+        max_running_jobs=e.cap.max_running_jobs,
+        max_gpus=e.cap.max_gpus,
+    )
+
+
+def caps_message(org: UUID, caps: tuple[UserCapEntry, ...]) -> policy_pb2.UserCaps:
+    return policy_pb2.UserCaps(organization_id=str(org), caps=[_cap(e) for e in caps])
+
+
+def policy_message(p: StoredPolicy) -> policy_pb2.Policy:
+    return policy_pb2.Policy(
+        version=p.version,
+        half_life_seconds=p.half_life_s,
+        dedicated_lending_limit=p.dedicated_lending_limit,
+        fair_shares=[
+            policy_pb2.FairShare(organization_id=str(o), weight=w)
+            for o, w in sorted(p.fair_shares.items(), key=lambda i: i[0].int)
+        ],
+        gpu_type_weights=[
+            policy_pb2.GpuTypeWeight(gpu_type=t, weight=w) for t, w in sorted(p.gpu_type_weights.items())
+        ],
+        quotas=[
+            quota_message(o, t, q)
+            for (o, t), q in sorted(p.quotas.items(), key=lambda i: (i[0][0].int, i[0][1]))
+        ],
+        user_caps=[caps_message(o, e) for o, e in sorted(p.user_caps.items(), key=lambda i: i[0].int)],
+    )
+
+
+def _entry(e: AuditEntry) -> policy_pb2.AuditEntry:
+    a = e.actor
+    return policy_pb2.AuditEntry(
+        id=e.id,
+        at=ts(e.at),
+        actor=a.kind,
+        organization_id=str(e.organization_id) if e.organization_id else "",
+        actor_user_id=str(a.user_id) if a.user_id and not a.operator else "",
+        actor_api_key_id=str(a.api_key_id) if a.api_key_id and not a.operator else "",
+        method=e.method,
+        before_json=json.dumps(e.before, sort_keys=True),
+        after_json=json.dumps(e.after, sort_keys=True),
+    )
+
+
+def audit_message(page: AuditPage) -> policy_pb2.ListAuditResponse:
+    return policy_pb2.ListAuditResponse(
+        entries=[_entry(e) for e in page.entries], next_before_id=page.next_before_id
+    )
+
+
+def _caller(principal: common_pb2.Principal) -> cmds.Caller:
+    def opt_uuid(raw: str) -> UUID | None:
+        try:
+            return UUID(raw) if raw else None
+        except ValueError:
+            return None
+
+    return cmds.Caller(
+        organization_id=tenant_of(principal),
+        user_id=opt_uuid(principal.user_id),
+        api_key_id=opt_uuid(principal.api_key_id),
+        role=principal.role,
+    )
+
+
+@grpc_service
+class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
+    def __init__(self, deps: PolicyDependencies, auth: PolicyAuth) -> None:
+        self.deps = deps
+        self.auth = auth
+
+    async def _policy(self, context: grpc.aio.ServicerContext, cmd: object) -> policy_pb2.Policy:
+        await self.auth.operator(context)
+        stored: StoredPolicy = await handle(cmd, self.deps)
+        return policy_message(stored)
+
+    # -- operator -------------------------------------------------------------------------------
+    async def GetPolicy(
+        self, request: policy_pb2.GetPolicyRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.Policy:
+        return await self._policy(context, cmds.GetPolicy())
+
+    async def SetFairShare(
+        self, request: policy_pb2.SetFairShareRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.Policy:
+        return await self._policy(context, cmds.SetFairShare(request.organization_id, request.weight))
+
+    async def DeleteFairShare(
+        self, request: policy_pb2.DeleteFairShareRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.Policy:
+        return await self._policy(context, cmds.SetFairShare(request.organization_id, None))
+
+    async def SetHalfLife(
+        self, request: policy_pb2.SetHalfLifeRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.Policy:
+        return await self._policy(context, cmds.SetHalfLife(request.half_life_seconds))
+
+    async def SetGpuTypeWeight(
+        self, request: policy_pb2.SetGpuTypeWeightRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.Policy:
+        return await self._policy(context, cmds.SetGpuTypeWeight(request.gpu_type, request.weight))
+
+    async def DeleteGpuTypeWeight(
+        self, request: policy_pb2.DeleteGpuTypeWeightRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.Policy:
+        return await self._policy(context, cmds.SetGpuTypeWeight(request.gpu_type, None))
+
+    async def SetDedicatedLendingLimit(
+        self, request: policy_pb2.SetDedicatedLendingLimitRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.Policy:
+        return await self._policy(context, cmds.SetDedicatedLendingLimit(request.limit))
+
+    async def SetQuota(
+        self, request: policy_pb2.SetQuotaRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.Quota:
+        await self.auth.operator(context)
+        cmd = cmds.SetQuota(
+            request.organization_id,
+            request.gpu_type,
+            request.nominal,
+            _opt(request, "borrowing_limit"),
+            _opt(request, "lending_limit"),
+        )
+        quota: Quota = await handle(cmd, self.deps)
+        return quota_message(UUID(request.organization_id), request.gpu_type, quota)
+
+    async def DeleteQuota(
+        self, request: policy_pb2.DeleteQuotaRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.Policy:
+        return await self._policy(context, cmds.DeleteQuota(request.organization_id, request.gpu_type))
+
+    async def ListAudit(
+        self, request: policy_pb2.ListAuditRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.ListAuditResponse:
+        await self.auth.operator(context)
+        cmd = cmds.ListAudit(request.organization_id, request.before_id, request.limit)
+        return audit_message(await handle(cmd, self.deps))
+
+    # -- organization admins --------------------------------------------------------------------
+    async def GetUserCaps(
+        self, request: policy_pb2.GetUserCapsRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.UserCaps:
+        caller = _caller(await self.auth.principal(context))
+        found: OrganizationCaps = await handle(cmds.GetUserCaps(caller), self.deps)
+        return caps_message(found.organization_id, found.caps)
+
+    async def SetUserCaps(
+        self, request: policy_pb2.SetUserCapsRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.UserCaps:
+        caller = _caller(await self.auth.principal(context, write=True))
+        entries = tuple((c.user_id, _opt(c, "max_running_jobs"), _opt(c, "max_gpus")) for c in request.caps)
+        done: OrganizationCaps = await handle(cmds.SetUserCaps(caller, entries), self.deps)
+        return caps_message(done.organization_id, done.caps)
+
+    async def ListOrganizationAudit(
+        self, request: policy_pb2.ListAuditRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.ListAuditResponse:
+        caller = _caller(await self.auth.principal(context))
+        cmd = cmds.ListOrganizationAudit(caller, request.before_id, request.limit)
+        return audit_message(await handle(cmd, self.deps))

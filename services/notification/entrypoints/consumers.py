@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from faststream.kafka import KafkaBroker
 
-from shared.consumers import subscribe
+from shared.consumers import subscribe_batch
 from shared.contracts import costs, jobs, topics
 from shared.events import Envelope
 
@@ -48,20 +48,20 @@ def to_cost_command(envelope: Envelope) -> commands.NotifyCostEvent:
     )
 
 
-def job_event_handler(deps: Dependencies) -> Callable[[Envelope], Awaitable[None]]:
-    """The sink: idempotent, since ``notify_job_event`` claims the event id with its deliveries."""
+def job_event_handler(deps: Dependencies) -> Callable[[list[Envelope]], Awaitable[None]]:
+    """The sink of a batch: idempotent, since the handler claims each event id with its deliveries."""
 
-    async def sink(envelope: Envelope) -> None:
-        await handlers.handle(to_command(envelope), deps)
+    async def sink(envelopes: list[Envelope]) -> None:
+        await handlers.handle(commands.NotifyEvents(tuple(to_command(e) for e in envelopes)), deps)
 
     return sink
 
 
-def cost_event_handler(deps: Dependencies) -> Callable[[Envelope], Awaitable[None]]:
+def cost_event_handler(deps: Dependencies) -> Callable[[list[Envelope]], Awaitable[None]]:
     """The sink of the cost topic: idempotent like the job one (its own consumer name in the ledger)."""
 
-    async def sink(envelope: Envelope) -> None:
-        await handlers.handle(to_cost_command(envelope), deps)
+    async def sink(envelopes: list[Envelope]) -> None:
+        await handlers.handle(commands.NotifyEvents(tuple(to_cost_command(e) for e in envelopes)), deps)
 
     return sink
 
@@ -70,11 +70,14 @@ def register(
     broker: KafkaBroker, deps: Dependencies, *, topic: str = topics.JOBS, group_id: str = JOB_CONSUMER
 ) -> None:
     """``topic`` and ``group_id`` are overridable so that tests read a topic of their own without
-    rebalancing the service's group (the processed-event ledger keeps the consumer name either way)."""
-    subscribe(broker, topic, group_id=group_id, models=jobs.EVENT_TYPES, handle=job_event_handler(deps))
+    rebalancing the service's group (the processed-event ledger keeps the consumer name either way).
+    Records come in batches: one transaction and one offset commit per batch, not per event."""
+    subscribe_batch(broker, topic, group_id=group_id, models=jobs.EVENT_TYPES, handle=job_event_handler(deps))
 
 
 def register_costs(
     broker: KafkaBroker, deps: Dependencies, *, topic: str = topics.COSTS, group_id: str = COST_CONSUMER
 ) -> None:
-    subscribe(broker, topic, group_id=group_id, models=costs.EVENT_TYPES, handle=cost_event_handler(deps))
+    subscribe_batch(
+        broker, topic, group_id=group_id, models=costs.EVENT_TYPES, handle=cost_event_handler(deps)
+    )

@@ -75,6 +75,13 @@ class NotifyCostEvent:
     payload: Mapping[str, Any] = field(default_factory=dict)  # CostRecordedV1 as JSON values
 
 
+@dataclass(frozen=True)
+class NotifyEvents:
+    """A batch of one topic's events, in topic order, fanned out in one transaction."""
+
+    events: tuple[NotifyJobEvent, ...] | tuple[NotifyCostEvent, ...]
+
+
 # --- the event stream
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -175,36 +175,59 @@ def logged_event(cmd: TenantEvent) -> event_log.NewEvent:
     )
 
 
-async def _fan_out(cmd: TenantEvent, consumer: str, deps: Dependencies) -> int:
-    """Record the deliveries an event asks for and append it to its organization's log, in the
-    transaction that claims it: once per event, however often it arrives."""
+async def _fan_out(cmds: Sequence[TenantEvent], consumer: str, deps: Dependencies) -> int:
+    """Record the deliveries events ask for and append them to their organizations' logs, in the
+    transaction that claims them: once per event, however often it arrives. A batch is one transaction
+    (one commit for many events). The logs are appended last, organization by organization in a fixed
+    order (each organization's events keep their topic order): an append holds that organization's log
+    lock until the commit, and a fixed order keeps two replicas' batches from deadlocking."""
+    created = 0
+    to_log: list[TenantEvent] = []
     async with deps.uow(system=True) as uow:
-        if not await uow.claim(consumer, cmd.event_id):
-            return 0
-        planned = plan_deliveries(cmd, await uow.active_webhooks(cmd.organization_id))
-        if any(d.webhook_id is None for d in planned):
-            await uow.job_webhook_secret(cmd.organization_id, signing.generate_secret())
-        now = await uow.now()
-        for d in planned:
-            d.next_attempt_at = now
-        created = await uow.add_deliveries(planned)
-        # Last: it holds the organization's log lock until this commits.
-        logged = await uow.append_event(logged_event(cmd))
+        hooks: dict[UUID, list[Webhook]] = {}
+        now = None
+        for cmd in cmds:
+            if not await uow.claim(consumer, cmd.event_id):
+                continue
+            org = cmd.organization_id
+            if org not in hooks:
+                hooks[org] = await uow.active_webhooks(org)
+            planned = plan_deliveries(cmd, hooks[org])
+            if planned:
+                if any(d.webhook_id is None for d in planned):
+                    await uow.job_webhook_secret(org, signing.generate_secret())
+                now = now or await uow.now()
+                for d in planned:
+                    d.next_attempt_at = now
+                created += await uow.add_deliveries(planned)
+            to_log.append(cmd)
+        logged: set[UUID] = set()
+        for cmd in sorted(to_log, key=lambda c: c.organization_id.bytes):  # stable: topic order per org
+            if await uow.append_event(logged_event(cmd)) is not None:
+                logged.add(cmd.organization_id)
     if created:
         deps.wakeup.set()
-    if logged is not None:
-        deps.events.notify(cmd.organization_id)
+    for org in logged:
+        deps.events.notify(org)
     return created
 
 
 async def notify_job_event(cmd: commands.NotifyJobEvent, deps: Dependencies) -> int:
     """Deliveries for a job event (and its log entry); returns how many deliveries were new."""
-    return await _fan_out(cmd, JOB_CONSUMER, deps)
+    return await _fan_out([cmd], JOB_CONSUMER, deps)
 
 
 async def notify_cost_event(cmd: commands.NotifyCostEvent, deps: Dependencies) -> int:
     """Deliveries for a cost event to the webhooks subscribed to it (and its log entry)."""
-    return await _fan_out(cmd, COST_CONSUMER, deps)
+    return await _fan_out([cmd], COST_CONSUMER, deps)
+
+
+async def notify_events(cmd: commands.NotifyEvents, deps: Dependencies) -> int:
+    """A batch of one topic's events (all job events or all cost events) in one transaction."""
+    if not cmd.events:
+        return 0
+    consumer = JOB_CONSUMER if isinstance(cmd.events[0], commands.NotifyJobEvent) else COST_CONSUMER
+    return await _fan_out(cmd.events, consumer, deps)
 
 
 # --- the event stream ------------------------------------------------------------------------------
@@ -310,6 +333,7 @@ HANDLERS: dict[type, Handler] = {
     commands.GetJobWebhookSecret: get_job_webhook_secret,
     commands.NotifyJobEvent: notify_job_event,
     commands.NotifyCostEvent: notify_cost_event,
+    commands.NotifyEvents: notify_events,
     commands.OpenEventStream: open_event_stream,
     commands.ReadEvents: read_events,
     commands.PruneEventLog: prune_event_log,

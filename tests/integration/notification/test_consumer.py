@@ -42,9 +42,9 @@ async def test_job_event_creates_deliveries_and_a_duplicate_creates_none(harness
     env = job_event(org, jobs.JOB_SUCCEEDED, webhook_url="http://127.0.0.1:9/job")
     handle = consumers.job_event_handler(app.deps)
 
-    await handle(env)
+    await handle([env])
     assert app.deps.wakeup.is_set()
-    await handle(env)  # redelivered
+    await handle([env])  # redelivered
 
     rows = await deliveries_of(harness, org)
     assert [(r.webhook_id, r.url, r.event_type, r.status, r.attempts) for r in rows] == [

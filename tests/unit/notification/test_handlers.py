@@ -148,3 +148,20 @@ async def test_worker_signs_retries_and_disables_a_failing_webhook() -> None:
     # One id across retries: the event's CloudEvent id (it used to be the delivery's own id).
     assert {h["webhook-id"] for _, h, _ in sender.sent} == {str(delivery.event_id)}
     assert json.loads(sender.sent[0][2])["id"] == str(delivery.event_id)
+
+
+async def test_a_batch_is_one_transaction_that_fans_out_each_event_once_and_logs_in_order_per_org() -> None:
+    d = deps()
+    other = uuid.uuid4()
+    await add_hook(d, "http://a.example/all")
+    await add_hook(d, "http://b.example/all", org=other)
+    first, second = job_event(jobs.JOB_STARTED), job_event(jobs.JOB_SUCCEEDED)
+    theirs = job_event(jobs.JOB_FAILED, org=other)
+    commits = d.uow.store.commits
+    batch = tuple(to_command(e) for e in (first, theirs, second, first))  # `first` redelivered in the batch
+    assert await handlers.handle(commands.NotifyEvents(batch), d) == 3
+    assert d.uow.store.commits == commits + 1
+    logged = [(org, event.event_id) for org, event, _ in d.uow.store.log]
+    assert [e for o, e in logged if o == ORG] == [first.id, second.id]
+    assert [e for o, e in logged if o == other] == [theirs.id]
+    assert await handlers.handle(commands.NotifyEvents(batch), d) == 0  # the whole batch again

@@ -9,6 +9,12 @@ What happens when a record cannot be applied (:class:`RetryPolicy`; every loop i
 
 * **Undecodable** (missing CloudEvents headers, unknown type, payload that fails its model): dead-lettered
   at once, outcome ``malformed``.
+* **From a producer not allowed on the topic** (its CloudEvents ``source`` names a service that is not
+  one of the topic's producers in :data:`shared.contracts.topics.ACCESS`): dead-lettered at once and never
+  handed to the handler, outcome ``unexpected_source``. The topic checked is the subscribed one when the
+  table has it, else the one whose event types the subscription decodes (tests read topics of their own);
+  a subscription to events of no known topic is not checked. This stops a misrouted producer; it is a
+  security boundary only together with the broker's ACLs (docs/topics.md).
 * **The handler fails because a dependency is unreachable** (:func:`is_infrastructure_error`: connection
   refused/reset, asyncpg connection errors and ``CannotConnectNowError``, SQLAlchemy ``OperationalError``
   / ``InterfaceError`` / invalidated connections, ``OSError``, ``TimeoutError``, retriable Kafka errors):
@@ -56,12 +62,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from shared import event_metrics, telemetry
+from shared.contracts import CATALOG, output
 from shared.contracts import topics as topic_names
 from shared.db import Database
-from shared.events import Envelope, MalformedEvent, decode, header_map
+from shared.events import Envelope, MalformedEvent, UnexpectedSource, check_source, decode, header_map
 from shared.failures import is_unavailable
 from shared.kafka import consumer_lag
 from shared.outbox import REPLAY_WINDOW
+from shared.settings import KafkaSettings
 
 log = logging.getLogger("gpufleet.consumers")
 
@@ -288,15 +296,41 @@ async def dead_letter(
     )
 
 
+# Every topic's event types, the internal output topic's included (CATALOG holds the documented ones).
+_EVENT_TYPES: dict[str, dict[str, type[BaseModel]]] = {**CATALOG, topic_names.OUTPUT: output.EVENT_TYPES}
+
+
+def checked_topic(topic: str, models: dict[str, type[BaseModel]]) -> str | None:
+    """The topic of :data:`~shared.contracts.topics.ACCESS` whose producers a subscription to ``topic``
+    decoding ``models`` accepts: ``topic`` itself when the table has it, else the one topic whose event
+    types include all of ``models`` (a test's own topic of job events is checked as the job topic)."""
+    if topic in topic_names.ACCESS:
+        return topic
+    found = [t for t, events in _EVENT_TYPES.items() if models and set(models) <= set(events)]
+    return found[0] if len(found) == 1 and found[0] in topic_names.ACCESS else None
+
+
 class _Consumer:
     """What one subscription needs at hand: its names, its policy, its broker for dead letters."""
 
-    def __init__(self, broker: KafkaBroker, topic: str, group_id: str, policy: RetryPolicy) -> None:
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        topic: str,
+        group_id: str,
+        policy: RetryPolicy,
+        models: dict[str, type[BaseModel]] | None = None,
+    ) -> None:
         self.broker = broker
         self.topic = topic
         self.group_id = group_id
         self.policy = policy
+        self.checked_topic = checked_topic(topic, models or {})
         self.handle_seconds = event_metrics.EVENT_HANDLE_SECONDS.labels(topic=topic, consumer=group_id)
+
+    def accept(self, envelope: Envelope) -> Envelope:
+        """``envelope`` when its source may publish on this topic; else :class:`UnexpectedSource`."""
+        return envelope if self.checked_topic is None else check_source(envelope, self.checked_topic)
 
     def count(self, outcome: str, n: int = 1) -> None:
         if n:
@@ -318,8 +352,9 @@ class _Consumer:
         )
 
     async def malformed(self, record: Any, exc: MalformedEvent) -> None:
-        await dead_letter(self.broker, record, str(exc), consumer=self.group_id, error_type="MalformedEvent")
-        self.count("malformed")
+        error_type = type(exc).__name__
+        await dead_letter(self.broker, record, str(exc), consumer=self.group_id, error_type=error_type)
+        self.count("unexpected_source" if isinstance(exc, UnexpectedSource) else "malformed")
 
     async def poison(self, record: Any, gave_up: HandlerGaveUp) -> None:
         await dead_letter(
@@ -360,7 +395,8 @@ def subscribe(
 ) -> None:
     """Register ``handle`` for every decodable event on ``topic`` (one at a time, in partition order)."""
     tracer = telemetry.tracer("gpufleet.consumers")
-    c = _Consumer(broker, topic, group_id, _policy(max_attempts, retry_delay, max_retry_delay, outage_window))
+    policy = _policy(max_attempts, retry_delay, max_retry_delay, outage_window)
+    c = _Consumer(broker, topic, group_id, policy, models)
 
     @broker.subscriber(
         topic,
@@ -374,7 +410,7 @@ def subscribe(
     async def _consume(msg: KafkaMessage) -> None:
         record: Any = msg.raw_message
         try:
-            envelope = decode(record.headers, record.value, models)
+            envelope = c.accept(decode(record.headers, record.value, models))
         except MalformedEvent as exc:
             await c.malformed(record, exc)
             return
@@ -410,7 +446,8 @@ def subscribe_batch(
     outage_window: float = RetryPolicy.outage_window,
 ) -> None:
     """Like :func:`subscribe`, but hands over up to ``max_records`` events at once (for bulk inserts)."""
-    c = _Consumer(broker, topic, group_id, _policy(max_attempts, retry_delay, max_retry_delay, outage_window))
+    policy = _policy(max_attempts, retry_delay, max_retry_delay, outage_window)
+    c = _Consumer(broker, topic, group_id, policy, models)
 
     @broker.subscriber(
         topic,
@@ -429,7 +466,7 @@ def subscribe_batch(
         good: list[tuple[Any, Envelope]] = []
         for record in records:
             try:
-                good.append((record, decode(record.headers, record.value, models)))
+                good.append((record, c.accept(decode(record.headers, record.value, models))))
             except MalformedEvent as exc:
                 await c.malformed(record, exc)
         try:
@@ -477,9 +514,12 @@ async def apply_batch(
 # ---------------------------------------------------------------------------------------- lag
 
 
-async def refresh_consumer_lag(bootstrap: str, group_id: str, topics: Iterable[str]) -> dict[str, int]:
-    """One round for the runtime: measure ``group_id``'s lag on ``topics`` and set the lag gauge."""
-    lag = await consumer_lag(bootstrap, group_id, topics)
+async def refresh_consumer_lag(
+    kafka: KafkaSettings | str, group_id: str, topics: Iterable[str]
+) -> dict[str, int]:
+    """One round for the runtime: measure ``group_id``'s lag on ``topics`` and set the lag gauge
+    (``kafka``: the settings, or a bare bootstrap address of a broker without SASL)."""
+    lag = await consumer_lag(kafka, group_id, topics)
     for topic, value in lag.items():
         event_metrics.CONSUMER_LAG.labels(topic=topic, consumer=group_id).set(value)
     return lag

@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.events import header_map
-from shared.kafka import make_producer, topic_partitions
+from shared.kafka import client_security, make_producer, topic_partitions
 from shared.settings import KafkaSettings
 
 DLQ_SUFFIX = ".dlq"
@@ -100,9 +100,10 @@ async def read_dead_letters(
 ) -> list[DeadLetter]:
     """Everything on ``topic`` up to its end offsets as of now, in partition then offset order."""
     bootstrap = settings.kafka_bootstrap_servers
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="gpufleet-deadletters")
+    security = client_security(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="gpufleet-deadletters", **security)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, client_id="gpufleet-deadletters", enable_auto_commit=False
+        bootstrap_servers=bootstrap, client_id="gpufleet-deadletters", enable_auto_commit=False, **security
     )
     await admin.start()
     try:

@@ -17,7 +17,9 @@ One part failing over and over never stops the rest. ``.state/endpoints.json`` l
 and each process's ``/metrics`` and ``/readyz`` URL (its ops listener, ``GPUFLEET_OPS_LISTEN``).
 
 Each process gets only the settings its own settings class declares (:meth:`Stack.env_for`), so no
-process holds another's database URL or a secret it does not use.
+process holds another's database URL or a secret it does not use. Agents hold no shared secret: each
+gets a one-time join token of its own (created through fleet's operator API once the services are up,
+only while it has no node credential in its state folder) and keeps the credential it is exchanged for.
 
 The same :class:`Stack` is used by the end-to-end tests with the harness's own PostgreSQL and broker.
 """
@@ -41,7 +43,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import grpc
-from gpufleet.v1 import identity_pb2, identity_pb2_grpc
+from gpufleet.v1 import fleet_pb2, fleet_pb2_grpc, identity_pb2, identity_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic_settings import BaseSettings
 
@@ -183,8 +185,8 @@ class Stack:
     """Every service as its own process, wired to one PostgreSQL and one broker.
 
     Each process gets only the settings its own settings class declares (:meth:`env_for`): the operator
-    token reaches identity alone, the agent token fleet, scheduler and the agent, a database URL only
-    its own service, with that role's password from ``db_passwords`` (service name -> password;
+    token reaches identity alone (fleet and the gateway forward what a caller presents), each agent
+    only its own join token (:meth:`join_token`), a database URL only its own service, with that role's password from ``db_passwords`` (service name -> password;
     :meth:`shared.embedded.postgres.EmbeddedPostgres.password_for`). ``ops_ports`` (one operations listener per process: ``/metrics``, ``/livez``,
     ``/readyz``) are allocated on first use unless given, and kept for the Stack's life, so a restarted
     process serves its metrics where it did before.
@@ -204,7 +206,6 @@ class Stack:
     kafka_bootstrap: str
     ports: dict[str, int]
     admin_token: str
-    agent_token: str
     agent_gpus: int = 2
     extra_env: dict[str, str] = field(default_factory=dict)
     db_passwords: dict[str, str] = field(default_factory=dict)
@@ -288,7 +289,6 @@ class Stack:
             "GPUFLEET_KAFKA_IDEMPOTENT_PRODUCER": "false",  # tansu has no InitProducerId
             "GPUFLEET_KAFKA_TOPIC_PARTITIONS": "3",
             "GPUFLEET_ADMIN_TOKEN": self.admin_token,
-            "GPUFLEET_AGENT_TOKEN": self.agent_token,
             "GPUFLEET_NOTIFICATION_ALLOW_PRIVATE_TARGETS": "true",  # local receivers are the point here
             "GPUFLEET_GATEWAY_HOST": "127.0.0.1",
             "GPUFLEET_GATEWAY_PORT": str(self.ports["gateway"]),
@@ -354,8 +354,41 @@ class Stack:
         env["GPUFLEET_OPS_LISTEN"] = f"127.0.0.1:{self.ops_port(name)}"
         return ServiceProcess(name, "services.scheduler", env, self.state_dir / "logs" / f"{name}.log")
 
-    def _agent(self, name: str) -> ServiceProcess:
-        """The first agent as ever; each further one as another node on the same machine."""
+    def agent_state_dir(self, name: str) -> Path:
+        return self.state_dir / name
+
+    def has_credential(self, name: str) -> bool:
+        """Whether agent ``name`` already holds its node credential (then it needs no join token)."""
+        return (self.agent_state_dir(name) / "node_credential.json").exists()
+
+    async def join_token(
+        self, name: str = "", *, organization_id: str = "", provider: str = "", is_spot: bool = False
+    ) -> str:
+        """A fresh one-time join token (fleet's NodeAdminService, as the operator): the shared pool,
+        on-prem, not spot, unless told otherwise."""
+        request = fleet_pb2.CreateJoinTokenRequest(
+            description=name or "devstack",
+            organization_id=organization_id,
+            provider=provider,
+            is_spot=is_spot,
+        )
+        async with grpc.aio.insecure_channel(self.target("fleet")) as ch:
+            answer = await fleet_pb2_grpc.NodeAdminServiceStub(ch).CreateJoinToken(
+                request,
+                metadata=(("authorization", f"Bearer {self.admin_token}"),),
+                timeout=10,
+            )
+        return answer.token
+
+    def _agent(self, name: str, join_token: str | None = None) -> ServiceProcess:
+        """The first agent as ever; each further one as another node on the same machine. Its join
+        token (when it has no credential yet) is in its environment alone."""
+        proc = self._agent_process(name)
+        if join_token:
+            proc.env["GPUFLEET_AGENT_JOIN_TOKEN"] = join_token
+        return proc
+
+    def _agent_process(self, name: str) -> ServiceProcess:
         if name == "agent":
             return self._process("agent")
         env = self.env_for("agent")
@@ -386,7 +419,8 @@ class Stack:
             self.processes[name] = self._replica(name)
             self.processes[name].start()
         for name in self.agent_names:
-            self.processes[name] = self._agent(name)
+            token = None if self.has_credential(name) else await self.join_token(name)
+            self.processes[name] = self._agent(name, token)
             self.processes[name].start()
         if standbys:
             await self.wait_ready(timeout, standbys)
@@ -495,7 +529,7 @@ async def _up(state: Path, agent_gpus: int) -> None:
     ports = choose_ports(config.get("ports"))
     ops_ports = choose_ops_ports(config.get("ops_ports"), set(ports.values()))
     config.setdefault("admin_token", secrets.token_urlsafe(32))
-    config.setdefault("agent_token", secrets.token_urlsafe(32))
+    config.pop("agent_token", None)  # the shared agent token is gone (agents join with their own)
     config["ports"], config["ops_ports"] = ports, ops_ports
     _save_json(state / "config.json", config)
 
@@ -522,7 +556,6 @@ async def _up(state: Path, agent_gpus: int) -> None:
             kafka.bootstrap,
             ports,
             config["admin_token"],
-            config["agent_token"],
             agent_gpus=agent_gpus,
             ops_ports=ops_ports,
             db_passwords=db_passwords,

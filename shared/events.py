@@ -16,6 +16,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from shared.contracts import topics
+
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
 P = TypeVar("P", bound=BaseModel)
@@ -23,6 +25,13 @@ P = TypeVar("P", bound=BaseModel)
 
 class MalformedEvent(ValueError):
     """An event that can never be processed; it goes to the dead-letter topic with this reason."""
+
+
+class UnexpectedSource(MalformedEvent):
+    """A well-formed event whose ``source`` is not a producer allowed on its topic
+    (:data:`shared.contracts.topics.ACCESS`): a misrouted or impersonating producer. Dead-lettered, never
+    applied. Without broker ACLs this is no security boundary (``source`` is whatever the writer set);
+    with them it catches a principal that may write the topic but sends another's events."""
 
 
 @dataclass(frozen=True)
@@ -96,3 +105,13 @@ def decode(headers: Any, value: bytes | None, models: dict[str, type[BaseModel]]
         id=event_id,
         time=when,
     )
+
+
+def check_source(envelope: Envelope[P], topic: str) -> Envelope[P]:
+    """``envelope`` unchanged when its ``source`` may be on ``topic``; else :class:`UnexpectedSource`."""
+    if not topics.source_allowed(topic, envelope.source):
+        allowed = ", ".join(f"{topics.SOURCE_PREFIX}{p}" for p in topics.ACCESS[topic].producers)
+        raise UnexpectedSource(
+            f"source {envelope.source!r} may not publish {envelope.type!r} on {topic} (allowed: {allowed})"
+        )
+    return envelope

@@ -9,7 +9,8 @@
 * :class:`Authenticator` resolves the API key in the ``authorization`` metadata through identity's
   ``Authenticate`` (with a cache of at most a second) and holds it to the scope the current method
   needs (``shared.scopes``); ``Authenticator.operator`` requires the operator token instead (operator
-  calls); :func:`require_agent` checks the node agents' token.
+  calls); :func:`agent_secret` takes a node agent's secret and :class:`NodeAuthenticator` verifies
+  node credentials through fleet (agents' own path: never an API key or the operator token).
 * :func:`channel` opens a client channel whose calls carry the trace context in metadata.
 """
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import hmac
 import inspect
 import logging
 import time
@@ -27,15 +27,22 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import grpc
-from gpufleet.v1 import common_pb2, identity_pb2, identity_pb2_grpc
+from gpufleet.v1 import common_pb2, fleet_pb2, fleet_pb2_grpc, identity_pb2, identity_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import trace
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor, filters
 from opentelemetry.trace import Status, StatusCode
 
-from shared import api_keys, metrics, readiness, scopes
-from shared.errors import DomainError, ErrorCode, PermissionDenied, Unauthenticated, Unavailable
+from shared import api_keys, metrics, node_identity, readiness, scopes
+from shared.errors import (
+    DomainError,
+    ErrorCode,
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
 from shared.failures import is_unavailable
 
 log = logging.getLogger("gpufleet.grpc")
@@ -48,6 +55,7 @@ STATUS_OF: dict[ErrorCode, grpc.StatusCode] = {
     ErrorCode.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     ErrorCode.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
     ErrorCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    ErrorCode.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 ERROR_FIELD_KEY = "gpufleet-error-field"
 
@@ -75,8 +83,10 @@ def _wrap(
         except DomainError as exc:
             code = STATUS_OF[exc.code].name
             trace.get_current_span().set_status(Status(StatusCode.ERROR, exc.code))
-            if exc.field:
-                context.set_trailing_metadata(((ERROR_FIELD_KEY, exc.field),))
+            trailers: tuple[tuple[str, str], ...] = ((ERROR_FIELD_KEY, exc.field),) if exc.field else ()
+            trailers += exc.trailers()  # e.g. a limit's retry-after-ms (shared.errors.ResourceExhausted)
+            if trailers:
+                context.set_trailing_metadata(trailers)
             await context.abort(STATUS_OF[exc.code], exc.message)
         except grpc.aio.AbortError:
             code = (context.code() or grpc.StatusCode.UNKNOWN).name
@@ -125,10 +135,69 @@ def bearer(context: grpc.aio.ServicerContext) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def require_agent(context: grpc.aio.ServicerContext, agent_token: str) -> None:
-    token = bearer(context)
-    if not token or not hmac.compare_digest(token.encode(), agent_token.encode()):
-        raise Unauthenticated("a valid agent token is required")
+def agent_secret(context: grpc.aio.ServicerContext, *, join_token: bool = False) -> str:
+    """The node agent's secret in the ``authorization`` metadata: its node credential (``gpfn_``), or,
+    where ``join_token`` (fleet's RegisterNode only), a join token (``gpfj_``). Anything else, an API
+    key or the operator token included, is UNAUTHENTICATED without a look-up: agent calls have their
+    own authentication path (``shared.node_identity``, docs/agent-identity.md)."""
+    token = bearer(context) or ""
+    if node_identity.is_credential(token) or (join_token and node_identity.is_join_token(token)):
+        return token
+    raise Unauthenticated("a node credential is required (authorization: Bearer gpfn_...)")
+
+
+# The longest a verified node credential is trusted: a revoked one stops working within this.
+MAX_NODE_AUTH_CACHE_SECONDS = 1.0
+
+
+class NodeAuthenticator:
+    """Verifies node credentials through fleet's ``NodeRegistryService/AuthenticateNode`` (fleet
+    issued them and alone holds their hashes), caching each answer for at most a second, so that a
+    credential revoked by a decommission, or past the overlap of a rotation, stops working within a
+    second in every service. A failed verification is not cached (the next call asks again)."""
+
+    def __init__(self, fleet_target: str, ttl: float = MAX_NODE_AUTH_CACHE_SECONDS) -> None:
+        self._channel = channel(fleet_target)
+        self._stub = fleet_pb2_grpc.NodeRegistryServiceStub(self._channel)
+        self._ttl = min(ttl, MAX_NODE_AUTH_CACHE_SECONDS)
+        self._cache: dict[bytes, tuple[float, UUID]] = {}
+
+    async def node_of(self, context: grpc.aio.ServicerContext) -> UUID:
+        """The node the caller's credential is bound to; UNAUTHENTICATED when it is not valid."""
+        credential = agent_secret(context)
+        digest = hashlib.sha256(credential.encode()).digest()
+        now = time.monotonic()
+        hit = self._cache.get(digest)
+        if hit and hit[0] > now:
+            return hit[1]
+        try:
+            answer = await self._stub.AuthenticateNode(
+                fleet_pb2.AuthenticateNodeRequest(credential=credential), timeout=5
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                raise Unauthenticated("invalid node credential") from exc
+            raise Unavailable(f"fleet is unavailable: {exc.code().name}") from exc
+        node = UUID(answer.node_id)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (now + self._ttl, node)
+        return node
+
+    async def own_node(self, context: grpc.aio.ServicerContext, node_id: str) -> UUID:
+        """The caller's node, which must be ``node_id`` (the node the request names): another node's
+        id is PERMISSION_DENIED, a malformed one INVALID_ARGUMENT."""
+        caller = await self.node_of(context)
+        try:
+            named = UUID(node_id)
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise InvalidArgument("node_id is not a valid UUID", field="node_id") from exc
+        if named != caller:
+            raise PermissionDenied("this credential belongs to another node")
+        return caller
+
+    async def close(self) -> None:
+        await self._channel.close()
 
 
 # The longest a resolved key is trusted: a revoked key stops working everywhere within this.
@@ -195,9 +264,10 @@ class Authenticator:
         self._cache[digest] = (now + self._ttl, principal)
         return principal
 
-    async def operator(self, context: grpc.aio.ServicerContext) -> None:
-        """Require the operator token (``GPUFLEET_ADMIN_TOKEN``, which only identity knows and compares,
-        in constant time) in the ``authorization`` metadata. UNAUTHENTICATED for no credential or an
+    async def operator(self, context: grpc.aio.ServicerContext) -> common_pb2.Principal:
+        """Require an operator token (``GPUFLEET_ADMIN_TOKEN``, or a named operator's; only identity
+        knows and compares them) in the ``authorization`` metadata, and answer the operator principal
+        (``operator_name`` says which operator, for audits). UNAUTHENTICATED for no credential or an
         unknown one; PERMISSION_DENIED for a valid API key, whatever its role or scopes: an API key
         never becomes the operator."""
         token = bearer(context)
@@ -209,6 +279,7 @@ class Authenticator:
         principal = await self._resolve(token, "invalid operator token")
         if not principal.operator:
             raise PermissionDenied("operator call: only the operator token can make it")
+        return principal
 
     async def principal(
         self, context: grpc.aio.ServicerContext, *, write: bool = False

@@ -4,6 +4,11 @@ Retries here are bounded and short (tenacity): they ride out a broker hiccup (a 
 created a moment ago, the embedded tansu broker's occasional ``UnknownError``), not an outage. Outages
 are the caller's to wait out: the runtime calls :func:`ensure_topics` in the background with its own
 backoff, and the outbox relay retries forever. Nothing here has to succeed for a service to start.
+
+Every client made here (and by the outbox relay, the runtime and the dead-letter tool, through
+:func:`client_security`) authenticates as the process's own principal when
+``GPUFLEET_KAFKA_SECURITY_PROTOCOL`` is ``SASL_PLAINTEXT`` or ``SASL_SSL`` (Apache Kafka with SCRAM and
+ACLs, deploy/kafka/); the default ``PLAINTEXT`` is what the embedded broker speaks.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from typing import Any, ClassVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, for_code
+from aiokafka.helpers import create_ssl_context
 from faststream.kafka import KafkaBroker
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -32,10 +39,46 @@ log = logging.getLogger("gpufleet.kafka")
 _TOPIC_ALREADY_EXISTS = 36
 
 
+_SASL_SECURITY: dict[str, type[SASLPlaintext | SASLScram256 | SASLScram512]] = {
+    "PLAIN": SASLPlaintext,
+    "SCRAM-SHA-256": SASLScram256,
+    "SCRAM-SHA-512": SASLScram512,
+}
+
+
+def client_security(settings: KafkaSettings | str) -> dict[str, Any]:
+    """Keyword arguments that make an aiokafka client (producer, consumer, admin) authenticate as the
+    configured principal; empty for ``PLAINTEXT`` (and for a bare bootstrap address, as tests pass)."""
+    if isinstance(settings, str) or settings.kafka_security_protocol == "PLAINTEXT":
+        return {}
+    return {
+        "security_protocol": settings.kafka_security_protocol,
+        "sasl_mechanism": settings.kafka_sasl_mechanism,
+        "sasl_plain_username": settings.kafka_sasl_username,
+        "sasl_plain_password": settings.kafka_sasl_password.get_secret_value(),
+        # SASL_SSL: the broker's certificate is checked against the system's trust store.
+        "ssl_context": create_ssl_context() if settings.kafka_security_protocol == "SASL_SSL" else None,
+    }
+
+
+def broker_security(settings: KafkaSettings) -> BaseSecurity | None:
+    """The same principal for a FastStream broker (which turns it back into aiokafka's arguments)."""
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return None
+    tls = settings.kafka_security_protocol == "SASL_SSL"
+    return _SASL_SECURITY[settings.kafka_sasl_mechanism](
+        settings.kafka_sasl_username,
+        settings.kafka_sasl_password.get_secret_value(),
+        ssl_context=create_ssl_context() if tls else None,
+        use_ssl=tls,
+    )
+
+
 def make_producer(settings: KafkaSettings, client_id: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         client_id=client_id,
+        **client_security(settings),
         acks="all",
         enable_idempotence=settings.kafka_idempotent_producer,
         compression_type="gzip",
@@ -80,7 +123,9 @@ async def ensure_topics(
 
 async def _create_missing(settings: KafkaSettings, wanted: list[str], partitions: int | None) -> None:
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers, client_id="gpufleet-admin"
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id="gpufleet-admin",
+        **client_security(settings),
     )
     await admin.start()
     try:
@@ -130,6 +175,7 @@ def make_broker(settings: KafkaSettings, client_id: str) -> KafkaBroker:
         settings.kafka_bootstrap_servers,
         client_id=client_id,
         enable_idempotence=settings.kafka_idempotent_producer,
+        security=broker_security(settings),
         logger=logging.getLogger(f"gpufleet.{client_id}.faststream"),
     )
 
@@ -148,11 +194,16 @@ async def topic_partitions(admin: AIOKafkaAdminClient, topics: Iterable[str]) ->
     )
 
 
-async def consumer_lag(bootstrap: str, group_id: str, topics: Iterable[str]) -> dict[str, int]:
+async def consumer_lag(kafka: KafkaSettings | str, group_id: str, topics: Iterable[str]) -> dict[str, int]:
     """Per topic, the records ``group_id`` has not committed yet: the sum over partitions of end offset
-    minus committed offset (a partition the group never committed counts from its first offset)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="gpufleet-lag")
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id="gpufleet-lag", enable_auto_commit=False)
+    minus committed offset (a partition the group never committed counts from its first offset).
+    ``kafka``: the settings (their principal), or a bare bootstrap address of a broker without SASL."""
+    bootstrap = kafka if isinstance(kafka, str) else kafka.kafka_bootstrap_servers
+    security = client_security(kafka)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="gpufleet-lag", **security)
+    probe = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, client_id="gpufleet-lag", enable_auto_commit=False, **security
+    )
     await admin.start()
     try:
         tps = await topic_partitions(admin, topics)

@@ -63,7 +63,7 @@ from shared.contracts import topics
 from shared.db import Database
 from shared.events import Envelope
 from shared.failures import is_unavailable
-from shared.kafka import ensure_topics, make_producer, topic_partitions
+from shared.kafka import client_security, ensure_topics, make_producer, topic_partitions
 from shared.settings import KafkaSettings
 
 log = logging.getLogger("gpufleet.outbox")
@@ -274,8 +274,11 @@ class OutboxRelay:
             client_id=client_id,
             enable_auto_commit=False,
             request_timeout_ms=15000,
+            **client_security(self.kafka),
         )
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
+        self._admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap, client_id=client_id, **client_security(self.kafka)
+        )
         try:
             await self._producer.start()
             await self._probe.start()

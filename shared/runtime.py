@@ -55,7 +55,7 @@ from shared import metrics, readiness
 from shared.consumers import prune_processed_events, refresh_consumer_lag
 from shared.db import Database, SchemaVersionMismatch
 from shared.grpc import Authenticator, serve
-from shared.kafka import ensure_topics, make_broker
+from shared.kafka import client_security, ensure_topics, make_broker
 from shared.logging import configure_logging
 from shared.ops import OpsServer
 from shared.outbox import OutboxRelay, outbox_backlog
@@ -349,6 +349,7 @@ class Runtime:
                 bootstrap_servers=kafka.kafka_bootstrap_servers,
                 client_id=f"gpufleet-{self.name}-probe",
                 request_timeout_ms=3000,
+                **client_security(kafka),
             )
             try:
                 await asyncio.wait_for(admin.start(), 5)
@@ -450,12 +451,12 @@ class Runtime:
     async def _measure_lag(self) -> None:
         if self._broker is None or not self.readiness.states[readiness.BROKER].up:
             return
-        bootstrap = self._kafka_settings().kafka_bootstrap_servers
+        kafka = self._kafka_settings()
         by_group: dict[str, list[str]] = {}
         for group, topic in self._groups:
             by_group.setdefault(group, []).append(topic)
         for group, group_topics in by_group.items():
-            await refresh_consumer_lag(bootstrap, group, group_topics)
+            await refresh_consumer_lag(kafka, group, group_topics)
 
     async def _stop_consumers(self) -> None:
         if self._broker is None:

@@ -38,6 +38,8 @@ WEBHOOKS_READ = "webhooks:read"
 WEBHOOKS_WRITE = "webhooks:write"
 KEYS_READ = "keys:read"
 KEYS_WRITE = "keys:write"
+MEMBERS_READ = "members:read"
+MEMBERS_WRITE = "members:write"
 
 METHODS_OF_SCOPE: Mapping[str, tuple[str, ...]] = {
     JOBS_READ: (
@@ -69,6 +71,14 @@ METHODS_OF_SCOPE: Mapping[str, tuple[str, ...]] = {
     ),
     KEYS_READ: ("IdentityService/ListApiKeys",),
     KEYS_WRITE: ("IdentityService/CreateApiKey", "IdentityService/RevokeApiKey"),
+    # Members and invites (identity also requires the owner or admin role to change them).
+    MEMBERS_READ: ("IdentityService/ListMembers", "IdentityService/ListInvites"),
+    MEMBERS_WRITE: (
+        "IdentityService/CreateInvite",
+        "IdentityService/RevokeInvite",
+        "IdentityService/UpdateMember",
+        "IdentityService/RemoveMember",
+    ),
     # Everything; these need admin itself (an organization's scheduling caps and its policy audit
     # trail; the scheduler also requires the owner or admin role).
     ADMIN: (
@@ -89,8 +99,13 @@ EVERY_KEY += ("NotificationService/StreamEvents",)
 NOT_API_KEY_METHODS: Mapping[str, str] = {
     "IdentityService/Authenticate": "resolves a key given in the request; the services' own call",
     "IdentityService/CreateOrganization": "operator call (admin token)",
+    "IdentityService/AcceptInvite": "the invitee has no key yet: the invite's token is the credential",
+    "IdentityService/CreateOperator": "operator call (operator token)",
+    "IdentityService/ListOperators": "operator call (operator token)",
+    "IdentityService/RevokeOperator": "operator call (operator token)",
     "NodeAgentService/*": "node agents (agent credential), never an API key",
     "NodeRegistryService/*": "node agents (agent credential), never an API key",
+    "NodeAdminService/*": "operator call (admin token): join tokens, decommission",
     # Scheduling policy that belongs to the operator (docs/policy.md): the operator token only.
     **{
         f"PolicyService/{m}": "operator call (admin token)"
@@ -105,6 +120,13 @@ NOT_API_KEY_METHODS: Mapping[str, str] = {
             "SetQuota",
             "DeleteQuota",
             "ListAudit",
+            # Abuse limits: plans and organizations' limits (docs/limits.md).
+            "ListPlans",
+            "SetPlan",
+            "SetDefaultPlan",
+            "GetOrganizationLimits",
+            "SetOrganizationLimits",
+            "DeleteOrganizationLimits",
         )
     },
 }
@@ -113,6 +135,7 @@ IMPLIES: Mapping[str, tuple[str, ...]] = {
     JOBS_WRITE: (JOBS_READ,),
     WEBHOOKS_WRITE: (WEBHOOKS_READ,),
     KEYS_WRITE: (KEYS_READ,),
+    MEMBERS_WRITE: (MEMBERS_READ,),
 }
 
 ALL: tuple[str, ...] = limits.KEY_SCOPES

@@ -9,7 +9,9 @@ message naming the variable. Secrets are ``SecretStr`` and never logged.
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "GPUFLEET_"
@@ -37,13 +39,23 @@ class KafkaSettings(BaseSettings):
     kafka_idempotent_producer: bool = True
     kafka_topic_partitions: int = Field(default=6, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
+    # Apache Kafka with SASL/SCRAM and ACLs (docs/topics.md, deploy/kafka/): each service authenticates
+    # as its own principal. PLAINTEXT, the default, is what the embedded broker of `make dev` speaks.
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
 
-
-class AgentTokenSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
-
-    # Shared secret node agents present to fleet and scheduler.
-    agent_token: SecretStr
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> KafkaSettings:
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value()
+        ):
+            raise ValueError(
+                f"GPUFLEET_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "GPUFLEET_KAFKA_SASL_USERNAME and GPUFLEET_KAFKA_SASL_PASSWORD"
+            )
+        return self
 
 
 class IdentityClientSettings(BaseSettings):

@@ -19,6 +19,7 @@ def build(settings: AgentSettings) -> Runtime:
     rt = Runtime("agent", settings)
     app = bootstrap(settings)
     rt.task("agent", app.run)
+    rt.task("credential-rotation", app.rotate_credentials)
     rt.on_close(app.close)
     return rt
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from dataclasses import dataclass
 
 from shared.runtime import Fatal
 
 from . import AGENT_VERSION
 from .adapters import host
+from .adapters.credentials import CREDENTIAL_FILE, AgentCredentials, CredentialStore
 from .adapters.grpc_clients import FleetClient, SchedulerClient
 from .adapters.metrics_publisher import KafkaMetricsPublisher
 from .adapters.nvml import NvmlBackend
@@ -20,10 +23,11 @@ from .adapters.simulated import SimulatedBackend
 from .config import AgentSettings, GpuBackendSettings
 from .service_layer.agent import AgentConfig, NodeAgent
 from .service_layer.output_shipper import OutputShipper
-from .service_layer.ports import GpuBackend, GpuBackendError
+from .service_layer.ports import GpuBackend, GpuBackendError, Unreachable
 from .service_layer.report_queue import ReportQueue
 
 REPORTS_FILE = "pending_reports.json"
+log = logging.getLogger("gpufleet.agent")
 
 
 def make_backend(settings: GpuBackendSettings) -> GpuBackend:
@@ -44,12 +48,43 @@ class AgentApp:
     scheduler: SchedulerClient
     publisher: KafkaMetricsPublisher
     backend: GpuBackend
+    credentials: AgentCredentials | None = None
+    rotate_every: float = 0.0  # seconds between credential rotations; 0: never
 
     async def run(self, stop: asyncio.Event) -> None:
+        if self.credentials is not None and not self.credentials.has_identity:
+            raise Fatal(
+                "agent cannot start: no node credential in the state folder and no "
+                "GPUFLEET_AGENT_JOIN_TOKEN (an operator creates one: POST /v1/admin/join-tokens)"
+            )
         try:
             await self.agent.run(stop)
         except GpuBackendError as exc:
             raise Fatal(f"agent cannot start: {exc}") from exc
+
+    async def rotate_credentials(self, stop: asyncio.Event) -> None:
+        """Replace the node credential every ``rotate_every`` seconds (once it has one); a failed
+        rotation is retried a minute later, the current credential still working."""
+        if self.credentials is None or self.rotate_every <= 0:
+            await stop.wait()  # a task that ends would end the agent
+            return
+        wait = self.rotate_every
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=wait)
+            if stop.is_set():
+                return
+            if self.credentials.joining:
+                wait = 60.0
+                continue
+            try:
+                until = await self.fleet.rotate_credential()
+            except Unreachable as exc:
+                log.warning("credential rotation failed (%s); retrying in 60 s", exc)
+                wait = 60.0
+                continue
+            log.info("node credential rotated", extra={"previous_valid_until": until})
+            wait = self.rotate_every
 
     async def close(self) -> None:
         await self.publisher.close()
@@ -59,17 +94,19 @@ class AgentApp:
 
 
 def bootstrap(settings: AgentSettings, backend: GpuBackend | None = None) -> AgentApp:
-    token = settings.agent_token.get_secret_value()
-    backend = backend or make_backend(settings)
-    fleet = FleetClient(settings.fleet_grpc_target, token)
-    scheduler = SchedulerClient(settings.scheduler_grpc_target, token, settings.agent_poll_seconds)
-    publisher = KafkaMetricsPublisher(settings, settings.agent_hostname)
     state_dir = settings.agent_state_dir
+    join = settings.agent_join_token.get_secret_value() if settings.agent_join_token else None
+    credentials = AgentCredentials(CredentialStore(state_dir / CREDENTIAL_FILE), join)
+    backend = backend or make_backend(settings)
+    fleet = FleetClient(settings.fleet_grpc_target, credentials)
+    scheduler = SchedulerClient(settings.scheduler_grpc_target, credentials, settings.agent_poll_seconds)
+    publisher = KafkaMetricsPublisher(settings, settings.agent_hostname)
     config = AgentConfig(
         hostname=settings.agent_hostname,
-        provider=settings.agent_provider,
-        organization_id=str(settings.agent_organization_id) if settings.agent_organization_id else None,
-        is_spot=settings.agent_is_spot,
+        # What the node is (organization, provider, spot) comes from its join token, not from here.
+        provider="",
+        organization_id=None,
+        is_spot=False,
         agent_version=AGENT_VERSION,
         metrics_interval_seconds=settings.agent_metrics_interval_seconds,
         kill_grace_seconds=settings.agent_kill_grace_seconds,
@@ -107,4 +144,12 @@ def bootstrap(settings: AgentSettings, backend: GpuBackend | None = None) -> Age
         if settings.agent_output_shipping
         else None,
     )
-    return AgentApp(agent, fleet, scheduler, publisher, backend)
+    return AgentApp(
+        agent,
+        fleet,
+        scheduler,
+        publisher,
+        backend,
+        credentials=credentials,
+        rotate_every=settings.agent_credential_rotate_seconds,
+    )

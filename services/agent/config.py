@@ -1,4 +1,8 @@
-"""Agent settings: ``GPUFLEET_AGENT_*`` plus the shared Kafka and agent-token pieces.
+"""Agent settings: ``GPUFLEET_AGENT_*`` plus the shared Kafka pieces.
+
+The agent's identity is its node credential in the state folder, got at the first registration in
+exchange for ``GPUFLEET_AGENT_JOIN_TOKEN`` (created by an operator; docs/agent-identity.md). What the
+node is (organization, provider, spot) comes from that token: the agent does not say.
 
 The GPU backend has no default on purpose: an agent on a GPU host that silently fell back to
 simulated GPUs would sell GPUs that do not exist, so the operator must say which one it is.
@@ -10,12 +14,11 @@ import re
 import socket
 from pathlib import Path
 from typing import Literal
-from uuid import UUID
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from shared.contracts.limits import MAX_CPU_CORES, MAX_RAM_MB
-from shared.settings import AgentTokenSettings, BaseServiceSettings, KafkaSettings
+from shared.settings import BaseServiceSettings, KafkaSettings
 
 # Fabric and placement labels (e.g. nvlink_domain, rack): the shape fleet accepts at registration.
 LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$")
@@ -61,11 +64,12 @@ class GpuBackendSettings(BaseServiceSettings):
         return value
 
 
-class AgentSettings(GpuBackendSettings, KafkaSettings, AgentTokenSettings):
-    # Set: this node's GPUs serve only that organization; unset: the shared pool.
-    agent_organization_id: UUID | None = None
-    agent_provider: str = Field(default="on-prem", min_length=1)
-    agent_is_spot: bool = False
+class AgentSettings(GpuBackendSettings, KafkaSettings):
+    # A one-time join token from an operator, exchanged at the first registration for the node's
+    # credential (kept in the state folder); not needed once the node has its credential.
+    agent_join_token: SecretStr | None = None
+    # How often the agent replaces its node credential (RotateNodeCredential); 0: never.
+    agent_credential_rotate_seconds: float = Field(default=7 * 24 * 3600, ge=0)
     agent_state_dir: Path = Path(".state/agent")
     fleet_grpc_target: str = Field(min_length=1)
     scheduler_grpc_target: str = Field(min_length=1)
@@ -114,7 +118,7 @@ class AgentSettings(GpuBackendSettings, KafkaSettings, AgentTokenSettings):
     def labels(self) -> dict[str, str]:
         return parse_labels(self.agent_labels)
 
-    @field_validator("agent_organization_id", mode="before")
+    @field_validator("agent_join_token", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -20,13 +20,14 @@ from shared.grpc import Authenticator
 from .adapters.metrics import PrometheusMetrics
 from .adapters.repository import sql_unit_of_work
 from .config import FleetSettings
-from .entrypoints.grpc_server import FleetServicer, NodeRegistryServicer
+from .entrypoints.grpc_server import FleetServicer, NodeAdminServicer, NodeRegistryServicer
 from .service_layer import commands
 from .service_layer.handlers import Dependencies, RegistrationPolicy, handle
 from .service_layer.unit_of_work import UnitOfWorkFactory
 
 FLEET_SERVICE = fleet_pb2.DESCRIPTOR.services_by_name["FleetService"].full_name
 NODE_REGISTRY_SERVICE = fleet_pb2.DESCRIPTOR.services_by_name["NodeRegistryService"].full_name
+NODE_ADMIN_SERVICE = fleet_pb2.DESCRIPTOR.services_by_name["NodeAdminService"].full_name
 
 # (add_XServicer_to_server, servicer, full service name): what the gRPC server registers and reports.
 GrpcService = tuple[Callable[[Any, grpc.aio.Server], None], Any, str]
@@ -68,6 +69,7 @@ def bootstrap(
         ),
         node_timeout=timedelta(seconds=settings.fleet_node_timeout_seconds),
         metrics=PrometheusMetrics(),
+        credential_overlap=timedelta(seconds=settings.fleet_credential_overlap_seconds),
     )
     return FleetApp(
         deps=deps,
@@ -75,8 +77,13 @@ def bootstrap(
             (fleet_pb2_grpc.add_FleetServiceServicer_to_server, FleetServicer(deps, auth), FLEET_SERVICE),
             (
                 fleet_pb2_grpc.add_NodeRegistryServiceServicer_to_server,
-                NodeRegistryServicer(deps, settings.agent_token.get_secret_value()),
+                NodeRegistryServicer(deps),
                 NODE_REGISTRY_SERVICE,
+            ),
+            (
+                fleet_pb2_grpc.add_NodeAdminServiceServicer_to_server,
+                NodeAdminServicer(deps, auth),
+                NODE_ADMIN_SERVICE,
             ),
         ],
         sweep_interval=settings.fleet_sweep_interval_seconds,

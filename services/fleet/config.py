@@ -1,4 +1,5 @@
-"""Fleet settings: ``GPUFLEET_FLEET_*`` plus the shared Kafka, agent-token and identity-client pieces."""
+"""Fleet settings: ``GPUFLEET_FLEET_*`` plus the shared Kafka and identity-client pieces. Agents present
+node credentials fleet issued itself (docs/agent-identity.md): no shared agent secret is configured."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ from decimal import Decimal
 
 from pydantic import Field
 
-from shared.settings import AgentTokenSettings, BaseServiceSettings, IdentityClientSettings, KafkaSettings
+from shared.settings import BaseServiceSettings, IdentityClientSettings, KafkaSettings
 
 
-class FleetSettings(BaseServiceSettings, KafkaSettings, AgentTokenSettings, IdentityClientSettings):
+class FleetSettings(BaseServiceSettings, KafkaSettings, IdentityClientSettings):
     fleet_database_url: str
     fleet_grpc_listen: str = "127.0.0.1:15052"
     # Told to agents at registration; the node timeout must leave room for a few missed beats.
@@ -21,3 +22,6 @@ class FleetSettings(BaseServiceSettings, KafkaSettings, AgentTokenSettings, Iden
     )
     # How often the offline sweep looks for silent nodes.
     fleet_sweep_interval_seconds: float = Field(default=2.0, gt=0)
+    # How long a node credential superseded by RotateNodeCredential keeps working (in-flight calls,
+    # the agent's other client switching over).
+    fleet_credential_overlap_seconds: int = Field(default=60, ge=1, le=3600)

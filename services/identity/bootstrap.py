@@ -16,11 +16,13 @@ from gpufleet.v1 import identity_pb2, identity_pb2_grpc
 
 from shared.db import Database
 
+from .adapters.mailer import SmtpMailer
 from .adapters.metrics import PrometheusMetrics
 from .adapters.repository import sql_unit_of_work
 from .config import IdentitySettings
 from .domain.operator import OperatorToken
 from .entrypoints.grpc_server import IdentityServicer
+from .service_layer.dependencies import Mailer, NoMailer
 from .service_layer.handlers import Dependencies
 from .service_layer.unit_of_work import UnitOfWorkFactory
 
@@ -39,10 +41,13 @@ class IdentityApp:
 def bootstrap(
     settings: IdentitySettings, *, db: Database, uow: UnitOfWorkFactory | None = None
 ) -> IdentityApp:
+    server = settings.smtp_server()
+    mailer: Mailer = SmtpMailer(server, settings.smtp_from) if server else NoMailer()
     deps = Dependencies(
         uow=uow or sql_unit_of_work(db),
         operator=OperatorToken(settings.admin_token.get_secret_value()),
         metrics=PrometheusMetrics(),
+        mailer=mailer,
     )
     return IdentityApp(
         deps=deps,

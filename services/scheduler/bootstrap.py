@@ -9,17 +9,18 @@ import asyncio
 import os
 import socket
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from faststream.kafka import KafkaBroker
 from gpufleet.v1 import policy_pb2_grpc, scheduler_pb2_grpc
 
 from shared.db import Database
-from shared.grpc import Authenticator
+from shared.grpc import Authenticator, NodeAuthenticator
 
 from .adapters import metrics
 from .adapters.allocations_read import SqlAllocationReader
 from .adapters.fleet_catalog import FleetGpuTypeCatalog
+from .adapters.limits_repository import SqlLimitsRepository, SqlQueuedJobs
 from .adapters.policy_repository import SqlPolicyRepository
 from .adapters.repository import SqlUnitOfWorkFactory
 from .config import SchedulerSettings
@@ -33,6 +34,7 @@ from .entrypoints.policy_api import SERVICE_NAME as POLICY_SERVICE
 from .entrypoints.policy_api import PolicyServicer
 from .service_layer.capacity import FleetCapacity
 from .service_layer.handlers import Dependencies
+from .service_layer.limits import LimitsDependencies, LimitsStore, SubmitLimiter
 from .service_layer.options import SchedulingOptions
 from .service_layer.policy import PolicyAwareCapacity, PolicyDependencies, PolicyStore
 from .service_layer.scheduling import CycleReport, Scheduler, run_scheduling_loop
@@ -134,7 +136,7 @@ class SchedulerApp:
             ),
             (
                 scheduler_pb2_grpc.add_NodeAgentServiceServicer_to_server,
-                NodeAgentServicer(self.deps, self.settings.agent_token.get_secret_value()),
+                NodeAgentServicer(self.deps, NodeAuthenticator(self.settings.fleet_grpc_target)),
                 agent_api,
             ),
             *self.policy_services,
@@ -144,7 +146,13 @@ class SchedulerApp:
     def policy_services(self) -> list:
         if self.policies is None:
             return []
-        deps = PolicyDependencies(self.policies.repo, self.policies, self.deps.wakeup)
+        limits = self.deps.limits
+        deps = PolicyDependencies(
+            self.policies.repo,
+            self.policies,
+            self.deps.wakeup,
+            limits=LimitsDependencies(limits.store.repo, limits.store) if limits is not None else None,
+        )
         return [
             (
                 policy_pb2_grpc.add_PolicyServiceServicer_to_server,
@@ -185,4 +193,6 @@ def bootstrap_app(settings: SchedulerSettings, *, db: Database, auth: Authentica
     uow = SqlUnitOfWorkFactory(db)
     policies = PolicyStore(SqlPolicyRepository(db), scheduling_options(settings).policy)
     deps = bootstrap(settings, db=db, uow=uow, capacity=PolicyAwareCapacity(uow, policies))
+    # Abuse limits at submit (docs/limits.md), from the same policy tables.
+    deps = replace(deps, limits=SubmitLimiter(LimitsStore(SqlLimitsRepository(db)), SqlQueuedJobs(db)))
     return SchedulerApp(settings=settings, db=db, deps=deps, auth=auth, policies=policies)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.contracts.limits import MAX_TIME_LIMIT_SECONDS
-from shared.settings import AgentTokenSettings, BaseServiceSettings, IdentityClientSettings, KafkaSettings
+from shared.settings import BaseServiceSettings, IdentityClientSettings, KafkaSettings
 
 
 class QuotaSetting(BaseModel):
@@ -29,7 +29,7 @@ class UserCapSetting(BaseModel):
     max_gpus: int | None = Field(default=None, ge=0)
 
 
-class SchedulerSettings(BaseServiceSettings, KafkaSettings, AgentTokenSettings, IdentityClientSettings):
+class SchedulerSettings(BaseServiceSettings, KafkaSettings, IdentityClientSettings):
     model_config = SettingsConfigDict(env_prefix="GPUFLEET_", extra="ignore", frozen=True)
 
     scheduler_database_url: str

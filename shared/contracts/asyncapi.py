@@ -2,6 +2,8 @@
 
 The document is derived entirely from :data:`shared.contracts.CATALOG` and the pydantic payload models,
 so it cannot drift from what the services publish; a unit test checks the committed copy is current.
+Who writes and reads each topic comes from :data:`shared.contracts.topics.ACCESS` (docs/topics.md): every
+topic is operator/internal, because every one carries tenant data.
 """
 
 from __future__ import annotations
@@ -14,18 +16,31 @@ import yaml
 from shared.contracts import CATALOG, topics
 
 DESCRIPTIONS = {
-    topics.JOBS: "Public. Every job lifecycle change, with a full snapshot of the job. Key: job id. "
+    topics.JOBS: "Every job lifecycle change, with a full snapshot of the job. Key: job id. "
     "Partition order = the job's order of events.",
-    topics.COSTS: "Public. One cost record per finished job that held GPUs. Key: job id.",
-    topics.FLEET: "Internal. GPU inventory and health changes from the fleet service. Key: GPU id.",
-    topics.METRICS: "Internal. GPU metric samples, one record per node per sampling tick. Key: node id.",
+    topics.COSTS: "One cost record per finished job that held GPUs. Key: job id.",
+    topics.FLEET: "GPU inventory and health changes from the fleet service. Key: GPU id.",
+    topics.METRICS: "GPU metric samples, one record per node per sampling tick. Key: node id.",
 }
-PRODUCERS = {
-    topics.JOBS: "scheduler",
-    topics.COSTS: "billing",
-    topics.FLEET: "fleet",
-    topics.METRICS: "agent",
-}
+SECURITY_SCHEME = "scramSha512"
+ACCESS_NOTE = (
+    "Operator/internal: carries {carries}. Written only by {producers}; read by {consumers} and by "
+    "operators (principal `operator`, consumer groups `operator.*`). No tenant credential may read it: "
+    "tenants receive their own events from `GET /v1/events` and webhooks (docs/topics.md)."
+)
+
+
+def _names(services: tuple[str, ...]) -> str:
+    return ", ".join(f"`{s}`" for s in services)
+
+
+def _description(topic: str) -> str:
+    access = topics.ACCESS[topic]
+    note = ACCESS_NOTE.format(
+        carries=access.carries, producers=_names(access.producers), consumers=_names(access.consumers)
+    )
+    return f"{DESCRIPTIONS.get(topic, '')} {note}".strip()
+
 
 CLOUDEVENTS_HEADERS: dict[str, Any] = {
     "type": "object",
@@ -88,16 +103,29 @@ def build() -> dict[str, Any]:
                 "x-ce-type": event_type,
             }
             channel_messages[name] = {"$ref": f"#/components/messages/{name}"}
+        access = topics.ACCESS[topic]
         channels[channel_id] = {
             "address": topic,
-            "description": DESCRIPTIONS.get(topic, ""),
+            "description": _description(topic),
             "messages": channel_messages,
             "bindings": {"kafka": {"topic": topic, "bindingVersion": "0.5.0"}},
+            "x-audience": "operator",
+            "x-producers": list(access.producers),
+            "x-consumers": list(access.consumers),
         }
+        via = "through its transactional outbox" if access.outbox else "directly"
         operations[f"publish_{channel_id}"] = {
             "action": "send",
             "channel": {"$ref": f"#/channels/{channel_id}"},
-            "summary": f"Published by the {PRODUCERS[topic]} (through its transactional outbox, at least once).",
+            "summary": f"Published by the {_names(access.producers)} ({via}, at least once); CloudEvents "
+            f"source `gpufleet/<service>`. Consumers dead-letter an event from any other source.",
+            "messages": [{"$ref": f"#/channels/{channel_id}/messages/{m}"} for m in channel_messages],
+        }
+        operations[f"receive_{channel_id}"] = {
+            "action": "receive",
+            "channel": {"$ref": f"#/channels/{channel_id}"},
+            "summary": f"Consumed by {_names(access.consumers)} (consumer groups `<service>.*`) and by "
+            "operators; no tenant.",
             "messages": [{"$ref": f"#/channels/{channel_id}/messages/{m}"} for m in channel_messages],
         }
     schemas["CloudEventsKafkaHeaders"] = CLOUDEVENTS_HEADERS
@@ -109,6 +137,12 @@ def build() -> dict[str, Any]:
             "description": (
                 "Topics of the GPU fleet manager. Delivery is at least once: consumers must deduplicate on "
                 "ce_id. Topic names carry the contract version; a breaking change gets a new topic.\n\n"
+                "Every topic is operator/internal: each carries tenant data (commands, output tails, "
+                "costs), so only the services and operators may read them, and only their producers "
+                "may write them (Apache Kafka: SASL/SCRAM and ACLs, deploy/kafka/). Tenants receive "
+                "their own events from `GET /v1/events` (Server-Sent Events) and webhooks. The internal "
+                f"`{topics.OUTPUT}` (job output chunks, agents to monitoring) follows the same rules. "
+                "See docs/topics.md.\n\n"
                 "Generated by `python -m shared.contracts.asyncapi` from shared/contracts; do not edit."
             ),
         },
@@ -117,12 +151,31 @@ def build() -> dict[str, Any]:
             "local": {
                 "host": "127.0.0.1:19092",
                 "protocol": "kafka",
-                "description": "make dev (embedded broker)",
+                "description": "make dev (embedded broker on loopback): no authentication and no ACLs, "
+                "for one machine only; consumers still dead-letter events from unexpected sources.",
+            },
+            "kafka": {
+                "host": "kafka:9092",
+                "protocol": "kafka",
+                "description": "Apache Kafka (docker-compose.yml, deploy/kafka/): SASL_PLAINTEXT with "
+                "SCRAM-SHA-512, one principal per service plus `operator`, ACLs from "
+                "shared/contracts/topics.py.",
+                "security": [{"$ref": f"#/components/securitySchemes/{SECURITY_SCHEME}"}],
             },
         },
         "channels": channels,
         "operations": operations,
-        "components": {"messages": messages, "schemas": schemas},
+        "components": {
+            "messages": messages,
+            "schemas": schemas,
+            "securitySchemes": {
+                SECURITY_SCHEME: {
+                    "type": SECURITY_SCHEME,
+                    "description": "Each service, agent and operator tool authenticates as its own "
+                    "principal (GPUFLEET_KAFKA_SASL_USERNAME / _PASSWORD).",
+                }
+            },
+        },
     }
 
 

@@ -81,6 +81,8 @@ KEY_SCOPES: tuple[str, ...] = (
     "webhooks:write",
     "keys:read",
     "keys:write",
+    "members:read",
+    "members:write",
 )
 
 # --- request bodies at the gateway
@@ -93,3 +95,40 @@ POLICY_MAX_HALF_LIFE_SECONDS = 365 * 24 * 3600.0
 POLICY_MAX_COUNT = 1_000_000  # GPUs in a quota, jobs or GPUs in a per-user cap
 POLICY_MAX_USER_CAPS = 1000  # caps per organization (its default and one per user)
 POLICY_GPU_TYPE_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+
+# --- node join tokens (NodeAdminService/CreateJoinToken, POST /v1/admin/join-tokens; docs/agent-identity.md)
+DEFAULT_JOIN_TOKEN_TTL_SECONDS = 3600
+MAX_JOIN_TOKEN_TTL_SECONDS = 7 * 24 * 3600
+MIN_JOIN_TOKEN_TTL_SECONDS = 60
+MAX_JOIN_TOKEN_DESCRIPTION = 200
+MAX_PROVIDER = 64
+
+# --- members and invites (identity; docs/members.md)
+MEMBER_ROLES: tuple[str, ...] = ("owner", "admin", "member", "viewer")
+INVITE_DEFAULT_LIFETIME_SECONDS = 7 * 24 * 3600
+INVITE_MAX_LIFETIME_SECONDS = 30 * 24 * 3600
+INVITE_CODE_MAX_USES = 10_000  # an invite code's max_uses: 1 to this (an email invite: exactly 1)
+MAX_PERSON_NAME = 200
+MAX_EMAIL = 254  # RFC 5321 path limit
+# --- named operators (identity)
+OPERATOR_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"  # "admin" is the bootstrap operator's
+
+# --- abuse limits per organization (docs/limits.md): plans (seed 002's tiers) set by operators
+PLAN_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+LIMITS_MAX_QUEUED_JOBS = 1_000_000  # a plan's or an override's cap on queued jobs: 0 to this
+LIMITS_MAX_SUBMIT_RATE = 10_000.0  # submits per second of a token bucket: above 0, at most this
+LIMITS_MAX_SUBMIT_BURST = 100_000  # the bucket's size: 1 to this
+# The plans a fresh database holds (migrations/scheduler/005_abuse_limits.sql inserts these rows):
+# name -> (max queued jobs, submits per second, burst); None: no limit. Operators change them.
+DEFAULT_PLANS: dict[str, tuple[int | None, float | None, int | None]] = {
+    "free": (10, 1.0, 5),
+    "individual": (100, 5.0, 20),
+    "professional": (1000, 20.0, 100),
+    "enterprise": (None, None, None),
+}
+# Retry-After of a submit refused because the organization's queue is full (a hint: a slot frees
+# when one of its queued jobs is scheduled or cancelled, which the scheduler cannot foresee).
+QUEUE_FULL_RETRY_AFTER_SECONDS = 10
+# Names of the limits in refusals (gRPC trailer ``gpufleet-limit``, REST RateLimit-Policy items).
+LIMIT_SUBMIT_RATE = "submits"
+LIMIT_QUEUED_JOBS = "queued_jobs"

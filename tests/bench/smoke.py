@@ -54,7 +54,6 @@ async def run(n: int, gpus: int) -> dict:
         kafka.bootstrap,
         ports,
         secrets.token_urlsafe(16),
-        secrets.token_urlsafe(16),
         agent_gpus=gpus,
         db_passwords=service_db_passwords(pg),
         extra_env={"GPUFLEET_LOG_LEVEL": "WARNING"},

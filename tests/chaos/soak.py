@@ -383,7 +383,6 @@ async def soak(cfg: ChaosConfig, gpus: int) -> dict:
         broker.bootstrap,
         ports,
         secrets.token_urlsafe(24),
-        secrets.token_urlsafe(24),
         agent_gpus=gpus,
         db_passwords=service_db_passwords(pg),
         extra_env={"GPUFLEET_LOG_LEVEL": "WARNING", "GPUFLEET_AGENT_KILL_GRACE_SECONDS": "2"},

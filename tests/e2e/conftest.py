@@ -52,7 +52,6 @@ async def stack(e2e_postgres, e2e_kafka, state_dir) -> AsyncIterator[Stack]:
         kafka.bootstrap,
         ports,
         admin_token=secrets.token_urlsafe(16),
-        agent_token=secrets.token_urlsafe(16),
         agent_gpus=2,
         extra_env={
             "GPUFLEET_AGENT_METRICS_INTERVAL_SECONDS": "1",

@@ -41,7 +41,6 @@ async def own_stack(
             broker.bootstrap,
             ports,
             admin_token=secrets.token_urlsafe(16),
-            agent_token=secrets.token_urlsafe(16),
             agent_gpus=2,
             extra_env={"GPUFLEET_AGENT_KILL_GRACE_SECONDS": "2"},
             db_passwords=passwords,

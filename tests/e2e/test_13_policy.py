@@ -8,16 +8,13 @@ Every test puts the policy back as it found it (other tests share the stack)."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
-from shared import api_keys
 from tests.e2e.helpers import client, eventually, wait_status
 
 pytestmark = pytest.mark.e2e
@@ -210,34 +207,20 @@ async def test_a_per_user_cap_set_by_the_owner_holds_the_users_second_job(stack,
 # ----------------------------------------------------------------------------- who may call what
 
 
-async def _viewer_key(e2e_postgres, org_id: str) -> str:  # type: ignore[no-untyped-def]
-    """A viewer of ``org_id`` with an unrestricted key (there is no REST call to add members yet)."""
-    secret = api_keys.new_key()
-    conn = await asyncpg.connect(e2e_postgres.admin_url)
-    try:
-        user = await conn.fetchval(
-            "INSERT INTO identity.users (email, name) VALUES ($1, 'Vera') RETURNING id",
-            f"viewer-{uuid.uuid4().hex[:8]}@example.com",
+async def _viewer_key(stack, owner_key: str) -> str:  # type: ignore[no-untyped-def]
+    """A viewer of the owner's organization, invited and accepted through REST (docs/members.md)."""
+    async with client(stack, owner_key) as owner:
+        r = await owner.post(
+            "/invites", json={"email": f"viewer-{uuid.uuid4().hex[:8]}@example.com", "role": "viewer"}
         )
-        await conn.execute(
-            "INSERT INTO identity.organization_members (user_id, organization_id, role) VALUES ($1, $2, 'viewer')",
-            user,
-            uuid.UUID(org_id),
-        )
-        await conn.execute(
-            "INSERT INTO identity.api_keys (organization_id, user_id, name, prefix, key_hash) "
-            "VALUES ($1, $2, 'viewer', $3, $4)",
-            uuid.UUID(org_id),
-            user,
-            secret[:12],
-            hashlib.sha256(secret.encode()).hexdigest(),
-        )
-    finally:
-        await conn.close()
-    return secret
+        assert r.status_code == 201, r.text
+    async with client(stack, r.json()["token"]) as invitee:
+        accepted = await invitee.post("/invites/accept", json={"name": "Vera"})
+        assert accepted.status_code == 201, accepted.text
+    return str(accepted.json()["api_key"]["secret"])
 
 
-async def test_an_org_key_is_no_operator_and_a_viewer_sets_no_caps(stack, orgs, e2e_postgres, gpu_type):
+async def test_an_org_key_is_no_operator_and_a_viewer_sets_no_caps(stack, orgs, gpu_type):
     org = orgs["a_org"]
     async with client(stack, orgs["a"]) as owner:
         for verb, path, body in (
@@ -256,7 +239,7 @@ async def test_an_org_key_is_no_operator_and_a_viewer_sets_no_caps(stack, orgs, 
     async with client(stack, narrow_key) as narrow:
         problem = _problem(await narrow.put("/organization/user-caps", json={"caps": []}), 403)
         assert problem["type"].endswith("/insufficient-scope")
-    async with client(stack, await _viewer_key(e2e_postgres, org)) as viewer:
+    async with client(stack, await _viewer_key(stack, orgs["a"])) as viewer:
         assert (await viewer.get("/jobs")).status_code == 200  # a working key, only not an admin
         _problem(await viewer.put("/organization/user-caps", json={"caps": [{"max_running_jobs": 0}]}), 403)
         _problem(await viewer.get("/organization/user-caps"), 403)

@@ -111,15 +111,21 @@ async def test_a_job_runs_is_billed_notified_and_published(stack, orgs, receiver
         util = await eventually(lambda: _util(api, job["gpu_ids"][0]), timeout=30)
         assert util["samples"] >= 1
 
-    # Organization B sees none of it, and cannot tell it exists.
+    # Organization B sees none of it, and cannot tell it exists. (B may have jobs, webhooks and costs of
+    # its own from other tests of the suite: none of them is A's.)
+    async with client(stack, orgs["a"]) as api:
+        a_hooks = {w["id"] for w in (await api.get("/webhooks")).json()["webhooks"]}
+    assert a_hooks
     async with client(stack, orgs["b"]) as other:
-        assert (await other.get("/jobs")).json()["jobs"] == []
+        b_jobs = (await other.get("/jobs", params={"limit": 200})).json()["jobs"]
+        assert job_id not in {j["id"] for j in b_jobs}
+        assert all(j["organization_id"] != orgs["a_org"] for j in b_jobs)
         for path in (f"/jobs/{job_id}", f"/jobs/{job_id}/cost"):
             r = await other.get(path)
             assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
         assert (await other.post(f"/jobs/{job_id}/cancel")).status_code == 404
-        assert (await other.get("/webhooks")).json()["webhooks"] == []
-        assert (await other.get("/costs")).json()["costs"] == []
+        assert not a_hooks & {w["id"] for w in (await other.get("/webhooks")).json()["webhooks"]}
+        assert job_id not in {c["job_id"] for c in (await other.get("/costs")).json()["costs"]}
         assert all(g["gpu_id"] != job["gpu_ids"][0] for g in (await other.get("/utilization")).json()["gpus"])
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import importlib
 import re
+import shlex
 from pathlib import Path
 
 import pytest
 import yaml
 from pydantic_settings import BaseSettings
+
+from shared.contracts import kafka_acls, topics
+from shared.settings import KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -39,7 +43,7 @@ def _port(value: str) -> int:
 
 def test_compose_parses_and_has_every_process():
     assert {"postgres", "kafka", "migrate", *GRPC_SERVICES, "gateway", "agent"} <= set(COMPOSE["services"])
-    assert COMPOSE["services"]["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
+    assert _broker_properties()["process.roles"] == "broker,controller"  # KRaft
 
 
 @pytest.mark.parametrize("name", [*GRPC_SERVICES, "gateway", "agent"])
@@ -84,10 +88,11 @@ def test_dockerfile_copies_what_exists():
 def test_each_secret_reaches_only_the_processes_that_need_it():
     holders = {
         token: sorted(n for n, s in COMPOSE["services"].items() if token in (s.get("environment") or {}))
-        for token in ("GPUFLEET_ADMIN_TOKEN", "GPUFLEET_AGENT_TOKEN")
+        for token in ("GPUFLEET_ADMIN_TOKEN", "GPUFLEET_AGENT_TOKEN", "GPUFLEET_AGENT_JOIN_TOKEN")
     }
     assert holders["GPUFLEET_ADMIN_TOKEN"] == ["identity"]
-    assert holders["GPUFLEET_AGENT_TOKEN"] == ["agent", "fleet", "scheduler"]
+    assert holders["GPUFLEET_AGENT_TOKEN"] == []  # no shared agent secret (docs/agent-identity.md)
+    assert holders["GPUFLEET_AGENT_JOIN_TOKEN"] == ["agent"]
     for name in (*GRPC_SERVICES, "gateway"):
         urls = [k for k in COMPOSE["services"][name]["environment"] if k.endswith("_DATABASE_URL")]
         assert urls == ([f"GPUFLEET_{name.upper()}_DATABASE_URL"] if name != "gateway" else []), name
@@ -148,3 +153,193 @@ def test_the_deploy_notes_name_both_roles_of_a_service():
     notes = (ROOT / "deploy" / "README.md").read_text()
     assert "gpufleet_<service>_owner" in notes and "`gpufleet_<service>`" in notes
     assert "BYPASSRLS" in notes and "check_role" in notes
+
+
+# ---------------------------------------------------------------------------------------- Kafka: SASL + ACLs
+# Apache Kafka cannot run here (no Docker engine, no JVM), so its security is checked statically: the broker
+# configuration deploy/kafka/broker.sh writes, the setup job's principals and ACLs (deploy/kafka/acls.sh)
+# against the topic access table, and each service's SASL settings in docker-compose.yml.
+
+KAFKA_DIR = ROOT / "deploy" / "kafka"
+
+
+def _broker_properties() -> dict[str, str]:
+    """The server.properties heredoc of deploy/kafka/broker.sh, as key -> value."""
+    text = (KAFKA_DIR / "broker.sh").read_text()
+    body = text.split('cat > "$CONF/server.properties" <<EOF\n', 1)[1].split("\nEOF\n", 1)[0]
+    props = dict(line.split("=", 1) for line in body.splitlines() if line and not line.startswith("#"))
+    assert len(props) == len(body.splitlines()), "a property is set twice"
+    return props
+
+
+def _acl_script() -> tuple[list[str], set[tuple[str, str, str, str, frozenset[str]]]]:
+    """The principals (``user`` lines) and the ACLs (``acl`` lines) of deploy/kafka/acls.sh."""
+    users: list[str] = []
+    acls: set[tuple[str, str, str, str, frozenset[str]]] = set()
+    for line in (KAFKA_DIR / "acls.sh").read_text().splitlines():
+        if not line.startswith(("user ", "acl ")):
+            continue
+        words = shlex.split(line)
+        if words[:1] == ["user"]:
+            users.append(words[1])
+        elif words[:1] == ["acl"]:
+            opts: dict[str, list[str]] = {}
+            for flag, value in zip(words[1::2], words[2::2], strict=True):
+                opts.setdefault(flag, []).append(value)
+            (resource,) = {"--topic", "--group"} & set(opts)
+            (principal,) = opts.pop("--allow-principal")
+            (name,) = opts.pop(resource)
+            (pattern,) = opts.pop("--resource-pattern-type")
+            ops = frozenset(opts.pop("--operation"))
+            assert not opts, f"unexpected options {opts} in: {line}"
+            assert len(ops) == len(line.split("--operation")) - 1, line
+            acls.add((principal, resource.lstrip("-"), name, pattern, ops))
+    return users, acls
+
+
+def _expected_acls() -> set[tuple[str, str, str, str, frozenset[str]]]:
+    """What the table says, spelled out here independently of shared/contracts/kafka_acls.py."""
+    write, read = frozenset({"Write", "Describe", "Create"}), frozenset({"Read", "Describe", "Create"})
+    want: set[tuple[str, str, str, str, frozenset[str]]] = set()
+    for topic, access in topics.ACCESS.items():
+        for p in access.producers:
+            want.add((f"User:{p}", "topic", topic, "literal", write))
+            if access.outbox:
+                want.add((f"User:{p}", "topic", f"gpufleet.outbox-marker.{p}.v1", "literal", write))
+        for c in access.consumers:
+            want.add((f"User:{c}", "topic", topic, "literal", read))
+            want.add((f"User:{c}", "topic", f"{topic}.dlq", "literal", write))
+            want.add((f"User:{c}", "group", f"{c}.", "prefixed", frozenset({"Read"})))
+            want.add(("User:operator", "group", f"{c}.", "prefixed", frozenset({"Describe"})))
+        want.add(("User:operator", "topic", topic, "literal", frozenset({"Read", "Describe", "Write"})))
+        want.add(("User:operator", "topic", f"{topic}.dlq", "literal", frozenset({"Read", "Describe"})))
+    want.add(("User:operator", "group", "operator.", "prefixed", frozenset({"Read"})))
+    return want
+
+
+def test_the_broker_authenticates_every_client_and_denies_what_no_acl_allows():
+    props = _broker_properties()
+    assert props["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:admin"  # no ANONYMOUS, no service
+    protocols = dict(kv.split(":") for kv in props["listener.security.protocol.map"].split(","))
+    assert set(protocols.values()) == {"SASL_PLAINTEXT"}, "a listener without authentication"
+    listeners = dict(kv.split("://") for kv in props["listeners"].split(","))
+    assert set(listeners) == set(protocols)
+    assert listeners["CONTROLLER"].startswith("localhost:"), (
+        "the controller listener is reachable off the node"
+    )
+    assert props["listener.name.clients.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["sasl.mechanism.inter.broker.protocol"] == "SCRAM-SHA-512"
+    assert props["auto.create.topics.enable"] == "false"
+    assert props["log.dirs"] == "/var/lib/kafka/data"
+    assert "kafkadata:/var/lib/kafka/data" in COMPOSE["services"]["kafka"]["volumes"]
+    script = (KAFKA_DIR / "broker.sh").read_text()
+    assert '--add-scram "SCRAM-SHA-512=[name=admin,password=${KAFKA_ADMIN_PASSWORD}]"' in script
+
+
+def test_compose_runs_the_broker_script_and_the_setup_job_before_any_kafka_client():
+    services = COMPOSE["services"]
+    assert services["kafka"]["command"] == ["/bin/sh", "/deploy/kafka/broker.sh"]
+    assert "admin.properties" in services["kafka"]["healthcheck"]["test"][-1]
+    setup = services["kafka-setup"]
+    assert setup["command"] == ["/bin/sh", "/deploy/kafka/acls.sh"] and setup["restart"] == "no"
+    assert setup["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+    for spec in (services["kafka"], setup):
+        assert "./deploy/kafka:/deploy/kafka:ro" in spec["volumes"]
+
+    def waits_for_setup(name: str) -> bool:
+        deps = services[name].get("depends_on") or {}
+        if deps.get("kafka-setup") == {"condition": "service_completed_successfully"}:
+            return True
+        return any(waits_for_setup(d) for d in deps if d not in ("kafka", "postgres", "migrate"))
+
+    for name in topics.services():
+        assert waits_for_setup(name), f"{name} may start before its Kafka user and ACLs exist"
+
+
+def test_the_committed_acl_script_is_generated_from_the_table():
+    assert (KAFKA_DIR / "acls.sh").read_text() == kafka_acls.render(), (
+        "run `python -m shared.contracts.kafka_acls > deploy/kafka/acls.sh`"
+    )
+
+
+def test_the_acl_commands_are_exactly_what_the_topic_access_table_says():
+    users, acls = _acl_script()
+    assert users == [*topics.services(), "operator"]
+    assert acls == _expected_acls()
+    assert not [a for a in acls if "*" in a[0] or "*" in a[2]], "a wildcard ACL"
+    assert not [a for a in acls if a[1] == "topic" and a[3] != "literal"], "a prefixed topic ACL"
+
+
+@pytest.mark.parametrize("service", topics.services())
+def test_each_service_writes_only_what_it_produces_and_reads_only_what_it_consumes(service):
+    _, acls = _acl_script()
+    mine = [a for a in acls if a[0] == f"User:{service}" and a[1] == "topic"]
+    reads = {a[2] for a in mine if "Read" in a[4]}
+    writes = {a[2] for a in mine if "Write" in a[4]}
+    consumed = set(topics.consumed_by(service))
+    assert reads == consumed
+    allowed = {*topics.produced_by(service), *(f"{t}.dlq" for t in consumed)}
+    if service in topics.outbox_services():
+        allowed.add(topics.outbox_marker(service))
+    assert writes == allowed
+    groups = {a[2] for a in acls if a[0] == f"User:{service}" and a[1] == "group"}
+    assert groups == ({f"{service}."} if consumed else set())
+
+
+def test_no_tenant_reachable_principal_reads_a_topic_except_the_services_and_the_operator():
+    _, acls = _acl_script()
+    readers = {a[0] for a in acls if a[1] == "topic" and "Read" in a[4]}
+    assert readers == {f"User:{c}" for a in topics.ACCESS.values() for c in a.consumers} | {"User:operator"}
+    operator_reads = {a[2] for a in acls if a[0] == "User:operator" and "Read" in a[4] and a[1] == "topic"}
+    assert operator_reads == {*topics.ACCESS, *(f"{t}.dlq" for t in topics.ACCESS)}
+
+
+def _kafka_clients() -> list[str]:
+    """Compose services whose settings class takes Kafka settings (each needs its own principal)."""
+    found = []
+    for name, spec in COMPOSE["services"].items():
+        module = _module(spec)
+        if module is None or not module.startswith("services."):
+            continue
+        config = importlib.import_module(f"{module}.config")
+        if any(isinstance(o, type) and issubclass(o, KafkaSettings) for o in vars(config).values()):
+            found.append(name)
+    return sorted(found)
+
+
+def test_every_kafka_client_in_compose_is_a_principal_of_the_table():
+    assert _kafka_clients() == sorted(topics.services())
+
+
+@pytest.mark.parametrize("service", topics.services())
+def test_each_kafka_client_authenticates_as_itself_with_its_own_password(service):
+    services = COMPOSE["services"]
+    env = services[service]["environment"]
+    assert env["GPUFLEET_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+    assert env["GPUFLEET_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert env["GPUFLEET_KAFKA_SASL_USERNAME"] == service
+    variable = kafka_acls.password_variable(service)
+    assert env["GPUFLEET_KAFKA_SASL_PASSWORD"] == services["kafka-setup"]["environment"][variable]
+    assert env["GPUFLEET_KAFKA_SASL_PASSWORD"].startswith(f"${{{variable}:-")
+
+
+def test_kafka_passwords_reach_only_their_principal_and_the_setup_job():
+    services = COMPOSE["services"]
+    setup_env = services["kafka-setup"]["environment"]
+    assert {k for k in setup_env if k.endswith("_PASSWORD")} == {
+        "KAFKA_ADMIN_PASSWORD",
+        *(kafka_acls.password_variable(p) for p in kafka_acls.principals()),
+    }
+    for name, spec in services.items():
+        values = " ".join(str(v) for v in (spec.get("environment") or {}).values())
+        held = {v for v in re.findall(r"\$\{(KAFKA_\w+_PASSWORD)", values)}
+        if name == "kafka-setup":
+            continue
+        if name == "kafka":
+            assert held == {"KAFKA_ADMIN_PASSWORD"}
+        elif name in topics.services():
+            assert held == {kafka_acls.password_variable(name)}, name
+        else:
+            assert not held, f"{name} holds {held}"

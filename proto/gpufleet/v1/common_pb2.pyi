@@ -11,20 +11,22 @@ class Empty(_message.Message):
     def __init__(self) -> None: ...
 
 class Principal(_message.Message):
-    __slots__ = ("organization_id", "user_id", "role", "api_key_id", "scopes", "operator")
+    __slots__ = ("organization_id", "user_id", "role", "api_key_id", "scopes", "operator", "operator_name")
     ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     SCOPES_FIELD_NUMBER: _ClassVar[int]
     OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_NAME_FIELD_NUMBER: _ClassVar[int]
     organization_id: str
     user_id: str
     role: str
     api_key_id: str
     scopes: _containers.RepeatedScalarFieldContainer[str]
     operator: bool
-    def __init__(self, organization_id: _Optional[str] = ..., user_id: _Optional[str] = ..., role: _Optional[str] = ..., api_key_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., operator: _Optional[bool] = ...) -> None: ...
+    operator_name: str
+    def __init__(self, organization_id: _Optional[str] = ..., user_id: _Optional[str] = ..., role: _Optional[str] = ..., api_key_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., operator: _Optional[bool] = ..., operator_name: _Optional[str] = ...) -> None: ...
 
 class PageRequest(_message.Message):
     __slots__ = ("limit", "cursor")

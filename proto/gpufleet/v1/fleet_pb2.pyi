@@ -7,6 +7,132 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class CreateJoinTokenRequest(_message.Message):
+    __slots__ = ("organization_id", "provider", "is_spot", "labels", "ttl_seconds", "description")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    IS_SPOT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    organization_id: str
+    provider: str
+    is_spot: bool
+    labels: _containers.ScalarMap[str, str]
+    ttl_seconds: int
+    description: str
+    def __init__(self, organization_id: _Optional[str] = ..., provider: _Optional[str] = ..., is_spot: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., ttl_seconds: _Optional[int] = ..., description: _Optional[str] = ...) -> None: ...
+
+class JoinToken(_message.Message):
+    __slots__ = ("id", "token", "organization_id", "provider", "is_spot", "labels", "created_at", "expires_at", "used_at", "node_id", "revoked_at", "description", "state")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    IS_SPOT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    USED_AT_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    token: str
+    organization_id: str
+    provider: str
+    is_spot: bool
+    labels: _containers.ScalarMap[str, str]
+    created_at: str
+    expires_at: str
+    used_at: str
+    node_id: str
+    revoked_at: str
+    description: str
+    state: str
+    def __init__(self, id: _Optional[str] = ..., token: _Optional[str] = ..., organization_id: _Optional[str] = ..., provider: _Optional[str] = ..., is_spot: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[str] = ..., expires_at: _Optional[str] = ..., used_at: _Optional[str] = ..., node_id: _Optional[str] = ..., revoked_at: _Optional[str] = ..., description: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+
+class ListJoinTokensRequest(_message.Message):
+    __slots__ = ("include_inactive",)
+    INCLUDE_INACTIVE_FIELD_NUMBER: _ClassVar[int]
+    include_inactive: bool
+    def __init__(self, include_inactive: _Optional[bool] = ...) -> None: ...
+
+class ListJoinTokensResponse(_message.Message):
+    __slots__ = ("join_tokens",)
+    JOIN_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    join_tokens: _containers.RepeatedCompositeFieldContainer[JoinToken]
+    def __init__(self, join_tokens: _Optional[_Iterable[_Union[JoinToken, _Mapping]]] = ...) -> None: ...
+
+class RevokeJoinTokenRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class DecommissionNodeRequest(_message.Message):
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    def __init__(self, node_id: _Optional[str] = ...) -> None: ...
+
+class DecommissionNodeResponse(_message.Message):
+    __slots__ = ("node_id", "revoked_credentials", "decommissioned_at")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
+    DECOMMISSIONED_AT_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    revoked_credentials: int
+    decommissioned_at: str
+    def __init__(self, node_id: _Optional[str] = ..., revoked_credentials: _Optional[int] = ..., decommissioned_at: _Optional[str] = ...) -> None: ...
+
+class RotateNodeCredentialRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class NodeCredential(_message.Message):
+    __slots__ = ("node_id", "credential", "expires_at", "previous_valid_until")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_VALID_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    credential: str
+    expires_at: str
+    previous_valid_until: str
+    def __init__(self, node_id: _Optional[str] = ..., credential: _Optional[str] = ..., expires_at: _Optional[str] = ..., previous_valid_until: _Optional[str] = ...) -> None: ...
+
+class AuthenticateNodeRequest(_message.Message):
+    __slots__ = ("credential",)
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    credential: str
+    def __init__(self, credential: _Optional[str] = ...) -> None: ...
+
+class NodeIdentity(_message.Message):
+    __slots__ = ("node_id", "organization_id", "credential_id")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    organization_id: str
+    credential_id: str
+    def __init__(self, node_id: _Optional[str] = ..., organization_id: _Optional[str] = ..., credential_id: _Optional[str] = ...) -> None: ...
+
 class GpuType(_message.Message):
     __slots__ = ("name", "vendor", "model", "memory_mb", "reference_price_per_hour")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -186,14 +312,16 @@ class RegisteredGpu(_message.Message):
     def __init__(self, index: _Optional[int] = ..., gpu_id: _Optional[str] = ..., gpu_type: _Optional[str] = ..., cost_per_hour: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class RegisterNodeResponse(_message.Message):
-    __slots__ = ("node_id", "gpus", "heartbeat_interval_seconds")
+    __slots__ = ("node_id", "gpus", "heartbeat_interval_seconds", "node_credential")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    NODE_CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     gpus: _containers.RepeatedCompositeFieldContainer[RegisteredGpu]
     heartbeat_interval_seconds: int
-    def __init__(self, node_id: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[RegisteredGpu, _Mapping]]] = ..., heartbeat_interval_seconds: _Optional[int] = ...) -> None: ...
+    node_credential: NodeCredential
+    def __init__(self, node_id: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[RegisteredGpu, _Mapping]]] = ..., heartbeat_interval_seconds: _Optional[int] = ..., node_credential: _Optional[_Union[NodeCredential, _Mapping]] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("node_id", "unhealthy_gpu_ids")

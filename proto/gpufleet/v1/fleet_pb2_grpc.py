@@ -191,7 +191,9 @@ class FleetService:
 
 
 class NodeRegistryServiceStub:
-    """Called by node agents (agent token in metadata).
+    """Called by node agents. Metadata `authorization: Bearer <credential>`: the node credential fleet issued
+    (gpfn_...), or, for a node's first registration only, a join token an operator created (gpfj_...).
+    Never an API key, never the operator token (docs/agent-identity.md).
     """
 
     def __init__(self, channel):
@@ -210,20 +212,52 @@ class NodeRegistryServiceStub:
                 request_serializer=gpufleet_dot_v1_dot_fleet__pb2.HeartbeatRequest.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_fleet__pb2.HeartbeatResponse.FromString,
                 _registered_method=True)
+        self.RotateNodeCredential = channel.unary_unary(
+                '/gpufleet.v1.NodeRegistryService/RotateNodeCredential',
+                request_serializer=gpufleet_dot_v1_dot_fleet__pb2.RotateNodeCredentialRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_fleet__pb2.NodeCredential.FromString,
+                _registered_method=True)
+        self.AuthenticateNode = channel.unary_unary(
+                '/gpufleet.v1.NodeRegistryService/AuthenticateNode',
+                request_serializer=gpufleet_dot_v1_dot_fleet__pb2.AuthenticateNodeRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_fleet__pb2.NodeIdentity.FromString,
+                _registered_method=True)
 
 
 class NodeRegistryServiceServicer:
-    """Called by node agents (agent token in metadata).
+    """Called by node agents. Metadata `authorization: Bearer <credential>`: the node credential fleet issued
+    (gpfn_...), or, for a node's first registration only, a join token an operator created (gpfj_...).
+    Never an API key, never the operator token (docs/agent-identity.md).
     """
 
     def RegisterNode(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """With a join token: creates (or re-commissions) the node the token describes and answers its node
+        credential once. With a node credential: re-registers that node. Organization, provider, spot flag
+        and the token's labels come from the join token, never from the request. GPU UUIDs registered to
+        another node are PERMISSION_DENIED (nothing is changed) unless that node was decommissioned.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Heartbeat(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Only for the caller's own node (another node_id: PERMISSION_DENIED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateNodeCredential(self, request, context):
+        """A new credential for the caller's node; the one presented stays valid for a short overlap.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AuthenticateNode(self, request, context):
+        """Which node the presented credential belongs to (UNAUTHENTICATED: unknown, expired or revoked).
+        The scheduler's NodeAgentService asks this (cached for at most a second) on every agent call.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -241,6 +275,16 @@ def add_NodeRegistryServiceServicer_to_server(servicer, server):
                     request_deserializer=gpufleet_dot_v1_dot_fleet__pb2.HeartbeatRequest.FromString,
                     response_serializer=gpufleet_dot_v1_dot_fleet__pb2.HeartbeatResponse.SerializeToString,
             ),
+            'RotateNodeCredential': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateNodeCredential,
+                    request_deserializer=gpufleet_dot_v1_dot_fleet__pb2.RotateNodeCredentialRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_fleet__pb2.NodeCredential.SerializeToString,
+            ),
+            'AuthenticateNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthenticateNode,
+                    request_deserializer=gpufleet_dot_v1_dot_fleet__pb2.AuthenticateNodeRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_fleet__pb2.NodeIdentity.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'gpufleet.v1.NodeRegistryService', rpc_method_handlers)
@@ -250,7 +294,9 @@ def add_NodeRegistryServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class NodeRegistryService:
-    """Called by node agents (agent token in metadata).
+    """Called by node agents. Metadata `authorization: Bearer <credential>`: the node credential fleet issued
+    (gpfn_...), or, for a node's first registration only, a join token an operator created (gpfj_...).
+    Never an API key, never the operator token (docs/agent-identity.md).
     """
 
     @staticmethod
@@ -297,6 +343,267 @@ class NodeRegistryService:
             '/gpufleet.v1.NodeRegistryService/Heartbeat',
             gpufleet_dot_v1_dot_fleet__pb2.HeartbeatRequest.SerializeToString,
             gpufleet_dot_v1_dot_fleet__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateNodeCredential(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.NodeRegistryService/RotateNodeCredential',
+            gpufleet_dot_v1_dot_fleet__pb2.RotateNodeCredentialRequest.SerializeToString,
+            gpufleet_dot_v1_dot_fleet__pb2.NodeCredential.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthenticateNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.NodeRegistryService/AuthenticateNode',
+            gpufleet_dot_v1_dot_fleet__pb2.AuthenticateNodeRequest.SerializeToString,
+            gpufleet_dot_v1_dot_fleet__pb2.NodeIdentity.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class NodeAdminServiceStub:
+    """The operator's node administration (operator token in metadata; an API key is PERMISSION_DENIED).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateJoinToken = channel.unary_unary(
+                '/gpufleet.v1.NodeAdminService/CreateJoinToken',
+                request_serializer=gpufleet_dot_v1_dot_fleet__pb2.CreateJoinTokenRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_fleet__pb2.JoinToken.FromString,
+                _registered_method=True)
+        self.ListJoinTokens = channel.unary_unary(
+                '/gpufleet.v1.NodeAdminService/ListJoinTokens',
+                request_serializer=gpufleet_dot_v1_dot_fleet__pb2.ListJoinTokensRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_fleet__pb2.ListJoinTokensResponse.FromString,
+                _registered_method=True)
+        self.RevokeJoinToken = channel.unary_unary(
+                '/gpufleet.v1.NodeAdminService/RevokeJoinToken',
+                request_serializer=gpufleet_dot_v1_dot_fleet__pb2.RevokeJoinTokenRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_fleet__pb2.JoinToken.FromString,
+                _registered_method=True)
+        self.DecommissionNode = channel.unary_unary(
+                '/gpufleet.v1.NodeAdminService/DecommissionNode',
+                request_serializer=gpufleet_dot_v1_dot_fleet__pb2.DecommissionNodeRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_fleet__pb2.DecommissionNodeResponse.FromString,
+                _registered_method=True)
+
+
+class NodeAdminServiceServicer:
+    """The operator's node administration (operator token in metadata; an API key is PERMISSION_DENIED).
+    """
+
+    def CreateJoinToken(self, request, context):
+        """A one-time, expiring join token fixing what the node it admits is. The secret is answered once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJoinTokens(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeJoinToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecommissionNode(self, request, context):
+        """Revokes every credential of the node, takes it and its GPUs offline, and frees its GPU UUIDs for
+        another node to claim. The node can register again only with a new join token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_NodeAdminServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateJoinToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateJoinToken,
+                    request_deserializer=gpufleet_dot_v1_dot_fleet__pb2.CreateJoinTokenRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_fleet__pb2.JoinToken.SerializeToString,
+            ),
+            'ListJoinTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJoinTokens,
+                    request_deserializer=gpufleet_dot_v1_dot_fleet__pb2.ListJoinTokensRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_fleet__pb2.ListJoinTokensResponse.SerializeToString,
+            ),
+            'RevokeJoinToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeJoinToken,
+                    request_deserializer=gpufleet_dot_v1_dot_fleet__pb2.RevokeJoinTokenRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_fleet__pb2.JoinToken.SerializeToString,
+            ),
+            'DecommissionNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecommissionNode,
+                    request_deserializer=gpufleet_dot_v1_dot_fleet__pb2.DecommissionNodeRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_fleet__pb2.DecommissionNodeResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'gpufleet.v1.NodeAdminService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('gpufleet.v1.NodeAdminService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class NodeAdminService:
+    """The operator's node administration (operator token in metadata; an API key is PERMISSION_DENIED).
+    """
+
+    @staticmethod
+    def CreateJoinToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.NodeAdminService/CreateJoinToken',
+            gpufleet_dot_v1_dot_fleet__pb2.CreateJoinTokenRequest.SerializeToString,
+            gpufleet_dot_v1_dot_fleet__pb2.JoinToken.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJoinTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.NodeAdminService/ListJoinTokens',
+            gpufleet_dot_v1_dot_fleet__pb2.ListJoinTokensRequest.SerializeToString,
+            gpufleet_dot_v1_dot_fleet__pb2.ListJoinTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeJoinToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.NodeAdminService/RevokeJoinToken',
+            gpufleet_dot_v1_dot_fleet__pb2.RevokeJoinTokenRequest.SerializeToString,
+            gpufleet_dot_v1_dot_fleet__pb2.JoinToken.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecommissionNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.NodeAdminService/DecommissionNode',
+            gpufleet_dot_v1_dot_fleet__pb2.DecommissionNodeRequest.SerializeToString,
+            gpufleet_dot_v1_dot_fleet__pb2.DecommissionNodeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -65,6 +65,56 @@ class IdentityServiceStub:
                 request_serializer=gpufleet_dot_v1_dot_identity__pb2.RevokeApiKeyRequest.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_identity__pb2.ApiKey.FromString,
                 _registered_method=True)
+        self.CreateInvite = channel.unary_unary(
+                '/gpufleet.v1.IdentityService/CreateInvite',
+                request_serializer=gpufleet_dot_v1_dot_identity__pb2.CreateInviteRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_identity__pb2.CreatedInvite.FromString,
+                _registered_method=True)
+        self.ListInvites = channel.unary_unary(
+                '/gpufleet.v1.IdentityService/ListInvites',
+                request_serializer=gpufleet_dot_v1_dot_common__pb2.Empty.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_identity__pb2.ListInvitesResponse.FromString,
+                _registered_method=True)
+        self.RevokeInvite = channel.unary_unary(
+                '/gpufleet.v1.IdentityService/RevokeInvite',
+                request_serializer=gpufleet_dot_v1_dot_identity__pb2.RevokeInviteRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_identity__pb2.Invite.FromString,
+                _registered_method=True)
+        self.AcceptInvite = channel.unary_unary(
+                '/gpufleet.v1.IdentityService/AcceptInvite',
+                request_serializer=gpufleet_dot_v1_dot_identity__pb2.AcceptInviteRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_identity__pb2.AcceptedInvite.FromString,
+                _registered_method=True)
+        self.ListMembers = channel.unary_unary(
+                '/gpufleet.v1.IdentityService/ListMembers',
+                request_serializer=gpufleet_dot_v1_dot_common__pb2.Empty.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_identity__pb2.ListMembersResponse.FromString,
+                _registered_method=True)
+        self.UpdateMember = channel.unary_unary(
+                '/gpufleet.v1.IdentityService/UpdateMember',
+                request_serializer=gpufleet_dot_v1_dot_identity__pb2.UpdateMemberRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_identity__pb2.Member.FromString,
+                _registered_method=True)
+        self.RemoveMember = channel.unary_unary(
+                '/gpufleet.v1.IdentityService/RemoveMember',
+                request_serializer=gpufleet_dot_v1_dot_identity__pb2.RemoveMemberRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_identity__pb2.Member.FromString,
+                _registered_method=True)
+        self.CreateOperator = channel.unary_unary(
+                '/gpufleet.v1.IdentityService/CreateOperator',
+                request_serializer=gpufleet_dot_v1_dot_identity__pb2.CreateOperatorRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_identity__pb2.CreatedOperator.FromString,
+                _registered_method=True)
+        self.ListOperators = channel.unary_unary(
+                '/gpufleet.v1.IdentityService/ListOperators',
+                request_serializer=gpufleet_dot_v1_dot_common__pb2.Empty.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_identity__pb2.ListOperatorsResponse.FromString,
+                _registered_method=True)
+        self.RevokeOperator = channel.unary_unary(
+                '/gpufleet.v1.IdentityService/RevokeOperator',
+                request_serializer=gpufleet_dot_v1_dot_identity__pb2.RevokeOperatorRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_identity__pb2.Operator.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -111,6 +161,74 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateInvite(self, request, context):
+        """Members and invites (docs/members.md). Owners and admins invite, revoke invites, change roles and
+        remove members; an admin cannot make or unmake an owner, and the last owner stays.
+        CreateInvite returns the invite's token once (only its hash is stored); it is also mailed to an
+        email invite's address when identity has an SMTP server (GPUFLEET_SMTP_URL).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInvites(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeInvite(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcceptInvite(self, request, context):
+        """Unauthenticated (no API key: the invite's token is the credential). Makes the caller a member
+        with the invite's role and returns their first API key, once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMembers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveMember(self, request, context):
+        """Removes the membership and revokes every key the member holds in the organization.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateOperator(self, request, context):
+        """Operator calls (operator token in metadata): named operators, each with its own token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOperators(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeOperator(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -143,6 +261,56 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.RevokeApiKey,
                     request_deserializer=gpufleet_dot_v1_dot_identity__pb2.RevokeApiKeyRequest.FromString,
                     response_serializer=gpufleet_dot_v1_dot_identity__pb2.ApiKey.SerializeToString,
+            ),
+            'CreateInvite': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateInvite,
+                    request_deserializer=gpufleet_dot_v1_dot_identity__pb2.CreateInviteRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_identity__pb2.CreatedInvite.SerializeToString,
+            ),
+            'ListInvites': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInvites,
+                    request_deserializer=gpufleet_dot_v1_dot_common__pb2.Empty.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_identity__pb2.ListInvitesResponse.SerializeToString,
+            ),
+            'RevokeInvite': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeInvite,
+                    request_deserializer=gpufleet_dot_v1_dot_identity__pb2.RevokeInviteRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_identity__pb2.Invite.SerializeToString,
+            ),
+            'AcceptInvite': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptInvite,
+                    request_deserializer=gpufleet_dot_v1_dot_identity__pb2.AcceptInviteRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_identity__pb2.AcceptedInvite.SerializeToString,
+            ),
+            'ListMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMembers,
+                    request_deserializer=gpufleet_dot_v1_dot_common__pb2.Empty.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_identity__pb2.ListMembersResponse.SerializeToString,
+            ),
+            'UpdateMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMember,
+                    request_deserializer=gpufleet_dot_v1_dot_identity__pb2.UpdateMemberRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_identity__pb2.Member.SerializeToString,
+            ),
+            'RemoveMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveMember,
+                    request_deserializer=gpufleet_dot_v1_dot_identity__pb2.RemoveMemberRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_identity__pb2.Member.SerializeToString,
+            ),
+            'CreateOperator': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateOperator,
+                    request_deserializer=gpufleet_dot_v1_dot_identity__pb2.CreateOperatorRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_identity__pb2.CreatedOperator.SerializeToString,
+            ),
+            'ListOperators': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOperators,
+                    request_deserializer=gpufleet_dot_v1_dot_common__pb2.Empty.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_identity__pb2.ListOperatorsResponse.SerializeToString,
+            ),
+            'RevokeOperator': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeOperator,
+                    request_deserializer=gpufleet_dot_v1_dot_identity__pb2.RevokeOperatorRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_identity__pb2.Operator.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -307,6 +475,276 @@ class IdentityService:
             '/gpufleet.v1.IdentityService/RevokeApiKey',
             gpufleet_dot_v1_dot_identity__pb2.RevokeApiKeyRequest.SerializeToString,
             gpufleet_dot_v1_dot_identity__pb2.ApiKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateInvite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.IdentityService/CreateInvite',
+            gpufleet_dot_v1_dot_identity__pb2.CreateInviteRequest.SerializeToString,
+            gpufleet_dot_v1_dot_identity__pb2.CreatedInvite.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInvites(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.IdentityService/ListInvites',
+            gpufleet_dot_v1_dot_common__pb2.Empty.SerializeToString,
+            gpufleet_dot_v1_dot_identity__pb2.ListInvitesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeInvite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.IdentityService/RevokeInvite',
+            gpufleet_dot_v1_dot_identity__pb2.RevokeInviteRequest.SerializeToString,
+            gpufleet_dot_v1_dot_identity__pb2.Invite.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptInvite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.IdentityService/AcceptInvite',
+            gpufleet_dot_v1_dot_identity__pb2.AcceptInviteRequest.SerializeToString,
+            gpufleet_dot_v1_dot_identity__pb2.AcceptedInvite.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.IdentityService/ListMembers',
+            gpufleet_dot_v1_dot_common__pb2.Empty.SerializeToString,
+            gpufleet_dot_v1_dot_identity__pb2.ListMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.IdentityService/UpdateMember',
+            gpufleet_dot_v1_dot_identity__pb2.UpdateMemberRequest.SerializeToString,
+            gpufleet_dot_v1_dot_identity__pb2.Member.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.IdentityService/RemoveMember',
+            gpufleet_dot_v1_dot_identity__pb2.RemoveMemberRequest.SerializeToString,
+            gpufleet_dot_v1_dot_identity__pb2.Member.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateOperator(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.IdentityService/CreateOperator',
+            gpufleet_dot_v1_dot_identity__pb2.CreateOperatorRequest.SerializeToString,
+            gpufleet_dot_v1_dot_identity__pb2.CreatedOperator.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOperators(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.IdentityService/ListOperators',
+            gpufleet_dot_v1_dot_common__pb2.Empty.SerializeToString,
+            gpufleet_dot_v1_dot_identity__pb2.ListOperatorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeOperator(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.IdentityService/RevokeOperator',
+            gpufleet_dot_v1_dot_identity__pb2.RevokeOperatorRequest.SerializeToString,
+            gpufleet_dot_v1_dot_identity__pb2.Operator.FromString,
             options,
             channel_credentials,
             insecure,

@@ -159,7 +159,7 @@ class ListAuditRequest(_message.Message):
     def __init__(self, limit: _Optional[int] = ..., before_id: _Optional[int] = ..., organization_id: _Optional[str] = ...) -> None: ...
 
 class AuditEntry(_message.Message):
-    __slots__ = ("id", "at", "actor", "organization_id", "actor_user_id", "actor_api_key_id", "method", "before_json", "after_json")
+    __slots__ = ("id", "at", "actor", "organization_id", "actor_user_id", "actor_api_key_id", "method", "before_json", "after_json", "operator_name")
     ID_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +169,7 @@ class AuditEntry(_message.Message):
     METHOD_FIELD_NUMBER: _ClassVar[int]
     BEFORE_JSON_FIELD_NUMBER: _ClassVar[int]
     AFTER_JSON_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_NAME_FIELD_NUMBER: _ClassVar[int]
     id: int
     at: str
     actor: str
@@ -178,7 +179,8 @@ class AuditEntry(_message.Message):
     method: str
     before_json: str
     after_json: str
-    def __init__(self, id: _Optional[int] = ..., at: _Optional[str] = ..., actor: _Optional[str] = ..., organization_id: _Optional[str] = ..., actor_user_id: _Optional[str] = ..., actor_api_key_id: _Optional[str] = ..., method: _Optional[str] = ..., before_json: _Optional[str] = ..., after_json: _Optional[str] = ...) -> None: ...
+    operator_name: str
+    def __init__(self, id: _Optional[int] = ..., at: _Optional[str] = ..., actor: _Optional[str] = ..., organization_id: _Optional[str] = ..., actor_user_id: _Optional[str] = ..., actor_api_key_id: _Optional[str] = ..., method: _Optional[str] = ..., before_json: _Optional[str] = ..., after_json: _Optional[str] = ..., operator_name: _Optional[str] = ...) -> None: ...
 
 class ListAuditResponse(_message.Message):
     __slots__ = ("entries", "next_before_id")
@@ -187,3 +189,85 @@ class ListAuditResponse(_message.Message):
     entries: _containers.RepeatedCompositeFieldContainer[AuditEntry]
     next_before_id: int
     def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ..., next_before_id: _Optional[int] = ...) -> None: ...
+
+class Limits(_message.Message):
+    __slots__ = ("max_queued_jobs", "submit_rate", "submit_burst")
+    MAX_QUEUED_JOBS_FIELD_NUMBER: _ClassVar[int]
+    SUBMIT_RATE_FIELD_NUMBER: _ClassVar[int]
+    SUBMIT_BURST_FIELD_NUMBER: _ClassVar[int]
+    max_queued_jobs: int
+    submit_rate: float
+    submit_burst: int
+    def __init__(self, max_queued_jobs: _Optional[int] = ..., submit_rate: _Optional[float] = ..., submit_burst: _Optional[int] = ...) -> None: ...
+
+class Plan(_message.Message):
+    __slots__ = ("name", "limits")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    limits: Limits
+    def __init__(self, name: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ...) -> None: ...
+
+class Plans(_message.Message):
+    __slots__ = ("plans", "default_plan")
+    PLANS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_PLAN_FIELD_NUMBER: _ClassVar[int]
+    plans: _containers.RepeatedCompositeFieldContainer[Plan]
+    default_plan: str
+    def __init__(self, plans: _Optional[_Iterable[_Union[Plan, _Mapping]]] = ..., default_plan: _Optional[str] = ...) -> None: ...
+
+class ListPlansRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SetPlanRequest(_message.Message):
+    __slots__ = ("name", "limits")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    limits: Limits
+    def __init__(self, name: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ...) -> None: ...
+
+class SetDefaultPlanRequest(_message.Message):
+    __slots__ = ("plan",)
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    plan: str
+    def __init__(self, plan: _Optional[str] = ...) -> None: ...
+
+class GetOrganizationLimitsRequest(_message.Message):
+    __slots__ = ("organization_id",)
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    organization_id: str
+    def __init__(self, organization_id: _Optional[str] = ...) -> None: ...
+
+class SetOrganizationLimitsRequest(_message.Message):
+    __slots__ = ("organization_id", "plan", "overrides")
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDES_FIELD_NUMBER: _ClassVar[int]
+    organization_id: str
+    plan: str
+    overrides: Limits
+    def __init__(self, organization_id: _Optional[str] = ..., plan: _Optional[str] = ..., overrides: _Optional[_Union[Limits, _Mapping]] = ...) -> None: ...
+
+class DeleteOrganizationLimitsRequest(_message.Message):
+    __slots__ = ("organization_id",)
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    organization_id: str
+    def __init__(self, organization_id: _Optional[str] = ...) -> None: ...
+
+class OrganizationLimits(_message.Message):
+    __slots__ = ("organization_id", "set", "plan", "overrides", "effective_plan", "effective")
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    SET_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDES_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_PLAN_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_FIELD_NUMBER: _ClassVar[int]
+    organization_id: str
+    set: bool
+    plan: str
+    overrides: Limits
+    effective_plan: str
+    effective: Limits
+    def __init__(self, organization_id: _Optional[str] = ..., set: _Optional[bool] = ..., plan: _Optional[str] = ..., overrides: _Optional[_Union[Limits, _Mapping]] = ..., effective_plan: _Optional[str] = ..., effective: _Optional[_Union[Limits, _Mapping]] = ...) -> None: ...

@@ -106,6 +106,36 @@ class PolicyServiceStub:
                 request_serializer=gpufleet_dot_v1_dot_policy__pb2.ListAuditRequest.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_policy__pb2.ListAuditResponse.FromString,
                 _registered_method=True)
+        self.ListPlans = channel.unary_unary(
+                '/gpufleet.v1.PolicyService/ListPlans',
+                request_serializer=gpufleet_dot_v1_dot_policy__pb2.ListPlansRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_policy__pb2.Plans.FromString,
+                _registered_method=True)
+        self.SetPlan = channel.unary_unary(
+                '/gpufleet.v1.PolicyService/SetPlan',
+                request_serializer=gpufleet_dot_v1_dot_policy__pb2.SetPlanRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_policy__pb2.Plan.FromString,
+                _registered_method=True)
+        self.SetDefaultPlan = channel.unary_unary(
+                '/gpufleet.v1.PolicyService/SetDefaultPlan',
+                request_serializer=gpufleet_dot_v1_dot_policy__pb2.SetDefaultPlanRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_policy__pb2.Plans.FromString,
+                _registered_method=True)
+        self.GetOrganizationLimits = channel.unary_unary(
+                '/gpufleet.v1.PolicyService/GetOrganizationLimits',
+                request_serializer=gpufleet_dot_v1_dot_policy__pb2.GetOrganizationLimitsRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_policy__pb2.OrganizationLimits.FromString,
+                _registered_method=True)
+        self.SetOrganizationLimits = channel.unary_unary(
+                '/gpufleet.v1.PolicyService/SetOrganizationLimits',
+                request_serializer=gpufleet_dot_v1_dot_policy__pb2.SetOrganizationLimitsRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_policy__pb2.OrganizationLimits.FromString,
+                _registered_method=True)
+        self.DeleteOrganizationLimits = channel.unary_unary(
+                '/gpufleet.v1.PolicyService/DeleteOrganizationLimits',
+                request_serializer=gpufleet_dot_v1_dot_policy__pb2.DeleteOrganizationLimitsRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_policy__pb2.OrganizationLimits.FromString,
+                _registered_method=True)
 
 
 class PolicyServiceServicer:
@@ -208,6 +238,54 @@ class PolicyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPlans(self, request, context):
+        """Abuse limits (docs/limits.md): plans (seed 002's tiers) of a cap on queued jobs and a submit rate
+        (token bucket), an organization's plan and overrides. Operator only; every change is audited.
+        A submit beyond a limit is RESOURCE_EXHAUSTED with `retry-after-ms` and the limit's numbers
+        (`gpufleet-limit`, `gpufleet-limit-quota`, `gpufleet-limit-remaining`, `gpufleet-limit-window`)
+        in its trailing metadata.
+
+        Operator: every plan and the default plan.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPlan(self, request, context):
+        """Operator: creates or replaces a plan's limits (absent: no limit).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetDefaultPlan(self, request, context):
+        """Operator: the plan of organizations without one of their own (empty: no limits for them).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOrganizationLimits(self, request, context):
+        """Operator: what is set for an organization and what applies to it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetOrganizationLimits(self, request, context):
+        """Operator: an organization's plan and overrides (replaces what was set).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteOrganizationLimits(self, request, context):
+        """Operator: back to the default plan without overrides; NOT_FOUND when nothing was set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PolicyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -275,6 +353,36 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.ListOrganizationAudit,
                     request_deserializer=gpufleet_dot_v1_dot_policy__pb2.ListAuditRequest.FromString,
                     response_serializer=gpufleet_dot_v1_dot_policy__pb2.ListAuditResponse.SerializeToString,
+            ),
+            'ListPlans': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPlans,
+                    request_deserializer=gpufleet_dot_v1_dot_policy__pb2.ListPlansRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_policy__pb2.Plans.SerializeToString,
+            ),
+            'SetPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPlan,
+                    request_deserializer=gpufleet_dot_v1_dot_policy__pb2.SetPlanRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_policy__pb2.Plan.SerializeToString,
+            ),
+            'SetDefaultPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDefaultPlan,
+                    request_deserializer=gpufleet_dot_v1_dot_policy__pb2.SetDefaultPlanRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_policy__pb2.Plans.SerializeToString,
+            ),
+            'GetOrganizationLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOrganizationLimits,
+                    request_deserializer=gpufleet_dot_v1_dot_policy__pb2.GetOrganizationLimitsRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_policy__pb2.OrganizationLimits.SerializeToString,
+            ),
+            'SetOrganizationLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetOrganizationLimits,
+                    request_deserializer=gpufleet_dot_v1_dot_policy__pb2.SetOrganizationLimitsRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_policy__pb2.OrganizationLimits.SerializeToString,
+            ),
+            'DeleteOrganizationLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteOrganizationLimits,
+                    request_deserializer=gpufleet_dot_v1_dot_policy__pb2.DeleteOrganizationLimitsRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_policy__pb2.OrganizationLimits.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -635,6 +743,168 @@ class PolicyService:
             '/gpufleet.v1.PolicyService/ListOrganizationAudit',
             gpufleet_dot_v1_dot_policy__pb2.ListAuditRequest.SerializeToString,
             gpufleet_dot_v1_dot_policy__pb2.ListAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPlans(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.PolicyService/ListPlans',
+            gpufleet_dot_v1_dot_policy__pb2.ListPlansRequest.SerializeToString,
+            gpufleet_dot_v1_dot_policy__pb2.Plans.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.PolicyService/SetPlan',
+            gpufleet_dot_v1_dot_policy__pb2.SetPlanRequest.SerializeToString,
+            gpufleet_dot_v1_dot_policy__pb2.Plan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDefaultPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.PolicyService/SetDefaultPlan',
+            gpufleet_dot_v1_dot_policy__pb2.SetDefaultPlanRequest.SerializeToString,
+            gpufleet_dot_v1_dot_policy__pb2.Plans.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOrganizationLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.PolicyService/GetOrganizationLimits',
+            gpufleet_dot_v1_dot_policy__pb2.GetOrganizationLimitsRequest.SerializeToString,
+            gpufleet_dot_v1_dot_policy__pb2.OrganizationLimits.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetOrganizationLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.PolicyService/SetOrganizationLimits',
+            gpufleet_dot_v1_dot_policy__pb2.SetOrganizationLimitsRequest.SerializeToString,
+            gpufleet_dot_v1_dot_policy__pb2.OrganizationLimits.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteOrganizationLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.PolicyService/DeleteOrganizationLimits',
+            gpufleet_dot_v1_dot_policy__pb2.DeleteOrganizationLimitsRequest.SerializeToString,
+            gpufleet_dot_v1_dot_policy__pb2.OrganizationLimits.FromString,
             options,
             channel_credentials,
             insecure,

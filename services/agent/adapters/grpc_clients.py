@@ -1,8 +1,8 @@
 """gRPC clients of fleet (NodeRegistryService) and the scheduler (NodeAgentService).
 
 They translate domain values to proto messages and gRPC failures to what the control loop cares about:
-:class:`Unreachable` (try again later). Every call carries the agent token as ``authorization: Bearer``
-metadata. Against a scheduler that predates ``WatchAssignments`` and ``ReportJobs`` (UNIMPLEMENTED) the
+:class:`Unreachable` (try again later). Every call carries the node's credential (or, for the first
+registration only, its join token: ``adapters/credentials.py``) as ``authorization: Bearer`` metadata. Against a scheduler that predates ``WatchAssignments`` and ``ReportJobs`` (UNIMPLEMENTED) the
 client falls back to polling ``GetAssignments`` and to one report per call, so an agent can be upgraded
 before its scheduler.
 """
@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 import grpc
 from gpufleet.v1 import fleet_pb2, fleet_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc
 
-from shared.grpc import channel, with_key
+from shared.grpc import ERROR_FIELD_KEY, channel
 from shared.wire import ts
 
 from ..domain.model import (
@@ -30,6 +30,7 @@ from ..domain.model import (
     Report,
 )
 from ..service_layer.ports import Unreachable
+from .credentials import AgentCredentials
 
 CALL_TIMEOUT = 10.0
 LEGACY_POLL_SECONDS = 0.5  # how often a scheduler without WatchAssignments is asked
@@ -38,19 +39,31 @@ LEGACY_POLL_SECONDS = 0.5  # how often a scheduler without WatchAssignments is a
 PERMANENT = {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT}
 
 
+def _refused_report(exc: grpc.aio.AioRpcError) -> bool:
+    """The scheduler refused a report as being about a job not placed on this node (a report from
+    before a requeue moved the job): permanent, unlike a refusal of the caller itself."""
+    if exc.code() != grpc.StatusCode.PERMISSION_DENIED:
+        return False
+    field = dict(exc.trailing_metadata() or ()).get(ERROR_FIELD_KEY)
+    return field in ("job_id", "reports")
+
+
 def _failure(service: str, exc: grpc.aio.AioRpcError) -> Unreachable:
     hint = ""
     if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-        # Kept retrying (the token may be rotated on the server first) but said plainly in every log line.
-        hint = " (check GPUFLEET_AGENT_TOKEN)"
+        # Kept retrying, but said plainly in every log line.
+        hint = (
+            " (the node credential in the state folder was refused, or GPUFLEET_AGENT_JOIN_TOKEN is "
+            "used, expired or revoked: docs/agent-identity.md)"
+        )
     return Unreachable(f"{service}: {exc.code().name}: {exc.details()}{hint}")
 
 
 class FleetClient:
-    def __init__(self, target: str, agent_token: str) -> None:
+    def __init__(self, target: str, credentials: AgentCredentials) -> None:
         self._channel = channel(target)
         self._stub = fleet_pb2_grpc.NodeRegistryServiceStub(self._channel)
-        self._metadata = with_key(agent_token)
+        self._credentials = credentials
 
     async def register(
         self,
@@ -69,7 +82,6 @@ class FleetClient:
     ) -> Registration:
         request = fleet_pb2.RegisterNodeRequest(
             hostname=hostname,
-            provider=provider,
             gpu_backend=gpu_backend,
             driver_version=driver_version,
             gpus=[
@@ -78,17 +90,21 @@ class FleetClient:
                 )
                 for g in gpus
             ],
-            organization_id=organization_id or "",
-            is_spot=is_spot,
             agent_version=agent_version,
             cpu_cores=cpu_cores,
             ram_mb=ram_mb,
             labels=dict(labels or {}),
         )
+        # organization_id, provider and is_spot are not sent: what the node is comes from its join token.
+        del provider, organization_id, is_spot
         try:
-            answer = await self._stub.RegisterNode(request, metadata=self._metadata, timeout=CALL_TIMEOUT)
+            answer = await self._stub.RegisterNode(
+                request, metadata=self._credentials.metadata(), timeout=CALL_TIMEOUT
+            )
         except grpc.aio.AioRpcError as exc:
             raise _failure("fleet", exc) from exc
+        if answer.HasField("node_credential") and answer.node_credential.credential:
+            self._credentials.issued(answer.node_id, answer.node_credential.credential)
         return Registration(
             node_id=answer.node_id,
             gpus=tuple(
@@ -101,12 +117,27 @@ class FleetClient:
     async def heartbeat(self, node_id: str, unhealthy_gpu_ids: Sequence[str]) -> bool:
         request = fleet_pb2.HeartbeatRequest(node_id=node_id, unhealthy_gpu_ids=list(unhealthy_gpu_ids))
         try:
-            answer = await self._stub.Heartbeat(request, metadata=self._metadata, timeout=CALL_TIMEOUT)
+            answer = await self._stub.Heartbeat(
+                request, metadata=self._credentials.metadata(), timeout=CALL_TIMEOUT
+            )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return False  # a fleet that answers "no such node" wants the same thing: register again
             raise _failure("fleet", exc) from exc
         return answer.known
+
+    async def rotate_credential(self) -> str:
+        """A new credential for this node, stored before it is used; returns when the old one ends."""
+        try:
+            answer = await self._stub.RotateNodeCredential(
+                fleet_pb2.RotateNodeCredentialRequest(),
+                metadata=self._credentials.metadata(),
+                timeout=CALL_TIMEOUT,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _failure("fleet", exc) from exc
+        self._credentials.issued(answer.node_id, answer.credential)
+        return answer.previous_valid_until
 
     async def close(self) -> None:
         await self._channel.close()
@@ -114,17 +145,17 @@ class FleetClient:
 
 class SchedulerClient:
     def __init__(
-        self, target: str, agent_token: str, legacy_poll_seconds: float = LEGACY_POLL_SECONDS
+        self, target: str, credentials: AgentCredentials, legacy_poll_seconds: float = LEGACY_POLL_SECONDS
     ) -> None:
         self._channel = channel(target)
         self._stub = scheduler_pb2_grpc.NodeAgentServiceStub(self._channel)
-        self._metadata = with_key(agent_token)
+        self._credentials = credentials
         self._legacy_poll = legacy_poll_seconds
 
     async def watch_assignments(self, node_id: str, known_revision: int) -> AsyncGenerator[AssignmentsUpdate]:
         call = self._stub.WatchAssignments(
             scheduler_pb2.WatchAssignmentsRequest(node_id=node_id, known_revision=known_revision),
-            metadata=self._metadata,
+            metadata=self._credentials.metadata(),
         )
         try:
             async for update in call:
@@ -151,7 +182,7 @@ class SchedulerClient:
         try:
             answer = await self._stub.GetAssignments(
                 scheduler_pb2.GetAssignmentsRequest(node_id=node_id),
-                metadata=self._metadata,
+                metadata=self._credentials.metadata(),
                 timeout=CALL_TIMEOUT,
             )
         except grpc.aio.AioRpcError as exc:
@@ -163,28 +194,35 @@ class SchedulerClient:
             node_id=node_id, reports=[_report(node_id, r) for r in reports]
         )
         try:
-            answer = await self._stub.ReportJobs(request, metadata=self._metadata, timeout=CALL_TIMEOUT)
+            answer = await self._stub.ReportJobs(
+                request, metadata=self._credentials.metadata(), timeout=CALL_TIMEOUT
+            )
         except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+            # PERMISSION_DENIED for a report about a job no longer on this node: one by one, the
+            # refused ones are dropped and the others applied.
+            if exc.code() != grpc.StatusCode.UNIMPLEMENTED and not _refused_report(exc):
                 raise _failure("scheduler", exc) from exc
             return await self._send_one_by_one(node_id, reports)
         return set(answer.acknowledged)
 
     async def _send_one_by_one(self, node_id: str, reports: Sequence[Report]) -> set[str]:
-        """An older scheduler: one call per report, in order, stopping at the first that cannot go now."""
+        """One call per report, in order, stopping at the first that cannot go now (an older scheduler,
+        or a batch refused for a report about a job no longer on this node)."""
         done: list[str] = []
         for n, report in enumerate(reports):
             try:
                 if isinstance(report, JobStarted):
                     await self._stub.ReportJobStarted(
-                        _started(node_id, report), metadata=self._metadata, timeout=CALL_TIMEOUT
+                        _started(node_id, report), metadata=self._credentials.metadata(), timeout=CALL_TIMEOUT
                     )
                 else:
                     await self._stub.ReportJobFinished(
-                        _finished(node_id, report), metadata=self._metadata, timeout=CALL_TIMEOUT
+                        _finished(node_id, report),
+                        metadata=self._credentials.metadata(),
+                        timeout=CALL_TIMEOUT,
                     )
             except grpc.aio.AioRpcError as exc:
-                if exc.code() not in PERMANENT:
+                if exc.code() not in PERMANENT and not _refused_report(exc):
                     if not done:
                         raise _failure("scheduler", exc) from exc
                     later = {r.job_id for r in reports[n:]}

@@ -7,11 +7,11 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Column, Numeric, Text
+from sqlalchemy import BigInteger, Column, LargeBinary, Numeric, Text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 3  # the highest file in migrations/fleet
+SCHEMA_VERSION = 4  # the highest file in migrations/fleet
 
 
 class GpuTypeRow(SQLModel, table=True):
@@ -51,6 +51,38 @@ class NodeRow(SQLModel, table=True):
     cpu_cores: int = 0
     ram_mb: int = Field(default=0, sa_type=BigInteger)
     labels: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+    fixed_labels: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+    decommissioned_at: datetime | None = None
+
+
+class JoinTokenRow(SQLModel, table=True):
+    __tablename__ = "join_tokens"
+    __table_args__ = {"schema": "fleet"}
+
+    id: UUID = Field(primary_key=True)
+    token_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False, unique=True))
+    organization_id: UUID | None = None
+    provider: str
+    is_spot: bool
+    labels: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+    description: str = ""
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+    node_id: UUID | None = None
+    revoked_at: datetime | None = None
+
+
+class NodeCredentialRow(SQLModel, table=True):
+    __tablename__ = "node_credentials"
+    __table_args__ = {"schema": "fleet"}
+
+    id: UUID = Field(primary_key=True)
+    node_id: UUID
+    secret_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False, unique=True))
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
 
 
 class GpuRow(SQLModel, table=True):

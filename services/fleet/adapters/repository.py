@@ -17,10 +17,11 @@ from shared.contracts import topics
 from shared.db import Database
 
 from ..domain.catalog import GpuType
+from ..domain.identity import JoinToken, NodeCredential, NodeProfile
 from ..domain.model import Gpu, Node
 from ..service_layer.unit_of_work import Census, FleetUnitOfWork, NodeInventory, UnitOfWorkFactory
 from .events import to_envelope
-from .orm import GpuRow, GpuTypeRow, NodeRow
+from .orm import GpuRow, GpuTypeRow, JoinTokenRow, NodeCredentialRow, NodeRow
 
 _GPU_UPDATABLE = (
     "node_id",
@@ -53,6 +54,8 @@ _NODE_UPDATABLE = (
     "cpu_cores",
     "ram_mb",
     "labels",
+    "fixed_labels",
+    "decommissioned_at",
 )
 
 
@@ -85,6 +88,8 @@ def _node(row: NodeRow) -> Node:
         ram_mb=row.ram_mb,
         labels=dict(row.labels or {}),
         registered_at=row.registered_at,
+        fixed_labels=dict(row.fixed_labels or {}),
+        decommissioned_at=row.decommissioned_at,
     )
 
 
@@ -160,6 +165,8 @@ class SqlUnitOfWork(FleetUnitOfWork):
             "cpu_cores": node.cpu_cores,
             "ram_mb": node.ram_mb,
             "labels": node.labels,
+            "fixed_labels": node.fixed_labels,
+            "decommissioned_at": node.decommissioned_at,
             "registered_at": func.now(),
             "updated_at": func.now(),
         }
@@ -263,6 +270,118 @@ class SqlUnitOfWork(FleetUnitOfWork):
         for kind, status, n in await self.session.execute(stmt):
             counts[kind][status] = n
         return Census(nodes=counts["node"], gpus=counts["gpu"])
+
+    # -- node identity ----------------------------------------------------------------------------
+
+    async def decommissioned(self, node_ids: Sequence[UUID]) -> set[UUID]:
+        if not node_ids:
+            return set()
+        stmt = select(col(NodeRow.id)).where(
+            col(NodeRow.id).in_(list(node_ids)), col(NodeRow.decommissioned_at).is_not(None)
+        )
+        return set((await self.session.execute(stmt)).scalars())
+
+    async def join_token_by_hash(self, token_hash: bytes) -> JoinToken | None:
+        stmt = select(JoinTokenRow).where(col(JoinTokenRow.token_hash) == token_hash).with_for_update()
+        row = (await self.session.execute(stmt)).scalar_one_or_none()
+        return _join_token(row) if row else None
+
+    async def join_token(self, token_id: UUID) -> JoinToken | None:
+        stmt = select(JoinTokenRow).where(col(JoinTokenRow.id) == token_id).with_for_update()
+        row = (await self.session.execute(stmt)).scalar_one_or_none()
+        return _join_token(row) if row else None
+
+    async def join_tokens(self, *, active_at: datetime | None) -> list[JoinToken]:
+        stmt = select(JoinTokenRow)
+        if active_at is not None:
+            stmt = stmt.where(
+                col(JoinTokenRow.used_at).is_(None),
+                col(JoinTokenRow.revoked_at).is_(None),
+                col(JoinTokenRow.expires_at) > active_at,
+            )
+        stmt = stmt.order_by(col(JoinTokenRow.created_at).desc(), col(JoinTokenRow.id)).limit(1000)
+        return [_join_token(r) for r in (await self.session.execute(stmt)).scalars()]
+
+    async def save_join_token(self, token: JoinToken) -> None:
+        values = {
+            "id": token.id,
+            "token_hash": token.token_hash,
+            "organization_id": token.profile.organization_id,
+            "provider": token.profile.provider,
+            "is_spot": token.profile.is_spot,
+            "labels": dict(token.profile.labels),
+            "description": token.description,
+            "created_at": token.created_at,
+            "expires_at": token.expires_at,
+            "used_at": token.used_at,
+            "node_id": token.node_id,
+            "revoked_at": token.revoked_at,
+        }
+        stmt = insert(JoinTokenRow).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[col(JoinTokenRow.id)],
+            set_={k: stmt.excluded[k] for k in ("used_at", "node_id", "revoked_at")},
+        )
+        await self.session.execute(stmt)
+
+    async def credential_by_hash(self, secret_hash: bytes) -> NodeCredential | None:
+        stmt = (
+            select(NodeCredentialRow)
+            .where(col(NodeCredentialRow.secret_hash) == secret_hash)
+            .with_for_update()
+        )
+        row = (await self.session.execute(stmt)).scalar_one_or_none()
+        return _credential(row) if row else None
+
+    async def credentials_of_node(self, node_id: UUID) -> list[NodeCredential]:
+        stmt = (
+            select(NodeCredentialRow)
+            .where(col(NodeCredentialRow.node_id) == node_id)
+            .order_by(col(NodeCredentialRow.id))
+            .with_for_update()
+        )
+        return [_credential(r) for r in (await self.session.execute(stmt)).scalars()]
+
+    async def save_credential(self, credential: NodeCredential) -> None:
+        values = {
+            "id": credential.id,
+            "node_id": credential.node_id,
+            "secret_hash": credential.secret_hash,
+            "created_at": credential.created_at,
+            "expires_at": credential.expires_at,
+            "revoked_at": credential.revoked_at,
+        }
+        stmt = insert(NodeCredentialRow).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[col(NodeCredentialRow.id)],
+            set_={k: stmt.excluded[k] for k in ("expires_at", "revoked_at")},
+        )
+        await self.session.execute(stmt)
+
+
+def _join_token(row: JoinTokenRow) -> JoinToken:
+    return JoinToken(
+        id=row.id,
+        token_hash=bytes(row.token_hash),
+        profile=NodeProfile(row.organization_id, row.provider, row.is_spot, dict(row.labels or {})),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        description=row.description,
+        used_at=row.used_at,
+        node_id=row.node_id,
+        revoked_at=row.revoked_at,
+    )
+
+
+def _credential(row: NodeCredentialRow) -> NodeCredential:
+    return NodeCredential(
+        id=row.id,
+        node_id=row.node_id,
+        secret_hash=bytes(row.secret_hash),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+    )
 
 
 def sql_unit_of_work(db: Database) -> UnitOfWorkFactory:

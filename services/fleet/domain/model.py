@@ -150,6 +150,9 @@ class Node:
     labels: dict[str, str] = field(default_factory=dict)
     # When it first registered (None until stored): the order nodes are listed and paged in.
     registered_at: datetime | None = None
+    # Labels its join token fixed (they win over the agent's); set: an operator decommissioned it.
+    fixed_labels: dict[str, str] = field(default_factory=dict)
+    decommissioned_at: datetime | None = None
 
     @classmethod
     def register(cls, reg: NodeRegistration, now: datetime, existing: Node | None) -> Node:
@@ -169,6 +172,7 @@ class Node:
             ram_mb=reg.ram_mb,
             labels=dict(reg.labels),
             registered_at=existing.registered_at if existing else None,
+            fixed_labels=dict(existing.fixed_labels) if existing else {},
         )
 
 

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 import grpc
 from gpufleet.v1 import common_pb2, fleet_pb2, fleet_pb2_grpc
 
 from shared.errors import InvalidArgument
-from shared.grpc import Authenticator, grpc_service, require_agent, tenant_of
+from shared.grpc import Authenticator, agent_secret, grpc_service, tenant_of
 from shared.wire import dec, opt, ts, uuid_arg
 
 from ..domain.catalog import GpuType
-from ..domain.model import Gpu, NodeRegistration, ReportedGpu
+from ..domain.identity import JoinToken
+from ..domain.model import Gpu, Node, NodeRegistration, ReportedGpu
 from ..service_layer import commands
 from ..service_layer.handlers import Dependencies, NodePage, RegisteredNode, handle
+from ..service_layer.identity import CreatedJoinToken, Decommissioned, IssuedCredential
 from ..service_layer.unit_of_work import NodeInventory
 
 
@@ -103,23 +106,35 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         )
 
 
+def _credential(issued: IssuedCredential) -> fleet_pb2.NodeCredential:
+    return fleet_pb2.NodeCredential(
+        node_id=str(issued.node_id),
+        credential=issued.secret,
+        expires_at=ts(issued.expires_at),
+        previous_valid_until=ts(issued.previous_valid_until),
+    )
+
+
 @grpc_service
 class NodeRegistryServicer(fleet_pb2_grpc.NodeRegistryServiceServicer):
-    def __init__(self, deps: Dependencies, agent_token: str) -> None:
-        self.deps, self._agent_token = deps, agent_token
+    """The agents' calls: the node is the one the presented join token or credential stands for."""
+
+    def __init__(self, deps: Dependencies) -> None:
+        self.deps = deps
 
     async def RegisterNode(
         self, request: fleet_pb2.RegisterNodeRequest, context: grpc.aio.ServicerContext
     ) -> fleet_pb2.RegisterNodeResponse:
-        require_agent(context, self._agent_token)
+        secret = agent_secret(context, join_token=True)
+        # organization_id, provider and is_spot of the request are not read: the join token says.
         registration = NodeRegistration(
             hostname=request.hostname,
-            provider=request.provider,
+            provider="",
             gpu_backend=request.gpu_backend,
             driver_version=opt(request.driver_version),
             agent_version=opt(request.agent_version),
-            organization_id=_optional_uuid(request.organization_id, "organization_id"),
-            is_spot=request.is_spot,
+            organization_id=None,
+            is_spot=False,
             gpus=tuple(
                 ReportedGpu(index=g.index, uuid=g.uuid, model=g.model, memory_total_mb=g.memory_total_mb)
                 for g in request.gpus
@@ -128,7 +143,7 @@ class NodeRegistryServicer(fleet_pb2_grpc.NodeRegistryServiceServicer):
             ram_mb=request.ram_mb,
             labels=dict(request.labels),
         )
-        done: RegisteredNode = await handle(commands.RegisterNode(registration), self.deps)
+        done: RegisteredNode = await handle(commands.RegisterNode(registration, secret), self.deps)
         return fleet_pb2.RegisterNodeResponse(
             node_id=str(done.node_id),
             gpus=[
@@ -142,16 +157,100 @@ class NodeRegistryServicer(fleet_pb2_grpc.NodeRegistryServiceServicer):
                 for g in done.gpus
             ],
             heartbeat_interval_seconds=done.heartbeat_interval_seconds,
+            node_credential=_credential(done.credential) if done.credential else None,
         )
 
     async def Heartbeat(
         self, request: fleet_pb2.HeartbeatRequest, context: grpc.aio.ServicerContext
     ) -> fleet_pb2.HeartbeatResponse:
-        require_agent(context, self._agent_token)
+        credential = agent_secret(context)
         if not request.node_id:
             raise InvalidArgument("node_id is required", field="node_id")
         cmd = commands.RecordHeartbeat(
             node_id=uuid_arg(request.node_id, "node_id"),
             unhealthy_gpu_ids=frozenset(uuid_arg(g, "unhealthy_gpu_ids") for g in request.unhealthy_gpu_ids),
+            credential=credential,
         )
         return fleet_pb2.HeartbeatResponse(known=await handle(cmd, self.deps))
+
+    async def RotateNodeCredential(
+        self, request: fleet_pb2.RotateNodeCredentialRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.NodeCredential:
+        issued: IssuedCredential = await handle(
+            commands.RotateNodeCredential(agent_secret(context)), self.deps
+        )
+        return _credential(issued)
+
+    async def AuthenticateNode(
+        self, request: fleet_pb2.AuthenticateNodeRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.NodeIdentity:
+        node: Node = await handle(commands.AuthenticateNode(request.credential), self.deps)
+        return fleet_pb2.NodeIdentity(node_id=str(node.id), organization_id=str(node.organization_id or ""))
+
+
+def _join_token(token: JoinToken, now: datetime, secret: str = "") -> fleet_pb2.JoinToken:
+    return fleet_pb2.JoinToken(
+        id=str(token.id),
+        token=secret,
+        organization_id=str(token.profile.organization_id or ""),
+        provider=token.profile.provider,
+        is_spot=token.profile.is_spot,
+        labels=dict(token.profile.labels),
+        created_at=ts(token.created_at),
+        expires_at=ts(token.expires_at),
+        used_at=ts(token.used_at),
+        node_id=str(token.node_id or ""),
+        revoked_at=ts(token.revoked_at),
+        description=token.description,
+        state=token.state(now),
+    )
+
+
+@grpc_service
+class NodeAdminServicer(fleet_pb2_grpc.NodeAdminServiceServicer):
+    """The operator's node administration: the operator token only (identity judges it)."""
+
+    def __init__(self, deps: Dependencies, auth: Authenticator) -> None:
+        self.deps, self.auth = deps, auth
+
+    async def CreateJoinToken(
+        self, request: fleet_pb2.CreateJoinTokenRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.JoinToken:
+        await self.auth.operator(context)
+        cmd = commands.CreateJoinToken(
+            organization_id=_optional_uuid(request.organization_id, "organization_id"),
+            provider=request.provider,
+            is_spot=request.is_spot,
+            labels=dict(request.labels),
+            ttl_seconds=int(request.ttl_seconds),
+            description=request.description,
+        )
+        created: CreatedJoinToken = await handle(cmd, self.deps)
+        return _join_token(created.token, created.token.created_at, created.secret)
+
+    async def ListJoinTokens(
+        self, request: fleet_pb2.ListJoinTokensRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.ListJoinTokensResponse:
+        await self.auth.operator(context)
+        now, tokens = await handle(commands.ListJoinTokens(request.include_inactive), self.deps)
+        return fleet_pb2.ListJoinTokensResponse(join_tokens=[_join_token(t, now) for t in tokens])
+
+    async def RevokeJoinToken(
+        self, request: fleet_pb2.RevokeJoinTokenRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.JoinToken:
+        await self.auth.operator(context)
+        now, token = await handle(commands.RevokeJoinToken(uuid_arg(request.id, "id")), self.deps)
+        return _join_token(token, now)
+
+    async def DecommissionNode(
+        self, request: fleet_pb2.DecommissionNodeRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.DecommissionNodeResponse:
+        await self.auth.operator(context)
+        done: Decommissioned = await handle(
+            commands.DecommissionNode(uuid_arg(request.node_id, "node_id")), self.deps
+        )
+        return fleet_pb2.DecommissionNodeResponse(
+            node_id=str(done.node_id),
+            revoked_credentials=done.revoked_credentials,
+            decommissioned_at=ts(done.at),
+        )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from uuid import UUID
 
 from ..domain.model import NodeRegistration
@@ -11,12 +12,50 @@ from ..domain.model import NodeRegistration
 @dataclass(frozen=True)
 class RegisterNode:
     registration: NodeRegistration
+    # What the agent presented: a join token (first registration) or its node credential.
+    secret: str = ""
 
 
 @dataclass(frozen=True)
 class RecordHeartbeat:
     node_id: UUID
     unhealthy_gpu_ids: frozenset[UUID]
+    credential: str = ""
+
+
+@dataclass(frozen=True)
+class AuthenticateNode:
+    credential: str
+
+
+@dataclass(frozen=True)
+class RotateNodeCredential:
+    credential: str
+
+
+@dataclass(frozen=True)
+class CreateJoinToken:
+    organization_id: UUID | None
+    provider: str
+    is_spot: bool
+    labels: Mapping[str, str] = field(default_factory=dict)
+    ttl_seconds: int = 0  # 0: the default
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ListJoinTokens:
+    include_inactive: bool = False
+
+
+@dataclass(frozen=True)
+class RevokeJoinToken:
+    token_id: UUID
+
+
+@dataclass(frozen=True)
+class DecommissionNode:
+    node_id: UUID
 
 
 @dataclass(frozen=True)
@@ -47,4 +86,17 @@ class ListNodes:
     cursor: str | None = None
 
 
-Command = RegisterNode | RecordHeartbeat | SweepOfflineNodes | ListGpus | ListGpuTypes | ListNodes
+Command = (
+    RegisterNode
+    | RecordHeartbeat
+    | SweepOfflineNodes
+    | ListGpus
+    | ListGpuTypes
+    | ListNodes
+    | AuthenticateNode
+    | RotateNodeCredential
+    | CreateJoinToken
+    | ListJoinTokens
+    | RevokeJoinToken
+    | DecommissionNode
+)

@@ -21,8 +21,10 @@ from shared.errors import InvalidArgument
 from shared.handlers import dispatch
 
 from ..domain.catalog import GpuType, price_gpu
+from ..domain.identity import ClaimedGpu, check_gpu_claims, require_own_node
 from ..domain.model import GPU_STATUSES, NODE_STATUSES, Gpu, Node
-from . import commands
+from . import commands, identity
+from .identity import IssuedCredential
 from .unit_of_work import Census, NodeInventory, UnitOfWorkFactory
 
 log = logging.getLogger("gpufleet.fleet")
@@ -48,6 +50,8 @@ class Dependencies:
     # A node silent for longer than this is offline, and so are its GPUs.
     node_timeout: timedelta
     metrics: FleetMetrics
+    # How long a node credential superseded by a rotation keeps working.
+    credential_overlap: timedelta = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -70,18 +74,29 @@ class RegisteredNode:
     node_id: UUID
     gpus: list[RegisteredGpu]
     heartbeat_interval_seconds: int
+    # Issued when the registration spent a join token: the node's credential, told once.
+    credential: IssuedCredential | None = None
 
 
 async def register_node(cmd: commands.RegisterNode, deps: Dependencies) -> RegisteredNode:
-    """Upsert the node by hostname and its GPUs by vendor uuid, so ids survive agent restarts."""
+    """Register the node the presented secret stands for (a join token: the node it admits, found by
+    hostname or new; a node credential: its own node), with what it is taken from its token, and its
+    GPUs by vendor uuid, so ids survive agent restarts. Nothing is written when it is refused."""
     reg = cmd.registration.validated()
     policy = deps.policy
     async with deps.uow(system=True) as tx:
         now = await tx.now()
         catalog = await tx.catalog()
-        node = Node.register(reg, now, await tx.node_by_hostname(reg.hostname))
-        await tx.save_node(node)
+        admitted = await identity.admit(tx, cmd.secret, reg.hostname, now)
+        reg = identity.as_profiled(reg, admitted.profile)
+        node = Node.register(reg, now, admitted.node)
+        node.fixed_labels, node.decommissioned_at = dict(admitted.profile.labels), None
         known = await tx.gpus_of_node_or_uuid(node.id, [g.uuid for g in reg.gpus])
+        others = {g.node_id for g in known if g.node_id != node.id}
+        released = await tx.decommissioned(sorted(others))
+        check_gpu_claims(node.id, [ClaimedGpu(g.uuid, g.node_id, g.node_id in released) for g in known])
+        await tx.save_node(node)
+        issued = await identity.complete(tx, admitted, node.id, now)
         by_uuid = {g.uuid: g for g in known}
         result = []
         for reported in sorted(reg.gpus, key=lambda g: g.index):
@@ -108,13 +123,16 @@ async def register_node(cmd: commands.RegisterNode, deps: Dependencies) -> Regis
         for gone in known:
             if gone.node_id == node.id and gone.uuid not in reported_uuids and gone.detach(now):
                 await tx.save_gpu(gone)
-    return RegisteredNode(node.id, result, policy.heartbeat_interval_seconds)
+    return RegisteredNode(node.id, result, policy.heartbeat_interval_seconds, issued)
 
 
 async def record_heartbeat(cmd: commands.RecordHeartbeat, deps: Dependencies) -> bool:
-    """Record that the node is alive and apply its GPU health report; False for an unknown node."""
+    """Record that the caller's node is alive and apply its GPU health report (another node's id:
+    PERMISSION_DENIED; a credential no longer valid: UNAUTHENTICATED)."""
     deps.metrics.count_heartbeat()
     async with deps.uow(system=True) as tx:
+        caller = await identity.caller(tx, cmd.credential, await tx.now())
+        require_own_node(caller.node_id, cmd.node_id)
         node = await tx.node(cmd.node_id)
         if node is None:
             return False
@@ -231,6 +249,12 @@ HANDLERS: dict[type, Handler] = {
     commands.ListGpus: list_gpus,
     commands.ListGpuTypes: list_gpu_types,
     commands.ListNodes: list_nodes,
+    commands.AuthenticateNode: identity.authenticate_node,
+    commands.RotateNodeCredential: identity.rotate_credential,
+    commands.CreateJoinToken: identity.create_join_token,
+    commands.ListJoinTokens: identity.list_join_tokens,
+    commands.RevokeJoinToken: identity.revoke_join_token,
+    commands.DecommissionNode: identity.decommission_node,
 }
 
 

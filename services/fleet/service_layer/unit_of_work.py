@@ -12,6 +12,7 @@ from typing import Protocol
 from uuid import UUID
 
 from ..domain.catalog import GpuType
+from ..domain.identity import JoinToken, NodeCredential
 from ..domain.model import Gpu, Node
 
 
@@ -67,6 +68,30 @@ class FleetUnitOfWork(Protocol):
 
     async def census(self) -> Census:
         """Nodes and GPUs counted by status, the whole fleet (one grouped read)."""
+
+    # -- node identity (system units only) --------------------------------------------------------
+
+    async def decommissioned(self, node_ids: Sequence[UUID]) -> set[UUID]:
+        """Which of these nodes an operator decommissioned."""
+
+    async def join_token_by_hash(self, token_hash: bytes) -> JoinToken | None:
+        """Locked for update when found."""
+
+    async def join_token(self, token_id: UUID) -> JoinToken | None:
+        """Locked for update when found."""
+
+    async def join_tokens(self, *, active_at: datetime | None) -> list[JoinToken]:
+        """Newest first; ``active_at`` set: only those still usable then."""
+
+    async def save_join_token(self, token: JoinToken) -> None: ...
+
+    async def credential_by_hash(self, secret_hash: bytes) -> NodeCredential | None:
+        """Locked for update when found."""
+
+    async def credentials_of_node(self, node_id: UUID) -> list[NodeCredential]:
+        """Locked for update."""
+
+    async def save_credential(self, credential: NodeCredential) -> None: ...
 
 
 class UnitOfWorkFactory(Protocol):

@@ -53,6 +53,8 @@ IDEMPOTENCY_KEY_REUSED = ProblemType(
 INVALID_STATE = ProblemType("invalid-state", "Not allowed in the resource's current state", 409)
 CONTENT_TOO_LARGE = ProblemType("request-too-large", "Request body too large", 413)
 VALIDATION_ERROR = ProblemType("validation-error", "Request validation failed", 422)
+# An organization's abuse limit (submit rate, queued jobs: docs/limits.md); Retry-After says when.
+TOO_MANY_REQUESTS = ProblemType("too-many-requests", "Too many requests", 429)
 INTERNAL_ERROR = ProblemType("internal-error", "Internal server error", 500)
 UPSTREAM_ERROR = ProblemType("upstream-error", "Upstream service failed", 502)
 SERVICE_UNAVAILABLE = ProblemType("service-unavailable", "Service temporarily unavailable", 503)
@@ -70,6 +72,7 @@ CATALOG: tuple[ProblemType, ...] = (
     INVALID_STATE,
     CONTENT_TOO_LARGE,
     VALIDATION_ERROR,
+    TOO_MANY_REQUESTS,
     INTERNAL_ERROR,
     UPSTREAM_ERROR,
     SERVICE_UNAVAILABLE,
@@ -85,6 +88,8 @@ _BY_GRPC_STATUS: dict[str, ProblemType] = {
     "PERMISSION_DENIED": PERMISSION_DENIED,
     "UNAVAILABLE": SERVICE_UNAVAILABLE,
     "DEADLINE_EXCEEDED": SERVICE_UNAVAILABLE,
+    # As grpc-gateway maps it: a limit of the caller's (the scheduler's abuse limits) is reached.
+    "RESOURCE_EXHAUSTED": TOO_MANY_REQUESTS,
 }
 
 _BY_ERROR_CODE: dict[ErrorCode, ProblemType] = {
@@ -95,6 +100,7 @@ _BY_ERROR_CODE: dict[ErrorCode, ProblemType] = {
     ErrorCode.UNAUTHENTICATED: UNAUTHENTICATED,
     ErrorCode.PERMISSION_DENIED: PERMISSION_DENIED,
     ErrorCode.UNAVAILABLE: SERVICE_UNAVAILABLE,
+    ErrorCode.RESOURCE_EXHAUSTED: TOO_MANY_REQUESTS,
 }
 
 _BY_HTTP_STATUS: dict[int, ProblemType] = {

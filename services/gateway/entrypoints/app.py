@@ -22,6 +22,7 @@ from services.gateway.entrypoints.middleware import (
 )
 from services.gateway.entrypoints.routes import (
     admin,
+    admin_nodes,
     billing,
     dashboard,
     events,
@@ -30,6 +31,7 @@ from services.gateway.entrypoints.routes import (
     identity,
     jobs,
     logs,
+    members,
     monitoring,
     notification,
 )
@@ -104,6 +106,8 @@ def _build(lifespan: Lifespan | None) -> FastAPI:
         events,
         logs,
         admin,
+        admin_nodes,
+        members,
     ):
         app.include_router(module.router)
         route_templates += [

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.gateway.domain import problems
+from services.gateway.domain import problems, rate_limits
 from services.gateway.domain.fields import field_message, field_name
 from services.gateway.domain.problems import ProblemType
 from services.gateway.entrypoints.translate import UpstreamContractError
@@ -106,7 +106,8 @@ async def _domain_error(request: Request, exc: Exception) -> ProblemResponse:
         log.warning("request failed", extra={"error": exc.message, "path": request.url.path})
     detail = exc.message if problem.exposes_detail else problems.generic_detail(problem)
     errors = [{"field": exc.field, "message": exc.message}] if problem is problems.VALIDATION_ERROR else None
-    return problem_response(request, problem, detail, errors=errors)
+    headers = rate_limits.headers(dict(exc.trailers())) if problem is problems.TOO_MANY_REQUESTS else None
+    return problem_response(request, problem, detail, errors=errors, headers=headers)
 
 
 def _trailing_field(exc: grpc.aio.AioRpcError) -> str | None:
@@ -131,7 +132,11 @@ async def _grpc_error(request: Request, exc: Exception) -> ProblemResponse:
     errors = None
     if problem is problems.VALIDATION_ERROR:
         errors = [{"field": field, "message": detail}]
-    return problem_response(request, problem, detail, errors=errors)
+    headers = None
+    if problem is problems.TOO_MANY_REQUESTS:
+        # An abuse limit (docs/limits.md): Retry-After and RateLimit headers from the refusal's trailers.
+        headers = rate_limits.headers(rate_limits.trailer_map(exc.trailing_metadata()))
+    return problem_response(request, problem, detail, errors=errors, headers=headers)
 
 
 async def _bad_upstream_answer(request: Request, exc: Exception) -> ProblemResponse:

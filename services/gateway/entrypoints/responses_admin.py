@@ -132,6 +132,10 @@ class AuditEntryOut(BaseModel):
     method: str = Field(examples=["PolicyService/SetQuota"])
     before: Any = Field(description="What was there (null: nothing).")
     after: Any = Field(description="What is there now (null: removed).")
+    operator_name: str | None = Field(
+        default=None,
+        description="Which operator made it (operator entries, in the operator's view; null otherwise).",
+    )
 
 
 class AuditPageOut(BaseModel):
@@ -195,8 +199,110 @@ def audit_out(r: policy_pb2.ListAuditResponse) -> AuditPageOut:
                 method=e.method,
                 before=json.loads(e.before_json or "null"),
                 after=json.loads(e.after_json or "null"),
+                operator_name=e.operator_name or None,
             )
             for e in r.entries
         ],
         next_before_id=r.next_before_id or None,
+    )
+
+
+# ----------------------------------------------------------------------------- abuse limits (docs/limits.md)
+
+QueuedCap = Annotated[int, Field(ge=0, le=limits.LIMITS_MAX_QUEUED_JOBS)]
+SubmitRate = Annotated[float, Field(gt=0, le=limits.LIMITS_MAX_SUBMIT_RATE)]
+SubmitBurst = Annotated[int, Field(ge=1, le=limits.LIMITS_MAX_SUBMIT_BURST)]
+PlanName = Annotated[str, Field(pattern=limits.PLAN_NAME_PATTERN, examples=["free"])]
+
+
+class _LimitsIn(_StrictBody):
+    max_queued_jobs: QueuedCap | None = Field(
+        default=None, description="Jobs of the organization queued at once, held ones included."
+    )
+    submit_rate: SubmitRate | None = Field(
+        default=None, description="Submits per second (the token bucket's refill); with `submit_burst`."
+    )
+    submit_burst: SubmitBurst | None = Field(
+        default=None, description="Submits at once (the token bucket's size); with `submit_rate`."
+    )
+
+
+class PlanUpdate(_LimitsIn):
+    """A plan's limits; a field left out or null is no limit."""
+
+
+class OrganizationLimitsUpdate(_LimitsIn):
+    """Replaces what was set for the organization. A limit left out or null is the plan's."""
+
+    plan: PlanName | None = Field(
+        default=None, description="The organization's plan (null: the default plan)."
+    )
+
+
+class DefaultPlanUpdate(_StrictBody):
+    plan: PlanName | None = Field(
+        description="The plan of organizations without one of their own (null: they have no limits)."
+    )
+
+
+class LimitsOut(BaseModel):
+    max_queued_jobs: int | None = Field(description="null: no cap (in overrides: the plan's)")
+    submit_rate: float | None = Field(
+        description="Submits per second; null: no rate limit (overrides: the plan's)"
+    )
+    submit_burst: int | None = Field(description="Submits at once; null with `submit_rate`")
+
+
+class PlanOut(LimitsOut):
+    name: str
+
+
+class PlansOut(BaseModel):
+    plans: list[PlanOut]
+    default_plan: str | None = Field(description="null: organizations without a plan have no limits")
+
+
+class OrganizationLimitsOut(BaseModel):
+    organization_id: str
+    set: bool = Field(description="Whether a plan or overrides were set for this organization.")
+    plan: str | None = Field(description="The plan as set (null: the default plan).")
+    overrides: LimitsOut
+    effective_plan: str | None = Field(description="The plan that applies (null: none).")
+    effective: LimitsOut = Field(description="The limits that apply now.")
+
+
+def _opt_float(message: Any, name: str) -> float | None:
+    return float(getattr(message, name)) if message.HasField(name) else None
+
+
+def _limits_out(m: policy_pb2.Limits) -> dict[str, Any]:
+    return {
+        "max_queued_jobs": _opt(m, "max_queued_jobs"),
+        "submit_rate": _opt_float(m, "submit_rate"),
+        "submit_burst": _opt(m, "submit_burst"),
+    }
+
+
+def limits_in(body: _LimitsIn) -> policy_pb2.Limits:
+    return policy_pb2.Limits(
+        max_queued_jobs=body.max_queued_jobs, submit_rate=body.submit_rate, submit_burst=body.submit_burst
+    )
+
+
+def plan_out(p: policy_pb2.Plan) -> PlanOut:
+    return PlanOut(name=p.name, **_limits_out(p.limits))
+
+
+def plans_out(p: policy_pb2.Plans) -> PlansOut:
+    return PlansOut(plans=[plan_out(x) for x in p.plans], default_plan=p.default_plan or None)
+
+
+def organization_limits_out(o: policy_pb2.OrganizationLimits) -> OrganizationLimitsOut:
+    return OrganizationLimitsOut(
+        organization_id=o.organization_id,
+        set=o.set,
+        plan=o.plan or None,
+        overrides=LimitsOut(**_limits_out(o.overrides)),
+        effective_plan=o.effective_plan or None,
+        effective=LimitsOut(**_limits_out(o.effective)),
     )

@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, Column, Text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 2  # the highest file in migrations/identity
+SCHEMA_VERSION = 3  # the highest file in migrations/identity
 
 
 class OrganizationRow(SQLModel, table=True):
@@ -81,3 +81,38 @@ class AuditRow(SQLModel, table=True):
     target_id: str
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
     at: datetime
+    actor_operator: str | None = None
+
+
+class InviteRow(SQLModel, table=True):
+    __tablename__ = "organization_invites"
+    __table_args__ = {"schema": "identity"}
+
+    id: UUID = Field(primary_key=True)
+    organization_id: UUID
+    kind: str
+    email: str | None = None
+    role: str
+    prefix: str
+    token_hash: str
+    max_uses: int
+    uses: int
+    expires_at: datetime
+    revoked_at: datetime | None = None
+    created_by_user_id: UUID | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class OperatorRow(SQLModel, table=True):
+    __tablename__ = "operators"
+    __table_args__ = {"schema": "identity"}
+
+    id: UUID = Field(primary_key=True)
+    name: str
+    prefix: str
+    token_hash: str
+    created_by: str
+    revoked_by: str | None = None
+    created_at: datetime
+    revoked_at: datetime | None = None

@@ -16,6 +16,7 @@ from shared.db import Database
 
 from ..domain.model import USE_RECORDING_INTERVAL, ApiKey, AuditEntry, Membership, Organization, Role, User
 from ..service_layer.unit_of_work import Credential, IdentityUnitOfWork, UnitOfWorkFactory
+from .members_repository import MembersSql
 from .orm import ApiKeyRow, AuditRow, MembershipRow, OrganizationRow, UserRow
 
 
@@ -35,7 +36,7 @@ def _api_key(row: ApiKeyRow) -> ApiKey:
     )
 
 
-class SqlUnitOfWork(IdentityUnitOfWork):
+class SqlUnitOfWork(MembersSql, IdentityUnitOfWork):
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
@@ -181,6 +182,7 @@ class SqlUnitOfWork(IdentityUnitOfWork):
                 target_type=entry.target_type,
                 target_id=entry.target_id,
                 details=entry.details,
+                actor_operator=entry.actor_operator,
                 at=func.now(),
             )
         )

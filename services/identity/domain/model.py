@@ -76,8 +76,9 @@ def organization_name(raw: str) -> str:
     return _text(raw, "name", "organization name", ORGANIZATION_NAME_MAX)
 
 
-def person_name(raw: str) -> str | None:
-    return _text(raw, "owner_name", "owner name", PERSON_NAME_MAX, required=False) or None
+def person_name(raw: str, field_name: str = "owner_name") -> str | None:
+    label = "owner name" if field_name == "owner_name" else "name"
+    return _text(raw, field_name, label, PERSON_NAME_MAX, required=False) or None
 
 
 def key_name(raw: str) -> str:
@@ -271,9 +272,10 @@ class AuditEntry:
     action: str
     target_type: str
     target_id: str
-    actor_user_id: UUID | None = None  # None: the operator (admin token)
+    actor_user_id: UUID | None = None  # None: an operator
     actor_api_key_id: UUID | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    actor_operator: str | None = None  # which operator (None: a member acted)
 
     @classmethod
     def by(
@@ -291,6 +293,16 @@ class AuditEntry:
 
     @classmethod
     def by_operator(
-        cls, organization_id: UUID, action: str, target_type: str, target_id: object, **details: Any
+        cls,
+        organization_id: UUID,
+        action: str,
+        target_type: str,
+        target_id: object,
+        *,
+        operator: str = "admin",
+        **details: Any,
     ) -> AuditEntry:
-        return cls(organization_id, action, target_type, str(target_id), details=details)
+        """``operator``: the operator's name (``admin``: the bootstrap operator)."""
+        return cls(
+            organization_id, action, target_type, str(target_id), details=details, actor_operator=operator
+        )

@@ -16,10 +16,19 @@ from shared.errors import Unauthenticated
 from shared.grpc import bearer, current_method, grpc_service
 from shared.wire import ts
 
+from ..domain.members import Invite, Member
 from ..domain.model import ApiKey, Organization, Principal
-from ..domain.operator import OperatorPrincipal
+from ..domain.operator import NamedOperator, OperatorPrincipal
 from ..service_layer import commands
-from ..service_layer.handlers import CreatedOrganization, Dependencies, IssuedKey, handle
+from ..service_layer.handlers import (
+    AcceptedInvite,
+    CreatedInvite,
+    CreatedOperator,
+    CreatedOrganization,
+    Dependencies,
+    IssuedKey,
+    handle,
+)
 
 
 def _principal(p: Principal) -> common_pb2.Principal:
@@ -54,6 +63,40 @@ def _issued(issued: IssuedKey) -> identity_pb2.CreatedApiKey:
     return identity_pb2.CreatedApiKey(key=_api_key(issued.key), secret=issued.secret)
 
 
+def _invite(invite: Invite) -> identity_pb2.Invite:
+    return identity_pb2.Invite(
+        id=str(invite.id),
+        kind=invite.kind.value,
+        email=invite.email or "",
+        role=invite.role.value,
+        prefix=invite.prefix,
+        max_uses=invite.max_uses,
+        uses=invite.uses,
+        expires_at=ts(invite.expires_at),
+        revoked_at=ts(invite.revoked_at),
+        created_at=ts(invite.created_at),
+        created_by_user_id=str(invite.created_by_user_id) if invite.created_by_user_id else "",
+    )
+
+
+def _member(m: Member) -> identity_pb2.Member:
+    return identity_pb2.Member(
+        user_id=str(m.user_id), email=m.email, name=m.name or "", role=m.role.value, joined_at=ts(m.joined_at)
+    )
+
+
+def _operator(o: NamedOperator) -> identity_pb2.Operator:
+    return identity_pb2.Operator(
+        id=str(o.id),
+        name=o.name,
+        prefix=o.prefix,
+        created_by=o.created_by,
+        created_at=ts(o.created_at),
+        revoked_at=ts(o.revoked_at),
+        revoked_by=o.revoked_by or "",
+    )
+
+
 def _key_id(value: str) -> UUID | None:
     """A malformed id is treated as unknown: NOT_FOUND, like another organization's id."""
     try:
@@ -80,7 +123,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     ) -> common_pb2.Principal:
         found = await handle(commands.Authenticate(request.api_key, operator_allowed=True), self.deps)
         if isinstance(found, OperatorPrincipal):
-            return common_pb2.Principal(operator=True)
+            return common_pb2.Principal(operator=True, operator_name=found.name)
         return _principal(found)
 
     async def CreateOrganization(
@@ -129,3 +172,88 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     ) -> identity_pb2.ApiKey:
         cmd = commands.RevokeApiKey(caller=await self._caller(context), key_id=_key_id(request.id))
         return _api_key(await handle(cmd, self.deps))
+
+    # -- members and invites
+    async def CreateInvite(
+        self, request: identity_pb2.CreateInviteRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.CreatedInvite:
+        cmd = commands.CreateInvite(
+            caller=await self._caller(context),
+            email=request.email,
+            role=request.role,
+            expires_in_seconds=request.expires_in_seconds,
+            max_uses=request.max_uses,
+        )
+        done: CreatedInvite = await handle(cmd, self.deps)
+        return identity_pb2.CreatedInvite(
+            invite=_invite(done.issued.invite), token=done.issued.token, mailed=done.mailed
+        )
+
+    async def ListInvites(
+        self, request: common_pb2.Empty, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.ListInvitesResponse:
+        found: list[Invite] = await handle(
+            commands.ListInvites(caller=await self._caller(context)), self.deps
+        )
+        return identity_pb2.ListInvitesResponse(invites=[_invite(i) for i in found])
+
+    async def RevokeInvite(
+        self, request: identity_pb2.RevokeInviteRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.Invite:
+        cmd = commands.RevokeInvite(caller=await self._caller(context), invite_id=_key_id(request.id))
+        return _invite(await handle(cmd, self.deps))
+
+    async def AcceptInvite(
+        self, request: identity_pb2.AcceptInviteRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.AcceptedInvite:
+        cmd = commands.AcceptInvite(token=request.token, email=request.email, name=request.name)
+        done: AcceptedInvite = await handle(cmd, self.deps)
+        return identity_pb2.AcceptedInvite(
+            organization=_organization(done.organization),
+            member=_member(done.member),
+            api_key=_issued(done.api_key),
+        )
+
+    async def ListMembers(
+        self, request: common_pb2.Empty, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.ListMembersResponse:
+        found: list[Member] = await handle(
+            commands.ListMembers(caller=await self._caller(context)), self.deps
+        )
+        return identity_pb2.ListMembersResponse(members=[_member(m) for m in found])
+
+    async def UpdateMember(
+        self, request: identity_pb2.UpdateMemberRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.Member:
+        cmd = commands.UpdateMember(
+            caller=await self._caller(context), user_id=_key_id(request.user_id), role=request.role
+        )
+        return _member(await handle(cmd, self.deps))
+
+    async def RemoveMember(
+        self, request: identity_pb2.RemoveMemberRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.Member:
+        cmd = commands.RemoveMember(caller=await self._caller(context), user_id=_key_id(request.user_id))
+        return _member(await handle(cmd, self.deps))
+
+    # -- named operators (operator token in metadata)
+    async def CreateOperator(
+        self, request: identity_pb2.CreateOperatorRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.CreatedOperator:
+        cmd = commands.CreateOperator(name=request.name, operator_token=bearer(context))
+        done: CreatedOperator = await handle(cmd, self.deps)
+        return identity_pb2.CreatedOperator(operator=_operator(done.operator), token=done.token)
+
+    async def ListOperators(
+        self, request: common_pb2.Empty, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.ListOperatorsResponse:
+        found: list[NamedOperator] = await handle(
+            commands.ListOperators(operator_token=bearer(context)), self.deps
+        )
+        return identity_pb2.ListOperatorsResponse(operators=[_operator(o) for o in found])
+
+    async def RevokeOperator(
+        self, request: identity_pb2.RevokeOperatorRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.Operator:
+        cmd = commands.RevokeOperator(operator_id=_key_id(request.id), operator_token=bearer(context))
+        return _operator(await handle(cmd, self.deps))

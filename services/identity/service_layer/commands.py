@@ -53,4 +53,91 @@ class RevokeApiKey:
     key_id: UUID | None  # None: the id on the wire was malformed, which reads as "not found"
 
 
-Command = Authenticate | CreateOrganization | GetOrganization | CreateApiKey | ListApiKeys | RevokeApiKey
+# --- members and invites (docs/members.md)
+
+
+@dataclass(frozen=True)
+class CreateInvite:
+    caller: Principal
+    email: str = ""  # "": an invite code
+    role: str = ""  # "": member
+    expires_in_seconds: int = 0  # 0: the default lifetime
+    max_uses: int = 0  # codes only; 0: once
+
+
+@dataclass(frozen=True)
+class ListInvites:
+    caller: Principal
+
+
+@dataclass(frozen=True)
+class RevokeInvite:
+    caller: Principal
+    invite_id: UUID | None  # None: malformed on the wire, which reads as "not found"
+
+
+@dataclass(frozen=True)
+class AcceptInvite:
+    """Unauthenticated: the token is the credential."""
+
+    token: str = field(repr=False)
+    email: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class ListMembers:
+    caller: Principal
+
+
+@dataclass(frozen=True)
+class UpdateMember:
+    caller: Principal
+    user_id: UUID | None
+    role: str
+
+
+@dataclass(frozen=True)
+class RemoveMember:
+    caller: Principal
+    user_id: UUID | None
+
+
+# --- named operators: ``operator_token`` is what the caller presented (None: nothing)
+
+
+@dataclass(frozen=True)
+class CreateOperator:
+    name: str
+    operator_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class ListOperators:
+    operator_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class RevokeOperator:
+    operator_id: UUID | None
+    operator_token: str | None = field(default=None, repr=False)
+
+
+Command = (
+    Authenticate
+    | CreateOrganization
+    | GetOrganization
+    | CreateApiKey
+    | ListApiKeys
+    | RevokeApiKey
+    | CreateInvite
+    | ListInvites
+    | RevokeInvite
+    | AcceptInvite
+    | ListMembers
+    | UpdateMember
+    | RemoveMember
+    | CreateOperator
+    | ListOperators
+    | RevokeOperator
+)

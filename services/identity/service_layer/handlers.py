@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 from uuid import uuid4
 
 from shared.errors import NotFound, Unauthenticated
@@ -19,39 +19,38 @@ from shared.handlers import dispatch
 from ..domain import model
 from ..domain.keys import hash_key, legacy, well_formed
 from ..domain.model import ApiKey, AuditEntry, AuthOutcome, Membership, Organization, Principal, Role, User
-from ..domain.operator import OPERATOR, OperatorPrincipal
-from . import commands
-from .unit_of_work import UnitOfWorkFactory
+from ..domain.operator import OperatorPrincipal
+from . import commands, members, operators
+from .dependencies import (  # re-exported: the entrypoints and tests import them from here
+    Dependencies,
+    IdentityMetrics,
+    InviteMail,
+    IssuedKey,
+    Mailer,
+    NoMailer,
+    OperatorGate,
+)
+from .dependencies import key_details as _key_details
+from .members import AcceptedInvite, CreatedInvite
+from .operators import OPERATOR_REQUIRED, CreatedOperator, resolve_operator
+
+__all__ = [
+    "OPERATOR_REQUIRED",
+    "AcceptedInvite",
+    "CreatedInvite",
+    "CreatedOperator",
+    "Dependencies",
+    "IdentityMetrics",
+    "InviteMail",
+    "IssuedKey",
+    "Mailer",
+    "NoMailer",
+    "OperatorGate",
+    "handle",
+]
 
 # One message for every failure, so a caller cannot tell unknown, revoked and expired keys apart.
 INVALID_KEY = "invalid API key"
-OPERATOR_REQUIRED = "a valid admin token is required"
-
-
-class OperatorGate(Protocol):
-    def admits(self, presented: str | None) -> bool:
-        """Whether ``presented`` is the operator's credential."""
-
-
-class IdentityMetrics(Protocol):
-    def count_authentication(self, outcome: AuthOutcome) -> None:
-        """Told how every authentication ended; the caller itself only ever learns ok or not."""
-
-    def count_legacy_key(self) -> None:
-        """Told of every successful authentication with a key of the format before checksums."""
-
-
-@dataclass(frozen=True)
-class Dependencies:
-    uow: UnitOfWorkFactory
-    operator: OperatorGate
-    metrics: IdentityMetrics
-
-
-@dataclass(frozen=True)
-class IssuedKey:
-    key: ApiKey
-    secret: str
 
 
 @dataclass(frozen=True)
@@ -61,22 +60,14 @@ class CreatedOrganization:
     api_key: IssuedKey
 
 
-def _key_details(key: ApiKey) -> dict:
-    return {
-        "name": key.name,
-        "prefix": key.prefix,
-        "scopes": list(key.scopes),
-        "expires_at": key.expires_at.isoformat() if key.expires_at else None,
-    }
-
-
 async def authenticate(cmd: commands.Authenticate, deps: Dependencies) -> Principal | OperatorPrincipal:
-    # The operator token is recognised only where asked for and only if it cannot be a key: an API key
-    # (anything key-shaped) is always looked up as a key, so it never becomes the operator. The
-    # comparison is constant-time (OperatorToken.admits).
-    if cmd.operator_allowed and not well_formed(cmd.api_key) and deps.operator.admits(cmd.api_key):
-        deps.metrics.count_authentication(AuthOutcome.OPERATOR)
-        return OPERATOR
+    # An operator token is recognised only where asked for and only if it cannot be a key: an API key
+    # (anything key-shaped) is always looked up as a key, so it never becomes an operator.
+    if cmd.operator_allowed and not well_formed(cmd.api_key):
+        found_operator = await resolve_operator(cmd.api_key, deps)
+        if found_operator is not None:
+            deps.metrics.count_authentication(AuthOutcome.OPERATOR)
+            return found_operator
     # A string that cannot be a key is refused before any lookup; that reveals nothing about keys.
     if not well_formed(cmd.api_key):
         deps.metrics.count_authentication(AuthOutcome.MALFORMED)
@@ -105,8 +96,10 @@ async def authenticate(cmd: commands.Authenticate, deps: Dependencies) -> Princi
 
 async def create_organization(cmd: commands.CreateOrganization, deps: Dependencies) -> CreatedOrganization:
     """The organization, its owner (an existing user with that email is reused) and a first key."""
-    if not deps.operator.admits(cmd.operator_token):
+    by = await resolve_operator(cmd.operator_token, deps)
+    if by is None:
         raise Unauthenticated(OPERATOR_REQUIRED)
+    op = by.name
     name = model.organization_name(cmd.name)
     email = model.email_address(cmd.owner_email)
     owner_name = model.person_name(cmd.owner_name)
@@ -115,19 +108,27 @@ async def create_organization(cmd: commands.CreateOrganization, deps: Dependenci
         org = Organization(id=uuid4(), name=name, created_at=now)
         await tx.add_organization(org)
         await tx.audit(
-            AuditEntry.by_operator(org.id, "organization.created", "organization", org.id, name=name)
+            AuditEntry.by_operator(
+                org.id, "organization.created", "organization", org.id, operator=op, name=name
+            )
         )
         owner, created = await tx.ensure_user(User(id=uuid4(), email=email, name=owner_name), org.id)
         if created:
-            await tx.audit(AuditEntry.by_operator(org.id, "user.created", "user", owner.id, email=email))
+            await tx.audit(
+                AuditEntry.by_operator(org.id, "user.created", "user", owner.id, operator=op, email=email)
+            )
         await tx.add_membership(Membership(user_id=owner.id, organization_id=org.id, role=Role.OWNER))
         await tx.audit(
-            AuditEntry.by_operator(org.id, "member.added", "user", owner.id, role=Role.OWNER.value)
+            AuditEntry.by_operator(
+                org.id, "member.added", "user", owner.id, operator=op, role=Role.OWNER.value
+            )
         )
         key, secret = model.issue_key(org.id, owner.id, model.DEFAULT_KEY_NAME, model.SCOPES, now)
         await tx.add_api_key(key)
         await tx.audit(
-            AuditEntry.by_operator(org.id, "api_key.created", "api_key", key.id, **_key_details(key))
+            AuditEntry.by_operator(
+                org.id, "api_key.created", "api_key", key.id, operator=op, **_key_details(key)
+            )
         )
     return CreatedOrganization(organization=org, owner=owner, api_key=IssuedKey(key, secret))
 
@@ -192,6 +193,8 @@ HANDLERS: dict[type, Handler] = {
     commands.CreateApiKey: create_api_key,
     commands.ListApiKeys: list_api_keys,
     commands.RevokeApiKey: revoke_api_key,
+    **members.HANDLERS,
+    **operators.HANDLERS,
 }
 
 

@@ -9,7 +9,9 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
+from ..domain.members import Invite, Member
 from ..domain.model import ApiKey, AuditEntry, Membership, Organization, Role, User
+from ..domain.operator import NamedOperator
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,56 @@ class IdentityUnitOfWork(Protocol):
     async def save_revocation(self, key: ApiKey) -> None: ...
 
     async def audit(self, entry: AuditEntry) -> None: ...
+
+    # --- members and invites (docs/members.md)
+
+    async def lock_organization(self, organization_id: UUID) -> None:
+        """Serialise membership changes of one organization (the last-owner rule reads, then writes)."""
+
+    async def add_invite(self, invite: Invite) -> None: ...
+
+    async def invite(self, invite_id: UUID) -> Invite | None:
+        """An invite of the unit's organization, locked for update."""
+
+    async def invite_by_token(self, token_hash: str) -> Invite | None:
+        """The invite with this token hash (system scope), locked for update."""
+
+    async def invites(self, organization_id: UUID) -> list[Invite]:
+        """The organization's invites, newest first."""
+
+    async def save_invite(self, invite: Invite) -> None:
+        """Store an invite's uses and revocation."""
+
+    async def member(self, organization_id: UUID, user_id: UUID) -> Member | None: ...
+
+    async def member_by_email(self, organization_id: UUID, email: str) -> Member | None: ...
+
+    async def members(self, organization_id: UUID) -> list[Member]:
+        """The organization's members, oldest membership first."""
+
+    async def owner_count(self, organization_id: UUID) -> int: ...
+
+    async def save_role(self, organization_id: UUID, user_id: UUID, role: Role) -> None: ...
+
+    async def remove_membership(self, organization_id: UUID, user_id: UUID) -> None: ...
+
+    async def revoke_keys_of(self, organization_id: UUID, user_id: UUID, at: datetime) -> int:
+        """Revoke every unrevoked key the user holds in the organization; how many were revoked."""
+
+    # --- named operators (system scope only)
+
+    async def add_operator(self, operator: NamedOperator) -> bool:
+        """False when an operator of that name exists already."""
+
+    async def operator_by_token(self, token_hash: str) -> NamedOperator | None: ...
+
+    async def named_operator(self, operator_id: UUID) -> NamedOperator | None:
+        """Locked for update."""
+
+    async def operators(self) -> list[NamedOperator]:
+        """Every named operator, oldest first."""
+
+    async def save_operator_revocation(self, operator: NamedOperator) -> None: ...
 
 
 class UnitOfWorkFactory(Protocol):

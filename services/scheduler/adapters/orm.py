@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 4  # the highest file in migrations/scheduler
+SCHEMA_VERSION = 6  # the highest file in migrations/scheduler
 
 
 def _ts(nullable: bool = True) -> Any:

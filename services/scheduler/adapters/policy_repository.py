@@ -119,7 +119,7 @@ class SqlPolicyUnit:
         rows = await self.s.execute(
             text(
                 "SELECT id, at, actor, organization_id, actor_user_id, actor_api_key_id, method, target, "
-                "before, after FROM policy_audit "
+                "before, after, operator_name FROM policy_audit "
                 "WHERE (CAST(:o AS uuid) IS NULL OR organization_id = :o) "
                 "AND (CAST(:b AS bigint) IS NULL OR id < :b) ORDER BY id DESC LIMIT :n"
             ),
@@ -127,7 +127,7 @@ class SqlPolicyUnit:
         )
         return [
             AuditEntry(
-                actor=Actor(True)
+                actor=Actor(True, name=r.operator_name)
                 if r.actor == "operator"
                 else Actor(False, r.organization_id, r.actor_user_id, r.actor_api_key_id),
                 method=r.method,
@@ -237,14 +237,15 @@ class SqlPolicyUnit:
         await self.s.execute(
             text(
                 "INSERT INTO policy_audit (actor, organization_id, actor_user_id, actor_api_key_id, method, "
-                "target, before, after) VALUES (:actor, :org, :user, :key, :method, CAST(:target AS jsonb), "
-                "CAST(:before AS jsonb), CAST(:after AS jsonb))"
+                "target, before, after, operator_name) VALUES (:actor, :org, :user, :key, :method, "
+                "CAST(:target AS jsonb), CAST(:before AS jsonb), CAST(:after AS jsonb), :operator_name)"
             ),
             {
                 "actor": a.kind,
                 "org": entry.organization_id,
                 "user": None if a.operator else a.user_id,
                 "key": None if a.operator else a.api_key_id,
+                "operator_name": a.name if a.operator else None,
                 "method": entry.method,
                 "target": json.dumps(entry.target, sort_keys=True),
                 "before": _json(entry.before),

@@ -222,6 +222,7 @@ class Actor:
     organization_id: UUID | None = None
     user_id: UUID | None = None
     api_key_id: UUID | None = None
+    name: str | None = None  # which operator (identity's named operators); None: unnamed, or a member
 
     @property
     def kind(self) -> str:
@@ -229,6 +230,11 @@ class Actor:
 
 
 OPERATOR = Actor(operator=True)
+
+
+def named_operator(name: str) -> Actor:
+    """The operator as identity named it ("" from an identity that names none: unnamed)."""
+    return Actor(operator=True, name=name or None)
 
 
 @dataclass(frozen=True)

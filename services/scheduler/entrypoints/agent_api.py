@@ -1,6 +1,13 @@
-"""NodeAgentService (node agents, agent token): what each node should run, pushed or asked for, and the
-agents' job reports, one by one or in batches. It only translates between proto messages and commands;
-the handlers decide.
+"""NodeAgentService (node agents, node credentials): what each node should run, pushed or asked for, and
+the agents' job reports, one by one or in batches. It only translates between proto messages and
+commands; the handlers decide.
+
+Every call presents the caller's node credential (``authorization: Bearer gpfn_...``), verified through
+fleet (:class:`shared.grpc.NodeAuthenticator`, cached at most a second: a revoked credential stops
+working within about a second). The node the request names must be the caller's own (another:
+PERMISSION_DENIED), and a report about a job not placed on the caller's node is PERMISSION_DENIED and
+changes nothing (the handlers look the job up on the caller's node only). An API key or the operator
+token is never accepted here (docs/agent-identity.md).
 
 ``WatchAssignments`` sends the node's whole list at once and again whenever it changes. A change is
 noticed two ways: the :class:`AssignmentFeed` wakes the stream right after this process committed a
@@ -17,7 +24,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import TypeVar
 from uuid import UUID
 
@@ -25,9 +32,9 @@ import grpc
 from gpufleet.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
 
 from shared import metrics
-from shared.errors import DomainError, InvalidArgument
+from shared.errors import DomainError, InvalidArgument, NotFound, PermissionDenied
 from shared.failures import is_unavailable
-from shared.grpc import ERROR_FIELD_KEY, STATUS_OF, grpc_service, require_agent
+from shared.grpc import ERROR_FIELD_KEY, STATUS_OF, NodeAuthenticator, grpc_service
 from shared.wire import parse_ts
 
 from ..domain.model import Job
@@ -90,11 +97,7 @@ def _digest(assignments: Sequence[scheduler_pb2.Assignment]) -> bytes:
     return h.digest()
 
 
-def _node_uuid(raw: str) -> UUID:
-    try:
-        return UUID(raw)
-    except (ValueError, AttributeError, TypeError) as exc:
-        raise InvalidArgument("node_id is not a valid UUID", field="node_id") from exc
+NOT_YOURS = "the job is not placed on this node"
 
 
 def _started(node_id: str, r: scheduler_pb2.ReportJobStartedRequest) -> commands.ReportJobStarted:
@@ -124,13 +127,13 @@ class NodeAgentServicer(scheduler_pb2_grpc.NodeAgentServiceServicer):
     def __init__(
         self,
         deps: Dependencies,
-        agent_token: str,
+        nodes: NodeAuthenticator,
         *,
         recheck_seconds: float = RECHECK_SECONDS,
         keepalive_seconds: float = KEEPALIVE_SECONDS,
     ) -> None:
         self.deps = deps
-        self._token = agent_token
+        self._nodes = nodes
         self._recheck, self._keepalive = recheck_seconds, keepalive_seconds
 
     @property
@@ -145,8 +148,7 @@ class NodeAgentServicer(scheduler_pb2_grpc.NodeAgentServiceServicer):
     async def GetAssignments(
         self, request: scheduler_pb2.GetAssignmentsRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.GetAssignmentsResponse:
-        require_agent(context, self._token)
-        _node_uuid(request.node_id)
+        await self._nodes.own_node(context, request.node_id)
         return scheduler_pb2.GetAssignmentsResponse(assignments=await self._assignments(request.node_id))
 
     def WatchAssignments(
@@ -159,8 +161,7 @@ class NodeAgentServicer(scheduler_pb2_grpc.NodeAgentServiceServicer):
     async def _watch(
         self, request: scheduler_pb2.WatchAssignmentsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[scheduler_pb2.AssignmentsUpdate]:
-        require_agent(context, self._token)
-        node = _node_uuid(request.node_id)
+        node = await self._nodes.own_node(context, request.node_id)
         known = max(request.known_revision, 0)
         sent: bytes | None = None
         revision = 0
@@ -186,14 +187,21 @@ class NodeAgentServicer(scheduler_pb2_grpc.NodeAgentServiceServicer):
         """Apply the reports in order, in one transaction. ``acknowledged`` names every job whose reports
         in this call the scheduler is done with: applied, already applied, or refused for good (an
         unknown job, a job of another node: logged here, and resending would not change the answer).
-        When the database is unavailable the call fails as a whole and the agent sends it again."""
-        require_agent(context, self._token)
-        _node_uuid(request.node_id)
+        When the database is unavailable the call fails as a whole and the agent sends it again.
+
+        A report about a job that is not placed on the caller's node changes nothing and makes the
+        call PERMISSION_DENIED (the batch's other reports, all about the caller's own jobs, are
+        applied: each report is decided on its own). An agent then sends the batch one report per
+        call and drops those refused (a report from before a requeue moved the job elsewhere)."""
+        await self._nodes.own_node(context, request.node_id)
         if len(request.reports) > MAX_REPORTS_PER_CALL:
             raise InvalidArgument(f"at most {MAX_REPORTS_PER_CALL} reports per call", field="reports")
         cmds = tuple(_report_command(request.node_id, report) for report in request.reports)
         answers = await handlers.handle(commands.ReportJobs(cmds), self.deps)
+        foreign = None
         for report, refused in zip(request.reports, answers, strict=True):
+            if isinstance(refused, NotFound) and foreign is None:
+                foreign = _job_of(report)
             if refused is not None:
                 log.warning(
                     "refused a job report",
@@ -204,6 +212,8 @@ class NodeAgentServicer(scheduler_pb2_grpc.NodeAgentServiceServicer):
                         "reason": refused.message,
                     },
                 )
+        if foreign is not None:
+            raise PermissionDenied(f"{NOT_YOURS}: {foreign[:64]}", field="reports")
         return scheduler_pb2.ReportJobsResponse(
             acknowledged=list(dict.fromkeys(_job_of(r) for r in request.reports))
         )
@@ -211,16 +221,25 @@ class NodeAgentServicer(scheduler_pb2_grpc.NodeAgentServiceServicer):
     async def ReportJobStarted(
         self, request: scheduler_pb2.ReportJobStartedRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.Empty:
-        require_agent(context, self._token)
-        await handlers.handle(_started(request.node_id, request), self.deps)
+        await self._nodes.own_node(context, request.node_id)
+        await _own_job(handlers.handle(_started(request.node_id, request), self.deps))
         return common_pb2.Empty()
 
     async def ReportJobFinished(
         self, request: scheduler_pb2.ReportJobFinishedRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.Empty:
-        require_agent(context, self._token)
-        await handlers.handle(_finished(request.node_id, request), self.deps)
+        await self._nodes.own_node(context, request.node_id)
+        await _own_job(handlers.handle(_finished(request.node_id, request), self.deps))
         return common_pb2.Empty()
+
+
+async def _own_job(report: Awaitable[None]) -> None:
+    """A report the handler could not find on the caller's node is about a job that is not the
+    caller's: PERMISSION_DENIED (the same answer whether the job exists elsewhere or not at all)."""
+    try:
+        await report
+    except NotFound as exc:
+        raise PermissionDenied(NOT_YOURS, field="job_id") from exc
 
 
 def _job_of(report: scheduler_pb2.JobReport) -> str:

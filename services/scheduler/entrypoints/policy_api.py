@@ -7,18 +7,23 @@ the owner or admin role."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Protocol
 from uuid import UUID
 
 import grpc
 from gpufleet.v1 import common_pb2, policy_pb2, policy_pb2_grpc
 
+from shared.errors import FailedPrecondition
 from shared.grpc import grpc_service, tenant_of
 from shared.wire import ts
 
 from ..domain.engine import Quota
-from ..domain.policy_admin import AuditEntry, StoredPolicy, UserCapEntry
+from ..domain.limits import Limits, LimitsPolicy
+from ..domain.policy_admin import AuditEntry, StoredPolicy, UserCapEntry, named_operator
+from ..service_layer import limits
 from ..service_layer import policy as cmds
+from ..service_layer.limits import LimitsDependencies
 from ..service_layer.policy import AuditPage, OrganizationCaps, PolicyDependencies, handle
 
 SERVICE_NAME = policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
@@ -27,7 +32,7 @@ SERVICE_NAME = policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
 class PolicyAuth(Protocol):
     """shared.grpc.Authenticator in production."""
 
-    async def operator(self, context: grpc.aio.ServicerContext) -> None: ...
+    async def operator(self, context: grpc.aio.ServicerContext) -> common_pb2.Principal: ...
 
     async def principal(
         self, context: grpc.aio.ServicerContext, *, write: bool = False
@@ -80,7 +85,7 @@ def policy_message(p: StoredPolicy) -> policy_pb2.Policy:
     )
 
 
-def _entry(e: AuditEntry) -> policy_pb2.AuditEntry:
+def _entry(e: AuditEntry, operator_names: bool = True) -> policy_pb2.AuditEntry:
     a = e.actor
     return policy_pb2.AuditEntry(
         id=e.id,
@@ -92,12 +97,14 @@ def _entry(e: AuditEntry) -> policy_pb2.AuditEntry:
         method=e.method,
         before_json=json.dumps(e.before, sort_keys=True),
         after_json=json.dumps(e.after, sort_keys=True),
+        operator_name=(a.name or "") if a.operator and operator_names else "",
     )
 
 
-def audit_message(page: AuditPage) -> policy_pb2.ListAuditResponse:
+def audit_message(page: AuditPage, *, operator_names: bool = True) -> policy_pb2.ListAuditResponse:
+    """``operator_names``: False for an organization's own view (which operator is operators' business)."""
     return policy_pb2.ListAuditResponse(
-        entries=[_entry(e) for e in page.entries], next_before_id=page.next_before_id
+        entries=[_entry(e, operator_names) for e in page.entries], next_before_id=page.next_before_id
     )
 
 
@@ -123,7 +130,9 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         self.auth = auth
 
     async def _policy(self, context: grpc.aio.ServicerContext, cmd: object) -> policy_pb2.Policy:
-        await self.auth.operator(context)
+        by = named_operator((await self.auth.operator(context)).operator_name)
+        if hasattr(cmd, "by"):  # the commands that change something record who
+            cmd = replace(cmd, by=by)  # type: ignore[type-var]
         stored: StoredPolicy = await handle(cmd, self.deps)
         return policy_message(stored)
 
@@ -166,13 +175,14 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
     async def SetQuota(
         self, request: policy_pb2.SetQuotaRequest, context: grpc.aio.ServicerContext
     ) -> policy_pb2.Quota:
-        await self.auth.operator(context)
+        by = named_operator((await self.auth.operator(context)).operator_name)
         cmd = cmds.SetQuota(
             request.organization_id,
             request.gpu_type,
             request.nominal,
             _opt(request, "borrowing_limit"),
             _opt(request, "lending_limit"),
+            by=by,
         )
         quota: Quota = await handle(cmd, self.deps)
         return quota_message(UUID(request.organization_id), request.gpu_type, quota)
@@ -210,4 +220,90 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
     ) -> policy_pb2.ListAuditResponse:
         caller = _caller(await self.auth.principal(context))
         cmd = cmds.ListOrganizationAudit(caller, request.before_id, request.limit)
-        return audit_message(await handle(cmd, self.deps))
+        return audit_message(await handle(cmd, self.deps), operator_names=False)
+
+    # -- abuse limits (operator; service_layer/limits.py, docs/limits.md) -----------------------
+    def _limits_deps(self) -> LimitsDependencies:
+        if self.deps.limits is None:
+            raise FailedPrecondition("abuse limits are not served by this process")
+        return self.deps.limits
+
+    async def ListPlans(
+        self, request: policy_pb2.ListPlansRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.Plans:
+        await self.auth.operator(context)
+        return plans_message(await limits.handle(limits.ListPlans(), self._limits_deps()))
+
+    async def SetPlan(
+        self, request: policy_pb2.SetPlanRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.Plan:
+        await self.auth.operator(context)
+        q, r, b = limits_of_message(request.limits)
+        name, value = await limits.handle(limits.SetPlan(request.name, q, r, b), self._limits_deps())
+        return policy_pb2.Plan(name=name, limits=limits_message(value))
+
+    async def SetDefaultPlan(
+        self, request: policy_pb2.SetDefaultPlanRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.Plans:
+        await self.auth.operator(context)
+        return plans_message(await limits.handle(limits.SetDefaultPlan(request.plan), self._limits_deps()))
+
+    async def GetOrganizationLimits(
+        self, request: policy_pb2.GetOrganizationLimitsRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.OrganizationLimits:
+        await self.auth.operator(context)
+        cmd = limits.GetOrganizationLimits(request.organization_id)
+        return organization_limits_message(await limits.handle(cmd, self._limits_deps()))
+
+    async def SetOrganizationLimits(
+        self, request: policy_pb2.SetOrganizationLimitsRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.OrganizationLimits:
+        await self.auth.operator(context)
+        q, r, b = limits_of_message(request.overrides)
+        cmd = limits.SetOrganizationLimits(request.organization_id, request.plan, q, r, b)
+        return organization_limits_message(await limits.handle(cmd, self._limits_deps()))
+
+    async def DeleteOrganizationLimits(
+        self, request: policy_pb2.DeleteOrganizationLimitsRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.OrganizationLimits:
+        await self.auth.operator(context)
+        cmd = limits.DeleteOrganizationLimits(request.organization_id)
+        return organization_limits_message(await limits.handle(cmd, self._limits_deps()))
+
+
+# ----------------------------------------------------------------------------- abuse limits (wire)
+
+
+def limits_of_message(m: policy_pb2.Limits) -> tuple[int | None, float | None, int | None]:
+    return _opt(m, "max_queued_jobs"), _opt_float(m, "submit_rate"), _opt(m, "submit_burst")
+
+
+def _opt_float(message: object, name: str) -> float | None:
+    return getattr(message, name) if message.HasField(name) else None  # type: ignore[attr-defined]
+
+
+def limits_message(value: Limits) -> policy_pb2.Limits:
+    return policy_pb2.Limits(
+        max_queued_jobs=value.max_queued_jobs,
+        submit_rate=value.submit_rate,
+        submit_burst=value.submit_burst,
+    )
+
+
+def plans_message(p: LimitsPolicy) -> policy_pb2.Plans:
+    return policy_pb2.Plans(
+        plans=[policy_pb2.Plan(name=n, limits=limits_message(v)) for n, v in sorted(p.plans.items())],
+        default_plan=p.default_plan or "",
+    )
+
+
+def organization_limits_message(found: limits.OrganizationLimits) -> policy_pb2.OrganizationLimits:
+    setting = found.setting
+    return policy_pb2.OrganizationLimits(
+        organization_id=str(found.organization_id),
+        set=setting is not None,
+        plan=(setting.plan or "") if setting is not None else "",
+        overrides=limits_message(setting.overrides if setting is not None else Limits()),
+        effective_plan=found.effective.plan or "",
+        effective=limits_message(found.effective.limits),
+    )

@@ -26,6 +26,7 @@ from ..domain.spec import (
 )
 from . import commands
 from .assignments import AssignmentFeed
+from .limits import Admission, SubmitLimiter
 from .options import SchedulingOptions
 from .submits import SubmitWriter
 from .unit_of_work import AdmissionCheck, GpuTypeCatalog, UnitOfWorkFactory
@@ -45,6 +46,8 @@ class Dependencies:
     assignments: AssignmentFeed = field(default_factory=AssignmentFeed)
     # Group commit of submits without an idempotency key (None: each submit its own transaction).
     submits: SubmitWriter | None = None
+    # Abuse limits at submit: submit rate and queued-jobs cap per organization (None: no limits).
+    limits: SubmitLimiter | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,8 @@ def _same_job(spec: JobSpec, found: tuple[Job, str | None]) -> Job:
 
 
 async def submit_job(cmd: commands.SubmitJob, deps: Dependencies) -> Job:
+    """A new job, once the organization's limits let it through (service_layer/limits.py: refused
+    with RESOURCE_EXHAUSTED before anything else is asked or written)."""
     spec = job_spec(
         command=cmd.command,
         gpu_count=cmd.gpu_count,
@@ -133,6 +138,21 @@ async def submit_job(cmd: commands.SubmitJob, deps: Dependencies) -> Job:
         no_requeue=cmd.no_requeue,
         limits=deps.options.limits,
     )
+    admission = await deps.limits.admit(cmd.organization_id) if deps.limits is not None else Admission(None)
+    try:
+        job, created = await _submit_admitted(cmd, spec, deps)
+    except BaseException:
+        admission.released()
+        raise
+    if created:
+        admission.committed()
+    else:
+        admission.released()  # an idempotent replay: the job was there already
+    return job
+
+
+async def _submit_admitted(cmd: commands.SubmitJob, spec: JobSpec, deps: Dependencies) -> tuple[Job, bool]:
+    """The job, and whether this call created it."""
     if spec.gpu_type is not None:
         check_gpu_type(spec, await deps.catalog.names(cmd.authorization))
     if deps.capacity is not None:
@@ -144,12 +164,12 @@ async def submit_job(cmd: commands.SubmitJob, deps: Dependencies) -> Job:
     if deps.submits is not None and spec.idempotency_key is None:
         job = await deps.submits.submit(spec, cmd.organization_id, cmd.user_id)
         deps.wakeup.set()
-        return job
+        return job, True
     async with deps.uow(org_id=cmd.organization_id) as uow:
         if spec.idempotency_key is not None:
             found = await uow.job_by_idempotency_key(cmd.organization_id, spec.idempotency_key)
             if found is not None:
-                return _same_job(spec, found)
+                return _same_job(spec, found), False
         job = Job.submit(
             spec,
             job_id=uuid.uuid4(),
@@ -163,9 +183,9 @@ async def submit_job(cmd: commands.SubmitJob, deps: Dependencies) -> Job:
             found = await uow.job_by_idempotency_key(cmd.organization_id, spec.idempotency_key)
             if found is None:
                 raise Conflict("idempotency_key is in use", field="idempotency_key")
-            return _same_job(spec, found)
+            return _same_job(spec, found), False
     deps.wakeup.set()
-    return job
+    return job, True
 
 
 async def get_job(cmd: commands.GetJob, deps: Dependencies) -> Job:

@@ -31,6 +31,7 @@ from ..domain import policy_admin as rules
 from ..domain.engine import Policy, Quota, Shape
 from ..domain.policy_admin import OPERATOR, Actor, AuditEntry, StoredPolicy, UserCapEntry
 from .capacity import FleetCapacity
+from .limits import LimitsDependencies
 from .unit_of_work import UnitOfWorkFactory
 from .wakeup import Wakeup
 
@@ -177,22 +178,26 @@ class GetPolicy:
 class SetFairShare:
     organization_id: str
     weight: float | None  # None: back to the default (1)
+    by: Actor = OPERATOR  # who: the operator principal identity named
 
 
 @dataclass(frozen=True)
 class SetHalfLife:
     half_life_s: float
+    by: Actor = OPERATOR  # who: the operator principal identity named
 
 
 @dataclass(frozen=True)
 class SetGpuTypeWeight:
     gpu_type: str
     weight: float | None  # None: back to the default (1)
+    by: Actor = OPERATOR  # who: the operator principal identity named
 
 
 @dataclass(frozen=True)
 class SetDedicatedLendingLimit:
     limit: int
+    by: Actor = OPERATOR  # who: the operator principal identity named
 
 
 @dataclass(frozen=True)
@@ -202,12 +207,14 @@ class SetQuota:
     nominal: int
     borrowing_limit: int | None = None
     lending_limit: int | None = None
+    by: Actor = OPERATOR  # who: the operator principal identity named
 
 
 @dataclass(frozen=True)
 class DeleteQuota:
     organization_id: str
     gpu_type: str
+    by: Actor = OPERATOR  # who: the operator principal identity named
 
 
 @dataclass(frozen=True)
@@ -240,6 +247,8 @@ class PolicyDependencies:
     repo: PolicyRepository
     store: PolicyStore | None = None  # told of every change made here (None: no store in this process)
     wakeup: Wakeup = field(default_factory=Wakeup)
+    # Plans and per-organization abuse limits (service_layer/limits.py; None: not served here).
+    limits: LimitsDependencies | None = None
 
 
 @dataclass(frozen=True)
@@ -279,7 +288,7 @@ async def set_fair_share(cmd: SetFairShare, deps: PolicyDependencies) -> StoredP
             raise NotFound("this organization has no fair-share weight of its own")
         await unit.set_fair_share(org, weight)
         await unit.audit(
-            AuditEntry(OPERATOR, f"{SERVICE}/{method}", org, {"organization_id": str(org)}, before, weight)
+            AuditEntry(cmd.by, f"{SERVICE}/{method}", org, {"organization_id": str(org)}, before, weight)
         )
         stored = await unit.load()
     await _changed(deps)
@@ -292,7 +301,7 @@ async def set_half_life(cmd: SetHalfLife, deps: PolicyDependencies) -> StoredPol
         await unit.bump_version()
         before = (await unit.load()).half_life_s
         await unit.set_globals(half_life_s=value)
-        await unit.audit(AuditEntry(OPERATOR, f"{SERVICE}/SetHalfLife", None, {}, before, value))
+        await unit.audit(AuditEntry(cmd.by, f"{SERVICE}/SetHalfLife", None, {}, before, value))
         stored = await unit.load()
     await _changed(deps)
     return stored
@@ -309,7 +318,7 @@ async def set_gpu_type_weight(cmd: SetGpuTypeWeight, deps: PolicyDependencies) -
             raise NotFound("this GPU type has no weight of its own")
         await unit.set_gpu_type_weight(gpu_type, weight)
         await unit.audit(
-            AuditEntry(OPERATOR, f"{SERVICE}/{method}", None, {"gpu_type": gpu_type}, before, weight)
+            AuditEntry(cmd.by, f"{SERVICE}/{method}", None, {"gpu_type": gpu_type}, before, weight)
         )
         stored = await unit.load()
     await _changed(deps)
@@ -324,7 +333,7 @@ async def set_dedicated_lending_limit(
         await unit.bump_version()
         before = (await unit.load()).dedicated_lending_limit
         await unit.set_globals(dedicated_lending_limit=value)
-        await unit.audit(AuditEntry(OPERATOR, f"{SERVICE}/SetDedicatedLendingLimit", None, {}, before, value))
+        await unit.audit(AuditEntry(cmd.by, f"{SERVICE}/SetDedicatedLendingLimit", None, {}, before, value))
         stored = await unit.load()
     await _changed(deps)
     return stored
@@ -341,7 +350,7 @@ async def set_quota(cmd: SetQuota, deps: PolicyDependencies) -> Quota:
         await unit.set_quota(org, gpu_type, quota)
         await unit.audit(
             AuditEntry(
-                OPERATOR,
+                cmd.by,
                 f"{SERVICE}/SetQuota",
                 org,
                 target,
@@ -364,7 +373,7 @@ async def delete_quota(cmd: DeleteQuota, deps: PolicyDependencies) -> StoredPoli
             raise NotFound("no quota for this organization and GPU type")
         await unit.set_quota(org, gpu_type, None)
         await unit.audit(
-            AuditEntry(OPERATOR, f"{SERVICE}/DeleteQuota", org, target, rules.quota_json(before), None)
+            AuditEntry(cmd.by, f"{SERVICE}/DeleteQuota", org, target, rules.quota_json(before), None)
         )
         stored = await unit.load()
     await _changed(deps)

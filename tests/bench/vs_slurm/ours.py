@@ -62,7 +62,6 @@ class OurStack:
             self.broker.bootstrap,
             ports,
             secrets.token_urlsafe(24),
-            secrets.token_urlsafe(24),
             agent_gpus=self.gpus,
             extra_env={"GPUFLEET_LOG_LEVEL": "WARNING"},
             db_passwords=passwords,

@@ -20,16 +20,28 @@ from services.agent.adapters.report_store import JsonReportStore
 from services.agent.bootstrap import bootstrap
 from services.agent.config import AgentSettings
 from services.agent.domain.model import LOST_MESSAGE, SHUTDOWN_MESSAGE, JobStarted
+from shared import node_identity
 from shared.contracts import topics
 from shared.contracts.metrics import EVENT_TYPES
 from shared.embedded.postgres import free_port
-from shared.errors import NotFound
+from shared.errors import NotFound, Unauthenticated
 from shared.events import decode, header_map
-from shared.grpc import grpc_service, require_agent, serve
+from shared.grpc import bearer, grpc_service, serve
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "agent-token-for-tests"
+# The join token the agent starts with and the node credential the fake fleet exchanges it for.
+TOKEN = node_identity.new_join_token()
+CREDENTIAL = node_identity.new_credential()
+
+
+def require_agent(context, _token: str = "", *, joining: bool = False) -> None:
+    """What fleet and the scheduler check (faked): the node credential, or at registration the join token."""
+    presented = bearer(context)
+    if presented != CREDENTIAL and not (joining and presented == TOKEN):
+        raise Unauthenticated("invalid node credential")
+
+
 WAIT = 30.0
 
 
@@ -38,11 +50,14 @@ class FakeFleet(fleet_pb2_grpc.NodeRegistryServiceServicer):
     def __init__(self) -> None:
         self.node_id = str(uuid.uuid4())
         self.registrations: list[fleet_pb2.RegisterNodeRequest] = []
+        self.presented: list[str | None] = []
         self.gpu_ids: dict[int, str] = {}
         self.forget_once = False
 
     async def RegisterNode(self, request, context):
-        require_agent(context, TOKEN)
+        require_agent(context, joining=True)
+        joined = bearer(context) == TOKEN
+        self.presented.append(bearer(context))
         self.registrations.append(request)
         self.gpu_ids = {g.index: str(uuid.uuid5(uuid.NAMESPACE_URL, g.uuid)) for g in request.gpus}
         return fleet_pb2.RegisterNodeResponse(
@@ -52,6 +67,9 @@ class FakeFleet(fleet_pb2_grpc.NodeRegistryServiceServicer):
                 fleet_pb2.RegisteredGpu(index=i, gpu_id=g, gpu_type="a100-80gb", cost_per_hour="2.5")
                 for i, g in self.gpu_ids.items()
             ],
+            node_credential=fleet_pb2.NodeCredential(node_id=self.node_id, credential=CREDENTIAL)
+            if joined
+            else None,
         )
 
     async def Heartbeat(self, request, context):
@@ -206,7 +224,7 @@ async def running_agent(
         agent_sim_gpu_count=2,
         agent_hostname=f"it-{uuid.uuid4().hex[:8]}",
         agent_state_dir=state_dir,
-        agent_token=TOKEN,
+        agent_join_token=TOKEN,
         kafka_bootstrap_servers=kafka.bootstrap,
         kafka_idempotent_producer=False,
         kafka_topic_partitions=3,
@@ -359,7 +377,7 @@ async def test_metric_samples_arrive_with_cloudevents_headers_and_the_holding_jo
 
 
 async def test_unauthenticated_agent_keeps_retrying_and_registers_nothing(kafka, tmp_path):
-    async with running_agent(kafka, tmp_path, agent_token="wrong") as h:
+    async with running_agent(kafka, tmp_path, agent_join_token=node_identity.new_join_token()) as h:
         await asyncio.sleep(1.0)
     assert h.fleet.registrations == []
 
@@ -439,3 +457,23 @@ async def test_an_agent_works_against_a_scheduler_without_watch_or_batches(kafka
         reports = await h.scheduler.wait_finished(job_id)
     assert [k for k, _ in reports] == ["started", "finished"]
     assert reports[-1][1].exit_code == 4 and h.scheduler.watches == [] and h.scheduler.batches == []
+
+
+async def test_the_join_token_is_exchanged_once_and_the_credential_kept_0600(kafka, tmp_path):
+    import stat
+
+    async with running_agent(kafka, tmp_path) as h:
+        async with asyncio.timeout(WAIT):
+            while not h.fleet.registrations:
+                await asyncio.sleep(0.05)
+    assert h.fleet.presented[0] == TOKEN
+    stored = tmp_path / "node_credential.json"
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert CREDENTIAL in stored.read_text()
+    assert not any(TOKEN in p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file())
+    # A restarted agent presents its credential; the (spent) join token it is given is never sent.
+    async with running_agent(kafka, tmp_path) as h:
+        async with asyncio.timeout(WAIT):
+            while not h.fleet.registrations:
+                await asyncio.sleep(0.05)
+    assert h.fleet.presented and set(h.fleet.presented) == {CREDENTIAL}

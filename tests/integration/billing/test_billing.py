@@ -55,7 +55,7 @@ def finished(org: uuid.UUID, prices: list[str], seconds: float = 120, status="su
     )
     return Envelope(
         type=jobs.JOB_SUCCEEDED if status == "succeeded" else jobs.JOB_FAILED,
-        source="test",
+        source="gpufleet/scheduler",  # consumers refuse job events from any other producer
         data=jobs.JobEventV1(job=snapshot),
         organization_id=str(org),
     )

@@ -17,7 +17,7 @@ from shared.events import decode
 from shared.grpc import channel, with_key
 from shared.runtime import Fatal
 
-from .conftest import AGENT_TOKEN, Fleet
+from .conftest import Fleet
 from .test_registry import node_request
 
 pytestmark = pytest.mark.integration
@@ -51,8 +51,9 @@ async def test_service_registers_nodes_and_publishes_their_gpus(fleet: Fleet, id
                     assert not service.done(), service.exception()
                 await asyncio.sleep(0.2)
         registry = fleet_pb2_grpc.NodeRegistryServiceStub(client)
+        # The database is the same: a join token the operator made through the harness admits it.
         resp = await registry.RegisterNode(
-            node_request(models=("NVIDIA A10G",)), metadata=with_key(AGENT_TOKEN)
+            node_request(models=("NVIDIA A10G",)), metadata=with_key(await fleet.join_token())
         )
 
         consumer = AIOKafkaConsumer(
@@ -77,7 +78,7 @@ async def test_service_registers_nodes_and_publishes_their_gpus(fleet: Fleet, id
 
 
 async def test_service_refuses_a_schema_behind_the_code(fleet: Fleet, monkeypatch) -> None:
-    monkeypatch.setattr("services.fleet.__main__.SCHEMA_VERSION", 4)  # a build that expects migration 004
+    monkeypatch.setattr("services.fleet.__main__.SCHEMA_VERSION", 5)  # a build that expects migration 005
     settings = fleet.settings.model_copy(update={"fleet_grpc_listen": f"127.0.0.1:{free_port()}"})
-    with pytest.raises(Fatal, match="expects 4"):
+    with pytest.raises(Fatal, match="expects 5"):
         await asyncio.wait_for(build(settings).serve(asyncio.Event()), 30)

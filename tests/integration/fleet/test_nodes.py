@@ -13,7 +13,7 @@ from sqlalchemy import text
 from shared.grpc import with_key
 
 from .conftest import Fleet
-from .test_registry import AGENT, node_request
+from .test_registry import node_request
 
 pytestmark = pytest.mark.integration
 
@@ -33,12 +33,11 @@ async def all_nodes(fleet: Fleet, key: str, limit: int = 0) -> list[fleet_pb2.No
 
 async def test_a_tenant_lists_the_shared_pool_and_its_own_nodes_never_anothers(fleet: Fleet) -> None:
     org_a, org_b = uuid4(), uuid4()
-    shared = await fleet.registry.RegisterNode(
-        node_request(models=("NVIDIA L4", "NVIDIA L4"), cpu_cores=32, ram_mb=131072, labels={"rack": "r1"}),
-        metadata=AGENT,
+    shared = await fleet.join(
+        node_request(models=("NVIDIA L4", "NVIDIA L4"), cpu_cores=32, ram_mb=131072, labels={"rack": "r1"})
     )
-    mine = await fleet.registry.RegisterNode(node_request(models=("NVIDIA L4",), org=org_a), metadata=AGENT)
-    theirs = await fleet.registry.RegisterNode(node_request(models=("NVIDIA L4",), org=org_b), metadata=AGENT)
+    mine = await fleet.join(node_request(models=("NVIDIA L4",), org=org_a))
+    theirs = await fleet.join(node_request(models=("NVIDIA L4",), org=org_b))
 
     seen_a = {n.id: n for n in await all_nodes(fleet, fleet.identity.new_key(org_a), limit=2)}
     assert shared.node_id in seen_a and mine.node_id in seen_a and theirs.node_id not in seen_a
@@ -65,16 +64,13 @@ async def test_pages_do_not_repeat_or_skip_nodes_and_a_reregistered_node_keeps_i
     fleet: Fleet,
 ) -> None:
     org = uuid4()
-    ours = [
-        (await fleet.registry.RegisterNode(node_request(models=("NVIDIA L4",), org=org), metadata=AGENT))
-        for _ in range(3)
-    ]
+    ours = [(await fleet.join(node_request(models=("NVIDIA L4",), org=org))) for _ in range(3)]
     key = fleet.identity.new_key(org)
     before = [n.id for n in await all_nodes(fleet, key, limit=1)]
     again = node_request(models=("NVIDIA L4",), org=org)
     again.hostname = next(n.hostname for n in await all_nodes(fleet, key) if n.id == ours[0].node_id)
     again.gpus[0].uuid = f"GPU-{again.hostname}-0"
-    await fleet.registry.RegisterNode(again, metadata=AGENT)
+    await fleet.registry.RegisterNode(again, metadata=fleet.node(ours[0].node_id))
     after = [n.id for n in await all_nodes(fleet, key, limit=2)]
     assert before == after and len(set(after)) == len(after)
     dedicated = [n for n in after if n in {o.node_id for o in ours}]
@@ -109,7 +105,7 @@ async def test_fleet_keeps_no_allocations_and_never_stores_allocated(fleet: Flee
             ).scalars()
         )
     assert not {"in_use", "current_job_id", "memory_allocated"} & columns
-    resp = await fleet.registry.RegisterNode(node_request(models=("NVIDIA L4",)), metadata=AGENT)
+    resp = await fleet.join(node_request(models=("NVIDIA L4",)))
     with pytest.raises(Exception, match="gpu_resources_status_check"):
         async with fleet.db.transaction(system=True) as s:
             await s.execute(

@@ -16,11 +16,9 @@ from shared.contracts import topics
 from shared.events import decode
 from shared.grpc import with_key
 
-from .conftest import AGENT_TOKEN, Fleet
+from .conftest import Fleet
 
 pytestmark = pytest.mark.integration
-
-AGENT = with_key(AGENT_TOKEN)
 
 
 def node_request(
@@ -74,7 +72,7 @@ async def gpu_rows(fleet: Fleet, node_id: str) -> dict[str, tuple]:
 
 async def test_register_node_types_prices_and_announces_its_gpus(fleet: Fleet) -> None:
     req = node_request()
-    resp = await fleet.registry.RegisterNode(req, metadata=AGENT)
+    resp = await fleet.join(req)
     assert resp.heartbeat_interval_seconds == 7
     assert [(g.index, g.gpu_type, g.cost_per_hour) for g in resp.gpus] == [
         (0, "h100-80gb", "2.9900"),
@@ -106,7 +104,7 @@ async def test_register_node_types_prices_and_announces_its_gpus(fleet: Fleet) -
 
 async def test_node_capacity_and_labels_are_stored_and_published(fleet: Fleet) -> None:
     req = node_request(cpu_cores=96, ram_mb=1_048_576, labels={"nvlink_domain": "a", "rack": "r1"})
-    resp = await fleet.registry.RegisterNode(req, metadata=AGENT)
+    resp = await fleet.join(req)
     async with fleet.db.transaction(system=True) as s:
         row = (
             await s.execute(
@@ -121,7 +119,8 @@ async def test_node_capacity_and_labels_are_stored_and_published(fleet: Fleet) -
     # The health events of those GPUs carry them too (read back from the node's row).
     sick = resp.gpus[0].gpu_id
     await fleet.registry.Heartbeat(
-        fleet_pb2.HeartbeatRequest(node_id=resp.node_id, unhealthy_gpu_ids=[sick]), metadata=AGENT
+        fleet_pb2.HeartbeatRequest(node_id=resp.node_id, unhealthy_gpu_ids=[sick]),
+        metadata=fleet.node(resp.node_id),
     )
     changed = (await outbox_events(fleet, [sick]))[-1]
     assert changed.type == contract.GPU_STATUS_CHANGED and changed.data.gpu.node_cpu_cores == 96
@@ -131,24 +130,26 @@ async def test_node_capacity_and_labels_are_stored_and_published(fleet: Fleet) -
 async def test_bad_labels_or_capacity_are_refused_naming_the_field(fleet: Fleet) -> None:
     for extra, field in (({"labels": {"bad key": "x"}}, "labels"), ({"cpu_cores": -2}, "cpu_cores")):
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await fleet.registry.RegisterNode(node_request(**extra), metadata=AGENT)
+            await fleet.registry.RegisterNode(
+                node_request(**extra), metadata=with_key(await fleet.join_token())
+            )
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert dict(err.value.trailing_metadata() or ()).get("gpufleet-error-field") == field
 
 
 async def test_reregistration_keeps_ids_and_publishes_nothing_new(fleet: Fleet) -> None:
     req = node_request()
-    first = await fleet.registry.RegisterNode(req, metadata=AGENT)
-    again = await fleet.registry.RegisterNode(req, metadata=AGENT)
+    first = await fleet.join(req)
+    again = await fleet.registry.RegisterNode(req, metadata=fleet.node(first.node_id))
+    assert not again.HasField("node_credential")  # issued once, at the join
+    first.ClearField("node_credential")
     assert again == first
     assert len(await outbox_events(fleet, [g.gpu_id for g in first.gpus])) == 2
 
 
 async def test_spot_node_of_an_organization_pays_spot_and_is_announced_as_dedicated(fleet: Fleet) -> None:
     org = uuid4()
-    resp = await fleet.registry.RegisterNode(
-        node_request(org=org, is_spot=True, models=("Tesla T4",)), metadata=AGENT
-    )
+    resp = await fleet.join(node_request(org=org, is_spot=True, models=("Tesla T4",)))
     assert resp.gpus[0].cost_per_hour == "0.1600"
     (event,) = await outbox_events(fleet, [resp.gpus[0].gpu_id])
     assert (
@@ -157,10 +158,11 @@ async def test_spot_node_of_an_organization_pays_spot_and_is_announced_as_dedica
 
 
 async def test_heartbeat_health_reports_and_the_offline_sweep(fleet: Fleet) -> None:
-    resp = await fleet.registry.RegisterNode(node_request(), metadata=AGENT)
+    resp = await fleet.join(node_request())
     sick, healthy = resp.gpus[1].gpu_id, resp.gpus[0].gpu_id
     beat = await fleet.registry.Heartbeat(
-        fleet_pb2.HeartbeatRequest(node_id=resp.node_id, unhealthy_gpu_ids=[sick]), metadata=AGENT
+        fleet_pb2.HeartbeatRequest(node_id=resp.node_id, unhealthy_gpu_ids=[sick]),
+        metadata=fleet.node(resp.node_id),
     )
     assert beat.known
     assert (await gpu_rows(fleet, resp.node_id))[sick][0] == "unhealthy"
@@ -173,7 +175,9 @@ async def test_heartbeat_health_reports_and_the_offline_sweep(fleet: Fleet) -> N
     await fleet.app.sweep_once()
     assert {s for s, *_ in (await gpu_rows(fleet, resp.node_id)).values()} == {"offline"}
 
-    await fleet.registry.Heartbeat(fleet_pb2.HeartbeatRequest(node_id=resp.node_id), metadata=AGENT)
+    await fleet.registry.Heartbeat(
+        fleet_pb2.HeartbeatRequest(node_id=resp.node_id), metadata=fleet.node(resp.node_id)
+    )
     rows = await gpu_rows(fleet, resp.node_id)
     assert rows[healthy][0] == "available" and rows[sick][0] == "available"
     events = await outbox_events(fleet, [sick])
@@ -190,18 +194,20 @@ async def test_heartbeat_health_reports_and_the_offline_sweep(fleet: Fleet) -> N
     assert status == "online"
 
 
-async def test_heartbeat_of_an_unknown_node_says_so(fleet: Fleet) -> None:
-    beat = await fleet.registry.Heartbeat(fleet_pb2.HeartbeatRequest(node_id=str(uuid4())), metadata=AGENT)
-    assert not beat.known
+async def test_heartbeat_for_another_node_id_is_permission_denied(fleet: Fleet) -> None:
+    resp = await fleet.join(node_request())
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await fleet.registry.Heartbeat(
+            fleet_pb2.HeartbeatRequest(node_id=str(uuid4())), metadata=fleet.node(resp.node_id)
+        )
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
 async def test_tenants_see_the_shared_pool_and_only_their_own_dedicated_gpus(fleet: Fleet) -> None:
     org_a, org_b = uuid4(), uuid4()
     key_a, key_b = fleet.identity.new_key(org_a), fleet.identity.new_key(org_b)
-    shared = await fleet.registry.RegisterNode(node_request(models=("NVIDIA L4",)), metadata=AGENT)
-    dedicated = await fleet.registry.RegisterNode(
-        node_request(org=org_a, models=("NVIDIA L4",)), metadata=AGENT
-    )
+    shared = await fleet.join(node_request(models=("NVIDIA L4",)))
+    dedicated = await fleet.join(node_request(org=org_a, models=("NVIDIA L4",)))
     ours = {shared.node_id, dedicated.node_id}
 
     seen_a = [
@@ -267,8 +273,8 @@ async def test_gpu_type_catalog_lists_active_types(fleet: Fleet) -> None:
     assert (types["a100-80gb"].memory_mb, types["a100-80gb"].reference_price_per_hour) == (81920, "1.8900")
 
 
-@pytest.mark.parametrize("token", [None, "wrong-token", ""])
-async def test_agent_calls_need_the_agent_token(fleet: Fleet, token: str | None) -> None:
+@pytest.mark.parametrize("token", [None, "wrong-token", "", "test-operator-token", "gpfn_" + "0" * 46])
+async def test_agent_calls_need_a_join_token_or_node_credential(fleet: Fleet, token: str | None) -> None:
     metadata = None if token is None else with_key(token)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await fleet.registry.RegisterNode(node_request(), metadata=metadata)
@@ -306,29 +312,21 @@ def _zero_memory() -> fleet_pb2.RegisterNodeRequest:
         (_dup_index(), "gpus[1].index"),
         (_zero_memory(), "gpus[0].memory_total_mb"),
         (node_request(models=()), "gpus"),
-        (
-            fleet_pb2.RegisterNodeRequest(
-                hostname="x",
-                gpu_backend="nvml",
-                organization_id="not-a-uuid",
-                gpus=[fleet_pb2.GpuInfo(index=0, uuid="u", model="m", memory_total_mb=1)],
-            ),
-            "organization_id",
-        ),
     ],
 )
 async def test_bad_registration_is_invalid_argument_naming_the_field(
     fleet: Fleet, request_, field: str
 ) -> None:
+    token = await fleet.join_token()
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await fleet.registry.RegisterNode(request_, metadata=AGENT)
+        await fleet.registry.RegisterNode(request_, metadata=with_key(token))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert dict(err.value.trailing_metadata() or ()).get("gpufleet-error-field") == field
 
 
 async def test_bad_heartbeat_and_filters_are_invalid_argument(fleet: Fleet) -> None:
-    other = await fleet.registry.RegisterNode(node_request(models=("NVIDIA L4",)), metadata=AGENT)
-    node = await fleet.registry.RegisterNode(node_request(models=("NVIDIA L4",)), metadata=AGENT)
+    other = await fleet.join(node_request(models=("NVIDIA L4",)))
+    node = await fleet.join(node_request(models=("NVIDIA L4",)))
     for req in (
         fleet_pb2.HeartbeatRequest(node_id=""),
         fleet_pb2.HeartbeatRequest(node_id="nope"),
@@ -336,7 +334,7 @@ async def test_bad_heartbeat_and_filters_are_invalid_argument(fleet: Fleet) -> N
         fleet_pb2.HeartbeatRequest(node_id=node.node_id, unhealthy_gpu_ids=[other.gpus[0].gpu_id]),
     ):
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await fleet.registry.Heartbeat(req, metadata=AGENT)
+            await fleet.registry.Heartbeat(req, metadata=fleet.node(node.node_id))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await fleet.inventory.ListGpus(
@@ -346,9 +344,11 @@ async def test_bad_heartbeat_and_filters_are_invalid_argument(fleet: Fleet) -> N
 
 
 async def test_heartbeats_are_counted_and_a_sweep_round_refreshes_the_fleet_gauges(fleet: Fleet) -> None:
-    node = await fleet.registry.RegisterNode(node_request(models=("NVIDIA L4",)), metadata=AGENT)
+    node = await fleet.join(node_request(models=("NVIDIA L4",)))
     before = REGISTRY.get_sample_value("gpufleet_fleet_heartbeats_total") or 0.0
-    await fleet.registry.Heartbeat(fleet_pb2.HeartbeatRequest(node_id=node.node_id), metadata=AGENT)
+    await fleet.registry.Heartbeat(
+        fleet_pb2.HeartbeatRequest(node_id=node.node_id), metadata=fleet.node(node.node_id)
+    )
     assert REGISTRY.get_sample_value("gpufleet_fleet_heartbeats_total") == before + 1
 
     await fleet.app.sweep_once()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import grpc
@@ -21,11 +21,15 @@ from services.scheduler.entrypoints.agent_api import NodeAgentServicer
 from services.scheduler.entrypoints.allocations import JobServicerWithAllocations
 from services.scheduler.service_layer import commands, handlers
 from services.scheduler.service_layer.handlers import Dependencies
-from shared import api_keys
+from shared import api_keys, node_identity
 from shared.db import Database
-from shared.grpc import Authenticator, channel
+from shared.errors import InvalidArgument
+from shared.grpc import Authenticator, NodeAuthenticator, agent_secret, channel
 
-AGENT_TOKEN = "agent-secret-for-tests"
+# Tests written before node identity act for whichever node their request names with this one
+# credential (AnyNodeAuthenticator below); the agent-identity tests use real per-node credentials
+# (Harness.agent_of), verified through the fake fleet's AuthenticateNode like fleet's own.
+AGENT_TOKEN = node_identity.new_credential()
 GPU_TYPES = ("h100-80gb", "a100-40gb", "l40s")
 
 
@@ -38,6 +42,31 @@ class FakeIdentity(identity_pb2_grpc.IdentityServiceServicer):
         if principal is None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid API key")
         return principal
+
+
+class FakeNodeRegistry(fleet_pb2_grpc.NodeRegistryServiceServicer):
+    """Fleet's AuthenticateNode: credentials the harness minted, until revoked."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, uuid.UUID] = {}
+
+    async def AuthenticateNode(self, request, context):
+        node = self.nodes.get(request.credential)
+        if node is None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid node credential")
+        return fleet_pb2.NodeIdentity(node_id=str(node))
+
+
+class AnyNodeAuthenticator(NodeAuthenticator):
+    """For the tests from before node identity: AGENT_TOKEN acts for the node the request names."""
+
+    async def own_node(self, context, node_id):  # type: ignore[no-untyped-def]
+        if agent_secret(context) != AGENT_TOKEN:
+            return await super().own_node(context, node_id)
+        try:
+            return uuid.UUID(node_id)
+        except ValueError as exc:
+            raise InvalidArgument("node_id is not a valid UUID", field="node_id") from exc
 
 
 class FakeFleet(fleet_pb2_grpc.FleetServiceServicer):
@@ -74,9 +103,17 @@ class Harness:
         )
         return (("authorization", f"Bearer {secret}"),)
 
+    registry: FakeNodeRegistry = field(default_factory=FakeNodeRegistry)
+
     @property
     def agent(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {AGENT_TOKEN}"),)
+
+    def agent_of(self, node: uuid.UUID) -> tuple[tuple[str, str], ...]:
+        """The metadata of ``node``'s agent: a credential fleet would have issued to that node."""
+        credential = node_identity.new_credential()
+        self.registry.nodes[credential] = node
+        return (("authorization", f"Bearer {credential}"),)
 
     async def add_gpus(
         self,
@@ -137,11 +174,12 @@ async def scheduler_db(migrate_schema) -> AsyncIterator[Database]:
 
 @pytest.fixture
 async def harness(scheduler_db: Database) -> AsyncIterator[Harness]:
-    identity, fleet = FakeIdentity(), FakeFleet()
+    identity, fleet, registry = FakeIdentity(), FakeFleet(), FakeNodeRegistry()
 
     def fakes(server: grpc.aio.Server) -> None:
         identity_pb2_grpc.add_IdentityServiceServicer_to_server(identity, server)
         fleet_pb2_grpc.add_FleetServiceServicer_to_server(fleet, server)
+        fleet_pb2_grpc.add_NodeRegistryServiceServicer_to_server(registry, server)
 
     fake_server, fake_target = await _start(fakes)
     catalog = FleetGpuTypeCatalog(fake_target, ttl=30)
@@ -153,7 +191,7 @@ async def harness(scheduler_db: Database) -> AsyncIterator[Harness]:
         jobs = JobServicerWithAllocations(deps, auth, SqlAllocationReader(scheduler_db))
         scheduler_pb2_grpc.add_JobServiceServicer_to_server(jobs, server)
         scheduler_pb2_grpc.add_NodeAgentServiceServicer_to_server(
-            NodeAgentServicer(deps, AGENT_TOKEN), server
+            NodeAgentServicer(deps, AnyNodeAuthenticator(fake_target, ttl=0)), server
         )
 
     server, target = await _start(scheduler)
@@ -166,6 +204,7 @@ async def harness(scheduler_db: Database) -> AsyncIterator[Harness]:
         jobs=scheduler_pb2_grpc.JobServiceStub(client),
         agents=scheduler_pb2_grpc.NodeAgentServiceStub(client),
         fleet_target=fake_target,
+        registry=registry,
     )
     await client.close()
     await server.stop(None)

@@ -17,7 +17,7 @@ from services.scheduler.service_layer.scheduling import Scheduler
 from shared.embedded.postgres import free_port
 from shared.grpc import channel, serve
 
-from .conftest import AGENT_TOKEN
+from .conftest import AnyNodeAuthenticator
 from .rounds import schedule_round
 
 pytestmark = pytest.mark.integration
@@ -33,7 +33,7 @@ async def harness(harness):
         [
             (
                 scheduler_pb2_grpc.add_NodeAgentServiceServicer_to_server,
-                NodeAgentServicer(harness.deps, AGENT_TOKEN),
+                NodeAgentServicer(harness.deps, AnyNodeAuthenticator(harness.fleet_target, ttl=0)),
             )
         ],
         [SERVICE_NAME],
@@ -199,14 +199,16 @@ async def test_report_jobs_acknowledges_in_order_and_is_idempotent(harness):
     assert [h.status for h in got_a.history] == ["queued", "scheduled", "running", "timed_out"]
     assert got_b.status == "running"
 
-    # A report about a job that is not this node's is refused for good: acknowledged (never resent) and
-    # not applied.
+    # A report about a job that is not this node's is PERMISSION_DENIED (field "reports": the agent then
+    # sends one by one and drops it) and not applied.
     elsewhere = uuid.uuid4()
-    answer = await harness.agents.ReportJobs(
-        scheduler_pb2.ReportJobsRequest(node_id=str(elsewhere), reports=[finished(elsewhere, b)]),
-        metadata=harness.agent,
-    )
-    assert list(answer.acknowledged) == [b]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await harness.agents.ReportJobs(
+            scheduler_pb2.ReportJobsRequest(node_id=str(elsewhere), reports=[finished(elsewhere, b)]),
+            metadata=harness.agent,
+        )
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert dict(err.value.trailing_metadata() or ()).get("gpufleet-error-field") == "reports"
     still = await harness.jobs.GetJob(scheduler_pb2.GetJobRequest(id=b), metadata=key)
     assert still.status == "running"
 
@@ -231,3 +233,48 @@ async def test_a_bad_credential_or_node_is_refused(harness):
         scheduler_pb2.WatchAssignmentsRequest(node_id="not-a-uuid"), metadata=harness.agent
     )
     assert await rpc_code(bad_node.read()) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_node_credential_acts_only_for_its_own_node_and_jobs(harness):
+    """Real per-node credentials, verified through fleet's AuthenticateNode (faked): another node's id,
+    another node's job, a revoked credential; each refused and nothing changed."""
+    org, key = harness.tenant()
+    mine, theirs = uuid.uuid4(), uuid.uuid4()
+    await harness.add_gpus(org, theirs, 1)
+    job_id = await submit(harness, key)
+    placed = await schedule_round(harness.deps)
+    assert [str(j.id) for j in placed] == [job_id]  # on "theirs", the only node with GPUs
+    own = harness.agent_of(mine)
+
+    asked = harness.agents.GetAssignments(
+        scheduler_pb2.GetAssignmentsRequest(node_id=str(theirs)), metadata=own
+    )
+    assert await rpc_code(asked) == grpc.StatusCode.PERMISSION_DENIED
+    assert await rpc_code(watch(harness, theirs, metadata=own).read()) == grpc.StatusCode.PERMISSION_DENIED
+    # Its own node id, but their job: refused, one by one and in a batch.
+    done = scheduler_pb2.ReportJobFinishedRequest(node_id=str(mine), job_id=job_id, has_exit_code=True)
+    assert (
+        await rpc_code(harness.agents.ReportJobFinished(done, metadata=own))
+        == grpc.StatusCode.PERMISSION_DENIED
+    )
+    begun = scheduler_pb2.ReportJobStartedRequest(node_id=str(mine), job_id=job_id)
+    assert (
+        await rpc_code(harness.agents.ReportJobStarted(begun, metadata=own))
+        == grpc.StatusCode.PERMISSION_DENIED
+    )
+    batch = scheduler_pb2.ReportJobsRequest(node_id=str(mine), reports=[finished(mine, job_id)])
+    assert await rpc_code(harness.agents.ReportJobs(batch, metadata=own)) == grpc.StatusCode.PERMISSION_DENIED
+    got = await harness.jobs.GetJob(scheduler_pb2.GetJobRequest(id=job_id), metadata=key)
+    assert got.status == "scheduled"  # nothing changed
+
+    # Their own credential works; once revoked (removed from fleet), it is refused.
+    their_agent = harness.agent_of(theirs)
+    answer = await harness.agents.GetAssignments(
+        scheduler_pb2.GetAssignmentsRequest(node_id=str(theirs)), metadata=their_agent
+    )
+    assert [a.job_id for a in answer.assignments] == [job_id]
+    harness.registry.nodes.clear()
+    asked = harness.agents.GetAssignments(
+        scheduler_pb2.GetAssignmentsRequest(node_id=str(theirs)), metadata=their_agent
+    )
+    assert await rpc_code(asked) == grpc.StatusCode.UNAUTHENTICATED

@@ -15,8 +15,6 @@ from services.scheduler.__main__ import build
 from services.scheduler.config import SchedulerSettings
 from shared.runtime import Fatal
 
-from .conftest import AGENT_TOKEN
-
 pytestmark = pytest.mark.integration
 
 
@@ -33,7 +31,6 @@ def settings(db_url: str, harness, kafka) -> SchedulerSettings:
         scheduler_grpc_listen=f"127.0.0.1:{free_port()}",
         fleet_grpc_target=target,
         identity_grpc_target=target,
-        agent_token=AGENT_TOKEN,
         kafka_bootstrap_servers=kafka.bootstrap,
         kafka_idempotent_producer=False,
         kafka_topic_partitions=3,

@@ -318,7 +318,7 @@ async def test_other_organizations_and_bad_callers(harness):
                 metadata=harness.agent,
             )
         )
-        == grpc.StatusCode.NOT_FOUND
+        == grpc.StatusCode.PERMISSION_DENIED  # a job not placed on the caller's node
     )
 
 

@@ -132,7 +132,6 @@ async def test_the_devstack_hands_each_service_a_url_for_its_own_role_only(postg
             for name in ("identity", "fleet", "scheduler", "billing", "monitoring", "notification", "gateway")
         },
         "admin-token",
-        "agent-token",
         db_passwords={s: postgres.password_for(role_name(s)) for s in services},
     )
     for service in services:

@@ -1,14 +1,11 @@
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from pydantic import ValidationError
 
 from services.agent.config import AgentSettings, GpuBackendSettings
 
 REQUIRED = {
-    "GPUFLEET_AGENT_TOKEN": "secret",
     "GPUFLEET_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
     "GPUFLEET_FLEET_GRPC_TARGET": "127.0.0.1:15052",
     "GPUFLEET_SCHEDULER_GRPC_TARGET": "127.0.0.1:15053",
@@ -56,20 +53,17 @@ def test_defaults(env):
         s.agent_output_tail_bytes,
         s.agent_kill_grace_seconds,
     ) == (0.5, 5.0, 4096, 10.0)
-    assert s.agent_organization_id is None and s.agent_provider == "on-prem" and not s.agent_is_spot
+    assert s.agent_join_token is None  # what the node is comes from its join token, not from settings
     assert s.agent_hostname
 
 
-def test_blank_organization_means_shared_pool_and_a_bad_one_is_refused(env):
+def test_a_blank_join_token_is_unset_and_a_set_one_is_secret(env):
     env.setenv("GPUFLEET_AGENT_GPU_BACKEND", "nvml")
-    env.setenv("GPUFLEET_AGENT_ORGANIZATION_ID", "")
-    assert AgentSettings().agent_organization_id is None
-    org = uuid.uuid4()
-    env.setenv("GPUFLEET_AGENT_ORGANIZATION_ID", str(org))
-    assert AgentSettings().agent_organization_id == org
-    env.setenv("GPUFLEET_AGENT_ORGANIZATION_ID", "acme")
-    with pytest.raises(ValidationError):
-        AgentSettings()
+    env.setenv("GPUFLEET_AGENT_JOIN_TOKEN", " ")
+    assert AgentSettings().agent_join_token is None
+    env.setenv("GPUFLEET_AGENT_JOIN_TOKEN", "gpfj_x")
+    settings = AgentSettings()
+    assert settings.agent_join_token is not None and "gpfj_x" not in repr(settings)
 
 
 def test_nonsense_intervals_are_refused(env):

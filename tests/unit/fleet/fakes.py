@@ -13,6 +13,7 @@ from uuid import UUID
 
 from services.fleet.domain.catalog import GpuType
 from services.fleet.domain.events import GpuEvent
+from services.fleet.domain.identity import JoinToken, NodeCredential
 from services.fleet.domain.model import Gpu, Node
 from services.fleet.service_layer.handlers import Dependencies, RegistrationPolicy
 from services.fleet.service_layer.unit_of_work import Census, NodeInventory
@@ -29,6 +30,11 @@ class FakeStore:
         self.published: list[GpuEvent] = []
         self.clock = datetime(2025, 1, 1, tzinfo=UTC)
         self.units: list[dict] = []
+        self.join_tokens: dict[UUID, JoinToken] = {}
+        self.credentials: dict[UUID, NodeCredential] = {}
+        # What the tests' agents keep: hostname -> credential, node id -> credential.
+        self.host_credentials: dict[str, str] = {}
+        self.node_credentials: dict[UUID, str] = {}
 
     def advance(self, seconds: float) -> None:
         self.clock += timedelta(seconds=seconds)
@@ -48,8 +54,12 @@ class FakeUnit:
         self.nodes: dict[UUID, Node] = {}
         self.gpus: dict[UUID, Gpu] = {}
         self.events: list[GpuEvent] = []
+        self.join_tokens: dict[UUID, JoinToken] = {}
+        self.credentials: dict[UUID, NodeCredential] = {}
 
     def commit(self) -> None:
+        self.store.join_tokens.update(self.join_tokens)
+        self.store.credentials.update(self.credentials)
         self.store.nodes.update(self.nodes)
         self.store.gpus.update(self.gpus)
         self.store.published.extend(self.events)
@@ -139,6 +149,64 @@ class FakeMetrics:
 
     def show_census(self, census: Census) -> None:
         self.censuses.append(census)
+
+
+def _identity_methods() -> None:
+    """Node identity on FakeUnit: copies in, written back on commit like nodes and GPUs."""
+
+    async def decommissioned(self, node_ids):  # type: ignore[no-untyped-def]
+        return {
+            n
+            for n in node_ids
+            if (self.nodes.get(n) or self.store.nodes.get(n))
+            and (self.nodes.get(n) or self.store.nodes[n]).decommissioned_at is not None
+        }
+
+    def _tokens(self):  # type: ignore[no-untyped-def]
+        return {**self.store.join_tokens, **self.join_tokens}
+
+    def _creds(self):  # type: ignore[no-untyped-def]
+        return {**self.store.credentials, **self.credentials}
+
+    async def join_token_by_hash(self, token_hash):  # type: ignore[no-untyped-def]
+        found = [t for t in _tokens(self).values() if t.token_hash == token_hash]
+        return copy.deepcopy(found[0]) if found else None
+
+    async def join_token(self, token_id):  # type: ignore[no-untyped-def]
+        found = _tokens(self).get(token_id)
+        return copy.deepcopy(found) if found else None
+
+    async def join_tokens(self, *, active_at):  # type: ignore[no-untyped-def]
+        tokens = sorted(_tokens(self).values(), key=lambda t: t.created_at, reverse=True)
+        return [copy.deepcopy(t) for t in tokens if active_at is None or t.state(active_at) == "active"]
+
+    async def save_join_token(self, token):  # type: ignore[no-untyped-def]
+        self.join_tokens[token.id] = copy.deepcopy(token)
+
+    async def credential_by_hash(self, secret_hash):  # type: ignore[no-untyped-def]
+        found = [c for c in _creds(self).values() if c.secret_hash == secret_hash]
+        return copy.deepcopy(found[0]) if found else None
+
+    async def credentials_of_node(self, node_id):  # type: ignore[no-untyped-def]
+        return [copy.deepcopy(c) for c in _creds(self).values() if c.node_id == node_id]
+
+    async def save_credential(self, credential):  # type: ignore[no-untyped-def]
+        self.credentials[credential.id] = copy.deepcopy(credential)
+
+    for fn in (
+        decommissioned,
+        join_token_by_hash,
+        join_token,
+        join_tokens,
+        save_join_token,
+        credential_by_hash,
+        credentials_of_node,
+        save_credential,
+    ):
+        setattr(FakeUnit, fn.__name__, fn)
+
+
+_identity_methods()
 
 
 def fake_dependencies(store: FakeStore, metrics: FakeMetrics | None = None) -> Dependencies:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typing
+from dataclasses import replace
 from decimal import Decimal
 from uuid import uuid4
 
@@ -13,7 +14,8 @@ from services.fleet.domain.events import GpuRegistered, GpuStatusChanged
 from services.fleet.domain.model import NodeRegistration, ReportedGpu
 from services.fleet.service_layer import commands, handlers
 from services.fleet.service_layer.handlers import Dependencies, handle
-from shared.errors import InvalidArgument
+from shared import node_identity
+from shared.errors import InvalidArgument, Unauthenticated
 
 from .fakes import FakeMetrics, FakeStore, fake_dependencies
 
@@ -44,8 +46,26 @@ def register_cmd(
     )
 
 
-def beat(node_id, *unhealthy) -> commands.RecordHeartbeat:
-    return commands.RecordHeartbeat(node_id, frozenset(unhealthy))
+def beat(deps: Dependencies, node_id, *unhealthy) -> commands.RecordHeartbeat:
+    """A heartbeat from ``node_id``'s agent (its credential; an unknown node: a credential fleet never issued)."""
+    credential = deps.uow.node_credentials.get(node_id) or node_identity.new_credential()  # type: ignore[attr-defined]
+    return commands.RecordHeartbeat(node_id, frozenset(unhealthy), credential)
+
+
+async def register(deps: Dependencies, cmd: commands.RegisterNode) -> handlers.RegisteredNode:
+    """What an agent does: its credential when it has one, else a join token the operator made with the
+    profile the registration names."""
+    store = deps.uow
+    reg = cmd.registration
+    secret = store.host_credentials.get(reg.hostname)  # type: ignore[attr-defined]
+    if secret is None:
+        made = await handle(commands.CreateJoinToken(reg.organization_id, reg.provider, reg.is_spot), deps)
+        secret = made.secret
+    done = await handle(replace(cmd, secret=secret), deps)
+    if done.credential is not None:
+        store.host_credentials[reg.hostname] = done.credential.secret  # type: ignore[attr-defined]
+        store.node_credentials[done.node_id] = done.credential.secret  # type: ignore[attr-defined]
+    return replace(done, credential=None)
 
 
 @pytest.fixture
@@ -68,7 +88,7 @@ def test_every_command_has_exactly_one_handler() -> None:
 
 
 async def test_register_prices_known_and_unknown_models_and_announces_each_gpu(deps, store) -> None:
-    done = await handle(register_cmd(), deps)
+    done = await register(deps, register_cmd())
     assert [(g.index, g.gpu_type, g.cost_per_hour) for g in done.gpus] == [
         (0, "l4", Decimal("0.7000")),
         (1, "unknown", Decimal("0.2500")),
@@ -79,37 +99,38 @@ async def test_register_prices_known_and_unknown_models_and_announces_each_gpu(d
 
 
 async def test_reregistration_is_idempotent(deps, store) -> None:
-    first = await handle(register_cmd(), deps)
-    again = await handle(register_cmd(), deps)
+    first = await register(deps, register_cmd())
+    again = await register(deps, register_cmd())
     assert again == first and len(store.published) == 2 and len(store.nodes) == 1
 
 
 async def test_card_missing_from_a_reregistration_goes_offline(deps, store) -> None:
-    first = await handle(register_cmd(), deps)
-    await handle(register_cmd(models=("NVIDIA L4",)), deps)
+    first = await register(deps, register_cmd())
+    await register(deps, register_cmd(models=("NVIDIA L4",)))
     gone = store.gpus[first.gpus[1].gpu_id]
     assert gone.status == "offline" and not gone.reported
     assert isinstance(store.published[-1], GpuStatusChanged) and store.published[-1].gpu.status == "offline"
-    assert await handle(beat(first.node_id), deps)
+    assert await handle(beat(deps, first.node_id), deps)
     assert store.gpus[gone.id].status == "offline"
 
 
-async def test_heartbeat_of_an_unknown_node_is_not_known_but_counted(deps, metrics) -> None:
-    assert not await handle(beat(uuid4()), deps)
+async def test_heartbeat_with_a_credential_fleet_never_issued_is_refused_but_counted(deps, metrics) -> None:
+    with pytest.raises(Unauthenticated):
+        await handle(beat(deps, uuid4()), deps)
     assert metrics.heartbeats == 1
 
 
 async def test_heartbeat_rejects_gpus_of_other_nodes(deps, store) -> None:
-    a = await handle(register_cmd("node-a"), deps)
-    b = await handle(register_cmd("node-b"), deps)
+    a = await register(deps, register_cmd("node-a"))
+    b = await register(deps, register_cmd("node-b"))
     before = len(store.published)
     with pytest.raises(InvalidArgument):
-        await handle(beat(a.node_id, b.gpus[0].gpu_id), deps)
+        await handle(beat(deps, a.node_id, b.gpus[0].gpu_id), deps)
     assert len(store.published) == before
 
 
 async def test_silent_node_goes_offline_and_comes_back_with_its_gpus(deps, store) -> None:
-    done = await handle(register_cmd(), deps)
+    done = await register(deps, register_cmd())
     store.advance(10)
     assert await handle(SWEEP, deps) == 0
     store.advance(31)
@@ -117,7 +138,7 @@ async def test_silent_node_goes_offline_and_comes_back_with_its_gpus(deps, store
     assert store.nodes[done.node_id].status == "offline"
     assert {g.status for g in store.gpus.values()} == {"offline"}
     unhealthy = done.gpus[1].gpu_id
-    assert await handle(beat(done.node_id, unhealthy), deps)
+    assert await handle(beat(deps, done.node_id, unhealthy), deps)
     assert store.nodes[done.node_id].status == "online"
     assert (
         store.gpus[done.gpus[0].gpu_id].status == "available" and store.gpus[unhealthy].status == "unhealthy"
@@ -130,7 +151,7 @@ async def test_silent_node_goes_offline_and_comes_back_with_its_gpus(deps, store
 
 async def test_one_sweep_round_takes_every_silent_node_batch_by_batch(deps, store) -> None:
     for i in range(5):
-        await handle(register_cmd(f"node-{i}", models=("NVIDIA L4",)), deps)
+        await register(deps, register_cmd(f"node-{i}", models=("NVIDIA L4",)))
     store.advance(31)
     units = len(store.units)
     assert await handle(commands.SweepOfflineNodes(batch=2), deps) == 5
@@ -141,8 +162,8 @@ async def test_one_sweep_round_takes_every_silent_node_batch_by_batch(deps, stor
 
 
 async def test_a_sweep_round_shows_every_status_with_its_count(deps, store, metrics) -> None:
-    await handle(register_cmd("node-a"), deps)
-    await handle(register_cmd("node-b", models=("NVIDIA L4",)), deps)
+    await register(deps, register_cmd("node-a"))
+    await register(deps, register_cmd("node-b", models=("NVIDIA L4",)))
     await handle(SWEEP, deps)
     census = metrics.censuses[-1]
     assert dict(census.nodes) == {"online": 2, "offline": 0}
@@ -155,8 +176,8 @@ async def test_a_sweep_round_shows_every_status_with_its_count(deps, store, metr
 
 async def test_list_gpus_runs_in_the_callers_tenant_scope(deps, store) -> None:
     org_a, org_b = uuid4(), uuid4()
-    await handle(register_cmd("shared"), deps)
-    await handle(register_cmd("dedicated", org=org_a), deps)
+    await register(deps, register_cmd("shared"))
+    await register(deps, register_cmd("dedicated", org=org_a))
     seen_by_b = await handle(commands.ListGpus(org_b), deps)
     assert {g.node_name for g in seen_by_b} == {"shared"}
     assert store.units[-1] == {"org_id": org_b, "system": False}
@@ -181,11 +202,11 @@ async def test_list_gpus_refuses_allocated_as_a_filter(deps) -> None:
 
 async def test_list_nodes_shows_the_shared_pool_and_the_callers_own_nodes(deps, store) -> None:
     org_a, org_b = uuid4(), uuid4()
-    await handle(register_cmd("shared", models=("NVIDIA L4", "NVIDIA L4")), deps)
+    await register(deps, register_cmd("shared", models=("NVIDIA L4", "NVIDIA L4")))
     store.advance(1)
-    await handle(register_cmd("dedicated-a", org=org_a), deps)
+    await register(deps, register_cmd("dedicated-a", org=org_a))
     store.advance(1)
-    await handle(register_cmd("dedicated-b", org=org_b), deps)
+    await register(deps, register_cmd("dedicated-b", org=org_b))
     page = await handle(commands.ListNodes(org_a), deps)
     assert [n.node.hostname for n in page.nodes] == ["shared", "dedicated-a"]
     assert store.units[-1] == {"org_id": org_a, "system": False}
@@ -201,9 +222,9 @@ async def test_list_nodes_shows_the_shared_pool_and_the_callers_own_nodes(deps, 
 async def test_list_nodes_pages_by_registration_and_a_reregistration_keeps_its_place(deps, store) -> None:
     org = uuid4()
     for name in ("n1", "n2", "n3"):
-        await handle(register_cmd(name, models=("NVIDIA L4",)), deps)
+        await register(deps, register_cmd(name, models=("NVIDIA L4",)))
         store.advance(1)
-    await handle(register_cmd("n1", models=("NVIDIA L4",)), deps)  # the agent restarted: same node
+    await register(deps, register_cmd("n1", models=("NVIDIA L4",)))  # the agent restarted: same node
     first = await handle(commands.ListNodes(org, limit=2), deps)
     assert [n.node.hostname for n in first.nodes] == ["n1", "n2"] and first.next_cursor
     rest = await handle(commands.ListNodes(org, limit=2, cursor=first.next_cursor), deps)

@@ -21,7 +21,7 @@ from shared.errors import ErrorCode
         ("DEADLINE_EXCEEDED", 503),
         ("INTERNAL", 502),
         ("UNKNOWN", 502),
-        ("RESOURCE_EXHAUSTED", 502),
+        ("RESOURCE_EXHAUSTED", 429),
         ("UNIMPLEMENTED", 502),
         ("DATA_LOSS", 502),
         ("CANCELLED", 502),

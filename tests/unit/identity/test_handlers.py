@@ -68,7 +68,7 @@ async def test_create_organization_makes_owner_and_default_key_and_audits(deps, 
 async def test_only_the_operator_creates_organizations(deps, uow, token) -> None:
     with pytest.raises(Unauthenticated) as err:
         await handle(commands.CreateOrganization("Acme", "a@example.com", operator_token=token), deps)
-    assert err.value.message == "a valid admin token is required"
+    assert err.value.message == "a valid operator token is required"
     assert uow.units == 0 and not uow.state.organizations
 
 

@@ -12,13 +12,12 @@ import pytest
 from shared.devstack import GRPC_SERVICES, PROCESSES, Stack, settings_class, settings_variables
 
 ADMIN = "admin-token-0123456789abcdef"
-AGENT = "agent-token-0123456789abcdef"
 
 
 def _stack(tmp_path: Path, **kw) -> Stack:
     ports = {name: 50100 + i for i, name in enumerate((*GRPC_SERVICES, "gateway"))}
     ops = {name: 51100 + i for i, name in enumerate(PROCESSES)}
-    return Stack(tmp_path, 55999, "127.0.0.1:59999", ports, ADMIN, AGENT, ops_ports=ops, **kw)
+    return Stack(tmp_path, 55999, "127.0.0.1:59999", ports, ADMIN, ops_ports=ops, **kw)
 
 
 def _gpufleet(env: dict[str, str]) -> dict[str, str]:
@@ -50,10 +49,16 @@ def test_only_identity_gets_the_operator_token(tmp_path):
     assert stack.env_for("identity")["GPUFLEET_ADMIN_TOKEN"] == ADMIN  # the stack's, not the parent's
 
 
-def test_only_fleet_scheduler_and_the_agent_get_the_agent_token(tmp_path):
-    stack = _stack(tmp_path)
-    holders = {p for p in PROCESSES if "GPUFLEET_AGENT_TOKEN" in stack.env_for(p)}
-    assert holders == {"fleet", "scheduler", "agent"}
+def test_no_shared_agent_token_and_each_agent_gets_only_its_own_join_token(tmp_path):
+    stack = _stack(tmp_path, agents=2)
+    assert not any("GPUFLEET_AGENT_TOKEN" in stack.env_for(p) for p in PROCESSES)
+    assert not any("GPUFLEET_AGENT_JOIN_TOKEN" in stack.env_for(p) for p in PROCESSES)
+    first, second = stack._agent("agent", "gpfj_first"), stack._agent("agent-2", "gpfj_second")
+    assert first.env["GPUFLEET_AGENT_JOIN_TOKEN"] == "gpfj_first"
+    assert second.env["GPUFLEET_AGENT_JOIN_TOKEN"] == "gpfj_second"
+    for proc in (first, second):
+        assert "GPUFLEET_ADMIN_TOKEN" not in proc.env  # the operator token never reaches an agent
+    assert "GPUFLEET_AGENT_JOIN_TOKEN" not in stack._agent("agent").env  # it has its credential
 
 
 def test_each_service_gets_only_its_own_database_url_and_the_agent_and_gateway_none(tmp_path):
@@ -100,7 +105,7 @@ def test_endpoints_file_lists_every_address_and_no_secret(tmp_path):
     stack.write_endpoints(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     text = path.read_text()
-    assert ADMIN not in text and AGENT not in text and "postgresql://" not in text
+    assert ADMIN not in text and "gpfj_" not in text and "postgresql://" not in text
     data = json.loads(text)
     assert data["gateway"] == "http://127.0.0.1:50106"
     assert data["grpc"]["scheduler"] == "127.0.0.1:50102"
@@ -116,7 +121,7 @@ def test_endpoints_file_lists_every_address_and_no_secret(tmp_path):
 
 def test_ops_ports_are_allocated_once_and_kept(tmp_path):
     ports = {name: 50100 + i for i, name in enumerate((*GRPC_SERVICES, "gateway"))}
-    stack = Stack(tmp_path, 55999, "127.0.0.1:59999", ports, ADMIN, AGENT)
+    stack = Stack(tmp_path, 55999, "127.0.0.1:59999", ports, ADMIN)
     first = stack.metrics_url("billing")
     assert stack.env_for("billing")["GPUFLEET_OPS_LISTEN"] == first.removeprefix("http://").removesuffix(
         "/metrics"

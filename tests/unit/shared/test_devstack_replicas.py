@@ -13,7 +13,7 @@ PORTS = {name: 50100 + i for i, name in enumerate((*GRPC_SERVICES, "gateway"))}
 
 
 def _stack(tmp_path: Path, **kw) -> Stack:
-    return Stack(tmp_path, 55999, "127.0.0.1:59999", PORTS, "a" * 24, "b" * 24, **kw)
+    return Stack(tmp_path, 55999, "127.0.0.1:59999", PORTS, "a" * 24, **kw)
 
 
 def test_the_default_stack_is_one_scheduler_one_agent_on_the_gpufleet_database(tmp_path):

@@ -55,7 +55,7 @@ def test_each_service_has_a_distinct_owner_and_runtime_role():
 def test_the_devstack_gives_each_service_its_own_role_and_password(tmp_path: Path):
     passwords = {svc: f"pw/{svc}:@%" for svc in GRPC_SERVICES}  # characters a URL must escape
     ports = {name: 50100 + i for i, name in enumerate((*GRPC_SERVICES, "gateway"))}
-    stack = Stack(tmp_path, 55999, "127.0.0.1:59999", ports, "a" * 20, "b" * 20, db_passwords=passwords)
+    stack = Stack(tmp_path, 55999, "127.0.0.1:59999", ports, "a" * 20, db_passwords=passwords)
     for process in PROCESSES:
         env = stack.env_for(process)
         urls = {k: v for k, v in env.items() if k.endswith("_DATABASE_URL")}

@@ -16,6 +16,7 @@ _DESCRIPTIONS = {
     404: "No such resource (or it belongs to another organization)",
     409: "Conflicts with the resource's current state (or a reused Idempotency-Key)",
     422: "Request validation failed (see `errors`)",
+    429: "The organization's submit rate or queued-jobs cap is reached (`Retry-After`, `RateLimit` headers)",
     502: "A downstream service failed",
     503: "A downstream service is unavailable",
 }

@@ -21,7 +21,14 @@ from services.gateway.adapters.downstream import Downstream
 from services.gateway.entrypoints.auth import CallerDep, DownstreamDep, downstream
 from services.gateway.entrypoints.responses_admin import (
     AuditPageOut,
+    DefaultPlanUpdate,
     FairShareUpdate,
+    OrganizationLimitsOut,
+    OrganizationLimitsUpdate,
+    PlanName,
+    PlanOut,
+    PlansOut,
+    PlanUpdate,
     PolicyOut,
     PolicyUpdate,
     QuotaOut,
@@ -29,6 +36,10 @@ from services.gateway.entrypoints.responses_admin import (
     UserCapsOut,
     UserCapsUpdate,
     audit_out,
+    limits_in,
+    organization_limits_out,
+    plan_out,
+    plans_out,
     policy_out,
     quota_out,
     user_caps_out,
@@ -244,3 +255,83 @@ async def list_organization_audit(
 ) -> AuditPageOut:
     request = policy_pb2.ListAuditRequest(limit=limit or 0, before_id=before_id or 0)
     return audit_out(await policy_stub(down).ListOrganizationAudit(request, **caller.call))
+
+
+# ----------------------------------------------------------------------------- abuse limits (operator)
+# Plans (seed 002's tiers) of a queued-jobs cap and a submit rate, and each organization's plan and
+# overrides (docs/limits.md). A submit beyond them is 429 with Retry-After and RateLimit headers.
+
+
+@router.get(
+    "/v1/admin/plans",
+    response_model=PlansOut,
+    responses=problem_responses(),
+    summary="Every plan and the default plan (operator)",
+)
+async def list_plans(op: OperatorDep) -> PlansOut:
+    return plans_out(await op.stub.ListPlans(policy_pb2.ListPlansRequest(), **op.call))
+
+
+@router.put(
+    "/v1/admin/plans/{name}",
+    response_model=PlanOut,
+    responses=problem_responses(422),
+    summary="Create or replace a plan's limits (operator)",
+)
+async def put_plan(
+    name: Annotated[PlanName, Path(description="The plan's name, e.g. free, individual, professional.")],
+    body: PlanUpdate,
+    op: OperatorDep,
+) -> PlanOut:
+    request = policy_pb2.SetPlanRequest(name=name, limits=limits_in(body))
+    return plan_out(await op.stub.SetPlan(request, **op.call))
+
+
+@router.put(
+    "/v1/admin/default-plan",
+    response_model=PlansOut,
+    responses=problem_responses(422),
+    summary="Set the plan of organizations without one of their own (operator)",
+)
+async def put_default_plan(body: DefaultPlanUpdate, op: OperatorDep) -> PlansOut:
+    request = policy_pb2.SetDefaultPlanRequest(plan=body.plan or "")
+    return plans_out(await op.stub.SetDefaultPlan(request, **op.call))
+
+
+@router.get(
+    "/v1/admin/limits/{org_id}",
+    response_model=OrganizationLimitsOut,
+    responses=problem_responses(422),
+    summary="An organization's plan, overrides and the limits that apply (operator)",
+)
+async def get_organization_limits(org_id: OrgId, op: OperatorDep) -> OrganizationLimitsOut:
+    request = policy_pb2.GetOrganizationLimitsRequest(organization_id=org_id)
+    return organization_limits_out(await op.stub.GetOrganizationLimits(request, **op.call))
+
+
+@router.put(
+    "/v1/admin/limits/{org_id}",
+    response_model=OrganizationLimitsOut,
+    responses=problem_responses(422),
+    summary="Set an organization's plan and overrides (operator)",
+)
+async def put_organization_limits(
+    org_id: OrgId, body: OrganizationLimitsUpdate, op: OperatorDep
+) -> OrganizationLimitsOut:
+    request = policy_pb2.SetOrganizationLimitsRequest(
+        organization_id=org_id, plan=body.plan or "", overrides=limits_in(body)
+    )
+    return organization_limits_out(await op.stub.SetOrganizationLimits(request, **op.call))
+
+
+@router.delete(
+    "/v1/admin/limits/{org_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=_OPERATOR_ERRORS,
+    summary="Put an organization back on the default plan without overrides (operator)",
+)
+async def delete_organization_limits(org_id: OrgId, op: OperatorDep) -> Response:
+    request = policy_pb2.DeleteOrganizationLimitsRequest(organization_id=org_id)
+    await op.stub.DeleteOrganizationLimits(request, **op.call)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

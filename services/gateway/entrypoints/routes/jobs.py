@@ -30,7 +30,7 @@ _CREATED: dict[int | str, dict[str, Any]] = {
     "/jobs",
     status_code=status.HTTP_201_CREATED,
     response_model=JobOut,
-    responses={**_CREATED, **problem_responses(400, 409, 422)},
+    responses={**_CREATED, **problem_responses(400, 409, 422, 429)},
     summary="Submit a job (422 when no node of this fleet could ever run it)",
 )
 async def submit_job(

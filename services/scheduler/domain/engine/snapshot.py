@@ -267,7 +267,9 @@ class Snapshot:
         for gpu in node.gpus:
             self.kind_nodes.setdefault((state.pool, gpu.kind), set()).add(key)
             self.gpus_by_type[gpu.type] = self.gpus_by_type.get(gpu.type, 0) + 1
-            if state.pool is not None:
+            # A dedicated node's GPUs are its owner's nominal quota only while they can run anything: an
+            # offline or decommissioned node lends nothing and turns its type back into an open pool.
+            if state.pool is not None and gpu.healthy:
                 dk = (state.pool, gpu.type)
                 self.dedicated_gpus[dk] = self.dedicated_gpus.get(dk, 0) + 1
         self.cpu_total += node.cpu_cores
@@ -280,7 +282,7 @@ class Snapshot:
         for gpu in state.node.gpus:
             self.kind_nodes[(state.pool, gpu.kind)].discard(state.key)
             self.gpus_by_type[gpu.type] -= 1
-            if state.pool is not None:
+            if state.pool is not None and gpu.healthy:
                 self.dedicated_gpus[(state.pool, gpu.type)] -= 1
         self.cpu_total -= state.node.cpu_cores
         self.ram_total -= state.node.ram_mb

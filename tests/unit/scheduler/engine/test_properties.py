@@ -108,6 +108,8 @@ class Books:
         for n in nodes:
             if n.dedicated_to is not None:
                 for g in n.gpus:
+                    if not g.healthy:  # an offline dedicated GPU is nobody's nominal quota
+                        continue
                     ot = (n.dedicated_to, g.type)
                     self.nominal[ot] += 1
                     self.lending.setdefault(

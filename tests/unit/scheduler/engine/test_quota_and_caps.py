@@ -103,6 +103,16 @@ def test_a_dedicated_node_is_its_owners_nominal_and_lent_only_within_its_limit()
     assert len(placed_ns(lent) & set(range(12))) == 10
 
 
+def test_an_offline_dedicated_node_is_nobodys_quota_and_its_type_an_open_pool_again():
+    # node 1 is dedicated to A and offline (decommissioned, or its agent went silent)
+    queue = [job(n, ORG_B) for n in range(1, 4)]
+    dedicated = run(snapshot([node(1, gpus=2, dedicated_to=ORG_A, unhealthy=(0, 1)), node(2, gpus=1)], queue))
+    shared = run(snapshot([node(1, gpus=2, unhealthy=(0, 1)), node(2, gpus=1)], queue))
+    # exactly as if the offline node were nobody's: no quota in any answer
+    assert placed_ns(dedicated) == placed_ns(shared) == {1}
+    assert [code(dedicated, n) for n in (2, 3)] == [code(shared, n) for n in (2, 3)]
+
+
 def test_the_dedicated_owner_always_gets_its_node_back_before_others():
     nodes = [node(1, dedicated_to=ORG_A)]
     snap = snapshot(nodes, [job(1, ORG_B, priority=100), job(2, ORG_A, priority=0)])

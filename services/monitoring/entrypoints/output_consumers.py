@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from faststream.kafka import KafkaBroker
 
-from shared.consumers import subscribe, subscribe_batch
+from shared.consumers import subscribe_batch
 from shared.contracts import jobs, output, topics
 from shared.events import Envelope
 
@@ -60,11 +60,11 @@ def chunks_handler(deps: OutputDependencies) -> Callable[[list[Envelope]], Await
     return sink
 
 
-def jobs_handler(deps: OutputDependencies) -> Callable[[Envelope], Awaitable[None]]:
-    async def sink(envelope: Envelope) -> None:
-        cmd = to_attempt(envelope)
-        if cmd is not None:
-            await handle(cmd, deps)
+def jobs_handler(deps: OutputDependencies) -> Callable[[list[Envelope]], Awaitable[None]]:
+    async def sink(envelopes: list[Envelope]) -> None:
+        events = tuple(cmd for e in envelopes if (cmd := to_attempt(e)) is not None)
+        if events:
+            await handle(commands.RecordJobAttempts(events), deps)
 
     return sink
 
@@ -86,7 +86,7 @@ def register(
         handle=chunks_handler(deps),
         max_records=64,  # up to 64 chunks of 64 KiB: one transaction of a few MiB at most
     )
-    subscribe(
+    subscribe_batch(
         broker,
         jobs_topic,
         group_id=group_prefix + JOBS_CONSUMER,

@@ -34,6 +34,13 @@ class RecordJobAttempt:
 
 
 @dataclass(frozen=True)
+class RecordJobAttempts:
+    """A batch of job events, applied in one transaction."""
+
+    events: tuple[RecordJobAttempt, ...]
+
+
+@dataclass(frozen=True)
 class CompleteEndedOutput:
     """Mark complete every attempt that ended ``grace_seconds`` ago and whose end of output never came."""
 

@@ -127,19 +127,28 @@ async def _store(uow: OutputUnitOfWork, row: StoredAttempt, after: Layout, offse
 
 async def record_job_attempt(cmd: commands.RecordJobAttempt, deps: OutputDependencies) -> None:
     """Idempotent: the attempts exist (created once), the ended one is stamped once."""
+    await record_job_attempts(commands.RecordJobAttempts((cmd,)), deps)
+
+
+async def record_job_attempts(cmd: commands.RecordJobAttempts, deps: OutputDependencies) -> None:
+    """A batch of job events in one transaction (one commit per batch, not per event). Applied job by
+    job in a fixed order (each job's events keep their topic order), so two replicas' batches lock
+    attempt rows in the same order and never deadlock."""
+    ended: list[tuple[Any, int]] = []
     async with deps.uow(system=True) as uow:
-        attempts = {cmd.attempt} | ({cmd.ended_attempt} if cmd.ended_attempt is not None else set())
-        for attempt in sorted(attempts):
-            if await uow.lock_attempt(cmd.job_id, attempt) is None:
-                await uow.create_attempt(
-                    StoredAttempt(cmd.organization_id, cmd.job_id, attempt, deps.head, deps.tail)
-                )
-        ended = cmd.ended_attempt is not None and await uow.mark_ended(
-            cmd.organization_id, cmd.job_id, cmd.ended_attempt
-        )
+        for event in sorted(cmd.events, key=lambda e: e.job_id.bytes):
+            attempts = {event.attempt} | ({event.ended_attempt} if event.ended_attempt is not None else set())
+            for attempt in sorted(attempts):
+                if await uow.lock_attempt(event.job_id, attempt) is None:
+                    await uow.create_attempt(
+                        StoredAttempt(event.organization_id, event.job_id, attempt, deps.head, deps.tail)
+                    )
+            if event.ended_attempt is not None and await uow.mark_ended(
+                event.organization_id, event.job_id, event.ended_attempt
+            ):
+                ended.append((event.job_id, event.ended_attempt))
     if ended:
-        assert cmd.ended_attempt is not None
-        deps.signals.notify([(cmd.job_id, cmd.ended_attempt)])
+        deps.signals.notify(ended)
 
 
 async def complete_ended_output(cmd: commands.CompleteEndedOutput, deps: OutputDependencies) -> int:
@@ -270,6 +279,7 @@ Handler = Callable[[Any, OutputDependencies], Awaitable[Any]]
 HANDLERS: dict[type, Handler] = {
     commands.StoreOutputChunks: store_chunks,
     commands.RecordJobAttempt: record_job_attempt,
+    commands.RecordJobAttempts: record_job_attempts,
     commands.CompleteEndedOutput: complete_ended_output,
     commands.PruneOutput: prune_output,
     commands.ReadOutput: read_output,

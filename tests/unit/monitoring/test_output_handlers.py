@@ -198,3 +198,19 @@ async def test_a_requeue_starts_a_new_latest_attempt() -> None:
     assert (page.attempt, page.data, page.complete) == (2, b"", False)
     first = await handle(c.ReadOutput(ORG, job, 1, 0, 0), d)
     assert first.data == b"first try"
+
+
+async def test_a_batch_of_job_events_is_applied_job_by_job_in_topic_order() -> None:
+    store, one, two = FakeOutputStore(), uuid.uuid4(), uuid.uuid4()
+    d = deps(store)
+    events = (
+        c.RecordJobAttempt(ORG, one, 1),
+        c.RecordJobAttempt(ORG, two, 1, ended_attempt=1),
+        c.RecordJobAttempt(ORG, one, 2, ended_attempt=1),  # one requeued: attempt 1 ended, 2 begins
+        c.RecordJobAttempt(ORG, two, 1, ended_attempt=1),  # a redelivery inside the batch
+    )
+    await handle(c.RecordJobAttempts(events), d)
+    latest = await handle(c.ReadOutput(ORG, one, None, 0, 0), d)
+    assert (latest.attempt, latest.complete) == (2, False)
+    assert {k for k in store.attempts} >= {(one, 1), (one, 2), (two, 1)}
+    assert store.attempts[(two, 1)].ended_at is not None and store.attempts[(one, 1)].ended_at is not None

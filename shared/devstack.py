@@ -600,6 +600,7 @@ def _banner(stack: Stack, boot: dict, ready_s: float, endpoints: Path, policy: R
  GPU fleet manager is ready in {ready_s:.1f}s   (Ctrl-C stops everything)
 
  Gateway      {url}/v1    (OpenAPI: {url}/v1/openapi.json, docs: {url}/docs)
+ Dashboard    {url}/ui/   (sign in with the API key)
  API key      {key}
  gRPC         scheduler {stack.target("scheduler")} (same key in 'authorization: Bearer …')
  Kafka        {stack.kafka_bootstrap}  topics gpufleet.jobs.v1, gpufleet.costs.v1
@@ -608,7 +609,11 @@ def _banner(stack: Stack, boot: dict, ready_s: float, endpoints: Path, policy: R
  Endpoints    {endpoints}  (every address, /metrics and /readyz of each process)
  Supervised   a process that dies is restarted ({policy.initial_delay:.0f}s doubling to {policy.max_delay:.0f}s)
 
- Try:
+ Try the CLI:
+   export GPUFLEET_URL={url} GPUFLEET_API_KEY={key}
+   .venv/bin/gpufleet submit --gpus 1 --follow -- 'echo hello from $CUDA_VISIBLE_DEVICES'
+   .venv/bin/gpufleet queue --all
+ or curl:
    export GPUFLEET_KEY={key}
    curl -s {url}/v1/gpus -H "Authorization: Bearer $GPUFLEET_KEY"
    curl -s -X POST {url}/v1/jobs -H "Authorization: Bearer $GPUFLEET_KEY" \\

@@ -105,7 +105,7 @@ NOT_API_KEY_METHODS: Mapping[str, str] = {
     "IdentityService/RevokeOperator": "operator call (operator token)",
     "NodeAgentService/*": "node agents (agent credential), never an API key",
     "NodeRegistryService/*": "node agents (agent credential), never an API key",
-    "NodeAdminService/*": "operator call (admin token): join tokens, decommission",
+    "NodeAdminService/*": "operator call (admin token): join tokens, decommission, the whole fleet",
     # Scheduling policy that belongs to the operator (docs/policy.md): the operator token only.
     **{
         f"PolicyService/{m}": "operator call (admin token)"
@@ -127,6 +127,8 @@ NOT_API_KEY_METHODS: Mapping[str, str] = {
             "GetOrganizationLimits",
             "SetOrganizationLimits",
             "DeleteOrganizationLimits",
+            # The whole-fleet view (every organization's holds: the dashboard's operator page).
+            "ListAllAllocations",
         )
     },
 }

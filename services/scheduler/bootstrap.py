@@ -18,7 +18,7 @@ from shared.db import Database
 from shared.grpc import Authenticator, NodeAuthenticator
 
 from .adapters import metrics
-from .adapters.allocations_read import SqlAllocationReader
+from .adapters.allocations_read import SqlAllocationReader, SqlFleetAllocationReader
 from .adapters.fleet_catalog import FleetGpuTypeCatalog
 from .adapters.limits_repository import SqlLimitsRepository, SqlQueuedJobs
 from .adapters.policy_repository import SqlPolicyRepository
@@ -156,7 +156,7 @@ class SchedulerApp:
         return [
             (
                 policy_pb2_grpc.add_PolicyServiceServicer_to_server,
-                PolicyServicer(deps, self.auth),
+                PolicyServicer(deps, self.auth, SqlFleetAllocationReader(self.db)),
                 POLICY_SERVICE,
             )
         ]

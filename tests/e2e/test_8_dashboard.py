@@ -48,7 +48,11 @@ FLAGS = (
 XSS = "<img src=x onerror=alert(1)>"
 WAIT = 90.0
 # The tests that present a wrong key on purpose (its 401 is on the console).
-ALLOW_401 = {"test_a_wrong_key_is_refused_and_a_right_one_signs_in"}
+ALLOW_401 = {
+    "test_a_wrong_key_is_refused_and_a_right_one_signs_in",
+    # /v1/me refuses the operator token before the dashboard finds it is one.
+    "test_the_operator_token_signs_in_to_the_whole_fleet",
+}
 
 
 def _missing_browser() -> list[str]:
@@ -517,6 +521,47 @@ async def test_a_reload_keeps_the_session_and_closing_the_tab_ends_it(browser: B
     browser.open("/ui/#/queue")
     await browser.until("the sign-in form after the tab closed", lambda: browser.css("#signin-form"))
     assert driver.execute_script("return sessionStorage.length") == 0
+
+
+async def test_the_operator_token_signs_in_to_the_whole_fleet(stack, browser: Browser, world: World) -> None:  # type: ignore[no-untyped-def]
+    """The operator token, which /v1/me refuses, opens the operator's page: every node with its GPUs, a
+    running job's GPU held by organization A's job, and none of the tenant pages."""
+    async with client(stack, world.key_a) as api:
+        org_a = (await api.get("/me")).json()["organization"]["id"]
+        r = await api.post("/jobs", json={"name": "operator-sees", "command": "sleep 60", "gpu_count": 1})
+        assert r.status_code == 201, r.text
+        job = await wait_status(api, r.json()["id"], {"running"}, timeout=120)
+    try:
+        browser.open("/ui/")
+        await browser.until("a page", lambda: browser.css("#signin-form, #sign-out"))
+        if browser.css("#sign-out"):  # a tenant session of an earlier test: sign out of it first
+            browser.css("#sign-out")[0].click()
+            await browser.until("the sign-in form", lambda: browser.css("#signin-form"))
+        browser.sign_in(stack.admin_token)
+        await browser.until("the operator session", lambda: browser.text("#operator-session") == "Operator")
+        assert browser.driver.current_url.endswith("/ui/#/operator")
+        await browser.until(
+            "the stack's node", lambda: browser.css(f"#operator-nodes [data-node-id='{job['node_id']}']")
+        )
+        [gpu_id] = job["gpu_ids"]
+        holder = f"tr[data-gpu-id='{gpu_id}'] td.holder"
+        cell = await browser.until("the job's GPU with its holder", lambda: browser.css(holder))
+        assert cell[0].get_attribute("data-job-id") == job["id"]
+        assert cell[0].get_attribute("data-organization-id") == org_a
+        assert job["id"] in browser.text(holder)
+        assert browser.css(f"tr[data-gpu-id='{gpu_id}']")[0].get_attribute("data-status") == "allocated"
+        # No tenant page: neither in the navigation nor by its address.
+        assert browser.css("a[data-nav='queue']") == [] and browser.css("#org-name") == []
+        browser.open("/ui/#/queue")
+        await browser.until(
+            "the operator page again", lambda: browser.driver.current_url.endswith("#/operator")
+        )
+        browser.shot("7-operator-fleet")
+        browser.css("#sign-out")[0].click()
+        await browser.until("the sign-in form", lambda: browser.css("#signin-form"))
+    finally:
+        async with client(stack, world.key_a) as api:
+            await api.post(f"/jobs/{job['id']}/cancel")
 
 
 def test_problems_in_reads_chromium_console_entries() -> None:

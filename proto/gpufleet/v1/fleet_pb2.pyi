@@ -7,6 +7,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class FleetNode(_message.Message):
+    __slots__ = ("node", "organization_id")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    node: Node
+    organization_id: str
+    def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., organization_id: _Optional[str] = ...) -> None: ...
+
+class ListAllNodesResponse(_message.Message):
+    __slots__ = ("nodes", "next_cursor")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[FleetNode]
+    next_cursor: str
+    def __init__(self, nodes: _Optional[_Iterable[_Union[FleetNode, _Mapping]]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
+
 class CreateJoinTokenRequest(_message.Message):
     __slots__ = ("organization_id", "provider", "is_spot", "labels", "ttl_seconds", "description")
     class LabelsEntry(_message.Message):

@@ -438,6 +438,11 @@ class NodeAdminServiceStub:
                 request_serializer=gpufleet_dot_v1_dot_fleet__pb2.DecommissionNodeRequest.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_fleet__pb2.DecommissionNodeResponse.FromString,
                 _registered_method=True)
+        self.ListAllNodes = channel.unary_unary(
+                '/gpufleet.v1.NodeAdminService/ListAllNodes',
+                request_serializer=gpufleet_dot_v1_dot_fleet__pb2.ListNodesRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_fleet__pb2.ListAllNodesResponse.FromString,
+                _registered_method=True)
 
 
 class NodeAdminServiceServicer:
@@ -471,6 +476,14 @@ class NodeAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAllNodes(self, request, context):
+        """Every node of the fleet with its GPUs, all organizations' dedicated ones included (the operator's
+        whole-fleet view); a page at a time, oldest registration first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -493,6 +506,11 @@ def add_NodeAdminServiceServicer_to_server(servicer, server):
                     servicer.DecommissionNode,
                     request_deserializer=gpufleet_dot_v1_dot_fleet__pb2.DecommissionNodeRequest.FromString,
                     response_serializer=gpufleet_dot_v1_dot_fleet__pb2.DecommissionNodeResponse.SerializeToString,
+            ),
+            'ListAllNodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAllNodes,
+                    request_deserializer=gpufleet_dot_v1_dot_fleet__pb2.ListNodesRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_fleet__pb2.ListAllNodesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -604,6 +622,33 @@ class NodeAdminService:
             '/gpufleet.v1.NodeAdminService/DecommissionNode',
             gpufleet_dot_v1_dot_fleet__pb2.DecommissionNodeRequest.SerializeToString,
             gpufleet_dot_v1_dot_fleet__pb2.DecommissionNodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAllNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.NodeAdminService/ListAllNodes',
+            gpufleet_dot_v1_dot_fleet__pb2.ListNodesRequest.SerializeToString,
+            gpufleet_dot_v1_dot_fleet__pb2.ListAllNodesResponse.FromString,
             options,
             channel_credentials,
             insecure,

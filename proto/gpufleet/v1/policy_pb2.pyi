@@ -6,6 +6,28 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ListAllAllocationsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class HeldGpu(_message.Message):
+    __slots__ = ("gpu_id", "node_id", "job_id", "organization_id")
+    GPU_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    gpu_id: str
+    node_id: str
+    job_id: str
+    organization_id: str
+    def __init__(self, gpu_id: _Optional[str] = ..., node_id: _Optional[str] = ..., job_id: _Optional[str] = ..., organization_id: _Optional[str] = ...) -> None: ...
+
+class ListAllAllocationsResponse(_message.Message):
+    __slots__ = ("allocations",)
+    ALLOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    allocations: _containers.RepeatedCompositeFieldContainer[HeldGpu]
+    def __init__(self, allocations: _Optional[_Iterable[_Union[HeldGpu, _Mapping]]] = ...) -> None: ...
+
 class GetPolicyRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

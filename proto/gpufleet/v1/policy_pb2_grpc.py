@@ -136,6 +136,11 @@ class PolicyServiceStub:
                 request_serializer=gpufleet_dot_v1_dot_policy__pb2.DeleteOrganizationLimitsRequest.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_policy__pb2.OrganizationLimits.FromString,
                 _registered_method=True)
+        self.ListAllAllocations = channel.unary_unary(
+                '/gpufleet.v1.PolicyService/ListAllAllocations',
+                request_serializer=gpufleet_dot_v1_dot_policy__pb2.ListAllAllocationsRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_policy__pb2.ListAllAllocationsResponse.FromString,
+                _registered_method=True)
 
 
 class PolicyServiceServicer:
@@ -286,6 +291,13 @@ class PolicyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAllAllocations(self, request, context):
+        """Operator: every GPU a live job holds now, with the job and its organization (the whole-fleet view).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PolicyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -383,6 +395,11 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.DeleteOrganizationLimits,
                     request_deserializer=gpufleet_dot_v1_dot_policy__pb2.DeleteOrganizationLimitsRequest.FromString,
                     response_serializer=gpufleet_dot_v1_dot_policy__pb2.OrganizationLimits.SerializeToString,
+            ),
+            'ListAllAllocations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAllAllocations,
+                    request_deserializer=gpufleet_dot_v1_dot_policy__pb2.ListAllAllocationsRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_policy__pb2.ListAllAllocationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -905,6 +922,33 @@ class PolicyService:
             '/gpufleet.v1.PolicyService/DeleteOrganizationLimits',
             gpufleet_dot_v1_dot_policy__pb2.DeleteOrganizationLimitsRequest.SerializeToString,
             gpufleet_dot_v1_dot_policy__pb2.OrganizationLimits.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAllAllocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.PolicyService/ListAllAllocations',
+            gpufleet_dot_v1_dot_policy__pb2.ListAllAllocationsRequest.SerializeToString,
+            gpufleet_dot_v1_dot_policy__pb2.ListAllAllocationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -254,3 +254,17 @@ class NodeAdminServicer(fleet_pb2_grpc.NodeAdminServiceServicer):
             revoked_credentials=done.revoked_credentials,
             decommissioned_at=ts(done.at),
         )
+
+    async def ListAllNodes(
+        self, request: fleet_pb2.ListNodesRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.ListAllNodesResponse:
+        await self.auth.operator(context)
+        cmd = commands.ListAllNodes(limit=request.limit, cursor=opt(request.cursor))
+        page: NodePage = await handle(cmd, self.deps)
+        return fleet_pb2.ListAllNodesResponse(
+            nodes=[
+                fleet_pb2.FleetNode(node=_node(n), organization_id=str(n.node.organization_id or ""))
+                for n in page.nodes
+            ],
+            next_cursor=page.next_cursor or "",
+        )

@@ -86,6 +86,14 @@ class ListNodes:
     cursor: str | None = None
 
 
+@dataclass(frozen=True)
+class ListAllNodes:
+    """The operator's whole-fleet view: one page of every node (all organizations), with its GPUs."""
+
+    limit: int = 0  # 0: the default page
+    cursor: str | None = None
+
+
 Command = (
     RegisterNode
     | RecordHeartbeat
@@ -93,6 +101,7 @@ Command = (
     | ListGpus
     | ListGpuTypes
     | ListNodes
+    | ListAllNodes
     | AuthenticateNode
     | RotateNodeCredential
     | CreateJoinToken

@@ -235,6 +235,21 @@ async def list_nodes(cmd: commands.ListNodes, deps: Dependencies) -> NodePage:
     return NodePage(nodes, cursor)
 
 
+async def list_all_nodes(cmd: commands.ListAllNodes, deps: Dependencies) -> NodePage:
+    """A page of every node of the fleet (the operator's view; the entrypoint requires the operator)."""
+    limit = cmd.limit or DEFAULT_PAGE
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidArgument(f"limit must be between 1 and {MAX_PAGE}", field="limit")
+    after = decode_cursor(cmd.cursor) if cmd.cursor else None
+    async with deps.uow(system=True) as tx:
+        rows = await tx.visible_nodes(after, limit + 1)
+    page = rows[:limit]
+    last = page[-1].node if page else None
+    more = len(rows) > limit
+    cursor = encode_cursor(last.registered_at, last.id) if more and last and last.registered_at else None
+    return NodePage(page, cursor)
+
+
 async def list_gpu_types(cmd: commands.ListGpuTypes, deps: Dependencies) -> list[GpuType]:
     async with deps.uow(org_id=cmd.organization_id) as tx:
         return await tx.catalog(active_only=True)
@@ -249,6 +264,7 @@ HANDLERS: dict[type, Handler] = {
     commands.ListGpus: list_gpus,
     commands.ListGpuTypes: list_gpu_types,
     commands.ListNodes: list_nodes,
+    commands.ListAllNodes: list_all_nodes,
     commands.AuthenticateNode: identity.authenticate_node,
     commands.RotateNodeCredential: identity.rotate_credential,
     commands.CreateJoinToken: identity.create_join_token,

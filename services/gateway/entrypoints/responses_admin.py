@@ -8,7 +8,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from gpufleet.v1 import policy_pb2
+from gpufleet.v1 import fleet_pb2, policy_pb2
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contracts import limits
@@ -305,4 +305,75 @@ def organization_limits_out(o: policy_pb2.OrganizationLimits) -> OrganizationLim
         overrides=LimitsOut(**_limits_out(o.overrides)),
         effective_plan=o.effective_plan or None,
         effective=LimitsOut(**_limits_out(o.effective)),
+    )
+
+
+# ----------------------------------------------------------------------------- the whole fleet (operator)
+
+
+class FleetHolderOut(BaseModel):
+    organization_id: str
+    job_id: str
+
+
+class FleetGpuOut(BaseModel):
+    id: str
+    index: int
+    name: str
+    gpu_type: str
+    uuid: str
+    memory_total_mb: int
+    status: str = Field(
+        description="available | allocated | draining | unhealthy | offline (allocated: a job holds it)"
+    )
+    holder: FleetHolderOut | None = Field(description="The job holding the GPU and its organization.")
+
+
+class FleetNodeOut(BaseModel):
+    id: str
+    hostname: str
+    provider: str
+    is_spot: bool
+    status: str = Field(description="online | offline")
+    last_heartbeat: str | None
+    organization_id: str | None = Field(description="The organization it is dedicated to; null: shared.")
+    gpus: list[FleetGpuOut]
+
+
+class FleetOut(BaseModel):
+    """Every node of the fleet, every organization's, with its GPUs and who holds them."""
+
+    nodes: list[FleetNodeOut]
+
+
+def fleet_out(nodes: list[fleet_pb2.FleetNode], holds: list[policy_pb2.HeldGpu]) -> FleetOut:
+    by_gpu = {h.gpu_id: h for h in holds}
+
+    def gpu(g: fleet_pb2.Gpu) -> FleetGpuOut:
+        hold = by_gpu.get(g.id)
+        return FleetGpuOut(
+            id=g.id,
+            index=g.index,
+            name=g.name,
+            gpu_type=g.gpu_type,
+            uuid=g.uuid,
+            memory_total_mb=g.memory_total_mb,
+            status="allocated" if hold is not None and g.status == "available" else g.status,
+            holder=FleetHolderOut(organization_id=hold.organization_id, job_id=hold.job_id) if hold else None,
+        )
+
+    return FleetOut(
+        nodes=[
+            FleetNodeOut(
+                id=n.node.id,
+                hostname=n.node.hostname,
+                provider=n.node.provider,
+                is_spot=n.node.is_spot,
+                status=n.node.status,
+                last_heartbeat=n.node.last_heartbeat or None,
+                organization_id=n.organization_id or None,
+                gpus=[gpu(g) for g in n.node.gpus],
+            )
+            for n in nodes
+        ]
     )

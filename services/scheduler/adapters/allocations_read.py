@@ -76,3 +76,39 @@ class SqlAllocationReader:
                 {"org": organization_id, "all_gpus": gpu_ids is None, "gpu_ids": list(gpu_ids or [])},
             )
             return [held_gpu(gpu_id, job_id) for gpu_id, job_id in rows]
+
+
+# The operator's whole-fleet view (PolicyService/ListAllAllocations): every hold with its job and the
+# job's organization. Only for the operator: it runs in the system scope, which row-level security lets
+# see every organization's rows; the servicer requires the operator token before it gets here.
+@dataclass(frozen=True)
+class FleetHold:
+    gpu_id: UUID
+    node_id: UUID
+    job_id: UUID
+    organization_id: UUID
+
+
+class FleetAllocationReader(Protocol):
+    async def all_held_gpus(self) -> list[FleetHold]:
+        """Every GPU a live job holds, of every organization (the operator's view)."""
+
+
+_ALL_HELD = text(
+    """
+    SELECT a.gpu_id, a.node_id, a.job_id, j.organization_id
+      FROM gpu_allocations a
+      JOIN jobs j ON j.id = a.job_id
+     ORDER BY a.node_id, a.gpu_id
+    """
+)
+
+
+class SqlFleetAllocationReader:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def all_held_gpus(self) -> list[FleetHold]:
+        async with self.db.transaction(system=True) as session:
+            rows = await session.execute(_ALL_HELD)
+            return [FleetHold(gpu_id=g, node_id=n, job_id=j, organization_id=o) for g, n, j, o in rows]

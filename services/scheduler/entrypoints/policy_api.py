@@ -18,6 +18,7 @@ from shared.errors import FailedPrecondition
 from shared.grpc import grpc_service, tenant_of
 from shared.wire import ts
 
+from ..adapters.allocations_read import FleetAllocationReader
 from ..domain.engine import Quota
 from ..domain.limits import Limits, LimitsPolicy
 from ..domain.policy_admin import AuditEntry, StoredPolicy, UserCapEntry, named_operator
@@ -125,9 +126,15 @@ def _caller(principal: common_pb2.Principal) -> cmds.Caller:
 
 @grpc_service
 class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
-    def __init__(self, deps: PolicyDependencies, auth: PolicyAuth) -> None:
+    def __init__(
+        self,
+        deps: PolicyDependencies,
+        auth: PolicyAuth,
+        allocations: FleetAllocationReader | None = None,
+    ) -> None:
         self.deps = deps
         self.auth = auth
+        self.allocations = allocations
 
     async def _policy(self, context: grpc.aio.ServicerContext, cmd: object) -> policy_pb2.Policy:
         by = named_operator((await self.auth.operator(context)).operator_name)
@@ -269,6 +276,26 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         await self.auth.operator(context)
         cmd = limits.DeleteOrganizationLimits(request.organization_id)
         return organization_limits_message(await limits.handle(cmd, self._limits_deps()))
+
+    # -- the operator's whole-fleet view (a read with no decision: straight to its query) ---------
+    async def ListAllAllocations(
+        self, request: policy_pb2.ListAllAllocationsRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.ListAllAllocationsResponse:
+        await self.auth.operator(context)
+        if self.allocations is None:
+            raise FailedPrecondition("allocations are not served by this process")
+        held = await self.allocations.all_held_gpus()
+        return policy_pb2.ListAllAllocationsResponse(
+            allocations=[
+                policy_pb2.HeldGpu(
+                    gpu_id=str(h.gpu_id),
+                    node_id=str(h.node_id),
+                    job_id=str(h.job_id),
+                    organization_id=str(h.organization_id),
+                )
+                for h in held
+            ]
+        )
 
 
 # ----------------------------------------------------------------------------- abuse limits (wire)

@@ -231,6 +231,23 @@ async def test_list_nodes_pages_by_registration_and_a_reregistration_keeps_its_p
     assert [n.node.hostname for n in rest.nodes] == ["n3"] and rest.next_cursor is None
 
 
+async def test_the_operator_lists_every_node_of_every_organization_in_pages(deps, store) -> None:
+    org_a, org_b = uuid4(), uuid4()
+    await register(deps, register_cmd("shared", models=("NVIDIA L4",)))
+    store.advance(1)
+    await register(deps, register_cmd("dedicated-a", org=org_a))
+    store.advance(1)
+    await register(deps, register_cmd("dedicated-b", org=org_b))
+    first = await handle(commands.ListAllNodes(limit=2), deps)
+    assert store.units[-1] == {"org_id": None, "system": True}
+    assert [n.node.hostname for n in first.nodes] == ["shared", "dedicated-a"] and first.next_cursor
+    rest = await handle(commands.ListAllNodes(limit=2, cursor=first.next_cursor), deps)
+    assert [(n.node.hostname, n.node.organization_id) for n in rest.nodes] == [("dedicated-b", org_b)]
+    assert rest.next_cursor is None and rest.nodes[0].gpus
+    with pytest.raises(InvalidArgument):
+        await handle(commands.ListAllNodes(limit=201), deps)
+
+
 @pytest.mark.parametrize(
     "cmd", [commands.ListNodes(uuid4(), limit=201), commands.ListNodes(uuid4(), cursor="x")]
 )

@@ -7,6 +7,7 @@ import { LiveEvents } from "./events.js";
 import * as costs from "./pages/costs.js";
 import * as fleet from "./pages/fleet.js";
 import * as job from "./pages/job.js";
+import * as operator from "./pages/operator.js";
 import * as queue from "./pages/queue.js";
 import * as webhooks from "./pages/webhooks.js";
 
@@ -23,6 +24,10 @@ const NAV = [
   ["costs", "Costs"],
   ["webhooks", "Webhooks"],
 ];
+// An operator session (the operator token, refused by /v1/me, answered by /v1/admin/fleet) sees the
+// whole fleet only: no tenant page, no event stream (the stream is a tenant's).
+const OPERATOR_ROUTES = [{ pattern: /^#\/operator$/, page: operator, nav: "operator" }];
+const OPERATOR_NAV = [["operator", "Operator: whole fleet"]];
 const LIVE_LABELS = {
   connecting: "Connecting…",
   live: "Live",
@@ -42,7 +47,7 @@ function signOut(message) {
   session.key = null;
   if (current) {
     current.cleanup?.();
-    current.events.stop();
+    current.events?.stop();
     current = null;
   }
   showSignIn(message);
@@ -86,7 +91,7 @@ function showSignIn(message) {
         { class: "signin", id: "signin" },
         h("div", { class: "brand" }, logo(), "gpufleet"),
         h("h1", {}, "Sign in"),
-        h("p", {}, "Paste an API key of your organization. The dashboard reads the same REST API as any other client."),
+        h("p", {}, "Paste an API key of your organization (or the operator token, for the whole fleet). The dashboard reads the same REST API as any other client."),
         form,
         h("div", { class: "fine" }, "The key stays in this browser tab (session storage) and is sent only to this gateway, as an Authorization header. Closing the tab signs you out."),
       ),
@@ -97,7 +102,19 @@ function showSignIn(message) {
 
 async function start(key) {
   const api = new Api(key, { onUnauthorized: () => current && signOut("Your key is no longer accepted; sign in again.") });
-  const me = await api.json("/v1/me"); // throws ApiError 401 for a bad key
+  let me;
+  try {
+    me = await api.json("/v1/me"); // throws ApiError 401 for a bad key
+  } catch (err) {
+    if (!(err instanceof ApiError) || (err.status !== 401 && err.status !== 403)) throw err;
+    if (!(await isOperator(api))) throw err;
+    session.key = key;
+    current = { api, events: null, me: null, operator: true, cleanup: null };
+    renderShell();
+    if (!OPERATOR_ROUTES.some((r) => r.pattern.test(window.location.hash))) window.location.hash = "#/operator";
+    else route();
+    return;
+  }
   session.key = key;
   const events = new LiveEvents(api);
   current = { api, events, me, cleanup: null };
@@ -107,7 +124,46 @@ async function start(key) {
   else route();
 }
 
+/** Whether the credential is an operator's: /v1/admin/fleet answers 200 to the operator token only. */
+async function isOperator(api) {
+  try {
+    await api.json("/v1/admin/fleet");
+    return true;
+  } catch (err) {
+    if (err instanceof ApiError) return false;
+    throw err;
+  }
+}
+
+function renderOperatorShell() {
+  const nav = h(
+    "nav",
+    { class: "nav", "aria-label": "Pages" },
+    OPERATOR_NAV.map(([id, label]) => h("a", { href: `#/${id}`, "data-nav": id }, label)),
+  );
+  replace(
+    root,
+    h(
+      "header",
+      { class: "topbar" },
+      h("a", { class: "brand", href: "#/operator" }, logo(), "gpufleet"),
+      nav,
+      h(
+        "div",
+        { class: "who" },
+        h("span", { class: "org", id: "operator-session" }, "Operator"),
+        h("button", { class: "ghost", id: "sign-out", type: "button", onclick: () => signOut() }, "Sign out"),
+      ),
+    ),
+    h("main", { class: "main", id: "page" }),
+  );
+}
+
 function renderShell() {
+  if (current.operator) {
+    renderOperatorShell();
+    return;
+  }
   const { me, events } = current;
   const live = h("span", { class: "live", id: "live-state", title: "The event stream GET /v1/events" });
   events.onState((state) => {
@@ -142,9 +198,10 @@ function renderShell() {
 function route() {
   if (!current) return;
   const hash = window.location.hash;
-  const match = ROUTES.map((r) => ({ r, m: r.pattern.exec(hash) })).find((x) => x.m);
+  const home = current.operator ? "#/operator" : "#/queue";
+  const match = (current.operator ? OPERATOR_ROUTES : ROUTES).map((r) => ({ r, m: r.pattern.exec(hash) })).find((x) => x.m);
   if (!match) {
-    window.location.hash = "#/queue";
+    window.location.hash = home;
     return;
   }
   current.cleanup?.();

@@ -3,7 +3,8 @@
 ``/v1/admin/join-tokens`` creates, lists and revokes the one-time, expiring join tokens that fix what a
 node is (the organization it is dedicated to or the shared pool, provider, spot, labels); an agent
 exchanges one at its first registration for its own node credential. ``/v1/admin/nodes/{id}/decommission``
-revokes a node's credentials and takes it offline. The operator token goes as ``Authorization: Bearer
+revokes a node's credentials and takes it offline. ``/v1/admin/fleet`` is the whole fleet (every
+organization's nodes, GPUs and holds; fleet's nodes merged with the scheduler's allocations). The operator token goes as ``Authorization: Bearer
 <token>``; the gateway forwards it and fleet has identity judge it (an API key there is 403).
 """
 
@@ -13,13 +14,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials
-from gpufleet.v1 import fleet_pb2, fleet_pb2_grpc
+from gpufleet.v1 import fleet_pb2, fleet_pb2_grpc, policy_pb2
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway.adapters.downstream import Downstream
 from services.gateway.entrypoints.auth import downstream
+from services.gateway.entrypoints.responses_admin import FleetOut, fleet_out
 from services.gateway.entrypoints.routes import problem_responses
-from services.gateway.entrypoints.routes.admin import operator_scheme
+from services.gateway.entrypoints.routes.admin import operator_scheme, policy_stub
 from shared.contracts import limits
 from shared.errors import Unauthenticated
 from shared.grpc import with_key
@@ -30,6 +32,7 @@ router = APIRouter(tags=["nodes (operator)"])
 class NodeAdminCall:
     def __init__(self, down: Downstream, token: str, request: Request) -> None:
         self.stub = fleet_pb2_grpc.NodeAdminServiceStub(down.channels["fleet"])
+        self.policy = policy_stub(down)
         request_id = str(request.scope.get("state", {}).get("request_id", ""))
         self.call: dict[str, Any] = {
             "metadata": (*with_key(token), ("x-request-id", request_id)),
@@ -177,3 +180,24 @@ async def decommission_node(node_id: Id, op: NodeAdminDep) -> DecommissionOut:
         revoked_credentials=reply.revoked_credentials,
         decommissioned_at=reply.decommissioned_at,
     )
+
+
+@router.get(
+    "/v1/admin/fleet",
+    response_model=FleetOut,
+    responses=problem_responses(),
+    summary="The whole fleet (operator): every node with its GPUs, status and the job holding each",
+)
+async def whole_fleet(op: NodeAdminDep) -> FleetOut:
+    nodes: list[fleet_pb2.FleetNode] = []
+    cursor = ""
+    while True:
+        page = await op.stub.ListAllNodes(
+            fleet_pb2.ListNodesRequest(limit=limits.MAX_PAGE, cursor=cursor), **op.call
+        )
+        nodes.extend(page.nodes)
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    held = await op.policy.ListAllAllocations(policy_pb2.ListAllAllocationsRequest(), **op.call)
+    return fleet_out(nodes, list(held.allocations))

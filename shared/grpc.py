@@ -16,12 +16,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import inspect
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 from uuid import UUID
@@ -104,6 +106,42 @@ def _wrap(
             metrics.GRPC_SECONDS.labels(service=service, method=name).observe(time.perf_counter() - began)
 
     return wrapper
+
+
+@asynccontextmanager
+async def streaming_call(context: grpc.aio.ServicerContext, service: str, name: str) -> AsyncIterator[None]:
+    """What :func:`grpc_service` does around a unary method, for a server-streaming one (an async
+    generator, which the tracing interceptor needs and the class decorator does not wrap): a
+    DomainError becomes its status code (field and extra trailers included), an unreachable dependency
+    UNAVAILABLE, and the call is counted and timed. ``async with streaming_call(...)`` around the
+    generator's body."""
+    began = time.perf_counter()
+    code = "OK"
+    try:
+        yield
+    except DomainError as exc:
+        code = STATUS_OF[exc.code].name
+        trailers: tuple[tuple[str, str], ...] = ((ERROR_FIELD_KEY, exc.field),) if exc.field else ()
+        trailers += exc.trailers()
+        if trailers:
+            context.set_trailing_metadata(trailers)
+        await context.abort(STATUS_OF[exc.code], exc.message)
+    except grpc.aio.AbortError:
+        code = (context.code() or grpc.StatusCode.UNKNOWN).name
+        raise
+    except asyncio.CancelledError:
+        code = "CANCELLED"  # the caller went away (or the server is stopping): the usual end of a stream
+        raise
+    except Exception as exc:
+        if not is_unavailable(exc):
+            code = "UNKNOWN"
+            raise
+        code = "UNAVAILABLE"
+        log.warning("dependency unavailable", extra={"method": name, "error": repr(exc)[:300]})
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "a dependency of this service is unavailable")
+    finally:
+        metrics.GRPC_REQUESTS.labels(service=service, method=name, code=code).inc()
+        metrics.GRPC_SECONDS.labels(service=service, method=name).observe(time.perf_counter() - began)
 
 
 def grpc_service(cls: type[T]) -> type[T]:

@@ -15,9 +15,8 @@ import grpc
 from gpufleet.v1 import output_pb2, output_pb2_grpc
 
 from shared import scopes
-from shared.errors import DomainError, NotFound
-from shared.failures import is_unavailable
-from shared.grpc import ERROR_FIELD_KEY, STATUS_OF, Authenticator, bearer, grpc_service, tenant_of
+from shared.errors import NotFound
+from shared.grpc import Authenticator, bearer, grpc_service, streaming_call, tenant_of
 
 from ..service_layer import output_commands as commands
 from ..service_layer.output_handlers import OutputDependencies, OutputPage, follow_output, handle
@@ -74,7 +73,7 @@ class JobOutputServicer(output_pb2_grpc.JobOutputServiceServicer):
     async def FollowOutput(  # type: ignore[override]
         self, request: output_pb2.FollowOutputRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[output_pb2.OutputPage]:
-        try:
+        async with streaming_call(context, "JobOutputServicer", "FollowOutput"):
             principal = await self.auth.authenticate(bearer(context))
             scopes.require(principal.scopes, FOLLOW_METHOD)
             cmd = commands.FollowOutput(
@@ -85,14 +84,3 @@ class JobOutputServicer(output_pb2_grpc.JobOutputServiceServicer):
             )
             async for page in follow_output(cmd, self.deps):
                 yield to_proto(page)
-        except DomainError as exc:
-            if exc.field:  # as shared.grpc does: the gateway renders e.g. "scopes" as insufficient-scope
-                context.set_trailing_metadata(((ERROR_FIELD_KEY, exc.field),))
-            await context.abort(STATUS_OF[exc.code], exc.message)
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            if not is_unavailable(exc):
-                raise
-            log.warning("dependency unavailable", extra={"method": "FollowOutput", "error": repr(exc)[:300]})
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "a dependency of this service is unavailable")

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import grpc
 from gpufleet.v1 import common_pb2, notification_pb2, notification_pb2_grpc
 
-from shared import metrics, scopes
-from shared.errors import DomainError
-from shared.failures import is_unavailable
-from shared.grpc import ERROR_FIELD_KEY, STATUS_OF, Authenticator, bearer, grpc_service, tenant_of
+from shared import scopes
+from shared.grpc import Authenticator, bearer, grpc_service, streaming_call, tenant_of
 from shared.wire import opt, ts, uuid_arg
 
 from ..domain.model import Delivery, Webhook
@@ -150,7 +145,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         """Server streaming is an async generator (what gRPC's and OpenTelemetry's aio servers
         iterate), which ``grpc_service`` does not wrap: :func:`streaming_call` gives it the same
         scope check, error rendering and metrics."""
-        async with streaming_call(context, STREAM_EVENTS):
+        async with streaming_call(context, "NotificationServicer", STREAM_EVENTS.split("/", 1)[1]):
             principal = await self._caller(context)
             start: commands.ReadEvents = await handlers.handle(
                 commands.OpenEventStream(
@@ -186,38 +181,3 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         principal = await self.auth.authenticate(bearer(context))
         scopes.require(principal.scopes, STREAM_EVENTS)
         return principal
-
-
-@asynccontextmanager
-async def streaming_call(context: grpc.aio.ServicerContext, rpc: str) -> AsyncIterator[None]:
-    """What ``shared.grpc``'s wrapper does around a unary method, for a streaming one: a DomainError
-    becomes its status code (with the field in the trailers), an unreachable dependency UNAVAILABLE,
-    and the call is counted and timed."""
-    began = time.perf_counter()
-    code = "OK"
-    name = rpc.split("/", 1)[1]
-    try:
-        yield
-    except DomainError as exc:
-        code = STATUS_OF[exc.code].name
-        if exc.field:
-            context.set_trailing_metadata(((ERROR_FIELD_KEY, exc.field),))
-        await context.abort(STATUS_OF[exc.code], exc.message)
-    except grpc.aio.AbortError:
-        code = (context.code() or grpc.StatusCode.UNKNOWN).name
-        raise
-    except asyncio.CancelledError:
-        code = "CANCELLED"  # the caller went away (or the server is stopping)
-        raise
-    except Exception as exc:
-        if not is_unavailable(exc):
-            code = "UNKNOWN"
-            raise
-        code = "UNAVAILABLE"
-        log.warning("dependency unavailable", extra={"method": name, "error": repr(exc)[:300]})
-        await context.abort(grpc.StatusCode.UNAVAILABLE, "a dependency of this service is unavailable")
-    finally:
-        metrics.GRPC_REQUESTS.labels(service="NotificationServicer", method=name, code=code).inc()
-        metrics.GRPC_SECONDS.labels(service="NotificationServicer", method=name).observe(
-            time.perf_counter() - began
-        )

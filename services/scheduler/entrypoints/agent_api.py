@@ -31,10 +31,8 @@ from uuid import UUID
 import grpc
 from gpufleet.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
 
-from shared import metrics
-from shared.errors import DomainError, InvalidArgument, NotFound, PermissionDenied
-from shared.failures import is_unavailable
-from shared.grpc import ERROR_FIELD_KEY, STATUS_OF, NodeAuthenticator, grpc_service
+from shared.errors import InvalidArgument, NotFound, PermissionDenied
+from shared.grpc import NodeAuthenticator, grpc_service, streaming_call
 from shared.wire import parse_ts
 
 from ..domain.model import Job
@@ -271,32 +269,9 @@ def _with_job(inner: T, job_id: str) -> T:
 async def _rendered(
     context: grpc.aio.ServicerContext, method: str, updates: AsyncIterator[scheduler_pb2.AssignmentsUpdate]
 ) -> AsyncIterator[scheduler_pb2.AssignmentsUpdate]:
-    """What grpc_service does for unary methods, for a stream: a domain error or an unreachable
-    database becomes its status code, and the call is counted."""
-    code = "OK"
-    try:
+    async with streaming_call(context, "NodeAgentServicer", method):
         async for update in updates:
             yield update
-    except DomainError as exc:
-        code = STATUS_OF[exc.code].name
-        if exc.field:
-            context.set_trailing_metadata(((ERROR_FIELD_KEY, exc.field),))
-        await context.abort(STATUS_OF[exc.code], exc.message)
-    except grpc.aio.AbortError:
-        code = (context.code() or grpc.StatusCode.UNKNOWN).name
-        raise
-    except asyncio.CancelledError:
-        code = "CANCELLED"  # the agent went away: the usual end of a stream
-        raise
-    except Exception as exc:
-        if not is_unavailable(exc):
-            code = "UNKNOWN"
-            raise
-        code = "UNAVAILABLE"
-        log.warning("dependency unavailable", extra={"method": method, "error": repr(exc)[:300]})
-        await context.abort(grpc.StatusCode.UNAVAILABLE, "a dependency of this service is unavailable")
-    finally:
-        metrics.GRPC_REQUESTS.labels(service="NodeAgentServicer", method=method, code=code).inc()
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:

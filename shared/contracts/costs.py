@@ -61,6 +61,8 @@ class CostRecordedV1(BaseModel):
     )
     gross_cost: Decimal | None = Field(default=None, description="sum of the lines' cost")
     credit: Decimal = Field(default=Decimal(0), description="sum of the lines' credit")
+    # Added with projects (optional: older events decode unchanged).
+    project_id: UUID | None = Field(default=None, description="the job's project; null: none")
 
 
 EVENT_TYPES: dict[str, type[BaseModel]] = {COST_RECORDED: CostRecordedV1}

@@ -85,6 +85,8 @@ class JobSnapshotV1(BaseModel):
     attempt: int = Field(default=1, description="1 for the first run; +1 per requeue after a lost node/agent")
     pending_reason: PendingReasonV1 | None = Field(default=None, description="set while queued")
     placements: list[JobPlacementV1] = Field(default_factory=list)
+    # Added with projects (optional: older events decode unchanged).
+    project_id: UUID | None = Field(default=None, description="the job's project; null: none")
 
 
 class EndedAttemptV1(BaseModel):

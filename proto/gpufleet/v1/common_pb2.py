@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18gpufleet/v1/common.proto\x12\x0bgpufleet.v1\"\x07\n\x05\x45mpty\"\x90\x01\n\tPrincipal\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x12\n\napi_key_id\x18\x04 \x01(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x10\n\x08operator\x18\x06 \x01(\x08\x12\x15\n\roperator_name\x18\x07 \x01(\t\",\n\x0bPageRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18gpufleet/v1/common.proto\x12\x0bgpufleet.v1\"\x07\n\x05\x45mpty\"\xd5\x01\n\tPrincipal\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x12\n\napi_key_id\x18\x04 \x01(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x10\n\x08operator\x18\x06 \x01(\x08\x12\x15\n\roperator_name\x18\x07 \x01(\t\x12\x12\n\nproject_id\x18\x08 \x01(\t\x12/\n\rproject_roles\x18\t \x03(\x0b\x32\x18.gpufleet.v1.ProjectRole\"/\n\x0bProjectRole\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\",\n\x0bPageRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,7 +34,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EMPTY']._serialized_start=41
   _globals['_EMPTY']._serialized_end=48
   _globals['_PRINCIPAL']._serialized_start=51
-  _globals['_PRINCIPAL']._serialized_end=195
-  _globals['_PAGEREQUEST']._serialized_start=197
-  _globals['_PAGEREQUEST']._serialized_end=241
+  _globals['_PRINCIPAL']._serialized_end=264
+  _globals['_PROJECTROLE']._serialized_start=266
+  _globals['_PROJECTROLE']._serialized_end=313
+  _globals['_PAGEREQUEST']._serialized_start=315
+  _globals['_PAGEREQUEST']._serialized_end=359
 # @@protoc_insertion_point(module_scope)

@@ -1,8 +1,8 @@
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -11,7 +11,7 @@ class Empty(_message.Message):
     def __init__(self) -> None: ...
 
 class Principal(_message.Message):
-    __slots__ = ("organization_id", "user_id", "role", "api_key_id", "scopes", "operator", "operator_name")
+    __slots__ = ("organization_id", "user_id", "role", "api_key_id", "scopes", "operator", "operator_name", "project_id", "project_roles")
     ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,8 @@ class Principal(_message.Message):
     SCOPES_FIELD_NUMBER: _ClassVar[int]
     OPERATOR_FIELD_NUMBER: _ClassVar[int]
     OPERATOR_NAME_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ROLES_FIELD_NUMBER: _ClassVar[int]
     organization_id: str
     user_id: str
     role: str
@@ -26,7 +28,17 @@ class Principal(_message.Message):
     scopes: _containers.RepeatedScalarFieldContainer[str]
     operator: bool
     operator_name: str
-    def __init__(self, organization_id: _Optional[str] = ..., user_id: _Optional[str] = ..., role: _Optional[str] = ..., api_key_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., operator: _Optional[bool] = ..., operator_name: _Optional[str] = ...) -> None: ...
+    project_id: str
+    project_roles: _containers.RepeatedCompositeFieldContainer[ProjectRole]
+    def __init__(self, organization_id: _Optional[str] = ..., user_id: _Optional[str] = ..., role: _Optional[str] = ..., api_key_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., operator: _Optional[bool] = ..., operator_name: _Optional[str] = ..., project_id: _Optional[str] = ..., project_roles: _Optional[_Iterable[_Union[ProjectRole, _Mapping]]] = ...) -> None: ...
+
+class ProjectRole(_message.Message):
+    __slots__ = ("project_id", "role")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    role: str
+    def __init__(self, project_id: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
 
 class PageRequest(_message.Message):
     __slots__ = ("limit", "cursor")

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("command", "gpu_count", "gpu_memory_mb", "gpu_type", "priority", "webhook_url", "name", "idempotency_key", "nodes", "cpu_cores", "ram_mb", "time_limit_seconds", "hold", "no_requeue")
+    __slots__ = ("command", "gpu_count", "gpu_memory_mb", "gpu_type", "priority", "webhook_url", "name", "idempotency_key", "nodes", "cpu_cores", "ram_mb", "time_limit_seconds", "hold", "no_requeue", "project_id")
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     GPU_COUNT_FIELD_NUMBER: _ClassVar[int]
     GPU_MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,7 @@ class SubmitJobRequest(_message.Message):
     TIME_LIMIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     HOLD_FIELD_NUMBER: _ClassVar[int]
     NO_REQUEUE_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     command: str
     gpu_count: int
     gpu_memory_mb: int
@@ -37,7 +38,8 @@ class SubmitJobRequest(_message.Message):
     time_limit_seconds: int
     hold: bool
     no_requeue: bool
-    def __init__(self, command: _Optional[str] = ..., gpu_count: _Optional[int] = ..., gpu_memory_mb: _Optional[int] = ..., gpu_type: _Optional[str] = ..., priority: _Optional[int] = ..., webhook_url: _Optional[str] = ..., name: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., nodes: _Optional[int] = ..., cpu_cores: _Optional[int] = ..., ram_mb: _Optional[int] = ..., time_limit_seconds: _Optional[int] = ..., hold: _Optional[bool] = ..., no_requeue: _Optional[bool] = ...) -> None: ...
+    project_id: str
+    def __init__(self, command: _Optional[str] = ..., gpu_count: _Optional[int] = ..., gpu_memory_mb: _Optional[int] = ..., gpu_type: _Optional[str] = ..., priority: _Optional[int] = ..., webhook_url: _Optional[str] = ..., name: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., nodes: _Optional[int] = ..., cpu_cores: _Optional[int] = ..., ram_mb: _Optional[int] = ..., time_limit_seconds: _Optional[int] = ..., hold: _Optional[bool] = ..., no_requeue: _Optional[bool] = ..., project_id: _Optional[str] = ...) -> None: ...
 
 class PendingReason(_message.Message):
     __slots__ = ("code", "message")
@@ -68,7 +70,7 @@ class StatusChange(_message.Message):
     def __init__(self, status: _Optional[str] = ..., at: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "organization_id", "user_id", "name", "command", "gpu_count", "gpu_memory_mb", "gpu_type", "priority", "status", "node_id", "gpu_ids", "webhook_url", "has_exit_code", "exit_code", "output_tail", "error_message", "created_at", "scheduled_at", "started_at", "finished_at", "cancel_requested", "history", "nodes", "cpu_cores", "ram_mb", "time_limit_seconds", "held", "no_requeue", "attempt", "pending_reason", "queue_position", "estimated_start", "placements")
+    __slots__ = ("id", "organization_id", "user_id", "name", "command", "gpu_count", "gpu_memory_mb", "gpu_type", "priority", "status", "node_id", "gpu_ids", "webhook_url", "has_exit_code", "exit_code", "output_tail", "error_message", "created_at", "scheduled_at", "started_at", "finished_at", "cancel_requested", "history", "nodes", "cpu_cores", "ram_mb", "time_limit_seconds", "held", "no_requeue", "attempt", "pending_reason", "queue_position", "estimated_start", "placements", "project_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +105,7 @@ class Job(_message.Message):
     QUEUE_POSITION_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_START_FIELD_NUMBER: _ClassVar[int]
     PLACEMENTS_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     organization_id: str
     user_id: str
@@ -137,7 +140,8 @@ class Job(_message.Message):
     queue_position: int
     estimated_start: str
     placements: _containers.RepeatedCompositeFieldContainer[JobPlacement]
-    def __init__(self, id: _Optional[str] = ..., organization_id: _Optional[str] = ..., user_id: _Optional[str] = ..., name: _Optional[str] = ..., command: _Optional[str] = ..., gpu_count: _Optional[int] = ..., gpu_memory_mb: _Optional[int] = ..., gpu_type: _Optional[str] = ..., priority: _Optional[int] = ..., status: _Optional[str] = ..., node_id: _Optional[str] = ..., gpu_ids: _Optional[_Iterable[str]] = ..., webhook_url: _Optional[str] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., output_tail: _Optional[str] = ..., error_message: _Optional[str] = ..., created_at: _Optional[str] = ..., scheduled_at: _Optional[str] = ..., started_at: _Optional[str] = ..., finished_at: _Optional[str] = ..., cancel_requested: _Optional[bool] = ..., history: _Optional[_Iterable[_Union[StatusChange, _Mapping]]] = ..., nodes: _Optional[int] = ..., cpu_cores: _Optional[int] = ..., ram_mb: _Optional[int] = ..., time_limit_seconds: _Optional[int] = ..., held: _Optional[bool] = ..., no_requeue: _Optional[bool] = ..., attempt: _Optional[int] = ..., pending_reason: _Optional[_Union[PendingReason, _Mapping]] = ..., queue_position: _Optional[int] = ..., estimated_start: _Optional[str] = ..., placements: _Optional[_Iterable[_Union[JobPlacement, _Mapping]]] = ...) -> None: ...
+    project_id: str
+    def __init__(self, id: _Optional[str] = ..., organization_id: _Optional[str] = ..., user_id: _Optional[str] = ..., name: _Optional[str] = ..., command: _Optional[str] = ..., gpu_count: _Optional[int] = ..., gpu_memory_mb: _Optional[int] = ..., gpu_type: _Optional[str] = ..., priority: _Optional[int] = ..., status: _Optional[str] = ..., node_id: _Optional[str] = ..., gpu_ids: _Optional[_Iterable[str]] = ..., webhook_url: _Optional[str] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., output_tail: _Optional[str] = ..., error_message: _Optional[str] = ..., created_at: _Optional[str] = ..., scheduled_at: _Optional[str] = ..., started_at: _Optional[str] = ..., finished_at: _Optional[str] = ..., cancel_requested: _Optional[bool] = ..., history: _Optional[_Iterable[_Union[StatusChange, _Mapping]]] = ..., nodes: _Optional[int] = ..., cpu_cores: _Optional[int] = ..., ram_mb: _Optional[int] = ..., time_limit_seconds: _Optional[int] = ..., held: _Optional[bool] = ..., no_requeue: _Optional[bool] = ..., attempt: _Optional[int] = ..., pending_reason: _Optional[_Union[PendingReason, _Mapping]] = ..., queue_position: _Optional[int] = ..., estimated_start: _Optional[str] = ..., placements: _Optional[_Iterable[_Union[JobPlacement, _Mapping]]] = ..., project_id: _Optional[str] = ...) -> None: ...
 
 class UpdateJobPriorityRequest(_message.Message):
     __slots__ = ("id", "priority")
@@ -154,14 +158,16 @@ class GetJobRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ("status", "limit", "cursor")
+    __slots__ = ("status", "limit", "cursor", "project_id")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     status: str
     limit: int
     cursor: str
-    def __init__(self, status: _Optional[str] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ...) -> None: ...
+    project_id: str
+    def __init__(self, status: _Optional[str] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ..., project_id: _Optional[str] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
     __slots__ = ("jobs", "next_cursor")

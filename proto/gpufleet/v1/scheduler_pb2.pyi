@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("command", "gpu_count", "gpu_memory_mb", "gpu_type", "priority", "webhook_url", "name", "idempotency_key", "nodes", "cpu_cores", "ram_mb", "time_limit_seconds", "hold", "no_requeue", "project_id")
+    __slots__ = ("command", "gpu_count", "gpu_memory_mb", "gpu_type", "priority", "webhook_url", "name", "idempotency_key", "nodes", "cpu_cores", "ram_mb", "time_limit_seconds", "hold", "no_requeue", "project_id", "image")
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     GPU_COUNT_FIELD_NUMBER: _ClassVar[int]
     GPU_MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,7 @@ class SubmitJobRequest(_message.Message):
     HOLD_FIELD_NUMBER: _ClassVar[int]
     NO_REQUEUE_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
     command: str
     gpu_count: int
     gpu_memory_mb: int
@@ -39,7 +40,8 @@ class SubmitJobRequest(_message.Message):
     hold: bool
     no_requeue: bool
     project_id: str
-    def __init__(self, command: _Optional[str] = ..., gpu_count: _Optional[int] = ..., gpu_memory_mb: _Optional[int] = ..., gpu_type: _Optional[str] = ..., priority: _Optional[int] = ..., webhook_url: _Optional[str] = ..., name: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., nodes: _Optional[int] = ..., cpu_cores: _Optional[int] = ..., ram_mb: _Optional[int] = ..., time_limit_seconds: _Optional[int] = ..., hold: _Optional[bool] = ..., no_requeue: _Optional[bool] = ..., project_id: _Optional[str] = ...) -> None: ...
+    image: str
+    def __init__(self, command: _Optional[str] = ..., gpu_count: _Optional[int] = ..., gpu_memory_mb: _Optional[int] = ..., gpu_type: _Optional[str] = ..., priority: _Optional[int] = ..., webhook_url: _Optional[str] = ..., name: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., nodes: _Optional[int] = ..., cpu_cores: _Optional[int] = ..., ram_mb: _Optional[int] = ..., time_limit_seconds: _Optional[int] = ..., hold: _Optional[bool] = ..., no_requeue: _Optional[bool] = ..., project_id: _Optional[str] = ..., image: _Optional[str] = ...) -> None: ...
 
 class PendingReason(_message.Message):
     __slots__ = ("code", "message")
@@ -70,7 +72,7 @@ class StatusChange(_message.Message):
     def __init__(self, status: _Optional[str] = ..., at: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "organization_id", "user_id", "name", "command", "gpu_count", "gpu_memory_mb", "gpu_type", "priority", "status", "node_id", "gpu_ids", "webhook_url", "has_exit_code", "exit_code", "output_tail", "error_message", "created_at", "scheduled_at", "started_at", "finished_at", "cancel_requested", "history", "nodes", "cpu_cores", "ram_mb", "time_limit_seconds", "held", "no_requeue", "attempt", "pending_reason", "queue_position", "estimated_start", "placements", "project_id")
+    __slots__ = ("id", "organization_id", "user_id", "name", "command", "gpu_count", "gpu_memory_mb", "gpu_type", "priority", "status", "node_id", "gpu_ids", "webhook_url", "has_exit_code", "exit_code", "output_tail", "error_message", "created_at", "scheduled_at", "started_at", "finished_at", "cancel_requested", "history", "nodes", "cpu_cores", "ram_mb", "time_limit_seconds", "held", "no_requeue", "attempt", "pending_reason", "queue_position", "estimated_start", "placements", "project_id", "image")
     ID_FIELD_NUMBER: _ClassVar[int]
     ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +108,7 @@ class Job(_message.Message):
     ESTIMATED_START_FIELD_NUMBER: _ClassVar[int]
     PLACEMENTS_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
     id: str
     organization_id: str
     user_id: str
@@ -141,7 +144,8 @@ class Job(_message.Message):
     estimated_start: str
     placements: _containers.RepeatedCompositeFieldContainer[JobPlacement]
     project_id: str
-    def __init__(self, id: _Optional[str] = ..., organization_id: _Optional[str] = ..., user_id: _Optional[str] = ..., name: _Optional[str] = ..., command: _Optional[str] = ..., gpu_count: _Optional[int] = ..., gpu_memory_mb: _Optional[int] = ..., gpu_type: _Optional[str] = ..., priority: _Optional[int] = ..., status: _Optional[str] = ..., node_id: _Optional[str] = ..., gpu_ids: _Optional[_Iterable[str]] = ..., webhook_url: _Optional[str] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., output_tail: _Optional[str] = ..., error_message: _Optional[str] = ..., created_at: _Optional[str] = ..., scheduled_at: _Optional[str] = ..., started_at: _Optional[str] = ..., finished_at: _Optional[str] = ..., cancel_requested: _Optional[bool] = ..., history: _Optional[_Iterable[_Union[StatusChange, _Mapping]]] = ..., nodes: _Optional[int] = ..., cpu_cores: _Optional[int] = ..., ram_mb: _Optional[int] = ..., time_limit_seconds: _Optional[int] = ..., held: _Optional[bool] = ..., no_requeue: _Optional[bool] = ..., attempt: _Optional[int] = ..., pending_reason: _Optional[_Union[PendingReason, _Mapping]] = ..., queue_position: _Optional[int] = ..., estimated_start: _Optional[str] = ..., placements: _Optional[_Iterable[_Union[JobPlacement, _Mapping]]] = ..., project_id: _Optional[str] = ...) -> None: ...
+    image: str
+    def __init__(self, id: _Optional[str] = ..., organization_id: _Optional[str] = ..., user_id: _Optional[str] = ..., name: _Optional[str] = ..., command: _Optional[str] = ..., gpu_count: _Optional[int] = ..., gpu_memory_mb: _Optional[int] = ..., gpu_type: _Optional[str] = ..., priority: _Optional[int] = ..., status: _Optional[str] = ..., node_id: _Optional[str] = ..., gpu_ids: _Optional[_Iterable[str]] = ..., webhook_url: _Optional[str] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., output_tail: _Optional[str] = ..., error_message: _Optional[str] = ..., created_at: _Optional[str] = ..., scheduled_at: _Optional[str] = ..., started_at: _Optional[str] = ..., finished_at: _Optional[str] = ..., cancel_requested: _Optional[bool] = ..., history: _Optional[_Iterable[_Union[StatusChange, _Mapping]]] = ..., nodes: _Optional[int] = ..., cpu_cores: _Optional[int] = ..., ram_mb: _Optional[int] = ..., time_limit_seconds: _Optional[int] = ..., held: _Optional[bool] = ..., no_requeue: _Optional[bool] = ..., attempt: _Optional[int] = ..., pending_reason: _Optional[_Union[PendingReason, _Mapping]] = ..., queue_position: _Optional[int] = ..., estimated_start: _Optional[str] = ..., placements: _Optional[_Iterable[_Union[JobPlacement, _Mapping]]] = ..., project_id: _Optional[str] = ..., image: _Optional[str] = ...) -> None: ...
 
 class UpdateJobPriorityRequest(_message.Message):
     __slots__ = ("id", "priority")
@@ -208,7 +212,7 @@ class CancelJobRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ("job_id", "command", "gpu_indices", "gpu_ids", "organization_id", "status", "cancel_requested", "attempt", "time_limit_seconds", "cpu_cores", "ram_mb", "rank", "world_size", "master_addr", "master_port", "node_names")
+    __slots__ = ("job_id", "command", "gpu_indices", "gpu_ids", "organization_id", "status", "cancel_requested", "attempt", "time_limit_seconds", "cpu_cores", "ram_mb", "rank", "world_size", "master_addr", "master_port", "node_names", "image")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     GPU_INDICES_FIELD_NUMBER: _ClassVar[int]
@@ -225,6 +229,7 @@ class Assignment(_message.Message):
     MASTER_ADDR_FIELD_NUMBER: _ClassVar[int]
     MASTER_PORT_FIELD_NUMBER: _ClassVar[int]
     NODE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     command: str
     gpu_indices: _containers.RepeatedScalarFieldContainer[int]
@@ -241,7 +246,8 @@ class Assignment(_message.Message):
     master_addr: str
     master_port: int
     node_names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, job_id: _Optional[str] = ..., command: _Optional[str] = ..., gpu_indices: _Optional[_Iterable[int]] = ..., gpu_ids: _Optional[_Iterable[str]] = ..., organization_id: _Optional[str] = ..., status: _Optional[str] = ..., cancel_requested: _Optional[bool] = ..., attempt: _Optional[int] = ..., time_limit_seconds: _Optional[int] = ..., cpu_cores: _Optional[int] = ..., ram_mb: _Optional[int] = ..., rank: _Optional[int] = ..., world_size: _Optional[int] = ..., master_addr: _Optional[str] = ..., master_port: _Optional[int] = ..., node_names: _Optional[_Iterable[str]] = ...) -> None: ...
+    image: str
+    def __init__(self, job_id: _Optional[str] = ..., command: _Optional[str] = ..., gpu_indices: _Optional[_Iterable[int]] = ..., gpu_ids: _Optional[_Iterable[str]] = ..., organization_id: _Optional[str] = ..., status: _Optional[str] = ..., cancel_requested: _Optional[bool] = ..., attempt: _Optional[int] = ..., time_limit_seconds: _Optional[int] = ..., cpu_cores: _Optional[int] = ..., ram_mb: _Optional[int] = ..., rank: _Optional[int] = ..., world_size: _Optional[int] = ..., master_addr: _Optional[str] = ..., master_port: _Optional[int] = ..., node_names: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ...) -> None: ...
 
 class WatchAssignmentsRequest(_message.Message):
     __slots__ = ("node_id", "known_revision")

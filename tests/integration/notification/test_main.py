@@ -82,4 +82,6 @@ async def test_service_refuses_a_schema_behind_the_code(harness: Harness, monkey
     ahead = SCHEMA_VERSION + 1  # a build one migration ahead of the database
     monkeypatch.setattr("services.notification.__main__.SCHEMA_VERSION", ahead)
     with pytest.raises(Fatal, match=f"expects {ahead}"):
-        await asyncio.wait_for(build(harness.settings()).serve(asyncio.Event()), 30)
+        # Its own port: the default one may be a running `make dev`'s.
+        settings = harness.settings(notification_grpc_listen=f"127.0.0.1:{free_port()}")
+        await asyncio.wait_for(build(settings).serve(asyncio.Event()), 30)

@@ -22,6 +22,9 @@ from services.cli.client import Api
 from services.cli.render import Output
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
+# How far along an attempt a status is: a snapshot behind what was already said is a replay (the
+# stream starts at the job's first event, the read that opens it may be newer) and is not said again.
+_STAGE = {"queued": 0, "scheduled": 1, "running": 2, **{status: 3 for status in TERMINAL}}
 POLL_SECONDS = 5.0
 # After the job ended, how long its output may take to be complete before we stop waiting.
 OUTPUT_GRACE_SECONDS = 30.0
@@ -72,13 +75,19 @@ class Follower:
         self.out = out
         self.emit = emit  # --json: one JSON Lines record per happening
         self._said: tuple[Any, ...] | None = None
+        self._progress: tuple[int, int] = (0, -1)  # (attempt, stage) of the newest state said
         self.streamed_output = False
         self.spinner: Any = None  # render.Output.progress's, while the job waits
 
     def report(self, job: dict[str, Any]) -> None:
+        stage = _STAGE.get(str(job.get("status")))
+        progress = (int(job.get("attempt") or 1), stage) if stage is not None else self._progress
+        if progress < self._progress:
+            return  # older than what was already said (a replayed event)
         key = (job.get("status"), (job.get("pending_reason") or {}).get("code"), job.get("queue_position"))
         if key == self._said:
             return
+        self._progress = progress
         self._said = key
         if self.spinner is not None:
             if job.get("status") in ("scheduled", "queued"):

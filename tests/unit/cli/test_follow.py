@@ -151,3 +151,31 @@ def test_logs_prints_the_output_and_says_when_it_was_cut(gateway, cli, capsys):
 
 def test_logs_of_an_unknown_job_is_66(gateway, cli, capsys):
     assert cli("logs", JOB_ID) == exits.NOT_FOUND  # no logs route and no such job in the fake
+
+
+def test_a_replayed_earlier_state_is_not_said_again(gateway, cli, capsys):
+    # The read that opens the stream already says "scheduled"; the stream then replays the job from
+    # its first event ("queued"): that older state is not printed after the newer one.
+    off = {"pending_reason": None, "queue_position": None}
+    final = job(status="succeeded", exit_code=0, **off)
+    gateway.on("POST", "/v1/jobs", lambda r: httpx.Response(201, json=job()))
+    gateway.on(
+        "GET",
+        f"/v1/jobs/{JOB_ID}",
+        [
+            lambda r: httpx.Response(200, json=job(status="scheduled", node_id="n1", **off)),
+            lambda r: httpx.Response(200, json=final),
+        ],
+    )
+    events = [
+        _event("1", "queued"),
+        _event("2", "scheduled", node_id="n1", **off),
+        _event("3", "running", node_id="n1", **off),
+        _event("4", "succeeded", exit_code=0, **off),
+    ]
+    gateway.on("GET", "/v1/events", lambda r: httpx.Response(200, headers=SSE, content=b"".join(events)))
+    gateway.on("GET", f"/v1/jobs/{JOB_ID}/logs", lambda r: httpx.Response(200, text=""))
+    assert cli("submit", "--gpus", "1", "--follow", "--", "true") == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith(f"job {JOB_ID}: ")]
+    statuses = [line.split(": ")[1].split(",")[0] for line in said]
+    assert statuses == ["scheduled", "running", "succeeded"], said

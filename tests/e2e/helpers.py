@@ -38,5 +38,51 @@ async def wait_status(api: httpx.AsyncClient, job_id: str, statuses: set[str], t
     return await eventually(check, timeout)
 
 
+ACTIVE = ("queued", "scheduled", "running")
+
+
+async def active_jobs(api: httpx.AsyncClient) -> list[dict[str, Any]]:
+    """The caller's jobs waiting or on a node."""
+    out: list[dict[str, Any]] = []
+    for status in ACTIVE:
+        out += (await api.get("/jobs", params={"status": status, "limit": 200})).json()["jobs"]
+    return out
+
+
+async def quiet(stack: Stack, orgs: dict[str, str], which: tuple[str, ...] = ("a", "b")) -> None:
+    """Until none of these organizations has a job waiting or on a node (earlier tests' jobs included)."""
+    for org in which:
+        async with client(stack, orgs[org]) as api:
+
+            async def none_active(api: httpx.AsyncClient = api) -> bool:
+                return not await active_jobs(api)
+
+            await eventually(none_active, timeout=120)
+
+
+async def submit(api: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
+    """A one-GPU job unless ``body`` says otherwise; asserts the 201."""
+    r = await api.post("/jobs", json={"gpu_count": 1, **body})
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def get_job(api: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+    r = await api.get(f"/jobs/{job_id}")
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+async def wait_pending(api: httpx.AsyncClient, job_id: str, code: str, timeout: float = 30) -> dict[str, Any]:
+    """The job once the engine has said why it waits with ``code``."""
+
+    async def check() -> dict[str, Any] | None:
+        job = await get_job(api, job_id)
+        reason = job["pending_reason"]
+        return job if job["status"] == "queued" and reason and reason["code"] == code else None
+
+    return dict(await eventually(check, timeout=timeout))
+
+
 async def _async(value: Any) -> Any:
     return value

@@ -15,48 +15,19 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.helpers import active_jobs as _active
 from tests.e2e.helpers import client, eventually, wait_status
+from tests.e2e.helpers import quiet as _quiet
+from tests.e2e.helpers import submit as _submit
+from tests.e2e.helpers import wait_pending as _pending
 
 pytestmark = pytest.mark.e2e
 
-ACTIVE = ("queued", "scheduled", "running")
 ENDED = {"succeeded", "failed", "cancelled", "timed_out"}
 
 
 def operator(stack) -> httpx.AsyncClient:  # type: ignore[no-untyped-def]
     return client(stack, stack.admin_token)
-
-
-async def _active(api: httpx.AsyncClient) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for status in ACTIVE:
-        out += (await api.get("/jobs", params={"status": status, "limit": 200})).json()["jobs"]
-    return out
-
-
-async def _quiet(stack, orgs) -> None:  # type: ignore[no-untyped-def]
-    for org in ("a", "b"):
-        async with client(stack, orgs[org]) as api:
-
-            async def none_active(api: httpx.AsyncClient = api) -> bool:
-                return not await _active(api)
-
-            await eventually(none_active, timeout=120)
-
-
-async def _submit(api: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
-    r = await api.post("/jobs", json={"gpu_count": 1, **body})
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
-async def _pending(api: httpx.AsyncClient, job_id: str, code: str) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        job = (await api.get(f"/jobs/{job_id}")).json()
-        reason = job["pending_reason"]
-        return job if job["status"] == "queued" and reason and reason["code"] == code else None
-
-    return dict(await eventually(check, timeout=30))
 
 
 def _problem(r: httpx.Response, status: int) -> dict[str, Any]:

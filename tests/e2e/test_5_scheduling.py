@@ -29,56 +29,18 @@ from shared.contracts import jobs as contract
 from shared.contracts import topics
 from shared.events import header_map
 from tests.e2e.helpers import client, eventually, wait_status
+from tests.e2e.helpers import get_job as _get
+from tests.e2e.helpers import quiet as _quiet
+from tests.e2e.helpers import submit as _submit
+from tests.e2e.helpers import wait_pending as _pending
 
 pytestmark = pytest.mark.e2e
 
-ACTIVE = ("queued", "scheduled", "running")
 ENDED = {"succeeded", "failed", "cancelled", "timed_out"}
 
 
 def _dt(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-async def _active(api: httpx.AsyncClient) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for status in ACTIVE:
-        out += (await api.get("/jobs", params={"status": status, "limit": 200})).json()["jobs"]
-    return out
-
-
-async def _quiet(stack, orgs) -> None:  # type: ignore[no-untyped-def]
-    """Until neither organization has a job waiting or on a node (earlier tests' jobs included)."""
-    for org in ("a", "b"):
-        async with client(stack, orgs[org]) as api:
-
-            async def none_active(api: httpx.AsyncClient = api) -> bool:
-                return not await _active(api)
-
-            await eventually(none_active, timeout=120)
-
-
-async def _submit(api: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
-    r = await api.post("/jobs", json={"gpu_count": 1, **body})
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
-async def _get(api: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
-    r = await api.get(f"/jobs/{job_id}")
-    assert r.status_code == 200, r.text
-    return dict(r.json())
-
-
-async def _pending(api: httpx.AsyncClient, job_id: str, code: str) -> dict[str, Any]:
-    """The job once the engine has said why it waits with ``code``."""
-
-    async def check() -> dict[str, Any] | None:
-        job = await _get(api, job_id)
-        reason = job["pending_reason"]
-        return job if job["status"] == "queued" and reason and reason["code"] == code else None
-
-    return dict(await eventually(check, timeout=30))
 
 
 async def _occupy(api: httpx.AsyncClient, *seconds: int) -> list[dict[str, Any]]:

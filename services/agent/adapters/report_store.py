@@ -1,11 +1,14 @@
 """Pending job reports in the agent's state folder: an append-only journal, compacted now and then.
 
 Line one is ``{"version": 2}``; then one line per change: ``{"put": n, "report": {...}}`` when a report is
-queued and ``{"ack": [n, ...]}`` when the scheduler acknowledged reports. A new report is on the disk
-(fsync) before :meth:`JsonReportStore.save` returns; an acknowledgement is written without an fsync (if
-a crash loses it, the report is sent again, and the scheduler takes every report idempotently). So a
-job costs two short appends and two fsyncs, whatever is pending, instead of rewriting the whole list
-(16 KB of output tail per finished job) with two fsyncs on every change.
+queued and ``{"ack": [n, ...]}`` when the scheduler acknowledged reports. :meth:`JsonReportStore.save`
+appends without an fsync; :meth:`JsonReportStore.sync` makes what was appended durable, and the report
+queue calls it (in a worker thread, once for every report queued since the last call) before it sends a
+report and before the agent forgets a finished job. An acknowledgement is never synced on its own (if a
+crash loses it, the report is sent again, and the scheduler takes every report idempotently). So a job
+costs two short appends and at most two fsyncs, shared with the other jobs' reports of the same moment,
+instead of rewriting the whole list (16 KB of output tail per finished job) with two fsyncs on every
+change, on the event loop.
 
 When the journal holds many more lines than pending reports it is rewritten (a temporary file, fsync,
 rename, fsync of the folder), so a crash leaves the old journal or the new one. A last line cut short by
@@ -67,8 +70,8 @@ def from_json(data: dict[str, Any]) -> Report:
 
 class JsonReportStore:
     """The durable list of pending reports (see the module docstring). ``save(reports)`` makes the stored
-    list equal ``reports``: those not stored yet (by identity) are appended and fsynced, those no longer
-    in it are acknowledged."""
+    list equal ``reports``: those not stored yet (by identity) are appended, those no longer in it are
+    acknowledged; ``sync()`` puts every append so far on the disk."""
 
     COMPACT_MIN_LINES = 256  # a journal shorter than this is never rewritten
 
@@ -155,10 +158,19 @@ class JsonReportStore:
             return
         with open(self.path, "a", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
-            if added:
-                f.flush()
-                os.fsync(f.fileno())
         self._lines += len(lines)
+
+    def sync(self) -> None:
+        """Every append so far on the disk (safe in a worker thread while the loop appends: an append
+        made during the fsync is either in it or left for the next call). A compaction syncs itself."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # nothing was ever written
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _compact(self, reports: Sequence[Report]) -> None:
         self._stored, self._next = {}, 1

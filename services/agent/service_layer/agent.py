@@ -457,6 +457,7 @@ class NodeAgent:
             )
         )
         self._settle(job_id, entry.job.attempt)
+        await self.reports.durable()
         entry.handle.release()  # only now: a crash before the report is on disk must find the job again
         log.info(
             "job finished",

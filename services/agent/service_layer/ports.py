@@ -87,6 +87,10 @@ class ReportStore(Protocol):
 
     def save(self, reports: Sequence[Report]) -> None: ...
 
+    def sync(self) -> None:
+        """Make every save so far durable (called in a worker thread, while saves go on)."""
+        ...
+
 
 class JobHandle(Protocol):
     pid: int

@@ -1,7 +1,10 @@
 """Job reports that must reach the scheduler: in order, durably, until acknowledged, many per call.
 
-A report is persisted before anyone waits on it, so a crash or restart between "the job ended" and
-"the scheduler knows" loses nothing: the next agent process sends what the last one left. The
+A report is on the disk before it is sent and before the agent forgets the job it is about, so a crash
+or restart between "the job ended" and "the scheduler knows" loses nothing: the next agent process sends
+what the last one left (or finds the job's folder again and reports it anew). Writing a report does not
+wait for the disk; :meth:`ReportQueue.durable` does, with one fsync in a worker thread for every report
+queued since the last one (a group commit: the event loop never waits on the disk). The
 scheduler treats every report as idempotent, so sending one twice (acknowledged, then the agent died
 before it could forget it) is harmless. Everything pending goes in one ``ReportJobs`` call (up to
 ``batch_max``); while a call is out, new reports wait for the next one, so the batch grows with the
@@ -36,6 +39,8 @@ class ReportQueue:
         self._pending: list[Report] = store.load()
         self._changed = asyncio.Event()
         self._retry_base, self._retry_max, self._batch_max = retry_base, retry_max, batch_max
+        self._queued = self._synced = 0  # reports put so far / of those, how many are on the disk
+        self._sync_lock = asyncio.Lock()
         prom.PENDING_REPORTS.set(len(self._pending))
         if self._pending:
             log.info("reports left by a previous run will be sent", extra={"count": len(self._pending)})
@@ -48,10 +53,22 @@ class ReportQueue:
         return {r.job_id for r in self._pending}
 
     def put(self, report: Report) -> None:
-        """Queue a report; it is on disk when this returns."""
+        """Queue a report: written when this returns, on the disk before it is sent (:meth:`durable`)."""
         self._pending.append(report)
         self._save()
+        self._queued += 1
         self._changed.set()
+
+    async def durable(self) -> None:
+        """Every report put so far is on the disk when this returns. Callers that come while an fsync
+        runs wait for it and share the next one."""
+        wanted = self._queued
+        async with self._sync_lock:
+            if self._synced >= wanted:
+                return
+            upto = self._queued
+            await asyncio.to_thread(self._store.sync)
+            self._synced = max(self._synced, upto)
 
     def _save(self) -> None:
         self._store.save(self._pending)
@@ -66,6 +83,7 @@ class ReportQueue:
                 await self._wait_for_change(stop, timeout=None if current else 0.2)
                 continue
             batch = self._pending[: self._batch_max]
+            await self.durable()
             try:
                 acknowledged = await scheduler.send_batch(current, batch)
             except Unreachable as exc:

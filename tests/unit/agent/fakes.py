@@ -28,7 +28,8 @@ NOW = datetime(2025, 5, 6, 7, 8, 9, tzinfo=UTC)
 class MemoryStore:
     def __init__(self, reports: Sequence[Report] = ()) -> None:
         self.saved: list[Report] = list(reports)
-        self.saves = 0
+        self.durable: list[Report] = list(reports)  # what the last sync() made durable
+        self.saves = self.syncs = 0
 
     def load(self) -> list[Report]:
         return list(self.saved)
@@ -36,6 +37,10 @@ class MemoryStore:
     def save(self, reports: Sequence[Report]) -> None:
         self.saved = list(reports)
         self.saves += 1
+
+    def sync(self) -> None:
+        self.durable = list(self.saved)
+        self.syncs += 1
 
 
 class FakeScheduler:

@@ -189,4 +189,7 @@ async def test_the_agent_ships_a_jobs_output_and_ends_it_before_releasing_the_jo
     await shipper_.close(timeout=5)
     assert joined(publisher.chunks) == b"printed\n" and publisher.chunks[-1].eof
     assert {c.attempt for c in publisher.chunks} == {2}
-    assert runner.handles[job_id].released and opened_after_release == [False, False]
+    async with asyncio.timeout(5):  # released once its report is on the disk (a worker thread's fsync)
+        while not runner.handles[job_id].released:
+            await asyncio.sleep(0.01)
+    assert opened_after_release == [False, False]

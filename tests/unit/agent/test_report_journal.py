@@ -36,18 +36,19 @@ def test_what_is_pending_after_puts_and_acknowledgements_survives_a_restart(tmp_
     assert path.read_text().splitlines()[0] == '{"version": 2}'
 
 
-def test_a_new_report_is_fsynced_and_an_acknowledgement_is_not(tmp_path, monkeypatch):
+def test_appends_wait_for_no_disk_and_sync_makes_them_durable(tmp_path, monkeypatch):
     store = JsonReportStore(tmp_path / "pending.json")
-    store.save([started(0)])  # creates the journal
+    store.save([started(0)])  # creates the journal (a compaction: synced by itself)
     synced: list[int] = []
     real = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
     a, b = started(1), started(2)
     store.save([started(0), a, b])
-    assert len(synced) == 1  # one fsync for both new reports
-    synced.clear()
-    store.save([b])
-    assert synced == []
+    store.save([b])  # an acknowledgement
+    assert synced == []  # the event loop never waits on the disk
+    store.sync()
+    assert len(synced) == 1  # one fsync for both new reports and the acknowledgement
+    assert JsonReportStore(tmp_path / "pending.json").load() == [b]
 
 
 def test_a_last_line_cut_short_by_a_crash_is_ignored(tmp_path):

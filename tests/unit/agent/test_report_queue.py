@@ -125,3 +125,32 @@ async def test_flush_gives_up_after_its_timeout_and_keeps_the_report():
     queue.put(JobStarted("j1", NOW))
     await queue.flush(scheduler, "n1", timeout=0.2)
     assert store.saved == [JobStarted("j1", NOW)]
+
+
+async def test_every_report_is_on_the_disk_before_it_is_sent():
+    store = MemoryStore()
+
+    class Checking(FakeScheduler):
+        async def send_batch(self, node_id, reports):  # type: ignore[no-untyped-def]
+            assert all(r in store.durable for r in reports), "sent before it was synced"
+            return await super().send_batch(node_id, reports)
+
+    queue = ReportQueue(store, retry_base=0.01)
+    queue.put(JobStarted("j1", NOW))
+    queue.put(JobFinished("j1", NOW, exit_code=0))
+    await drain(queue, Checking())
+    assert store.syncs == 1  # both reports in one fsync
+
+
+async def test_durable_syncs_once_for_everything_put_and_not_again_without_news():
+    store = MemoryStore()
+    queue = ReportQueue(store)
+    for n in range(5):
+        queue.put(JobStarted(f"j{n}", NOW))
+    await asyncio.gather(*(queue.durable() for _ in range(4)))
+    assert store.syncs == 1 and store.durable == store.saved
+    await queue.durable()
+    assert store.syncs == 1
+    queue.put(JobStarted("j9", NOW))
+    await queue.durable()
+    assert store.syncs == 2 and JobStarted("j9", NOW) in store.durable

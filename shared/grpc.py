@@ -36,7 +36,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor, filters
 from opentelemetry.trace import Status, StatusCode
 
-from shared import api_keys, metrics, node_identity, readiness, scopes
+from shared import api_keys, audit, metrics, node_identity, readiness, scopes
 from shared.errors import (
     DomainError,
     ErrorCode,
@@ -80,6 +80,7 @@ def _wrap(
         began = time.perf_counter()
         code = "OK"
         token = _CURRENT_METHOD.set(rpc)
+        call = audit.enter_call(_request_id(context))  # who made the call and with which request: audits
         try:
             return await method(self, request, context)
         except DomainError as exc:
@@ -102,6 +103,7 @@ def _wrap(
             await context.abort(grpc.StatusCode.UNAVAILABLE, "a dependency of this service is unavailable")
         finally:
             _CURRENT_METHOD.reset(token)
+            audit.leave_call(call)
             metrics.GRPC_REQUESTS.labels(service=service, method=name, code=code).inc()
             metrics.GRPC_SECONDS.labels(service=service, method=name).observe(time.perf_counter() - began)
 
@@ -163,6 +165,14 @@ def metadata_value(context: grpc.aio.ServicerContext, key: str) -> str | None:
         if k == key:
             return v if isinstance(v, str) else v.decode()
     return None
+
+
+def _request_id(context: grpc.aio.ServicerContext) -> str | None:
+    """The gateway's ``x-request-id`` metadata (None without one, or for a context without metadata)."""
+    try:
+        return metadata_value(context, "x-request-id")
+    except Exception:
+        return None
 
 
 def bearer(context: grpc.aio.ServicerContext) -> str | None:
@@ -280,6 +290,7 @@ class Authenticator:
         principal = await self._resolve(api_key, "invalid API key")
         if principal.operator:  # identity never answers so for a key; fail closed all the same
             raise Unauthenticated("invalid API key")
+        audit.bind_principal(principal)
         return principal
 
     async def _resolve(self, credential: str, refusal: str) -> common_pb2.Principal:
@@ -317,6 +328,7 @@ class Authenticator:
         principal = await self._resolve(token, "invalid operator token")
         if not principal.operator:
             raise PermissionDenied("operator call: only the operator token can make it")
+        audit.bind_principal(principal)
         return principal
 
     async def principal(
@@ -328,6 +340,7 @@ class Authenticator:
         if write and principal.role == "viewer":
             raise PermissionDenied("the viewer role cannot change anything")
         scopes.require(principal.scopes, current_method())
+        audit.bind_principal(principal)
         return principal
 
     async def close(self) -> None:

@@ -45,7 +45,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -78,18 +78,28 @@ _INSERT = text(
 
 async def record(session: AsyncSession, topic: str, envelope: Envelope, key: str | None = None) -> None:
     """Add ``envelope`` to the outbox in the caller's transaction, with the current trace context."""
-    headers = {k: v.decode() for k, v in envelope.headers(telemetry.inject())}
-    await session.execute(
-        _INSERT,
+    await record_many(session, topic, [(envelope, key)])
+
+
+async def record_many(
+    session: AsyncSession, topic: str, envelopes: Sequence[tuple[Envelope, str | None]]
+) -> None:
+    """:func:`record` for many ``(envelope, key)`` pairs in one statement (a batch's events)."""
+    if not envelopes:
+        return
+    trace = telemetry.inject()
+    rows = [
         {
             "event_id": envelope.id,
             "topic": topic,
             "key": key,
             "event_type": envelope.type,
-            "headers": json.dumps(headers),
+            "headers": json.dumps({k: v.decode() for k, v in envelope.headers(dict(trace))}),
             "payload": envelope.value(),
-        },
-    )
+        }
+        for envelope, key in envelopes
+    ]
+    await session.execute(_INSERT, rows)
     session.info["outbox_dirty"] = True
 
 

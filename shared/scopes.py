@@ -40,6 +40,9 @@ KEYS_READ = "keys:read"
 KEYS_WRITE = "keys:write"
 MEMBERS_READ = "members:read"
 MEMBERS_WRITE = "members:write"
+PROJECTS_READ = "projects:read"
+PROJECTS_WRITE = "projects:write"
+AUDIT_READ = "audit:read"
 
 METHODS_OF_SCOPE: Mapping[str, tuple[str, ...]] = {
     JOBS_READ: (
@@ -79,12 +82,32 @@ METHODS_OF_SCOPE: Mapping[str, tuple[str, ...]] = {
         "IdentityService/UpdateMember",
         "IdentityService/RemoveMember",
     ),
+    # Projects (docs/projects.md; identity also requires the role: organization owners and admins
+    # create, rename and archive; they and a project's owner manage its members).
+    PROJECTS_READ: (
+        "ProjectService/ListProjects",
+        "ProjectService/GetProject",
+        "ProjectService/ListProjectMembers",
+        "ProjectService/GetProjectMember",
+    ),
+    PROJECTS_WRITE: (
+        "ProjectService/CreateProject",
+        "ProjectService/UpdateProject",
+        "ProjectService/ArchiveProject",
+        "ProjectService/SetProjectMember",
+        "ProjectService/RemoveProjectMember",
+    ),
+    # The organization's audit log (identity also requires the owner or admin role; docs/audit.md).
+    AUDIT_READ: ("AuditService/ListAudit",),
     # Everything; these need admin itself (an organization's scheduling caps and its policy audit
     # trail; the scheduler also requires the owner or admin role).
     ADMIN: (
         "PolicyService/GetUserCaps",
         "PolicyService/SetUserCaps",
         "PolicyService/ListOrganizationAudit",
+        # per-project shares and caps (docs/projects.md)
+        "PolicyService/GetProjectPolicies",
+        "PolicyService/SetProjectPolicies",
     ),
 }
 
@@ -103,6 +126,8 @@ NOT_API_KEY_METHODS: Mapping[str, str] = {
     "IdentityService/CreateOperator": "operator call (operator token)",
     "IdentityService/ListOperators": "operator call (operator token)",
     "IdentityService/RevokeOperator": "operator call (operator token)",
+    "AuditService/ListAllAudit": "operator call (operator token): every organization's audit log",
+    "ProjectService/ResolveProject": "resolves a project for a key given in the request; the services' own call",
     "NodeAgentService/*": "node agents (agent credential), never an API key",
     "NodeRegistryService/*": "node agents (agent credential), never an API key",
     "NodeAdminService/*": "operator call (admin token): join tokens, decommission, the whole fleet",
@@ -117,6 +142,7 @@ NOT_API_KEY_METHODS: Mapping[str, str] = {
             "SetGpuTypeWeight",
             "DeleteGpuTypeWeight",
             "SetDedicatedLendingLimit",
+            "SetPreemption",
             "SetQuota",
             "DeleteQuota",
             "ListAudit",
@@ -138,6 +164,7 @@ IMPLIES: Mapping[str, tuple[str, ...]] = {
     WEBHOOKS_WRITE: (WEBHOOKS_READ,),
     KEYS_WRITE: (KEYS_READ,),
     MEMBERS_WRITE: (MEMBERS_READ,),
+    PROJECTS_WRITE: (PROJECTS_READ,),
 }
 
 ALL: tuple[str, ...] = limits.KEY_SCOPES

@@ -5,6 +5,7 @@ Unit tests never touch these fixtures (they are lazy); integration and e2e tests
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -21,7 +22,10 @@ from shared.migrate import migrate_service, role_name
 def state_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="gpufleet-test-"))
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    if os.environ.get("GPUFLEET_KEEP_TEST_STATE"):  # services' logs and state, to read after a failure
+        print(f"test state kept in {path}")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,7 @@ acl() {
 user agent "${KAFKA_AGENT_PASSWORD:?}"
 user billing "${KAFKA_BILLING_PASSWORD:?}"
 user fleet "${KAFKA_FLEET_PASSWORD:?}"
+user identity "${KAFKA_IDENTITY_PASSWORD:?}"
 user monitoring "${KAFKA_MONITORING_PASSWORD:?}"
 user notification "${KAFKA_NOTIFICATION_PASSWORD:?}"
 user scheduler "${KAFKA_SCHEDULER_PASSWORD:?}"
@@ -44,7 +45,11 @@ acl --allow-principal User:billing --operation Read --operation Describe --opera
 acl --allow-principal User:billing --operation Write --operation Describe --operation Create --topic gpufleet.jobs.v1.dlq --resource-pattern-type literal
 acl --allow-principal User:billing --operation Read --group billing. --resource-pattern-type prefixed
 acl --allow-principal User:fleet --operation Write --operation Describe --operation Create --topic gpufleet.fleet.v1 --resource-pattern-type literal
+acl --allow-principal User:fleet --operation Write --operation Describe --operation Create --topic gpufleet.audit.v1 --resource-pattern-type literal
 acl --allow-principal User:fleet --operation Write --operation Describe --operation Create --topic gpufleet.outbox-marker.fleet.v1 --resource-pattern-type literal
+acl --allow-principal User:identity --operation Read --operation Describe --operation Create --topic gpufleet.audit.v1 --resource-pattern-type literal
+acl --allow-principal User:identity --operation Write --operation Describe --operation Create --topic gpufleet.audit.v1.dlq --resource-pattern-type literal
+acl --allow-principal User:identity --operation Read --group identity. --resource-pattern-type prefixed
 acl --allow-principal User:monitoring --operation Read --operation Describe --operation Create --topic gpufleet.jobs.v1 --resource-pattern-type literal
 acl --allow-principal User:monitoring --operation Write --operation Describe --operation Create --topic gpufleet.jobs.v1.dlq --resource-pattern-type literal
 acl --allow-principal User:monitoring --operation Read --operation Describe --operation Create --topic gpufleet.metrics.v1 --resource-pattern-type literal
@@ -52,12 +57,15 @@ acl --allow-principal User:monitoring --operation Write --operation Describe --o
 acl --allow-principal User:monitoring --operation Read --operation Describe --operation Create --topic gpufleet.output.v1 --resource-pattern-type literal
 acl --allow-principal User:monitoring --operation Write --operation Describe --operation Create --topic gpufleet.output.v1.dlq --resource-pattern-type literal
 acl --allow-principal User:monitoring --operation Read --group monitoring. --resource-pattern-type prefixed
+acl --allow-principal User:notification --operation Write --operation Describe --operation Create --topic gpufleet.audit.v1 --resource-pattern-type literal
+acl --allow-principal User:notification --operation Write --operation Describe --operation Create --topic gpufleet.outbox-marker.notification.v1 --resource-pattern-type literal
 acl --allow-principal User:notification --operation Read --operation Describe --operation Create --topic gpufleet.jobs.v1 --resource-pattern-type literal
 acl --allow-principal User:notification --operation Write --operation Describe --operation Create --topic gpufleet.jobs.v1.dlq --resource-pattern-type literal
 acl --allow-principal User:notification --operation Read --operation Describe --operation Create --topic gpufleet.costs.v1 --resource-pattern-type literal
 acl --allow-principal User:notification --operation Write --operation Describe --operation Create --topic gpufleet.costs.v1.dlq --resource-pattern-type literal
 acl --allow-principal User:notification --operation Read --group notification. --resource-pattern-type prefixed
 acl --allow-principal User:scheduler --operation Write --operation Describe --operation Create --topic gpufleet.jobs.v1 --resource-pattern-type literal
+acl --allow-principal User:scheduler --operation Write --operation Describe --operation Create --topic gpufleet.audit.v1 --resource-pattern-type literal
 acl --allow-principal User:scheduler --operation Write --operation Describe --operation Create --topic gpufleet.outbox-marker.scheduler.v1 --resource-pattern-type literal
 acl --allow-principal User:scheduler --operation Read --operation Describe --operation Create --topic gpufleet.fleet.v1 --resource-pattern-type literal
 acl --allow-principal User:scheduler --operation Write --operation Describe --operation Create --topic gpufleet.fleet.v1.dlq --resource-pattern-type literal
@@ -72,8 +80,11 @@ acl --allow-principal User:operator --operation Read --operation Describe --oper
 acl --allow-principal User:operator --operation Read --operation Describe --topic gpufleet.metrics.v1.dlq --resource-pattern-type literal
 acl --allow-principal User:operator --operation Read --operation Describe --operation Write --topic gpufleet.output.v1 --resource-pattern-type literal
 acl --allow-principal User:operator --operation Read --operation Describe --topic gpufleet.output.v1.dlq --resource-pattern-type literal
+acl --allow-principal User:operator --operation Read --operation Describe --operation Write --topic gpufleet.audit.v1 --resource-pattern-type literal
+acl --allow-principal User:operator --operation Read --operation Describe --topic gpufleet.audit.v1.dlq --resource-pattern-type literal
 acl --allow-principal User:operator --operation Read --group operator. --resource-pattern-type prefixed
 acl --allow-principal User:operator --operation Describe --group billing. --resource-pattern-type prefixed
+acl --allow-principal User:operator --operation Describe --group identity. --resource-pattern-type prefixed
 acl --allow-principal User:operator --operation Describe --group monitoring. --resource-pattern-type prefixed
 acl --allow-principal User:operator --operation Describe --group notification. --resource-pattern-type prefixed
 acl --allow-principal User:operator --operation Describe --group scheduler. --resource-pattern-type prefixed

@@ -91,6 +91,9 @@ class AgentApp:
         await self.fleet.close()
         await self.scheduler.close()
         self.backend.close()
+        close_runner = getattr(self.agent.runner, "close", None)  # the process runner's fork server
+        if close_runner is not None:
+            close_runner()
 
 
 def bootstrap(settings: AgentSettings, backend: GpuBackend | None = None) -> AgentApp:
@@ -126,6 +129,9 @@ def bootstrap(settings: AgentSettings, backend: GpuBackend | None = None) -> Age
             uid_last=settings.agent_job_uid_last,
             cgroup_parent=settings.agent_cgroup_parent,
             lang=settings.agent_job_lang,
+            container_runtime=settings.agent_container_runtime,
+            container_network=settings.agent_container_network,
+            container_gpus=backend.real,  # simulated GPUs are nothing a runtime could hand a container
         ),
     )
     agent = NodeAgent(

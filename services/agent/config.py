@@ -97,6 +97,12 @@ class AgentSettings(GpuBackendSettings, KafkaSettings):
     agent_job_uid_last: int = Field(default=265_535, ge=1000, le=2**32 - 2)
     agent_cgroup_parent: str = Field(default="gpufleet", pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
     agent_job_lang: str = Field(default="C.UTF-8", pattern=r"^[A-Za-z0-9_.@-]+$")
+    # Jobs naming a container image run in it with this runtime (its client on PATH, with the NVIDIA
+    # Container Toolkit for docker, CDI specs for podman); unset: such jobs fail, never run on the host.
+    agent_container_runtime: Literal["docker", "podman"] | None = None
+    # docker's/podman's --network for container jobs: none (default) reaches nothing, not even the
+    # control plane; another network (e.g. bridge) is the operator's choice and firewall.
+    agent_container_network: str = Field(default="none", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
     @model_validator(mode="after")
     def _sandbox_is_coherent(self) -> AgentSettings:
@@ -117,6 +123,11 @@ class AgentSettings(GpuBackendSettings, KafkaSettings):
     @property
     def labels(self) -> dict[str, str]:
         return parse_labels(self.agent_labels)
+
+    @field_validator("agent_container_runtime", mode="before")
+    @classmethod
+    def _blank_runtime_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() in ("", "none") else value
 
     @field_validator("agent_join_token", mode="before")
     @classmethod

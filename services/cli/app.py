@@ -112,7 +112,7 @@ def with_api(
 def main(argv: Sequence[str] | None = None, *, transport: httpx.AsyncBaseTransport | None = None) -> int:
     """Run the program once and return its exit code (tests call this with a MockTransport)."""
     # Imported for their commands' registration on ``app``.
-    from services.cli import account, fleet, jobs  # noqa: F401
+    from services.cli import account, fleet, jobs, projects  # noqa: F401
 
     try:
         code = app(

@@ -85,6 +85,16 @@ def submit(
     webhook_url: Annotated[
         str | None, typer.Option("--webhook-url", help="Receives this job's events.")
     ] = None,
+    project: Annotated[
+        str | None,
+        typer.Option("--project", "-P", help="The project id it belongs to (a project-bound key: its own)."),
+    ] = None,
+    image: Annotated[
+        str | None,
+        typer.Option(
+            "--image", help="A container image to run it in, e.g. nvcr.io/nvidia/pytorch:24.01-py3."
+        ),
+    ] = None,
     file: Annotated[
         Path | None, typer.Option("--file", "-f", help="A job file (YAML or JSON); flags override it.")
     ] = None,
@@ -109,6 +119,8 @@ def submit(
             "hold": True if hold else None,
             "no_requeue": True if no_requeue else None,
             "webhook_url": webhook_url,
+            "project_id": project,
+            "image": image,
             "env": spec.env_pairs(env or []),
         }
         request = spec.build(spec.load_file(file) if file else {}, flags, command or [])
@@ -219,6 +231,7 @@ def queue(
     ] = None,
     all_: Annotated[bool, typer.Option("--all", "-a", help="Finished jobs too (newest first).")] = False,
     limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many jobs per state.")] = 500,
+    project: Annotated[str | None, typer.Option("--project", "-P", help="Only this project's jobs.")] = None,
     json_flag: JsonFlag = False,
 ) -> None:
     """Waiting and running jobs (like squeue), with the pending reason and queue position."""
@@ -230,11 +243,12 @@ def queue(
 
     async def body(api: Api, out: Output) -> int:
         jobs: list[dict[str, Any]] = []
+        only = {"project_id": project} if project else {}
         if all_ and not state:
-            jobs = await api.pages("/jobs", "jobs", max_items=limit)
+            jobs = await api.pages("/jobs", "jobs", max_items=limit, **only)
         else:
             for s in state or ACTIVE:
-                jobs += await api.pages("/jobs", "jobs", max_items=limit, status=s)
+                jobs += await api.pages("/jobs", "jobs", max_items=limit, status=s, **only)
         if out.as_json:
             out.json({"jobs": jobs})
         elif jobs:

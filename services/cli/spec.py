@@ -2,7 +2,7 @@
 
 A job file is YAML or JSON with the REST fields (``command``, ``gpu_count``, ``gpu_memory_mb``,
 ``gpu_type``, ``priority``, ``name``, ``nodes``, ``cpu_cores``, ``ram_mb``, ``time_limit_seconds``,
-``hold``, ``no_requeue``, ``webhook_url``), plus ``env`` (a mapping) and a ``command`` that may be a
+``hold``, ``no_requeue``, ``webhook_url``, ``project_id``, ``image``), plus ``env`` (a mapping) and a ``command`` that may be a
 list of arguments. Sizes and durations may be written as in the flags (``"16G"``, ``"2h"``). Flags
 given on the command line override the file.
 """
@@ -34,6 +34,8 @@ FIELDS = (
     "hold",
     "no_requeue",
     "webhook_url",
+    "project_id",
+    "image",
 )
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _MB_PER = {"": 1, "B": 1 / 1024**2, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}

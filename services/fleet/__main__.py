@@ -15,7 +15,7 @@ def build(settings: FleetSettings) -> Runtime:
     rt = Runtime("fleet", settings)
     db = rt.database(settings.fleet_database_url, schema="fleet", version=SCHEMA_VERSION)
     app = bootstrap(settings, db=db, auth=rt.authenticator())
-    rt.outbox(publishes=(topics.FLEET,))
+    rt.outbox(publishes=(topics.FLEET, topics.AUDIT))
     rt.grpc(settings.fleet_grpc_listen, app.grpc_services)
     rt.periodic("offline-sweep", app.sweep_once, every=app.sweep_interval)
     rt.on_close(app.close)

@@ -1,7 +1,9 @@
-"""``python -m services.identity``: organizations, users, API keys and ``Authenticate`` over gRPC."""
+"""``python -m services.identity``: organizations, users, API keys and ``Authenticate`` over gRPC, and the
+one audit log of every service (its own changes, and every other service's from ``gpufleet.audit.v1``)."""
 
 from __future__ import annotations
 
+from shared.contracts import topics
 from shared.runtime import Runtime, load_settings
 
 from .adapters.orm import SCHEMA_VERSION
@@ -13,6 +15,7 @@ def build(settings: IdentitySettings) -> Runtime:
     rt = Runtime("identity", settings)
     db = rt.database(settings.identity_database_url, schema="identity", version=SCHEMA_VERSION)
     app = bootstrap(settings, db=db)
+    rt.consumers(app.register_consumers, topics=(topics.AUDIT,))
     rt.grpc(settings.identity_grpc_listen, app.grpc_services)
     return rt
 

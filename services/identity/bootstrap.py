@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from faststream.kafka import KafkaBroker
 from gpufleet.v1 import identity_pb2, identity_pb2_grpc
 
 from shared.db import Database
@@ -21,12 +22,17 @@ from .adapters.metrics import PrometheusMetrics
 from .adapters.repository import sql_unit_of_work
 from .config import IdentitySettings
 from .domain.operator import OperatorToken
+from .entrypoints import consumers as audit_consumers
+from .entrypoints.audit_api import AuditServicer
 from .entrypoints.grpc_server import IdentityServicer
+from .entrypoints.projects_grpc import ProjectServicer
 from .service_layer.dependencies import Mailer, NoMailer
 from .service_layer.handlers import Dependencies
 from .service_layer.unit_of_work import UnitOfWorkFactory
 
 SERVICE_NAME = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
+AUDIT_SERVICE_NAME = identity_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name
+PROJECT_SERVICE_NAME = identity_pb2.DESCRIPTOR.services_by_name["ProjectService"].full_name
 
 # (add_XServicer_to_server, servicer, full service name): what the gRPC server registers and reports.
 GrpcService = tuple[Callable[[Any, grpc.aio.Server], None], Any, str]
@@ -36,6 +42,10 @@ GrpcService = tuple[Callable[[Any, grpc.aio.Server], None], Any, str]
 class IdentityApp:
     deps: Dependencies
     grpc_services: list[GrpcService]
+
+    def register_consumers(self, broker: KafkaBroker) -> None:
+        """The audit records of every other service, into the one log (docs/audit.md)."""
+        audit_consumers.register(broker, self.deps)
 
 
 def bootstrap(
@@ -52,6 +62,12 @@ def bootstrap(
     return IdentityApp(
         deps=deps,
         grpc_services=[
-            (identity_pb2_grpc.add_IdentityServiceServicer_to_server, IdentityServicer(deps), SERVICE_NAME)
+            (identity_pb2_grpc.add_IdentityServiceServicer_to_server, IdentityServicer(deps), SERVICE_NAME),
+            (identity_pb2_grpc.add_AuditServiceServicer_to_server, AuditServicer(deps), AUDIT_SERVICE_NAME),
+            (
+                identity_pb2_grpc.add_ProjectServiceServicer_to_server,
+                ProjectServicer(deps),
+                PROJECT_SERVICE_NAME,
+            ),
         ],
     )

@@ -1,20 +1,20 @@
 """Identity settings: ``GPUFLEET_IDENTITY_*``, the bootstrap operator's ``GPUFLEET_ADMIN_TOKEN`` and the
 invite mail's ``GPUFLEET_SMTP_URL`` / ``GPUFLEET_SMTP_FROM``.
 
-Identity publishes no events yet, so it needs no Kafka settings."""
+Identity publishes no events; it reads ``gpufleet.audit.v1`` (the one audit log), hence the Kafka settings."""
 
 from __future__ import annotations
 
 from pydantic import SecretStr, field_validator
 
-from shared.settings import BaseServiceSettings
+from shared.settings import BaseServiceSettings, KafkaSettings
 
 from .adapters.mailer import SmtpServer
 
 ADMIN_TOKEN_MIN_LENGTH = 16
 
 
-class IdentitySettings(BaseServiceSettings):
+class IdentitySettings(BaseServiceSettings, KafkaSettings):
     identity_database_url: str
     identity_grpc_listen: str = "127.0.0.1:15051"
     # The bootstrap operator's secret (env GPUFLEET_ADMIN_TOKEN, the operator named "admin"): required,

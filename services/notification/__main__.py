@@ -1,7 +1,7 @@
 """``python -m services.notification``: the job and cost event consumers, the delivery worker, the
 webhook API and the event stream (with its log's LISTEN/NOTIFY listener and retention).
 
-It publishes nothing, so there is no outbox relay."""
+It publishes only audit records (through its outbox relay)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ def build(settings: NotificationSettings) -> Runtime:
     rt = Runtime("notification", settings)
     db = rt.database(settings.notification_database_url, schema="notification", version=SCHEMA_VERSION)
     app = bootstrap(settings, db=db, auth=rt.authenticator())
+    rt.outbox(publishes=(topics.AUDIT,))  # the audit records of webhook changes (docs/audit.md)
     rt.consumers(app.register_consumers, topics=(topics.JOBS, topics.COSTS))
     rt.grpc(settings.notification_grpc_listen, app.grpc_services)
     rt.task("delivery-worker", app.worker.run)

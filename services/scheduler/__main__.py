@@ -15,7 +15,7 @@ def build(settings: SchedulerSettings) -> Runtime:
     rt = Runtime("scheduler", settings)
     db = rt.database(settings.scheduler_database_url, schema="scheduler", version=SCHEMA_VERSION)
     app = bootstrap_app(settings, db=db, auth=rt.authenticator())
-    rt.outbox(publishes=(topics.JOBS,))
+    rt.outbox(publishes=(topics.JOBS, topics.AUDIT))
     rt.consumers(app.register_consumers, topics=(topics.FLEET,))
     rt.grpc(settings.scheduler_grpc_listen, app.grpc_services)
     rt.task("scheduling-loop", app.run_scheduling_loop)

@@ -20,6 +20,7 @@ from shared.grpc import Authenticator, NodeAuthenticator
 from .adapters import metrics
 from .adapters.allocations_read import SqlAllocationReader, SqlFleetAllocationReader
 from .adapters.fleet_catalog import FleetGpuTypeCatalog
+from .adapters.identity_projects import IdentityProjectDirectory
 from .adapters.limits_repository import SqlLimitsRepository, SqlQueuedJobs
 from .adapters.policy_repository import SqlPolicyRepository
 from .adapters.repository import SqlUnitOfWorkFactory
@@ -185,6 +186,9 @@ class SchedulerApp:
         close_catalog = getattr(self.deps.catalog, "close", None)
         if close_catalog is not None:
             await close_catalog()
+        close_projects = getattr(self.deps.projects, "close", None)
+        if close_projects is not None:
+            await close_projects()
 
 
 def bootstrap_app(settings: SchedulerSettings, *, db: Database, auth: Authenticator) -> SchedulerApp:
@@ -195,4 +199,6 @@ def bootstrap_app(settings: SchedulerSettings, *, db: Database, auth: Authentica
     deps = bootstrap(settings, db=db, uow=uow, capacity=PolicyAwareCapacity(uow, policies))
     # Abuse limits at submit (docs/limits.md), from the same policy tables.
     deps = replace(deps, limits=SubmitLimiter(LimitsStore(SqlLimitsRepository(db)), SqlQueuedJobs(db)))
+    # identity's word on the projects submits name (docs/projects.md, "Scheduler").
+    deps = replace(deps, projects=IdentityProjectDirectory(settings.identity_grpc_target))
     return SchedulerApp(settings=settings, db=db, deps=deps, auth=auth, policies=policies)

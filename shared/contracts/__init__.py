@@ -2,7 +2,7 @@
 
 from pydantic import BaseModel
 
-from shared.contracts import costs, fleet, jobs, metrics, topics
+from shared.contracts import audit, costs, fleet, jobs, metrics, topics
 
 # topic -> {event type -> payload model}; the AsyncAPI document is generated from this table.
 CATALOG: dict[str, dict[str, type[BaseModel]]] = {
@@ -10,6 +10,7 @@ CATALOG: dict[str, dict[str, type[BaseModel]]] = {
     topics.COSTS: costs.EVENT_TYPES,
     topics.FLEET: fleet.EVENT_TYPES,
     topics.METRICS: metrics.EVENT_TYPES,
+    topics.AUDIT: audit.EVENT_TYPES,
 }
 
-__all__ = ["CATALOG", "costs", "fleet", "jobs", "metrics", "topics"]
+__all__ = ["CATALOG", "audit", "costs", "fleet", "jobs", "metrics", "topics"]

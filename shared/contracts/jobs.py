@@ -87,7 +87,9 @@ class JobSnapshotV1(BaseModel):
     placements: list[JobPlacementV1] = Field(default_factory=list)
     # Added with projects (optional: older events decode unchanged).
     project_id: UUID | None = Field(default=None, description="the job's project; null: none")
-    image: str | None = Field(default=None, description="container image the job runs in; null: the host sandbox")
+    image: str | None = Field(
+        default=None, description="container image the job runs in; null: the host sandbox"
+    )
 
 
 class EndedAttemptV1(BaseModel):

@@ -24,6 +24,15 @@ MAX_NODES = 64
 MAX_CPU_CORES = 1024  # per node
 MAX_RAM_MB = 16 * 1024 * 1024  # per node (16 TiB)
 MAX_TIME_LIMIT_SECONDS = 30 * 24 * 3600  # the contract's bound; the platform may set a lower maximum
+# A container image reference (the OCI distribution grammar, lower-case repository path): an optional
+# registry host[:port], a path, an optional :tag and an optional @sha256 digest. No whitespace, no shell
+# metacharacters: the agent passes it to its container runtime as one argument.
+MAX_IMAGE = 512
+IMAGE_PATTERN = (
+    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]{1,5})?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
 
 # --- URLs (job webhook_url, organization webhooks)
 MAX_URL = 2048
@@ -83,6 +92,9 @@ KEY_SCOPES: tuple[str, ...] = (
     "keys:write",
     "members:read",
     "members:write",
+    "projects:read",
+    "projects:write",
+    "audit:read",
 )
 
 # --- request bodies at the gateway
@@ -92,6 +104,8 @@ MAX_REQUEST_BODY_BYTES = 64 * 1024
 POLICY_MAX_WEIGHT = 1_000_000.0  # fair-share and GPU-type weights: above 0, at most this
 POLICY_MIN_HALF_LIFE_SECONDS = 60.0
 POLICY_MAX_HALF_LIFE_SECONDS = 365 * 24 * 3600.0
+# Preemption: a borrowed job runs at least this long before it may be stopped to give lent capacity back.
+POLICY_MAX_PREEMPTION_GRACE_SECONDS = 86400
 POLICY_MAX_COUNT = 1_000_000  # GPUs in a quota, jobs or GPUs in a per-user cap
 POLICY_MAX_USER_CAPS = 1000  # caps per organization (its default and one per user)
 POLICY_GPU_TYPE_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
@@ -110,6 +124,14 @@ INVITE_MAX_LIFETIME_SECONDS = 30 * 24 * 3600
 INVITE_CODE_MAX_USES = 10_000  # an invite code's max_uses: 1 to this (an email invite: exactly 1)
 MAX_PERSON_NAME = 200
 MAX_EMAIL = 254  # RFC 5321 path limit
+# --- projects (identity; docs/projects.md, seed 004)
+PROJECT_ROLES: tuple[str, ...] = ("owner", "contributor", "viewer")
+MAX_PROJECT_NAME = 200
+MAX_PROJECT_DESCRIPTION = 2000
+# A project's slug: unique in its organization (archived projects keep theirs), lower-case words and dashes.
+MAX_PROJECT_SLUG = 64
+PROJECT_SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+MAX_PROJECTS = 1000  # projects of one organization that are not archived
 # --- named operators (identity)
 OPERATOR_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"  # "admin" is the bootstrap operator's
 

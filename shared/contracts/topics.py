@@ -15,6 +15,7 @@ COSTS = "gpufleet.costs.v1"  # operator/internal: every cost record, key = job i
 FLEET = "gpufleet.fleet.v1"  # internal: node and GPU inventory changes, key = gpu id / node id
 METRICS = "gpufleet.metrics.v1"  # internal: GPU metric samples from agents, key = node id
 OUTPUT = "gpufleet.output.v1"  # internal: job output chunks from agents, key = job id
+AUDIT = "gpufleet.audit.v1"  # internal: every change a caller made, in any service, key = organization id
 
 
 def dead_letter(topic: str) -> str:
@@ -77,6 +78,12 @@ ACCESS: dict[str, TopicAccess] = {
         consumers=("monitoring",),
         outbox=False,
         carries="everything every job printed",
+    ),
+    AUDIT: TopicAccess(
+        producers=("fleet", "notification", "scheduler"),
+        consumers=("identity",),
+        outbox=True,
+        carries="who changed what in every organization, with the before/after state (secrets redacted)",
     ),
 }
 """Every topic the services use, with its producers and consumers. All of them are operator/internal:

@@ -57,6 +57,11 @@ PARAM_KINDS: dict[str, str] = {
     "node_id": "node",
     # Operator routes: a named operator (a principal of the product, no tenant's).
     "operator_id": "operator",
+    # Projects (docs/projects.md): a project of A's.
+    "project_id": "project",
+    # The audit log (docs/audit.md): A's user as the actor, A's job as the target.
+    "actor_user_id": "user",
+    "target_id": "job",
 }
 # Kinds with no "missing" counterpart to compare with, held to the leak check only:
 # * positions in the caller's own sequence, not objects: each organization's event log is numbered from
@@ -79,6 +84,7 @@ PLAIN_PARAMS: frozenset[str] = frozenset(
         "to",
         "include_running",
         "include_inactive",
+        "include_archived",
         # An operator's plan (tier) name: the product's, not a tenant's.
         "name",
         "hours",
@@ -86,6 +92,12 @@ PLAIN_PARAMS: frozenset[str] = frozenset(
         "types",
         # The GPU type catalog is the product's, not a tenant's (admin quota paths name a type).
         "gpu_type",
+        # The audit log's filters (docs/audit.md): names of the product's services, actions, types, times.
+        "service",
+        "action",
+        "target_type",
+        "since",
+        "until",
     }
 )
 # Values for required body fields and plain parameters, by name (else the schema's example or default).
@@ -103,6 +115,9 @@ FIELD_KINDS: dict[str, str] = {
     "cursor": "cursor",
     "before_id": "audit",
     "idempotency_key": "idempotency_key",
+    "project_id": "project",
+    "actor_user_id": "user",
+    "target_id": "job",
 }
 # A request message's ``id`` field -> the kind of object it names.
 ID_OF_MESSAGE: dict[str, str] = {
@@ -112,6 +127,9 @@ ID_OF_MESSAGE: dict[str, str] = {
     "RevokeApiKeyRequest": "key",
     "DeleteWebhookRequest": "webhook",
     "RevokeInviteRequest": "invite",
+    "GetProjectRequest": "project",
+    "UpdateProjectRequest": "project",
+    "ArchiveProjectRequest": "project",
 }
 FIELD_VALUES: dict[str, Any] = {
     "command": "true",

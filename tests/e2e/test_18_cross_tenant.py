@@ -95,6 +95,7 @@ WORLD_KINDS = {
     "join_token",
     "node",
     "operator",
+    "project",
 }
 
 
@@ -200,6 +201,15 @@ async def tenants(stack: Stack, receiver: Any) -> AsyncIterator[Tenants]:
         invite_ids.append(created.invite.id)
         secrets.add(created.token)
 
+    project_ids: list[str] = []
+    async with client(stack, a_key) as api:
+        # A project of A's, with A's owner as a member (docs/projects.md).
+        r = await api.post("/projects", json={"name": f"{tag} project", "slug": f"{tag}-project"})
+        assert r.status_code == 201, r.text
+        project_ids.append(r.json()["id"])
+        r = await api.put(f"/projects/{project_ids[0]}/members/{user_id}", json={"role": "contributor"})
+        assert r.status_code == 200, r.text
+
     join_tokens: list[str] = []
     operators: list[str] = []
     async with httpx.AsyncClient(
@@ -241,6 +251,7 @@ async def tenants(stack: Stack, receiver: Any) -> AsyncIterator[Tenants]:
         "join_token": join_tokens or ["(no join tokens)"],
         "node": [running["node_id"]],
         "operator": operators or [str(uuid.uuid4())],  # none named yet: the bootstrap token only
+        "project": project_ids,
     }
     markers = {
         tag,
@@ -253,6 +264,7 @@ async def tenants(stack: Stack, receiver: Any) -> AsyncIterator[Tenants]:
         *(d["event_id"] for d in deliveries),
         *invite_ids,
         *join_tokens,
+        *project_ids,
         *secrets,
     }
     try:

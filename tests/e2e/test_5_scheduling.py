@@ -253,7 +253,8 @@ async def test_a_flood_of_blocked_two_gpu_jobs_does_not_delay_another_tenants_sm
 
 def _supervisor_pid(stack, job_id: str) -> int:  # type: ignore[no-untyped-def]
     # The agent's control folder for the job (services/agent/adapters/processes.py): shims/<id>/shim.pid.
-    return int((Path(stack.state_dir) / "agent" / "shims" / job_id / "shim.pid").read_text())
+    # "<pid>" or, for a supervisor forked by the fork server, "<pid> <start time>".
+    return int((Path(stack.state_dir) / "agent" / "shims" / job_id / "shim.pid").read_text().split()[0])
 
 
 async def _job_topic(bootstrap: str) -> list[Any]:

@@ -71,6 +71,23 @@ def _routes(job_id: str, hook_url: str) -> list[tuple[str, str, dict[str, Any] |
         ("GET", "/organization/user-caps", None, "PolicyService/GetUserCaps"),
         ("PUT", "/organization/user-caps", {"caps": []}, "PolicyService/SetUserCaps"),
         ("GET", "/organization/policy-audit", None, "PolicyService/ListOrganizationAudit"),
+        ("GET", "/organization/project-policy", None, "PolicyService/GetProjectPolicies"),
+        ("PUT", "/organization/project-policy", {"policies": []}, "PolicyService/SetProjectPolicies"),
+        ("GET", "/audit", None, "AuditService/ListAudit"),
+        ("POST", "/projects", {"name": f"scoped {missing[:8]}"}, "ProjectService/CreateProject"),
+        ("GET", "/projects", None, "ProjectService/ListProjects"),
+        ("GET", f"/projects/{missing}", None, "ProjectService/GetProject"),
+        ("PATCH", f"/projects/{missing}", {"description": "x"}, "ProjectService/UpdateProject"),
+        ("DELETE", f"/projects/{missing}", None, "ProjectService/ArchiveProject"),
+        ("GET", f"/projects/{missing}/members", None, "ProjectService/ListProjectMembers"),
+        ("GET", f"/projects/{missing}/members/{missing}", None, "ProjectService/GetProjectMember"),
+        (
+            "PUT",
+            f"/projects/{missing}/members/{missing}",
+            {"role": "viewer"},
+            "ProjectService/SetProjectMember",
+        ),
+        ("DELETE", f"/projects/{missing}/members/{missing}", None, "ProjectService/RemoveProjectMember"),
     ]
 
 

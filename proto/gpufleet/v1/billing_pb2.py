@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19gpufleet/v1/billing.proto\x12\x0bgpufleet.v1\"\xa9\x01\n\x08\x43ostLine\x12\x0e\n\x06gpu_id\x18\x01 \x01(\t\x12\x10\n\x08gpu_type\x18\x02 \x01(\t\x12\x15\n\rcost_per_hour\x18\x03 \x01(\t\x12\x12\n\nstart_time\x18\x04 \x01(\t\x12\x10\n\x08\x65nd_time\x18\x05 \x01(\t\x12\x0f\n\x07seconds\x18\x06 \x01(\t\x12\x0c\n\x04\x63ost\x18\x07 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\x05\x12\x0e\n\x06\x63redit\x18\t \x01(\t\"\xb4\x01\n\x0b\x41ttemptCost\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12\x0f\n\x07outcome\x18\x02 \x01(\t\x12\x12\n\ngross_cost\x18\x03 \x01(\t\x12\x0e\n\x06\x63redit\x18\x04 \x01(\t\x12\x10\n\x08net_cost\x18\x05 \x01(\t\x12\x11\n\tgpu_count\x18\x06 \x01(\x05\x12\x14\n\x0cheld_seconds\x18\x07 \x01(\t\x12\x12\n\nstart_time\x18\x08 \x01(\t\x12\x10\n\x08\x65nd_time\x18\t \x01(\t\"\x8c\x02\n\x07JobCost\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x12\n\ntotal_cost\x18\x04 \x01(\t\x12\x11\n\tgpu_count\x18\x05 \x01(\x05\x12\x14\n\x0cheld_seconds\x18\x06 \x01(\t\x12$\n\x05lines\x18\x07 \x03(\x0b\x32\x15.gpufleet.v1.CostLine\x12\x13\n\x0brecorded_at\x18\x08 \x01(\t\x12\x12\n\ngross_cost\x18\t \x01(\t\x12\x0e\n\x06\x63redit\x18\n \x01(\t\x12*\n\x08\x61ttempts\x18\x0b \x03(\x0b\x32\x18.gpufleet.v1.AttemptCost\"#\n\x11GetJobCostRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"4\n\x13ListJobCostsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\"d\n\x14ListJobCostsResponse\x12#\n\x05\x63osts\x18\x01 \x03(\x0b\x32\x14.gpufleet.v1.JobCost\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\x12\x12\n\ntotal_cost\x18\x03 \x01(\t\"\x7f\n\x15SummarizeCostsRequest\x12\x10\n\x08group_by\x18\x01 \x01(\t\x12\x11\n\tfrom_time\x18\x02 \x01(\t\x12\x0f\n\x07to_time\x18\x03 \x01(\t\x12\x1c\n\x0finclude_running\x18\x04 \x01(\x08H\x00\x88\x01\x01\x42\x12\n\x10_include_running\"_\n\tCostGroup\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x13\n\x0bgpu_seconds\x18\x02 \x01(\t\x12\x0c\n\x04\x63ost\x18\x03 \x01(\t\x12\x14\n\x0crunning_cost\x18\x04 \x01(\t\x12\x0c\n\x04jobs\x18\x05 \x01(\x03\"\xcc\x01\n\x0b\x43ostSummary\x12\x10\n\x08group_by\x18\x01 \x01(\t\x12\x11\n\tfrom_time\x18\x02 \x01(\t\x12\x0f\n\x07to_time\x18\x03 \x01(\t\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12&\n\x06groups\x18\x05 \x03(\x0b\x32\x16.gpufleet.v1.CostGroup\x12%\n\x05total\x18\x06 \x01(\x0b\x32\x16.gpufleet.v1.CostGroup\x12\r\n\x05\x61s_of\x18\x07 \x01(\t\x12\x17\n\x0finclude_running\x18\x08 \x01(\x08\x32\xf9\x01\n\x0e\x42illingService\x12\x42\n\nGetJobCost\x12\x1e.gpufleet.v1.GetJobCostRequest\x1a\x14.gpufleet.v1.JobCost\x12S\n\x0cListJobCosts\x12 .gpufleet.v1.ListJobCostsRequest\x1a!.gpufleet.v1.ListJobCostsResponse\x12N\n\x0eSummarizeCosts\x12\".gpufleet.v1.SummarizeCostsRequest\x1a\x18.gpufleet.v1.CostSummaryb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19gpufleet/v1/billing.proto\x12\x0bgpufleet.v1\"\xa9\x01\n\x08\x43ostLine\x12\x0e\n\x06gpu_id\x18\x01 \x01(\t\x12\x10\n\x08gpu_type\x18\x02 \x01(\t\x12\x15\n\rcost_per_hour\x18\x03 \x01(\t\x12\x12\n\nstart_time\x18\x04 \x01(\t\x12\x10\n\x08\x65nd_time\x18\x05 \x01(\t\x12\x0f\n\x07seconds\x18\x06 \x01(\t\x12\x0c\n\x04\x63ost\x18\x07 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\x05\x12\x0e\n\x06\x63redit\x18\t \x01(\t\"\xb4\x01\n\x0b\x41ttemptCost\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12\x0f\n\x07outcome\x18\x02 \x01(\t\x12\x12\n\ngross_cost\x18\x03 \x01(\t\x12\x0e\n\x06\x63redit\x18\x04 \x01(\t\x12\x10\n\x08net_cost\x18\x05 \x01(\t\x12\x11\n\tgpu_count\x18\x06 \x01(\x05\x12\x14\n\x0cheld_seconds\x18\x07 \x01(\t\x12\x12\n\nstart_time\x18\x08 \x01(\t\x12\x10\n\x08\x65nd_time\x18\t \x01(\t\"\xa0\x02\n\x07JobCost\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x12\n\ntotal_cost\x18\x04 \x01(\t\x12\x11\n\tgpu_count\x18\x05 \x01(\x05\x12\x14\n\x0cheld_seconds\x18\x06 \x01(\t\x12$\n\x05lines\x18\x07 \x03(\x0b\x32\x15.gpufleet.v1.CostLine\x12\x13\n\x0brecorded_at\x18\x08 \x01(\t\x12\x12\n\ngross_cost\x18\t \x01(\t\x12\x0e\n\x06\x63redit\x18\n \x01(\t\x12*\n\x08\x61ttempts\x18\x0b \x03(\x0b\x32\x18.gpufleet.v1.AttemptCost\x12\x12\n\nproject_id\x18\x0c \x01(\t\"#\n\x11GetJobCostRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"H\n\x13ListJobCostsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\"d\n\x14ListJobCostsResponse\x12#\n\x05\x63osts\x18\x01 \x03(\x0b\x32\x14.gpufleet.v1.JobCost\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\x12\x12\n\ntotal_cost\x18\x03 \x01(\t\"\x93\x01\n\x15SummarizeCostsRequest\x12\x10\n\x08group_by\x18\x01 \x01(\t\x12\x11\n\tfrom_time\x18\x02 \x01(\t\x12\x0f\n\x07to_time\x18\x03 \x01(\t\x12\x1c\n\x0finclude_running\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\nproject_id\x18\x05 \x01(\tB\x12\n\x10_include_running\"_\n\tCostGroup\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x13\n\x0bgpu_seconds\x18\x02 \x01(\t\x12\x0c\n\x04\x63ost\x18\x03 \x01(\t\x12\x14\n\x0crunning_cost\x18\x04 \x01(\t\x12\x0c\n\x04jobs\x18\x05 \x01(\x03\"\xcc\x01\n\x0b\x43ostSummary\x12\x10\n\x08group_by\x18\x01 \x01(\t\x12\x11\n\tfrom_time\x18\x02 \x01(\t\x12\x0f\n\x07to_time\x18\x03 \x01(\t\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12&\n\x06groups\x18\x05 \x03(\x0b\x32\x16.gpufleet.v1.CostGroup\x12%\n\x05total\x18\x06 \x01(\x0b\x32\x16.gpufleet.v1.CostGroup\x12\r\n\x05\x61s_of\x18\x07 \x01(\t\x12\x17\n\x0finclude_running\x18\x08 \x01(\x08\x32\xf9\x01\n\x0e\x42illingService\x12\x42\n\nGetJobCost\x12\x1e.gpufleet.v1.GetJobCostRequest\x1a\x14.gpufleet.v1.JobCost\x12S\n\x0cListJobCosts\x12 .gpufleet.v1.ListJobCostsRequest\x1a!.gpufleet.v1.ListJobCostsResponse\x12N\n\x0eSummarizeCosts\x12\".gpufleet.v1.SummarizeCostsRequest\x1a\x18.gpufleet.v1.CostSummaryb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,19 +36,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ATTEMPTCOST']._serialized_start=215
   _globals['_ATTEMPTCOST']._serialized_end=395
   _globals['_JOBCOST']._serialized_start=398
-  _globals['_JOBCOST']._serialized_end=666
-  _globals['_GETJOBCOSTREQUEST']._serialized_start=668
-  _globals['_GETJOBCOSTREQUEST']._serialized_end=703
-  _globals['_LISTJOBCOSTSREQUEST']._serialized_start=705
-  _globals['_LISTJOBCOSTSREQUEST']._serialized_end=757
-  _globals['_LISTJOBCOSTSRESPONSE']._serialized_start=759
-  _globals['_LISTJOBCOSTSRESPONSE']._serialized_end=859
-  _globals['_SUMMARIZECOSTSREQUEST']._serialized_start=861
-  _globals['_SUMMARIZECOSTSREQUEST']._serialized_end=988
-  _globals['_COSTGROUP']._serialized_start=990
-  _globals['_COSTGROUP']._serialized_end=1085
-  _globals['_COSTSUMMARY']._serialized_start=1088
-  _globals['_COSTSUMMARY']._serialized_end=1292
-  _globals['_BILLINGSERVICE']._serialized_start=1295
-  _globals['_BILLINGSERVICE']._serialized_end=1544
+  _globals['_JOBCOST']._serialized_end=686
+  _globals['_GETJOBCOSTREQUEST']._serialized_start=688
+  _globals['_GETJOBCOSTREQUEST']._serialized_end=723
+  _globals['_LISTJOBCOSTSREQUEST']._serialized_start=725
+  _globals['_LISTJOBCOSTSREQUEST']._serialized_end=797
+  _globals['_LISTJOBCOSTSRESPONSE']._serialized_start=799
+  _globals['_LISTJOBCOSTSRESPONSE']._serialized_end=899
+  _globals['_SUMMARIZECOSTSREQUEST']._serialized_start=902
+  _globals['_SUMMARIZECOSTSREQUEST']._serialized_end=1049
+  _globals['_COSTGROUP']._serialized_start=1051
+  _globals['_COSTGROUP']._serialized_end=1146
+  _globals['_COSTSUMMARY']._serialized_start=1149
+  _globals['_COSTSUMMARY']._serialized_end=1353
+  _globals['_BILLINGSERVICE']._serialized_start=1356
+  _globals['_BILLINGSERVICE']._serialized_end=1605
 # @@protoc_insertion_point(module_scope)

@@ -51,7 +51,7 @@ class AttemptCost(_message.Message):
     def __init__(self, attempt: _Optional[int] = ..., outcome: _Optional[str] = ..., gross_cost: _Optional[str] = ..., credit: _Optional[str] = ..., net_cost: _Optional[str] = ..., gpu_count: _Optional[int] = ..., held_seconds: _Optional[str] = ..., start_time: _Optional[str] = ..., end_time: _Optional[str] = ...) -> None: ...
 
 class JobCost(_message.Message):
-    __slots__ = ("job_id", "organization_id", "currency", "total_cost", "gpu_count", "held_seconds", "lines", "recorded_at", "gross_cost", "credit", "attempts")
+    __slots__ = ("job_id", "organization_id", "currency", "total_cost", "gpu_count", "held_seconds", "lines", "recorded_at", "gross_cost", "credit", "attempts", "project_id")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +63,7 @@ class JobCost(_message.Message):
     GROSS_COST_FIELD_NUMBER: _ClassVar[int]
     CREDIT_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     organization_id: str
     currency: str
@@ -74,7 +75,8 @@ class JobCost(_message.Message):
     gross_cost: str
     credit: str
     attempts: _containers.RepeatedCompositeFieldContainer[AttemptCost]
-    def __init__(self, job_id: _Optional[str] = ..., organization_id: _Optional[str] = ..., currency: _Optional[str] = ..., total_cost: _Optional[str] = ..., gpu_count: _Optional[int] = ..., held_seconds: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[CostLine, _Mapping]]] = ..., recorded_at: _Optional[str] = ..., gross_cost: _Optional[str] = ..., credit: _Optional[str] = ..., attempts: _Optional[_Iterable[_Union[AttemptCost, _Mapping]]] = ...) -> None: ...
+    project_id: str
+    def __init__(self, job_id: _Optional[str] = ..., organization_id: _Optional[str] = ..., currency: _Optional[str] = ..., total_cost: _Optional[str] = ..., gpu_count: _Optional[int] = ..., held_seconds: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[CostLine, _Mapping]]] = ..., recorded_at: _Optional[str] = ..., gross_cost: _Optional[str] = ..., credit: _Optional[str] = ..., attempts: _Optional[_Iterable[_Union[AttemptCost, _Mapping]]] = ..., project_id: _Optional[str] = ...) -> None: ...
 
 class GetJobCostRequest(_message.Message):
     __slots__ = ("job_id",)
@@ -83,12 +85,14 @@ class GetJobCostRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class ListJobCostsRequest(_message.Message):
-    __slots__ = ("limit", "cursor")
+    __slots__ = ("limit", "cursor", "project_id")
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     limit: int
     cursor: str
-    def __init__(self, limit: _Optional[int] = ..., cursor: _Optional[str] = ...) -> None: ...
+    project_id: str
+    def __init__(self, limit: _Optional[int] = ..., cursor: _Optional[str] = ..., project_id: _Optional[str] = ...) -> None: ...
 
 class ListJobCostsResponse(_message.Message):
     __slots__ = ("costs", "next_cursor", "total_cost")
@@ -101,16 +105,18 @@ class ListJobCostsResponse(_message.Message):
     def __init__(self, costs: _Optional[_Iterable[_Union[JobCost, _Mapping]]] = ..., next_cursor: _Optional[str] = ..., total_cost: _Optional[str] = ...) -> None: ...
 
 class SummarizeCostsRequest(_message.Message):
-    __slots__ = ("group_by", "from_time", "to_time", "include_running")
+    __slots__ = ("group_by", "from_time", "to_time", "include_running", "project_id")
     GROUP_BY_FIELD_NUMBER: _ClassVar[int]
     FROM_TIME_FIELD_NUMBER: _ClassVar[int]
     TO_TIME_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     group_by: str
     from_time: str
     to_time: str
     include_running: bool
-    def __init__(self, group_by: _Optional[str] = ..., from_time: _Optional[str] = ..., to_time: _Optional[str] = ..., include_running: _Optional[bool] = ...) -> None: ...
+    project_id: str
+    def __init__(self, group_by: _Optional[str] = ..., from_time: _Optional[str] = ..., to_time: _Optional[str] = ..., include_running: _Optional[bool] = ..., project_id: _Optional[str] = ...) -> None: ...
 
 class CostGroup(_message.Message):
     __slots__ = ("key", "gpu_seconds", "cost", "running_cost", "jobs")

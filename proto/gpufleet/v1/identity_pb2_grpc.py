@@ -754,3 +754,613 @@ class IdentityService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class ProjectServiceStub:
+    """Projects inside an organization (seed 004; docs/projects.md). Every call carries the caller's API key.
+    Owners and admins of the organization create, rename and archive projects and manage their members;
+    a project's owner manages that project's members. Any member reads the organization's projects; a
+    project-bound key sees only its own project. Another organization's project, or an unknown id, is
+    NOT_FOUND. An archived project is read-only: it keeps its jobs, costs and members but refuses new jobs,
+    new keys and member changes (FAILED_PRECONDITION, field project_id).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateProject = channel.unary_unary(
+                '/gpufleet.v1.ProjectService/CreateProject',
+                request_serializer=gpufleet_dot_v1_dot_identity__pb2.CreateProjectRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_identity__pb2.Project.FromString,
+                _registered_method=True)
+        self.ListProjects = channel.unary_unary(
+                '/gpufleet.v1.ProjectService/ListProjects',
+                request_serializer=gpufleet_dot_v1_dot_identity__pb2.ListProjectsRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_identity__pb2.ListProjectsResponse.FromString,
+                _registered_method=True)
+        self.GetProject = channel.unary_unary(
+                '/gpufleet.v1.ProjectService/GetProject',
+                request_serializer=gpufleet_dot_v1_dot_identity__pb2.GetProjectRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_identity__pb2.Project.FromString,
+                _registered_method=True)
+        self.UpdateProject = channel.unary_unary(
+                '/gpufleet.v1.ProjectService/UpdateProject',
+                request_serializer=gpufleet_dot_v1_dot_identity__pb2.UpdateProjectRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_identity__pb2.Project.FromString,
+                _registered_method=True)
+        self.ArchiveProject = channel.unary_unary(
+                '/gpufleet.v1.ProjectService/ArchiveProject',
+                request_serializer=gpufleet_dot_v1_dot_identity__pb2.ArchiveProjectRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_identity__pb2.Project.FromString,
+                _registered_method=True)
+        self.ListProjectMembers = channel.unary_unary(
+                '/gpufleet.v1.ProjectService/ListProjectMembers',
+                request_serializer=gpufleet_dot_v1_dot_identity__pb2.ListProjectMembersRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_identity__pb2.ListProjectMembersResponse.FromString,
+                _registered_method=True)
+        self.GetProjectMember = channel.unary_unary(
+                '/gpufleet.v1.ProjectService/GetProjectMember',
+                request_serializer=gpufleet_dot_v1_dot_identity__pb2.GetProjectMemberRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_identity__pb2.ProjectMember.FromString,
+                _registered_method=True)
+        self.SetProjectMember = channel.unary_unary(
+                '/gpufleet.v1.ProjectService/SetProjectMember',
+                request_serializer=gpufleet_dot_v1_dot_identity__pb2.SetProjectMemberRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_identity__pb2.ProjectMember.FromString,
+                _registered_method=True)
+        self.RemoveProjectMember = channel.unary_unary(
+                '/gpufleet.v1.ProjectService/RemoveProjectMember',
+                request_serializer=gpufleet_dot_v1_dot_identity__pb2.RemoveProjectMemberRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_identity__pb2.ProjectMember.FromString,
+                _registered_method=True)
+        self.ResolveProject = channel.unary_unary(
+                '/gpufleet.v1.ProjectService/ResolveProject',
+                request_serializer=gpufleet_dot_v1_dot_identity__pb2.ResolveProjectRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_identity__pb2.Project.FromString,
+                _registered_method=True)
+
+
+class ProjectServiceServicer:
+    """Projects inside an organization (seed 004; docs/projects.md). Every call carries the caller's API key.
+    Owners and admins of the organization create, rename and archive projects and manage their members;
+    a project's owner manages that project's members. Any member reads the organization's projects; a
+    project-bound key sees only its own project. Another organization's project, or an unknown id, is
+    NOT_FOUND. An archived project is read-only: it keeps its jobs, costs and members but refuses new jobs,
+    new keys and member changes (FAILED_PRECONDITION, field project_id).
+    """
+
+    def CreateProject(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProjects(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetProject(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateProject(self, request, context):
+        """Rename, re-slug or re-describe (fields left unset are kept).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ArchiveProject(self, request, context):
+        """Archive (the REST DELETE): archiving an archived project changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProjectMembers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetProjectMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetProjectMember(self, request, context):
+        """Adds the user (a member of the organization) or changes their role in the project.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveProjectMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveProject(self, request, context):
+        """For services (like Authenticate, the caller's key is in the request, not in metadata): the project
+        `project_id` of the key's organization, as that key may see it (NOT_FOUND for an unknown id, another
+        organization's, or, for a project-bound key, any other project). Needs no scope: it answers only
+        whether a project the caller named exists for it and whether it is archived.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ProjectServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateProject,
+                    request_deserializer=gpufleet_dot_v1_dot_identity__pb2.CreateProjectRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_identity__pb2.Project.SerializeToString,
+            ),
+            'ListProjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProjects,
+                    request_deserializer=gpufleet_dot_v1_dot_identity__pb2.ListProjectsRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_identity__pb2.ListProjectsResponse.SerializeToString,
+            ),
+            'GetProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProject,
+                    request_deserializer=gpufleet_dot_v1_dot_identity__pb2.GetProjectRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_identity__pb2.Project.SerializeToString,
+            ),
+            'UpdateProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateProject,
+                    request_deserializer=gpufleet_dot_v1_dot_identity__pb2.UpdateProjectRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_identity__pb2.Project.SerializeToString,
+            ),
+            'ArchiveProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchiveProject,
+                    request_deserializer=gpufleet_dot_v1_dot_identity__pb2.ArchiveProjectRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_identity__pb2.Project.SerializeToString,
+            ),
+            'ListProjectMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProjectMembers,
+                    request_deserializer=gpufleet_dot_v1_dot_identity__pb2.ListProjectMembersRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_identity__pb2.ListProjectMembersResponse.SerializeToString,
+            ),
+            'GetProjectMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProjectMember,
+                    request_deserializer=gpufleet_dot_v1_dot_identity__pb2.GetProjectMemberRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_identity__pb2.ProjectMember.SerializeToString,
+            ),
+            'SetProjectMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetProjectMember,
+                    request_deserializer=gpufleet_dot_v1_dot_identity__pb2.SetProjectMemberRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_identity__pb2.ProjectMember.SerializeToString,
+            ),
+            'RemoveProjectMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveProjectMember,
+                    request_deserializer=gpufleet_dot_v1_dot_identity__pb2.RemoveProjectMemberRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_identity__pb2.ProjectMember.SerializeToString,
+            ),
+            'ResolveProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveProject,
+                    request_deserializer=gpufleet_dot_v1_dot_identity__pb2.ResolveProjectRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_identity__pb2.Project.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'gpufleet.v1.ProjectService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('gpufleet.v1.ProjectService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ProjectService:
+    """Projects inside an organization (seed 004; docs/projects.md). Every call carries the caller's API key.
+    Owners and admins of the organization create, rename and archive projects and manage their members;
+    a project's owner manages that project's members. Any member reads the organization's projects; a
+    project-bound key sees only its own project. Another organization's project, or an unknown id, is
+    NOT_FOUND. An archived project is read-only: it keeps its jobs, costs and members but refuses new jobs,
+    new keys and member changes (FAILED_PRECONDITION, field project_id).
+    """
+
+    @staticmethod
+    def CreateProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.ProjectService/CreateProject',
+            gpufleet_dot_v1_dot_identity__pb2.CreateProjectRequest.SerializeToString,
+            gpufleet_dot_v1_dot_identity__pb2.Project.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.ProjectService/ListProjects',
+            gpufleet_dot_v1_dot_identity__pb2.ListProjectsRequest.SerializeToString,
+            gpufleet_dot_v1_dot_identity__pb2.ListProjectsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.ProjectService/GetProject',
+            gpufleet_dot_v1_dot_identity__pb2.GetProjectRequest.SerializeToString,
+            gpufleet_dot_v1_dot_identity__pb2.Project.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.ProjectService/UpdateProject',
+            gpufleet_dot_v1_dot_identity__pb2.UpdateProjectRequest.SerializeToString,
+            gpufleet_dot_v1_dot_identity__pb2.Project.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchiveProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.ProjectService/ArchiveProject',
+            gpufleet_dot_v1_dot_identity__pb2.ArchiveProjectRequest.SerializeToString,
+            gpufleet_dot_v1_dot_identity__pb2.Project.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProjectMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.ProjectService/ListProjectMembers',
+            gpufleet_dot_v1_dot_identity__pb2.ListProjectMembersRequest.SerializeToString,
+            gpufleet_dot_v1_dot_identity__pb2.ListProjectMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProjectMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.ProjectService/GetProjectMember',
+            gpufleet_dot_v1_dot_identity__pb2.GetProjectMemberRequest.SerializeToString,
+            gpufleet_dot_v1_dot_identity__pb2.ProjectMember.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetProjectMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.ProjectService/SetProjectMember',
+            gpufleet_dot_v1_dot_identity__pb2.SetProjectMemberRequest.SerializeToString,
+            gpufleet_dot_v1_dot_identity__pb2.ProjectMember.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveProjectMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.ProjectService/RemoveProjectMember',
+            gpufleet_dot_v1_dot_identity__pb2.RemoveProjectMemberRequest.SerializeToString,
+            gpufleet_dot_v1_dot_identity__pb2.ProjectMember.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.ProjectService/ResolveProject',
+            gpufleet_dot_v1_dot_identity__pb2.ResolveProjectRequest.SerializeToString,
+            gpufleet_dot_v1_dot_identity__pb2.Project.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class AuditServiceStub:
+    """------------------------------------------------------------------------------------ the audit log
+    One log of every change in every service (docs/audit.md): identity's own, and every other service's
+    consumed from gpufleet.audit.v1. Newest first; cursor pages.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListAudit = channel.unary_unary(
+                '/gpufleet.v1.AuditService/ListAudit',
+                request_serializer=gpufleet_dot_v1_dot_identity__pb2.ListAuditLogRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_identity__pb2.ListAuditLogResponse.FromString,
+                _registered_method=True)
+        self.ListAllAudit = channel.unary_unary(
+                '/gpufleet.v1.AuditService/ListAllAudit',
+                request_serializer=gpufleet_dot_v1_dot_identity__pb2.ListAuditLogRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_identity__pb2.ListAuditLogResponse.FromString,
+                _registered_method=True)
+
+
+class AuditServiceServicer:
+    """------------------------------------------------------------------------------------ the audit log
+    One log of every change in every service (docs/audit.md): identity's own, and every other service's
+    consumed from gpufleet.audit.v1. Newest first; cursor pages.
+    """
+
+    def ListAudit(self, request, context):
+        """The caller's organization's records (owner or admin; scope audit:read).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAllAudit(self, request, context):
+        """Every organization's records and the fleet-wide ones (operator token only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AuditServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAudit,
+                    request_deserializer=gpufleet_dot_v1_dot_identity__pb2.ListAuditLogRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_identity__pb2.ListAuditLogResponse.SerializeToString,
+            ),
+            'ListAllAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAllAudit,
+                    request_deserializer=gpufleet_dot_v1_dot_identity__pb2.ListAuditLogRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_identity__pb2.ListAuditLogResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'gpufleet.v1.AuditService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('gpufleet.v1.AuditService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class AuditService:
+    """------------------------------------------------------------------------------------ the audit log
+    One log of every change in every service (docs/audit.md): identity's own, and every other service's
+    consumed from gpufleet.audit.v1. Newest first; cursor pages.
+    """
+
+    @staticmethod
+    def ListAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.AuditService/ListAudit',
+            gpufleet_dot_v1_dot_identity__pb2.ListAuditLogRequest.SerializeToString,
+            gpufleet_dot_v1_dot_identity__pb2.ListAuditLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAllAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.AuditService/ListAllAudit',
+            gpufleet_dot_v1_dot_identity__pb2.ListAuditLogRequest.SerializeToString,
+            gpufleet_dot_v1_dot_identity__pb2.ListAuditLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -81,7 +81,7 @@ class UserCaps(_message.Message):
     def __init__(self, organization_id: _Optional[str] = ..., caps: _Optional[_Iterable[_Union[UserCap, _Mapping]]] = ...) -> None: ...
 
 class Policy(_message.Message):
-    __slots__ = ("version", "half_life_seconds", "dedicated_lending_limit", "fair_shares", "gpu_type_weights", "quotas", "user_caps")
+    __slots__ = ("version", "half_life_seconds", "dedicated_lending_limit", "fair_shares", "gpu_type_weights", "quotas", "user_caps", "project_policies", "reclaim_lent_capacity", "preemption_grace_seconds")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     HALF_LIFE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     DEDICATED_LENDING_LIMIT_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +89,9 @@ class Policy(_message.Message):
     GPU_TYPE_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     QUOTAS_FIELD_NUMBER: _ClassVar[int]
     USER_CAPS_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_POLICIES_FIELD_NUMBER: _ClassVar[int]
+    RECLAIM_LENT_CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    PREEMPTION_GRACE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     version: int
     half_life_seconds: float
     dedicated_lending_limit: int
@@ -96,7 +99,18 @@ class Policy(_message.Message):
     gpu_type_weights: _containers.RepeatedCompositeFieldContainer[GpuTypeWeight]
     quotas: _containers.RepeatedCompositeFieldContainer[Quota]
     user_caps: _containers.RepeatedCompositeFieldContainer[UserCaps]
-    def __init__(self, version: _Optional[int] = ..., half_life_seconds: _Optional[float] = ..., dedicated_lending_limit: _Optional[int] = ..., fair_shares: _Optional[_Iterable[_Union[FairShare, _Mapping]]] = ..., gpu_type_weights: _Optional[_Iterable[_Union[GpuTypeWeight, _Mapping]]] = ..., quotas: _Optional[_Iterable[_Union[Quota, _Mapping]]] = ..., user_caps: _Optional[_Iterable[_Union[UserCaps, _Mapping]]] = ...) -> None: ...
+    project_policies: _containers.RepeatedCompositeFieldContainer[ProjectPolicies]
+    reclaim_lent_capacity: bool
+    preemption_grace_seconds: int
+    def __init__(self, version: _Optional[int] = ..., half_life_seconds: _Optional[float] = ..., dedicated_lending_limit: _Optional[int] = ..., fair_shares: _Optional[_Iterable[_Union[FairShare, _Mapping]]] = ..., gpu_type_weights: _Optional[_Iterable[_Union[GpuTypeWeight, _Mapping]]] = ..., quotas: _Optional[_Iterable[_Union[Quota, _Mapping]]] = ..., user_caps: _Optional[_Iterable[_Union[UserCaps, _Mapping]]] = ..., project_policies: _Optional[_Iterable[_Union[ProjectPolicies, _Mapping]]] = ..., reclaim_lent_capacity: _Optional[bool] = ..., preemption_grace_seconds: _Optional[int] = ...) -> None: ...
+
+class SetPreemptionRequest(_message.Message):
+    __slots__ = ("reclaim_lent_capacity", "grace_seconds")
+    RECLAIM_LENT_CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    GRACE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    reclaim_lent_capacity: bool
+    grace_seconds: int
+    def __init__(self, reclaim_lent_capacity: _Optional[bool] = ..., grace_seconds: _Optional[int] = ...) -> None: ...
 
 class SetFairShareRequest(_message.Message):
     __slots__ = ("organization_id", "weight")
@@ -293,3 +307,33 @@ class OrganizationLimits(_message.Message):
     effective_plan: str
     effective: Limits
     def __init__(self, organization_id: _Optional[str] = ..., set: _Optional[bool] = ..., plan: _Optional[str] = ..., overrides: _Optional[_Union[Limits, _Mapping]] = ..., effective_plan: _Optional[str] = ..., effective: _Optional[_Union[Limits, _Mapping]] = ...) -> None: ...
+
+class ProjectPolicy(_message.Message):
+    __slots__ = ("project_id", "weight", "max_running_jobs", "max_gpus")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNNING_JOBS_FIELD_NUMBER: _ClassVar[int]
+    MAX_GPUS_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    weight: float
+    max_running_jobs: int
+    max_gpus: int
+    def __init__(self, project_id: _Optional[str] = ..., weight: _Optional[float] = ..., max_running_jobs: _Optional[int] = ..., max_gpus: _Optional[int] = ...) -> None: ...
+
+class ProjectPolicies(_message.Message):
+    __slots__ = ("organization_id", "policies")
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
+    organization_id: str
+    policies: _containers.RepeatedCompositeFieldContainer[ProjectPolicy]
+    def __init__(self, organization_id: _Optional[str] = ..., policies: _Optional[_Iterable[_Union[ProjectPolicy, _Mapping]]] = ...) -> None: ...
+
+class GetProjectPoliciesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SetProjectPoliciesRequest(_message.Message):
+    __slots__ = ("policies",)
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
+    policies: _containers.RepeatedCompositeFieldContainer[ProjectPolicy]
+    def __init__(self, policies: _Optional[_Iterable[_Union[ProjectPolicy, _Mapping]]] = ...) -> None: ...

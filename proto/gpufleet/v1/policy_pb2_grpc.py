@@ -76,6 +76,11 @@ class PolicyServiceStub:
                 request_serializer=gpufleet_dot_v1_dot_policy__pb2.SetDedicatedLendingLimitRequest.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_policy__pb2.Policy.FromString,
                 _registered_method=True)
+        self.SetPreemption = channel.unary_unary(
+                '/gpufleet.v1.PolicyService/SetPreemption',
+                request_serializer=gpufleet_dot_v1_dot_policy__pb2.SetPreemptionRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_policy__pb2.Policy.FromString,
+                _registered_method=True)
         self.SetQuota = channel.unary_unary(
                 '/gpufleet.v1.PolicyService/SetQuota',
                 request_serializer=gpufleet_dot_v1_dot_policy__pb2.SetQuotaRequest.SerializeToString,
@@ -105,6 +110,16 @@ class PolicyServiceStub:
                 '/gpufleet.v1.PolicyService/ListOrganizationAudit',
                 request_serializer=gpufleet_dot_v1_dot_policy__pb2.ListAuditRequest.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_policy__pb2.ListAuditResponse.FromString,
+                _registered_method=True)
+        self.GetProjectPolicies = channel.unary_unary(
+                '/gpufleet.v1.PolicyService/GetProjectPolicies',
+                request_serializer=gpufleet_dot_v1_dot_policy__pb2.GetProjectPoliciesRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_policy__pb2.ProjectPolicies.FromString,
+                _registered_method=True)
+        self.SetProjectPolicies = channel.unary_unary(
+                '/gpufleet.v1.PolicyService/SetProjectPolicies',
+                request_serializer=gpufleet_dot_v1_dot_policy__pb2.SetProjectPoliciesRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_policy__pb2.ProjectPolicies.FromString,
                 _registered_method=True)
         self.ListPlans = channel.unary_unary(
                 '/gpufleet.v1.PolicyService/ListPlans',
@@ -201,6 +216,14 @@ class PolicyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetPreemption(self, request, context):
+        """Operator: preemption of jobs on borrowed capacity to give lent capacity back (docs/policy.md);
+        a field left out stays as it is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetQuota(self, request, context):
         """Operator: a quota per (organization, GPU type); replaces the one there was.
         """
@@ -238,6 +261,21 @@ class PolicyServiceServicer:
 
     def ListOrganizationAudit(self, request, context):
         """Organization admin: the audit entries that concern the caller's organization, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetProjectPolicies(self, request, context):
+        """Organization admin: the per-project fair-share weights and caps of the caller's organization
+        (docs/projects.md). A project without an entry weighs 1 and has no cap.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetProjectPolicies(self, request, context):
+        """Organization admin: replaces them (audited like user caps).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -336,6 +374,11 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     request_deserializer=gpufleet_dot_v1_dot_policy__pb2.SetDedicatedLendingLimitRequest.FromString,
                     response_serializer=gpufleet_dot_v1_dot_policy__pb2.Policy.SerializeToString,
             ),
+            'SetPreemption': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPreemption,
+                    request_deserializer=gpufleet_dot_v1_dot_policy__pb2.SetPreemptionRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_policy__pb2.Policy.SerializeToString,
+            ),
             'SetQuota': grpc.unary_unary_rpc_method_handler(
                     servicer.SetQuota,
                     request_deserializer=gpufleet_dot_v1_dot_policy__pb2.SetQuotaRequest.FromString,
@@ -365,6 +408,16 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.ListOrganizationAudit,
                     request_deserializer=gpufleet_dot_v1_dot_policy__pb2.ListAuditRequest.FromString,
                     response_serializer=gpufleet_dot_v1_dot_policy__pb2.ListAuditResponse.SerializeToString,
+            ),
+            'GetProjectPolicies': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProjectPolicies,
+                    request_deserializer=gpufleet_dot_v1_dot_policy__pb2.GetProjectPoliciesRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_policy__pb2.ProjectPolicies.SerializeToString,
+            ),
+            'SetProjectPolicies': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetProjectPolicies,
+                    request_deserializer=gpufleet_dot_v1_dot_policy__pb2.SetProjectPoliciesRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_policy__pb2.ProjectPolicies.SerializeToString,
             ),
             'ListPlans': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPlans,
@@ -609,6 +662,33 @@ class PolicyService:
             _registered_method=True)
 
     @staticmethod
+    def SetPreemption(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.PolicyService/SetPreemption',
+            gpufleet_dot_v1_dot_policy__pb2.SetPreemptionRequest.SerializeToString,
+            gpufleet_dot_v1_dot_policy__pb2.Policy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def SetQuota(request,
             target,
             options=(),
@@ -760,6 +840,60 @@ class PolicyService:
             '/gpufleet.v1.PolicyService/ListOrganizationAudit',
             gpufleet_dot_v1_dot_policy__pb2.ListAuditRequest.SerializeToString,
             gpufleet_dot_v1_dot_policy__pb2.ListAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProjectPolicies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.PolicyService/GetProjectPolicies',
+            gpufleet_dot_v1_dot_policy__pb2.GetProjectPoliciesRequest.SerializeToString,
+            gpufleet_dot_v1_dot_policy__pb2.ProjectPolicies.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetProjectPolicies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.PolicyService/SetProjectPolicies',
+            gpufleet_dot_v1_dot_policy__pb2.SetProjectPoliciesRequest.SerializeToString,
+            gpufleet_dot_v1_dot_policy__pb2.ProjectPolicies.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,6 +7,13 @@ group first: a frozen process cannot fork, so one pass of SIGKILL over a frozen 
 cgroup v1 (what these hosts have) keeps one hierarchy per controller: the job gets the same relative
 path, ``<parent>/<job id>``, under each of cpu, cpuacct, memory, pids and freezer. cgroup v2 has one
 tree; the controllers are enabled on the parent and ``cgroup.kill`` (Linux 5.14+) kills in one write.
+
+Devices (cgroup v1's ``devices`` controller, where mounted): a job's group allows only what
+:func:`device_rules` lists (the job's own ``/dev/nvidia<N>``, never another GPU's, ``nvidiactl``,
+``nvidia-modeset`` and every other character device the host registers), so ``open`` of another GPU's
+node fails with EPERM whatever ``CUDA_VISIBLE_DEVICES`` says. cgroup v2 controls devices only through
+BPF programs attached to the group, which this agent does not load: there it does not claim the
+guarantee (:meth:`CgroupHost.device_control` says why; the agent logs it and the README states it).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ def __getattr__(name: str) -> Any:
 
 
 V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "freezer")
+V1_DEVICES = "devices"  # optional: without it the job's group works, only GPUs are not fenced
 V2_CONTROLLERS = frozenset({"cpu", "memory", "pids"})
 CFS_PERIOD_US = 100_000
 
@@ -62,7 +70,7 @@ def _cgroup_mounts(mountinfo: str) -> tuple[Path | None, dict[str, Path]]:
             v2 = mount_point  # a hybrid host's "unified" tree holds none of them (or only hugetlb)
         elif fstype == "cgroup":
             for option in options:
-                if option in V1_CONTROLLERS:
+                if option in V1_CONTROLLERS or option == V1_DEVICES:
                     v1.setdefault(option, mount_point)
     return v2, v1
 
@@ -86,8 +94,22 @@ class CgroupHost:
             path = self.v2 / self.parent / job_id
             return JobCgroup(2, {c: path for c in V1_CONTROLLERS})
         if self.version == 1:
-            return JobCgroup(1, {c: self.v1[c] / self.parent / job_id for c in V1_CONTROLLERS})
+            controllers = (*V1_CONTROLLERS, V1_DEVICES) if V1_DEVICES in self.v1 else V1_CONTROLLERS
+            return JobCgroup(1, {c: self.v1[c] / self.parent / job_id for c in controllers})
         raise OSError(errno.ENOTSUP, "no usable cgroup hierarchy on this host")
+
+    def device_control(self) -> str | None:
+        """None when a job's group can fence its devices (cgroup v1 ``devices``), else why not."""
+        if self.version == 2:
+            return (
+                "cgroup v2 limits devices only through BPF programs, which this agent does not load: "
+                "a job can open every GPU's device node its file permissions allow"
+            )
+        if self.version == 0:
+            return "no job cgroups on this host"
+        if V1_DEVICES not in self.v1:
+            return "the cgroup v1 devices controller is not mounted"
+        return None
 
     def usable(self) -> str | None:
         """None when job cgroups can be created here, else why not (the agent logs it once)."""
@@ -144,6 +166,26 @@ class JobCgroup:
             else:
                 self._file("cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
                 self._file("cpu.cfs_quota_us").write_text(str(quota))
+
+    def restrict_devices(self, rules: Iterable[str]) -> None:
+        """cgroup v1: deny every device, then allow ``rules`` (``"c 195:0 rwm"``, see :func:`device_rules`).
+        Raises OSError where the group has no devices controller (the caller knows from device_control)."""
+        if self.version != 1 or V1_DEVICES not in self.by_controller:
+            raise OSError(errno.ENOTSUP, "this job's cgroup has no v1 devices controller")
+        folder = self.by_controller[V1_DEVICES]
+        (folder / "devices.deny").write_text("a")
+        fd = os.open(folder / "devices.allow", os.O_WRONLY)
+        try:
+            for rule in rules:  # the kernel parses one rule per write
+                os.write(fd, rule.encode())
+        finally:
+            os.close(fd)
+
+    def device_list(self) -> list[str]:
+        """What the group allows (v1 ``devices.list``; ``["a *:* rwm"]``: everything)."""
+        if V1_DEVICES not in self.by_controller:
+            return []
+        return (self.by_controller[V1_DEVICES] / "devices.list").read_text().split("\n")[:-1]
 
     def exists(self) -> bool:
         return any(d.is_dir() for d in self.dirs)
@@ -205,6 +247,41 @@ class JobCgroup:
                     if exc.errno != errno.EBUSY or time.monotonic() > deadline:
                         raise
                     time.sleep(0.02)
+
+
+NVIDIA_MAJOR = 195  # /dev/nvidia<N> is 195:N; nvidiactl 195:255, nvidia-modeset 195:254
+NVIDIA_SHARED_MINORS = (254, 255)
+# Where the kernel hands out character majors to drivers that ask for any (Documentation/admin-guide/
+# devices.txt: 234-254 and 384-511).
+DYNAMIC_CHAR_MAJORS = (*range(234, 255), *range(384, 512))
+
+
+def char_majors(proc_devices: str) -> set[int]:
+    """The character device majors the host registers (the "Character devices:" part of /proc/devices)."""
+    majors: set[int] = set()
+    in_char = False
+    for line in proc_devices.splitlines():
+        if line.endswith("devices:"):
+            in_char = line.startswith("Character")
+            continue
+        parts = line.split()
+        if in_char and parts and parts[0].isdigit():
+            majors.add(int(parts[0]))
+    return majors
+
+
+def device_rules(own_minors: Iterable[int], majors: Iterable[int]) -> list[str]:
+    """The devices a job's group allows: every block device and every registered character major (file
+    permissions still apply), creating nodes (``m``), and of the NVIDIA major only ``nvidiactl``,
+    ``nvidia-modeset`` and the job's own GPUs. ``nvidia-uvm`` and ``nvidia-caps`` have majors of their
+    own from the kernel's dynamic ranges, all of which stay allowed (so a ``nvidia-uvm`` loaded only
+    after the job started still works); a driver with a fixed major loaded later is refused."""
+    rules = ["c *:* m", "b *:* rwm"]
+    allowed = set(majors) | set(DYNAMIC_CHAR_MAJORS)
+    rules += [f"c {m}:* rwm" for m in sorted(allowed) if m != NVIDIA_MAJOR]
+    minors = set(NVIDIA_SHARED_MINORS) | {int(n) for n in own_minors}
+    rules += [f"c {NVIDIA_MAJOR}:{n} rwm" for n in sorted(minors)]
+    return rules
 
 
 def _signal_all(pids: Iterable[int], sig: signal.Signals) -> None:

@@ -254,6 +254,7 @@ def _assignment(a: scheduler_pb2.Assignment) -> Assignment:
             master_port=a.master_port,
             node_names=tuple(a.node_names),
         ),
+        image=a.image,
     )
 
 

@@ -17,6 +17,13 @@ Guarantees by mode (the README's sandbox section is written from this):
   memory and environment; the job folder is 0700 but does NOT protect jobs from each other (same uid),
   nor the agent's state folder from a job; ``ps`` shows every process. The network is isolated only where
   the kernel allows unprivileged user namespaces (else the job shares the host's network, logged).
+* Private temp folders: where the agent can make a mount namespace (root, or an unprivileged user
+  namespace), the job's ``/tmp`` and ``/var/tmp`` are bind mounts of folders inside its own job folder
+  (removed with it) and its ``/dev/shm`` a fresh tmpfs (gone with the job's last process, charged to its
+  memory cgroup): no other job's or the agent's temp files are visible, and what it leaves there goes.
+  Where the agent cannot, ``TMPDIR`` names a private folder inside the job folder, and the host's
+  ``/tmp`` and ``/dev/shm`` stay shared (see :func:`private_tmp_plan`).
+* GPUs: a device cgroup allows the job's own ``/dev/nvidia<N>`` only (cgroups.py, cgroup v1).
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ RESERVED_NAMES = frozenset(
 LOOPBACK = "127.0.0.1"
 DEFAULT_MASTER_PORT = 29500  # torch.distributed's own default, for a scheduler that names none
 
+PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
@@ -55,6 +63,10 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 0x4000, 0x40000
+MS_BIND = 0x1000
+# The job's private temp folders, inside its job folder: (name there, where the job sees it).
+PRIVATE_TMP = ((".tmp", "/tmp"), (".var-tmp", "/var/tmp"))
+SHM = "/dev/shm"
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 
 # The process's own symbols, libc's among them: no ctypes.util.find_library, which imports subprocess
@@ -76,9 +88,15 @@ def unshare(flags: int) -> None:
     _check(_libc.unshare(flags), "unshare")
 
 
-def mount(source: str, target: str, fstype: str | None, flags: int) -> None:
+def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
     _check(
-        _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags, None),
+        _libc.mount(
+            source.encode(),
+            target.encode(),
+            fstype.encode() if fstype else None,
+            flags,
+            data.encode() if data else None,
+        ),
         f"mount {target}",
     )
 
@@ -95,8 +113,10 @@ def job_environment(
     lang: str = "C.UTF-8",
     submitter_env: Mapping[str, str] | None = None,
     distributed: Distributed | None = None,
+    tmpdir: str | None = None,
 ) -> dict[str, str]:
-    """The whole environment of a job: the allowlist, plus what its submitter set (not the agent's)."""
+    """The whole environment of a job: the allowlist, plus what its submitter set (not the agent's).
+    ``tmpdir``: its ``TMPDIR`` (``/tmp`` when that is private to it), else its folder."""
     from ..domain.model import Distributed  # the agent's side only: the supervisor never imports it
 
     env = {
@@ -105,7 +125,8 @@ def job_environment(
         if not k.startswith(RESERVED) and k not in RESERVED_NAMES and "=" not in k and "\0" not in k + v
     }
     env.setdefault("PATH", SAFE_PATH)
-    env["HOME"] = env["TMPDIR"] = str(workdir)
+    env["HOME"] = str(workdir)
+    env["TMPDIR"] = tmpdir or str(workdir)
     env.setdefault("LANG", lang)
     env.setdefault("LC_ALL", lang)
     env["GPUFLEET_JOB_ID"] = job_id
@@ -210,26 +231,95 @@ def uids_running() -> set[int]:
 # -- inside the job's first process, before exec (see shim.py) ----------------------------------------
 
 
-def enter_namespaces(isolate_pids: bool, isolate_network: bool, user_namespace: bool) -> None:
+def private_tmp_plan(workdir: Path, mounts: bool) -> tuple[list[list[str]], str]:
+    """(bind mounts [[folder in the job folder, /tmp], …] or [] when the agent cannot mount, TMPDIR)."""
+    if not mounts:
+        return [], str(workdir / PRIVATE_TMP[0][0])
+    binds = [[str(workdir / name), target] for name, target in PRIVATE_TMP if Path(target).is_dir()]
+    return binds, "/tmp"
+
+
+def make_private_tmp(workdir: Path, uid: int | None) -> None:
+    """Create the job's temp folders in its folder (sticky and world-writable as /tmp is: only the
+    job's own mount namespace shows them there)."""
+    for name, _target in PRIVATE_TMP:
+        folder = workdir / name
+        folder.mkdir(exist_ok=True)
+        os.chmod(folder, 0o1777)
+        if uid is not None:
+            os.chown(folder, uid, uid)
+
+
+def enter_namespaces(
+    isolate_pids: bool,
+    isolate_network: bool,
+    user_namespace: bool,
+    private_tmp: Sequence[Sequence[str]] = (),
+    workdir: str | None = None,
+) -> None:
     """New mount (+ fresh /proc) and network namespaces for the caller. ``isolate_pids``: the caller is
     already pid 1 of a new pid namespace (its parent unshared it). ``user_namespace``: not root, so the
-    namespaces come with a user namespace mapping the caller's own uid to itself."""
+    namespaces come with a user namespace mapping the caller's own uid to itself. ``private_tmp``: bind
+    mounts ``[[source, target], …]`` for the job's temp folders (a mount namespace), plus a fresh
+    tmpfs on /dev/shm; ``workdir``: the job's folder, kept reachable at its path."""
     uid, gid = os.getuid(), os.getgid()
-    flags = (CLONE_NEWNS if isolate_pids else 0) | (CLONE_NEWNET if isolate_network else 0)
+    new_mounts = isolate_pids or bool(private_tmp)
+    flags = (CLONE_NEWNS if new_mounts else 0) | (CLONE_NEWNET if isolate_network else 0)
     if user_namespace:
         flags |= CLONE_NEWUSER
     if not flags:
         return
+    if user_namespace:
+        # Forked from the non-dumpable supervisor, whose /proc/self files are therefore root's: this
+        # process could not write its own uid_map. It holds nothing but the job's own spec (the
+        # supervisor starts with an empty environment), and exec makes it dumpable anyway.
+        prctl(PR_SET_DUMPABLE, 1)
     unshare(flags)
     if user_namespace:
         Path("/proc/self/setgroups").write_text("deny")
         Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
         Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
-    if isolate_pids:
+    if new_mounts:
         mount("none", "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here reaches the host
+    if isolate_pids:
         mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if private_tmp:
+        mount_private_tmp(private_tmp, workdir)
     if isolate_network:
         loopback_up()
+
+
+def mount_private_tmp(binds: Sequence[Sequence[str]], workdir: str | None = None) -> None:
+    """Inside the job's mount namespace: its own /tmp, /var/tmp (bind mounts) and /dev/shm (tmpfs).
+
+    The sources are opened first and mounted through their descriptors: a jobs root inside /tmp (a
+    laptop's agent) is hidden by the first mount. The job's folder is then mounted back at its own
+    path, so ``HOME`` still names it."""
+    fds = [os.open(source, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for source, _target in binds]
+    home = os.open(workdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if workdir else -1
+    try:
+        for fd, (_source, target) in zip(fds, binds, strict=True):
+            mount(f"/proc/self/fd/{fd}", target, None, MS_BIND)
+        if Path(SHM).is_dir():
+            mount("tmpfs", SHM, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+        if workdir and not _same_folder(workdir, home):
+            for folder in [*reversed(Path(workdir).parents), Path(workdir)]:
+                if not folder.exists():  # enterable, not listable, as the jobs root is
+                    folder.mkdir(mode=0o711)
+                    os.chmod(folder, 0o711)
+            mount(f"/proc/self/fd/{home}", workdir, None, MS_BIND)
+    finally:
+        for fd in [*fds, home]:
+            if fd >= 0:
+                os.close(fd)
+
+
+def _same_folder(path: str, fd: int) -> bool:
+    try:
+        a, b = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def loopback_up() -> None:

@@ -13,6 +13,11 @@ reparented to it, never to init, so "no child left" means "no process of the job
    is gone, removes the job's folder and cgroup, and only then records ``exit.json`` (atomically): the
    job is finished, and its GPUs free, when that file exists.
 
+A job naming a container image (spec ``container``) is the runtime's client instead (``docker run``
+or ``podman run``, built by containers.py) in the job's cgroup, as the agent's uid; after it ends (or
+is killed) the supervisor removes the container (``rm --force``), so a cancel that outlasted its grace
+still stops it.
+
 With a pid namespace the job's first process is a tiny init (pid 1 inside): it reaps orphans, forwards
 SIGTERM to every process of the namespace and tells the shim, through a pipe, how the command ended.
 """
@@ -103,10 +108,11 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self.terminate)
         signal.signal(signal.SIGUSR1, self.kill_all)
         (self.control / READY).touch()
+        supervisor = os.getpid()
         self.child = os.fork()
         if self.child == 0:
             os.close(status_r)
-            _job_process(self.spec, self.cgroup, out, status_w)  # never returns
+            _job_process(self.spec, self.cgroup, out, status_w, supervisor)  # never returns
         os.close(status_w)
         os.close(out)
         main_status = None
@@ -118,6 +124,8 @@ class Supervisor:
             if pid == self.child:
                 main_status = status
                 self.kill_all()  # what the command left behind would keep holding the GPUs
+        if self.spec.get("container"):
+            remove_container(self.spec["container"])  # a killed client leaves its container running
         if self.cgroup:
             self.cgroup.kill_all()  # a process that joined the group from elsewhere (it should not)
             with contextlib.suppress(OSError):
@@ -126,6 +134,22 @@ class Supervisor:
             told = f.read().decode(errors="replace")
         shutil.rmtree(self.spec["workdir"], ignore_errors=True)
         write_atomically(self.control / EXIT, _exit_record(told, main_status))
+
+
+def remove_container(container: dict[str, Any], timeout: float = 120.0) -> None:
+    """Stop (SIGKILL) and remove the job's container, if it is still there ("no such container": done)."""
+    import subprocess  # only container jobs pay for it
+
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(
+            container["remove"],
+            env=container["env"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=timeout,
+            check=False,
+        )
 
 
 def _exit_record(told: str, main_status: int | None) -> dict[str, Any]:
@@ -146,20 +170,50 @@ def _exit_record(told: str, main_status: int | None) -> dict[str, Any]:
     return record
 
 
-def _job_process(spec: dict[str, Any], cgroup: JobCgroup | None, out: int, status_w: int) -> None:
+def _die_with_the_supervisor(supervisor: int) -> None:
+    """SIGKILL this process when the supervisor dies: a supervisor killed while its job was still being
+    set up (not yet in its cgroup, where the agent looks for what is left) takes the job with it, instead
+    of leaving it running unseen. Set again after every change of credentials, which clears it."""
+    sandbox.prctl(sandbox.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() not in (supervisor, 0):  # died before that (0: pid 1 of a new pid namespace)
+        os._exit(127)
+
+
+def _job_process(
+    spec: dict[str, Any], cgroup: JobCgroup | None, out: int, status_w: int, supervisor: int = 0
+) -> None:
     """The job's first process (in the child of the fork): sandbox, then exec or act as pid 1."""
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        if supervisor:
+            _die_with_the_supervisor(supervisor)
         if cgroup:
             cgroup.attach()
         os.setsid()
-        sandbox.enter_namespaces(spec["isolate_pids"], spec["isolate_network"], spec["user_namespace"])
         devnull = os.open(os.devnull, os.O_RDONLY)
+        container = spec.get("container")
+        if container:
+            # The container runtime's client, as the agent (it needs the runtime's socket): the runtime
+            # gives the command its namespaces, its uid, its GPUs; the client only attaches its output.
+            os.dup2(devnull, 0)
+            os.dup2(out, 1)
+            os.dup2(out, 2)
+            os.chdir("/")
+            os.execve(container["argv"][0], container["argv"], container["env"])
+        sandbox.enter_namespaces(
+            spec["isolate_pids"],
+            spec["isolate_network"],
+            spec["user_namespace"],
+            spec.get("private_tmp") or (),
+            spec["workdir"],
+        )
         os.dup2(devnull, 0)
         os.dup2(out, 1)
         os.dup2(out, 2)
         sandbox.drop_privileges(spec["uid"], spec["gid"])
+        if supervisor:
+            _die_with_the_supervisor(supervisor)
         os.chdir(spec["workdir"])
         argv = ["/bin/sh", "-c", spec["command"]]
         if not spec["isolate_pids"]:
@@ -192,8 +246,8 @@ def _init(argv: list[str], env: dict[str, str], status_w: int) -> None:
 def probe(is_root: bool) -> dict[str, str | None]:
     """Which isolation this kernel grants us: {feature: None when it works, else why not}."""
     found: dict[str, str | None] = {}
-    tries = {"pid": (True, False), "network": (False, True)}
-    for name, (pids, _network) in tries.items():
+    tries = {"pid": (True, False), "network": (False, True), "mount": (False, False)}
+    for name, (pids, network) in tries.items():
         if pids and not is_root:
             found[name] = "not root: a pid namespace is used only when the agent runs as root"
             continue
@@ -202,7 +256,9 @@ def probe(is_root: bool) -> dict[str, str | None]:
         if child == 0:
             os.close(r)
             try:
-                if pids:
+                if not pids and not network:  # a mount namespace with a private /tmp and /dev/shm
+                    sandbox.enter_namespaces(False, False, not is_root, [["/tmp", "/tmp"]])
+                elif pids:
                     sandbox.unshare(sandbox.CLONE_NEWPID)
                     if os.fork() == 0:
                         sandbox.enter_namespaces(True, False, False)

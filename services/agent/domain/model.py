@@ -97,6 +97,7 @@ class Assignment:
     cpu_cores: int = 0
     ram_mb: int = 0
     distributed: Distributed = Distributed()
+    image: str = ""  # a container image to run the command in; "": the host sandbox
 
     def limits(self) -> Limits:
         return Limits(cpus=self.cpu_cores or None, memory_mb=self.ram_mb or None)

@@ -358,6 +358,8 @@ class NodeAgent:
                 distributed=a.distributed,
                 attempt=a.attempt,
                 time_limit_seconds=a.time_limit_seconds,
+                image=a.image,
+                gpu_uuids=self._gpu_uuids(a.gpu_indices),
             )
         except (OSError, ValueError) as exc:
             log.warning("job could not start", extra={"job_id": a.job_id, "reason": str(exc)})
@@ -392,6 +394,11 @@ class NodeAgent:
             started_at=started,
         )
         self._follow(job, handle)
+
+    def _gpu_uuids(self, indices: tuple[int, ...]) -> tuple[str, ...]:
+        """The UUIDs of these GPUs (the runner fences device nodes and gives containers GPUs by them)."""
+        by_index = {d.index: d.uuid for d in self.devices}
+        return tuple(by_index[i] for i in indices) if all(i in by_index for i in indices) else ()
 
     def _follow(self, job: LocalJob, handle: JobHandle) -> None:
         entry = self.running[job.job_id] = _Running(job, handle)

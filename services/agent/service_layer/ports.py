@@ -122,8 +122,11 @@ class JobRunner(Protocol):
         distributed: Distributed | None = None,
         attempt: int = 0,
         time_limit_seconds: int = 0,
+        image: str = "",
+        gpu_uuids: Sequence[str] = (),
     ) -> JobHandle:
-        """Start the command; raises OSError (or ValueError) when it cannot start."""
+        """Start the command (in ``image`` when given; ``gpu_uuids`` by ``gpu_indices``' order); raises
+        OSError (or ValueError: e.g. an image and no container runtime) when it cannot start."""
         ...
 
     def adopt(self) -> Sequence[tuple[LocalJob, JobHandle]]:

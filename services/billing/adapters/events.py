@@ -16,6 +16,7 @@ def cost_recorded(cost: AttemptCost) -> Envelope[CostRecordedV1]:
         job_id=cost.job_id,
         organization_id=cost.organization_id,
         user_id=cost.user_id,
+        project_id=cost.project_id,
         currency=cost.currency,
         total_cost=cost.total,
         gpu_count=len(cost.lines),

@@ -9,7 +9,7 @@ from uuid import UUID
 from sqlalchemy import Column, Numeric
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 3  # the highest file in migrations/billing
+SCHEMA_VERSION = 4  # the highest file in migrations/billing
 
 
 class CostRow(SQLModel, table=True):
@@ -21,6 +21,7 @@ class CostRow(SQLModel, table=True):
     id: UUID = Field(primary_key=True)
     organization_id: UUID
     user_id: UUID | None = None
+    project_id: UUID | None = None  # the job's project (None: none)
     job_id: UUID
     attempt: int = 1
     outcome: str | None = None  # None: recorded before attempts were told apart (charged)
@@ -45,6 +46,7 @@ class RunningGpuRow(SQLModel, table=True):
 
     organization_id: UUID
     user_id: UUID | None = None
+    project_id: UUID | None = None
     job_id: UUID = Field(primary_key=True)
     attempt: int = Field(primary_key=True)
     gpu_id: UUID = Field(primary_key=True)

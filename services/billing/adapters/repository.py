@@ -48,6 +48,7 @@ def _recorded(rows: Sequence[Any]) -> RecordedCost:
             user_id=group[0].user_id,
             attempt=number,
             outcome=cast(Outcome | None, group[0].outcome),
+            project_id=group[0].project_id,
             lines=tuple(
                 CostLine(
                     r.gpu_id,
@@ -86,6 +87,7 @@ class SqlUnitOfWork(BillingUnitOfWork):
                 "id": uuid.uuid4(),
                 "organization_id": cost.organization_id,
                 "user_id": cost.user_id,
+                "project_id": cost.project_id,
                 "job_id": cost.job_id,
                 "attempt": cost.attempt,
                 "outcome": cost.outcome,
@@ -122,9 +124,13 @@ class SqlUnitOfWork(BillingUnitOfWork):
         ).all()
         return _recorded(rows) if rows else None
 
-    async def costs(self, after: tuple[datetime, UUID] | None, limit: int) -> list[RecordedCost]:
+    async def costs(
+        self, after: tuple[datetime, UUID] | None, limit: int, *, project: UUID | None = None
+    ) -> list[RecordedCost]:
         first = func.min(COSTS.c.created_at)
         jobs = select(COSTS.c.job_id, first.label("first_recorded_at")).group_by(COSTS.c.job_id)
+        if project is not None:
+            jobs = jobs.where(COSTS.c.project_id == project)  # a job's lines all carry its project
         if after is not None:
             jobs = jobs.having(tuple_(first, COSTS.c.job_id) < tuple_(*after))
         jobs = jobs.order_by(first.desc(), COSTS.c.job_id.desc()).limit(limit)
@@ -146,11 +152,20 @@ class SqlUnitOfWork(BillingUnitOfWork):
         await summary.end_running(self.session, job_id, attempt, at)
 
     async def cost_summary(
-        self, organization_id: UUID, by: GroupBy, window: Window, as_of: datetime, include_running: bool
+        self,
+        organization_id: UUID,
+        by: GroupBy,
+        window: Window,
+        as_of: datetime,
+        include_running: bool,
+        *,
+        project: UUID | None = None,
     ) -> GroupedSums:
         # RLS already limits a tenant unit to its organization; the explicit filter lets the planner
         # use the (organization_id, end_time) index.
-        return await summary.grouped_sums(self.session, organization_id, by, window, as_of, include_running)
+        return await summary.grouped_sums(
+            self.session, organization_id, by, window, as_of, include_running, project=project
+        )
 
     async def prune_ended_running(self, before: datetime) -> int:
         return await summary.delete_ended_before(self.session, before)

@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..domain.running import RunningAttempt
-from ..domain.summary import CostGroup, GroupBy, GroupedSums, Window, money, seconds
+from ..domain.summary import CostGroup, GroupBy, GroupedSums, Window, empty_group, money, seconds
 from .orm import RunningGpuRow
 
 RUNNING: Table = RunningGpuRow.__table__  # type: ignore[attr-defined]
@@ -25,34 +25,36 @@ RUNNING: Table = RunningGpuRow.__table__  # type: ignore[attr-defined]
 _KEYS: dict[str, str] = {
     "day": "to_char(day AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
     "gpu_type": "gpu_type",
-    "project": "''::text",  # jobs carry no project yet (shared/contracts/jobs.py)
+    "project": "coalesce(project_id::text, '')",  # "" = no project
 }
 
 # ``day`` runs over the UTC days a span touches inside the window; 24 hours, not '1 day', so that the
 # session's time zone (DST) can never stretch one. ``R(t)`` as in domain/summary.py.
 _SUMMARY = """
 WITH ended AS (
-    SELECT job_id, gpu_type, start_time AS s, end_time AS e, total_cost - credit AS net
+    SELECT job_id, gpu_type, project_id, start_time AS s, end_time AS e, total_cost - credit AS net
     FROM cost_tracking
     WHERE organization_id = :org AND end_time > :t0 AND start_time < :t1
       AND outcome IS DISTINCT FROM 'requeued'
+      AND (CAST(:project AS uuid) IS NULL OR project_id = CAST(:project AS uuid))
 ), ended_parts AS (
-    SELECT job_id, gpu_type, day, s, e, net,
+    SELECT job_id, gpu_type, project_id, day, s, e, net,
            greatest(s, day, :t0) AS a, least(e, day + interval '24 hours', :t1) AS b
     FROM ended,
          generate_series(date_trunc('day', greatest(s, :t0), 'UTC'), least(e, :t1), interval '24 hours') AS day
 ), running AS (
-    SELECT job_id, gpu_type, start_time AS s, least(:as_of, :t1) AS e, cost_per_hour
+    SELECT job_id, gpu_type, project_id, start_time AS s, least(:as_of, :t1) AS e, cost_per_hour
     FROM running_attempts
     WHERE :include_running AND organization_id = :org AND ended_at IS NULL
       AND start_time < least(:as_of, :t1)
+      AND (CAST(:project AS uuid) IS NULL OR project_id = CAST(:project AS uuid))
 ), running_parts AS (
-    SELECT job_id, gpu_type, day, cost_per_hour,
+    SELECT job_id, gpu_type, project_id, day, cost_per_hour,
            greatest(s, day, :t0) AS a, least(e, day + interval '24 hours') AS b
     FROM running,
          generate_series(date_trunc('day', greatest(s, :t0), 'UTC'), e, interval '24 hours') AS day
 ), parts AS (
-    SELECT job_id, gpu_type, day, extract(epoch FROM b - a) AS seconds,
+    SELECT job_id, gpu_type, project_id, day, extract(epoch FROM b - a) AS seconds,
            (CASE WHEN b >= e THEN net
                  ELSE round(net * extract(epoch FROM b - s) / extract(epoch FROM e - s), 8) END)
          - (CASE WHEN a <= s THEN 0
@@ -60,7 +62,7 @@ WITH ended AS (
            0::numeric AS running_cost
     FROM ended_parts WHERE b > a
     UNION ALL
-    SELECT job_id, gpu_type, day, extract(epoch FROM b - a), 0::numeric,
+    SELECT job_id, gpu_type, project_id, day, extract(epoch FROM b - a), 0::numeric,
            cost_per_hour * extract(epoch FROM b - a) / 3600
     FROM running_parts WHERE b > a
 )
@@ -90,19 +92,22 @@ async def grouped_sums(
     win: Window,
     as_of: datetime,
     include_running: bool,
+    *,
+    project: UUID | None = None,
 ) -> GroupedSums:
+    """``project``: only that project's costs (None: every project's and those of none)."""
     params = {
         "org": organization_id,
         "t0": win.start,
         "t1": win.end,
         "as_of": as_of,
         "include_running": include_running,
+        "project": project,
     }
     rows = (await session.execute(_STATEMENTS[by], params)).all()
     groups = [_group(r, r.key) for r in rows if not r.is_total]
     total = next((_group(r, "") for r in rows if r.is_total), None)
-    empty = CostGroup("", seconds(None), money(None), money(None), 0)
-    return GroupedSums(groups, total or empty)
+    return GroupedSums(groups, total or empty_group())
 
 
 async def track_running(session: AsyncSession, attempt: RunningAttempt) -> int:
@@ -125,6 +130,7 @@ async def track_running(session: AsyncSession, attempt: RunningAttempt) -> int:
         {
             "organization_id": attempt.organization_id,
             "user_id": attempt.user_id,
+            "project_id": attempt.project_id,
             "job_id": attempt.job_id,
             "attempt": attempt.attempt,
             "gpu_id": gpu.gpu_id,

@@ -51,6 +51,7 @@ class EndedAttempt:
     allocation: tuple[HeldGpu, ...]
     scheduled_at: datetime | None  # when its GPUs were allocated; None when it never held any
     released_at: datetime | None
+    project_id: UUID | None = None  # the job's project, as its events say (None: none)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class AttemptCost:
     outcome: Outcome | None
     lines: tuple[CostLine, ...]
     currency: str = "USD"
+    project_id: UUID | None = None
 
     @property
     def gross(self) -> Decimal:
@@ -122,6 +124,7 @@ class JobCost:
     user_id: UUID | None
     attempts: tuple[AttemptCost, ...]
     currency: str = "USD"
+    project_id: UUID | None = None  # the job's project (None: none)
 
     @property
     def lines(self) -> tuple[CostLine, ...]:
@@ -202,11 +205,14 @@ def cost_of(attempt: EndedAttempt) -> AttemptCost | None:
         attempt=attempt.attempt,
         outcome=attempt.outcome,
         lines=tuple(lines),
+        project_id=attempt.project_id,
     )
 
 
 def job_cost(attempts: list[AttemptCost]) -> JobCost:
-    """The attempts of one job (at least one), put in attempt order."""
+    """The attempts of one job (at least one), put in attempt order. A job's project never changes; the
+    latest attempt's is the job's (an attempt recorded before projects existed has none)."""
     ordered = tuple(sorted(attempts, key=lambda a: a.attempt))
     first = ordered[0]
-    return JobCost(first.job_id, first.organization_id, first.user_id, ordered, first.currency)
+    project = next((a.project_id for a in reversed(ordered) if a.project_id is not None), None)
+    return JobCost(first.job_id, first.organization_id, first.user_id, ordered, first.currency, project)

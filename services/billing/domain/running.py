@@ -27,3 +27,4 @@ class RunningAttempt:
     attempt: int
     allocation: tuple[HeldGpu, ...]
     scheduled_at: datetime
+    project_id: UUID | None = None  # the job's project (None: none)

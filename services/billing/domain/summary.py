@@ -14,7 +14,9 @@ and how the answer is put together:
   the running attempts' time when they are included.
 * A running attempt's cost so far is valued at ``as_of`` (the request's instant) per part, exactly,
   and each group's sum is rounded half-even to 8 places, as billed lines are.
-* Projects do not exist in the job contract yet: every cost is in project ``""``.
+* Grouped by project, the key is the job's project id as its events carried it, ``""`` for a job of
+  no project (and for every cost recorded before jobs carried one). A summary may be limited to one
+  project (domain/projects.py: always for a project-bound key).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from shared.errors import InvalidArgument
 from .costs import LINE_QUANTUM, SECONDS_QUANTUM
 
 GroupBy = Literal["day", "gpu_type", "project"]
-NO_PROJECT = ""  # the project key of every cost until jobs carry one
+NO_PROJECT = ""  # the project key of the costs of jobs in no project
 CURRENCY = "USD"
 
 
@@ -72,6 +74,11 @@ class CostGroup:
     cost: Decimal  # ended attempts, net of credits
     running_cost: Decimal  # running attempts, so far
     jobs: int
+
+
+def empty_group(key: str = "") -> CostGroup:
+    """A group with nothing in it (the total of a summary that found no cost)."""
+    return CostGroup(key, seconds(None), money(None), money(None), 0)
 
 
 @dataclass(frozen=True)

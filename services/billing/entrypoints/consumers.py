@@ -31,7 +31,8 @@ def held(allocation: list[jobs.GpuAllocationV1]) -> tuple[HeldGpu, ...]:
 def ended_attempt(event_type: str, event: jobs.JobEventV1) -> EndedAttempt:
     """A terminal event ends the attempt its snapshot describes. A requeued event's snapshot is already
     the next attempt (queued, nothing held): the lost one is ``event.ended_attempt``; without it (a
-    scheduler that did not say) there is nothing billing could put a number on, so no GPU is held."""
+    scheduler that did not say) there is nothing billing could put a number on, so no GPU is held.
+    The project is the snapshot's (an event without one: no project)."""
     job = event.job
     outcome = OUTCOMES[event_type]
     if event_type != jobs.JOB_REQUEUED:
@@ -44,6 +45,7 @@ def ended_attempt(event_type: str, event: jobs.JobEventV1) -> EndedAttempt:
             allocation=held(job.allocation),
             scheduled_at=job.scheduled_at,
             released_at=job.finished_at,
+            project_id=job.project_id,
         )
     lost = event.ended_attempt
     return EndedAttempt(
@@ -55,6 +57,7 @@ def ended_attempt(event_type: str, event: jobs.JobEventV1) -> EndedAttempt:
         allocation=held(lost.allocation) if lost is not None else (),
         scheduled_at=lost.scheduled_at if lost is not None else None,
         released_at=lost.released_at if lost is not None else None,
+        project_id=job.project_id,
     )
 
 
@@ -93,6 +96,7 @@ def to_running_command(envelope: Envelope) -> commands.TrackRunningAttempt | Non
             attempt=job.attempt,
             allocation=held(job.allocation),
             scheduled_at=job.scheduled_at,
+            project_id=job.project_id,
         )
     )
 

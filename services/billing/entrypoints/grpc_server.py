@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import grpc
-from gpufleet.v1 import billing_pb2, billing_pb2_grpc
+from uuid import UUID
 
+import grpc
+from gpufleet.v1 import billing_pb2, billing_pb2_grpc, common_pb2
+
+from shared.errors import Unauthenticated
 from shared.grpc import Authenticator, grpc_service, tenant_of
-from shared.wire import dec, parse_ts, ts
+from shared.wire import dec, parse_ts, ts, uuid_arg
 
 from ..domain.costs import RecordedCost
 from ..domain.summary import CostGroup, CostSummary
@@ -15,6 +18,21 @@ from ..service_layer.handlers import CostPage, Dependencies, handle
 
 SERVICE_NAME = billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name
 SERVICE_NAMES = [SERVICE_NAME]
+
+
+def bound_project(principal: common_pb2.Principal) -> UUID | None:
+    """The project the caller's key is bound to (None: unbound); a malformed one is no credentials
+    (fail closed: never read as unbound)."""
+    if not principal.project_id:
+        return None
+    try:
+        return UUID(principal.project_id)
+    except ValueError as exc:
+        raise Unauthenticated("the API key's project is not valid") from exc
+
+
+def project_arg(value: str) -> UUID | None:
+    return uuid_arg(value, "project_id") if value else None
 
 
 def to_proto(recorded: RecordedCost) -> billing_pb2.JobCost:
@@ -29,6 +47,7 @@ def to_proto(recorded: RecordedCost) -> billing_pb2.JobCost:
         gpu_count=cost.gpu_count,
         held_seconds=dec(cost.held_seconds),
         recorded_at=ts(recorded.recorded_at),
+        project_id=str(cost.project_id) if cost.project_id else "",
         lines=[
             billing_pb2.CostLine(
                 gpu_id=str(line.gpu_id),
@@ -92,18 +111,29 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     async def GetJobCost(
         self, request: billing_pb2.GetJobCostRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.JobCost:
-        org = tenant_of(await self.auth.principal(context))
+        principal = await self.auth.principal(context)
         recorded: RecordedCost = await handle(
-            commands.GetJobCost(organization_id=org, job_id=request.job_id), self.deps
+            commands.GetJobCost(
+                organization_id=tenant_of(principal),
+                job_id=request.job_id,
+                bound_project=bound_project(principal),
+            ),
+            self.deps,
         )
         return to_proto(recorded)
 
     async def ListJobCosts(
         self, request: billing_pb2.ListJobCostsRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.ListJobCostsResponse:
-        org = tenant_of(await self.auth.principal(context))
+        principal = await self.auth.principal(context)
         page: CostPage = await handle(
-            commands.ListJobCosts(organization_id=org, limit=request.limit, cursor=request.cursor or None),
+            commands.ListJobCosts(
+                organization_id=tenant_of(principal),
+                limit=request.limit,
+                cursor=request.cursor or None,
+                project_id=project_arg(request.project_id),
+                bound_project=bound_project(principal),
+            ),
             self.deps,
         )
         return billing_pb2.ListJobCostsResponse(
@@ -115,14 +145,16 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     async def SummarizeCosts(
         self, request: billing_pb2.SummarizeCostsRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.CostSummary:
-        org = tenant_of(await self.auth.principal(context))
+        principal = await self.auth.principal(context)
         answer: CostSummary = await handle(
             commands.SummarizeCosts(
-                organization_id=org,
+                organization_id=tenant_of(principal),
                 group_by=request.group_by,
                 start=parse_ts(request.from_time, "from"),
                 end=parse_ts(request.to_time, "to"),
                 include_running=request.include_running if request.HasField("include_running") else True,
+                project_id=project_arg(request.project_id),
+                bound_project=bound_project(principal),
             ),
             self.deps,
         )

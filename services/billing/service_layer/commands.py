@@ -23,6 +23,7 @@ class RecordAttemptCost:
 class GetJobCost:
     organization_id: UUID
     job_id: str  # as sent: a malformed id is simply not found
+    bound_project: UUID | None = None  # the caller's key's project (Principal.project_id); None: unbound
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class ListJobCosts:
     organization_id: UUID
     limit: int = 0  # 0 (proto's unset): the default page
     cursor: str | None = None
+    project_id: UUID | None = None  # only this project's costs; None: all
+    bound_project: UUID | None = None  # the caller's key's project; None: unbound
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class SummarizeCosts:
     start: datetime | None = None  # None: 30 days before ``end``
     end: datetime | None = None  # None: now
     include_running: bool = True
+    project_id: UUID | None = None  # only this project's costs; None: all
+    bound_project: UUID | None = None  # the caller's key's project; None: unbound
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from shared.handlers import dispatch
 
 from ..adapters import metrics
 from ..domain.costs import AttemptCost, RecordedCost, cost_of
-from ..domain.summary import CostSummary, group_by, summary, window
+from ..domain.projects import project_scope, visible
+from ..domain.summary import CostSummary, GroupedSums, empty_group, group_by, summary, window
 from . import commands
 from .unit_of_work import UnitOfWorkFactory
 
@@ -104,8 +105,8 @@ async def get_job_cost(cmd: commands.GetJobCost, deps: Dependencies) -> Recorded
         raise NotFound("no cost recorded for this job") from None  # garbage and foreign ids look alike
     async with deps.uow(org_id=cmd.organization_id) as uow:
         found = await uow.job_cost(job_id)
-    if found is None:
-        raise NotFound("no cost recorded for this job")
+    if found is None or not visible(found.cost.project_id, cmd.bound_project):
+        raise NotFound("no cost recorded for this job")  # another project's job looks like no job
     return found
 
 
@@ -120,9 +121,12 @@ def page_size(limit: int) -> int:
 
 async def list_job_costs(cmd: commands.ListJobCosts, deps: Dependencies) -> CostPage:
     limit = page_size(cmd.limit)
+    scope = project_scope(cmd.bound_project, cmd.project_id)
     after = decode_cursor(cmd.cursor) if cmd.cursor else None
+    if scope.nothing:
+        return CostPage([], None)
     async with deps.uow(org_id=cmd.organization_id) as uow:
-        page = await uow.costs(after, limit + 1)
+        page = await uow.costs(after, limit + 1, project=scope.project)
     more = len(page) > limit
     page = page[:limit]
     last = page[-1] if page else None
@@ -139,12 +143,18 @@ async def track_running_attempt(cmd: commands.TrackRunningAttempt, deps: Depende
 
 
 async def summarize_costs(cmd: commands.SummarizeCosts, deps: Dependencies) -> CostSummary:
-    """The organization's costs in a window, grouped (domain/summary.py); running attempts valued now."""
+    """The organization's costs in a window, grouped (domain/summary.py); running attempts valued now.
+    Limited to one project when asked, and always for a project-bound key."""
     by = group_by(cmd.group_by)
+    scope = project_scope(cmd.bound_project, cmd.project_id)
     as_of = deps.clock()
     win = window(cmd.start, cmd.end, as_of)
+    if scope.nothing:
+        return summary(by, win, as_of, cmd.include_running, GroupedSums([], empty_group()))
     async with deps.uow(org_id=cmd.organization_id) as uow:
-        sums = await uow.cost_summary(cmd.organization_id, by, win, as_of, cmd.include_running)
+        sums = await uow.cost_summary(
+            cmd.organization_id, by, win, as_of, cmd.include_running, project=scope.project
+        )
     return summary(by, win, as_of, cmd.include_running, sums)
 
 

@@ -31,9 +31,12 @@ class BillingUnitOfWork(Protocol):
         """The job's cost over its attempts if the unit's scope may see it (row-level security hides
         other tenants')."""
 
-    async def costs(self, after: tuple[datetime, UUID] | None, limit: int) -> list[RecordedCost]:
+    async def costs(
+        self, after: tuple[datetime, UUID] | None, limit: int, *, project: UUID | None = None
+    ) -> list[RecordedCost]:
         """Newest first by when each job was first billed, one entry per job (all its attempts),
-        strictly before ``after`` (first_recorded_at, job_id) when given."""
+        strictly before ``after`` (first_recorded_at, job_id) when given; only ``project``'s jobs when
+        given."""
 
     async def track_running(self, attempt: RunningAttempt) -> int:
         """Record the attempt's GPUs as held now (a second time changes nothing), unless this attempt
@@ -43,10 +46,17 @@ class BillingUnitOfWork(Protocol):
         """The job's attempts up to ``attempt`` hold nothing any more (from ``at``)."""
 
     async def cost_summary(
-        self, organization_id: UUID, by: GroupBy, window: Window, as_of: datetime, include_running: bool
+        self,
+        organization_id: UUID,
+        by: GroupBy,
+        window: Window,
+        as_of: datetime,
+        include_running: bool,
+        *,
+        project: UUID | None = None,
     ) -> GroupedSums:
         """The organization's costs in ``window`` summed per group and over all (domain/summary.py),
-        running attempts valued at ``as_of`` when ``include_running``."""
+        running attempts valued at ``as_of`` when ``include_running``; only ``project``'s when given."""
 
     async def prune_ended_running(self, before: datetime) -> int:
         """Delete the tombstones of attempts that ended before ``before``; returns how many rows."""

@@ -12,9 +12,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from shared import audit as shared_audit
 from shared import outbox
 from shared.contracts import topics
+from shared.contracts.audit import AuditRecordedV1
 from shared.db import Database
+from shared.events import Envelope
 
 from ..domain.catalog import GpuType
 from ..domain.identity import JoinToken, NodeCredential, NodeProfile
@@ -121,6 +124,9 @@ def _gpu(row: GpuRow, node: NodeRow) -> Gpu:
 class SqlUnitOfWork(FleetUnitOfWork):
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def record_audit(self, envelope: Envelope[AuditRecordedV1]) -> None:
+        await shared_audit.write(self.session, envelope)  # in this unit's transaction (docs/audit.md)
 
     async def now(self) -> datetime:
         # Transaction time from the database: every replica (and the sweeper) shares one clock.

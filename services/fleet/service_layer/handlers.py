@@ -23,7 +23,7 @@ from shared.handlers import dispatch
 from ..domain.catalog import GpuType, price_gpu
 from ..domain.identity import ClaimedGpu, check_gpu_claims, require_own_node
 from ..domain.model import GPU_STATUSES, NODE_STATUSES, Gpu, Node
-from . import commands, identity
+from . import audit, commands, identity
 from .identity import IssuedCredential
 from .unit_of_work import Census, NodeInventory, UnitOfWorkFactory
 
@@ -89,6 +89,7 @@ async def register_node(cmd: commands.RegisterNode, deps: Dependencies) -> Regis
         catalog = await tx.catalog()
         admitted = await identity.admit(tx, cmd.secret, reg.hostname, now)
         reg = identity.as_profiled(reg, admitted.profile)
+        before = audit.node_state(admitted.node) if admitted.node is not None else None
         node = Node.register(reg, now, admitted.node)
         node.fixed_labels, node.decommissioned_at = dict(admitted.profile.labels), None
         known = await tx.gpus_of_node_or_uuid(node.id, [g.uuid for g in reg.gpus])
@@ -97,6 +98,10 @@ async def register_node(cmd: commands.RegisterNode, deps: Dependencies) -> Regis
         check_gpu_claims(node.id, [ClaimedGpu(g.uuid, g.node_id, g.node_id in released) for g in known])
         await tx.save_node(node)
         issued = await identity.complete(tx, admitted, node.id, now)
+        if issued is not None:  # admitted with a join token (a credential's re-registration is routine)
+            await tx.record_audit(
+                audit.node_change("node.register", node, before, call=audit.by_node(node.id))
+            )
         by_uuid = {g.uuid: g for g in known}
         result = []
         for reported in sorted(reg.gpus, key=lambda g: g.index):

@@ -24,7 +24,7 @@ from ..domain.identity import (
     join_token_ttl,
 )
 from ..domain.model import Node, NodeRegistration, check_labels
-from . import commands
+from . import audit, commands
 from .unit_of_work import FleetUnitOfWork
 
 if TYPE_CHECKING:
@@ -137,6 +137,17 @@ async def rotate_credential(cmd: commands.RotateNodeCredential, deps: Dependenci
         until = current.retire(now, deps.credential_overlap)
         await tx.save_credential(current)
         _, secret = await _issue(tx, current.node_id, now)
+        node = await tx.node(current.node_id)
+        if node is not None:
+            await tx.record_audit(
+                audit.node_change(
+                    "node.rotate_credential",
+                    node,
+                    None,
+                    call=audit.by_node(node.id),
+                    extra={"previous_valid_until": until},
+                )
+            )
     return IssuedCredential(current.node_id, secret, previous_valid_until=until)
 
 
@@ -147,6 +158,7 @@ async def create_join_token(cmd: commands.CreateJoinToken, deps: Dependencies) -
     async with deps.uow(system=True) as tx:
         token = JoinToken.create(node_identity.digest(secret), profile, await tx.now(), ttl, cmd.description)
         await tx.save_join_token(token)
+        await tx.record_audit(audit.join_token_change("join_token.create", token, None))
     return CreatedJoinToken(token, secret)
 
 
@@ -164,8 +176,10 @@ async def revoke_join_token(cmd: commands.RevokeJoinToken, deps: Dependencies) -
         if token is None:
             raise NotFound("no such join token")
         now = await tx.now()
+        before = audit.join_token_state(token)
         if token.revoke(now):
             await tx.save_join_token(token)
+            await tx.record_audit(audit.join_token_change("join_token.revoke", token, before))
     return now, token
 
 
@@ -184,6 +198,7 @@ async def decommission_node(cmd: commands.DecommissionNode, deps: Dependencies) 
         if node is None:
             raise NotFound("no such node")
         now = await tx.now()
+        before = audit.node_state(node)
         revoked = 0
         for credential in await tx.credentials_of_node(node.id):
             if credential.revoke(now):
@@ -193,6 +208,9 @@ async def decommission_node(cmd: commands.DecommissionNode, deps: Dependencies) 
             node.decommissioned_at = now
         node.status = "offline"
         await tx.save_node(node)
+        await tx.record_audit(
+            audit.node_change("node.decommission", node, before, extra={"revoked_credentials": revoked})
+        )
         for gpu in await tx.gpus_of_node(node.id):
             if gpu.mark_offline(now, f"node {node.hostname} decommissioned"):
                 await tx.save_gpu(gpu)

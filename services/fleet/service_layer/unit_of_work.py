@@ -11,6 +11,9 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
+from shared.contracts.audit import AuditRecordedV1
+from shared.events import Envelope
+
 from ..domain.catalog import GpuType
 from ..domain.identity import JoinToken, NodeCredential
 from ..domain.model import Gpu, Node
@@ -33,6 +36,9 @@ class Census:
 
 
 class FleetUnitOfWork(Protocol):
+    async def record_audit(self, envelope: Envelope[AuditRecordedV1]) -> None:
+        """Add an audit record (service_layer/audit.py) to the outbox in this unit's transaction."""
+
     async def now(self) -> datetime:
         """The clock of record (the database's, so every replica agrees)."""
 

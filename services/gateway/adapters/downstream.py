@@ -46,6 +46,7 @@ class Downstream:
     channels: dict[str, grpc.aio.Channel]
     call_timeout: float
     output: output_pb2_grpc.JobOutputServiceStub  # job output (monitoring's channel)
+    projects: identity_pb2_grpc.ProjectServiceStub  # projects (identity's channel)
 
     @classmethod
     def connect(
@@ -68,6 +69,7 @@ class Downstream:
             channels=channels,
             call_timeout=call_timeout,
             output=output_pb2_grpc.JobOutputServiceStub(channels["monitoring"]),
+            projects=identity_pb2_grpc.ProjectServiceStub(channels["identity"]),
         )
 
     async def readiness(self, timeout: float) -> dict[str, ServiceHealth]:

@@ -53,6 +53,8 @@ IDEMPOTENCY_KEY_REUSED = ProblemType(
 INVALID_STATE = ProblemType("invalid-state", "Not allowed in the resource's current state", 409)
 CONTENT_TOO_LARGE = ProblemType("request-too-large", "Request body too large", 413)
 VALIDATION_ERROR = ProblemType("validation-error", "Request validation failed", 422)
+# An archived project (docs/projects.md) keeps its jobs, costs and members but takes no new jobs or keys.
+PROJECT_ARCHIVED = ProblemType("project-archived", "The project is archived", 422)
 # An organization's abuse limit (submit rate, queued jobs: docs/limits.md); Retry-After says when.
 TOO_MANY_REQUESTS = ProblemType("too-many-requests", "Too many requests", 429)
 INTERNAL_ERROR = ProblemType("internal-error", "Internal server error", 500)
@@ -72,6 +74,7 @@ CATALOG: tuple[ProblemType, ...] = (
     INVALID_STATE,
     CONTENT_TOO_LARGE,
     VALIDATION_ERROR,
+    PROJECT_ARCHIVED,
     TOO_MANY_REQUESTS,
     INTERNAL_ERROR,
     UPSTREAM_ERROR,
@@ -126,6 +129,8 @@ _BY_HTTP_STATUS: dict[int, ProblemType] = {
 _BY_GRPC_STATUS_AND_FIELD: dict[tuple[str, str], ProblemType] = {
     ("ALREADY_EXISTS", "idempotency_key"): IDEMPOTENCY_KEY_REUSED,
     ("PERMISSION_DENIED", "scopes"): INSUFFICIENT_SCOPE,
+    # The only precondition a project_id fails is its project being archived (scheduler and identity).
+    ("FAILED_PRECONDITION", "project_id"): PROJECT_ARCHIVED,
 }
 
 

@@ -23,6 +23,7 @@ from services.gateway.entrypoints.middleware import (
 from services.gateway.entrypoints.routes import (
     admin,
     admin_nodes,
+    audit,
     billing,
     dashboard,
     events,
@@ -34,6 +35,7 @@ from services.gateway.entrypoints.routes import (
     members,
     monitoring,
     notification,
+    projects,
 )
 from shared.contracts.limits import MAX_REQUEST_BODY_BYTES
 
@@ -108,6 +110,8 @@ def _build(lifespan: Lifespan | None) -> FastAPI:
         admin,
         admin_nodes,
         members,
+        projects,
+        audit,
     ):
         app.include_router(module.router)
         route_templates += [

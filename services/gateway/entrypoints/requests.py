@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Annotated
+from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
@@ -123,6 +124,29 @@ class JobCreate(_StrictBody):
         default=False,
         description="Fail instead of being requeued as a new attempt when the job's node or agent is lost.",
     )
+    # strict=False: the body is strict, but a UUID arrives as a JSON string.
+    project_id: Annotated[UUID, Field(strict=False)] | None = Field(
+        default=None,
+        description="The project the job belongs to (docs/projects.md); absent = none, or a project-bound "
+        "key's own project. Needs the owner or contributor role in it (organization owners and admins hold "
+        "every project). Unknown or another organization's: 404; archived: 422 project-archived.",
+    )
+    image: (
+        Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=limits.MAX_IMAGE,
+                pattern=limits.IMAGE_PATTERN,
+                examples=["nvcr.io/nvidia/pytorch:24.01-py3"],
+            ),
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="A container image to run the command in ([registry[:port]/]path[:tag][@sha256:digest]); "
+        "absent = the agent's host sandbox. An agent without a container runtime fails the job.",
+    )
 
 
 class JobPriorityUpdate(_StrictBody):
@@ -155,4 +179,12 @@ class ApiKeyCreate(_StrictBody):
         ge=1,
         le=limits.MAX_KEY_LIFETIME_SECONDS,
         description="Absent: the key never expires.",
+    )
+    project_id: UUID | None = Field(
+        default=None,
+        strict=False,  # a JSON string in canonical UUID form (strict mode would want a UUID object)
+        description="Bind the key to this project (docs/projects.md): it then reads only that project's "
+        "jobs, costs and events, and submits into it. Needs an organization owner or admin, or the "
+        "project's owner or contributor; a project-bound caller's keys are bound to its own project. "
+        "Unknown or another organization's: 404; archived: 422 project-archived.",
     )

@@ -40,12 +40,24 @@ class Problem(BaseModel):
 # ----------------------------------------------------------------------------- identity
 
 
+class ProjectRoleOut(BaseModel):
+    project_id: str
+    role: str = Field(examples=["contributor"], description="owner | contributor | viewer")
+
+
 class PrincipalOut(BaseModel):
     organization_id: str
     user_id: str
     role: str = Field(examples=["owner"], description="owner | admin | member | viewer")
     api_key_id: str
     scopes: list[str]
+    project_id: str | None = Field(
+        default=None, description="The project this key is bound to (docs/projects.md); null: none."
+    )
+    project_roles: list[ProjectRoleOut] = Field(
+        default_factory=list,
+        description="Your roles in the organization's projects; empty for owners and admins, who hold every one.",
+    )
 
 
 class OrganizationOut(BaseModel):
@@ -69,6 +81,9 @@ class ApiKeyOut(BaseModel):
     expires_at: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None
+    project_id: str | None = Field(
+        default=None, description="The project the key is bound to (docs/projects.md); null: none."
+    )
 
 
 class CreatedApiKeyOut(ApiKeyOut):
@@ -182,6 +197,10 @@ class JobOut(BaseModel):
         description="When time limits allow an estimate; null otherwise."
     )
     placements: list[JobPlacementOut] = Field(description="One per node once placed; rank 0 first.")
+    project_id: str | None = Field(default=None, description="The job's project; null: none.")
+    image: str | None = Field(
+        default=None, description="The container image it runs in; null: the host sandbox."
+    )
 
 
 class JobListOut(BaseModel):
@@ -231,6 +250,7 @@ class JobCostOut(BaseModel):
     lines: list[CostLineOut]
     attempts: list[AttemptCostOut]
     recorded_at: datetime | None
+    project_id: str | None = Field(default=None, description="The job's project; null: none.")
 
 
 class JobCostListOut(BaseModel):

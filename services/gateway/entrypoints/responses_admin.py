@@ -45,6 +45,17 @@ class PolicyUpdate(_StrictBody):
         "to the default weight 1.",
         max_length=100,
     )
+    reclaim_lent_capacity: bool | None = Field(
+        default=None,
+        description="Preempt jobs that run on borrowed capacity when the organization that lent it "
+        "has a job waiting within its nominal quota (default on; docs/policy.md#preemption).",
+    )
+    preemption_grace_seconds: (
+        Annotated[int, Field(ge=0, le=limits.POLICY_MAX_PREEMPTION_GRACE_SECONDS)] | None
+    ) = Field(
+        default=None,
+        description="How long a borrowed job runs at least before it may be preempted (default 0).",
+    )
 
 
 class FairShareUpdate(_StrictBody):
@@ -120,6 +131,8 @@ class PolicyOut(BaseModel):
     gpu_type_weights: list[GpuTypeWeightOut]
     quotas: list[QuotaOut]
     user_caps: list[UserCapsOut]
+    reclaim_lent_capacity: bool = True
+    preemption_grace_seconds: int = 0
 
 
 class AuditEntryOut(BaseModel):
@@ -183,6 +196,8 @@ def policy_out(p: policy_pb2.Policy) -> PolicyOut:
         gpu_type_weights=[GpuTypeWeightOut(gpu_type=w.gpu_type, weight=w.weight) for w in p.gpu_type_weights],
         quotas=[quota_out(q) for q in p.quotas],
         user_caps=[user_caps_out(c) for c in p.user_caps],
+        reclaim_lent_capacity=p.reclaim_lent_capacity,
+        preemption_grace_seconds=p.preemption_grace_seconds,
     )
 
 

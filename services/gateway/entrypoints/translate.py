@@ -37,6 +37,8 @@ def principal(p: common_pb2.Principal) -> out.PrincipalOut:
         role=p.role,
         api_key_id=p.api_key_id,
         scopes=list(p.scopes),
+        project_id=opt(p.project_id),
+        project_roles=[out.ProjectRoleOut(project_id=r.project_id, role=r.role) for r in p.project_roles],
     )
 
 
@@ -55,6 +57,7 @@ def _api_key_fields(k: identity_pb2.ApiKey) -> dict:
         "expires_at": _at(k.expires_at),
         "last_used_at": _at(k.last_used_at),
         "revoked_at": _at(k.revoked_at),
+        "project_id": opt(k.project_id),
     }
 
 
@@ -138,6 +141,8 @@ def job(j: scheduler_pb2.Job) -> out.JobOut:
         placements=[
             out.JobPlacementOut(node_id=p.node_id, rank=p.rank, gpu_ids=list(p.gpu_ids)) for p in j.placements
         ],
+        project_id=opt(j.project_id),
+        image=opt(j.image),
     )
 
 
@@ -157,6 +162,7 @@ def job_cost(c: billing_pb2.JobCost) -> out.JobCostOut:
         gpu_count=c.gpu_count,
         held_seconds=c.held_seconds,
         recorded_at=_at(c.recorded_at),
+        project_id=opt(c.project_id),
         lines=[
             out.CostLineOut(
                 gpu_id=line.gpu_id,

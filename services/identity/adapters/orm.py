@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, Column, Text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 3  # the highest file in migrations/identity
+SCHEMA_VERSION = 5  # the highest file in migrations/identity
 
 
 class OrganizationRow(SQLModel, table=True):
@@ -66,6 +66,7 @@ class ApiKeyRow(SQLModel, table=True):
     revoked_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
+    project_id: UUID | None = None
 
 
 class AuditRow(SQLModel, table=True):
@@ -73,7 +74,7 @@ class AuditRow(SQLModel, table=True):
     __table_args__ = {"schema": "identity"}
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
-    organization_id: UUID
+    organization_id: UUID | None = None  # None: a fleet-wide operator change
     actor_user_id: UUID | None = None
     actor_api_key_id: UUID | None = None
     action: str
@@ -82,6 +83,18 @@ class AuditRow(SQLModel, table=True):
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
     at: datetime
     actor_operator: str | None = None
+    # The one audit log of every service (migrations/identity/005, docs/audit.md).
+    actor_kind: str = "system"
+    actor_node_id: UUID | None = None
+    service: str = "identity"
+    before: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(JSONB(none_as_null=True), nullable=True)
+    )
+    after: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(JSONB(none_as_null=True), nullable=True)
+    )
+    request_id: str | None = None
+    event_id: UUID | None = None
 
 
 class InviteRow(SQLModel, table=True):
@@ -116,3 +129,32 @@ class OperatorRow(SQLModel, table=True):
     revoked_by: str | None = None
     created_at: datetime
     revoked_at: datetime | None = None
+
+
+class ProjectRow(SQLModel, table=True):
+    __tablename__ = "projects"
+    __table_args__ = {"schema": "identity"}
+
+    id: UUID = Field(primary_key=True)
+    organization_id: UUID
+    name: str
+    slug: str
+    description: str = ""
+    created_by: UUID | None = None
+    created_at: datetime
+    updated_at: datetime
+    archived_at: datetime | None = None
+
+
+class ProjectMemberRow(SQLModel, table=True):
+    __tablename__ = "project_members"
+    __table_args__ = {"schema": "identity"}
+
+    id: UUID = Field(primary_key=True)
+    organization_id: UUID
+    project_id: UUID
+    user_id: UUID
+    role: str
+    added_by: UUID | None = None
+    created_at: datetime
+    updated_at: datetime

@@ -16,8 +16,10 @@ from shared.db import Database
 
 from ..domain.model import USE_RECORDING_INTERVAL, ApiKey, AuditEntry, Membership, Organization, Role, User
 from ..service_layer.unit_of_work import Credential, IdentityUnitOfWork, UnitOfWorkFactory
+from .audit_repository import AuditSql, entry_values
 from .members_repository import MembersSql
 from .orm import ApiKeyRow, AuditRow, MembershipRow, OrganizationRow, UserRow
+from .projects_repository import ProjectsSql
 
 
 def _api_key(row: ApiKeyRow) -> ApiKey:
@@ -33,10 +35,11 @@ def _api_key(row: ApiKeyRow) -> ApiKey:
         expires_at=row.expires_at,
         last_used=row.last_used,
         revoked_at=row.revoked_at,
+        project_id=row.project_id,
     )
 
 
-class SqlUnitOfWork(MembersSql, IdentityUnitOfWork):
+class SqlUnitOfWork(MembersSql, AuditSql, ProjectsSql, IdentityUnitOfWork):
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
@@ -119,6 +122,7 @@ class SqlUnitOfWork(MembersSql, IdentityUnitOfWork):
                 revoked_at=key.revoked_at,
                 created_at=key.created_at,
                 updated_at=key.created_at,
+                project_id=key.project_id,
             )
         )
 
@@ -135,7 +139,12 @@ class SqlUnitOfWork(MembersSql, IdentityUnitOfWork):
             .where(col(ApiKeyRow.key_hash) == key_hash)
         )
         found = (await self.session.execute(stmt)).first()
-        return Credential(key=_api_key(found[0]), role=Role(found[1])) if found else None
+        if found is None:
+            return None
+        key, role = _api_key(found[0]), Role(found[1])
+        # Owners and admins hold every project: their principal lists none (docs/projects.md).
+        roles = () if role.holds_every_project else await self.project_roles(key.organization_id, key.user_id)
+        return Credential(key=key, role=role, project_roles=roles)
 
     async def record_key_use(self, key_id: UUID, at: datetime) -> None:
         # The guard makes concurrent authentications of one key write at most once per interval.
@@ -173,19 +182,7 @@ class SqlUnitOfWork(MembersSql, IdentityUnitOfWork):
         )
 
     async def audit(self, entry: AuditEntry) -> None:
-        await self.session.execute(
-            insert(AuditRow).values(
-                organization_id=entry.organization_id,
-                actor_user_id=entry.actor_user_id,
-                actor_api_key_id=entry.actor_api_key_id,
-                action=entry.action,
-                target_type=entry.target_type,
-                target_id=entry.target_id,
-                details=entry.details,
-                actor_operator=entry.actor_operator,
-                at=func.now(),
-            )
-        )
+        await self.session.execute(insert(AuditRow).values(**entry_values(entry)))  # the one log (005)
 
 
 def sql_unit_of_work(db: Database) -> UnitOfWorkFactory:

@@ -210,6 +210,9 @@ def require_manager_role(caller: Principal) -> None:
     """Seeing invites (they name who was invited): owners and admins."""
     if not caller.role.manages_keys:
         raise PermissionDenied(f"the {caller.role} role cannot manage members")
+    # A project-bound key acts inside its project (docs/projects.md): an invite would mint an unbound key.
+    if caller.project_id is not None:
+        raise PermissionDenied("a project-bound API key cannot manage the organization's members")
 
 
 def require_member_manager(caller: Principal) -> None:

@@ -32,6 +32,24 @@ class Role(StrEnum):
     def manages_keys(self) -> bool:
         return self in (Role.OWNER, Role.ADMIN)
 
+    @property
+    def holds_every_project(self) -> bool:
+        """Owners and admins hold every project of their organization (docs/projects.md)."""
+        return self in (Role.OWNER, Role.ADMIN)
+
+
+class ProjectRole(StrEnum):
+    """A user's role in one project (seed 004)."""
+
+    OWNER = "owner"
+    CONTRIBUTOR = "contributor"
+    VIEWER = "viewer"
+
+    @property
+    def writes(self) -> bool:
+        """Submits into the project and changes its jobs (and binds keys to it)."""
+        return self in (ProjectRole.OWNER, ProjectRole.CONTRIBUTOR)
+
 
 class AuthOutcome(StrEnum):
     """How an authentication ended. Callers only ever hear "invalid API key"; operators see which."""
@@ -157,6 +175,7 @@ class ApiKey:
     expires_at: datetime | None = None
     last_used: datetime | None = None
     revoked_at: datetime | None = None
+    project_id: UUID | None = None  # the project the key is bound to (docs/projects.md)
 
     def refusal_at(self, now: datetime) -> AuthOutcome | None:
         """Why the key cannot be used at ``now`` (None: it can); revocation wins over expiry."""
@@ -185,6 +204,7 @@ def issue_key(
     now: datetime,
     lifetime: timedelta | None = None,
     generate: Callable[[], GeneratedKey] = generate_key,
+    project_id: UUID | None = None,
 ) -> tuple[ApiKey, str]:
     """A new key and its secret (the only time the secret exists outside the caller's hands)."""
     generated = generate()
@@ -198,6 +218,7 @@ def issue_key(
         scopes=scopes,
         created_at=now,
         expires_at=now + lifetime if lifetime else None,
+        project_id=project_id,
     )
     return key, generated.secret
 
@@ -205,7 +226,8 @@ def issue_key(
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: the key's organization, its owner and the owner's role there, and what the
-    key itself is limited to (its scopes and its expiry)."""
+    key itself is limited to (its scopes, its expiry and the project it is bound to). ``project_roles``:
+    the owner's roles in the organization's projects (empty for owners and admins, who hold them all)."""
 
     organization_id: UUID
     user_id: UUID
@@ -213,10 +235,17 @@ class Principal:
     api_key_id: UUID
     scopes: tuple[str, ...]
     expires_at: datetime | None = None
+    project_id: UUID | None = None
+    project_roles: tuple[tuple[UUID, ProjectRole], ...] = ()
 
     @property
     def _manages_keys(self) -> bool:
         return KEYS_WRITE_SCOPE in scope_table.granted(self.scopes)
+
+    def require_key_scope(self) -> None:
+        """Creating any key needs a key that carries ``keys:write`` (or ``admin``)."""
+        if not self._manages_keys:
+            raise PermissionDenied(f"this API key lacks the {KEYS_WRITE_SCOPE} scope")
 
     def require_key_manager(self) -> None:
         """Creating keys hands out access: owners and admins only, with a key that carries
@@ -259,7 +288,10 @@ class Principal:
             )
 
     def require_may_revoke(self, key: ApiKey) -> None:
-        """Anyone may give up their own keys; other people's keys need a key manager."""
+        """Anyone may give up their own keys; other people's keys need a key manager. A project-bound key
+        touches only keys bound to its own project (docs/projects.md)."""
+        if self.project_id is not None and key.project_id != self.project_id:
+            raise PermissionDenied("a project-bound API key may only revoke keys bound to its project")
         if key.user_id == self.user_id:
             return
         if not self.role.manages_keys or not self._manages_keys:

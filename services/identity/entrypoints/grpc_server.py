@@ -12,7 +12,7 @@ import grpc
 from gpufleet.v1 import common_pb2, identity_pb2, identity_pb2_grpc
 
 from shared import scopes
-from shared.errors import Unauthenticated
+from shared.errors import NotFound, Unauthenticated
 from shared.grpc import bearer, current_method, grpc_service
 from shared.wire import ts
 
@@ -38,6 +38,8 @@ def _principal(p: Principal) -> common_pb2.Principal:
         role=p.role.value,
         api_key_id=str(p.api_key_id),
         scopes=list(p.scopes),
+        project_id=str(p.project_id) if p.project_id else "",
+        project_roles=[common_pb2.ProjectRole(project_id=str(i), role=r.value) for i, r in p.project_roles],
     )
 
 
@@ -56,6 +58,7 @@ def _api_key(key: ApiKey) -> identity_pb2.ApiKey:
         last_used_at=ts(key.last_used),
         revoked_at=ts(key.revoked_at),
         user_id=str(key.user_id),
+        project_id=str(key.project_id) if key.project_id else "",
     )
 
 
@@ -97,6 +100,16 @@ def _operator(o: NamedOperator) -> identity_pb2.Operator:
     )
 
 
+def optional_id(value: str, field: str) -> UUID | None:
+    """An id the request may leave empty (None); a malformed one is NOT_FOUND, like an unknown one."""
+    if not value:
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        raise NotFound(f"{field.removesuffix('_id')} not found", field=field) from None
+
+
 def _key_id(value: str) -> UUID | None:
     """A malformed id is treated as unknown: NOT_FOUND, like another organization's id."""
     try:
@@ -105,18 +118,23 @@ def _key_id(value: str) -> UUID | None:
         return None
 
 
+async def key_caller(deps: Dependencies, context: grpc.aio.ServicerContext) -> Principal:
+    """The API key's principal, held to the scope of the method being served (every identity servicer)."""
+    key = bearer(context)
+    if not key:
+        raise Unauthenticated("missing API key (authorization: Bearer <key>)")
+    principal: Principal = await handle(commands.Authenticate(key), deps)
+    scopes.require(principal.scopes, current_method())
+    return principal
+
+
 @grpc_service
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     def __init__(self, deps: Dependencies) -> None:
         self.deps = deps
 
     async def _caller(self, context: grpc.aio.ServicerContext) -> Principal:
-        key = bearer(context)
-        if not key:
-            raise Unauthenticated("missing API key (authorization: Bearer <key>)")
-        principal: Principal = await handle(commands.Authenticate(key), self.deps)
-        scopes.require(principal.scopes, current_method())
-        return principal
+        return await key_caller(self.deps, context)
 
     async def Authenticate(
         self, request: identity_pb2.AuthenticateRequest, context: grpc.aio.ServicerContext
@@ -158,6 +176,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             name=request.name,
             scopes=tuple(request.scopes),
             expires_in_seconds=request.expires_in_seconds,
+            project_id=optional_id(request.project_id, "project_id"),
         )
         return _issued(await handle(cmd, self.deps))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from ..domain.audit import AuditQuery, AuditRecord
 from ..domain.model import Principal
 
 
@@ -40,6 +41,7 @@ class CreateApiKey:
     name: str
     scopes: tuple[str, ...] = ()
     expires_in_seconds: int = 0
+    project_id: UUID | None = None  # bind the key to this project (docs/projects.md)
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,82 @@ class RemoveMember:
     user_id: UUID | None
 
 
+# --- projects (docs/projects.md). An id that is None was malformed on the wire: it reads as "not found".
+
+
+@dataclass(frozen=True)
+class CreateProject:
+    caller: Principal
+    name: str
+    slug: str = ""  # "": made from the name
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ListProjects:
+    caller: Principal
+    include_archived: bool = False
+
+
+@dataclass(frozen=True)
+class GetProject:
+    caller: Principal
+    project_id: UUID | None
+
+
+@dataclass(frozen=True)
+class UpdateProject:
+    """None: keep what the project has."""
+
+    caller: Principal
+    project_id: UUID | None
+    name: str | None = None
+    slug: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class ArchiveProject:
+    caller: Principal
+    project_id: UUID | None
+
+
+@dataclass(frozen=True)
+class ListProjectMembers:
+    caller: Principal
+    project_id: UUID | None
+
+
+@dataclass(frozen=True)
+class GetProjectMember:
+    caller: Principal
+    project_id: UUID | None
+    user_id: UUID | None
+
+
+@dataclass(frozen=True)
+class SetProjectMember:
+    caller: Principal
+    project_id: UUID | None
+    user_id: UUID | None
+    role: str
+
+
+@dataclass(frozen=True)
+class RemoveProjectMember:
+    caller: Principal
+    project_id: UUID | None
+    user_id: UUID | None
+
+
+@dataclass(frozen=True)
+class ResolveProject:
+    """A service asking about a project its caller named: the key is the caller's own."""
+
+    api_key: str = field(repr=False)
+    project_id: UUID | None = None
+
+
 # --- named operators: ``operator_token`` is what the caller presented (None: nothing)
 
 
@@ -123,6 +201,33 @@ class RevokeOperator:
     operator_token: str | None = field(default=None, repr=False)
 
 
+# --- the one audit log (docs/audit.md)
+
+
+@dataclass(frozen=True)
+class RecordAudit:
+    """A record another service sent on gpufleet.audit.v1 (stored once per event id)."""
+
+    event_id: UUID
+    record: AuditRecord
+
+
+@dataclass(frozen=True)
+class ListAudit:
+    """A tenant's question: ``query.organization_id`` is replaced by the caller's."""
+
+    caller: Principal
+    query: AuditQuery
+
+
+@dataclass(frozen=True)
+class ListAllAudit:
+    """The operator's question; ``operator_token`` is what the caller presented."""
+
+    query: AuditQuery
+    operator_token: str | None = field(default=None, repr=False)
+
+
 Command = (
     Authenticate
     | CreateOrganization
@@ -137,7 +242,20 @@ Command = (
     | ListMembers
     | UpdateMember
     | RemoveMember
+    | CreateProject
+    | ListProjects
+    | GetProject
+    | UpdateProject
+    | ArchiveProject
+    | ListProjectMembers
+    | GetProjectMember
+    | SetProjectMember
+    | RemoveProjectMember
+    | ResolveProject
     | CreateOperator
     | ListOperators
     | RevokeOperator
+    | RecordAudit
+    | ListAudit
+    | ListAllAudit
 )

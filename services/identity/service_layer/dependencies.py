@@ -60,9 +60,12 @@ class IssuedKey:
 
 
 def key_details(key: ApiKey) -> dict:
-    return {
+    details = {
         "name": key.name,
         "prefix": key.prefix,
         "scopes": list(key.scopes),
         "expires_at": key.expires_at.isoformat() if key.expires_at else None,
     }
+    if key.project_id is not None:  # a project-bound key (docs/projects.md)
+        details["project_id"] = str(key.project_id)
+    return details

@@ -17,10 +17,11 @@ from shared.errors import NotFound, Unauthenticated
 from shared.handlers import dispatch
 
 from ..domain import model
+from ..domain import projects as project_rules
 from ..domain.keys import hash_key, legacy, well_formed
 from ..domain.model import ApiKey, AuditEntry, AuthOutcome, Membership, Organization, Principal, Role, User
 from ..domain.operator import OperatorPrincipal
-from . import commands, members, operators
+from . import audit, commands, members, operators, projects
 from .dependencies import (  # re-exported: the entrypoints and tests import them from here
     Dependencies,
     IdentityMetrics,
@@ -91,6 +92,8 @@ async def authenticate(cmd: commands.Authenticate, deps: Dependencies) -> Princi
         api_key_id=key.id,
         scopes=key.scopes,
         expires_at=key.expires_at,
+        project_id=key.project_id,
+        project_roles=found.project_roles,
     )
 
 
@@ -144,17 +147,30 @@ async def get_organization(cmd: commands.GetOrganization, deps: Dependencies) ->
 
 async def create_api_key(cmd: commands.CreateApiKey, deps: Dependencies) -> IssuedKey:
     """A key for the caller's own user in the caller's organization, no stronger than the caller's
-    key: no scope it lacks, and no later expiry."""
+    key: no scope it lacks, no later expiry, and bound to the caller's project if the caller's is. A
+    key bound to a project may also be made by that project's owners and contributors
+    (docs/projects.md); an archived project refuses new keys."""
     caller = cmd.caller
-    caller.require_key_manager()
+    project_id = project_rules.bound_project(caller, cmd.project_id)
+    if project_id is None:
+        caller.require_key_manager()
+    else:
+        caller.require_key_scope()
     name = model.key_name(cmd.name)
     scopes = caller.scopes_to_grant(cmd.scopes)
     lifetime = model.key_lifetime(cmd.expires_in_seconds)
     caller.require_grantable(scopes)
     async with deps.uow(org_id=caller.organization_id) as tx:
+        if project_id is not None:
+            project = project_rules.visible(caller, await tx.project(project_id))
+            mine = await tx.project_member(project.id, caller.user_id)
+            project_rules.require_may_bind_key(caller, mine.role if mine else None)
+            project.require_active("new API keys")
         now = await tx.now()
         caller.require_outlived_by(lifetime, now)
-        key, secret = model.issue_key(caller.organization_id, caller.user_id, name, scopes, now, lifetime)
+        key, secret = model.issue_key(
+            caller.organization_id, caller.user_id, name, scopes, now, lifetime, project_id=project_id
+        )
         await tx.add_api_key(key)
         await tx.audit(AuditEntry.by(caller, "api_key.created", "api_key", key.id, **_key_details(key)))
     return IssuedKey(key, secret)
@@ -195,6 +211,8 @@ HANDLERS: dict[type, Handler] = {
     commands.RevokeApiKey: revoke_api_key,
     **members.HANDLERS,
     **operators.HANDLERS,
+    **projects.HANDLERS,
+    **audit.HANDLERS,
 }
 
 

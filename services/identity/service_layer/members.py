@@ -187,6 +187,19 @@ async def remove_member(cmd: commands.RemoveMember, deps: Dependencies) -> Membe
         if target is None:
             raise NotFound("member not found", field="user_id")
         rules.require_may_remove(caller, target, await tx.owner_count(org_id))
+        # Leaving the organization leaves its projects (the schema cascades too; this names them).
+        for project_id, project_role in await tx.remove_project_memberships_of(org_id, target.user_id):
+            await tx.audit(
+                AuditEntry.by(
+                    caller,
+                    "project_member.removed",
+                    "user",
+                    target.user_id,
+                    project_id=str(project_id),
+                    role=project_role.value,
+                    reason="left the organization",
+                )
+            )
         await tx.remove_membership(org_id, target.user_id)
         revoked = await tx.revoke_keys_of(org_id, target.user_id, await tx.now())
         await tx.audit(

@@ -10,8 +10,9 @@ from typing import Protocol
 from uuid import UUID
 
 from ..domain.members import Invite, Member
-from ..domain.model import ApiKey, AuditEntry, Membership, Organization, Role, User
+from ..domain.model import ApiKey, AuditEntry, Membership, Organization, ProjectRole, Role, User
 from ..domain.operator import NamedOperator
+from ..domain.projects import Project, ProjectMember
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,8 @@ class Credential:
 
     key: ApiKey
     role: Role
+    # The owner's roles in the organization's projects (empty for owners and admins: they hold all).
+    project_roles: tuple[tuple[UUID, ProjectRole], ...] = ()
 
 
 class IdentityUnitOfWork(Protocol):
@@ -87,6 +90,40 @@ class IdentityUnitOfWork(Protocol):
 
     async def revoke_keys_of(self, organization_id: UUID, user_id: UUID, at: datetime) -> int:
         """Revoke every unrevoked key the user holds in the organization; how many were revoked."""
+
+    # --- projects (docs/projects.md)
+
+    async def add_project(self, project: Project) -> None: ...
+
+    async def project(self, project_id: UUID) -> Project | None:
+        """A project of the unit's organization, locked for update."""
+
+    async def project_by_slug(self, organization_id: UUID, slug: str) -> Project | None: ...
+
+    async def projects(self, organization_id: UUID, *, include_archived: bool) -> list[Project]:
+        """The organization's projects, oldest first."""
+
+    async def active_project_count(self, organization_id: UUID) -> int: ...
+
+    async def save_project(self, project: Project) -> None:
+        """Store a project's name, slug, description and archive time."""
+
+    async def project_member(self, project_id: UUID, user_id: UUID) -> ProjectMember | None: ...
+
+    async def project_members(self, project_id: UUID) -> list[ProjectMember]:
+        """The project's members, oldest first."""
+
+    async def save_project_member(
+        self, organization_id: UUID, project_id: UUID, user_id: UUID, role: ProjectRole, added_by: UUID
+    ) -> None:
+        """Add the user to the project with ``role``, or change the role they have there."""
+
+    async def remove_project_member(self, project_id: UUID, user_id: UUID) -> None: ...
+
+    async def remove_project_memberships_of(
+        self, organization_id: UUID, user_id: UUID
+    ) -> list[tuple[UUID, ProjectRole]]:
+        """Remove the user from every project of the organization; the (project, role) pairs removed."""
 
     # --- named operators (system scope only)
 

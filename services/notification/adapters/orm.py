@@ -9,7 +9,7 @@ from sqlalchemy import BigInteger, Column, LargeBinary, Text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 3  # the highest file in migrations/notification
+SCHEMA_VERSION = 4  # the highest file in migrations/notification
 
 
 class WebhookRow(SQLModel, table=True):
@@ -54,6 +54,7 @@ class DeliveryRow(SQLModel, table=True):
     event_id: UUID
     event_type: str
     job_id: UUID | None = None
+    project_id: UUID | None = None  # the job's project (None: none)
     payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     status: str = "pending"
     attempts: int = 0
@@ -95,6 +96,7 @@ class EventLogRow(SQLModel, table=True):
     event_id: UUID
     type: str
     job_id: UUID | None = None
+    project_id: UUID | None = None  # the job's project (None: none)
     occurred_at: datetime
     stored_at: datetime | None = Field(default=None, nullable=False)  # None: the DEFAULT now()
     cloudevent: str

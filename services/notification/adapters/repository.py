@@ -15,8 +15,11 @@ from sqlalchemy import Table, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import audit as shared_audit
 from shared import consumers
+from shared.contracts.audit import AuditRecordedV1
 from shared.db import Database
+from shared.events import Envelope
 
 from ..domain.event_log import LoggedEvent, NewEvent
 from ..domain.model import Delivery, DeliveryAttempt, DeliveryStatus, Webhook, WebhookStatus
@@ -69,6 +72,7 @@ def _delivery(row: Any) -> Delivery:
         event_id=row.event_id,
         event_type=row.event_type,
         job_id=row.job_id,
+        project_id=row.project_id,
         payload=bytes(row.payload),
         status=DeliveryStatus(row.status),
         attempts=row.attempts,
@@ -94,6 +98,9 @@ def _attempt(row: Any) -> DeliveryAttempt:
 class SqlUnitOfWork(NotificationUnitOfWork):
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def record_audit(self, envelope: Envelope[AuditRecordedV1]) -> None:
+        await shared_audit.write(self.session, envelope)  # in this unit's transaction (docs/audit.md)
 
     async def now(self) -> datetime:
         return (await self.session.execute(select(func.now()))).scalar_one()
@@ -195,6 +202,7 @@ class SqlUnitOfWork(NotificationUnitOfWork):
                         "event_id": d.event_id,
                         "event_type": d.event_type,
                         "job_id": d.job_id,
+                        "project_id": d.project_id,
                         "payload": d.payload,
                         "status": d.status.value,
                         "attempts": d.attempts,
@@ -208,8 +216,12 @@ class SqlUnitOfWork(NotificationUnitOfWork):
         )
         return len((await self.session.execute(stmt)).all())
 
-    async def deliveries(self, webhook_id: UUID | None, job_id: UUID | None, limit: int) -> list[Delivery]:
+    async def deliveries(
+        self, webhook_id: UUID | None, job_id: UUID | None, limit: int, *, project: UUID | None = None
+    ) -> list[Delivery]:
         stmt = select(DELIVERIES).order_by(DELIVERIES.c.created_at.desc(), DELIVERIES.c.id).limit(limit)
+        if project is not None:  # a project-bound key: its project's jobs' own webhook_url only
+            stmt = stmt.where(DELIVERIES.c.project_id == project, DELIVERIES.c.webhook_id.is_(None))
         if webhook_id is not None:
             stmt = stmt.where(DELIVERIES.c.webhook_id == webhook_id)
         if job_id is not None:
@@ -356,6 +368,7 @@ class SqlUnitOfWork(NotificationUnitOfWork):
                     event_id=event.event_id,
                     type=event.type,
                     job_id=event.job_id,
+                    project_id=event.project_id,
                     occurred_at=event.occurred_at,
                     cloudevent=event.cloudevent,
                 )
@@ -378,7 +391,14 @@ class SqlUnitOfWork(NotificationUnitOfWork):
         return int(head or 0)
 
     async def events_after(
-        self, organization_id: UUID, after: int, types: Sequence[str], job_id: UUID | None, limit: int
+        self,
+        organization_id: UUID,
+        after: int,
+        types: Sequence[str],
+        job_id: UUID | None,
+        limit: int,
+        *,
+        project: UUID | None = None,
     ) -> EventPage:
         # The head first: the events read next (a later snapshot) include every number up to it.
         head = await self.event_log_head(organization_id)
@@ -403,6 +423,8 @@ class SqlUnitOfWork(NotificationUnitOfWork):
         )
         if job_id is not None:
             stmt = stmt.where(EVENT_LOG.c.job_id == job_id)
+        if project is not None:
+            stmt = stmt.where(EVENT_LOG.c.project_id == project)
         found = [
             LoggedEvent(seq=r.seq, event_id=r.event_id, type=r.type, job_id=r.job_id, cloudevent=r.cloudevent)
             for r in await self.session.execute(stmt)

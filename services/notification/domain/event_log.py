@@ -46,6 +46,7 @@ class NewEvent:
     job_id: UUID | None
     occurred_at: datetime
     cloudevent: str  # structured-mode JSON, one line
+    project_id: UUID | None = None  # the job's project, as the event carried it (None: none)
 
 
 @dataclass(frozen=True)

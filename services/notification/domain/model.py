@@ -162,6 +162,7 @@ class Delivery:
     job_id: UUID | None
     payload: bytes
     status: DeliveryStatus = DeliveryStatus.PENDING
+    project_id: UUID | None = None  # the job's project (None: none)
     attempts: int = 0
     next_attempt_at: datetime | None = None
     last_error: str | None = None

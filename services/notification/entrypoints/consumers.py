@@ -30,6 +30,7 @@ def to_command(envelope: Envelope) -> commands.NotifyJobEvent:
         source=envelope.source,
         subject=envelope.subject,
         payload=event.model_dump(mode="json"),
+        project_id=job.project_id,
     )
 
 
@@ -45,6 +46,7 @@ def to_cost_command(envelope: Envelope) -> commands.NotifyCostEvent:
         source=envelope.source,
         subject=envelope.subject,
         payload=event.model_dump(mode="json"),
+        project_id=event.project_id,
     )
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from uuid import UUID
 
 import grpc
 from gpufleet.v1 import common_pb2, notification_pb2, notification_pb2_grpc
 
 from shared import scopes
+from shared.errors import Unauthenticated
 from shared.grpc import Authenticator, bearer, grpc_service, streaming_call, tenant_of
 from shared.wire import opt, ts, uuid_arg
 
@@ -22,6 +24,17 @@ SERVICE_NAMES = [SERVICE_NAME]
 STREAM_EVENTS = "NotificationService/StreamEvents"  # its entry in shared/scopes.py
 
 log = logging.getLogger("gpufleet.notification.grpc")
+
+
+def bound_project(principal: common_pb2.Principal) -> UUID | None:
+    """The project the caller's key is bound to (None: unbound); a malformed one is no credentials
+    (fail closed: never read as unbound)."""
+    if not principal.project_id:
+        return None
+    try:
+        return UUID(principal.project_id)
+    except ValueError as exc:
+        raise Unauthenticated("the API key's project is not valid") from exc
 
 
 def _webhook(w: Webhook) -> notification_pb2.Webhook:
@@ -96,6 +109,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
                 url=request.url,
                 events=tuple(request.events),
                 description=opt(request.description),
+                bound_project=bound_project(principal),
             ),
             self.deps,
         )
@@ -105,7 +119,9 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         self, request: common_pb2.Empty, context: grpc.aio.ServicerContext
     ) -> notification_pb2.ListWebhooksResponse:
         principal = await self.auth.principal(context)
-        hooks: list[Webhook] = await handlers.handle(commands.ListWebhooks(tenant_of(principal)), self.deps)
+        hooks: list[Webhook] = await handlers.handle(
+            commands.ListWebhooks(tenant_of(principal), bound_project=bound_project(principal)), self.deps
+        )
         return notification_pb2.ListWebhooksResponse(webhooks=[_webhook(w) for w in hooks])
 
     async def DeleteWebhook(
@@ -113,7 +129,12 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
     ) -> common_pb2.Empty:
         principal = await self.auth.principal(context, write=True)
         await handlers.handle(
-            commands.DeleteWebhook(organization_id=tenant_of(principal), webhook_id=request.id), self.deps
+            commands.DeleteWebhook(
+                organization_id=tenant_of(principal),
+                webhook_id=request.id,
+                bound_project=bound_project(principal),
+            ),
+            self.deps,
         )
         return common_pb2.Empty()
 
@@ -126,6 +147,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
             webhook_id=uuid_arg(request.webhook_id, "webhook_id") if request.webhook_id else None,
             job_id=uuid_arg(request.job_id, "job_id") if request.job_id else None,
             limit=request.limit or None,
+            bound_project=bound_project(principal),
         )
         found: list[Delivery] = await handlers.handle(query, self.deps)
         return notification_pb2.ListDeliveriesResponse(deliveries=[_delivery(d) for d in found])
@@ -135,7 +157,12 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
     ) -> notification_pb2.JobWebhookSecret:
         principal = await self.auth.principal(context)
         secret: str = await handlers.handle(
-            commands.GetJobWebhookSecret(organization_id=tenant_of(principal), role=principal.role), self.deps
+            commands.GetJobWebhookSecret(
+                organization_id=tenant_of(principal),
+                role=principal.role,
+                bound_project=bound_project(principal),
+            ),
+            self.deps,
         )
         return notification_pb2.JobWebhookSecret(secret=secret)
 
@@ -155,6 +182,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
                     from_start=request.from_start,
                     job_id=uuid_arg(request.job_id, "job_id") if request.job_id else None,
                     types=tuple(request.types),
+                    bound_project=bound_project(principal),
                 ),
                 self.deps,
             )

@@ -17,17 +17,20 @@ class CreateWebhook:
     url: str
     events: tuple[str, ...] = ()
     description: str | None = None
+    bound_project: UUID | None = None  # the caller's key's project (refused when set); None: unbound
 
 
 @dataclass(frozen=True)
 class ListWebhooks:
     organization_id: UUID
+    bound_project: UUID | None = None  # the caller's key's project (Principal.project_id); None: unbound
 
 
 @dataclass(frozen=True)
 class DeleteWebhook:
     organization_id: UUID
     webhook_id: str  # as sent: a malformed id is simply not found
+    bound_project: UUID | None = None  # the caller's key's project (refused when set); None: unbound
 
 
 @dataclass(frozen=True)
@@ -36,12 +39,14 @@ class ListDeliveries:
     webhook_id: UUID | None = None
     job_id: UUID | None = None
     limit: int | None = None
+    bound_project: UUID | None = None  # the caller's key's project; None: unbound
 
 
 @dataclass(frozen=True)
 class GetJobWebhookSecret:
     organization_id: UUID
     role: str
+    bound_project: UUID | None = None  # the caller's key's project (refused when set); None: unbound
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ class NotifyJobEvent:
     source: str = ""
     subject: str | None = None
     payload: Mapping[str, Any] = field(default_factory=dict)  # the whole JobEventV1 as JSON values
+    project_id: UUID | None = None  # the job's project (None: none)
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,7 @@ class NotifyCostEvent:
     source: str
     subject: str | None
     payload: Mapping[str, Any] = field(default_factory=dict)  # CostRecordedV1 as JSON values
+    project_id: UUID | None = None  # the job's project (None: none)
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,7 @@ class OpenEventStream:
     from_start: bool = False
     job_id: UUID | None = None
     types: tuple[str, ...] = ()
+    bound_project: UUID | None = None  # the caller's key's project: only its events; None: all
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,7 @@ class ReadEvents:
     types: tuple[str, ...]
     job_id: UUID | None
     limit: int
+    project_id: UUID | None = None  # only this project's events (a project-bound key's); None: all
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,9 @@ async def stream(
             woken.clear()  # before reading: a store that commits during the read wakes the next wait
             while True:
                 page = await read(
-                    commands.ReadEvents(start.organization_id, after, start.types, start.job_id, start.limit)
+                    commands.ReadEvents(
+                        start.organization_id, after, start.types, start.job_id, start.limit, start.project_id
+                    )
                 )
                 for event in page.events:
                     yield event

@@ -20,7 +20,7 @@ from shared.contracts.limits import DEFAULT_PAGE, MAX_DESCRIPTION, MAX_PAGE
 from shared.errors import InvalidArgument, NotFound, PermissionDenied
 from shared.handlers import dispatch
 
-from ..domain import event_log, events, signing, targets
+from ..domain import event_log, events, projects, signing, targets
 from ..domain.model import (
     Delivery,
     Outcome,
@@ -29,7 +29,7 @@ from ..domain.model import (
     may_read_job_webhook_secret,
 )
 from ..domain.retry import RetryPolicy
-from . import commands
+from . import audit, commands
 from .event_stream import PAGE, EventSignal
 from .unit_of_work import (
     DeliveryMetrics,
@@ -70,6 +70,7 @@ class CreatedWebhook:
 
 
 async def create_webhook(cmd: commands.CreateWebhook, deps: Dependencies) -> CreatedWebhook:
+    projects.refuse_bound_key(cmd.bound_project, "create the organization's webhooks")
     url = targets.webhook_url(cmd.url, allow_private=deps.allow_private_targets)
     names = events.event_filter(cmd.events)
     description = (cmd.description or "").strip() or None
@@ -86,33 +87,42 @@ async def create_webhook(cmd: commands.CreateWebhook, deps: Dependencies) -> Cre
     )
     async with deps.uow(org_id=cmd.organization_id) as uow:
         webhook = await uow.add_webhook(webhook)
+        await uow.record_audit(audit.webhook_change("webhook.create", webhook, before=None, after=webhook))
     return CreatedWebhook(webhook=webhook, secret=secret)
 
 
 async def list_webhooks(cmd: commands.ListWebhooks, deps: Dependencies) -> list[Webhook]:
+    projects.refuse_bound_key(cmd.bound_project, "list the organization's webhooks")
     async with deps.uow(org_id=cmd.organization_id) as uow:
         return await uow.webhooks()
 
 
 async def delete_webhook(cmd: commands.DeleteWebhook, deps: Dependencies) -> None:
+    projects.refuse_bound_key(cmd.bound_project, "delete the organization's webhooks")
     try:
         webhook_id = UUID(cmd.webhook_id)
     except (ValueError, AttributeError, TypeError) as exc:
         raise NotFound("webhook not found") from exc
     async with deps.uow(org_id=cmd.organization_id) as uow:
+        gone = next((w for w in await uow.webhooks() if w.id == webhook_id), None)  # for the audit record
         if not await uow.delete_webhook(webhook_id):
             raise NotFound("webhook not found")
+        if gone is not None:
+            await uow.record_audit(audit.webhook_change("webhook.delete", gone, before=gone, after=None))
 
 
 async def list_deliveries(cmd: commands.ListDeliveries, deps: Dependencies) -> list[Delivery]:
     if cmd.limit is not None and cmd.limit < 0:
         raise InvalidArgument("limit must not be negative", field="limit")
+    if cmd.webhook_id is not None:
+        projects.refuse_bound_key(cmd.bound_project, "read an organization webhook's deliveries")
     limit = min(cmd.limit or DEFAULT_PAGE, MAX_PAGE)
     async with deps.uow(org_id=cmd.organization_id) as uow:
-        return await uow.deliveries(cmd.webhook_id, cmd.job_id, limit)
+        return await uow.deliveries(cmd.webhook_id, cmd.job_id, limit, project=cmd.bound_project)
 
 
 async def get_job_webhook_secret(cmd: commands.GetJobWebhookSecret, deps: Dependencies) -> str:
+    projects.refuse_bound_key(cmd.bound_project, "read the job webhook secret")
     if not may_read_job_webhook_secret(cmd.role):
         raise PermissionDenied("only owners and admins may read the job webhook secret")
     async with deps.uow(org_id=cmd.organization_id) as uow:
@@ -150,6 +160,7 @@ def plan_deliveries(cmd: TenantEvent, hooks: list[Webhook]) -> list[Delivery]:
                 event_type=name,
                 job_id=cmd.job_id,
                 payload=body,
+                project_id=cmd.project_id,
             ),
         )
     return list(planned.values())
@@ -163,6 +174,7 @@ def logged_event(cmd: TenantEvent) -> event_log.NewEvent:
         type=cmd.event_type,
         job_id=cmd.job_id,
         occurred_at=cmd.occurred_at,
+        project_id=cmd.project_id,
         cloudevent=event_log.cloudevent_json(
             event_id=cmd.event_id,
             source=cmd.source,
@@ -247,12 +259,14 @@ async def open_event_stream(cmd: commands.OpenEventStream, deps: Dependencies) -
         start = 0
     else:
         start = head
-    return commands.ReadEvents(cmd.organization_id, start, types, cmd.job_id, PAGE)
+    return commands.ReadEvents(cmd.organization_id, start, types, cmd.job_id, PAGE, cmd.bound_project)
 
 
 async def read_events(cmd: commands.ReadEvents, deps: Dependencies) -> EventPage:
     async with deps.uow(org_id=cmd.organization_id) as uow:
-        return await uow.events_after(cmd.organization_id, cmd.after, cmd.types, cmd.job_id, cmd.limit)
+        return await uow.events_after(
+            cmd.organization_id, cmd.after, cmd.types, cmd.job_id, cmd.limit, project=cmd.project_id
+        )
 
 
 async def prune_event_log(cmd: commands.PruneEventLog, deps: Dependencies) -> int:

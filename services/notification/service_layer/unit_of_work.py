@@ -14,6 +14,9 @@ from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
 
+from shared.contracts.audit import AuditRecordedV1
+from shared.events import Envelope
+
 from ..domain.event_log import LoggedEvent, NewEvent
 from ..domain.model import Delivery, DeliveryAttempt, SendResult, Webhook
 
@@ -45,6 +48,9 @@ class EventPage:
 
 
 class NotificationUnitOfWork(Protocol):
+    async def record_audit(self, envelope: Envelope[AuditRecordedV1]) -> None:
+        """Add an audit record (service_layer/audit.py) to the outbox in this unit's transaction."""
+
     async def now(self) -> datetime:
         """The clock of record (the database's, so every replica agrees)."""
 
@@ -72,8 +78,11 @@ class NotificationUnitOfWork(Protocol):
     async def add_deliveries(self, deliveries: Sequence[Delivery]) -> int:
         """Insert, skipping any (event, url) pair that exists; returns how many were new."""
 
-    async def deliveries(self, webhook_id: UUID | None, job_id: UUID | None, limit: int) -> list[Delivery]:
-        """Newest first, with their attempt logs."""
+    async def deliveries(
+        self, webhook_id: UUID | None, job_id: UUID | None, limit: int, *, project: UUID | None = None
+    ) -> list[Delivery]:
+        """Newest first, with their attempt logs; with ``project`` (a project-bound key's), only the
+        deliveries of that project's jobs to their own webhook_url."""
 
     async def claim_due(self, limit: int, lease: timedelta) -> list[DueDelivery]:
         """Pending deliveries due now, oldest due first, skipping rows other workers hold; their
@@ -96,8 +105,17 @@ class NotificationUnitOfWork(Protocol):
         """The newest number handed out to ``organization_id`` (0: none yet)."""
 
     async def events_after(
-        self, organization_id: UUID, after: int, types: Sequence[str], job_id: UUID | None, limit: int
-    ) -> EventPage: ...
+        self,
+        organization_id: UUID,
+        after: int,
+        types: Sequence[str],
+        job_id: UUID | None,
+        limit: int,
+        *,
+        project: UUID | None = None,
+    ) -> EventPage:
+        """With ``project``, only that project's events: the others are skipped (the page's position
+        still moves past them, so a cursor never re-reads them)."""
 
     async def prune_event_log(self, max_age: timedelta, keep: int) -> int:
         """Delete events stored longer than ``max_age`` ago and, per organization, all but the newest

@@ -60,6 +60,8 @@ def snapshot(job: Job) -> contract.JobSnapshotV1:
             contract.JobPlacementV1(node_id=p.node_id, rank=p.rank, gpu_ids=list(p.gpu_ids))
             for p in job.placements
         ],
+        project_id=job.project_id,
+        image=job.image,
     )
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 6  # the highest file in migrations/scheduler
+SCHEMA_VERSION = 8  # the highest file in migrations/scheduler
 
 
 def _ts(nullable: bool = True) -> Any:
@@ -63,6 +63,12 @@ class JobRow(SQLModel, table=True):
     pending_message: str | None = None
     estimated_start: datetime | None = _ts()
     change_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # 007: the job's project (NULL: none) and container image (NULL: the host sandbox).
+    project_id: UUID | None = None
+    image: str | None = None
+    # 008: preemption (asked to stop for a reclaim; attempts that ended so).
+    preempted_at: datetime | None = _ts()
+    preemptions: int = 0
 
 
 class JobStatusHistoryRow(SQLModel, table=True):

@@ -18,18 +18,31 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import audit as shared_audit
 from shared.db import Database
 
-from ..domain.engine import Quota, UserCap
-from ..domain.policy_admin import Actor, AuditEntry, StoredPolicy, UserCapEntry
+from ..domain.engine import ProjectCap, Quota, UserCap
+from ..domain.policy_admin import Actor, AuditEntry, ProjectPolicyEntry, StoredPolicy, UserCapEntry
+from ..service_layer import audit
 
 _SETTINGS = text(
-    "SELECT version, half_life_seconds, dedicated_lending_limit FROM policy_settings WHERE id = 1"
+    "SELECT version, half_life_seconds, dedicated_lending_limit, reclaim_lent_capacity, "
+    "preemption_grace_seconds FROM policy_settings WHERE id = 1"
 )
 
 
 def _cap(row: Any) -> UserCapEntry:
     return UserCapEntry(row.user_id, UserCap(row.max_running_jobs, row.max_gpus))
+
+
+def _project_policy(row: Any) -> ProjectPolicyEntry:
+    weight = None if row.weight is None else float(row.weight)
+    return ProjectPolicyEntry(row.project_id, weight, ProjectCap(row.max_running_jobs, row.max_gpus))
+
+
+_PROJECT_POLICIES = (
+    "SELECT organization_id, project_id, weight, max_running_jobs, max_gpus FROM policy_project_policies"
+)
 
 
 def _json(value: Any) -> str | None:
@@ -62,10 +75,15 @@ class SqlPolicyUnit:
         by_org: dict[UUID, list[UserCapEntry]] = {}
         for row in caps:
             by_org.setdefault(row.organization_id, []).append(_cap(row))
+        projects: dict[UUID, list[ProjectPolicyEntry]] = {}
+        for row in await self.s.execute(text(_PROJECT_POLICIES)):
+            projects.setdefault(row.organization_id, []).append(_project_policy(row))
         return StoredPolicy(
             version=int(settings.version),
             half_life_s=float(settings.half_life_seconds),
             dedicated_lending_limit=int(settings.dedicated_lending_limit),
+            reclaim_lent_capacity=bool(settings.reclaim_lent_capacity),
+            preemption_grace_s=int(settings.preemption_grace_seconds),
             fair_shares={r.organization_id: float(r.weight) for r in shares},
             gpu_type_weights={r.gpu_type: float(r.weight) for r in weights},
             quotas={
@@ -75,6 +93,9 @@ class SqlPolicyUnit:
             user_caps={
                 org: tuple(sorted(e, key=lambda c: (c.user is not None, c.user.int if c.user else 0)))
                 for org, e in by_org.items()
+            },
+            project_policies={
+                org: tuple(sorted(e, key=lambda p: p.project.int)) for org, e in projects.items()
             },
         )
 
@@ -113,6 +134,35 @@ class SqlPolicyUnit:
             {"o": org},
         )
         return tuple(_cap(r) for r in rows)
+
+    async def project_policies(self, org: UUID) -> tuple[ProjectPolicyEntry, ...]:
+        rows = await self.s.execute(
+            text(_PROJECT_POLICIES + " WHERE organization_id = :o ORDER BY project_id"), {"o": org}
+        )
+        return tuple(sorted((_project_policy(r) for r in rows), key=lambda p: p.project.int))
+
+    async def replace_project_policies(self, org: UUID, entries: tuple[ProjectPolicyEntry, ...]) -> None:
+        await self.s.execute(
+            text("DELETE FROM policy_project_policies WHERE organization_id = :o"), {"o": org}
+        )
+        if entries:
+            await self.s.execute(
+                text(
+                    "INSERT INTO policy_project_policies "
+                    "(organization_id, project_id, weight, max_running_jobs, max_gpus) "
+                    "VALUES (:o, :p, :w, :j, :g)"
+                ),
+                [
+                    {
+                        "o": org,
+                        "p": e.project,
+                        "w": e.weight,
+                        "j": e.cap.max_running_jobs,
+                        "g": e.cap.max_gpus,
+                    }
+                    for e in entries
+                ],
+            )
 
     async def audit_entries(self, org: UUID | None, before_id: int | None, limit: int) -> list[AuditEntry]:
         """Newest first; ``org`` None: every entry the scope may see."""
@@ -168,6 +218,15 @@ class SqlPolicyUnit:
                 "dedicated_lending_limit = coalesce(:d, dedicated_lending_limit) WHERE id = 1"
             ),
             {"h": half_life_s, "d": dedicated_lending_limit},
+        )
+
+    async def set_preemption(self, *, reclaim: bool | None = None, grace_s: int | None = None) -> None:
+        await self.s.execute(
+            text(
+                "UPDATE policy_settings SET reclaim_lent_capacity = coalesce(:r, reclaim_lent_capacity), "
+                "preemption_grace_seconds = coalesce(:g, preemption_grace_seconds) WHERE id = 1"
+            ),
+            {"r": reclaim, "g": grace_s},
         )
 
     async def set_fair_share(self, org: UUID, weight: float | None) -> None:
@@ -252,6 +311,7 @@ class SqlPolicyUnit:
                 "after": _json(entry.after),
             },
         )
+        await shared_audit.write(self.s, audit.policy_change(entry))  # bridged into the one log
 
 
 class SqlPolicyRepository:

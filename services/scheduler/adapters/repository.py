@@ -24,9 +24,12 @@ from sqlalchemy import Table, any_, bindparam, delete, func, select, text, tuple
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import audit as shared_audit
 from shared import consumers, telemetry
 from shared.contracts import topics
+from shared.contracts.audit import AuditRecordedV1
 from shared.db import Database
+from shared.events import Envelope
 
 from ..domain.inventory import InventoryGpu
 from ..domain.model import GpuAllocation, Job, JobPlacement, JobStatus, Pending, StatusChange
@@ -95,6 +98,8 @@ def _state(job: Job) -> dict[str, Any]:
         "pending_code": job.pending.code if job.pending else None,
         "pending_message": job.pending.message if job.pending else None,
         "estimated_start": job.estimated_start,
+        "preempted_at": job.preempted_at,
+        "preemptions": job.preemptions,
     }
 
 
@@ -118,6 +123,8 @@ def _insert_values(job: Job, fingerprint: str | None) -> dict[str, Any]:
         "ram_mb": job.ram_mb,
         "time_limit_seconds": job.time_limit_seconds,
         "no_requeue": job.no_requeue,
+        "project_id": job.project_id,
+        "image": job.image,
         **_state(job),
     }
 
@@ -142,6 +149,8 @@ _STATE_COLUMNS = (
     "pending_code",
     "pending_message",
     "estimated_start",
+    "preempted_at",
+    "preemptions",
 )
 # One statement for any number of jobs (executemany): a cycle's placements in one round trip.
 _SAVE_MANY = (
@@ -205,6 +214,10 @@ def _to_job(row: Any) -> Job:  # a RowMapping
         ),
         pending=Pending(row["pending_code"], row["pending_message"] or "") if row["pending_code"] else None,
         estimated_start=row["estimated_start"],
+        project_id=row["project_id"],
+        image=row["image"],
+        preempted_at=row["preempted_at"],
+        preemptions=row["preemptions"],
     )
 
 
@@ -290,15 +303,24 @@ class SqlUnitOfWork:
         return await self._with_history(job) if with_history else job
 
     async def list_jobs(
-        self, status: JobStatus | None, before: tuple[datetime, UUID] | None, limit: int
+        self,
+        status: JobStatus | None,
+        before: tuple[datetime, UUID] | None,
+        limit: int,
+        project_id: UUID | None = None,
     ) -> list[Job]:
         stmt = select(JOBS)
+        if project_id is not None:
+            stmt = stmt.where(JOBS.c.project_id == project_id)
         if status is not None:
             stmt = stmt.where(JOBS.c.status == status.value)
         if before is not None:
             stmt = stmt.where(tuple_(JOBS.c.created_at, JOBS.c.id) < tuple_(*before))
         stmt = stmt.order_by(JOBS.c.created_at.desc(), JOBS.c.id.desc()).limit(limit)
         return [_to_job(r) for r in (await self.session.execute(stmt)).mappings()]
+
+    async def record_audit(self, *envelopes: Envelope[AuditRecordedV1]) -> None:
+        await shared_audit.write(self.session, *envelopes)  # in this unit's transaction (docs/audit.md)
 
     async def save_job(self, job: Job) -> None:
         await self.save_jobs([job])
@@ -447,17 +469,18 @@ class SqlUnitOfWork:
         )
 
     async def usage(self, half_life_s: float, horizon_s: float) -> list[UsageRow]:
-        """Decayed resource-seconds of finished runs per (organization, user, GPU type)."""
+        """Decayed resource-seconds of finished runs per (organization, project, user, GPU type)."""
         rows = await self.session.execute(
             text(
-                "SELECT organization_id, user_id, coalesce(allocation->0->>'gpu_type', '') AS gpu_type, "
+                "SELECT organization_id, project_id, user_id, "
+                " coalesce(allocation->0->>'gpu_type', '') AS gpu_type, "
                 " sum(w * gpu_count * nodes) AS gpu_s, sum(w * cpu_cores * nodes) AS cpu_s, "
                 " sum(w * ram_mb * nodes) AS ram_s "
                 "FROM (SELECT *, extract(epoch FROM finished_at - scheduled_at) "
                 "        * power(0.5, extract(epoch FROM now() - finished_at) / :hl) AS w "
                 "      FROM jobs WHERE finished_at > now() - make_interval(secs => :horizon) "
                 "        AND scheduled_at IS NOT NULL) j "
-                "GROUP BY 1, 2, 3"
+                "GROUP BY 1, 2, 3, 4"
             ),
             {"hl": half_life_s, "horizon": horizon_s},
         )
@@ -469,6 +492,7 @@ class SqlUnitOfWork:
                 float(r.gpu_s),
                 float(r.cpu_s),
                 float(r.ram_s),
+                r.project_id,
             )
             for r in rows
         ]

@@ -188,6 +188,12 @@ class Job:
     placements: tuple[JobPlacement, ...] = ()
     pending: Pending | None = None
     estimated_start: datetime | None = None
+    project_id: UUID | None = None  # the project the job belongs to (None: none); never changes
+    image: str | None = None  # container image the job runs in (None: the host sandbox); never changes
+    # Preemption: when the job was asked to stop for a reclaim of lent capacity (None: it was not),
+    # and how many of its attempts ended so (they do not count against ``max_attempts``).
+    preempted_at: datetime | None = None
+    preemptions: int = 0
     queue_position: int | None = None  # read-time only: 1-based among the organization's waiting jobs
     # Known history (loaded on demand), the entries added in this unit of work, and recorded events.
     history: list[StatusChange] = field(default_factory=list)
@@ -217,6 +223,8 @@ class Job:
             time_limit_seconds=spec.time_limit_seconds,
             held=spec.hold,
             no_requeue=spec.no_requeue,
+            project_id=spec.project_id,
+            image=spec.image,
         )
         if job.held:
             job.pending = HELD
@@ -351,7 +359,7 @@ class Job:
         if self.cancel_requested:
             self.finish(Outcome(cancelled=True, error_message=reason), None, at)
             return False
-        if self.no_requeue or self.attempt >= max_attempts:
+        if self.no_requeue or self.attempt - self.preemptions >= max_attempts:
             why = (
                 "the job opted out of requeue"
                 if self.no_requeue
@@ -370,6 +378,42 @@ class Job:
         why = f"requeued as attempt {self.attempt}: {reason}"
         self._changed("requeued", JobStatus.QUEUED, at, why, ended_attempt=ended)
         return True
+
+    @property
+    def stop_requested(self) -> bool:
+        """Its agents must stop it: a cancel, or a preemption."""
+        return self.cancel_requested_at is not None or self.preempted_at is not None
+
+    def preempt(self, at: datetime) -> bool:
+        """Lent capacity is reclaimed: the job (on a node) is asked to stop; once its agent reports
+        it gone it is requeued (:meth:`requeue_preempted`, whose event and history entry carry the
+        reason). False (no change) when it is not on a node, opted out of requeue, is being
+        cancelled or was asked already."""
+        if (
+            self.status not in ON_NODE
+            or self.no_requeue
+            or self.cancel_requested
+            or self.preempted_at is not None
+        ):
+            return False
+        self.preempted_at = at
+        return True
+
+    def requeue_preempted(self, reason: str, at: datetime) -> None:
+        """A preempted attempt ended: the job is queued again as a new attempt, which does not use
+        up one of the bounded infrastructure requeues; the ended attempt is credited like a lost
+        one (``EndedAttempt`` on the requeued event)."""
+        self.preemptions += 1
+        self.preempted_at = None
+        released = max(at, self.scheduled_at) if self.scheduled_at is not None else at
+        ended = EndedAttempt(self.attempt, self.allocation, self.scheduled_at, released)
+        self.node_id = None
+        self.placements = ()
+        self.allocation = ()
+        self.scheduled_at = self.started_at = None
+        self.attempt += 1
+        why = f"requeued as attempt {self.attempt}: {reason}"
+        self._changed("requeued", JobStatus.QUEUED, at, why, ended_attempt=ended)
 
     def _queued(self, what: str) -> None:
         if self.status is not JobStatus.QUEUED:

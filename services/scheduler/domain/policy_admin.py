@@ -16,7 +16,7 @@ from uuid import UUID
 from shared.contracts import limits
 from shared.errors import InvalidArgument, PermissionDenied
 
-from .engine import Policy, Quota, UserCap
+from .engine import Policy, ProjectCap, Quota, UserCap
 
 MAX_WEIGHT = limits.POLICY_MAX_WEIGHT
 MIN_HALF_LIFE_S = limits.POLICY_MIN_HALF_LIFE_SECONDS
@@ -116,6 +116,63 @@ def user_caps(entries: Iterable[tuple[str, int | None, int | None]]) -> tuple[Us
     return tuple(sorted(out, key=lambda e: (e.user is not None, e.user.int if e.user else 0)))
 
 
+@dataclass(frozen=True)
+class ProjectPolicyEntry:
+    """One project's fair-share weight (None: 1) and caps (None: no cap) inside its organization."""
+
+    project: UUID
+    weight: float | None = None
+    cap: ProjectCap = field(default_factory=ProjectCap)
+
+
+MAX_PROJECT_POLICIES = MAX_USER_CAPS
+
+
+def project_policies(
+    entries: Iterable[tuple[str, float | None, int | None, int | None]],
+) -> tuple[ProjectPolicyEntry, ...]:
+    """(project id, weight, max_running_jobs, max_gpus) per entry; at most one per project. The
+    scheduler cannot read identity's projects: any well-formed id is taken, and an id that is no project
+    of the organization's simply matches no job (it never reaches another organization's projects,
+    which are keyed by their own organization)."""
+    out: list[ProjectPolicyEntry] = []
+    seen: set[UUID] = set()
+    for i, (raw, w, jobs, gpus) in enumerate(entries):
+        name = f"policies[{i}].project_id"
+        project = user_id(raw, name)
+        if project is None:
+            raise InvalidArgument("project_id is required", field=name)
+        if project in seen:
+            raise InvalidArgument("each project may appear once", field=name)
+        seen.add(project)
+        out.append(
+            ProjectPolicyEntry(
+                project,
+                None if w is None else weight(w, f"policies[{i}].weight"),
+                ProjectCap(
+                    count(jobs, f"policies[{i}].max_running_jobs"), count(gpus, f"policies[{i}].max_gpus")
+                ),
+            )
+        )
+    if len(out) > MAX_PROJECT_POLICIES:
+        raise InvalidArgument(
+            f"at most {MAX_PROJECT_POLICIES} project policies per organization", field="policies"
+        )
+    return tuple(sorted(out, key=lambda e: e.project.int))
+
+
+def project_policies_json(entries: Iterable[ProjectPolicyEntry]) -> list[dict[str, Any]]:
+    return [
+        {
+            "project_id": str(e.project),
+            "weight": e.weight,
+            "max_running_jobs": e.cap.max_running_jobs,
+            "max_gpus": e.cap.max_gpus,
+        }
+        for e in entries
+    ]
+
+
 def require_org_admin(role: str) -> None:
     """Per-user caps belong to an organization's owners and admins."""
     if role not in ADMIN_ROLES:
@@ -138,6 +195,9 @@ class StoredPolicy:
     gpu_type_weights: Mapping[str, float] = field(default_factory=dict)
     quotas: Mapping[tuple[UUID, str], Quota] = field(default_factory=dict)
     user_caps: Mapping[UUID, tuple[UserCapEntry, ...]] = field(default_factory=dict)
+    project_policies: Mapping[UUID, tuple[ProjectPolicyEntry, ...]] = field(default_factory=dict)
+    reclaim_lent_capacity: bool = True  # preemption (docs/policy.md#preemption)
+    preemption_grace_s: int = 0
 
     def engine_policy(self, base: Policy) -> Policy:
         """``base`` (what the process was configured with) with this policy's values in place."""
@@ -155,8 +215,22 @@ class StoredPolicy:
             gpu_type_weights=dict(self.gpu_type_weights),
             quotas=dict(self.quotas),
             dedicated_lending_limit=self.dedicated_lending_limit,
+            reclaim_lent_capacity=self.reclaim_lent_capacity,
+            preemption_grace_s=float(self.preemption_grace_s),
             user_caps=defaults,
             user_cap_overrides=overrides,
+            project_shares={
+                (org, e.project): e.weight
+                for org, entries in self.project_policies.items()
+                for e in entries
+                if e.weight is not None
+            },
+            project_caps={
+                (org, e.project): e.cap
+                for org, entries in self.project_policies.items()
+                for e in entries
+                if e.cap.max_running_jobs is not None or e.cap.max_gpus is not None
+            },
         )
 
     @classmethod
@@ -201,6 +275,13 @@ def caps_json(entries: Iterable[UserCapEntry]) -> list[dict[str, Any]]:
 
 
 def policy_json(p: StoredPolicy) -> dict[str, Any]:
+    out = _policy_json(p)
+    if not p.project_policies:
+        del out["project_policies"]  # as recorded before projects
+    return out
+
+
+def _policy_json(p: StoredPolicy) -> dict[str, Any]:
     return {
         "half_life_seconds": p.half_life_s,
         "dedicated_lending_limit": p.dedicated_lending_limit,
@@ -211,6 +292,10 @@ def policy_json(p: StoredPolicy) -> dict[str, Any]:
             for (o, t), q in sorted(p.quotas.items(), key=lambda i: (i[0][0].int, i[0][1]))
         ],
         "user_caps": {str(o): caps_json(e) for o, e in sorted(p.user_caps.items(), key=lambda i: i[0].int)},
+        "project_policies": {
+            str(o): project_policies_json(e)
+            for o, e in sorted(p.project_policies.items(), key=lambda i: i[0].int)
+        },
     }
 
 

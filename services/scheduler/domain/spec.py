@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Collection
 from dataclasses import asdict, dataclass
+from uuid import UUID
 
 from shared.contracts.limits import (
     DEFAULT_PRIORITY,
+    IMAGE_PATTERN,
     MAX_CANCEL_REASON,
     MAX_COMMAND,
     MAX_CPU_CORES,
@@ -29,6 +32,7 @@ from shared.contracts.limits import (
     MAX_GPU_TYPE,
     MAX_GPUS,
     MAX_IDEMPOTENCY_KEY,
+    MAX_IMAGE,
     MAX_JOB_NAME,
     MAX_NODES,
     MAX_PRIORITY,
@@ -58,6 +62,26 @@ class JobSpec:
     time_limit_seconds: int | None = None  # as asked; None: the platform's default applies
     hold: bool = False
     no_requeue: bool = False
+    project_id: UUID | None = None  # the project the job belongs to (None: none); authorised by the caller
+    image: str | None = None  # a container image reference to run the command in (None: the host sandbox)
+
+
+_IMAGE = re.compile(IMAGE_PATTERN)
+
+
+def check_image(image: str | None) -> str | None:
+    """A container image reference of a sane shape (``limits.IMAGE_PATTERN``), or None for none."""
+    image = (image or "").strip() or None
+    if image is None:
+        return None
+    _at_most(image, MAX_IMAGE, "image")
+    if not _IMAGE.match(image):
+        raise InvalidArgument(
+            "image must be a container image reference such as nvcr.io/nvidia/pytorch:24.01-py3 "
+            "([registry[:port]/]path[:tag][@sha256:digest], lower-case path, no spaces)",
+            field="image",
+        )
+    return image
 
 
 @dataclass(frozen=True)
@@ -113,6 +137,8 @@ def job_spec(
     hold: bool = False,
     no_requeue: bool = False,
     limits: TimeLimits | None = None,
+    project_id: UUID | None = None,
+    image: str | None = None,
 ) -> JobSpec:
     """Validate a submission; raises :class:`InvalidArgument` naming the first bad field.
     ``time_limit_seconds`` None or 0 means the platform's default."""
@@ -156,6 +182,7 @@ def job_spec(
     if not 0 <= ram_mb <= MAX_RAM_MB:
         raise InvalidArgument(f"ram_mb must be between 0 and {MAX_RAM_MB} (MB per node)", field="ram_mb")
     time_limit = (limits or TimeLimits()).effective(time_limit_seconds or None)
+    image = check_image(image)
     return JobSpec(
         command=command,
         gpu_count=gpu_count,
@@ -171,6 +198,8 @@ def job_spec(
         time_limit_seconds=time_limit,
         hold=hold,
         no_requeue=no_requeue,
+        project_id=project_id,
+        image=image,
     )
 
 
@@ -185,7 +214,7 @@ def request_fingerprint(spec: JobSpec) -> str:
     fingerprint of requests that do not use it (a retry across an upgrade still matches).
     """
     fields = {
-        k: v
+        k: str(v) if isinstance(v, UUID) else v
         for k, v in asdict(spec).items()
         if k != "idempotency_key" and v is not None and not (k in _LATER_DEFAULTS and v == _LATER_DEFAULTS[k])
     }

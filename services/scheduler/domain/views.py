@@ -41,7 +41,21 @@ def queued_job(job: Job) -> QueuedJob:
         time_limit_s=job.time_limit_seconds,
         held=job.held,
         attempt=job.attempt,
+        project=job.project_id,
+        preemptible=preemptible(job),
     )
+
+
+MAX_PREEMPTIONS = 3
+"""A job stopped this many times to give capacity back runs to its end on its next placement: whatever
+goes wrong in the reclaiming (a lender whose job still cannot start on what was freed), a borrower is
+never kept from finishing (docs/policy.md)."""
+
+
+def preemptible(job: Job) -> bool:
+    """Whether the job may be stopped to give capacity back: not if it opted out of requeues, nor once
+    it was stopped :data:`MAX_PREEMPTIONS` times."""
+    return not job.no_requeue and job.preemptions < MAX_PREEMPTIONS
 
 
 def allocation_of(job: Job) -> Allocation:
@@ -59,7 +73,19 @@ def allocation_of(job: Job) -> Allocation:
     )
     started = job.scheduled_at or job.created_at
     ends = None if job.time_limit_seconds is None else started + timedelta(seconds=job.time_limit_seconds)
-    return Allocation(job.id, job.organization_id, None, job.user_id or NO_USER, shares, started, ends)
+    user = job.user_id or NO_USER
+    return Allocation(
+        job.id,
+        job.organization_id,
+        job.project_id,
+        user,
+        shares,
+        started,
+        ends,
+        priority=job.priority,
+        preempted=job.preempted_at is not None,
+        preemptible=preemptible(job),
+    )
 
 
 def nodes_of(gpus: Iterable[InventoryGpu]) -> list[Node]:

@@ -74,7 +74,7 @@ def assignment_message(job: Job, node_id: UUID | None = None) -> scheduler_pb2.A
         gpu_ids=[str(a.gpu_id) for a in allocation],
         organization_id=str(job.organization_id),
         status=job.status.value,
-        cancel_requested=job.cancel_requested,
+        cancel_requested=job.stop_requested,  # a cancel, or a preemption: the same stop for the agent
         attempt=job.attempt,
         time_limit_seconds=job.time_limit_seconds or 0,
         cpu_cores=job.cpu_cores,
@@ -84,6 +84,7 @@ def assignment_message(job: Job, node_id: UUID | None = None) -> scheduler_pb2.A
         master_addr=names[0] if len(names) > 1 else "",
         master_port=MASTER_PORT_BASE + job.id.int % MASTER_PORT_SPAN,
         node_names=names,
+        image=job.image or "",
     )
 
 

@@ -9,9 +9,10 @@ from uuid import UUID
 import grpc
 from gpufleet.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
 
-from shared.grpc import grpc_service, metadata_value
+from shared.grpc import bearer, grpc_service, metadata_value
 from shared.wire import ts
 
+from ..domain.access import Access
 from ..domain.model import Job, JobStatus
 from ..service_layer import commands, handlers
 from ..service_layer.handlers import Dependencies
@@ -80,11 +81,34 @@ def job_message(job: Job, *, with_history: bool = False) -> scheduler_pb2.Job:
             )
             for p in job.placements
         ],
+        project_id=str(job.project_id) if job.project_id else "",
+        image=job.image or "",
     )
 
 
 def _tenant(principal: common_pb2.Principal) -> tuple[UUID, UUID | None]:
     return UUID(principal.organization_id), UUID(principal.user_id) if principal.user_id else None
+
+
+def _uuid(raw: str) -> UUID | None:
+    try:
+        return UUID(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def access_of(principal: common_pb2.Principal) -> Access:
+    """The caller's project standing as identity stated it (domain/access.py). A bound project id
+    identity sent malformed binds the key to no project that exists: it then sees nothing."""
+    bound = _uuid(principal.project_id) if principal.project_id else None
+    if principal.project_id and bound is None:
+        bound = UUID(int=0)
+    roles = {}
+    for r in principal.project_roles:
+        pid = _uuid(r.project_id)
+        if pid is not None:
+            roles[pid] = r.role
+    return Access(principal.role, bound, roles)
 
 
 @grpc_service
@@ -96,7 +120,8 @@ class JobServicer(scheduler_pb2_grpc.JobServiceServicer):
     async def SubmitJob(
         self, request: scheduler_pb2.SubmitJobRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.Job:
-        org_id, user_id = _tenant(await self.auth.principal(context, write=True))
+        principal = await self.auth.principal(context, write=True)
+        org_id, user_id = _tenant(principal)
         job: Job = await handlers.handle(
             commands.SubmitJob(
                 organization_id=org_id,
@@ -117,6 +142,10 @@ class JobServicer(scheduler_pb2_grpc.JobServiceServicer):
                 time_limit_seconds=request.time_limit_seconds or None,
                 hold=request.hold,
                 no_requeue=request.no_requeue,
+                project_id=request.project_id,
+                image=request.image or None,
+                access=access_of(principal),
+                api_key=bearer(context),
             ),
             self.deps,
         )
@@ -125,22 +154,26 @@ class JobServicer(scheduler_pb2_grpc.JobServiceServicer):
     async def GetJob(
         self, request: scheduler_pb2.GetJobRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.Job:
-        org_id, _ = _tenant(await self.auth.principal(context))
+        principal = await self.auth.principal(context)
+        org_id, _ = _tenant(principal)
         job: Job = await handlers.handle(
-            commands.GetJob(organization_id=org_id, job_id=request.id), self.deps
+            commands.GetJob(organization_id=org_id, job_id=request.id, access=access_of(principal)), self.deps
         )
         return job_message(job, with_history=True)
 
     async def ListJobs(
         self, request: scheduler_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.ListJobsResponse:
-        org_id, _ = _tenant(await self.auth.principal(context))
+        principal = await self.auth.principal(context)
+        org_id, _ = _tenant(principal)
         page: handlers.JobPage = await handlers.handle(
             commands.ListJobs(
                 organization_id=org_id,
                 status=request.status or None,
                 limit=request.limit or None,
                 cursor=request.cursor or None,
+                project_id=request.project_id,
+                access=access_of(principal),
             ),
             self.deps,
         )
@@ -151,9 +184,15 @@ class JobServicer(scheduler_pb2_grpc.JobServiceServicer):
     async def CancelJob(
         self, request: scheduler_pb2.CancelJobRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.Job:
-        org_id, _ = _tenant(await self.auth.principal(context, write=True))
+        principal = await self.auth.principal(context, write=True)
+        org_id, _ = _tenant(principal)
         job: Job = await handlers.handle(
-            commands.CancelJob(organization_id=org_id, job_id=request.id, reason=request.reason or None),
+            commands.CancelJob(
+                organization_id=org_id,
+                job_id=request.id,
+                reason=request.reason or None,
+                access=access_of(principal),
+            ),
             self.deps,
         )
         return job_message(job, with_history=True)
@@ -161,27 +200,37 @@ class JobServicer(scheduler_pb2_grpc.JobServiceServicer):
     async def HoldJob(
         self, request: scheduler_pb2.GetJobRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.Job:
-        org_id, _ = _tenant(await self.auth.principal(context, write=True))
+        principal = await self.auth.principal(context, write=True)
+        org_id, _ = _tenant(principal)
         job: Job = await handlers.handle(
-            commands.HoldJob(organization_id=org_id, job_id=request.id), self.deps
+            commands.HoldJob(organization_id=org_id, job_id=request.id, access=access_of(principal)),
+            self.deps,
         )
         return job_message(job, with_history=True)
 
     async def ReleaseJob(
         self, request: scheduler_pb2.GetJobRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.Job:
-        org_id, _ = _tenant(await self.auth.principal(context, write=True))
+        principal = await self.auth.principal(context, write=True)
+        org_id, _ = _tenant(principal)
         job: Job = await handlers.handle(
-            commands.ReleaseJob(organization_id=org_id, job_id=request.id), self.deps
+            commands.ReleaseJob(organization_id=org_id, job_id=request.id, access=access_of(principal)),
+            self.deps,
         )
         return job_message(job, with_history=True)
 
     async def UpdateJobPriority(
         self, request: scheduler_pb2.UpdateJobPriorityRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.Job:
-        org_id, _ = _tenant(await self.auth.principal(context, write=True))
+        principal = await self.auth.principal(context, write=True)
+        org_id, _ = _tenant(principal)
         job: Job = await handlers.handle(
-            commands.UpdateJobPriority(organization_id=org_id, job_id=request.id, priority=request.priority),
+            commands.UpdateJobPriority(
+                organization_id=org_id,
+                job_id=request.id,
+                priority=request.priority,
+                access=access_of(principal),
+            ),
             self.deps,
         )
         return job_message(job, with_history=True)

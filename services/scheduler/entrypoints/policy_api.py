@@ -14,18 +14,24 @@ from uuid import UUID
 import grpc
 from gpufleet.v1 import common_pb2, policy_pb2, policy_pb2_grpc
 
-from shared.errors import FailedPrecondition
+from shared.errors import FailedPrecondition, PermissionDenied
 from shared.grpc import grpc_service, tenant_of
 from shared.wire import ts
 
 from ..adapters.allocations_read import FleetAllocationReader
 from ..domain.engine import Quota
 from ..domain.limits import Limits, LimitsPolicy
-from ..domain.policy_admin import AuditEntry, StoredPolicy, UserCapEntry, named_operator
+from ..domain.policy_admin import AuditEntry, ProjectPolicyEntry, StoredPolicy, UserCapEntry, named_operator
 from ..service_layer import limits
 from ..service_layer import policy as cmds
 from ..service_layer.limits import LimitsDependencies
-from ..service_layer.policy import AuditPage, OrganizationCaps, PolicyDependencies, handle
+from ..service_layer.policy import (
+    AuditPage,
+    OrganizationCaps,
+    OrganizationProjectPolicies,
+    PolicyDependencies,
+    handle,
+)
 
 SERVICE_NAME = policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
 
@@ -66,6 +72,23 @@ def caps_message(org: UUID, caps: tuple[UserCapEntry, ...]) -> policy_pb2.UserCa
     return policy_pb2.UserCaps(organization_id=str(org), caps=[_cap(e) for e in caps])
 
 
+def project_policies_message(
+    org: UUID, entries: tuple[ProjectPolicyEntry, ...]
+) -> policy_pb2.ProjectPolicies:
+    return policy_pb2.ProjectPolicies(
+        organization_id=str(org),
+        policies=[
+            policy_pb2.ProjectPolicy(
+                project_id=str(e.project),
+                weight=e.weight,
+                max_running_jobs=e.cap.max_running_jobs,
+                max_gpus=e.cap.max_gpus,
+            )
+            for e in entries
+        ],
+    )
+
+
 def policy_message(p: StoredPolicy) -> policy_pb2.Policy:
     return policy_pb2.Policy(
         version=p.version,
@@ -83,6 +106,12 @@ def policy_message(p: StoredPolicy) -> policy_pb2.Policy:
             for (o, t), q in sorted(p.quotas.items(), key=lambda i: (i[0][0].int, i[0][1]))
         ],
         user_caps=[caps_message(o, e) for o, e in sorted(p.user_caps.items(), key=lambda i: i[0].int)],
+        project_policies=[
+            project_policies_message(o, e)
+            for o, e in sorted(p.project_policies.items(), key=lambda i: i[0].int)
+        ],
+        reclaim_lent_capacity=p.reclaim_lent_capacity,
+        preemption_grace_seconds=p.preemption_grace_s,
     )
 
 
@@ -107,6 +136,16 @@ def audit_message(page: AuditPage, *, operator_names: bool = True) -> policy_pb2
     return policy_pb2.ListAuditResponse(
         entries=[_entry(e, operator_names) for e in page.entries], next_before_id=page.next_before_id
     )
+
+
+def _org_writer(principal: common_pb2.Principal) -> common_pb2.Principal:
+    """An organization-wide setting (user caps, project policies) is changed only with a key that acts
+    for the whole organization: a project-bound key's reach ends at its project (docs/projects.md)."""
+    if principal.project_id:
+        raise PermissionDenied(
+            "this API key is bound to a project; organization-wide settings need a key that is not"
+        )
+    return principal
 
 
 def _caller(principal: common_pb2.Principal) -> cmds.Caller:
@@ -179,6 +218,13 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
     ) -> policy_pb2.Policy:
         return await self._policy(context, cmds.SetDedicatedLendingLimit(request.limit))
 
+    async def SetPreemption(
+        self, request: policy_pb2.SetPreemptionRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.Policy:
+        reclaim = request.reclaim_lent_capacity if request.HasField("reclaim_lent_capacity") else None
+        grace = request.grace_seconds if request.HasField("grace_seconds") else None
+        return await self._policy(context, cmds.SetPreemption(reclaim, grace))
+
     async def SetQuota(
         self, request: policy_pb2.SetQuotaRequest, context: grpc.aio.ServicerContext
     ) -> policy_pb2.Quota:
@@ -217,7 +263,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
     async def SetUserCaps(
         self, request: policy_pb2.SetUserCapsRequest, context: grpc.aio.ServicerContext
     ) -> policy_pb2.UserCaps:
-        caller = _caller(await self.auth.principal(context, write=True))
+        caller = _caller(_org_writer(await self.auth.principal(context, write=True)))
         entries = tuple((c.user_id, _opt(c, "max_running_jobs"), _opt(c, "max_gpus")) for c in request.caps)
         done: OrganizationCaps = await handle(cmds.SetUserCaps(caller, entries), self.deps)
         return caps_message(done.organization_id, done.caps)
@@ -228,6 +274,24 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         caller = _caller(await self.auth.principal(context))
         cmd = cmds.ListOrganizationAudit(caller, request.before_id, request.limit)
         return audit_message(await handle(cmd, self.deps), operator_names=False)
+
+    async def GetProjectPolicies(
+        self, request: policy_pb2.GetProjectPoliciesRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.ProjectPolicies:
+        caller = _caller(await self.auth.principal(context))
+        found: OrganizationProjectPolicies = await handle(cmds.GetProjectPolicies(caller), self.deps)
+        return project_policies_message(found.organization_id, found.policies)
+
+    async def SetProjectPolicies(
+        self, request: policy_pb2.SetProjectPoliciesRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.ProjectPolicies:
+        caller = _caller(_org_writer(await self.auth.principal(context, write=True)))
+        entries = tuple(
+            (p.project_id, _opt_float(p, "weight"), _opt(p, "max_running_jobs"), _opt(p, "max_gpus"))
+            for p in request.policies
+        )
+        done: OrganizationProjectPolicies = await handle(cmds.SetProjectPolicies(caller, entries), self.deps)
+        return project_policies_message(done.organization_id, done.policies)
 
     # -- abuse limits (operator; service_layer/limits.py, docs/limits.md) -----------------------
     def _limits_deps(self) -> LimitsDependencies:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+from ..domain.access import UNRESTRICTED, Access
 from ..domain.inventory import InventoryGpu
 
 
@@ -29,12 +30,17 @@ class SubmitJob:
     time_limit_seconds: int | None = None  # None or 0: the platform's default
     hold: bool = False
     no_requeue: bool = False
+    project_id: str = ""  # "": none (a project-bound key's own)
+    image: str | None = None
+    access: Access = UNRESTRICTED  # the caller's project standing (docs/projects.md)
+    api_key: str | None = None  # the caller's key, for identity's word on the project
 
 
 @dataclass(frozen=True)
 class GetJob:
     organization_id: UUID
     job_id: str
+    access: Access = UNRESTRICTED
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,8 @@ class ListJobs:
     status: str | None = None
     limit: int | None = None
     cursor: str | None = None
+    project_id: str = ""  # "": every project's jobs (a bound key: its own)
+    access: Access = UNRESTRICTED
 
 
 @dataclass(frozen=True)
@@ -50,18 +58,21 @@ class CancelJob:
     organization_id: UUID
     job_id: str
     reason: str | None = None
+    access: Access = UNRESTRICTED
 
 
 @dataclass(frozen=True)
 class HoldJob:
     organization_id: UUID
     job_id: str
+    access: Access = UNRESTRICTED
 
 
 @dataclass(frozen=True)
 class ReleaseJob:
     organization_id: UUID
     job_id: str
+    access: Access = UNRESTRICTED
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,7 @@ class UpdateJobPriority:
     organization_id: UUID
     job_id: str
     priority: int
+    access: Access = UNRESTRICTED
 
 
 @dataclass(frozen=True)

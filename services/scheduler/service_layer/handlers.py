@@ -3,6 +3,7 @@ scheduling loop after a commit that may let a job be placed."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -14,7 +15,10 @@ from shared.cursors import decode_cursor, encode_cursor
 from shared.errors import Conflict, DomainError, InvalidArgument, NotFound
 from shared.handlers import dispatch
 
+from ..domain.access import UNRESTRICTED, Access
+from ..domain.access import project_id as parse_project_id
 from ..domain.engine import Shape
+from ..domain.engine.preemption import PREEMPTED_REASON
 from ..domain.model import Job, JobStatus, Outcome
 from ..domain.spec import (
     JobSpec,
@@ -24,10 +28,11 @@ from ..domain.spec import (
     job_spec,
     request_fingerprint,
 )
-from . import commands
+from . import audit, commands
 from .assignments import AssignmentFeed
 from .limits import Admission, SubmitLimiter
 from .options import SchedulingOptions
+from .projects import ProjectDirectory, admit_project
 from .submits import SubmitWriter
 from .unit_of_work import AdmissionCheck, GpuTypeCatalog, UnitOfWorkFactory
 from .wakeup import Wakeup
@@ -48,6 +53,8 @@ class Dependencies:
     submits: SubmitWriter | None = None
     # Abuse limits at submit: submit rate and queued-jobs cap per organization (None: no limits).
     limits: SubmitLimiter | None = None
+    # identity's word on the projects submits name (None: a submit naming a project is UNAVAILABLE).
+    projects: ProjectDirectory | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,8 @@ def _spec_of(job: Job) -> JobSpec:
         no_requeue=job.no_requeue,
         # ``hold`` is not kept as asked (a release clears it); a held retry still matches its job
         hold=False,
+        project_id=job.project_id,
+        image=job.image,
     )
 
 
@@ -137,7 +146,11 @@ async def submit_job(cmd: commands.SubmitJob, deps: Dependencies) -> Job:
         hold=cmd.hold,
         no_requeue=cmd.no_requeue,
         limits=deps.options.limits,
+        image=cmd.image,
     )
+    # The project, as identity vouches for it and the caller's role there allows (service_layer/projects.py).
+    project = await admit_project(cmd.access, parse_project_id(cmd.project_id), cmd.api_key, deps.projects)
+    spec = dataclasses.replace(spec, project_id=project)
     admission = await deps.limits.admit(cmd.organization_id) if deps.limits is not None else Admission(None)
     try:
         job, created = await _submit_admitted(cmd, spec, deps)
@@ -184,15 +197,21 @@ async def _submit_admitted(cmd: commands.SubmitJob, spec: JobSpec, deps: Depende
             if found is None:
                 raise Conflict("idempotency_key is in use", field="idempotency_key")
             return _same_job(spec, found), False
+        await uow.record_audit(audit.job_change("job.submit", job, None))
     deps.wakeup.set()
     return job, True
+
+
+def _visible(job: Job | None, organization_id: UUID, access: Access) -> bool:
+    """Another organization's job, or (for a project-bound key) another project's, is not there."""
+    return job is not None and job.organization_id == organization_id and access.sees(job.project_id)
 
 
 async def get_job(cmd: commands.GetJob, deps: Dependencies) -> Job:
     job_id = _job_id(cmd.job_id)
     async with deps.uow(org_id=cmd.organization_id) as uow:
         job = await uow.get_job(job_id, with_history=True)
-        if job is None or job.organization_id != cmd.organization_id:
+        if job is None or not _visible(job, cmd.organization_id, cmd.access):
             raise NotFound("job not found")
         await uow.queue_positions([job])
     return job
@@ -210,9 +229,17 @@ async def list_jobs(cmd: commands.ListJobs, deps: Dependencies) -> JobPage:
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidArgument(f"limit must be between 1 and {MAX_PAGE}", field="limit")
     before = decode_cursor(cmd.cursor) if cmd.cursor else None
+    try:
+        project = parse_project_id(cmd.project_id)
+    except NotFound:
+        return JobPage([], None)  # an id that is no project's: no jobs
+    bound = cmd.access.bound_project
+    if bound is not None and project not in (None, bound):
+        return JobPage([], None)  # a bound key's filter naming another project: none of its jobs
+    project = project or bound
     async with deps.uow(org_id=cmd.organization_id) as uow:
-        rows = await uow.list_jobs(status, before, limit + 1)
-        jobs = [j for j in rows if j.organization_id == cmd.organization_id]
+        rows = await uow.list_jobs(status, before, limit + 1, project)
+        jobs = [j for j in rows if _visible(j, cmd.organization_id, cmd.access)]
         page, more = jobs[:limit], len(jobs) > limit
         await uow.queue_positions(page)
     return JobPage(page, encode_cursor(page[-1].created_at, page[-1].id) if more else None)
@@ -223,42 +250,56 @@ async def cancel_job(cmd: commands.CancelJob, deps: Dependencies) -> Job:
     reason = check_cancel_reason(cmd.reason)
     async with deps.uow(org_id=cmd.organization_id) as uow:
         job = await uow.get_job(job_id, for_update=True, with_history=True)
-        if job is None or job.organization_id != cmd.organization_id:
+        if job is None or not _visible(job, cmd.organization_id, cmd.access):
             raise NotFound("job not found")
+        cmd.access.require_write(job.project_id)
+        before = audit.job_state(job)
         job.cancel(await uow.now(), reason)
         await uow.save_job(job)
+        await uow.record_audit(audit.job_change("job.cancel", job, before))
     deps.assignments.changed(job.node_ids)  # a placed job's agents must see cancel_requested now
     return job
 
 
 async def _change_queued(
-    organization_id: UUID, raw_id: str, deps: Dependencies, change: Callable[[Job, Any], bool]
+    organization_id: UUID,
+    raw_id: str,
+    deps: Dependencies,
+    change: Callable[[Job, Any], bool],
+    access: Access = UNRESTRICTED,
 ) -> Job:
     job_id = _job_id(raw_id)
     async with deps.uow(org_id=organization_id) as uow:
         job = await uow.get_job(job_id, for_update=True, with_history=True)
-        if job is None or job.organization_id != organization_id:
+        if job is None or not _visible(job, organization_id, access):
             raise NotFound("job not found")
+        access.require_write(job.project_id)
+        before = audit.job_state(job)
         if change(job, await uow.now()):
             await uow.save_job(job)
+            await uow.record_audit(audit.job_change(audit.queued_change(before, job), job, before))
         await uow.queue_positions([job])
     deps.wakeup.set()
     return job
 
 
 async def hold_job(cmd: commands.HoldJob, deps: Dependencies) -> Job:
-    return await _change_queued(cmd.organization_id, cmd.job_id, deps, lambda job, at: job.hold(at))
+    return await _change_queued(
+        cmd.organization_id, cmd.job_id, deps, lambda job, at: job.hold(at), cmd.access
+    )
 
 
 async def release_job(cmd: commands.ReleaseJob, deps: Dependencies) -> Job:
-    return await _change_queued(cmd.organization_id, cmd.job_id, deps, lambda job, at: job.release(at))
+    return await _change_queued(
+        cmd.organization_id, cmd.job_id, deps, lambda job, at: job.release(at), cmd.access
+    )
 
 
 async def update_job_priority(cmd: commands.UpdateJobPriority, deps: Dependencies) -> Job:
     if not MIN_PRIORITY <= cmd.priority <= MAX_PRIORITY:
         raise InvalidArgument(f"priority must be between {MIN_PRIORITY} and {MAX_PRIORITY}", field="priority")
     return await _change_queued(
-        cmd.organization_id, cmd.job_id, deps, lambda job, at: job.set_priority(cmd.priority, at)
+        cmd.organization_id, cmd.job_id, deps, lambda job, at: job.set_priority(cmd.priority, at), cmd.access
     )
 
 
@@ -329,6 +370,13 @@ async def _finished(
         raise NotFound("no such job on this node")
     if _other_attempt(job, cmd.attempt):
         return
+    if _stopped_for_reclaim(job, outcome):
+        members = job.node_ids
+        job.requeue_preempted(PREEMPTED_REASON, await now())
+        await uow.release_gpus(job.id)
+        await uow.save_job(job)
+        released.nodes.update(members or (node_id,))  # a gang's other members stop now
+        return
     if outcome.lost and job.status in (JobStatus.SCHEDULED, JobStatus.RUNNING):
         job.requeue(outcome.error_message or "lost", await now(), deps.options.max_attempts)
     elif job.member_exited(node_id, outcome):  # a gang member done, another still runs: no end yet
@@ -339,6 +387,18 @@ async def _finished(
     await uow.release_gpus(job.id)
     await uow.save_job(job)
     released.nodes.update(job.node_ids or (node_id,))
+
+
+def _stopped_for_reclaim(job: Job, outcome: Outcome) -> bool:
+    """A preempted job its agent stopped (or lost while stopping) is requeued, not ended; one that
+    ended by itself first (succeeded, failed, timed out) or that its owner cancelled meanwhile ends
+    as it would have."""
+    return (
+        job.preempted_at is not None
+        and not job.cancel_requested
+        and job.status in (JobStatus.SCHEDULED, JobStatus.RUNNING)
+        and (outcome.cancelled or outcome.lost)
+    )
 
 
 async def report_job_started(cmd: commands.ReportJobStarted, deps: Dependencies) -> None:

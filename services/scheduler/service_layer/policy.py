@@ -24,12 +24,13 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from shared.contracts.limits import DEFAULT_PAGE, MAX_PAGE
+from shared.contracts.limits import POLICY_MAX_PREEMPTION_GRACE_SECONDS as MAX_PREEMPTION_GRACE_SECONDS
 from shared.errors import InvalidArgument, NotFound
 from shared.handlers import dispatch
 
 from ..domain import policy_admin as rules
 from ..domain.engine import Policy, Quota, Shape
-from ..domain.policy_admin import OPERATOR, Actor, AuditEntry, StoredPolicy, UserCapEntry
+from ..domain.policy_admin import OPERATOR, Actor, AuditEntry, ProjectPolicyEntry, StoredPolicy, UserCapEntry
 from .capacity import FleetCapacity
 from .limits import LimitsDependencies
 from .unit_of_work import UnitOfWorkFactory
@@ -52,6 +53,8 @@ class PolicyUnit(Protocol):
     async def gpu_type_weight(self, gpu_type: str) -> float | None: ...
     async def quota(self, org: UUID, gpu_type: str) -> Quota | None: ...
     async def user_caps(self, org: UUID) -> tuple[UserCapEntry, ...]: ...
+    async def project_policies(self, org: UUID) -> tuple[ProjectPolicyEntry, ...]: ...
+    async def replace_project_policies(self, org: UUID, entries: tuple[ProjectPolicyEntry, ...]) -> None: ...
     async def audit_entries(
         self, org: UUID | None, before_id: int | None, limit: int
     ) -> list[AuditEntry]: ...
@@ -61,6 +64,7 @@ class PolicyUnit(Protocol):
     async def set_globals(
         self, *, half_life_s: float | None = None, dedicated_lending_limit: int | None = None
     ) -> None: ...
+    async def set_preemption(self, *, reclaim: bool | None = None, grace_s: int | None = None) -> None: ...
     async def set_fair_share(self, org: UUID, weight: float | None) -> None: ...
     async def set_gpu_type_weight(self, gpu_type: str, weight: float | None) -> None: ...
     async def set_quota(self, org: UUID, gpu_type: str, quota: Quota | None) -> None: ...
@@ -201,6 +205,16 @@ class SetDedicatedLendingLimit:
 
 
 @dataclass(frozen=True)
+class SetPreemption:
+    """Preemption of borrowed jobs to give lent capacity back (docs/policy.md#preemption); None
+    leaves a field as it is."""
+
+    reclaim_lent_capacity: bool | None = None
+    grace_seconds: int | None = None
+    by: Actor = OPERATOR  # who: the operator principal identity named
+
+
+@dataclass(frozen=True)
 class SetQuota:
     organization_id: str
     gpu_type: str
@@ -236,6 +250,18 @@ class SetUserCaps:
 
 
 @dataclass(frozen=True)
+class GetProjectPolicies:
+    caller: Caller
+
+
+@dataclass(frozen=True)
+class SetProjectPolicies:
+    caller: Caller
+    # (project id, weight, max_running_jobs, max_gpus); None: the default (weight 1, no cap)
+    entries: tuple[tuple[str, float | None, int | None, int | None], ...]
+
+
+@dataclass(frozen=True)
 class ListOrganizationAudit:
     caller: Caller
     before_id: int = 0
@@ -255,6 +281,12 @@ class PolicyDependencies:
 class OrganizationCaps:
     organization_id: UUID
     caps: tuple[UserCapEntry, ...]
+
+
+@dataclass(frozen=True)
+class OrganizationProjectPolicies:
+    organization_id: UUID
+    policies: tuple[ProjectPolicyEntry, ...]
 
 
 @dataclass(frozen=True)
@@ -335,6 +367,27 @@ async def set_dedicated_lending_limit(
         await unit.set_globals(dedicated_lending_limit=value)
         await unit.audit(AuditEntry(cmd.by, f"{SERVICE}/SetDedicatedLendingLimit", None, {}, before, value))
         stored = await unit.load()
+    await _changed(deps)
+    return stored
+
+
+async def set_preemption(cmd: SetPreemption, deps: PolicyDependencies) -> StoredPolicy:
+    grace = cmd.grace_seconds
+    if grace is not None and not 0 <= grace <= MAX_PREEMPTION_GRACE_SECONDS:
+        raise InvalidArgument(
+            f"grace_seconds must be between 0 and {MAX_PREEMPTION_GRACE_SECONDS}", field="grace_seconds"
+        )
+    async with deps.repo(system=True) as unit:
+        await unit.bump_version()
+        was = await unit.load()
+        before = {"reclaim_lent_capacity": was.reclaim_lent_capacity, "grace_seconds": was.preemption_grace_s}
+        await unit.set_preemption(reclaim=cmd.reclaim_lent_capacity, grace_s=grace)
+        stored = await unit.load()
+        after = {
+            "reclaim_lent_capacity": stored.reclaim_lent_capacity,
+            "grace_seconds": stored.preemption_grace_s,
+        }
+        await unit.audit(AuditEntry(cmd.by, f"{SERVICE}/SetPreemption", None, {}, before, after))
     await _changed(deps)
     return stored
 
@@ -431,6 +484,40 @@ async def set_user_caps(cmd: SetUserCaps, deps: PolicyDependencies) -> Organizat
     return OrganizationCaps(org, caps)
 
 
+async def get_project_policies(
+    cmd: GetProjectPolicies, deps: PolicyDependencies
+) -> OrganizationProjectPolicies:
+    rules.require_org_admin(cmd.caller.role)
+    org = cmd.caller.organization_id
+    async with deps.repo(org_id=org) as unit:
+        return OrganizationProjectPolicies(org, await unit.project_policies(org))
+
+
+async def set_project_policies(
+    cmd: SetProjectPolicies, deps: PolicyDependencies
+) -> OrganizationProjectPolicies:
+    """Replace the organization's per-project weights and caps; audited like user caps."""
+    rules.require_org_admin(cmd.caller.role)
+    entries = rules.project_policies(cmd.entries)
+    org = cmd.caller.organization_id
+    async with deps.repo(org_id=org) as unit:
+        await unit.bump_version()
+        before = await unit.project_policies(org)
+        await unit.replace_project_policies(org, entries)
+        await unit.audit(
+            AuditEntry(
+                cmd.caller.actor,
+                f"{SERVICE}/SetProjectPolicies",
+                org,
+                {"organization_id": str(org)},
+                rules.project_policies_json(before),
+                rules.project_policies_json(entries),
+            )
+        )
+    await _changed(deps)
+    return OrganizationProjectPolicies(org, entries)
+
+
 async def list_organization_audit(cmd: ListOrganizationAudit, deps: PolicyDependencies) -> AuditPage:
     rules.require_org_admin(cmd.caller.role)
     limit, before = _page(cmd.limit, cmd.before_id)
@@ -448,12 +535,15 @@ HANDLERS: dict[type, Handler] = {
     SetHalfLife: set_half_life,
     SetGpuTypeWeight: set_gpu_type_weight,
     SetDedicatedLendingLimit: set_dedicated_lending_limit,
+    SetPreemption: set_preemption,
     SetQuota: set_quota,
     DeleteQuota: delete_quota,
     ListAudit: list_audit,
     GetUserCaps: get_user_caps,
     SetUserCaps: set_user_caps,
     ListOrganizationAudit: list_organization_audit,
+    GetProjectPolicies: get_project_policies,
+    SetProjectPolicies: set_project_policies,
 }
 
 

@@ -72,6 +72,7 @@ class CycleReport:
     placed: list[Job]
     seconds: float
     pending_written: int = 0
+    preempted: list[Job] = field(default_factory=list)  # asked to stop: lent capacity reclaimed
 
 
 @dataclass
@@ -159,8 +160,8 @@ class Scheduler:
             now = await uow.now()
         began = time.perf_counter()
         result = await asyncio.to_thread(cycle, state.snapshot, self.policy, now)
-        placed, written = await self._apply(state, result)
-        return CycleReport(placed, time.perf_counter() - began, written)
+        placed, written, preempted = await self._apply(state, result)
+        return CycleReport(placed, time.perf_counter() - began, written, preempted)
 
     # -- state ----------------------------------------------------------------------------------
     async def _rebuild(self, uow: SchedulerUnitOfWork) -> LeaderState:
@@ -178,7 +179,7 @@ class Scheduler:
         for row in usage:
             amount = Usage(row.gpu_s * policy.weight(row.gpu_type or ""), row.cpu_s, row.ram_mb_s)
             state.snapshot.record_usage(
-                row.organization_id, None, row.user_id or NO_USER, amount, now, policy.half_life_s
+                row.organization_id, row.project_id, row.user_id or NO_USER, amount, now, policy.half_life_s
             )
         for job in jobs:
             self._reconcile(state, job)
@@ -227,6 +228,9 @@ class Scheduler:
         else:
             state.pending.pop(job.id, None)
         holding = state.on_node.get(job.id)
+        if job.status in ON_NODE and holding is not None and job.preempted_at and not holding.preempted:
+            snap.mark_preempted(job.id)  # asked to stop by an earlier tenure of this leader
+            state.on_node[job.id] = snap.allocations[job.id]
         if job.status in ON_NODE and holding is None:
             allocation = allocation_of(job)
             try:
@@ -270,19 +274,29 @@ class Scheduler:
                     return changes
         return changes
 
-    async def _apply(self, state: LeaderState, result: CycleResult) -> tuple[list[Job], int]:
+    async def _apply(self, state: LeaderState, result: CycleResult) -> tuple[list[Job], int, list[Job]]:
         places = result.placements
+        preempts = result.preemptions
         pending = self._pending_changes(state, result)
-        if not places and not pending:
-            return [], 0
+        # the waiting jobs that reclaim keep their nominal from being lent again (engine ``quota``)
+        state.snapshot.reclaims = dict(result.reclaims)
+        if not places and not pending and not preempts:
+            return [], 0, []
         assert self.token is not None
         options = self.deps.options
         placed: list[tuple[Place, Job]] = []
         written: list[Job] = []
+        stopping: list[Job] = []
         async with self.deps.uow(system=True) as uow:
             if not await uow.hold_lease(self.holder, self.token, options.lease_ttl_s):
                 raise Deposed
             now = await uow.now()
+            # Preemptions first, in the same fenced transaction: a victim that finished, was
+            # cancelled or requeued since the snapshot is left alone (Job.preempt says no).
+            for preempt in preempts:
+                victim = await uow.get_job(preempt.job_id, for_update=True)
+                if victim is not None and victim.preempt(now):
+                    stopping.append(victim)
             jobs = {j.id: j for j in await uow.placeable_jobs([p.job_id for p in places])}
             wanted = [g for p in places if p.job_id in jobs for a in p.allocations for g in a.gpu_ids]
             offered = await uow.schedulable_gpus(wanted)
@@ -308,8 +322,24 @@ class Scheduler:
                 code, message, estimate = pending[job.id]
                 job.set_pending(Pending(code, message), estimate, now)
                 written.append(job)
-            await uow.save_jobs([job for _, job in placed] + written)
+            await uow.save_jobs([job for _, job in placed] + written + stopping)
             await uow.hold_gpus([job for _, job in placed])
+        for job in stopping:
+            state.snapshot.mark_preempted(job.id)
+            held = state.snapshot.allocations.get(job.id)
+            if held is not None:
+                state.on_node[job.id] = held
+        if stopping:
+            log.info(
+                "preempted jobs to reclaim lent capacity",
+                extra={
+                    "jobs": [str(j.id) for j in stopping],
+                    "for_jobs": sorted(
+                        {str(p.for_job) for p in preempts if p.job_id in {j.id for j in stopping}}
+                    ),
+                },
+            )
+            self.deps.assignments.changed({n for job in stopping for n in job.node_ids})
         for place, job in placed:
             state.snapshot.apply(place, now)
             state.on_node[job.id] = allocation_of(job)
@@ -319,7 +349,7 @@ class Scheduler:
             state.pending[job.id] = pending[job.id]
         if placed:
             self.deps.assignments.changed({n for _, job in placed for n in job.node_ids})
-        return [job for _, job in placed], len(written)
+        return [job for _, job in placed], len(written), stopping
 
 
 def _close(a: datetime | None, b: datetime | None) -> bool:

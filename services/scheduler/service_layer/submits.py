@@ -22,8 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from uuid import UUID
 
+from shared import audit as shared_audit
+
 from ..domain.model import Job
 from ..domain.spec import JobSpec, request_fingerprint
+from . import audit
 from .unit_of_work import UnitOfWorkFactory
 
 log = logging.getLogger("gpufleet.scheduler.submits")
@@ -35,6 +38,8 @@ class _Pending:
     organization_id: UUID
     user_id: UUID | None
     done: asyncio.Future[Job]
+    # Who submitted, with which request: taken from the caller's task (the writer runs in its own).
+    call: shared_audit.AuditCall | None = None
 
 
 class SubmitWriter:
@@ -53,7 +58,7 @@ class SubmitWriter:
     async def submit(self, spec: JobSpec, organization_id: UUID, user_id: UUID | None) -> Job:
         assert spec.idempotency_key is None, "keyed submits take their own transaction"
         done: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(spec, organization_id, user_id, done))
+        self._queue.append(_Pending(spec, organization_id, user_id, done, shared_audit.current()))
         if self._writer is None or self._writer.done():
             # A task of its own: a caller that goes away (deadline, cancel) never stops a batch that
             # carries other callers' jobs.
@@ -88,5 +93,11 @@ class SubmitWriter:
             ]
             await uow.add_jobs(
                 [(job, request_fingerprint(p.spec)) for job, p in zip(jobs, batch, strict=True)]
+            )
+            await uow.record_audit(
+                *(
+                    audit.job_change("job.submit", job, None, call=p.call)
+                    for job, p in zip(jobs, batch, strict=True)
+                )
             )
         return jobs

@@ -12,6 +12,9 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
+from shared.contracts.audit import AuditRecordedV1
+from shared.events import Envelope
+
 from ..domain.engine import Shape
 from ..domain.inventory import InventoryGpu
 from ..domain.model import Job, JobStatus
@@ -19,7 +22,8 @@ from ..domain.model import Job, JobStatus
 
 @dataclass(frozen=True)
 class UsageRow:
-    """Decayed resource-seconds (as of now) of finished runs of one (organization, user, GPU type)."""
+    """Decayed resource-seconds (as of now) of finished runs of one (organization, project, user,
+    GPU type)."""
 
     organization_id: UUID
     user_id: UUID | None
@@ -27,9 +31,13 @@ class UsageRow:
     gpu_s: float
     cpu_s: float
     ram_mb_s: float
+    project_id: UUID | None = None  # the runs' project (None: none)
 
 
 class SchedulerUnitOfWork(Protocol):
+    async def record_audit(self, *envelopes: Envelope[AuditRecordedV1]) -> None:
+        """Add audit records (service_layer/audit.py) to the outbox in this unit's transaction."""
+
     async def now(self) -> datetime:
         """The clock of record (the database's, so every replica agrees)."""
 
@@ -52,9 +60,14 @@ class SchedulerUnitOfWork(Protocol):
         """A job the unit's scope may see (row-level security hides other organizations' jobs)."""
 
     async def list_jobs(
-        self, status: JobStatus | None, before: tuple[datetime, UUID] | None, limit: int
+        self,
+        status: JobStatus | None,
+        before: tuple[datetime, UUID] | None,
+        limit: int,
+        project_id: UUID | None = None,
     ) -> list[Job]:
-        """Newest first, strictly older than ``before`` (created_at, id) when given."""
+        """Newest first, strictly older than ``before`` (created_at, id) when given; only
+        ``project_id``'s jobs when given."""
 
     async def save_job(self, job: Job) -> None:
         """Write the job's state, its new history entries and its recorded events (to the outbox)."""

@@ -277,8 +277,12 @@ async def test_runs_a_job_and_reports_exit_code_output_and_gpus(kafka, tmp_path)
 async def test_cancel_of_a_running_job_is_reported_cancelled(kafka, tmp_path):
     async with running_agent(kafka, tmp_path) as h:
         job_id = h.scheduler.assign("echo started; sleep 60", [0])
+        output = h.settings.agent_state_dir / "shims" / job_id / "output"
         async with asyncio.timeout(WAIT):
             while h.scheduler.assignments[job_id].status != "running":
+                await asyncio.sleep(0.05)
+            # Running is reported when its supervisor starts; cancel once the command has printed.
+            while not (output.exists() and b"started" in output.read_bytes()):
                 await asyncio.sleep(0.05)
         h.scheduler.assignments[job_id].cancel_requested = True
         reports = await h.scheduler.wait_finished(job_id)

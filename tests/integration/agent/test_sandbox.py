@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import shutil
 import socket
 import tempfile
@@ -137,7 +138,11 @@ async def test_a_job_finds_nothing_of_the_control_plane_or_of_other_tenants(tmp_
         "_",
     }
     assert env["GPUFLEET_JOB_ID"] == job_id and env["CUDA_VISIBLE_DEVICES"] == "0"
-    assert out.count("Permission denied") >= 4  # ppid environ, .., the state folder, the other job's
+    # ppid environ, .., the state folder, the other job's: refused, or (a folder in the host's /tmp,
+    # which the job's private /tmp hides) not there at all.
+    for section in ("--ppid", "--up", "--state", "--other"):
+        part = out.split(section + "\n")[1].split("\n--")[0]
+        assert "Permission denied" in part or "No such file or directory" in part, (section, part)
     ps = out.split("--ps")[1].split("--tcp")[0]
     # Only this job's own processes (header, its init, its shell, ps): not the other job's sleep.
     assert "sleep 30" not in ps and len(ps.strip().splitlines()) <= 5, ps
@@ -215,3 +220,158 @@ async def test_memory_and_cpu_limits_are_set_on_the_jobs_cgroup(tmp_path):
     await job.terminate(1)
     await asyncio.wait_for(job.wait(), WAIT)
     job.release()
+
+
+def need_private_mounts(runner: ProcessRunner) -> None:
+    if not runner.private_mounts:
+        pytest.skip(f"the kernel refuses a mount namespace here: {runner.kernel.get('mount')}")
+
+
+LIST_TMP = 'for d in /tmp /var/tmp /dev/shm; do echo "== $d"; ls -A $d; done'
+
+
+async def test_a_jobs_tmp_var_tmp_and_shm_are_its_own_and_go_with_it(tmp_path):
+    runner = make_runner(tmp_path / "state")
+    need_private_mounts(runner)
+    mark = uuid.uuid4().hex[:8]
+    agents = [Path(f"/tmp/agent-{mark}"), Path(f"/dev/shm/agent-{mark}")]
+    for path in agents:
+        path.write_text("the agent's")
+    other = await runner.spawn(
+        str(uuid.uuid4()),
+        f"touch /tmp/other-{mark} /var/tmp/other-{mark} /dev/shm/other-{mark} && echo ready && sleep 30",
+        [1],
+    )
+    await until(lambda: "ready" in other.output_tail())
+    job = await runner.spawn(
+        str(uuid.uuid4()),
+        f'{LIST_TMP}; echo "TMPDIR=$TMPDIR"; echo "== write"; '
+        f"echo mine > /tmp/mine-{mark} && echo mine > /var/tmp/mine-{mark} && echo mine > /dev/shm/mine-{mark}"
+        f" && cat /tmp/mine-{mark} /var/tmp/mine-{mark} /dev/shm/mine-{mark}",
+        [0],
+    )
+    done = await asyncio.wait_for(job.wait(), WAIT)
+    out = done.output_tail
+    try:
+        assert done.exit_code == 0, out
+        listed = out.split("== write")[0]
+        assert mark not in listed, out  # neither the agent's files nor the other job's
+        assert "TMPDIR=/tmp" in out and out.endswith("mine\nmine\nmine\n"), out
+        # What the job left in its temp folders went with it; the host's are untouched.
+        for folder in ("/tmp", "/var/tmp", "/dev/shm"):
+            assert not list(Path(folder).glob(f"mine-{mark}")) and not list(
+                Path(folder).glob(f"other-{mark}")
+            )
+        assert all(path.read_text() == "the agent's" for path in agents)
+        assert not (runner.jobs_root / job.job_id).exists()
+    finally:
+        for path in agents:
+            path.unlink()
+        job.release()
+        await other.terminate(1)
+        await asyncio.wait_for(other.wait(), WAIT)
+        other.release()
+
+
+async def test_without_a_mount_namespace_tmpdir_is_a_private_folder_of_the_job(tmp_path):
+    runner = make_runner(tmp_path / "state")
+    runner.kernel["mount"] = "refused (as a kernel without unprivileged user namespaces would)"
+    job = await runner.spawn(
+        str(uuid.uuid4()), 'echo "TMPDIR=$TMPDIR"; stat -c "%a %u" "$TMPDIR"; echo x > "$TMPDIR/f"', [0]
+    )
+    done = await asyncio.wait_for(job.wait(), WAIT)
+    workdir = runner.jobs_root / job.job_id
+    assert done.exit_code == 0, done.output_tail
+    assert f"TMPDIR={workdir}/.tmp" in done.output_tail
+    assert not workdir.exists()  # its temp folder went with its folder
+    job.release()
+
+
+OPEN_DEVICES = """
+import errno, os, sys
+for name in sys.argv[1:]:
+    try:
+        os.close(os.open(name, os.O_RDWR))
+        print(name, "opened")
+    except OSError as exc:
+        print(name, errno.errorcode[exc.errno])
+"""
+
+
+@pytest.fixture
+def device_nodes():
+    """Device nodes like a GPU host's, outside /tmp (a job's /tmp is its own): 195:N for GPU N,
+    nvidiactl, a dynamic major standing for nvidia-uvm, and /dev/null's 1:3."""
+    folder = Path(tempfile.mkdtemp(prefix="gpufleet-it-dev-", dir="/run"))
+    os.chmod(folder, 0o755)
+    nodes = {
+        "nvidia0": (195, 0),
+        "nvidia1": (195, 1),
+        "nvidiactl": (195, 255),
+        "uvm": (511, 0),
+        "null": (1, 3),
+    }
+    try:
+        for name, (major, minor) in nodes.items():
+            os.mknod(folder / name, 0o666 | 0o020000, os.makedev(major, minor))  # S_IFCHR
+            os.chmod(folder / name, 0o666)  # file permissions allow it all: only the cgroup refuses
+    except PermissionError:
+        pytest.skip("cannot create device nodes here (mknod needs root)")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+async def test_a_job_can_open_its_own_gpus_device_node_and_no_other(tmp_path, device_nodes):
+    runner = make_runner(tmp_path / "state")
+    need_root(runner, "cgroup")
+    if runner.device_problem:
+        pytest.skip(f"no device cgroup here: {runner.device_problem}")
+    names = " ".join(str(device_nodes / n) for n in ("nvidia0", "nvidia1", "nvidiactl", "uvm", "null"))
+    job = await runner.spawn(
+        str(uuid.uuid4()), f"{PYTHON} -c {shlex.quote(OPEN_DEVICES)} {names}; sleep 30", [0]
+    )
+    cgroup = job.cgroup()
+    assert cgroup is not None
+    allowed = cgroup.device_list()
+    assert "c 195:0 rwm" in allowed and "c 195:255 rwm" in allowed and "c 1:* rwm" in allowed
+    assert "c 195:1 rwm" not in allowed and "a *:* rwm" not in allowed and "c *:* rwm" not in allowed
+    await until(lambda: "null" in job.output_tail())
+    out = job.output_tail()
+    await job.terminate(1)
+    await asyncio.wait_for(job.wait(), WAIT)
+    job.release()
+    result = dict(line.rsplit(" ", 1) for line in out.splitlines() if line.startswith(str(device_nodes)))
+    # ENXIO: the cgroup let the open through to a driver that is not there (no GPU on this host);
+    # EPERM: the cgroup refused it before any driver was asked.
+    assert result == {
+        f"{device_nodes}/nvidia0": "ENXIO",
+        f"{device_nodes}/nvidia1": "EPERM",
+        f"{device_nodes}/nvidiactl": "ENXIO",
+        f"{device_nodes}/uvm": "ENXIO",
+        f"{device_nodes}/null": "opened",
+    }, out
+
+
+async def test_without_a_device_cgroup_the_same_job_opens_every_gpu(tmp_path, device_nodes):
+    """The control: with the cgroup's device rules off, nvidia1 opens as far as its (absent) driver."""
+    runner = make_runner(tmp_path / "state")
+    need_root(runner)
+    runner.device_problem = "turned off for this test"
+    job = await runner.spawn(
+        str(uuid.uuid4()), f"{PYTHON} -c {shlex.quote(OPEN_DEVICES)} {device_nodes}/nvidia1", [0]
+    )
+    done = await asyncio.wait_for(job.wait(), WAIT)
+    job.release()
+    assert f"{device_nodes}/nvidia1 ENXIO" in done.output_tail
+
+
+async def test_a_job_naming_an_image_fails_on_an_agent_without_a_container_runtime(tmp_path):
+    from services.agent.adapters.processes import no_runtime_message
+
+    runner = make_runner(tmp_path / "state")
+    job_id = str(uuid.uuid4())
+    with pytest.raises(ValueError) as refused:
+        await runner.spawn(job_id, "echo on-the-host > /tmp/ran", [0], image="docker.io/library/busybox")
+    assert str(refused.value) == no_runtime_message("docker.io/library/busybox")
+    assert "not run on the host" in str(refused.value)
+    assert not (runner.control_root / job_id).exists() and not (runner.jobs_root / job_id).exists()

@@ -170,3 +170,31 @@ async def test_the_exit_is_learned_when_the_supervisor_ends_not_at_the_next_poll
     assert done.exit_code == 3
     adopted.release()
     left.supervisor_alive()  # reaps the supervisor, still the first runner's child
+
+
+async def test_a_jobs_supervisor_is_a_fork_of_the_fork_server_and_a_restarted_agent_takes_it_back(tmp_path):
+    first = runner(tmp_path)
+    handle = await first.spawn(str(uuid.uuid4()), "sleep 2; exit 4", [0])
+    cmdline = Path(f"/proc/{handle.pid}/cmdline").read_bytes()
+    assert b"forkserver" in cmdline  # not a new interpreter
+    first.close()  # the agent stops: its fork server goes, the supervisor stays
+    ((_, adopted),) = ProcessRunner(tmp_path, 1024, first.settings).adopt()
+    assert adopted.pid == handle.pid and adopted.supervisor_alive()
+    done = await asyncio.wait_for(adopted.wait(), 30)
+    assert done.exit_code == 4
+    adopted.release()
+
+
+async def test_without_its_fork_server_a_job_still_starts_as_a_new_interpreter(tmp_path, monkeypatch):
+    r = runner(tmp_path)
+    assert r.forkserver is not None
+
+    def unreachable(control: Path) -> tuple[int, int, int]:
+        raise processes.forkserver.ForkServerUnavailable("gone")
+
+    monkeypatch.setattr(r.forkserver, "spawn", unreachable)
+    handle = await r.spawn(str(uuid.uuid4()), "sleep 1; exit 5", [0])
+    assert b"forkserver" not in Path(f"/proc/{handle.pid}/cmdline").read_bytes()
+    done = await asyncio.wait_for(handle.wait(), 30)
+    assert done.exit_code == 5
+    handle.release()

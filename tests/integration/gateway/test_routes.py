@@ -28,6 +28,8 @@ async def test_me_returns_principal_and_organization(api, rec):
             "role": "owner",
             "api_key_id": fakes.KEY_ID,
             "scopes": ["jobs:write"],
+            "project_id": None,
+            "project_roles": [],
         },
         "organization": {"id": fakes.ORG_ID, "name": "Acme Research", "created_at": "2025-01-02T03:04:05Z"},
     }

@@ -29,7 +29,10 @@ class Identity:
 @pytest.fixture(scope="session")
 async def identity(migrate_schema) -> AsyncIterator[Identity]:
     url = await migrate_schema("identity")
-    settings = IdentitySettings(identity_database_url=url, admin_token=ADMIN_TOKEN)
+    # The audit consumer is not run here (tests/integration/identity/test_audit_log.py runs its own).
+    settings = IdentitySettings(
+        identity_database_url=url, admin_token=ADMIN_TOKEN, kafka_bootstrap_servers="127.0.0.1:9"
+    )
     db = Database(url, "identity", pool_size=4)
     app = bootstrap(settings, db=db)
     target = f"127.0.0.1:{free_port()}"

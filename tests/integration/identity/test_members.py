@@ -283,6 +283,7 @@ async def test_an_email_invite_is_mailed_when_an_smtp_server_is_configured(ident
         settings = IdentitySettings(
             identity_database_url=identity.settings.identity_database_url,
             admin_token=ADMIN_TOKEN,
+            kafka_bootstrap_servers="127.0.0.1:9",
             smtp_url=f"smtp://127.0.0.1:{port}",
             smtp_from="gpufleet <invites@example.com>",
         )

@@ -32,7 +32,9 @@ class Api:
     def __init__(self, harness: Harness, stub: policy_pb2_grpc.PolicyServiceStub, store: PolicyStore) -> None:
         self.h, self.stub, self.store = harness, stub, store
 
-    def key(self, org: uuid.UUID, role: str = "owner", scopes: tuple[str, ...] = ()) -> tuple:
+    def key(
+        self, org: uuid.UUID, role: str = "owner", scopes: tuple[str, ...] = (), project: str = ""
+    ) -> tuple:
         secret = api_keys.new_key()
         self.h.identity.keys[secret] = common_pb2.Principal(
             organization_id=str(org),
@@ -40,6 +42,7 @@ class Api:
             role=role,
             api_key_id=str(uuid.uuid4()),
             scopes=list(scopes),
+            project_id=project,
         )
         return (("authorization", f"Bearer {secret}"),)
 
@@ -155,9 +158,17 @@ async def test_an_org_admin_sets_its_caps_and_reads_only_its_own_audit(api: Api)
     assert (await api.stub.GetUserCaps(policy_pb2.GetUserCapsRequest(), metadata=owner)).caps == caps.caps
     await api.stub.SetUserCaps(policy_pb2.SetUserCapsRequest(caps=[]), metadata=api.key(other, "admin"))
 
-    for refused in (api.key(org, "viewer"), api.key(org, "member"), api.key(org, "owner", ("jobs:write",))):
+    bound = api.key(org, "owner", project=str(uuid.uuid4()))  # an owner's key bound to one project
+    for refused in (
+        api.key(org, "viewer"),
+        api.key(org, "member"),
+        api.key(org, "owner", ("jobs:write",)),
+        bound,
+    ):
         set_caps = api.stub.SetUserCaps(policy_pb2.SetUserCapsRequest(caps=[]), metadata=refused)
         assert await _code(set_caps) == grpc.StatusCode.PERMISSION_DENIED
+    set_projects = api.stub.SetProjectPolicies(policy_pb2.SetProjectPoliciesRequest(), metadata=bound)
+    assert await _code(set_projects) == grpc.StatusCode.PERMISSION_DENIED
 
     mine = await api.stub.ListOrganizationAudit(policy_pb2.ListAuditRequest(), metadata=owner)
     assert [e.organization_id for e in mine.entries] == [str(org)]

@@ -171,6 +171,8 @@ class Spawned:
     attempt: int
     time_limit_seconds: int
     extra: dict = field(default_factory=dict)
+    image: str = ""
+    gpu_uuids: tuple[str, ...] = ()
 
 
 class FakeRunner:
@@ -194,11 +196,21 @@ class FakeRunner:
         distributed: Distributed | None = None,
         attempt: int = 0,
         time_limit_seconds: int = 0,
+        image: str = "",
+        gpu_uuids: Sequence[str] = (),
     ) -> FakeHandle:
         if job_id in self.refuse:
             raise self.refuse[job_id]
         self.spawned[job_id] = Spawned(
-            command, tuple(gpu_indices), organization_id, limits, distributed, attempt, time_limit_seconds
+            command,
+            tuple(gpu_indices),
+            organization_id,
+            limits,
+            distributed,
+            attempt,
+            time_limit_seconds,
+            image=image,
+            gpu_uuids=tuple(gpu_uuids),
         )
         self.handles[job_id] = FakeHandle(1000 + len(self.handles))
         return self.handles[job_id]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from uuid import UUID
 
 from services.agent.domain.model import (
@@ -206,3 +207,23 @@ async def test_a_sandbox_error_becomes_the_reports_error():
     runner.handles[JOB].exit.set_result(JobExit(exit_code=None, output_tail="", error="sandbox failed"))
     await asyncio.sleep(0.01)
     assert agent.reports.pending[-1] == JobFinished(JOB, NOW, error_message="sandbox failed")
+
+
+async def test_the_runner_gets_the_jobs_image_and_its_gpus_uuids():
+    agent, runner, _, _ = await make_agent()
+    await agent.apply([replace(assigned(), image="docker.io/library/busybox:1.36")])
+    spawned = runner.spawned[JOB]
+    assert spawned.image == "docker.io/library/busybox:1.36"
+    assert spawned.gpu_uuids == ("GPU-1",)  # the backend's UUID of index 1, the job's GPU
+
+
+async def test_an_image_the_runner_cannot_run_is_reported_failed_not_run():
+    from services.agent.adapters.processes import no_runtime_message
+
+    agent, runner, _, _ = await make_agent()
+    runner.refuse[JOB] = ValueError(no_runtime_message("busybox"))
+    await agent.apply([replace(assigned(), image="busybox")])
+    (report,) = agent.reports.pending
+    assert isinstance(report, JobFinished) and report.exit_code is None
+    assert "no container runtime" in report.error_message and "not run on the host" in report.error_message
+    assert JOB not in runner.handles

@@ -33,6 +33,7 @@ class Store:
         # What cost_summary answers (the SQL itself is tested against PostgreSQL) and what it was asked.
         self.sums = GroupedSums([], CostGroup("", Decimal(0), Decimal(0), Decimal(0), 0))
         self.summary_calls: list[tuple[UUID, GroupBy, Window, datetime, bool, UUID | None]] = []
+        self.summary_projects: list[UUID | None] = []  # the project each summary was limited to
 
     @property
     def costs(self) -> dict[UUID, RecordedCost]:
@@ -84,8 +85,12 @@ class FakeUnitOfWork:
         found = self.store.costs.get(job_id)
         return found if found is not None and self._visible(found.cost.organization_id) else None
 
-    async def costs(self, after: tuple[datetime, UUID] | None, limit: int) -> list[RecordedCost]:
+    async def costs(
+        self, after: tuple[datetime, UUID] | None, limit: int, *, project: UUID | None = None
+    ) -> list[RecordedCost]:
         visible = [c for c in self.store.costs.values() if self._visible(c.cost.organization_id)]
+        if project is not None:
+            visible = [c for c in visible if c.cost.project_id == project]
         ordered = sorted(visible, key=lambda c: (c.first_recorded_at, c.cost.job_id), reverse=True)
         if after is not None:
             ordered = [c for c in ordered if (c.first_recorded_at, c.cost.job_id) < after]
@@ -112,9 +117,17 @@ class FakeUnitOfWork:
                 self.new_running[j, n] = (running, at)
 
     async def cost_summary(
-        self, organization_id: UUID, by: GroupBy, window: Window, as_of: datetime, include_running: bool
+        self,
+        organization_id: UUID,
+        by: GroupBy,
+        window: Window,
+        as_of: datetime,
+        include_running: bool,
+        *,
+        project: UUID | None = None,
     ) -> GroupedSums:
         self.store.summary_calls.append((organization_id, by, window, as_of, include_running, self.org_id))
+        self.store.summary_projects.append(project)
         return self.store.sums
 
     async def prune_ended_running(self, before: datetime) -> int:

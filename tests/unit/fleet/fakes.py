@@ -35,6 +35,7 @@ class FakeStore:
         # What the tests' agents keep: hostname -> credential, node id -> credential.
         self.host_credentials: dict[str, str] = {}
         self.node_credentials: dict[UUID, str] = {}
+        self.audits: list[object] = []  # audit CloudEvents of committed units
 
     def advance(self, seconds: float) -> None:
         self.clock += timedelta(seconds=seconds)
@@ -56,8 +57,10 @@ class FakeUnit:
         self.events: list[GpuEvent] = []
         self.join_tokens: dict[UUID, JoinToken] = {}
         self.credentials: dict[UUID, NodeCredential] = {}
+        self.audits: list[object] = []
 
     def commit(self) -> None:
+        self.store.audits.extend(self.audits)
         self.store.join_tokens.update(self.join_tokens)
         self.store.credentials.update(self.credentials)
         self.store.nodes.update(self.nodes)
@@ -69,6 +72,9 @@ class FakeUnit:
 
     async def now(self) -> datetime:
         return self.store.clock
+
+    async def record_audit(self, envelope: object) -> None:
+        self.audits.append(envelope)
 
     async def catalog(self, *, active_only: bool = False) -> list[GpuType]:
         return [t for t in self.store.types if t.is_active or not active_only]

@@ -25,6 +25,8 @@ from services.identity.domain.operator import NamedOperator, OperatorToken
 from services.identity.service_layer.handlers import Dependencies
 from services.identity.service_layer.unit_of_work import Credential
 
+from .project_fakes import FakeProjects, ProjectState
+
 
 @dataclass
 class State:
@@ -37,9 +39,10 @@ class State:
     invites: dict[UUID, Invite] = field(default_factory=dict)
     operators: dict[UUID, NamedOperator] = field(default_factory=dict)
     joined: dict[tuple[UUID, UUID], datetime] = field(default_factory=dict)  # (org, user) -> when
+    project_state: ProjectState = field(default_factory=ProjectState)
 
 
-class FakeUnitOfWork:
+class FakeUnitOfWork(FakeProjects):
     def __init__(self, state: State, clock: datetime, org_id: UUID | None, system: bool) -> None:
         self.state, self.clock, self.org_id, self.system = state, clock, org_id, system
 
@@ -81,7 +84,10 @@ class FakeUnitOfWork:
             if key.key_hash == key_hash and self._visible(key.organization_id):
                 for m in self.state.memberships:
                     if (m.user_id, m.organization_id) == (key.user_id, key.organization_id):
-                        return Credential(key=key, role=m.role)
+                        roles = (
+                            () if m.role.holds_every_project else self.roles_of(m.organization_id, m.user_id)
+                        )
+                        return Credential(key=key, role=m.role, project_roles=roles)
         return None
 
     async def record_key_use(self, key_id: UUID, at: datetime) -> None:

@@ -17,12 +17,14 @@ class Store:
     def __init__(self) -> None:
         self.now = datetime(2025, 1, 1, tzinfo=UTC)
         self.webhooks: dict[UUID, Webhook] = {}
+        self.audits: list[object] = []  # audit CloudEvents written with the change
         self.secrets: dict[UUID, str] = {}
         self.deliveries: dict[UUID, Delivery] = {}
         self.claims: set[tuple[str, UUID]] = set()
         self.commits = 0
         self.heads: dict[UUID, int] = {}
         self.log: list[tuple[UUID, LoggedEvent, datetime]] = []  # (organization, event, stored at)
+        self.projects: dict[UUID, UUID | None] = {}  # event id -> the project its event was logged in
 
 
 class FakeUnitOfWork:
@@ -35,6 +37,9 @@ class FakeUnitOfWork:
 
     async def now(self) -> datetime:
         return self.store.now
+
+    async def record_audit(self, envelope: object) -> None:
+        self.store.audits.append(envelope)
 
     async def claim(self, consumer: str, event_id: UUID) -> bool:
         key = (consumer, event_id)
@@ -81,13 +86,16 @@ class FakeUnitOfWork:
             self.store.deliveries[d.id] = copy.deepcopy(d)
         return len(new)
 
-    async def deliveries(self, webhook_id: UUID | None, job_id: UUID | None, limit: int) -> list[Delivery]:
+    async def deliveries(
+        self, webhook_id: UUID | None, job_id: UUID | None, limit: int, *, project: UUID | None = None
+    ) -> list[Delivery]:
         found = [
             copy.deepcopy(d)
             for d in self.store.deliveries.values()
             if self._visible(d.organization_id)
             and (webhook_id is None or d.webhook_id == webhook_id)
             and (job_id is None or d.job_id == job_id)
+            and (project is None or (d.project_id == project and d.webhook_id is None))
         ]
         return found[:limit]
 
@@ -144,13 +152,21 @@ class FakeUnitOfWork:
         self.store.heads[event.organization_id] = seq
         logged = LoggedEvent(seq, event.event_id, event.type, event.job_id, event.cloudevent)
         self.store.log.append((event.organization_id, logged, self.store.now))
+        self.store.projects[event.event_id] = event.project_id
         return seq
 
     async def event_log_head(self, organization_id: UUID) -> int:
         return self.store.heads.get(organization_id, 0) if self._visible(organization_id) else 0
 
     async def events_after(
-        self, organization_id: UUID, after: int, types: Sequence[str], job_id: UUID | None, limit: int
+        self,
+        organization_id: UUID,
+        after: int,
+        types: Sequence[str],
+        job_id: UUID | None,
+        limit: int,
+        *,
+        project: UUID | None = None,
     ) -> EventPage:
         head = await self.event_log_head(organization_id)
         found = [
@@ -161,6 +177,7 @@ class FakeUnitOfWork:
             and after < e.seq <= head
             and e.type in types
             and (job_id is None or e.job_id == job_id)
+            and (project is None or self.store.projects.get(e.event_id) == project)
         ][:limit]
         return EventPage(found, found[-1].seq if len(found) >= limit else max(head, after))
 

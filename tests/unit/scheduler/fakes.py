@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from services.scheduler.domain.inventory import InventoryGpu
@@ -31,6 +32,7 @@ class Store:
     job_seq: dict[UUID, int] = field(default_factory=dict)  # job -> its change number
     inventory_seq: dict[UUID, int] = field(default_factory=dict)
     seq: int = 0
+    audits: list[Any] = field(default_factory=list)  # audit CloudEvents written with the change
 
 
 class Clock:
@@ -62,6 +64,9 @@ class FakeUnitOfWork:
 
     async def now(self) -> datetime:
         return self.clock.tick(0.001)
+
+    async def record_audit(self, *envelopes: Any) -> None:
+        self.store.audits.extend(envelopes)
 
     async def add_job(self, job: Job, *, fingerprint: str | None = None) -> bool:
         if job.idempotency_key and await self.job_by_idempotency_key(
@@ -101,12 +106,14 @@ class FakeUnitOfWork:
         job = self.store.jobs.get(job_id)
         return self._load(job, with_history) if job is not None and self._visible(job) else None
 
-    async def list_jobs(self, status, before, limit):
+    async def list_jobs(self, status, before, limit, project_id=None):
         jobs = sorted(
             (j for j in self.store.jobs.values() if self._visible(j)),
             key=lambda j: (j.created_at, j.id),
             reverse=True,
         )
+        if project_id is not None:
+            jobs = [j for j in jobs if j.project_id == project_id]
         if status is not None:
             jobs = [j for j in jobs if j.status is status]
         if before is not None:

@@ -44,6 +44,12 @@ from services.gateway.entrypoints.responses_admin import (
     quota_out,
     user_caps_out,
 )
+from services.gateway.entrypoints.responses_project_policy import (
+    ProjectPoliciesOut,
+    ProjectPoliciesUpdate,
+    project_policies_in,
+    project_policies_out,
+)
 from services.gateway.entrypoints.routes import problem_responses
 from shared.contracts import limits
 from shared.errors import Unauthenticated
@@ -107,7 +113,7 @@ async def get_policy(op: OperatorDep) -> PolicyOut:
     "/v1/admin/policy",
     response_model=PolicyOut,
     responses=_OPERATOR_ERRORS,
-    summary="Change the half-life, the dedicated lending limit or GPU-type weights (operator)",
+    summary="Change the half-life, the dedicated lending limit, GPU-type weights or preemption (operator)",
 )
 async def put_policy(body: PolicyUpdate, op: OperatorDep) -> PolicyOut:
     reply = None
@@ -128,6 +134,14 @@ async def put_policy(body: PolicyUpdate, op: OperatorDep) -> PolicyOut:
             reply = await op.stub.SetGpuTypeWeight(
                 policy_pb2.SetGpuTypeWeightRequest(gpu_type=gpu_type, weight=weight), **op.call
             )
+    if body.reclaim_lent_capacity is not None or body.preemption_grace_seconds is not None:
+        reply = await op.stub.SetPreemption(
+            policy_pb2.SetPreemptionRequest(
+                reclaim_lent_capacity=body.reclaim_lent_capacity,
+                grace_seconds=body.preemption_grace_seconds,
+            ),
+            **op.call,
+        )
     if reply is None:
         reply = await op.stub.GetPolicy(policy_pb2.GetPolicyRequest(), **op.call)
     return policy_out(reply)
@@ -242,6 +256,30 @@ async def put_user_caps(body: UserCapsUpdate, caller: CallerDep, down: Downstrea
         ]
     )
     return user_caps_out(await policy_stub(down).SetUserCaps(request, **caller.call))
+
+
+@router.get(
+    "/v1/organization/project-policy",
+    response_model=ProjectPoliciesOut,
+    responses=problem_responses(),
+    summary="Your organization's per-project fair-share weights and caps (owner or admin)",
+)
+async def get_project_policy(caller: CallerDep, down: DownstreamDep) -> ProjectPoliciesOut:
+    reply = await policy_stub(down).GetProjectPolicies(policy_pb2.GetProjectPoliciesRequest(), **caller.call)
+    return project_policies_out(reply)
+
+
+@router.put(
+    "/v1/organization/project-policy",
+    response_model=ProjectPoliciesOut,
+    responses=problem_responses(422),
+    summary="Replace your organization's per-project weights and caps (owner or admin; audited)",
+)
+async def put_project_policy(
+    body: ProjectPoliciesUpdate, caller: CallerDep, down: DownstreamDep
+) -> ProjectPoliciesOut:
+    reply = await policy_stub(down).SetProjectPolicies(project_policies_in(body), **caller.call)
+    return project_policies_out(reply)
 
 
 @router.get(

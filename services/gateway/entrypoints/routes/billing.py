@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from uuid import UUID
 
 from fastapi import APIRouter, Query
 from gpufleet.v1 import billing_pb2
@@ -18,6 +19,14 @@ from shared.wire import ts
 router = APIRouter(prefix="/v1", tags=["billing"])
 
 CostGroupBy = Literal["day", "gpu_type", "project"]  # = limits.COST_GROUP_BY (a unit test holds them equal)
+
+ProjectFilter = Annotated[
+    UUID | None,
+    Query(
+        description="Only this project's jobs (a project id). A project-bound API key always gets its own "
+        "project's only (naming another finds nothing, as an unknown project does).",
+    ),
+]
 
 
 @router.get(
@@ -37,16 +46,20 @@ async def get_job_cost(job_id: str, caller: CallerDep, down: DownstreamDep) -> J
     "/costs",
     response_model=JobCostListOut,
     responses=problem_responses(422),
-    summary="Recorded job costs, newest first",
+    summary="Recorded job costs, newest first (of one project with project_id)",
 )
 async def list_costs(
     caller: CallerDep,
     down: DownstreamDep,
     limit: PageSize = None,
     cursor: Cursor = None,
+    project_id: ProjectFilter = None,
 ) -> JobCostListOut:
     reply = await down.billing.ListJobCosts(
-        billing_pb2.ListJobCostsRequest(limit=limit or 0, cursor=cursor or ""), **caller.call
+        billing_pb2.ListJobCostsRequest(
+            limit=limit or 0, cursor=cursor or "", project_id=str(project_id) if project_id else ""
+        ),
+        **caller.call,
     )
     return translate.job_cost_list(reply)
 
@@ -71,6 +84,7 @@ async def summarize_costs(
     include_running: Annotated[
         bool, Query(description="Include the cost so far of attempts still running.")
     ] = True,
+    project_id: ProjectFilter = None,
 ) -> CostSummaryOut:
     reply = await down.billing.SummarizeCosts(
         billing_pb2.SummarizeCostsRequest(
@@ -78,6 +92,7 @@ async def summarize_costs(
             from_time=ts(from_) if from_ else "",
             to_time=ts(to) if to else "",
             include_running=include_running,
+            project_id=str(project_id) if project_id else "",
         ),
         **caller.call,
     )

@@ -150,7 +150,8 @@ async def relay(
         200: {
             "description": "Server-Sent Events: the organization's job events (scope jobs:read) and cost "
             "events (scope costs:read), oldest first; `: heartbeat` comments while idle. Resume with "
-            "`Last-Event-ID`. See docs/events.md.",
+            "`Last-Event-ID`. A project-bound API key gets only its project's events (the others are "
+            "skipped; ids stay the organization's). See docs/events.md.",
             "model": EventFrame,
         },
         **problem_responses(422),

@@ -24,13 +24,16 @@ async def me(caller: CallerDep, down: DownstreamDep) -> MeOut:
     "/api-keys",
     status_code=status.HTTP_201_CREATED,
     response_model=CreatedApiKeyOut,
-    responses=problem_responses(400, 422),
-    summary="Create an API key (its secret is shown once)",
+    responses=problem_responses(400, 404, 422),
+    summary="Create an API key (its secret is shown once), optionally bound to a project",
 )
 async def create_api_key(body: ApiKeyCreate, caller: CallerDep, down: DownstreamDep) -> CreatedApiKeyOut:
     created = await down.identity.CreateApiKey(
         identity_pb2.CreateApiKeyRequest(
-            name=body.name, scopes=body.scopes, expires_in_seconds=body.expires_in_seconds or 0
+            name=body.name,
+            scopes=body.scopes,
+            expires_in_seconds=body.expires_in_seconds or 0,
+            project_id=str(body.project_id) if body.project_id else "",
         ),
         **caller.call,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from uuid import UUID
 
 from fastapi import APIRouter, Body, Header, Query, Response, status
 from gpufleet.v1 import scheduler_pb2
@@ -30,7 +31,7 @@ _CREATED: dict[int | str, dict[str, Any]] = {
     "/jobs",
     status_code=status.HTTP_201_CREATED,
     response_model=JobOut,
-    responses={**_CREATED, **problem_responses(400, 409, 422, 429)},
+    responses={**_CREATED, **problem_responses(400, 403, 404, 409, 422, 429)},
     summary="Submit a job (422 when no node of this fleet could ever run it)",
 )
 async def submit_job(
@@ -65,6 +66,8 @@ async def submit_job(
             time_limit_seconds=body.time_limit_seconds or 0,
             hold=body.hold,
             no_requeue=body.no_requeue,
+            project_id=str(body.project_id) if body.project_id else "",
+            image=body.image or "",
         ),
         **caller.call,
     )
@@ -84,9 +87,18 @@ async def list_jobs(
     status: Annotated[JobStatus | None, Query(description="Only jobs in this state.")] = None,
     limit: PageSize = None,
     cursor: Cursor = None,
+    project_id: Annotated[
+        UUID | None,
+        Query(description="Only this project's jobs (a project-bound key lists only its own project's)."),
+    ] = None,
 ) -> JobListOut:
     reply = await down.jobs.ListJobs(
-        scheduler_pb2.ListJobsRequest(status=status or "", limit=limit or 0, cursor=cursor or ""),
+        scheduler_pb2.ListJobsRequest(
+            status=status or "",
+            limit=limit or 0,
+            cursor=cursor or "",
+            project_id=str(project_id) if project_id else "",
+        ),
         **caller.call,
     )
     return translate.job_list(reply)

@@ -5,7 +5,8 @@
     for d in result.decisions: snapshot.apply(d, now)   # after the service committed them
 
 See ``cycle`` for the walk, ``fairshare`` for the order between tenants, ``quota`` for the cohort
-model, ``capacity`` for the node index, ``decisions`` for the result (and where preemption slots in).
+model, ``capacity`` for the node index, ``preemption`` for taking lent capacity back, ``decisions`` for the
+result.
 """
 
 from .admission import never_fits
@@ -17,12 +18,13 @@ from .decisions import (
     NodePlacement,
     PendingReason,
     Place,
+    Preempt,
     Reject,
     Waiting,
 )
 from .fairshare import decayed
 from .model import Allocation, Gpu, Node, NodeShare, QueuedJob, Shape, Usage
-from .policy import Policy, Quota, UserCap
+from .policy import Policy, ProjectCap, Quota, UserCap
 from .snapshot import Snapshot
 
 __all__ = [
@@ -37,6 +39,8 @@ __all__ = [
     "PendingReason",
     "Place",
     "Policy",
+    "Preempt",
+    "ProjectCap",
     "QueuedJob",
     "Quota",
     "Reject",

@@ -18,8 +18,11 @@ The walk (Armada's queue scheduler, over Slurm's fair tree):
    during a cycle, so a capacity failure is remembered per (pools, kinds, shape) and every later class
    that asks the same fails in O(1).
 
-Preemption will be a phase before step 2 that frees GPUs in the same ``CapacityView`` (see
-``decisions``); because it runs before any placement, the "capacity only shrinks" memo stays valid.
+5. Preemption (``preemption``): a class still waiting for room while its next job would stay inside
+   its organization's nominal quota takes lent capacity back: ``Preempt`` decisions for the fewest
+   borrowing jobs of other organizations that give it the room, and reason ``reclaiming``. It runs
+   after the walk and places nothing onto what it frees (the victims hold their GPUs until their
+   agents report them stopped), so the walk's "capacity only shrinks" memo stays valid.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ from .estimate import Estimator
 from .fairshare import Account, mean_life
 from .model import Kind, Pool, Shape
 from .policy import Policy, UserCap
+from .preemption import reclaim
+from .projects import ProjectRun, project_run
 from .quota import OrgQuota, QuotaLedger
 from .snapshot import AccountState, JobClass, Snapshot, state_usage_at
 
@@ -214,6 +219,7 @@ class _Cycle:
         root = Account(("root",), 1.0, 0.0, 0.0, 0.0)
         accounts: list[Account] = [root]
         users: dict[int, _UserRun] = {}
+        projects: dict[tuple[UUID, UUID], ProjectRun] = {}  # capped projects (``projects``)
         stamp = self.stamp
         snap, policy, shapes, orgruns = self.snap, self.policy, self.shapes, self.orgruns
         for leaf in snap.leaves.values():
@@ -256,6 +262,7 @@ class _Cycle:
             parent.classes = entries
             parent.orgrun = orgrun
             parent.user = userrun
+            parent.project = project_run(policy, org, leaf.project, leaf.project_running, projects)
         cap = self.cap
         for acc in accounts:
             if acc.children:
@@ -309,10 +316,14 @@ class _Cycle:
                     heappush(path[i - 1].children, (child.share(cap), child.order, child))
             if path and (path[0].children or path[0].classes):
                 heappush(orgs, (path[0].share(cap), path[0].order, path[0]))
+        preempts, reclaims = reclaim(self)
+        self.decisions.extend(preempts)
         never = sorted(self.never_fitting, key=lambda w: w[2][0])
         outcomes = PendingOutcomes([*never, *self.waiting], self._starts())
-        stats = CycleStats(len(self.snap.classes), placements, self.rejected, self.capacity.searches)
-        return CycleResult(tuple(self.decisions), outcomes, self.snap.held_in_order(), stats)
+        stats = CycleStats(
+            len(self.snap.classes), placements, self.rejected, self.capacity.searches, len(preempts)
+        )
+        return CycleResult(tuple(self.decisions), outcomes, self.snap.held_in_order(), stats, reclaims)
 
     def _try(self, cls: JobClass, cursor: int, leaf: Account, path: list[Account]) -> bool:
         info = self.shapes[cls.shape_id]
@@ -325,6 +336,11 @@ class _Cycle:
                 return self._fail(cls, cursor, reasons.user_cap_jobs(cap.max_running_jobs))
             if cap.max_gpus is not None and user.gpus + total > cap.max_gpus:
                 return self._fail(cls, cursor, reasons.user_cap_gpus(cap.max_gpus, user.gpus, total))
+        project: ProjectRun | None = leaf.project
+        if project is not None:
+            capped = project.blocks(total)
+            if capped is not None:
+                return self._fail(cls, cursor, capped)
         allowed, allowed_id = info.kinds, info.kinds_id
         quota = self.quota
         if info.managed:
@@ -383,6 +399,8 @@ class _Cycle:
             self.type_epochs[gpu_type] += 1
         user.jobs += 1
         user.gpus += total
+        if project is not None:
+            project.took(total)
         weighted = total * self.weights.get(gpu_type, 1.0)
         cpu, ram = info.cpu, info.ram
         for acc in path:

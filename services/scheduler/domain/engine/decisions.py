@@ -1,11 +1,11 @@
 """What a cycle decides, and why the rest waits.
 
-A cycle's ``decisions`` are an ordered list the service applies in one transaction. Today they are
-:class:`Place` and :class:`Reject`. Preemption slots in as a third kind, ``Preempt(job_id, reason)``:
-the cycle gains a phase before placement that releases the victims' GPUs in its own capacity overlay
-(the same structure that takes GPUs for a placement, run the other way) and emits ``Preempt``
-decisions ahead of the ``Place`` decisions that use what they free; the service applies them in
-order. Nothing else in the result changes shape.
+A cycle's ``decisions`` are an ordered list the service applies in one transaction: :class:`Place`,
+:class:`Reject` and :class:`Preempt`. A ``Preempt`` stops a job that runs on borrowed (lent) capacity
+so that the organization that lent it gets it back (``preemption``); the cycle never places onto what
+a ``Preempt`` frees: the victim's GPUs stay held until its agent reports it stopped, and the job that
+reclaims them waits with reason ``reclaiming`` until then. ``CycleResult.reclaims`` names those
+waiting jobs, so the next cycle keeps their organization's idle nominal out of what others may borrow.
 """
 
 from __future__ import annotations
@@ -57,7 +57,20 @@ class Reject:
     reason: PendingReason
 
 
-Decision = Place | Reject
+@dataclass(frozen=True, slots=True)
+class Preempt:
+    """Stop a running job on borrowed capacity and requeue it (not a failure: it did nothing wrong).
+    ``for_job``: the waiting job of the lending organization the GPUs go back to."""
+
+    job_id: UUID
+    organization: UUID  # the victim's
+    reason: str  # for the victim's history
+    for_job: UUID
+
+
+Decision = Place | Reject | Preempt
+Reclaim = tuple[UUID, str, int]
+"""A waiting job reclaiming lent capacity: (its organization, the GPU type, GPUs it needs)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +98,7 @@ class CycleStats:
     placements: int
     rejected: int
     capacity_searches: int
+    preempted: int = 0
 
 
 PendingClass = tuple[UUID, PendingReason, Sequence[JobKey], int, object]
@@ -200,6 +214,7 @@ class CycleResult:
     outcomes: Sequence[ClassOutcome]
     held: tuple[tuple[UUID, UUID], ...] = ()  # (organization, job id)
     stats: CycleStats = field(default_factory=lambda: CycleStats(0, 0, 0, 0))
+    reclaims: Mapping[UUID, Reclaim] = field(default_factory=dict)  # waiting job id -> what it reclaims
     _lazy: list[_WaitingIndex] = field(default_factory=list, init=False, repr=False, compare=False)
 
     @property
@@ -209,6 +224,10 @@ class CycleResult:
     @property
     def rejections(self) -> list[Reject]:
         return [d for d in self.decisions if isinstance(d, Reject)]
+
+    @property
+    def preemptions(self) -> list[Preempt]:
+        return [d for d in self.decisions if isinstance(d, Preempt)]
 
     def waiting(self, job_id: UUID) -> Waiting | None:
         """Why this job waits; None when it was placed or rejected (or is not queued)."""

@@ -37,7 +37,19 @@ class Account:
     """One node of the fair-share tree during a cycle (built fresh per cycle; cheap: one per account
     with waiting work)."""
 
-    __slots__ = ("children", "classes", "cpu", "gpu", "inv_shares", "order", "orgrun", "path", "ram", "user")
+    __slots__ = (
+        "children",
+        "classes",
+        "cpu",
+        "gpu",
+        "inv_shares",
+        "order",
+        "orgrun",
+        "path",
+        "project",
+        "ram",
+        "user",
+    )
 
     def __init__(self, path: AccountPath, shares: float, gpu: float, cpu: float, ram: float) -> None:
         self.path = path
@@ -50,6 +62,7 @@ class Account:
         self.classes: list[Any] = []  # leaves only: heap of (first waiting job's key, class, cursor)
         self.orgrun: Any = None  # leaves only: the cycle's state of the leaf's organization and user
         self.user: Any = None
+        self.project: Any = None  # leaves only: the cycle's state of the leaf's capped project, if any
 
     def share(self, capacity: tuple[float, float, float]) -> float:
         cg, cc, cr = capacity

@@ -82,6 +82,7 @@ class QueuedJob:
     time_limit_s: int | None = None
     held: bool = False
     attempt: int = 1
+    preemptible: bool = True  # carried into its allocation once placed (False: never a victim)
 
     @property
     def shape(self) -> Shape:
@@ -120,6 +121,9 @@ class Allocation:
     shares: tuple[NodeShare, ...]
     started_at: datetime
     ends_at: datetime | None = None  # started_at + time limit; None: no limit
+    priority: int = 50  # orders victims when lent capacity is reclaimed (lowest first)
+    preempted: bool = False  # asked to stop for a reclaim; its GPUs are free once it reported stopped
+    preemptible: bool = True  # False: never a victim (the job opted out of requeue)
 
     @property
     def gpu_count(self) -> int:

@@ -32,6 +32,14 @@ class UserCap:
     max_gpus: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ProjectCap:
+    """Slurm QOS GrpJobs / GrpTRES(gres/gpu)-style caps of one project of an organization (``projects``)."""
+
+    max_running_jobs: int | None = None
+    max_gpus: int | None = None
+
+
 @dataclass(frozen=True)
 class Policy:
     """Fair-share shares, GPU-type weights, quotas and caps.
@@ -52,9 +60,15 @@ class Policy:
     dedicated_lending_limit: int = 0
     user_caps: Mapping[UUID, UserCap] = field(default_factory=dict)  # per organization, for each user
     user_cap_overrides: Mapping[tuple[UUID, UUID], UserCap] = field(default_factory=dict)  # (org, user)
+    project_caps: Mapping[tuple[UUID, UUID], ProjectCap] = field(default_factory=dict)  # (org, project)
     reject_never_fitting: bool = True  # False: such jobs wait with reason never_fits instead
     fabric_labels: tuple[str, ...] = ("nvlink_domain", "rack")  # a gang prefers nodes sharing these, in order
     estimate_starts: bool = True
+    # Preemption (``preemption``): an organization's waiting job within its nominal quota takes back
+    # GPUs that other organizations hold beyond theirs; a borrowed job runs at least the grace period
+    # (seconds since it was placed) before it may be stopped for that (Slurm's PreemptExemptTime).
+    reclaim_lent_capacity: bool = True
+    preemption_grace_s: float = 0.0
 
     def weight(self, gpu_type: str) -> float:
         return self.gpu_type_weights.get(gpu_type, 1.0)

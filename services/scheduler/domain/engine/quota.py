@@ -6,9 +6,13 @@ Per managed GPU type ``t`` the cohort's borrowable room is
 
 where ``unassigned`` is the fleet's capacity of ``t`` that no nominal covers, ``lendable`` is an org's
 idle nominal up to its lending limit and ``borrowed`` what it uses beyond its nominal. A placement that
-stays inside the org's nominal is always allowed by quota (taking back lent quota physically needs
-preemption, which comes later); one that borrows must keep ``free`` at or above zero and the org at or
-under ``nominal + borrowing_limit``. The ledger keeps ``free`` per type up to date in O(1) per placement.
+stays inside the org's nominal is always allowed by quota (taking back lent quota physically is
+``preemption``'s work); one that borrows must keep ``free`` at or above zero and the org at or under
+``nominal + borrowing_limit``. The ledger keeps ``free`` per type up to date in O(1) per placement.
+
+Idle nominal that the organization's own waiting jobs are reclaiming (``Snapshot.reclaims``: the
+previous cycle's reclaiming jobs) is not lendable: the GPUs its preempted borrowers free go to it, not
+to the next borrower (Kueue orders non-borrowing workloads first for the same reason).
 """
 
 from __future__ import annotations
@@ -27,16 +31,17 @@ class OrgQuota:
     """One organization's quota entries and usage per GPU type (fetched once per cycle and kept by the
     organization's cycle state, so a check costs a few string-keyed lookups)."""
 
-    __slots__ = ("borrowing", "lending", "nominal", "used")
+    __slots__ = ("borrowing", "lending", "nominal", "reserved", "used")
 
     def __init__(self) -> None:
         self.nominal: dict[str, int] = {}
         self.borrowing: dict[str, int | None] = {}
         self.lending: dict[str, int | None] = {}
         self.used: dict[str, int] = {}
+        self.reserved: dict[str, int] = {}  # idle nominal its own reclaiming jobs wait for
 
     def lendable(self, gpu_type: str, used: int) -> int:
-        idle = self.nominal.get(gpu_type, 0) - used
+        idle = self.nominal.get(gpu_type, 0) - used - self.reserved.get(gpu_type, 0)
         if idle <= 0:
             return 0
         limit = self.lending.get(gpu_type)
@@ -70,11 +75,17 @@ class QuotaLedger:
         for (org, t), n in snapshot.used.items():
             if t in self.managed and n:
                 self.of(org).used[t] = n
+        for job_id, (org, t, n) in snapshot.reclaims.items():
+            if t in self.managed and job_id in snapshot.jobs:
+                oq = self.of(org)
+                oq.reserved[t] = oq.reserved.get(t, 0) + n
         self.lent = dict(snapshot.dedicated_lent)
         self.free: dict[str, int] = {}
         for t in self.managed:
             nominal = sum(oq.nominal.get(t, 0) for oq in self.orgs.values())
-            self.free[t] = max(0, snapshot.gpus_by_type.get(t, 0) - nominal)
+            # Only GPUs that can run something are room: an offline node's would let an organization
+            # borrow what does not exist, and its job then takes a lender's idle GPU (to be preempted).
+            self.free[t] = max(0, snapshot.healthy_by_type.get(t, 0) - nominal)
         for oq in self.orgs.values():
             for t in self.managed:
                 used = oq.used.get(t, 0)

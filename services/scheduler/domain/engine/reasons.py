@@ -15,6 +15,7 @@ GANG_NO_CAPACITY = "gang_no_capacity"
 USER_CAP = "user_cap"
 NEVER_FITS = "never_fits"
 INVALID = "invalid_request"
+RECLAIMING = "reclaiming"
 
 FAIR_SHARE_REASON = PendingReason(
     FAIR_SHARE,
@@ -85,3 +86,13 @@ def user_cap_gpus(cap: int, held: int, wanted: int) -> PendingReason:
 
 def never_fits(message: str) -> PendingReason:
     return PendingReason(NEVER_FITS, message)
+
+
+def reclaiming(stopping: int, in_grace: int = 0, grace_s: float = 0.0) -> PendingReason:
+    """Jobs of other organizations run on capacity this organization lent and are being stopped for
+    it: how many, never whose. ``in_grace`` of them are stopped once they have run ``grace_s``."""
+    jobs = "1 borrowed job is" if stopping == 1 else f"{stopping} borrowed jobs are"
+    text = f"your organization's lent GPUs are being reclaimed: {jobs} stopping"
+    if in_grace:
+        text += f" ({in_grace} of them once they have run {grace_s:g} s, the preemption grace period)"
+    return PendingReason(RECLAIMING, text)

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, insort
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from .decisions import Decision, Place, Reject
+from .decisions import Decision, Place, Preempt, Reclaim, Reject
 from .fairshare import decayed
 from .model import (
     AccountPath,
@@ -103,6 +103,8 @@ class Leaf:
     chain: tuple[AccountState, ...]  # organization first
     running: list[int]  # the user's [running jobs, GPUs held], shared with the user's other leaves
     classes: dict[Shape, JobClass] = field(default_factory=dict)
+    project: UUID | None = None
+    project_running: list[int] | None = None  # the project's [running jobs, GPUs held] (``projects``)
 
 
 @dataclass(slots=True, eq=False)
@@ -141,6 +143,8 @@ class Snapshot:
         self.buckets: dict[tuple[Pool, Kind], Buckets] = {}
         self.kind_nodes: dict[tuple[Pool, Kind], set[int]] = {}
         self.gpus_by_type: dict[str, int] = {}
+        # Of those, the GPUs that can run something now (what quotas may lend: an offline node's are no room).
+        self.healthy_by_type: dict[str, int] = {}
         self.dedicated_gpus: dict[tuple[UUID, str], int] = {}
         self.cpu_total = 0
         self.ram_total = 0
@@ -150,10 +154,15 @@ class Snapshot:
         self.used: dict[tuple[UUID, str], int] = {}  # GPUs held per (organization, type)
         self.dedicated_lent: dict[tuple[UUID, str], int] = {}  # owner's dedicated GPUs held by others
         self.user_running: dict[tuple[UUID, UUID], list[int]] = {}  # (org, user) -> [jobs, gpus]
+        self.project_running: dict[tuple[UUID, UUID], list[int]] = {}  # (org, project) -> [jobs, gpus]
         self.fleet_version = 0
         self.static_cache: dict[Any, Any] = {}  # admission answers; valid for one fleet_version
         self._lent_by_job: dict[UUID, list[tuple[UUID, str]]] = {}
         self._held_order: tuple[tuple[UUID, UUID], ...] | None = None
+        # preemption: jobs asked to stop for a reclaim (still holding until they report), and the
+        # waiting jobs that reclaim (the last cycle's ``CycleResult.reclaims``; see ``quota``)
+        self.preempted: set[UUID] = set()
+        self.reclaims: dict[UUID, Reclaim] = {}
 
     # -- queued jobs ------------------------------------------------------------------------------
     def add_job(self, job: QueuedJob) -> None:
@@ -177,6 +186,7 @@ class Snapshot:
 
     def remove_job(self, job_id: UUID) -> QueuedJob:
         job = self.jobs.pop(job_id)
+        self.reclaims.pop(job_id, None)
         if job.held:
             del self.held[job_id]
             self._held_order = None
@@ -197,7 +207,11 @@ class Snapshot:
         org = job.organization
         chain = tuple(self.account(p) for p in account_chain(org, job.project, job.user))
         running = self.user_running.setdefault((org, job.user), [0, 0])
-        return Leaf(job.leaf, org, job.user, chain, running)
+        leaf = Leaf(job.leaf, org, job.user, chain, running)
+        if job.project is not None:
+            leaf.project = job.project
+            leaf.project_running = self.project_running.setdefault((org, job.project), [0, 0])
+        return leaf
 
     def account(self, path: AccountPath) -> AccountState:
         state = self.accounts.get(path)
@@ -267,6 +281,8 @@ class Snapshot:
         for gpu in node.gpus:
             self.kind_nodes.setdefault((state.pool, gpu.kind), set()).add(key)
             self.gpus_by_type[gpu.type] = self.gpus_by_type.get(gpu.type, 0) + 1
+            if gpu.healthy:
+                self.healthy_by_type[gpu.type] = self.healthy_by_type.get(gpu.type, 0) + 1
             # A dedicated node's GPUs are its owner's nominal quota only while they can run anything: an
             # offline or decommissioned node lends nothing and turns its type back into an open pool.
             if state.pool is not None and gpu.healthy:
@@ -282,6 +298,8 @@ class Snapshot:
         for gpu in state.node.gpus:
             self.kind_nodes[(state.pool, gpu.kind)].discard(state.key)
             self.gpus_by_type[gpu.type] -= 1
+            if gpu.healthy:
+                self.healthy_by_type[gpu.type] -= 1
             if state.pool is not None and gpu.healthy:
                 self.dedicated_gpus[(state.pool, gpu.type)] -= 1
         self.cpu_total -= state.node.cpu_cores
@@ -299,6 +317,8 @@ class Snapshot:
                     if gid in state.held:
                         raise ValueError(f"GPU {gid} is already held")
         self.allocations[allocation.job_id] = allocation
+        if allocation.preempted:
+            self.preempted.add(allocation.job_id)
         ends = _ends_ts(allocation)
         lent: list[tuple[UUID, str]] = []
         org = allocation.organization
@@ -332,6 +352,7 @@ class Snapshot:
     def release(self, job_id: UUID) -> Allocation:
         """The job no longer holds anything (finished, cancelled, lost)."""
         allocation = self.allocations.pop(job_id)
+        self.preempted.discard(job_id)
         for share in allocation.shares:
             key = share.node_id.int
             on_node = self.shares_by_node.get(key, {})
@@ -378,6 +399,10 @@ class Snapshot:
         running = self.user_running.setdefault((org, allocation.user), [0, 0])
         running[0] += sign
         running[1] += sign * allocation.gpu_count
+        if allocation.project is not None:
+            held = self.project_running.setdefault((org, allocation.project), [0, 0])
+            held[0] += sign
+            held[1] += sign * allocation.gpu_count
 
     # -- usage ------------------------------------------------------------------------------------
     def record_usage(
@@ -421,7 +446,29 @@ class Snapshot:
                 NodeShare(p.node_id, p.gpu_ids, (p.gpu_type,) * len(p.gpu_ids), p.cpu_cores, p.ram_mb)
                 for p in decision.allocations
             )
-            self.allocate(Allocation(job.id, job.organization, job.project, job.user, shares, now, ends))
+            self.allocate(
+                Allocation(
+                    job.id,
+                    job.organization,
+                    job.project,
+                    job.user,
+                    shares,
+                    now,
+                    ends,
+                    job.priority,
+                    preemptible=job.preemptible,
+                )
+            )
+        elif isinstance(decision, Preempt):
+            self.mark_preempted(decision.job_id)
+
+    def mark_preempted(self, job_id: UUID) -> None:
+        """The job was asked to stop for a reclaim: it holds its GPUs until it reports, and is no
+        victim again."""
+        allocation = self.allocations.get(job_id)
+        if allocation is not None and not allocation.preempted:
+            self.allocations[job_id] = replace(allocation, preempted=True)
+            self.preempted.add(job_id)
 
 
 def _ends_ts(allocation: Allocation) -> float:

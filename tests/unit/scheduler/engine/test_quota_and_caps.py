@@ -15,6 +15,7 @@ from .builders import (
     USER_2,
     code,
     job,
+    job_id,
     node,
     placed_ns,
     run,
@@ -167,4 +168,20 @@ def test_a_borrower_out_of_lending_room_does_not_block_the_owner_on_its_own_node
     snap.record_usage(ORG_A, None, USER_1, Usage(gpu_s=1e12), T0, policy.half_life_s)
     result = run(snap, policy)
     assert placed_ns(result) == {0, 1, 100}
-    assert code(result, 2) == "no_capacity"  # what A lends is spent; the rest of the fleet is down
+    # What A lends is spent, and the rest of the fleet is down: no room to borrow (down GPUs are none).
+    assert code(result, 2) == "quota_exhausted"
+
+
+def test_down_gpus_are_no_room_to_borrow_so_a_reclaimed_gpu_goes_to_its_lender():
+    # One healthy GPU of the type (A's nominal, which A's waiting job is reclaiming) and 15 down ones. B,
+    # favoured by fair share, must not borrow it as "unassigned" capacity: the down GPUs are not room, so
+    # B would take the lender's GPU and be preempted again, round after round.
+    snap = snapshot(
+        [node(1, unhealthy=range(1, 8)), node(2, unhealthy=range(8))], [job(1, ORG_B), job(100, ORG_A)]
+    )
+    snap.record_usage(ORG_A, None, USER_1, Usage(gpu_s=1e12), T0, Policy().half_life_s)
+    snap.reclaims = {job_id(100): (ORG_A, A100, 1)}
+    policy = Policy(quotas={(ORG_A, A100): Quota(1), (ORG_B, A100): Quota(0)})
+    result = run(snap, policy)
+    assert placed_ns(result) == {100}
+    assert code(result, 1) == "quota_exhausted"

@@ -1,0 +1,131 @@
+"""The audit-log part of the unit of work over PostgreSQL (mixed into ``SqlUnitOfWork``): the one store
+of every service's audit records (docs/audit.md), rows <-> domain records, in the unit's transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from shared import audit as shared_audit
+from shared import consumers
+
+from ..domain.audit import Actor, AuditQuery, AuditRecord
+from ..domain.model import AuditEntry
+from .orm import AuditRow
+
+
+def _record(row: AuditRow) -> AuditRecord:
+    before = row.before
+    after = row.after
+    if before is None and after is None and row.details and row.event_id is None:
+        after = dict(row.details)  # identity's rows written before 005 said what they did in details
+    return AuditRecord(
+        id=row.id,
+        organization_id=row.organization_id,
+        actor=Actor(
+            kind=row.actor_kind,
+            user_id=row.actor_user_id,
+            api_key_id=row.actor_api_key_id,
+            operator_name=row.actor_operator,
+            node_id=row.actor_node_id,
+        ),
+        service=row.service,
+        action=row.action,
+        target_type=row.target_type,
+        target_id=row.target_id,
+        before=before,
+        after=after,
+        request_id=row.request_id,
+        at=row.at,
+    )
+
+
+def entry_values(entry: AuditEntry) -> dict[str, Any]:
+    """Identity's own change as a row of the one log: its actor's kind, its request id (the call's,
+    bound by the gRPC wrapper), its details as the ``after`` state (secrets redacted)."""
+    if entry.actor_user_id is not None:
+        kind = "user"
+    elif entry.actor_operator is not None:
+        kind = "operator"
+    else:
+        kind = "system"
+    details = shared_audit.redact(entry.details)
+    return {
+        "organization_id": entry.organization_id,
+        "actor_user_id": entry.actor_user_id,
+        "actor_api_key_id": entry.actor_api_key_id,
+        "actor_operator": entry.actor_operator,
+        "actor_kind": kind,
+        "service": "identity",
+        "action": entry.action,
+        "target_type": entry.target_type,
+        "target_id": entry.target_id,
+        "details": details,
+        "after": details or None,
+        "request_id": shared_audit.current().request_id,
+        "at": func.now(),
+    }
+
+
+class AuditSql:
+    session: AsyncSession
+
+    async def claim_event(self, consumer: str, event_id: UUID) -> bool:
+        return await consumers.claim(self.session, consumer, event_id)
+
+    async def add_audit_record(self, record: AuditRecord, event_id: UUID | None) -> bool:
+        stored = await self.session.execute(
+            pg_insert(AuditRow)
+            .values(
+                organization_id=record.organization_id,
+                actor_kind=record.actor.kind,
+                actor_user_id=record.actor.user_id,
+                actor_api_key_id=record.actor.api_key_id,
+                actor_operator=record.actor.operator_name,
+                actor_node_id=record.actor.node_id,
+                service=record.service,
+                action=record.action,
+                target_type=record.target_type,
+                target_id=record.target_id,
+                details={},
+                before=record.before,
+                after=record.after,
+                request_id=record.request_id,
+                event_id=event_id,
+                at=record.at,
+            )
+            .on_conflict_do_nothing(index_elements=[col(AuditRow.event_id)])
+            .returning(col(AuditRow.id))
+        )
+        return stored.scalar_one_or_none() is not None
+
+    async def audit_records(self, query: AuditQuery, limit: int) -> list[AuditRecord]:
+        stmt = select(AuditRow)
+        if not query.every_organization:
+            if query.organization_id is None:
+                stmt = stmt.where(col(AuditRow.organization_id).is_(None))  # the fleet-wide records
+            else:
+                stmt = stmt.where(col(AuditRow.organization_id) == query.organization_id)
+        if query.service is not None:
+            stmt = stmt.where(col(AuditRow.service) == query.service)
+        if query.action is not None:
+            stmt = stmt.where(col(AuditRow.action) == query.action)
+        if query.target_type is not None:
+            stmt = stmt.where(col(AuditRow.target_type) == query.target_type)
+        if query.target_id is not None:
+            stmt = stmt.where(col(AuditRow.target_id) == query.target_id)
+        if query.actor_user_id is not None:
+            stmt = stmt.where(col(AuditRow.actor_user_id) == query.actor_user_id)
+        if query.since is not None:
+            stmt = stmt.where(col(AuditRow.at) >= query.since)
+        if query.until is not None:
+            stmt = stmt.where(col(AuditRow.at) < query.until)
+        if query.before_id is not None:
+            stmt = stmt.where(col(AuditRow.id) < query.before_id)
+        rows = await self.session.execute(stmt.order_by(col(AuditRow.id).desc()).limit(limit))
+        return [_record(r) for r in rows.scalars()]

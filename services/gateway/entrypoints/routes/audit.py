@@ -15,7 +15,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from gpufleet.v1 import identity_pb2, identity_pb2_grpc
 from pydantic import BaseModel, Field
 
@@ -94,24 +94,7 @@ def _page(reply: identity_pb2.ListAuditLogResponse) -> AuditPageOut:
     return AuditPageOut(records=[_record(r) for r in reply.records], next_cursor=reply.next_cursor or None)
 
 
-def _request(**fields: Any) -> identity_pb2.ListAuditLogRequest:
-    since, until = fields.pop("since"), fields.pop("until")
-    return identity_pb2.ListAuditLogRequest(
-        **{k: v for k, v in fields.items() if v is not None},
-        since=since.isoformat() if since else "",
-        until=until.isoformat() if until else "",
-    )
-
-
-@router.get(
-    "/v1/audit",
-    response_model=AuditPageOut,
-    responses=problem_responses(422),
-    summary="Your organization's audit log: every change in every service, newest first (owner or admin)",
-)
-async def list_audit(
-    caller: CallerDep,
-    down: DownstreamDep,
+def audit_filters(
     service: Text = None,
     action: Text = None,
     target_type: Text = None,
@@ -121,18 +104,34 @@ async def list_audit(
     until: Until = None,
     limit: PageSize = None,
     cursor: Cursor = None,
-) -> AuditPageOut:
-    request = _request(
-        service=service,
-        action=action,
-        target_type=target_type,
-        target_id=target_id,
-        actor_user_id=actor_user_id,
-        since=since,
-        until=until,
-        limit=limit,
-        cursor=cursor,
+) -> identity_pb2.ListAuditLogRequest:
+    """The query both routes take, as the request identity answers (unset filters left out)."""
+    given = {
+        "service": service,
+        "action": action,
+        "target_type": target_type,
+        "target_id": target_id,
+        "actor_user_id": actor_user_id,
+        "limit": limit,
+        "cursor": cursor,
+    }
+    return identity_pb2.ListAuditLogRequest(
+        **{k: v for k, v in given.items() if v is not None},
+        since=since.isoformat() if since else "",
+        until=until.isoformat() if until else "",
     )
+
+
+FiltersDep = Annotated[identity_pb2.ListAuditLogRequest, Depends(audit_filters)]
+
+
+@router.get(
+    "/v1/audit",
+    response_model=AuditPageOut,
+    responses=problem_responses(422),
+    summary="Your organization's audit log: every change in every service, newest first (owner or admin)",
+)
+async def list_audit(caller: CallerDep, down: DownstreamDep, request: FiltersDep) -> AuditPageOut:
     return _page(await _stub(down).ListAudit(request, **caller.call))
 
 
@@ -145,29 +144,11 @@ async def list_audit(
 async def list_all_audit(
     op: OperatorDep,
     down: DownstreamDep,
+    request: FiltersDep,
     organization_id: Annotated[
         str | None, Query(max_length=36, description="Only this organization.")
     ] = None,
-    service: Text = None,
-    action: Text = None,
-    target_type: Text = None,
-    target_id: Text = None,
-    actor_user_id: Text = None,
-    since: Since = None,
-    until: Until = None,
-    limit: PageSize = None,
-    cursor: Cursor = None,
 ) -> AuditPageOut:
-    request = _request(
-        organization_id=organization_id,
-        service=service,
-        action=action,
-        target_type=target_type,
-        target_id=target_id,
-        actor_user_id=actor_user_id,
-        since=since,
-        until=until,
-        limit=limit,
-        cursor=cursor,
-    )
+    if organization_id is not None:
+        request.organization_id = organization_id
     return _page(await _stub(down).ListAllAudit(request, **op.call))

@@ -389,8 +389,12 @@ async def test_unauthenticated_agent_keeps_retrying_and_registers_nothing(kafka,
 async def test_stopping_the_agent_stops_its_jobs_and_reports_them(kafka, tmp_path):
     async with running_agent(kafka, tmp_path) as h:
         job_id = h.scheduler.assign("trap '' TERM; echo stubborn; sleep 60", [0])
+        output = h.settings.agent_state_dir / "shims" / job_id / "output"
         async with asyncio.timeout(WAIT):
             while h.scheduler.assignments[job_id].status != "running":
+                await asyncio.sleep(0.05)
+            # Running is reported when the supervisor starts: stop only once the trap is set (it printed).
+            while not (output.exists() and b"stubborn" in output.read_bytes()):
                 await asyncio.sleep(0.05)
     # The context exit stopped the agent: SIGTERM was ignored, SIGKILL after the grace period.
     finished = h.scheduler.of(job_id)[-1][1]

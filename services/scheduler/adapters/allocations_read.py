@@ -10,7 +10,9 @@ What a tenant learns, and why (issue 8: "without telling one tenant another's ac
   shared pool's GPUs are visible to every tenant anyway, and a free-looking GPU that cannot be had would
   be a lie. It tells nothing of who holds it or for what.
 * A GPU of a node dedicated to another organization is never listed (fleet never lists those nodes).
-* The job id is given only for the caller's own jobs. The read runs in the caller's tenant
+* The job id is given only for the caller's own jobs; for a key bound to a project, only for that
+  project's jobs (another project's job holds its GPU as anonymously as another organization's: a
+  bound key sees only its project's jobs everywhere else too). The read runs in the caller's tenant
   transaction, so row-level security hides other organizations' job rows: their job ids cannot come
   out of this query even if the SQL were wrong (the allocation row's own ``job_id`` is never selected).
 """
@@ -35,13 +37,16 @@ MAX_GPU_IDS = 10_000
 @dataclass(frozen=True)
 class HeldGpu:
     gpu_id: UUID
-    job_id: UUID | None  # only when a job of the caller's organization holds it
+    job_id: UUID | None  # only when a job of the caller's organization (bound key: project) holds it
     mine: bool
 
 
 class AllocationReader(Protocol):
-    async def held_gpus(self, organization_id: UUID, gpu_ids: Sequence[UUID] | None) -> list[HeldGpu]:
-        """The GPUs held by live jobs that ``organization_id`` may know of (``gpu_ids``: only these)."""
+    async def held_gpus(
+        self, organization_id: UUID, gpu_ids: Sequence[UUID] | None, project_id: UUID | None = None
+    ) -> list[HeldGpu]:
+        """The GPUs held by live jobs that ``organization_id`` may know of (``gpu_ids``: only these);
+        ``project_id`` (a bound key's project): the job id only for that project's jobs."""
 
 
 _HELD = text(
@@ -50,6 +55,7 @@ _HELD = text(
       FROM gpu_allocations a
       JOIN gpu_inventory i ON i.gpu_id = a.gpu_id
       LEFT JOIN jobs j ON j.id = a.job_id AND j.organization_id = :org
+                      AND (CAST(:project AS uuid) IS NULL OR j.project_id = CAST(:project AS uuid))
      WHERE (i.organization_id IS NULL OR i.organization_id = :org)
        AND (CAST(:all_gpus AS boolean) OR a.gpu_id = ANY(:gpu_ids))
      ORDER BY a.gpu_id
@@ -67,13 +73,20 @@ class SqlAllocationReader:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def held_gpus(self, organization_id: UUID, gpu_ids: Sequence[UUID] | None) -> list[HeldGpu]:
+    async def held_gpus(
+        self, organization_id: UUID, gpu_ids: Sequence[UUID] | None, project_id: UUID | None = None
+    ) -> list[HeldGpu]:
         if gpu_ids is not None and not gpu_ids:
             return []
         async with self.db.transaction(org_id=organization_id) as session:
             rows = await session.execute(
                 _HELD,
-                {"org": organization_id, "all_gpus": gpu_ids is None, "gpu_ids": list(gpu_ids or [])},
+                {
+                    "org": organization_id,
+                    "project": project_id,
+                    "all_gpus": gpu_ids is None,
+                    "gpu_ids": list(gpu_ids or []),
+                },
             )
             return [held_gpu(gpu_id, job_id) for gpu_id, job_id in rows]
 

@@ -16,7 +16,7 @@ from shared.wire import uuid_arg
 
 from ..adapters.allocations_read import MAX_GPU_IDS, AllocationReader, HeldGpu
 from ..service_layer.handlers import Dependencies
-from .grpc_server import JobServicer, PrincipalResolver
+from .grpc_server import JobServicer, PrincipalResolver, access_of
 
 
 def allocation_message(held: HeldGpu) -> scheduler_pb2.GpuAllocation:
@@ -34,9 +34,10 @@ class JobServicerWithAllocations(JobServicer):
     async def ListAllocations(
         self, request: scheduler_pb2.ListAllocationsRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.ListAllocationsResponse:
-        org_id = tenant_of(await self.auth.principal(context))
+        principal = await self.auth.principal(context)
+        org_id = tenant_of(principal)
         if len(request.gpu_ids) > MAX_GPU_IDS:
             raise InvalidArgument(f"at most {MAX_GPU_IDS} gpu_ids", field="gpu_ids")
         gpu_ids = [uuid_arg(g, "gpu_ids") for g in request.gpu_ids] if request.gpu_ids else None
-        held = await self.allocations.held_gpus(org_id, gpu_ids)
+        held = await self.allocations.held_gpus(org_id, gpu_ids, access_of(principal).bound_project)
         return scheduler_pb2.ListAllocationsResponse(allocations=[allocation_message(h) for h in held])

@@ -23,10 +23,11 @@ from gpufleet.v1 import (
 )
 from sqlalchemy import text
 
+from services.scheduler.adapters.allocations_read import SqlAllocationReader
 from services.scheduler.adapters.identity_projects import IdentityProjectDirectory
 from services.scheduler.adapters.policy_repository import SqlPolicyRepository
 from services.scheduler.domain.engine import Policy
-from services.scheduler.entrypoints.grpc_server import JobServicer
+from services.scheduler.entrypoints.allocations import JobServicerWithAllocations
 from services.scheduler.entrypoints.policy_api import PolicyServicer
 from services.scheduler.service_layer.policy import PolicyDependencies, PolicyStore
 from services.scheduler.service_layer.scheduling import Scheduler
@@ -119,7 +120,10 @@ async def tenancy(harness: Harness) -> AsyncIterator[Tenancy]:
     store = PolicyStore(SqlPolicyRepository(harness.db), Policy(), refresh_s=0)
 
     def scheduler(server: grpc.aio.Server) -> None:
-        scheduler_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(deps, auth), server)
+        servicer = JobServicerWithAllocations(
+            deps, auth, SqlAllocationReader(harness.db)
+        )  # as bootstrap does
+        scheduler_pb2_grpc.add_JobServiceServicer_to_server(servicer, server)
         policy_pb2_grpc.add_PolicyServiceServicer_to_server(
             PolicyServicer(PolicyDependencies(store.repo, store, deps.wakeup), auth), server
         )
@@ -259,6 +263,32 @@ async def test_a_project_bound_key_sees_and_changes_only_its_project(tenancy: Te
     assert (await t.jobs.GetJob(scheduler_pb2.GetJobRequest(id=mine.id), metadata=demoted)).id == mine.id
     cancel = t.jobs.CancelJob(scheduler_pb2.CancelJobRequest(id=mine.id), metadata=demoted)
     assert await code(cancel) == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_a_project_bound_key_sees_only_its_projects_jobs_on_the_gpus(tenancy: Tenancy):
+    org, t = Org(tenancy), tenancy
+    gpus = await t.h.add_gpus(org.id, uuid.uuid4(), 2)  # dedicated to org: no other test's jobs land here
+    owner = org.key("owner")
+    theirs = await t.submit(owner, org.p2)
+    ours = await t.submit(owner, org.p1)
+    for _ in range(5):
+        await schedule_round(t.deps)
+    placed = {
+        j.id: j.gpu_ids[0]
+        for j in (await t.jobs.ListJobs(scheduler_pb2.ListJobsRequest(), metadata=owner)).jobs
+        if j.gpu_ids
+    }
+    assert set(placed) == {theirs.id, ours.id}
+
+    async def held(key: tuple) -> dict[str, tuple[str, bool]]:
+        request = scheduler_pb2.ListAllocationsRequest(gpu_ids=[str(g.gpu_id) for g in gpus])
+        reply = await t.jobs.ListAllocations(request, metadata=key)
+        return {a.gpu_id: (a.job_id, a.mine) for a in reply.allocations}
+
+    # the organization's keys see both jobs; a key bound to p1 sees p2's GPU held, by nobody it may know
+    assert await held(owner) == {placed[theirs.id]: (theirs.id, True), placed[ours.id]: (ours.id, True)}
+    bound = org.key(roles={org.p1: "contributor"}, bound=org.p1)
+    assert await held(bound) == {placed[theirs.id]: ("", False), placed[ours.id]: (ours.id, True)}
 
 
 async def test_project_policies_are_set_by_org_admins_audited_and_cap_a_scheduling_step(tenancy: Tenancy):

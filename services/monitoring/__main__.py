@@ -17,9 +17,12 @@ def build(settings: MonitoringSettings) -> Runtime:
     rt = Runtime("monitoring", settings)
     db = rt.database(settings.monitoring_database_url, schema="monitoring", version=SCHEMA_VERSION)
     app = bootstrap(settings, db=db, auth=rt.authenticator())
-    rt.consumers(app.register_consumers, topics=(topics.METRICS,))
     output = bootstrap_output(settings, db=db, auth=rt.authenticator())
+    # The job topic first: consumers join their groups one after the other (seconds each on the
+    # embedded broker), and until it is read no chunk can be placed (they wait, parked) and no
+    # attempt exists to follow; samples attributed late are re-attributed anyway.
     rt.consumers(output.register_consumers, topics=(topics.OUTPUT, topics.JOBS))
+    rt.consumers(app.register_consumers, topics=(topics.METRICS,))
     rt.grpc(settings.monitoring_grpc_listen, [*app.grpc_services, *output.grpc_services])
     rt.periodic("output-completion", output.complete_once, every=output.sweep_every_seconds)
     rt.periodic("output-retention", output.prune_once, every=output.prune_every_seconds)

@@ -30,6 +30,9 @@ class JobOutputChunkV1(BaseModel):
     offset: int = Field(ge=0, description="position of the first byte of data in the attempt's output")
     data: bytes = Field(default=b"", max_length=MAX_CHUNK_BYTES)
     eof: bool = Field(default=False, description="the attempt's output ends at offset + len(data)")
+    # Added with attribution (optional: older chunks decode unchanged). Monitoring keeps a chunk only
+    # when its attempt was placed on this node; organization_id above is not used (docs/attribution.md).
+    node_id: UUID | None = Field(default=None, description="the registered node whose agent sent it")
 
 
 EVENT_TYPES: dict[str, type[BaseModel]] = {JOB_OUTPUT_CHUNK: JobOutputChunkV1}

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import sys
@@ -170,13 +171,24 @@ def _exit_record(told: str, main_status: int | None) -> dict[str, Any]:
     return record
 
 
-def _die_with_the_supervisor(supervisor: int) -> None:
+def _die_with_the_supervisor(supervisor: int, status_w: int) -> None:
     """SIGKILL this process when the supervisor dies: a supervisor killed while its job was still being
     set up (not yet in its cgroup, where the agent looks for what is left) takes the job with it, instead
-    of leaving it running unseen. Set again after every change of credentials, which clears it."""
+    of leaving it running unseen. Set again after every change of credentials, which clears it.
+
+    A supervisor that died before the signal was set is caught after: our parent changed, or (as pid 1
+    of a new pid namespace, whose parent is always 0 to it) the status pipe has no reader left, which
+    only the supervisor held."""
     sandbox.prctl(sandbox.PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() not in (supervisor, 0):  # died before that (0: pid 1 of a new pid namespace)
+    if os.getppid() not in (supervisor, 0) or not _has_reader(status_w):
         os._exit(127)
+
+
+def _has_reader(pipe_w: int) -> bool:
+    """False when every read end of the pipe is closed (the kernel then flags its write end POLLERR)."""
+    poller = select.poll()
+    poller.register(pipe_w, 0)  # POLLERR and POLLHUP are always reported
+    return not any(event & (select.POLLERR | select.POLLHUP) for _fd, event in poller.poll(0))
 
 
 def _job_process(
@@ -187,7 +199,7 @@ def _job_process(
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGUSR1, signal.SIG_DFL)
         if supervisor:
-            _die_with_the_supervisor(supervisor)
+            _die_with_the_supervisor(supervisor, status_w)
         if cgroup:
             cgroup.attach()
         os.setsid()
@@ -213,7 +225,7 @@ def _job_process(
         os.dup2(out, 2)
         sandbox.drop_privileges(spec["uid"], spec["gid"])
         if supervisor:
-            _die_with_the_supervisor(supervisor)
+            _die_with_the_supervisor(supervisor, status_w)
         os.chdir(spec["workdir"])
         argv = ["/bin/sh", "-c", spec["command"]]
         if not spec["isolate_pids"]:

@@ -405,7 +405,7 @@ class NodeAgent:
         prom.JOBS_RUNNING.set(len(self.running))
         self._spawn_task(self._watch(job.job_id), f"job-{job.job_id}")
         if self.output is not None:
-            self.output.follow(job, handle)
+            self.output.follow(job, handle, node_id=self.node_id)
         if job.time_limit_seconds > 0:
             entry.limit_task = self._spawn_task(self._enforce_time_limit(job), f"limit-{job.job_id}")
 

@@ -65,6 +65,10 @@ class _Attempt:
     job: LocalJob
     organization_id: UUID
     source: OutputSource
+    # This agent's registered node id (it returns None until registered): monitoring keeps only chunks
+    # from a node the job was placed on, so a chunk waits for it like for the broker. None: no node
+    # named (a monitoring of before attribution accepts that; today's refuses it).
+    node_id: Callable[[], str | None] | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     ended_at: float | None = None
     task: asyncio.Task[None] | None = None
@@ -89,8 +93,12 @@ class OutputShipper:
         self.clock, self.sleep = clock, sleep
         self._attempts: dict[tuple[str, int], _Attempt] = {}
 
-    def follow(self, job: LocalJob, handle: JobHandle) -> None:
-        """Start shipping the output of ``job`` (started here or taken back after a restart)."""
+    def follow(
+        self, job: LocalJob, handle: JobHandle, node_id: Callable[[], str | None] | None = None
+    ) -> None:
+        """Start shipping the output of ``job`` (started here or taken back after a restart).
+        ``node_id``: this agent's registered node, named in every chunk (monitoring keeps only chunks
+        from a node the job was placed on; the organization it sends is no longer used)."""
         key = (job.job_id, job.attempt)
         if key in self._attempts or job.organization_id is None:
             return
@@ -98,7 +106,7 @@ class OutputShipper:
         if source is None:
             return
         source.open()
-        entry = _Attempt(job, UUID(job.organization_id), source)
+        entry = _Attempt(job, UUID(job.organization_id), source, node_id)
         self._attempts[key] = entry
         entry.task = asyncio.create_task(self._ship(entry), name=f"output-{job.job_id}")
         prom.ATTEMPTS_SHIPPING.set(len(self._attempts))
@@ -151,18 +159,22 @@ class OutputShipper:
 
     async def _send(self, entry: _Attempt, offset: int, data: bytes, *, eof: bool) -> bool:
         """Publish one chunk, retrying while the broker is away; False when it gave up (dropped)."""
-        chunk = JobOutputChunkV1(
-            job_id=UUID(entry.job.job_id),
-            attempt=entry.job.attempt,
-            organization_id=entry.organization_id,
-            offset=offset,
-            data=data,
-            eof=eof,
-        )
         failing_since: float | None = None
         delay = self.interval
         while True:
             try:
+                node_id = entry.node_id() if entry.node_id is not None else None
+                if entry.node_id is not None and node_id is None:
+                    raise RuntimeError("the agent is not registered yet (a chunk names its node)")
+                chunk = JobOutputChunkV1(
+                    job_id=UUID(entry.job.job_id),
+                    attempt=entry.job.attempt,
+                    organization_id=entry.organization_id,
+                    offset=offset,
+                    data=data,
+                    eof=eof,
+                    node_id=UUID(node_id) if node_id else None,
+                )
                 await self.publisher.publish(chunk)
             except Exception as exc:
                 now = self.clock()

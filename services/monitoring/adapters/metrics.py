@@ -19,3 +19,17 @@ INGEST_BATCH_SIZE = Histogram(
     # A batch is up to 500 node records (shared.consumers.subscribe_batch) of a few GPUs each.
     buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
 )
+SAMPLES_CLAIM_DISPUTED = Counter(
+    "gpufleet_monitoring_samples_claim_disputed_total",
+    "Samples whose agent named another organization (or none) than the scheduler's allocation; "
+    "stored as the allocation says.",
+)
+SAMPLES_UNATTRIBUTED = Counter(
+    "gpufleet_monitoring_samples_unattributed_total",
+    "Samples stored without an organization: idle, or their allocation was not known yet (attributed "
+    "when it arrives).",
+)
+SAMPLES_REATTRIBUTED = Counter(
+    "gpufleet_monitoring_samples_reattributed_total",
+    "Samples whose job and organization were set again because an allocation arrived or ended.",
+)

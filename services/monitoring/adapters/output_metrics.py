@@ -16,9 +16,13 @@ BYTES_LOST = Counter(
 )
 CHUNKS_REFUSED = Counter(
     "gpufleet_monitoring_output_refused_chunks_total",
-    "Job output chunks naming another organization than their job; never stored.",
+    "Job output chunks from a node their attempt was not placed on (or naming no node); never stored.",
 )
 COMPLETED_WITHOUT_EOF = Counter(
     "gpufleet_monitoring_output_completed_without_eof_total",
     "Attempts whose output was completed by the job's end because the agent's end of output never came.",
+)
+CHUNKS_PARKED = Counter(
+    "gpufleet_monitoring_output_parked_chunks_total",
+    "Job output chunks kept aside because they came before the job topic said where the attempt runs.",
 )

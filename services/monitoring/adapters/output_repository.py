@@ -1,4 +1,5 @@
-"""The job-output unit of work over PostgreSQL (tables of migrations/monitoring/002_job_output.sql).
+"""The job-output unit of work over PostgreSQL (tables of migrations/monitoring/002_job_output.sql and
+the parked chunks and allocation history of 003_attribution.sql).
 
 Writes run with ``system=True`` (the consumers); reads run as the tenant, so row-level security hides
 another organization's output whatever the query says."""
@@ -14,7 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.contracts.output import MAX_CHUNK_BYTES
 from shared.db import Database
 
-from ..service_layer.output_ports import AttemptKey, OutputUnitOfWork, OutputUnitOfWorkFactory, StoredAttempt
+from ..service_layer.output_ports import (
+    AttemptKey,
+    OutputUnitOfWork,
+    OutputUnitOfWorkFactory,
+    ParkedChunk,
+    StoredAttempt,
+)
+from .allocations import SqlAllocations
 
 _COLUMNS = (
     "organization_id, job_id, attempt, head_bytes, tail_bytes, received_bytes, eof, complete, incomplete, "
@@ -73,10 +81,29 @@ _COMPLETE_ENDED = text(
     """
     UPDATE job_output SET complete = true, incomplete = true, updated_at = now()
     WHERE NOT complete AND ended_at IS NOT NULL AND ended_at < now() - make_interval(secs => :grace)
+      AND NOT EXISTS (SELECT 1 FROM job_output_unplaced u
+                      WHERE u.job_id = job_output.job_id AND u.attempt = job_output.attempt)
     RETURNING job_id, attempt
     """
 )
 _DELETE_OLDER = text("DELETE FROM job_output WHERE updated_at < now() - make_interval(days => :days)")
+_PARK = text(
+    """
+    INSERT INTO job_output_unplaced (job_id, attempt, node_id, byte_offset, data, eof)
+    VALUES (:j, :a, :n, :o, :data, :eof)
+    ON CONFLICT (job_id, attempt, node_id, byte_offset) DO NOTHING
+    RETURNING 1
+    """
+)
+_TAKE_PARKED = text(
+    """
+    DELETE FROM job_output_unplaced WHERE job_id = :j AND attempt = :a
+    RETURNING node_id, job_id, attempt, byte_offset, data, eof
+    """
+)
+_DELETE_PARKED = text(
+    "DELETE FROM job_output_unplaced WHERE received_at < now() - make_interval(secs => :secs)"
+)
 
 
 def _row(r: Row) -> StoredAttempt:
@@ -97,6 +124,29 @@ def _row(r: Row) -> StoredAttempt:
 class SqlOutputUnitOfWork(OutputUnitOfWork):
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self.allocations = SqlAllocations(session)
+
+    async def park_chunk(self, chunk: ParkedChunk) -> bool:
+        params = {
+            "j": chunk.job_id,
+            "a": chunk.attempt,
+            "n": chunk.node_id,
+            "o": chunk.offset,
+            "data": chunk.data,
+            "eof": chunk.eof,
+        }
+        return (await self.session.execute(_PARK, params)).first() is not None
+
+    async def take_parked(self, job_id: UUID, attempt: int) -> list[ParkedChunk]:
+        rows = await self.session.execute(_TAKE_PARKED, {"j": job_id, "a": attempt})
+        parked = [
+            ParkedChunk(r.node_id, r.job_id, r.attempt, r.byte_offset, bytes(r.data), r.eof) for r in rows
+        ]
+        return sorted(parked, key=lambda c: (c.offset, c.node_id.bytes))
+
+    async def delete_parked_older_than(self, seconds: float) -> int:
+        result = await self.session.execute(_DELETE_PARKED, {"secs": seconds})
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def lock_attempt(self, job_id: UUID, attempt: int) -> StoredAttempt | None:
         r = (await self.session.execute(_LOCK, {"j": job_id, "a": attempt})).first()

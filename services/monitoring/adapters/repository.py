@@ -1,4 +1,5 @@
-"""The unit of work over PostgreSQL: one statement per batch of samples in, one aggregate query out.
+"""The unit of work over PostgreSQL: one statement per batch of samples in (attributed from the
+allocation history as they are inserted), one aggregate query out.
 
 Ingestion and retention run with ``system=True``; utilization runs as the tenant (row-level security
 hides other organizations' samples)."""
@@ -16,18 +17,26 @@ from shared.db import Database
 from ..domain.samples import GpuSample
 from ..domain.series import SeriesWindow, UtilizationSeries
 from ..domain.utilization import GpuUtilization
-from ..service_layer.unit_of_work import MonitoringUnitOfWork, UnitOfWorkFactory
+from ..service_layer.unit_of_work import MonitoringUnitOfWork, StoredSample, UnitOfWorkFactory
+from .allocations import HOLDER, SqlAllocations
 from .series import utilization_series
 
+# The sample's job and organization are the allocation history's (the hold covering it), never the
+# agent's: the claimed ones are not even sent. RETURNING says what each new row was given.
 _INSERT = text(
-    """
+    f"""
     INSERT INTO gpu_metrics (gpu_id, timestamp, node_id, gpu_name, gpu_type, organization_id, job_id,
                              memory_used, memory_total, gpu_utilization, power_usage, temperature)
-    SELECT * FROM unnest(CAST(:gpu_id AS uuid[]), CAST(:ts AS timestamptz[]), CAST(:node_id AS uuid[]),
-                         CAST(:gpu_name AS text[]), CAST(:gpu_type AS text[]), CAST(:org AS uuid[]),
-                         CAST(:job AS uuid[]), CAST(:mem_used AS bigint[]), CAST(:mem_total AS bigint[]),
-                         CAST(:util AS numeric[]), CAST(:power AS numeric[]), CAST(:temp AS numeric[]))
+    SELECT s.gpu_id, s.ts, s.node_id, s.gpu_name, s.gpu_type, h.organization_id, h.job_id,
+           s.mem_used, s.mem_total, s.util, s.power, s.temp
+    FROM unnest(CAST(:gpu_id AS uuid[]), CAST(:ts AS timestamptz[]), CAST(:node_id AS uuid[]),
+                CAST(:gpu_name AS text[]), CAST(:gpu_type AS text[]), CAST(:mem_used AS bigint[]),
+                CAST(:mem_total AS bigint[]), CAST(:util AS numeric[]), CAST(:power AS numeric[]),
+                CAST(:temp AS numeric[]))
+         AS s(gpu_id, ts, node_id, gpu_name, gpu_type, mem_used, mem_total, util, power, temp)
+    LEFT JOIN LATERAL ({HOLDER.format(gpu="s.gpu_id", node="s.node_id", ts="s.ts")}) h ON true
     ON CONFLICT (gpu_id, timestamp) DO NOTHING
+    RETURNING gpu_id, timestamp, organization_id
     """
 )
 
@@ -52,8 +61,6 @@ COLUMNS = (
     "node_id",
     "gpu_name",
     "gpu_type",
-    "org",
-    "job",
     "mem_used",
     "mem_total",
     "util",
@@ -73,8 +80,6 @@ def sample_columns(samples: Sequence[GpuSample]) -> dict[str, list]:
         cols["node_id"].append(str(s.node_id))
         cols["gpu_name"].append(s.gpu_name)
         cols["gpu_type"].append(s.gpu_type)
-        cols["org"].append(str(s.organization_id) if s.organization_id else None)
-        cols["job"].append(str(s.job_id) if s.job_id else None)
         cols["mem_used"].append(s.memory_used_mb)
         cols["mem_total"].append(s.memory_total_mb)
         cols["util"].append(round(s.gpu_utilization, 2))
@@ -86,12 +91,13 @@ def sample_columns(samples: Sequence[GpuSample]) -> dict[str, list]:
 class SqlUnitOfWork(MonitoringUnitOfWork):
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self.allocations = SqlAllocations(session)
 
-    async def add_samples(self, samples: Sequence[GpuSample]) -> int:
+    async def add_samples(self, samples: Sequence[GpuSample]) -> list[StoredSample]:
         if not samples:
-            return 0
-        result = await self.session.execute(_INSERT, sample_columns(samples))
-        return int(getattr(result, "rowcount", 0) or 0)
+            return []
+        rows = await self.session.execute(_INSERT, sample_columns(samples))
+        return [StoredSample(r.gpu_id, r.timestamp, r.organization_id) for r in rows]
 
     async def utilization(self, organization_id: UUID, hours: int) -> list[GpuUtilization]:
         """Seed 000's utilization query over the samples taken while the organization's jobs held the GPU.

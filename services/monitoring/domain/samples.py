@@ -22,6 +22,7 @@ class GpuSample:
     memory_total_mb: int
     power_usage_w: float | None = None
     temperature_c: float | None = None
-    # The job (and so the organization) holding the GPU when sampled; None when idle.
-    job_id: UUID | None = None
-    organization_id: UUID | None = None
+    # What the agent says was holding the GPU (None: idle). Only compared with the allocation for a
+    # warning: whose a sample is comes from the allocation history (domain/allocations.py).
+    claimed_job_id: UUID | None = None
+    claimed_organization_id: UUID | None = None

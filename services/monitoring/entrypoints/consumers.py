@@ -31,8 +31,8 @@ def samples_of(record: metrics.GpuMetricsSampledV1) -> list[GpuSample]:
             memory_total_mb=s.memory_total_mb,
             power_usage_w=s.power_usage_w,
             temperature_c=s.temperature_c,
-            job_id=s.job_id,
-            organization_id=s.organization_id,
+            claimed_job_id=s.job_id,
+            claimed_organization_id=s.organization_id,
         )
         for s in record.samples
     ]

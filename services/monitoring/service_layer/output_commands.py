@@ -5,10 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
+from ..domain.allocations import Hold
+
 
 @dataclass(frozen=True)
 class OutputChunk:
-    organization_id: UUID
+    """``node_id`` is the node the agent says it is; the chunk is kept only if its attempt was placed
+    there. There is no organization: the job topic's is the chunk's."""
+
+    node_id: UUID | None
     job_id: UUID
     attempt: int
     offset: int
@@ -25,12 +30,14 @@ class StoreOutputChunks:
 
 @dataclass(frozen=True)
 class RecordJobAttempt:
-    """A job event: the job (and its ``attempt``) exists; ``ended_attempt`` ended (terminal, requeued)."""
+    """A job event: the job (and its ``attempt``) exists; ``ended_attempt`` ended (terminal, requeued);
+    ``holds`` the GPUs the event says were held (opened by scheduled/started, closed by the end)."""
 
     organization_id: UUID
     job_id: UUID
     attempt: int
     ended_attempt: int | None = None
+    holds: tuple[Hold, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -20,16 +20,37 @@ from shared.contracts.output import MAX_CHUNK_BYTES
 from shared.errors import InvalidArgument, NotFound
 from shared.handlers import dispatch
 
+from ..adapters import metrics as sample_metrics
 from ..adapters import output_metrics as metrics
+from ..domain.allocations import (
+    ChunkVerdict,
+    Hold,
+    HoldKey,
+    Placement,
+    Span,
+    changed_span,
+    coalesce,
+    judge_chunk,
+    merge,
+)
 from ..domain.output import INCOMPLETE_MARKER, Layout, Literal, accept_chunk, cut_marker, keep_range
 from . import output_commands as commands
-from .output_ports import AttemptKey, OutputSignals, OutputUnitOfWork, OutputUnitOfWorkFactory, StoredAttempt
+from .output_ports import (
+    AttemptKey,
+    OutputSignals,
+    OutputUnitOfWork,
+    OutputUnitOfWorkFactory,
+    ParkedChunk,
+    StoredAttempt,
+)
 
 log = logging.getLogger("gpufleet.monitoring.output")
 
 DEFAULT_PAGE_BYTES = 1024 * 1024
 MAX_PAGE_BYTES = 2 * 1024 * 1024
 FOLLOW_RECHECK_SECONDS = 5.0  # a follower re-reads this often even unwoken (another replica stored it)
+# A chunk parked this long without its placement arriving is discarded (the job topic lags by seconds).
+PARKED_MAX_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -62,35 +83,63 @@ def layout_of(row: StoredAttempt) -> Layout:
 
 
 async def store_chunks(cmd: commands.StoreOutputChunks, deps: OutputDependencies) -> int:
-    """Apply a batch in order in one transaction; returns how many bytes were stored."""
+    """Apply a batch in order in one transaction; returns how many bytes were stored.
+
+    A chunk counts only when it comes from a node its attempt was placed on (the job topic says where);
+    one that comes before the placement is known is parked, and applied or dropped by the job-topic
+    consumer when it arrives. The attempts' locks (taken by that consumer too) make "not known yet,
+    park it" and "placed now, apply what is parked" one after the other, never interleaved."""
     if not cmd.chunks:
         return 0
     stored = 0
     touched: list[AttemptKey] = []
     async with deps.uow(system=True) as uow:
+        keys = sorted({(c.job_id, c.attempt) for c in cmd.chunks}, key=lambda k: (k[0].bytes, k[1]))
+        await uow.allocations.lock_attempts(keys)
+        placements = await uow.allocations.placements(keys)
         for chunk in cmd.chunks:
-            row = await uow.lock_attempt(chunk.job_id, chunk.attempt)
-            if row is None:
-                row = await uow.create_attempt(
-                    StoredAttempt(chunk.organization_id, chunk.job_id, chunk.attempt, deps.head, deps.tail)
+            placement = placements.get((chunk.job_id, chunk.attempt))
+            verdict = judge_chunk(placement, chunk.node_id)
+            if verdict is ChunkVerdict.PARK:
+                assert chunk.node_id is not None
+                parked = ParkedChunk(
+                    chunk.node_id, chunk.job_id, chunk.attempt, chunk.offset, chunk.data, chunk.eof
                 )
-            if row.organization_id != chunk.organization_id:
-                # The job topic said whose job this is: a chunk claiming otherwise is never stored.
-                log.warning(
-                    "output chunk names another organization than its job; dropped",
-                    extra={"job_id": str(chunk.job_id), "attempt": chunk.attempt},
-                )
-                metrics.CHUNKS_REFUSED.inc()
+                if await uow.park_chunk(parked):
+                    metrics.CHUNKS_PARKED.inc()
                 continue
-            stored += await _apply(uow, row, chunk)
+            if verdict is ChunkVerdict.REFUSE or placement is None:
+                _refused(chunk.job_id, chunk.attempt, chunk.node_id)
+                continue
+            row = await _placed_attempt(uow, deps, placement, chunk.job_id, chunk.attempt)
+            stored += await _apply(uow, row, chunk.offset, chunk.data, chunk.eof)
             touched.append((row.job_id, row.attempt))
     metrics.BYTES_STORED.inc(stored)
     deps.signals.notify(touched)
     return stored
 
 
-async def _apply(uow: OutputUnitOfWork, row: StoredAttempt, chunk: commands.OutputChunk) -> int:
-    accepted = accept_chunk(row.received, chunk.offset, chunk.data)
+def _refused(job_id: Any, attempt: int, node_id: Any) -> None:
+    log.warning(
+        "output chunk from a node its job attempt was not placed on (or naming none); dropped",
+        extra={"job_id": str(job_id), "attempt": attempt, "node_id": str(node_id)},
+    )
+    metrics.CHUNKS_REFUSED.inc()
+
+
+async def _placed_attempt(
+    uow: OutputUnitOfWork, deps: OutputDependencies, placement: Placement, job_id: Any, attempt: int
+) -> StoredAttempt:
+    row = await uow.lock_attempt(job_id, attempt)
+    if row is None:  # the job topic creates it with the placement; kept for a row pruned meanwhile
+        row = await uow.create_attempt(
+            StoredAttempt(placement.organization_id, job_id, attempt, deps.head, deps.tail)
+        )
+    return row
+
+
+async def _apply(uow: OutputUnitOfWork, row: StoredAttempt, offset: int, data: bytes, eof: bool) -> int:
+    accepted = accept_chunk(row.received, offset, data)
     if accepted.duplicate:
         metrics.CHUNKS_DUPLICATE.inc()
     after = Layout(max(row.received, accepted.received), row.head, row.tail)
@@ -107,7 +156,7 @@ async def _apply(uow: OutputUnitOfWork, row: StoredAttempt, chunk: commands.Outp
         row.received = after.received
         if after.truncated:
             await uow.drop_tail_before(row, after.tail_start)
-    if chunk.eof and not row.eof:
+    if eof and not row.eof:
         row.eof, row.complete, row.incomplete = True, True, False
     await uow.save_attempt(row)
     return stored
@@ -131,14 +180,24 @@ async def record_job_attempt(cmd: commands.RecordJobAttempt, deps: OutputDepende
 
 
 async def record_job_attempts(cmd: commands.RecordJobAttempts, deps: OutputDependencies) -> None:
-    """A batch of job events in one transaction (one commit per batch, not per event). Applied job by
-    job in a fixed order (each job's events keep their topic order), so two replicas' batches lock
-    attempt rows in the same order and never deadlock."""
-    ended: list[tuple[Any, int]] = []
+    """A batch of job events in one short transaction (one commit per batch, not per event): the
+    attempts' output rows, the GPUs' holds (and the samples they re-attribute), then the chunks that
+    were parked waiting for a placement this batch brought. Locks, all sorted and all released at the
+    commit: the attempts', then the GPUs', then the output rows job by job (each job's events keep
+    their topic order), so two replicas' batches, and the sample and chunk consumers, never deadlock."""
+    events = sorted(cmd.events, key=lambda e: e.job_id.bytes)
+    keys = sorted(
+        {(e.job_id, a) for e in events for a in _attempts_of(e)}
+        | {h.key[:2] for e in events for h in e.holds},
+        key=lambda k: (k[0].bytes, k[1]),
+    )
+    ended: list[AttemptKey] = []
+    touched: list[AttemptKey] = []
     async with deps.uow(system=True) as uow:
-        for event in sorted(cmd.events, key=lambda e: e.job_id.bytes):
-            attempts = {event.attempt} | ({event.ended_attempt} if event.ended_attempt is not None else set())
-            for attempt in sorted(attempts):
+        await uow.allocations.lock_attempts(keys)
+        placed = await _record_holds(uow, [h for e in events for h in e.holds])
+        for event in events:
+            for attempt in sorted(_attempts_of(event)):
                 if await uow.lock_attempt(event.job_id, attempt) is None:
                     await uow.create_attempt(
                         StoredAttempt(event.organization_id, event.job_id, attempt, deps.head, deps.tail)
@@ -147,8 +206,62 @@ async def record_job_attempts(cmd: commands.RecordJobAttempts, deps: OutputDepen
                 event.organization_id, event.job_id, event.ended_attempt
             ):
                 ended.append((event.job_id, event.ended_attempt))
-    if ended:
-        deps.signals.notify(ended)
+        touched = await _apply_parked(uow, deps, placed)
+    if ended or touched:
+        deps.signals.notify([*ended, *touched])
+
+
+def _attempts_of(event: commands.RecordJobAttempt) -> set[int]:
+    return {event.attempt} | ({event.ended_attempt} if event.ended_attempt is not None else set())
+
+
+async def _record_holds(uow: OutputUnitOfWork, holds: list[Hold]) -> list[AttemptKey]:
+    """Merge the events' holds into the history under the GPUs' locks and re-attribute the samples whose
+    owner changed; returns the attempts now known to be placed (a hold naming its node)."""
+    if not holds:
+        return []
+    await uow.allocations.lock_gpus(h.gpu_id for h in holds)
+    known = await uow.allocations.holds(
+        sorted({h.key for h in holds}, key=lambda k: (k[0].bytes, k[1], k[2].bytes))
+    )
+    merged: dict[HoldKey, Hold] = {}
+    spans: list[Span] = []
+    for hold in holds:
+        before = merged.get(hold.key) or known.get(hold.key)
+        after = merge(before, hold)
+        span = changed_span(before, after)
+        if span is not None:
+            spans.append(span)
+            merged[hold.key] = after
+    await uow.allocations.save_holds(list(merged.values()))
+    rewritten = await uow.allocations.reattribute(coalesce(spans))
+    sample_metrics.SAMPLES_REATTRIBUTED.inc(rewritten)
+    return sorted(
+        {h.key[:2] for h in merged.values() if h.node_id is not None}, key=lambda k: (k[0].bytes, k[1])
+    )
+
+
+async def _apply_parked(
+    uow: OutputUnitOfWork, deps: OutputDependencies, keys: list[AttemptKey]
+) -> list[AttemptKey]:
+    """The chunks parked for attempts whose placement just became known: applied when they came from
+    one of its nodes, dropped (with a warning) otherwise."""
+    placements = await uow.allocations.placements(keys)
+    touched: list[AttemptKey] = []
+    for key, placement in placements.items():
+        parked = await uow.take_parked(*key)
+        if not parked:
+            continue
+        row = await _placed_attempt(uow, deps, placement, *key)
+        stored = 0
+        for chunk in parked:
+            if judge_chunk(placement, chunk.node_id) is not ChunkVerdict.APPLY:
+                _refused(chunk.job_id, chunk.attempt, chunk.node_id)
+                continue
+            stored += await _apply(uow, row, chunk.offset, chunk.data, chunk.eof)
+        metrics.BYTES_STORED.inc(stored)
+        touched.append(key)
+    return touched
 
 
 async def complete_ended_output(cmd: commands.CompleteEndedOutput, deps: OutputDependencies) -> int:
@@ -168,6 +281,12 @@ async def prune_output(cmd: commands.PruneOutput, deps: OutputDependencies) -> i
     if cmd.retention_days < 1:
         raise ValueError("retention_days must be at least 1")
     async with deps.uow(system=True) as uow:
+        dropped = await uow.delete_parked_older_than(PARKED_MAX_SECONDS)
+        if dropped:
+            log.warning(
+                "discarded output chunks whose job placement never came",
+                extra={"chunks": dropped, "seconds": PARKED_MAX_SECONDS},
+            )
         return await uow.delete_older_than(cmd.retention_days)
 
 

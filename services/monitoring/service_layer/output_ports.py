@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
-AttemptKey = tuple[UUID, int]  # (job id, attempt)
+from .allocation_ports import AllocationStore, AttemptKey
 
 
 @dataclass
@@ -29,7 +29,29 @@ class StoredAttempt:
     ended_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class ParkedChunk:
+    """A chunk kept aside until its attempt's placement is known (docs/attribution.md)."""
+
+    node_id: UUID
+    job_id: UUID
+    attempt: int
+    offset: int
+    data: bytes
+    eof: bool = False
+
+
 class OutputUnitOfWork(Protocol):
+    allocations: AllocationStore
+
+    async def park_chunk(self, chunk: ParkedChunk) -> bool:
+        """Keep ``chunk`` aside (once per node and offset); False when it was parked already."""
+
+    async def take_parked(self, job_id: UUID, attempt: int) -> list[ParkedChunk]:
+        """Remove and return the attempt's parked chunks, in offset order."""
+
+    async def delete_parked_older_than(self, seconds: float) -> int: ...
+
     async def lock_attempt(self, job_id: UUID, attempt: int) -> StoredAttempt | None:
         """The attempt, locked for update until the unit of work ends (None: not known)."""
 
@@ -54,7 +76,8 @@ class OutputUnitOfWork(Protocol):
         """The stored raw bytes ``[start, end)`` of the attempt."""
 
     async def complete_ended(self, grace_seconds: float) -> list[AttemptKey]:
-        """Mark complete the attempts that ended over ``grace_seconds`` ago without an end of output."""
+        """Mark complete the attempts that ended over ``grace_seconds`` ago without an end of output,
+        except those with chunks still parked (their placement has not come yet)."""
 
     async def delete_older_than(self, days: int) -> int: ...
 

@@ -9,17 +9,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
 from ..domain.samples import GpuSample
 from ..domain.series import SeriesWindow, UtilizationSeries
 from ..domain.utilization import GpuUtilization
+from .allocation_ports import AllocationStore
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSample:
+    """A sample the unit of work inserted, with the organization the allocation history gave it."""
+
+    gpu_id: UUID
+    timestamp: datetime
+    organization_id: UUID | None
 
 
 class MonitoringUnitOfWork(Protocol):
-    async def add_samples(self, samples: Sequence[GpuSample]) -> int:
-        """Insert, skipping any sample already stored (same GPU, same instant); returns how many were new."""
+    allocations: AllocationStore
+
+    async def add_samples(self, samples: Sequence[GpuSample]) -> list[StoredSample]:
+        """Insert, skipping any sample already stored (same GPU, same instant), each with the job and
+        organization of the hold covering it (none: unattributed until its allocation arrives); returns
+        the new ones. The caller holds the samples' GPU locks."""
 
     async def utilization(self, organization_id: UUID, hours: int) -> list[GpuUtilization]:
         """Per GPU, over the samples of the last ``hours`` taken while ``organization_id``'s jobs held it;

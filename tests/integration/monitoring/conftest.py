@@ -1,5 +1,6 @@
 """Monitoring in-process: its gRPC servicer on a free port over the real PostgreSQL, with the fake identity
-mapping test keys to principals (tests/fake_identity.py), plus a builder of agents' metric records."""
+mapping test keys to principals (tests/fake_identity.py), plus builders of agents' metric records and of
+the scheduler's job events (which decide whose a sample is: docs/attribution.md)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ from services.monitoring.bootstrap import MonitoringApp, bootstrap
 from services.monitoring.config import MonitoringSettings
 from services.monitoring.entrypoints.consumers import to_command
 from services.monitoring.entrypoints.grpc_server import SERVICE_NAMES
+from services.monitoring.entrypoints.output_consumers import to_attempt
+from services.monitoring.output_bootstrap import OutputApp, bootstrap_output
+from services.monitoring.service_layer import output_commands, output_handlers
 from services.monitoring.service_layer.handlers import Dependencies, handle
+from shared.contracts import jobs
 from shared.contracts.metrics import GPU_METRICS_SAMPLED, GpuMetricsSampledV1, GpuSampleV1
 from shared.db import Database
 from shared.embedded.postgres import free_port
@@ -33,6 +38,7 @@ class Monitoring:
     identity: FakeIdentity
     app: MonitoringApp
     stub: monitoring_pb2_grpc.MonitoringServiceStub
+    output: OutputApp
 
     async def rows(self, sql: str, *, org: uuid.UUID | None = None, **params: Any) -> list:
         """Run ``sql`` as the tenant ``org``, or in system scope when ``org`` is None."""
@@ -42,6 +48,79 @@ class Monitoring:
 
     async def consume(self, batch: list[Envelope]) -> int:
         return await consume(self.app.deps, batch)
+
+    async def jobs(self, *events: Envelope) -> None:
+        """What the job-topic consumer of monitoring does with one batch, minus the broker."""
+        await record_jobs(self.output, *events)
+
+    async def allocate(
+        self,
+        gpus: list[uuid.UUID],
+        org: uuid.UUID,
+        node: uuid.UUID,
+        start: datetime,
+        end: datetime | None = None,
+        job: uuid.UUID | None = None,
+    ) -> uuid.UUID:
+        """The scheduler placed a job of ``org`` on ``gpus`` of ``node`` at ``start`` (and, with ``end``,
+        it has ended): its events, through the consumer's converter and handler. Returns the job id."""
+        job = job or uuid.uuid4()
+        events = [job_event(jobs.JOB_SCHEDULED, job, org, node, gpus, start)]
+        if end is not None:
+            events.append(job_event(jobs.JOB_SUCCEEDED, job, org, node, gpus, start, end))
+        await self.jobs(*events)
+        return job
+
+
+async def record_jobs(output: OutputApp, *events: Envelope) -> None:
+    cmds = tuple(cmd for e in events if (cmd := to_attempt(e)) is not None)
+    await output_handlers.handle(output_commands.RecordJobAttempts(cmds), output.deps)
+
+
+def job_event(
+    kind: str,
+    job: uuid.UUID,
+    org: uuid.UUID,
+    node: uuid.UUID,
+    gpus: list[uuid.UUID],
+    start: datetime,
+    end: datetime | None = None,
+    attempt: int = 1,
+    placed: bool = True,
+) -> Envelope:
+    """A job event as the scheduler publishes it (services/scheduler/adapters/events.py): placed on
+    ``gpus`` of ``node`` at ``start``, or (``placed=False``) not placed yet."""
+    status = {
+        jobs.JOB_SUBMITTED: "queued",
+        jobs.JOB_SCHEDULED: "scheduled",
+        jobs.JOB_STARTED: "running",
+        jobs.JOB_SUCCEEDED: "succeeded",
+        jobs.JOB_FAILED: "failed",
+    }
+    snapshot = jobs.JobSnapshotV1.model_validate(
+        {
+            "job_id": job,
+            "organization_id": org,
+            "status": status.get(kind, "running"),
+            "command": "x",
+            "gpu_count": len(gpus),
+            "gpu_memory_mb": 1,
+            "priority": 50,
+            "created_at": start,
+            "attempt": attempt,
+            "node_id": node if placed else None,
+            "allocation": []
+            if not placed
+            else [
+                {"gpu_id": g, "gpu_index": i, "gpu_type": "a100", "cost_per_hour": "1"}
+                for i, g in enumerate(gpus)
+            ],
+            "placements": [{"node_id": node, "rank": 0, "gpu_ids": gpus}] if placed else [],
+            "scheduled_at": start if placed else None,
+            "finished_at": end,
+        }
+    )
+    return Envelope(type=kind, source="gpufleet/scheduler", data=jobs.JobEventV1(job=snapshot))
 
 
 async def consume(deps: Dependencies, batch: list[Envelope]) -> int:
@@ -82,7 +161,8 @@ async def monitoring(migrate_schema, identity) -> AsyncIterator[Monitoring]:
         listen, [(add, servicer) for add, servicer, _ in app.grpc_services], SERVICE_NAMES
     )
     client = channel(listen)
-    yield Monitoring(db, settings, fake, app, monitoring_pb2_grpc.MonitoringServiceStub(client))
+    output = bootstrap_output(settings, db=db, auth=auth)
+    yield Monitoring(db, settings, fake, app, monitoring_pb2_grpc.MonitoringServiceStub(client), output)
     await client.close()
     await server.stop(None)
     await auth.close()
@@ -92,7 +172,8 @@ async def monitoring(migrate_schema, identity) -> AsyncIterator[Monitoring]:
 def record(
     samples: list[tuple[uuid.UUID, uuid.UUID | None, float, datetime]], node: uuid.UUID | None = None
 ) -> Envelope:
-    """One node's record: (gpu id, holding organization or None when idle, utilization %, time) per sample."""
+    """One node's record: (gpu id, the organization the agent claims or None, utilization %, time) per
+    sample. The claim decides nothing: a hold (:meth:`Monitoring.allocate`) does."""
     return Envelope(
         type=GPU_METRICS_SAMPLED,
         source="gpufleet/agent",

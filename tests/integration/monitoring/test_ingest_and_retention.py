@@ -16,10 +16,11 @@ pytestmark = pytest.mark.integration
 
 
 async def test_a_batch_is_stored_once_even_when_it_repeats_itself(monitoring: Monitoring) -> None:
-    org = uuid.uuid4()
+    org, node = uuid.uuid4(), uuid.uuid4()
     busy, idle = uuid.uuid4(), uuid.uuid4()
     now = datetime.now(UTC)
-    tick = record([(busy, org, 40.0, now), (idle, None, 0.0, now)])
+    job = await monitoring.allocate([busy], org, node, now - timedelta(minutes=1))
+    tick = record([(busy, org, 40.0, now), (idle, None, 0.0, now)], node)
     # A redelivered record inside the same batch, and the batch once more later.
     assert await monitoring.consume([tick, tick]) == 2
     assert await monitoring.consume([tick]) == 0
@@ -31,7 +32,7 @@ async def test_a_batch_is_stored_once_even_when_it_repeats_itself(monitoring: Mo
         b=idle,
     )
     assert [(r.gpu_id, r.organization_id) for r in rows] == [(busy, org), (idle, None)]
-    assert rows[0].job_id == tick.data.samples[0].job_id and rows[1].job_id is None
+    assert rows[0].job_id == job and rows[1].job_id is None  # the scheduler's job, not the agent's word
     assert (
         rows[0].node_id == tick.data.node_id and rows[0].gpu_utilization == 40 and rows[0].memory_used == 4000
     )

@@ -56,6 +56,7 @@ async def test_service_ingests_metrics_from_the_broker_and_answers_utilization(
     ]
     sentinel = uuid.uuid4()
     last = record([(sentinel, org, 10.0, now)], node)
+    await monitoring.allocate([gpu_id, sentinel], org, node, now - timedelta(minutes=1))
     stop = asyncio.Event()
     service = asyncio.create_task(monitoring_runtime(settings).serve(stop))
     client = channel(listen)

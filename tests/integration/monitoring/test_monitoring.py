@@ -23,13 +23,16 @@ from .conftest import consume
 pytestmark = pytest.mark.integration
 
 
+NODE = uuid.uuid4()
+
+
 def tick(gpus: list[tuple[uuid.UUID, uuid.UUID | None, float]], at: datetime) -> Envelope:
-    """One node's record: (gpu id, holding organization or None, utilization) per GPU."""
+    """One node's record: (gpu id, the organization the agent claims or None, utilization) per GPU."""
     return Envelope(
         type=GPU_METRICS_SAMPLED,
         source="test",
         data=GpuMetricsSampledV1(
-            node_id=uuid.uuid4(),
+            node_id=NODE,
             samples=[
                 GpuSampleV1(
                     gpu_id=g,
@@ -57,11 +60,14 @@ async def db(migrate_schema):
     await database.dispose()
 
 
-async def test_samples_are_stored_once_and_utilization_is_per_organization(db):
+async def test_samples_are_stored_once_and_utilization_is_per_organization(db, monitoring):
     deps = Dependencies(uow=sql_unit_of_work(db))
     org_a, org_b = uuid.uuid4(), uuid.uuid4()
     g1, g2, idle = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     now = datetime.now(UTC).replace(microsecond=0)
+    # The same database as the monitoring fixture's (one schema per session): its job-topic handler.
+    await monitoring.allocate([g1], org_a, NODE, now - timedelta(hours=31))
+    await monitoring.allocate([g2], org_b, NODE, now - timedelta(hours=1))
     batch = [
         tick([(g1, org_a, 50.0), (g2, org_b, 90.0), (idle, None, 0.0)], now - timedelta(seconds=s))
         for s in (1, 2)

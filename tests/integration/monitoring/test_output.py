@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import grpc
 import pytest
@@ -22,7 +23,7 @@ from shared.events import Envelope
 from shared.grpc import Authenticator, channel
 from tests.fake_identity import grpc_server
 
-from .conftest import Monitoring
+from .conftest import Monitoring, job_event, record_jobs
 
 pytestmark = pytest.mark.integration
 
@@ -42,12 +43,25 @@ async def output(
     await auth.close()
 
 
-def chunk(org: uuid.UUID, job: uuid.UUID, offset: int, data: bytes, eof: bool = False) -> Envelope:
+NODE = uuid.uuid4()  # where the tests' jobs run (placed by :func:`place`)
+
+
+def chunk(
+    org: uuid.UUID, job: uuid.UUID, offset: int, data: bytes, eof: bool = False, node: uuid.UUID = NODE
+) -> Envelope:
+    """A chunk as an agent on ``node`` ships it; ``org`` is its claim, which monitoring does not use."""
     return Envelope(
         type=JOB_OUTPUT_CHUNK,
         source="test",
-        data=JobOutputChunkV1(job_id=job, attempt=1, organization_id=org, offset=offset, data=data, eof=eof),
+        data=JobOutputChunkV1(
+            job_id=job, attempt=1, organization_id=org, offset=offset, data=data, eof=eof, node_id=node
+        ),
     )
+
+
+async def place(app: OutputApp, org: uuid.UUID, job: uuid.UUID, node: uuid.UUID = NODE) -> None:
+    """The job topic says ``job`` (of ``org``) runs on ``node`` (through ``app``'s job-topic handler)."""
+    await record_jobs(app, job_event(jobs.JOB_SCHEDULED, job, org, node, [uuid.uuid4()], datetime.now(UTC)))
 
 
 async def deliver(app: OutputApp, *envelopes: Envelope) -> None:
@@ -62,6 +76,7 @@ async def test_replayed_chunks_are_stored_once_and_read_from_an_offset(
 ) -> None:
     app, stub = output
     org, job = uuid.uuid4(), uuid.uuid4()
+    await place(app, org, job)
     key = monitoring.identity.key(org)
     first, second = chunk(org, job, 0, b"hello, "), chunk(org, job, 7, b"world\n")
     await deliver(app, first, second)
@@ -79,6 +94,7 @@ async def test_past_the_limit_head_marker_tail_and_storage_stays_bounded(
 ) -> None:
     app, stub = output
     org, job = uuid.uuid4(), uuid.uuid4()
+    await place(app, org, job)
     raw = b"".join(b"%06d\n" % i for i in range(2000))  # 14 000 bytes against a 2000-byte limit
     for at in range(0, len(raw), 500):
         await deliver(app, chunk(org, job, at, raw[at : at + 500]))
@@ -99,6 +115,7 @@ async def test_past_the_limit_head_marker_tail_and_storage_stays_bounded(
 async def test_follow_gets_new_chunks_then_ends_at_eof(monitoring: Monitoring, output) -> None:
     app, stub = output
     org, job = uuid.uuid4(), uuid.uuid4()
+    await place(app, org, job)
     await deliver(app, chunk(org, job, 0, b"one\n"))
     call = stub.FollowOutput(
         output_pb2.FollowOutputRequest(job_id=str(job)), metadata=monitoring.identity.key(org)
@@ -120,6 +137,7 @@ async def test_another_organization_gets_not_found_as_for_an_unknown_job(
 ) -> None:
     app, stub = output
     org, job = uuid.uuid4(), uuid.uuid4()
+    await place(app, org, job)
     await deliver(app, chunk(org, job, 0, b"private"))
     stranger = monitoring.identity.key(uuid.uuid4())
     for job_id in (str(job), str(uuid.uuid4()), "not-a-uuid"):
@@ -160,6 +178,10 @@ async def test_the_job_topic_completes_an_attempt_whose_agent_died(monitoring: M
             "priority": 50,
             "created_at": "2026-01-01T00:00:00Z",
             "attempt": 1,
+            # Placed: the chunk that came first (parked, the placement unknown then) is applied now.
+            "scheduled_at": "2026-01-01T00:00:01Z",
+            "finished_at": "2026-01-01T00:00:02Z",
+            "placements": [{"node_id": NODE, "rank": 0, "gpu_ids": [uuid.uuid4()]}],
         }
     )
     event = Envelope(type=jobs.JOB_FAILED, source="test", data=jobs.JobEventV1(job=snapshot))

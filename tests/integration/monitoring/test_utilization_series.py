@@ -37,11 +37,14 @@ def sample(gpu: uuid.UUID, name: str, org: uuid.UUID | None, util: float, at: da
     )
 
 
+NODE = uuid.uuid4()
+
+
 def record(*samples: GpuSampleV1) -> Envelope:
     return Envelope(
         type=GPU_METRICS_SAMPLED,
         source="gpufleet/agent",
-        data=GpuMetricsSampledV1(node_id=uuid.uuid4(), samples=list(samples)),
+        data=GpuMetricsSampledV1(node_id=NODE, samples=list(samples)),
     )
 
 
@@ -54,6 +57,11 @@ async def two_gpus(monitoring: Monitoring) -> tuple[uuid.UUID, uuid.UUID, uuid.U
     idle, another organization's, and just outside the window at either end."""
     a, b = uuid.uuid4(), uuid.uuid4()
     g1, g2 = uuid.uuid4(), uuid.uuid4()
+    # Whose the samples are: the scheduler's allocations (the samples' own claims agree, and decide nothing).
+    await monitoring.allocate([g1], a, NODE, s(-10), s(150))
+    await monitoring.allocate([g1], b, NODE, s(150))
+    await monitoring.allocate([g2], a, NODE, s(-10), s(50))
+    await monitoring.allocate([g2], a, NODE, s(250))
     await monitoring.consume(
         [
             record(sample(g1, "GPU a", a, 50, s(10)), sample(g2, "GPU b", a, 20, s(30))),
@@ -117,6 +125,7 @@ async def test_one_gpu_and_another_organizations_view(monitoring: Monitoring) ->
 
 async def test_the_default_window_is_the_last_hour_in_at_most_500_points(monitoring: Monitoring) -> None:
     org, gpu = uuid.uuid4(), uuid.uuid4()
+    await monitoring.allocate([gpu], org, NODE, datetime.now(UTC) - timedelta(minutes=10))
     await monitoring.consume(
         [record(sample(gpu, "GPU z", org, 30, datetime.now(UTC) - timedelta(minutes=5)))]
     )

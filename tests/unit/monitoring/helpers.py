@@ -7,16 +7,25 @@ from datetime import datetime
 
 from prometheus_client import REGISTRY
 
+from services.monitoring.domain.allocations import Hold
 from services.monitoring.domain.samples import GpuSample
 from shared.contracts.metrics import GPU_METRICS_SAMPLED, GpuMetricsSampledV1, GpuSampleV1
 from shared.events import Envelope
 
+NODE = uuid.uuid4()  # the node every test sample comes from unless told otherwise
+
 
 def sample(
-    gpu_id: uuid.UUID, at: datetime, util: float = 50.0, org: uuid.UUID | None = None, name: str = "GPU 0"
+    gpu_id: uuid.UUID,
+    at: datetime,
+    util: float = 50.0,
+    org: uuid.UUID | None = None,
+    name: str = "GPU 0",
+    node: uuid.UUID = NODE,
 ) -> GpuSample:
+    """``org``: what the agent claims (it decides nothing; a hold does, see :func:`hold`)."""
     return GpuSample(
-        node_id=uuid.uuid4(),
+        node_id=node,
         gpu_id=gpu_id,
         gpu_name=name,
         gpu_type="a100",
@@ -24,9 +33,22 @@ def sample(
         gpu_utilization=util,
         memory_used_mb=int(util) * 100,
         memory_total_mb=40_960,
-        organization_id=org,
-        job_id=uuid.uuid4() if org else None,
+        claimed_organization_id=org,
+        claimed_job_id=uuid.uuid4() if org else None,
     )
+
+
+def hold(
+    gpu_id: uuid.UUID,
+    org: uuid.UUID,
+    start: datetime,
+    end: datetime | None = None,
+    *,
+    job: uuid.UUID | None = None,
+    attempt: int = 1,
+    node: uuid.UUID | None = NODE,
+) -> Hold:
+    return Hold(job or uuid.uuid4(), attempt, gpu_id, node, org, None, start, end)
 
 
 def record(samples: list[GpuSampleV1], node: uuid.UUID | None = None) -> Envelope:

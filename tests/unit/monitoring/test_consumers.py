@@ -49,7 +49,7 @@ def test_every_sample_of_every_record_in_order(batch: list[Envelope], gpus: list
         assert isinstance(cmd, commands.IngestSamples) and [s.gpu_id for s in cmd.samples] == gpus
 
 
-def test_a_sample_keeps_its_node_tenant_and_readings() -> None:
+def test_a_sample_keeps_its_node_readings_and_the_agents_claim_as_a_claim() -> None:
     node, job = uuid.uuid4(), uuid.uuid4()
     wire = wire_sample(G1, NOW, 87.456, ORG).model_copy(update={"job_id": job})
     idle = wire_sample(G2, NOW).model_copy(update={"power_usage_w": None, "temperature_c": None})
@@ -59,7 +59,7 @@ def test_a_sample_keeps_its_node_tenant_and_readings() -> None:
         GpuSample(
             node_id=node, gpu_id=G1, gpu_name="GPU 0", gpu_type="a100", timestamp=NOW, gpu_utilization=87.456,
             memory_used_mb=1000, memory_total_mb=40_960, power_usage_w=200.0, temperature_c=60.0,
-            job_id=job, organization_id=ORG,
+            claimed_job_id=job, claimed_organization_id=ORG,
         ),
         GpuSample(
             node_id=node, gpu_id=G2, gpu_name="GPU 0", gpu_type="a100", timestamp=NOW, gpu_utilization=50.0,

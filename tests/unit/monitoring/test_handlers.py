@@ -14,7 +14,7 @@ from shared.contracts.limits import DEFAULT_UTILIZATION_HOURS, MAX_UTILIZATION_H
 from shared.errors import InvalidArgument
 
 from .fakes import CommitFailed, fake_dependencies
-from .helpers import metric, sample
+from .helpers import hold, metric, sample
 
 INGESTED = "gpufleet_monitoring_samples_ingested_total"
 BATCHES = "gpufleet_monitoring_ingest_batch_size_count"
@@ -58,6 +58,9 @@ async def test_utilization_counts_only_the_organizations_samples_within_the_wind
     org, other = uuid.uuid4(), uuid.uuid4()
     mine, theirs, idle = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     now = store.now
+    await store.allocations.save_holds(
+        [hold(mine, org, now - timedelta(hours=31)), hold(theirs, other, now - timedelta(hours=1))]
+    )
     await handle(
         commands.IngestSamples(
             (

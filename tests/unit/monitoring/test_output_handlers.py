@@ -11,25 +11,51 @@ from uuid import UUID
 
 import pytest
 
+from services.monitoring.domain.allocations import Hold
 from services.monitoring.domain.output import INCOMPLETE_MARKER, cut_marker
 from services.monitoring.service_layer import output_commands as c
 from services.monitoring.service_layer.output_handlers import OutputDependencies, follow_output, handle
-from services.monitoring.service_layer.output_ports import AttemptKey, OutputSignals, StoredAttempt
+from services.monitoring.service_layer.output_ports import (
+    AttemptKey,
+    OutputSignals,
+    ParkedChunk,
+    StoredAttempt,
+)
 from shared.errors import NotFound
 
+from .fakes import FakeAllocations
+
 ORG, OTHER = uuid.uuid4(), uuid.uuid4()
+NODE, ELSEWHERE = uuid.uuid4(), uuid.uuid4()
 
 
 class FakeOutputStore:
-    def __init__(self) -> None:
+    def __init__(self, allocations: FakeAllocations | None = None) -> None:
         self.attempts: dict[AttemptKey, StoredAttempt] = {}
         self.chunks: dict[AttemptKey, dict[int, bytes]] = {}
+        self.parked: dict[tuple[UUID, int, UUID, int], ParkedChunk] = {}
+        self.allocations = allocations or FakeAllocations()
         self.now = datetime.now(UTC)
 
 
 class FakeOutputUow:
     def __init__(self, store: FakeOutputStore, org: UUID | None) -> None:
         self.store, self.org = store, org
+        self.allocations = store.allocations
+
+    async def park_chunk(self, chunk: ParkedChunk) -> bool:
+        key = (chunk.job_id, chunk.attempt, chunk.node_id, chunk.offset)
+        if key in self.store.parked:
+            return False
+        self.store.parked[key] = chunk
+        return True
+
+    async def take_parked(self, job_id: UUID, attempt: int) -> list[ParkedChunk]:
+        keys = sorted(k for k in self.store.parked if k[:2] == (job_id, attempt))
+        return sorted((self.store.parked.pop(k) for k in keys), key=lambda p: p.offset)
+
+    async def delete_parked_older_than(self, seconds: float) -> int:
+        return 0
 
     def _visible(self, row: StoredAttempt | None) -> StoredAttempt | None:
         if row is None or (self.org is not None and row.organization_id != self.org):
@@ -86,6 +112,7 @@ class FakeOutputUow:
         for key, row in self.store.attempts.items():
             if (
                 not row.complete
+                and not any(k[:2] == key for k in self.store.parked)
                 and row.ended_at
                 and row.ended_at < self.store.now - timedelta(seconds=grace_seconds)
             ):
@@ -106,8 +133,18 @@ def deps(store: FakeOutputStore, head: int = 1000, tail: int = 1000) -> OutputDe
     return OutputDependencies(uow=uow, signals=OutputSignals(), head=head, tail=tail, recheck_seconds=30)
 
 
-def chunk(job: UUID, offset: int, data: bytes, *, eof: bool = False, org: UUID = ORG) -> c.OutputChunk:
-    return c.OutputChunk(org, job, 1, offset, data, eof)
+def chunk(
+    job: UUID, offset: int, data: bytes, *, eof: bool = False, node: UUID | None = NODE
+) -> c.OutputChunk:
+    return c.OutputChunk(node, job, 1, offset, data, eof)
+
+
+async def place(
+    d: OutputDependencies, job: UUID, *, node: UUID = NODE, org: UUID = ORG, attempt: int = 1
+) -> None:
+    """The job topic's word that ``job``'s attempt runs on ``node`` (one GPU)."""
+    hold = Hold(job, attempt, uuid.uuid4(), node, org, None, datetime.now(UTC))
+    await handle(c.RecordJobAttempt(org, job, attempt, holds=(hold,)), d)
 
 
 async def read(d: OutputDependencies, job: UUID, offset: int = 0, org: UUID = ORG) -> bytes:
@@ -118,6 +155,7 @@ async def read(d: OutputDependencies, job: UUID, offset: int = 0, org: UUID = OR
 async def test_chunks_replayed_or_re_cut_are_stored_once() -> None:
     store, job = FakeOutputStore(), uuid.uuid4()
     d = deps(store)
+    await place(d, job)
     await handle(c.StoreOutputChunks((chunk(job, 0, b"hello "), chunk(job, 6, b"world"))), d)
     again = await handle(c.StoreOutputChunks((chunk(job, 0, b"hello "), chunk(job, 3, b"lo world!"))), d)
     assert again == 1  # only the "!" was new
@@ -128,6 +166,7 @@ async def test_chunks_replayed_or_re_cut_are_stored_once() -> None:
 async def test_store_time_truncation_keeps_head_and_tail_with_marker() -> None:
     store, job = FakeOutputStore(), uuid.uuid4()
     d = deps(store, head=100, tail=100)
+    await place(d, job)
     raw = b"".join(b"line %04d\n" % i for i in range(200))  # 2000 bytes
     for at in range(0, len(raw), 64):
         await handle(c.StoreOutputChunks((chunk(job, at, raw[at : at + 64]),)), d)
@@ -142,23 +181,45 @@ async def test_store_time_truncation_keeps_head_and_tail_with_marker() -> None:
 async def test_another_organizations_job_is_not_found_like_an_unknown_one() -> None:
     store, job = FakeOutputStore(), uuid.uuid4()
     d = deps(store)
+    await place(d, job)
     await handle(c.StoreOutputChunks((chunk(job, 0, b"secret"),)), d)
     for org, jid in ((OTHER, job), (ORG, uuid.uuid4())):
         with pytest.raises(NotFound):
             await read(d, jid, org=org)
 
 
-async def test_a_chunk_naming_another_organization_is_dropped() -> None:
+async def test_a_chunk_from_a_node_the_job_is_not_placed_on_is_dropped() -> None:
     store, job = FakeOutputStore(), uuid.uuid4()
     d = deps(store)
-    await handle(c.RecordJobAttempt(ORG, job, 1), d)
-    await handle(c.StoreOutputChunks((chunk(job, 0, b"forged", org=OTHER),)), d)
-    assert await read(d, job) == b""
+    await place(d, job)
+    forged = (chunk(job, 0, b"forged", node=ELSEWHERE), chunk(job, 0, b"no node", node=None))
+    assert await handle(c.StoreOutputChunks(forged), d) == 0
+    await handle(c.StoreOutputChunks((chunk(job, 0, b"real"),)), d)
+    assert await read(d, job) == b"real"
+
+
+async def test_a_chunk_before_its_placement_is_parked_then_applied_or_dropped_by_node() -> None:
+    store, job = FakeOutputStore(), uuid.uuid4()
+    d = deps(store)
+    await handle(c.RecordJobAttempt(ORG, job, 1), d)  # submitted: the attempt exists, not placed yet
+    early = (chunk(job, 0, b"early "), chunk(job, 0, b"forged", node=ELSEWHERE), chunk(job, 6, b"", eof=True))
+    assert await handle(c.StoreOutputChunks(early), d) == 0
+    with pytest.raises(NotFound):  # nothing readable yet, and the attempt not complete
+        await handle(c.ReadOutput(OTHER, job, None, 0, 0), d)
+    assert (await handle(c.ReadOutput(ORG, job, None, 0, 0), d)).data == b""
+    await handle(c.RecordJobAttempt(ORG, job, 1, ended_attempt=1), d)  # ended before placement came
+    store.now += timedelta(hours=1)
+    assert await handle(c.CompleteEndedOutput(grace_seconds=10), d) == 0  # chunks still parked
+    await place(d, job)
+    page = await handle(c.ReadOutput(ORG, job, None, 0, 0), d)
+    assert (page.data, page.complete) == (b"early ", True)  # its own end of output: no marker
+    assert store.parked == {}
 
 
 async def test_follow_sends_stored_then_new_output_and_ends_at_eof() -> None:
     store, job = FakeOutputStore(), uuid.uuid4()
     d = deps(store)
+    await place(d, job)
     await handle(c.StoreOutputChunks((chunk(job, 0, b"one\n"),)), d)
     got: list[bytes] = []
 
@@ -178,6 +239,7 @@ async def test_follow_sends_stored_then_new_output_and_ends_at_eof() -> None:
 async def test_an_attempt_whose_agent_died_completes_from_the_job_end_with_a_marker() -> None:
     store, job = FakeOutputStore(), uuid.uuid4()
     d = deps(store)
+    await place(d, job)
     await handle(c.StoreOutputChunks((chunk(job, 0, b"partial"),)), d)
     await handle(c.RecordJobAttempt(ORG, job, 1, ended_attempt=1), d)
     assert await handle(c.CompleteEndedOutput(grace_seconds=10), d) == 0  # within the grace
@@ -192,6 +254,7 @@ async def test_an_attempt_whose_agent_died_completes_from_the_job_end_with_a_mar
 async def test_a_requeue_starts_a_new_latest_attempt() -> None:
     store, job = FakeOutputStore(), uuid.uuid4()
     d = deps(store)
+    await place(d, job)
     await handle(c.StoreOutputChunks((chunk(job, 0, b"first try"),)), d)
     await handle(c.RecordJobAttempt(ORG, job, 2, ended_attempt=1), d)
     page = await handle(c.ReadOutput(ORG, job, None, 0, 0), d)

@@ -38,7 +38,7 @@ def test_every_sample_becomes_one_row_of_columns() -> None:
         GpuSample(
             node_id=node, gpu_id=busy, gpu_name="GPU 0", gpu_type="a100", timestamp=now, gpu_utilization=87.456,
             memory_used_mb=30_000, memory_total_mb=40_960, power_usage_w=250.004, temperature_c=71.0,
-            job_id=job, organization_id=org,
+            claimed_job_id=job, claimed_organization_id=org,
         ),
         GpuSample(
             node_id=node, gpu_id=idle, gpu_name="GPU 1", gpu_type="a100", timestamp=now, gpu_utilization=0,
@@ -49,7 +49,7 @@ def test_every_sample_becomes_one_row_of_columns() -> None:
     assert set(cols) == set(COLUMNS) and all(len(v) == 2 for v in cols.values())
     assert cols["gpu_id"] == [str(busy), str(idle)]
     assert cols["node_id"] == [str(node)] * 2 and cols["ts"] == [now, now]
-    assert cols["org"] == [str(org), None] and cols["job"] == [str(job), None]  # idle: no tenant
+    assert "org" not in cols and "job" not in cols  # the agent's claim is never what is stored
     assert cols["util"] == [87.46, 0] and cols["power"] == [250.0, None] and cols["temp"] == [71.0, None]
     assert cols["mem_used"] == [30_000, 0] and cols["mem_total"] == [40_960, 40_960]
     assert sample_columns([]) == {k: [] for k in COLUMNS}

@@ -10,6 +10,8 @@ from .adapters.orm import SCHEMA_VERSION
 from .bootstrap import bootstrap
 from .config import IdentitySettings
 
+AUDIT_PRUNE_EVERY_SECONDS = 3600.0
+
 
 def build(settings: IdentitySettings) -> Runtime:
     rt = Runtime("identity", settings)
@@ -17,6 +19,8 @@ def build(settings: IdentitySettings) -> Runtime:
     app = bootstrap(settings, db=db)
     rt.consumers(app.register_consumers, topics=(topics.AUDIT,))
     rt.grpc(settings.identity_grpc_listen, app.grpc_services)
+    if settings.identity_audit_retention_days:
+        rt.periodic("audit-retention", app.prune_audit_once, every=AUDIT_PRUNE_EVERY_SECONDS)
     return rt
 
 

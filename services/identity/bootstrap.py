@@ -7,6 +7,7 @@ calling the ``Authenticate`` handler in-process."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,9 +27,13 @@ from .entrypoints import consumers as audit_consumers
 from .entrypoints.audit_api import AuditServicer
 from .entrypoints.grpc_server import IdentityServicer
 from .entrypoints.projects_grpc import ProjectServicer
+from .service_layer.audit import prune_audit
+from .service_layer.commands import PruneAudit
 from .service_layer.dependencies import Mailer, NoMailer
 from .service_layer.handlers import Dependencies
 from .service_layer.unit_of_work import UnitOfWorkFactory
+
+log = logging.getLogger("gpufleet.identity")
 
 SERVICE_NAME = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
 AUDIT_SERVICE_NAME = identity_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name
@@ -42,6 +47,16 @@ GrpcService = tuple[Callable[[Any, grpc.aio.Server], None], Any, str]
 class IdentityApp:
     deps: Dependencies
     grpc_services: list[GrpcService]
+    audit_retention_days: int = 0  # 0: records are kept indefinitely
+
+    async def prune_audit_once(self) -> int:
+        """One round of audit retention (docs/audit.md): records past the retention are deleted."""
+        if not self.audit_retention_days:
+            return 0
+        deleted = await prune_audit(PruneAudit(self.audit_retention_days), self.deps)
+        if deleted:
+            log.info("audit records past retention deleted", extra={"deleted": deleted})
+        return deleted
 
     def register_consumers(self, broker: KafkaBroker) -> None:
         """The audit records of every other service, into the one log (docs/audit.md)."""
@@ -61,6 +76,7 @@ def bootstrap(
     )
     return IdentityApp(
         deps=deps,
+        audit_retention_days=settings.identity_audit_retention_days,
         grpc_services=[
             (identity_pb2_grpc.add_IdentityServiceServicer_to_server, IdentityServicer(deps), SERVICE_NAME),
             (identity_pb2_grpc.add_AuditServiceServicer_to_server, AuditServicer(deps), AUDIT_SERVICE_NAME),

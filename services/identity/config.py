@@ -12,6 +12,9 @@ from shared.settings import BaseServiceSettings, KafkaSettings
 from .adapters.mailer import SmtpServer
 
 ADMIN_TOKEN_MIN_LENGTH = 16
+# A retention shorter than this could let an outbox replay (7 days) bring back a deleted record after its
+# ledger row was pruned (8 days), and an audit log is kept for questions asked long after the fact.
+AUDIT_RETENTION_MIN_DAYS = 30
 
 
 class IdentitySettings(BaseServiceSettings, KafkaSettings):
@@ -24,6 +27,15 @@ class IdentitySettings(BaseServiceSettings, KafkaSettings):
     # mail, the inviter passes the token on.
     smtp_url: SecretStr | None = None
     smtp_from: str = "gpufleet <noreply@gpufleet.invalid>"
+    # Audit records older than this many days are deleted (hourly, in chunks); 0: kept indefinitely.
+    identity_audit_retention_days: int = 0
+
+    @field_validator("identity_audit_retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        if value != 0 and value < AUDIT_RETENTION_MIN_DAYS:
+            raise ValueError(f"must be 0 (keep indefinitely) or at least {AUDIT_RETENTION_MIN_DAYS} days")
+        return value
 
     @field_validator("admin_token")
     @classmethod

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -72,6 +72,13 @@ def entry_values(entry: AuditEntry) -> dict[str, Any]:
     }
 
 
+# The oldest first (index audit_log_at), a bounded chunk: the caller repeats until a chunk is short.
+_DELETE_OLDER = text(
+    "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log "
+    "WHERE at < now() - make_interval(days => :days) ORDER BY at LIMIT :n)"
+)
+
+
 class AuditSql:
     session: AsyncSession
 
@@ -129,3 +136,7 @@ class AuditSql:
             stmt = stmt.where(col(AuditRow.id) < query.before_id)
         rows = await self.session.execute(stmt.order_by(col(AuditRow.id).desc()).limit(limit))
         return [_record(r) for r in rows.scalars()]
+
+    async def delete_audit_older_than(self, days: int, limit: int) -> int:
+        result = await self.session.execute(_DELETE_OLDER, {"days": days, "n": limit})
+        return int(getattr(result, "rowcount", 0) or 0)

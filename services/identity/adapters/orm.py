@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, Column, Text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 5  # the highest file in migrations/identity
+SCHEMA_VERSION = 6  # the highest file in migrations/identity
 
 
 class OrganizationRow(SQLModel, table=True):

@@ -16,7 +16,7 @@ from uuid import UUID
 from shared.errors import Unauthenticated
 
 from ..domain.audit import AuditQuery, AuditRecord, check_filters, check_reader, encode_cursor, page_limit
-from .commands import ListAllAudit, ListAudit, RecordAudit
+from .commands import ListAllAudit, ListAudit, PruneAudit, RecordAudit
 from .dependencies import Dependencies
 from .operators import OPERATOR_REQUIRED, resolve_operator
 
@@ -34,6 +34,9 @@ class AuditUnit(Protocol):
 
     async def audit_records(self, query: AuditQuery, limit: int) -> list[AuditRecord]:
         """Newest first (by id), at most ``limit``."""
+
+    async def delete_audit_older_than(self, days: int, limit: int) -> int:
+        """Delete at most ``limit`` records older than ``days`` days (oldest first); how many."""
 
 
 @dataclass(frozen=True)
@@ -77,10 +80,24 @@ async def list_all_audit(cmd: ListAllAudit, deps: Dependencies) -> AuditPage:
     return await _page(deps, query, org_id=None, system=True)
 
 
+async def prune_audit(cmd: PruneAudit, deps: Dependencies) -> int:
+    """Delete records past retention, a chunk per transaction so no lock is held for long; how many."""
+    if cmd.retention_days < 1:
+        raise ValueError("retention_days must be at least 1")  # settings refuse it: a wiring bug
+    total = 0
+    while True:
+        async with deps.uow(system=True) as tx:
+            deleted = await cast(AuditUnit, tx).delete_audit_older_than(cmd.retention_days, cmd.chunk)
+        total += deleted
+        if deleted < cmd.chunk:
+            return total
+
+
 Handler = Callable[[Any, Dependencies], Awaitable[Any]]
 
 HANDLERS: dict[type, Handler] = {
     RecordAudit: record_audit,
     ListAudit: list_audit,
     ListAllAudit: list_all_audit,
+    PruneAudit: prune_audit,
 }

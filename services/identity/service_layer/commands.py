@@ -228,6 +228,14 @@ class ListAllAudit:
     operator_token: str | None = field(default=None, repr=False)
 
 
+@dataclass(frozen=True)
+class PruneAudit:
+    """Housekeeping: delete every organization's records older than ``retention_days``."""
+
+    retention_days: int
+    chunk: int = 10_000
+
+
 Command = (
     Authenticate
     | CreateOrganization
@@ -258,4 +266,5 @@ Command = (
     | RecordAudit
     | ListAudit
     | ListAllAudit
+    | PruneAudit
 )

@@ -6,6 +6,7 @@ backs it), members are refused, and the operator reads every organization's and 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 
@@ -14,6 +15,8 @@ import pytest
 from gpufleet.v1 import identity_pb2, identity_pb2_grpc
 
 from services.identity.entrypoints import consumers
+from services.identity.service_layer.audit import prune_audit
+from services.identity.service_layer.commands import PruneAudit
 from shared import audit
 from shared.contracts import audit as contract
 from shared.contracts import topics
@@ -185,3 +188,21 @@ async def test_pages_follow_the_cursor(identity: Identity) -> None:
         assert len(seen) == 5 and seen == sorted(seen, key=int, reverse=True)
     finally:
         await ch.close()
+
+
+async def test_records_past_retention_are_deleted_in_chunks_and_newer_ones_kept(identity: Identity) -> None:
+    org = uuid.UUID((await create_org(identity)).organization.id)
+    sink = consumers.audit_handler(identity.app.deps)
+    events = [scheduler_record(org, request_id=f"ret-{i}") for i in range(5)]
+    for event in events:
+        await sink(event)
+    old = [e.id for e in events[:3]]
+    await sql(
+        identity, "UPDATE audit_log SET at = now() - interval '40 days' WHERE event_id = ANY(:e)", e=old
+    )
+
+    app = dataclasses.replace(identity.app, audit_retention_days=30)
+    assert await prune_audit(PruneAudit(30, chunk=2), app.deps) == 3  # two chunks: 2, then 1
+    assert [await rows_of_event(identity, e.id) for e in events] == [0, 0, 0, 1, 1]
+    assert await app.prune_audit_once() == 0
+    assert await dataclasses.replace(identity.app, audit_retention_days=0).prune_audit_once() == 0

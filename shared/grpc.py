@@ -281,6 +281,7 @@ class Authenticator:
             )
         self._ttl = min(ttl, MAX_AUTH_CACHE_SECONDS)
         self._cache: dict[bytes, tuple[float, common_pb2.Principal]] = {}
+        self._inflight: dict[bytes, asyncio.Future[common_pb2.Principal]] = {}
 
     async def authenticate(self, api_key: str | None) -> common_pb2.Principal:
         if not api_key:
@@ -294,23 +295,35 @@ class Authenticator:
         return principal
 
     async def _resolve(self, credential: str, refusal: str) -> common_pb2.Principal:
-        """Identity's answer for ``credential``, cached for ``ttl`` seconds (by its SHA-256)."""
+        """Identity's answer for ``credential``, cached for ``ttl`` seconds (by its SHA-256).
+
+        Callers that miss the cache together share one ``Authenticate`` (its answer is as fresh for
+        each of them as a call of their own would be): without that, every expiry of a busy key's
+        entry sent one call per request in flight."""
         digest = hashlib.sha256(credential.encode()).digest()
         hit = self._cache.get(digest)
         now = time.monotonic()
         if hit and hit[0] > now:
             return hit[1]
+        pending = self._inflight.get(digest)
+        if pending is None:
+            pending = asyncio.ensure_future(self._call_identity(credential, digest, now))
+            self._inflight[digest] = pending
+            pending.add_done_callback(lambda _f: self._inflight.pop(digest, None))
         try:
-            principal = await self._stub.Authenticate(
-                identity_pb2.AuthenticateRequest(api_key=credential), timeout=5
-            )
+            return await asyncio.shield(pending)  # one caller cancelled does not cancel the others' call
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
                 raise Unauthenticated(refusal) from exc
             raise _unavailable(exc) from exc
+
+    async def _call_identity(self, credential: str, digest: bytes, asked_at: float) -> common_pb2.Principal:
+        principal = await self._stub.Authenticate(
+            identity_pb2.AuthenticateRequest(api_key=credential), timeout=5
+        )
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[digest] = (now + self._ttl, principal)
+        self._cache[digest] = (asked_at + self._ttl, principal)
         return principal
 
     async def operator(self, context: grpc.aio.ServicerContext) -> common_pb2.Principal:

@@ -3,6 +3,7 @@ of every service's audit records (docs/audit.md), rows <-> domain records, in th
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from uuid import UUID
 
@@ -79,6 +80,68 @@ _DELETE_OLDER = text(
 )
 
 
+def _record_values(record: AuditRecord, event_id: UUID | None) -> dict[str, Any]:
+    return {
+        "organization_id": record.organization_id,
+        "actor_kind": record.actor.kind,
+        "actor_user_id": record.actor.user_id,
+        "actor_api_key_id": record.actor.api_key_id,
+        "actor_operator": record.actor.operator_name,
+        "actor_node_id": record.actor.node_id,
+        "service": record.service,
+        "action": record.action,
+        "target_type": record.target_type,
+        "target_id": record.target_id,
+        "details": {},
+        "before": record.before,
+        "after": record.after,
+        "request_id": record.request_id,
+        "event_id": event_id,
+        "at": record.at,
+    }
+
+
+# A batch in one statement whose text never changes (arrays, not one VALUES tuple per row: SQLAlchemy
+# compiled a many-row INSERT afresh for every batch size, which cost more than the insert itself).
+_BATCH_COLUMNS = (
+    "organization_id",
+    "actor_kind",
+    "actor_user_id",
+    "actor_api_key_id",
+    "actor_operator",
+    "actor_node_id",
+    "service",
+    "action",
+    "target_type",
+    "target_id",
+    "before",
+    "after",
+    "request_id",
+    "event_id",
+    "at",
+)
+_JSON_COLUMNS = frozenset({"before", "after"})
+_ARRAY_TYPES = {
+    "organization_id": "uuid",
+    "actor_user_id": "uuid",
+    "actor_api_key_id": "uuid",
+    "actor_node_id": "uuid",
+    "event_id": "uuid",
+    "at": "timestamptz",
+}
+_INSERT_MANY = text(
+    "INSERT INTO audit_log (details, "
+    + ", ".join(_BATCH_COLUMNS)
+    + ") SELECT '{}'::jsonb, "
+    + ", ".join(f"{c}::jsonb" if c in _JSON_COLUMNS else c for c in _BATCH_COLUMNS)
+    + " FROM unnest("
+    + ", ".join(f"CAST(:{c} AS {_ARRAY_TYPES.get(c, 'text')}[])" for c in _BATCH_COLUMNS)
+    + ") AS r("
+    + ", ".join(_BATCH_COLUMNS)
+    + ") ON CONFLICT (event_id) DO NOTHING RETURNING id"
+)
+
+
 class AuditSql:
     session: AsyncSession
 
@@ -88,28 +151,26 @@ class AuditSql:
     async def add_audit_record(self, record: AuditRecord, event_id: UUID | None) -> bool:
         stored = await self.session.execute(
             pg_insert(AuditRow)
-            .values(
-                organization_id=record.organization_id,
-                actor_kind=record.actor.kind,
-                actor_user_id=record.actor.user_id,
-                actor_api_key_id=record.actor.api_key_id,
-                actor_operator=record.actor.operator_name,
-                actor_node_id=record.actor.node_id,
-                service=record.service,
-                action=record.action,
-                target_type=record.target_type,
-                target_id=record.target_id,
-                details={},
-                before=record.before,
-                after=record.after,
-                request_id=record.request_id,
-                event_id=event_id,
-                at=record.at,
-            )
+            .values(_record_values(record, event_id))
             .on_conflict_do_nothing(index_elements=[col(AuditRow.event_id)])
             .returning(col(AuditRow.id))
         )
         return stored.scalar_one_or_none() is not None
+
+    async def claim_events(self, consumer: str, event_ids: list[UUID]) -> set[UUID]:
+        return await consumers.claim_many(self.session, consumer, event_ids)
+
+    async def add_audit_records(self, records: list[tuple[AuditRecord, UUID]]) -> int:
+        columns: dict[str, list[Any]] = {name: [] for name in _BATCH_COLUMNS}
+        for record, event_id in records:
+            values = _record_values(record, event_id)
+            for name in _BATCH_COLUMNS:
+                value = values[name]
+                columns[name].append(
+                    json.dumps(value) if name in _JSON_COLUMNS and value is not None else value
+                )
+        stored = await self.session.execute(_INSERT_MANY, columns)
+        return len(stored.all())
 
     async def audit_records(self, query: AuditQuery, limit: int) -> list[AuditRecord]:
         stmt = select(AuditRow)

@@ -16,7 +16,7 @@ from uuid import UUID
 from shared.errors import Unauthenticated
 
 from ..domain.audit import AuditQuery, AuditRecord, check_filters, check_reader, encode_cursor, page_limit
-from .commands import ListAllAudit, ListAudit, PruneAudit, RecordAudit
+from .commands import ListAllAudit, ListAudit, PruneAudit, RecordAudit, RecordAudits
 from .dependencies import Dependencies
 from .operators import OPERATOR_REQUIRED, resolve_operator
 
@@ -31,6 +31,12 @@ class AuditUnit(Protocol):
 
     async def add_audit_record(self, record: AuditRecord, event_id: UUID | None) -> bool:
         """False when a record with this event id is stored already."""
+
+    async def claim_events(self, consumer: str, event_ids: list[UUID]) -> set[UUID]:
+        """Record the ids as processed by ``consumer``; the ones that were not before."""
+
+    async def add_audit_records(self, records: list[tuple[AuditRecord, UUID]]) -> int:
+        """Store (record, event id) pairs in one statement, skipping stored event ids; how many stored."""
 
     async def audit_records(self, query: AuditQuery, limit: int) -> list[AuditRecord]:
         """Newest first (by id), at most ``limit``."""
@@ -52,6 +58,22 @@ async def record_audit(cmd: RecordAudit, deps: Dependencies) -> bool:
         if not await unit.claim_event(CONSUMER, cmd.event_id):
             return False
         return await unit.add_audit_record(cmd.record, cmd.event_id)
+
+
+async def record_audits(cmd: RecordAudits, deps: Dependencies) -> int:
+    """Store a consumed batch in one transaction: the ledger claims every id at once and the records not
+    applied before are inserted in one statement; how many were new."""
+    if not cmd.records:
+        return 0
+    async with deps.uow(system=True) as tx:
+        unit = cast(AuditUnit, tx)
+        fresh = await unit.claim_events(CONSUMER, [r.event_id for r in cmd.records])
+        new, seen = [], set()
+        for r in cmd.records:
+            if r.event_id in fresh and r.event_id not in seen:  # a batch may carry one event twice
+                seen.add(r.event_id)
+                new.append((r.record, r.event_id))
+        return await unit.add_audit_records(new) if new else 0
 
 
 async def _page(deps: Dependencies, query: AuditQuery, *, org_id: UUID | None, system: bool) -> AuditPage:
@@ -97,6 +119,7 @@ Handler = Callable[[Any, Dependencies], Awaitable[Any]]
 
 HANDLERS: dict[type, Handler] = {
     RecordAudit: record_audit,
+    RecordAudits: record_audits,
     ListAudit: list_audit,
     ListAllAudit: list_all_audit,
     PruneAudit: prune_audit,

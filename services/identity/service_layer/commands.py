@@ -213,6 +213,13 @@ class RecordAudit:
 
 
 @dataclass(frozen=True)
+class RecordAudits:
+    """A batch of consumed records, stored in one transaction (each once per event id)."""
+
+    records: tuple[RecordAudit, ...]
+
+
+@dataclass(frozen=True)
 class ListAudit:
     """A tenant's question: ``query.organization_id`` is replaced by the caller's."""
 
@@ -264,6 +271,7 @@ Command = (
     | ListOperators
     | RevokeOperator
     | RecordAudit
+    | RecordAudits
     | ListAudit
     | ListAllAudit
     | PruneAudit

@@ -20,6 +20,7 @@ from services.identity.service_layer.commands import PruneAudit
 from shared import audit
 from shared.contracts import audit as contract
 from shared.contracts import topics
+from shared.events import MalformedEvent
 from shared.grpc import channel, with_key
 from shared.kafka import ensure_topics, make_broker, make_producer
 from shared.settings import KafkaSettings
@@ -61,9 +62,29 @@ async def test_the_same_event_twice_is_one_row(identity: Identity) -> None:
     org = await create_org(identity)
     envelope = scheduler_record(uuid.UUID(org.organization.id))
     sink = consumers.audit_handler(identity.app.deps)
-    await sink(envelope)
-    await sink(envelope)  # redelivered
+    await sink([envelope])
+    await sink([envelope])  # redelivered
     assert await rows_of_event(identity, envelope.id) == 1
+
+
+async def test_a_batch_is_stored_once_per_event_in_one_go(identity: Identity) -> None:
+    org = uuid.UUID((await create_org(identity)).organization.id)
+    sink = consumers.audit_handler(identity.app.deps)
+    stored = scheduler_record(org)
+    await sink([stored])
+    batch = [scheduler_record(org, request_id=f"batch-{i}") for i in range(50)]
+    await sink([batch[0], stored, *batch, batch[-1]])  # one applied before, two twice within the batch
+    assert [await rows_of_event(identity, e.id) for e in (stored, *batch)] == [1] * 51
+    [(n,)] = await sql(identity, "SELECT count(*) FROM audit_log WHERE request_id LIKE 'batch-%'")
+    assert n == 50
+
+
+def test_a_record_sent_by_another_service_than_it_names_is_refused() -> None:
+    envelope = scheduler_record(uuid.uuid4())
+    assert consumers.to_command(envelope).record.service == "scheduler"
+    forged = dataclasses.replace(envelope, source="gpufleet/fleet")
+    with pytest.raises(MalformedEvent, match="sent by"):
+        consumers.to_command(forged)
 
 
 async def test_consumed_through_the_broker_once(identity: Identity, kafka) -> None:
@@ -98,8 +119,8 @@ async def test_owners_read_their_own_log_and_nobody_elses(identity: Identity) ->
     a_org, b_org = uuid.UUID(a.organization.id), uuid.UUID(b.organization.id)
     sink = consumers.audit_handler(identity.app.deps)
     mine = scheduler_record(a_org, request_id="req-a")
-    await sink(mine)
-    await sink(scheduler_record(None))  # fleet-wide: the operator's alone
+    await sink([mine])
+    await sink([scheduler_record(None)])  # fleet-wide: the operator's alone
     ch, stub = audit_stub(identity)
     try:
         # Identity's own change, with the request id the gateway sends.
@@ -171,7 +192,7 @@ async def test_pages_follow_the_cursor(identity: Identity) -> None:
     org = uuid.UUID(a.organization.id)
     sink = consumers.audit_handler(identity.app.deps)
     for _ in range(5):
-        await sink(scheduler_record(org))
+        await sink([scheduler_record(org)])
     ch, stub = audit_stub(identity)
     try:
         seen: list[str] = []
@@ -195,7 +216,7 @@ async def test_records_past_retention_are_deleted_in_chunks_and_newer_ones_kept(
     sink = consumers.audit_handler(identity.app.deps)
     events = [scheduler_record(org, request_id=f"ret-{i}") for i in range(5)]
     for event in events:
-        await sink(event)
+        await sink([event])
     old = [e.id for e in events[:3]]
     await sql(
         identity, "UPDATE audit_log SET at = now() - interval '40 days' WHERE event_id = ANY(:e)", e=old

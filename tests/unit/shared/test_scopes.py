@@ -3,6 +3,7 @@ enforcement in shared.grpc (the recorded method, Authenticator's refusals and ca
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import pkgutil
 import re
@@ -268,3 +269,50 @@ async def test_the_cache_never_outlasts_the_revocation_bound() -> None:
     short = Authenticator("127.0.0.1:1", ttl=0.2)
     assert short._ttl == 0.2
     await short.close()
+
+
+class SlowIdentityStub(FakeIdentityStub):
+    """Answers after the test lets it: calls made meanwhile are in flight together."""
+
+    def __init__(self, principal: common_pb2.Principal, error: Exception | None = None) -> None:
+        super().__init__(principal)
+        self.release, self.error = asyncio.Event(), error
+
+    async def Authenticate(self, request: Any, timeout: float) -> common_pb2.Principal:
+        self.calls += 1
+        await self.release.wait()
+        if self.error is not None:
+            raise self.error
+        return self.principal
+
+
+async def test_callers_missing_the_cache_together_share_one_identity_call() -> None:
+    key = api_keys.new_key()
+    auth = Authenticator("127.0.0.1:1", ttl=0.05)
+    stub = SlowIdentityStub(common_pb2.Principal(organization_id="o", role="owner", scopes=["admin"]))
+    auth._stub = stub  # type: ignore[assignment]
+    waiting = [asyncio.create_task(auth.authenticate(key)) for _ in range(20)]
+    await asyncio.sleep(0.01)
+    stub.release.set()
+    assert {p.organization_id for p in await asyncio.gather(*waiting)} == {"o"}
+    assert stub.calls == 1
+    await asyncio.sleep(0.06)  # expired: the next caller asks identity again
+    await auth.authenticate(key)
+    assert stub.calls == 2
+    await auth.close()
+
+
+async def test_a_shared_refusal_reaches_every_caller_and_is_not_cached() -> None:
+    key = api_keys.new_key()
+    auth = Authenticator("127.0.0.1:1", ttl=1.0)
+    refused = grpc.aio.AioRpcError(grpc.StatusCode.UNAUTHENTICATED, grpc.aio.Metadata(), grpc.aio.Metadata())
+    stub = SlowIdentityStub(common_pb2.Principal(organization_id="o"), error=refused)
+    auth._stub = stub  # type: ignore[assignment]
+    waiting = [asyncio.create_task(auth.authenticate(key)) for _ in range(5)]
+    await asyncio.sleep(0.01)
+    stub.release.set()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert all("invalid API key" in str(r) for r in results) and stub.calls == 1
+    stub.error = None
+    assert (await auth.authenticate(key)).organization_id == "o" and stub.calls == 2
+    await auth.close()

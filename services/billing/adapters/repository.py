@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import Table, exists, func, select, tuple_
+from sqlalchemy import Table, exists, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +29,26 @@ from .orm import CostRow
 
 COSTS: Table = CostRow.__table__  # type: ignore[attr-defined]
 LINE_ORDER = (COSTS.c.attempt, COSTS.c.gpu_id)
+
+# The consumer's batch, set-based: one statement for every attempt of a batch (text over unnest arrays:
+# a fixed statement that asyncpg prepares once, whatever the batch's size).
+#
+# An attempt billed before (whichever GPUs that event named) gets no line; UNIQUE (job_id, attempt,
+# gpu_id) makes a unit racing this one for the same attempt insert nothing (the NOT EXISTS sees the
+# statement's snapshot, so an attempt's own lines in this statement do not hide each other).
+_ADD_LINES = text(
+    "INSERT INTO cost_tracking (id, organization_id, user_id, project_id, job_id, attempt, outcome, "
+    "gpu_id, gpu_type, start_time, end_time, seconds, cost_per_hour, total_cost, credit, currency) "
+    "SELECT l.* FROM unnest(CAST(:ids AS uuid[]), CAST(:orgs AS uuid[]), CAST(:users AS uuid[]), "
+    "CAST(:projects AS uuid[]), CAST(:jobs AS uuid[]), CAST(:attempts AS integer[]), "
+    "CAST(:outcomes AS text[]), CAST(:gpus AS uuid[]), CAST(:types AS text[]), "
+    "CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[]), CAST(:seconds AS numeric[]), "
+    "CAST(:prices AS numeric[]), CAST(:costs AS numeric[]), CAST(:credits AS numeric[]), "
+    "CAST(:currencies AS text[])) AS l(id, organization_id, user_id, project_id, job_id, attempt, outcome, "
+    "gpu_id, gpu_type, start_time, end_time, seconds, cost_per_hour, total_cost, credit, currency) "
+    "WHERE NOT EXISTS (SELECT 1 FROM cost_tracking c WHERE c.job_id = l.job_id AND c.attempt = l.attempt) "
+    "ON CONFLICT (job_id, attempt, gpu_id) DO NOTHING RETURNING job_id, attempt"
+)
 
 
 class AttemptBilledTwice(RuntimeError):
@@ -114,6 +134,54 @@ class SqlUnitOfWork(BillingUnitOfWork):
         if 0 < inserted < len(rows):
             raise AttemptBilledTwice(f"job {cost.job_id} attempt {cost.attempt}: billed concurrently")
         return inserted == len(rows)
+
+    async def claim_many(self, consumer: str, event_ids: Sequence[UUID]) -> set[UUID]:
+        return await consumers.claim_many(self.session, consumer, list(event_ids))
+
+    async def add_attempt_costs(self, costs: Sequence[AttemptCost]) -> list[AttemptCost]:
+        lines = [(cost, line) for cost in costs for line in cost.lines]
+        if not lines:
+            return []
+        params = {
+            "ids": [uuid.uuid4() for _ in lines],
+            "orgs": [c.organization_id for c, _ in lines],
+            "users": [c.user_id for c, _ in lines],
+            "projects": [c.project_id for c, _ in lines],
+            "jobs": [c.job_id for c, _ in lines],
+            "attempts": [c.attempt for c, _ in lines],
+            "outcomes": [c.outcome for c, _ in lines],
+            "gpus": [ln.gpu_id for _, ln in lines],
+            "types": [ln.gpu_type for _, ln in lines],
+            "starts": [ln.start_time for _, ln in lines],
+            "ends": [ln.end_time for _, ln in lines],
+            "seconds": [ln.seconds for _, ln in lines],
+            "prices": [ln.cost_per_hour for _, ln in lines],
+            "costs": [ln.cost for _, ln in lines],
+            "credits": [ln.credit for _, ln in lines],
+            "currencies": [c.currency for c, _ in lines],
+        }
+        inserted: dict[tuple[UUID, int], int] = {}
+        for job_id, attempt in await self.session.execute(_ADD_LINES, params):
+            inserted[(job_id, attempt)] = inserted.get((job_id, attempt), 0) + 1
+        billed = []
+        for cost in costs:
+            n = inserted.get((cost.job_id, cost.attempt), 0)
+            if 0 < n < len(cost.lines):
+                raise AttemptBilledTwice(f"job {cost.job_id} attempt {cost.attempt}: billed concurrently")
+            if n and n == len(cost.lines):
+                billed.append(cost)
+        return billed
+
+    async def announce_costs(self, costs: Sequence[AttemptCost]) -> None:
+        await outbox.record_many(
+            self.session, topics.COSTS, [(cost_recorded(c), str(c.job_id)) for c in costs]
+        )
+
+    async def track_running_many(self, attempts: Sequence[RunningAttempt]) -> None:
+        await summary.track_running_many(self.session, attempts)
+
+    async def end_running_many(self, ends: Sequence[tuple[UUID, int, datetime]]) -> None:
+        await summary.end_running_many(self.session, ends)
 
     async def announce_cost(self, cost: AttemptCost) -> None:
         await outbox.record(self.session, topics.COSTS, cost_recorded(cost), key=str(cost.job_id))

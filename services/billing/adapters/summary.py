@@ -7,6 +7,7 @@ groups and the row over all of them at once. Nothing is summed in Python but the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -158,6 +159,74 @@ async def end_running(session: AsyncSession, job_id: UUID, attempt: int, at: dat
         .where(RUNNING.c.job_id == job_id, RUNNING.c.attempt <= attempt, RUNNING.c.ended_at.is_(None))
         .values(ended_at=at)
     )
+
+
+# track_running for a batch, one statement: end the earlier attempts of each job still running, and
+# record each attempt's GPUs unless the job billed this attempt or a later one. The two parts touch
+# different rows (earlier attempts / this one), so running them as one statement changes nothing.
+_TRACK_MANY = text(
+    "WITH attempts AS (SELECT * FROM unnest(CAST(:a_jobs AS uuid[]), CAST(:a_attempts AS integer[]), "
+    "CAST(:a_starts AS timestamptz[])) AS a(job_id, attempt, start_time)), "
+    "ended AS (UPDATE running_attempts AS r SET ended_at = a.start_time FROM attempts AS a "
+    "WHERE r.job_id = a.job_id AND r.attempt < a.attempt AND r.ended_at IS NULL RETURNING 1) "
+    "INSERT INTO running_attempts (organization_id, user_id, project_id, job_id, attempt, gpu_id, gpu_type, "
+    "cost_per_hour, start_time) "
+    "SELECT g.* FROM unnest(CAST(:orgs AS uuid[]), CAST(:users AS uuid[]), CAST(:projects AS uuid[]), "
+    "CAST(:jobs AS uuid[]), CAST(:attempts AS integer[]), CAST(:gpus AS uuid[]), CAST(:types AS text[]), "
+    "CAST(:prices AS numeric[]), CAST(:starts AS timestamptz[])) AS g(organization_id, user_id, "
+    "project_id, job_id, attempt, gpu_id, gpu_type, cost_per_hour, start_time) "
+    "WHERE NOT EXISTS (SELECT 1 FROM cost_tracking c WHERE c.job_id = g.job_id AND c.attempt >= g.attempt) "
+    "ON CONFLICT (job_id, attempt, gpu_id) DO NOTHING"
+)
+_END_MANY = text(
+    "UPDATE running_attempts AS r SET ended_at = e.at FROM unnest(CAST(:jobs AS uuid[]), "
+    "CAST(:attempts AS integer[]), CAST(:ats AS timestamptz[])) AS e(job_id, attempt, at) "
+    "WHERE r.job_id = e.job_id AND r.attempt <= e.attempt AND r.ended_at IS NULL"
+)
+
+
+async def track_running_many(session: AsyncSession, attempts: Sequence[RunningAttempt]) -> None:
+    """:func:`track_running` for attempts with at most one attempt number per job, in one statement
+    (a GPU named twice, by a scheduled and a started event, is recorded once, at its first mention)."""
+    first: dict[UUID, RunningAttempt] = {}
+    gpus: dict[tuple[UUID, int, UUID], tuple[RunningAttempt, Any]] = {}
+    for a in attempts:
+        first.setdefault(a.job_id, a)
+        for gpu in a.allocation:
+            gpus.setdefault((a.job_id, a.attempt, gpu.gpu_id), (a, gpu))
+    if not first:
+        return
+    rows = list(gpus.values())
+    await session.execute(
+        _TRACK_MANY,
+        {
+            "a_jobs": [a.job_id for a in first.values()],
+            "a_attempts": [a.attempt for a in first.values()],
+            "a_starts": [a.scheduled_at for a in first.values()],
+            "orgs": [a.organization_id for a, _ in rows],
+            "users": [a.user_id for a, _ in rows],
+            "projects": [a.project_id for a, _ in rows],
+            "jobs": [a.job_id for a, _ in rows],
+            "attempts": [a.attempt for a, _ in rows],
+            "gpus": [g.gpu_id for _, g in rows],
+            "types": [g.gpu_type for _, g in rows],
+            "prices": [g.cost_per_hour for _, g in rows],
+            "starts": [a.scheduled_at for a, _ in rows],
+        },
+    )
+
+
+async def end_running_many(session: AsyncSession, ends: Sequence[tuple[UUID, int, datetime]]) -> None:
+    """:func:`end_running` for (job, attempt, at) with at most one per job, in one statement."""
+    if ends:
+        await session.execute(
+            _END_MANY,
+            {
+                "jobs": [j for j, _, _ in ends],
+                "attempts": [a for _, a, _ in ends],
+                "ats": [t for _, _, t in ends],
+            },
+        )
 
 
 async def delete_ended_before(session: AsyncSession, before: datetime) -> int:

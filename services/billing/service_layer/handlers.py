@@ -83,19 +83,74 @@ async def _record(uow: Any, cmd: commands.RecordAttemptCost, deps: Dependencies)
 async def apply_job_events(cmd: commands.ApplyJobEvents, deps: Dependencies) -> list[AttemptCost]:
     """A batch of job events in topic order, in one transaction (one commit for the batch instead of
     one per event): each is what :func:`record_attempt_cost` or :func:`track_running_attempt` does
-    alone, with the same idempotency. If the transaction fails, none of the batch is applied and the
-    consumer retries it (splitting a batch that keeps failing to find the record at fault)."""
+    alone, with the same idempotency, but set-based: one claim of every ended attempt's event id, then
+    per run of events that no job's order constrains (:func:`runs`, nearly always the whole batch) one
+    statement for the running attempts, one for the ends and one for the cost lines, and one outbox
+    write of every cost event. If the transaction fails, none of the batch is applied and the consumer
+    retries it (splitting a batch that keeps failing to find the record at fault)."""
     recorded: list[AttemptCost] = []
     async with deps.uow(system=True) as uow:
-        for event in cmd.events:
-            if isinstance(event, commands.RecordAttemptCost):
-                if (cost := await _record(uow, event, deps)) is not None:
-                    recorded.append(cost)
-            else:
-                await uow.track_running(event.attempt)
+        ended = [e.event_id for e in cmd.events if isinstance(e, commands.RecordAttemptCost)]
+        fresh = await uow.claim_many(CONSUMER, ended) if ended else set()
+        for tracks, ends in runs(cmd.events, fresh):
+            if tracks:
+                await uow.track_running_many([t.attempt for t in tracks])
+            if ends:
+                # In the same transaction as their lines: an attempt is running or billed, never both.
+                await uow.end_running_many(
+                    [
+                        (e.attempt.job_id, e.attempt.attempt, e.attempt.released_at or deps.clock())
+                        for e in ends
+                    ]
+                )
+                costs = [c for e in ends if (c := cost_of(e.attempt)) is not None]
+                if costs:
+                    recorded.extend(await uow.add_attempt_costs(costs))
+        if recorded:
+            await uow.announce_costs(recorded)
     for cost in recorded:
         metrics.counted(cost)
     return recorded
+
+
+Run = tuple[list[commands.TrackRunningAttempt], list[commands.RecordAttemptCost]]
+
+
+def runs(
+    events: tuple[commands.RecordAttemptCost | commands.TrackRunningAttempt, ...], fresh: set[UUID]
+) -> list[Run]:
+    """Cut a batch (topic order) into runs that can each be applied as "every running attempt, then
+    every end" with the result of applying their events one by one: within a run each job has at most
+    one end, after all of its running events, and those name one attempt. An end whose event was
+    processed before (not in ``fresh``, or already met earlier in this batch) is left out, as
+    :func:`record_attempt_cost` skips it."""
+    fresh = set(fresh)
+    out: list[Run] = []
+    tracks: list[commands.TrackRunningAttempt] = []
+    ends: list[commands.RecordAttemptCost] = []
+    tracked: dict[UUID, int] = {}  # job -> the attempt its running events in this run name
+    done: set[UUID] = set()  # jobs with an end in this run
+    for event in events:
+        if isinstance(event, commands.RecordAttemptCost):
+            if event.event_id not in fresh:
+                continue
+            fresh.discard(event.event_id)
+            job = event.attempt.job_id
+            if job in done:
+                out.append((tracks, ends))
+                tracks, ends, tracked, done = [], [], {}, set()
+            done.add(job)
+            ends.append(event)
+        else:
+            job, attempt = event.attempt.job_id, event.attempt.attempt
+            if job in done or tracked.get(job, attempt) != attempt:
+                out.append((tracks, ends))
+                tracks, ends, tracked, done = [], [], {}, set()
+            tracked[job] = attempt
+            tracks.append(event)
+    if tracks or ends:
+        out.append((tracks, ends))
+    return [r for r in out if r[0] or r[1]]
 
 
 async def get_job_cost(cmd: commands.GetJobCost, deps: Dependencies) -> RecordedCost:

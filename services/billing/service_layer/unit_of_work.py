@@ -6,6 +6,7 @@ the CostRecorded outbox row commit together or not at all, so a crash anywhere b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
@@ -19,6 +20,22 @@ from ..domain.summary import GroupBy, GroupedSums, Window
 class BillingUnitOfWork(Protocol):
     async def claim(self, consumer: str, event_id: UUID) -> bool:
         """False when ``consumer`` has processed ``event_id`` before."""
+
+    async def claim_many(self, consumer: str, event_ids: Sequence[UUID]) -> set[UUID]:
+        """The subset of ``event_ids`` that ``consumer`` had not processed before (now claimed)."""
+
+    async def add_attempt_costs(self, costs: Sequence[AttemptCost]) -> list[AttemptCost]:
+        """:meth:`add_attempt_cost` for attempts of distinct jobs at once: the ones billed now."""
+
+    async def announce_costs(self, costs: Sequence[AttemptCost]) -> None:
+        """:meth:`announce_cost` for each, in order, in one write."""
+
+    async def track_running_many(self, attempts: Sequence[RunningAttempt]) -> None:
+        """:meth:`track_running` for each, as if one after the other; at most one attempt number per
+        job (its events' GPUs may repeat: they are recorded once)."""
+
+    async def end_running_many(self, ends: Sequence[tuple[UUID, int, datetime]]) -> None:
+        """:meth:`end_running` for each (job, attempt, at) at once; at most one per job."""
 
     async def add_attempt_cost(self, cost: AttemptCost) -> bool:
         """Insert the attempt's lines; False (nothing written) when this attempt of the job was billed

@@ -6,7 +6,7 @@ the delivery worker run with ``system=True``."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -43,6 +43,70 @@ EVENT_CHANNEL = "gpufleet_notification_event_log"
 # Rows one retention statement deletes at most (each batch is its own short statement).
 PRUNE_BATCH = 5000
 _EPOCH = datetime.min.replace(tzinfo=UTC)
+
+# The consumers' hot path, set-based: one statement per batch of events, not one per event (text over
+# unnest arrays: a fixed statement that asyncpg prepares once, whatever the batch's size).
+_ENSURE_SECRETS = text(
+    "INSERT INTO job_webhook_secrets (organization_id, secret) "
+    "SELECT * FROM unnest(CAST(:orgs AS uuid[]), CAST(:secrets AS text[])) "
+    "ON CONFLICT (organization_id) DO NOTHING"
+)
+_ADD_DELIVERIES = text(
+    "INSERT INTO webhook_deliveries (id, organization_id, webhook_id, url, event_id, event_type, job_id, "
+    "project_id, payload, status, attempts, next_attempt_at) "
+    "SELECT i, o, w, u, e, t, j, p, b, s, a, coalesce(n, now()) FROM unnest("
+    "CAST(:ids AS uuid[]), CAST(:orgs AS uuid[]), CAST(:hooks AS uuid[]), CAST(:urls AS text[]), "
+    "CAST(:events AS uuid[]), CAST(:types AS text[]), CAST(:jobs AS uuid[]), CAST(:projects AS uuid[]), "
+    "CAST(:payloads AS bytea[]), CAST(:statuses AS text[]), CAST(:attempts AS integer[]), "
+    "CAST(:due AS timestamptz[])) AS r(i, o, w, u, e, t, j, p, b, s, a, n) "
+    "ON CONFLICT (event_id, url) DO NOTHING RETURNING 1"
+)
+# The delivery worker's results, a batch of them per transaction.
+_DELIVERY_WEBHOOKS = text(
+    "SELECT id, webhook_id FROM webhook_deliveries WHERE id = ANY(CAST(:ids AS uuid[]))"
+)
+_SAVE_DELIVERIES = text(
+    "UPDATE webhook_deliveries AS d SET status = v.status, attempts = v.attempts, "
+    "next_attempt_at = v.next_attempt_at, last_error = v.last_error, delivered_at = v.delivered_at "
+    "FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:attempts AS integer[]), "
+    "CAST(:next AS timestamptz[]), CAST(:errors AS text[]), CAST(:delivered AS timestamptz[])) "
+    "AS v(id, status, attempts, next_attempt_at, last_error, delivered_at) WHERE d.id = v.id"
+)
+_ADD_ATTEMPTS = text(
+    "INSERT INTO webhook_attempts (delivery_id, organization_id, attempt, at, response_status, error, "
+    "duration_ms) SELECT * FROM unnest(CAST(:deliveries AS uuid[]), CAST(:orgs AS uuid[]), "
+    "CAST(:attempts AS integer[]), CAST(:ats AS timestamptz[]), CAST(:statuses AS integer[]), "
+    "CAST(:errors AS text[]), CAST(:durations AS integer[]))"
+)
+_SAVE_WEBHOOKS = text(
+    "UPDATE webhooks AS w SET status = v.status, is_active = v.is_active, error_rate = v.error_rate, "
+    "consecutive_failures = v.failures, last_used = v.last_used, disabled_at = v.disabled_at, "
+    "disabled_reason = v.reason, updated_at = now() "
+    "FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:active AS boolean[]), "
+    "CAST(:rates AS double precision[]), CAST(:failures AS integer[]), CAST(:used AS timestamptz[]), "
+    "CAST(:disabled AS timestamptz[]), CAST(:reasons AS text[])) "
+    "AS v(id, status, is_active, error_rate, failures, last_used, disabled_at, reason) WHERE w.id = v.id"
+)
+_LOGGED = text("SELECT event_id FROM event_log WHERE event_id = ANY(CAST(:ids AS uuid[]))")
+# Numbers for n events of each organization: the head rows are locked in the order of the ids (the
+# SELECT's order is the order the rows are inserted or updated in), so batches never deadlock.
+_TAKE_NUMBERS = text(
+    "INSERT INTO event_log_heads AS h (organization_id, last_seq) "
+    "SELECT o, n FROM unnest(CAST(:orgs AS uuid[]), CAST(:counts AS bigint[])) AS t(o, n) ORDER BY o "
+    "ON CONFLICT (organization_id) DO UPDATE SET last_seq = h.last_seq + EXCLUDED.last_seq "
+    "RETURNING organization_id, last_seq"
+)
+# A concurrent append of the same event (two consumers after a rebalance) stores once; the loser leaves
+# a gap in the numbering, which cursors do not mind. One NOTIFY per organization that got an event.
+_STORE_EVENTS = text(
+    "WITH stored AS (INSERT INTO event_log "
+    "(organization_id, seq, event_id, type, job_id, project_id, occurred_at, cloudevent) "
+    "SELECT * FROM unnest(CAST(:orgs AS uuid[]), CAST(:seqs AS bigint[]), CAST(:ids AS uuid[]), "
+    "CAST(:types AS text[]), CAST(:jobs AS uuid[]), CAST(:projects AS uuid[]), "
+    "CAST(:times AS timestamptz[]), CAST(:events AS text[])) "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING organization_id) "
+    "SELECT o, pg_notify(:channel, o::text) FROM (SELECT DISTINCT organization_id AS o FROM stored) AS s"
+)
 
 
 def _webhook(row: Any) -> Webhook:
@@ -108,6 +172,9 @@ class SqlUnitOfWork(NotificationUnitOfWork):
     async def claim(self, consumer: str, event_id: UUID) -> bool:
         return await consumers.claim(self.session, consumer, event_id)
 
+    async def claim_many(self, consumer: str, event_ids: Sequence[UUID]) -> set[UUID]:
+        return await consumers.claim_many(self.session, consumer, list(event_ids))
+
     # --- webhooks ---
 
     async def add_webhook(self, webhook: Webhook) -> Webhook:
@@ -142,6 +209,22 @@ class SqlUnitOfWork(NotificationUnitOfWork):
             .order_by(WEBHOOKS.c.created_at, WEBHOOKS.c.id)
         )
         return [_webhook(r) for r in rows]
+
+    async def active_webhooks_of(self, organization_ids: Sequence[UUID]) -> dict[UUID, list[Webhook]]:
+        if not organization_ids:
+            return {}
+        rows = await self.session.execute(
+            select(WEBHOOKS)
+            .where(
+                WEBHOOKS.c.organization_id.in_(list(organization_ids)),
+                WEBHOOKS.c.status == WebhookStatus.ACTIVE.value,
+            )
+            .order_by(WEBHOOKS.c.created_at, WEBHOOKS.c.id)
+        )
+        found: dict[UUID, list[Webhook]] = {}
+        for r in rows:
+            found.setdefault(r.organization_id, []).append(_webhook(r))
+        return found
 
     async def webhook(self, webhook_id: UUID, *, for_update: bool = False) -> Webhook | None:
         stmt = select(WEBHOOKS).where(WEBHOOKS.c.id == webhook_id)
@@ -185,36 +268,33 @@ class SqlUnitOfWork(NotificationUnitOfWork):
             )
         ).scalar_one()
 
+    async def ensure_job_webhook_secrets(self, candidates: Mapping[UUID, str]) -> None:
+        if candidates:
+            orgs = list(candidates)
+            await self.session.execute(
+                _ENSURE_SECRETS, {"orgs": orgs, "secrets": [candidates[o] for o in orgs]}
+            )
+
     # --- deliveries ---
 
     async def add_deliveries(self, deliveries: Sequence[Delivery]) -> int:
         if not deliveries:
             return 0
-        stmt = (
-            insert(DELIVERIES)
-            .values(
-                [
-                    {
-                        "id": d.id,
-                        "organization_id": d.organization_id,
-                        "webhook_id": d.webhook_id,
-                        "url": d.url,
-                        "event_id": d.event_id,
-                        "event_type": d.event_type,
-                        "job_id": d.job_id,
-                        "project_id": d.project_id,
-                        "payload": d.payload,
-                        "status": d.status.value,
-                        "attempts": d.attempts,
-                        "next_attempt_at": d.next_attempt_at,
-                    }
-                    for d in deliveries
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=[DELIVERIES.c.event_id, DELIVERIES.c.url])
-            .returning(DELIVERIES.c.id)
-        )
-        return len((await self.session.execute(stmt)).all())
+        params = {
+            "ids": [d.id for d in deliveries],
+            "orgs": [d.organization_id for d in deliveries],
+            "hooks": [d.webhook_id for d in deliveries],
+            "urls": [d.url for d in deliveries],
+            "events": [d.event_id for d in deliveries],
+            "types": [d.event_type for d in deliveries],
+            "jobs": [d.job_id for d in deliveries],
+            "projects": [d.project_id for d in deliveries],
+            "payloads": [d.payload for d in deliveries],
+            "statuses": [d.status.value for d in deliveries],
+            "attempts": [d.attempts for d in deliveries],
+            "due": [d.next_attempt_at for d in deliveries],
+        }
+        return len((await self.session.execute(_ADD_DELIVERIES, params)).all())
 
     async def deliveries(
         self, webhook_id: UUID | None, job_id: UUID | None, limit: int, *, project: UUID | None = None
@@ -324,6 +404,79 @@ class SqlUnitOfWork(NotificationUnitOfWork):
                 )
             )
 
+    async def delivery_webhooks(self, delivery_ids: Sequence[UUID]) -> dict[UUID, UUID | None]:
+        if not delivery_ids:
+            return {}
+        rows = await self.session.execute(_DELIVERY_WEBHOOKS, {"ids": list(delivery_ids)})
+        return {r.id: r.webhook_id for r in rows}
+
+    async def webhooks_for_update(self, webhook_ids: Sequence[UUID]) -> dict[UUID, Webhook]:
+        if not webhook_ids:
+            return {}
+        rows = await self.session.execute(
+            select(WEBHOOKS)
+            .where(WEBHOOKS.c.id.in_(list(webhook_ids)))
+            .order_by(WEBHOOKS.c.id)
+            .with_for_update()
+        )
+        return {r.id: _webhook(r) for r in rows}
+
+    async def deliveries_for_update(self, delivery_ids: Sequence[UUID]) -> dict[UUID, Delivery]:
+        if not delivery_ids:
+            return {}
+        rows = await self.session.execute(
+            select(DELIVERIES)
+            .where(DELIVERIES.c.id.in_(list(delivery_ids)))
+            .order_by(DELIVERIES.c.id)
+            .with_for_update()
+        )
+        return {r.id: _delivery(r) for r in rows}
+
+    async def save_deliveries(
+        self, deliveries: Sequence[Delivery], attempts: Sequence[DeliveryAttempt] = ()
+    ) -> None:
+        if deliveries:
+            await self.session.execute(
+                _SAVE_DELIVERIES,
+                {
+                    "ids": [d.id for d in deliveries],
+                    "statuses": [d.status.value for d in deliveries],
+                    "attempts": [d.attempts for d in deliveries],
+                    "next": [d.next_attempt_at for d in deliveries],
+                    "errors": [d.last_error for d in deliveries],
+                    "delivered": [d.delivered_at for d in deliveries],
+                },
+            )
+        if attempts:
+            await self.session.execute(
+                _ADD_ATTEMPTS,
+                {
+                    "deliveries": [a.delivery_id for a in attempts],
+                    "orgs": [a.organization_id for a in attempts],
+                    "attempts": [a.attempt for a in attempts],
+                    "ats": [a.at for a in attempts],
+                    "statuses": [a.response_status for a in attempts],
+                    "errors": [a.error for a in attempts],
+                    "durations": [a.duration_ms for a in attempts],
+                },
+            )
+
+    async def save_webhooks(self, webhooks: Sequence[Webhook]) -> None:
+        if webhooks:
+            await self.session.execute(
+                _SAVE_WEBHOOKS,
+                {
+                    "ids": [w.id for w in webhooks],
+                    "statuses": [w.status.value for w in webhooks],
+                    "active": [w.is_active for w in webhooks],
+                    "rates": [w.error_rate for w in webhooks],
+                    "failures": [w.consecutive_failures for w in webhooks],
+                    "used": [w.last_used for w in webhooks],
+                    "disabled": [w.disabled_at for w in webhooks],
+                    "reasons": [w.disabled_reason for w in webhooks],
+                },
+            )
+
     async def pending_summary(self) -> PendingSummary:
         # One scan of the partial index on pending rows; claimed rows sit a lease ahead, so they are
         # not counted as due.
@@ -381,6 +534,44 @@ class SqlUnitOfWork(NotificationUnitOfWork):
         if stored is not None:
             await self.session.execute(select(func.pg_notify(EVENT_CHANNEL, str(event.organization_id))))
         return stored
+
+    async def append_events(self, events: Sequence[NewEvent]) -> set[UUID]:
+        if not events:
+            return set()
+        # The cheap check first, so a replay does not take an organization's lock (nor numbers).
+        taken = {r[0] for r in await self.session.execute(_LOGGED, {"ids": [e.event_id for e in events]})}
+        by_org: dict[UUID, list[NewEvent]] = {}
+        for e in events:
+            if e.event_id not in taken:
+                taken.add(e.event_id)
+                by_org.setdefault(e.organization_id, []).append(e)
+        if not by_org:
+            return set()
+        orgs = sorted(by_org, key=lambda o: o.bytes)  # the order PostgreSQL sorts uuids in
+        heads = dict(
+            (
+                await self.session.execute(
+                    _TAKE_NUMBERS, {"orgs": orgs, "counts": [len(by_org[o]) for o in orgs]}
+                )
+            ).all()
+        )
+        fresh = [e for o in orgs for e in by_org[o]]
+        seqs = [heads[o] - len(by_org[o]) + 1 + i for o in orgs for i in range(len(by_org[o]))]
+        stored = await self.session.execute(
+            _STORE_EVENTS,
+            {
+                "orgs": [e.organization_id for e in fresh],
+                "seqs": seqs,
+                "ids": [e.event_id for e in fresh],
+                "types": [e.type for e in fresh],
+                "jobs": [e.job_id for e in fresh],
+                "projects": [e.project_id for e in fresh],
+                "times": [e.occurred_at for e in fresh],
+                "events": [e.cloudevent for e in fresh],
+                "channel": EVENT_CHANNEL,
+            },
+        )
+        return {r[0] for r in stored}
 
     async def event_log_head(self, organization_id: UUID) -> int:
         head = (

@@ -16,9 +16,11 @@ from ..service_layer.handlers import COST_CONSUMER, JOB_CONSUMER, Dependencies
 
 
 def to_command(envelope: Envelope) -> commands.NotifyJobEvent:
-    """No I/O: the snapshot as JSON values is exactly what the webhook body carries as ``data``."""
+    """No I/O: the snapshot as JSON values is exactly what the webhook body carries as ``data``. The
+    event is turned into JSON values once; its ``job`` part is the snapshot's."""
     event: jobs.JobEventV1 = envelope.data  # type: ignore[assignment]
     job = event.job
+    payload = event.model_dump(mode="json")
     return commands.NotifyJobEvent(
         event_id=envelope.id,
         event_type=envelope.type,
@@ -26,10 +28,10 @@ def to_command(envelope: Envelope) -> commands.NotifyJobEvent:
         organization_id=job.organization_id,
         job_id=job.job_id,
         webhook_url=job.webhook_url or None,
-        job=job.model_dump(mode="json"),
+        job=payload["job"],
         source=envelope.source,
         subject=envelope.subject,
-        payload=event.model_dump(mode="json"),
+        payload=payload,
         project_id=job.project_id,
     )
 

@@ -143,5 +143,12 @@ class RecordDeliveryResult:
 
 
 @dataclass(frozen=True)
+class RecordDeliveryResults:
+    """Several attempts' results, in the order they completed, recorded in one transaction."""
+
+    results: tuple[RecordDeliveryResult, ...]
+
+
+@dataclass(frozen=True)
 class MeasurePending:
     """Read the backlog (deliveries due and unclaimed) and when the next one falls due."""

@@ -12,6 +12,7 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -24,6 +25,7 @@ from ..domain import event_log, events, projects, signing, targets
 from ..domain.model import (
     Delivery,
     Outcome,
+    RecordedAttempt,
     Webhook,
     abandon_reason,
     may_read_job_webhook_secret,
@@ -190,33 +192,31 @@ def logged_event(cmd: TenantEvent) -> event_log.NewEvent:
 async def _fan_out(cmds: Sequence[TenantEvent], consumer: str, deps: Dependencies) -> int:
     """Record the deliveries events ask for and append them to their organizations' logs, in the
     transaction that claims them: once per event, however often it arrives. A batch is one transaction
-    (one commit for many events). The logs are appended last, organization by organization in a fixed
-    order (each organization's events keep their topic order): an append holds that organization's log
-    lock until the commit, and a fixed order keeps two replicas' batches from deadlocking."""
+    and a few statements whatever its size (one claim of every id, one read of the organizations'
+    active webhooks, one insert of every delivery, one append of every event), not statements per
+    event. The logs are appended last (each organization's events keep their topic order): an append
+    holds the organizations' log locks until the commit, taken in a fixed order so that two replicas'
+    batches never deadlock."""
+    if not cmds:
+        return 0
     created = 0
-    to_log: list[TenantEvent] = []
+    logged: set[UUID] = set()
     async with deps.uow(system=True) as uow:
-        hooks: dict[UUID, list[Webhook]] = {}
-        now = None
+        fresh = await uow.claim_many(consumer, [c.event_id for c in cmds])
+        todo: list[TenantEvent] = []
         for cmd in cmds:
-            if not await uow.claim(consumer, cmd.event_id):
-                continue
-            org = cmd.organization_id
-            if org not in hooks:
-                hooks[org] = await uow.active_webhooks(org)
-            planned = plan_deliveries(cmd, hooks[org])
+            if cmd.event_id in fresh:
+                fresh.discard(cmd.event_id)  # a record twice in one batch counts once, like one after it
+                todo.append(cmd)
+        if todo:
+            hooks = await uow.active_webhooks_of(list(dict.fromkeys(c.organization_id for c in todo)))
+            planned = [d for cmd in todo for d in plan_deliveries(cmd, hooks.get(cmd.organization_id, []))]
             if planned:
-                if any(d.webhook_id is None for d in planned):
-                    await uow.job_webhook_secret(org, signing.generate_secret())
-                now = now or await uow.now()
-                for d in planned:
-                    d.next_attempt_at = now
-                created += await uow.add_deliveries(planned)
-            to_log.append(cmd)
-        logged: set[UUID] = set()
-        for cmd in sorted(to_log, key=lambda c: c.organization_id.bytes):  # stable: topic order per org
-            if await uow.append_event(logged_event(cmd)) is not None:
-                logged.add(cmd.organization_id)
+                # A job's own webhook_url is signed with its organization's job webhook secret.
+                own = {d.organization_id for d in planned if d.webhook_id is None}
+                await uow.ensure_job_webhook_secrets({org: signing.generate_secret() for org in own})
+                created = await uow.add_deliveries(planned)  # due at once: next_attempt_at unset
+            logged = await uow.append_events([logged_event(cmd) for cmd in todo])
     if created:
         deps.wakeup.set()
     for org in logged:
@@ -313,21 +313,73 @@ async def record_delivery_result(cmd: commands.RecordDeliveryResult, deps: Depen
         if delivery is None:
             return None
         now = await uow.now()
-        recorded = delivery.record_attempt(cmd.result, cmd.started_at, now, deps.policy, deps.rand)
+        recorded = _account(cmd, delivery, webhook, now, deps)
         await uow.save_delivery(delivery, [recorded.attempt])
         if webhook is not None:
-            if webhook.record_attempt(cmd.result, recorded.outcome, now):
-                log.warning(
-                    "webhook disabled",
-                    extra={
-                        "webhook_id": str(webhook.id),
-                        "reason": webhook.disabled_reason,
-                        "failures": webhook.consecutive_failures,
-                    },
-                )
             await uow.save_webhook(webhook)
     deps.metrics.outcome(recorded.outcome.value)
     return recorded.outcome
+
+
+async def record_delivery_results(
+    cmd: commands.RecordDeliveryResults, deps: Dependencies
+) -> list[Outcome | None]:
+    """:func:`record_delivery_result` for several attempts, in the order given (their completion
+    order), in one transaction and a few statements; the outcome of each (None: its delivery is gone).
+
+    Locks as the single form does, webhooks before deliveries, each kind in the order of their ids, so
+    batches of two replicas (or a batch and a webhook's deletion) never deadlock."""
+    if not cmd.results:
+        return []
+    outcomes: list[Outcome | None] = []
+    async with deps.uow(system=True) as uow:
+        ids = list(dict.fromkeys(r.delivery_id for r in cmd.results))
+        hook_of = await uow.delivery_webhooks(ids)
+        hooks = await uow.webhooks_for_update(sorted({w for w in hook_of.values() if w is not None}))
+        found = await uow.deliveries_for_update(sorted(hook_of))
+        now = await uow.now() if found else None
+        attempts = []
+        changed: dict[UUID, Delivery] = {}
+        touched: dict[UUID, Webhook] = {}
+        for result in cmd.results:
+            delivery = found.get(result.delivery_id)
+            if delivery is None or now is None:
+                outcomes.append(None)
+                continue
+            webhook = hooks.get(delivery.webhook_id) if delivery.webhook_id else None
+            recorded = _account(result, delivery, webhook, now, deps)
+            attempts.append(recorded.attempt)
+            changed[delivery.id] = delivery
+            if webhook is not None:
+                touched[webhook.id] = webhook
+            outcomes.append(recorded.outcome)
+        await uow.save_deliveries(list(changed.values()), attempts)
+        await uow.save_webhooks(list(touched.values()))
+    for outcome in outcomes:
+        if outcome is not None:
+            deps.metrics.outcome(outcome.value)
+    return outcomes
+
+
+def _account(
+    cmd: commands.RecordDeliveryResult,
+    delivery: Delivery,
+    webhook: Webhook | None,
+    now: datetime,
+    deps: Dependencies,
+) -> RecordedAttempt:
+    """One attempt against its (locked) delivery and webhook, in memory."""
+    recorded = delivery.record_attempt(cmd.result, cmd.started_at, now, deps.policy, deps.rand)
+    if webhook is not None and webhook.record_attempt(cmd.result, recorded.outcome, now):
+        log.warning(
+            "webhook disabled",
+            extra={
+                "webhook_id": str(webhook.id),
+                "reason": webhook.disabled_reason,
+                "failures": webhook.consecutive_failures,
+            },
+        )
+    return recorded
 
 
 async def measure_pending(cmd: commands.MeasurePending, deps: Dependencies) -> PendingSummary:
@@ -353,6 +405,7 @@ HANDLERS: dict[type, Handler] = {
     commands.PruneEventLog: prune_event_log,
     commands.ClaimDueDeliveries: claim_due_deliveries,
     commands.RecordDeliveryResult: record_delivery_result,
+    commands.RecordDeliveryResults: record_delivery_results,
     commands.MeasurePending: measure_pending,
 }
 

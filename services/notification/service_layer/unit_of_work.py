@@ -57,6 +57,9 @@ class NotificationUnitOfWork(Protocol):
     async def claim(self, consumer: str, event_id: UUID) -> bool:
         """False when ``consumer`` has processed ``event_id`` before."""
 
+    async def claim_many(self, consumer: str, event_ids: Sequence[UUID]) -> set[UUID]:
+        """The subset of ``event_ids`` that ``consumer`` had not processed before (now claimed)."""
+
     async def add_webhook(self, webhook: Webhook) -> Webhook:
         """Insert; returns it with the database's ``created_at``."""
 
@@ -64,6 +67,10 @@ class NotificationUnitOfWork(Protocol):
         """Every webhook the unit's scope may see, oldest first."""
 
     async def active_webhooks(self, organization_id: UUID) -> list[Webhook]: ...
+
+    async def active_webhooks_of(self, organization_ids: Sequence[UUID]) -> dict[UUID, list[Webhook]]:
+        """:meth:`active_webhooks` of several organizations in one read (an organization without
+        any: absent)."""
 
     async def webhook(self, webhook_id: UUID, *, for_update: bool = False) -> Webhook | None: ...
 
@@ -75,8 +82,13 @@ class NotificationUnitOfWork(Protocol):
     async def job_webhook_secret(self, organization_id: UUID, candidate: str) -> str:
         """The organization's job webhook secret; ``candidate`` becomes it when there is none yet."""
 
+    async def ensure_job_webhook_secrets(self, candidates: Mapping[UUID, str]) -> None:
+        """Every organization of ``candidates`` gets its candidate as job webhook secret unless it
+        has one already (the batch form of :meth:`job_webhook_secret`, without the read)."""
+
     async def add_deliveries(self, deliveries: Sequence[Delivery]) -> int:
-        """Insert, skipping any (event, url) pair that exists; returns how many were new."""
+        """Insert, skipping any (event, url) pair that exists; returns how many were new. A delivery
+        without ``next_attempt_at`` is due at the transaction's time."""
 
     async def deliveries(
         self, webhook_id: UUID | None, job_id: UUID | None, limit: int, *, project: UUID | None = None
@@ -92,6 +104,23 @@ class NotificationUnitOfWork(Protocol):
 
     async def save_delivery(self, delivery: Delivery, attempts: Sequence[DeliveryAttempt] = ()) -> None: ...
 
+    async def delivery_webhooks(self, delivery_ids: Sequence[UUID]) -> dict[UUID, UUID | None]:
+        """Each existing delivery's webhook (None: a job's own URL), read without locking."""
+
+    async def webhooks_for_update(self, webhook_ids: Sequence[UUID]) -> dict[UUID, Webhook]:
+        """The webhooks, locked in the order of their ids (what every batch locks them in)."""
+
+    async def deliveries_for_update(self, delivery_ids: Sequence[UUID]) -> dict[UUID, Delivery]:
+        """The deliveries that exist, locked in the order of their ids; lock their webhooks first."""
+
+    async def save_deliveries(
+        self, deliveries: Sequence[Delivery], attempts: Sequence[DeliveryAttempt] = ()
+    ) -> None:
+        """:meth:`save_delivery` for several distinct deliveries and their new attempts at once."""
+
+    async def save_webhooks(self, webhooks: Sequence[Webhook]) -> None:
+        """:meth:`save_webhook` for several distinct webhooks at once."""
+
     async def pending_summary(self) -> PendingSummary:
         """How many pending deliveries are due now, and when the next one is."""
 
@@ -100,6 +129,11 @@ class NotificationUnitOfWork(Protocol):
     async def append_event(self, event: NewEvent) -> int | None:
         """Store it under its organization's next number; None when an event with its id is stored
         already. Takes the organization's log lock until commit: call it last in the unit."""
+
+    async def append_events(self, events: Sequence[NewEvent]) -> set[UUID]:
+        """:meth:`append_event` for many events at once, each organization's in the given order, the
+        organizations' log locks taken in the order of their ids' bytes; returns the organizations
+        that got at least one new event. Call it last in the unit."""
 
     async def event_log_head(self, organization_id: UUID) -> int:
         """The newest number handed out to ``organization_id`` (0: none yet)."""

@@ -31,7 +31,7 @@ from tenacity import (
 )
 
 from ..domain.events import CONTENT_TYPE
-from ..domain.model import SendResult
+from ..domain.model import Outcome, SendResult
 from ..domain.signing import InvalidSecret
 from . import commands
 from .handlers import Dependencies, handle
@@ -60,6 +60,9 @@ class DeliveryWorker:
         self.concurrency, self.lease, self.poll_seconds = concurrency, lease, poll_seconds
         self._clock = clock
         self._measured_at = float("-inf")
+        self._due_at: float | None = None  # monotonic: when the last measurement said the next is due
+        self._rescheduled = False  # an attempt recorded since then set a retry: measure again
+        self._recorder = _GroupCommit(deps)
 
     async def attempt(self, due: DueDelivery, started: datetime) -> SendResult:
         """Sign (as of ``started``) and send one claimed delivery; never raises for the target's
@@ -79,20 +82,31 @@ class DeliveryWorker:
         return result
 
     async def deliver(self, due: DueDelivery) -> None:
-        """One attempt of one claimed delivery, recorded. Errors are logged: the lease retries it."""
+        """One attempt of one claimed delivery, recorded. Errors are logged: the lease retries it.
+
+        The result is recorded together with those of the attempts that completed meanwhile (one
+        transaction for all of them, :class:`_GroupCommit`); if that transaction fails, this result
+        is recorded alone, with a few tries."""
         d = due.delivery
         started = self._clock()
         try:
             result = await self.attempt(due, started)
             record = commands.RecordDeliveryResult(d.id, result, started)
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(RECORD_TRIES),
-                wait=wait_exponential(multiplier=0.2, max=2.0),
-                retry=retry_if_exception_type(Exception),
-                reraise=True,
-            ):
-                with attempt:
-                    await handle(record, self.deps)
+            try:
+                outcome = await self._recorder.record(record)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(RECORD_TRIES),
+                    wait=wait_exponential(multiplier=0.2, max=2.0),
+                    retry=retry_if_exception_type(Exception),
+                    reraise=True,
+                ):
+                    with attempt:
+                        outcome = await handle(record, self.deps)
+            if outcome is Outcome.RETRYING:
+                self._rescheduled = True
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -186,12 +200,25 @@ class DeliveryWorker:
 
     async def _measure(self) -> float | None:
         """Refresh the backlog gauge; seconds until the next delivery is due (None: nothing pending)."""
+        self._rescheduled = False  # before reading: a retry recorded during the read is not lost
         summary = await handle(commands.MeasurePending(), self.deps)
         self._measured_at = time.monotonic()
         due_in: float | None = summary.next_due_in
+        self._due_at = None if due_in is None else self._measured_at + due_in
         return due_in
 
     async def _idle_timeout(self) -> float:
+        """How long to wait for a wake-up (new deliveries, a finished attempt) before claiming again.
+
+        The schedule is read again only when it may have moved: once per ``poll_seconds`` (other
+        replicas' work, the gauge), when an attempt recorded here set a retry, or when the time the last
+        reading named has come. Otherwise the last reading still holds: new deliveries wake the loop
+        anyway, and what this worker claimed comes back through its own recording."""
+        now = time.monotonic()
+        fresh = now - self._measured_at < self.poll_seconds
+        if fresh and not self._rescheduled and (self._due_at is None or self._due_at > now):
+            left = self._measured_at + self.poll_seconds - now
+            return max(min(left, self._due_at - now if self._due_at is not None else left), 0.01)
         try:
             due_in = await self._measure()
         except Exception:
@@ -200,3 +227,53 @@ class DeliveryWorker:
         if due_in is None:
             return self.poll_seconds
         return min(max(due_in, 0.01), self.poll_seconds)
+
+
+class _GroupCommit:
+    """Records attempts' results in as few transactions as the database's pace allows: the first
+    result to arrive is recorded at once; those that complete while that transaction runs wait and go
+    together in the next one (in completion order), and so on. Each caller gets its own outcome, or
+    the exception its batch failed with (nothing of that batch was recorded)."""
+
+    def __init__(self, deps: Dependencies) -> None:
+        self.deps = deps
+        self.queue: list[tuple[commands.RecordDeliveryResult, asyncio.Future[Outcome | None]]] = []
+        self.busy = False
+
+    async def record(self, cmd: commands.RecordDeliveryResult) -> Outcome | None:
+        future: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
+        self.queue.append((cmd, future))
+        if not self.busy:
+            await self._drain()
+        return await future
+
+    async def _drain(self) -> None:
+        self.busy = True
+        batch: list[tuple[commands.RecordDeliveryResult, asyncio.Future[Outcome | None]]] = []
+        try:
+            while self.queue:
+                batch, self.queue = self.queue, []
+                try:
+                    outcomes = await handle(
+                        commands.RecordDeliveryResults(tuple(cmd for cmd, _ in batch)), self.deps
+                    )
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():  # done: its caller was cancelled meanwhile
+                            future.set_exception(exc)
+                else:
+                    for (_, future), outcome in zip(batch, outcomes, strict=True):
+                        if not future.done():
+                            future.set_result(outcome)
+                batch = []
+        finally:
+            self.busy = False
+            # Cancelled mid-batch (shutting down): the others record alone, or their lease retries them.
+            for _, future in [*batch, *self.queue]:
+                if not future.done():
+                    future.set_exception(RecordingInterrupted("the batch recording was cancelled"))
+            self.queue = []
+
+
+class RecordingInterrupted(Exception):
+    """The transaction that was to record this result was cancelled before it committed."""

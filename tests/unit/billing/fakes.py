@@ -3,7 +3,7 @@ exits cleanly, so a crash before commit leaves nothing) and tenant-scoped like r
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -80,6 +80,27 @@ class FakeUnitOfWork:
 
     async def announce_cost(self, cost: AttemptCost) -> None:
         self.new_events.append(cost)
+
+    async def claim_many(self, consumer: str, event_ids: Sequence[UUID]) -> set[UUID]:
+        return {e for e in dict.fromkeys(event_ids) if await self.claim(consumer, e)}
+
+    async def add_attempt_costs(self, costs: Sequence[AttemptCost]) -> list[AttemptCost]:
+        assert len({c.job_id for c in costs}) == len(costs), "at most one attempt per job"
+        return [c for c in costs if await self.add_attempt_cost(c)]
+
+    async def announce_costs(self, costs: Sequence[AttemptCost]) -> None:
+        self.new_events.extend(costs)
+
+    async def track_running_many(self, attempts: Sequence[RunningAttempt]) -> None:
+        numbers: dict[UUID, int] = {}
+        for a in attempts:
+            assert numbers.setdefault(a.job_id, a.attempt) == a.attempt, "one attempt number per job"
+            await self.track_running(a)
+
+    async def end_running_many(self, ends: Sequence[tuple[UUID, int, datetime]]) -> None:
+        assert len({job for job, _, _ in ends}) == len(ends), "at most one end per job"
+        for job, attempt, at in ends:
+            await self.end_running(job, attempt, at)
 
     async def job_cost(self, job_id: UUID) -> RecordedCost | None:
         found = self.store.costs.get(job_id)

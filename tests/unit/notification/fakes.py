@@ -48,6 +48,9 @@ class FakeUnitOfWork:
         self.store.claims.add(key)
         return True
 
+    async def claim_many(self, consumer: str, event_ids: Sequence[UUID]) -> set[UUID]:
+        return {e for e in dict.fromkeys(event_ids) if await self.claim(consumer, e)}
+
     async def add_webhook(self, webhook: Webhook) -> Webhook:
         assert self._visible(webhook.organization_id)
         webhook.created_at = self.store.now
@@ -59,6 +62,10 @@ class FakeUnitOfWork:
 
     async def active_webhooks(self, organization_id: UUID) -> list[Webhook]:
         return [w for w in await self.webhooks() if w.organization_id == organization_id and w.is_active]
+
+    async def active_webhooks_of(self, organization_ids: Sequence[UUID]) -> dict[UUID, list[Webhook]]:
+        found = {org: await self.active_webhooks(org) for org in organization_ids}
+        return {org: hooks for org, hooks in found.items() if hooks}
 
     async def webhook(self, webhook_id: UUID, *, for_update: bool = False) -> Webhook | None:
         w = self.store.webhooks.get(webhook_id)
@@ -78,11 +85,16 @@ class FakeUnitOfWork:
         assert self._visible(organization_id)
         return self.store.secrets.setdefault(organization_id, candidate)
 
+    async def ensure_job_webhook_secrets(self, candidates: Mapping[UUID, str]) -> None:
+        for org, candidate in candidates.items():
+            await self.job_webhook_secret(org, candidate)
+
     async def add_deliveries(self, deliveries: Sequence[Delivery]) -> int:
         taken = {(d.event_id, d.url) for d in self.store.deliveries.values()}
         new = [d for d in deliveries if (d.event_id, d.url) not in taken]
         for d in new:
             d.created_at = self.store.now
+            d.next_attempt_at = d.next_attempt_at or self.store.now  # the database's now()
             self.store.deliveries[d.id] = copy.deepcopy(d)
         return len(new)
 
@@ -134,6 +146,29 @@ class FakeUnitOfWork:
     async def save_delivery(self, delivery: Delivery, attempts: Sequence[DeliveryAttempt] = ()) -> None:
         self.store.deliveries[delivery.id] = copy.deepcopy(delivery)
 
+    async def delivery_webhooks(self, delivery_ids: Sequence[UUID]) -> dict[UUID, UUID | None]:
+        return {i: d.webhook_id for i in delivery_ids if (d := await self.delivery(i)) is not None}
+
+    async def webhooks_for_update(self, webhook_ids: Sequence[UUID]) -> dict[UUID, Webhook]:
+        assert list(webhook_ids) == sorted(webhook_ids), "locked in the order of their ids"
+        return {i: w for i in webhook_ids if (w := await self.webhook(i, for_update=True)) is not None}
+
+    async def deliveries_for_update(self, delivery_ids: Sequence[UUID]) -> dict[UUID, Delivery]:
+        assert list(delivery_ids) == sorted(delivery_ids), "locked in the order of their ids"
+        return {i: d for i in delivery_ids if (d := await self.delivery(i, for_update=True)) is not None}
+
+    async def save_deliveries(
+        self, deliveries: Sequence[Delivery], attempts: Sequence[DeliveryAttempt] = ()
+    ) -> None:
+        assert len({d.id for d in deliveries}) == len(deliveries)
+        for d in deliveries:
+            await self.save_delivery(d)
+
+    async def save_webhooks(self, webhooks: Sequence[Webhook]) -> None:
+        assert len({w.id for w in webhooks}) == len(webhooks)
+        for w in webhooks:
+            await self.save_webhook(w)
+
     async def pending_summary(self) -> PendingSummary:
         times = [
             d.next_attempt_at
@@ -154,6 +189,10 @@ class FakeUnitOfWork:
         self.store.log.append((event.organization_id, logged, self.store.now))
         self.store.projects[event.event_id] = event.project_id
         return seq
+
+    async def append_events(self, events: Sequence[NewEvent]) -> set[UUID]:
+        ordered = sorted(events, key=lambda e: e.organization_id.bytes)  # stable: each org's order kept
+        return {e.organization_id for e in ordered if await self.append_event(e) is not None}
 
     async def event_log_head(self, organization_id: UUID) -> int:
         return self.store.heads.get(organization_id, 0) if self._visible(organization_id) else 0

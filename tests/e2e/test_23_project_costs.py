@@ -1,7 +1,7 @@
 """Projects in billing and the event stream, end to end (docs/projects.md, "Billing and events"): each
 job's cost carries its project, `GET /v1/costs?project_id=` filters by it and the summary groups by real
-projects; a project-bound key reads only its project's costs and events (another project's job answers
-as one that does not exist), lists only its project's job deliveries and may not touch the
+projects; a project-bound key reads only its project's costs, events and job output (another project's
+job answers as one that does not exist), lists only its project's job deliveries and may not touch the
 organization's webhooks."""
 
 from __future__ import annotations
@@ -86,6 +86,22 @@ async def test_costs_and_events_by_project_and_for_a_project_bound_key(stack, re
         summary = (await bound.get("/costs/summary", params={"group_by": "project"})).json()
         assert [g["key"] for g in summary["groups"]] == [p]
 
+        # Job output: its own job's; another project's job, or one of no project, as an unknown one.
+        async def printed() -> str | None:
+            r = await bound.get(f"/jobs/{mine['id']}/logs")
+            assert r.status_code == 200, r.text
+            return r.text if r.headers["GpuFleet-Output-Complete"] == "true" else None
+
+        assert await eventually(printed, timeout=60) == "p\n"
+        nowhere = await bound.get(f"/jobs/{uuid.uuid4()}/logs")
+        assert nowhere.status_code == 404
+        for job in (q_job, loose):
+            r = await bound.get(f"/jobs/{job['id']}/logs")
+            assert r.status_code == 404, r.text
+            assert {k: v for k, v in r.json().items() if k not in per_request} == {
+                k: v for k, v in nowhere.json().items() if k not in per_request
+            }
+
         # Webhooks: its project's job deliveries only; the organization's webhooks are not its business.
         async def delivered() -> list[dict[str, Any]]:
             r = await bound.get("/webhook-deliveries")
@@ -112,5 +128,12 @@ async def test_costs_and_events_by_project_and_for_a_project_bound_key(stack, re
         assert sum(float(g["cost"]) for g in summary["groups"]) == pytest.approx(
             float(summary["total"]["cost"])
         )
+        for job, text in ((q_job, "q\n"), (loose, "none\n"), (mine, "p\n")):  # every project's output
+
+            async def output(job_id: str = job["id"]) -> str | None:
+                r = await owner.get(f"/jobs/{job_id}/logs")
+                return r.text if r.headers["GpuFleet-Output-Complete"] == "true" else None
+
+            assert await eventually(output, timeout=60) == text
         # The organization's keys still see every project's deliveries and manage the webhooks.
         assert (await owner.get("/webhooks")).status_code == 200

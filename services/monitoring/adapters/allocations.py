@@ -27,6 +27,16 @@ HOLDER = """
     LIMIT 1
 """
 
+# A project-bound key counts only the samples of its project's jobs: the job a sample was attributed to
+# (from its hold, so always this organization's) holds in that project; a job's project never changes.
+# Appended to the utilization and series statements over ``gpu_metrics m`` (adapters/repository.py,
+# series.py), whose samples are still found by the (organization_id, timestamp) index; each one's check
+# probes this table's primary key (job_id first). An unbound key's statements have no such clause.
+IN_PROJECT = (
+    "AND EXISTS (SELECT 1 FROM gpu_allocations a"
+    " WHERE a.job_id = m.job_id AND a.project_id = CAST(:project AS uuid))"
+)
+
 # The subquery's ORDER BY fixes the order the locks are taken in (the caller sorts too).
 _LOCK_GPUS = text(
     "SELECT count(pg_advisory_xact_lock(k)) FROM "
@@ -70,7 +80,7 @@ _REATTRIBUTE = text(
 _PLACEMENTS = text(
     """
     SELECT a.job_id, a.attempt, min(a.organization_id::text)::uuid AS organization_id,
-           array_agg(DISTINCT a.node_id) AS nodes
+           min(a.project_id::text)::uuid AS project_id, array_agg(DISTINCT a.node_id) AS nodes
     FROM gpu_allocations a
     JOIN unnest(CAST(:j AS uuid[]), CAST(:a AS int[])) AS k(job_id, attempt)
       ON (a.job_id, a.attempt) = (k.job_id, k.attempt)
@@ -160,7 +170,10 @@ class SqlAllocations(AllocationStore):
         if not keys:
             return {}
         rows = await self.session.execute(_PLACEMENTS, {"j": [k[0] for k in keys], "a": [k[1] for k in keys]})
-        return {(r.job_id, r.attempt): Placement(r.organization_id, frozenset(r.nodes)) for r in rows}
+        return {
+            (r.job_id, r.attempt): Placement(r.organization_id, frozenset(r.nodes), r.project_id)
+            for r in rows
+        }
 
     async def delete_ended_before(self, hours: int) -> int:
         result = await self.session.execute(_DELETE_ENDED, {"h": hours})

@@ -9,7 +9,7 @@ from uuid import UUID
 from sqlalchemy import BigInteger, Column, Numeric
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 3  # the highest file in migrations/monitoring
+SCHEMA_VERSION = 4  # the highest file in migrations/monitoring
 
 
 class GpuMetricRow(SQLModel, table=True):

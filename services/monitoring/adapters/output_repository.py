@@ -26,14 +26,21 @@ from .allocations import SqlAllocations
 
 _COLUMNS = (
     "organization_id, job_id, attempt, head_bytes, tail_bytes, received_bytes, eof, complete, incomplete, "
-    "ended_at"
+    "ended_at, project_id"
 )
 _LOCK = text(f"SELECT {_COLUMNS} FROM job_output WHERE job_id = :j AND attempt = :a FOR UPDATE")
 _CREATE = text(
     """
-    INSERT INTO job_output (job_id, attempt, organization_id, head_bytes, tail_bytes)
-    VALUES (:j, :a, :org, :head, :tail)
+    INSERT INTO job_output (job_id, attempt, organization_id, project_id, head_bytes, tail_bytes)
+    VALUES (:j, :a, :org, :project, :head, :tail)
     ON CONFLICT (job_id, attempt) DO NOTHING
+    """
+)
+# Only where none is recorded (migrations/monitoring/004): a job's project never changes.
+_SET_PROJECT = text(
+    """
+    UPDATE job_output SET project_id = :project, updated_at = now()
+    WHERE job_id = :j AND attempt = :a AND project_id IS NULL
     """
 )
 _SAVE = text(
@@ -118,6 +125,7 @@ def _row(r: Row) -> StoredAttempt:
         complete=r.complete,
         incomplete=r.incomplete,
         ended_at=r.ended_at,
+        project_id=r.project_id,
     )
 
 
@@ -153,7 +161,7 @@ class SqlOutputUnitOfWork(OutputUnitOfWork):
         return _row(r) if r else None
 
     async def create_attempt(self, row: StoredAttempt) -> StoredAttempt:
-        params = {"j": row.job_id, "a": row.attempt, "org": row.organization_id}
+        params = {"j": row.job_id, "a": row.attempt, "org": row.organization_id, "project": row.project_id}
         await self.session.execute(_CREATE, {**params, "head": row.head, "tail": row.tail})
         stored = await self.lock_attempt(row.job_id, row.attempt)
         assert stored is not None
@@ -171,6 +179,9 @@ class SqlOutputUnitOfWork(OutputUnitOfWork):
                 "incomplete": row.incomplete,
             },
         )
+
+    async def set_project(self, job_id: UUID, attempt: int, project_id: UUID) -> None:
+        await self.session.execute(_SET_PROJECT, {"j": job_id, "a": attempt, "project": project_id})
 
     async def add_chunk(self, row: StoredAttempt, offset: int, data: bytes) -> bool:
         params = {"j": row.job_id, "a": row.attempt, "o": offset, "org": row.organization_id, "data": data}

@@ -18,7 +18,7 @@ from ..domain.samples import GpuSample
 from ..domain.series import SeriesWindow, UtilizationSeries
 from ..domain.utilization import GpuUtilization
 from ..service_layer.unit_of_work import MonitoringUnitOfWork, StoredSample, UnitOfWorkFactory
-from .allocations import HOLDER, SqlAllocations
+from .allocations import HOLDER, IN_PROJECT, SqlAllocations
 from .series import utilization_series
 
 # The sample's job and organization are the allocation history's (the hold covering it), never the
@@ -40,18 +40,20 @@ _INSERT = text(
     """
 )
 
-_UTILIZATION = text(
-    """
+# {project}: empty, or IN_PROJECT for a project-bound key (two statements, each with its own plan).
+_UTILIZATION_SQL = """
     SELECT gpu_id, max(gpu_name) AS gpu_name, max(gpu_type) AS gpu_type,
            avg(gpu_utilization)::float8 AS avg_util, max(gpu_utilization)::float8 AS max_util,
            avg(memory_used)::float8 AS avg_mem, count(*) AS samples,
            min(timestamp) AS first_at, max(timestamp) AS last_at
-    FROM gpu_metrics
+    FROM gpu_metrics m
     WHERE organization_id = :org AND timestamp >= now() - make_interval(hours => :hours)
+      {project}
     GROUP BY gpu_id
     ORDER BY max(gpu_name), gpu_id
     """
-)
+_UTILIZATION = text(_UTILIZATION_SQL.format(project=""))
+_UTILIZATION_IN_PROJECT = text(_UTILIZATION_SQL.format(project=IN_PROJECT))
 
 _DELETE_OLDER = text("DELETE FROM gpu_metrics WHERE timestamp < now() - make_interval(hours => :h)")
 
@@ -99,13 +101,20 @@ class SqlUnitOfWork(MonitoringUnitOfWork):
         rows = await self.session.execute(_INSERT, sample_columns(samples))
         return [StoredSample(r.gpu_id, r.timestamp, r.organization_id) for r in rows]
 
-    async def utilization(self, organization_id: UUID, hours: int) -> list[GpuUtilization]:
-        """Seed 000's utilization query over the samples taken while the organization's jobs held the GPU.
+    async def utilization(
+        self, organization_id: UUID, hours: int, project_id: UUID | None = None
+    ) -> list[GpuUtilization]:
+        """Seed 000's utilization query over the samples taken while the organization's jobs held the GPU
+        (with ``project_id``, that project's jobs).
 
         RLS already limits a tenant transaction to that organization; the explicit filter says so to the
         planner too, which then uses the (organization_id, timestamp) index instead of scanning the
         window."""
-        rows = await self.session.execute(_UTILIZATION, {"org": organization_id, "hours": hours})
+        params: dict[str, object] = {"org": organization_id, "hours": hours}
+        query = _UTILIZATION
+        if project_id is not None:
+            query, params["project"] = _UTILIZATION_IN_PROJECT, project_id
+        rows = await self.session.execute(query, params)
         return [
             GpuUtilization(
                 r.gpu_id,
@@ -122,9 +131,13 @@ class SqlUnitOfWork(MonitoringUnitOfWork):
         ]
 
     async def utilization_series(
-        self, organization_id: UUID, window: SeriesWindow, gpu_id: UUID | None
+        self,
+        organization_id: UUID,
+        window: SeriesWindow,
+        gpu_id: UUID | None,
+        project_id: UUID | None = None,
     ) -> UtilizationSeries:
-        return await utilization_series(self.session, organization_id, window, gpu_id)
+        return await utilization_series(self.session, organization_id, window, gpu_id, project_id)
 
     async def delete_samples_older_than(self, hours: int) -> int:
         # Served by the timestamp index.

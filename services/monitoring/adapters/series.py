@@ -12,20 +12,21 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..domain.series import AggregatePoint, GpuSeries, SeriesPoint, SeriesWindow, UtilizationSeries
+from .allocations import IN_PROJECT
 
 # The explicit organization filter is the same rule GetUtilization applies (samples taken while the
 # organization's jobs held the GPU); RLS enforces it too. The (organization_id, timestamp) index
 # serves the window, the primary key (gpu_id, timestamp) a single GPU.
-_SERIES = text(
-    """
+_SERIES_SQL = """
     WITH buckets AS (
         SELECT gpu_id, date_bin(:step, timestamp, :t0) AS bucket,
                max(gpu_name) AS gpu_name, max(gpu_type) AS gpu_type,
                avg(gpu_utilization) / 100 AS utilization, avg(memory_used) AS memory_used,
                count(*) AS samples
-        FROM gpu_metrics
+        FROM gpu_metrics m
         WHERE organization_id = :org AND timestamp >= :t0 AND timestamp < :t1
           AND (CAST(:gpu AS uuid) IS NULL OR gpu_id = CAST(:gpu AS uuid))
+          {project}
         GROUP BY gpu_id, bucket
     )
     SELECT 'gpu' AS kind, gpu_id, max(gpu_name) OVER (PARTITION BY gpu_id) AS gpu_name,
@@ -39,7 +40,9 @@ _SERIES = text(
     FROM buckets GROUP BY bucket
     ORDER BY kind DESC, gpu_name, gpu_id, bucket
     """
-)
+_SERIES = text(_SERIES_SQL.format(project=""))
+# A project-bound key: only the samples of its project's jobs (adapters/allocations.py, IN_PROJECT).
+_SERIES_IN_PROJECT = text(_SERIES_SQL.format(project=IN_PROJECT))
 
 
 def _assemble(window: SeriesWindow, rows: Sequence[Any]) -> UtilizationSeries:
@@ -59,14 +62,21 @@ def _assemble(window: SeriesWindow, rows: Sequence[Any]) -> UtilizationSeries:
 
 
 async def utilization_series(
-    session: AsyncSession, organization_id: UUID, window: SeriesWindow, gpu_id: UUID | None
+    session: AsyncSession,
+    organization_id: UUID,
+    window: SeriesWindow,
+    gpu_id: UUID | None,
+    project_id: UUID | None = None,
 ) -> UtilizationSeries:
-    params = {
+    params: dict[str, object] = {
         "org": organization_id,
         "t0": window.start,
         "t1": window.end,
         "step": timedelta(seconds=window.step_seconds),
         "gpu": gpu_id,
     }
-    rows = (await session.execute(_SERIES, params)).all()
+    query = _SERIES
+    if project_id is not None:
+        query, params["project"] = _SERIES_IN_PROJECT, project_id
+    rows = (await session.execute(query, params)).all()
     return _assemble(window, rows)

@@ -115,10 +115,12 @@ def claim_disputed(claimed: UUID | None, attributed: UUID | None) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Placement:
-    """Where an attempt runs, as the job topic said: the only nodes whose output of it is accepted."""
+    """Where an attempt runs, as the job topic said: the only nodes whose output of it is accepted;
+    and whose it is (its organization, and its job's project: None, none)."""
 
     organization_id: UUID
     nodes: frozenset[UUID]
+    project_id: UUID | None = None
 
 
 class ChunkVerdict(enum.Enum):

@@ -12,6 +12,7 @@ from ..domain.series import UtilizationSeries
 from ..domain.utilization import GpuUtilization, Utilization
 from ..service_layer import commands
 from ..service_layer.handlers import Dependencies, handle
+from .access import bound_project
 
 SERVICE_NAME = monitoring_pb2.DESCRIPTOR.services_by_name["MonitoringService"].full_name
 SERVICE_NAMES = [SERVICE_NAME]
@@ -69,9 +70,14 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
     async def GetUtilization(
         self, request: monitoring_pb2.GetUtilizationRequest, context: grpc.aio.ServicerContext
     ) -> monitoring_pb2.GetUtilizationResponse:
-        org = tenant_of(await self.auth.principal(context))
+        principal = await self.auth.principal(context)
         answer: Utilization = await handle(
-            commands.GetUtilization(organization_id=org, hours=request.hours), self.deps
+            commands.GetUtilization(
+                organization_id=tenant_of(principal),
+                hours=request.hours,
+                project_id=bound_project(principal),
+            ),
+            self.deps,
         )
         return monitoring_pb2.GetUtilizationResponse(
             hours=answer.hours, gpus=[to_proto(g) for g in answer.gpus]
@@ -80,14 +86,15 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
     async def GetUtilizationSeries(
         self, request: monitoring_pb2.GetUtilizationSeriesRequest, context: grpc.aio.ServicerContext
     ) -> monitoring_pb2.UtilizationSeries:
-        org = tenant_of(await self.auth.principal(context))
+        principal = await self.auth.principal(context)
         answer: UtilizationSeries = await handle(
             commands.GetUtilizationSeries(
-                organization_id=org,
+                organization_id=tenant_of(principal),
                 start=parse_ts(request.from_time, "from"),
                 end=parse_ts(request.to_time, "to"),
                 step_seconds=request.step_seconds,
                 gpu_id=uuid_arg(request.gpu_id, "gpu_id") if request.gpu_id else None,
+                project_id=bound_project(principal),
             ),
             self.deps,
         )

@@ -50,7 +50,9 @@ def to_attempt(envelope: Envelope) -> commands.RecordJobAttempt | None:
         lost = envelope.data.ended_attempt
         ended = lost.attempt if lost is not None else max(job.attempt - 1, 0)
     holds = holds_of(envelope.type, envelope.data)
-    return commands.RecordJobAttempt(job.organization_id, job.job_id, job.attempt, ended, holds)
+    return commands.RecordJobAttempt(
+        job.organization_id, job.job_id, job.attempt, ended, holds, project_id=job.project_id
+    )
 
 
 def holds_of(event_type: str, event: jobs.JobEventV1) -> tuple[Hold, ...]:

@@ -20,6 +20,7 @@ from shared.grpc import Authenticator, bearer, grpc_service, streaming_call, ten
 
 from ..service_layer import output_commands as commands
 from ..service_layer.output_handlers import OutputDependencies, OutputPage, follow_output, handle
+from .access import bound_project
 
 log = logging.getLogger("gpufleet.monitoring.output")
 
@@ -57,14 +58,15 @@ class JobOutputServicer(output_pb2_grpc.JobOutputServiceServicer):
     async def ReadOutput(
         self, request: output_pb2.ReadOutputRequest, context: grpc.aio.ServicerContext
     ) -> output_pb2.OutputPage:
-        org = tenant_of(await self.auth.principal(context))
+        principal = await self.auth.principal(context)
         page: OutputPage = await handle(
             commands.ReadOutput(
-                organization_id=org,
+                organization_id=tenant_of(principal),
                 job_id=job_id_of(request.job_id),
                 attempt=request.attempt if request.HasField("attempt") else None,
                 offset=request.offset,
                 limit=request.limit,
+                project_id=bound_project(principal),
             ),
             self.deps,
         )
@@ -81,6 +83,7 @@ class JobOutputServicer(output_pb2_grpc.JobOutputServiceServicer):
                 job_id=job_id_of(request.job_id),
                 attempt=request.attempt if request.HasField("attempt") else None,
                 offset=request.offset,
+                project_id=bound_project(principal),
             )
             async for page in follow_output(cmd, self.deps):
                 yield to_proto(page)

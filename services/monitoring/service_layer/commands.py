@@ -20,6 +20,8 @@ class IngestSamples:
 class GetUtilization:
     organization_id: UUID
     hours: int = 0  # 0 (proto's unset): the default day
+    # The caller's key is bound to this project: only samples of its jobs count (None: unbound).
+    project_id: UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class GetUtilizationSeries:
     end: datetime | None = None  # None: now
     step_seconds: int = 0  # 0 (proto's unset): chosen so that a series has at most 500 points
     gpu_id: UUID | None = None  # None: every GPU the organization's jobs used in the window
+    project_id: UUID | None = None  # a bound key's project: only samples of its jobs (None: unbound)
 
 
 @dataclass(frozen=True)

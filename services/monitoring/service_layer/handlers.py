@@ -72,18 +72,19 @@ def _count_claims(samples: tuple[GpuSample, ...], stored: list[StoredSample]) ->
 
 async def get_utilization(cmd: commands.GetUtilization, deps: Dependencies) -> Utilization:
     """Per GPU, the organization's usage over the last ``hours`` (0: the default day); idle samples and
-    other organizations' samples never count."""
+    other organizations' samples never count, nor, for a project-bound key, other projects' jobs'."""
     window = window_hours(cmd.hours)
     async with deps.uow(org_id=cmd.organization_id) as uow:
-        gpus = await uow.utilization(cmd.organization_id, window)
+        gpus = await uow.utilization(cmd.organization_id, window, cmd.project_id)
     return Utilization(hours=window, gpus=gpus)
 
 
 async def get_utilization_series(cmd: commands.GetUtilizationSeries, deps: Dependencies) -> UtilizationSeries:
-    """Per GPU and across them, the organization's utilization in buckets (domain/series.py)."""
+    """Per GPU and across them, the organization's utilization in buckets (domain/series.py); for a
+    project-bound key, over its project's jobs' samples only."""
     window = series_window(cmd.start, cmd.end, cmd.step_seconds, datetime.now(UTC))
     async with deps.uow(org_id=cmd.organization_id) as uow:
-        return await uow.utilization_series(cmd.organization_id, window, cmd.gpu_id)
+        return await uow.utilization_series(cmd.organization_id, window, cmd.gpu_id, cmd.project_id)
 
 
 async def prune_samples(cmd: commands.PruneSamples, deps: Dependencies) -> int:

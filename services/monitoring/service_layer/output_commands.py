@@ -31,13 +31,15 @@ class StoreOutputChunks:
 @dataclass(frozen=True)
 class RecordJobAttempt:
     """A job event: the job (and its ``attempt``) exists; ``ended_attempt`` ended (terminal, requeued);
-    ``holds`` the GPUs the event says were held (opened by scheduled/started, closed by the end)."""
+    ``holds`` the GPUs the event says were held (opened by scheduled/started, closed by the end);
+    ``project_id`` the job's project (None: none), kept on its attempts' output rows."""
 
     organization_id: UUID
     job_id: UUID
     attempt: int
     ended_attempt: int | None = None
     holds: tuple[Hold, ...] = ()
+    project_id: UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,9 @@ class ReadOutput:
     attempt: int | None
     offset: int
     limit: int
+    # The caller's key is bound to this project: another project's job (or one of no project) is not
+    # found, exactly like an unknown one (None: unbound, the whole organization's).
+    project_id: UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -74,3 +79,4 @@ class FollowOutput:
     job_id: UUID
     attempt: int | None
     offset: int
+    project_id: UUID | None = None  # as ReadOutput's

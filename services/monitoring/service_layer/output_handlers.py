@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from shared.contracts.output import MAX_CHUNK_BYTES
 from shared.errors import InvalidArgument, NotFound
@@ -133,7 +134,14 @@ async def _placed_attempt(
     row = await uow.lock_attempt(job_id, attempt)
     if row is None:  # the job topic creates it with the placement; kept for a row pruned meanwhile
         row = await uow.create_attempt(
-            StoredAttempt(placement.organization_id, job_id, attempt, deps.head, deps.tail)
+            StoredAttempt(
+                placement.organization_id,
+                job_id,
+                attempt,
+                deps.head,
+                deps.tail,
+                project_id=placement.project_id,
+            )
         )
     return row
 
@@ -198,10 +206,22 @@ async def record_job_attempts(cmd: commands.RecordJobAttempts, deps: OutputDepen
         placed = await _record_holds(uow, [h for e in events for h in e.holds])
         for event in events:
             for attempt in sorted(_attempts_of(event)):
-                if await uow.lock_attempt(event.job_id, attempt) is None:
+                row = await uow.lock_attempt(event.job_id, attempt)
+                if row is None:
                     await uow.create_attempt(
-                        StoredAttempt(event.organization_id, event.job_id, attempt, deps.head, deps.tail)
+                        StoredAttempt(
+                            event.organization_id,
+                            event.job_id,
+                            attempt,
+                            deps.head,
+                            deps.tail,
+                            project_id=event.project_id,
+                        )
                     )
+                elif row.project_id is None and event.project_id is not None:
+                    # Recorded before output kept projects: a job's project never changes, so the
+                    # event's is the row's (and a project-bound key may read it from now on).
+                    await uow.set_project(event.job_id, attempt, event.project_id)
             if event.ended_attempt is not None and await uow.mark_ended(
                 event.organization_id, event.job_id, event.ended_attempt
             ):
@@ -300,15 +320,25 @@ async def read_output(cmd: commands.ReadOutput, deps: OutputDependencies) -> Out
         raise InvalidArgument(f"limit must be between 0 and {MAX_PAGE_BYTES}", field="limit")
     limit = cmd.limit or DEFAULT_PAGE_BYTES
     async with deps.uow(org_id=cmd.organization_id) as uow:
-        row = await _attempt(uow, cmd.job_id, cmd.attempt)
+        row = await _attempt(uow, cmd.job_id, cmd.attempt, cmd.project_id)
         layout = layout_of(row)
         data = await _view_bytes(uow, row, layout, cmd.offset, limit)
     return _page(row, layout, cmd.offset, data)
 
 
-async def _attempt(uow: OutputUnitOfWork, job_id: Any, attempt: int | None) -> StoredAttempt:
+def visible_to(row: StoredAttempt, bound_project: UUID | None) -> bool:
+    """An unbound key reads every attempt of its organization; a project-bound key only those of its
+    project's jobs (not one of no project, nor one recorded before output kept projects)."""
+    return bound_project is None or row.project_id == bound_project
+
+
+async def _attempt(
+    uow: OutputUnitOfWork, job_id: Any, attempt: int | None, bound_project: UUID | None
+) -> StoredAttempt:
     row = await uow.find_attempt(job_id, attempt)
-    if row is None:  # unknown, or another organization's (row-level security hides it): the same answer
+    # Unknown, another organization's (row-level security hides it) or, for a project-bound key,
+    # another project's: the same answer.
+    if row is None or not visible_to(row, bound_project):
         raise NotFound("no such job output", field="job_id")
     return row
 
@@ -347,14 +377,14 @@ async def follow_output(cmd: commands.FollowOutput, deps: OutputDependencies) ->
     if cmd.offset < 0:
         raise InvalidArgument("offset must be >= 0", field="offset")
     async with deps.uow(org_id=cmd.organization_id) as uow:
-        row = await _attempt(uow, cmd.job_id, cmd.attempt)
+        row = await _attempt(uow, cmd.job_id, cmd.attempt, cmd.project_id)
     key: AttemptKey = (row.job_id, row.attempt)
     view_offset, raw, first = cmd.offset, -1, True
     with deps.signals.subscribe(key) as woken:
         while True:
             woken.clear()  # before reading: a change committed after this read wakes the wait below
             async with deps.uow(org_id=cmd.organization_id) as uow:
-                row = await _attempt(uow, row.job_id, row.attempt)
+                row = await _attempt(uow, row.job_id, row.attempt, cmd.project_id)
                 layout = layout_of(row)
                 if raw < 0:
                     raw = layout.raw_of_view(view_offset)

@@ -27,6 +27,8 @@ class StoredAttempt:
     complete: bool = False
     incomplete: bool = False  # completed by its end on the job topic, without the agent's end of output
     ended_at: datetime | None = None
+    # The job's project as the job topic said it (None: none, or recorded before output kept projects).
+    project_id: UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,9 @@ class OutputUnitOfWork(Protocol):
         """Insert unless present; returns the stored one, locked."""
 
     async def save_attempt(self, row: StoredAttempt) -> None: ...
+
+    async def set_project(self, job_id: UUID, attempt: int, project_id: UUID) -> None:
+        """Record the attempt's project where none is recorded (a row from before output kept them)."""
 
     async def add_chunk(self, row: StoredAttempt, offset: int, data: bytes) -> bool:
         """Store ``data`` at raw ``offset``; False when a chunk at that offset was already stored."""

@@ -37,18 +37,26 @@ class MonitoringUnitOfWork(Protocol):
         organization of the hold covering it (none: unattributed until its allocation arrives); returns
         the new ones. The caller holds the samples' GPU locks."""
 
-    async def utilization(self, organization_id: UUID, hours: int) -> list[GpuUtilization]:
-        """Per GPU, over the samples of the last ``hours`` taken while ``organization_id``'s jobs held it;
-        ordered by GPU name, then id."""
+    async def utilization(
+        self, organization_id: UUID, hours: int, project_id: UUID | None = None
+    ) -> list[GpuUtilization]:
+        """Per GPU, over the samples of the last ``hours`` taken while ``organization_id``'s jobs held it
+        (with ``project_id``: only the jobs whose hold is in that project); ordered by GPU name, then
+        id."""
 
     async def delete_samples_older_than(self, hours: int) -> int:
         """Returns how many were deleted."""
 
     async def utilization_series(
-        self, organization_id: UUID, window: SeriesWindow, gpu_id: UUID | None
+        self,
+        organization_id: UUID,
+        window: SeriesWindow,
+        gpu_id: UUID | None,
+        project_id: UUID | None = None,
     ) -> UtilizationSeries:
         """The samples in ``window`` taken while ``organization_id``'s jobs held the GPU (only
-        ``gpu_id``'s when given), bucketed per GPU and across GPUs."""
+        ``gpu_id``'s when given; with ``project_id``, only that project's jobs'), bucketed per GPU and
+        across GPUs."""
 
 
 class UnitOfWorkFactory(Protocol):

@@ -61,15 +61,31 @@ class Monitoring:
         start: datetime,
         end: datetime | None = None,
         job: uuid.UUID | None = None,
+        project: uuid.UUID | None = None,
     ) -> uuid.UUID:
-        """The scheduler placed a job of ``org`` on ``gpus`` of ``node`` at ``start`` (and, with ``end``,
-        it has ended): its events, through the consumer's converter and handler. Returns the job id."""
+        """The scheduler placed a job of ``org`` (in ``project``, None: none) on ``gpus`` of ``node`` at
+        ``start`` (and, with ``end``, it has ended): its events, through the consumer's converter and
+        handler. Returns the job id."""
         job = job or uuid.uuid4()
-        events = [job_event(jobs.JOB_SCHEDULED, job, org, node, gpus, start)]
+        events = [job_event(jobs.JOB_SCHEDULED, job, org, node, gpus, start, project=project)]
         if end is not None:
-            events.append(job_event(jobs.JOB_SUCCEEDED, job, org, node, gpus, start, end))
+            events.append(job_event(jobs.JOB_SUCCEEDED, job, org, node, gpus, start, end, project=project))
         await self.jobs(*events)
         return job
+
+    def bound_key(self, org: uuid.UUID, project: uuid.UUID | str) -> tuple[tuple[str, str], ...]:
+        """Metadata carrying a fresh key of ``org`` bound to ``project`` (as identity states a
+        project-bound key in its Principal: ``project_id``)."""
+        return bound_key(self.identity, org, project)
+
+
+def bound_key(
+    identity: FakeIdentity, org: uuid.UUID, project: uuid.UUID | str, role: str = "member"
+) -> tuple[tuple[str, str], ...]:
+    metadata = identity.key(org, role)
+    secret = metadata[0][1].removeprefix("Bearer ")
+    identity.keys[secret].project_id = str(project)
+    return metadata
 
 
 async def record_jobs(output: OutputApp, *events: Envelope) -> None:
@@ -87,9 +103,10 @@ def job_event(
     end: datetime | None = None,
     attempt: int = 1,
     placed: bool = True,
+    project: uuid.UUID | None = None,
 ) -> Envelope:
     """A job event as the scheduler publishes it (services/scheduler/adapters/events.py): placed on
-    ``gpus`` of ``node`` at ``start``, or (``placed=False``) not placed yet."""
+    ``gpus`` of ``node`` at ``start``, or (``placed=False``) not placed yet; the job in ``project``."""
     status = {
         jobs.JOB_SUBMITTED: "queued",
         jobs.JOB_SCHEDULED: "scheduled",
@@ -101,6 +118,7 @@ def job_event(
         {
             "job_id": job,
             "organization_id": org,
+            "project_id": project,
             "status": status.get(kind, "running"),
             "command": "x",
             "gpu_count": len(gpus),

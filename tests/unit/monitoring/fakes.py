@@ -65,9 +65,15 @@ class FakeAllocations:
             placed = [h for h in self.held.values() if h.key[:2] == key and h.node_id is not None]
             if placed:
                 out[key] = Placement(
-                    placed[0].organization_id, frozenset(h.node_id for h in placed if h.node_id)
+                    placed[0].organization_id,
+                    frozenset(h.node_id for h in placed if h.node_id),
+                    next((h.project_id for h in placed if h.project_id), None),
                 )
         return out
+
+    def in_project(self, job_id: UUID | None, project_id: UUID) -> bool:
+        """The job holds (or held) a GPU in ``project_id`` (the SQL's IN_PROJECT)."""
+        return any(h.job_id == job_id and h.project_id == project_id for h in self.held.values())
 
     async def delete_ended_before(self, hours: int) -> int:
         return 0
@@ -109,12 +115,19 @@ class FakeUnitOfWork:
                 new.append(StoredSample(s.gpu_id, s.timestamp, stored.claimed_organization_id))
         return new
 
-    async def utilization(self, organization_id: UUID, hours: int) -> list[GpuUtilization]:
+    async def utilization(
+        self, organization_id: UUID, hours: int, project_id: UUID | None = None
+    ) -> list[GpuUtilization]:
         since = self.store.now - timedelta(hours=hours)
         by_gpu: dict[UUID, list[GpuSample]] = {}
         for s in self.store.samples.values():
-            if self._visible(s) and s.claimed_organization_id == organization_id and s.timestamp >= since:
-                by_gpu.setdefault(s.gpu_id, []).append(s)
+            if not (
+                self._visible(s) and s.claimed_organization_id == organization_id and s.timestamp >= since
+            ):
+                continue
+            if project_id is not None and not self.allocations.in_project(s.claimed_job_id, project_id):
+                continue
+            by_gpu.setdefault(s.gpu_id, []).append(s)
         out = [
             GpuUtilization(
                 gpu_id=gpu_id,

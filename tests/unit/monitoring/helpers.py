@@ -47,8 +47,9 @@ def hold(
     job: uuid.UUID | None = None,
     attempt: int = 1,
     node: uuid.UUID | None = NODE,
+    project: uuid.UUID | None = None,
 ) -> Hold:
-    return Hold(job or uuid.uuid4(), attempt, gpu_id, node, org, None, start, end)
+    return Hold(job or uuid.uuid4(), attempt, gpu_id, node, org, project, start, end)
 
 
 def record(samples: list[GpuSampleV1], node: uuid.UUID | None = None) -> Envelope:

@@ -72,6 +72,11 @@ class FakeOutputUow:
     async def save_attempt(self, row: StoredAttempt) -> None:
         self.store.attempts[(row.job_id, row.attempt)] = StoredAttempt(**vars(row))
 
+    async def set_project(self, job_id: UUID, attempt: int, project_id: UUID) -> None:
+        row = self.store.attempts.get((job_id, attempt))
+        if row is not None and row.project_id is None:
+            row.project_id = project_id
+
     async def add_chunk(self, row: StoredAttempt, offset: int, data: bytes) -> bool:
         chunks = self.store.chunks.setdefault((row.job_id, row.attempt), {})
         if offset in chunks:

@@ -110,16 +110,20 @@ def test_the_wire_carries_fractions_and_bucket_starts() -> None:
 
 
 async def test_the_handler_asks_as_the_tenant_and_refuses_before_any_unit_of_work() -> None:
-    asked: list[tuple[uuid.UUID | None, uuid.UUID, SeriesWindow, uuid.UUID | None]] = []
+    asked: list[tuple[uuid.UUID | None, uuid.UUID, SeriesWindow, uuid.UUID | None, uuid.UUID | None]] = []
 
     class Unit:
         def __init__(self, org_id: uuid.UUID | None) -> None:
             self.org_id = org_id
 
         async def utilization_series(
-            self, organization_id: uuid.UUID, window: SeriesWindow, gpu_id: uuid.UUID | None
+            self,
+            organization_id: uuid.UUID,
+            window: SeriesWindow,
+            gpu_id: uuid.UUID | None,
+            project_id: uuid.UUID | None = None,
         ) -> UtilizationSeries:
-            asked.append((self.org_id, organization_id, window, gpu_id))
+            asked.append((self.org_id, organization_id, window, gpu_id, project_id))
             return UtilizationSeries(window, [], [])
 
     @asynccontextmanager
@@ -130,7 +134,10 @@ async def test_the_handler_asks_as_the_tenant_and_refuses_before_any_unit_of_wor
     org, gpu = uuid.uuid4(), uuid.uuid4()
     start = NOW - timedelta(minutes=10)
     answer = await handle(commands.GetUtilizationSeries(org, start, NOW, 0, gpu), deps)
-    assert asked == [(org, org, SeriesWindow(start, NOW, 2), gpu)] and answer.series == []
+    assert asked == [(org, org, SeriesWindow(start, NOW, 2), gpu, None)] and answer.series == []
     with pytest.raises(InvalidArgument):
         await handle(commands.GetUtilizationSeries(org, start, NOW, 1), deps)
     assert len(asked) == 1
+    project = uuid.uuid4()  # a project-bound key's project reaches the query
+    await handle(commands.GetUtilizationSeries(org, start, NOW, 0, None, project_id=project), deps)
+    assert asked[1] == (org, org, SeriesWindow(start, NOW, 2), None, project)

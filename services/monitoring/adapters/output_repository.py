@@ -6,6 +6,7 @@ another organization's output whatever the query says."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from uuid import UUID
 
 from sqlalchemy import text
@@ -34,6 +35,22 @@ _CREATE = text(
     INSERT INTO job_output (job_id, attempt, organization_id, project_id, head_bytes, tail_bytes)
     VALUES (:j, :a, :org, :project, :head, :tail)
     ON CONFLICT (job_id, attempt) DO NOTHING
+    """
+)
+# A batch's attempts, in key order (the caller sorts): the statements' text never changes with its size.
+_CREATE_MANY = text(
+    """
+    INSERT INTO job_output (job_id, attempt, organization_id, project_id, head_bytes, tail_bytes)
+    SELECT * FROM unnest(CAST(:j AS uuid[]), CAST(:a AS int[]), CAST(:org AS uuid[]),
+                         CAST(:project AS uuid[]), CAST(:head AS bigint[]), CAST(:tail AS bigint[]))
+    ON CONFLICT (job_id, attempt) DO NOTHING
+    """
+)
+_SET_PROJECTS = text(
+    """
+    UPDATE job_output o SET project_id = u.p, updated_at = now()
+      FROM unnest(CAST(:j AS uuid[]), CAST(:a AS int[]), CAST(:project AS uuid[])) AS u(j, a, p)
+     WHERE o.job_id = u.j AND o.attempt = u.a AND o.project_id IS NULL AND u.p IS NOT NULL
     """
 )
 # Only where none is recorded (migrations/monitoring/004): a job's project never changes.
@@ -180,6 +197,21 @@ class SqlOutputUnitOfWork(OutputUnitOfWork):
             },
         )
 
+    async def record_attempts(self, rows: Sequence[StoredAttempt]) -> None:
+        if not rows:
+            return
+        columns = {
+            "j": [r.job_id for r in rows],
+            "a": [r.attempt for r in rows],
+            "org": [r.organization_id for r in rows],
+            "project": [r.project_id for r in rows],
+            "head": [r.head for r in rows],
+            "tail": [r.tail for r in rows],
+        }
+        await self.session.execute(_CREATE_MANY, columns)
+        if any(r.project_id is not None for r in rows):
+            await self.session.execute(_SET_PROJECTS, columns)
+
     async def set_project(self, job_id: UUID, attempt: int, project_id: UUID) -> None:
         await self.session.execute(_SET_PROJECT, {"j": job_id, "a": attempt, "project": project_id})
 
@@ -194,8 +226,6 @@ class SqlOutputUnitOfWork(OutputUnitOfWork):
         return int(getattr(result, "rowcount", 0) or 0)
 
     async def mark_ended(self, organization_id: UUID, job_id: UUID, attempt: int) -> bool:
-        if await self.lock_attempt(job_id, attempt) is None:
-            return False
         params = {"j": job_id, "a": attempt, "org": organization_id}
         return (await self.session.execute(_MARK_ENDED, params)).first() is not None
 

@@ -204,24 +204,8 @@ async def record_job_attempts(cmd: commands.RecordJobAttempts, deps: OutputDepen
     async with deps.uow(system=True) as uow:
         await uow.allocations.lock_attempts(keys)
         placed = await _record_holds(uow, [h for e in events for h in e.holds])
+        await uow.record_attempts(_attempt_rows(events, deps))
         for event in events:
-            for attempt in sorted(_attempts_of(event)):
-                row = await uow.lock_attempt(event.job_id, attempt)
-                if row is None:
-                    await uow.create_attempt(
-                        StoredAttempt(
-                            event.organization_id,
-                            event.job_id,
-                            attempt,
-                            deps.head,
-                            deps.tail,
-                            project_id=event.project_id,
-                        )
-                    )
-                elif row.project_id is None and event.project_id is not None:
-                    # Recorded before output kept projects: a job's project never changes, so the
-                    # event's is the row's (and a project-bound key may read it from now on).
-                    await uow.set_project(event.job_id, attempt, event.project_id)
             if event.ended_attempt is not None and await uow.mark_ended(
                 event.organization_id, event.job_id, event.ended_attempt
             ):
@@ -229,6 +213,25 @@ async def record_job_attempts(cmd: commands.RecordJobAttempts, deps: OutputDepen
         touched = await _apply_parked(uow, deps, placed)
     if ended or touched:
         deps.signals.notify([*ended, *touched])
+
+
+def _attempt_rows(events: list[commands.RecordJobAttempt], deps: OutputDependencies) -> list[StoredAttempt]:
+    """The output rows the events' attempts need, one per attempt in key order (a job's project never
+    changes, so any of its events names it)."""
+    rows: dict[AttemptKey, StoredAttempt] = {}
+    for event in events:
+        for attempt in _attempts_of(event):
+            known = rows.get((event.job_id, attempt))
+            if known is None or (known.project_id is None and event.project_id is not None):
+                rows[(event.job_id, attempt)] = StoredAttempt(
+                    event.organization_id,
+                    event.job_id,
+                    attempt,
+                    deps.head,
+                    deps.tail,
+                    project_id=event.project_id,
+                )
+    return [rows[k] for k in sorted(rows, key=lambda k: (k[0].bytes, k[1]))]
 
 
 def _attempts_of(event: commands.RecordJobAttempt) -> set[int]:

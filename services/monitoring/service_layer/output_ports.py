@@ -60,6 +60,10 @@ class OutputUnitOfWork(Protocol):
     async def create_attempt(self, row: StoredAttempt) -> StoredAttempt:
         """Insert unless present; returns the stored one, locked."""
 
+    async def record_attempts(self, rows: Sequence[StoredAttempt]) -> None:
+        """Insert the rows not present; where a present one has no project and the row has, record it
+        (a row from before output kept projects). A few statements for any number of rows."""
+
     async def save_attempt(self, row: StoredAttempt) -> None: ...
 
     async def set_project(self, job_id: UUID, attempt: int, project_id: UUID) -> None:

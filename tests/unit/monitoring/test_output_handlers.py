@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -68,6 +68,12 @@ class FakeOutputUow:
     async def create_attempt(self, row: StoredAttempt) -> StoredAttempt:
         self.store.attempts.setdefault((row.job_id, row.attempt), StoredAttempt(**vars(row)))
         return StoredAttempt(**vars(self.store.attempts[(row.job_id, row.attempt)]))
+
+    async def record_attempts(self, rows: Sequence[StoredAttempt]) -> None:
+        for row in rows:
+            await self.create_attempt(row)
+            if row.project_id is not None:
+                await self.set_project(row.job_id, row.attempt, row.project_id)
 
     async def save_attempt(self, row: StoredAttempt) -> None:
         self.store.attempts[(row.job_id, row.attempt)] = StoredAttempt(**vars(row))

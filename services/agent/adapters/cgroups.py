@@ -208,7 +208,8 @@ class JobCgroup:
     def kill_all(self, timeout: float = 10.0) -> bool:
         """SIGKILL every process of the group; True when it is empty."""
         deadline = time.monotonic() + timeout
-        while self.pids() and time.monotonic() < deadline:
+        left = self.pids()
+        while left and time.monotonic() < deadline:
             if self.version == 2 and (self.dirs[0] / "cgroup.kill").exists():
                 with contextlib.suppress(FileNotFoundError):
                     (self.dirs[0] / "cgroup.kill").write_text("1")
@@ -217,7 +218,8 @@ class JobCgroup:
                 _signal_all(self.pids(), signal.SIGKILL)
                 self._freeze(False)  # killed processes die only once thawed
             time.sleep(0.02)
-        return not self.pids()
+            left = self.pids()
+        return not left
 
     def _freeze(self, frozen: bool) -> None:
         try:

@@ -26,6 +26,7 @@ as they do when the agent dies.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -144,6 +145,9 @@ def main(argv: list[str]) -> None:
     if argv[:1] != ["--fd"] or len(argv) != 2:
         raise SystemExit(f"usage: python -m {MODULE} --fd N")
     sandbox.make_undumpable()
+    # Everything imported so far is left out of the collector's passes, here and in every supervisor:
+    # a pass would touch each object's header and so copy, page by page, the memory a fork shares.
+    gc.freeze()
     serve(socket.socket(fileno=int(argv[1])))
 
 

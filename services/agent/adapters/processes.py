@@ -491,12 +491,23 @@ class ProcessRunner:
             "gid": uid,
             "cgroup": self.cgroup_problem is None,
             "cgroup_parent": self.settings.cgroup_parent,
+            **self._cgroup_spec(job.job_id),
             "isolate_pids": self.is_root and self.kernel.get("pid") is None,
             "isolate_network": isolate_network,
             "user_namespace": (isolate_network or bool(binds)) and not self.is_root,
             "private_tmp": binds,
             "devices": devices,  # the device cgroup's allow rules; None: not fenced (device_problem)
             "container": None,
+        }
+
+    def _cgroup_spec(self, job_id: str) -> dict[str, Any]:
+        """The job group's folders, for its supervisor (which then need not find the hierarchies)."""
+        if self.cgroup_problem is not None:
+            return {}
+        group = self.cgroups.job(job_id)
+        return {
+            "cgroup_version": group.version,
+            "cgroup_dirs": {c: str(d) for c, d in group.by_controller.items()},
         }
 
     def _gpu_minors(self, job: LocalJob, gpu_uuids: Sequence[str]) -> list[int]:

@@ -75,9 +75,16 @@ def descendants(root: int) -> list[int]:
 class Supervisor:
     def __init__(self, control: Path, spec: dict[str, Any]) -> None:
         self.control, self.spec = control, spec
-        self.cgroup: JobCgroup | None = (
-            CgroupHost(spec["cgroup_parent"]).job(spec["job_id"]) if spec["cgroup"] else None
-        )
+        self.cgroup: JobCgroup | None = None
+        if spec["cgroup"]:
+            # The agent names the group's folders (no /proc/self/mountinfo parse per job); a spec
+            # without them (an older agent's) is resolved here as before.
+            dirs = spec.get("cgroup_dirs")
+            self.cgroup = (
+                JobCgroup(int(spec["cgroup_version"]), {c: Path(d) for c, d in dirs.items()})
+                if dirs
+                else CgroupHost(spec["cgroup_parent"]).job(spec["job_id"])
+            )
         self.child = 0
 
     def processes(self) -> list[int]:
@@ -242,12 +249,10 @@ def _init(argv: list[str], env: dict[str, str], status_w: int) -> None:
     """pid 1 of the job's namespace: its exit ends every process of the namespace (the kernel's rule)."""
     # As pid 1, only signals we handle arrive: pass a cancel on to every process of the namespace.
     signal.signal(signal.SIGTERM, lambda *_: os.kill(-1, signal.SIGTERM))
-    command = os.fork()
-    if command == 0:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.close(status_w)
-        os.setpgid(0, 0)
-        os.execve(argv[0], argv, env)
+    # posix_spawn (vfork and exec) rather than fork: no copy of this Python process's memory for a
+    # child that only execs. In its own process group, SIGTERM at its default; the status pipe is
+    # close-on-exec (os.pipe), so the command never holds it.
+    command = os.posix_spawn(argv[0], argv, env, setpgroup=0, setsigdef=(signal.SIGTERM,))
     while True:
         pid, status = os.waitpid(-1, 0)
         if pid == command:

@@ -4,8 +4,9 @@ The job writes its output to a file (its supervisor's ``output``, see adapters/s
 job's path changes. Per attempt, one task reads that file from where it got to and publishes what is
 new, in chunks of at most ``chunk_bytes``, every ``interval`` seconds (at once while a backlog is
 left), each chunk after the previous one was acknowledged, so one job's chunks reach the topic in
-order. When the job's last process is gone (:meth:`OutputShipper.ended`) it reads to the end and sends
-an end-of-output chunk.
+order. When the job's last process is gone (:meth:`OutputShipper.ended`) it reads to the end and marks
+the end of output: on the chunk holding the file's last bytes (a short read once the job ended, so the
+output of a short job is one chunk), or on an empty chunk after the others.
 
 The buffer is the file itself, not memory: a broker hiccup only delays the reads (the task retries the
 same chunk with backoff, the job never waits), and the file stays readable through its open descriptor
@@ -142,7 +143,10 @@ class OutputShipper:
                 ended = entry.ended.is_set()  # read before the file: an end seen here covers all of it
                 data = entry.source.read(offset, self.chunk_bytes)
                 if data:
-                    if not await self._send(entry, offset, data, eof=False):
+                    # A short read of an ended job's file is all that is left of it (nothing appends
+                    # once its last process is gone): that chunk is the last one too, one send, not two.
+                    last = ended and len(data) < self.chunk_bytes
+                    if not await self._send(entry, offset, data, eof=last) or last:
                         return
                     offset += len(data)
                     continue  # read on until nothing is left, then wait

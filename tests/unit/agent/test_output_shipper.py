@@ -97,10 +97,32 @@ async def test_output_is_shipped_in_ordered_bounded_chunks_then_eof() -> None:
     chunks = publisher.chunks
     assert joined(chunks) == b"a" * 2500 + b"b" * 10
     assert all(len(c.data) <= 1000 for c in chunks)
-    assert chunks[-1].eof and chunks[-1].data == b"" and chunks[-1].offset == 2510
+    assert chunks[-1].eof and chunks[-1].offset + len(chunks[-1].data) == 2510
     assert [c.eof for c in chunks].count(True) == 1
     assert {(str(c.job_id), c.attempt, str(c.organization_id)) for c in chunks} == {(j.job_id, 1, ORG)}
     assert source.closed and s.shipping() == 0
+
+
+async def test_the_short_output_of_an_ended_job_is_one_chunk_marked_last() -> None:
+    source, publisher = MemorySource(), RecordingPublisher()
+    s = shipper(publisher, source, chunk_bytes=1000)
+    j = job()
+    source.data += b"hi\n"
+    s.follow(j, handle=None)  # type: ignore[arg-type]
+    s.ended(j.job_id, j.attempt)
+    await s.close(timeout=5)
+    assert [(c.offset, c.data, c.eof) for c in publisher.chunks] == [(0, b"hi\n", True)]
+
+
+async def test_output_of_exactly_one_chunk_still_ends_with_an_empty_last_chunk() -> None:
+    source, publisher = MemorySource(), RecordingPublisher()
+    s = shipper(publisher, source, chunk_bytes=4)
+    j = job()
+    source.data += b"abcd"  # a full read may have more behind it: the end is an empty chunk after it
+    s.follow(j, handle=None)  # type: ignore[arg-type]
+    s.ended(j.job_id, j.attempt)
+    await s.close(timeout=5)
+    assert [(c.offset, c.data, c.eof) for c in publisher.chunks] == [(0, b"abcd", False), (4, b"", True)]
 
 
 async def test_a_broker_outage_delays_but_loses_nothing() -> None:

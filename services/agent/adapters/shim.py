@@ -198,6 +198,16 @@ def _has_reader(pipe_w: int) -> bool:
     return not any(event & (select.POLLERR | select.POLLHUP) for _fd, event in poller.poll(0))
 
 
+# What the Python runtime ignores at start-up and an exec would pass on as ignored: a job gets them at
+# their defaults, as a shell would start it (`yes | head -1` must end `yes` with SIGPIPE, not EPIPE).
+PYTHON_IGNORES = (signal.SIGPIPE, signal.SIGXFSZ)
+
+
+def _default_dispositions() -> None:
+    for sig in PYTHON_IGNORES:
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def _job_process(
     spec: dict[str, Any], cgroup: JobCgroup | None, out: int, status_w: int, supervisor: int = 0
 ) -> None:
@@ -219,6 +229,7 @@ def _job_process(
             os.dup2(out, 1)
             os.dup2(out, 2)
             os.chdir("/")
+            _default_dispositions()
             os.execve(container["argv"][0], container["argv"], container["env"])
         sandbox.enter_namespaces(
             spec["isolate_pids"],
@@ -237,6 +248,7 @@ def _job_process(
         argv = ["/bin/sh", "-c", spec["command"]]
         if not spec["isolate_pids"]:
             os.close(status_w)
+            _default_dispositions()
             os.execve(argv[0], argv, spec["env"])
         _init(argv, spec["env"], status_w)
     except BaseException as exc:
@@ -252,7 +264,7 @@ def _init(argv: list[str], env: dict[str, str], status_w: int) -> None:
     # posix_spawn (vfork and exec) rather than fork: no copy of this Python process's memory for a
     # child that only execs. In its own process group, SIGTERM at its default; the status pipe is
     # close-on-exec (os.pipe), so the command never holds it.
-    command = os.posix_spawn(argv[0], argv, env, setpgroup=0, setsigdef=(signal.SIGTERM,))
+    command = os.posix_spawn(argv[0], argv, env, setpgroup=0, setsigdef=(signal.SIGTERM, *PYTHON_IGNORES))
     while True:
         pid, status = os.waitpid(-1, 0)
         if pid == command:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import tempfile
 import uuid
 from datetime import UTC, datetime
@@ -110,6 +111,23 @@ def test_a_gang_members_environment_says_where_it_stands_and_the_submitter_canno
     assert (env["RANK"], env["WORLD_SIZE"], env["LOCAL_RANK"]) == ("2", "4", "0")
     assert (env["MASTER_ADDR"], env["MASTER_PORT"]) == ("n0", "29611")
     assert env["RANKS"] == "ok"  # only the exact names are reserved
+
+
+@pytest.mark.parametrize("pid_namespace", [True, False])
+async def test_a_job_gets_the_default_signal_dispositions_not_pythons(tmp_path, pid_namespace):
+    """Python ignores SIGPIPE (and SIGXFSZ) and an exec keeps what is ignored: a job must not inherit
+    that from the agent's processes, or `yes | head -1` would never end `yes` the way a shell does."""
+    command = '(yes; echo "yes ended $?" >&2) | head -n 1 >/dev/null; grep SigIgn /proc/self/status'
+    jobs = runner(tmp_path)
+    if not pid_namespace:  # as a non-root agent runs jobs: exec'd by the job's first process itself
+        jobs.is_root = False
+    job = await jobs.spawn(str(uuid.uuid4()), command, [0])
+    done = await asyncio.wait_for(job.wait(), 30)
+    assert done.exit_code == 0, done.output_tail
+    assert "yes ended 141" in done.output_tail  # 128 + SIGPIPE: killed by it, as in any shell
+    ignored = int(done.output_tail.split("SigIgn:")[1].split()[0], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1)) and not ignored & (1 << (signal.SIGXFSZ - 1))
+    job.release()
 
 
 async def test_only_the_output_tail_is_kept(tmp_path):

@@ -93,6 +93,9 @@ def _build(lifespan: Lifespan | None) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry layer is off: the instrumentor below makes the request's span
+        # (FastAPI would stand its layer down for it anyway, but only after working that out per request).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.downstream = None
     route_templates: list[tuple[re.Pattern[str], str, set[str]]] = []

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install dev test test-unit test-integration test-e2e lint format proto asyncapi bench bench-scheduler bench-vs-slurm chaos clean
+.PHONY: install dev test test-unit test-integration test-e2e lint format proto asyncapi bench bench-scheduler bench-vs-slurm bench-submit bench-consumers bench-agent chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,18 @@ bench-scheduler: $(STAMP)
 ## This system against Slurm on this machine (apt-installs slurm-wlm + munge as root): 8 and 64 GPUs, shipped and tuned.
 bench-vs-slurm: $(STAMP)
 	$(PY) -m tests.bench.vs_slurm $(ARGS)
+
+## CPU per submit of every service of the embedded stack (held jobs), beside each one's idle CPU in the same run.
+bench-submit: $(STAMP)
+	$(PY) -m tests.bench.submit_profile $(ARGS)
+
+## Notification's and billing's CPU per consumed job event, against a claim-only consumer in the same run.
+bench-consumers: $(STAMP)
+	$(PY) -m tests.bench.consumers_cpu $(ARGS)
+
+## The node agent's CPU per trivial job (agent and its supervisors), against fork+exec of /bin/true in the same run.
+bench-agent: $(STAMP)
+	$(PY) -m tests.bench.agent_jobs $(ARGS)
 
 ## Chaos soak on its own embedded stack: SIGKILLs services and the broker, then checks nothing was lost,
 ## run twice or billed twice. `make chaos SEED=42` replays a run; ARGS="--jobs 200" for a shorter one.

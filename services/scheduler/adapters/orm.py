@@ -7,16 +7,26 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import BigInteger, Column, DateTime, Numeric, SmallInteger
+from sqlalchemy import BigInteger, Column, DateTime, Numeric, SmallInteger, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.types import UserDefinedType
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 8  # the highest file in migrations/scheduler
+SCHEMA_VERSION = 9  # the highest file in migrations/scheduler
 
 
 def _ts(nullable: bool = True) -> Any:
     return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable))
+
+
+class Xid8(UserDefinedType[int]):
+    """PostgreSQL's 64-bit transaction id (``pg_current_xact_id()``)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: object) -> str:
+        return "xid8"
 
 
 class JobRow(SQLModel, table=True):
@@ -63,6 +73,10 @@ class JobRow(SQLModel, table=True):
     pending_message: str | None = None
     estimated_start: datetime | None = _ts()
     change_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # 009: the transaction of the last scheduling change (NULL: changed before 009); set by the database.
+    change_xid: int | None = Field(
+        default=None, sa_column=Column(Xid8(), server_default=text("pg_current_xact_id()"))
+    )
     # 007: the job's project (NULL: none) and container image (NULL: the host sandbox).
     project_id: UUID | None = None
     image: str | None = None

@@ -7,20 +7,23 @@ the scheduling loop, the agents' calls and the consumer run with ``system=True``
 
 A cycle's writes are batched: one executemany UPDATE for every job it changes, one multi-row INSERT
 each for history, allocations and outbox rows, after :meth:`SqlUnitOfWork.hold_lease` has locked the
-lease row and checked the fencing token.
+lease row and checked the fencing token. A submit batch and a batch of agent reports are written the
+same way. The statements on those paths (and the leader's reads of changes) run on the session's own
+asyncpg connection, inside the unit's transaction: the ORM's per-statement work cost more CPU than the
+database did.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Table, any_, bindparam, delete, func, select, text, tuple_, update
+from sqlalchemy import Table, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,12 +38,11 @@ from ..domain.inventory import InventoryGpu
 from ..domain.model import GpuAllocation, Job, JobPlacement, JobStatus, Pending, StatusChange
 from ..service_layer.unit_of_work import UsageRow
 from . import events
-from .orm import GpuAllocationRow, GpuInventoryRow, JobRow, JobStatusHistoryRow, SchedulerLeaseRow
+from .orm import GpuInventoryRow, JobRow, JobStatusHistoryRow, SchedulerLeaseRow
 
 JOBS: Table = JobRow.__table__  # type: ignore[attr-defined]
 HISTORY: Table = JobStatusHistoryRow.__table__  # type: ignore[attr-defined]
 INVENTORY: Table = GpuInventoryRow.__table__  # type: ignore[attr-defined]
-ALLOCATIONS: Table = GpuAllocationRow.__table__  # type: ignore[attr-defined]
 LEASE: Table = SchedulerLeaseRow.__table__  # type: ignore[attr-defined]
 
 ON_NODE = (JobStatus.SCHEDULED.value, JobStatus.RUNNING.value)
@@ -48,9 +50,53 @@ SCHEDULABLE = ("available", "allocated")  # fleet's 'allocated' mirrors our own 
 
 # Before the first nextval() a sequence reports last_value 1 with is_called false: nothing was taken yet.
 _JOB_WATERMARK = text("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM jobs_change_seq")
-_OUTBOX_INSERT = text(
-    "INSERT INTO outbox (event_id, topic, key, event_type, headers, payload) "
-    "VALUES (:event_id, :topic, :key, :event_type, CAST(:headers AS jsonb), :payload)"
+# xid8 as a number (a 64-bit transaction id with its epoch: it never wraps). NULL: a row last changed
+# before migration 009, older than any read since.
+_CHANGE_XID = "(change_xid::text::bigint)"
+# Each also answers now() (the transaction's start: the same for every statement of the unit), so a
+# unit that asks for the clock of record after one of them needs no round trip for it.
+_SNAPSHOT_XMIN = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, now()"
+_XACT_ID = "SELECT pg_current_xact_id()::text::bigint, now()"
+_HOLD_LEASE = (
+    "UPDATE scheduler_lease SET expires_at = now() + make_interval(secs => $1) "
+    "WHERE id = 1 AND holder = $2 AND token = $3 RETURNING pg_current_xact_id()::text::bigint, now()"
+)
+
+
+# The hot statements (a submit batch, a cycle's writes, a batch of agent reports, the leader's reads of
+# changes) go to the session's own asyncpg connection, in its transaction: the same SQL, without the
+# ORM's per-statement and per-row work, which cost more CPU than the database did. jsonb parameters are
+# JSON text (the engine's jsonb codec on every connection); jsonb columns come back decoded.
+_JOB_COLUMNS = ", ".join(c.name for c in JOBS.c)
+_INSERT_COLUMNS = (
+    "id",
+    "organization_id",
+    "user_id",
+    "name",
+    "command",
+    "gpu_count",
+    "gpu_memory_mb",
+    "gpu_type",
+    "webhook_url",
+    "idempotency_key",
+    "idempotency_fingerprint",
+    "created_at",
+    "nodes",
+    "cpu_cores",
+    "ram_mb",
+    "time_limit_seconds",
+    "no_requeue",
+    "project_id",
+    "image",
+    "updated_at",
+)
+_JSON_COLUMNS = frozenset({"allocation", "placements"})
+_RAW_HISTORY_INSERT = (
+    "INSERT INTO job_status_history (job_id, organization_id, status, at, reason, attempt) "
+    "VALUES ($1, $2, $3, $4, $5, $6)"
+)
+_RAW_OUTBOX_INSERT = (
+    "INSERT INTO outbox (event_id, topic, key, event_type, headers, payload) VALUES ($1, $2, $3, $4, $5, $6)"
 )
 
 
@@ -152,17 +198,26 @@ _STATE_COLUMNS = (
     "preempted_at",
     "preemptions",
 )
-# One statement for any number of jobs (executemany): a cycle's placements in one round trip.
-_SAVE_MANY = (
-    update(JOBS)
-    .where(JOBS.c.id == bindparam("b_id"))
-    .values(
-        {c: bindparam(f"b_{c}", type_=JOBS.c[c].type) for c in _STATE_COLUMNS} | {"updated_at": func.now()}
-    )
+
+
+_RAW_SAVE = (
+    "UPDATE jobs SET "
+    + ", ".join(f"{c} = ${i}" for i, c in enumerate(_STATE_COLUMNS, start=2))
+    + ", updated_at = now() WHERE id = $1"
+)
+_ALL_INSERT_COLUMNS = _INSERT_COLUMNS + _STATE_COLUMNS  # the request's columns, then the state's
+_RAW_INSERT = (
+    f"INSERT INTO jobs ({', '.join(_ALL_INSERT_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(_ALL_INSERT_COLUMNS) + 1))})"
 )
 
 
-def _to_job(row: Any) -> Job:  # a RowMapping
+def _state_args(job: Job) -> list[Any]:
+    state = _state(job)
+    return [json.dumps(state[c]) if c in _JSON_COLUMNS else state[c] for c in _STATE_COLUMNS]
+
+
+def _to_job(row: Any) -> Job:  # a RowMapping or an asyncpg Record
     return Job(
         id=row["id"],
         organization_id=row["organization_id"],
@@ -242,9 +297,26 @@ def _inventory(r: Any) -> InventoryGpu:
 class SqlUnitOfWork:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self._driver: Any = None
+        self._now: datetime | None = None
+        self._xid: int | None = None
+
+    async def _pg(self) -> Any:
+        """The asyncpg connection under this unit's session (its transaction is already open: the
+        unit began with its scope statement)."""
+        if self._driver is None:
+            conn = await self.session.connection()
+            self._driver = (await conn.get_raw_connection()).driver_connection
+        return self._driver
+
+    async def _jobs(self, where: str, *args: Any) -> list[Job]:
+        rows = await (await self._pg()).fetch(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE {where}", *args)
+        return [_to_job(r) for r in rows]
 
     async def now(self) -> datetime:
-        return (await self.session.execute(select(func.now()))).scalar_one()
+        if self._now is None:
+            self._now = await (await self._pg()).fetchval("SELECT now()")
+        return self._now
 
     # --- jobs -------------------------------------------------------------------------------------
 
@@ -269,9 +341,13 @@ class SqlUnitOfWork:
         transaction's time."""
         if not jobs:
             return
-        await self.session.execute(
-            insert(JOBS), [_insert_values(job, fp) | {"updated_at": job.created_at} for job, fp in jobs]
-        )
+        rows = []
+        for job, fp in jobs:
+            values = _insert_values(job, fp) | {"updated_at": job.created_at}
+            rows.append(
+                [json.dumps(values[c]) if c in _JSON_COLUMNS else values[c] for c in _ALL_INSERT_COLUMNS]
+            )
+        await (await self._pg()).executemany(_RAW_INSERT, rows)
         await self._write_changes(*(job for job, _ in jobs))
 
     async def job_by_idempotency_key(self, organization_id: UUID, key: str) -> tuple[Job, str | None] | None:
@@ -328,45 +404,37 @@ class SqlUnitOfWork:
     async def save_jobs(self, jobs: list[Job]) -> None:
         if not jobs:
             return
-        await self.session.execute(
-            _SAVE_MANY, [{"b_id": j.id} | {f"b_{k}": v for k, v in _state(j).items()} for j in jobs]
-        )
+        await (await self._pg()).executemany(_RAW_SAVE, [[j.id, *_state_args(j)] for j in jobs])
         await self._write_changes(*jobs)
 
     async def _write_changes(self, *jobs: Job) -> None:
+        pg = await self._pg()
         history = [
-            {
-                "job_id": job.id,
-                "organization_id": job.organization_id,
-                "status": h.status.value,
-                "at": h.at,
-                "reason": h.reason,
-                "attempt": h.attempt,
-            }
+            (job.id, job.organization_id, h.status.value, h.at, h.reason, h.attempt)
             for job in jobs
             for h in job.new_history
         ]
         if history:
-            await self.session.execute(insert(HISTORY), history)
+            await pg.executemany(_RAW_HISTORY_INSERT, history)
         trace = telemetry.inject()  # one trace context for the whole batch
         rows = []
         for job in jobs:
             for change in job.events:
                 envelope = events.envelope(change)
                 rows.append(
-                    {
-                        "event_id": envelope.id,
-                        "topic": topics.JOBS,
-                        "key": str(job.id),
-                        "event_type": envelope.type,
-                        "headers": json.dumps({k: v.decode() for k, v in envelope.headers(trace)}),
-                        "payload": envelope.value(),
-                    }
+                    (
+                        envelope.id,
+                        topics.JOBS,
+                        str(job.id),
+                        envelope.type,
+                        json.dumps({k: v.decode() for k, v in envelope.headers(trace)}),
+                        envelope.value(),
+                    )
                 )
             job.new_history.clear()
             job.events.clear()
         if rows:
-            await self.session.execute(_OUTBOX_INSERT, rows)
+            await pg.executemany(_RAW_OUTBOX_INSERT, rows)
             self.session.info["outbox_dirty"] = True
 
     async def _with_history(self, job: Job) -> Job:
@@ -398,16 +466,11 @@ class SqlUnitOfWork:
     async def hold_lease(self, holder: str, token: int, ttl_s: float) -> bool:
         # The UPDATE locks the row until this transaction ends: a take-over waits for it, and once a
         # take-over committed, holder or token differ here and nothing of this unit may commit.
-        row = (
-            await self.session.execute(
-                text(
-                    "UPDATE scheduler_lease SET expires_at = now() + make_interval(secs => :ttl) "
-                    "WHERE id = 1 AND holder = :h AND token = :t RETURNING token"
-                ),
-                {"h": holder, "t": token, "ttl": ttl_s},
-            )
-        ).first()
-        return row is not None
+        row = await (await self._pg()).fetchrow(_HOLD_LEASE, float(ttl_s), holder, token)
+        if row is None:
+            return False
+        self._xid, self._now = int(row[0]), row[1]  # it wrote: the transaction has its id now
+        return True
 
     async def give_up_lease(self, holder: str, token: int) -> None:
         await self.session.execute(
@@ -421,25 +484,33 @@ class SqlUnitOfWork:
         return int((await self.session.execute(_JOB_WATERMARK)).scalar_one())
 
     async def scheduling_jobs(self) -> tuple[list[Job], int]:
-        """Queued and on-node jobs, and the change watermark they are current to."""
-        seq = (await self.session.execute(_JOB_WATERMARK)).scalar_one()
-        rows = await self.session.execute(
-            select(JOBS).where(JOBS.c.status.in_((JobStatus.QUEUED.value, *ON_NODE)))
-        )
-        return [_to_job(r) for r in rows.mappings()], int(seq)
+        """Queued and on-node jobs, and the snapshot xmin taken before reading them: every
+        transaction below it had ended, so its changes are in this read."""
+        unsettled = await self._snapshot_xmin()
+        return await self._jobs("status = ANY($1::text[])", [JobStatus.QUEUED.value, *ON_NODE]), unsettled
 
-    async def job_changes(self, after: int) -> tuple[list[Job], int]:
-        rows = (
-            (
-                await self.session.execute(
-                    select(JOBS).where(JOBS.c.change_seq > after).order_by(JOBS.c.change_seq)
-                )
-            )
-            .mappings()
-            .all()
+    async def job_changes(self, unsettled: int, low: int, own: Sequence[int] = ()) -> tuple[list[Job], int]:
+        """The changes (after change number ``low``) of transactions from ``unsettled`` on: those the
+        previous read, whose snapshot xmin that was, may not have seen. A transaction below it had ended
+        before that read began, so the read saw its changes. ``own``: the leader's cycle transactions,
+        whose rows it applied itself (a row changed since by someone else carries their transaction)."""
+        settled = await self._snapshot_xmin()
+        jobs = await self._jobs(
+            f"change_seq > $1 AND {_CHANGE_XID} >= $2 AND {_CHANGE_XID} <> ALL($3::bigint[]) ORDER BY change_seq",
+            low,
+            unsettled,
+            list(own),
         )
-        top = max((r["change_seq"] for r in rows), default=after)
-        return [_to_job(r) for r in rows], int(top)
+        return jobs, settled
+
+    async def _snapshot_xmin(self) -> int:
+        xmin, self._now = await (await self._pg()).fetchrow(_SNAPSHOT_XMIN)
+        return int(xmin)
+
+    async def transaction_id(self) -> int:
+        if self._xid is None:
+            self._xid, self._now = await (await self._pg()).fetchrow(_XACT_ID)
+        return int(self._xid)
 
     async def inventory(self) -> tuple[list[InventoryGpu], int]:
         rows = (await self.session.execute(select(INVENTORY))).all()
@@ -448,13 +519,9 @@ class SqlUnitOfWork:
 
     async def inventory_changes(self, after: int) -> tuple[list[InventoryGpu], int]:
         """Every GPU of each node that changed since ``after`` (a node is re-indexed whole)."""
-        changed = (
-            await self.session.execute(
-                select(INVENTORY.c.node_id, func.max(INVENTORY.c.change_seq))
-                .where(INVENTORY.c.change_seq > after)
-                .group_by(INVENTORY.c.node_id)
-            )
-        ).all()
+        changed = await (await self._pg()).fetch(
+            "SELECT node_id, max(change_seq) FROM gpu_inventory WHERE change_seq > $1 GROUP BY node_id", after
+        )
         if not changed:
             return [], after
         nodes = [r[0] for r in changed]
@@ -504,46 +571,42 @@ class SqlUnitOfWork:
         after the cycle's snapshot wins, one that comes later waits and then sees the job placed."""
         if not job_ids:
             return []
-        rows = await self.session.execute(
-            select(JOBS)
-            .where(JOBS.c.id.in_(job_ids), JOBS.c.status == JobStatus.QUEUED.value, ~JOBS.c.held)
-            .with_for_update()
+        return await self._jobs(
+            "id = ANY($1::uuid[]) AND status = 'queued' AND NOT held ORDER BY id FOR UPDATE", job_ids
         )
-        return [_to_job(r) for r in rows.mappings()]
 
     async def queued_jobs_by_id(self, job_ids: list[UUID]) -> list[Job]:
         """Queued jobs among ``job_ids``, locked; rows another transaction holds are skipped (their
         reason is written next cycle)."""
         if not job_ids:
             return []
-        rows = await self.session.execute(
-            select(JOBS)
-            .where(JOBS.c.id.in_(job_ids), JOBS.c.status == JobStatus.QUEUED.value)
-            .with_for_update(skip_locked=True)
-        )
-        return [_to_job(r) for r in rows.mappings()]
+        return await self._jobs("id = ANY($1::uuid[]) AND status = 'queued' FOR UPDATE SKIP LOCKED", job_ids)
 
     async def schedulable_gpus(self, gpu_ids: list[UUID]) -> set[UUID]:
         """Of ``gpu_ids``, those fleet still offers; share-locked so that an offline change waits for
         this unit and then sees the jobs it placed."""
         if not gpu_ids:
             return set()
-        rows = await self.session.execute(
-            select(INVENTORY.c.gpu_id)
-            .where(INVENTORY.c.gpu_id.in_(gpu_ids), INVENTORY.c.status.in_(SCHEDULABLE))
-            .with_for_update(read=True)
+        rows = await (await self._pg()).fetch(
+            "SELECT gpu_id FROM gpu_inventory WHERE gpu_id = ANY($1::uuid[]) AND status = ANY($2::text[]) "
+            "FOR SHARE",
+            gpu_ids,
+            list(SCHEDULABLE),
         )
         return {r[0] for r in rows}
 
     async def hold_gpus(self, jobs: list[Job]) -> None:
         rows = [
-            {"gpu_id": gid, "job_id": job.id, "node_id": p.node_id, "allocated_at": job.scheduled_at}
+            (gid, job.id, p.node_id, job.scheduled_at)
             for job in jobs
             for p in job.placements
             for gid in p.gpu_ids
         ]
         if rows:
-            await self.session.execute(insert(ALLOCATIONS), rows)
+            await (await self._pg()).executemany(
+                "INSERT INTO gpu_allocations (gpu_id, job_id, node_id, allocated_at) VALUES ($1, $2, $3, $4)",
+                rows,
+            )
 
     async def queue_positions(self, jobs: list[Job]) -> None:
         """Fill ``queue_position`` of the queued, not held jobs: 1 + how many of the same
@@ -566,32 +629,32 @@ class SqlUnitOfWork:
             ).scalar_one()
             job.queue_position = int(ahead) + 1
 
-    async def release_gpus(self, job_id: UUID) -> None:
-        await self.session.execute(delete(ALLOCATIONS).where(ALLOCATIONS.c.job_id == job_id))
+    async def release_gpus(self, *job_ids: UUID) -> None:
+        if job_ids:
+            await (await self._pg()).execute(
+                "DELETE FROM gpu_allocations WHERE job_id = ANY($1::uuid[])", list(job_ids)
+            )
 
     # --- agents -----------------------------------------------------------------------------------
 
     async def job_on_node(self, job_id: UUID, node_id: UUID) -> Job | None:
-        row = (
-            (
-                await self.session.execute(
-                    select(JOBS)
-                    .where(JOBS.c.id == job_id, any_(JOBS.c.node_ids) == node_id)
-                    .with_for_update()
-                )
-            )
-            .mappings()
-            .first()
+        found = await self._jobs("id = $1 AND $2 = ANY(node_ids) FOR UPDATE", job_id, node_id)
+        return found[0] if found else None
+
+    async def jobs_on_node(self, job_ids: list[UUID], node_id: UUID) -> list[Job]:
+        """Those of ``job_ids`` placed on the node, locked for update (in id order: two batches that
+        share jobs lock them in the same order)."""
+        if not job_ids:
+            return []
+        return await self._jobs(
+            "id = ANY($1::uuid[]) AND $2 = ANY(node_ids) ORDER BY id FOR UPDATE", job_ids, node_id
         )
-        return None if row is None else _to_job(row)
 
     async def live_jobs_on_node(self, node_id: UUID) -> list[Job]:
-        rows = await self.session.execute(
-            select(JOBS)
-            .where(JOBS.c.node_ids.contains([node_id]), JOBS.c.status.in_(ON_NODE))
-            .order_by(JOBS.c.scheduled_at, JOBS.c.id)
+        return await self._jobs(
+            "node_ids @> ARRAY[$1::uuid] AND status IN ('scheduled', 'running') ORDER BY scheduled_at, id",
+            node_id,
         )
-        return [_to_job(r) for r in rows.mappings()]
 
     # --- inventory --------------------------------------------------------------------------------
 

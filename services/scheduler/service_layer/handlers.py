@@ -417,25 +417,74 @@ async def report_job_finished(cmd: commands.ReportJobFinished, deps: Dependencie
     released.tell(deps)
 
 
+class _ReportBatch:
+    """The unit of work as the reports of one batch see it: every job they name read (and locked) on
+    its node in one statement up front, then changed in memory report after report (a later report
+    about the same job sees what the earlier ones did, as it would in the database), and written once
+    at the end: one UPDATE for all the jobs, their history and events in one INSERT each, every ended
+    job's GPUs released in one DELETE. All of it in the batch's one transaction, as before."""
+
+    def __init__(self, uow: Any) -> None:
+        self._uow = uow
+        self._jobs: dict[UUID, Job] = {}
+        self._dirty: dict[UUID, Job] = {}
+        self._released: list[UUID] = []
+
+    async def load(self, reports: tuple[Any, ...]) -> None:
+        by_node: dict[UUID, list[UUID]] = {}
+        for report in reports:
+            try:
+                node_id, job_id = UUID(report.node_id), UUID(report.job_id)
+            except (ValueError, AttributeError, TypeError):
+                continue  # refused when its turn comes, as a malformed report always was
+            by_node.setdefault(node_id, []).append(job_id)
+        for node_id, job_ids in by_node.items():
+            for job in await self._uow.jobs_on_node(list(dict.fromkeys(job_ids)), node_id):
+                self._jobs.setdefault(job.id, job)
+
+    async def job_on_node(self, job_id: UUID, node_id: UUID) -> Job | None:
+        job = self._jobs.get(job_id)
+        return job if job is not None and node_id in job.node_ids else None
+
+    async def get_job(self, job_id: UUID) -> Job | None:
+        return self._jobs.get(job_id) or await self._uow.get_job(job_id)
+
+    async def save_job(self, job: Job) -> None:
+        self._dirty.setdefault(job.id, job)
+
+    async def release_gpus(self, *job_ids: UUID) -> None:
+        self._released.extend(job_ids)
+
+    async def flush(self) -> None:
+        if self._released:
+            await self._uow.release_gpus(*dict.fromkeys(self._released))
+        if self._dirty:
+            await self._uow.save_jobs(list(self._dirty.values()))
+
+
 async def report_jobs(cmd: commands.ReportJobs, deps: Dependencies) -> list[DomainError | None]:
     """An agent's reports in order, in one transaction (one commit for a whole batch instead of one
-    per report). A report refused for good (an unknown job, another node's job) is answered with its
-    error and the others still apply: a refusal is decided before that report writes anything. A
-    database failure fails the whole batch, which the agent sends again (every report is idempotent)."""
+    per report, and a few statements for the batch instead of a few per report: :class:`_ReportBatch`).
+    A report refused for good (an unknown job, another node's job) is answered with its error and the
+    others still apply: a refusal is decided before that report changes anything. A database failure
+    fails the whole batch, which the agent sends again (every report is idempotent)."""
     released = _Released()
     answers: list[DomainError | None] = []
     async with deps.uow(system=True) as uow:
         now = _Clock(uow)
+        batch = _ReportBatch(uow)
+        await batch.load(cmd.reports)
         for report in cmd.reports:
             try:
                 if isinstance(report, commands.ReportJobStarted):
-                    await _started(uow, report, now)
+                    await _started(batch, report, now)
                 else:
-                    await _finished(uow, report, now, deps, released)
+                    await _finished(batch, report, now, deps, released)
             except DomainError as exc:
                 answers.append(exc)
             else:
                 answers.append(None)
+        await batch.flush()
     released.tell(deps)
     return answers
 

@@ -10,11 +10,15 @@ old leader finds the token changed.
 On taking the lease the leader rebuilds its :class:`~..domain.engine.Snapshot` from the database (the
 queued and on-node jobs, the GPU projection, decayed usage), then keeps it current from the change
 numbers of jobs and of the projection: every write that matters to scheduling (a submit, cancel,
-hold, finish or requeue, by any replica) takes the next number, and the leader reads only what
-changed. A change number is taken when a row is written, not when its transaction commits, so the
-changes of the last ``change_lag_s`` are read again (applying a row is idempotent: the snapshot is
-reconciled with the row as it is now); a full rebuild every ``resync_s`` bounds what a transaction
-slower than that could cost.
+hold, finish or requeue, by any replica) takes the next number and records its transaction, and the
+leader reads only what changed. A change number is taken when a row is written, not when its
+transaction commits, so each read takes the snapshot's xmin first and the next read takes again the
+changes of transactions from that xmin on (those that may have committed after the read; applying a
+row is idempotent: the snapshot is reconciled with the row as it is now), and leaves out the rows whose
+last change was the leader's own cycle (applied to the snapshot when it committed). Reads go back at
+most ``change_lag_s`` in change numbers (a transaction open somewhere for long cannot make every read
+re-read everything); a full rebuild every ``resync_s`` bounds what a transaction slower than that
+could cost.
 
 The cycle runs in a worker thread (``asyncio.to_thread``) so the event loop keeps serving requests;
 nothing mutates the snapshot meanwhile (only this loop does, and it awaits the cycle). Its placements
@@ -49,6 +53,7 @@ log = logging.getLogger("gpufleet.scheduler.loop")
 
 PendingView = tuple[str, str, datetime | None]  # code, message, estimated start
 _ESTIMATE_SLACK = timedelta(seconds=30)  # an estimate that moved less than this is not rewritten
+_MAX_OWN = 1000  # the leader's own cycle transactions a read of changes leaves out, at most
 
 
 class Deposed(Exception):
@@ -64,7 +69,12 @@ class LeaderState:
     pending: dict[UUID, PendingView]
     inventory_seq: int
     built_at: float
-    job_seq: int = 0
+    # Where the next read of job changes starts (``job_changes``): transactions from here on may have
+    # committed after the last read.
+    unsettled: int = 0
+    # This leader's committed cycle transactions whose rows may still come back in a read: the cycle
+    # applied them to the snapshot already, so the read leaves them out.
+    own: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -168,7 +178,7 @@ class Scheduler:
         began = time.perf_counter()
         policy = self.policy
         gpus, inventory_seq = await uow.inventory()
-        jobs, job_seq = await uow.scheduling_jobs()
+        jobs, unsettled = await uow.scheduling_jobs()
         now = await uow.now()
         usage = await uow.usage(policy.half_life_s, policy.half_life_s * 10)
         state = LeaderState(
@@ -183,7 +193,7 @@ class Scheduler:
             )
         for job in jobs:
             self._reconcile(state, job)
-        state.job_seq = job_seq
+        state.unsettled = unsettled
         # The snapshot lives as long as the tenure: keep the collector from walking it every cycle.
         gc.freeze()
         log.info(
@@ -198,10 +208,14 @@ class Scheduler:
         return state
 
     async def _sync(self, uow: SchedulerUnitOfWork, state: LeaderState) -> None:
-        jobs, top = await uow.job_changes(self._low_mark())
+        jobs, unsettled = await uow.job_changes(state.unsettled, self._low_mark(), state.own)
         for job in jobs:
             self._reconcile(state, job)
-        state.job_seq = max(state.job_seq, top)
+        state.unsettled = unsettled
+        # One of ours below the new xmin had ended before this read: no later read can meet it. While a
+        # transaction open elsewhere holds the xmin back, only the newest are kept (one left out here
+        # costs a re-read of rows the snapshot already agrees with, nothing else).
+        state.own = [x for x in state.own if x >= unsettled][-_MAX_OWN:]
         gpus, inventory_seq = await uow.inventory_changes(state.inventory_seq)
         if gpus:
             for gpu in gpus:
@@ -290,6 +304,7 @@ class Scheduler:
         async with self.deps.uow(system=True) as uow:
             if not await uow.hold_lease(self.holder, self.token, options.lease_ttl_s):
                 raise Deposed
+            xid = await uow.transaction_id()  # hold_lease wrote: the transaction has its id
             now = await uow.now()
             # Preemptions first, in the same fenced transaction: a victim that finished, was
             # cancelled or requeued since the snapshot is left alone (Job.preempt says no).
@@ -324,6 +339,7 @@ class Scheduler:
                 written.append(job)
             await uow.save_jobs([job for _, job in placed] + written + stopping)
             await uow.hold_gpus([job for _, job in placed])
+        state.own.append(xid)  # committed: its rows are the snapshot's already (applied below)
         for job in stopping:
             state.snapshot.mark_preempted(job.id)
             held = state.snapshot.allocations.get(job.id)

@@ -6,6 +6,7 @@ recorded, GPU allocations and consumer claims commit together or not at all."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -92,10 +93,17 @@ class SchedulerUnitOfWork(Protocol):
         """The jobs' change number as of now (changes in flight may still commit below it)."""
 
     async def scheduling_jobs(self) -> tuple[list[Job], int]:
-        """Queued and on-node jobs, and the jobs' change watermark."""
+        """Queued and on-node jobs, and where the next :meth:`job_changes` starts: a change made by a
+        transaction from that point on may not have been visible to this read."""
 
-    async def job_changes(self, after: int) -> tuple[list[Job], int]:
-        """Jobs whose scheduling state changed after watermark ``after``, and the new watermark."""
+    async def job_changes(self, unsettled: int, low: int, own: Sequence[int] = ()) -> tuple[list[Job], int]:
+        """Jobs whose scheduling state changed in a transaction from ``unsettled`` on (the value the
+        previous read returned: the changes it may have missed) and after change number ``low``, except
+        those whose last change was one of the ``own`` transactions (the leader applied those itself);
+        and the value the next read starts from."""
+
+    async def transaction_id(self) -> int:
+        """This unit's transaction, as :meth:`job_changes` tells changes apart (call it after a write)."""
 
     async def inventory(self) -> tuple[list[InventoryGpu], int]:
         """The whole GPU projection and its change watermark."""
@@ -124,10 +132,14 @@ class SchedulerUnitOfWork(Protocol):
     async def queue_positions(self, jobs: list[Job]) -> None:
         """Fill ``queue_position`` of the waiting ones among ``jobs``."""
 
-    async def release_gpus(self, job_id: UUID) -> None: ...
+    async def release_gpus(self, *job_ids: UUID) -> None:
+        """Free every GPU these jobs hold."""
 
     async def job_on_node(self, job_id: UUID, node_id: UUID) -> Job | None:
         """The job if it was placed on that node, locked for update."""
+
+    async def jobs_on_node(self, job_ids: list[UUID], node_id: UUID) -> list[Job]:
+        """:meth:`job_on_node` for many jobs in one read (those not placed on that node are left out)."""
 
     async def live_jobs_on_node(self, node_id: UUID) -> list[Job]:
         """Scheduled and running jobs of the node, oldest first."""

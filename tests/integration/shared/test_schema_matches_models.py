@@ -43,7 +43,7 @@ from sqlalchemy import (
     Uuid,
 )
 from sqlalchemy.dialects.postgresql import INTERVAL, JSONB
-from sqlalchemy.types import TypeDecorator, TypeEngine
+from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
 
 pytestmark = pytest.mark.integration
 
@@ -97,6 +97,8 @@ def pg_type_of_model(t: TypeEngine) -> str:
         return "float8"
     if isinstance(t, Numeric):
         return f"numeric({t.precision},{t.scale or 0})" if t.precision is not None else "numeric"
+    if isinstance(t, UserDefinedType):  # a type SQLAlchemy has no name for (xid8): its own spelling
+        return str(t.get_col_spec())
     if isinstance(t, Enum):
         return f"unmapped SQLAlchemy type {t!r} (extend pg_type_of_model)"
     if isinstance(t, CHAR):

@@ -170,12 +170,19 @@ class FakeUnitOfWork:
 
     async def scheduling_jobs(self) -> tuple[list[Job], int]:
         live = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RUNNING)
-        return [self._load(j, False) for j in self.store.jobs.values() if j.status in live], self.store.seq
+        # A fake's change is visible once made: the next read starts after the newest one.
+        return [
+            self._load(j, False) for j in self.store.jobs.values() if j.status in live
+        ], self.store.seq + 1
 
-    async def job_changes(self, after: int) -> tuple[list[Job], int]:
-        changed = sorted((seq, jid) for jid, seq in self.store.job_seq.items() if seq > after)
-        top = max((seq for seq, _ in changed), default=after)
-        return [self._load(self.store.jobs[jid], False) for _, jid in changed], top
+    async def job_changes(self, unsettled: int, low: int, own=()) -> tuple[list[Job], int]:
+        changed = sorted(
+            (seq, jid) for jid, seq in self.store.job_seq.items() if seq > low and seq >= unsettled
+        )
+        return [self._load(self.store.jobs[jid], False) for _, jid in changed], self.store.seq + 1
+
+    async def transaction_id(self) -> int:
+        return 0  # the fake tells no transactions apart: nothing is left out of a read
 
     async def inventory(self) -> tuple[list[InventoryGpu], int]:
         return list(self.store.inventory.values()), max(self.store.inventory_seq.values(), default=0)
@@ -236,9 +243,13 @@ class FakeUnitOfWork:
                 and (-o.priority, o.created_at, o.id) < key
             )
 
-    async def release_gpus(self, job_id: UUID) -> None:
-        for gpu_id in [g for g, j in self.store.allocations.items() if j == job_id]:
+    async def release_gpus(self, *job_ids: UUID) -> None:
+        for gpu_id in [g for g, j in self.store.allocations.items() if j in job_ids]:
             del self.store.allocations[gpu_id]
+
+    async def jobs_on_node(self, job_ids: list[UUID], node_id: UUID) -> list[Job]:
+        found = [await self.job_on_node(j, node_id) for j in sorted(set(job_ids))]
+        return [j for j in found if j is not None]
 
     async def job_on_node(self, job_id: UUID, node_id: UUID) -> Job | None:
         job = self.store.jobs.get(job_id)

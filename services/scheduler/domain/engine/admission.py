@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from .model import Kind, Pool, Shape
 from .reasons import gb
-from .snapshot import NodeState, Snapshot
+from .snapshot import Snapshot
 
 
 def never_fits(snapshot: Snapshot, shape: Shape, pools: Sequence[Pool]) -> str | None:
@@ -28,44 +28,48 @@ def never_fits(snapshot: Snapshot, shape: Shape, pools: Sequence[Pool]) -> str |
     return answer
 
 
-def _kind_counts(snapshot: Snapshot) -> list[tuple[NodeState, dict[Kind, int]]]:
-    cached = snapshot.static_cache.get("kind_counts")
+def _kind_groups(snapshot: Snapshot) -> list[tuple[Pool, int, int, dict[Kind, int], int]]:
+    """The fleet's nodes grouped by what admission reads of them: (pool, CPU cores, RAM, GPUs per kind,
+    how many such nodes). A fleet of thousands of nodes has a few dozen groups, so each answer walks
+    those instead of every node; kept until the fleet changes."""
+    cached = snapshot.static_cache.get("kind_groups")
     if cached is None:
-        cached = []
-        for st in sorted(snapshot.nodes.values(), key=lambda s: s.key):
+        groups: dict[tuple[Pool, int, int, tuple[tuple[Kind, int], ...]], int] = {}
+        for st in snapshot.nodes.values():
             counts: dict[Kind, int] = {}
             for gpu in st.node.gpus:
                 counts[gpu.kind] = counts.get(gpu.kind, 0) + 1
-            cached.append((st, counts))
-        snapshot.static_cache["kind_counts"] = cached
-    result: list[tuple[NodeState, dict[Kind, int]]] = cached
+            gk = (st.pool, st.node.cpu_cores, st.node.ram_mb, tuple(counts.items()))
+            groups[gk] = groups.get(gk, 0) + 1
+        cached = [(pool, cpu, ram, dict(counts), n) for (pool, cpu, ram, counts), n in groups.items()]
+        snapshot.static_cache["kind_groups"] = cached
+    result: list[tuple[Pool, int, int, dict[Kind, int], int]] = cached
     return result
 
 
 def _never_fits(snapshot: Snapshot, shape: Shape, pools: set[Pool]) -> str | None:
     if shape.nodes < 1 or shape.gpus_per_node < 1:
         return "a job needs at least one node and one GPU per node"
-    nodes = [(st, counts) for st, counts in _kind_counts(snapshot) if st.pool in pools]
+    nodes = [(cpu, ram, c, n) for pool, cpu, ram, c, n in _kind_groups(snapshot) if pool in pools]
     gpu_type, memory, g = shape.gpu_type, shape.gpu_memory_mb, shape.gpus_per_node
-    typed = [(st, {k: n for k, n in c.items() if gpu_type is None or k[0] == gpu_type}) for st, c in nodes]
-    typed = [(st, c) for st, c in typed if c]
+    typed = [
+        (cpu, ram, {k: m for k, m in c.items() if gpu_type is None or k[0] == gpu_type}, n)
+        for cpu, ram, c, n in nodes
+    ]
+    typed = [t for t in typed if t[2]]
     if not typed:
         return f"no node of this fleet has a {gpu_type} GPU" if gpu_type else "this fleet has no GPUs"
     what = gpu_type or "GPU"
-    roomy = [(st, {k: n for k, n in c.items() if k[1] >= memory}) for st, c in typed]
-    roomy = [(st, c) for st, c in roomy if c]
+    roomy = [(cpu, ram, {k: m for k, m in c.items() if k[1] >= memory}, n) for cpu, ram, c, n in typed]
+    roomy = [t for t in roomy if t[2]]
     if not roomy:
         return f"no {what} of this fleet has {gb(memory)} of memory"
-    enough = [(st, [k for k, n in c.items() if n >= g]) for st, c in roomy]
-    enough = [(st, ks) for st, ks in enough if ks]
+    enough = [(cpu, ram, [k for k, m in c.items() if m >= g], n) for cpu, ram, c, n in roomy]
+    enough = [t for t in enough if t[2]]
     such = f"{g} {gpu_type or 'GPUs'}" + (f" with {gb(memory)}" if memory else "")
     if not enough:
         return f"no node of this fleet has {such}"
-    able = [
-        (st, ks)
-        for st, ks in enough
-        if st.node.cpu_cores >= shape.cpu_cores and st.node.ram_mb >= shape.ram_mb
-    ]
+    able = [(ks, n) for cpu, ram, ks, n in enough if cpu >= shape.cpu_cores and ram >= shape.ram_mb]
     if not able:
         return (
             f"no node of this fleet with {such} also has {shape.cpu_cores} CPU cores "
@@ -73,9 +77,9 @@ def _never_fits(snapshot: Snapshot, shape: Shape, pools: set[Pool]) -> str | Non
         )
     if shape.nodes > 1:
         per_kind: dict[Kind, int] = {}
-        for _, ks in able:
+        for ks, n in able:
             for k in ks:
-                per_kind[k] = per_kind.get(k, 0) + 1
+                per_kind[k] = per_kind.get(k, 0) + n
         most = max(per_kind.values())
         if most < shape.nodes:
             return f"the gang needs {shape.nodes} nodes with {such} each; this fleet has {most} such nodes"

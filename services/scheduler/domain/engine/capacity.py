@@ -19,10 +19,13 @@ PoolChoice = tuple[Pool, bool]  # (pool, limited: others' dedicated nodes, lent 
 SingleFit = tuple[int, int, int, int, Pool, Kind]  # (left, waste, node key, free before, pool, kind)
 GangMember = tuple[int, int, int, Pool]  # (left, node key, free before, pool)
 # One (pool, kind) a single-node search looks at: (memory wasted, kind, pool, limited, that pool and
-# kind's buckets, who took from them). Worked out once per (pools, kinds, shape) in a cycle, so a
-# search does no hashing of UUID-keyed tuples; the bucket lists are the view's own, updated in place.
-PlanEntry = tuple[int, Kind, Pool, bool, Buckets, set[UUID]]
+# kind's buckets, who took from them, and for a limited pool the cell holding how many more of its GPUs
+# of that type others may take). Worked out once per (pools, kinds, shape) in a cycle, so a search does
+# no hashing of UUID-keyed tuples; the bucket lists and cells are shared, updated in place. A plan is
+# ordered by memory wasted (stable), so a search stops once no later entry can beat what it found.
+PlanEntry = tuple[int, Kind, Pool, bool, Buckets, set[UUID], "list[int] | None"]
 PlannedFit = tuple[int, int, PlanEntry]  # (node key, free GPUs of the kind there, where)
+GANG_GROUPS_LOOKED_AT = 64  # fabric groups the quick gang search looks at before the full search
 
 
 class CapacityView:
@@ -30,6 +33,8 @@ class CapacityView:
         """``read_only``: a view of the fleet as the cycle found it, for "did this fit before the cycle
         gave the room away?"; it shares the snapshot's lists and must never ``take``."""
         self.nodes = snapshot.nodes
+        self.static_cache = snapshot.static_cache  # per fleet version: cleared when a node changes
+        self.kind_nodes = snapshot.kind_nodes
         self.buckets: dict[tuple[Pool, Kind], Buckets] = (
             snapshot.buckets
             if read_only
@@ -95,8 +100,14 @@ class CapacityView:
         return best
 
     def plan_single(
-        self, pools: Sequence[PoolChoice], kinds: Sequence[Kind], shape: Shape
+        self,
+        pools: Sequence[PoolChoice],
+        kinds: Sequence[Kind],
+        shape: Shape,
+        room_cell: Callable[[Pool, str], list[int]],
     ) -> list[PlanEntry]:
+        """``room_cell(pool, gpu type)``: the live count of a limited pool's GPUs of that type that
+        others may still take."""
         m, g = shape.gpu_memory_mb, shape.gpus_per_node
         plan: list[PlanEntry] = []
         for kind in kinds:
@@ -104,32 +115,38 @@ class CapacityView:
                 b = self.buckets.get((pool, kind))
                 if b is not None:
                     takers = self.takers.setdefault((pool, kind), set())
-                    plan.append(((kind[1] - m) * g, kind, pool, limited, b, takers))
+                    cell = room_cell(pool, kind[0]) if limited else None
+                    plan.append(((kind[1] - m) * g, kind, pool, limited, b, takers, cell))
+        plan.sort(key=lambda e: e[0])
         return plan
 
-    def find_planned(
-        self, plan: list[PlanEntry], shape: Shape, room: Callable[[Pool, str], int]
-    ) -> PlannedFit | None:
+    def find_planned(self, plan: list[PlanEntry], shape: Shape) -> PlannedFit | None:
         """``find_single`` over a plan: the same best fit (fewest GPUs left, then least memory
-        wasted, then lowest node key)."""
+        wasted, then lowest node key; on a full tie the entry earlier in the plan's kinds and pools,
+        which the plan's stable order by waste keeps first)."""
         self.searches += 1
         g, c, r = shape.gpus_per_node, shape.cpu_cores, shape.ram_mb
         nodes, cpu_taken, ram_taken = self.nodes, self.cpu_taken, self.ram_taken
         best: PlannedFit | None = None
         best_left = best_waste = best_key = 0
         for entry in plan:
+            waste = entry[0]
+            if best is not None and best_left == 0 and waste > best_waste:
+                break  # every later entry wastes more: none can beat a fit that leaves nothing
             b = entry[4]
             top = len(b)
-            if top <= g or (entry[3] and room(entry[2], entry[1][0]) < g):
+            if top <= g:
                 continue
-            waste = entry[0]
+            cell = entry[6]
+            if cell is not None and cell[0] < g:
+                continue
             for f in range(g, top):
-                left = f - g
-                if best is not None and (left > best_left or (left == best_left and waste > best_waste)):
-                    break
                 level = b[f]
                 if not level:
                     continue
+                left = f - g
+                if best is not None and (left > best_left or (left == best_left and waste > best_waste)):
+                    break
                 found = -1
                 if c or r:
                     for key in level:
@@ -190,37 +207,106 @@ class CapacityView:
         nodes, cpu_taken, ram_taken = self.nodes, self.cpu_taken, self.ram_taken
         best: tuple[tuple[int, int, int, Kind], Kind, list[GangMember]] | None = None
         for kind in kinds:
+            if labels and len(pools) == 1:
+                quick = self._gang_exact_fit(pools[0], kind, n, g, c, r, labels[0])
+                if quick is not None:  # what the full search below would pick for this kind
+                    score = (0, 0, (kind[1] - m) * g * n, kind)
+                    if best is None or score < best[0]:
+                        best = (score, kind, quick)
+                    continue
             cands: list[GangMember] = []
             for pool in pools:
                 b = self.buckets.get((pool, kind))
                 if b is None:
                     continue
                 for f in range(g, len(b)):
-                    for key in b[f]:
-                        st = nodes[key]
-                        if c and st.cpu_free - cpu_taken.get(key, 0) < c:
-                            continue
-                        if r and st.ram_free - ram_taken.get(key, 0) < r:
-                            continue
-                        cands.append((f - g, key, f, pool))
+                    at_f = b[f]
+                    if not at_f:
+                        continue
+                    left = f - g
+                    if c or r:
+                        for key in at_f:
+                            st = nodes[key]
+                            if c and st.cpu_free - cpu_taken.get(key, 0) < c:
+                                continue
+                            if r and st.ram_free - ram_taken.get(key, 0) < r:
+                                continue
+                            cands.append((left, key, f, pool))
+                    else:
+                        cands.extend([(left, key, f, pool) for key in at_f])
             if len(cands) < n:
                 continue
-            cands.sort()
+            if len(pools) > 1:
+                cands.sort()  # one pool's buckets already give (left, node key) order
             level, pick = self._fabric_pick(cands, n, labels)
             score = (level, sum(x[0] for x in pick), (kind[1] - m) * g * n, kind)
             if best is None or score < best[0]:
                 best = (score, kind, pick)
         return None if best is None else (best[1], best[2])
 
+    def _gang_exact_fit(
+        self, pool: Pool, kind: Kind, n: int, g: int, c: int, r: int, label: str
+    ) -> list[GangMember] | None:
+        """The full search's pick when it is a group of the first fabric label with ``n`` nodes that
+        have exactly ``g`` free GPUs of ``kind`` (none left over, the best score there is): the first
+        such group by label value, its lowest node keys. Looks at the groups in value order (a
+        bounded number of them) instead of gathering every node; None: ask the full search."""
+        b = self.buckets.get((pool, kind))
+        if b is None or len(b) <= g or len(b[g]) < n:
+            return None
+        ck = ("fabric groups", pool, kind, label)
+        groups = self.static_cache.get(ck)
+        if groups is None:  # every node of the pool with GPUs of the kind, by label value
+            by_value: dict[str, list[int]] = {}
+            for key in self.kind_nodes.get((pool, kind), ()):
+                value = self.nodes[key].node.labels.get(label)
+                if value is not None:
+                    by_value.setdefault(value, []).append(key)
+            groups = self.static_cache[ck] = [(v, sorted(keys)) for v, keys in sorted(by_value.items())]
+        nodes, held, cpu_taken, ram_taken = self.nodes, self.cycle_held, self.cpu_taken, self.ram_taken
+        for _, keys in groups[:GANG_GROUPS_LOOKED_AT]:
+            if len(keys) < n:
+                continue
+            pick: list[GangMember] = []
+            for key in keys:
+                st = nodes[key]
+                free = len(st.free.get(kind, ())) - len(held.get((key, kind), ()))
+                if free != g:
+                    continue
+                if c and st.cpu_free - cpu_taken.get(key, 0) < c:
+                    continue
+                if r and st.ram_free - ram_taken.get(key, 0) < r:
+                    continue
+                pick.append((0, key, g, pool))
+                if len(pick) == n:
+                    return pick
+        return None
+
+    def _labels(self, labels: Sequence[str]) -> dict[int, tuple[str | None, ...]]:
+        """Each node's values of the fabric ``labels`` (None: not labelled so), made once per fleet."""
+        ck = ("fabric", tuple(labels))
+        cached = self.static_cache.get(ck)
+        if cached is None:
+            cached = self.static_cache[ck] = {
+                key: tuple(st.node.labels.get(label) for label in labels) for key, st in self.nodes.items()
+            }
+        values: dict[int, tuple[str | None, ...]] = cached
+        return values
+
     def _fabric_pick(
         self, cands: list[GangMember], n: int, labels: Sequence[str]
     ) -> tuple[int, list[GangMember]]:
-        for level, label in enumerate(labels):
+        values = self._labels(labels)
+        for level in range(len(labels)):
             groups: dict[str, list[GangMember]] = {}
             for cand in cands:
-                value = self.nodes[cand[1]].node.labels.get(label)
+                value = values[cand[1]][level]
                 if value is not None:
-                    groups.setdefault(value, []).append(cand)
+                    members = groups.get(value)
+                    if members is None:
+                        groups[value] = [cand]
+                    else:
+                        members.append(cand)
             chosen: tuple[tuple[int, str], list[GangMember]] | None = None
             for value, members in groups.items():
                 if len(members) >= n:

@@ -27,7 +27,9 @@ The walk (Armada's queue scheduler, over Slurm's fair tree):
 
 from __future__ import annotations
 
+import gc
 import itertools
+import math
 from datetime import UTC, datetime
 from heapq import heapify, heappop, heappush
 from typing import Any
@@ -62,20 +64,49 @@ _CAPACITY_CODES = frozenset(
 _UNKNOWN: Any = object()
 _STAMPS = itertools.count()
 
-Verdict = tuple[int, tuple[Kind, ...], "PendingReason | None", int]  # (epoch, allowed, blocked, allowed id)
-
 
 def cycle(snapshot: Snapshot, policy: Policy, now: datetime) -> CycleResult:
-    return _Cycle(snapshot, policy, now).run()
+    # A cycle allocates some hundred thousand small containers (heap entries, records, decisions) and
+    # makes no reference cycles: what it drops, reference counting frees. Left on, the cyclic collector
+    # would run dozens of times per cycle, each time walking the young result lists for nothing (a
+    # third of a fill cycle's time, and most of the steady state's slowest cycles). It is paused for
+    # the cycle (the service runs it in a worker thread: the event loop's own garbage waits those
+    # milliseconds) and resumed as it was; what the result keeps is collected afterwards as usual.
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        return _Cycle(snapshot, policy, now).run()
+    finally:
+        if paused:
+            gc.enable()
 
 
 class _ShapeRun:
     """One distinct shape during one cycle: what every class of that shape asks, worked out once."""
 
-    __slots__ = ("cpu", "gang", "kinds", "kinds_id", "managed", "ram", "shape", "shape_id", "total", "vkey")
+    __slots__ = (
+        "allowed",
+        "cpu",
+        "gang",
+        "kinds",
+        "kinds_id",
+        "managed",
+        "ram",
+        "shape",
+        "shape_id",
+        "total",
+        "types",
+        "vkey",
+    )
 
     def __init__(
-        self, shape: Shape, shape_id: int, kinds: tuple[Kind, ...], kinds_id: int, managed: tuple[str, ...]
+        self,
+        shape: Shape,
+        shape_id: int,
+        kinds: tuple[Kind, ...],
+        kinds_id: int,
+        managed: tuple[str, ...],
     ) -> None:
         self.shape = shape
         self.shape_id = shape_id
@@ -87,6 +118,9 @@ class _ShapeRun:
         self.cpu = shape.cpu_cores * shape.nodes
         self.ram = shape.ram_mb * shape.nodes
         self.vkey = (kinds_id, self.total)  # quota verdicts depend on the kinds and the GPU count only
+        self.types = tuple(dict.fromkeys(k[0] for k in kinds))  # distinct GPU types, in kinds order
+        # which of ``types`` quota admits (bit i: ``types[i]``) -> (the kinds left, their kinds id)
+        self.allowed: dict[int, tuple[tuple[Kind, ...], int]] = {}
 
 
 class _OrgRun:
@@ -96,11 +130,15 @@ class _OrgRun:
         "admission",
         "admission_gang",
         "admission_single",
+        "admitted",
+        "bounds",
         "gang_pools",
         "org",
         "quota",
+        "reasons",
         "sig",
         "single_pools",
+        "token",
         "verdicts",
     )
 
@@ -121,7 +159,15 @@ class _OrgRun:
         self.sig = sig  # organizations with the same pools (and limits) share memos
         self.quota = quota
         self.admission = admission  # shape id -> never-fits answer, shared by one signature's orgs
-        self.verdicts: dict[tuple[int, int], Verdict] = {}
+        self.token = (self.admission_single, gang)  # what admission depends on besides the fleet
+        self.verdicts: dict[tuple[int, int], PendingReason] = {}  # quota refusals, by kinds and GPUs
+        # quota admissions: (``_Cycle.quota_version`` then, kinds left, their id); valid while no
+        # placement of a managed type came since
+        self.admitted: dict[tuple[int, int], tuple[int, tuple[Kind, ...], int]] = {}
+        self.bounds: dict[str, tuple[float, float, float]] = {}  # per managed type (``_bounds``)
+        # capacity memo key -> the reason its classes wait: the memo's failure is fixed once known,
+        # so the reason is too (it depends on that failure and this organization only)
+        self.reasons: dict[tuple[int, int, int], PendingReason] = {}
 
 
 class _UserRun:
@@ -156,6 +202,8 @@ class _Cycle:
         # cycle began, and who took the room since
         self.capacity_failed: dict[tuple[int, int, int], tuple[bool, frozenset[UUID]]] = {}
         self.no_capacity_reasons: dict[int, PendingReason] = {}
+        self.made_reasons: dict[tuple[Any, ...], PendingReason] = {}
+        self.quota_version = 0  # placements of quota-managed GPU types so far
         self.shapes: dict[int, _ShapeRun] = {}
         self.plans: dict[tuple[int, int, int], list[PlanEntry]] = {}  # by capacity memo key
         self.kinds_ids: dict[tuple[Kind, ...], int] = {}
@@ -169,9 +217,6 @@ class _Cycle:
         self.rejected = 0
         self.tau = mean_life(policy.half_life_s)
         self.stamp = next(_STAMPS)  # marks the snapshot's account states this cycle built nodes for
-        # per managed GPU type, how many placements of it this cycle committed: a cached quota
-        # admission holds while the types it looked at are unchanged
-        self.type_epochs: dict[str, int] = dict.fromkeys(self.quota.managed, 0)
 
     # -- set-up -----------------------------------------------------------------------------------
     def _shape(self, shape: Shape, shape_id: int) -> _ShapeRun:
@@ -221,27 +266,35 @@ class _Cycle:
         users: dict[int, _UserRun] = {}
         projects: dict[tuple[UUID, UUID], ProjectRun] = {}  # capped projects (``projects``)
         stamp = self.stamp
-        snap, policy, shapes, orgruns = self.snap, self.policy, self.shapes, self.orgruns
+        snap, policy, orgruns = self.snap, self.policy, self.orgruns
+        fleet = snap.fleet_version
         for leaf in snap.leaves.values():
             org = leaf.organization
             orgrun = orgruns.get(org) or self._orgrun(org)
-            admission = orgrun.admission
-            entries = []
-            for cls in leaf.classes.values():
-                sid = cls.shape_id
-                why = admission.get(sid, _UNKNOWN)
-                if why is _UNKNOWN:
-                    shape = cls.shape
-                    pools = orgrun.admission_gang if shape.nodes > 1 else orgrun.admission_single
-                    why = admission[sid] = never_fits(snap, shape, pools)
-                if why is None:
-                    if sid not in shapes:
-                        self._shape(cls.shape, sid)
-                    entries.append((cls.keys[0], cls, 0))
-                else:
-                    self._never_fits(cls, orgrun, why)
-            if not entries:
-                continue
+            token = orgrun.token
+            if leaf.admitted is not None and leaf.admitted[0] == fleet and leaf.admitted[1] == token:
+                # every class passed admission before, on this fleet and these pools: the leaf's
+                # sorted (first key, class) list is its queue as it is
+                entries = list(leaf.order)
+            else:
+                admission = orgrun.admission
+                entries = []
+                for entry in leaf.order:
+                    cls = entry[1]
+                    sid = cls.shape_id
+                    why = admission.get(sid, _UNKNOWN)
+                    if why is _UNKNOWN:
+                        shape = cls.shape
+                        pools = orgrun.admission_gang if shape.nodes > 1 else orgrun.admission_single
+                        why = admission[sid] = never_fits(snap, shape, pools)
+                    if why is None:
+                        entries.append(entry)  # in key order still: a heap
+                    else:
+                        self._never_fits(cls, orgrun, why)
+                if len(entries) == len(leaf.order):
+                    leaf.admitted = (fleet, token)
+                if not entries:
+                    continue
             parent = root
             for state in leaf.chain:
                 if state.stamp == stamp:
@@ -258,7 +311,6 @@ class _Cycle:
                 userrun = users[id(running)] = _UserRun(
                     policy.user_cap(org, leaf.user), running[0], running[1]
                 )
-            heapify(entries)
             parent.classes = entries
             parent.orgrun = orgrun
             parent.user = userrun
@@ -284,7 +336,7 @@ class _Cycle:
     def run(self) -> CycleResult:
         root = self._build()
         self.decisions.sort(key=lambda d: d.job_id.int)  # rejections, in a stable order
-        cap = self.cap
+        cg, cc, cr = self.cap
         orgs = root.children
         placements = 0
         try_class = self._try
@@ -298,7 +350,9 @@ class _Cycle:
             while path and not placed:
                 acc = path[-1]
                 if acc.classes:
-                    _, cls, cursor = heappop(acc.classes)
+                    entry = heappop(acc.classes)
+                    cls = entry[1]
+                    cursor = entry[2] if len(entry) > 2 else 0  # the snapshot's entries: first job
                     if try_class(cls, cursor, acc, path):
                         placed = True
                         placements += 1
@@ -310,12 +364,12 @@ class _Cycle:
                     path.append(heappop(acc.children)[2])
                 else:
                     path.pop()  # spent: not pushed back
-            for i in range(len(path) - 1, 0, -1):
+            for i in range(len(path) - 1, -1, -1):
                 child = path[i]
                 if child.children or child.classes:
-                    heappush(path[i - 1].children, (child.share(cap), child.order, child))
-            if path and (path[0].children or path[0].classes):
-                heappush(orgs, (path[0].share(cap), path[0].order, path[0]))
+                    # ``Account.share``, inline (it runs for every account on every placed path)
+                    share = max(child.gpu / cg, child.cpu / cc, child.ram / cr) * child.inv_shares
+                    heappush(path[i - 1].children if i else orgs, (share, child.order, child))
         preempts, reclaims = reclaim(self)
         self.decisions.extend(preempts)
         never = sorted(self.never_fitting, key=lambda w: w[2][0])
@@ -326,16 +380,20 @@ class _Cycle:
         return CycleResult(tuple(self.decisions), outcomes, self.snap.held_in_order(), stats, reclaims)
 
     def _try(self, cls: JobClass, cursor: int, leaf: Account, path: list[Account]) -> bool:
-        info = self.shapes[cls.shape_id]
+        info: _ShapeRun | None = self.shapes.get(cls.shape_id)
+        if info is None:
+            info = self._shape(cls.shape, cls.shape_id)
         total = info.total
         user: _UserRun = leaf.user
         orgrun: _OrgRun = leaf.orgrun
         cap = user.cap
         if cap is not None:
-            if cap.max_running_jobs is not None and user.jobs + 1 > cap.max_running_jobs:
-                return self._fail(cls, cursor, reasons.user_cap_jobs(cap.max_running_jobs))
-            if cap.max_gpus is not None and user.gpus + total > cap.max_gpus:
-                return self._fail(cls, cursor, reasons.user_cap_gpus(cap.max_gpus, user.gpus, total))
+            most = cap.max_running_jobs
+            if most is not None and user.jobs + 1 > most:
+                return self._fail(cls, cursor, self._reason(reasons.user_cap_jobs, most))
+            most = cap.max_gpus
+            if most is not None and user.gpus + total > most:
+                return self._fail(cls, cursor, self._reason(reasons.user_cap_gpus, most, user.gpus, total))
         project: ProjectRun | None = leaf.project
         if project is not None:
             capped = project.blocks(total)
@@ -345,58 +403,74 @@ class _Cycle:
         quota = self.quota
         if info.managed:
             # Within a cycle quota only tightens (an org's use and the cohort's free room only move
-            # one way), so a refusal stays valid; an admission until a placement of a type it read.
-            epochs = self.type_epochs
-            epoch = 0
-            for t in info.managed:
-                epoch += epochs[t]
-            verdict = orgrun.verdicts.get(info.vkey)
-            if verdict is None or (verdict[2] is None and verdict[0] != epoch):
-                allowed, blocked = self._quota_verdict(orgrun, allowed, total)
-                allowed_id = self._kinds_id(allowed)
-                orgrun.verdicts[info.vkey] = (epoch, allowed, blocked, allowed_id)
+            # one way), so a refusal stays valid, with the reason it was given first; an admission
+            # holds until the next placement of a managed type, then is worked out again from the
+            # organization's bounds (``_bounds``), a few comparisons.
+            vkey = info.vkey
+            blocked = orgrun.verdicts.get(vkey)
+            if blocked is not None:  # ``_fail``, inline: most classes of a full fleet end here
+                cls.shared = True
+                self.waiting.append((cls.organization, blocked, cls.keys, cursor, None))
+                return False
+            admitted = orgrun.admitted.get(vkey)
+            if admitted is not None and admitted[0] == self.quota_version:
+                allowed, allowed_id = admitted[1], admitted[2]
             else:
-                _, allowed, blocked, allowed_id = verdict
-            if blocked is not None:
-                return self._fail(cls, cursor, blocked)
+                allowed, blocked, allowed_id = self._quota_verdict(orgrun, info)
+                if blocked is not None:
+                    orgrun.verdicts[vkey] = blocked
+                    return self._fail(cls, cursor, blocked)
+                orgrun.admitted[vkey] = (self.quota_version, allowed, allowed_id)
         memo = (orgrun.sig, allowed_id, cls.shape_id)
         failed = self.capacity_failed.get(memo)
-        if failed is not None:
-            return self._fail(cls, cursor, self._capacity_reason(cls, failed), memo)
+        if failed is not None:  # ``_fail``, inline: or here
+            reason = orgrun.reasons.get(memo) or self._memo_reason(orgrun, memo, failed, info)
+            cls.shared = True
+            self.waiting.append((cls.organization, reason, cls.keys, cursor, memo))
+            return False
         shape = info.shape
         job_id = cls.keys[cursor][2]
         limit = self.snap.jobs[job_id].time_limit_s
         ends = float("inf") if limit is None else self.now_ts + limit
         view = self.capacity
         org = cls.organization
-        placed: list[NodePlacement] = []
         if info.gang:
             found = view.find_gang(orgrun.gang_pools, allowed, shape, self.policy.fabric_labels)
             if found is None:
                 failed = self._remember_failure(info, orgrun, allowed, memo)
-                return self._fail(cls, cursor, self._capacity_reason(cls, failed), memo)
+                return self._fail(cls, cursor, self._memo_reason(orgrun, memo, failed, info), memo)
             kind, members = found
+            placed: list[NodePlacement] = []
             for rank, (_, key, free, pool) in enumerate(sorted(members, key=lambda m: m[1])):
                 gpu_ids = view.take(key, pool, kind, free, shape, org, ends)
                 placed.append(self._placement(key, gpu_ids, rank, kind, shape))
+            allocations = tuple(placed)
         else:
             plan = self.plans.get(memo)
             if plan is None:
-                plan = self.plans[memo] = view.plan_single(orgrun.single_pools, allowed, shape)
-            fit = view.find_planned(plan, shape, quota.dedicated_room)
+                plan = self.plans[memo] = view.plan_single(
+                    orgrun.single_pools, allowed, shape, quota.room_cell
+                )
+            fit = view.find_planned(plan, shape)
             if fit is None:
                 failed = self._remember_failure(info, orgrun, allowed, memo)
-                return self._fail(cls, cursor, self._capacity_reason(cls, failed), memo)
+                return self._fail(cls, cursor, self._memo_reason(orgrun, memo, failed, info), memo)
             gpu_ids = view.take_planned(fit, shape, org, ends)
             key, entry = fit[0], fit[2]
-            kind, pool = entry[1], entry[2]
-            if pool is not None and pool != org:
-                quota.commit_dedicated(pool, kind[0], len(gpu_ids))
-            placed.append(self._placement(key, gpu_ids, 0, kind, shape))
+            kind = entry[1]
+            lender = entry[2]
+            if entry[6] is not None and lender is not None:  # another's dedicated node, lent to it
+                quota.commit_dedicated(lender, kind[0], len(gpu_ids))
+            allocations = (
+                NodePlacement(
+                    self.snap.nodes[key].node.id, gpu_ids, 0, kind[0], shape.cpu_cores, shape.ram_mb
+                ),
+            )
         gpu_type = kind[0]
-        if gpu_type in self.type_epochs:
+        if gpu_type in quota.managed:
             quota.commit(orgrun.quota, gpu_type, total)
-            self.type_epochs[gpu_type] += 1
+            orgrun.bounds.pop(gpu_type, None)
+            self.quota_version += 1
         user.jobs += 1
         user.gpus += total
         if project is not None:
@@ -407,7 +481,7 @@ class _Cycle:
             acc.gpu += weighted
             acc.cpu += cpu
             acc.ram += ram
-        self.decisions.append(Place(job_id, org, tuple(placed)))
+        self.decisions.append(Place(job_id, org, allocations))
         return True
 
     def _fail(
@@ -418,19 +492,58 @@ class _Cycle:
         self.waiting.append((cls.organization, reason, cls.keys, cursor, capacity))
         return False
 
+    def _reason(self, make: Any, *args: int) -> PendingReason:
+        """A cap's reason, made once per cycle for the same figures (reasons are plain values)."""
+        key = (make, *args)
+        reason = self.made_reasons.get(key)
+        if reason is None:
+            reason = self.made_reasons[key] = make(*args)
+        return reason
+
+    def _memo_reason(
+        self,
+        orgrun: _OrgRun,
+        memo: tuple[int, int, int],
+        failed: tuple[bool, frozenset[UUID]],
+        info: _ShapeRun,
+    ) -> PendingReason:
+        reason = orgrun.reasons.get(memo)
+        if reason is None:
+            reason = orgrun.reasons[memo] = self._capacity_reason(orgrun.org, info, failed)
+        return reason
+
     def _quota_verdict(
-        self, orgrun: _OrgRun, kinds: tuple[Kind, ...], total: int
-    ) -> tuple[tuple[Kind, ...], PendingReason | None]:
-        """The kinds quota lets the organization take ``total`` GPUs of, or why none."""
-        verdicts: dict[str, PendingReason | None] = {}
-        for kind in kinds:
-            if kind[0] not in verdicts:
-                verdicts[kind[0]] = self.quota.check(orgrun.quota, kind[0], total)
-        allowed = tuple(k for k in kinds if verdicts[k[0]] is None)
-        if allowed or not kinds:
-            return allowed, None
-        blocked = [v for v in verdicts.values() if v is not None]
-        return (), blocked[0] if len(blocked) == 1 else reasons.quota_exhausted_any()
+        self, orgrun: _OrgRun, info: _ShapeRun
+    ) -> tuple[tuple[Kind, ...], PendingReason | None, int]:
+        """The kinds quota lets the organization take ``info.total`` GPUs of (and their kinds id), or
+        why none: ``QuotaLedger.check`` per GPU type, through the organization's bounds; a refusal's
+        reason comes from ``check`` itself."""
+        bounds = orgrun.bounds
+        free = self.quota.free
+        managed = self.quota.managed
+        total = info.total
+        mask = 0
+        bit = 1
+        for t in info.types:
+            if t in managed:
+                b = bounds.get(t)
+                if b is None:
+                    b = bounds[t] = _bounds(orgrun.quota, t)
+                if total <= b[0] or (total <= b[1] and total <= free[t] + b[2]):
+                    mask |= bit
+            else:
+                mask |= bit
+            bit <<= 1
+        got = info.allowed.get(mask)
+        if got is None:
+            ok = {t for i, t in enumerate(info.types) if mask >> i & 1}
+            allowed = tuple(k for k in info.kinds if k[0] in ok)
+            got = info.allowed[mask] = (allowed, self._kinds_id(allowed))
+        if got[0] or not info.kinds:
+            return got[0], None, got[1]
+        oq = orgrun.quota
+        blocked = [why for t in info.types if (why := self.quota.check(oq, t, total)) is not None]
+        return got[0], blocked[0] if len(blocked) == 1 else reasons.quota_exhausted_any(), got[1]
 
     def _placement(
         self, key: int, gpu_ids: tuple[UUID, ...], rank: int, kind: Kind, shape: Shape
@@ -462,20 +575,22 @@ class _Cycle:
         failed = self.capacity_failed[memo] = (fitted and bool(takers), frozenset(takers))
         return failed
 
-    def _capacity_reason(self, cls: JobClass, failed: tuple[bool, frozenset[UUID]]) -> PendingReason:
+    def _capacity_reason(
+        self, org: UUID, info: _ShapeRun, failed: tuple[bool, frozenset[UUID]]
+    ) -> PendingReason:
         """Room taken this cycle went to other organizations (fair share) or to other work of this
         one; else the fleet simply has no room."""
         given_away, takers = failed
         if given_away:
             return (
                 reasons.FAIR_SHARE_REASON
-                if len(takers) > 1 or cls.organization not in takers
+                if len(takers) > 1 or org not in takers
                 else reasons.BEHIND_OWN_JOBS_REASON
             )
-        sid = cls.shape_id
+        sid = info.shape_id
         reason = self.no_capacity_reasons.get(sid)
         if reason is None:
-            reason = self.no_capacity_reasons[sid] = reasons.no_capacity(cls.shape)
+            reason = self.no_capacity_reasons[sid] = reasons.no_capacity(info.shape)
         return reason
 
     # -- the result -------------------------------------------------------------------------------
@@ -502,3 +617,25 @@ class _Cycle:
         if at is None or at <= self.now_ts:  # "not before now" says nothing
             return None
         return datetime.fromtimestamp(at, tz=self.now.tzinfo or UTC)
+
+
+def _bounds(oq: OrgQuota, gpu_type: str) -> tuple[float, float, float]:
+    """``QuotaLedger.check`` for one organization and managed GPU type as three numbers (A, B, C): it
+    admits ``k`` more GPUs exactly when ``k <= A`` (inside its nominal) or ``k <= B`` (its borrowing
+    limit) and ``k <= free + C`` (the cohort's room ``free`` covers what it borrows and stops lending).
+    Admission is downward closed in ``k``: borrowing ``k`` needs ``k`` of the room once it uses its
+    whole nominal, else ``used + k - nominal`` plus the idle nominal it lent until now. The three
+    depend on the organization's own use only, so they hold until it places that type again."""
+    used = oq.used.get(gpu_type, 0)
+    nominal = oq.nominal.get(gpu_type, 0)
+    limit = oq.borrowing.get(gpu_type)
+    within = nominal - used
+    cap = math.inf if limit is None else nominal + limit - used
+    if used >= nominal:
+        return within, cap, 0
+    idle = nominal - used - oq.reserved.get(gpu_type, 0)
+    lend = 0
+    if idle > 0:
+        lending = oq.lending.get(gpu_type)
+        lend = idle if lending is None or lending > idle else lending
+    return within, cap, within - lend

@@ -59,7 +59,7 @@ class Account:
         self.cpu = cpu
         self.ram = ram
         self.children: list[Any] = []  # heap of (share, order, Account)
-        self.classes: list[Any] = []  # leaves only: heap of (first waiting job's key, class, cursor)
+        self.classes: list[Any] = []  # leaves only: heap of (next job's key, class[, its index])
         self.orgrun: Any = None  # leaves only: the cycle's state of the leaf's organization and user
         self.user: Any = None
         self.project: Any = None  # leaves only: the cycle's state of the leaf's capped project, if any

@@ -30,7 +30,7 @@ plus at most ``RECLAIMS_PER_CYCLE`` bounded searches (the next cycle goes on whe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from . import reasons
@@ -122,7 +122,7 @@ class _Reclaim:
 
     def _eligible(self, allocation: Allocation, pool: Pool, org: UUID) -> bool:
         if (
-            allocation.organization == org
+            allocation.organization.int == org.int
             or allocation.preempted
             or not allocation.preemptible
             or allocation.job_id in self.stopping
@@ -137,32 +137,24 @@ class _Reclaim:
 
     def _build_index(self) -> dict[tuple[Pool, Kind], list[int]]:
         """The nodes, per (pool, kind), where a victim or a stopping job could give room: a superset
-        (``_eligible`` decides per job), built in one pass over the running jobs (a placement uses
-        GPUs of one kind, so a share's first GPU says its kind)."""
+        (``_eligible`` decides per job), read off the snapshot's ``victims`` (kept as jobs start and
+        stop; a placement uses GPUs of one kind, so a share's first GPU says its kind): the shared
+        pool's nodes of the organizations that borrow, every dedicated node's others' jobs."""
         found: dict[tuple[Pool, Kind], set[int]] = {}
         snap = self.snap
         borrowing = {org.int for org, _ in self.borrow_left}  # ints: cheap to hash
         nodes = snap.nodes
-        for allocation in snap.allocations.values():
-            if allocation.preempted or not allocation.preemptible:
-                continue
-            org = allocation.organization
-            shared_ok = org.int in borrowing
-            for share in allocation.shares:
-                state = nodes.get(share.node_id.int)
-                if state is None or not share.gpu_ids:
-                    continue
-                pool = state.pool
-                if pool == org or (pool is None and not shared_ok):
-                    continue
-                kind = state.gpu_kind.get(share.gpu_ids[0])
-                if kind is not None:
-                    pk = (pool, kind)
-                    keys = found.get(pk)
-                    if keys is None:
-                        found[pk] = {state.key}
-                    else:
-                        keys.add(state.key)
+        for pk, by_org in snap.victims.items():  # the snapshot's index of possible victims
+            keys: set[int] = set()
+            if pk[0] is None:
+                for org, counts in by_org.items():
+                    if org in borrowing:
+                        keys.update(counts)
+            else:
+                for counts in by_org.values():  # other organizations' jobs on a dedicated node
+                    keys.update(counts)
+            if keys:
+                found[pk] = keys
         first: dict[tuple[Pool, Kind], set[int]] = {}
         for (key, kind), n in self.spare.items():
             state = nodes.get(key)
@@ -213,7 +205,8 @@ class _Reclaim:
                 allocation = snap.allocations[job_id]
                 if not self._eligible(allocation, pool, org):
                     continue
-                n = sum(1 for gid in share.gpu_ids if state.gpu_kind.get(gid) == kind)
+                by_int = state.kind_by_int
+                n = sum(1 for gid in share.gpu_ids if by_int.get(gid.int) == kind)
                 order = (allocation.priority, -allocation.started_at.timestamp(), job_id.int)
                 cands.append((order, allocation, n, share.cpu_cores, share.ram_mb))
             cands.sort(key=lambda cand: cand[0])
@@ -335,6 +328,9 @@ class _Reclaim:
     def run(self) -> None:
         c, snap, ledger = self.c, self.snap, self.ledger
         waiting: list[PendingClass] = c.waiting
+        # per organization (by its quota entry): has it idle nominal left to take back? Only a reclaim
+        # changes the answer (``claimed`` grows), so it is asked once per organization until then.
+        idle: dict[int, bool] = {}
         for i, record in enumerate(waiting):
             if len(self.reclaims) >= RECLAIMS_PER_CYCLE:
                 break
@@ -342,14 +338,22 @@ class _Reclaim:
             if reason.code not in _WAITS_FOR_ROOM:
                 continue
             oq = ledger.orgs.get(org)
-            if oq is None or not any(
-                n - oq.used.get(t, 0) - self.claimed.get((org, t), 0) > 0 for t, n in oq.nominal.items()
-            ):
-                continue  # no idle nominal left to take back
-            first = snap.jobs.get(keys[cursor][2])
-            if first is None:
+            if oq is None:
                 continue
-            sid = snap.shape_ids.get(first.shape)
+            has_idle = idle.get(id(oq))
+            if has_idle is None:
+                has_idle = idle[id(oq)] = any(
+                    n - oq.used.get(t, 0) - self.claimed.get((org, t), 0) > 0 for t, n in oq.nominal.items()
+                )
+            if not has_idle:
+                continue  # no idle nominal left to take back
+            if memo is not None:
+                sid = cast("tuple[int, int, int]", memo)[2]  # a capacity memo key ends with the shape id
+            else:
+                first = snap.jobs.get(keys[cursor][2])
+                if first is None:
+                    continue
+                sid = snap.shape_ids.get(first.shape)
             info = c.shapes.get(sid)
             if info is None or (org, sid) in self.failed:
                 continue
@@ -376,6 +380,7 @@ class _Reclaim:
                 counted = self._commit(keys[j][2], kind, picks, g, cpu, ram)
                 ot = (org, kind[0])
                 self.claimed[ot] = self.claimed.get(ot, 0) + total
+                idle.clear()
                 self.reclaims[keys[j][2]] = (org, kind[0], total)
                 if told is None:
                     told = counted

@@ -80,6 +80,7 @@ class QuotaLedger:
                 oq = self.of(org)
                 oq.reserved[t] = oq.reserved.get(t, 0) + n
         self.lent = dict(snapshot.dedicated_lent)
+        self.room_cells: dict[tuple[UUID, str], list[int]] = {}  # ``room_cell``'s, kept up to date
         self.free: dict[str, int] = {}
         for t in self.managed:
             nominal = sum(oq.nominal.get(t, 0) for oq in self.orgs.values())
@@ -103,13 +104,21 @@ class QuotaLedger:
             return None
         used = oq.used.get(gpu_type, 0)
         nominal = oq.nominal.get(gpu_type, 0)
-        if used + k <= nominal:
+        after = used + k
+        if after <= nominal:
             return None  # inside its own nominal: always admitted by quota
         limit = oq.borrowing.get(gpu_type)
-        if limit is not None and used + k > nominal + limit:
+        if limit is not None and after > nominal + limit:
             return quota_exhausted(gpu_type, used, nominal, k, limit_hit=True)
-        change, borrow = oq.delta(gpu_type, used, k)
-        if borrow > 0 and self.free[gpu_type] + change < 0:
+        # ``delta`` spelled out (this runs for every borrowing try): it borrows ``after - nominal``
+        # more than it does now, and lends what it no longer leaves idle
+        borrow = k if used >= nominal else after - nominal
+        idle = nominal - used - oq.reserved.get(gpu_type, 0)
+        lend = 0
+        if idle > 0:
+            lending = oq.lending.get(gpu_type)
+            lend = idle if lending is None else min(lending, idle)  # idle nominal is all taken now
+        if self.free[gpu_type] - borrow - lend < 0:
             return quota_exhausted(gpu_type, used, nominal, k, limit_hit=False)
         return None
 
@@ -117,8 +126,11 @@ class QuotaLedger:
         if gpu_type not in self.managed:
             return
         used = oq.used.get(gpu_type, 0)
-        change, _ = oq.delta(gpu_type, used, k)
-        self.free[gpu_type] += change
+        if used >= oq.nominal.get(gpu_type, 0):
+            self.free[gpu_type] -= k  # borrows all of it; lent nothing before, lends nothing after
+        else:
+            change, _ = oq.delta(gpu_type, used, k)
+            self.free[gpu_type] += change
         oq.used[gpu_type] = used + k
 
     def dedicated_room(self, owner: UUID | None, gpu_type: str) -> int:
@@ -132,9 +144,23 @@ class QuotaLedger:
         lendable = count if limit is None else min(limit, count)
         return lendable - self.lent.get(ot, 0)
 
+    def room_cell(self, owner: UUID | None, gpu_type: str) -> list[int]:
+        """``dedicated_room`` as a one-item list that ``commit_dedicated`` keeps current: read in a
+        search without hashing the owner's id."""
+        if owner is None:
+            return [0]
+        ot = (owner, gpu_type)
+        cell = self.room_cells.get(ot)
+        if cell is None:
+            cell = self.room_cells[ot] = [self.dedicated_room(owner, gpu_type)]
+        return cell
+
     def lends_dedicated(self, owner: UUID) -> bool:
         return any(self.dedicated_room(o, t) > 0 for (o, t) in self.dedicated if o == owner)
 
     def commit_dedicated(self, owner: UUID, gpu_type: str, k: int) -> None:
         ot = (owner, gpu_type)
         self.lent[ot] = self.lent.get(ot, 0) + k
+        cell = self.room_cells.get(ot)
+        if cell is not None:
+            cell[0] -= k

@@ -15,6 +15,10 @@ The indexes:
   in that pool: finding the best-fitting node for ``g`` GPUs walks ``f = g, g+1, ...`` (at most the
   GPUs per node) instead of every node and GPU.
 * running totals per account, per (organization, GPU type) and per user, for fair share, quotas and caps.
+* ``Leaf.order``: per leaf account its classes sorted by their first job's key, which a cycle copies as
+  that leaf's queue (a sorted list is a heap): no per-class work to set a cycle up.
+* ``victims``: per (pool, kind) and organization, the nodes where its running jobs could be asked to
+  give lent capacity back (``preemption``), so a reclaim does not walk every running job.
 """
 
 from __future__ import annotations
@@ -105,6 +109,12 @@ class Leaf:
     classes: dict[Shape, JobClass] = field(default_factory=dict)
     project: UUID | None = None
     project_running: list[int] | None = None  # the project's [running jobs, GPUs held] (``projects``)
+    # (first waiting job's key, class) for every class, sorted: a sorted list is a heap, so a cycle
+    # copies it as its queue of this leaf's classes instead of building and heapifying one. Keys are
+    # unique (they end with the job id), so entries never compare their classes.
+    order: list[tuple[JobKey, JobClass]] = field(default_factory=list)
+    # a cycle's scratch: (fleet version, pools) under which every class of the leaf passed admission
+    admitted: Any = None
 
 
 @dataclass(slots=True, eq=False)
@@ -118,6 +128,7 @@ class NodeState:
     held: dict[UUID, float]  # allocated GPU id -> when its job's time limit ends (inf: no limit)
     gpu_kind: dict[UUID, Kind]
     _release: dict[Kind, list[float]] = field(default_factory=dict)
+    kind_by_int: dict[int, Kind] = field(default_factory=dict)  # ``gpu_kind`` by ``id.int``: cheap to hash
 
     def release_times(self, kind: Kind) -> list[float]:
         """When each healthy GPU of ``kind`` is free, sorted: -inf for free now, inf for never known."""
@@ -163,6 +174,13 @@ class Snapshot:
         # waiting jobs that reclaim (the last cycle's ``CycleResult.reclaims``; see ``quota``)
         self.preempted: set[UUID] = set()
         self.reclaims: dict[UUID, Reclaim] = {}
+        # Where a running job could be a reclaim's victim: (pool, kind) -> organization id (``int``)
+        # -> node key -> how many of its shares there count. A share counts while its job runs, is
+        # not asked to stop and may be preempted, its node is known, and the node is not its own
+        # organization's dedicated one (``preemption`` then keeps the borrowing organizations' shared
+        # nodes). Kept per job too, to take back on release.
+        self.victims: dict[tuple[Pool, Kind], dict[int, dict[int, int]]] = {}
+        self._victim_shares: dict[UUID, list[tuple[tuple[Pool, Kind], int, int]]] = {}
 
     # -- queued jobs ------------------------------------------------------------------------------
     def add_job(self, job: QueuedJob) -> None:
@@ -174,6 +192,7 @@ class Snapshot:
             self._held_order = None
             return
         ck = (job.leaf, job.shape)
+        key = job.key
         cls = self.classes.get(ck)
         if cls is None:
             shape_id = self.shape_ids.setdefault(ck[1], len(self.shape_ids))
@@ -182,7 +201,18 @@ class Snapshot:
             if leaf is None:
                 leaf = self.leaves[ck[0]] = self._leaf(job)
             leaf.classes[ck[1]] = cls
-        insort(cls.own_keys(), job.key)
+            leaf.admitted = None
+            cls.keys.append(key)
+            insort(leaf.order, (key, cls))
+            return
+        keys = cls.own_keys()
+        if key < keys[0]:  # a new first job: the class moves in its leaf's order
+            order = self.leaves[ck[0]].order
+            del order[bisect_left(order, (keys[0],))]
+            insort(order, (key, cls))
+            keys.insert(0, key)
+        else:
+            insort(keys, key)
 
     def remove_job(self, job_id: UUID) -> QueuedJob:
         job = self.jobs.pop(job_id)
@@ -194,13 +224,20 @@ class Snapshot:
         ck = (job.leaf, job.shape)
         cls = self.classes[ck]
         keys = cls.own_keys()
-        del keys[bisect_left(keys, job.key)]
-        if not keys:
-            del self.classes[ck]
+        at = bisect_left(keys, job.key)
+        del keys[at]
+        if at == 0:  # its first job left: the class moves in (or leaves) its leaf's order
             leaf = self.leaves[ck[0]]
-            del leaf.classes[ck[1]]
-            if not leaf.classes:
-                del self.leaves[ck[0]]
+            order = leaf.order
+            del order[bisect_left(order, (job.key,))]
+            if keys:
+                insort(order, (keys[0], cls))
+            else:
+                del self.classes[ck]
+                del leaf.classes[ck[1]]
+                leaf.admitted = None
+                if not leaf.classes:
+                    del self.leaves[ck[0]]
         return job
 
     def _leaf(self, job: QueuedJob) -> Leaf:
@@ -274,8 +311,11 @@ class Snapshot:
             node.ram_mb - ram_used,
             held,
             {g.id: g.kind for g in node.gpus},
+            kind_by_int={g.id.int: g.kind for g in node.gpus},
         )
         self.nodes[key] = state
+        for job_id in self.shares_by_node.get(key, ()):
+            self._victim_add(self.allocations[job_id], only_node=key)
         for kind, gpus in free.items():
             bucket_move(self.buckets.setdefault((state.pool, kind), [[]]), key, 0, len(gpus))
         for gpu in node.gpus:
@@ -292,6 +332,8 @@ class Snapshot:
         self.ram_total += node.ram_mb
 
     def _unindex(self, state: NodeState) -> None:
+        for job_id in self.shares_by_node.get(state.key, ()):
+            self._victim_drop(job_id, only_node=state.key)
         for kind, gpus in state.free.items():
             if gpus:
                 bucket_move(self.buckets[(state.pool, kind)], state.key, len(gpus), 0)
@@ -304,6 +346,55 @@ class Snapshot:
                 self.dedicated_gpus[(state.pool, gpu.type)] -= 1
         self.cpu_total -= state.node.cpu_cores
         self.ram_total -= state.node.ram_mb
+
+    # -- victim index -----------------------------------------------------------------------------
+    def _victim_add(self, allocation: Allocation, only_node: int | None = None) -> None:
+        if allocation.preempted or not allocation.preemptible:
+            return
+        org = allocation.organization.int
+        entries = self._victim_shares.setdefault(allocation.job_id, [])
+        for share in allocation.shares:
+            key = share.node_id.int
+            if only_node is not None and key != only_node:
+                continue
+            state = self.nodes.get(key)
+            if state is None or not share.gpu_ids:
+                continue
+            pool = state.pool
+            if pool is not None and pool.int == org:
+                continue
+            kind = state.kind_by_int.get(share.gpu_ids[0].int)
+            if kind is None:
+                continue
+            counts = self.victims.setdefault((pool, kind), {}).setdefault(org, {})
+            counts[key] = counts.get(key, 0) + 1
+            entries.append(((pool, kind), org, key))
+
+    def _victim_drop(self, job_id: UUID, only_node: int | None = None) -> None:
+        entries = self._victim_shares.get(job_id)
+        if not entries:
+            self._victim_shares.pop(job_id, None)
+            return
+        kept = []
+        for entry in entries:
+            pk, org, key = entry
+            if only_node is not None and key != only_node:
+                kept.append(entry)
+                continue
+            by_org = self.victims[pk]
+            counts = by_org[org]
+            if counts[key] > 1:
+                counts[key] -= 1
+            else:
+                del counts[key]
+                if not counts:
+                    del by_org[org]
+                    if not by_org:
+                        del self.victims[pk]
+        if kept:
+            self._victim_shares[job_id] = kept
+        else:
+            del self._victim_shares[job_id]
 
     # -- running jobs -----------------------------------------------------------------------------
     def allocate(self, allocation: Allocation) -> None:
@@ -348,6 +439,7 @@ class Snapshot:
             self.dedicated_lent[dk] = self.dedicated_lent.get(dk, 0) + 1
         self._lent_by_job[allocation.job_id] = lent
         self._count(allocation, +1)
+        self._victim_add(allocation)
 
     def release(self, job_id: UUID) -> Allocation:
         """The job no longer holds anything (finished, cancelled, lost)."""
@@ -379,6 +471,7 @@ class Snapshot:
         for dk in self._lent_by_job.pop(job_id, ()):
             self.dedicated_lent[dk] -= 1
         self._count(allocation, -1)
+        self._victim_drop(job_id)
         return allocation
 
     def _count(self, allocation: Allocation, sign: int) -> None:
@@ -469,6 +562,7 @@ class Snapshot:
         if allocation is not None and not allocation.preempted:
             self.allocations[job_id] = replace(allocation, preempted=True)
             self.preempted.add(job_id)
+            self._victim_drop(job_id)
 
 
 def _ends_ts(allocation: Allocation) -> float:

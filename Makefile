@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install dev test test-unit test-integration test-e2e lint format proto asyncapi bench bench-scheduler bench-vs-slurm bench-submit bench-consumers bench-agent chaos clean
+.PHONY: install dev test test-unit test-integration test-e2e lint format proto asyncapi bench bench-scheduler bench-vs-slurm bench-submit bench-scheduler-submit bench-consumers bench-agent chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,10 @@ bench-vs-slurm: $(STAMP)
 ## CPU per submit of every service of the embedded stack (held jobs), beside each one's idle CPU in the same run.
 bench-submit: $(STAMP)
 	$(PY) -m tests.bench.submit_profile $(ARGS)
+
+## The scheduler process alone: CPU per gRPC submit and per job lifecycle, against a bare asyncpg insert in the same run.
+bench-scheduler-submit: $(STAMP)
+	$(PY) -m tests.bench.scheduler_submit $(ARGS)
 
 ## Notification's and billing's CPU per consumed job event, against a claim-only consumer in the same run.
 bench-consumers: $(STAMP)

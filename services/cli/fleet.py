@@ -354,6 +354,133 @@ def webhooks_delete(
     with_api(ctx, json_flag, body)
 
 
+@webhooks_app.command("update")
+def webhooks_update(
+    ctx: typer.Context,
+    webhook: Annotated[str, typer.Argument(metavar="WEBHOOK")],
+    url: Annotated[str | None, typer.Option("--url", help="A new target URL.")] = None,
+    event: Annotated[
+        list[str] | None,
+        typer.Option("--event", help="Replace the events with these (repeat); see --all-events."),
+    ] = None,
+    all_events: Annotated[bool, typer.Option("--all-events", help="Deliver every job event.")] = False,
+    description: Annotated[str | None, typer.Option("--description", help='"" removes it.')] = None,
+    enable: Annotated[
+        bool | None,
+        typer.Option("--enable/--disable", help="Re-enable (its failures are forgotten) or switch off."),
+    ] = None,
+    json_flag: JsonFlag = False,
+) -> None:
+    """Change a webhook; what is not given stays as it is."""
+
+    async def body(api: Api, out: Output) -> int:
+        if event and all_events:
+            raise exits.CliError("--event and --all-events are exclusive", exits.USAGE)
+        request: dict[str, Any] = {}
+        if url is not None:
+            request["url"] = url
+        if event or all_events:
+            request["events"] = list(event or [])
+        if description is not None:
+            request["description"] = description or None
+        if enable is not None:
+            request["status"] = "active" if enable else "disabled"
+        if not request:
+            raise exits.CliError(
+                "nothing to change: give --url, --event, --description or --enable", exits.USAGE
+            )
+        updated = await api.request("PATCH", f"/webhooks/{webhook}", json_body=request)
+        if out.as_json:
+            out.json(updated)
+        else:
+            events = ", ".join(updated.get("events") or []) or "(all job events)"
+            out.text(f"Updated webhook {updated['id']}: {updated['url']} [{updated['status']}] {events}")
+        return exits.OK
+
+    with_api(ctx, json_flag, body)
+
+
+@webhooks_app.command("rotate-secret")
+def webhooks_rotate_secret(
+    ctx: typer.Context,
+    webhook: Annotated[str, typer.Argument(metavar="WEBHOOK")],
+    overlap: Annotated[
+        int | None,
+        typer.Option(
+            "--overlap",
+            min=0,
+            max=7 * 24 * 3600,
+            help="Seconds the old secret keeps signing beside the new one (default 86400; 0: none).",
+        ),
+    ] = None,
+    json_flag: JsonFlag = False,
+) -> None:
+    """A new signing secret, shown once; the old one keeps signing during the overlap."""
+
+    async def body(api: Api, out: Output) -> int:
+        request: dict[str, Any] = {} if overlap is None else {"overlap_seconds": overlap}
+        rotated = await api.post(f"/webhooks/{webhook}/rotate-secret", request)
+        if out.as_json:
+            out.json(rotated)
+        else:
+            out.text(f"Rotated the secret of webhook {rotated['id']}")
+            out.text(f"secret: {rotated['secret']}   (shown once: verify deliveries with it)")
+            until = rotated.get("previous_secret_expires_at")
+            out.text(f"the old secret signs too until {until}" if until else "the old secret no longer signs")
+        return exits.OK
+
+    with_api(ctx, json_flag, body)
+
+
+@webhooks_app.command("rotate-job-secret")
+def webhooks_rotate_job_secret(
+    ctx: typer.Context,
+    overlap: Annotated[
+        int | None,
+        typer.Option(
+            "--overlap",
+            min=0,
+            max=7 * 24 * 3600,
+            help="Seconds the old secret keeps signing beside the new one (default 86400; 0: none).",
+        ),
+    ] = None,
+    json_flag: JsonFlag = False,
+) -> None:
+    """A new secret for jobs' own webhook_url (owners and admins), shown once."""
+
+    async def body(api: Api, out: Output) -> int:
+        request: dict[str, Any] = {} if overlap is None else {"overlap_seconds": overlap}
+        rotated = await api.post("/webhooks/job-secret/rotate", request)
+        if out.as_json:
+            out.json(rotated)
+        else:
+            out.text(f"secret: {rotated['secret']}   (shown once: verify job deliveries with it)")
+            until = rotated.get("previous_secret_expires_at")
+            out.text(f"the old secret signs too until {until}" if until else "the old secret no longer signs")
+        return exits.OK
+
+    with_api(ctx, json_flag, body)
+
+
+@webhooks_app.command("redeliver")
+def webhooks_redeliver(
+    ctx: typer.Context,
+    delivery: Annotated[str, typer.Argument(metavar="DELIVERY")],
+    json_flag: JsonFlag = False,
+) -> None:
+    """Send a delivery again now, with the same event id (see `webhooks deliveries`)."""
+
+    async def body(api: Api, out: Output) -> int:
+        again = await api.post(f"/webhook-deliveries/{delivery}/redeliver")
+        if out.as_json:
+            out.json(again)
+        else:
+            out.text(f"Redelivering {again['id']} (event {again['event_id']}) to {again['url']}")
+        return exits.OK
+
+    with_api(ctx, json_flag, body)
+
+
 @webhooks_app.command("deliveries")
 def webhooks_deliveries(
     ctx: typer.Context,

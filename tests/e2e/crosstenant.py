@@ -41,6 +41,7 @@ STREAM_SECONDS = 1.0
 PARAM_KINDS: dict[str, str] = {
     "job_id": "job",
     "webhook_id": "webhook",
+    "delivery_id": "delivery",
     "key_id": "key",
     "org_id": "organization",
     "organization_id": "organization",
@@ -126,6 +127,9 @@ ID_OF_MESSAGE: dict[str, str] = {
     "UpdateJobPriorityRequest": "job",
     "RevokeApiKeyRequest": "key",
     "DeleteWebhookRequest": "webhook",
+    "UpdateWebhookRequest": "webhook",
+    "RotateWebhookSecretRequest": "webhook",
+    "RedeliverDeliveryRequest": "delivery",
     "RevokeInviteRequest": "invite",
     "GetProjectRequest": "project",
     "UpdateProjectRequest": "project",

@@ -83,6 +83,7 @@ def test_every_route_and_method_can_be_probed() -> None:
 WORLD_KINDS = {
     "job",
     "webhook",
+    "delivery",
     "key",
     "organization",
     "user",
@@ -238,6 +239,7 @@ async def tenants(stack: Stack, receiver: Any) -> AsyncIterator[Tenants]:
     values: dict[str, list[Any]] = {
         "job": jobs,
         "webhook": [webhook["id"]],
+        "delivery": [deliveries[0]["id"]],
         "key": [key["id"]],
         "organization": [a.organization.id],
         "user": [user_id],
@@ -283,7 +285,8 @@ async def _snapshot(stack: Stack, tenants: Tenants) -> dict[str, Any]:
             job = (await api.get(f"/jobs/{job_id}")).json()
             jobs[job_id] = {k: job[k] for k in ("status", "held", "priority", "cancel_requested", "name")}
         hooks = sorted(
-            (w["id"], w["url"], w["is_active"]) for w in (await api.get("/webhooks")).json()["webhooks"]
+            (w["id"], w["url"], w["is_active"], w["description"], tuple(w["events"]))
+            for w in (await api.get("/webhooks")).json()["webhooks"]
         )
         keys = sorted((k["id"], k["revoked_at"]) for k in (await api.get("/api-keys")).json()["api_keys"])
         caps = (await api.get("/organization/user-caps")).json()["caps"]

@@ -120,10 +120,62 @@ class ListDeliveriesResponse(_message.Message):
     def __init__(self, deliveries: _Optional[_Iterable[_Union[Delivery, _Mapping]]] = ...) -> None: ...
 
 class JobWebhookSecret(_message.Message):
-    __slots__ = ("secret",)
+    __slots__ = ("secret", "previous_secret_expires_at")
     SECRET_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_SECRET_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     secret: str
-    def __init__(self, secret: _Optional[str] = ...) -> None: ...
+    previous_secret_expires_at: str
+    def __init__(self, secret: _Optional[str] = ..., previous_secret_expires_at: _Optional[str] = ...) -> None: ...
+
+class RotateJobWebhookSecretRequest(_message.Message):
+    __slots__ = ("overlap_seconds",)
+    OVERLAP_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    overlap_seconds: int
+    def __init__(self, overlap_seconds: _Optional[int] = ...) -> None: ...
+
+class WebhookEventNames(_message.Message):
+    __slots__ = ("names",)
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UpdateWebhookRequest(_message.Message):
+    __slots__ = ("id", "url", "events", "description", "status")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    url: str
+    events: WebhookEventNames
+    description: str
+    status: str
+    def __init__(self, id: _Optional[str] = ..., url: _Optional[str] = ..., events: _Optional[_Union[WebhookEventNames, _Mapping]] = ..., description: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
+
+class RotateWebhookSecretRequest(_message.Message):
+    __slots__ = ("id", "overlap_seconds")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    overlap_seconds: int
+    def __init__(self, id: _Optional[str] = ..., overlap_seconds: _Optional[int] = ...) -> None: ...
+
+class RotatedWebhookSecret(_message.Message):
+    __slots__ = ("webhook", "secret", "previous_secret_expires_at")
+    WEBHOOK_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_SECRET_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    webhook: Webhook
+    secret: str
+    previous_secret_expires_at: str
+    def __init__(self, webhook: _Optional[_Union[Webhook, _Mapping]] = ..., secret: _Optional[str] = ..., previous_secret_expires_at: _Optional[str] = ...) -> None: ...
+
+class RedeliverDeliveryRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class StreamEventsRequest(_message.Message):
     __slots__ = ("after", "job_id", "types", "from_start")

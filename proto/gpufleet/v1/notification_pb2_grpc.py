@@ -66,6 +66,26 @@ class NotificationServiceStub:
                 request_serializer=gpufleet_dot_v1_dot_notification__pb2.StreamEventsRequest.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_notification__pb2.StreamedEvent.FromString,
                 _registered_method=True)
+        self.UpdateWebhook = channel.unary_unary(
+                '/gpufleet.v1.NotificationService/UpdateWebhook',
+                request_serializer=gpufleet_dot_v1_dot_notification__pb2.UpdateWebhookRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_notification__pb2.Webhook.FromString,
+                _registered_method=True)
+        self.RotateWebhookSecret = channel.unary_unary(
+                '/gpufleet.v1.NotificationService/RotateWebhookSecret',
+                request_serializer=gpufleet_dot_v1_dot_notification__pb2.RotateWebhookSecretRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_notification__pb2.RotatedWebhookSecret.FromString,
+                _registered_method=True)
+        self.RedeliverDelivery = channel.unary_unary(
+                '/gpufleet.v1.NotificationService/RedeliverDelivery',
+                request_serializer=gpufleet_dot_v1_dot_notification__pb2.RedeliverDeliveryRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_notification__pb2.Delivery.FromString,
+                _registered_method=True)
+        self.RotateJobWebhookSecret = channel.unary_unary(
+                '/gpufleet.v1.NotificationService/RotateJobWebhookSecret',
+                request_serializer=gpufleet_dot_v1_dot_notification__pb2.RotateJobWebhookSecretRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_notification__pb2.JobWebhookSecret.FromString,
+                _registered_method=True)
 
 
 class NotificationServiceServicer:
@@ -116,6 +136,42 @@ class NotificationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateWebhook(self, request, context):
+        """Change a webhook: only the fields present in the request (proto3 field presence; `events` is a
+        message so that "every job event" can be asked for). The URL is checked as at creation. Status
+        "active" re-enables a disabled webhook (its failure count and error rate start over), "disabled"
+        switches it off by hand. NOT_FOUND for a missing or another organization's webhook.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateWebhookSecret(self, request, context):
+        """A new signing secret, answered once. The replaced one keeps signing for overlap_seconds (unset:
+        24 h; 0 to 604800): meanwhile every delivery's webhook-signature carries both signatures.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedeliverDelivery(self, request, context):
+        """Send a delivery again from now (same event id and body, a fresh retry schedule, to its webhook's
+        current URL), whether it was delivered or failed. ALREADY_EXISTS (REST 409) while it is still
+        pending: one redelivery at a time; FAILED_PRECONDITION when its webhook is disabled. A
+        project-bound key is PERMISSION_DENIED; a missing or another organization's delivery NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateJobWebhookSecret(self, request, context):
+        """A new job webhook secret (owners and admins), answered once; the replaced one keeps signing for
+        overlap_seconds as for RotateWebhookSecret.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NotificationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -148,6 +204,26 @@ def add_NotificationServiceServicer_to_server(servicer, server):
                     servicer.StreamEvents,
                     request_deserializer=gpufleet_dot_v1_dot_notification__pb2.StreamEventsRequest.FromString,
                     response_serializer=gpufleet_dot_v1_dot_notification__pb2.StreamedEvent.SerializeToString,
+            ),
+            'UpdateWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateWebhook,
+                    request_deserializer=gpufleet_dot_v1_dot_notification__pb2.UpdateWebhookRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_notification__pb2.Webhook.SerializeToString,
+            ),
+            'RotateWebhookSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateWebhookSecret,
+                    request_deserializer=gpufleet_dot_v1_dot_notification__pb2.RotateWebhookSecretRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_notification__pb2.RotatedWebhookSecret.SerializeToString,
+            ),
+            'RedeliverDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeliverDelivery,
+                    request_deserializer=gpufleet_dot_v1_dot_notification__pb2.RedeliverDeliveryRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_notification__pb2.Delivery.SerializeToString,
+            ),
+            'RotateJobWebhookSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateJobWebhookSecret,
+                    request_deserializer=gpufleet_dot_v1_dot_notification__pb2.RotateJobWebhookSecretRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_notification__pb2.JobWebhookSecret.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -313,6 +389,114 @@ class NotificationService:
             '/gpufleet.v1.NotificationService/StreamEvents',
             gpufleet_dot_v1_dot_notification__pb2.StreamEventsRequest.SerializeToString,
             gpufleet_dot_v1_dot_notification__pb2.StreamedEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.NotificationService/UpdateWebhook',
+            gpufleet_dot_v1_dot_notification__pb2.UpdateWebhookRequest.SerializeToString,
+            gpufleet_dot_v1_dot_notification__pb2.Webhook.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateWebhookSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.NotificationService/RotateWebhookSecret',
+            gpufleet_dot_v1_dot_notification__pb2.RotateWebhookSecretRequest.SerializeToString,
+            gpufleet_dot_v1_dot_notification__pb2.RotatedWebhookSecret.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedeliverDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.NotificationService/RedeliverDelivery',
+            gpufleet_dot_v1_dot_notification__pb2.RedeliverDeliveryRequest.SerializeToString,
+            gpufleet_dot_v1_dot_notification__pb2.Delivery.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateJobWebhookSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.NotificationService/RotateJobWebhookSecret',
+            gpufleet_dot_v1_dot_notification__pb2.RotateJobWebhookSecretRequest.SerializeToString,
+            gpufleet_dot_v1_dot_notification__pb2.JobWebhookSecret.FromString,
             options,
             channel_credentials,
             insecure,

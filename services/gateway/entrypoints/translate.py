@@ -15,6 +15,10 @@ from gpufleet.v1 import (
 )
 
 from services.gateway.entrypoints import responses as out
+from services.gateway.entrypoints.responses_webhooks import (
+    RotatedJobWebhookSecretOut,
+    RotatedWebhookSecretOut,
+)
 from shared.errors import InvalidArgument
 from shared.wire import opt, parse_ts
 
@@ -241,6 +245,20 @@ def webhook(w: notification_pb2.Webhook) -> out.WebhookOut:
 
 def created_webhook(c: notification_pb2.CreatedWebhook) -> out.CreatedWebhookOut:
     return out.CreatedWebhookOut(**_webhook_fields(c.webhook), secret=c.secret)
+
+
+def rotated_webhook_secret(r: notification_pb2.RotatedWebhookSecret) -> RotatedWebhookSecretOut:
+    return RotatedWebhookSecretOut(
+        **_webhook_fields(r.webhook),
+        secret=r.secret,
+        previous_secret_expires_at=_at(r.previous_secret_expires_at),
+    )
+
+
+def rotated_job_webhook_secret(r: notification_pb2.JobWebhookSecret) -> RotatedJobWebhookSecretOut:
+    return RotatedJobWebhookSecretOut(
+        secret=r.secret, previous_secret_expires_at=_at(r.previous_secret_expires_at)
+    )
 
 
 def delivery(d: notification_pb2.Delivery) -> out.DeliveryOut:

@@ -9,7 +9,7 @@ from sqlalchemy import BigInteger, Column, LargeBinary, Text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 4  # the highest file in migrations/notification
+SCHEMA_VERSION = 5  # the highest file in migrations/notification
 
 
 class WebhookRow(SQLModel, table=True):
@@ -30,6 +30,8 @@ class WebhookRow(SQLModel, table=True):
     consecutive_failures: int = 0
     disabled_at: datetime | None = None
     disabled_reason: str | None = None
+    previous_signing_secret: str | None = None  # signs too until previous_secret_expires_at
+    previous_secret_expires_at: datetime | None = None
     created_at: datetime | None = Field(default=None, nullable=False)  # None: the DEFAULT now()
     updated_at: datetime | None = Field(default=None, nullable=False)
 
@@ -40,6 +42,8 @@ class JobWebhookSecretRow(SQLModel, table=True):
 
     organization_id: UUID = Field(primary_key=True)
     secret: str
+    previous_secret: str | None = None  # signs too until previous_expires_at
+    previous_expires_at: datetime | None = None
     created_at: datetime | None = Field(default=None, nullable=False)  # None: the DEFAULT now()
 
 
@@ -62,6 +66,7 @@ class DeliveryRow(SQLModel, table=True):
     last_error: str | None = None
     created_at: datetime | None = Field(default=None, nullable=False)  # None: the DEFAULT now()
     delivered_at: datetime | None = None
+    schedule_start: int = 0  # attempts made before the latest redelivery
 
 
 class AttemptRow(SQLModel, table=True):

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Table, delete, func, select, text, update
+from sqlalchemy import Table, case, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -87,6 +87,27 @@ _SAVE_WEBHOOKS = text(
     "CAST(:disabled AS timestamptz[]), CAST(:reasons AS text[])) "
     "AS v(id, status, is_active, error_rate, failures, last_used, disabled_at, reason) WHERE w.id = v.id"
 )
+# A webhook's pending deliveries follow its new URL, except where the event already has a delivery
+# to that URL (one delivery per event and URL).
+_REPOINT_PENDING = text(
+    "UPDATE webhook_deliveries AS d SET url = :url WHERE d.webhook_id = :hook AND d.status = 'pending' "
+    "AND d.url <> :url AND NOT EXISTS (SELECT 1 FROM webhook_deliveries AS o "
+    "WHERE o.event_id = d.event_id AND o.url = :url)"
+)
+_RESTART_DELIVERY = text(
+    "UPDATE webhook_deliveries AS d SET status = 'pending', next_attempt_at = now(), delivered_at = NULL, "
+    "schedule_start = :start, url = CASE WHEN CAST(:url AS text) IS NULL OR d.url = :url OR EXISTS "
+    "(SELECT 1 FROM webhook_deliveries AS o WHERE o.event_id = d.event_id AND o.url = :url) "
+    "THEN d.url ELSE :url END WHERE d.id = :id"
+)
+# The replaced secret signs on for the overlap; with none (0), or no secret before, nothing overlaps.
+_ROTATE_JOB_SECRET = text(
+    "INSERT INTO job_webhook_secrets AS s (organization_id, secret) VALUES (:org, :secret) "
+    "ON CONFLICT (organization_id) DO UPDATE SET secret = EXCLUDED.secret, "
+    "previous_secret = CASE WHEN :overlap > 0 THEN s.secret END, "
+    "previous_expires_at = CASE WHEN :overlap > 0 THEN now() + make_interval(secs => :overlap) END "
+    "RETURNING previous_expires_at"
+)
 _LOGGED = text("SELECT event_id FROM event_log WHERE event_id = ANY(CAST(:ids AS uuid[]))")
 # Numbers for n events of each organization: the head rows are locked in the order of the ids (the
 # SELECT's order is the order the rows are inserted or updated in), so batches never deadlock.
@@ -124,6 +145,8 @@ def _webhook(row: Any) -> Webhook:
         disabled_at=row.disabled_at,
         disabled_reason=row.disabled_reason,
         created_at=row.created_at,
+        previous_signing_secret=row.previous_signing_secret,
+        previous_secret_expires_at=row.previous_secret_expires_at,
     )
 
 
@@ -144,6 +167,7 @@ def _delivery(row: Any) -> Delivery:
         last_error=row.last_error,
         created_at=row.created_at,
         delivered_at=row.delivered_at,
+        schedule_start=row.schedule_start,
     )
 
 
@@ -249,6 +273,39 @@ class SqlUnitOfWork(NotificationUnitOfWork):
             )
         )
 
+    async def update_webhook(self, webhook: Webhook) -> None:
+        await self.session.execute(
+            update(WEBHOOKS)
+            .where(WEBHOOKS.c.id == webhook.id)
+            .values(
+                url=webhook.url,
+                events=list(webhook.events),
+                description=webhook.description,
+                status=webhook.status.value,
+                is_active=webhook.is_active,
+                error_rate=webhook.error_rate,
+                consecutive_failures=webhook.consecutive_failures,
+                disabled_at=webhook.disabled_at,
+                disabled_reason=webhook.disabled_reason,
+                updated_at=func.now(),
+            )
+        )
+
+    async def repoint_pending_deliveries(self, webhook_id: UUID, url: str) -> None:
+        await self.session.execute(_REPOINT_PENDING, {"hook": webhook_id, "url": url})
+
+    async def save_webhook_secret(self, webhook: Webhook) -> None:
+        await self.session.execute(
+            update(WEBHOOKS)
+            .where(WEBHOOKS.c.id == webhook.id)
+            .values(
+                signing_secret=webhook.signing_secret,
+                previous_signing_secret=webhook.previous_signing_secret,
+                previous_secret_expires_at=webhook.previous_secret_expires_at,
+                updated_at=func.now(),
+            )
+        )
+
     async def delete_webhook(self, webhook_id: UUID) -> bool:
         result = await self.session.execute(
             delete(WEBHOOKS).where(WEBHOOKS.c.id == webhook_id).returning(WEBHOOKS.c.id)
@@ -267,6 +324,16 @@ class SqlUnitOfWork(NotificationUnitOfWork):
                 select(SECRETS.c.secret).where(SECRETS.c.organization_id == organization_id)
             )
         ).scalar_one()
+
+    async def rotate_job_webhook_secret(
+        self, organization_id: UUID, secret: str, overlap: timedelta
+    ) -> datetime | None:
+        result = await self.session.execute(
+            _ROTATE_JOB_SECRET,
+            {"org": organization_id, "secret": secret, "overlap": overlap.total_seconds()},
+        )
+        until: datetime | None = result.scalar_one()
+        return until
 
     async def ensure_job_webhook_secrets(self, candidates: Mapping[UUID, str]) -> None:
         if candidates:
@@ -342,29 +409,49 @@ class SqlUnitOfWork(NotificationUnitOfWork):
         claimed = [_delivery(r) for r in rows]
         hook_ids = {d.webhook_id for d in claimed if d.webhook_id is not None}
         org_ids = {d.organization_id for d in claimed if d.webhook_id is None}
-        hooks: dict[UUID, tuple[str, bool, str | None]] = {}
+        hooks: dict[UUID, tuple[str, bool, str | None, str | None]] = {}
         if hook_ids:
+            # A rotated-out secret signs too until its overlap ends (the database's clock decides).
+            previous = case(
+                (WEBHOOKS.c.previous_secret_expires_at > func.now(), WEBHOOKS.c.previous_signing_secret),
+                else_=None,
+            ).label("previous")
             for r in await self.session.execute(
                 select(
-                    WEBHOOKS.c.id, WEBHOOKS.c.signing_secret, WEBHOOKS.c.status, WEBHOOKS.c.disabled_reason
+                    WEBHOOKS.c.id,
+                    WEBHOOKS.c.signing_secret,
+                    WEBHOOKS.c.status,
+                    WEBHOOKS.c.disabled_reason,
+                    previous,
                 ).where(WEBHOOKS.c.id.in_(hook_ids))
             ):
-                hooks[r.id] = (r.signing_secret, r.status == WebhookStatus.ACTIVE.value, r.disabled_reason)
-        job_secrets: dict[UUID, str] = {}
+                hooks[r.id] = (
+                    r.signing_secret,
+                    r.status == WebhookStatus.ACTIVE.value,
+                    r.disabled_reason,
+                    r.previous,
+                )
+        job_secrets: dict[UUID, tuple[str, str | None]] = {}
         if org_ids:
-            for org, secret in await self.session.execute(
-                select(SECRETS.c.organization_id, SECRETS.c.secret).where(
+            previous_job = case(
+                (SECRETS.c.previous_expires_at > func.now(), SECRETS.c.previous_secret), else_=None
+            )
+            for org, secret, old in await self.session.execute(
+                select(SECRETS.c.organization_id, SECRETS.c.secret, previous_job).where(
                     SECRETS.c.organization_id.in_(org_ids)
                 )
             ):
-                job_secrets[org] = secret
+                job_secrets[org] = (secret, old)
         out = []
         for d in sorted(claimed, key=lambda d: (d.created_at or _EPOCH, str(d.id))):
             if d.webhook_id is None:
-                out.append(DueDelivery(d, job_secrets.get(d.organization_id), webhook_active=True))
+                secret, old = job_secrets.get(d.organization_id, (None, None))
+                out.append(DueDelivery(d, secret, webhook_active=True, previous_secret=old))
             else:
-                secret, active, reason = hooks.get(d.webhook_id, (None, False, None))
-                out.append(DueDelivery(d, secret, webhook_active=active, disabled_reason=reason))
+                secret, active, reason, old = hooks.get(d.webhook_id, (None, False, None, None))
+                out.append(
+                    DueDelivery(d, secret, webhook_active=active, disabled_reason=reason, previous_secret=old)
+                )
         return out
 
     async def delivery(self, delivery_id: UUID, *, for_update: bool = False) -> Delivery | None:
@@ -373,6 +460,18 @@ class SqlUnitOfWork(NotificationUnitOfWork):
             stmt = stmt.with_for_update()
         row = (await self.session.execute(stmt)).one_or_none()
         return _delivery(row) if row else None
+
+    async def restart_delivery(self, delivery: Delivery, url: str | None) -> Delivery:
+        await self.session.execute(
+            _RESTART_DELIVERY, {"id": delivery.id, "start": delivery.schedule_start, "url": url}
+        )
+        stored = await self.delivery(delivery.id)
+        assert stored is not None, "a locked delivery cannot vanish"
+        rows = await self.session.execute(
+            select(ATTEMPTS).where(ATTEMPTS.c.delivery_id == delivery.id).order_by(ATTEMPTS.c.attempt)
+        )
+        stored.attempt_log = [_attempt(r) for r in rows]
+        return stored
 
     async def save_delivery(self, delivery: Delivery, attempts: Sequence[DeliveryAttempt] = ()) -> None:
         await self.session.execute(
@@ -548,7 +647,7 @@ class SqlUnitOfWork(NotificationUnitOfWork):
         if not by_org:
             return set()
         orgs = sorted(by_org, key=lambda o: o.bytes)  # the order PostgreSQL sorts uuids in
-        heads = dict(
+        heads: dict[UUID, int] = dict(
             (
                 await self.session.execute(
                     _TAKE_NUMBERS, {"orgs": orgs, "counts": [len(by_org[o]) for o in orgs]}

@@ -10,6 +10,7 @@ headers)``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from standardwebhooks.webhooks import Webhook
@@ -18,13 +19,20 @@ from ..domain.signing import check_secret
 
 
 class StandardWebhooksSigner:
-    def headers(self, secret: str, message_id: str, at: datetime, body: bytes) -> dict[str, str]:
+    def headers(
+        self, secret: str, message_id: str, at: datetime, body: bytes, *, also: Sequence[str] = ()
+    ) -> dict[str, str]:
         """``webhook-id`` (the same across retries, so receivers can de-duplicate),
         ``webhook-timestamp`` (unix seconds of this attempt: receivers reject stale ones) and
-        ``webhook-signature`` (``v1,<base64 HMAC-SHA256 of id.timestamp.body>``)."""
+        ``webhook-signature`` (``v1,<base64 HMAC-SHA256 of id.timestamp.body>``, one per secret,
+        space-separated as the spec allows: during a rotation's overlap the new secret's and the old
+        one's, so a receiver holding either verifies the message)."""
         # The library reads a naive-looking clock: give it UTC so that replace(tzinfo=utc) is a no-op.
         at = at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
-        signature = Webhook(check_secret(secret)).sign(message_id, at, body.decode())
+        text = body.decode()
+        signature = " ".join(
+            Webhook(check_secret(s)).sign(message_id, at, text) for s in dict.fromkeys((secret, *also))
+        )
         return {
             "webhook-id": message_id,
             "webhook-timestamp": str(math.floor(at.timestamp())),

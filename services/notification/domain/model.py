@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from uuid import UUID
 
@@ -15,6 +15,10 @@ DISABLE_AFTER_CONSECUTIVE_FAILURES = 10
 # Weight of the newest attempt in the webhook's error rate (an exponential moving average).
 ERROR_RATE_WEIGHT = 0.1
 MAX_ERROR_LENGTH = 1000
+# A rotated-out signing secret keeps signing (beside the new one) for this long unless asked otherwise.
+DEFAULT_SECRET_OVERLAP = timedelta(hours=24)
+MAX_SECRET_OVERLAP = timedelta(days=7)
+DISABLED_BY_HAND = "disabled by a user"
 
 
 class WebhookStatus(StrEnum):
@@ -93,10 +97,39 @@ class Webhook:
     disabled_at: datetime | None = None
     disabled_reason: str | None = None
     created_at: datetime | None = None
+    # The secret the latest rotation replaced, and until when it still signs (both None: none).
+    previous_signing_secret: str | None = None
+    previous_secret_expires_at: datetime | None = None
 
     @property
     def is_active(self) -> bool:
         return self.status is WebhookStatus.ACTIVE
+
+    def previous_secret(self, now: datetime) -> str | None:
+        """The rotated-out secret while its overlap lasts (it signs beside the current one)."""
+        if self.previous_signing_secret is None or self.previous_secret_expires_at is None:
+            return None
+        return self.previous_signing_secret if now < self.previous_secret_expires_at else None
+
+    def rotate_secret(self, secret: str, overlap: timedelta, now: datetime) -> None:
+        """``secret`` signs from now on; the current one keeps signing beside it for ``overlap``
+        (0: not at all). Only one previous secret is kept: a rotation during an overlap ends it."""
+        if overlap > timedelta(0):
+            self.previous_signing_secret, self.previous_secret_expires_at = self.signing_secret, now + overlap
+        else:
+            self.previous_signing_secret, self.previous_secret_expires_at = None, None
+        self.signing_secret = secret
+
+    def set_status(self, status: WebhookStatus, at: datetime) -> bool:
+        """Switch by hand; True when the status changed. Re-enabling forgets the endpoint's failures
+        (the count that disabled it, the error rate and the reason): it starts over as a new one."""
+        if status is self.status:
+            return False
+        if status is WebhookStatus.DISABLED:
+            return self.disable(DISABLED_BY_HAND, at)
+        self.status, self.disabled_at, self.disabled_reason = WebhookStatus.ACTIVE, None, None
+        self.consecutive_failures, self.error_rate = 0, 0.0
+        return True
 
     def record_attempt(self, result: SendResult, outcome: Outcome, at: datetime) -> bool:
         """Account one attempt (``outcome`` is what it did to its delivery) against this endpoint;
@@ -129,6 +162,10 @@ class Webhook:
             reason[:MAX_ERROR_LENGTH],
         )
         return True
+
+
+class AlreadyPending(Exception):
+    """A redelivery asked for while the delivery is still being tried."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +206,22 @@ class Delivery:
     created_at: datetime | None = None
     delivered_at: datetime | None = None
     attempt_log: list[DeliveryAttempt] = field(default_factory=list)
+    # Attempts made before the latest redelivery: the retry schedule counts only those after it.
+    schedule_start: int = 0
+
+    @property
+    def scheduled_attempts(self) -> int:
+        """Attempts of the current schedule (since the latest redelivery, else since creation)."""
+        return self.attempts - self.schedule_start
+
+    def redeliver(self, now: datetime) -> None:
+        """Send again from now, as a fresh schedule, however it ended (receivers ask for replays of
+        delivered messages too): the same event id, so the receiver's de-duplication still holds.
+        Raises :class:`AlreadyPending` while a schedule is under way (one redelivery at a time)."""
+        if self.status is DeliveryStatus.PENDING:
+            raise AlreadyPending("the delivery is still pending: wait until it is delivered or failed")
+        self.status, self.next_attempt_at, self.delivered_at = DeliveryStatus.PENDING, now, None
+        self.schedule_start = self.attempts
 
     def record_attempt(
         self,
@@ -207,10 +260,10 @@ class Delivery:
         if result.gone:
             self.status, self.next_attempt_at = DeliveryStatus.FAILED, None
             return RecordedAttempt(attempt, Outcome.GONE)
-        if result.permanent or policy.exhausted(self.attempts):
+        if result.permanent or policy.exhausted(self.scheduled_attempts):
             self.status, self.next_attempt_at = DeliveryStatus.FAILED, None
             return RecordedAttempt(attempt, Outcome.FAILED)
-        self.next_attempt_at = now + policy.delay(self.attempts, rand)
+        self.next_attempt_at = now + policy.delay(self.scheduled_attempts, rand)
         return RecordedAttempt(attempt, Outcome.RETRYING)
 
     def abandon(self, reason: str) -> bool:
@@ -229,6 +282,16 @@ class Delivery:
 def abandon_reason(disabled_reason: str | None) -> str:
     """What a delivery closed unsent because its webhook is off says about it."""
     return f"webhook disabled: {disabled_reason}" if disabled_reason else "webhook disabled"
+
+
+def secret_overlap(seconds: int | None) -> timedelta:
+    """How long a rotated-out secret keeps signing: ``seconds`` (0 to 7 days), None: the default.
+    Raises ValueError outside the bounds."""
+    if seconds is None:
+        return DEFAULT_SECRET_OVERLAP
+    if not 0 <= seconds <= MAX_SECRET_OVERLAP.total_seconds():
+        raise ValueError(f"overlap_seconds must be between 0 and {int(MAX_SECRET_OVERLAP.total_seconds())}")
+    return timedelta(seconds=seconds)
 
 
 def may_read_job_webhook_secret(role: str) -> bool:

@@ -138,6 +138,57 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         )
         return common_pb2.Empty()
 
+    async def UpdateWebhook(
+        self, request: notification_pb2.UpdateWebhookRequest, context: grpc.aio.ServicerContext
+    ) -> notification_pb2.Webhook:
+        principal = await self.auth.principal(context, write=True)
+        webhook: Webhook = await handlers.handle(
+            commands.UpdateWebhook(
+                organization_id=tenant_of(principal),
+                webhook_id=request.id,
+                url=request.url if request.HasField("url") else None,
+                events=tuple(request.events.names) if request.HasField("events") else None,
+                description=request.description if request.HasField("description") else None,
+                status=request.status if request.HasField("status") else None,
+                bound_project=bound_project(principal),
+            ),
+            self.deps,
+        )
+        return _webhook(webhook)
+
+    async def RotateWebhookSecret(
+        self, request: notification_pb2.RotateWebhookSecretRequest, context: grpc.aio.ServicerContext
+    ) -> notification_pb2.RotatedWebhookSecret:
+        principal = await self.auth.principal(context, write=True)
+        rotated: handlers.RotatedSecret = await handlers.handle(
+            commands.RotateWebhookSecret(
+                organization_id=tenant_of(principal),
+                webhook_id=request.id,
+                overlap_seconds=request.overlap_seconds if request.HasField("overlap_seconds") else None,
+                bound_project=bound_project(principal),
+            ),
+            self.deps,
+        )
+        return notification_pb2.RotatedWebhookSecret(
+            webhook=_webhook(rotated.webhook),
+            secret=rotated.secret,
+            previous_secret_expires_at=ts(rotated.webhook.previous_secret_expires_at),
+        )
+
+    async def RedeliverDelivery(
+        self, request: notification_pb2.RedeliverDeliveryRequest, context: grpc.aio.ServicerContext
+    ) -> notification_pb2.Delivery:
+        principal = await self.auth.principal(context, write=True)
+        delivery: Delivery = await handlers.handle(
+            commands.RedeliverDelivery(
+                organization_id=tenant_of(principal),
+                delivery_id=request.id,
+                bound_project=bound_project(principal),
+            ),
+            self.deps,
+        )
+        return _delivery(delivery)
+
     async def ListDeliveries(
         self, request: notification_pb2.ListDeliveriesRequest, context: grpc.aio.ServicerContext
     ) -> notification_pb2.ListDeliveriesResponse:
@@ -165,6 +216,23 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
             self.deps,
         )
         return notification_pb2.JobWebhookSecret(secret=secret)
+
+    async def RotateJobWebhookSecret(
+        self, request: notification_pb2.RotateJobWebhookSecretRequest, context: grpc.aio.ServicerContext
+    ) -> notification_pb2.JobWebhookSecret:
+        principal = await self.auth.principal(context, write=True)
+        rotated: handlers.RotatedJobSecret = await handlers.handle(
+            commands.RotateJobWebhookSecret(
+                organization_id=tenant_of(principal),
+                role=principal.role,
+                overlap_seconds=request.overlap_seconds if request.HasField("overlap_seconds") else None,
+                bound_project=bound_project(principal),
+            ),
+            self.deps,
+        )
+        return notification_pb2.JobWebhookSecret(
+            secret=rotated.secret, previous_secret_expires_at=ts(rotated.previous_expires_at)
+        )
 
     async def StreamEvents(
         self, request: notification_pb2.StreamEventsRequest, context: grpc.aio.ServicerContext

@@ -34,6 +34,36 @@ class DeleteWebhook:
 
 
 @dataclass(frozen=True)
+class UpdateWebhook:
+    """Merge semantics: a field left None is unchanged. ``events=()`` subscribes to every job
+    event; ``description=""`` removes it; ``status`` is ``active`` (re-enable: its failures are
+    forgotten) or ``disabled`` (by hand)."""
+
+    organization_id: UUID
+    webhook_id: str  # as sent: a malformed id is simply not found
+    url: str | None = None
+    events: tuple[str, ...] | None = None
+    description: str | None = None
+    status: str | None = None
+    bound_project: UUID | None = None  # the caller's key's project (refused when set); None: unbound
+
+
+@dataclass(frozen=True)
+class RotateWebhookSecret:
+    organization_id: UUID
+    webhook_id: str  # as sent: a malformed id is simply not found
+    overlap_seconds: int | None = None  # how long the old secret still signs; None: 24 h
+    bound_project: UUID | None = None  # the caller's key's project (refused when set); None: unbound
+
+
+@dataclass(frozen=True)
+class RedeliverDelivery:
+    organization_id: UUID
+    delivery_id: str  # as sent: a malformed id is simply not found
+    bound_project: UUID | None = None  # the caller's key's project (refused when set); None: unbound
+
+
+@dataclass(frozen=True)
 class ListDeliveries:
     organization_id: UUID
     webhook_id: UUID | None = None
@@ -46,6 +76,14 @@ class ListDeliveries:
 class GetJobWebhookSecret:
     organization_id: UUID
     role: str
+    bound_project: UUID | None = None  # the caller's key's project (refused when set); None: unbound
+
+
+@dataclass(frozen=True)
+class RotateJobWebhookSecret:
+    organization_id: UUID
+    role: str
+    overlap_seconds: int | None = None  # how long the old secret still signs; None: 24 h
     bound_project: UUID | None = None  # the caller's key's project (refused when set); None: unbound
 
 

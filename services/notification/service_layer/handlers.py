@@ -7,6 +7,7 @@ the delivery worker call :func:`handle`.
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 import uuid
@@ -18,17 +19,20 @@ from uuid import UUID
 
 from shared import scopes
 from shared.contracts.limits import DEFAULT_PAGE, MAX_DESCRIPTION, MAX_PAGE
-from shared.errors import InvalidArgument, NotFound, PermissionDenied
+from shared.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from shared.handlers import dispatch
 
 from ..domain import event_log, events, projects, signing, targets
 from ..domain.model import (
+    AlreadyPending,
     Delivery,
     Outcome,
     RecordedAttempt,
     Webhook,
+    WebhookStatus,
     abandon_reason,
     may_read_job_webhook_secret,
+    secret_overlap,
 )
 from ..domain.retry import RetryPolicy
 from . import audit, commands
@@ -68,6 +72,28 @@ class CreatedWebhook:
     secret: str
 
 
+@dataclass(frozen=True)
+class RotatedSecret:
+    webhook: Webhook  # previous_secret_expires_at: until when the replaced secret still signs
+    secret: str  # the new one, shown once
+
+
+def _parse_id(value: str, what: str) -> UUID:
+    """A malformed id names nothing: NOT_FOUND, the answer for a missing (or another
+    organization's) object."""
+    try:
+        return UUID(value)
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise NotFound(f"{what} not found") from exc
+
+
+def _description(value: str | None) -> str | None:
+    description = (value or "").strip() or None
+    if description is not None and len(description) > MAX_DESCRIPTION:
+        raise InvalidArgument(f"description is longer than {MAX_DESCRIPTION} characters", field="description")
+    return description
+
+
 # --- tenants ---------------------------------------------------------------------------------------
 
 
@@ -75,9 +101,7 @@ async def create_webhook(cmd: commands.CreateWebhook, deps: Dependencies) -> Cre
     projects.refuse_bound_key(cmd.bound_project, "create the organization's webhooks")
     url = targets.webhook_url(cmd.url, allow_private=deps.allow_private_targets)
     names = events.event_filter(cmd.events)
-    description = (cmd.description or "").strip() or None
-    if description is not None and len(description) > MAX_DESCRIPTION:
-        raise InvalidArgument(f"description is longer than {MAX_DESCRIPTION} characters", field="description")
+    description = _description(cmd.description)
     secret = signing.generate_secret()
     webhook = Webhook(
         id=uuid.uuid4(),
@@ -101,16 +125,104 @@ async def list_webhooks(cmd: commands.ListWebhooks, deps: Dependencies) -> list[
 
 async def delete_webhook(cmd: commands.DeleteWebhook, deps: Dependencies) -> None:
     projects.refuse_bound_key(cmd.bound_project, "delete the organization's webhooks")
-    try:
-        webhook_id = UUID(cmd.webhook_id)
-    except (ValueError, AttributeError, TypeError) as exc:
-        raise NotFound("webhook not found") from exc
+    webhook_id = _parse_id(cmd.webhook_id, "webhook")
     async with deps.uow(org_id=cmd.organization_id) as uow:
         gone = next((w for w in await uow.webhooks() if w.id == webhook_id), None)  # for the audit record
         if not await uow.delete_webhook(webhook_id):
             raise NotFound("webhook not found")
         if gone is not None:
             await uow.record_audit(audit.webhook_change("webhook.delete", gone, before=gone, after=None))
+
+
+async def update_webhook(cmd: commands.UpdateWebhook, deps: Dependencies) -> Webhook:
+    """Change what was given, checked as at creation (the URL by the same SSRF rules); one
+    ``webhook.update`` audit record when anything changed. A new URL also takes the webhook's pending
+    deliveries (the next attempt goes there)."""
+    projects.refuse_bound_key(cmd.bound_project, "change the organization's webhooks")
+    webhook_id = _parse_id(cmd.webhook_id, "webhook")
+    url = (
+        targets.webhook_url(cmd.url, allow_private=deps.allow_private_targets)
+        if cmd.url is not None
+        else None
+    )
+    names = events.event_filter(cmd.events) if cmd.events is not None else None
+    status = None
+    if cmd.status is not None:
+        try:
+            status = WebhookStatus(cmd.status)
+        except ValueError as exc:
+            raise InvalidArgument("status is active or disabled", field="status") from exc
+    async with deps.uow(org_id=cmd.organization_id) as uow:
+        webhook = await uow.webhook(webhook_id, for_update=True)  # row-level security: only the caller's
+        if webhook is None:
+            raise NotFound("webhook not found")
+        before = copy.deepcopy(webhook)
+        if url is not None:
+            webhook.url = url
+        if names is not None:
+            webhook.events = names
+        if cmd.description is not None:
+            webhook.description = _description(cmd.description)
+        if status is not None:
+            webhook.set_status(status, await uow.now())
+        if webhook != before:
+            await uow.update_webhook(webhook)
+            if webhook.url != before.url:
+                await uow.repoint_pending_deliveries(webhook.id, webhook.url)
+            await uow.record_audit(
+                audit.webhook_change("webhook.update", webhook, before=before, after=webhook)
+            )
+    return webhook
+
+
+async def rotate_webhook_secret(cmd: commands.RotateWebhookSecret, deps: Dependencies) -> RotatedSecret:
+    """A new signing secret, answered once; the replaced one keeps signing beside it for the overlap,
+    so receivers switch without a delivery they cannot verify."""
+    projects.refuse_bound_key(cmd.bound_project, "rotate the organization's webhook secrets")
+    webhook_id = _parse_id(cmd.webhook_id, "webhook")
+    try:
+        overlap = secret_overlap(cmd.overlap_seconds)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc), field="overlap_seconds") from exc
+    secret = signing.generate_secret()
+    async with deps.uow(org_id=cmd.organization_id) as uow:
+        webhook = await uow.webhook(webhook_id, for_update=True)
+        if webhook is None:
+            raise NotFound("webhook not found")
+        before = copy.deepcopy(webhook)
+        webhook.rotate_secret(secret, overlap, await uow.now())
+        await uow.save_webhook_secret(webhook)
+        await uow.record_audit(audit.secret_rotation(before, webhook))
+    return RotatedSecret(webhook=webhook, secret=secret)
+
+
+async def redeliver_delivery(cmd: commands.RedeliverDelivery, deps: Dependencies) -> Delivery:
+    """Send a settled delivery again from now, as a fresh retry schedule, with the same event id
+    (the ``webhook-id`` the receiver de-duplicates on) and body, to its webhook's current URL.
+    CONFLICT while it is still pending (one redelivery at a time); FAILED_PRECONDITION when its
+    webhook is disabled (re-enable it first)."""
+    projects.refuse_bound_key(cmd.bound_project, "redeliver webhook deliveries")
+    delivery_id = _parse_id(cmd.delivery_id, "delivery")
+    async with deps.uow(org_id=cmd.organization_id) as uow:
+        peek = await uow.delivery(delivery_id)
+        if peek is None:
+            raise NotFound("delivery not found")
+        # Lock order webhook -> delivery, as the worker's recording and a webhook's deletion take them.
+        webhook = await uow.webhook(peek.webhook_id, for_update=True) if peek.webhook_id else None
+        delivery = await uow.delivery(delivery_id, for_update=True)
+        if delivery is None or (peek.webhook_id is not None and webhook is None):
+            raise NotFound("delivery not found")
+        if webhook is not None and not webhook.is_active:
+            raise FailedPrecondition("the delivery's webhook is disabled: re-enable it first")
+        before = copy.deepcopy(delivery)
+        try:
+            delivery.redeliver(await uow.now())
+        except AlreadyPending as exc:
+            raise Conflict(str(exc)) from exc
+        delivery = await uow.restart_delivery(delivery, webhook.url if webhook is not None else None)
+        await uow.record_audit(audit.redelivery(before, delivery))
+    deps.wakeup.set()
+    return delivery
 
 
 async def list_deliveries(cmd: commands.ListDeliveries, deps: Dependencies) -> list[Delivery]:
@@ -129,6 +241,31 @@ async def get_job_webhook_secret(cmd: commands.GetJobWebhookSecret, deps: Depend
         raise PermissionDenied("only owners and admins may read the job webhook secret")
     async with deps.uow(org_id=cmd.organization_id) as uow:
         return await uow.job_webhook_secret(cmd.organization_id, signing.generate_secret())
+
+
+@dataclass(frozen=True)
+class RotatedJobSecret:
+    secret: str  # the new one
+    previous_expires_at: datetime | None  # until when the replaced one signs too (None: it does not)
+
+
+async def rotate_job_webhook_secret(
+    cmd: commands.RotateJobWebhookSecret, deps: Dependencies
+) -> RotatedJobSecret:
+    """The organization's job webhook secret replaced, the old one signing beside it for the overlap
+    (as for a webhook's secret); owners and admins, as for reading it."""
+    projects.refuse_bound_key(cmd.bound_project, "rotate the job webhook secret")
+    if not may_read_job_webhook_secret(cmd.role):
+        raise PermissionDenied("only owners and admins may rotate the job webhook secret")
+    try:
+        overlap = secret_overlap(cmd.overlap_seconds)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc), field="overlap_seconds") from exc
+    secret = signing.generate_secret()
+    async with deps.uow(org_id=cmd.organization_id) as uow:
+        until = await uow.rotate_job_webhook_secret(cmd.organization_id, secret, overlap)
+        await uow.record_audit(audit.job_secret_rotation(cmd.organization_id, until))
+    return RotatedJobSecret(secret=secret, previous_expires_at=until)
 
 
 # --- the job and cost event consumers -----------------------------------------------------------
@@ -395,8 +532,12 @@ HANDLERS: dict[type, Handler] = {
     commands.CreateWebhook: create_webhook,
     commands.ListWebhooks: list_webhooks,
     commands.DeleteWebhook: delete_webhook,
+    commands.UpdateWebhook: update_webhook,
+    commands.RotateWebhookSecret: rotate_webhook_secret,
+    commands.RedeliverDelivery: redeliver_delivery,
     commands.ListDeliveries: list_deliveries,
     commands.GetJobWebhookSecret: get_job_webhook_secret,
+    commands.RotateJobWebhookSecret: rotate_job_webhook_secret,
     commands.NotifyJobEvent: notify_job_event,
     commands.NotifyCostEvent: notify_cost_event,
     commands.NotifyEvents: notify_events,

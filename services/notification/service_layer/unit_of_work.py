@@ -29,6 +29,8 @@ class DueDelivery:
     secret: str | None  # the webhook's signing secret, or the organization's job webhook secret
     webhook_active: bool  # False when its webhook was disabled meanwhile
     disabled_reason: str | None = None  # why, when it was
+    # The webhook's rotated-out secret while its overlap lasts: it signs too (two signatures).
+    previous_secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,11 +78,27 @@ class NotificationUnitOfWork(Protocol):
 
     async def save_webhook(self, webhook: Webhook) -> None: ...
 
+    async def update_webhook(self, webhook: Webhook) -> None:
+        """Store its settings (url, events, description) and its status and health."""
+
+    async def repoint_pending_deliveries(self, webhook_id: UUID, url: str) -> None:
+        """The webhook's pending deliveries go to ``url`` from their next attempt (one whose event
+        already has a delivery to ``url`` keeps its old one: one delivery per event and URL)."""
+
+    async def save_webhook_secret(self, webhook: Webhook) -> None:
+        """Store its signing secret and the previous one with its expiry."""
+
     async def delete_webhook(self, webhook_id: UUID) -> bool:
         """False when no such webhook is visible (row-level security hides other organizations')."""
 
     async def job_webhook_secret(self, organization_id: UUID, candidate: str) -> str:
         """The organization's job webhook secret; ``candidate`` becomes it when there is none yet."""
+
+    async def rotate_job_webhook_secret(
+        self, organization_id: UUID, secret: str, overlap: timedelta
+    ) -> datetime | None:
+        """``secret`` becomes the organization's job webhook secret; the one it replaces (if any)
+        keeps signing for ``overlap`` (0: not at all). Returns until when it does (None: it does not)."""
 
     async def ensure_job_webhook_secrets(self, candidates: Mapping[UUID, str]) -> None:
         """Every organization of ``candidates`` gets its candidate as job webhook secret unless it
@@ -103,6 +121,11 @@ class NotificationUnitOfWork(Protocol):
     async def delivery(self, delivery_id: UUID, *, for_update: bool = False) -> Delivery | None: ...
 
     async def save_delivery(self, delivery: Delivery, attempts: Sequence[DeliveryAttempt] = ()) -> None: ...
+
+    async def restart_delivery(self, delivery: Delivery, url: str | None) -> Delivery:
+        """Store a redelivered delivery (pending, due at the transaction's time, its schedule
+        restarted), moved to ``url`` when given unless its event already has a delivery there;
+        returns it as stored, with its attempt log."""
 
     async def delivery_webhooks(self, delivery_ids: Sequence[UUID]) -> dict[UUID, UUID | None]:
         """Each existing delivery's webhook (None: a job's own URL), read without locking."""
@@ -168,8 +191,11 @@ class Sender(Protocol):
 
 
 class Signer(Protocol):
-    def headers(self, secret: str, message_id: str, at: datetime, body: bytes) -> dict[str, str]:
-        """The Standard Webhooks headers of one attempt at ``at``; raises ``InvalidSecret``."""
+    def headers(
+        self, secret: str, message_id: str, at: datetime, body: bytes, *, also: Sequence[str] = ()
+    ) -> dict[str, str]:
+        """The Standard Webhooks headers of one attempt at ``at``, signed with ``secret`` and every
+        secret of ``also`` (space-separated signatures); raises ``InvalidSecret``."""
 
 
 class DeliveryMetrics(Protocol):

@@ -73,7 +73,8 @@ class DeliveryWorker:
         try:
             # The webhook-id is the event's CloudEvent id: the same on every attempt and for every
             # target of the event, and the id the topic, the event stream and the body carry.
-            headers = self.signer.headers(due.secret, str(d.event_id), started, d.payload)
+            also = (due.previous_secret,) if due.previous_secret else ()
+            headers = self.signer.headers(due.secret, str(d.event_id), started, d.payload, also=also)
         except InvalidSecret as exc:
             return SendResult(None, f"cannot sign: {exc}", 0, permanent=True)
         began = time.monotonic()

@@ -19,6 +19,7 @@ class Store:
         self.webhooks: dict[UUID, Webhook] = {}
         self.audits: list[object] = []  # audit CloudEvents written with the change
         self.secrets: dict[UUID, str] = {}
+        self.previous_secrets: dict[UUID, tuple[str, datetime]] = {}  # rotated-out job secret, until
         self.deliveries: dict[UUID, Delivery] = {}
         self.claims: set[tuple[str, UUID]] = set()
         self.commits = 0
@@ -74,6 +75,24 @@ class FakeUnitOfWork:
     async def save_webhook(self, webhook: Webhook) -> None:
         self.store.webhooks[webhook.id] = copy.deepcopy(webhook)
 
+    async def update_webhook(self, webhook: Webhook) -> None:
+        assert self._visible(webhook.organization_id)
+        self.store.webhooks[webhook.id] = copy.deepcopy(webhook)
+
+    async def repoint_pending_deliveries(self, webhook_id: UUID, url: str) -> None:
+        taken = {(d.event_id, d.url) for d in self.store.deliveries.values()}
+        for d in self.store.deliveries.values():
+            if (
+                d.webhook_id == webhook_id
+                and d.status is DeliveryStatus.PENDING
+                and (d.event_id, url) not in taken
+            ):
+                d.url = url
+
+    async def save_webhook_secret(self, webhook: Webhook) -> None:
+        assert self._visible(webhook.organization_id)
+        self.store.webhooks[webhook.id] = copy.deepcopy(webhook)
+
     async def delete_webhook(self, webhook_id: UUID) -> bool:
         if await self.webhook(webhook_id) is None:
             return False
@@ -84,6 +103,19 @@ class FakeUnitOfWork:
     async def job_webhook_secret(self, organization_id: UUID, candidate: str) -> str:
         assert self._visible(organization_id)
         return self.store.secrets.setdefault(organization_id, candidate)
+
+    async def rotate_job_webhook_secret(
+        self, organization_id: UUID, secret: str, overlap: timedelta
+    ) -> datetime | None:
+        assert self._visible(organization_id)
+        old = self.store.secrets.get(organization_id)
+        self.store.secrets[organization_id] = secret
+        self.store.previous_secrets.pop(organization_id, None)
+        if old is None or overlap <= timedelta(0):
+            return None
+        until = self.store.now + overlap
+        self.store.previous_secrets[organization_id] = (old, until)
+        return until
 
     async def ensure_job_webhook_secrets(self, candidates: Mapping[UUID, str]) -> None:
         for org, candidate in candidates.items():
@@ -126,7 +158,11 @@ class FakeUnitOfWork:
         for d in due:
             d.next_attempt_at = self.store.now + lease
             if d.webhook_id is None:
-                out.append(DueDelivery(copy.deepcopy(d), self.store.secrets.get(d.organization_id), True))
+                old, until = self.store.previous_secrets.get(d.organization_id, (None, None))
+                live = old if until is not None and self.store.now < until else None
+                out.append(
+                    DueDelivery(copy.deepcopy(d), self.store.secrets.get(d.organization_id), True, None, live)
+                )
             else:
                 hook = self.store.webhooks.get(d.webhook_id)
                 out.append(
@@ -135,6 +171,7 @@ class FakeUnitOfWork:
                         hook.signing_secret if hook else None,
                         bool(hook and hook.is_active),
                         hook.disabled_reason if hook else None,
+                        hook.previous_secret(self.store.now) if hook else None,
                     )
                 )
         return out
@@ -142,6 +179,16 @@ class FakeUnitOfWork:
     async def delivery(self, delivery_id: UUID, *, for_update: bool = False) -> Delivery | None:
         d = self.store.deliveries.get(delivery_id)
         return copy.deepcopy(d) if d and self._visible(d.organization_id) else None
+
+    async def restart_delivery(self, delivery: Delivery, url: str | None) -> Delivery:
+        assert self._visible(delivery.organization_id)
+        taken = {(d.event_id, d.url) for d in self.store.deliveries.values()}
+        stored = copy.deepcopy(delivery)
+        stored.next_attempt_at = self.store.now  # the database's now()
+        if url is not None and (delivery.event_id, url) not in taken:
+            stored.url = url
+        self.store.deliveries[delivery.id] = stored
+        return copy.deepcopy(stored)
 
     async def save_delivery(self, delivery: Delivery, attempts: Sequence[DeliveryAttempt] = ()) -> None:
         self.store.deliveries[delivery.id] = copy.deepcopy(delivery)

@@ -13,8 +13,16 @@ from services.gateway.entrypoints.requests import WebhookCreate
 from services.gateway.entrypoints.responses import (
     CreatedWebhookOut,
     DeliveryListOut,
+    DeliveryOut,
     JobWebhookSecretOut,
     WebhookListOut,
+    WebhookOut,
+)
+from services.gateway.entrypoints.responses_webhooks import (
+    RotatedJobWebhookSecretOut,
+    RotatedWebhookSecretOut,
+    WebhookSecretRotate,
+    WebhookUpdate,
 )
 from services.gateway.entrypoints.routes import PageSize, problem_responses
 from shared.errors import NotFound
@@ -58,6 +66,22 @@ async def job_webhook_secret(caller: CallerDep, down: DownstreamDep) -> JobWebho
     return JobWebhookSecretOut(secret=reply.secret)
 
 
+@router.post(
+    "/webhooks/job-secret/rotate",
+    response_model=RotatedJobWebhookSecretOut,
+    responses=problem_responses(422),
+    summary="A new job webhook secret (shown once); the old one keeps signing for an overlap",
+)
+async def rotate_job_webhook_secret(
+    caller: CallerDep, down: DownstreamDep, body: WebhookSecretRotate | None = None
+) -> RotatedJobWebhookSecretOut:
+    request = notification_pb2.RotateJobWebhookSecretRequest()
+    if body is not None and body.overlap_seconds is not None:
+        request.overlap_seconds = body.overlap_seconds
+    reply = await down.notification.RotateJobWebhookSecret(request, **caller.call)
+    return translate.rotated_job_webhook_secret(reply)
+
+
 @router.delete(
     "/webhooks/{webhook_id}",
     status_code=status.HTTP_204_NO_CONTENT,
@@ -70,6 +94,63 @@ async def delete_webhook(webhook_id: str, caller: CallerDep, down: DownstreamDep
         notification_pb2.DeleteWebhookRequest(id=resource_id(webhook_id)), **caller.call
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.patch(
+    "/webhooks/{webhook_id}",
+    response_model=WebhookOut,
+    responses=problem_responses(404, 422),
+    summary="Change a webhook's URL, events, description or status (fields left out are kept)",
+)
+async def update_webhook(
+    webhook_id: str, body: WebhookUpdate, caller: CallerDep, down: DownstreamDep
+) -> WebhookOut:
+    request = notification_pb2.UpdateWebhookRequest(id=resource_id(webhook_id))
+    given = body.model_fields_set
+    if body.url is not None:
+        request.url = body.url
+    if body.events is not None:
+        request.events.SetInParent()
+        request.events.names.extend(body.events)
+    if "description" in given:
+        request.description = body.description or ""  # null: removed
+    if body.status is not None:
+        request.status = body.status
+    return translate.webhook(await down.notification.UpdateWebhook(request, **caller.call))
+
+
+@router.post(
+    "/webhooks/{webhook_id}/rotate-secret",
+    response_model=RotatedWebhookSecretOut,
+    responses=problem_responses(404, 422),
+    summary="A new signing secret (shown once); the old one keeps signing for an overlap",
+)
+async def rotate_webhook_secret(
+    webhook_id: str,
+    caller: CallerDep,
+    down: DownstreamDep,
+    body: WebhookSecretRotate | None = None,
+) -> RotatedWebhookSecretOut:
+    request = notification_pb2.RotateWebhookSecretRequest(id=resource_id(webhook_id))
+    if body is not None and body.overlap_seconds is not None:
+        request.overlap_seconds = body.overlap_seconds
+    return translate.rotated_webhook_secret(
+        await down.notification.RotateWebhookSecret(request, **caller.call)
+    )
+
+
+@router.post(
+    "/webhook-deliveries/{delivery_id}/redeliver",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=DeliveryOut,
+    responses=problem_responses(404, 409),
+    summary="Send a delivery again now (same event id), whether it was delivered or failed",
+)
+async def redeliver_delivery(delivery_id: str, caller: CallerDep, down: DownstreamDep) -> DeliveryOut:
+    reply = await down.notification.RedeliverDelivery(
+        notification_pb2.RedeliverDeliveryRequest(id=resource_id(delivery_id)), **caller.call
+    )
+    return translate.delivery(reply)
 
 
 @router.get(

@@ -6,6 +6,8 @@ import asyncio
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import uuid
 from datetime import UTC, datetime
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from services.agent.adapters import processes, sandbox, shim
+from services.agent.adapters import processes
 from services.agent.adapters.processes import ProcessRunner, SandboxSettings
 from services.agent.adapters.report_store import JsonReportStore
 from services.agent.adapters.sandbox import SAFE_PATH, job_environment
@@ -154,36 +156,41 @@ async def test_a_malformed_job_id_cannot_name_a_folder(tmp_path):
         await runner(tmp_path).spawn("../../etc", "true", [0])
 
 
+# Forked in an interpreter of its own: forking the test process (threads of gRPC and the broker client)
+# lets their fork handlers abort the child.
+_SUPERVISOR_DIES_FIRST = """
+import os, sys
+from services.agent.adapters import sandbox, shim
+
+sandbox.prctl(sandbox.PR_SET_CHILD_SUBREAPER, 1)  # the orphan becomes ours: we learn how it ended
+go_r, go_w = os.pipe()
+supervisor = os.fork()
+if supervisor == 0:  # a pid namespace for its next child, the status pipe, then death
+    os.close(go_w)
+    status_r, status_w = os.pipe()
+    sandbox.unshare(sandbox.CLONE_NEWPID)
+    if os.fork() == 0:  # the job's first process: goes on once its supervisor is gone
+        os.close(status_r)
+        os.read(go_r, 1)
+        shim._die_with_the_supervisor(os.getppid(), status_w)  # getppid() is 0 here
+        os._exit(0)  # it did not notice
+    os._exit(0)
+os.close(go_r)
+os.waitpid(supervisor, 0)
+os.write(go_w, b"x")
+_pid, status = os.waitpid(-1, 0)  # the orphan, ours now
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="a pid namespace needs root")
 def test_a_job_process_whose_supervisor_died_before_it_set_its_death_signal_ends_itself():
     """As pid 1 of its pid namespace the job's process always sees parent 0, so a supervisor that died
     before PR_SET_PDEATHSIG was set is recognised by the status pipe that lost its only reader."""
-    reaper = os.fork()
-    if reaper == 0:  # adopts the orphan, to learn how it ended (and exits with its code)
-        code = 1
-        try:
-            sandbox.prctl(sandbox.PR_SET_CHILD_SUBREAPER, 1)
-            go_r, go_w = os.pipe()
-            supervisor = os.fork()
-            if supervisor == 0:  # a pid namespace for its next child, the status pipe, then death
-                os.close(go_w)
-                status_r, status_w = os.pipe()
-                sandbox.unshare(sandbox.CLONE_NEWPID)
-                if os.fork() == 0:  # the job's first process: goes on once its supervisor is gone
-                    os.close(status_r)
-                    os.read(go_r, 1)
-                    shim._die_with_the_supervisor(os.getppid(), status_w)  # getppid() is 0 here
-                    os._exit(0)  # it did not notice
-                os._exit(0)
-            os.close(go_r)
-            os.waitpid(supervisor, 0)
-            os.write(go_w, b"x")
-            _pid, status = os.waitpid(-1, 0)  # the orphan, ours now
-            code = os.waitstatus_to_exitcode(status)
-        finally:
-            os._exit(code)
-    _pid, status = os.waitpid(reaper, 0)
-    assert os.waitstatus_to_exitcode(status) == 127
+    done = subprocess.run(
+        [sys.executable, "-c", _SUPERVISOR_DIES_FIRST], timeout=30, capture_output=True, text=True
+    )
+    assert done.returncode == 127, done.stderr
 
 
 async def test_a_job_whose_supervisor_died_is_killed_and_not_taken_back(tmp_path):

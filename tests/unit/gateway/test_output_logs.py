@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -137,3 +138,36 @@ async def test_a_follow_resumes_from_its_offset_when_the_stream_breaks(
     assert await body(r) == b"abcdef"
     resumed = down.output.requests[-1]
     assert (resumed.offset, resumed.attempt) == (4, 1)
+
+
+@dataclass
+class EndedJobs(FakeJobs):
+    finished_at: str = ""
+
+    async def GetJob(self, request: scheduler_pb2.GetJobRequest, **kw: Any) -> scheduler_pb2.Job:
+        return scheduler_pb2.Job(id=request.id, status="succeeded", finished_at=self.finished_at)
+
+
+def _late(rounds: int) -> list[list[Any]]:
+    """Monitoring answers NOT_FOUND ``rounds`` times (the first call included), then has the output."""
+    unknown = [[rpc_error(grpc.StatusCode.NOT_FOUND)] for _ in range(rounds)]
+    page = output_pb2.OutputPage(job_id=JOB, attempt=1, offset=0, data=b"late but whole", complete=True)
+    return [*unknown, [page]]
+
+
+async def test_a_follow_waits_for_monitoring_that_learns_of_a_just_ended_job_late(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def no_wait(_: float) -> None:
+        return None
+
+    monkeypatch.setattr(logs.asyncio, "sleep", no_wait)
+    just_now = datetime.now(UTC).isoformat()
+    down = FakeDownstream(FakeOutput(follows=_late(logs.ENDED_ROUNDS + 5)), EndedJobs(finished_at=just_now))
+    r = await logs.job_logs(JOB, CALLER, down, offset=0, follow=True, attempt=None)  # type: ignore[arg-type]
+    assert await body(r) == b"late but whole"  # past ENDED_ROUNDS, but the job ended only just now
+
+    long_ago = (datetime.now(UTC) - timedelta(seconds=logs.ENDED_GRACE_SECONDS + 1)).isoformat()
+    down = FakeDownstream(FakeOutput(follows=_late(logs.ENDED_ROUNDS + 5)), EndedJobs(finished_at=long_ago))
+    r = await logs.job_logs(JOB, CALLER, down, offset=0, follow=True, attempt=None)  # type: ignore[arg-type]
+    assert await body(r) == b""  # it would be known by now: nothing was stored

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import grpc
@@ -21,6 +22,7 @@ from pydantic import RootModel
 from services.gateway.adapters.downstream import Downstream
 from services.gateway.entrypoints.auth import Caller, CallerDep, DownstreamDep, resource_id
 from services.gateway.entrypoints.routes import problem_responses
+from shared.wire import parse_ts
 
 log = logging.getLogger("gpufleet.gateway.logs")
 
@@ -29,7 +31,9 @@ router = APIRouter(prefix="/v1", tags=["jobs"])
 MEDIA_TYPE = "text/plain; charset=utf-8"
 PAGE_BYTES = 1024 * 1024
 UNKNOWN_RETRY_SECONDS = 1.0  # following a job monitoring has not heard of yet: ask again this often
-ENDED_ROUNDS = 10  # ... and after this many rounds, a job the scheduler says ended ends the stream
+ENDED_ROUNDS = 10  # ... and after this many rounds, a job the scheduler says ended long ago ends it:
+ENDED_GRACE_SECONDS = 60.0  # monitoring may lag the job topic that long (a rebalance, a restart)
+MAX_UNKNOWN_ROUNDS = 600  # and whatever the job does, a follow of output never heard of ends after this
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled", "timed_out")
 RECONNECTS = 30  # a follow whose stream broke (monitoring restarting) is resumed this many times
 
@@ -179,12 +183,22 @@ async def _stream(
         call.cancel()
 
 
+def _ended_long_ago(job: scheduler_pb2.Job) -> bool:
+    """Ended long enough ago that monitoring, had the job stored any output, would know it by now (a
+    job the scheduler says ended but with no end time: treated as long ago)."""
+    ended = parse_ts(job.finished_at, "finished_at") if job.finished_at else None
+    return ended is None or (datetime.now(UTC) - ended).total_seconds() >= ENDED_GRACE_SECONDS
+
+
 async def _unknown_yet(
     down: Downstream, caller: Caller, request: output_pb2.FollowOutputRequest
 ) -> AsyncIterator[bytes]:
     """Follow a job the scheduler has but monitoring has not heard of yet: ask until it has. A job
     that ended long enough ago for monitoring to have heard of it has no stored output (never started,
-    or past retention): the empty stream ends."""
+    or past retention): the empty stream ends. "Long enough" is counted from the job's end, not from
+    the follow's start: monitoring learns of jobs from the job topic and can lag it by seconds (a
+    consumer group rebalancing at start-up, a restart), and a short job followed from its submit would
+    otherwise end its follower with nothing while its output was still on its way."""
     rounds = 0
     while True:
         await asyncio.sleep(UNKNOWN_RETRY_SECONDS)
@@ -196,9 +210,11 @@ async def _unknown_yet(
             call.cancel()
             if exc.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
                 return
+            if rounds >= MAX_UNKNOWN_ROUNDS:
+                return
             if rounds >= ENDED_ROUNDS:
                 job = await down.jobs.GetJob(scheduler_pb2.GetJobRequest(id=request.job_id), **caller.call)
-                if job.status in TERMINAL_STATUSES:
+                if job.status in TERMINAL_STATUSES and _ended_long_ago(job):
                     return
             continue
         if first is grpc.aio.EOF:

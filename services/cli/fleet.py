@@ -400,19 +400,23 @@ def webhooks_update(
     with_api(ctx, json_flag, body)
 
 
+# How long a rotated secret keeps signing beside the new one (the server's default when not given).
+OverlapOption = Annotated[
+    int | None,
+    typer.Option(
+        "--overlap",
+        min=0,
+        max=7 * 24 * 3600,
+        help="Seconds the old secret keeps signing beside the new one (default 86400; 0: none).",
+    ),
+]
+
+
 @webhooks_app.command("rotate-secret")
 def webhooks_rotate_secret(
     ctx: typer.Context,
     webhook: Annotated[str, typer.Argument(metavar="WEBHOOK")],
-    overlap: Annotated[
-        int | None,
-        typer.Option(
-            "--overlap",
-            min=0,
-            max=7 * 24 * 3600,
-            help="Seconds the old secret keeps signing beside the new one (default 86400; 0: none).",
-        ),
-    ] = None,
+    overlap: OverlapOption = None,
     json_flag: JsonFlag = False,
 ) -> None:
     """A new signing secret, shown once; the old one keeps signing during the overlap."""
@@ -435,15 +439,7 @@ def webhooks_rotate_secret(
 @webhooks_app.command("rotate-job-secret")
 def webhooks_rotate_job_secret(
     ctx: typer.Context,
-    overlap: Annotated[
-        int | None,
-        typer.Option(
-            "--overlap",
-            min=0,
-            max=7 * 24 * 3600,
-            help="Seconds the old secret keeps signing beside the new one (default 86400; 0: none).",
-        ),
-    ] = None,
+    overlap: OverlapOption = None,
     json_flag: JsonFlag = False,
 ) -> None:
     """A new secret for jobs' own webhook_url (owners and admins), shown once."""

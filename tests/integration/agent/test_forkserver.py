@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from services.agent.adapters import forkserver, sandbox
-from services.agent.adapters.shim import EXIT, OUTPUT, PID, SPEC
+from services.agent.adapters.shim import EXIT, OUTPUT, PID, READY, SPEC
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="needs pidfds (Linux 5.3+)")
 
@@ -72,8 +72,11 @@ def test_the_supervisor_is_in_its_own_session_without_the_servers_socket(tmp_pat
     pid, start, pidfd = server.spawn(control)
     try:
         deadline = time.monotonic() + 20
-        while not (control / PID).exists() and time.monotonic() < deadline:
+        # A cancel is only handled once the supervisor says so (READY, which the agent waits for too):
+        # before, SIGTERM at its default would end the supervisor itself, with nothing recorded.
+        while not (control / READY).exists() and time.monotonic() < deadline:
             time.sleep(0.01)
+        assert (control / PID).exists()
         assert os.getsid(pid) == pid
         assert forkserver.start_time(pid) == start
         fds = {os.readlink(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")}

@@ -159,14 +159,16 @@ def build(
     )
 
 
+def outbox_key(envelope: Envelope[contract.AuditRecordedV1]) -> str:
+    """A record's partition key on the audit topic: its organization (or :data:`FLEET_WIDE_KEY`)."""
+    org = envelope.data.organization_id
+    return str(org) if org else FLEET_WIDE_KEY
+
+
 async def write(session: AsyncSession, *envelopes: Envelope[contract.AuditRecordedV1]) -> None:
     """Add built records to the outbox in the caller's transaction, in one statement (key: each one's
     organization)."""
-    await outbox.record_many(
-        session,
-        topics.AUDIT,
-        [(e, str(e.data.organization_id) if e.data.organization_id else FLEET_WIDE_KEY) for e in envelopes],
-    )
+    await outbox.record_many(session, topics.AUDIT, [(e, outbox_key(e)) for e in envelopes])
 
 
 async def record(

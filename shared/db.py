@@ -23,9 +23,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -80,7 +81,37 @@ _ROLE_CHECK = text(
 )
 
 
-_SET_SCOPE = text("SELECT set_config('app.org_id', :org, true), set_config('app.system', :sys, true)")
+def _scope_statement(org_id: UUID | str | None, system: bool) -> str:
+    """The statement that sets a transaction's tenant scope, with its values inlined (it travels with
+    the ``BEGIN`` in one simple-protocol message, which takes no parameters): a UUID in its canonical
+    form (``UUID()`` refuses anything else) and ``on``/``off``, so nothing of a caller's reaches the SQL text."""
+    org = str(org_id if isinstance(org_id, UUID) else UUID(str(org_id))) if org_id else ""
+    return (
+        f"SELECT set_config('app.org_id', '{org}', true), "
+        f"set_config('app.system', '{'on' if system else 'off'}', true);"
+    )
+
+
+class ScopedConnection(asyncpg.Connection):
+    """An asyncpg connection whose next ``BEGIN`` carries the statement in :attr:`begin_with`.
+
+    :meth:`Database.transaction` sets it, so a transaction's ``BEGIN`` and its tenant scope are one
+    round trip instead of two (every transaction of every service pays it; measured: a round trip on
+    loopback is most of what a short transaction costs the service). ``BEGIN`` is sent by asyncpg's
+    ``Transaction.start`` (which SQLAlchemy's adapter calls to open a transaction) as a
+    parameterless ``execute``, that is one simple-protocol query, which may hold several statements.
+    The statement is used once and cleared, sent or not."""
+
+    __slots__ = ("begin_with",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.begin_with: str | None = None
+
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
+        if self.begin_with is not None and not args and query.startswith("BEGIN"):
+            query, self.begin_with = f"{query} {self.begin_with}", None
+        return await super().execute(query, *args, timeout=timeout)
 
 
 class Database:
@@ -94,7 +125,8 @@ class Database:
             # the server dropped on its first statement and retries that once on a fresh one instead.
             pool_pre_ping=False,
             connect_args={
-                "server_settings": {"search_path": schema, "application_name": f"gpufleet-{schema}"}
+                "connection_class": ScopedConnection,
+                "server_settings": {"search_path": schema, "application_name": f"gpufleet-{schema}"},
             },
         )
         self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
@@ -105,25 +137,24 @@ class Database:
     async def transaction(
         self, *, org_id: UUID | str | None = None, system: bool = False
     ) -> AsyncIterator[AsyncSession]:
-        """One unit of work: commits on success, rolls back on error, nothing leaves before commit."""
+        """One unit of work: commits on success, rolls back on error, nothing leaves before commit.
+
+        The scope rides on the transaction's ``BEGIN`` (one round trip, before the body runs). A
+        pooled connection the server dropped fails that first message and is replaced once."""
         if org_id is None and not system:
             raise ValueError("a transaction needs a tenant (org_id=...) or system=True")
-        scope = {"org": str(org_id) if org_id else "", "sys": "on" if system else "off"}
+        scope = _scope_statement(org_id, system)
         for attempt in (1, 2):
             session = self._sessions()
             try:
-                await session.begin()
-                await session.execute(_SET_SCOPE, scope)
-                break
-            except DBAPIError as exc:
-                await session.close()
-                # A pooled connection the server closed (restart, idle timeout) fails its first
-                # statement; nothing of this transaction ran yet, so one retry on a new connection is safe.
-                if attempt == 2 or not exc.connection_invalidated:
-                    raise
+                if await self._begin(session, scope):
+                    break
             except BaseException:
                 await session.close()
                 raise
+            await session.close()
+            if attempt == 2:
+                raise DBAPIError(None, None, ConnectionError("a fresh database connection failed at once"))
         try:
             yield session
         except BaseException:
@@ -138,6 +169,42 @@ class Database:
                 self.outbox_written.set()
         finally:
             await session.close()
+
+    @staticmethod
+    async def _begin(session: AsyncSession, scope: str) -> bool:
+        """Open the session's transaction with its scope: one round trip, ``BEGIN`` and the scope in
+        one message (:class:`ScopedConnection`). False when the pooled connection turned out to be one
+        the server had closed (a restart, an idle timeout): it is thrown away, and since nothing of the
+        transaction ran, the caller may take another."""
+        await session.begin()
+        conn = await session.connection()
+        raw = await conn.get_raw_connection()
+        driver, adapted = raw.driver_connection, raw.dbapi_connection
+        start = getattr(adapted, "_start_transaction", None)
+        if not isinstance(driver, ScopedConnection) or start is None:
+            # Not the engine Database made, or a SQLAlchemy whose asyncpg adapter begins otherwise:
+            # the scope as a statement of its own (a second round trip), with the same retry.
+            try:
+                await session.execute(text(scope))
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                return False
+            return True
+        # SQLAlchemy's asyncpg adapter begins lazily, before a transaction's first statement; begun
+        # here instead, so that a dead connection shows before the body runs (the retry stays safe).
+        driver.begin_with = scope
+        try:
+            await start()
+        except Exception as exc:
+            gone = driver.is_closed() or conn.dialect.is_disconnect(exc, adapted, None)  # type: ignore[arg-type]
+            if not gone:
+                raise
+            await conn.invalidate()
+            return False
+        finally:
+            driver.begin_with = None
+        return True
 
     async def check_schema(self, component: str, expected: int) -> None:
         """Stop the service with a clear message unless its schema is exactly where the code expects."""

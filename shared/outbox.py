@@ -137,15 +137,19 @@ def lost_topics(
 async def _send_in_its_trace(producer: AIOKafkaProducer, row: Any) -> Any:
     """Send one outbox row inside the trace context stored with it, so the event stays in the trace of
     the request that wrote it: the producer span (aiokafka instrumentation) is that request's child and the
-    ``traceparent`` it adds carries the same trace id as the stored one."""
+    ``traceparent`` it adds carries the same trace id as the stored one. Without recorded spans the
+    stored ``traceparent`` goes out unchanged (the same trace id)."""
+    send = producer.send(
+        row.topic,
+        value=bytes(row.payload),
+        key=row.key.encode() if row.key else None,
+        headers=[(k, str(v).encode()) for k, v in row.headers.items()],
+    )
+    if not telemetry.recording():  # no producer span: the stored headers are sent as they are
+        return await send
     token = otel_context.attach(telemetry.extract(row.headers))
     try:
-        return await producer.send(
-            row.topic,
-            value=bytes(row.payload),
-            key=row.key.encode() if row.key else None,
-            headers=[(k, str(v).encode()) for k, v in row.headers.items()],
-        )
+        return await send
     finally:
         otel_context.detach(token)
 

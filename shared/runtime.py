@@ -60,7 +60,7 @@ from shared.logging import configure_logging
 from shared.ops import OpsServer
 from shared.outbox import OutboxRelay, outbox_backlog
 from shared.settings import BaseServiceSettings, IdentityClientSettings, KafkaSettings
-from shared.telemetry import configure_tracing, instrument_database
+from shared.telemetry import configure_tracing
 
 log = logging.getLogger("gpufleet.runtime")
 
@@ -110,6 +110,21 @@ class _Periodic:
     initial_delay: float
 
 
+def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
+    """A new event loop of the configured kind: uvloop unless ``asyncio`` is asked for. ``uvloop``
+    asked for explicitly and missing is an error; ``auto`` without it (a platform it has no wheel for)
+    takes the standard loop, and the start-up log line names the loop either way."""
+    if kind != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 class Runtime:
     """The life cycle of one process. Declare its parts, then :meth:`run` (blocking) or :meth:`serve`."""
 
@@ -122,7 +137,7 @@ class Runtime:
             asyncio.get_running_loop()
             self._loop: asyncio.AbstractEventLoop | None = None
         except RuntimeError:
-            self._loop = asyncio.new_event_loop()
+            self._loop = new_event_loop(settings.event_loop)
             asyncio.set_event_loop(self._loop)
         self.readiness = readiness.Readiness((), core=())
         self.db: Database | None = None
@@ -147,7 +162,6 @@ class Runtime:
     def database(self, url: str, *, schema: str, version: int, pool_size: int = 10) -> Database:
         """The service's database (engine only; the runtime connects and checks the schema)."""
         self.db = Database(url, schema, pool_size=pool_size)
-        instrument_database()
         self._schema = (schema, version)
         self._depend(readiness.DATABASE, core=True)
         return self.db
@@ -214,7 +228,7 @@ class Runtime:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        log.info("starting", extra={"service": self.name})
+        log.info("starting", extra={"service": self.name, "event_loop": type(loop).__module__.split(".")[0]})
         await self.serve(stop)
         log.info("stopped", extra={"service": self.name})
 

@@ -29,6 +29,9 @@ class BaseServiceSettings(BaseSettings):
     ops_listen: str = "127.0.0.1:0"
     # SIGTERM: how long in-flight work (RPCs, event handlers) may take to finish before teardown.
     drain_seconds: float = Field(default=10.0, ge=0)
+    # The process's event loop: "uvloop" (libuv; a dependency, so "auto" means it where it installs)
+    # or "asyncio" (the standard library's). Logged at start-up.
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
 
 class KafkaSettings(BaseSettings):

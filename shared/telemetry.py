@@ -2,7 +2,7 @@
 
 The wire libraries are traced by OpenTelemetry's instrumentation packages: FastAPI (the gateway), gRPC
 (server and client interceptors in ``shared.grpc``), asyncpg (:func:`instrument_database`, every
-statement) and aiokafka (:func:`configure_tracing`). One thing stays ours: the outbox stores the W3C
+statement) and aiokafka (:func:`configure_tracing`), those two only when spans are exported. One thing stays ours: the outbox stores the W3C
 context of the transaction that wrote each event (:func:`inject` in ``shared.outbox.record``) and the
 relay publishes the row inside that context, so a relayed event stays in the trace of the request that
 caused it, not of the relay. Consumers continue the producer's trace with :func:`extract`.
@@ -61,20 +61,34 @@ def configure_tracing(service: str, exporter: str = "none") -> None:
     if exporter == "console":
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
     trace.set_tracer_provider(provider)
-    try:
-        from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
+    if _sampler.recording:
+        # Spans per statement and per record only where they go somewhere: neither passes a trace on
+        # (the outbox row carries its request's ``traceparent`` into the record's headers, and consumers
+        # continue it with :func:`extract`), so unexported they would be built and dropped per call.
+        instrument_database()
+        try:
+            from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
 
-        AIOKafkaInstrumentor().instrument(tracer_provider=provider)
-    except Exception:  # an instrumentation that cannot patch must never stop a service
-        logging.getLogger("gpufleet.telemetry").exception("aiokafka instrumentation failed")
+            AIOKafkaInstrumentor().instrument(tracer_provider=provider)
+        except Exception:  # an instrumentation that cannot patch must never stop a service
+            logging.getLogger("gpufleet.telemetry").exception("aiokafka instrumentation failed")
     _configured = True
+
+
+def recording() -> bool:
+    """Whether spans are recorded (an exporter is configured, or :func:`record_spans`)."""
+    return _sampler.recording
 
 
 def instrument_database() -> None:
     """A span per SQL statement (asyncpg, under SQLAlchemy; no parameters recorded), children of the
-    request's span. (OpenTelemetry's SQLAlchemy instrumentation does not support SQLAlchemy 2.1 yet.)"""
+    request's span. (OpenTelemetry's SQLAlchemy instrumentation does not support SQLAlchemy 2.1 yet.)
+
+    Only where spans are recorded (an exporter is configured; :func:`configure_tracing` calls this
+    then): a statement passes no trace context anywhere, so without an exporter its wrapper would only
+    build a span that is thrown away (measured: about 5% of the scheduler's CPU under submits)."""
     global _db_instrumented
-    if _db_instrumented:
+    if _db_instrumented or not _sampler.recording:
         return
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 

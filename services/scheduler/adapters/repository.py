@@ -335,10 +335,12 @@ class SqlUnitOfWork:
         await self._write_changes(job)
         return True
 
-    async def add_jobs(self, jobs: list[tuple[Job, str | None]]) -> None:
+    async def add_jobs(
+        self, jobs: list[tuple[Job, str | None]], *, audit: Sequence[Envelope[AuditRecordedV1]] = ()
+    ) -> None:
         """Insert new jobs without idempotency keys (nothing can conflict): one statement for all
-        of them, their history and events batched the same way. Their ``created_at`` is this
-        transaction's time."""
+        of them, their history and events batched the same way (the ``audit`` records in the
+        events' statement). Their ``created_at`` is this transaction's time."""
         if not jobs:
             return
         rows = []
@@ -348,7 +350,7 @@ class SqlUnitOfWork:
                 [json.dumps(values[c]) if c in _JSON_COLUMNS else values[c] for c in _ALL_INSERT_COLUMNS]
             )
         await (await self._pg()).executemany(_RAW_INSERT, rows)
-        await self._write_changes(*(job for job, _ in jobs))
+        await self._write_changes(*(job for job, _ in jobs), audit=audit)
 
     async def job_by_idempotency_key(self, organization_id: UUID, key: str) -> tuple[Job, str | None] | None:
         row = (
@@ -407,7 +409,7 @@ class SqlUnitOfWork:
         await (await self._pg()).executemany(_RAW_SAVE, [[j.id, *_state_args(j)] for j in jobs])
         await self._write_changes(*jobs)
 
-    async def _write_changes(self, *jobs: Job) -> None:
+    async def _write_changes(self, *jobs: Job, audit: Sequence[Envelope[AuditRecordedV1]] = ()) -> None:
         pg = await self._pg()
         history = [
             (job.id, job.organization_id, h.status.value, h.at, h.reason, h.attempt)
@@ -433,6 +435,17 @@ class SqlUnitOfWork:
                 )
             job.new_history.clear()
             job.events.clear()
+        for record in audit:  # as shared.audit.write would add them (docs/audit.md)
+            rows.append(
+                (
+                    record.id,
+                    topics.AUDIT,
+                    shared_audit.outbox_key(record),
+                    record.type,
+                    json.dumps({k: v.decode() for k, v in record.headers(trace)}),
+                    record.value(),
+                )
+            )
         if rows:
             await pg.executemany(_RAW_OUTBOX_INSERT, rows)
             self.session.info["outbox_dirty"] = True

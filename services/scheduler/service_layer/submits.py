@@ -92,12 +92,10 @@ class SubmitWriter:
                 for p in batch
             ]
             await uow.add_jobs(
-                [(job, request_fingerprint(p.spec)) for job, p in zip(jobs, batch, strict=True)]
-            )
-            await uow.record_audit(
-                *(
+                [(job, request_fingerprint(p.spec)) for job, p in zip(jobs, batch, strict=True)],
+                audit=[
                     audit.job_change("job.submit", job, None, call=p.call)
                     for job, p in zip(jobs, batch, strict=True)
-                )
+                ],
             )
         return jobs

@@ -47,9 +47,12 @@ class SchedulerUnitOfWork(Protocol):
         created it. False (nothing written) when the job's idempotency key is already taken in its
         organization."""
 
-    async def add_jobs(self, jobs: list[tuple[Job, str | None]]) -> None:
+    async def add_jobs(
+        self, jobs: list[tuple[Job, str | None]], *, audit: Sequence[Envelope[AuditRecordedV1]] = ()
+    ) -> None:
         """Insert new jobs that carry no idempotency key, each with its request's fingerprint, with
-        their history and events, in one statement each."""
+        their history and events, in one statement each; ``audit`` records go out with the events,
+        in the same statement (as :meth:`record_audit` would write them)."""
 
     async def job_by_idempotency_key(self, organization_id: UUID, key: str) -> tuple[Job, str | None] | None:
         """The job created with ``key`` and its request's fingerprint (None: stored before

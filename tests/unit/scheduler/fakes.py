@@ -80,10 +80,11 @@ class FakeUnitOfWork:
         self._write(job)
         return True
 
-    async def add_jobs(self, jobs: list[tuple[Job, str | None]]) -> None:
+    async def add_jobs(self, jobs: list[tuple[Job, str | None]], *, audit: Any = ()) -> None:
         for job, fingerprint in jobs:
             assert job.idempotency_key is None
             await self.add_job(job, fingerprint=fingerprint)
+        self.store.audits.extend(audit)
 
     def _bump(self, job_id: UUID) -> None:
         self.store.seq += 1

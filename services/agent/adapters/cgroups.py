@@ -129,11 +129,15 @@ class CgroupHost:
 class JobCgroup:
     # A plain class, not a dataclass: importing dataclasses (inspect, ast) would double the cost of
     # importing this module in the per-job supervisor.
-    __slots__ = ("by_controller", "version")
+    __slots__ = ("_dirs", "_procs", "by_controller", "version")
 
     def __init__(self, version: int, by_controller: dict[str, Path]) -> None:
         self.version = version
         self.by_controller = by_controller  # v2: the same folder for every controller
+        # Worked out once: the supervisor reads every cgroup.procs several times per job, and plain
+        # strings with os calls cost a fraction of pathlib's joins and text-mode files there.
+        self._dirs = sorted(set(by_controller.values()))
+        self._procs = [os.path.join(d, "cgroup.procs") for d in self._dirs]
 
     def __repr__(self) -> str:
         return f"JobCgroup({self.version}, {self.by_controller})"
@@ -141,11 +145,11 @@ class JobCgroup:
     @property
     def dirs(self) -> list[Path]:
         """Each folder once (co-mounted v1 controllers share one)."""
-        return sorted(set(self.by_controller.values()))
+        return list(self._dirs)
 
     def _file(self, name: str) -> Path:
         if self.version == 2:
-            return self.dirs[0] / name
+            return self._dirs[0] / name
         return self.by_controller[name.split(".")[0]] / name
 
     def create(self, limits: Limits) -> None:
@@ -192,14 +196,19 @@ class JobCgroup:
 
     def attach(self, pid: int = 0) -> None:
         """Move ``pid`` (0: the caller) into the group, every hierarchy."""
-        for d in self.dirs:
-            (d / "cgroup.procs").write_text(str(pid))
+        data = str(pid).encode()
+        for procs in self._procs:
+            fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
 
     def pids(self) -> list[int]:
         found: set[int] = set()
-        for d in self.dirs:
+        for procs in self._procs:
             with contextlib.suppress(FileNotFoundError):
-                found.update(int(p) for p in (d / "cgroup.procs").read_text().split())
+                found.update(int(p) for p in _read(procs).split())
         return sorted(found)
 
     def signal(self, sig: signal.Signals) -> None:
@@ -210,9 +219,9 @@ class JobCgroup:
         deadline = time.monotonic() + timeout
         left = self.pids()
         while left and time.monotonic() < deadline:
-            if self.version == 2 and (self.dirs[0] / "cgroup.kill").exists():
+            if self.version == 2 and (self._dirs[0] / "cgroup.kill").exists():
                 with contextlib.suppress(FileNotFoundError):
-                    (self.dirs[0] / "cgroup.kill").write_text("1")
+                    (self._dirs[0] / "cgroup.kill").write_text("1")
             else:
                 self._freeze(True)
                 _signal_all(self.pids(), signal.SIGKILL)
@@ -224,7 +233,7 @@ class JobCgroup:
     def _freeze(self, frozen: bool) -> None:
         try:
             if self.version == 2:
-                (self.dirs[0] / "cgroup.freeze").write_text("1" if frozen else "0")
+                (self._dirs[0] / "cgroup.freeze").write_text("1" if frozen else "0")
                 return
             state = self._file("freezer.state")
             state.write_text("FROZEN" if frozen else "THAWED")
@@ -238,10 +247,10 @@ class JobCgroup:
     def remove(self, timeout: float = 5.0) -> None:
         """Remove the (empty) group; a just-emptied memory cgroup may refuse briefly (EBUSY)."""
         deadline = time.monotonic() + timeout
-        for d in self.dirs:
+        for d in self._dirs:
             while True:
                 try:
-                    d.rmdir()
+                    os.rmdir(d)
                     break
                 except FileNotFoundError:
                     break
@@ -249,6 +258,18 @@ class JobCgroup:
                     if exc.errno != errno.EBUSY or time.monotonic() > deadline:
                         raise
                     time.sleep(0.02)
+
+
+def _read(path: str) -> str:
+    """A small kernel file's whole text (cgroup files are read in one go; no text-mode layer)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode()
 
 
 NVIDIA_MAJOR = 195  # /dev/nvidia<N> is 195:N; nvidiactl 195:255, nvidia-modeset 195:254

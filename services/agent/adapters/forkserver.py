@@ -28,19 +28,23 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import logging
 import os
 import signal
 import socket
-import subprocess
 import sys
-import threading
-import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import sandbox, shim
 
-log = logging.getLogger("gpufleet.agent.jobs")
+if TYPE_CHECKING:
+    import subprocess
+
+# The agent's side (ForkServer) imports logging, subprocess and threading when it needs them: the
+# agent has them loaded already, and the server never does. Every module the server holds is copied
+# into each supervisor it forks, and these three cost each fork more than their size: their at-fork
+# hooks (threading's, logging's lock re-inits) run, and write to shared pages, in every child.
+LOGGER = "gpufleet.agent.jobs"
 
 MODULE = "services.agent.adapters.forkserver"
 MAX_LINE = 64 * 1024
@@ -52,13 +56,23 @@ class ForkServerUnavailable(OSError):
 
 def start_time(pid: int) -> int:
     """Field 22 of ``/proc/<pid>/stat``: when the process started, in clock ticks since boot."""
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        stat = os.read(fd, 4096)  # one read: the kernel hands a stat line out whole
+    finally:
+        os.close(fd)
+    return int(stat.rsplit(b")", 1)[1].split()[19])
 
 
 def write_pid_file(control: Path, pid: int, start: int) -> None:
-    tmp = control / f".{shim.PID}.tmp"
-    tmp.write_text(f"{pid} {start}")
-    os.replace(tmp, control / shim.PID)
+    """``shim.pid``, whole or not at all (written aside, then renamed over)."""
+    tmp, final = os.path.join(control, f".{shim.PID}.tmp"), os.path.join(control, shim.PID)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, f"{pid} {start}".encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
 
 
 # ------------------------------------------------------------------------------------ the server
@@ -101,6 +115,8 @@ def _supervise(control: Path) -> None:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
         with contextlib.suppress(Exception):
+            import traceback  # only a failing supervisor pays for it
+
             traceback.print_exc()
     finally:
         with contextlib.suppress(Exception):
@@ -159,6 +175,8 @@ class ForkServer:
     :meth:`spawn` is safe to call from several threads (the runner starts jobs in worker threads)."""
 
     def __init__(self, python: str, env: dict[str, str]) -> None:
+        import threading
+
         self._argv = (python, "-S", "-m", MODULE)
         self._env = env
         self._lock = threading.Lock()
@@ -166,6 +184,9 @@ class ForkServer:
         self._process: subprocess.Popen[bytes] | None = None
 
     def _start(self) -> socket.socket:
+        import logging
+        import subprocess
+
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._process = subprocess.Popen(
@@ -182,7 +203,7 @@ class ForkServer:
         finally:
             theirs.close()
         self._sock = ours
-        log.info("supervisor fork server started", extra={"pid": self._process.pid})
+        logging.getLogger(LOGGER).info("supervisor fork server started", extra={"pid": self._process.pid})
         return ours
 
     def spawn(self, control: Path) -> tuple[int, int, int]:
@@ -212,6 +233,8 @@ class ForkServer:
         return int(answer["pid"]), int(answer["start"]), fds[0]
 
     def _drop(self) -> None:
+        import subprocess
+
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()
@@ -230,6 +253,8 @@ class ForkServer:
                 sock.close()
             process, self._process = self._process, None
         if process is not None:
+            import subprocess
+
             try:
                 process.wait(timeout=5)
             except subprocess.TimeoutExpired:

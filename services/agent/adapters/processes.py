@@ -84,6 +84,7 @@ class ProcessJob:
         shim_pid: int,
         process: subprocess.Popen[bytes] | None = None,
         pidfd: int | None = None,
+        cgroup: JobCgroup | None = None,
     ) -> None:
         self.runner, self.spec, self.control = runner, spec, control
         self.pid = shim_pid
@@ -92,13 +93,18 @@ class ProcessJob:
         self._gone: asyncio.Event | None = None  # set when the supervisor's pidfd says it exited
         self._pidfd: int | None = None  # None: not tried yet; -1: none (polling)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._cgroup = cgroup  # worked out once, by the runner or on first use (its folders never change)
 
     @property
     def job_id(self) -> str:
         return str(self.spec["job_id"])
 
     def cgroup(self) -> JobCgroup | None:
-        return self.runner.cgroups.job(self.job_id) if self.spec["cgroup"] else None
+        if not self.spec["cgroup"]:
+            return None
+        if self._cgroup is None:
+            self._cgroup = self.runner.cgroups.job(self.job_id)
+        return self._cgroup
 
     def supervisor_alive(self) -> bool:
         if self._process is not None:
@@ -400,7 +406,8 @@ class ProcessRunner:
         workdir = self.jobs_root / job_id
         spec: dict[str, Any] = {"job_id": job_id, "workdir": str(workdir), "uid": uid, "cgroup": False}
         try:
-            spec = self._spec(job, command, submitter_env, distributed, uid, workdir, gpu_uuids)
+            cgroup = self.cgroups.job(job_id) if self.cgroup_problem is None else None
+            spec = self._spec(job, command, submitter_env, distributed, uid, workdir, gpu_uuids, cgroup)
             if image:
                 spec = self._container_spec(spec, image, gpu_uuids, limits, control)
             workdir.mkdir(mode=0o700)
@@ -408,8 +415,7 @@ class ProcessRunner:
                 os.chown(workdir, uid, uid)
             if not image:
                 sandbox.make_private_tmp(workdir, uid)
-            if spec["cgroup"]:
-                cgroup = self.cgroups.job(job_id)
+            if spec["cgroup"] and cgroup is not None:
                 # A container's limits are the runtime's (its flags): the group holds only its client.
                 cgroup.create(Limits() if image else limits or Limits())
                 if spec["devices"] is not None:
@@ -425,7 +431,7 @@ class ProcessRunner:
                         extra={"job_id": job_id, "reason": str(exc)},
                     )
                 else:
-                    return ProcessJob(self, spec, control, pid, pidfd=pidfd)
+                    return ProcessJob(self, spec, control, pid, pidfd=pidfd, cgroup=cgroup)
             with open(control / "shim.log", "ab") as shim_log:
                 process = subprocess.Popen(
                     [*SHIM_ARGV, str(control)],
@@ -440,7 +446,7 @@ class ProcessRunner:
         except BaseException:
             ProcessJob(self, spec, control, 0).release()
             raise
-        return ProcessJob(self, spec, control, process.pid, process)
+        return ProcessJob(self, spec, control, process.pid, process, cgroup=cgroup)
 
     def close(self) -> None:
         """Stop the fork server (the supervisors it forked go on, as they do when the agent dies)."""
@@ -466,6 +472,7 @@ class ProcessRunner:
         uid: int | None,
         workdir: Path,
         gpu_uuids: Sequence[str] = (),
+        cgroup: JobCgroup | None = None,
     ) -> dict[str, Any]:
         isolate_network = self.settings.network == "none" and self.kernel.get("network") is None
         binds, tmpdir = sandbox.private_tmp_plan(workdir, self.private_mounts)
@@ -491,7 +498,7 @@ class ProcessRunner:
             "gid": uid,
             "cgroup": self.cgroup_problem is None,
             "cgroup_parent": self.settings.cgroup_parent,
-            **self._cgroup_spec(job.job_id),
+            **self._cgroup_spec(cgroup),
             "isolate_pids": self.is_root and self.kernel.get("pid") is None,
             "isolate_network": isolate_network,
             "user_namespace": (isolate_network or bool(binds)) and not self.is_root,
@@ -500,11 +507,10 @@ class ProcessRunner:
             "container": None,
         }
 
-    def _cgroup_spec(self, job_id: str) -> dict[str, Any]:
+    def _cgroup_spec(self, group: JobCgroup | None) -> dict[str, Any]:
         """The job group's folders, for its supervisor (which then need not find the hierarchies)."""
-        if self.cgroup_problem is not None:
+        if group is None:
             return {}
-        group = self.cgroups.job(job_id)
         return {
             "cgroup_version": group.version,
             "cgroup_dirs": {c: str(d) for c, d in group.by_controller.items()},

@@ -33,7 +33,6 @@ import errno
 import fcntl
 import os
 import pwd
-import random
 import socket
 import struct
 from collections.abc import Collection, Mapping, Sequence
@@ -195,6 +194,10 @@ class UidPool:
         self.held.discard(uid)
 
     def take(self, also_busy: Collection[int] = ()) -> int:
+        # Imported here, on the agent's side only: the supervisor (which imports this module) would
+        # otherwise reseed random's generator after every fork, its own and its job's, for nothing.
+        import random
+
         # Random, not lowest-first: a file a job left in a world-writable place (/tmp, /dev/shm) is
         # then unlikely to be met by the next holder of the same uid.
         for _ in range(1000):

@@ -70,6 +70,16 @@ log = logging.getLogger("gpufleet.outbox")
 
 REPLAY_WINDOW = timedelta(days=7)
 
+# The relays of one schema take turns under a transaction-scoped advisory lock. The lock is tried once
+# (a subquery in FROM with a volatile function is evaluated once, never pulled up) and the batch read
+# only when it was granted.
+_TAKE_BATCH = text(
+    "SELECT o.id, o.topic, o.key, o.headers, o.payload "
+    "FROM (SELECT pg_try_advisory_xact_lock(hashtext(:k)) AS got) AS turn "
+    "CROSS JOIN LATERAL (SELECT id, topic, key, headers, payload FROM outbox "
+    "WHERE turn.got AND published_at IS NULL ORDER BY id LIMIT :n) AS o"
+)
+
 _INSERT = text(
     "INSERT INTO outbox (event_id, topic, key, event_type, headers, payload) "
     "VALUES (:event_id, :topic, :key, :event_type, CAST(:headers AS jsonb), :payload)"
@@ -321,24 +331,10 @@ class OutboxRelay:
         """Publish up to ``batch_size`` rows; returns how many. At-least-once: a crash between send
         and commit re-sends those rows on the next run."""
         async with self.db.transaction(system=True) as session:
-            got = (
-                await session.execute(
-                    text("SELECT pg_try_advisory_xact_lock(hashtext(:k))"), {"k": self._lock_key}
-                )
-            ).scalar()
-            if not got:
-                return 0
-            rows = (
-                await session.execute(
-                    text(
-                        "SELECT id, topic, key, headers, payload FROM outbox WHERE published_at IS NULL "
-                        "ORDER BY id LIMIT :n"
-                    ),
-                    {"n": self.batch_size},
-                )
-            ).all()
+            # The turn and the batch in one statement: no row unless this relay holds the schema's lock.
+            rows = (await session.execute(_TAKE_BATCH, {"k": self._lock_key, "n": self.batch_size})).all()
             if not rows:
-                return 0
+                return 0  # another relay's turn, or nothing to publish
             if self._probe is not None and not await self._marker_present():
                 # Checked before every batch, not only on the check cadence: a row sent to a broker that
                 # lost its data would reach consumers ahead of the older rows the replay brings back.

@@ -251,3 +251,43 @@ async def test_a_broker_that_restarts_empty_gets_the_replay_before_any_newer_row
         await db.dispose()
     assert relay.replays == before + 1
     assert got == list(range(40))
+
+
+async def test_a_relay_publishes_nothing_while_another_holds_the_turn(migrate_schema, kafka):
+    db = Database(await migrate_schema("billing"), "billing")
+    topic = f"test.relay-turn.{uuid.uuid4().hex[:8]}"
+    relay = OutboxRelay(db, settings(kafka.bootstrap), publishes=(topic,))
+    holder_ready, release = asyncio.Event(), asyncio.Event()
+
+    async def other_relay_mid_batch() -> None:
+        async with db.transaction(system=True) as s:
+            await s.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": "gpufleet-outbox-billing"}
+            )
+            holder_ready.set()
+            await release.wait()
+
+    try:
+        await relay._connect()
+        await relay.check_broker()  # the marker, so that a batch may go out
+        await write(db, topic, range(3))
+        holder = asyncio.create_task(other_relay_mid_batch())
+        await holder_ready.wait()
+        assert relay._producer is not None
+        assert await relay.publish_batch(relay._producer) == 0
+        async with db.transaction(system=True) as s:
+            unpublished = (
+                await s.execute(
+                    text("SELECT count(*) FROM outbox WHERE topic = :t AND published_at IS NULL"),
+                    {"t": topic},
+                )
+            ).scalar_one()
+        assert unpublished == 3
+        release.set()
+        await holder
+        assert await relay.publish_batch(relay._producer) >= 3
+        assert ns(await read_all(kafka.bootstrap, topic, 3)) == [0, 1, 2]
+    finally:
+        release.set()
+        await relay._disconnect()
+        await db.dispose()

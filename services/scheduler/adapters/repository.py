@@ -57,6 +57,16 @@ _CHANGE_XID = "(change_xid::text::bigint)"
 # unit that asks for the clock of record after one of them needs no round trip for it.
 _SNAPSHOT_XMIN = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, now()"
 _XACT_ID = "SELECT pg_current_xact_id()::text::bigint, now()"
+# The scheduler's sync in one statement (one snapshot): the xmin the next read starts from, the clock,
+# the inventory's change watermark (so an unchanged inventory costs no query of its own), and the
+# changed jobs; a row with no job (``id`` NULL) when none changed.
+_JOB_CHANGES = (
+    "SELECT x.xmin, x.now, x.inventory_top, j.* FROM ("
+    " SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin, now() AS now,"
+    " (SELECT coalesce(max(change_seq), 0) FROM gpu_inventory) AS inventory_top) AS x"
+    f" LEFT JOIN LATERAL (SELECT {{columns}} FROM jobs WHERE change_seq > $1 AND {_CHANGE_XID} >= $2"
+    f" AND {_CHANGE_XID} <> ALL($3::bigint[])) AS j ON true ORDER BY j.change_seq"
+)
 _HOLD_LEASE = (
     "UPDATE scheduler_lease SET expires_at = now() + make_interval(secs => $1) "
     "WHERE id = 1 AND holder = $2 AND token = $3 RETURNING pg_current_xact_id()::text::bigint, now()"
@@ -68,6 +78,7 @@ _HOLD_LEASE = (
 # ORM's per-statement and per-row work, which cost more CPU than the database did. jsonb parameters are
 # JSON text (the engine's jsonb codec on every connection); jsonb columns come back decoded.
 _JOB_COLUMNS = ", ".join(c.name for c in JOBS.c)
+_JOB_CHANGES_SQL = _JOB_CHANGES.format(columns=_JOB_COLUMNS)
 _INSERT_COLUMNS = (
     "id",
     "organization_id",
@@ -300,6 +311,7 @@ class SqlUnitOfWork:
         self._driver: Any = None
         self._now: datetime | None = None
         self._xid: int | None = None
+        self._inventory_top: int | None = None  # the inventory's watermark, when a read of this unit saw it
 
     async def _pg(self) -> Any:
         """The asyncpg connection under this unit's session (its transaction is already open: the
@@ -507,14 +519,11 @@ class SqlUnitOfWork:
         previous read, whose snapshot xmin that was, may not have seen. A transaction below it had ended
         before that read began, so the read saw its changes. ``own``: the leader's cycle transactions,
         whose rows it applied itself (a row changed since by someone else carries their transaction)."""
-        settled = await self._snapshot_xmin()
-        jobs = await self._jobs(
-            f"change_seq > $1 AND {_CHANGE_XID} >= $2 AND {_CHANGE_XID} <> ALL($3::bigint[]) ORDER BY change_seq",
-            low,
-            unsettled,
-            list(own),
-        )
-        return jobs, settled
+        rows = await (await self._pg()).fetch(_JOB_CHANGES_SQL, low, unsettled, list(own))
+        first = rows[0]  # the LEFT JOIN always gives one row at least
+        self._now, self._inventory_top = first["now"], int(first["inventory_top"])
+        jobs = [_to_job(r) for r in rows if r["id"] is not None]
+        return jobs, int(first["xmin"])
 
     async def _snapshot_xmin(self) -> int:
         xmin, self._now = await (await self._pg()).fetchrow(_SNAPSHOT_XMIN)
@@ -532,6 +541,8 @@ class SqlUnitOfWork:
 
     async def inventory_changes(self, after: int) -> tuple[list[InventoryGpu], int]:
         """Every GPU of each node that changed since ``after`` (a node is re-indexed whole)."""
+        if self._inventory_top is not None and self._inventory_top <= after:
+            return [], after  # this unit's job_changes saw the watermark: nothing changed since
         changed = await (await self._pg()).fetch(
             "SELECT node_id, max(change_seq) FROM gpu_inventory WHERE change_seq > $1 GROUP BY node_id", after
         )

@@ -196,8 +196,15 @@ class Database:
         driver.begin_with = scope
         try:
             await start()
-        except Exception as exc:
-            gone = driver.is_closed() or conn.dialect.is_disconnect(exc, adapted, None)  # type: ignore[arg-type]
+        except BaseException as exc:
+            gone = isinstance(exc, Exception) and (
+                driver.is_closed() or conn.dialect.is_disconnect(exc, adapted, None)  # type: ignore[arg-type]
+            )
+            # This connection is done whatever went wrong (a cancel included): asyncpg keeps a
+            # transaction that failed to start as the connection's current one (its next BEGIN would
+            # be a SAVEPOINT), and the server may already be inside this BEGIN, with this scope. Closed
+            # here, it is replaced at its next checkout (the is_closed check above).
+            driver.terminate()
             if not gone:
                 raise
             await conn.invalidate()

@@ -5,6 +5,7 @@ as the transaction's ``BEGIN`` (shared/db.py, ``ScopedConnection``)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import asyncpg
@@ -76,3 +77,38 @@ async def test_begin_and_scope_are_one_message(migrate_schema, monkeypatch):
     # (SQLAlchemy's first connect adds a BEGIN/ROLLBACK of its own: the dialect's initialization.)
     (scoped,) = [q for q in sent if "set_config" in q]
     assert scoped.startswith("BEGIN") and f"set_config('app.org_id', '{org}', true)" in scoped
+
+
+async def test_a_transaction_cancelled_in_its_begin_leaves_nothing_for_the_next(migrate_schema, monkeypatch):
+    """A cancel that lands once the BEGIN (with its scope) reached the server, before the answer was
+    handled: the server is inside that transaction and asyncpg still counts it as the connection's own.
+    The next transaction must not run inside it (with the cancelled one's scope)."""
+    url = await migrate_schema("billing")
+    real = asyncpg.Connection.execute
+    stall = asyncio.Event()
+
+    async def slow_begin(self, query, *args, **kwargs):
+        result = await real(self, query, *args, **kwargs)
+        if query.startswith("BEGIN") and stall.is_set():
+            await asyncio.sleep(3600)
+        return result
+
+    monkeypatch.setattr(asyncpg.Connection, "execute", slow_begin)
+    db = Database(url, "billing", pool_size=1)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    try:
+        async with db.transaction(system=True) as session:
+            await session.execute(text("SELECT 1"))  # the pool's one connection, warmed up
+
+        async def cancelled() -> None:
+            async with db.transaction(org_id=first):
+                pass
+
+        stall.set()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(cancelled(), 0.5)
+        stall.clear()
+        async with db.transaction(org_id=second) as session:
+            assert tuple((await session.execute(_SCOPE)).one()) == (str(second), "off")
+    finally:
+        await db.dispose()

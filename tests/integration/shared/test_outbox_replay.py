@@ -114,6 +114,14 @@ async def test_a_replay_goes_out_in_order_before_rows_written_while_it_runs(migr
     assert got == list(range(80))  # one key: every replayed row first, then the fresh ones, in id order
 
 
+async def other_relay_mid_batch(db: Database, ready: asyncio.Event, release: asyncio.Event) -> None:
+    """Hold the billing relays' turn (their advisory lock) until ``release``, as a relay mid-batch does."""
+    async with db.transaction(system=True) as s:
+        await s.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": "gpufleet-outbox-billing"})
+        ready.set()
+        await release.wait()
+
+
 async def test_a_replay_waits_for_a_batch_in_flight_on_another_relay(migrate_schema, kafka):
     db = Database(await migrate_schema("billing"), "billing")
     topic = f"test.replay-lock.{uuid.uuid4().hex[:8]}"
@@ -122,16 +130,7 @@ async def test_a_replay_waits_for_a_batch_in_flight_on_another_relay(migrate_sch
         await s.execute(text("UPDATE outbox SET published_at = now() WHERE topic = :t"), {"t": topic})
     relay = OutboxRelay(db, settings(kafka.bootstrap), publishes=(topic,))
     holder_ready, release = asyncio.Event(), asyncio.Event()
-
-    async def other_relay_mid_batch() -> None:
-        async with db.transaction(system=True) as s:
-            await s.execute(
-                text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": "gpufleet-outbox-billing"}
-            )
-            holder_ready.set()
-            await release.wait()
-
-    holder = asyncio.create_task(other_relay_mid_batch())
+    holder = asyncio.create_task(other_relay_mid_batch(db, holder_ready, release))
     await holder_ready.wait()
     replay = asyncio.create_task(relay._replay((topic,), "test"))
     await asyncio.sleep(0.5)
@@ -258,20 +257,11 @@ async def test_a_relay_publishes_nothing_while_another_holds_the_turn(migrate_sc
     topic = f"test.relay-turn.{uuid.uuid4().hex[:8]}"
     relay = OutboxRelay(db, settings(kafka.bootstrap), publishes=(topic,))
     holder_ready, release = asyncio.Event(), asyncio.Event()
-
-    async def other_relay_mid_batch() -> None:
-        async with db.transaction(system=True) as s:
-            await s.execute(
-                text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": "gpufleet-outbox-billing"}
-            )
-            holder_ready.set()
-            await release.wait()
-
     try:
         await relay._connect()
         await relay.check_broker()  # the marker, so that a batch may go out
         await write(db, topic, range(3))
-        holder = asyncio.create_task(other_relay_mid_batch())
+        holder = asyncio.create_task(other_relay_mid_batch(db, holder_ready, release))
         await holder_ready.wait()
         assert relay._producer is not None
         assert await relay.publish_batch(relay._producer) == 0

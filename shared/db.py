@@ -153,8 +153,9 @@ class Database:
                 await session.close()
                 raise
             await session.close()
-            if attempt == 2:
-                raise DBAPIError(None, None, ConnectionError("a fresh database connection failed at once"))
+            if attempt == 2:  # an outage (shared.failures.is_unavailable), not a bad request
+                lost = ConnectionError("a fresh database connection was closed at once")
+                raise DBAPIError(None, None, lost, connection_invalidated=True) from lost
         try:
             yield session
         except BaseException:

@@ -204,7 +204,7 @@ class Database:
             # This connection is done whatever went wrong (a cancel included): asyncpg keeps a
             # transaction that failed to start as the connection's current one (its next BEGIN would
             # be a SAVEPOINT), and the server may already be inside this BEGIN, with this scope. Closed
-            # here, it is replaced at its next checkout (the is_closed check above).
+            # here, its next checkout fails its BEGIN at once (``gone``) and takes another connection.
             driver.terminate()
             if not gone:
                 raise

@@ -86,6 +86,16 @@ _INSERT = text(
 )
 
 
+ROW_COLUMNS = ("event_id", "topic", "key", "event_type", "headers", "payload")
+
+
+def row(topic: str, envelope: Envelope, key: str | None, trace: dict[str, str]) -> tuple[Any, ...]:
+    """An outbox row's values in :data:`ROW_COLUMNS` order, with ``trace`` (:func:`telemetry.inject`)
+    among its headers: for writers that insert rows with their own statement (the scheduler's batches)."""
+    headers = json.dumps({k: v.decode() for k, v in envelope.headers(trace)})
+    return (envelope.id, topic, key, envelope.type, headers, envelope.value())
+
+
 async def record(session: AsyncSession, topic: str, envelope: Envelope, key: str | None = None) -> None:
     """Add ``envelope`` to the outbox in the caller's transaction, with the current trace context."""
     await record_many(session, topic, [(envelope, key)])
@@ -99,15 +109,7 @@ async def record_many(
         return
     trace = telemetry.inject()
     rows = [
-        {
-            "event_id": envelope.id,
-            "topic": topic,
-            "key": key,
-            "event_type": envelope.type,
-            "headers": json.dumps({k: v.decode() for k, v in envelope.headers(dict(trace))}),
-            "payload": envelope.value(),
-        }
-        for envelope, key in envelopes
+        dict(zip(ROW_COLUMNS, row(topic, envelope, key, trace), strict=True)) for envelope, key in envelopes
     ]
     await session.execute(_INSERT, rows)
     session.info["outbox_dirty"] = True

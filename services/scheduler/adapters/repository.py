@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import audit as shared_audit
-from shared import consumers, telemetry
+from shared import consumers, outbox, telemetry
 from shared.contracts import topics
 from shared.contracts.audit import AuditRecordedV1
 from shared.db import Database
@@ -107,7 +107,8 @@ _RAW_HISTORY_INSERT = (
     "VALUES ($1, $2, $3, $4, $5, $6)"
 )
 _RAW_OUTBOX_INSERT = (
-    "INSERT INTO outbox (event_id, topic, key, event_type, headers, payload) VALUES ($1, $2, $3, $4, $5, $6)"
+    f"INSERT INTO outbox ({', '.join(outbox.ROW_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(outbox.ROW_COLUMNS) + 1))})"
 )
 
 
@@ -431,33 +432,13 @@ class SqlUnitOfWork:
         if history:
             await pg.executemany(_RAW_HISTORY_INSERT, history)
         trace = telemetry.inject()  # one trace context for the whole batch
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         for job in jobs:
-            for change in job.events:
-                envelope = events.envelope(change)
-                rows.append(
-                    (
-                        envelope.id,
-                        topics.JOBS,
-                        str(job.id),
-                        envelope.type,
-                        json.dumps({k: v.decode() for k, v in envelope.headers(trace)}),
-                        envelope.value(),
-                    )
-                )
+            rows.extend(outbox.row(topics.JOBS, events.envelope(c), str(job.id), trace) for c in job.events)
             job.new_history.clear()
             job.events.clear()
-        for record in audit:  # as shared.audit.write would add them (docs/audit.md)
-            rows.append(
-                (
-                    record.id,
-                    topics.AUDIT,
-                    shared_audit.outbox_key(record),
-                    record.type,
-                    json.dumps({k: v.decode() for k, v in record.headers(trace)}),
-                    record.value(),
-                )
-            )
+        # As shared.audit.write would add them (docs/audit.md), in the events' statement.
+        rows.extend(outbox.row(topics.AUDIT, r, shared_audit.outbox_key(r), trace) for r in audit)
         if rows:
             await pg.executemany(_RAW_OUTBOX_INSERT, rows)
             self.session.info["outbox_dirty"] = True

@@ -54,7 +54,8 @@ from uuid import UUID
 
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from faststream import AckPolicy
-from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka import KafkaBroker
+from faststream.message import StreamMessage
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -381,6 +382,17 @@ def _policy(
     return RetryPolicy(max_attempts, retry_delay, max_retry_delay, outage_window)
 
 
+async def _raw_records(message: StreamMessage[Any]) -> Any:
+    """The subscribers' decoder: the handler gets aiokafka's record (a tuple of them for a batch) as it
+    came, and decodes it itself (:func:`shared.events.decode`, one pydantic parse).
+
+    FastStream's default would first ``json.loads`` every value (parsed again, by the model, anyway),
+    and a handler that asked for the message through its ``KafkaMessage`` annotation has it resolved by
+    a synchronous context lookup that fast_depends runs on a worker thread: a thread hop per record or
+    batch, on every consumer of every service."""
+    return message.raw_message
+
+
 def subscribe(
     broker: KafkaBroker,
     topic: str,
@@ -406,9 +418,9 @@ def subscribe(
         heartbeat_interval_ms=1000,
         session_timeout_ms=10000,
         title=f"{group_id}:{topic}",
+        decoder=_raw_records,
     )
-    async def _consume(msg: KafkaMessage) -> None:
-        record: Any = msg.raw_message
+    async def _consume(record: Any) -> None:
         try:
             envelope = c.accept(decode(record.headers, record.value, models))
         except MalformedEvent as exc:
@@ -460,9 +472,10 @@ def subscribe_batch(
         heartbeat_interval_ms=1000,
         session_timeout_ms=10000,
         title=f"{group_id}:{topic}",
+        decoder=_raw_records,
     )
-    async def _consume_batch(body: list[Any], msg: KafkaMessage) -> None:  # body: FastStream decoded; unused
-        records = msg.raw_message if isinstance(msg.raw_message, tuple | list) else (msg.raw_message,)
+    async def _consume_batch(raw: Any) -> None:
+        records = raw if isinstance(raw, tuple | list) else (raw,)
         good: list[tuple[Any, Envelope]] = []
         for record in records:
             try:

@@ -406,7 +406,21 @@ async def test_the_costs_page(browser: Browser, world: World) -> None:
     browser.shot("3-costs")
 
 
-async def test_the_fleet_page(browser: Browser, world: World) -> None:
+async def _utilization_evidence(stack, world: World) -> str:  # type: ignore[no-untyped-def]
+    """What the API says of organization A's utilization and of its live job, for a failure message:
+    a heatmap that never shows is told apart as no samples, samples not attributed, or a page fault."""
+    async with client(stack, world.key_a) as api:
+        job = (await api.get(f"/jobs/{world.jobs['live']}")).json()
+        series = await api.get("/utilization/series")
+        averages = await api.get("/utilization", params={"hours": 1})
+    fields = ("status", "gpu_ids", "node_id", "scheduled_at", "started_at", "finished_at", "attempt")
+    return (
+        f"live job: { {k: job.get(k) for k in fields} }; "
+        f"series {series.status_code}: {series.text[:1500]}; averages {averages.status_code}: {averages.text[:800]}"
+    )
+
+
+async def test_the_fleet_page(stack, browser: Browser, world: World) -> None:  # type: ignore[no-untyped-def]
     browser.open("/ui/#/fleet")
     await browser.until("the GPUs", lambda: len(browser.css("#fleet-nodes .gpu")) == 2)
     assert browser.text("#fleet-tiles .tile .value") == "2"
@@ -415,9 +429,12 @@ async def test_the_fleet_page(browser: Browser, world: World) -> None:
     else:
         assert browser.css("#fleet-nodes [data-unavailable='GET /v1/nodes']")
     if world.served["series"]:
-        await browser.until(
-            "the utilization heatmap", lambda: browser.css("#utilization-heatmap svg.heatmap rect.cell")
-        )
+        try:
+            await browser.until(
+                "the utilization heatmap", lambda: browser.css("#utilization-heatmap svg.heatmap rect.cell")
+            )
+        except AssertionError as e:
+            raise AssertionError(f"{e}; {await _utilization_evidence(stack, world)}") from None
     else:
         await browser.until(
             "the series' not-available state", lambda: browser.css("#utilization-heatmap [data-unavailable]")

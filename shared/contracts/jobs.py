@@ -24,6 +24,10 @@ JOB_TIMED_OUT = "gpufleet.job.timed_out"
 JOB_REQUEUED = "gpufleet.job.requeued"
 # A queued job's pending reason changed (or it was held, released, re-prioritised).
 JOB_PENDING = "gpufleet.job.pending"
+# A running job nears its time limit: sent once per attempt at shared.time_limit.warning_after(limit)
+# after the attempt's start (late, once, when the scheduler could not send it then). Not a status change
+# (previous_status and status are both "running"); ``stops_at`` says when the job is stopped.
+JOB_TIME_LIMIT_WARNING = "gpufleet.job.time_limit_warning"
 
 TERMINAL_EVENTS = (JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED, JOB_TIMED_OUT)
 
@@ -112,6 +116,12 @@ class JobEventV1(BaseModel):
     ended_attempt: EndedAttemptV1 | None = Field(
         default=None, description="set on gpufleet.job.requeued: the attempt lost to infrastructure"
     )
+    # Added with the time-limit warning (optional: older events decode unchanged).
+    stops_at: datetime | None = Field(
+        default=None,
+        description="set on gpufleet.job.time_limit_warning: when the job is stopped at its time limit "
+        "(started_at + time_limit_seconds)",
+    )
 
 
 EVENT_TYPES: dict[str, type[BaseModel]] = {
@@ -126,5 +136,6 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
         JOB_TIMED_OUT,
         JOB_REQUEUED,
         JOB_PENDING,
+        JOB_TIME_LIMIT_WARNING,
     )
 }

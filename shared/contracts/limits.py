@@ -71,6 +71,7 @@ WEBHOOK_EVENT_NAMES: tuple[str, ...] = (
     "job.timed_out",
     "job.requeued",
     "job.pending",
+    "job.time_limit_warning",
     "cost.recorded",  # the cost topic's event (subscribed to by name only: an empty list is job events)
 )
 

@@ -1,7 +1,7 @@
 """Scheduling policy through authorised admin calls on the running stack (one agent, 2 simulated GPUs):
 the operator's quota and its borrowing, an organization admin's per-user cap, each with its "why
 pending" answer while the other GPU is idle, a time limit that ends a job ``timed_out`` after a
-warning, who may call what, and the audit trail of every change.
+warning (in its output and as an event), who may call what, and the audit trail of every change.
 
 Every test puts the policy back as it found it (other tests share the stack)."""
 
@@ -20,6 +20,7 @@ from tests.e2e.helpers import client, eventually, wait_status
 from tests.e2e.helpers import quiet as _quiet
 from tests.e2e.helpers import submit as _submit
 from tests.e2e.helpers import wait_pending as _pending
+from tests.e2e.test_9_events import open_stream
 
 pytestmark = pytest.mark.e2e
 
@@ -241,17 +242,31 @@ async def test_bad_policy_input_is_a_validation_problem(stack, gpu_type):
 
 
 async def test_a_job_past_its_time_limit_is_warned_then_ends_timed_out(stack, orgs, blocker):
+    # Warned at 4.5 s (90%), stopped at 5 s: the warning event has half a second on the job's end.
     async with client(stack, orgs["a"]) as api:
-        job = await _submit(api, command="sleep 30", time_limit_seconds=2, name="limited")
+        job = await _submit(api, command="sleep 30", time_limit_seconds=5, name="limited")
         blocker.append(job["id"])
-        assert job["time_limit_seconds"] == 2
+        assert job["time_limit_seconds"] == 5
         done = await wait_status(api, job["id"], ENDED, timeout=40)
         assert done["status"] == "timed_out", done
         assert "time limit" in (done["error_message"] or ""), done
         tail = done["output_tail"]
-        warning = tail.find("[gpufleet] time limit of 2 s: the job is stopped in")
-        reached = tail.find("[gpufleet] time limit of 2 s reached")
+        warning = tail.find("[gpufleet] time limit of 5 s: the job is stopped in")
+        reached = tail.find("[gpufleet] time limit of 5 s reached")
         assert 0 <= warning < reached, tail  # warned first, then stopped
         history = [(h["status"], h.get("reason") or "") for h in done["history"]]
         assert [s for s, _ in history][-2:] == ["running", "timed_out"], history
         assert "time limit" in history[-1][1]
+
+    # Subscribers learned it too: the scheduler's warning event, once, before the end (the job's events
+    # as the tenant's stream replays them; its cost event may be stored anywhere among them).
+    async with open_stream(stack, orgs["a"], params={"job_id": job["id"], "from": "start"}) as stream:
+        frames = await stream.until(lambda f: f["event"] == "gpufleet.job.timed_out")
+    events = [f for f in frames if f["event"].startswith("gpufleet.job.")]
+    types = [f["event"] for f in events]
+    assert types.count("gpufleet.job.time_limit_warning") == 1, types
+    assert types[-2:] == ["gpufleet.job.time_limit_warning", "gpufleet.job.timed_out"], types
+    warned = events[-2]["data"]["data"]
+    assert (warned["previous_status"], warned["job"]["status"]) == ("running", "running"), warned
+    assert warned["reason"].startswith("time limit of 5 s: the job is stopped in"), warned
+    assert warned["stops_at"] is not None and warned["job"]["time_limit_seconds"] == 5

@@ -1,12 +1,9 @@
-"""When a job with a time limit is warned and when it is ended (relative to its start)."""
+"""When a job with a time limit is warned (relative to its start). The rule is shared with the scheduler,
+which announces the same moment on the job topic, so it lives in :mod:`shared.time_limit`; this name
+stays for the agent's existing callers."""
 
 from __future__ import annotations
 
-WARNING_LEAD_SECONDS = 60.0
-WARNING_FRACTION = 0.9
+from shared.time_limit import warning_after
 
-
-def warning_after(limit_seconds: float) -> float:
-    """Seconds after the start at which the job is told its end is near: at 90% of the limit or a
-    minute before the end, whichever is later (a long job is not warned an hour early)."""
-    return max(limit_seconds * WARNING_FRACTION, limit_seconds - WARNING_LEAD_SECONDS)
+__all__ = ["warning_after"]

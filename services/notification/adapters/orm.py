@@ -9,7 +9,7 @@ from sqlalchemy import BigInteger, Column, LargeBinary, Text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 5  # the highest file in migrations/notification
+SCHEMA_VERSION = 6  # the highest file in migrations/notification
 
 
 class WebhookRow(SQLModel, table=True):

@@ -19,6 +19,7 @@ EVENT_TYPE = {
     "timed_out": contract.JOB_TIMED_OUT,
     "requeued": contract.JOB_REQUEUED,
     "pending": contract.JOB_PENDING,
+    "time_limit_warning": contract.JOB_TIME_LIMIT_WARNING,
 }
 
 
@@ -97,5 +98,6 @@ def envelope(change: JobChanged) -> Envelope[contract.JobEventV1]:
             previous_status=change.previous_status.value if change.previous_status else None,
             reason=change.reason,
             ended_attempt=ended_attempt(change.ended_attempt),
+            stops_at=change.stops_at,
         ),
     )

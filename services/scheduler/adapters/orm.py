@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.types import UserDefinedType
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 9  # the highest file in migrations/scheduler
+SCHEMA_VERSION = 10  # the highest file in migrations/scheduler
 
 
 def _ts(nullable: bool = True) -> Any:
@@ -83,6 +83,8 @@ class JobRow(SQLModel, table=True):
     # 008: preemption (asked to stop for a reclaim; attempts that ended so).
     preempted_at: datetime | None = _ts()
     preemptions: int = 0
+    # 010: the attempt whose time-limit warning was sent (0: none).
+    time_limit_warned_attempt: int = 0
 
 
 class JobStatusHistoryRow(SQLModel, table=True):

@@ -158,6 +158,7 @@ def _state(job: Job) -> dict[str, Any]:
         "estimated_start": job.estimated_start,
         "preempted_at": job.preempted_at,
         "preemptions": job.preemptions,
+        "time_limit_warned_attempt": job.time_limit_warned,
     }
 
 
@@ -209,6 +210,7 @@ _STATE_COLUMNS = (
     "estimated_start",
     "preempted_at",
     "preemptions",
+    "time_limit_warned_attempt",
 )
 
 
@@ -285,6 +287,7 @@ def _to_job(row: Any) -> Job:  # a RowMapping or an asyncpg Record
         image=row["image"],
         preempted_at=row["preempted_at"],
         preemptions=row["preemptions"],
+        time_limit_warned=row["time_limit_warned_attempt"],
     )
 
 
@@ -579,6 +582,13 @@ class SqlUnitOfWork:
         return await self._jobs(
             "id = ANY($1::uuid[]) AND status = 'queued' AND NOT held ORDER BY id FOR UPDATE", job_ids
         )
+
+    async def running_jobs_by_id(self, job_ids: list[UUID]) -> list[Job]:
+        """Running jobs among ``job_ids``, locked (in id order, as agents' report batches lock them):
+        a finish or requeue in flight is waited for, and then the job is no longer running."""
+        if not job_ids:
+            return []
+        return await self._jobs("id = ANY($1::uuid[]) AND status = 'running' ORDER BY id FOR UPDATE", job_ids)
 
     async def queued_jobs_by_id(self, job_ids: list[UUID]) -> list[Job]:
         """Queued jobs among ``job_ids``, locked; rows another transaction holds are skipped (their

@@ -12,19 +12,21 @@ numbered from 1; reports about an older attempt are ignored.
 Terminal states (succeeded, failed, cancelled, timed_out) accept nothing more: a cancel is refused, a
 late agent report is a no-op (agents retry, so reports arrive twice). Each change appends a status-history entry
 and records a :class:`JobChanged` carrying a snapshot of the job right after it; the repository turns
-those into outbox events in the same transaction.
+those into outbox events in the same transaction. A running attempt with a time limit is also warned once
+(:meth:`Job.warn_time_limit`, the leader's doing): an event, not a status change.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from uuid import UUID
 
 from shared.errors import FailedPrecondition
+from shared.time_limit import warning_after, warning_message
 
 from .spec import JobSpec
 
@@ -136,14 +138,16 @@ class EndedAttempt:
 @dataclass(frozen=True)
 class JobChanged:
     """``kind`` is the event name: submitted, scheduled, started, succeeded, failed, cancelled,
-    timed_out, requeued, or pending (a queued job's reason, hold or priority changed).
-    ``ended_attempt`` is set on requeued only."""
+    timed_out, requeued, pending (a queued job's reason, hold or priority changed), or
+    time_limit_warning (a running job nears its time limit). ``ended_attempt`` is set on requeued
+    only, ``stops_at`` (when the time limit stops the job) on time_limit_warning only."""
 
     kind: str
     previous_status: JobStatus | None
     reason: str | None
     job: Job
     ended_attempt: EndedAttempt | None = None
+    stops_at: datetime | None = None
 
 
 def _clean(text: str | None, limit: int, keep_end: bool) -> str | None:
@@ -194,6 +198,8 @@ class Job:
     # and how many of its attempts ended so (they do not count against ``max_attempts``).
     preempted_at: datetime | None = None
     preemptions: int = 0
+    # The attempt whose time-limit warning was announced (0: none yet): once per attempt, whoever leads.
+    time_limit_warned: int = 0
     queue_position: int | None = None  # read-time only: 1-based among the organization's waiting jobs
     # Known history (loaded on demand), the entries added in this unit of work, and recorded events.
     history: list[StatusChange] = field(default_factory=list)
@@ -415,6 +421,41 @@ class Job:
         why = f"requeued as attempt {self.attempt}: {reason}"
         self._changed("requeued", JobStatus.QUEUED, at, why, ended_attempt=ended)
 
+    @property
+    def time_limit_warning_due(self) -> datetime | None:
+        """When this attempt is to be warned that its time limit nears (the agent's moment:
+        :func:`shared.time_limit.warning_after` from its start), or None: it does not run, has no
+        limit, was warned already, or is being stopped anyway (a cancel or a preemption: the agent
+        does not warn it either)."""
+        if (
+            self.status is not JobStatus.RUNNING
+            or not self.time_limit_seconds
+            or self.started_at is None
+            or self.time_limit_warned >= self.attempt
+            or self.stop_requested
+        ):
+            return None
+        return self.started_at + timedelta(seconds=warning_after(self.time_limit_seconds))
+
+    def warn_time_limit(self, at: datetime) -> bool:
+        """Announce that the running attempt nears its time limit (not a status change, no history
+        entry). False (no change) before it is due, or when there is nothing to warn (ended,
+        requeued, being stopped, warned already)."""
+        due = self.time_limit_warning_due
+        if due is None or at < due:
+            return False
+        assert self.started_at is not None and self.time_limit_seconds
+        stops_at = self.started_at + timedelta(seconds=self.time_limit_seconds)
+        left = max(int((stops_at - at).total_seconds()), 0)
+        self.time_limit_warned = self.attempt
+        self._record(
+            "time_limit_warning",
+            JobStatus.RUNNING,
+            warning_message(self.time_limit_seconds, left),
+            stops_at=stops_at,
+        )
+        return True
+
     def _queued(self, what: str) -> None:
         if self.status is not JobStatus.QUEUED:
             raise JobNotQueued(f"only a queued job can be {what}; this one is {self.status}")
@@ -478,9 +519,10 @@ class Job:
         previous: JobStatus | None,
         reason: str | None,
         ended_attempt: EndedAttempt | None = None,
+        stops_at: datetime | None = None,
     ) -> None:
         snapshot = dataclasses.replace(self, history=[], new_history=[], events=[])
-        self.events.append(JobChanged(kind, previous, reason, snapshot, ended_attempt))
+        self.events.append(JobChanged(kind, previous, reason, snapshot, ended_attempt, stops_at))
 
 
 HELD = Pending("held", "the job is held; release it to let it be scheduled")

@@ -26,6 +26,15 @@ and the changed "why pending" answers are written in one fenced transaction with
 a placement whose job was cancelled or held since the snapshot, or whose GPUs fleet stopped offering,
 is dropped (the change is read next time). The primary key of gpu_allocations still refuses a GPU
 booked twice, whatever happens: that transaction rolls back and the leader rebuilds.
+
+Time-limit warnings (``gpufleet.job.time_limit_warning``) come from the same state: every job with a
+limit that the leader reconciles (at a rebuild, or as its changes are read) tells
+:class:`~..domain.time_limit_warnings.DueWarnings` when its running attempt is due to be warned, or that
+it is not (ended, requeued, warned already); jobs without a limit cost one test. Each step sends those
+due by then in a fenced transaction of their own that writes the warned attempt on the job with the
+event, so a deposed leader sends nothing and a new tenure, which rebuilds, sends nothing twice (and
+sends late, once, what came due while no one led). Between steps the loop sleeps no longer than until
+the next one is due.
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ from ..domain.engine import Allocation, CycleResult, Place, Policy, QueuedJob, S
 from ..domain.inventory import InventoryGpu
 from ..domain.model import ON_NODE, GpuAllocation, Job, JobPlacement, JobStatus, Pending
 from ..domain.policy_admin import usage_rules_changed
+from ..domain.time_limit_warnings import DueWarnings
 from ..domain.views import NO_USER, allocation_of, nodes_of, queued_job
 from .handlers import Dependencies
 from .policy import PolicyStore
@@ -81,6 +91,11 @@ class LeaderState:
     # This leader's committed cycle transactions whose rows may still come back in a read: the cycle
     # applied them to the snapshot already, so the read leaves them out.
     own: list[int] = field(default_factory=list)
+    # Running attempts with a time limit, by when they are to be warned.
+    warnings: DueWarnings = field(default_factory=DueWarnings)
+    # The database's clock at the last read and this process's monotonic clock then: how long the
+    # loop may sleep before the next warning is due.
+    clock: tuple[datetime, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +104,7 @@ class CycleReport:
     seconds: float
     pending_written: int = 0
     preempted: list[Job] = field(default_factory=list)  # asked to stop: lent capacity reclaimed
+    warned: list[Job] = field(default_factory=list)  # told their time limit nears
 
 
 @dataclass
@@ -174,10 +190,24 @@ class Scheduler:
             else:
                 await self._sync(uow, state)
             now = await uow.now()
+        state.clock = (now, time.monotonic())
+        warned = await self._warn(state, now)
         began = time.perf_counter()
         result = await asyncio.to_thread(cycle, state.snapshot, self.policy, now)
         placed, written, preempted = await self._apply(state, result)
-        return CycleReport(placed, time.perf_counter() - began, written, preempted)
+        return CycleReport(placed, time.perf_counter() - began, written, preempted, warned)
+
+    def next_warning_in(self) -> float | None:
+        """Seconds until the next time-limit warning is due (0: now), or None: none is known (or
+        this replica does not lead)."""
+        state = self.state
+        if state is None or state.clock is None:
+            return None
+        due = state.warnings.next_due()
+        if due is None:
+            return None
+        seen, at = state.clock
+        return max((due - seen).total_seconds() - (time.monotonic() - at), 0.0)
 
     # -- state ----------------------------------------------------------------------------------
     async def _rebuild(self, uow: SchedulerUnitOfWork) -> LeaderState:
@@ -207,6 +237,7 @@ class Scheduler:
             extra={
                 "queued": len(state.queued),
                 "on_node": len(state.on_node),
+                "time_limit_warnings": len(state.warnings),
                 "gpus": len(gpus),
                 "seconds": round(time.perf_counter() - began, 3),
             },
@@ -232,6 +263,8 @@ class Scheduler:
 
     def _reconcile(self, state: LeaderState, job: Job) -> None:
         """Make the snapshot agree with ``job`` as it is in the database now (idempotent)."""
+        if job.time_limit_seconds:  # a job without a limit is never warned: nothing to keep
+            state.warnings.set(job.id, job.time_limit_warning_due)
         snap, policy = state.snapshot, self.policy
         want = queued_job(job) if job.status is JobStatus.QUEUED else None
         have = state.queued.get(job.id)
@@ -276,6 +309,25 @@ class Scheduler:
                     ended,
                     policy.half_life_s,
                 )
+
+    # -- time-limit warnings ----------------------------------------------------------------------
+    async def _warn(self, state: LeaderState, now: datetime) -> list[Job]:
+        """Send the warnings due by ``now``, fenced like a cycle's writes. They leave the heap first:
+        a job that ended, was requeued or was warned since is left alone (``Job.warn_time_limit``
+        says no), and if this transaction fails the state is dropped and rebuilt with them."""
+        job_ids = state.warnings.pop_due(now)
+        if not job_ids:
+            return []
+        assert self.token is not None
+        async with self.deps.uow(system=True) as uow:
+            if not await uow.hold_lease(self.holder, self.token, self.deps.options.lease_ttl_s):
+                raise Deposed
+            at = await uow.now()
+            warned = [job for job in await uow.running_jobs_by_id(job_ids) if job.warn_time_limit(at)]
+            await uow.save_jobs(warned)
+        if warned:
+            log.info("warned jobs near their time limit", extra={"jobs": [str(j.id) for j in warned]})
+        return warned
 
     # -- applying a cycle -------------------------------------------------------------------------
     def _pending_changes(self, state: LeaderState, result: CycleResult) -> dict[UUID, PendingView]:
@@ -420,8 +472,9 @@ async def run_scheduling_loop(
                 if on_failure is not None:
                     on_failure()
                 log.exception("scheduling step failed; retrying")
-            # Wakes on a submit or a release, on stop, or after one tick.
-            waking = asyncio.create_task(deps.wakeup.wait(wait_s))
+            # Wakes on a submit or a release, on stop, when a time-limit warning is due, or after one tick.
+            due_in = scheduler.next_warning_in()
+            waking = asyncio.create_task(deps.wakeup.wait(wait_s if due_in is None else min(wait_s, due_in)))
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait({waking, stopping}, return_when=asyncio.FIRST_COMPLETED)
             for t in (waking, stopping):

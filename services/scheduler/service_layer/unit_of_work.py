@@ -123,6 +123,9 @@ class SchedulerUnitOfWork(Protocol):
     async def placeable_jobs(self, job_ids: list[UUID]) -> list[Job]:
         """Of ``job_ids``, the ones still queued and not held, locked for update."""
 
+    async def running_jobs_by_id(self, job_ids: list[UUID]) -> list[Job]:
+        """Of ``job_ids``, the running ones, locked for update (a report in flight is waited for)."""
+
     async def queued_jobs_by_id(self, job_ids: list[UUID]) -> list[Job]:
         """Of ``job_ids``, the queued ones, locked; rows locked by others are skipped."""
 

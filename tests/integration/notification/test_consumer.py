@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 
@@ -60,6 +61,30 @@ async def test_job_event_creates_deliveries_and_a_duplicate_creates_none(harness
         await harness.scalar("SELECT secret FROM job_webhook_secrets WHERE organization_id = :o", o=org)
     ).startswith("whsec_")
     assert await deliveries_of(harness, uuid.uuid4()) == []  # row-level security: other tenants see none
+
+
+async def test_a_time_limit_warning_reaches_the_webhooks_that_name_it_and_the_jobs_own(
+    harness: Harness,
+) -> None:
+    app = harness.app()
+    org = uuid.uuid4()
+    named = await handlers.create_webhook(  # the stored subscription list accepts the new name (006)
+        commands.CreateWebhook(org, "http://127.0.0.1:9/warned", ("job.time_limit_warning", "job.timed_out")),
+        app.deps,
+    )
+    await handlers.create_webhook(
+        commands.CreateWebhook(org, "http://127.0.0.1:9/failed", ("job.failed",)), app.deps
+    )
+    running = job_event(org, jobs.JOB_STARTED, webhook_url="http://127.0.0.1:9/job")
+    await consumers.job_event_handler(app.deps)(
+        [dataclasses.replace(running, type=jobs.JOB_TIME_LIMIT_WARNING)]
+    )
+    rows = await deliveries_of(harness, org)
+    assert [(r.webhook_id, r.url, r.event_type) for r in rows] == [
+        (None, "http://127.0.0.1:9/job", "job.time_limit_warning"),
+        (named.webhook.id, "http://127.0.0.1:9/warned", "job.time_limit_warning"),
+    ]
+    assert json.loads(rows[0].payload)["data"]["status"] == "running"
 
 
 async def test_events_no_webhook_wants_create_nothing(harness: Harness) -> None:

@@ -22,6 +22,7 @@ STATUS = {
     jobs.JOB_CANCELLED: "cancelled",
     jobs.JOB_TIMED_OUT: "timed_out",
     jobs.JOB_PENDING: "queued",
+    jobs.JOB_TIME_LIMIT_WARNING: "running",
 }
 
 

@@ -24,6 +24,7 @@ from .helpers import T0, allocation, job_event, requeued_event
         (jobs.JOB_SCHEDULED, None),
         (jobs.JOB_STARTED, None),
         (jobs.JOB_PENDING, None),
+        (jobs.JOB_TIME_LIMIT_WARNING, None),  # not an end: nothing is billed for it
         (jobs.JOB_SUCCEEDED, "succeeded"),
         (jobs.JOB_FAILED, "failed"),
         (jobs.JOB_CANCELLED, "cancelled"),

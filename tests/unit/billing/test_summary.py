@@ -134,7 +134,14 @@ def test_a_holding_event_becomes_a_running_attempt(event_type: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "event_type", [jobs.JOB_SUBMITTED, jobs.JOB_PENDING, jobs.JOB_SUCCEEDED, jobs.JOB_CANCELLED]
+    "event_type",
+    [
+        jobs.JOB_SUBMITTED,
+        jobs.JOB_PENDING,
+        jobs.JOB_TIME_LIMIT_WARNING,
+        jobs.JOB_SUCCEEDED,
+        jobs.JOB_CANCELLED,
+    ],
 )
 def test_other_events_are_no_running_attempt(event_type: str) -> None:
     assert to_running_command(job_event(event_type, allocation("2.0000"))) is None

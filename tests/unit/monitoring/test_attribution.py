@@ -118,6 +118,18 @@ def test_job_events_open_and_close_holds() -> None:
     assert holds_of(jobs.JOB_SUBMITTED, job_event(jobs.JOB_REQUEUED, job, gpu).data) == ()  # unplaced
 
 
+def test_a_time_limit_warning_ends_no_attempt_and_changes_no_hold() -> None:
+    gpu, job = uuid.uuid4(), uuid.uuid4()
+    warning = job_event(jobs.JOB_TIME_LIMIT_WARNING, job, gpu)
+    cmd = to_attempt(warning)
+    assert cmd is not None and cmd.ended_attempt is None
+    (started,) = holds_of(jobs.JOB_STARTED, job_event(jobs.JOB_STARTED, job, gpu).data)
+    (warned,) = holds_of(jobs.JOB_TIME_LIMIT_WARNING, warning.data)
+    assert warned == started and changed_span(started, merge(started, warned)) is None
+    (done,) = holds_of(jobs.JOB_SUCCEEDED, job_event(jobs.JOB_SUCCEEDED, job, gpu, ended=at(9)).data)
+    assert changed_span(done, merge(done, warned)) is None  # redelivered after the end: nothing reopens
+
+
 async def test_samples_come_before_the_allocation_and_are_attributed_when_it_arrives() -> None:
     d, store = fake_dependencies()
     gpu, job = uuid.uuid4(), uuid.uuid4()

@@ -213,6 +213,13 @@ class FakeUnitOfWork:
             and not self.store.jobs[j].held
         ]
 
+    async def running_jobs_by_id(self, job_ids: list[UUID]) -> list[Job]:
+        return [
+            self._load(self.store.jobs[j], False)
+            for j in sorted(job_ids)
+            if j in self.store.jobs and self.store.jobs[j].status is JobStatus.RUNNING
+        ]
+
     async def queued_jobs_by_id(self, job_ids: list[UUID]) -> list[Job]:
         return [
             self._load(self.store.jobs[j], False)

@@ -302,14 +302,16 @@ class GetAssignmentsResponse(_message.Message):
     def __init__(self, assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ...) -> None: ...
 
 class ReportJobStartedRequest(_message.Message):
-    __slots__ = ("node_id", "job_id", "started_at")
+    __slots__ = ("node_id", "job_id", "started_at", "attempt")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     job_id: str
     started_at: str
-    def __init__(self, node_id: _Optional[str] = ..., job_id: _Optional[str] = ..., started_at: _Optional[str] = ...) -> None: ...
+    attempt: int
+    def __init__(self, node_id: _Optional[str] = ..., job_id: _Optional[str] = ..., started_at: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class ReportJobFinishedRequest(_message.Message):
     __slots__ = ("node_id", "job_id", "has_exit_code", "exit_code", "output_tail", "finished_at", "cancelled", "error_message", "timed_out", "attempt")

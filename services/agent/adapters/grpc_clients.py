@@ -266,7 +266,7 @@ def _report(node_id: str, r: Report) -> scheduler_pb2.JobReport:
 
 def _started(node_id: str, r: JobStarted) -> scheduler_pb2.ReportJobStartedRequest:
     return scheduler_pb2.ReportJobStartedRequest(
-        node_id=node_id, job_id=r.job_id, started_at=ts(r.started_at)
+        node_id=node_id, job_id=r.job_id, started_at=ts(r.started_at), attempt=r.attempt
     )
 
 

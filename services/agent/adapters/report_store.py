@@ -36,7 +36,12 @@ FORMAT_VERSION = 2
 
 def to_json(report: Report) -> dict[str, Any]:
     if isinstance(report, JobStarted):
-        return {"kind": "started", "job_id": report.job_id, "started_at": report.started_at.isoformat()}
+        return {
+            "kind": "started",
+            "job_id": report.job_id,
+            "started_at": report.started_at.isoformat(),
+            "attempt": report.attempt,
+        }
     return {
         "kind": "finished",
         "job_id": report.job_id,
@@ -52,7 +57,11 @@ def to_json(report: Report) -> dict[str, Any]:
 
 def from_json(data: dict[str, Any]) -> Report:
     if data["kind"] == "started":
-        return JobStarted(job_id=data["job_id"], started_at=datetime.fromisoformat(data["started_at"]))
+        return JobStarted(
+            job_id=data["job_id"],
+            started_at=datetime.fromisoformat(data["started_at"]),
+            attempt=int(data.get("attempt", 0)),  # absent in files written before it was sent
+        )
     if data["kind"] == "finished":
         return JobFinished(
             job_id=data["job_id"],

@@ -128,6 +128,7 @@ class LocalJob:
 class JobStarted:
     job_id: str
     started_at: datetime
+    attempt: int = 0  # the attempt started (0: not known)
 
 
 @dataclass(frozen=True)

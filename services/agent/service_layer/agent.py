@@ -12,8 +12,9 @@ Nothing here waits for the scheduler to "settle": a finished job is remembered (
 assignment can name it any more, so an update that still lists it never starts it twice.
 
 A job with a time limit is watched by a task of its own: a warning (log, metric, a line in the job's
-output) at :func:`warning_after`, then the same stop as a cancel (SIGTERM to every process of the job,
-SIGKILL after the grace) at the limit, reported ``timed_out``.
+output) at :func:`~shared.time_limit.warning_after` (the moment the scheduler announces on the job topic),
+then the same stop as a cancel (SIGTERM to every process of the job, SIGKILL after the grace) at the
+limit, reported ``timed_out``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
 from shared.runtime import supervise
+from shared.time_limit import warning_after, warning_message
 
 from ..adapters import metrics as prom
 from ..domain.model import (
@@ -47,7 +49,6 @@ from ..domain.model import (
     timed_out_message,
 )
 from ..domain.reconcile import Finish, Start, Stop, reconcile
-from ..domain.time_limit import warning_after
 from .metrics import build_sample
 from .output_shipper import OutputShipper
 from .ports import Fleet, GpuBackend, JobHandle, JobRunner, MetricsPublisher, Scheduler, Unreachable
@@ -168,13 +169,19 @@ class NodeAgent:
     def _take_back_jobs(self) -> list[tuple[LocalJob, JobHandle]]:
         """Jobs a previous agent process left to their supervisors: followed again, not restarted.
         One whose "finished" is already queued (that agent died just before forgetting it) is released."""
-        finished = {r.job_id for r in self.reports.pending if isinstance(r, JobFinished)}
+        pending = self.reports.pending
+        finished = {r.job_id for r in pending if isinstance(r, JobFinished)}
+        started = {r.job_id for r in pending if isinstance(r, JobStarted)}
         adopted = []
         for job, handle in self.runner.adopt():
             if job.job_id in finished:
                 handle.release()
-            else:
-                adopted.append((job, handle))
+                continue
+            adopted.append((job, handle))
+            if job.job_id not in started:
+                # Its start report was sent before it reached the disk and may have died with that agent
+                # (the scheduler takes a repeat as a no-op).
+                self.reports.put(JobStarted(job.job_id, job.started_at or self.clock(), attempt=job.attempt))
         return adopted
 
     def _recover_pending_reports(self) -> None:
@@ -372,7 +379,7 @@ class NodeAgent:
             self._settle(a.job_id, a.attempt)
             return
         started = self.clock()
-        self.reports.put(JobStarted(a.job_id, started))
+        self.reports.put(JobStarted(a.job_id, started, attempt=a.attempt))
         prom.JOB_STARTS.inc()
         log.info(
             "job started",
@@ -422,9 +429,7 @@ class NodeAgent:
             extra={"job_id": job.job_id, "time_limit_s": limit, "left_s": left},
         )
         prom.TIME_LIMIT_WARNINGS.inc()
-        entry.handle.annotate(
-            f"time limit of {limit} s: the job is stopped in {left} s (SIGTERM, then SIGKILL)"
-        )
+        entry.handle.annotate(warning_message(limit, left))
         await self._sleep_until(began + timedelta(seconds=limit))
         entry = self.running.get(job.job_id)
         if entry is None or entry.job.stopping:
@@ -451,21 +456,20 @@ class NodeAgent:
         if not error and not entry.cancelled and exited.signal_name:
             error = f"killed by {exited.signal_name}"
         prom.finished(exited.exit_code, entry.cancelled, error, timed_out=entry.timed_out)
-        self.reports.put(
-            JobFinished(
-                job_id,
-                exited.finished_at or self.clock(),
-                exit_code=exited.exit_code,
-                output_tail=exited.output_tail,
-                cancelled=entry.cancelled,
-                error_message=error,
-                timed_out=entry.timed_out,
-                attempt=entry.job.attempt,
-            )
+        report = JobFinished(
+            job_id,
+            exited.finished_at or self.clock(),
+            exit_code=exited.exit_code,
+            output_tail=exited.output_tail,
+            cancelled=entry.cancelled,
+            error_message=error,
+            timed_out=entry.timed_out,
+            attempt=entry.job.attempt,
         )
+        self.reports.put(report)
         self._settle(job_id, entry.job.attempt)
-        await self.reports.durable()
-        entry.handle.release()  # only now: a crash before the report is on disk must find the job again
+        await self.reports.kept(report)
+        entry.handle.release()  # only now: a crash before the report is kept must find the job again
         log.info(
             "job finished",
             extra={

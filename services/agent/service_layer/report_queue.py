@@ -1,12 +1,15 @@
 """Job reports that must reach the scheduler: in order, durably, until acknowledged, many per call.
 
-A report is on the disk before it is sent and before the agent forgets the job it is about, so a crash
-or restart between "the job ended" and "the scheduler knows" loses nothing: the next agent process sends
-what the last one left (or finds the job's folder again and reports it anew). Writing a report does not
-wait for the disk; :meth:`ReportQueue.durable` does, with one fsync in a worker thread for every report
-queued since the last one (a group commit: the event loop never waits on the disk). The
-scheduler treats every report as idempotent, so sending one twice (acknowledged, then the agent died
-before it could forget it) is harmless. Everything pending goes in one ``ReportJobs`` call (up to
+A report is acknowledged by the scheduler or on the disk before the agent forgets the job it is about
+(:meth:`ReportQueue.kept`), so a crash or restart between "the job ended" and "the scheduler knows" loses
+nothing: the next agent process sends what the last one left, or finds the job's folder again and reports
+it anew (a job still running under its supervisor is reported started again, in case that report died
+with the agent). A report is sent at once, without waiting for the disk: the common case, an answer
+within milliseconds, costs no fsync at all; a report still unanswered after :data:`ACK_PATIENCE_S`, or
+whose call failed, is synced (:meth:`ReportQueue.durable`: one fsync in a worker thread for every report
+queued since the last one, a group commit; the event loop never waits on the disk). The scheduler treats
+every report as idempotent, so sending one twice (acknowledged, then the agent died before the
+acknowledgement was written) is harmless. Everything pending goes in one ``ReportJobs`` call (up to
 ``batch_max``); while a call is out, new reports wait for the next one, so the batch grows with the
 load and a quiet node still sends each report at once. Order holds: the scheduler applies a call's
 reports in order and acknowledges a job only when it is done with all of that job's reports in it.
@@ -25,6 +28,8 @@ from .ports import ReportStore, Scheduler, Unreachable
 log = logging.getLogger("gpufleet.agent.reports")
 
 BATCH_MAX = 500
+# How long a finished job waits for its report's acknowledgement before the report is synced instead.
+ACK_PATIENCE_S = 0.5
 
 
 class ReportQueue:
@@ -41,6 +46,7 @@ class ReportQueue:
         self._retry_base, self._retry_max, self._batch_max = retry_base, retry_max, batch_max
         self._queued = self._synced = 0  # reports put so far / of those, how many are on the disk
         self._sync_lock = asyncio.Lock()
+        self._acked: dict[int, asyncio.Future[None]] = {}  # id(report) -> resolved when acknowledged
         prom.PENDING_REPORTS.set(len(self._pending))
         if self._pending:
             log.info("reports left by a previous run will be sent", extra={"count": len(self._pending)})
@@ -70,6 +76,22 @@ class ReportQueue:
             await asyncio.to_thread(self._store.sync)
             self._synced = max(self._synced, upto)
 
+    async def kept(self, report: Report, patience: float = ACK_PATIENCE_S) -> None:
+        """Returns once ``report`` (put earlier) cannot be lost any more: the scheduler acknowledged it,
+        or, when no acknowledgement came within ``patience`` seconds, it is on the disk."""
+        if not any(r is report for r in self._pending):
+            return
+        acked = self._acked.get(id(report))
+        if acked is None:
+            acked = self._acked[id(report)] = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(acked), patience)
+        except TimeoutError:
+            await self.durable()
+        finally:
+            if self._acked.get(id(report)) is acked and acked.done():
+                del self._acked[id(report)]
+
     def _save(self) -> None:
         self._store.save(self._pending)
         prom.PENDING_REPORTS.set(len(self._pending))
@@ -83,7 +105,6 @@ class ReportQueue:
                 await self._wait_for_change(stop, timeout=None if current else 0.2)
                 continue
             batch = self._pending[: self._batch_max]
-            await self.durable()
             try:
                 acknowledged = await scheduler.send_batch(current, batch)
             except Unreachable as exc:
@@ -91,18 +112,23 @@ class ReportQueue:
                     "could not deliver reports; will retry",
                     extra={"count": len(batch), "reason": str(exc), "retry_in_s": round(delay, 2)},
                 )
+                await self.durable()  # they may wait a while: on the disk meanwhile
                 await self._sleep(stop, delay)
                 delay = min(delay * 2, self._retry_max)
                 continue
             done = {id(r) for r in batch if r.job_id in acknowledged}
             if not done:
                 # Answered, yet done with none of them: do not spin on the same batch.
+                await self.durable()
                 await self._sleep(stop, delay)
                 delay = min(delay * 2, self._retry_max)
                 continue
             delay = self._retry_base
             self._pending = [r for r in self._pending if id(r) not in done]
             self._save()
+            for key in done & self._acked.keys():
+                if not (acked := self._acked.pop(key)).done():
+                    acked.set_result(None)
             log.info(
                 "reports delivered",
                 extra={"count": len(done), "jobs": sorted({r.job_id for r in batch if id(r) in done})},
@@ -126,6 +152,7 @@ class ReportQueue:
             stop.set()
             self._changed.set()
             await task
+            await self.durable()
 
     async def _wait_for_change(self, stop: asyncio.Event, timeout: float | None) -> None:
         self._changed.clear()

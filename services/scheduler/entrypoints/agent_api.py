@@ -104,6 +104,7 @@ def _started(node_id: str, r: scheduler_pb2.ReportJobStartedRequest) -> commands
         node_id=node_id,
         job_id=r.job_id,
         started_at=parse_ts(r.started_at, "started_at"),
+        attempt=r.attempt,
     )
 
 

@@ -191,6 +191,17 @@ async def test_a_job_left_to_its_supervisor_is_followed_again_and_reported_once(
     await run
 
 
+async def test_a_job_left_running_without_its_start_report_on_disk_is_reported_started_again():
+    """The start report is sent before it reaches the disk: one the last agent sent (or not) and that
+    died with it is queued again, for the attempt that runs (the scheduler takes a repeat as a no-op)."""
+    runner = FakeRunner()
+    handle = FakeHandle(4242)
+    runner.left_running.append((LocalJob(JOB, (1,), ORG, attempt=3, started_at=NOW), handle))
+    agent, _, _, _ = await make_agent(MemoryStore(), runner)
+    assert agent.reports.pending == [JobStarted(JOB, NOW, attempt=3)]
+    assert not handle.released and [job.job_id for job, _ in agent._adopted] == [JOB]
+
+
 async def test_a_supervised_job_whose_end_is_already_queued_is_released_not_followed():
     runner = FakeRunner()
     handle = await _left_running(runner)

@@ -127,19 +127,62 @@ async def test_flush_gives_up_after_its_timeout_and_keeps_the_report():
     assert store.saved == [JobStarted("j1", NOW)]
 
 
-async def test_every_report_is_on_the_disk_before_it_is_sent():
+async def test_a_report_is_sent_without_waiting_for_the_disk_and_an_answered_one_is_never_synced():
     store = MemoryStore()
 
     class Checking(FakeScheduler):
         async def send_batch(self, node_id, reports):  # type: ignore[no-untyped-def]
-            assert all(r in store.durable for r in reports), "sent before it was synced"
+            assert store.durable == [], "waited for the disk before sending"
             return await super().send_batch(node_id, reports)
 
     queue = ReportQueue(store, retry_base=0.01)
     queue.put(JobStarted("j1", NOW))
     queue.put(JobFinished("j1", NOW, exit_code=0))
     await drain(queue, Checking())
-    assert store.syncs == 1  # both reports in one fsync
+    assert store.syncs == 0 and store.saved == []
+
+
+async def test_reports_the_scheduler_does_not_take_are_synced_before_the_retry():
+    store, scheduler = MemoryStore(), FakeScheduler()
+    scheduler.outcomes = [Unreachable("down"), None]
+    queue = ReportQueue(store, retry_base=0.05)
+    started = JobStarted("j1", NOW)
+    queue.put(started)
+    stop = asyncio.Event()
+    task = asyncio.create_task(queue.run(scheduler, lambda: "n1", stop))
+    async with asyncio.timeout(5):
+        while not store.syncs:
+            await asyncio.sleep(0.005)
+    assert store.durable == [started] and scheduler.delivered == []
+    while queue.pending:
+        await asyncio.sleep(0.005)
+    stop.set()
+    await task
+    assert scheduler.delivered == [started]
+
+
+async def test_kept_returns_at_the_acknowledgement_without_an_fsync():
+    store, scheduler = MemoryStore(), FakeScheduler()
+    queue = ReportQueue(store, retry_base=0.01)
+    report = JobFinished("j1", NOW, exit_code=0)
+    queue.put(report)
+    stop = asyncio.Event()
+    task = asyncio.create_task(queue.run(scheduler, lambda: "n1", stop))
+    async with asyncio.timeout(5):
+        await queue.kept(report, patience=60)
+    assert scheduler.delivered == [report] and store.syncs == 0
+    stop.set()
+    await task
+
+
+async def test_kept_syncs_a_report_left_unanswered_past_its_patience():
+    store = MemoryStore()
+    queue = ReportQueue(store)  # nothing sends: no answer ever comes
+    report = JobFinished("j1", NOW, exit_code=0)
+    queue.put(report)
+    await queue.kept(report, patience=0.02)
+    assert store.durable == [report] and store.syncs == 1
+    await queue.kept(JobStarted("not-queued", NOW), patience=60)  # not pending: nothing to wait for
 
 
 async def test_durable_syncs_once_for_everything_put_and_not_again_without_news():

@@ -69,7 +69,7 @@ async def test_a_job_past_its_time_limit_is_warned_then_stopped_and_reported_tim
     await sleeps.release(0)
     assert sleeps.asked == [90.0, 10.0]  # warned at 90 s, then the 10 s left
     assert "stopped in 10 s" in handle.notes[0] and handle.terminated_with is None
-    assert agent.reports.pending == [JobStarted(JOB, NOW)]
+    assert agent.reports.pending == [JobStarted(JOB, NOW, attempt=2)]
     await sleeps.release(1)
     assert handle.terminated_with == 7  # the configured grace: SIGTERM, then SIGKILL after it
     finished = agent.reports.pending[-1]

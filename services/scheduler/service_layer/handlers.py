@@ -332,14 +332,18 @@ class _Released:
     """What a batch of reports changed, told to the assignment feed and the loop after the commit."""
 
     nodes: set[UUID] = field(default_factory=set)
+    # A job with a time limit started: the leader learns its warning's moment at its next step, now
+    # rather than a tick later (a short limit would otherwise end before its warning is sent).
+    limited_start: bool = False
 
     def tell(self, deps: Dependencies) -> None:
         if self.nodes:
             deps.assignments.changed(tuple(self.nodes))
+        if self.nodes or self.limited_start:
             deps.wakeup.set()
 
 
-async def _started(uow: Any, cmd: commands.ReportJobStarted, now: _Clock) -> None:
+async def _started(uow: Any, cmd: commands.ReportJobStarted, now: _Clock, released: _Released) -> None:
     node_id, job_id = _agent_id(cmd.node_id, "node_id"), _agent_id(cmd.job_id, "job_id")
     job = await uow.job_on_node(job_id, node_id)
     if job is None:
@@ -348,6 +352,7 @@ async def _started(uow: Any, cmd: commands.ReportJobStarted, now: _Clock) -> Non
         return
     if job.start(cmd.started_at, await now()):
         await uow.save_job(job)
+        released.limited_start |= bool(job.time_limit_seconds)
 
 
 async def _finished(
@@ -402,8 +407,10 @@ def _stopped_for_reclaim(job: Job, outcome: Outcome) -> bool:
 
 
 async def report_job_started(cmd: commands.ReportJobStarted, deps: Dependencies) -> None:
+    released = _Released()
     async with deps.uow(system=True) as uow:
-        await _started(uow, cmd, _Clock(uow))
+        await _started(uow, cmd, _Clock(uow), released)
+    released.tell(deps)
 
 
 async def report_job_finished(cmd: commands.ReportJobFinished, deps: Dependencies) -> None:
@@ -477,7 +484,7 @@ async def report_jobs(cmd: commands.ReportJobs, deps: Dependencies) -> list[Doma
         for report in cmd.reports:
             try:
                 if isinstance(report, commands.ReportJobStarted):
-                    await _started(batch, report, now)
+                    await _started(batch, report, now, released)
                 else:
                     await _finished(batch, report, now, deps, released)
             except DomainError as exc:

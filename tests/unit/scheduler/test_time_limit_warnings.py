@@ -248,6 +248,20 @@ async def test_the_leader_warns_each_attempt_once_when_it_is_due():
     assert [e.job.attempt for e in warnings_of(uow, limited)] == [1, 2]
 
 
+async def test_the_start_of_a_job_with_a_limit_wakes_the_loop_and_one_without_does_not():
+    deps, _, _ = fake_dependencies()
+    await add_gpus(deps, inventory_gpu(0), inventory_gpu(1))
+    org = uuid.uuid4()
+    leader = Scheduler(deps, "leader")
+    for limit, wakes in ((None, False), (100, True)):
+        job = await handlers.submit_job(submit(org, time_limit_seconds=limit), deps)
+        await leader.step()
+        deps.wakeup.clear()
+        start = commands.ReportJobStarted(node_id=str(NODE), job_id=str(job.id))
+        await handlers.handle(commands.ReportJobs((start,)), deps)
+        assert deps.wakeup.is_set() is wakes, limit
+
+
 async def test_a_job_that_ends_before_it_is_due_is_not_warned():
     deps, uow, _ = fake_dependencies()
     await add_gpus(deps, inventory_gpu(0))

@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -53,6 +54,9 @@ from shared.migrate import role_name
 from shared.settings import ENV_PREFIX
 
 GRPC_SERVICES = ("identity", "fleet", "scheduler", "billing", "monitoring", "notification")
+# The services whose node-facing API (fleet's NodeRegistryService, the scheduler's NodeAgentService) is
+# served on a listener of its own: the devstack always splits them, and points agents only there.
+AGENT_LISTENERS = ("fleet", "scheduler")
 # Below Linux's ephemeral range (32768-60999): a default there can be taken as the local port of some
 # outgoing connection between the free-port check and the bind (seen: "failed to bind 127.0.0.1:50056").
 DEFAULT_PORTS = {
@@ -62,10 +66,18 @@ DEFAULT_PORTS = {
     "billing": 15054,
     "monitoring": 15055,
     "notification": 15056,
+    # The agent listeners (node agents only; tenant-facing calls there answer UNIMPLEMENTED).
+    "fleet-agent": 15062,
+    "scheduler-agent": 15063,
     "gateway": 8080,
     "postgres": 15432,
     "kafka": 19092,
 }
+
+
+def agent_port_name(process: str) -> str:
+    """The ``ports`` key of a process's agent listener: ``fleet-agent``, ``scheduler-2-agent``, ..."""
+    return f"{process}-agent"
 
 
 def _port_free(port: int) -> bool:
@@ -191,7 +203,12 @@ class Stack:
     ``/readyz``) are allocated on first use unless given, and kept for the Stack's life, so a restarted
     process serves its metrics where it did before.
 
-    ``scheduler_replicas`` > 1 starts hot standbys (``scheduler-2``, ...), each on a port of its own
+    Fleet and every scheduler replica serve their node agents' API on a second listener
+    (``fleet-agent``, ``scheduler-agent``, ``scheduler-2-agent``, ... in ``ports``; taken from
+    ``ports`` when given, else free), and only there: agents are pointed at those alone, the gateway
+    and the CLI at the tenant-facing ones, and the scheduler verifies node credentials on fleet's.
+
+    ``scheduler_replicas`` > 1 starts hot standbys (``scheduler-2``, ...), each on ports of its own
     (taken from ``ports`` when given, else free): only the lease holder schedules, every replica
     serves gRPC. The gateway and the agents then dial all replicas as one target
     (``ipv4:host:p1,host:p2``, gRPC's default pick_first: the first replica that answers, the next
@@ -223,10 +240,10 @@ class Stack:
         if self.scheduler_replicas < 1 or self.agents < 1:
             raise ValueError("a stack needs at least one scheduler and one agent")
         self.ports = dict(self.ports)
-        for name in self.scheduler_names[1:]:
+        for name in (*self.scheduler_names[1:], *map(agent_port_name, self.agent_listener_names)):
             if name not in self.ports:
                 port = free_port()
-                while port in self.ports.values():
+                while port in {*self.ports.values(), *self.ops_ports.values()}:
                     port = free_port()
                 self.ports[name] = port
 
@@ -236,15 +253,31 @@ class Stack:
         return ("scheduler", *(f"scheduler-{i}" for i in range(2, self.scheduler_replicas + 1)))
 
     @property
+    def agent_listener_names(self) -> tuple[str, ...]:
+        """The processes with an agent listener: fleet and every scheduler replica."""
+        return tuple(n for svc in AGENT_LISTENERS for n in self._replicas_of(svc))
+
+    def _replicas_of(self, service: str) -> tuple[str, ...]:
+        return self.scheduler_names if service == "scheduler" else (service,)
+
+    @property
     def agent_names(self) -> tuple[str, ...]:
         return ("agent", *(f"agent-{i}" for i in range(2, self.agents + 1)))
 
     @property
     def scheduler_target(self) -> str:
-        """What the scheduler's clients dial: the one replica, or every replica as one target."""
-        if self.scheduler_replicas == 1:
-            return self.target("scheduler")
-        return "ipv4:" + ",".join(self.target(name) for name in self.scheduler_names)
+        """What the scheduler's tenant-facing clients dial: the one replica, or every replica as one target."""
+        return self._one_target(self.target(name) for name in self._replicas_of("scheduler"))
+
+    def agent_target(self, service: str) -> str:
+        """What node agents dial for ``service`` (fleet or the scheduler): its agent listener, for the
+        scheduler every replica's as one target."""
+        return self._one_target(self.target(agent_port_name(n)) for n in self._replicas_of(service))
+
+    @staticmethod
+    def _one_target(targets: Iterable[str]) -> str:
+        listed = list(targets)
+        return listed[0] if len(listed) == 1 else "ipv4:" + ",".join(listed)
 
     def agent_hostname(self, name: str) -> str:
         """``agent`` -> devstack-node-1, ``agent-2`` -> devstack-node-2, ..."""
@@ -281,8 +314,9 @@ class Stack:
         credentials = f"{role_name(service)}:{quote(password, safe='')}" if password else role_name(service)
         return f"postgresql://{credentials}@127.0.0.1:{self.pg_port}/{self.database}"
 
-    def _settings(self) -> dict[str, str]:
-        """Every GPUFLEET_* value this stack knows; :meth:`env_for` hands each process its share."""
+    def _settings(self, process: str) -> dict[str, str]:
+        """Every GPUFLEET_* value this stack knows, as ``process`` is to see it (an agent's fleet and
+        scheduler targets are their agent listeners); :meth:`env_for` hands it its share."""
         values = {
             "GPUFLEET_LOG_FORMAT": "json",
             "GPUFLEET_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
@@ -303,6 +337,12 @@ class Stack:
             values[f"GPUFLEET_{up}_GRPC_TARGET"] = self.target(svc)
             values[f"GPUFLEET_{up}_DATABASE_URL"] = self.database_url(svc)
         values["GPUFLEET_SCHEDULER_GRPC_TARGET"] = self.scheduler_target
+        for svc in AGENT_LISTENERS:
+            values[f"GPUFLEET_{svc.upper()}_AGENT_GRPC_LISTEN"] = self.target(agent_port_name(svc))
+        values["GPUFLEET_FLEET_AGENT_GRPC_TARGET"] = self.agent_target("fleet")  # the scheduler's
+        if process == "agent":
+            for svc in AGENT_LISTENERS:
+                values[f"GPUFLEET_{svc.upper()}_GRPC_TARGET"] = self.agent_target(svc)
         values.update(self.extra_env)
         return values
 
@@ -312,7 +352,7 @@ class Stack:
         env.update({k: v for k, v in self.extra_env.items() if not k.startswith(ENV_PREFIX)})
         env["PYTHONUNBUFFERED"] = "1"
         reads = settings_variables(process)
-        env.update({k: v for k, v in self._settings().items() if k in reads})
+        env.update({k: v for k, v in self._settings(process).items() if k in reads})
         env["GPUFLEET_OPS_LISTEN"] = f"127.0.0.1:{self.ops_port(process)}"
         return env
 
@@ -322,6 +362,8 @@ class Stack:
             "gateway": self.gateway_url,
             "openapi": f"{self.gateway_url}/v1/openapi.json",
             "grpc": {svc: self.target(svc) for svc in GRPC_SERVICES},
+            # Node agents' listeners (NodeRegistryService, NodeAgentService): agents only.
+            "agent_grpc": {svc: self.target(agent_port_name(svc)) for svc in AGENT_LISTENERS},
             "kafka_bootstrap": self.kafka_bootstrap,
             "postgres": f"127.0.0.1:{self.pg_port}",
             "processes": {
@@ -351,6 +393,7 @@ class Stack:
         """A standby scheduler: the scheduler's settings on a port and an ops listener of its own."""
         env = self.env_for("scheduler")
         env["GPUFLEET_SCHEDULER_GRPC_LISTEN"] = self.target(name)
+        env["GPUFLEET_SCHEDULER_AGENT_GRPC_LISTEN"] = self.target(agent_port_name(name))
         env["GPUFLEET_OPS_LISTEN"] = f"127.0.0.1:{self.ops_port(name)}"
         return ServiceProcess(name, "services.scheduler", env, self.state_dir / "logs" / f"{name}.log")
 
@@ -450,14 +493,19 @@ class Stack:
                 await asyncio.sleep(0.2)
 
     async def _grpc_ready(self, name: str) -> bool:
-        async with grpc.aio.insecure_channel(self.target(name)) as ch:
-            try:
-                reply = await health_pb2_grpc.HealthStub(ch).Check(
-                    health_pb2.HealthCheckRequest(service=""), timeout=1
-                )
-            except grpc.aio.AioRpcError:
-                return False
-            return reply.status == health_pb2.HealthCheckResponse.SERVING
+        """SERVING on each of the process's listeners (its agent listener too, when it has one)."""
+        listeners = [name, *([agent_port_name(name)] if agent_port_name(name) in self.ports else [])]
+        for listener in listeners:
+            async with grpc.aio.insecure_channel(self.target(listener)) as ch:
+                try:
+                    reply = await health_pb2_grpc.HealthStub(ch).Check(
+                        health_pb2.HealthCheckRequest(service=""), timeout=1
+                    )
+                except grpc.aio.AioRpcError:
+                    return False
+                if reply.status != health_pb2.HealthCheckResponse.SERVING:
+                    return False
+        return True
 
     async def _gateway_ready(self) -> bool:
         import httpx
@@ -603,6 +651,7 @@ def _banner(stack: Stack, boot: dict, ready_s: float, endpoints: Path, policy: R
  Dashboard    {url}/ui/   (sign in with the API key)
  API key      {key}
  gRPC         scheduler {stack.target("scheduler")} (same key in 'authorization: Bearer …')
+ Agent gRPC   fleet {stack.target("fleet-agent")}, scheduler {stack.target("scheduler-agent")}  (node agents only)
  Kafka        {stack.kafka_bootstrap}  topics gpufleet.jobs.v1, gpufleet.costs.v1
  Agent        1 node with {stack.agent_gpus} SIMULATED GPUs (no real GPU is used)
  Logs         {stack.state_dir / "logs"}

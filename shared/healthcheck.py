@@ -1,6 +1,7 @@
-"""Container health probes: ``python -m shared.healthcheck grpc HOST:PORT`` or ``http URL``.
+"""Container health probes: ``python -m shared.healthcheck grpc HOST:PORT [HOST:PORT ...]`` or ``http URL``.
 
-Exit 0 when the target answers SERVING / 2xx, 1 otherwise (what Docker and Kubernetes expect)."""
+Exit 0 when every target answers SERVING / 2xx, 1 otherwise (what Docker and Kubernetes expect). Several
+gRPC targets are a process with several listeners (fleet's and the scheduler's agent listener)."""
 
 from __future__ import annotations
 
@@ -29,10 +30,12 @@ def http_ok(url: str) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] not in ("grpc", "http"):
-        print("usage: python -m shared.healthcheck grpc HOST:PORT | http URL", file=sys.stderr)
+    if len(argv) < 2 or argv[0] not in ("grpc", "http") or (argv[0] == "http" and len(argv) != 2):
+        print(
+            "usage: python -m shared.healthcheck grpc HOST:PORT [HOST:PORT ...] | http URL", file=sys.stderr
+        )
         return 2
-    ok = grpc_ok(argv[1]) if argv[0] == "grpc" else http_ok(argv[1])
+    ok = all(grpc_ok(t) for t in argv[1:]) if argv[0] == "grpc" else http_ok(argv[1])
     return 0 if ok else 1
 
 

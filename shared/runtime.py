@@ -152,6 +152,7 @@ class Runtime:
         self._broker_returned = asyncio.Event()
         self._grpc: list[tuple[str, Sequence[GrpcRegistration]]] = []
         self._health: list[health.aio.HealthServicer] = []
+        self._startup_warnings: list[tuple[str, dict[str, Any]]] = []
         self._tasks: list[tuple[str, TaskFn]] = []
         self._periodic: list[_Periodic] = []
         self._closers: list[Callable[[], Awaitable[Any]]] = []
@@ -191,7 +192,38 @@ class Runtime:
         self._depend(readiness.BROKER)
 
     def grpc(self, listen: str, services: Sequence[GrpcRegistration]) -> None:
+        """A gRPC listener serving ``services``; each listener has its own health and reflection."""
         self._grpc.append((listen, services))
+
+    def grpc_split(
+        self,
+        listen: str,
+        services: Sequence[GrpcRegistration],
+        *,
+        agent_listen: str,
+        agent_services: Sequence[GrpcRegistration],
+        agent_setting: str,
+    ) -> None:
+        """Tenant- and operator-facing ``services`` on ``listen``, the node agents' ``agent_services``
+        on ``agent_listen``: two listeners, so that a platform team can firewall its node network apart
+        from the tenant-facing one. A call on the other listener answers UNIMPLEMENTED (the server has
+        no such service). Without ``agent_listen`` one listener serves both, as before, and the start-up
+        log says so once, naming ``agent_setting`` (the variable that would split them)."""
+        if agent_listen:
+            self.grpc(listen, services)
+            self.grpc(agent_listen, agent_services)
+            return
+        self.grpc(listen, [*services, *agent_services])
+        self._startup_warnings.append(
+            (
+                "node agents' RPCs share the tenant-facing gRPC listener",
+                {
+                    "listen": listen,
+                    "agent_services": [name for _, _, name in agent_services],
+                    "setting": agent_setting,
+                },
+            )
+        )
 
     def task(self, name: str, fn: TaskFn) -> None:
         """A long-running loop ``fn(stop)``; its failure is fatal (the supervisor restarts the process)."""
@@ -288,6 +320,8 @@ class Runtime:
                 teardown.push_async_callback(server.stop, self.settings.drain_seconds)
                 teardown.push_async_callback(health_servicer.enter_graceful_shutdown)
             await self._publish_health()
+            for message, extra in self._startup_warnings:
+                log.warning(message, extra=extra)
             log.info(
                 "serving",
                 extra={

@@ -36,7 +36,10 @@ GrpcService = tuple[Callable[[Any, grpc.aio.Server], None], Any, str]
 @dataclass(frozen=True)
 class FleetApp:
     deps: Dependencies
+    # Tenant- and operator-facing (FleetService, NodeAdminService): GPUFLEET_FLEET_GRPC_LISTEN.
     grpc_services: list[GrpcService]
+    # The node agents' (NodeRegistryService): GPUFLEET_FLEET_AGENT_GRPC_LISTEN when set (__main__).
+    agent_grpc_services: list[GrpcService]
     # Seconds between two rounds of :meth:`sweep_once` (the runtime schedules them).
     sweep_interval: float
     # Set only when bootstrap made the authenticator itself, so that :meth:`close` closes only its own.
@@ -76,14 +79,16 @@ def bootstrap(
         grpc_services=[
             (fleet_pb2_grpc.add_FleetServiceServicer_to_server, FleetServicer(deps, auth), FLEET_SERVICE),
             (
-                fleet_pb2_grpc.add_NodeRegistryServiceServicer_to_server,
-                NodeRegistryServicer(deps),
-                NODE_REGISTRY_SERVICE,
-            ),
-            (
                 fleet_pb2_grpc.add_NodeAdminServiceServicer_to_server,
                 NodeAdminServicer(deps, auth),
                 NODE_ADMIN_SERVICE,
+            ),
+        ],
+        agent_grpc_services=[
+            (
+                fleet_pb2_grpc.add_NodeRegistryServiceServicer_to_server,
+                NodeRegistryServicer(deps),
+                NODE_REGISTRY_SERVICE,
             ),
         ],
         sweep_interval=settings.fleet_sweep_interval_seconds,

@@ -13,6 +13,11 @@ from shared.settings import BaseServiceSettings, IdentityClientSettings, KafkaSe
 class FleetSettings(BaseServiceSettings, KafkaSettings, IdentityClientSettings):
     fleet_database_url: str
     fleet_grpc_listen: str = "127.0.0.1:15052"
+    # Node agents' NodeRegistryService (register, heartbeat, rotate; AuthenticateNode for the scheduler)
+    # on a listener of its own, e.g. "0.0.0.0:15062": then only there, and FleetService/NodeAdminService
+    # only on fleet_grpc_listen, so that the node network can be firewalled apart from the tenant one.
+    # Empty: one listener serves both, as before (logged at start-up).
+    fleet_agent_grpc_listen: str = ""
     # Told to agents at registration; the node timeout must leave room for a few missed beats.
     fleet_heartbeat_interval_seconds: int = Field(default=5, ge=1, le=3600)
     fleet_node_timeout_seconds: int = Field(default=30, ge=1)

@@ -127,7 +127,8 @@ class SchedulerApp:
 
     @property
     def grpc_services(self) -> list:
-        job_api, agent_api = SERVICE_NAMES
+        """Tenant- and operator-facing: JobService and PolicyService (GPUFLEET_SCHEDULER_GRPC_LISTEN)."""
+        job_api, _ = SERVICE_NAMES
         return [
             (
                 scheduler_pb2_grpc.add_JobServiceServicer_to_server,
@@ -135,12 +136,21 @@ class SchedulerApp:
                 JobServicerWithAllocations(self.deps, self.auth, SqlAllocationReader(self.db)),
                 job_api,
             ),
+            *self.policy_services,
+        ]
+
+    @property
+    def agent_grpc_services(self) -> list:
+        """The node agents' NodeAgentService (GPUFLEET_SCHEDULER_AGENT_GRPC_LISTEN when set). Their
+        credentials are verified by fleet's NodeRegistryService, on fleet's agent listener when it has one."""
+        _, agent_api = SERVICE_NAMES
+        fleet = self.settings.fleet_agent_grpc_target or self.settings.fleet_grpc_target
+        return [
             (
                 scheduler_pb2_grpc.add_NodeAgentServiceServicer_to_server,
-                NodeAgentServicer(self.deps, NodeAuthenticator(self.settings.fleet_grpc_target)),
+                NodeAgentServicer(self.deps, NodeAuthenticator(fleet)),
                 agent_api,
-            ),
-            *self.policy_services,
+            )
         ]
 
     @property

@@ -34,7 +34,14 @@ class SchedulerSettings(BaseServiceSettings, KafkaSettings, IdentityClientSettin
 
     scheduler_database_url: str
     scheduler_grpc_listen: str = "127.0.0.1:15053"
+    # Node agents' NodeAgentService on a listener of its own, e.g. "0.0.0.0:15063": then only there, and
+    # JobService/PolicyService only on scheduler_grpc_listen. Empty: one listener serves both, as before
+    # (logged at start-up).
+    scheduler_agent_grpc_listen: str = ""
     fleet_grpc_target: str
+    # Where fleet's NodeRegistryService answers (AuthenticateNode, to verify agents' credentials): fleet's
+    # agent listener when it has one (GPUFLEET_FLEET_AGENT_GRPC_LISTEN). Empty: fleet_grpc_target.
+    fleet_agent_grpc_target: str = ""
     # Longest wait between two scheduling steps when nothing wakes the loop.
     scheduler_tick_seconds: float = Field(default=0.5, gt=0, le=60)
     # How long fleet's GPU type names are trusted before fleet is asked again.

@@ -46,12 +46,30 @@ async def test_a_node_acts_only_as_itself(stack, orgs):
     node_a, cred_a = stored["node_id"], stored["credential"]
     async with (
         grpc.aio.insecure_channel(stack.target("fleet")) as fleet_ch,
+        grpc.aio.insecure_channel(stack.target("fleet-agent")) as fleet_agent_ch,
         grpc.aio.insecure_channel(stack.target("scheduler")) as sched_ch,
+        grpc.aio.insecure_channel(stack.target("scheduler-agent")) as sched_agent_ch,
         client(stack, orgs["a"]) as api,
     ):
-        registry = fleet_pb2_grpc.NodeRegistryServiceStub(fleet_ch)
+        # Agents' RPCs on the agent listeners only; the tenant-facing ports do not have them.
+        registry = fleet_pb2_grpc.NodeRegistryServiceStub(fleet_agent_ch)
         inventory = fleet_pb2_grpc.FleetServiceStub(fleet_ch)
-        agents = scheduler_pb2_grpc.NodeAgentServiceStub(sched_ch)
+        agents = scheduler_pb2_grpc.NodeAgentServiceStub(sched_agent_ch)
+        on_tenant_port = scheduler_pb2_grpc.NodeAgentServiceStub(sched_ch)
+        ask_a = scheduler_pb2.GetAssignmentsRequest(node_id=node_a)
+        code = await _code(on_tenant_port.GetAssignments(ask_a, metadata=with_key(cred_a)))
+        assert code == grpc.StatusCode.UNIMPLEMENTED
+        beat_a = fleet_pb2.HeartbeatRequest(node_id=node_a)
+        code = await _code(
+            fleet_pb2_grpc.NodeRegistryServiceStub(fleet_ch).Heartbeat(beat_a, metadata=with_key(cred_a))
+        )
+        assert code == grpc.StatusCode.UNIMPLEMENTED
+        code = await _code(
+            fleet_pb2_grpc.FleetServiceStub(fleet_agent_ch).ListGpus(
+                fleet_pb2.ListGpusRequest(), metadata=with_key(orgs["a"])
+            )
+        )
+        assert code == grpc.StatusCode.UNIMPLEMENTED
 
         # A second node, joined with its own token, dedicated to an organization that is neither a nor b
         # (so a's job can only land on the stack's agent).

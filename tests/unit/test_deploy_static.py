@@ -57,6 +57,21 @@ def test_every_required_setting_is_provided(name):
     assert "healthcheck" in service or name == "agent"
 
 
+# The services with an agent listener of their own (GPUFLEET_<SERVICE>_AGENT_GRPC_LISTEN).
+AGENT_LISTENERS = ("fleet", "scheduler")
+
+
+def _probed(name: str) -> list[str]:
+    """The addresses a service's health check probes (``shared.healthcheck grpc A [B ...]``)."""
+    test = COMPOSE["services"][name]["healthcheck"]["test"]
+    assert test[:5] == ["CMD", "python", "-m", "shared.healthcheck", "grpc"], test
+    return test[5:]
+
+
+def _agent_port(name: str) -> int:
+    return _port(COMPOSE["services"][name]["environment"][f"GPUFLEET_{name.upper()}_AGENT_GRPC_LISTEN"])
+
+
 @pytest.mark.parametrize("name", GRPC_SERVICES)
 def test_ports_agree(name):
     services = COMPOSE["services"]
@@ -64,10 +79,56 @@ def test_ports_agree(name):
     listen = _port(env[f"GPUFLEET_{name.upper()}_GRPC_LISTEN"])
     target = env[f"GPUFLEET_{name.upper()}_GRPC_TARGET"]
     assert target == f"{name}:{listen}"
-    assert services[name]["healthcheck"]["test"][-1] == f"127.0.0.1:{listen}"
-    for other, spec in services.items():  # every caller names the same address
+    assert _probed(name)[0] == f"127.0.0.1:{listen}"
+    for other, spec in services.items():  # every caller but the agent names the same address
         value = (spec.get("environment") or {}).get(f"GPUFLEET_{name.upper()}_GRPC_TARGET")
-        assert value in (None, target), f"{other} points at {value} for {name}"
+        if other == "agent" and name in AGENT_LISTENERS:
+            assert value == f"{name}:{_agent_port(name)}", f"the agent points at {value} for {name}"
+        else:
+            assert value in (None, target), f"{other} points at {value} for {name}"
+
+
+@pytest.mark.parametrize("name", AGENT_LISTENERS)
+def test_the_agent_listener_has_a_port_of_its_own_and_is_health_checked(name):
+    env = COMPOSE["services"][name]["environment"]
+    listen = _port(env[f"GPUFLEET_{name.upper()}_GRPC_LISTEN"])
+    agent = _agent_port(name)
+    tenant_ports = {
+        _port(COMPOSE["services"][s]["environment"][f"GPUFLEET_{s.upper()}_GRPC_LISTEN"])
+        for s in GRPC_SERVICES
+    }
+    assert agent != listen and agent not in tenant_ports
+    assert _probed(name) == [f"127.0.0.1:{listen}", f"127.0.0.1:{agent}"]
+
+
+def test_the_agent_is_told_only_the_agent_ports_and_sits_on_the_node_network_alone():
+    services = COMPOSE["services"]
+    agent_env = services["agent"]["environment"]
+    targets = {k: v for k, v in agent_env.items() if k.endswith("_GRPC_TARGET")}
+    assert targets == {
+        "GPUFLEET_FLEET_GRPC_TARGET": f"fleet:{_agent_port('fleet')}",
+        "GPUFLEET_SCHEDULER_GRPC_TARGET": f"scheduler:{_agent_port('scheduler')}",
+    }
+    # The scheduler verifies node credentials on fleet's agent listener; no one else is told it.
+    holders = {
+        n for n, s in services.items() if "GPUFLEET_FLEET_AGENT_GRPC_TARGET" in (s.get("environment") or {})
+    }
+    assert holders == {"scheduler"}
+    assert (
+        services["scheduler"]["environment"]["GPUFLEET_FLEET_AGENT_GRPC_TARGET"]
+        == f"fleet:{_agent_port('fleet')}"
+    )
+    # The gateway (the tenants' way in) is told only the tenant ports.
+    gateway = services["gateway"]["environment"]
+    agent_ports = {_agent_port(n) for n in AGENT_LISTENERS}
+    assert not [v for k, v in gateway.items() if k.endswith("_GRPC_TARGET") and _port(v) in agent_ports]
+    # The node network holds the agent, what it calls (fleet, the scheduler) and the broker: nothing else.
+    assert "nodes" in COMPOSE["networks"]
+    on_nodes = {n for n, s in services.items() if "nodes" in (s.get("networks") or [])}
+    assert on_nodes == {"agent", "fleet", "scheduler", "kafka"}
+    assert services["agent"]["networks"] == ["nodes"]
+    for name in on_nodes - {"agent"}:  # still on the default network for everything else
+        assert "default" in services[name]["networks"], name
 
 
 @pytest.mark.parametrize("name", GRPC_SERVICES)

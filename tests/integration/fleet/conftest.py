@@ -112,10 +112,12 @@ async def fleet(migrate_schema, identity) -> AsyncIterator[Fleet]:
     auth = Authenticator(identity_target, ttl=0)
     app = bootstrap(settings, db=db, auth=auth)
     target = f"127.0.0.1:{free_port()}"
+    # Every service on one server, as the runtime does when no agent listener is configured.
+    services = [*app.grpc_services, *app.agent_grpc_services]
     server, _ = await serve(
         target,
-        [(add, servicer) for add, servicer, _ in app.grpc_services],
-        [name for _, _, name in app.grpc_services],
+        [(add, servicer) for add, servicer, _ in services],
+        [name for _, _, name in services],
     )
     client = channel(target)
     yield Fleet(

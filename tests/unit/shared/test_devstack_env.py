@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from shared.devstack import GRPC_SERVICES, PROCESSES, Stack, settings_class, settings_variables
+from shared.devstack import (
+    DEFAULT_PORTS,
+    GRPC_SERVICES,
+    PROCESSES,
+    Stack,
+    settings_class,
+    settings_variables,
+)
 
 ADMIN = "admin-token-0123456789abcdef"
 
@@ -77,6 +84,42 @@ def test_grpc_targets_only_for_what_a_process_calls(tmp_path):
     assert targets["agent"] == {"GPUFLEET_FLEET_GRPC_TARGET", "GPUFLEET_SCHEDULER_GRPC_TARGET"}
     assert targets["gateway"] == {f"GPUFLEET_{s.upper()}_GRPC_TARGET" for s in GRPC_SERVICES}
     assert targets["billing"] == {"GPUFLEET_IDENTITY_GRPC_TARGET"}
+    assert targets["scheduler"] == {
+        "GPUFLEET_IDENTITY_GRPC_TARGET",
+        "GPUFLEET_FLEET_GRPC_TARGET",
+        "GPUFLEET_FLEET_AGENT_GRPC_TARGET",  # node credentials, verified on fleet's agent listener
+    }
+
+
+def test_agents_are_pointed_only_at_the_agent_listeners_and_the_gateway_only_at_the_tenant_ones(tmp_path):
+    stack = _stack(tmp_path)
+    agent_ports = {stack.ports["fleet-agent"], stack.ports["scheduler-agent"]}
+    tenant_ports = {stack.ports[s] for s in GRPC_SERVICES}
+    assert not agent_ports & tenant_ports and len(agent_ports) == 2
+    fleet, scheduler = stack.env_for("fleet"), stack.env_for("scheduler")
+    assert fleet["GPUFLEET_FLEET_AGENT_GRPC_LISTEN"] == stack.target("fleet-agent")
+    assert fleet["GPUFLEET_FLEET_GRPC_LISTEN"] == stack.target("fleet")
+    assert scheduler["GPUFLEET_SCHEDULER_AGENT_GRPC_LISTEN"] == stack.target("scheduler-agent")
+    assert scheduler["GPUFLEET_SCHEDULER_GRPC_LISTEN"] == stack.target("scheduler")
+    assert scheduler["GPUFLEET_FLEET_AGENT_GRPC_TARGET"] == stack.target("fleet-agent")
+    assert scheduler["GPUFLEET_FLEET_GRPC_TARGET"] == stack.target("fleet")  # GPU types: FleetService
+    agent = stack.env_for("agent")
+    assert agent["GPUFLEET_FLEET_GRPC_TARGET"] == stack.target("fleet-agent")
+    assert agent["GPUFLEET_SCHEDULER_GRPC_TARGET"] == stack.target("scheduler-agent")
+    gateway = stack.env_for("gateway")
+    for svc in GRPC_SERVICES:
+        assert gateway[f"GPUFLEET_{svc.upper()}_GRPC_TARGET"] == stack.target(svc)
+    data = stack.endpoints()
+    assert data["agent_grpc"] == {
+        "fleet": stack.target("fleet-agent"),
+        "scheduler": stack.target("scheduler-agent"),
+    }
+    assert data["grpc"]["fleet"] == stack.target("fleet")
+
+
+def test_the_default_ports_give_each_agent_listener_a_port_of_its_own():
+    assert len(set(DEFAULT_PORTS.values())) == len(DEFAULT_PORTS)
+    assert {"fleet-agent", "scheduler-agent"} <= set(DEFAULT_PORTS)
 
 
 def test_the_parents_environment_is_kept_without_its_gpufleet_variables(tmp_path):

@@ -21,21 +21,33 @@ def test_the_default_stack_is_one_scheduler_one_agent_on_the_gpufleet_database(t
     assert stack.scheduler_names == ("scheduler",) and stack.agent_names == ("agent",)
     assert stack.env_for("gateway")["GPUFLEET_SCHEDULER_GRPC_TARGET"] == "127.0.0.1:50102"
     assert stack.env_for("scheduler")["GPUFLEET_SCHEDULER_DATABASE_URL"].endswith("/gpufleet")
-    assert stack.ports == PORTS
+    # The given ports, plus an agent listener of its own for fleet and the scheduler.
+    assert {k: v for k, v in stack.ports.items() if k in PORTS} == PORTS
+    assert set(stack.ports) - set(PORTS) == {"fleet-agent", "scheduler-agent"}
+    assert len(set(stack.ports.values())) == len(stack.ports)
 
 
 def test_standbys_listen_on_their_own_ports_and_clients_dial_every_replica(tmp_path):
-    stack = _stack(tmp_path, scheduler_replicas=3, database="gpufleet_other")
+    stack = _stack(tmp_path, scheduler_replicas=3, agents=2, database="gpufleet_other")
     assert stack.scheduler_names == ("scheduler", "scheduler-2", "scheduler-3")
     ports = [stack.ports[n] for n in stack.scheduler_names]
-    assert len(set(ports) | set(PORTS.values())) == len(PORTS) + 2 and "scheduler-2" not in PORTS
+    agent_ports = [stack.ports[f"{n}-agent"] for n in stack.scheduler_names]
+    assert len({*ports, *agent_ports} | set(PORTS.values())) == len(PORTS) + 2 + 3
+    assert "scheduler-2" not in PORTS
+    # The gateway dials every replica's tenant listener, the agents every replica's agent listener.
     target = "ipv4:" + ",".join(f"127.0.0.1:{p}" for p in ports)
-    for client in ("gateway", "agent"):
-        assert stack.env_for(client)["GPUFLEET_SCHEDULER_GRPC_TARGET"] == target
+    assert stack.env_for("gateway")["GPUFLEET_SCHEDULER_GRPC_TARGET"] == target
+    agent_target = "ipv4:" + ",".join(f"127.0.0.1:{p}" for p in agent_ports)
+    assert stack.env_for("agent")["GPUFLEET_SCHEDULER_GRPC_TARGET"] == agent_target
+    assert stack._agent("agent-2").env["GPUFLEET_SCHEDULER_GRPC_TARGET"] == agent_target
     replicas = [stack._replica(n) for n in stack.scheduler_names[1:]]
     listens = [r.env["GPUFLEET_SCHEDULER_GRPC_LISTEN"] for r in replicas]
     assert listens == [f"127.0.0.1:{p}" for p in ports[1:]]
-    assert stack.env_for("scheduler")["GPUFLEET_SCHEDULER_GRPC_LISTEN"] == f"127.0.0.1:{ports[0]}"
+    agent_listens = [r.env["GPUFLEET_SCHEDULER_AGENT_GRPC_LISTEN"] for r in replicas]
+    assert agent_listens == [f"127.0.0.1:{p}" for p in agent_ports[1:]]
+    first = stack.env_for("scheduler")
+    assert first["GPUFLEET_SCHEDULER_GRPC_LISTEN"] == f"127.0.0.1:{ports[0]}"
+    assert first["GPUFLEET_SCHEDULER_AGENT_GRPC_LISTEN"] == f"127.0.0.1:{agent_ports[0]}"
     ops = {r.env["GPUFLEET_OPS_LISTEN"] for r in replicas} | {
         stack.env_for("scheduler")["GPUFLEET_OPS_LISTEN"]
     }

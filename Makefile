@@ -57,7 +57,8 @@ bench-scheduler: $(STAMP)
 bench-vs-slurm: $(STAMP)
 	$(PY) -m tests.bench.vs_slurm $(ARGS)
 
-## CPU per submit of every service of the embedded stack (held jobs), beside each one's idle CPU in the same run.
+## CPU per submit of every service of the embedded stack (held jobs), beside each one's idle CPU in the same run;
+## ARGS="--batch 100" adds batches of 100 (POST /v1/jobs:batchCreate) beside the single submits.
 bench-submit: $(STAMP)
 	$(PY) -m tests.bench.submit_profile $(ARGS)
 

@@ -53,6 +53,7 @@ METHODS_OF_SCOPE: Mapping[str, tuple[str, ...]] = {
     ),
     JOBS_WRITE: (
         "JobService/SubmitJob",
+        "JobService/SubmitJobs",
         "JobService/CancelJob",
         "JobService/HoldJob",
         "JobService/ReleaseJob",

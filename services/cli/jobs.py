@@ -16,6 +16,7 @@ from services.cli.client import Api
 from services.cli.follow import TERMINAL, Follower, follow_output, route_missing
 from services.cli.render import Output, duration, parse_time, short_id, when
 from shared.contracts.jobs import JobStatus
+from shared.contracts.limits import MAX_BATCH_SUBMIT
 
 ACTIVE = ("running", "scheduled", "queued")
 STATES: tuple[str, ...] = get_args(JobStatus)
@@ -101,11 +102,24 @@ def submit(
     follow: Annotated[
         bool, typer.Option("--follow", "-F", help="Stream state and output; exit with the job's exit code.")
     ] = False,
+    count: Annotated[
+        int | None,
+        typer.Option(
+            "--count",
+            "-n",
+            min=1,
+            max=MAX_BATCH_SUBMIT,
+            help=f"Submit this many copies in one call, all or none (at most {MAX_BATCH_SUBMIT}); prints their ids.",
+        ),
+    ] = None,
     json_flag: JsonFlag = False,
 ) -> None:
-    """Submit a job (like sbatch). With --follow, wait for it and exit with its exit code."""
+    """Submit a job (like sbatch). With --follow, wait for it and exit with its exit code. With --count,
+    many copies of it at once (like a job array)."""
 
     async def body(api: Api, out: Output) -> int:
+        if count is not None and follow:
+            raise exits.CliError("--follow follows one job: leave it out with --count", exits.USAGE)
         flags = {
             "gpu_count": gpus,
             "gpu_type": gpu_type,
@@ -124,6 +138,8 @@ def submit(
             "env": spec.env_pairs(env or []),
         }
         request = spec.build(spec.load_file(file) if file else {}, flags, command or [])
+        if count is not None:
+            return await _submit_copies(api, out, request, count)
         job = await _submit(api, request)
         if not follow:
             if out.as_json:
@@ -142,18 +158,33 @@ def submit(
     with_api(ctx, json_flag, body)
 
 
-async def _submit(api: Api, request: dict[str, Any]) -> dict[str, Any]:
+async def _submit(api: Api, request: dict[str, Any], path: str = "/jobs") -> dict[str, Any]:
     """POST with an Idempotency-Key, retried on a lost connection: never two jobs for one submit."""
     key = str(uuid.uuid4())
     for attempt in range(1, SUBMIT_ATTEMPTS + 1):
         try:
-            job: dict[str, Any] = await api.post("/jobs", request, headers={"Idempotency-Key": key})
-            return job
+            answer: dict[str, Any] = await api.post(path, request, headers={"Idempotency-Key": key})
+            return answer
         except exits.CliError as exc:
             retryable = exc.code in (exits.TEMPORARY, exits.UNAVAILABLE)
             if isinstance(exc, exits.ApiError) or not retryable or attempt == SUBMIT_ATTEMPTS:
                 raise
     raise AssertionError("unreachable")
+
+
+async def _submit_copies(api: Api, out: Output, request: dict[str, Any], count: int) -> int:
+    """``count`` copies of the job in one batch (POST /v1/jobs:batchCreate). The API has no
+    environment field (``--env`` is exported ahead of the command), so the copies are identical: a job
+    tells itself apart by ``GPUFLEET_JOB_ID``, which the agent sets."""
+    answer = await _submit(api, {"jobs": [request] * count}, path="/jobs:batchCreate")
+    jobs: list[dict[str, Any]] = answer["jobs"]
+    if out.as_json:
+        out.json(answer)
+    else:
+        out.info(f"Submitted {len(jobs)} jobs")
+        for job in jobs:
+            out.text(job["id"])
+    return exits.OK
 
 
 async def _follow(api: Api, out: Output, job_id: str) -> int:

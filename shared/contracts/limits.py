@@ -19,6 +19,10 @@ MAX_JOB_NAME = 200
 MAX_GPU_TYPE = 64
 MAX_CANCEL_REASON = 500
 MAX_IDEMPOTENCY_KEY = 200
+# A batch submit (JobService/SubmitJobs, POST /v1/jobs:batchCreate): 1 to this many jobs, all or nothing.
+MAX_BATCH_SUBMIT = 1000
+# A batch's Idempotency-Key: job i is stored under "<key>\x1f<i>", which must fit a job's own key.
+MAX_BATCH_IDEMPOTENCY_KEY = MAX_IDEMPOTENCY_KEY - len(f"\x1f{MAX_BATCH_SUBMIT - 1}")
 MIN_NODES = 1
 MAX_NODES = 64
 MAX_CPU_CORES = 1024  # per node
@@ -100,6 +104,9 @@ KEY_SCOPES: tuple[str, ...] = (
 
 # --- request bodies at the gateway
 MAX_REQUEST_BODY_BYTES = 64 * 1024
+# A batch submit's body: room for MAX_BATCH_SUBMIT ordinary jobs, and small enough that the batch and its
+# answer stay within gRPC's default 4 MiB message between the gateway and the scheduler.
+MAX_BATCH_REQUEST_BODY_BYTES = 2 * 1024 * 1024
 
 # --- scheduling policy (operator and organization-admin calls; docs/policy.md)
 POLICY_MAX_WEIGHT = 1_000_000.0  # fair-share and GPU-type weights: above 0, at most this

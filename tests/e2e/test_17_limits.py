@@ -108,3 +108,57 @@ async def test_a_tiny_plan_answers_429_with_retry_after_and_ratelimit_headers(st
             assert r.status_code in (204, 404), r.text
         r = await op.get(f"/admin/limits/{org_id}")
         assert r.status_code == 200 and r.json()["set"] is False
+
+
+async def test_a_batch_counts_as_its_jobs_and_is_refused_whole(stack):  # type: ignore[no-untyped-def]
+    tag = uuid.uuid4().hex[:10]
+    fresh = await stack.create_organization(f"Batched {tag}", f"owner-{tag}@batched.example", "Bat")
+    org_id, key = fresh.organization.id, fresh.api_key.secret
+    plan = f"b{tag}"
+    submitted: list[str] = []
+
+    def jobs(count: int) -> dict[str, Any]:
+        return {"jobs": [JOB] * count}
+
+    async def listed(api: httpx.AsyncClient) -> list[str]:
+        return [j["id"] for j in (await api.get("/jobs", params={"limit": 200})).json()["jobs"]]
+
+    async with client(stack, stack.admin_token) as op, client(stack, key) as api:
+        try:
+            r = await op.put(
+                f"/admin/plans/{plan}", json={"max_queued_jobs": 50, "submit_rate": 0.01, "submit_burst": 5}
+            )
+            assert r.status_code == 200, r.text
+            assert (await op.put(f"/admin/limits/{org_id}", json={"plan": plan})).status_code == 200
+
+            # Six jobs need six tokens of the five: refused whole, saying how many are left.
+            r = await api.post("/jobs:batchCreate", json=jobs(6))
+            assert "more than this organization's burst of 5" in _problem(r, 429)["detail"]
+            assert r.headers["ratelimit-policy"] == '"submits";q=5;w=500'
+            assert re.fullmatch(r'"submits";r=5;t=\d+', r.headers["ratelimit"])
+            assert await listed(api) == []
+            r = await api.post("/jobs:batchCreate", json=jobs(5))
+            assert r.status_code == 201, r.text
+            submitted += [j["id"] for j in r.json()["jobs"]]
+            r = await api.post("/jobs:batchCreate", json=jobs(1))
+            assert "retry in" in _problem(r, 429)["detail"]
+            assert re.fullmatch(r'"submits";r=0;t=\d+', r.headers["ratelimit"])
+
+            # The queued cap counts each job too: 5 queued of 7, a batch of 3 does not fit, 2 do.
+            r = await op.put(
+                f"/admin/limits/{org_id}",
+                json={"plan": plan, "max_queued_jobs": 7, "submit_rate": 100, "submit_burst": 100},
+            )
+            assert r.status_code == 200, r.text
+            r = await api.post("/jobs:batchCreate", json=jobs(3))
+            assert "a batch of 3 jobs does not fit (2 more may queue now)" in _problem(r, 429)["detail"]
+            assert r.headers["ratelimit"] == '"queued_jobs";r=2'
+            assert sorted(await listed(api)) == sorted(submitted)
+            r = await api.post("/jobs:batchCreate", json=jobs(2))
+            assert r.status_code == 201, r.text
+            submitted += [j["id"] for j in r.json()["jobs"]]
+        finally:
+            for job_id in submitted:
+                await api.post(f"/jobs/{job_id}/cancel")
+            r = await op.delete(f"/admin/limits/{org_id}")
+            assert r.status_code in (204, 404), r.text

@@ -89,6 +89,37 @@ async def test_a_job_no_node_could_ever_run_is_refused_at_submit(stack, orgs, bo
         assert (await api.get("/jobs", params={"limit": 200})).json()["jobs"] == before
 
 
+async def test_a_batch_is_all_or_nothing_and_each_of_its_jobs_runs_to_success(stack, orgs):
+    await _quiet(stack, orgs)
+    async with client(stack, orgs["a"]) as api:
+        before = (await api.get("/jobs", params={"limit": 200})).json()["jobs"]
+        bad = [{"command": "echo fine", "gpu_count": 1}, {"command": "echo never", "gpu_count": 4}]
+        r = await api.post("/jobs:batchCreate", json={"jobs": bad})
+        assert r.status_code == 422, r.text
+        problem = r.json()
+        assert [e["field"] for e in problem["errors"]] == ["jobs[1].gpu_count"]
+        assert problem["detail"].startswith("jobs[1]: no node of this fleet could ever run this job")
+        assert (await api.get("/jobs", params={"limit": 200})).json()["jobs"] == before  # not even job 0
+
+        body = {
+            "jobs": [{"command": f"echo batch-{i}", "gpu_count": 1, "name": f"batch-{i}"} for i in range(20)]
+        }
+        key = {"Idempotency-Key": f"array-{uuid.uuid4().hex}"}
+        r = await api.post("/jobs:batchCreate", json=body, headers=key)
+        assert r.status_code == 201, r.text
+        jobs = r.json()["jobs"]
+        assert [j["name"] for j in jobs] == [f"batch-{i}" for i in range(20)]
+        retry = await api.post("/jobs:batchCreate", json=body, headers=key)
+        assert retry.status_code == 201 and [j["id"] for j in retry.json()["jobs"]] == [j["id"] for j in jobs]
+
+        done = [await wait_status(api, j["id"], ENDED, timeout=180) for j in jobs]
+        assert [(d["status"], d["exit_code"]) for d in done] == [("succeeded", 0)] * 20
+        assert all(f"batch-{i}" in d["output_tail"] for i, d in enumerate(done))
+        # One organization, one user, one priority: the batch is placed in its own order.
+        placed = [_dt(d["scheduled_at"]) for d in done]
+        assert placed == sorted(placed)
+
+
 # ----------------------------------------------------------------------------- hold / release / priority
 
 

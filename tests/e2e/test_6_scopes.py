@@ -27,6 +27,12 @@ def _routes(job_id: str, hook_url: str) -> list[tuple[str, str, dict[str, Any] |
     missing = str(uuid.uuid4())
     return [
         ("POST", "/jobs", {"command": "echo scoped", "gpu_count": 1}, "JobService/SubmitJob"),
+        (
+            "POST",
+            "/jobs:batchCreate",
+            {"jobs": [{"command": "echo scoped", "gpu_count": 1}]},
+            "JobService/SubmitJobs",
+        ),
         ("GET", "/jobs", None, "JobService/ListJobs"),
         ("GET", f"/jobs/{job_id}", None, "JobService/GetJob"),
         ("GET", f"/jobs/{job_id}/logs", None, "JobOutputService/ReadOutput"),

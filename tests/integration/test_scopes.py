@@ -40,6 +40,12 @@ def _calls(h: Harness, job_id: str) -> dict[str, Callable[[Metadata], Awaitable[
         "JobService/SubmitJob": lambda md: jobs.SubmitJob(
             scheduler_pb2.SubmitJobRequest(command="echo hi", gpu_count=1), metadata=md
         ),
+        "JobService/SubmitJobs": lambda md: jobs.SubmitJobs(
+            scheduler_pb2.SubmitJobsRequest(
+                jobs=[scheduler_pb2.SubmitJobRequest(command="echo hi", gpu_count=1)]
+            ),
+            metadata=md,
+        ),
         "JobService/GetJob": lambda md: jobs.GetJob(scheduler_pb2.GetJobRequest(id=job_id), metadata=md),
         "JobService/ListJobs": lambda md: jobs.ListJobs(scheduler_pb2.ListJobsRequest(), metadata=md),
         "JobService/HoldJob": lambda md: jobs.HoldJob(scheduler_pb2.GetJobRequest(id=job_id), metadata=md),
@@ -90,6 +96,7 @@ async def test_each_scope_against_each_job_method(harness: Harness, scope: str) 
             assert f"lacks the {scopes.SCOPE_OF[method]} scope" in details
     assert not {
         "JobService/SubmitJob",
+        "JobService/SubmitJobs",
         "JobService/GetJob",
         "JobService/ListJobs",
         "JobService/CancelJob",

@@ -43,6 +43,20 @@ class SubmitJobRequest(_message.Message):
     image: str
     def __init__(self, command: _Optional[str] = ..., gpu_count: _Optional[int] = ..., gpu_memory_mb: _Optional[int] = ..., gpu_type: _Optional[str] = ..., priority: _Optional[int] = ..., webhook_url: _Optional[str] = ..., name: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., nodes: _Optional[int] = ..., cpu_cores: _Optional[int] = ..., ram_mb: _Optional[int] = ..., time_limit_seconds: _Optional[int] = ..., hold: _Optional[bool] = ..., no_requeue: _Optional[bool] = ..., project_id: _Optional[str] = ..., image: _Optional[str] = ...) -> None: ...
 
+class SubmitJobsRequest(_message.Message):
+    __slots__ = ("jobs", "idempotency_key")
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[SubmitJobRequest]
+    idempotency_key: str
+    def __init__(self, jobs: _Optional[_Iterable[_Union[SubmitJobRequest, _Mapping]]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class SubmitJobsResponse(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[Job]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ...) -> None: ...
+
 class PendingReason(_message.Message):
     __slots__ = ("code", "message")
     CODE_FIELD_NUMBER: _ClassVar[int]

@@ -41,6 +41,11 @@ class JobServiceStub:
                 request_serializer=gpufleet_dot_v1_dot_scheduler__pb2.SubmitJobRequest.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.Job.FromString,
                 _registered_method=True)
+        self.SubmitJobs = channel.unary_unary(
+                '/gpufleet.v1.JobService/SubmitJobs',
+                request_serializer=gpufleet_dot_v1_dot_scheduler__pb2.SubmitJobsRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.SubmitJobsResponse.FromString,
+                _registered_method=True)
         self.GetJob = channel.unary_unary(
                 '/gpufleet.v1.JobService/GetJob',
                 request_serializer=gpufleet_dot_v1_dot_scheduler__pb2.GetJobRequest.SerializeToString,
@@ -84,6 +89,16 @@ class JobServiceServicer:
 
     def SubmitJob(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitJobs(self, request, context):
+        """Many jobs in one call, all or nothing (Slurm's job arrays; AIP-233's batch create): every job is
+        checked first, and if any is refused none is created; the error's field names the job
+        (`jobs[3].gpu_count`). 1..1,000 jobs (shared/contracts/limits.py MAX_BATCH_SUBMIT); the abuse
+        limits count each job. Scope jobs:write, as SubmitJob.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -142,6 +157,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.SubmitJob,
                     request_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.SubmitJobRequest.FromString,
                     response_serializer=gpufleet_dot_v1_dot_scheduler__pb2.Job.SerializeToString,
+            ),
+            'SubmitJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitJobs,
+                    request_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.SubmitJobsRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_scheduler__pb2.SubmitJobsResponse.SerializeToString,
             ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
@@ -207,6 +227,33 @@ class JobService:
             '/gpufleet.v1.JobService/SubmitJob',
             gpufleet_dot_v1_dot_scheduler__pb2.SubmitJobRequest.SerializeToString,
             gpufleet_dot_v1_dot_scheduler__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.JobService/SubmitJobs',
+            gpufleet_dot_v1_dot_scheduler__pb2.SubmitJobsRequest.SerializeToString,
+            gpufleet_dot_v1_dot_scheduler__pb2.SubmitJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

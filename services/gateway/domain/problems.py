@@ -137,9 +137,11 @@ _BY_GRPC_STATUS_AND_FIELD: dict[tuple[str, str], ProblemType] = {
 def for_grpc_status(name: str, field: str | None = None) -> ProblemType:
     """Any status without a meaning for the caller (INTERNAL, UNKNOWN, ...) is the upstream's fault: 502.
 
-    ``field`` is the field the upstream named for its error, when it named one."""
-    if field is not None and (name, field) in _BY_GRPC_STATUS_AND_FIELD:
-        return _BY_GRPC_STATUS_AND_FIELD[name, field]
+    ``field`` is the field the upstream named for its error, when it named one; a batch's job names
+    it under the job (``jobs[3].project_id``), which means what the field means for a single job."""
+    leaf = field.rsplit(".", 1)[-1] if field is not None else None
+    if leaf is not None and (name, leaf) in _BY_GRPC_STATUS_AND_FIELD:
+        return _BY_GRPC_STATUS_AND_FIELD[name, leaf]
     return _BY_GRPC_STATUS.get(name, UPSTREAM_ERROR)
 
 

@@ -37,7 +37,7 @@ from services.gateway.entrypoints.routes import (
     notification,
     projects,
 )
-from shared.contracts.limits import MAX_REQUEST_BODY_BYTES
+from shared.contracts.limits import MAX_BATCH_REQUEST_BODY_BYTES, MAX_REQUEST_BODY_BYTES
 
 TITLE = "GPU fleet manager"
 API_VERSION = "1.0.0"
@@ -47,8 +47,8 @@ Submit jobs to a shared GPU fleet, follow them, and see what they cost.
 Authenticate with an API key: `Authorization: Bearer <key>` (or `X-API-Key: <key>`).
 Every error is an RFC 9457 problem (`application/problem+json`) with `type`, `title`, `status`,
 `detail`, `instance`, and `errors` (field, message) for validation failures. Timestamps are RFC 3339
-UTC; money is a decimal string in USD. A request body larger than {MAX_REQUEST_BODY_BYTES} bytes is
-refused with 413 (`request-too-large`).
+UTC; money is a decimal string in USD. A request body larger than {MAX_REQUEST_BODY_BYTES} bytes
+({MAX_BATCH_REQUEST_BODY_BYTES} for `POST /v1/jobs:batchCreate`) is refused with 413 (`request-too-large`).
 """
 OPENAPI_URL = "/v1/openapi.json"
 _VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
@@ -128,7 +128,9 @@ def _build(lifespan: Lifespan | None) -> FastAPI:
     errors.install(app)
     # Added innermost first: request context (id) -> metrics -> body size limit -> routes, so that a
     # refused body is still counted and its problem carries the request id.
-    app.add_middleware(BodySizeLimitMiddleware)
+    app.add_middleware(
+        BodySizeLimitMiddleware, larger={("POST", jobs.BATCH_CREATE): MAX_BATCH_REQUEST_BODY_BYTES}
+    )
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)
 

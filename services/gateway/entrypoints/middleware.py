@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Mapping
 
 from opentelemetry import trace
 from starlette.requests import Request
@@ -130,20 +131,28 @@ class BodySizeLimitMiddleware:
 
     A declared ``Content-Length`` over the limit is refused before the app runs. Otherwise (chunked, or
     a length that lies) the bytes are counted as the app reads them; past the limit the read fails, and
-    whatever the app would answer to that is replaced by the 413.
+    whatever the app would answer to that is replaced by the 413. ``larger`` names the few routes
+    (method, exact path) whose bodies may be bigger, with their own limit (a batch submit).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_REQUEST_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int = MAX_REQUEST_BODY_BYTES,
+        larger: Mapping[tuple[str, str], int] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = dict(larger or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get((scope.get("method", ""), scope.get("path", "")), self.max_bytes)
         declared = _declared_length(scope.get("headers") or [])
-        if declared is not None and declared > self.max_bytes:
-            await self._refuse(scope, receive, send)
+        if declared is not None and declared > limit:
+            await self._refuse(scope, receive, send, limit)
             return
         received = 0
         too_large = False
@@ -154,7 +163,7 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     too_large = True
                     raise _BodyTooLarge
             return message
@@ -173,13 +182,13 @@ class BodySizeLimitMiddleware:
             if not too_large:
                 raise
         if too_large and not answered:
-            await self._refuse(scope, receive, send)
+            await self._refuse(scope, receive, send, limit)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = problem_response(
             Request(scope),
             problems.CONTENT_TOO_LARGE,
-            f"the request body is larger than {self.max_bytes} bytes",
+            f"the request body is larger than {limit} bytes",
             # The rest of the body is never read, so the connection cannot carry another request.
             headers={"Connection": "close"},
         )

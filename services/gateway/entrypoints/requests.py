@@ -149,6 +149,14 @@ class JobCreate(_StrictBody):
     )
 
 
+class JobBatchCreate(_StrictBody):
+    jobs: list[JobCreate] = Field(
+        min_length=1,
+        max_length=limits.MAX_BATCH_SUBMIT,
+        description="The jobs, each the body of POST /v1/jobs; all are created or none is.",
+    )
+
+
 class JobPriorityUpdate(_StrictBody):
     priority: int = Field(
         ge=limits.MIN_PRIORITY,

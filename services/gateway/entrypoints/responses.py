@@ -203,6 +203,10 @@ class JobOut(BaseModel):
     )
 
 
+class JobBatchOut(BaseModel):
+    jobs: list[JobOut] = Field(description="The jobs created, in the order they were asked for.")
+
+
 class JobListOut(BaseModel):
     jobs: list[JobOut]
     next_cursor: str | None = Field(description="Pass back as `cursor` for the next page; null = no more.")

@@ -150,6 +150,10 @@ def job(j: scheduler_pb2.Job) -> out.JobOut:
     )
 
 
+def job_batch(r: scheduler_pb2.SubmitJobsResponse) -> out.JobBatchOut:
+    return out.JobBatchOut(jobs=[job(j) for j in r.jobs])
+
+
 def job_list(r: scheduler_pb2.ListJobsResponse) -> out.JobListOut:
     return out.JobListOut(jobs=[job(j) for j in r.jobs], next_cursor=opt(r.next_cursor))
 

@@ -226,6 +226,10 @@ _RAW_INSERT = (
 )
 
 
+# A keyed batch's insert: a key a concurrent submit holds is skipped (add_keyed_jobs then takes it all back).
+_RAW_INSERT_KEYED = f"{_RAW_INSERT} ON CONFLICT (organization_id, idempotency_key) DO NOTHING"
+
+
 def _state_args(job: Job) -> list[Any]:
     state = _state(job)
     return [json.dumps(state[c]) if c in _JSON_COLUMNS else state[c] for c in _STATE_COLUMNS]
@@ -367,6 +371,56 @@ class SqlUnitOfWork:
             )
         await (await self._pg()).executemany(_RAW_INSERT, rows)
         await self._write_changes(*(job for job, _ in jobs), audit=audit)
+
+    async def add_keyed_jobs(
+        self, jobs: list[tuple[Job, str | None]], *, audit: Sequence[Envelope[AuditRecordedV1]] = ()
+    ) -> bool:
+        """:meth:`add_jobs` for jobs with idempotency keys: ON CONFLICT waits for a concurrent insert
+        of the same key and then skips that row; if any was skipped, the savepoint takes back the
+        rows this call did insert, so the batch is written whole or not at all."""
+        if not jobs:
+            return True
+        pg = await self._pg()
+        rows = []
+        for job, fp in jobs:
+            values = _insert_values(job, fp) | {"updated_at": job.created_at}
+            rows.append(
+                [json.dumps(values[c]) if c in _JSON_COLUMNS else values[c] for c in _ALL_INSERT_COLUMNS]
+            )
+        await pg.execute("SAVEPOINT keyed_jobs")
+        await pg.executemany(_RAW_INSERT_KEYED, rows)
+        # The ids are this call's own (fresh): a row with one of them is a row it inserted.
+        inserted = await pg.fetchval(
+            "SELECT count(*) FROM jobs WHERE id = ANY($1::uuid[])", [j.id for j, _ in jobs]
+        )
+        if inserted != len(jobs):
+            await pg.execute("ROLLBACK TO SAVEPOINT keyed_jobs")
+            return False
+        await pg.execute("RELEASE SAVEPOINT keyed_jobs")
+        await self._write_changes(*(job for job, _ in jobs), audit=audit)
+        return True
+
+    async def jobs_by_idempotency_keys(
+        self, organization_id: UUID, keys: Sequence[str]
+    ) -> dict[str, tuple[Job, str | None]]:
+        if not keys:
+            return {}
+        pg = await self._pg()
+        rows = await pg.fetch(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE organization_id = $1 AND idempotency_key = ANY($2::text[])",
+            organization_id,
+            list(keys),
+        )
+        if not rows:
+            return {}
+        jobs = {r["id"]: _to_job(r) for r in rows}
+        for h in await pg.fetch(
+            "SELECT job_id, status, at, reason FROM job_status_history WHERE job_id = ANY($1::uuid[]) "
+            "ORDER BY job_id, id",
+            list(jobs),
+        ):
+            jobs[h["job_id"]].history.append(StatusChange(JobStatus(h["status"]), h["at"], h["reason"]))
+        return {r["idempotency_key"]: (jobs[r["id"]], r["idempotency_fingerprint"]) for r in rows}
 
     async def job_by_idempotency_key(self, organization_id: UUID, key: str) -> tuple[Job, str | None] | None:
         row = (

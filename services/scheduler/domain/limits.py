@@ -160,13 +160,17 @@ class TokenBucket:
             self.tokens = min(float(self.burst), self.tokens + (now - self.at) * self.rate)
             self.at = now
 
-    def take(self, now: float) -> float:
-        """Take a token: 0.0 when taken, else the seconds until one is there (nothing taken)."""
+    def take(self, now: float, count: int = 1) -> float:
+        """Take ``count`` tokens (a batch submit takes one per job), all or none: 0.0 when taken, else
+        the seconds until that many are there (nothing taken; ``math.inf`` when ``count`` is more than
+        the bucket ever holds)."""
         self._refill(now)
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        if self.tokens >= count:
+            self.tokens -= count
             return 0.0
-        return (1.0 - self.tokens) / self.rate
+        if count > self.burst:
+            return math.inf
+        return (count - self.tokens) / self.rate
 
     def remaining(self, now: float) -> int:
         """Whole tokens left (the RateLimit ``r``)."""

@@ -109,6 +109,19 @@ class IdempotencyKeyReused(Conflict):
     """The key names an earlier job whose request differs from this one."""
 
 
+# Joins a keyed batch's key and a job's index into the key that job is stored under. A key the caller
+# gives (a job's or a batch's) may not hold it, so no single submit can name a batch's job, or the
+# reverse (HTTP header values cannot carry it anyway).
+BATCH_KEY_SEPARATOR = "\x1f"
+
+
+def check_given_key(key: str, field: str = "idempotency_key") -> None:
+    """A caller's idempotency key: no NUL, no :data:`BATCH_KEY_SEPARATOR`."""
+    _no_nul(key, field)
+    if BATCH_KEY_SEPARATOR in key:
+        raise InvalidArgument(f"{field} must not contain control character U+001F", field=field)
+
+
 def _no_nul(value: str, field: str) -> None:
     # PostgreSQL TEXT cannot hold NUL; say so precisely instead of failing in the database.
     if "\x00" in value:

@@ -3,7 +3,7 @@ They only translate between proto messages and commands; the handlers decide."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 import grpc
@@ -111,6 +111,29 @@ def access_of(principal: common_pb2.Principal) -> Access:
     return Access(principal.role, bound, roles)
 
 
+def _request_fields(request: scheduler_pb2.SubmitJobRequest) -> dict[str, Any]:
+    """A submit's request fields (SubmitJob's, and each job of SubmitJobs) as the commands take them."""
+    return {
+        "command": request.command,
+        "gpu_count": request.gpu_count,
+        "gpu_memory_mb": request.gpu_memory_mb,
+        "gpu_type": request.gpu_type or None,
+        # optional int32: absent -> None -> the default; an explicit 0 is priority 0.
+        "priority": request.priority if request.HasField("priority") else None,
+        "webhook_url": request.webhook_url or None,
+        "name": request.name or None,
+        "idempotency_key": request.idempotency_key or None,
+        "nodes": request.nodes if request.HasField("nodes") else None,
+        "cpu_cores": request.cpu_cores,
+        "ram_mb": request.ram_mb,
+        "time_limit_seconds": request.time_limit_seconds or None,
+        "hold": request.hold,
+        "no_requeue": request.no_requeue,
+        "project_id": request.project_id,
+        "image": request.image or None,
+    }
+
+
 @grpc_service
 class JobServicer(scheduler_pb2_grpc.JobServiceServicer):
     def __init__(self, deps: Dependencies, auth: PrincipalResolver) -> None:
@@ -126,30 +149,33 @@ class JobServicer(scheduler_pb2_grpc.JobServiceServicer):
             commands.SubmitJob(
                 organization_id=org_id,
                 user_id=user_id,
-                command=request.command,
-                gpu_count=request.gpu_count,
-                gpu_memory_mb=request.gpu_memory_mb,
-                gpu_type=request.gpu_type or None,
-                # optional int32: absent -> None -> the default; an explicit 0 is priority 0.
-                priority=request.priority if request.HasField("priority") else None,
-                webhook_url=request.webhook_url or None,
-                name=request.name or None,
-                idempotency_key=request.idempotency_key or None,
+                **_request_fields(request),
                 authorization=metadata_value(context, "authorization"),
-                nodes=request.nodes if request.HasField("nodes") else None,
-                cpu_cores=request.cpu_cores,
-                ram_mb=request.ram_mb,
-                time_limit_seconds=request.time_limit_seconds or None,
-                hold=request.hold,
-                no_requeue=request.no_requeue,
-                project_id=request.project_id,
-                image=request.image or None,
                 access=access_of(principal),
                 api_key=bearer(context),
             ),
             self.deps,
         )
         return job_message(job, with_history=True)
+
+    async def SubmitJobs(
+        self, request: scheduler_pb2.SubmitJobsRequest, context: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.SubmitJobsResponse:
+        principal = await self.auth.principal(context, write=True)
+        org_id, user_id = _tenant(principal)
+        jobs: list[Job] = await handlers.handle(
+            commands.SubmitJobs(
+                organization_id=org_id,
+                user_id=user_id,
+                jobs=tuple(commands.JobRequest(**_request_fields(j)) for j in request.jobs),
+                idempotency_key=request.idempotency_key or None,
+                authorization=metadata_value(context, "authorization"),
+                access=access_of(principal),
+                api_key=bearer(context),
+            ),
+            self.deps,
+        )
+        return scheduler_pb2.SubmitJobsResponse(jobs=[job_message(j, with_history=True) for j in jobs])
 
     async def GetJob(
         self, request: scheduler_pb2.GetJobRequest, context: grpc.aio.ServicerContext

@@ -37,6 +37,42 @@ class SubmitJob:
 
 
 @dataclass(frozen=True)
+class JobRequest:
+    """One job of a batch: the request fields of :class:`SubmitJob` (who asks is the batch's)."""
+
+    command: str
+    gpu_count: int
+    gpu_memory_mb: int = 0
+    gpu_type: str | None = None
+    priority: int | None = None  # None: the default
+    webhook_url: str | None = None
+    name: str | None = None
+    nodes: int | None = None  # None: 1
+    cpu_cores: int = 0
+    ram_mb: int = 0
+    time_limit_seconds: int | None = None  # None or 0: the platform's default
+    hold: bool = False
+    no_requeue: bool = False
+    project_id: str = ""  # "": none (a project-bound key's own)
+    image: str | None = None
+    # A batch's jobs have no key of their own (the batch has one); one given here is refused.
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class SubmitJobs:
+    """Many jobs at once, all or nothing (JobService/SubmitJobs)."""
+
+    organization_id: UUID
+    user_id: UUID | None
+    jobs: tuple[JobRequest, ...]
+    idempotency_key: str | None = None  # the whole batch's; job i is stored under "<key>\x1f<i>"
+    authorization: str | None = None  # forwarded to fleet's catalog
+    access: Access = UNRESTRICTED
+    api_key: str | None = None
+
+
+@dataclass(frozen=True)
 class GetJob:
     organization_id: UUID
     job_id: str

@@ -17,22 +17,16 @@ from shared.handlers import dispatch
 
 from ..domain.access import UNRESTRICTED, Access
 from ..domain.access import project_id as parse_project_id
-from ..domain.engine import Shape
 from ..domain.engine.preemption import PREEMPTED_REASON
 from ..domain.model import Job, JobStatus, Outcome
-from ..domain.spec import (
-    JobSpec,
-    check_cancel_reason,
-    check_gpu_type,
-    check_same_request,
-    job_spec,
-    request_fingerprint,
-)
+from ..domain.spec import JobSpec, check_cancel_reason, check_given_key, check_gpu_type, request_fingerprint
 from . import audit, commands
 from .assignments import AssignmentFeed
+from .batch_submit import submit_jobs
 from .limits import Admission, SubmitLimiter
 from .options import SchedulingOptions
 from .projects import ProjectDirectory, admit_project
+from .submit_checks import never_fits, request_spec, same_job, shape_of_spec
 from .submits import SubmitWriter
 from .unit_of_work import AdmissionCheck, GpuTypeCatalog, UnitOfWorkFactory
 from .wakeup import Wakeup
@@ -78,76 +72,12 @@ def _agent_id(raw: str, field: str) -> UUID:
         raise InvalidArgument(f"{field} is not a valid UUID", field=field) from exc
 
 
-def _spec_of(job: Job) -> JobSpec:
-    """The normalized request a stored job was created from (its request fields never change)."""
-    return JobSpec(
-        command=job.command,
-        gpu_count=job.gpu_count,
-        gpu_memory_mb=job.gpu_memory_mb,
-        gpu_type=job.gpu_type,
-        priority=job.priority,
-        webhook_url=job.webhook_url,
-        name=job.name,
-        idempotency_key=job.idempotency_key,
-        nodes=job.nodes,
-        cpu_cores=job.cpu_cores,
-        ram_mb=job.ram_mb,
-        time_limit_seconds=job.time_limit_seconds,
-        no_requeue=job.no_requeue,
-        # ``hold`` is not kept as asked (a release clears it); a held retry still matches its job
-        hold=False,
-        project_id=job.project_id,
-        image=job.image,
-    )
-
-
-def shape_of_spec(spec: JobSpec) -> Shape:
-    return Shape(spec.nodes, spec.gpu_count, spec.gpu_memory_mb, spec.gpu_type, spec.cpu_cores, spec.ram_mb)
-
-
-def _field_of(why: str) -> str:
-    """The request field an admission answer is about (the engine checks type, memory, count, CPU
-    and RAM, then the gang, in that order, and says which)."""
-    if "gang" in why:
-        return "nodes"
-    if "CPU" in why or "RAM" in why:
-        return "cpu_cores" if "CPU" in why else "ram_mb"
-    if "of memory" in why:
-        return "gpu_memory_mb"
-    if "GPU" in why and "has a" in why:
-        return "gpu_type"
-    return "gpu_count"
-
-
-def _same_job(spec: JobSpec, found: tuple[Job, str | None]) -> Job:
-    """The job an idempotency key names, if this request is the one that created it."""
-    job, fingerprint = found
-    # Jobs stored before fingerprints were kept: their own request fields say what was asked.
-    check_same_request(spec, fingerprint or request_fingerprint(_spec_of(job)))
-    return job
-
-
 async def submit_job(cmd: commands.SubmitJob, deps: Dependencies) -> Job:
     """A new job, once the organization's limits let it through (service_layer/limits.py: refused
     with RESOURCE_EXHAUSTED before anything else is asked or written)."""
-    spec = job_spec(
-        command=cmd.command,
-        gpu_count=cmd.gpu_count,
-        gpu_memory_mb=cmd.gpu_memory_mb,
-        gpu_type=cmd.gpu_type,
-        priority=cmd.priority,
-        webhook_url=cmd.webhook_url,
-        name=cmd.name,
-        idempotency_key=cmd.idempotency_key,
-        nodes=cmd.nodes,
-        cpu_cores=cmd.cpu_cores,
-        ram_mb=cmd.ram_mb,
-        time_limit_seconds=cmd.time_limit_seconds,
-        hold=cmd.hold,
-        no_requeue=cmd.no_requeue,
-        limits=deps.options.limits,
-        image=cmd.image,
-    )
+    if cmd.idempotency_key:
+        check_given_key(cmd.idempotency_key)
+    spec = request_spec(cmd, deps.options.limits, cmd.idempotency_key)
     # The project, as identity vouches for it and the caller's role there allows (service_layer/projects.py).
     project = await admit_project(cmd.access, parse_project_id(cmd.project_id), cmd.api_key, deps.projects)
     spec = dataclasses.replace(spec, project_id=project)
@@ -171,9 +101,7 @@ async def _submit_admitted(cmd: commands.SubmitJob, spec: JobSpec, deps: Depende
     if deps.capacity is not None:
         why = await deps.capacity.never_fits(shape_of_spec(spec), cmd.organization_id)
         if why is not None:
-            raise InvalidArgument(
-                f"no node of this fleet could ever run this job: {why}", field=_field_of(why)
-            )
+            raise never_fits(why)
     if deps.submits is not None and spec.idempotency_key is None:
         job = await deps.submits.submit(spec, cmd.organization_id, cmd.user_id)
         deps.wakeup.set()
@@ -182,7 +110,7 @@ async def _submit_admitted(cmd: commands.SubmitJob, spec: JobSpec, deps: Depende
         if spec.idempotency_key is not None:
             found = await uow.job_by_idempotency_key(cmd.organization_id, spec.idempotency_key)
             if found is not None:
-                return _same_job(spec, found), False
+                return same_job(spec, found), False
         job = Job.submit(
             spec,
             job_id=uuid.uuid4(),
@@ -196,7 +124,7 @@ async def _submit_admitted(cmd: commands.SubmitJob, spec: JobSpec, deps: Depende
             found = await uow.job_by_idempotency_key(cmd.organization_id, spec.idempotency_key)
             if found is None:
                 raise Conflict("idempotency_key is in use", field="idempotency_key")
-            return _same_job(spec, found), False
+            return same_job(spec, found), False
         await uow.record_audit(audit.job_change("job.submit", job, None))
     deps.wakeup.set()
     return job, True
@@ -530,6 +458,7 @@ Handler = Callable[[Any, Dependencies], Awaitable[Any]]
 
 HANDLERS: dict[type, Handler] = {
     commands.SubmitJob: submit_job,
+    commands.SubmitJobs: submit_jobs,
     commands.GetJob: get_job,
     commands.ListJobs: list_jobs,
     commands.CancelJob: cancel_job,

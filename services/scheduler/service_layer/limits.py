@@ -131,21 +131,23 @@ class _Organization:
 
 
 class Admission:
-    """A submit let through: tell it whether its job was written (``committed``) or not (``released``)."""
+    """A submit let through (``jobs`` of them for a batch): tell it whether its jobs were written
+    (``committed``) or not (``released``)."""
 
-    def __init__(self, org: _Organization | None) -> None:
+    def __init__(self, org: _Organization | None, jobs: int = 1) -> None:
         self._org = org
+        self._jobs = jobs
 
     def committed(self) -> None:
         if self._org is not None:
-            self._org.in_flight -= 1
-            self._org.admitted += 1
+            self._org.in_flight -= self._jobs
+            self._org.admitted += self._jobs
             self._org = None
 
     def released(self) -> None:
-        """No job came of it (refused later, failed, or an idempotent replay of an existing job)."""
+        """No job came of it (refused later, failed, or an idempotent replay of existing jobs)."""
         if self._org is not None:
-            self._org.in_flight -= 1
+            self._org.in_flight -= self._jobs
             self._org = None
 
 
@@ -180,31 +182,34 @@ class SubmitLimiter:
             state = self._orgs[org] = _Organization()
         return state
 
-    async def admit(self, org: UUID) -> Admission:
-        """Let one submit of ``org`` through, or raise :class:`ResourceExhausted`."""
+    async def admit(self, org: UUID, jobs: int = 1) -> Admission:
+        """Let a submit of ``jobs`` jobs of ``org`` through (a batch counts as its number of jobs, all
+        or none: never partly), or raise :class:`ResourceExhausted`."""
         effective = (await self.store.refresh()).limits_of(org)
         limits = effective.limits
         now = self.clock()
         state = self._organization(org, now)
-        self._take_token(state, effective, now)
+        self._take_tokens(state, effective, now, jobs)
         cap = limits.max_queued_jobs
         if cap is None:
             return Admission(None)
-        if now - state.counted_at >= self.recount_s or state.queued + 1 > cap:
-            await self._recount(org, state, cap)
-        if state.queued + 1 > cap:
+        if now - state.counted_at >= self.recount_s or state.queued + jobs > cap:
+            await self._recount(org, state, cap, jobs)
+        if state.queued + jobs > cap:
+            room = max(0, cap - state.queued)
+            asked = "" if jobs == 1 else f"; a batch of {jobs} jobs does not fit ({room} more may queue now)"
             raise ResourceExhausted(
-                f"this organization has reached its cap of {cap} queued jobs{_on_plan(effective)}; "
+                f"this organization has reached its cap of {cap} queued jobs{_on_plan(effective)}{asked}; "
                 "submit again when some of them have started or been cancelled",
                 limit=LIMIT_QUEUED_JOBS,
                 quota=cap,
-                remaining=0,
+                remaining=room,  # 0 for one job; what a smaller batch could still use
                 retry_after_s=QUEUE_FULL_RETRY_AFTER_SECONDS,
             )
-        state.in_flight += 1
-        return Admission(state)
+        state.in_flight += jobs
+        return Admission(state, jobs)
 
-    def _take_token(self, state: _Organization, effective: Effective, now: float) -> None:
+    def _take_tokens(self, state: _Organization, effective: Effective, now: float, jobs: int) -> None:
         rate, burst = effective.limits.submit_rate, effective.limits.submit_burst
         if rate is None or burst is None:
             state.bucket = None
@@ -213,24 +218,36 @@ class SubmitLimiter:
             state.bucket = TokenBucket(rate, burst, now)
         elif (state.bucket.rate, state.bucket.burst) != (rate, burst):
             state.bucket.reconfigure(rate, burst, now)
-        wait = state.bucket.take(now)
+        wait = state.bucket.take(now, jobs)
         if wait > 0:
+            if math.isinf(wait):
+                # Never: the bucket holds fewer tokens than the batch has jobs. No wait would do; the
+                # hint is the bucket's window (never 0, which would invite a client to retry at once).
+                message = (
+                    f"a batch of {jobs} jobs is more than this organization's burst of {burst} submits"
+                    f"{_on_plan(effective)}; send at most {burst} jobs at once"
+                )
+                wait = float(effective.limits.window_s or 1)
+            else:
+                message = (
+                    f"this organization may submit {rate:g} jobs a second in bursts of at most {burst}"
+                    f"{_on_plan(effective)}; retry in {wait:.2f} s"
+                )
             raise ResourceExhausted(
-                f"this organization may submit {rate:g} jobs a second in bursts of at most {burst}"
-                f"{_on_plan(effective)}; retry in {wait:.2f} s",
+                message,
                 limit=LIMIT_SUBMIT_RATE,
                 quota=burst,
-                remaining=0,
+                remaining=state.bucket.remaining(now),  # 0 for one job, as before
                 retry_after_s=wait,
                 window_s=effective.limits.window_s,
             )
 
-    async def _recount(self, org: UUID, state: _Organization, cap: int) -> None:
+    async def _recount(self, org: UUID, state: _Organization, cap: int, jobs: int = 1) -> None:
         async with state.lock:  # one count at a time per organization; waiters use its result
             now = self.clock()
             if now - state.counted_at < self.min_recount_s:
                 return
-            if now - state.counted_at < self.recount_s and state.queued + 1 <= cap:
+            if now - state.counted_at < self.recount_s and state.queued + jobs <= cap:
                 return  # counted meanwhile, and there is room
             # Commits from here on are added to the count; one the count already saw is then counted
             # twice until the next count (on the side of the cap, never past it).

@@ -54,9 +54,22 @@ class SchedulerUnitOfWork(Protocol):
         their history and events, in one statement each; ``audit`` records go out with the events,
         in the same statement (as :meth:`record_audit` would write them)."""
 
+    async def add_keyed_jobs(
+        self, jobs: list[tuple[Job, str | None]], *, audit: Sequence[Envelope[AuditRecordedV1]] = ()
+    ) -> bool:
+        """Insert new jobs that each carry an idempotency key (a keyed batch), all or none, as
+        :meth:`add_jobs` writes them. False (nothing written) when any of their keys is already taken
+        in its organization (a concurrent submit committed it first)."""
+
     async def job_by_idempotency_key(self, organization_id: UUID, key: str) -> tuple[Job, str | None] | None:
         """The job created with ``key`` and its request's fingerprint (None: stored before
         fingerprints were kept)."""
+
+    async def jobs_by_idempotency_keys(
+        self, organization_id: UUID, keys: Sequence[str]
+    ) -> dict[str, tuple[Job, str | None]]:
+        """:meth:`job_by_idempotency_key` for many keys in one read: the keys that name a job (with
+        its history), each with that job and its request's fingerprint."""
 
     async def get_job(
         self, job_id: UUID, *, for_update: bool = False, with_history: bool = False

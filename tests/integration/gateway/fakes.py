@@ -7,6 +7,7 @@ They run behind ``shared.grpc.grpc_service``, so errors reach the gateway as rea
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -237,6 +238,13 @@ class FakeScheduler(scheduler_pb2_grpc.JobServiceServicer):
     async def SubmitJob(self, request, context):
         self.rec.tenant_call("SubmitJob", request, context)
         return job(request)
+
+    async def SubmitJobs(self, request, context):
+        self.rec.tenant_call("SubmitJobs", request, context)
+        jobs = [job(r) for r in request.jobs]
+        for i, j in enumerate(jobs):  # each its own id, stable across calls (as a keyed replay's)
+            j.id = str(uuid.uuid5(uuid.UUID(JOB_ID), f"{request.idempotency_key}/{i}"))
+        return scheduler_pb2.SubmitJobsResponse(jobs=jobs)
 
     async def GetJob(self, request, context):
         self.rec.tenant_call("GetJob", request, context)

@@ -85,9 +85,55 @@ def test_a_refused_submit_shows_the_problem_and_its_fields(gateway, cli, capsys)
     assert "gpu_count: must be at most 16" in err and "request id: req-7" in err
 
 
+def _batch_answer(request: httpx.Request) -> httpx.Response:
+    asked = json.loads(request.content)["jobs"]
+    ids = [f"{i:08d}-0000-4000-8000-000000000000" for i in range(len(asked))]
+    return httpx.Response(
+        201, json={"jobs": [job(id=i, command=a["command"]) for i, a in zip(ids, asked, strict=True)]}
+    )
+
+
+def test_submit_count_sends_one_batch_of_copies_and_prints_their_ids(gateway, cli, capsys):
+    gateway.on("POST", "/v1/jobs:batchCreate", _batch_answer)
+    assert cli("submit", "--count", "3", "--gpus", "2", "--env", "SEED=1", "--", "python train.py") == 0
+    (sent,) = gateway.sent("POST", "/v1/jobs:batchCreate")
+    assert gateway.sent("POST", "/v1/jobs") == []
+    # The API has no environment field: the copies are the same job (each knows its GPUFLEET_JOB_ID).
+    one = {"command": "export SEED=1; python train.py", "gpu_count": 2}
+    assert json.loads(sent.content) == {"jobs": [one, one, one]}
+    assert sent.headers["idempotency-key"]  # the whole batch's: a retry never submits it twice
+    captured = capsys.readouterr()
+    assert captured.out.split() == [f"{i:08d}-0000-4000-8000-000000000000" for i in range(3)]
+    assert "Submitted 3 jobs" in captured.err
+
+
+def test_submit_count_json_prints_the_api_body(gateway, cli, capsys):
+    gateway.on("POST", "/v1/jobs:batchCreate", _batch_answer)
+    assert cli("submit", "--count", "2", "--json", "--", "true") == 0
+    assert [j["command"] for j in json.loads(capsys.readouterr().out)["jobs"]] == ["true", "true"]
+
+
+def test_a_refused_batch_shows_the_job_it_names(gateway, cli, capsys):
+    gateway.on(
+        "POST",
+        "/v1/jobs:batchCreate",
+        lambda r: problem(
+            422,
+            "Request validation failed",
+            "jobs[0]: no node of this fleet could ever run this job",
+            errors=[{"field": "jobs[0].gpu_count", "message": "no node has 9 GPUs"}],
+        ),
+    )
+    assert cli("submit", "--count", "5", "--gpus", "9", "--", "true") == exits.DATA
+    assert "jobs[0].gpu_count: no node has 9 GPUs" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "argv",
     [
+        ["submit", "--count", "0", "--", "x"],
+        ["submit", "--count", "1001", "--", "x"],
+        ["submit", "--count", "2", "--follow", "--", "x"],
         ["submit", "--gpus", "many", "--", "x"],
         ["submit"],
         ["queue", "--state", "sleeping"],

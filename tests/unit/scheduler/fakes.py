@@ -86,6 +86,26 @@ class FakeUnitOfWork:
             await self.add_job(job, fingerprint=fingerprint)
         self.store.audits.extend(audit)
 
+    async def add_keyed_jobs(self, jobs: list[tuple[Job, str | None]], *, audit: Any = ()) -> bool:
+        keys = [job.idempotency_key for job, _ in jobs]
+        assert all(keys)
+        if await self.jobs_by_idempotency_keys(jobs[0][0].organization_id, keys):  # type: ignore[arg-type]
+            return False
+        for job, fingerprint in jobs:
+            await self.add_job(job, fingerprint=fingerprint)
+        self.store.audits.extend(audit)
+        return True
+
+    async def jobs_by_idempotency_keys(
+        self, organization_id: UUID, keys
+    ) -> dict[str, tuple[Job, str | None]]:
+        found = {}
+        for key in keys:
+            hit = await self.job_by_idempotency_key(organization_id, key)
+            if hit is not None:
+                found[key] = hit
+        return found
+
     def _bump(self, job_id: UUID) -> None:
         self.store.seq += 1
         self.store.job_seq[job_id] = self.store.seq

@@ -15,6 +15,7 @@ _DESCRIPTIONS = {
     403: "The key's role may not do this",
     404: "No such resource (or it belongs to another organization)",
     409: "Conflicts with the resource's current state (or a reused Idempotency-Key)",
+    413: "The request body is too large",
     422: "Request validation failed (see `errors`)",
     429: "The organization's submit rate or queued-jobs cap is reached (`Retry-After`, `RateLimit` headers)",
     502: "A downstream service failed",

@@ -10,8 +10,8 @@ from gpufleet.v1 import scheduler_pb2
 
 from services.gateway.entrypoints import translate
 from services.gateway.entrypoints.auth import CallerDep, DownstreamDep, resource_id
-from services.gateway.entrypoints.requests import JobCancel, JobCreate, JobPriorityUpdate
-from services.gateway.entrypoints.responses import JobListOut, JobOut
+from services.gateway.entrypoints.requests import JobBatchCreate, JobCancel, JobCreate, JobPriorityUpdate
+from services.gateway.entrypoints.responses import JobBatchOut, JobListOut, JobOut
 from services.gateway.entrypoints.routes import Cursor, PageSize, problem_responses
 from shared.contracts import limits
 from shared.contracts.jobs import JobStatus
@@ -25,6 +25,10 @@ _CREATED: dict[int | str, dict[str, Any]] = {
         "headers": {"Location": {"description": "The new job's URL", "schema": {"type": "string"}}},
     }
 }
+
+
+# Google AIP-233's batch create: a custom method after a colon (Starlette routes it as a literal path).
+BATCH_CREATE = "/v1/jobs:batchCreate"
 
 
 @router.post(
@@ -50,29 +54,71 @@ async def submit_job(
         ),
     ] = None,
 ) -> JobOut:
-    job = await down.jobs.SubmitJob(
-        scheduler_pb2.SubmitJobRequest(
-            command=body.command,
-            gpu_count=body.gpu_count,
-            gpu_memory_mb=body.gpu_memory_mb,
-            gpu_type=body.gpu_type or "",
-            priority=body.priority,
-            webhook_url=body.webhook_url or "",
-            name=body.name or "",
-            idempotency_key=idempotency_key or "",
-            nodes=body.nodes,
-            cpu_cores=body.cpu_cores,
-            ram_mb=body.ram_mb,
-            time_limit_seconds=body.time_limit_seconds or 0,
-            hold=body.hold,
-            no_requeue=body.no_requeue,
-            project_id=str(body.project_id) if body.project_id else "",
-            image=body.image or "",
+    job = await down.jobs.SubmitJob(_submit_request(body, idempotency_key), **caller.call)
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return translate.job(job)
+
+
+def _submit_request(body: JobCreate, idempotency_key: str | None = None) -> scheduler_pb2.SubmitJobRequest:
+    return scheduler_pb2.SubmitJobRequest(
+        command=body.command,
+        gpu_count=body.gpu_count,
+        gpu_memory_mb=body.gpu_memory_mb,
+        gpu_type=body.gpu_type or "",
+        priority=body.priority,
+        webhook_url=body.webhook_url or "",
+        name=body.name or "",
+        idempotency_key=idempotency_key or "",
+        nodes=body.nodes,
+        cpu_cores=body.cpu_cores,
+        ram_mb=body.ram_mb,
+        time_limit_seconds=body.time_limit_seconds or 0,
+        hold=body.hold,
+        no_requeue=body.no_requeue,
+        project_id=str(body.project_id) if body.project_id else "",
+        image=body.image or "",
+    )
+
+
+@router.post(
+    BATCH_CREATE.removeprefix("/v1"),
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobBatchOut,
+    responses={
+        201: {"description": "The jobs, queued, in request order"},
+        **problem_responses(400, 403, 404, 409, 413, 422, 429),
+    },
+    summary=f"Submit 1 to {limits.MAX_BATCH_SUBMIT} jobs at once, all or nothing",
+    description="Every job is checked as `POST /v1/jobs` checks it before any is created; if one is "
+    "refused, none is, and the problem names it (`errors[].field` such as `jobs[3].gpu_count`, `detail` "
+    "starting `jobs[3]: `) with the status a single submit of it would get. The organization's submit "
+    "rate and queued-jobs cap count each job: a batch that does not fit is refused whole (429). "
+    f"The body may be up to {limits.MAX_BATCH_REQUEST_BODY_BYTES} bytes.",
+)
+async def submit_jobs(
+    body: JobBatchCreate,
+    caller: CallerDep,
+    down: DownstreamDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=limits.MAX_BATCH_IDEMPOTENCY_KEY,
+            description="For the whole batch: retrying the same jobs with the same key returns the jobs "
+            "first created with it; the same key with other jobs is refused (409 idempotency-key-reused). "
+            f"At most {limits.MAX_BATCH_IDEMPOTENCY_KEY} characters: each job is kept under the key, a "
+            "separator and its index.",
+        ),
+    ] = None,
+) -> JobBatchOut:
+    reply = await down.jobs.SubmitJobs(
+        scheduler_pb2.SubmitJobsRequest(
+            jobs=[_submit_request(job) for job in body.jobs], idempotency_key=idempotency_key or ""
         ),
         **caller.call,
     )
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return translate.job(job)
+    return translate.job_batch(reply)
 
 
 @router.get(

@@ -205,6 +205,7 @@ class NodeAuthenticator:
     second in every service. A failed verification is not cached (the next call asks again)."""
 
     def __init__(self, fleet_target: str, ttl: float = MAX_NODE_AUTH_CACHE_SECONDS) -> None:
+        self._target = fleet_target
         self._channel = channel(fleet_target)
         self._stub = fleet_pb2_grpc.NodeRegistryServiceStub(self._channel)
         self._ttl = min(ttl, MAX_NODE_AUTH_CACHE_SECONDS)
@@ -225,6 +226,14 @@ class NodeAuthenticator:
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
                 raise Unauthenticated("invalid node credential") from exc
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                # A fleet serving its agent API on a listener of its own, and this service pointed
+                # at its tenant one: every agent call fails until the setting names the agent port.
+                log.error(
+                    "fleet does not serve NodeRegistryService at this target; "
+                    "set GPUFLEET_FLEET_AGENT_GRPC_TARGET to fleet's agent listener",
+                    extra={"target": self._target},
+                )
             raise Unavailable(f"fleet is unavailable: {exc.code().name}") from exc
         node = UUID(answer.node_id)
         if len(self._cache) > 10_000:

@@ -1,6 +1,10 @@
 """The node agents' NodeAgentService on a listener of its own (GPUFLEET_SCHEDULER_AGENT_GRPC_LISTEN), apart
 from the tenant-facing JobService and PolicyService: each works only on its own port, the other answers
-UNIMPLEMENTED; unset, one port serves both, as before. The whole process (``__main__.build``)."""
+UNIMPLEMENTED; unset, one port serves both, as before. The whole process (``__main__.build``).
+
+Named to run next to test_main.py: started before test_allocations.py, a whole process leaves the package's
+shared database in a state where test_preemption.py's and test_scheduler.py's never-fitting submits are
+refused (not yet understood; see the stop note of 2026-12-03)."""
 
 from __future__ import annotations
 

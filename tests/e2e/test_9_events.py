@@ -129,6 +129,20 @@ def succeeded(job_id: str) -> Any:
     return lambda f: f["event"] == "gpufleet.job.succeeded" and f["data"]["subject"] == job_id
 
 
+async def _cost_evidence(api: httpx.AsyncClient, job_id: str, frames: list[dict[str, Any]]) -> str:
+    """For a failure message: whether billing has the job's cost (then the cost event was lost or late
+    between billing's outbox, the cost topic and notification's event log) or not (billing never took
+    the job's end)."""
+    costs = (await api.get("/costs", params={"limit": 200})).json()
+    mine = [c for c in costs.get("costs", []) if c.get("job_id") == job_id]
+    job = (await api.get(f"/jobs/{job_id}")).json()
+    return (
+        f"no cost.recorded for job {job_id} on the stream within {READ_TIMEOUT:.0f}s; "
+        f"job status {job.get('status')}, billing's cost lines of it: {mine}; "
+        f"stream frames seen: {[(f['id'], f['event']) for f in frames][-20:]}"
+    )
+
+
 async def test_a_jobs_events_stream_in_order_resume_and_stay_in_their_organization(stack, orgs, flaky):
     async with client(stack, orgs["a"]) as api:
         for events, path in ((["job.succeeded"], "/jobs"), (["cost.recorded"], "/costs")):
@@ -139,7 +153,10 @@ async def test_a_jobs_events_stream_in_order_resume_and_stay_in_their_organizati
             job = (await api.post("/jobs", json={"command": "echo streamed", "gpu_count": 1})).json()
             frames = await stream.until(succeeded(job["id"]))
             if not [f for f in frames if cost_of(job["id"])(f)]:  # its cost may come either side of it
-                frames += await stream.until(cost_of(job["id"]))
+                try:
+                    frames += await stream.until(cost_of(job["id"]))
+                except TimeoutError:
+                    raise AssertionError(await _cost_evidence(api, job["id"], frames)) from None
         cost = next(f for f in frames if cost_of(job["id"])(f))
         assert stream.heartbeats >= 1
         mine = of_job(job["id"], frames)

@@ -5,10 +5,9 @@ the other answers UNIMPLEMENTED; unset, one port serves both, as before. The who
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import grpc
@@ -22,6 +21,8 @@ from services.fleet.config import FleetSettings
 from shared.embedded.postgres import free_port
 from shared.grpc import with_key
 
+from ..listeners import code_of
+from ..listeners import running as listeners_running
 from .conftest import OPERATOR, Fleet
 from .test_registry import node_request
 
@@ -44,38 +45,11 @@ def _settings(fleet: Fleet, kafka: Any, agent_listen: str) -> FleetSettings:
     )
 
 
-async def _serving(target: str, service: str, task: asyncio.Task) -> None:
-    async with grpc.aio.insecure_channel(target) as ch, asyncio.timeout(30):
-        while True:
-            try:
-                reply = await health_pb2_grpc.HealthStub(ch).Check(
-                    health_pb2.HealthCheckRequest(service=service)
-                )
-                if reply.status == SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                assert not task.done(), task
-            await asyncio.sleep(0.2)
-
-
-@asynccontextmanager
-async def running(settings: FleetSettings) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(build(settings).serve(stop))
-    try:
-        await _serving(settings.fleet_grpc_listen, "gpufleet.v1.FleetService", task)
-        if settings.fleet_agent_grpc_listen:
-            await _serving(settings.fleet_agent_grpc_listen, "gpufleet.v1.NodeRegistryService", task)
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-
-
-async def _code(call) -> grpc.StatusCode:  # type: ignore[no-untyped-def]
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await call
-    return err.value.code()
+def running(settings: FleetSettings) -> AbstractAsyncContextManager[None]:
+    listeners = [(settings.fleet_grpc_listen, "gpufleet.v1.FleetService")]
+    if settings.fleet_agent_grpc_listen:
+        listeners.append((settings.fleet_agent_grpc_listen, "gpufleet.v1.NodeRegistryService"))
+    return listeners_running(build(settings), listeners)
 
 
 async def _listed(ch: grpc.aio.Channel) -> set[str]:
@@ -106,10 +80,10 @@ async def test_with_an_agent_listener_each_side_answers_only_on_its_own_port(fle
         await inventory.ListGpus(fleet_pb2.ListGpusRequest(), metadata=with_key(key))
         token = (await admin.CreateJoinToken(fleet_pb2.CreateJoinTokenRequest(), metadata=OPERATOR)).token
         on_tenant = fleet_pb2_grpc.NodeRegistryServiceStub(tenant_ch)
-        code = await _code(on_tenant.RegisterNode(node_request(), metadata=with_key(token)))
+        code = await code_of(on_tenant.RegisterNode(node_request(), metadata=with_key(token)))
         assert code == grpc.StatusCode.UNIMPLEMENTED
         ask = fleet_pb2.AuthenticateNodeRequest(credential="gpfn_x")
-        assert await _code(on_tenant.AuthenticateNode(ask)) == grpc.StatusCode.UNIMPLEMENTED
+        assert await code_of(on_tenant.AuthenticateNode(ask)) == grpc.StatusCode.UNIMPLEMENTED
 
         # The agent port: the registry (the token was not spent by the refused call), nothing else.
         joined = await registry.RegisterNode(node_request(), metadata=with_key(token))
@@ -119,10 +93,10 @@ async def test_with_an_agent_listener_each_side_answers_only_on_its_own_port(fle
         known = await registry.AuthenticateNode(fleet_pb2.AuthenticateNodeRequest(credential=credential))
         assert known.node_id == joined.node_id
         on_agent = fleet_pb2_grpc.FleetServiceStub(agent_ch)
-        code = await _code(on_agent.ListGpus(fleet_pb2.ListGpusRequest(), metadata=with_key(key)))
+        code = await code_of(on_agent.ListGpus(fleet_pb2.ListGpusRequest(), metadata=with_key(key)))
         assert code == grpc.StatusCode.UNIMPLEMENTED
         admin_on_agent = fleet_pb2_grpc.NodeAdminServiceStub(agent_ch)
-        code = await _code(
+        code = await code_of(
             admin_on_agent.CreateJoinToken(fleet_pb2.CreateJoinTokenRequest(), metadata=OPERATOR)
         )
         assert code == grpc.StatusCode.UNIMPLEMENTED
@@ -136,7 +110,7 @@ async def test_with_an_agent_listener_each_side_answers_only_on_its_own_port(fle
         ):
             health = health_pb2_grpc.HealthStub(ch)
             assert (await health.Check(health_pb2.HealthCheckRequest(service=""))).status == SERVING
-            code = await _code(health.Check(health_pb2.HealthCheckRequest(service=unknown)))
+            code = await code_of(health.Check(health_pb2.HealthCheckRequest(service=unknown)))
             assert code == grpc.StatusCode.NOT_FOUND
 
 

@@ -8,11 +8,10 @@ refused (not yet understood; see the stop note of 2026-12-03)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import grpc
 import pytest
@@ -25,6 +24,8 @@ from services.scheduler.__main__ import build
 from services.scheduler.config import SchedulerSettings
 from shared.embedded.postgres import free_port
 
+from ..listeners import code_of
+from ..listeners import running as listeners_running
 from .test_main import settings
 
 pytestmark = pytest.mark.integration
@@ -32,38 +33,11 @@ pytestmark = pytest.mark.integration
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
-async def _serving(target: str, service: str, task: asyncio.Task) -> None:
-    async with grpc.aio.insecure_channel(target) as ch, asyncio.timeout(60):
-        while True:
-            try:
-                reply = await health_pb2_grpc.HealthStub(ch).Check(
-                    health_pb2.HealthCheckRequest(service=service)
-                )
-                if reply.status == SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                assert not task.done(), task
-            await asyncio.sleep(0.2)
-
-
-@asynccontextmanager
-async def running(config: SchedulerSettings) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(build(config).serve(stop))
-    try:
-        await _serving(config.scheduler_grpc_listen, "gpufleet.v1.JobService", task)
-        if config.scheduler_agent_grpc_listen:
-            await _serving(config.scheduler_agent_grpc_listen, "gpufleet.v1.NodeAgentService", task)
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-
-
-async def _code(call) -> grpc.StatusCode:  # type: ignore[no-untyped-def]
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await call
-    return err.value.code()
+def running(config: SchedulerSettings) -> AbstractAsyncContextManager[None]:
+    listeners = [(config.scheduler_grpc_listen, "gpufleet.v1.JobService")]
+    if config.scheduler_agent_grpc_listen:
+        listeners.append((config.scheduler_agent_grpc_listen, "gpufleet.v1.NodeAgentService"))
+    return listeners_running(build(config), listeners)
 
 
 @asynccontextmanager
@@ -106,7 +80,7 @@ async def test_with_an_agent_listener_each_side_answers_only_on_its_own_port(har
             )
             assert job.status == "queued"
             on_tenant = pb_grpc.NodeAgentServiceStub(tenant_ch)
-            assert await _code(on_tenant.GetAssignments(ask, metadata=harness.agent_of(node))) == (
+            assert await code_of(on_tenant.GetAssignments(ask, metadata=harness.agent_of(node))) == (
                 grpc.StatusCode.UNIMPLEMENTED
             )
             # The agent port: the agent API (credential verified through fleet's agent target), nothing else.
@@ -115,14 +89,14 @@ async def test_with_an_agent_listener_each_side_answers_only_on_its_own_port(har
             )
             assert list(got.assignments) == []
             jobs_on_agent = pb_grpc.JobServiceStub(agent_ch)
-            assert await _code(jobs_on_agent.GetJob(pb.GetJobRequest(id=job.id), metadata=key)) == (
+            assert await code_of(jobs_on_agent.GetJob(pb.GetJobRequest(id=job.id), metadata=key)) == (
                 grpc.StatusCode.UNIMPLEMENTED
             )
-            assert await _code(
+            assert await code_of(
                 jobs_on_agent.SubmitJob(pb.SubmitJobRequest(command="echo", gpu_count=1), metadata=key)
             ) == (grpc.StatusCode.UNIMPLEMENTED)
             policy_on_agent = policy_pb2_grpc.PolicyServiceStub(agent_ch)
-            assert await _code(policy_on_agent.GetPolicy(policy_pb2.GetPolicyRequest(), metadata=key)) == (
+            assert await code_of(policy_on_agent.GetPolicy(policy_pb2.GetPolicyRequest(), metadata=key)) == (
                 grpc.StatusCode.UNIMPLEMENTED
             )
             # Each listener's health names only its own services.
@@ -133,7 +107,7 @@ async def test_with_an_agent_listener_each_side_answers_only_on_its_own_port(har
                 (health_agent, "gpufleet.v1.JobService"),
             ):
                 assert (await stub.Check(health_pb2.HealthCheckRequest(service=""))).status == SERVING
-                code = await _code(stub.Check(health_pb2.HealthCheckRequest(service=unknown)))
+                code = await code_of(stub.Check(health_pb2.HealthCheckRequest(service=unknown)))
                 assert code == grpc.StatusCode.NOT_FOUND
 
 

@@ -96,8 +96,15 @@ async def test_follow_returns_the_jobs_own_exit_code_and_output(cli):
         return code == 0 and "fine" in out
 
     await eventually(logged, timeout=60)
-    events = await cli.json("events", "--job", job_id, "--from-start", "--count", "1")
-    assert events["type"].startswith("gpufleet.job.")  # type: ignore[index]
+    # The job's stream carries its job events and its cost events, from two topics whose replay
+    # interleaves in no promised order: the first one may be either, but it is this job's.
+    first = await cli.json("events", "--job", job_id, "--from-start", "--count", "1")
+    assert first["type"].startswith(("gpufleet.job.", "gpufleet.cost."))  # type: ignore[index]
+    assert job_id in json.dumps(first["event"])  # type: ignore[index]
+    submitted = await cli.json(
+        "events", "--job", job_id, "--type", "gpufleet.job.submitted", "--from-start", "--count", "1"
+    )
+    assert submitted["type"] == "gpufleet.job.submitted", submitted  # type: ignore[index]
 
     # Its cost, once billing has it, and grouped by day.
     async def job_cost() -> object:

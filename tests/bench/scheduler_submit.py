@@ -87,6 +87,16 @@ class _Registry(fleet_pb2_grpc.NodeRegistryServiceServicer):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid node credential")
         return fleet_pb2.NodeIdentity(node_id=str(node))
 
+    async def AuthenticateNodes(self, request, context):  # type: ignore[no-untyped-def]
+        return fleet_pb2.AuthenticateNodesResponse(
+            identities=[
+                fleet_pb2.NodeIdentity(node_id=str(self.nodes[c]))
+                if c in self.nodes
+                else fleet_pb2.NodeIdentity()
+                for c in request.credentials
+            ]
+        )
+
 
 class _Fleet(fleet_pb2_grpc.FleetServiceServicer):
     async def ListGpuTypes(self, request, context):  # type: ignore[no-untyped-def]

@@ -139,6 +139,18 @@ class AuthenticateNodeRequest(_message.Message):
     credential: str
     def __init__(self, credential: _Optional[str] = ...) -> None: ...
 
+class AuthenticateNodesRequest(_message.Message):
+    __slots__ = ("credentials",)
+    CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
+    credentials: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, credentials: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AuthenticateNodesResponse(_message.Message):
+    __slots__ = ("identities",)
+    IDENTITIES_FIELD_NUMBER: _ClassVar[int]
+    identities: _containers.RepeatedCompositeFieldContainer[NodeIdentity]
+    def __init__(self, identities: _Optional[_Iterable[_Union[NodeIdentity, _Mapping]]] = ...) -> None: ...
+
 class NodeIdentity(_message.Message):
     __slots__ = ("node_id", "organization_id", "credential_id")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]

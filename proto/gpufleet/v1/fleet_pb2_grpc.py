@@ -222,6 +222,11 @@ class NodeRegistryServiceStub:
                 request_serializer=gpufleet_dot_v1_dot_fleet__pb2.AuthenticateNodeRequest.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_fleet__pb2.NodeIdentity.FromString,
                 _registered_method=True)
+        self.AuthenticateNodes = channel.unary_unary(
+                '/gpufleet.v1.NodeRegistryService/AuthenticateNodes',
+                request_serializer=gpufleet_dot_v1_dot_fleet__pb2.AuthenticateNodesRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_fleet__pb2.AuthenticateNodesResponse.FromString,
+                _registered_method=True)
 
 
 class NodeRegistryServiceServicer:
@@ -262,6 +267,16 @@ class NodeRegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuthenticateNodes(self, request, context):
+        """AuthenticateNode for many credentials at once (1 to 1,000), answered in the same order; an
+        invalid one (unknown, expired, revoked, or its node decommissioned) gets an empty NodeIdentity.
+        The scheduler re-verifies the credentials of the agents it serves this way, in one call every
+        half second, so an agent's call is answered from a verification less than a second old.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeRegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -284,6 +299,11 @@ def add_NodeRegistryServiceServicer_to_server(servicer, server):
                     servicer.AuthenticateNode,
                     request_deserializer=gpufleet_dot_v1_dot_fleet__pb2.AuthenticateNodeRequest.FromString,
                     response_serializer=gpufleet_dot_v1_dot_fleet__pb2.NodeIdentity.SerializeToString,
+            ),
+            'AuthenticateNodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthenticateNodes,
+                    request_deserializer=gpufleet_dot_v1_dot_fleet__pb2.AuthenticateNodesRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_fleet__pb2.AuthenticateNodesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -397,6 +417,33 @@ class NodeRegistryService:
             '/gpufleet.v1.NodeRegistryService/AuthenticateNode',
             gpufleet_dot_v1_dot_fleet__pb2.AuthenticateNodeRequest.SerializeToString,
             gpufleet_dot_v1_dot_fleet__pb2.NodeIdentity.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthenticateNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.NodeRegistryService/AuthenticateNodes',
+            gpufleet_dot_v1_dot_fleet__pb2.AuthenticateNodesRequest.SerializeToString,
+            gpufleet_dot_v1_dot_fleet__pb2.AuthenticateNodesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -339,6 +339,16 @@ class SqlUnitOfWork(FleetUnitOfWork):
         row = (await self.session.execute(stmt)).scalar_one_or_none()
         return _credential(row) if row else None
 
+    async def credentials_with_nodes(self, secret_hashes: list[bytes]) -> list[tuple[NodeCredential, Node]]:
+        if not secret_hashes:
+            return []
+        stmt = (
+            select(NodeCredentialRow, NodeRow)
+            .join(NodeRow, col(NodeRow.id) == col(NodeCredentialRow.node_id))
+            .where(col(NodeCredentialRow.secret_hash).in_(secret_hashes))
+        )
+        return [(_credential(c), _node(n)) for c, n in (await self.session.execute(stmt)).all()]
+
     async def credentials_of_node(self, node_id: UUID) -> list[NodeCredential]:
         stmt = (
             select(NodeCredentialRow)

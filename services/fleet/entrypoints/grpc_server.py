@@ -185,7 +185,21 @@ class NodeRegistryServicer(fleet_pb2_grpc.NodeRegistryServiceServicer):
         self, request: fleet_pb2.AuthenticateNodeRequest, context: grpc.aio.ServicerContext
     ) -> fleet_pb2.NodeIdentity:
         node: Node = await handle(commands.AuthenticateNode(request.credential), self.deps)
-        return fleet_pb2.NodeIdentity(node_id=str(node.id), organization_id=str(node.organization_id or ""))
+        return _identity(node)
+
+    async def AuthenticateNodes(
+        self, request: fleet_pb2.AuthenticateNodesRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.AuthenticateNodesResponse:
+        nodes: list[Node | None] = await handle(
+            commands.AuthenticateNodes(tuple(request.credentials)), self.deps
+        )
+        return fleet_pb2.AuthenticateNodesResponse(
+            identities=[_identity(n) if n is not None else fleet_pb2.NodeIdentity() for n in nodes]
+        )
+
+
+def _identity(node: Node) -> fleet_pb2.NodeIdentity:
+    return fleet_pb2.NodeIdentity(node_id=str(node.id), organization_id=str(node.organization_id or ""))
 
 
 def _join_token(token: JoinToken, now: datetime, secret: str = "") -> fleet_pb2.JoinToken:

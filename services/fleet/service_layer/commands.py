@@ -29,6 +29,11 @@ class AuthenticateNode:
 
 
 @dataclass(frozen=True)
+class AuthenticateNodes:
+    credentials: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class RotateNodeCredential:
     credential: str
 
@@ -103,6 +108,7 @@ Command = (
     | ListNodes
     | ListAllNodes
     | AuthenticateNode
+    | AuthenticateNodes
     | RotateNodeCredential
     | CreateJoinToken
     | ListJoinTokens

@@ -271,6 +271,7 @@ HANDLERS: dict[type, Handler] = {
     commands.ListNodes: list_nodes,
     commands.ListAllNodes: list_all_nodes,
     commands.AuthenticateNode: identity.authenticate_node,
+    commands.AuthenticateNodes: identity.authenticate_nodes,
     commands.RotateNodeCredential: identity.rotate_credential,
     commands.CreateJoinToken: identity.create_join_token,
     commands.ListJoinTokens: identity.list_join_tokens,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from shared import node_identity
-from shared.errors import NotFound, PermissionDenied, Unauthenticated
+from shared.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 
 from ..domain.identity import (
     JoinToken,
@@ -127,6 +127,30 @@ async def authenticate_node(cmd: commands.AuthenticateNode, deps: Dependencies) 
     if node is None or node.decommissioned_at is not None:
         raise Unauthenticated("invalid node credential")
     return node
+
+
+MAX_BATCH_AUTHENTICATIONS = 1000
+
+
+async def authenticate_nodes(cmd: commands.AuthenticateNodes, deps: Dependencies) -> list[Node | None]:
+    """:func:`authenticate_node` for each of ``cmd.credentials``, in order, in one read: the node, or
+    None where the credential is not valid now (malformed, unknown, expired, revoked, or its node
+    decommissioned)."""
+    if not 1 <= len(cmd.credentials) <= MAX_BATCH_AUTHENTICATIONS:
+        raise InvalidArgument(
+            f"between 1 and {MAX_BATCH_AUTHENTICATIONS} credentials per call", field="credentials"
+        )
+    digests = [node_identity.digest(c) if node_identity.is_credential(c) else None for c in cmd.credentials]
+    wanted = sorted({d for d in digests if d is not None})
+    async with deps.uow(system=True) as tx:
+        now = await tx.now()
+        found = await tx.credentials_with_nodes(wanted)
+    valid = {
+        credential.secret_hash: node
+        for credential, node in found
+        if credential.valid(now) and node.decommissioned_at is None
+    }
+    return [valid.get(d) if d is not None else None for d in digests]
 
 
 async def rotate_credential(cmd: commands.RotateNodeCredential, deps: Dependencies) -> IssuedCredential:

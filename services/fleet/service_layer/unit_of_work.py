@@ -94,6 +94,10 @@ class FleetUnitOfWork(Protocol):
     async def credential_by_hash(self, secret_hash: bytes) -> NodeCredential | None:
         """Locked for update when found."""
 
+    async def credentials_with_nodes(self, secret_hashes: list[bytes]) -> list[tuple[NodeCredential, Node]]:
+        """The credentials of these hashes that exist, each with its node; not locked (a read-only
+        verification: a heartbeat or rotation in flight is not waited for)."""
+
     async def credentials_of_node(self, node_id: UUID) -> list[NodeCredential]:
         """Locked for update."""
 

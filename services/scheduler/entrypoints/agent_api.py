@@ -31,7 +31,7 @@ from uuid import UUID
 import grpc
 from gpufleet.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
 
-from shared.errors import InvalidArgument, NotFound, PermissionDenied
+from shared.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from shared.grpc import NodeAuthenticator, grpc_service, streaming_call
 from shared.wire import parse_ts
 
@@ -169,6 +169,12 @@ class NodeAgentServicer(scheduler_pb2_grpc.NodeAgentServiceServicer):
         with self.feed.watch(node) as woken:
             while True:
                 woken.clear()  # before reading: a commit during the read wakes the next round
+                # Every round (at least every recheck_seconds) asks again who the caller is: a credential
+                # revoked since the stream opened ends it, UNAUTHENTICATED, within about a second. A
+                # fleet that cannot be reached does not end it (what it already trusts keeps flowing),
+                # and the check keeps the credential in use, so its reports find it verified ahead.
+                with contextlib.suppress(Unavailable):
+                    await self._nodes.own_node(context, request.node_id)
                 assignments = await self._assignments(request.node_id)
                 digest = _digest(assignments)
                 now = time.monotonic()

@@ -36,6 +36,14 @@ async def _node_row(fleet: Fleet, node_id: str):  # type: ignore[no-untyped-def]
         ).one()
 
 
+async def _batch(fleet: Fleet, *credentials: str) -> list[str]:
+    """AuthenticateNodes: the node id each credential is valid for ("" where it is not)."""
+    answer = await fleet.registry.AuthenticateNodes(
+        fleet_pb2.AuthenticateNodesRequest(credentials=credentials)
+    )
+    return [identity.node_id for identity in answer.identities]
+
+
 async def test_a_join_token_admits_one_node_once_and_fixes_what_it_is(fleet: Fleet) -> None:
     org = uuid4()
     token = await fleet.join_token(
@@ -200,6 +208,13 @@ async def test_rotation_overlap_and_revocation_on_decommission(fleet: Fleet) -> 
     beat = fleet_pb2.HeartbeatRequest(node_id=node.node_id)
     for credential in (old, new):  # the overlap: both work
         assert (await fleet.registry.Heartbeat(beat, metadata=with_key(credential))).known
+    # The batch form answers in order, an empty identity for anything not valid.
+    assert await _batch(fleet, old, "gpfn_not-a-credential", new, "nonsense") == [
+        node.node_id,
+        "",
+        node.node_id,
+        "",
+    ]
     async with fleet.db.transaction(system=True) as s:  # the overlap ends
         await s.execute(
             text(
@@ -210,6 +225,7 @@ async def test_rotation_overlap_and_revocation_on_decommission(fleet: Fleet) -> 
     await _refused(fleet.registry.Heartbeat(beat, metadata=with_key(old)), grpc.StatusCode.UNAUTHENTICATED)
     who = await fleet.registry.AuthenticateNode(fleet_pb2.AuthenticateNodeRequest(credential=new))
     assert who.node_id == node.node_id
+    assert await _batch(fleet, new, old) == [node.node_id, ""]  # past its overlap
 
     await fleet.admin.DecommissionNode(
         fleet_pb2.DecommissionNodeRequest(node_id=node.node_id), metadata=OPERATOR
@@ -219,6 +235,12 @@ async def test_rotation_overlap_and_revocation_on_decommission(fleet: Fleet) -> 
         fleet.registry.AuthenticateNode(fleet_pb2.AuthenticateNodeRequest(credential=new)),
         grpc.StatusCode.UNAUTHENTICATED,
     )
+    assert await _batch(fleet, new) == [""]  # its node decommissioned
+    for size in (0, 1001):
+        await _refused(
+            fleet.registry.AuthenticateNodes(fleet_pb2.AuthenticateNodesRequest(credentials=[new] * size)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
     async with fleet.db.transaction(system=True) as s:
         statuses = set(
             (

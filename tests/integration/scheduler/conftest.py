@@ -56,6 +56,16 @@ class FakeNodeRegistry(fleet_pb2_grpc.NodeRegistryServiceServicer):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid node credential")
         return fleet_pb2.NodeIdentity(node_id=str(node))
 
+    async def AuthenticateNodes(self, request, context):  # type: ignore[no-untyped-def]
+        return fleet_pb2.AuthenticateNodesResponse(
+            identities=[
+                fleet_pb2.NodeIdentity(node_id=str(self.nodes[c]))
+                if c in self.nodes
+                else fleet_pb2.NodeIdentity()
+                for c in request.credentials
+            ]
+        )
+
 
 class AnyNodeAuthenticator(NodeAuthenticator):
     """For the tests from before node identity: AGENT_TOKEN acts for the node the request names."""

@@ -278,3 +278,20 @@ async def test_a_node_credential_acts_only_for_its_own_node_and_jobs(harness):
         scheduler_pb2.GetAssignmentsRequest(node_id=str(theirs)), metadata=their_agent
     )
     assert await rpc_code(asked) == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_an_open_assignments_stream_ends_once_its_credential_is_revoked(harness):
+    """The stream asks again who its caller is every round (at least every second): a credential revoked
+    while the stream is open ends it UNAUTHENTICATED, instead of it serving a decommissioned node on."""
+    node = uuid.uuid4()
+    stream = watch(harness, node, metadata=harness.agent_of(node))
+    first = await asyncio.wait_for(stream.read(), 10)
+    assert first.assignments == []
+    harness.registry.nodes.clear()  # fleet revoked it (decommission)
+    began = time.monotonic()
+    with pytest.raises(grpc.aio.AioRpcError) as ended:
+        while True:
+            update = await asyncio.wait_for(stream.read(), 10)
+            assert update is not grpc.aio.EOF, "the stream ended without a status"
+    assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert time.monotonic() - began < 5

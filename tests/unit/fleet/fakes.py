@@ -193,6 +193,14 @@ def _identity_methods() -> None:
         found = [c for c in _creds(self).values() if c.secret_hash == secret_hash]
         return copy.deepcopy(found[0]) if found else None
 
+    async def credentials_with_nodes(self, secret_hashes):  # type: ignore[no-untyped-def]
+        wanted, nodes = set(secret_hashes), {**self.store.nodes, **self.nodes}
+        return [
+            (copy.deepcopy(c), copy.deepcopy(nodes[c.node_id]))
+            for c in _creds(self).values()
+            if c.secret_hash in wanted and c.node_id in nodes
+        ]
+
     async def credentials_of_node(self, node_id):  # type: ignore[no-untyped-def]
         return [copy.deepcopy(c) for c in _creds(self).values() if c.node_id == node_id]
 
@@ -206,6 +214,7 @@ def _identity_methods() -> None:
         join_tokens,
         save_join_token,
         credential_by_hash,
+        credentials_with_nodes,
         credentials_of_node,
         save_credential,
     ):

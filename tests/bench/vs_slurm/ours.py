@@ -45,6 +45,7 @@ class OurStack:
     stack: Stack | None = None
     api: httpx.AsyncClient | None = None
     server_probe_ms: list[tuple[float, float]] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)  # more settings for every process
 
     async def start(self, timeout: float = 180.0) -> None:
         # durable=False as in the chaos soak: the benchmark measures scheduling, not fsync on this disk.
@@ -63,7 +64,7 @@ class OurStack:
             ports,
             secrets.token_urlsafe(24),
             agent_gpus=self.gpus,
-            extra_env={"GPUFLEET_LOG_LEVEL": "WARNING"},
+            extra_env={"GPUFLEET_LOG_LEVEL": "WARNING", **self.extra_env},
             db_passwords=passwords,
         )
         await migrate(self.pg.admin_url, passwords=passwords)

@@ -56,6 +56,7 @@ from shared import api_keys, node_identity
 from shared.embedded.kafka import EmbeddedKafka
 from shared.embedded.postgres import EmbeddedPostgres
 from shared.migrate import migrate_service, role_name
+from tests.fake_node_registry import FakeNodeRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,27 +76,6 @@ class _Identity(identity_pb2_grpc.IdentityServiceServicer):
         if principal is None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid API key")
         return principal
-
-
-class _Registry(fleet_pb2_grpc.NodeRegistryServiceServicer):
-    def __init__(self) -> None:
-        self.nodes: dict[str, uuid.UUID] = {}
-
-    async def AuthenticateNode(self, request, context):  # type: ignore[no-untyped-def]
-        node = self.nodes.get(request.credential)
-        if node is None:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid node credential")
-        return fleet_pb2.NodeIdentity(node_id=str(node))
-
-    async def AuthenticateNodes(self, request, context):  # type: ignore[no-untyped-def]
-        return fleet_pb2.AuthenticateNodesResponse(
-            identities=[
-                fleet_pb2.NodeIdentity(node_id=str(self.nodes[c]))
-                if c in self.nodes
-                else fleet_pb2.NodeIdentity()
-                for c in request.credentials
-            ]
-        )
 
 
 class _Fleet(fleet_pb2_grpc.FleetServiceServicer):
@@ -327,7 +307,7 @@ async def run(args: argparse.Namespace) -> dict:
     pg.start()
     kafka.start()
     fakes = grpc.aio.server()
-    identity, registry = _Identity(), _Registry()
+    identity, registry = _Identity(), FakeNodeRegistry()
     try:
         await migrate_service(pg.admin_url, "scheduler", password=pg.password_for(role_name("scheduler")))
         url = pg.url_for(role_name("scheduler"))

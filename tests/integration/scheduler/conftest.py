@@ -25,6 +25,7 @@ from shared import api_keys, node_identity
 from shared.db import Database
 from shared.errors import InvalidArgument
 from shared.grpc import Authenticator, NodeAuthenticator, agent_secret, channel
+from tests.fake_node_registry import FakeNodeRegistry
 
 # Tests written before node identity act for whichever node their request names with this one
 # credential (AnyNodeAuthenticator below); the agent-identity tests use real per-node credentials
@@ -42,29 +43,6 @@ class FakeIdentity(identity_pb2_grpc.IdentityServiceServicer):
         if principal is None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid API key")
         return principal
-
-
-class FakeNodeRegistry(fleet_pb2_grpc.NodeRegistryServiceServicer):
-    """Fleet's AuthenticateNode: credentials the harness minted, until revoked."""
-
-    def __init__(self) -> None:
-        self.nodes: dict[str, uuid.UUID] = {}
-
-    async def AuthenticateNode(self, request, context):
-        node = self.nodes.get(request.credential)
-        if node is None:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid node credential")
-        return fleet_pb2.NodeIdentity(node_id=str(node))
-
-    async def AuthenticateNodes(self, request, context):  # type: ignore[no-untyped-def]
-        return fleet_pb2.AuthenticateNodesResponse(
-            identities=[
-                fleet_pb2.NodeIdentity(node_id=str(self.nodes[c]))
-                if c in self.nodes
-                else fleet_pb2.NodeIdentity()
-                for c in request.credentials
-            ]
-        )
 
 
 class AnyNodeAuthenticator(NodeAuthenticator):

@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from gpufleet.v1 import fleet_pb2, fleet_pb2_grpc
+from gpufleet.v1 import fleet_pb2_grpc
 
 from shared import node_identity
 from shared.errors import Unauthenticated, Unavailable
 from shared.grpc import NodeAuthenticator
+from tests.fake_node_registry import FakeNodeRegistry
 
 
 class _Context:
@@ -42,38 +43,8 @@ async def test_a_fleet_target_without_the_registry_is_unavailable_and_names_the_
     assert any("GPUFLEET_FLEET_AGENT_GRPC_TARGET" in r.getMessage() for r in caplog.records)
 
 
-class _Registry(fleet_pb2_grpc.NodeRegistryServiceServicer):
-    """Fleet's verification of node credentials, counting the calls of each kind."""
-
-    def __init__(self, batch: bool = True) -> None:
-        self.nodes: dict[str, uuid.UUID] = {}
-        self.single: list[str] = []
-        self.batches: list[list[str]] = []
-        self._batch = batch
-
-    async def AuthenticateNode(self, request, context):  # type: ignore[no-untyped-def]
-        self.single.append(request.credential)
-        node = self.nodes.get(request.credential)
-        if node is None:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid node credential")
-        return fleet_pb2.NodeIdentity(node_id=str(node))
-
-    async def AuthenticateNodes(self, request, context):  # type: ignore[no-untyped-def]
-        if not self._batch:
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "an older fleet")
-        self.batches.append(list(request.credentials))
-        return fleet_pb2.AuthenticateNodesResponse(
-            identities=[
-                fleet_pb2.NodeIdentity(node_id=str(self.nodes[c]))
-                if c in self.nodes
-                else fleet_pb2.NodeIdentity()
-                for c in request.credentials
-            ]
-        )
-
-
 @contextlib.asynccontextmanager
-async def _fleet(registry: _Registry, **options: float) -> AsyncIterator[NodeAuthenticator]:
+async def _fleet(registry: FakeNodeRegistry, **options: float) -> AsyncIterator[NodeAuthenticator]:
     server = grpc.aio.server()
     fleet_pb2_grpc.add_NodeRegistryServiceServicer_to_server(registry, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -87,7 +58,7 @@ async def _fleet(registry: _Registry, **options: float) -> AsyncIterator[NodeAut
 
 
 async def test_a_credential_in_use_is_verified_ahead_and_a_revocation_still_takes_effect() -> None:
-    registry = _Registry()
+    registry = FakeNodeRegistry()
     credential, node = node_identity.new_credential(), uuid.uuid4()
     registry.nodes[credential] = node
     async with _fleet(registry, ttl=0.3, refresh_s=0.05) as auth:
@@ -107,7 +78,7 @@ async def test_a_credential_in_use_is_verified_ahead_and_a_revocation_still_take
 
 
 async def test_a_credential_no_longer_used_is_no_longer_verified_ahead() -> None:
-    registry = _Registry()
+    registry = FakeNodeRegistry()
     credential, node = node_identity.new_credential(), uuid.uuid4()
     registry.nodes[credential] = node
     async with _fleet(registry, ttl=0.3, refresh_s=0.05, keep_s=0.2) as auth:
@@ -121,7 +92,7 @@ async def test_a_credential_no_longer_used_is_no_longer_verified_ahead() -> None
 
 
 async def test_a_fleet_without_the_batch_call_is_asked_per_credential(caplog) -> None:
-    registry = _Registry(batch=False)
+    registry = FakeNodeRegistry(batch=False)
     credential, node = node_identity.new_credential(), uuid.uuid4()
     registry.nodes[credential] = node
     async with _fleet(registry, ttl=0.2, refresh_s=0.05) as auth:

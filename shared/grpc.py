@@ -112,14 +112,18 @@ def _wrap(
 
 
 @asynccontextmanager
-async def streaming_call(context: grpc.aio.ServicerContext, service: str, name: str) -> AsyncIterator[None]:
+async def streaming_call(
+    context: grpc.aio.ServicerContext, service: str, name: str, *, rpc: str | None = None
+) -> AsyncIterator[None]:
     """What :func:`grpc_service` does around a unary method, for a server-streaming one (an async
     generator, which the tracing interceptor needs and the class decorator does not wrap): a
     DomainError becomes its status code (field and extra trailers included), an unreachable dependency
-    UNAVAILABLE, and the call is counted and timed. ``async with streaming_call(...)`` around the
-    generator's body."""
+    UNAVAILABLE, and the call is counted and timed. ``rpc`` (``Service/Method``): the method
+    :func:`current_method` names meanwhile, for :meth:`Authenticator.principal`'s scope check.
+    ``async with streaming_call(...)`` around the generator's body."""
     began = time.perf_counter()
     code = "OK"
+    token = _CURRENT_METHOD.set(rpc) if rpc is not None else None
     try:
         yield
     except DomainError as exc:
@@ -143,6 +147,9 @@ async def streaming_call(context: grpc.aio.ServicerContext, service: str, name: 
         log.warning("dependency unavailable", extra={"method": name, "error": repr(exc)[:300]})
         await context.abort(grpc.StatusCode.UNAVAILABLE, "a dependency of this service is unavailable")
     finally:
+        if token is not None:
+            with contextlib.suppress(ValueError):  # a generator closed from another context
+                _CURRENT_METHOD.reset(token)
         metrics.GRPC_REQUESTS.labels(service=service, method=name, code=code).inc()
         metrics.GRPC_SECONDS.labels(service=service, method=name).observe(time.perf_counter() - began)
 

@@ -47,6 +47,7 @@ AUDIT_READ = "audit:read"
 METHODS_OF_SCOPE: Mapping[str, tuple[str, ...]] = {
     JOBS_READ: (
         "JobService/GetJob",
+        "JobService/WatchJob",
         "JobService/ListJobs",
         "JobOutputService/ReadOutput",
         "JobOutputService/FollowOutput",

@@ -33,6 +33,7 @@ from .entrypoints.allocations import JobServicerWithAllocations
 from .entrypoints.grpc_server import SERVICE_NAMES
 from .entrypoints.policy_api import SERVICE_NAME as POLICY_SERVICE
 from .entrypoints.policy_api import PolicyServicer
+from .service_layer.assignments import JobFeed
 from .service_layer.capacity import FleetCapacity
 from .service_layer.handlers import Dependencies
 from .service_layer.limits import LimitsDependencies, LimitsStore, SubmitLimiter
@@ -87,11 +88,15 @@ def bootstrap(
     wakeup: Wakeup | None = None,
     options: SchedulingOptions | None = None,
     capacity: AdmissionCheck | None = None,
+    jobs: JobFeed | None = None,
 ) -> Dependencies:
+    """The scheduler's dependencies. ``jobs``: the feed ``uow`` tells of saved jobs (made here, and
+    wired to the factory, when ``uow`` is made here)."""
+    jobs = jobs or JobFeed()
     if uow is None:
         if db is None:
             raise ValueError("bootstrap needs a database or a unit-of-work factory")
-        uow = SqlUnitOfWorkFactory(db)
+        uow = SqlUnitOfWorkFactory(db, on_commit=jobs.changed)
     if catalog is None:
         if settings is None:
             raise ValueError("bootstrap needs settings or a GPU type catalog")
@@ -109,6 +114,7 @@ def bootstrap(
         options=options,
         capacity=capacity,
         submits=SubmitWriter(uow),
+        jobs=jobs,
     )
 
 
@@ -204,9 +210,10 @@ class SchedulerApp:
 def bootstrap_app(settings: SchedulerSettings, *, db: Database, auth: Authenticator) -> SchedulerApp:
     # The policy is stored (seeded from settings once) and set through PolicyService; the loop and
     # admission at submit both run under the store's current one.
-    uow = SqlUnitOfWorkFactory(db)
+    jobs = JobFeed()
+    uow = SqlUnitOfWorkFactory(db, on_commit=jobs.changed)
     policies = PolicyStore(SqlPolicyRepository(db), scheduling_options(settings).policy)
-    deps = bootstrap(settings, db=db, uow=uow, capacity=PolicyAwareCapacity(uow, policies))
+    deps = bootstrap(settings, db=db, uow=uow, capacity=PolicyAwareCapacity(uow, policies), jobs=jobs)
     # Abuse limits at submit (docs/limits.md), from the same policy tables.
     deps = replace(deps, limits=SubmitLimiter(LimitsStore(SqlLimitsRepository(db)), SqlQueuedJobs(db)))
     # identity's word on the projects submits name (docs/projects.md, "Scheduler").

@@ -51,6 +51,11 @@ class JobServiceStub:
                 request_serializer=gpufleet_dot_v1_dot_scheduler__pb2.GetJobRequest.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.Job.FromString,
                 _registered_method=True)
+        self.WatchJob = channel.unary_stream(
+                '/gpufleet.v1.JobService/WatchJob',
+                request_serializer=gpufleet_dot_v1_dot_scheduler__pb2.WatchJobRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.Job.FromString,
+                _registered_method=True)
         self.ListJobs = channel.unary_unary(
                 '/gpufleet.v1.JobService/ListJobs',
                 request_serializer=gpufleet_dot_v1_dot_scheduler__pb2.ListJobsRequest.SerializeToString,
@@ -105,6 +110,17 @@ class JobServiceServicer:
 
     def GetJob(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchJob(self, request, context):
+        """The job as GetJob answers it, at once and again each time it changes (status, pending reason,
+        queue position, hold, priority, cancel request), until it ends: the message with its final status
+        is the last, then the stream closes OK. A job of another organization is NOT_FOUND, as GetJob.
+        Changes committed in the replica serving the stream are sent as they commit; those of another
+        replica within about a second. Scope jobs:read, as GetJob.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -166,6 +182,11 @@ def add_JobServiceServicer_to_server(servicer, server):
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
                     request_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.GetJobRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_scheduler__pb2.Job.SerializeToString,
+            ),
+            'WatchJob': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJob,
+                    request_deserializer=gpufleet_dot_v1_dot_scheduler__pb2.WatchJobRequest.FromString,
                     response_serializer=gpufleet_dot_v1_dot_scheduler__pb2.Job.SerializeToString,
             ),
             'ListJobs': grpc.unary_unary_rpc_method_handler(
@@ -280,6 +301,33 @@ class JobService:
             target,
             '/gpufleet.v1.JobService/GetJob',
             gpufleet_dot_v1_dot_scheduler__pb2.GetJobRequest.SerializeToString,
+            gpufleet_dot_v1_dot_scheduler__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/gpufleet.v1.JobService/WatchJob',
+            gpufleet_dot_v1_dot_scheduler__pb2.WatchJobRequest.SerializeToString,
             gpufleet_dot_v1_dot_scheduler__pb2.Job.FromString,
             options,
             channel_credentials,

@@ -16,7 +16,7 @@ database did.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -320,6 +320,7 @@ class SqlUnitOfWork:
         self._now: datetime | None = None
         self._xid: int | None = None
         self._inventory_top: int | None = None  # the inventory's watermark, when a read of this unit saw it
+        self.saved_jobs: set[UUID] = set()  # told to the factory's on_commit once the unit committed
 
     async def _pg(self) -> Any:
         """The asyncpg connection under this unit's session (its transaction is already open: the
@@ -476,6 +477,7 @@ class SqlUnitOfWork:
     async def save_jobs(self, jobs: list[Job]) -> None:
         if not jobs:
             return
+        self.saved_jobs.update(j.id for j in jobs)
         await (await self._pg()).executemany(_RAW_SAVE, [[j.id, *_state_args(j)] for j in jobs])
         await self._write_changes(*jobs)
 
@@ -757,12 +759,19 @@ class SqlUnitOfWork:
 
 
 class SqlUnitOfWorkFactory:
-    def __init__(self, db: Database) -> None:
+    """Units of work over ``db``. ``on_commit``, when given, is told the ids of the jobs a unit saved,
+    once its transaction committed (the WatchJob streams' wake-up; a failed unit tells nothing)."""
+
+    def __init__(self, db: Database, on_commit: Callable[[set[UUID]], None] | None = None) -> None:
         self.db = db
+        self._on_commit = on_commit
 
     @asynccontextmanager
     async def __call__(
         self, *, org_id: UUID | None = None, system: bool = False
     ) -> AsyncIterator[SqlUnitOfWork]:
         async with self.db.transaction(org_id=org_id, system=system) as session:
-            yield SqlUnitOfWork(session)
+            unit = SqlUnitOfWork(session)
+            yield unit
+        if self._on_commit is not None and unit.saved_jobs:
+            self._on_commit(unit.saved_jobs)

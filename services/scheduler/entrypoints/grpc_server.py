@@ -3,19 +3,27 @@ They only translate between proto messages and commands; the handlers decide."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 from uuid import UUID
 
 import grpc
 from gpufleet.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
 
-from shared.grpc import bearer, grpc_service, metadata_value
+from shared.errors import NotFound
+from shared.grpc import bearer, grpc_service, metadata_value, streaming_call
 from shared.wire import ts
 
 from ..domain.access import Access
 from ..domain.model import Job, JobStatus
 from ..service_layer import commands, handlers
 from ..service_layer.handlers import Dependencies
+
+# How long a WatchJob stream waits without a wake-up before it reads the job again: a change committed by
+# another replica (not signalled in this process) reaches the stream within about this long.
+WATCH_RECHECK_SECONDS = 1.0
 
 SERVICE_NAMES = (
     scheduler_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
@@ -186,6 +194,49 @@ class JobServicer(scheduler_pb2_grpc.JobServiceServicer):
             commands.GetJob(organization_id=org_id, job_id=request.id, access=access_of(principal)), self.deps
         )
         return job_message(job, with_history=True)
+
+    async def WatchJob(  # type: ignore[override]
+        self, request: scheduler_pb2.WatchJobRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[scheduler_pb2.Job]:
+        # An async generator (what gRPC and its tracing interceptor stream from), so grpc_service,
+        # which wraps coroutines, does not see it: errors are rendered by streaming_call, the same way.
+        async for message in self._watch_job(request, context):
+            yield message
+
+    async def _watch_job(
+        self, request: scheduler_pb2.WatchJobRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[scheduler_pb2.Job]:
+        """GetJob's answer now and after each change, until the job ends. Every round (a commit in this
+        process that saved the job, or WATCH_RECHECK_SECONDS without one, for another replica's) asks
+        again who the caller is, so a revoked key's stream ends within about a second, and reads the
+        job as GetJob does; a message is sent only when it differs from the last one sent."""
+        async with streaming_call(context, "JobServicer", "WatchJob", rpc="JobService/WatchJob"):
+            try:
+                job_id = UUID(request.id)
+            except (ValueError, AttributeError, TypeError) as exc:
+                raise NotFound("job not found") from exc
+            sent = b""
+            with self.deps.jobs.watch(job_id) as woken:
+                while True:
+                    woken.clear()  # before reading: a commit during the read wakes the next round
+                    principal = await self.auth.principal(context)
+                    org_id, _ = _tenant(principal)
+                    job: Job = await handlers.handle(
+                        commands.GetJob(
+                            organization_id=org_id, job_id=request.id, access=access_of(principal)
+                        ),
+                        self.deps,
+                    )
+                    message = job_message(job, with_history=True)
+                    data = message.SerializeToString(deterministic=True)
+                    if data != sent:
+                        yield message
+                        sent = data
+                    if job.is_terminal:
+                        return
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(WATCH_RECHECK_SECONDS):
+                            await woken.wait()
 
     async def ListJobs(
         self, request: scheduler_pb2.ListJobsRequest, context: grpc.aio.ServicerContext

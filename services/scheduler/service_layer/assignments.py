@@ -1,4 +1,5 @@
-"""Per-node change signals and revisions for the pushed assignment streams (``WatchAssignments``).
+"""Change signals for the scheduler's streams: per node for the pushed assignment streams
+(``WatchAssignments``, :class:`AssignmentFeed`), per job for ``WatchJob`` (:class:`JobFeed`).
 
 Whoever commits a change to what a node should run (a placement, a cancel, a finish, a lost node) calls
 :meth:`AssignmentFeed.changed` with the nodes it touched, after the commit: every stream of those nodes
@@ -29,38 +30,52 @@ class _Known:
     digest: bytes
 
 
-class AssignmentFeed:
-    def __init__(self, clock_us: Callable[[], int] | None = None) -> None:
-        self._watchers: dict[UUID, set[asyncio.Event]] = {}
-        self._known: dict[UUID, _Known] = {}
-        self._clock_us = clock_us or (lambda: time.time_ns() // 1000)
+class _Signals:
+    """Events by id (a node's, a job's), set by :meth:`changed` after a commit that touched the id."""
 
-    def changed(self, node_ids: Iterable[UUID | None] | None = None) -> None:
-        """Wake the streams of these nodes (None: of every node). Call it after the commit."""
-        if node_ids is None:
+    def __init__(self) -> None:
+        self._watchers: dict[UUID, set[asyncio.Event]] = {}
+
+    def changed(self, ids: Iterable[UUID | None] | None = None) -> None:
+        """Wake the streams of these ids (None: of every one). Call it after the commit."""
+        if ids is None:
             targets: Iterable[set[asyncio.Event]] = list(self._watchers.values())
         else:
-            targets = [self._watchers[n] for n in set(node_ids) if n is not None and n in self._watchers]
+            targets = [self._watchers[i] for i in set(ids) if i is not None and i in self._watchers]
         for events in targets:
             for event in events:
                 event.set()
 
     @contextmanager
-    def watch(self, node_id: UUID) -> Iterator[asyncio.Event]:
-        """An event set whenever :meth:`changed` names this node, for as long as the stream lasts."""
+    def watch(self, key: UUID) -> Iterator[asyncio.Event]:
+        """An event set whenever :meth:`changed` names ``key``, for as long as the stream lasts."""
         event = asyncio.Event()
-        self._watchers.setdefault(node_id, set()).add(event)
+        self._watchers.setdefault(key, set()).add(event)
         try:
             yield event
         finally:
-            events = self._watchers.get(node_id)
+            events = self._watchers.get(key)
             if events is not None:
                 events.discard(event)
                 if not events:
-                    del self._watchers[node_id]
+                    del self._watchers[key]
 
-    def watching(self, node_id: UUID) -> int:
-        return len(self._watchers.get(node_id, ()))
+    def watching(self, key: UUID) -> int:
+        return len(self._watchers.get(key, ()))
+
+
+class JobFeed(_Signals):
+    """Per-job signals for ``WatchJob``: the scheduler's unit of work tells it, after each commit, the
+    jobs that commit saved (adapters/repository.py ``on_commit``), whoever saved them (an API call, the
+    loop's placements, agents' reports, fleet's events). Another replica's commits are not signalled
+    here; a stream's periodic re-read catches them. Only latency depends on it."""
+
+
+class AssignmentFeed(_Signals):
+    def __init__(self, clock_us: Callable[[], int] | None = None) -> None:
+        super().__init__()
+        self._known: dict[UUID, _Known] = {}
+        self._clock_us = clock_us or (lambda: time.time_ns() // 1000)
 
     def revision(self, node_id: UUID, digest: bytes, known_revision: int = 0) -> int:
         """The revision of this content of the node's list (a new one when the content changed)."""

@@ -21,7 +21,7 @@ from ..domain.engine.preemption import PREEMPTED_REASON
 from ..domain.model import Job, JobStatus, Outcome
 from ..domain.spec import JobSpec, check_cancel_reason, check_given_key, check_gpu_type, request_fingerprint
 from . import audit, commands
-from .assignments import AssignmentFeed
+from .assignments import AssignmentFeed, JobFeed
 from .batch_submit import submit_jobs
 from .limits import Admission, SubmitLimiter
 from .options import SchedulingOptions
@@ -43,6 +43,8 @@ class Dependencies:
     capacity: AdmissionCheck | None = None  # None: no admission check (only tests leave it out)
     # Told after every commit that changes what a node should run (the agents' streams push it).
     assignments: AssignmentFeed = field(default_factory=AssignmentFeed)
+    # Told after every commit that saved jobs (by the SQL unit of work): WatchJob's streams.
+    jobs: JobFeed = field(default_factory=JobFeed)
     # Group commit of submits without an idempotency key (None: each submit its own transaction).
     submits: SubmitWriter | None = None
     # Abuse limits at submit: submit rate and queued-jobs cap per organization (None: no limits).

@@ -123,6 +123,7 @@ FIELD_KINDS: dict[str, str] = {
 # A request message's ``id`` field -> the kind of object it names.
 ID_OF_MESSAGE: dict[str, str] = {
     "GetJobRequest": "job",
+    "WatchJobRequest": "job",
     "CancelJobRequest": "job",
     "UpdateJobPriorityRequest": "job",
     "RevokeApiKeyRequest": "key",
@@ -149,7 +150,7 @@ FIELD_VALUES: dict[str, Any] = {
 # them would stop every probe at that refusal before the ids that matter are looked at.
 NESTED_UNSET: dict[str, frozenset[str]] = {"SubmitJobsRequest.jobs": frozenset({"idempotency_key"})}
 # gRPC methods whose answers are reads: a pair's whole answers are compared, not only the status.
-READ_PREFIXES = ("Get", "List", "Read", "Follow", "Stream", "Summarize")
+READ_PREFIXES = ("Get", "List", "Read", "Follow", "Stream", "Summarize", "Watch")
 
 _RECEIVER = ["http://127.0.0.1:9/crosstenant"]  # set by set_receiver
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?")

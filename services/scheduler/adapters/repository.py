@@ -439,6 +439,14 @@ class SqlUnitOfWork:
             return None
         return await self._with_history(_to_job(row)), row["idempotency_fingerprint"]
 
+    async def job_versions(self, job_ids: list[UUID]) -> dict[UUID, datetime]:
+        if not job_ids:
+            return {}
+        rows = await (await self._pg()).fetch(
+            "SELECT id, updated_at FROM jobs WHERE id = ANY($1::uuid[])", job_ids
+        )
+        return {r[0]: r[1] for r in rows}
+
     async def get_job(
         self, job_id: UUID, *, for_update: bool = False, with_history: bool = False
     ) -> Job | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -21,8 +22,8 @@ from ..domain.model import Job, JobStatus
 from ..service_layer import commands, handlers
 from ..service_layer.handlers import Dependencies
 
-# How long a WatchJob stream waits without a wake-up before it reads the job again: a change committed by
-# another replica (not signalled in this process) reaches the stream within about this long.
+# How often an open WatchJob stream checks its caller's key again, changed or not (the job itself is
+# read again only when the job feed says it changed: service_layer/assignments.py JobFeed).
 WATCH_RECHECK_SECONDS = 1.0
 
 SERVICE_NAMES = (
@@ -206,37 +207,47 @@ class JobServicer(scheduler_pb2_grpc.JobServiceServicer):
     async def _watch_job(
         self, request: scheduler_pb2.WatchJobRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[scheduler_pb2.Job]:
-        """GetJob's answer now and after each change, until the job ends. Every round (a commit in this
-        process that saved the job, or WATCH_RECHECK_SECONDS without one, for another replica's) asks
-        again who the caller is, so a revoked key's stream ends within about a second, and reads the
-        job as GetJob does; a message is sent only when it differs from the last one sent."""
+        """GetJob's answer now and after each change, until the job ends. The job is read again when
+        the feed says it changed (a commit of this process that saved it, or the feed's poll of the
+        watched jobs' versions, for another replica's); every WATCH_RECHECK_SECONDS, changed or not,
+        the caller's key is checked again, so a revoked key's stream ends within about a second. A
+        message is sent only when it differs from the last one sent."""
         async with streaming_call(context, "JobServicer", "WatchJob", rpc="JobService/WatchJob"):
             try:
                 job_id = UUID(request.id)
             except (ValueError, AttributeError, TypeError) as exc:
                 raise NotFound("job not found") from exc
-            sent = b""
+            sent, changed = b"", True
             with self.deps.jobs.watch(job_id) as woken:
+                self.deps.jobs.keep_polling(self._job_versions)
                 while True:
                     woken.clear()  # before reading: a commit during the read wakes the next round
                     principal = await self.auth.principal(context)
-                    org_id, _ = _tenant(principal)
-                    job: Job = await handlers.handle(
-                        commands.GetJob(
-                            organization_id=org_id, job_id=request.id, access=access_of(principal)
-                        ),
-                        self.deps,
-                    )
-                    message = job_message(job, with_history=True)
-                    data = message.SerializeToString(deterministic=True)
-                    if data != sent:
-                        yield message
-                        sent = data
-                    if job.is_terminal:
-                        return
+                    if changed:
+                        org_id, _ = _tenant(principal)
+                        job: Job = await handlers.handle(
+                            commands.GetJob(
+                                organization_id=org_id, job_id=request.id, access=access_of(principal)
+                            ),
+                            self.deps,
+                        )
+                        self.deps.jobs.saw(job_id, job.updated_at)
+                        message = job_message(job, with_history=True)
+                        data = message.SerializeToString(deterministic=True)
+                        if data != sent:
+                            yield message
+                            sent = data
+                        if job.is_terminal:
+                            return
+                    changed = False
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(WATCH_RECHECK_SECONDS):
                             await woken.wait()
+                            changed = True
+
+    async def _job_versions(self, job_ids: list[UUID]) -> dict[UUID, datetime]:
+        async with self.deps.uow(system=True) as uow:
+            return await uow.job_versions(job_ids)
 
     async def ListJobs(
         self, request: scheduler_pb2.ListJobsRequest, context: grpc.aio.ServicerContext

@@ -17,11 +17,15 @@ when nothing changed meanwhile.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
+
+log = logging.getLogger("gpufleet.scheduler.feeds")
 
 
 @dataclass
@@ -65,10 +69,46 @@ class _Signals:
 
 
 class JobFeed(_Signals):
-    """Per-job signals for ``WatchJob``: the scheduler's unit of work tells it, after each commit, the
+    """Per-job signals for ``WatchJob``. The scheduler's unit of work tells it, after each commit, the
     jobs that commit saved (adapters/repository.py ``on_commit``), whoever saved them (an API call, the
-    loop's placements, agents' reports, fleet's events). Another replica's commits are not signalled
-    here; a stream's periodic re-read catches them. Only latency depends on it."""
+    loop's placements, agents' reports, fleet's events).
+
+    Another replica's commits are not signalled that way: while any job is watched, one task of this
+    process (:meth:`keep_polling`) reads the ``updated_at`` of every watched job every ``poll_s``, in
+    one statement whatever the number of streams, and wakes the streams of those that moved since their
+    stream last read them (:meth:`saw`). A change is never lost between the two: a stream records the
+    version it read, so any later write differs from it."""
+
+    def __init__(self, poll_s: float = 1.0) -> None:
+        super().__init__()
+        self.poll_s = poll_s
+        self._seen: dict[UUID, datetime] = {}
+        self._poller: asyncio.Task[None] | None = None
+
+    def saw(self, job_id: UUID, version: datetime | None) -> None:
+        """A stream read ``job_id`` at this version (its ``updated_at``)."""
+        if version is not None:
+            self._seen[job_id] = version
+
+    def keep_polling(self, versions: Callable[[list[UUID]], Awaitable[dict[UUID, datetime]]]) -> None:
+        """Run the poll (started once, ended when nothing is watched); ``versions`` reads them."""
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.get_running_loop().create_task(self._poll(versions))
+
+    async def _poll(self, versions: Callable[[list[UUID]], Awaitable[dict[UUID, datetime]]]) -> None:
+        while self._watchers:
+            await asyncio.sleep(self.poll_s)
+            watched = list(self._watchers)
+            for job_id in [j for j in self._seen if j not in self._watchers]:
+                del self._seen[job_id]
+            try:
+                found = await versions(watched)
+            except Exception:
+                log.warning("reading the watched jobs' versions failed", exc_info=True)
+                continue
+            moved = [j for j in watched if found.get(j) != self._seen.get(j)]
+            if moved:
+                self.changed(moved)
 
 
 class AssignmentFeed(_Signals):

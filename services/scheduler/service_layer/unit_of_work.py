@@ -76,6 +76,9 @@ class SchedulerUnitOfWork(Protocol):
     ) -> Job | None:
         """A job the unit's scope may see (row-level security hides other organizations' jobs)."""
 
+    async def job_versions(self, job_ids: list[UUID]) -> dict[UUID, datetime]:
+        """``updated_at`` of those of ``job_ids`` that exist (every write of a job moves it)."""
+
     async def list_jobs(
         self,
         status: JobStatus | None,

@@ -50,6 +50,18 @@ async def run_ours(args: argparse.Namespace, gpus: int) -> RunResult:
                 [a for a, _ in side.server_probe_ms], 50
             )
             result.notes["probe_server_started_ms_p50"] = percentile([b for _, b in side.server_probe_ms], 50)
+        if args.probe_jobs:
+            # The same probe, the job followed on its watch stream instead of polled (Slurm's side has no
+            # such stream: the table compares the polled figures).
+            watched = [await side.probe_watched() for _ in range(args.probe_jobs)]
+            running = [p.running_ms for p in watched]
+            result.notes["probe_watched_running_ms_p50"] = percentile(running, 50)
+            result.notes["probe_watched_running_ms_p99"] = percentile(running, 99)
+            result.notes["probe_watched_allocated_ms_p50"] = percentile([p.allocated_ms for p in watched], 50)
+            _say(
+                f"  ours idle probe x{args.probe_jobs}, watched (GET /v1/jobs/{{id}}:watch): submit->running "
+                f"p50 {percentile(running, 50):.0f} ms, p99 {percentile(running, 99):.0f} ms"
+            )
         return result
     except Exception:
         _say(side.log_tail())

@@ -8,6 +8,7 @@ simulates ``gpus`` GPUs and runs each job's command for real (``true``).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import shutil
@@ -147,6 +148,27 @@ class OurStack:
                     got[job["id"]] = JobTimes(scheduled, finished)
             if not (cursor := page.get("next_cursor")):
                 return got
+
+    async def probe_watched(self) -> Probe:
+        """As :meth:`probe`, but following the job on ``GET /v1/jobs/{id}:watch`` (Server-Sent Events,
+        one ``data:`` line of job JSON per change) instead of polling it: each change arrives as the
+        scheduler commits it, so no poll interval is added to what is measured."""
+        assert self.api is not None
+        t0 = time.perf_counter()
+        job_id = await self.submit()
+        allocated = None
+        async with self.api.stream("GET", f"/jobs/{job_id}:watch") as reply:
+            reply.raise_for_status()
+            async for line in reply.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                job = json.loads(line.removeprefix("data:"))
+                now = (time.perf_counter() - t0) * 1000
+                if job["status"] != "queued" and allocated is None:
+                    allocated = now
+                if job["status"] in STARTED:
+                    return Probe(now if allocated is None else allocated, now)
+        raise RuntimeError(f"job {job_id}: its watch ended before it ran")
 
     async def probe(self) -> Probe:
         assert self.api is not None

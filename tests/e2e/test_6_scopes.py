@@ -35,6 +35,7 @@ def _routes(job_id: str, hook_url: str) -> list[tuple[str, str, dict[str, Any] |
         ),
         ("GET", "/jobs", None, "JobService/ListJobs"),
         ("GET", f"/jobs/{job_id}", None, "JobService/GetJob"),
+        ("GET", f"/jobs/{job_id}:watch", None, "JobService/WatchJob"),
         ("GET", f"/jobs/{job_id}/logs", None, "JobOutputService/ReadOutput"),
         ("GET", f"/jobs/{job_id}/logs?follow=true", None, "JobOutputService/FollowOutput"),
         ("POST", f"/jobs/{missing}/cancel", None, "JobService/CancelJob"),
@@ -139,10 +140,10 @@ def test_the_routes_cover_every_tenant_method() -> None:
 
 
 async def _answer(api: httpx.AsyncClient, verb: str, path: str, body: Any) -> httpx.Response:
-    """The answer to one request; a following stream (``follow=true``) only up to its headers unless it
-    is refused: whether a scope lets it in is decided before it streams, and a job's output may take
-    a while to be complete on a loaded machine."""
-    if "follow=true" not in path:
+    """The answer to one request; a following stream (``follow=true``, a job's ``:watch``) only up to its
+    headers unless it is refused: whether a scope lets it in is decided before it streams, and a job's
+    output may take a while to be complete on a loaded machine."""
+    if "follow=true" not in path and not path.endswith(":watch"):
         return await api.request(verb, path, json=body)
     async with api.stream(verb, path, json=body) as r:
         if r.status_code >= 400:

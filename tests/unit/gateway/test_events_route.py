@@ -11,6 +11,7 @@ import grpc
 import pytest
 from gpufleet.v1 import notification_pb2
 
+from services.gateway.entrypoints import sse
 from services.gateway.entrypoints.routes import events
 from shared.errors import Unauthenticated
 
@@ -49,7 +50,7 @@ def test_a_heartbeat_is_a_comment() -> None:
 
 
 def test_line_breaks_cannot_end_a_frame_early_or_forge_a_field() -> None:
-    raw = events.sse_event("5\n\nid: 999", "gpufleet.job.started\r\nretry: 1", "a\n\nid: 6\r\nb")
+    raw = sse.sse_event("5\n\nid: 999", "gpufleet.job.started\r\nretry: 1", "a\n\nid: 6\r\nb")
     assert raw == (
         b"id: 5  id: 999\nevent: gpufleet.job.started  retry: 1\ndata: a\ndata: \ndata: id: 6\ndata: b\n\n"
     )
@@ -135,7 +136,7 @@ async def test_relay_ends_when_notification_ends_the_call_with_an_error() -> Non
 
 
 async def test_relay_ends_when_the_key_is_revoked_even_while_idle(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(events, "REAUTH_SECONDS", 0.01)
+    monkeypatch.setattr(sse, "REAUTH_SECONDS", 0.01)
     call = FakeCall()  # nothing ever arrives
     down = FakeDownstream()
     body = events.relay(call, event("1"), down, "k")  # type: ignore[arg-type]

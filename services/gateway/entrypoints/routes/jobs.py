@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Header, Query, Response, status
 from gpufleet.v1 import scheduler_pb2
+from pydantic import BaseModel, Field
 
-from services.gateway.entrypoints import translate
+from services.gateway.entrypoints import sse, translate
 from services.gateway.entrypoints.auth import CallerDep, DownstreamDep, resource_id
 from services.gateway.entrypoints.requests import JobBatchCreate, JobCancel, JobCreate, JobPriorityUpdate
 from services.gateway.entrypoints.responses import JobBatchOut, JobListOut, JobOut
@@ -148,6 +149,67 @@ async def list_jobs(
         **caller.call,
     )
     return translate.job_list(reply)
+
+
+# While no job message came for this long, the watch sends a `: heartbeat` comment (WatchJob itself
+# sends no keep-alives, and proxies close idle connections).
+WATCH_HEARTBEAT_SECONDS = 15.0
+
+
+class JobFrame(BaseModel):
+    """One frame of the watch (``event:`` and ``data:`` lines, then a blank line); between frames,
+    ``: heartbeat`` comment lines keep the connection open."""
+
+    event: Literal["job"] = Field(description="Always `job`.")
+    data: JobOut = Field(
+        description="The job as one line of JSON: exactly the body `GET /v1/jobs/{job_id}` returns for it."
+    )
+
+
+def job_frame(job: scheduler_pb2.Job) -> bytes:
+    """A job as one SSE frame, rendered as ``GET /v1/jobs/{job_id}`` renders its body."""
+    return sse.sse_event(None, "job", translate.job(job).model_dump_json(by_alias=True))
+
+
+# Before GET /v1/jobs/{job_id}: that route's parameter would otherwise take `abc:watch` as the id.
+@router.get(
+    "/jobs/{job_id}:watch",
+    response_class=sse.EventStreamResponse,
+    responses={
+        200: {
+            "description": "Server-Sent Events: the job at once, then again each time it changes (status, "
+            "pending reason, queue position, hold, priority, cancel request), each as an `event: job` "
+            "frame whose `data` is the body `GET /v1/jobs/{job_id}` returns; `: heartbeat` comments "
+            f"after {WATCH_HEARTBEAT_SECONDS:g} s without one. The frame with the job's final status is "
+            "the last, then the response ends. No `id:`: a client that reconnects gets the current "
+            "state first. The stream also ends when the API key stops authenticating.",
+            "model": JobFrame,
+        },
+        **problem_responses(404),
+    },
+    summary="Follow one job: its state now and at each change, until it ends (SSE)",
+)
+async def watch_job(job_id: str, caller: CallerDep, down: DownstreamDep) -> sse.EventStreamResponse:
+    request = scheduler_pb2.WatchJobRequest(id=resource_id(job_id))
+    # No deadline: the stream lives until the job ends or the client goes (the default call timeout
+    # would end it).
+    call = down.jobs.WatchJob(request, metadata=caller.metadata)
+    first = await sse.open_stream(call, "the job watch closed")
+    try:
+        head = job_frame(first)  # a reply outside the contract: a 502 problem, before the stream starts
+    except BaseException:
+        call.cancel()
+        raise
+    body = sse.relay(
+        call,
+        head,
+        job_frame,
+        down,
+        sse.caller_key(caller.metadata),
+        heartbeat_seconds=WATCH_HEARTBEAT_SECONDS,
+        name="job watch",
+    )
+    return sse.EventStreamResponse(body, headers=sse.STREAM_HEADERS)
 
 
 @router.get(

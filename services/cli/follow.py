@@ -21,7 +21,7 @@ from services.cli import exits, sse
 from services.cli.client import Api
 from services.cli.render import Output
 
-TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
+TERMINAL = sse.TERMINAL
 # How far along an attempt a status is: a snapshot behind what was already said is a replay (the
 # stream starts at the job's first event, the read that opens it may be newer) and is not said again.
 _STAGE = {"queued": 0, "scheduled": 1, "running": 2, **{status: 3 for status in TERMINAL}}

@@ -10,10 +10,10 @@ from typing import Annotated, Any, get_args
 
 import typer
 
-from services.cli import exits, spec
+from services.cli import exits, spec, sse
 from services.cli.app import JsonFlag, app, with_api
 from services.cli.client import Api
-from services.cli.follow import TERMINAL, Follower, follow_output, route_missing
+from services.cli.follow import TERMINAL, Follower, describe, follow_output, route_missing
 from services.cli.render import Output, duration, parse_time, short_id, when
 from shared.contracts.jobs import JobStatus
 from shared.contracts.limits import MAX_BATCH_SUBMIT
@@ -380,6 +380,28 @@ def why(ctx: typer.Context, job: JobArg, json_flag: JsonFlag = False) -> None:
         else:
             for line in why_text(j, datetime.now(UTC)):
                 out.text(line)
+        return exits.OK
+
+    with_api(ctx, json_flag, body)
+
+
+@app.command()
+def watch(ctx: typer.Context, job: JobArg, json_flag: JsonFlag = False) -> None:
+    """Follow one job's state until it ends (each change as it commits); exits as `submit --follow` does.
+
+    --json: the job, as `show --json` prints it, at each change."""
+
+    async def body(api: Api, out: Output) -> int:
+        last = None
+        async for j in sse.watch_job(api, await resolve_job(api, job)):
+            line = describe(j)
+            if out.as_json:
+                out.json(j)
+            elif line != last:  # a reconnection starts with the current state, maybe the one shown
+                out.text(f"{when(datetime.now(UTC).isoformat())}  {line}")
+            last = line
+            if j.get("status") in TERMINAL:
+                return exits.job_exit_code(j)
         return exits.OK
 
     with_api(ctx, json_flag, body)

@@ -105,6 +105,9 @@ async def test_follow_returns_the_jobs_own_exit_code_and_output(cli):
         "events", "--job", job_id, "--type", "gpufleet.job.submitted", "--from-start", "--count", "1"
     )
     assert submitted["type"] == "gpufleet.job.submitted", submitted  # type: ignore[index]
+    # Watching a job that has ended: its final state at once, then the stream ends with its code.
+    code, out, err = await cli("watch", job_id)
+    assert code == 0 and f"job {job_id}: succeeded" in out, (out, err)
 
     # Its cost, once billing has it, and grouped by day.
     async def job_cost() -> object:

@@ -128,6 +128,20 @@ class Follower:
             self.out.warn("this gateway has no event stream (GET /v1/events); polling the job instead")
         return await self._poll(0.0)
 
+    async def _watch_job(self) -> dict[str, Any]:
+        """The job's own watch (``GET /v1/jobs/{id}:watch``): each state as the scheduler commits it,
+        sooner than its events come through the event stream. Best effort: a gateway without it, or a
+        watch that cannot be resumed, leaves the events and the poll to tell the end."""
+        try:
+            async for job in sse.watch_job(self.api, self.job_id):
+                self.report(job)
+                if job.get("status") in TERMINAL:
+                    return job
+        except exits.CliError:
+            pass
+        await asyncio.Event().wait()  # never: the other watchers decide
+        raise AssertionError("unreachable")
+
     async def _poll(self, first_delay: float = POLL_SECONDS) -> dict[str, Any]:
         await asyncio.sleep(first_delay)
         while True:
@@ -156,7 +170,11 @@ class Follower:
     async def run(self) -> dict[str, Any]:
         """Follow until the job ended and its output was written; returns the job as it ended."""
         output = asyncio.create_task(self._output())
-        watchers = [asyncio.create_task(self._watch_events()), asyncio.create_task(self._poll())]
+        watchers = [
+            asyncio.create_task(self._watch_job()),
+            asyncio.create_task(self._watch_events()),
+            asyncio.create_task(self._poll()),
+        ]
         try:
             done, _ = await asyncio.wait([*watchers, output], return_when=asyncio.FIRST_COMPLETED)
             while not any(w in done for w in watchers):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -179,3 +180,26 @@ def test_a_replayed_earlier_state_is_not_said_again(gateway, cli, capsys):
     said = [line for line in capsys.readouterr().err.splitlines() if line.startswith(f"job {JOB_ID}: ")]
     statuses = [line.split(": ")[1].split(",")[0] for line in said]
     assert statuses == ["scheduled", "running", "succeeded"], said
+
+
+def test_the_jobs_own_watch_tells_the_end_when_the_event_stream_says_nothing(gateway, cli, capsys):
+    final = job(status="succeeded", exit_code=0, pending_reason=None, queue_position=None)
+    _setup(gateway, final=final, events=[])
+    gateway.on("GET", "/v1/events", lambda r: httpx.Response(200, headers=SSE, content=_Silent()))
+    watched = b"".join(
+        f"event: job\ndata: {json.dumps(j)}\n\n".encode()
+        for j in (job(), job(status="running", node_id="n1", pending_reason=None), final)
+    )
+    gateway.on("GET", f"/v1/jobs/{JOB_ID}:watch", httpx.Response(200, headers=SSE, content=watched))
+    assert cli("submit", "--follow", "--", "true") == exits.OK
+    err = capsys.readouterr().err
+    assert f"job {JOB_ID}: running, on node n1" in err and f"job {JOB_ID}: succeeded" in err
+
+
+class _Silent:
+    """An event stream that stays open and says nothing but heartbeats."""
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        while True:
+            yield b": heartbeat\n\n"
+            await asyncio.sleep(0.05)

@@ -47,6 +47,9 @@ def _calls(h: Harness, job_id: str) -> dict[str, Callable[[Metadata], Awaitable[
             metadata=md,
         ),
         "JobService/GetJob": lambda md: jobs.GetJob(scheduler_pb2.GetJobRequest(id=job_id), metadata=md),
+        "JobService/WatchJob": lambda md: _first_of(
+            jobs.WatchJob(scheduler_pb2.WatchJobRequest(id=job_id), metadata=md)
+        ),
         "JobService/ListJobs": lambda md: jobs.ListJobs(scheduler_pb2.ListJobsRequest(), metadata=md),
         "JobService/HoldJob": lambda md: jobs.HoldJob(scheduler_pb2.GetJobRequest(id=job_id), metadata=md),
         "JobService/ReleaseJob": lambda md: jobs.ReleaseJob(
@@ -62,6 +65,14 @@ def _calls(h: Harness, job_id: str) -> dict[str, Callable[[Metadata], Awaitable[
             scheduler_pb2.ListAllocationsRequest(), metadata=md
         ),
     }
+
+
+async def _first_of(stream: grpc.aio.UnaryStreamCall) -> object:
+    """A server stream's first message (its refusal, if it refuses), then the stream is let go."""
+    try:
+        return await stream.read()
+    finally:
+        stream.cancel()
 
 
 async def _outcome(call: Awaitable[object]) -> tuple[str, str, str | None]:

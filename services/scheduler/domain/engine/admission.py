@@ -51,6 +51,12 @@ def _never_fits(snapshot: Snapshot, shape: Shape, pools: set[Pool]) -> str | Non
     if shape.nodes < 1 or shape.gpus_per_node < 1:
         return "a job needs at least one node and one GPU per node"
     nodes = [(cpu, ram, c, n) for pool, cpu, ram, c, n in _kind_groups(snapshot) if pool in pools]
+    if not nodes:
+        # No node the job may use has registered (yet): a fleet still registering its first nodes, or
+        # one whose nodes all left. The job waits (no capacity) rather than being told it never fits,
+        # as the submit path admits it (service_layer/capacity.py), and a policy that rejects
+        # never-fitting jobs does not empty the queue of a fleet that has no nodes for a moment.
+        return None
     gpu_type, memory, g = shape.gpu_type, shape.gpu_memory_mb, shape.gpus_per_node
     typed = [
         (cpu, ram, {k: m for k, m in c.items() if gpu_type is None or k[0] == gpu_type}, n)

@@ -90,6 +90,8 @@ def reference_never_fits(snap: Snapshot, shape: Shape, pools: set) -> str | None
     if shape.nodes < 1 or shape.gpus_per_node < 1:
         return "a job needs at least one node and one GPU per node"
     nodes = [ns for ns in sorted(snap.nodes.values(), key=lambda s: s.key) if ns.pool in pools]
+    if not nodes:
+        return None  # nothing registered (yet): the job waits
     counts = []
     for ns in nodes:
         c: dict[Kind, int] = {}

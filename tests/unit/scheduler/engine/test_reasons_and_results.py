@@ -49,6 +49,20 @@ def test_never_fitting_jobs_are_rejected_with_the_reason(kwargs, message):
     assert never_fits(snapshot(FLEET), job(1, **kwargs).shape, (None,)) == message
 
 
+def test_with_no_node_registered_a_job_waits_for_capacity_and_is_never_rejected():
+    # A fleet still registering its first nodes (or whose nodes all left): admission at submit lets
+    # the job in, and the cycle must not reject it, or call it never fitting, meanwhile.
+    for policy in (Policy(), Policy(reject_never_fitting=False)):
+        result = run(snapshot([], [job(1), job(2, gpu_type="h200-141gb", gpus=8)]), policy)
+        assert not result.rejections and result.decisions == ()
+        assert code(result, 1) == code(result, 2) == "no_capacity"
+    assert never_fits(snapshot([]), job(1).shape, (None,)) is None
+    # One node registers: admission judges again (the answers are per fleet version).
+    assert (
+        never_fits(snapshot([node(1)]), job(1, gpus=16).shape, (None,)) == "no node of this fleet has 16 GPUs"
+    )
+
+
 def test_without_the_admission_flag_never_fitting_jobs_wait_and_say_why():
     result = run(snapshot(FLEET, [job(1, gpus=16)]), Policy(reject_never_fitting=False))
     assert result.decisions == ()

@@ -83,7 +83,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         await stack.start()
         await asyncio.sleep(2)  # the start-up's own spans settle
         for _ in range(args.probes):
-            probes.append(await stack.probe())
+            probes.append(await (stack.probe_watched() if args.watch else stack.probe()))
             await asyncio.sleep(0.5)
         await asyncio.sleep(1)  # the last spans are printed
         spans = read_spans(root / "logs")
@@ -112,6 +112,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     return {
         "bench": "idle_trace",
         "gpus": args.gpus,
+        "watched": args.watch,
         "probes": len(probes),
         "shown": shown,
         "traced_running_ms_p50": round(statistics.median(running), 1),
@@ -127,6 +128,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--probes", type=int, default=10)
     parser.add_argument("--show", type=int, default=None, help="which probe to print (default: the median)")
     parser.add_argument("--keep", action="store_true", help="keep the stack's folder (logs with every span)")
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="follow each probe on GET /v1/jobs/{id}:watch instead of polling it",
+    )
     args = parser.parse_args(argv)
     print(json.dumps(asyncio.run(run(args))), flush=True)
 

@@ -212,6 +212,9 @@ NODE_AUTH_REFRESH_SECONDS = 0.4
 # A credential that made no call for this long is no longer verified ahead (its next call asks fleet).
 NODE_AUTH_KEEP_SECONDS = 600.0
 MAX_CREDENTIALS_PER_REFRESH = 1000  # fleet's limit per AuthenticateNodes call
+# More live node credentials than any fleet has nodes: past this, the cache starts over and the rest are
+# asked per call (one bound for both the cache and the credentials verified ahead).
+MAX_NODE_CREDENTIALS = 100_000
 
 
 class NodeAuthenticator:
@@ -276,7 +279,7 @@ class NodeAuthenticator:
                 )
             raise Unavailable(f"fleet is unavailable: {exc.code().name}") from exc
         node = UUID(answer.node_id)
-        if len(self._cache) > 10_000:
+        if len(self._cache) > MAX_NODE_CREDENTIALS:
             self._cache.clear()
         self._cache[digest] = (now + self._ttl, node)
         self._used(digest, credential, now)
@@ -285,8 +288,8 @@ class NodeAuthenticator:
     def _used(self, digest: bytes, credential: str, now: float) -> None:
         if not self._ahead:
             return
-        if digest not in self._in_use and len(self._in_use) >= 100_000:
-            return  # more live credentials than any fleet has nodes: the rest are asked per call
+        if digest not in self._in_use and len(self._in_use) >= MAX_NODE_CREDENTIALS:
+            return  # the rest are asked per call
         self._in_use[digest] = (credential, now)
         if self._refresher is None or self._refresher.done():
             self._refresher = asyncio.get_running_loop().create_task(self._keep_verified())

@@ -12,51 +12,38 @@ from ..domain.inventory import InventoryGpu
 
 
 @dataclass(frozen=True)
-class SubmitJob:
+class JobRequest:
+    """What a submit asks for: one job's request fields (a batch's jobs, and :class:`SubmitJob` with
+    who asks added)."""
+
+    command: str
+    gpu_count: int
+    gpu_memory_mb: int = 0
+    gpu_type: str | None = None
+    priority: int | None = None  # None: the default
+    webhook_url: str | None = None
+    name: str | None = None
+    nodes: int | None = None  # None: 1
+    cpu_cores: int = 0
+    ram_mb: int = 0
+    time_limit_seconds: int | None = None  # None or 0: the platform's default
+    hold: bool = False
+    no_requeue: bool = False
+    project_id: str = ""  # "": none (a project-bound key's own)
+    image: str | None = None
+    # SubmitJob: the job's own key. A batch's jobs have none (the batch has one); one given is refused.
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubmitJob(JobRequest):
+    """A single submit: the job's request fields and who asks."""
+
     organization_id: UUID
     user_id: UUID | None
-    command: str
-    gpu_count: int
-    gpu_memory_mb: int = 0
-    gpu_type: str | None = None
-    priority: int | None = None  # None: the default
-    webhook_url: str | None = None
-    name: str | None = None
-    idempotency_key: str | None = None
     authorization: str | None = None  # forwarded to fleet's catalog
-    nodes: int | None = None  # None: 1
-    cpu_cores: int = 0
-    ram_mb: int = 0
-    time_limit_seconds: int | None = None  # None or 0: the platform's default
-    hold: bool = False
-    no_requeue: bool = False
-    project_id: str = ""  # "": none (a project-bound key's own)
-    image: str | None = None
     access: Access = UNRESTRICTED  # the caller's project standing (docs/projects.md)
     api_key: str | None = None  # the caller's key, for identity's word on the project
-
-
-@dataclass(frozen=True)
-class JobRequest:
-    """One job of a batch: the request fields of :class:`SubmitJob` (who asks is the batch's)."""
-
-    command: str
-    gpu_count: int
-    gpu_memory_mb: int = 0
-    gpu_type: str | None = None
-    priority: int | None = None  # None: the default
-    webhook_url: str | None = None
-    name: str | None = None
-    nodes: int | None = None  # None: 1
-    cpu_cores: int = 0
-    ram_mb: int = 0
-    time_limit_seconds: int | None = None  # None or 0: the platform's default
-    hold: bool = False
-    no_requeue: bool = False
-    project_id: str = ""  # "": none (a project-bound key's own)
-    image: str | None = None
-    # A batch's jobs have no key of their own (the batch has one); one given here is refused.
-    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,7 @@ from ..domain.spec import JobSpec, TimeLimits, check_same_request, job_spec, req
 from . import commands
 
 
-def request_spec(
-    req: commands.SubmitJob | commands.JobRequest, limits: TimeLimits, idempotency_key: str | None
-) -> JobSpec:
+def request_spec(req: commands.JobRequest, limits: TimeLimits, idempotency_key: str | None) -> JobSpec:
     """The validated spec of a request's fields (its project is decided afterwards)."""
     return job_spec(
         command=req.command,

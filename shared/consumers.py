@@ -284,9 +284,13 @@ async def dead_letter(
             "x-dlq-source-offset": str(getattr(record, "offset", "")),
         }
     )
+    dlq = topic_names.dead_letter(topic)
+    ensure_topic = getattr(broker, "ensure_topic", None)  # shared.kafka's brokers create it if missing
+    if ensure_topic is not None:
+        await ensure_topic(dlq)
     await broker.publish(
         getattr(record, "value", b"") or b"",
-        topic=topic_names.dead_letter(topic),
+        topic=dlq,
         key=getattr(record, "key", None),
         headers=headers,
     )

@@ -5,6 +5,11 @@ created a moment ago, the embedded tansu broker's occasional ``UnknownError``), 
 are the caller's to wait out: the runtime calls :func:`ensure_topics` in the background with its own
 backoff, and the outbox relay retries forever. Nothing here has to succeed for a service to start.
 
+**Topics are never created by naming them.** Every metadata request of this process asks the broker not to
+auto-create the topics it names (:func:`_never_auto_create_topics`); topics exist because
+:func:`ensure_topics` created them, with the configured partition count, before anyone produces to or
+consumes from them.
+
 Every client made here (and by the outbox relay, the runtime and the dead-letter tool, through
 :func:`client_security`) authenticates as the process's own principal when
 ``GPUFLEET_KAFKA_SECURITY_PROTOCOL`` is ``SASL_PLAINTEXT`` or ``SASL_SSL`` (Apache Kafka with SCRAM and
@@ -21,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, for_code
 from aiokafka.helpers import create_ssl_context
+from aiokafka.protocol.metadata import MetadataRequest
 from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from tenacity import (
@@ -37,6 +43,35 @@ from shared.settings import KafkaSettings
 log = logging.getLogger("gpufleet.kafka")
 
 _TOPIC_ALREADY_EXISTS = 36
+
+
+def _never_auto_create_topics() -> None:
+    """Make aiokafka's metadata requests (v4 and later) say ``allow_auto_topic_creation=false``.
+
+    aiokafka always asks for auto-creation and has no setting for it, so a broker that allows it creates
+    a topic, with its own default partition count, the first time any client names it: a producer
+    sending, a consumer subscribing, an admin describing. That races the explicit creation of the same
+    topic by :func:`ensure_topics` in another process. The embedded tansu broker, which comes back empty
+    after every restart, then creates the topic twice over: produce requests fail with
+    ``AlreadyExists`` and offset commits with ``UnknownTopicOrPartition`` for good, and a consumer whose
+    commit keeps failing consumes nothing more. Seen end to end after a broker restart: monitoring's
+    metrics and output consumers stalled, so no utilization was recorded until the stack restarted.
+    Apache Kafka has the same race in milder form (a topic with the broker's default partitions). A
+    request that names its choice explicitly keeps it."""
+    init = MetadataRequest.__init__
+    if getattr(init, "_gpufleet_no_auto_create", False):
+        return
+
+    def __init__(
+        self: MetadataRequest, topics: list[str] | None = None, allow_auto_topic_creation: bool | None = None
+    ) -> None:
+        init(self, topics, False if allow_auto_topic_creation is None else allow_auto_topic_creation)
+
+    __init__._gpufleet_no_auto_create = True  # type: ignore[attr-defined]
+    MetadataRequest.__init__ = __init__  # type: ignore[method-assign]
+
+
+_never_auto_create_topics()
 
 
 _SASL_SECURITY: dict[str, type[SASLPlaintext | SASLScram256 | SASLScram512]] = {
@@ -156,6 +191,19 @@ class RetryingKafkaBroker(KafkaBroker):
     publish_attempts: ClassVar[int] = 5
     publish_wait: ClassVar[wait_base] = wait_exponential(multiplier=0.1, max=2.0)
 
+    def __init__(self, *args: Any, kafka_settings: KafkaSettings | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.kafka_settings = kafka_settings
+        self._ensured: set[str] = set()
+
+    async def ensure_topic(self, topic: str) -> None:
+        """Create ``topic`` if it is missing, once per broker object (a topic is never created by
+        publishing to it), when this broker was made with its settings."""
+        if self.kafka_settings is None or topic in self._ensured:
+            return
+        await ensure_topics(self.kafka_settings, (topic,))
+        self._ensured.add(topic)
+
     async def publish(self, *args: Any, **kwargs: Any) -> Any:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(KafkaError),
@@ -173,6 +221,7 @@ def make_broker(settings: KafkaSettings, client_id: str) -> KafkaBroker:
     """A FastStream broker for a service's consumers (it publishes only through the outbox relay)."""
     return RetryingKafkaBroker(
         settings.kafka_bootstrap_servers,
+        kafka_settings=settings,
         client_id=client_id,
         enable_idempotence=settings.kafka_idempotent_producer,
         security=broker_security(settings),

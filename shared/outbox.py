@@ -206,6 +206,9 @@ class OutboxRelay:
         self.published_total = 0
         self.replays = 0
         self._first_acked: dict[TopicPartition, int] = {}
+        # Topics made (or found) on the broker this connection: nothing is created by sending to it
+        # (shared.kafka), and a row may name a topic outside ``publishes`` (one a build no longer declares).
+        self._created: set[str] = set()
         self._producer: AIOKafkaProducer | None = None
         self._probe: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
@@ -290,7 +293,9 @@ class OutboxRelay:
             await self._disconnect()
 
     async def _connect(self) -> None:
+        self._created.clear()
         await ensure_topics(self.kafka, self.publishes)
+        self._created.update(self.publishes)
         await ensure_topics(self.kafka, (self.marker_topic,), partitions=1)
         bootstrap = self.kafka.kafka_bootstrap_servers
         client_id = f"outbox-{self.db.schema}"
@@ -341,6 +346,9 @@ class OutboxRelay:
                 # Checked before every batch, not only on the check cadence: a row sent to a broker that
                 # lost its data would reach consumers ahead of the older rows the replay brings back.
                 raise _BrokerLostData()
+            if unknown := {row.topic for row in rows} - self._created:
+                await ensure_topics(self.kafka, sorted(unknown))
+                self._created |= unknown
             futures = [await _send_in_its_trace(producer, row) for row in rows]
             acked = await asyncio.gather(*futures)
             self.broker_connected = True
@@ -409,6 +417,11 @@ class OutboxRelay:
         for tp in list(self._first_acked):
             if only is None or tp.topic in only:
                 del self._first_acked[tp]
+        # The broker lost those topics too: made again before anything is sent to them.
+        if only is None:
+            self._created.clear()
+        else:
+            self._created.difference_update(only)
         if replayed:
             self.replays += 1
             event_metrics.OUTBOX_REPLAYS.labels(schema=self.db.schema).inc()
@@ -417,6 +430,7 @@ class OutboxRelay:
                 extra={"schema": self.db.schema, "events": replayed, "topics": list(only or ())},
             )
             await ensure_topics(self.kafka, only or self.publishes)
+            self._created.update(only or self.publishes)
         return replayed
 
     async def _prune(self) -> None:

@@ -53,6 +53,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_never, wait_exponen
 
 from shared import metrics, readiness
 from shared.consumers import prune_processed_events, refresh_consumer_lag
+from shared.contracts import topics as topic_names
 from shared.db import Database, SchemaVersionMismatch
 from shared.grpc import Authenticator, serve
 from shared.kafka import client_security, ensure_topics, make_broker
@@ -478,7 +479,8 @@ class Runtime:
 
     async def _connect_consumers(self, kafka: KafkaSettings) -> None:
         if self._consumed:
-            await ensure_topics(kafka, self._consumed)
+            # Their dead-letter topics too: nothing is created by naming it (shared.kafka).
+            await ensure_topics(kafka, (*self._consumed, *map(topic_names.dead_letter, self._consumed)))
         broker = make_broker(kafka, self.name)
         for register in self._consumers:
             register(broker)

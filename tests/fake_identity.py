@@ -10,6 +10,7 @@ import grpc
 from gpufleet.v1 import common_pb2, identity_pb2_grpc
 
 from shared import api_keys
+from shared.embedded.ports import free_port
 from shared.grpc import serve
 
 
@@ -35,11 +36,7 @@ class FakeIdentity(identity_pb2_grpc.IdentityServiceServicer):
 @asynccontextmanager
 async def grpc_server(register: list, names: list[str]) -> AsyncIterator[str]:
     """Serve ``register`` on a free loopback port; yields the target."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server, _ = await serve(f"127.0.0.1:{port}", register, names)
     try:
         yield f"127.0.0.1:{port}"

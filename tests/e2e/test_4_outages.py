@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
@@ -98,6 +99,21 @@ async def test_a_broker_outage_is_named_survived_and_billed_once(stack, orgs, e2
         await eventually(ready_again, timeout=30)
         # Exactly once, even after the consumers re-read the replayed topics.
         assert len(await _costs(api, slow["id"])) == 1
+
+        # Metrics flow again and are attributed: a job that runs after the restart shows in the
+        # organization's utilization. Samples are not replayed, so this needs the agent publishing to,
+        # and monitoring consuming and committing on, topics the restarted broker had to create again
+        # (once auto-created by the agent's producer while monitoring created them explicitly, which
+        # left monitoring's metrics consumer unable to commit, and idle, for good: shared.kafka).
+        since = datetime.now(UTC) - timedelta(seconds=1)
+        probe = (await api.post("/jobs", json={"command": "sleep 10", "gpu_count": 1})).json()
+        await wait_status(api, probe["id"], {"running"})
+        await eventually(lambda: _sampled_since(api, since), timeout=60)
+
+
+async def _sampled_since(api: httpx.AsyncClient, since: datetime) -> bool:
+    r = await api.get("/utilization/series", params={"from": since.isoformat(), "step": 1})
+    return r.status_code == 200 and any(s["points"] for s in r.json()["series"])
 
 
 async def _billed_once(api: httpx.AsyncClient, job_id: str) -> bool:

@@ -332,14 +332,17 @@ async def test_a_job_lost_with_its_agent_is_requeued_and_billed_once(stack, orgs
         # The requeued event tells billing what the lost attempt held. Read with a fresh consumer from the
         # start: the package's long-lived tap keeps its positions across the broker restart of an earlier
         # test and so misses the start of the replayed log (what the services' runtime guards against).
+        # Delivery is at least once (a relay that re-sends after a failed acknowledgement, a replay), so
+        # the same event may sit on the topic twice; two different requeued events would be a bug.
         async def requeued_events() -> list[contract.JobEventV1]:
-            return [
-                contract.JobEventV1.model_validate(json.loads(r.value))
+            by_id = {
+                header_map(r.headers).get("ce_id"): contract.JobEventV1.model_validate(json.loads(r.value))
                 for r in await _job_topic(stack.kafka_bootstrap)
                 if r.key
                 and r.key.decode() == job["id"]
                 and header_map(r.headers).get("ce_type") == contract.JOB_REQUEUED
-            ]
+            }
+            return list(by_id.values())
 
         [event] = await eventually(requeued_events, timeout=30)
         ended = event.ended_attempt

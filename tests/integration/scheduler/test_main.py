@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 
 import grpc
@@ -13,15 +12,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.scheduler.__main__ import build
 from services.scheduler.config import SchedulerSettings
+from shared.embedded.ports import free_port
 from shared.runtime import Fatal
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def settings(db_url: str, harness, kafka) -> SchedulerSettings:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Callable
 
 import grpc
@@ -16,6 +15,7 @@ from pydantic_settings import SettingsConfigDict
 
 from shared import readiness
 from shared.embedded.kafka import EmbeddedKafka
+from shared.embedded.ports import free_port
 from shared.runtime import Fatal, Runtime
 from shared.settings import BaseServiceSettings, KafkaSettings
 
@@ -29,18 +29,12 @@ class _Settings(BaseServiceSettings, KafkaSettings):
     model_config = SettingsConfigDict(env_prefix="GPUFLEET_TEST_RT_", extra="ignore", frozen=True)
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _settings(bootstrap: str) -> _Settings:
     return _Settings(
         kafka_bootstrap_servers=bootstrap,
         kafka_idempotent_producer=False,
         kafka_topic_partitions=1,
-        ops_listen=f"127.0.0.1:{_port()}",
+        ops_listen=f"127.0.0.1:{free_port()}",
         drain_seconds=2,
     )
 
@@ -101,8 +95,8 @@ def _billing_version() -> int:
 
 async def test_starts_and_serves_while_the_broker_is_down_then_catches_up(migrate_schema, state_dir):
     url = await migrate_schema("billing")
-    broker_port = _port()  # nothing listens there yet
-    target = f"127.0.0.1:{_port()}"
+    broker_port = free_port()  # nothing listens there yet
+    target = f"127.0.0.1:{free_port()}"
     rt = _runtime(f"127.0.0.1:{broker_port}", url, target, [])
     async with running(rt) as task:
         await _eventually(lambda: rt.ops is not None and rt.readiness.states[readiness.DATABASE].up)
@@ -144,8 +138,8 @@ async def _ready_status(http: httpx.AsyncClient, status: str) -> bool:
 
 
 async def test_an_unreachable_database_is_not_serving_and_not_fatal(kafka):
-    dead_db = f"postgresql://nobody@127.0.0.1:{_port()}/gpufleet"
-    target = f"127.0.0.1:{_port()}"
+    dead_db = f"postgresql://nobody@127.0.0.1:{free_port()}/gpufleet"
+    target = f"127.0.0.1:{free_port()}"
     rt = _runtime(kafka.bootstrap, dead_db, target, [])
     async with running(rt) as task:
         await _eventually(
@@ -164,7 +158,7 @@ async def test_an_unreachable_database_is_not_serving_and_not_fatal(kafka):
 
 async def test_a_failing_task_is_fatal_and_the_rest_is_torn_down(migrate_schema, kafka):
     url = await migrate_schema("billing")
-    rt = _runtime(kafka.bootstrap, url, f"127.0.0.1:{_port()}", [])
+    rt = _runtime(kafka.bootstrap, url, f"127.0.0.1:{free_port()}", [])
     closed: list[str] = []
 
     async def broken(stop: asyncio.Event) -> None:
@@ -182,7 +176,7 @@ async def test_a_failing_task_is_fatal_and_the_rest_is_torn_down(migrate_schema,
 
 async def test_periodic_rounds_survive_failures(migrate_schema, kafka):
     url = await migrate_schema("billing")
-    rt = _runtime(kafka.bootstrap, url, f"127.0.0.1:{_port()}", [])
+    rt = _runtime(kafka.bootstrap, url, f"127.0.0.1:{free_port()}", [])
     rounds: list[int] = []
 
     async def flaky() -> None:

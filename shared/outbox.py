@@ -69,6 +69,7 @@ from shared.settings import KafkaSettings
 log = logging.getLogger("gpufleet.outbox")
 
 REPLAY_WINDOW = timedelta(days=7)
+DISCONNECT_SECONDS = 5.0
 
 # The relays of one schema take turns under a transaction-scoped advisory lock. The lock is tried once
 # (a subquery in FROM with a volatile function is evaluated once, never pulled up) and the batch read
@@ -321,13 +322,15 @@ class OutboxRelay:
         self._next_check = 0.0  # check for data loss before the first batch of this connection
 
     async def _disconnect(self) -> None:
+        # Bounded: a producer's stop flushes what it holds, and with the broker gone (or a topic it sends
+        # to missing) that never ends; what it held is unpublished in the table and goes out again.
         for client in (self._producer, self._probe):
             if client is not None:
                 with contextlib.suppress(Exception):
-                    await client.stop()
+                    await asyncio.wait_for(client.stop(), DISCONNECT_SECONDS)
         if self._admin is not None:
             with contextlib.suppress(Exception):
-                await self._admin.close()
+                await asyncio.wait_for(self._admin.close(), DISCONNECT_SECONDS)
         self._producer = self._probe = None
         self._admin = None
         self.broker_connected = False

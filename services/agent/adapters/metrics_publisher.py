@@ -22,6 +22,16 @@ from shared.settings import KafkaSettings
 log = logging.getLogger("gpufleet.agent.metrics")
 
 SEND_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
+
+
+async def _stop(producer: AIOKafkaProducer) -> None:
+    """Stop a producer without waiting on it for good: its stop flushes what it holds, which never ends
+    while the broker is gone, and the metrics loop and the output shipper wait on this."""
+    try:
+        await asyncio.wait_for(producer.stop(), STOP_TIMEOUT)
+    except Exception as exc:
+        log.warning("the Kafka producer did not stop cleanly", extra={"error": repr(exc)})
 
 
 class KafkaMetricsPublisher:
@@ -41,7 +51,7 @@ class KafkaMetricsPublisher:
                 try:
                     await producer.start()
                 except Exception:
-                    await producer.stop()
+                    await _stop(producer)
                     raise
                 self._producer = producer
                 log.info("publishing GPU metrics", extra={"topic": topics.METRICS})
@@ -61,7 +71,7 @@ class KafkaMetricsPublisher:
             current = self._producer is producer  # not already replaced by a failed metrics publish
             if current:
                 self._producer = None
-            await producer.stop()
+            await _stop(producer)
             raise
 
     async def publish(self, sample: GpuMetricsSampledV1) -> None:
@@ -81,10 +91,10 @@ class KafkaMetricsPublisher:
         except Exception:
             # A producer that failed may be wedged (lost broker): start a fresh one next tick.
             self._producer = None
-            await producer.stop()
+            await _stop(producer)
             raise
 
     async def close(self) -> None:
         if self._producer is not None:
             producer, self._producer = self._producer, None
-            await producer.stop()
+            await _stop(producer)

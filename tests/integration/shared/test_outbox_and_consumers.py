@@ -77,6 +77,42 @@ async def test_committed_events_are_published_rolled_back_ones_are_not(migrate_s
     await db.dispose()
 
 
+async def test_the_relay_creates_a_topic_a_row_names_outside_its_declared_ones(migrate_schema, kafka):
+    """Nothing is created by sending to it (shared.kafka): a row for a topic the relay was not told of
+    (one a newer build no longer declares) still goes out, on a topic made with the configured count."""
+    db = Database(await migrate_schema("billing"), "billing")
+    declared, other = (f"test.outbox.{name}.{uuid.uuid4().hex[:8]}" for name in ("declared", "other"))
+    async with db.transaction(system=True) as s:
+        await record(s, other, Envelope(type="test.ping", source="test", data=Ping(n=5)), key="k")
+    relay = OutboxRelay(db, settings(kafka.bootstrap), publishes=(declared,), poll_seconds=0.1)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        async with asyncio.timeout(30):
+            while relay.published_total < 1:
+                await asyncio.sleep(0.05)
+        records = await read_all(kafka.bootstrap, other, 1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await db.dispose()
+    assert [decode(r.headers, r.value, MODELS).data.n for r in records] == [5]
+    partitions = await _partitions(kafka.bootstrap, other)
+    assert partitions == settings(kafka.bootstrap).kafka_topic_partitions
+
+
+async def _partitions(bootstrap: str, topic: str) -> int:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+        return len(described["partitions"])
+    finally:
+        await admin.close()
+
+
 async def test_relay_refills_a_broker_that_lost_its_data(migrate_schema):
     db = Database(await migrate_schema("billing"), "billing")
     topic = f"test.replay.{uuid.uuid4().hex[:8]}"

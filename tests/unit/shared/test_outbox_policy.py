@@ -71,3 +71,27 @@ async def test_ensure_topics_gives_up_after_its_attempts(monkeypatch) -> None:
     with pytest.raises(ConnectionRefusedError):
         await kafka.ensure_topics(_settings(), ["a"], attempts=4, wait=wait_none())
     assert calls == 4
+
+
+async def test_disconnecting_does_not_wait_for_a_producer_that_never_stops(monkeypatch) -> None:
+    """A producer's stop flushes what it holds; with the broker gone that never ends, and a relay that
+    waited for it could neither reconnect nor be stopped."""
+    import asyncio
+
+    from shared import outbox
+
+    class Stuck:
+        async def stop(self) -> None:
+            await asyncio.Event().wait()
+
+        async def close(self) -> None:
+            await asyncio.Event().wait()
+
+    monkeypatch.setattr(outbox, "DISCONNECT_SECONDS", 0.05)
+    db = Database("postgresql://u:p@127.0.0.1:1/x", "billing")
+    relay = OutboxRelay(db, _settings(), publishes=("a",))
+    relay._producer, relay._probe, relay._admin = Stuck(), Stuck(), Stuck()  # type: ignore[assignment]
+    await asyncio.wait_for(relay._disconnect(), 2)
+    assert relay._producer is None and relay._probe is None and relay._admin is None
+    assert not relay.broker_connected
+    await db.dispose()

@@ -151,8 +151,6 @@ class Runtime:
         self._broker: KafkaBroker | None = None
         self._groups: set[tuple[str, str]] = set()
         self._broker_returned = asyncio.Event()
-        self._consumers_at = 0.0  # monotonic time the consumers (re)connected
-        self._broker_down_at = 0.0  # monotonic time the probe last found the broker gone
         self._grpc: list[tuple[str, Sequence[GrpcRegistration]]] = []
         self._health: list[health.aio.HealthServicer] = []
         self._startup_warnings: list[tuple[str, dict[str, Any]]] = []
@@ -414,32 +412,21 @@ class Runtime:
                     seen = conns
                     state = self.readiness.states[readiness.BROKER]
                     if not state.up and state.detail != "not checked yet":
-                        # Consumers that reconnected since it went away read the new broker already.
-                        self._broker_bounced(
-                            "the broker answers again", connected_before=self._broker_down_at
-                        )
+                        self._broker_bounced("the broker answers again")
                     self.readiness.set(readiness.BROKER, True, "connected")
                     await asyncio.sleep(PROBE_SECONDS)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                was_up = self.readiness.states[readiness.BROKER].up
                 self.readiness.set(readiness.BROKER, False, _short(exc))
-                if was_up:
-                    self._broker_down_at = time.monotonic()
-                    # Disconnected now, not when it answers again: consumers left connected would fetch
-                    # from a broker that came back empty at their old positions, ahead of the start of the
-                    # refilled log, until the next probe saw it back.
-                    self._broker_bounced("the broker stopped answering")
             finally:
                 with contextlib.suppress(Exception):
                     await admin.close()
             await asyncio.sleep(PROBE_SECONDS)
 
-    def _broker_bounced(self, why: str, *, connected_before: float | None = None) -> None:
-        """The broker may have come back empty: consumers that were connected reconnect (those connected
-        before ``connected_before``, when given)."""
-        if self._broker is not None and (connected_before is None or self._consumers_at < connected_before):
+    def _broker_bounced(self, why: str) -> None:
+        """The broker may have come back empty: consumers that were connected reconnect."""
+        if self._broker is not None:
             log.info("broker bounced", extra={"why": why})
             self._broker_returned.set()
 
@@ -471,7 +458,7 @@ class Runtime:
 
     async def _run_consumers(self) -> None:
         """Ensure the consumed topics and connect the consumers, retried until the broker answers; and
-        reconnect them whenever the broker goes away (disconnected at once) or came back unseen.
+        reconnect them whenever the broker comes back after an outage.
 
         Why reconnect: a broker that restarted may have lost its data (the embedded one always does; a
         Kafka cluster restored from nothing does too). Consumers that kept their in-memory positions would
@@ -486,7 +473,7 @@ class Runtime:
             log.info("consumers connected", extra={"topics": list(self._consumed)})
             await self._broker_returned.wait()
             self._broker_returned.clear()
-            log.warning("the broker went away or came back; reconnecting the consumers")
+            log.warning("the broker came back after an outage; reconnecting the consumers")
             await self._stop_consumers()
             self._broker = None
 
@@ -510,7 +497,6 @@ class Runtime:
                 await broker.stop()
             raise
         self._broker = broker
-        self._consumers_at = time.monotonic()
 
     async def _measure_lag(self) -> None:
         if self._broker is None or not self.readiness.states[readiness.BROKER].up:

@@ -18,6 +18,7 @@ ACLs, deploy/kafka/); the default ``PLAINTEXT`` is what the embedded broker spea
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from typing import Any, ClassVar
@@ -72,6 +73,39 @@ def _never_auto_create_topics() -> None:
 
 
 _never_auto_create_topics()
+
+
+def _leave_groups_joined_at_generation_zero() -> None:
+    """Make a stopping consumer leave its group when it joined at generation 0.
+
+    aiokafka sends ``LeaveGroup`` only when its generation is above 0 (Apache Kafka starts a group at 1;
+    "no generation" is -1). The embedded tansu broker starts every new group at 0, so the first member of a
+    group never left it: the next member to join (a restarted service, or the runtime reconnecting its
+    consumers after a broker restart, when every group is new) waited out the departed member's session
+    timeout before the group rebalanced, 18 s instead of 5. The request is the one aiokafka sends; a
+    failure is logged and ignored as there (leaving is a courtesy; the session timeout is the backstop)."""
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+    from aiokafka.protocol.group import LeaveGroupRequest
+
+    leave = GroupCoordinator._maybe_leave_group
+    if getattr(leave, "_gpufleet_generation_zero", False):
+        return
+
+    async def _maybe_leave_group(self: GroupCoordinator) -> None:
+        if self.generation == 0 and self.member_id and self._group_instance_id is None:
+            try:
+                await self._send_req(LeaveGroupRequest(self.group_id, self.member_id))
+            except KafkaError as err:
+                log.warning("LeaveGroup request failed", extra={"group": self.group_id, "error": str(err)})
+            self.reset_generation()
+            return
+        await leave(self)
+
+    _maybe_leave_group._gpufleet_generation_zero = True  # type: ignore[attr-defined]
+    GroupCoordinator._maybe_leave_group = _maybe_leave_group  # type: ignore[method-assign]
+
+
+_leave_groups_joined_at_generation_zero()
 
 
 _SASL_SECURITY: dict[str, type[SASLPlaintext | SASLScram256 | SASLScram512]] = {
@@ -203,6 +237,36 @@ class RetryingKafkaBroker(KafkaBroker):
             return
         await ensure_topics(self.kafka_settings, (topic,))
         self._ensured.add(topic)
+
+    async def start(self) -> None:
+        """Connect, then start every subscriber at once (FastStream starts them one after another).
+
+        A consumer's start waits for its group's first assignment, and a broker answers a new group's
+        first join only after a delay (Apache Kafka's ``group.initial.rebalance.delay.ms``, 3 s by default;
+        the embedded tansu waits half the session timeout, 5 s). One after another, a service with three
+        consumer groups took 15 s to start, and as long to reconnect after a broker restart; together they
+        take one delay. A subscriber that fails to start leaves the others stopped and the error raised."""
+        await self.connect()
+        results = await asyncio.gather(*(sub.start() for sub in self.subscribers), return_exceptions=True)
+        if errors := [r for r in results if isinstance(r, BaseException)]:
+            await asyncio.gather(*(sub.stop() for sub in self.subscribers), return_exceptions=True)
+            raise errors[0]
+        for pub in self.publishers:
+            await pub.start()
+        self.running = True
+
+    def pause_consumers(self) -> int:
+        """Stop fetching on every partition assigned to this broker's consumers; how many were paused.
+
+        For a broker that stopped answering: if it comes back empty, consumers left fetching would read
+        it at their old positions, ahead of the start of its refilled log, until they are reconnected."""
+        paused = 0
+        for sub in self.subscribers:
+            consumer = getattr(sub, "consumer", None)
+            if isinstance(consumer, AIOKafkaConsumer) and (assigned := consumer.assignment()):
+                consumer.pause(*assigned)
+                paused += len(assigned)
+        return paused
 
     async def publish(self, *args: Any, **kwargs: Any) -> Any:
         async for attempt in AsyncRetrying(

@@ -56,7 +56,7 @@ from shared.consumers import prune_processed_events, refresh_consumer_lag
 from shared.contracts import topics as topic_names
 from shared.db import Database, SchemaVersionMismatch
 from shared.grpc import Authenticator, serve
-from shared.kafka import client_security, ensure_topics, make_broker
+from shared.kafka import RetryingKafkaBroker, client_security, ensure_topics, make_broker
 from shared.logging import configure_logging
 from shared.ops import OpsServer
 from shared.outbox import OutboxRelay, outbox_backlog
@@ -418,11 +418,20 @@ class Runtime:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self.readiness.states[readiness.BROKER].up:
+                    self._pause_consumers()
                 self.readiness.set(readiness.BROKER, False, _short(exc))
             finally:
                 with contextlib.suppress(Exception):
                     await admin.close()
             await asyncio.sleep(PROBE_SECONDS)
+
+    def _pause_consumers(self) -> None:
+        """The broker stopped answering: consumers stop fetching until they are reconnected, when it
+        answers again. Paused, not disconnected: a stop would try to commit to a broker that is gone, and
+        a stop cut short leaves the client's tasks running."""
+        if isinstance(self._broker, RetryingKafkaBroker) and (paused := self._broker.pause_consumers()):
+            log.info("consumers paused while the broker does not answer", extra={"partitions": paused})
 
     def _broker_bounced(self, why: str) -> None:
         """The broker may have come back empty: consumers that were connected reconnect."""

@@ -133,6 +133,50 @@ async def test_starts_and_serves_while_the_broker_is_down_then_catches_up(migrat
         await _eventually(lambda: not rt.readiness.states[readiness.BROKER].up, timeout=20)
 
 
+async def test_after_the_broker_comes_back_empty_the_consumers_read_its_log_from_the_start(
+    migrate_schema, state_dir
+):
+    """The consumers are paused when the broker stops answering, so none of them fetches from the
+    restarted, empty broker at its old position: records written there before the probe sees it back
+    (more of them than the old position, as an outbox replay writes) are all read, in order."""
+    from aiokafka import AIOKafkaProducer
+
+    topic = "gpufleet.runtime-test.v1"
+    url = await migrate_schema("billing")
+    broker_port = free_port()
+    kafka = EmbeddedKafka(port=broker_port, log_path=state_dir / "runtime-refill-tansu.log")
+    kafka.start()
+    seen: list[str] = []
+    rt = _runtime(kafka.bootstrap, url, f"127.0.0.1:{free_port()}", seen)
+
+    async def send(values: list[str]) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, enable_idempotence=False)
+        await producer.start()
+        try:
+            for v in values:
+                await producer.send_and_wait(topic, v.encode(), partition=0)
+        finally:
+            await producer.stop()
+
+    try:
+        async with running(rt):
+            await _eventually(lambda: rt._broker is not None and rt.readiness.states[readiness.BROKER].up)
+            await send([f"old-{i}" for i in range(20)])
+            await _eventually(lambda: len(seen) == 20)
+            kafka.kill()  # in memory: every record and offset is gone
+            await _eventually(lambda: not rt.readiness.states[readiness.BROKER].up, timeout=20)
+            kafka.start()
+            from shared.kafka import ensure_topics
+
+            await ensure_topics(_settings(kafka.bootstrap), (topic,))
+            new = [f"new-{i}" for i in range(40)]
+            await send(new)  # offsets 0..39: past the old position of 20
+            await _eventually(lambda: len(seen) >= 60, timeout=60)
+    finally:
+        kafka.stop()
+    assert [v for v in seen if "new-" in v] == [f"b'{v}'" for v in new]
+
+
 async def _ready_status(http: httpx.AsyncClient, status: str) -> bool:
     return (await http.get("/readyz")).json()["status"] == status
 

@@ -49,7 +49,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
@@ -66,7 +66,15 @@ from shared import event_metrics, telemetry
 from shared.contracts import CATALOG, output
 from shared.contracts import topics as topic_names
 from shared.db import Database
-from shared.events import Envelope, MalformedEvent, UnexpectedSource, check_source, decode, header_map
+from shared.events import (
+    Envelope,
+    MalformedEvent,
+    UnexpectedSource,
+    UnverifiedRecord,
+    check_source,
+    decode,
+    header_map,
+)
 from shared.failures import is_unavailable
 from shared.kafka import consumer_lag
 from shared.outbox import REPLAY_WINDOW
@@ -150,6 +158,12 @@ def is_infrastructure_error(exc: BaseException) -> bool:
             return True
         current = current.__cause__
     return False
+
+
+class RecordVerifier(Protocol):
+    async def verify(self, items: list[tuple[Any, Envelope]]) -> list[str | None]:
+        """For each (Kafka record, its envelope): None when it may be applied, else why not."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -359,7 +373,13 @@ class _Consumer:
     async def malformed(self, record: Any, exc: MalformedEvent) -> None:
         error_type = type(exc).__name__
         await dead_letter(self.broker, record, str(exc), consumer=self.group_id, error_type=error_type)
-        self.count("unexpected_source" if isinstance(exc, UnexpectedSource) else "malformed")
+        self.count(
+            "unexpected_source"
+            if isinstance(exc, UnexpectedSource)
+            else "unverified"
+            if isinstance(exc, UnverifiedRecord)
+            else "malformed"
+        )
 
     async def poison(self, record: Any, gave_up: HandlerGaveUp) -> None:
         await dead_letter(
@@ -460,8 +480,12 @@ def subscribe_batch(
     retry_delay: float = RetryPolicy.initial_delay,
     max_retry_delay: float = RetryPolicy.max_delay,
     outage_window: float = RetryPolicy.outage_window,
+    verify: RecordVerifier | None = None,
 ) -> None:
-    """Like :func:`subscribe`, but hands over up to ``max_records`` events at once (for bulk inserts)."""
+    """Like :func:`subscribe`, but hands over up to ``max_records`` events at once (for bulk inserts).
+
+    ``verify``: for a topic whose writers sign their records (shared.record_signing), the check each
+    decoded record must pass; one that fails is dead-lettered as :class:`UnverifiedRecord`."""
     policy = _policy(max_attempts, retry_delay, max_retry_delay, outage_window)
     c = _Consumer(broker, topic, group_id, policy, models)
 
@@ -486,6 +510,12 @@ def subscribe_batch(
                 good.append((record, c.accept(decode(record.headers, record.value, models))))
             except MalformedEvent as exc:
                 await c.malformed(record, exc)
+        if verify is not None and good:
+            reasons = await verify.verify(good)
+            for (record, _), reason in zip(good, reasons, strict=True):
+                if reason is not None:
+                    await c.malformed(record, UnverifiedRecord(reason))
+            good = [item for item, reason in zip(good, reasons, strict=True) if reason is None]
         try:
             await apply_batch(good, handle, c)
         except Exception as exc:

@@ -27,6 +27,12 @@ class MalformedEvent(ValueError):
     """An event that can never be processed; it goes to the dead-letter topic with this reason."""
 
 
+class UnverifiedRecord(MalformedEvent):
+    """A record of a topic whose writers sign (the agents' metrics and output, shared.record_signing)
+    that is unsigned, signed by an unknown or decommissioned node, with a signature that does not verify,
+    or that names another node than its signer's. Dead-lettered, never applied."""
+
+
 class UnexpectedSource(MalformedEvent):
     """A well-formed event whose ``source`` is not a producer allowed on its topic
     (:data:`shared.contracts.topics.ACCESS`): a misrouted or impersonating producer. Dead-lettered, never

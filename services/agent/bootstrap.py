@@ -7,6 +7,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
+from shared.record_signing import RecordSigner
 from shared.runtime import Fatal
 
 from . import AGENT_VERSION
@@ -101,9 +102,11 @@ def bootstrap(settings: AgentSettings, backend: GpuBackend | None = None) -> Age
     join = settings.agent_join_token.get_secret_value() if settings.agent_join_token else None
     credentials = AgentCredentials(CredentialStore(state_dir / CREDENTIAL_FILE), join)
     backend = backend or make_backend(settings)
-    fleet = FleetClient(settings.fleet_grpc_target, credentials)
+    # The node's record signing key: its metric samples and job output are taken only as its own.
+    signer = RecordSigner.load_or_create(state_dir)
+    fleet = FleetClient(settings.fleet_grpc_target, credentials, signer.public_key)
     scheduler = SchedulerClient(settings.scheduler_grpc_target, credentials, settings.agent_poll_seconds)
-    publisher = KafkaMetricsPublisher(settings, settings.agent_hostname)
+    publisher = KafkaMetricsPublisher(settings, settings.agent_hostname, signer)
     config = AgentConfig(
         hostname=settings.agent_hostname,
         # What the node is (organization, provider, spot) comes from its join token, not from here.

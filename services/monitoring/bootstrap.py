@@ -13,6 +13,7 @@ import grpc
 from faststream.kafka import KafkaBroker
 from gpufleet.v1 import monitoring_pb2_grpc
 
+from shared.consumers import RecordVerifier
 from shared.contracts import topics
 from shared.db import Database
 from shared.grpc import Authenticator
@@ -37,11 +38,12 @@ class MonitoringApp:
     retention_hours: int
     prune_every_seconds: float  # how often the runtime should call prune_once
     grpc_services: list[GrpcService] = field(default_factory=list)
+    verifier: RecordVerifier | None = None  # the agents' signatures (None: not checked)
 
     def register_consumers(
         self, broker: KafkaBroker, *, topic: str = topics.METRICS, group_id: str = consumers.CONSUMER
     ) -> None:
-        consumers.register(broker, self.deps, topic=topic, group_id=group_id)
+        consumers.register(broker, self.deps, topic=topic, group_id=group_id, verify=self.verifier)
 
     async def prune_once(self) -> None:
         """One retention round: delete the samples past ``retention_hours``. The runtime repeats it
@@ -59,6 +61,7 @@ def bootstrap(
     db: Database | None,
     auth: Authenticator,
     uow: UnitOfWorkFactory | None = None,
+    verifier: RecordVerifier | None = None,
 ) -> MonitoringApp:
     """``uow`` replaces the PostgreSQL unit of work (tests); otherwise ``db`` is required."""
     if uow is None:
@@ -72,4 +75,5 @@ def bootstrap(
         retention_hours=settings.monitoring_retention_hours,
         prune_every_seconds=settings.monitoring_retention_sweep_seconds,
         grpc_services=[(monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server, servicer, SERVICE_NAME)],
+        verifier=verifier,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from shared.settings import BaseServiceSettings, IdentityClientSettings, KafkaSettings
@@ -20,3 +22,14 @@ class MonitoringSettings(BaseServiceSettings, KafkaSettings, IdentityClientSetti
     # An attempt that ended (job topic) without its agent's end of output is completed this long after.
     monitoring_output_end_grace_seconds: float = Field(default=15.0, ge=0, le=3600)
     monitoring_output_sweep_seconds: float = Field(default=2.0, gt=0, le=3600)
+    # Signed agent records (shared.record_signing, docs/topics.md): "required" takes a metric sample or
+    # an output chunk only when its node signed it; "off" takes any (a stack whose agents predate it).
+    monitoring_record_signatures: Literal["required", "off"] = "required"
+    # Where fleet's NodeRegistryService answers (GetRecordKeys): its agent listener when it has one.
+    # Empty: fleet_grpc_target.
+    fleet_agent_grpc_target: str = ""
+    fleet_grpc_target: str = ""
+
+    @property
+    def record_keys_target(self) -> str:
+        return self.fleet_agent_grpc_target or self.fleet_grpc_target

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from faststream.kafka import KafkaBroker
 from gpufleet.v1 import output_pb2_grpc
 
+from shared.consumers import RecordVerifier
 from shared.db import Database
 from shared.grpc import Authenticator
 
@@ -35,9 +36,10 @@ class OutputApp:
     sweep_every_seconds: float
     prune_every_seconds: float
     grpc_services: list[GrpcService] = field(default_factory=list)
+    verifier: RecordVerifier | None = None  # the agents' signatures (None: not checked)
 
     def register_consumers(self, broker: KafkaBroker) -> None:
-        output_consumers.register(broker, self.deps)
+        output_consumers.register(broker, self.deps, verify=self.verifier)
 
     async def complete_once(self) -> int:
         """One round: attempts that ended a grace period ago without their end of output are complete."""
@@ -57,6 +59,7 @@ def bootstrap_output(
     db: Database | None,
     auth: Authenticator,
     uow: OutputUnitOfWorkFactory | None = None,
+    verifier: RecordVerifier | None = None,
 ) -> OutputApp:
     if uow is None:
         if db is None:
@@ -72,4 +75,5 @@ def bootstrap_output(
         sweep_every_seconds=settings.monitoring_output_sweep_seconds,
         prune_every_seconds=settings.monitoring_retention_sweep_seconds,
         grpc_services=[(output_pb2_grpc.add_JobOutputServiceServicer_to_server, servicer, SERVICE_NAME)],
+        verifier=verifier,
     )

@@ -109,15 +109,17 @@ def test_the_agent_is_told_only_the_agent_ports_and_sits_on_the_node_network_alo
         "GPUFLEET_FLEET_GRPC_TARGET": f"fleet:{_agent_port('fleet')}",
         "GPUFLEET_SCHEDULER_GRPC_TARGET": f"scheduler:{_agent_port('scheduler')}",
     }
-    # The scheduler verifies node credentials on fleet's agent listener; no one else is told it.
+    # The scheduler verifies node credentials on fleet's agent listener, and monitoring asks it for the
+    # nodes' record keys (signed agent records); no one else is told it.
     holders = {
         n for n, s in services.items() if "GPUFLEET_FLEET_AGENT_GRPC_TARGET" in (s.get("environment") or {})
     }
-    assert holders == {"scheduler"}
-    assert (
-        services["scheduler"]["environment"]["GPUFLEET_FLEET_AGENT_GRPC_TARGET"]
-        == f"fleet:{_agent_port('fleet')}"
-    )
+    assert holders == {"scheduler", "monitoring"}
+    for holder in holders:
+        assert (
+            services[holder]["environment"]["GPUFLEET_FLEET_AGENT_GRPC_TARGET"]
+            == f"fleet:{_agent_port('fleet')}"
+        )
     # The gateway (the tenants' way in) is told only the tenant ports.
     gateway = services["gateway"]["environment"]
     agent_ports = {_agent_port(n) for n in AGENT_LISTENERS}

@@ -151,6 +151,26 @@ class AuthenticateNodesResponse(_message.Message):
     identities: _containers.RepeatedCompositeFieldContainer[NodeIdentity]
     def __init__(self, identities: _Optional[_Iterable[_Union[NodeIdentity, _Mapping]]] = ...) -> None: ...
 
+class GetRecordKeysRequest(_message.Message):
+    __slots__ = ("node_ids",)
+    NODE_IDS_FIELD_NUMBER: _ClassVar[int]
+    node_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RecordKey(_message.Message):
+    __slots__ = ("node_id", "public_key")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    public_key: bytes
+    def __init__(self, node_id: _Optional[str] = ..., public_key: _Optional[bytes] = ...) -> None: ...
+
+class GetRecordKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[RecordKey]
+    def __init__(self, keys: _Optional[_Iterable[_Union[RecordKey, _Mapping]]] = ...) -> None: ...
+
 class NodeIdentity(_message.Message):
     __slots__ = ("node_id", "organization_id", "credential_id")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -293,7 +313,7 @@ class GpuInfo(_message.Message):
     def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., model: _Optional[str] = ..., memory_total_mb: _Optional[int] = ...) -> None: ...
 
 class RegisterNodeRequest(_message.Message):
-    __slots__ = ("hostname", "provider", "gpu_backend", "driver_version", "gpus", "organization_id", "is_spot", "agent_version", "cpu_cores", "ram_mb", "labels")
+    __slots__ = ("hostname", "provider", "gpu_backend", "driver_version", "gpus", "organization_id", "is_spot", "agent_version", "cpu_cores", "ram_mb", "labels", "record_public_key")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -312,6 +332,7 @@ class RegisterNodeRequest(_message.Message):
     CPU_CORES_FIELD_NUMBER: _ClassVar[int]
     RAM_MB_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    RECORD_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     provider: str
     gpu_backend: str
@@ -323,7 +344,8 @@ class RegisterNodeRequest(_message.Message):
     cpu_cores: int
     ram_mb: int
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, hostname: _Optional[str] = ..., provider: _Optional[str] = ..., gpu_backend: _Optional[str] = ..., driver_version: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[GpuInfo, _Mapping]]] = ..., organization_id: _Optional[str] = ..., is_spot: _Optional[bool] = ..., agent_version: _Optional[str] = ..., cpu_cores: _Optional[int] = ..., ram_mb: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    record_public_key: bytes
+    def __init__(self, hostname: _Optional[str] = ..., provider: _Optional[str] = ..., gpu_backend: _Optional[str] = ..., driver_version: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[GpuInfo, _Mapping]]] = ..., organization_id: _Optional[str] = ..., is_spot: _Optional[bool] = ..., agent_version: _Optional[str] = ..., cpu_cores: _Optional[int] = ..., ram_mb: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., record_public_key: _Optional[bytes] = ...) -> None: ...
 
 class RegisteredGpu(_message.Message):
     __slots__ = ("index", "gpu_id", "gpu_type", "cost_per_hour", "name")

@@ -227,6 +227,11 @@ class NodeRegistryServiceStub:
                 request_serializer=gpufleet_dot_v1_dot_fleet__pb2.AuthenticateNodesRequest.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_fleet__pb2.AuthenticateNodesResponse.FromString,
                 _registered_method=True)
+        self.GetRecordKeys = channel.unary_unary(
+                '/gpufleet.v1.NodeRegistryService/GetRecordKeys',
+                request_serializer=gpufleet_dot_v1_dot_fleet__pb2.GetRecordKeysRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_fleet__pb2.GetRecordKeysResponse.FromString,
+                _registered_method=True)
 
 
 class NodeRegistryServiceServicer:
@@ -277,6 +282,15 @@ class NodeRegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRecordKeys(self, request, context):
+        """The public keys that nodes sign their Kafka records with (metric samples, job output), for the
+        consumers that check them (monitoring). Public: no credential is needed. A node that is unknown,
+        decommissioned, or registered without a key is left out of the answer (1 to 1,000 node ids).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeRegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -304,6 +318,11 @@ def add_NodeRegistryServiceServicer_to_server(servicer, server):
                     servicer.AuthenticateNodes,
                     request_deserializer=gpufleet_dot_v1_dot_fleet__pb2.AuthenticateNodesRequest.FromString,
                     response_serializer=gpufleet_dot_v1_dot_fleet__pb2.AuthenticateNodesResponse.SerializeToString,
+            ),
+            'GetRecordKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRecordKeys,
+                    request_deserializer=gpufleet_dot_v1_dot_fleet__pb2.GetRecordKeysRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_fleet__pb2.GetRecordKeysResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -444,6 +463,33 @@ class NodeRegistryService:
             '/gpufleet.v1.NodeRegistryService/AuthenticateNodes',
             gpufleet_dot_v1_dot_fleet__pb2.AuthenticateNodesRequest.SerializeToString,
             gpufleet_dot_v1_dot_fleet__pb2.AuthenticateNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRecordKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.NodeRegistryService/GetRecordKeys',
+            gpufleet_dot_v1_dot_fleet__pb2.GetRecordKeysRequest.SerializeToString,
+            gpufleet_dot_v1_dot_fleet__pb2.GetRecordKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,

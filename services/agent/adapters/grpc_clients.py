@@ -60,10 +60,11 @@ def _failure(service: str, exc: grpc.aio.AioRpcError) -> Unreachable:
 
 
 class FleetClient:
-    def __init__(self, target: str, credentials: AgentCredentials) -> None:
+    def __init__(self, target: str, credentials: AgentCredentials, record_public_key: bytes = b"") -> None:
         self._channel = channel(target)
         self._stub = fleet_pb2_grpc.NodeRegistryServiceStub(self._channel)
         self._credentials = credentials
+        self._record_public_key = record_public_key  # sent with each registration (shared.record_signing)
 
     async def register(
         self,
@@ -94,6 +95,7 @@ class FleetClient:
             cpu_cores=cpu_cores,
             ram_mb=ram_mb,
             labels=dict(labels or {}),
+            record_public_key=self._record_public_key,
         )
         # organization_id, provider and is_spot are not sent: what the node is comes from its join token.
         del provider, organization_id, is_spot

@@ -1,5 +1,8 @@
 """Publishes GPU metric samples to ``gpufleet.metrics.v1`` as CloudEvents (binary mode), key = node id.
 
+Every record this producer sends (samples, and job output through :meth:`send_record`) is signed with
+the node's record key (shared.record_signing), so that consumers take it only as this node's.
+
 Metrics are best effort: there is no outbox (the agent has no database) and no retry queue, because a
 late sample is a wrong sample for a live dashboard. The producer is (re)started lazily, so an agent
 that boots while the broker is down starts publishing once the broker is back.
@@ -17,6 +20,7 @@ from shared.contracts import topics
 from shared.contracts.metrics import GPU_METRICS_SAMPLED, GpuMetricsSampledV1
 from shared.events import Envelope
 from shared.kafka import ensure_topics, make_producer
+from shared.record_signing import RecordSigner
 from shared.settings import KafkaSettings
 
 log = logging.getLogger("gpufleet.agent.metrics")
@@ -35,8 +39,9 @@ async def _stop(producer: AIOKafkaProducer) -> None:
 
 
 class KafkaMetricsPublisher:
-    def __init__(self, settings: KafkaSettings, hostname: str) -> None:
+    def __init__(self, settings: KafkaSettings, hostname: str, signer: RecordSigner) -> None:
         self._settings = settings
+        self._signer = signer
         self.source = f"gpufleet/agent/{hostname}"
         self._client_id = f"agent-{hostname}"
         self._producer: AIOKafkaProducer | None = None
@@ -58,10 +63,11 @@ class KafkaMetricsPublisher:
             return self._producer
 
     async def send_record(
-        self, topic: str, value: bytes, *, key: bytes, headers: list[tuple[str, bytes]]
+        self, topic: str, value: bytes, *, key: bytes, headers: list[tuple[str, bytes]], node_id: str
     ) -> None:
-        """One record on ``topic`` through this producer, acknowledged (the job output shipper's
-        chunks); a failure restarts the producer, as a failed metrics publish does."""
+        """One record on ``topic`` through this producer, signed as ``node_id``'s and acknowledged (the
+        job output shipper's chunks); a failure restarts the producer, as a failed metrics publish does."""
+        headers = self._signer.sign(node_id, topic, key, headers, value)
         producer = await self._ready()
         try:
             await asyncio.wait_for(
@@ -77,15 +83,12 @@ class KafkaMetricsPublisher:
     async def publish(self, sample: GpuMetricsSampledV1) -> None:
         node_id = str(sample.node_id)
         envelope = Envelope(type=GPU_METRICS_SAMPLED, source=self.source, data=sample, subject=node_id)
+        value, key = envelope.value(), node_id.encode()
+        headers = self._signer.sign(node_id, topics.METRICS, key, envelope.headers(telemetry.inject()), value)
         producer = await self._ready()
         try:
             await asyncio.wait_for(
-                producer.send_and_wait(
-                    topics.METRICS,
-                    envelope.value(),
-                    key=node_id.encode(),
-                    headers=envelope.headers(telemetry.inject()),
-                ),
+                producer.send_and_wait(topics.METRICS, value, key=key, headers=headers),
                 SEND_TIMEOUT,
             )
         except Exception:

@@ -93,6 +93,7 @@ class KafkaOutputPublisher:
                 envelope.value(),
                 key=job_id.encode(),
                 headers=envelope.headers(telemetry.inject()),
+                node_id=str(chunk.node_id or ""),
             )
         except Exception:
             self._topic_ready = False  # a broker that came back empty has lost the topic too

@@ -11,7 +11,7 @@ from sqlalchemy import BigInteger, Column, LargeBinary, Numeric, Text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 4  # the highest file in migrations/fleet
+SCHEMA_VERSION = 5  # the highest file in migrations/fleet
 
 
 class GpuTypeRow(SQLModel, table=True):
@@ -83,6 +83,15 @@ class NodeCredentialRow(SQLModel, table=True):
     created_at: datetime
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
+
+
+class NodeRecordKeyRow(SQLModel, table=True):
+    __tablename__ = "node_record_keys"
+    __table_args__ = {"schema": "fleet"}
+
+    node_id: UUID = Field(primary_key=True)
+    public_key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    updated_at: datetime
 
 
 class GpuRow(SQLModel, table=True):

@@ -24,7 +24,7 @@ from ..domain.identity import JoinToken, NodeCredential, NodeProfile
 from ..domain.model import Gpu, Node
 from ..service_layer.unit_of_work import Census, FleetUnitOfWork, NodeInventory, UnitOfWorkFactory
 from .events import to_envelope
-from .orm import GpuRow, GpuTypeRow, JoinTokenRow, NodeCredentialRow, NodeRow
+from .orm import GpuRow, GpuTypeRow, JoinTokenRow, NodeCredentialRow, NodeRecordKeyRow, NodeRow
 
 _GPU_UPDATABLE = (
     "node_id",
@@ -357,6 +357,24 @@ class SqlUnitOfWork(FleetUnitOfWork):
             .with_for_update()
         )
         return [_credential(r) for r in (await self.session.execute(stmt)).scalars()]
+
+    async def save_record_key(self, node_id: UUID, public_key: bytes, now: datetime) -> None:
+        stmt = insert(NodeRecordKeyRow).values(node_id=node_id, public_key=public_key, updated_at=now)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[col(NodeRecordKeyRow.node_id)],
+            set_={"public_key": stmt.excluded.public_key, "updated_at": stmt.excluded.updated_at},
+        )
+        await self.session.execute(stmt)
+
+    async def record_keys(self, node_ids: Sequence[UUID]) -> dict[UUID, bytes]:
+        if not node_ids:
+            return {}
+        stmt = (
+            select(col(NodeRecordKeyRow.node_id), col(NodeRecordKeyRow.public_key))
+            .join(NodeRow, col(NodeRow.id) == col(NodeRecordKeyRow.node_id))
+            .where(col(NodeRecordKeyRow.node_id).in_(node_ids), col(NodeRow.decommissioned_at).is_(None))
+        )
+        return {node_id: bytes(key) for node_id, key in (await self.session.execute(stmt)).all()}
 
     async def save_credential(self, credential: NodeCredential) -> None:
         values = {

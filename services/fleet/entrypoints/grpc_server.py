@@ -143,7 +143,8 @@ class NodeRegistryServicer(fleet_pb2_grpc.NodeRegistryServiceServicer):
             ram_mb=request.ram_mb,
             labels=dict(request.labels),
         )
-        done: RegisteredNode = await handle(commands.RegisterNode(registration, secret), self.deps)
+        cmd = commands.RegisterNode(registration, secret, record_public_key=request.record_public_key)
+        done: RegisteredNode = await handle(cmd, self.deps)
         return fleet_pb2.RegisterNodeResponse(
             node_id=str(done.node_id),
             gpus=[
@@ -195,6 +196,15 @@ class NodeRegistryServicer(fleet_pb2_grpc.NodeRegistryServiceServicer):
         )
         return fleet_pb2.AuthenticateNodesResponse(
             identities=[_identity(n) if n is not None else fleet_pb2.NodeIdentity() for n in nodes]
+        )
+
+    async def GetRecordKeys(
+        self, request: fleet_pb2.GetRecordKeysRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.GetRecordKeysResponse:
+        ids = tuple(uuid_arg(n, "node_ids") for n in request.node_ids)
+        keys: dict[UUID, bytes] = await handle(commands.GetRecordKeys(ids), self.deps)
+        return fleet_pb2.GetRecordKeysResponse(
+            keys=[fleet_pb2.RecordKey(node_id=str(n), public_key=k) for n, k in sorted(keys.items())]
         )
 
 

@@ -14,6 +14,8 @@ class RegisterNode:
     registration: NodeRegistration
     # What the agent presented: a join token (first registration) or its node credential.
     secret: str = ""
+    # The Ed25519 public key the node signs its Kafka records with (empty: it does not sign).
+    record_public_key: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,13 @@ class AuthenticateNode:
 @dataclass(frozen=True)
 class AuthenticateNodes:
     credentials: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GetRecordKeys:
+    """The record signing keys of these nodes (public: consumers verify agents' records with them)."""
+
+    node_ids: tuple[UUID, ...]
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,7 @@ Command = (
     | ListAllNodes
     | AuthenticateNode
     | AuthenticateNodes
+    | GetRecordKeys
     | RotateNodeCredential
     | CreateJoinToken
     | ListJoinTokens

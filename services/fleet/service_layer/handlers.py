@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 from uuid import UUID
 
+from shared import record_signing
 from shared.contracts.limits import DEFAULT_PAGE, MAX_PAGE
 from shared.cursors import decode_cursor, encode_cursor
 from shared.errors import InvalidArgument
@@ -83,6 +84,10 @@ async def register_node(cmd: commands.RegisterNode, deps: Dependencies) -> Regis
     hostname or new; a node credential: its own node), with what it is taken from its token, and its
     GPUs by vendor uuid, so ids survive agent restarts. Nothing is written when it is refused."""
     reg = cmd.registration.validated()
+    if cmd.record_public_key and not record_signing.valid_public_key(cmd.record_public_key):
+        raise InvalidArgument(
+            "record_public_key is not an Ed25519 public key (32 bytes)", field="record_public_key"
+        )
     policy = deps.policy
     async with deps.uow(system=True) as tx:
         now = await tx.now()
@@ -97,6 +102,8 @@ async def register_node(cmd: commands.RegisterNode, deps: Dependencies) -> Regis
         released = await tx.decommissioned(sorted(others))
         check_gpu_claims(node.id, [ClaimedGpu(g.uuid, g.node_id, g.node_id in released) for g in known])
         await tx.save_node(node)
+        if cmd.record_public_key:
+            await tx.save_record_key(node.id, cmd.record_public_key, now)
         issued = await identity.complete(tx, admitted, node.id, now)
         if issued is not None:  # admitted with a join token (a credential's re-registration is routine)
             await tx.record_audit(
@@ -260,6 +267,15 @@ async def list_gpu_types(cmd: commands.ListGpuTypes, deps: Dependencies) -> list
         return await tx.catalog(active_only=True)
 
 
+async def get_record_keys(cmd: commands.GetRecordKeys, deps: Dependencies) -> dict[UUID, bytes]:
+    if not 1 <= len(cmd.node_ids) <= MAX_RECORD_KEYS:
+        raise InvalidArgument(f"between 1 and {MAX_RECORD_KEYS} node ids per call", field="node_ids")
+    async with deps.uow(system=True) as tx:
+        return await tx.record_keys(sorted(set(cmd.node_ids)))
+
+
+MAX_RECORD_KEYS = 1000
+
 Handler = Callable[[Any, Dependencies], Awaitable[Any]]
 
 HANDLERS: dict[type, Handler] = {
@@ -272,6 +288,7 @@ HANDLERS: dict[type, Handler] = {
     commands.ListAllNodes: list_all_nodes,
     commands.AuthenticateNode: identity.authenticate_node,
     commands.AuthenticateNodes: identity.authenticate_nodes,
+    commands.GetRecordKeys: get_record_keys,
     commands.RotateNodeCredential: identity.rotate_credential,
     commands.CreateJoinToken: identity.create_join_token,
     commands.ListJoinTokens: identity.list_join_tokens,

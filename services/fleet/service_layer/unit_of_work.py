@@ -101,6 +101,12 @@ class FleetUnitOfWork(Protocol):
     async def credentials_of_node(self, node_id: UUID) -> list[NodeCredential]:
         """Locked for update."""
 
+    async def save_record_key(self, node_id: UUID, public_key: bytes, now: datetime) -> None:
+        """The node's record signing key (shared.record_signing), replacing the one it had."""
+
+    async def record_keys(self, node_ids: Sequence[UUID]) -> dict[UUID, bytes]:
+        """The record signing keys of those of ``node_ids`` that have one and are not decommissioned."""
+
     async def save_credential(self, credential: NodeCredential) -> None: ...
 
 

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from faststream.kafka import KafkaBroker
 
-from shared.consumers import subscribe_batch
+from shared.consumers import RecordVerifier, subscribe_batch
 from shared.contracts import metrics, topics
 from shared.events import Envelope
 
@@ -59,9 +59,20 @@ def metrics_batch_handler(deps: Dependencies) -> Callable[[list[Envelope]], Awai
 
 
 def register(
-    broker: KafkaBroker, deps: Dependencies, *, topic: str = topics.METRICS, group_id: str = CONSUMER
+    broker: KafkaBroker,
+    deps: Dependencies,
+    *,
+    topic: str = topics.METRICS,
+    group_id: str = CONSUMER,
+    verify: RecordVerifier | None = None,
 ) -> None:
-    """``topic`` and ``group_id`` are overridable so that tests read without joining the service's group."""
+    """``topic`` and ``group_id`` are overridable so that tests read without joining the service's group;
+    ``verify``: the check of the agents' signatures (None: every well-formed record is taken)."""
     subscribe_batch(
-        broker, topic, group_id=group_id, models=metrics.EVENT_TYPES, handle=metrics_batch_handler(deps)
+        broker,
+        topic,
+        group_id=group_id,
+        models=metrics.EVENT_TYPES,
+        handle=metrics_batch_handler(deps),
+        verify=verify,
     )

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from faststream.kafka import KafkaBroker
 
-from shared.consumers import subscribe_batch
+from shared.consumers import RecordVerifier, subscribe_batch
 from shared.contracts import jobs, output, topics
 from shared.events import Envelope
 
@@ -116,6 +116,7 @@ def register(
     output_topic: str = topics.OUTPUT,
     jobs_topic: str = topics.JOBS,
     group_prefix: str = "",
+    verify: RecordVerifier | None = None,
 ) -> None:
     """Topics and group ids are overridable so that tests read without joining the service's groups.
     The job topic is subscribed first: a chunk is only applied once it told where its attempt runs."""
@@ -132,5 +133,6 @@ def register(
         group_id=group_prefix + CHUNKS_CONSUMER,
         models=output.EVENT_TYPES,
         handle=chunks_handler(deps),
+        verify=verify,
         max_records=64,  # up to 64 chunks of 64 KiB: one transaction of a few MiB at most
     )

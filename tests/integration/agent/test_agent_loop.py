@@ -20,7 +20,7 @@ from services.agent.adapters.report_store import JsonReportStore
 from services.agent.bootstrap import bootstrap
 from services.agent.config import AgentSettings
 from services.agent.domain.model import LOST_MESSAGE, SHUTDOWN_MESSAGE, JobStarted
-from shared import node_identity
+from shared import node_identity, record_signing
 from shared.contracts import topics
 from shared.contracts.metrics import EVENT_TYPES
 from shared.embedded.postgres import free_port
@@ -373,6 +373,13 @@ async def test_metric_samples_arrive_with_cloudevents_headers_and_the_holding_jo
     assert headers["ce_specversion"] == "1.0" and headers["ce_type"] == "gpufleet.gpu.metrics_sampled"
     assert headers["ce_source"] == f"gpufleet/agent/{h.settings.agent_hostname}"
     assert str(env.data.node_id) == h.fleet.node_id
+    # Signed with the key the agent registered (shared.record_signing): taken as this node's alone.
+    registered_key = h.fleet.registrations[-1].record_public_key
+    assert record_signing.valid_public_key(registered_key)
+    assert record_signing.signer_of(record.headers) == h.fleet.node_id
+    assert (
+        record_signing.check(registered_key, record.topic, record.key, record.headers, record.value) is None
+    )
     by_gpu = {str(s.gpu_id): s for s in env.data.samples}
     held = by_gpu[h.fleet.gpu_ids[1]]
     assert str(held.job_id) == job_id and str(held.organization_id) == org and held.gpu_type == "a100-80gb"

@@ -250,3 +250,47 @@ async def test_rotation_overlap_and_revocation_on_decommission(fleet: Fleet) -> 
             ).scalars()
         )
     assert statuses == {"offline"} and (await _node_row(fleet, node.node_id)).status == "offline"
+
+
+async def test_a_nodes_record_key_is_kept_per_registration_and_served_until_decommission(
+    fleet: Fleet,
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from shared.record_signing import RecordSigner
+
+    first, second = (RecordSigner(Ed25519PrivateKey.generate()).public_key for _ in range(2))
+    req = node_request()
+    req.record_public_key = first
+    node = await fleet.join(req)
+    keyless = await fleet.join(node_request())  # an agent that does not sign
+
+    async def served(*node_ids: str) -> dict[str, bytes]:
+        answer = await fleet.registry.GetRecordKeys(fleet_pb2.GetRecordKeysRequest(node_ids=node_ids))
+        return {k.node_id: k.public_key for k in answer.keys}
+
+    assert await served(node.node_id, keyless.node_id, str(uuid4())) == {node.node_id: first}
+    # A re-registration (its credential) replaces the key: an agent whose state folder lost its key.
+    req.record_public_key = second
+    await fleet.registry.RegisterNode(req, metadata=with_key(node.node_credential.credential))
+    assert await served(node.node_id) == {node.node_id: second}
+
+    bad = node_request()
+    bad.record_public_key = b"\x01" * 31
+    err = await _refused(
+        fleet.registry.RegisterNode(bad, metadata=with_key(await fleet.join_token(provider="on-prem"))),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert "record_public_key" in err.details()
+    await _refused(
+        fleet.registry.GetRecordKeys(fleet_pb2.GetRecordKeysRequest(node_ids=["not-a-uuid"])),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    await _refused(
+        fleet.registry.GetRecordKeys(fleet_pb2.GetRecordKeysRequest()), grpc.StatusCode.INVALID_ARGUMENT
+    )
+
+    await fleet.admin.DecommissionNode(
+        fleet_pb2.DecommissionNodeRequest(node_id=node.node_id), metadata=OPERATOR
+    )
+    assert await served(node.node_id) == {}

@@ -10,6 +10,7 @@ from gpufleet.v1 import fleet_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.fleet.__main__ import build
+from services.fleet.adapters.orm import SCHEMA_VERSION
 from shared.contracts import fleet as contract
 from shared.contracts import topics
 from shared.embedded.postgres import free_port
@@ -78,7 +79,8 @@ async def test_service_registers_nodes_and_publishes_their_gpus(fleet: Fleet, id
 
 
 async def test_service_refuses_a_schema_behind_the_code(fleet: Fleet, monkeypatch) -> None:
-    monkeypatch.setattr("services.fleet.__main__.SCHEMA_VERSION", 5)  # a build that expects migration 005
+    ahead = SCHEMA_VERSION + 1  # a build that expects the next migration
+    monkeypatch.setattr("services.fleet.__main__.SCHEMA_VERSION", ahead)
     settings = fleet.settings.model_copy(update={"fleet_grpc_listen": f"127.0.0.1:{free_port()}"})
-    with pytest.raises(Fatal, match="expects 5"):
+    with pytest.raises(Fatal, match=f"expects {ahead}"):
         await asyncio.wait_for(build(settings).serve(asyncio.Event()), 30)

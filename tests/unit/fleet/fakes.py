@@ -32,6 +32,7 @@ class FakeStore:
         self.units: list[dict] = []
         self.join_tokens: dict[UUID, JoinToken] = {}
         self.credentials: dict[UUID, NodeCredential] = {}
+        self.record_keys: dict[UUID, bytes] = {}
         # What the tests' agents keep: hostname -> credential, node id -> credential.
         self.host_credentials: dict[str, str] = {}
         self.node_credentials: dict[UUID, str] = {}
@@ -57,12 +58,14 @@ class FakeUnit:
         self.events: list[GpuEvent] = []
         self.join_tokens: dict[UUID, JoinToken] = {}
         self.credentials: dict[UUID, NodeCredential] = {}
+        self.keys: dict[UUID, bytes] = {}
         self.audits: list[object] = []
 
     def commit(self) -> None:
         self.store.audits.extend(self.audits)
         self.store.join_tokens.update(self.join_tokens)
         self.store.credentials.update(self.credentials)
+        self.store.record_keys.update(self.keys)
         self.store.nodes.update(self.nodes)
         self.store.gpus.update(self.gpus)
         self.store.published.extend(self.events)
@@ -200,6 +203,16 @@ def _identity_methods() -> None:
             for c in _creds(self).values()
             if c.secret_hash in wanted and c.node_id in nodes
         ]
+
+    async def save_record_key(self, node_id, public_key, now):  # type: ignore[no-untyped-def]
+        self.keys[node_id] = public_key
+
+    async def record_keys(self, node_ids):  # type: ignore[no-untyped-def]
+        keys = {**self.store.record_keys, **self.keys}
+        nodes = {**self.store.nodes, **self.nodes}
+        return {
+            n: keys[n] for n in node_ids if n in keys and n in nodes and nodes[n].decommissioned_at is None
+        }
 
     async def credentials_of_node(self, node_id):  # type: ignore[no-untyped-def]
         return [copy.deepcopy(c) for c in _creds(self).values() if c.node_id == node_id]

@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
 from services.agent.adapters.metrics_publisher import KafkaMetricsPublisher
@@ -24,6 +25,7 @@ from shared.consumers import checked_topic
 from shared.contracts import CATALOG, costs, fleet, jobs, metrics, output, topics
 from shared.events import Envelope, MalformedEvent, UnexpectedSource, check_source
 from shared.kafka import broker_security, client_security, make_broker, make_producer
+from shared.record_signing import RecordSigner
 from shared.settings import KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -80,7 +82,7 @@ def test_the_agent_publishes_metrics_and_output_directly():
 
 def test_each_producer_source_is_allowed_on_its_topic_and_nowhere_else():
     settings = KafkaSettings(kafka_bootstrap_servers="k:9092")
-    metrics_pub = KafkaMetricsPublisher(settings, "node-7")
+    metrics_pub = KafkaMetricsPublisher(settings, "node-7", RecordSigner(Ed25519PrivateKey.generate()))
     sources = {
         topics.JOBS: SCHEDULER_SOURCE,
         topics.COSTS: BILLING_SOURCE,

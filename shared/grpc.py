@@ -7,7 +7,8 @@
   Traces come from OpenTelemetry's gRPC instrumentation (server and client interceptors below): the
   caller's W3C context in the metadata is continued by the server.
 * :class:`Authenticator` resolves the API key in the ``authorization`` metadata through identity's
-  ``Authenticate`` (with a cache of at most a second) and holds it to the scope the current method
+  ``Authenticate`` (each answer trusted for at most a second, the keys in use verified again ahead of
+  their next call) and holds it to the scope the current method
   needs (``shared.scopes``); ``Authenticator.operator`` requires the operator token instead (operator
   calls); :func:`agent_secret` takes a node agent's secret and :class:`NodeAuthenticator` verifies
   node credentials through fleet (agents' own path: never an API key or the operator token).
@@ -47,6 +48,7 @@ from shared.errors import (
     Unavailable,
 )
 from shared.failures import is_unavailable
+from shared.verified_ahead import VerifiedAhead
 
 log = logging.getLogger("gpufleet.grpc")
 
@@ -247,30 +249,31 @@ class NodeAuthenticator:
         self._channel = channel(fleet_target)
         self._stub = fleet_pb2_grpc.NodeRegistryServiceStub(self._channel)
         self._ttl = min(ttl, MAX_NODE_AUTH_CACHE_SECONDS)
-        self._cache: dict[bytes, tuple[float, UUID]] = {}
-        # Verified ahead: digest -> (credential, last used, monotonic). Off when nothing is cached or
-        # a refresh would come after the entry it renews expired.
-        self._refresh_s, self._keep_s = refresh_s, keep_s
-        self._ahead = 0 < refresh_s < self._ttl
-        self._in_use: dict[bytes, tuple[str, float]] = {}
-        self._refresher: asyncio.Task[None] | None = None
+        self._verified: VerifiedAhead[UUID] = VerifiedAhead(
+            self._verify_many,
+            ttl=self._ttl,
+            refresh_s=refresh_s,
+            keep_s=keep_s,
+            max_entries=MAX_NODE_CREDENTIALS,
+            max_batch=MAX_CREDENTIALS_PER_REFRESH,
+            what="node credentials (fleet has no AuthenticateNodes)",
+        )
 
     async def node_of(self, context: grpc.aio.ServicerContext) -> UUID:
         """The node the caller's credential is bound to; UNAUTHENTICATED when it is not valid."""
         credential = agent_secret(context)
         digest = hashlib.sha256(credential.encode()).digest()
         now = time.monotonic()
-        hit = self._cache.get(digest)
-        if hit and hit[0] > now:
-            self._used(digest, credential, now)
-            return hit[1]
+        hit = self._verified.get(digest, credential, now)
+        if hit is not None:
+            return hit
         try:
             answer = await self._stub.AuthenticateNode(
                 fleet_pb2.AuthenticateNodeRequest(credential=credential), timeout=5
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
-                self._forget(digest)
+                self._verified.forget(digest)
                 raise Unauthenticated("invalid node credential") from exc
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 # A fleet serving its agent API on a listener of its own, and this service pointed
@@ -282,64 +285,20 @@ class NodeAuthenticator:
                 )
             raise Unavailable(f"fleet is unavailable: {exc.code().name}") from exc
         node = UUID(answer.node_id)
-        if len(self._cache) > MAX_NODE_CREDENTIALS:
-            self._cache.clear()
-        self._cache[digest] = (now + self._ttl, node)
-        self._used(digest, credential, now)
+        self._verified.put(digest, credential, node, now)
         return node
 
-    def _used(self, digest: bytes, credential: str, now: float) -> None:
-        if not self._ahead:
-            return
-        if digest not in self._in_use and len(self._in_use) >= MAX_NODE_CREDENTIALS:
-            return  # the rest are asked per call
-        self._in_use[digest] = (credential, now)
-        if self._refresher is None or self._refresher.done():
-            self._refresher = asyncio.get_running_loop().create_task(self._keep_verified())
-
-    def _forget(self, digest: bytes) -> None:
-        self._cache.pop(digest, None)
-        self._in_use.pop(digest, None)
-
-    async def _keep_verified(self) -> None:
-        """Verify every credential in use again, every ``refresh_s``, until none is left in use."""
-        began = time.monotonic()
-        while self._in_use:
-            await asyncio.sleep(max(0.0, self._refresh_s - (time.monotonic() - began)))
-            began = now = time.monotonic()
-            for digest in [d for d, (_, used) in self._in_use.items() if now - used > self._keep_s]:
-                del self._in_use[digest]
-            digests = list(self._in_use)
-            for i in range(0, len(digests), MAX_CREDENTIALS_PER_REFRESH):
-                if not await self._verify(digests[i : i + MAX_CREDENTIALS_PER_REFRESH]):
-                    return
-
-    async def _verify(self, digests: list[bytes]) -> bool:
-        """One AuthenticateNodes call; False: fleet does not serve it (stop verifying ahead)."""
-        asked = time.monotonic()  # an answer is trusted from when it was asked, not from when it came
-        credentials = [self._in_use[d][0] for d in digests]
+    async def _verify_many(self, batch: list[tuple[str, bool]]) -> list[UUID | None] | None:
+        """One AuthenticateNodes call; None: fleet does not serve it."""
         try:
             answer = await self._stub.AuthenticateNodes(
-                fleet_pb2.AuthenticateNodesRequest(credentials=credentials), timeout=self._ttl
+                fleet_pb2.AuthenticateNodesRequest(credentials=[c for c, _ in batch]), timeout=self._ttl
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
-                log.warning(
-                    "fleet does not serve AuthenticateNodes: node credentials are verified per call",
-                    extra={"target": self._target},
-                )
-                self._ahead = False
-                self._in_use.clear()
-                return False
-            # Fleet unreachable: the entries run out on their own, and calls then ask per credential.
-            log.debug("re-verifying node credentials failed", extra={"code": exc.code().name})
-            return True
-        for digest, identity in zip(digests, answer.identities, strict=False):
-            if identity.node_id:
-                self._cache[digest] = (asked + self._ttl, UUID(identity.node_id))
-            else:
-                self._forget(digest)
-        return True
+                return None
+            raise
+        return [UUID(i.node_id) if i.node_id else None for i in answer.identities]
 
     async def own_node(self, context: grpc.aio.ServicerContext, node_id: str) -> UUID:
         """The caller's node, which must be ``node_id`` (the node the request names): another node's
@@ -354,15 +313,21 @@ class NodeAuthenticator:
         return caller
 
     async def close(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._refresher
+        await self._verified.close()
         await self._channel.close()
 
 
 # The longest a resolved key is trusted: a revoked key stops working everywhere within this.
 MAX_AUTH_CACHE_SECONDS = 1.0
+# Keys in use are verified again every this often, all in one AuthenticateKeys call, so that a call
+# finds its key verified less than a second ago (as NODE_AUTH_REFRESH_SECONDS for node credentials):
+# on a quiet system that was an Authenticate round trip in the gateway and another in the service it
+# called, on nearly every request.
+API_KEY_REFRESH_SECONDS = 0.7
+# A key that made no call for this long is no longer verified ahead (its next call asks identity).
+API_KEY_KEEP_SECONDS = 300.0
+MAX_KEYS_PER_REFRESH = 1000  # identity's limit per AuthenticateKeys call
+MAX_API_KEYS_CACHED = 10_000
 
 
 class Authenticator:
@@ -372,8 +337,12 @@ class Authenticator:
     pushing revocations on a topic that every authenticator follows (a longer cache, but every
     process then depends on the broker for a security property, and a consumer lagging or a
     partition being rebalanced silently stretches the window), or a cache short enough that its
-    length *is* the bound. The second is chosen: at most one ``Authenticate`` per key per second per
-    process is cheap (a primary-key look-up by hash), and the bound holds whatever the broker does.
+    length *is* the bound. The second is chosen: re-verifying a key is cheap (a primary-key look-up by
+    hash), and the bound holds whatever the broker does. A key's first call asks ``Authenticate``;
+    while it keeps being used (``keep_s``), a background task verifies every key in use again every
+    ``refresh_s`` in one ``AuthenticateKeys`` call (shared/verified_ahead.py), each answer trusted for
+    ``ttl`` from when it was asked: a call finds its key verified less than a second ago and waits for
+    no round trip, and a revoked key is refused within the same bound.
     A longer ``ttl`` is cut to :data:`MAX_AUTH_CACHE_SECONDS` (with a warning). The gateway and the
     service it calls each cache at most a second, and a call passes only if both still accept the
     key, so a call made more than a second after revocation is refused.
@@ -382,7 +351,13 @@ class Authenticator:
     without a call to identity."""
 
     def __init__(
-        self, identity_target: str, ttl: float = 1.0, *, use_channel: grpc.aio.Channel | None = None
+        self,
+        identity_target: str,
+        ttl: float = 1.0,
+        *,
+        use_channel: grpc.aio.Channel | None = None,
+        refresh_s: float = API_KEY_REFRESH_SECONDS,
+        keep_s: float = API_KEY_KEEP_SECONDS,
     ) -> None:
         self._owns_channel = use_channel is None
         self._channel = use_channel or channel(identity_target)
@@ -393,7 +368,15 @@ class Authenticator:
                 extra={"asked_seconds": ttl, "seconds": MAX_AUTH_CACHE_SECONDS},
             )
         self._ttl = min(ttl, MAX_AUTH_CACHE_SECONDS)
-        self._cache: dict[bytes, tuple[float, common_pb2.Principal]] = {}
+        self._verified: VerifiedAhead[common_pb2.Principal] = VerifiedAhead(
+            self._verify_many,
+            ttl=self._ttl,
+            refresh_s=refresh_s,
+            keep_s=keep_s,
+            max_entries=MAX_API_KEYS_CACHED,
+            max_batch=MAX_KEYS_PER_REFRESH,
+            what="API keys (identity has no AuthenticateKeys)",
+        )
         self._inflight: dict[bytes, asyncio.Future[common_pb2.Principal]] = {}
 
     async def authenticate(self, api_key: str | None) -> common_pb2.Principal:
@@ -408,16 +391,17 @@ class Authenticator:
         return principal
 
     async def _resolve(self, credential: str, refusal: str) -> common_pb2.Principal:
-        """Identity's answer for ``credential``, cached for ``ttl`` seconds (by its SHA-256).
+        """Identity's answer for ``credential``, trusted for ``ttl`` seconds from when it was asked (by
+        its SHA-256); an API key in use is verified again ahead of its next call (VerifiedAhead).
 
         Callers that miss the cache together share one ``Authenticate`` (its answer is as fresh for
         each of them as a call of their own would be): without that, every expiry of a busy key's
         entry sent one call per request in flight."""
         digest = hashlib.sha256(credential.encode()).digest()
-        hit = self._cache.get(digest)
         now = time.monotonic()
-        if hit and hit[0] > now:
-            return hit[1]
+        hit = self._verified.get(digest, credential, now)
+        if hit is not None:
+            return hit
         pending = self._inflight.get(digest)
         if pending is None:
             pending = asyncio.ensure_future(self._call_identity(credential, digest, now))
@@ -427,6 +411,7 @@ class Authenticator:
             return await asyncio.shield(pending)  # one caller cancelled does not cancel the others' call
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                self._verified.forget(digest)
                 raise Unauthenticated(refusal) from exc
             raise _unavailable(exc) from exc
 
@@ -434,10 +419,25 @@ class Authenticator:
         principal = await self._stub.Authenticate(
             identity_pb2.AuthenticateRequest(api_key=credential), timeout=5
         )
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[digest] = (asked_at + self._ttl, principal)
+        # Operator tokens are only cached: operator calls are rare, and AuthenticateKeys takes keys only.
+        ahead = not principal.operator and api_keys.well_formed(credential)
+        self._verified.put(digest, credential, principal, asked_at, ahead=ahead)
         return principal
+
+    async def _verify_many(self, batch: list[tuple[str, bool]]) -> list[common_pb2.Principal | None] | None:
+        """One AuthenticateKeys call; None: identity does not serve it."""
+        try:
+            answer = await self._stub.AuthenticateKeys(
+                identity_pb2.AuthenticateKeysRequest(
+                    keys=[identity_pb2.KeyToVerify(api_key=k, used=u) for k, u in batch]
+                ),
+                timeout=self._ttl,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return None
+            raise
+        return [k.principal if k.valid and not k.principal.operator else None for k in answer.keys]
 
     async def operator(self, context: grpc.aio.ServicerContext) -> common_pb2.Principal:
         """Require an operator token (``GPUFLEET_ADMIN_TOKEN``, or a named operator's; only identity
@@ -470,6 +470,7 @@ class Authenticator:
         return principal
 
     async def close(self) -> None:
+        await self._verified.close()
         if self._owns_channel:
             await self._channel.close()
 

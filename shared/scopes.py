@@ -127,6 +127,7 @@ EVERY_KEY += ("NotificationService/StreamEvents",)
 
 NOT_API_KEY_METHODS: Mapping[str, str] = {
     "IdentityService/Authenticate": "resolves a key given in the request; the services' own call",
+    "IdentityService/AuthenticateKeys": "resolves the keys given in the request; the services' own call",
     "IdentityService/CreateOrganization": "operator call (admin token)",
     "IdentityService/AcceptInvite": "the invitee has no key yet: the invite's token is the credential",
     "IdentityService/CreateOperator": "operator call (operator token)",

@@ -205,6 +205,14 @@ class SchedulerApp:
         close_projects = getattr(self.deps.projects, "close", None)
         if close_projects is not None:
             await close_projects()
+        # The caches kept fresh in the background (service_layer/freshness.py).
+        if self.policies is not None:
+            await self.policies.close()
+        if self.deps.limits is not None:
+            await self.deps.limits.store.close()
+        close_capacity = getattr(self.deps.capacity, "close", None)
+        if close_capacity is not None:
+            await close_capacity()
 
 
 def bootstrap_app(settings: SchedulerSettings, *, db: Database, auth: Authenticator) -> SchedulerApp:

@@ -13,6 +13,34 @@ class AuthenticateRequest(_message.Message):
     api_key: str
     def __init__(self, api_key: _Optional[str] = ...) -> None: ...
 
+class KeyToVerify(_message.Message):
+    __slots__ = ("api_key", "used")
+    API_KEY_FIELD_NUMBER: _ClassVar[int]
+    USED_FIELD_NUMBER: _ClassVar[int]
+    api_key: str
+    used: bool
+    def __init__(self, api_key: _Optional[str] = ..., used: _Optional[bool] = ...) -> None: ...
+
+class AuthenticateKeysRequest(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[KeyToVerify]
+    def __init__(self, keys: _Optional[_Iterable[_Union[KeyToVerify, _Mapping]]] = ...) -> None: ...
+
+class KeyVerification(_message.Message):
+    __slots__ = ("valid", "principal")
+    VALID_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    valid: bool
+    principal: _common_pb2.Principal
+    def __init__(self, valid: _Optional[bool] = ..., principal: _Optional[_Union[_common_pb2.Principal, _Mapping]] = ...) -> None: ...
+
+class AuthenticateKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[KeyVerification]
+    def __init__(self, keys: _Optional[_Iterable[_Union[KeyVerification, _Mapping]]] = ...) -> None: ...
+
 class CreateOrganizationRequest(_message.Message):
     __slots__ = ("name", "owner_email", "owner_name")
     NAME_FIELD_NUMBER: _ClassVar[int]

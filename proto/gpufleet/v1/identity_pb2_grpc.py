@@ -40,6 +40,11 @@ class IdentityServiceStub:
                 request_serializer=gpufleet_dot_v1_dot_identity__pb2.AuthenticateRequest.SerializeToString,
                 response_deserializer=gpufleet_dot_v1_dot_common__pb2.Principal.FromString,
                 _registered_method=True)
+        self.AuthenticateKeys = channel.unary_unary(
+                '/gpufleet.v1.IdentityService/AuthenticateKeys',
+                request_serializer=gpufleet_dot_v1_dot_identity__pb2.AuthenticateKeysRequest.SerializeToString,
+                response_deserializer=gpufleet_dot_v1_dot_identity__pb2.AuthenticateKeysResponse.FromString,
+                _registered_method=True)
         self.CreateOrganization = channel.unary_unary(
                 '/gpufleet.v1.IdentityService/CreateOrganization',
                 request_serializer=gpufleet_dot_v1_dot_identity__pb2.CreateOrganizationRequest.SerializeToString,
@@ -123,6 +128,17 @@ class IdentityServiceServicer:
     def Authenticate(self, request, context):
         """Resolves an API key to its principal. UNAUTHENTICATED for a missing, unknown,
         revoked or expired key (the message never says which).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AuthenticateKeys(self, request, context):
+        """Resolves 1 to 1,000 API keys at once, one answer per key in order (valid = false: missing,
+        unknown, revoked or expired, never saying which; an operator token is never valid here). What the
+        services' key caches call to re-verify the keys in use ahead of their next call (shared/grpc.py,
+        Authenticator): `used` marks a key used since its last verification, and its last use is then
+        recorded as Authenticate records it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -237,6 +253,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     request_deserializer=gpufleet_dot_v1_dot_identity__pb2.AuthenticateRequest.FromString,
                     response_serializer=gpufleet_dot_v1_dot_common__pb2.Principal.SerializeToString,
             ),
+            'AuthenticateKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthenticateKeys,
+                    request_deserializer=gpufleet_dot_v1_dot_identity__pb2.AuthenticateKeysRequest.FromString,
+                    response_serializer=gpufleet_dot_v1_dot_identity__pb2.AuthenticateKeysResponse.SerializeToString,
+            ),
             'CreateOrganization': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateOrganization,
                     request_deserializer=gpufleet_dot_v1_dot_identity__pb2.CreateOrganizationRequest.FromString,
@@ -340,6 +361,33 @@ class IdentityService:
             '/gpufleet.v1.IdentityService/Authenticate',
             gpufleet_dot_v1_dot_identity__pb2.AuthenticateRequest.SerializeToString,
             gpufleet_dot_v1_dot_common__pb2.Principal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthenticateKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.IdentityService/AuthenticateKeys',
+            gpufleet_dot_v1_dot_identity__pb2.AuthenticateKeysRequest.SerializeToString,
+            gpufleet_dot_v1_dot_identity__pb2.AuthenticateKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,

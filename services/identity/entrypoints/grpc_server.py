@@ -144,6 +144,20 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             return common_pb2.Principal(operator=True, operator_name=found.name)
         return _principal(found)
 
+    async def AuthenticateKeys(
+        self, request: identity_pb2.AuthenticateKeysRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.AuthenticateKeysResponse:
+        cmd = commands.AuthenticateKeys(tuple((k.api_key, k.used) for k in request.keys))
+        found: list[Principal | None] = await handle(cmd, self.deps)
+        return identity_pb2.AuthenticateKeysResponse(
+            keys=[
+                identity_pb2.KeyVerification(valid=True, principal=_principal(p))
+                if p is not None
+                else identity_pb2.KeyVerification()
+                for p in found
+            ]
+        )
+
     async def CreateOrganization(
         self, request: identity_pb2.CreateOrganizationRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.CreateOrganizationResponse:

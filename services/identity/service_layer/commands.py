@@ -21,6 +21,14 @@ class Authenticate:
 
 
 @dataclass(frozen=True)
+class AuthenticateKeys:
+    """Many API keys at once (the services' caches re-verifying the keys in use): each with whether it
+    was used since that caller last verified it (its last use is recorded only then)."""
+
+    keys: tuple[tuple[str, bool], ...] = field(repr=False)
+
+
+@dataclass(frozen=True)
 class CreateOrganization:
     """An operator call: ``operator_token`` is what the caller presented (None: nothing)."""
 
@@ -245,6 +253,7 @@ class PruneAudit:
 
 Command = (
     Authenticate
+    | AuthenticateKeys
     | CreateOrganization
     | GetOrganization
     | CreateApiKey

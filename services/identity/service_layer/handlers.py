@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
-from shared.errors import NotFound, Unauthenticated
+from shared.errors import InvalidArgument, NotFound, Unauthenticated
 from shared.handlers import dispatch
 
 from ..domain import model
@@ -34,6 +35,7 @@ from .dependencies import (  # re-exported: the entrypoints and tests import the
 from .dependencies import key_details as _key_details
 from .members import AcceptedInvite, CreatedInvite
 from .operators import OPERATOR_REQUIRED, CreatedOperator, resolve_operator
+from .unit_of_work import IdentityUnitOfWork
 
 __all__ = [
     "OPERATOR_REQUIRED",
@@ -74,15 +76,49 @@ async def authenticate(cmd: commands.Authenticate, deps: Dependencies) -> Princi
         deps.metrics.count_authentication(AuthOutcome.MALFORMED)
         raise Unauthenticated(INVALID_KEY)
     async with deps.uow(system=True) as tx:
-        found = await tx.credential(hash_key(cmd.api_key))
-        now = await tx.now()
-        refusal = AuthOutcome.INVALID if found is None else found.key.refusal_at(now)
-        if found is not None and refusal is None and found.key.use_worth_recording(now):
-            await tx.record_key_use(found.key.id, now)
+        principal = await _verify_key(tx, cmd.api_key, await tx.now(), used=True, deps=deps)
+    if principal is None:
+        raise Unauthenticated(INVALID_KEY)
+    return principal
+
+
+# Keys per AuthenticateKeys call: what a service's cache sends in one batch (shared/grpc.py).
+MAX_KEYS_PER_CALL = 1000
+
+
+async def authenticate_keys(cmd: commands.AuthenticateKeys, deps: Dependencies) -> list[Principal | None]:
+    """One answer per key, in order (None: not valid, never saying why), all in one transaction. An
+    operator token is not a key and is never valid here."""
+    if not 1 <= len(cmd.keys) <= MAX_KEYS_PER_CALL:
+        raise InvalidArgument(f"between 1 and {MAX_KEYS_PER_CALL} keys per call", field="keys")
+    answers: list[Principal | None] = [None] * len(cmd.keys)
+    shaped = []
+    for i, (key, used) in enumerate(cmd.keys):
+        if well_formed(key):
+            shaped.append((i, key, used))
+        else:
+            deps.metrics.count_authentication(AuthOutcome.MALFORMED)
+    if shaped:
+        async with deps.uow(system=True) as tx:
+            now = await tx.now()
+            for i, key, used in shaped:
+                answers[i] = await _verify_key(tx, key, now, used=used, deps=deps)
+    return answers
+
+
+async def _verify_key(
+    tx: IdentityUnitOfWork, api_key: str, now: datetime, *, used: bool, deps: Dependencies
+) -> Principal | None:
+    """The principal of a well-formed ``api_key`` at ``now`` (None: unknown, revoked or expired); a
+    use is recorded (at most once per interval) when ``used``."""
+    found = await tx.credential(hash_key(api_key))
+    refusal = AuthOutcome.INVALID if found is None else found.key.refusal_at(now)
+    if found is not None and refusal is None and used and found.key.use_worth_recording(now):
+        await tx.record_key_use(found.key.id, now)
     deps.metrics.count_authentication(refusal or AuthOutcome.OK)
     if found is None or refusal is not None:
-        raise Unauthenticated(INVALID_KEY)
-    if legacy(cmd.api_key):
+        return None
+    if used and legacy(api_key):
         deps.metrics.count_legacy_key()
     key = found.key
     return Principal(
@@ -204,6 +240,7 @@ Handler = Callable[[Any, Dependencies], Awaitable[Any]]
 
 HANDLERS: dict[type, Handler] = {
     commands.Authenticate: authenticate,
+    commands.AuthenticateKeys: authenticate_keys,
     commands.CreateOrganization: create_organization,
     commands.GetOrganization: get_organization,
     commands.CreateApiKey: create_api_key,

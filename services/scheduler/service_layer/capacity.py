@@ -1,7 +1,8 @@
 """Admission at submit: could any node of this fleet ever hold the job? Answered by the engine's
 ``admission.never_fits`` over a capacity summary of the GPU projection (nodes only, no jobs), kept
 per process and rebuilt only when the projection's change watermark moved (checked at most once per
-``refresh_s``), so a submit costs no inventory read."""
+``refresh_s``, in the background while submits come: service_layer/freshness.py), so a submit costs
+no inventory read."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from uuid import UUID
 from ..domain.engine import Policy, Shape, Snapshot, never_fits
 from ..domain.engine.model import Pool
 from ..domain.views import nodes_of
+from .freshness import KeptFresh
 from .unit_of_work import UnitOfWorkFactory
 
 
@@ -26,12 +28,20 @@ class FleetCapacity:
         self._version = -1
         self._checked = -float("inf")
         self._lock = asyncio.Lock()
+        self._fresh = KeptFresh(lambda: self._read(force=True), refresh_s, what="capacity")
 
     async def _current(self) -> Snapshot:
-        if time.monotonic() - self._checked < self._refresh_s:
+        self._fresh.used()  # kept younger than refresh_s in the background (service_layer/freshness.py)
+        return await self._read()
+
+    async def close(self) -> None:
+        await self._fresh.close()
+
+    async def _read(self, *, force: bool = False) -> Snapshot:
+        if not force and time.monotonic() - self._checked < self._refresh_s:
             return self._snapshot
         async with self._lock:
-            if time.monotonic() - self._checked < self._refresh_s:
+            if not force and time.monotonic() - self._checked < self._refresh_s:
                 return self._snapshot
             async with self._uow(system=True) as uow:
                 version = await uow.inventory_version()

@@ -38,6 +38,7 @@ from ..domain import limits as rules
 from ..domain import policy_admin
 from ..domain.limits import Effective, Limits, LimitsPolicy, OrganizationSetting, TokenBucket
 from ..domain.policy_admin import OPERATOR, Actor, AuditEntry
+from .freshness import KeptFresh
 
 SERVICE = "PolicyService"
 MAX_TRACKED = 10_000  # organizations with limiter state kept before idle ones are dropped
@@ -87,6 +88,7 @@ class LimitsStore:
         self._stale = True
         self._checked = -math.inf
         self._lock = asyncio.Lock()
+        self._kept = KeptFresh(lambda: self._refresh(force=True), refresh_s, what="limits")
 
     def invalidate(self) -> None:
         self._stale = True
@@ -95,10 +97,19 @@ class LimitsStore:
         return not self._stale and self.clock() - self._checked < self.refresh_s
 
     async def refresh(self) -> LimitsPolicy:
-        if self._fresh():
+        """The limits in force, read again if the last read is older than ``refresh_s`` (kept younger
+        in the background while they are used: service_layer/freshness.py)."""
+        self._kept.used()
+        return await self._refresh()
+
+    async def close(self) -> None:
+        await self._kept.close()
+
+    async def _refresh(self, *, force: bool = False) -> LimitsPolicy:
+        if not force and self._fresh():
             return self.current
         async with self._lock:
-            if self._fresh():
+            if not force and self._fresh():
                 return self.current
             self._stale = False  # a change committing while we read marks it stale again
             async with self.repo(system=True) as unit:

@@ -32,6 +32,7 @@ from ..domain import policy_admin as rules
 from ..domain.engine import Policy, Quota, Shape
 from ..domain.policy_admin import OPERATOR, Actor, AuditEntry, ProjectPolicyEntry, StoredPolicy, UserCapEntry
 from .capacity import FleetCapacity
+from .freshness import KeptFresh
 from .limits import LimitsDependencies
 from .unit_of_work import UnitOfWorkFactory
 from .wakeup import Wakeup
@@ -118,16 +119,26 @@ class PolicyStore:
         self._stale = True
         self._checked = -float("inf")
         self._lock = asyncio.Lock()
+        self._fresh = KeptFresh(lambda: self._refresh(force=True), refresh_s, what="policy")
 
     def invalidate(self) -> None:
         """A change committed in this process: read it on the next refresh, whatever the interval."""
         self._stale = True
 
     async def refresh(self) -> Policy:
-        if not self._stale and time.monotonic() - self._checked < self.refresh_s:
+        """The policy in force, read again if the last read is older than ``refresh_s`` (kept younger
+        in the background while it is used: service_layer/freshness.py)."""
+        self._fresh.used()
+        return await self._refresh()
+
+    async def close(self) -> None:
+        await self._fresh.close()
+
+    async def _refresh(self, *, force: bool = False) -> Policy:
+        if not force and not self._stale and time.monotonic() - self._checked < self.refresh_s:
             return self.current
         async with self._lock:
-            if not self._stale and time.monotonic() - self._checked < self.refresh_s:
+            if not force and not self._stale and time.monotonic() - self._checked < self.refresh_s:
                 return self.current
             self._stale = False  # a change committing while we read marks it stale again
             if not self._seeded:

@@ -289,3 +289,67 @@ async def test_authentications_are_counted_by_outcome(identity: Identity) -> Non
         "expired": 0.0,
         "revoked": 1.0,
     }
+
+
+async def test_authenticate_keys_answers_each_key_in_order_and_records_only_real_uses(
+    identity: Identity,
+) -> None:
+    """AuthenticateKeys (the services' caches re-verifying keys in use): one answer per key, valid or
+    not without saying why; a key's last use moves only when the caller says it was used."""
+    a, b = await create_org(identity), await create_org(identity)
+    revoked = await identity.stub.CreateApiKey(
+        identity_pb2.CreateApiKeyRequest(name="ci"), metadata=with_key(a.api_key.secret)
+    )
+    await identity.stub.RevokeApiKey(
+        identity_pb2.RevokeApiKeyRequest(id=revoked.key.id), metadata=with_key(a.api_key.secret)
+    )
+    asked = [
+        (a.api_key.secret, False),
+        ("gpf_" + "A" * 46, True),  # key-shaped, unknown
+        (revoked.secret, True),
+        (ADMIN_TOKEN, True),  # the operator token is never valid here
+        ("nonsense", True),
+        (b.api_key.secret, True),
+    ]
+
+    async def last_used(key_id: str):
+        return (await sql(identity, "SELECT last_used FROM api_keys WHERE id = :i", i=key_id))[0].last_used
+
+    for key in (a.api_key.key.id, b.api_key.key.id):
+        await sql(identity, "UPDATE api_keys SET last_used = NULL WHERE id = :i", i=key)
+    answer = await identity.stub.AuthenticateKeys(
+        identity_pb2.AuthenticateKeysRequest(
+            keys=[identity_pb2.KeyToVerify(api_key=k, used=u) for k, u in asked]
+        )
+    )
+    assert [k.valid for k in answer.keys] == [True, False, False, False, False, True]
+    assert [k.principal.organization_id for k in answer.keys] == [
+        a.organization.id,
+        "",
+        "",
+        "",
+        "",
+        b.organization.id,
+    ]
+    assert answer.keys[0].principal == await identity.stub.Authenticate(
+        identity_pb2.AuthenticateRequest(api_key=a.api_key.secret)
+    )
+    assert (
+        answer.keys[5].principal.role == "owner" and answer.keys[5].principal.api_key_id == b.api_key.key.id
+    )
+    await sql(identity, "UPDATE api_keys SET last_used = NULL WHERE id = :i", i=a.api_key.key.id)
+    await identity.stub.AuthenticateKeys(
+        identity_pb2.AuthenticateKeysRequest(keys=[identity_pb2.KeyToVerify(api_key=a.api_key.secret)])
+    )
+    assert await last_used(a.api_key.key.id) is None  # verified, not used: no use recorded
+    assert await last_used(b.api_key.key.id) is not None  # used since its last verification
+
+    for count in (0, 1001):
+        err = await rpc_error(
+            identity.stub.AuthenticateKeys(
+                identity_pb2.AuthenticateKeysRequest(
+                    keys=[identity_pb2.KeyToVerify(api_key=a.api_key.secret)] * count
+                )
+            )
+        )
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -87,10 +87,12 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             await asyncio.sleep(0.5)
         await asyncio.sleep(1)  # the last spans are printed
         spans = read_spans(root / "logs")
+        if args.keep:  # the stack removes its own folder when it closes
+            kept = Path(tempfile.mkdtemp(prefix="gpufleet-idle-trace-logs-"))
+            shutil.copytree(root / "logs", kept, dirs_exist_ok=True)
     finally:
         await stack.close()
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
     posts = [s for s in spans if s.process == "gateway" and s.name == "POST /v1/jobs"]
     if len(posts) < len(probes):
         raise SystemExit(f"found {len(posts)} submit spans for {len(probes)} probes: was tracing on?")
@@ -107,7 +109,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         if t0 - 0.0005 <= span.start <= until:
             print(span.line(t0))
     if args.keep:
-        print(f"(logs kept in {root / 'logs'})")
+        print(f"(logs kept in {kept})")
     running = [p.running_ms for p in probes]
     return {
         "bench": "idle_trace",
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gpus", type=int, default=8)
     parser.add_argument("--probes", type=int, default=10)
     parser.add_argument("--show", type=int, default=None, help="which probe to print (default: the median)")
-    parser.add_argument("--keep", action="store_true", help="keep the stack's folder (logs with every span)")
+    parser.add_argument("--keep", action="store_true", help="keep the stack's logs (every span)")
     parser.add_argument(
         "--watch",
         action="store_true",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from uuid import UUID, uuid4
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -183,3 +183,24 @@ class ProjectsSql:
             .order_by(col(ProjectMemberRow.project_id))
         )
         return tuple((p, ProjectRole(r)) for p, r in rows.all())
+
+    async def project_roles_of(
+        self, users: set[tuple[UUID, UUID]]
+    ) -> dict[tuple[UUID, UUID], tuple[tuple[UUID, ProjectRole], ...]]:
+        """:meth:`project_roles` for many (organization, user) pairs in one statement."""
+        if not users:
+            return {}
+        rows = await self.session.execute(
+            select(
+                col(ProjectMemberRow.organization_id),
+                col(ProjectMemberRow.user_id),
+                col(ProjectMemberRow.project_id),
+                col(ProjectMemberRow.role),
+            )
+            .where(tuple_(col(ProjectMemberRow.organization_id), col(ProjectMemberRow.user_id)).in_(users))
+            .order_by(col(ProjectMemberRow.project_id))
+        )
+        out: dict[tuple[UUID, UUID], list[tuple[UUID, ProjectRole]]] = {}
+        for org, user, project, role in rows.all():
+            out.setdefault((org, user), []).append((project, ProjectRole(role)))
+        return {pair: tuple(roles) for pair, roles in out.items()}

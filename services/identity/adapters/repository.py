@@ -146,6 +146,33 @@ class SqlUnitOfWork(MembersSql, AuditSql, ProjectsSql, IdentityUnitOfWork):
         roles = () if role.holds_every_project else await self.project_roles(key.organization_id, key.user_id)
         return Credential(key=key, role=role, project_roles=roles)
 
+    async def credentials(self, key_hashes: list[str]) -> dict[str, Credential]:
+        """:meth:`credential` for many keys in two statements (the keys, then every project role their
+        users hold), by hash; keys not found are left out."""
+        if not key_hashes:
+            return {}
+        stmt = (
+            select(ApiKeyRow, col(MembershipRow.role))
+            .join(
+                MembershipRow,
+                and_(
+                    col(MembershipRow.user_id) == col(ApiKeyRow.user_id),
+                    col(MembershipRow.organization_id) == col(ApiKeyRow.organization_id),
+                ),
+            )
+            .where(col(ApiKeyRow.key_hash).in_(key_hashes))
+        )
+        found = [(_api_key(row), Role(role)) for row, role in (await self.session.execute(stmt)).all()]
+        roles = await self.project_roles_of(
+            {(k.organization_id, k.user_id) for k, role in found if not role.holds_every_project}
+        )
+        return {
+            k.key_hash: Credential(
+                key=k, role=role, project_roles=roles.get((k.organization_id, k.user_id), ())
+            )
+            for k, role in found
+        }
+
     async def record_key_use(self, key_id: UUID, at: datetime) -> None:
         # The guard makes concurrent authentications of one key write at most once per interval.
         await self.session.execute(

@@ -35,7 +35,7 @@ from .dependencies import (  # re-exported: the entrypoints and tests import the
 from .dependencies import key_details as _key_details
 from .members import AcceptedInvite, CreatedInvite
 from .operators import OPERATOR_REQUIRED, CreatedOperator, resolve_operator
-from .unit_of_work import IdentityUnitOfWork
+from .unit_of_work import Credential, IdentityUnitOfWork
 
 __all__ = [
     "OPERATOR_REQUIRED",
@@ -76,7 +76,8 @@ async def authenticate(cmd: commands.Authenticate, deps: Dependencies) -> Princi
         deps.metrics.count_authentication(AuthOutcome.MALFORMED)
         raise Unauthenticated(INVALID_KEY)
     async with deps.uow(system=True) as tx:
-        principal = await _verify_key(tx, cmd.api_key, await tx.now(), used=True, deps=deps)
+        found = await tx.credential(hash_key(cmd.api_key))
+        principal = await _verify_key(tx, cmd.api_key, found, await tx.now(), used=True, deps=deps)
     if principal is None:
         raise Unauthenticated(INVALID_KEY)
     return principal
@@ -101,17 +102,23 @@ async def authenticate_keys(cmd: commands.AuthenticateKeys, deps: Dependencies) 
     if shaped:
         async with deps.uow(system=True) as tx:
             now = await tx.now()
+            found = await tx.credentials([hash_key(key) for _, key, _ in shaped])  # one look-up for all
             for i, key, used in shaped:
-                answers[i] = await _verify_key(tx, key, now, used=used, deps=deps)
+                answers[i] = await _verify_key(tx, key, found.get(hash_key(key)), now, used=used, deps=deps)
     return answers
 
 
 async def _verify_key(
-    tx: IdentityUnitOfWork, api_key: str, now: datetime, *, used: bool, deps: Dependencies
+    tx: IdentityUnitOfWork,
+    api_key: str,
+    found: Credential | None,
+    now: datetime,
+    *,
+    used: bool,
+    deps: Dependencies,
 ) -> Principal | None:
-    """The principal of a well-formed ``api_key`` at ``now`` (None: unknown, revoked or expired); a
-    use is recorded (at most once per interval) when ``used``."""
-    found = await tx.credential(hash_key(api_key))
+    """The principal of a well-formed ``api_key`` (``found``: its credential, None: unknown) at ``now``
+    (None: unknown, revoked or expired); a use is recorded (at most once per interval) when ``used``."""
     refusal = AuthOutcome.INVALID if found is None else found.key.refusal_at(now)
     if found is not None and refusal is None and used and found.key.use_worth_recording(now):
         await tx.record_key_use(found.key.id, now)

@@ -43,6 +43,9 @@ class IdentityUnitOfWork(Protocol):
     async def credential(self, key_hash: str) -> Credential | None:
         """The key with this hash whose owner is still a member of its organization."""
 
+    async def credentials(self, key_hashes: list[str]) -> dict[str, Credential]:
+        """:meth:`credential` for many keys at once, by hash (keys not found left out)."""
+
     async def record_key_use(self, key_id: UUID, at: datetime) -> None:
         """Set ``last_used`` unless another call recorded a use within the recording interval."""
 

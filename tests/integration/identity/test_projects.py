@@ -82,6 +82,13 @@ async def test_a_project_its_members_and_the_principal(identity: Identity, proje
     assert [(r.project_id, r.role) for r in principal.project_roles] == [(created.id, "contributor")]
     assert principal.project_id == ""
     assert list((await authenticate(identity, owner)).project_roles) == []  # owners hold every project
+    # The services' batch (AuthenticateKeys, one look-up for all) answers exactly what Authenticate does.
+    keys = [alice.api_key.secret, owner, vera.api_key.secret]
+    batch = await identity.stub.AuthenticateKeys(
+        identity_pb2.AuthenticateKeysRequest(keys=[identity_pb2.KeyToVerify(api_key=k) for k in keys])
+    )
+    assert [k.principal for k in batch.keys] == [await authenticate(identity, k) for k in keys]
+    assert [(r.project_id, r.role) for r in batch.keys[2].principal.project_roles] == [(created.id, "viewer")]
 
     # A project-bound key made by a contributor: its principal names the project.
     bound = await identity.stub.CreateApiKey(

@@ -90,6 +90,10 @@ class FakeUnitOfWork(FakeProjects):
                         return Credential(key=key, role=m.role, project_roles=roles)
         return None
 
+    async def credentials(self, key_hashes: list[str]) -> dict[str, Credential]:
+        found = {h: await self.credential(h) for h in key_hashes}
+        return {h: c for h, c in found.items() if c is not None}
+
     async def record_key_use(self, key_id: UUID, at: datetime) -> None:
         key = self.state.keys[key_id]
         if key.last_used is None or at - key.last_used >= USE_RECORDING_INTERVAL:

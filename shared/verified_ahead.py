@@ -30,6 +30,8 @@ log = logging.getLogger("gpufleet.grpc")
 
 T = TypeVar("T")
 
+TASK_NAME = "verify-ahead"  # the background task's name (tests stop leftovers by it)
+
 # One batch: (credential, used since its last verification) pairs in, one answer per credential out
 # (None: not valid). None instead of a list: the peer does not serve the batch call.
 VerifyMany = Callable[[list[tuple[str, bool]]], Awaitable[Sequence[T | None] | None]]
@@ -101,7 +103,7 @@ class VerifiedAhead(Generic[T]):
         if self._refresher is None or self._refresher.done():
             # A context of its own: not the trace of the request that first used the credential.
             self._refresher = asyncio.get_running_loop().create_task(
-                self._keep_verified(), context=contextvars.Context()
+                self._keep_verified(), name=TASK_NAME, context=contextvars.Context()
             )
 
     async def _keep_verified(self) -> None:

@@ -5,10 +5,12 @@ Unit tests never touch these fixtures (they are lazy); integration and e2e tests
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,30 @@ import pytest
 from shared.embedded.kafka import EmbeddedKafka
 from shared.embedded.postgres import EmbeddedPostgres
 from shared.migrate import migrate_service, role_name
+from shared.verified_ahead import TASK_NAME as VERIFY_AHEAD_TASK
+
+# Background tasks that caches start on first use and their owners stop when they close
+# (services/scheduler/service_layer/freshness.py, shared/verified_ahead.py). The event loop lives for the
+# whole session, so one left by a test that built a cache without closing it would go on reading (a
+# disposed engine reconnects) for minutes of later tests: stopped after each test. Both restart on their
+# cache's next use.
+_CACHE_TASK_PREFIXES = ("keep-fresh-", VERIFY_AHEAD_TASK)
+
+
+@pytest.fixture(autouse=True)
+async def _stop_cache_keepers() -> AsyncIterator[None]:
+    yield
+    current = asyncio.current_task()
+    left = [
+        t
+        for t in asyncio.all_tasks()
+        if t is not current and not t.done() and t.get_name().startswith(_CACHE_TASK_PREFIXES)
+    ]
+    for task in left:
+        task.cancel()
+    for task in left:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,10 @@ first submit after the last read aged past ``refresh_s`` waits for it: on a quie
 every submit, three small transactions before its own. :class:`KeptFresh` reloads such a cache every
 ``refresh_s * 0.7`` while it was used in the last ``keep_s``, so a submit finds it younger than
 ``refresh_s`` and reads nothing; a cache not used for ``keep_s`` costs nothing until its next use,
-which reads on demand as before.
+which reads on demand as before. A reload that fails ends the keeper (the next use starts another), so
+nothing keeps reading a database that is down or gone.
+
+Keeper tasks are named ``keep-fresh-<cache>``; whoever owns the cache closes it (``close()``).
 """
 
 from __future__ import annotations
@@ -54,8 +57,12 @@ class KeptFresh:
             await asyncio.sleep(self._period)
             try:
                 await self._reload()
-            except Exception as exc:  # the database away: the next use reads on demand (and reports it)
+            except Exception as exc:
+                # The database away (or gone): stop here rather than retry into it every period. The
+                # next use reads on demand, which reports the failure to its caller, and starts a keeper
+                # again.
                 log.debug("background refresh failed", extra={"cache": self._what, "error": repr(exc)})
+                return
 
     async def close(self) -> None:
         if self._task is not None:

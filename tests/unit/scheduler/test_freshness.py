@@ -82,7 +82,7 @@ async def test_a_cache_no_longer_used_stops_reading_and_close_stops_it() -> None
     assert reloads == stopped
 
 
-async def test_a_failing_reload_does_not_stop_the_keeper() -> None:
+async def test_a_failing_reload_ends_the_keeper_and_the_next_use_starts_another() -> None:
     calls = 0
 
     async def reload() -> None:
@@ -92,6 +92,9 @@ async def test_a_failing_reload_does_not_stop_the_keeper() -> None:
             raise ConnectionError("database away")
 
     kept = KeptFresh(reload, 0.05, keep_s=1.0)
+    kept.used()
+    await asyncio.sleep(0.2)
+    assert calls == 1  # no retrying into a database that is down (or gone: a test's, disposed)
     kept.used()
     await asyncio.sleep(0.2)
     await kept.close()

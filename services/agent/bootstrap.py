@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from shared.contracts.fleet import CONTAINER_RUNTIME_LABEL
 from shared.record_signing import RecordSigner
 from shared.runtime import Fatal
 
@@ -97,6 +99,15 @@ class AgentApp:
             close_runner()
 
 
+def node_labels(configured: Mapping[str, str], container_runtime: str | None) -> dict[str, str]:
+    """The labels this node registers with: the operator's, plus the container runtime that answered
+    (image jobs are placed only on nodes that have one)."""
+    labels = dict(configured)
+    if container_runtime:
+        labels[CONTAINER_RUNTIME_LABEL] = container_runtime
+    return labels
+
+
 def bootstrap(settings: AgentSettings, backend: GpuBackend | None = None) -> AgentApp:
     state_dir = settings.agent_state_dir
     join = settings.agent_join_token.get_secret_value() if settings.agent_join_token else None
@@ -107,19 +118,6 @@ def bootstrap(settings: AgentSettings, backend: GpuBackend | None = None) -> Age
     fleet = FleetClient(settings.fleet_grpc_target, credentials, signer.public_key)
     scheduler = SchedulerClient(settings.scheduler_grpc_target, credentials, settings.agent_poll_seconds)
     publisher = KafkaMetricsPublisher(settings, settings.agent_hostname, signer)
-    config = AgentConfig(
-        hostname=settings.agent_hostname,
-        # What the node is (organization, provider, spot) comes from its join token, not from here.
-        provider="",
-        organization_id=None,
-        is_spot=False,
-        agent_version=AGENT_VERSION,
-        metrics_interval_seconds=settings.agent_metrics_interval_seconds,
-        kill_grace_seconds=settings.agent_kill_grace_seconds,
-        cpu_cores=settings.agent_cpu_cores or host.cpu_cores(),
-        ram_mb=settings.agent_ram_mb or host.ram_mb(),
-        labels=settings.labels,
-    )
     # Jobs run beside the agent: its environment (tokens) and memory must be unreadable to them.
     make_undumpable()
     runner = ProcessRunner(
@@ -136,6 +134,19 @@ def bootstrap(settings: AgentSettings, backend: GpuBackend | None = None) -> Age
             container_network=settings.agent_container_network,
             container_gpus=backend.real,  # simulated GPUs are nothing a runtime could hand a container
         ),
+    )
+    config = AgentConfig(
+        hostname=settings.agent_hostname,
+        # What the node is (organization, provider, spot) comes from its join token, not from here.
+        provider="",
+        organization_id=None,
+        is_spot=False,
+        agent_version=AGENT_VERSION,
+        metrics_interval_seconds=settings.agent_metrics_interval_seconds,
+        kill_grace_seconds=settings.agent_kill_grace_seconds,
+        cpu_cores=settings.agent_cpu_cores or host.cpu_cores(),
+        ram_mb=settings.agent_ram_mb or host.ram_mb(),
+        labels=node_labels(settings.labels, runner.container_runtime_ready),
     )
     agent = NodeAgent(
         config,

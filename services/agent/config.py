@@ -17,6 +17,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from shared.contracts.fleet import CONTAINER_RUNTIME_LABEL
 from shared.contracts.limits import MAX_CPU_CORES, MAX_RAM_MB
 from shared.settings import BaseServiceSettings, KafkaSettings
 
@@ -40,9 +41,13 @@ def parse_labels(raw: str) -> dict[str, str]:
             raise ValueError(f"the value of {key!r} must be at most 63 letters, digits and . _ -")
         if key in labels:
             raise ValueError(f"{key!r} is given twice")
+        if key == CONTAINER_RUNTIME_LABEL:
+            raise ValueError(
+                f"{key!r} is set by the agent from GPUFLEET_AGENT_CONTAINER_RUNTIME (when the runtime answers)"
+            )
         labels[key] = value
-    if len(labels) > MAX_LABELS:
-        raise ValueError(f"at most {MAX_LABELS} labels")
+    if len(labels) > MAX_LABELS - 1:  # the agent may add one of its own (CONTAINER_RUNTIME_LABEL)
+        raise ValueError(f"at most {MAX_LABELS - 1} labels")
     return labels
 
 

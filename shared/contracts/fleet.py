@@ -14,6 +14,11 @@ GPU_STATUS_CHANGED = "gpufleet.gpu.status_changed"
 
 GpuStatus = Literal["available", "allocated", "draining", "unhealthy", "offline"]
 
+# A node label its agent sets to the container runtime it runs jobs naming an image with ("podman",
+# "docker"): the scheduler places such jobs only on nodes with it (non-empty). An operator's join-token
+# label of this name wins over the agent's; set to "" it keeps image jobs off the node.
+CONTAINER_RUNTIME_LABEL = "gpufleet.io/container-runtime"
+
 
 class GpuSnapshotV1(BaseModel):
     gpu_id: UUID

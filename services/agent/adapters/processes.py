@@ -289,6 +289,15 @@ class ProcessRunner:
         self._announce()
 
     @property
+    def container_runtime_ready(self) -> str | None:
+        """The container runtime this agent runs image jobs with, when it is installed and answered at
+        start (``<runtime> info``); None otherwise. Registered as the node's
+        ``gpufleet.io/container-runtime`` label: the scheduler sends image jobs only where it is set."""
+        if self.settings.container_runtime and self.container_binary and not self.container_problem:
+            return self.settings.container_runtime
+        return None
+
+    @property
     def private_mounts(self) -> bool:
         """Whether jobs get their own /tmp, /var/tmp and /dev/shm (a mount namespace), not only TMPDIR."""
         return self.kernel.get("mount") is None
@@ -334,7 +343,8 @@ class ProcessRunner:
             )
         if self.settings.container_runtime and self.container_problem:
             log.warning(
-                "container runtime %s does not answer (%s): jobs naming an image will fail",
+                "container runtime %s does not answer (%s): this node does not take jobs naming an image "
+                "(restart the agent once the runtime answers)",
                 self.settings.container_runtime,
                 self.container_problem,
                 extra={"reason": self.container_problem},

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from uuid import UUID
 
+from shared.contracts.fleet import CONTAINER_RUNTIME_LABEL
 from shared.contracts.limits import MAX_CPU_CORES, MAX_RAM_MB
 
 from .engine import Allocation, Gpu, Node, NodeShare, QueuedJob, Shape
@@ -22,7 +23,15 @@ NO_USER = UUID(int=0)  # jobs submitted without a user (service keys) share one 
 
 
 def shape_of(job: Job) -> Shape:
-    return Shape(job.nodes, job.gpu_count, job.gpu_memory_mb, job.gpu_type, job.cpu_cores, job.ram_mb)
+    return Shape(
+        job.nodes,
+        job.gpu_count,
+        job.gpu_memory_mb,
+        job.gpu_type,
+        job.cpu_cores,
+        job.ram_mb,
+        job.image is not None,
+    )
 
 
 def queued_job(job: Job) -> QueuedJob:
@@ -43,6 +52,7 @@ def queued_job(job: Job) -> QueuedJob:
         attempt=job.attempt,
         project=job.project_id,
         preemptible=preemptible(job),
+        container=job.image is not None,
     )
 
 
@@ -108,6 +118,7 @@ def nodes_of(gpus: Iterable[InventoryGpu]) -> list[Node]:
                 ram_mb=first.node_ram_mb or MAX_RAM_MB,
                 labels=dict(first.node_labels),
                 dedicated_to=first.organization_id,
+                container_runtime=bool(first.node_labels.get(CONTAINER_RUNTIME_LABEL)),
             )
         )
     return nodes

@@ -58,12 +58,23 @@ def stored_spec(job: Job) -> JobSpec:
 
 
 def shape_of_spec(spec: JobSpec) -> Shape:
-    return Shape(spec.nodes, spec.gpu_count, spec.gpu_memory_mb, spec.gpu_type, spec.cpu_cores, spec.ram_mb)
+    return Shape(
+        spec.nodes,
+        spec.gpu_count,
+        spec.gpu_memory_mb,
+        spec.gpu_type,
+        spec.cpu_cores,
+        spec.ram_mb,
+        spec.image is not None,
+    )
 
 
 def field_of(why: str) -> str:
     """The request field an admission answer is about (the engine checks type, memory, count, CPU
-    and RAM, then the gang, in that order, and says which)."""
+    and RAM, then the gang, in that order, and says which; a job naming an image, first, whether any
+    node has a container runtime)."""
+    if "names an image" in why:
+        return "image"
     if "gang" in why:
         return "nodes"
     if "CPU" in why or "RAM" in why:

@@ -30,7 +30,9 @@ import pytest
 
 from services.agent.adapters import containers
 from services.agent.adapters.processes import ENV_FILE, ProcessRunner, SandboxSettings
+from services.agent.bootstrap import node_labels
 from services.agent.domain.model import SUPERVISOR_LOST_MESSAGE
+from shared.contracts.fleet import CONTAINER_RUNTIME_LABEL
 
 pytestmark = pytest.mark.integration
 
@@ -87,6 +89,19 @@ def make_runner(state: Path, runtime: containers.Runtime | None, gpus: bool = Tr
     jobs = Path(tempfile.mkdtemp(prefix="gpufleet-it-jobs-"))
     settings = SandboxSettings(jobs_root=jobs, container_runtime=runtime, container_gpus=gpus)
     return ProcessRunner(state, 64 * 1024, settings)
+
+
+def test_the_node_offers_containers_only_when_its_runtime_answered_at_start(tmp_path, stand_in, monkeypatch):
+    client, _log = stand_in
+    monkeypatch.setattr(containers, "find_runtime", lambda runtime, path: str(client))
+    # the stand-in answers `docker info` (exit 0): image jobs may come here
+    assert make_runner(tmp_path / "a", "docker").container_runtime_ready == "docker"
+    assert node_labels({"rack": "r1"}, "docker") == {"rack": "r1", CONTAINER_RUNTIME_LABEL: "docker"}
+    # a runtime that does not answer, or none configured: the node does not say it runs containers
+    client.write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n")
+    assert make_runner(tmp_path / "b", "docker").container_runtime_ready is None
+    assert make_runner(tmp_path / "c", None).container_runtime_ready is None
+    assert node_labels({"rack": "r1"}, None) == {"rack": "r1"}
 
 
 async def test_the_supervisor_runs_the_client_with_the_agents_command_line_and_removes_the_container(

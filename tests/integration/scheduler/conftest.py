@@ -112,6 +112,7 @@ class Harness:
         memory: int = 81920,
         gpu_type: str = "h100-80gb",
         price: str = "2.9900",
+        labels: dict[str, str] | None = None,
     ) -> list[InventoryGpu]:
         """Project GPUs as fleet's events would (dedicated to ``org`` so tests never share capacity)."""
         gpus = [
@@ -126,6 +127,7 @@ class Harness:
                 organization_id=org,
                 status="available",
                 revision=1,
+                node_labels=labels or {},
             )
             for i in range(count)
         ]

@@ -33,6 +33,7 @@ from services.scheduler.service_layer.policy import PolicyDependencies, PolicySt
 from services.scheduler.service_layer.scheduling import Scheduler
 from shared import api_keys
 from shared.contracts import jobs as contract
+from shared.contracts.fleet import CONTAINER_RUNTIME_LABEL
 from shared.grpc import Authenticator, channel
 
 from .conftest import Harness, _start
@@ -347,7 +348,7 @@ async def test_the_agent_is_told_the_image_to_run_in(tenancy: Tenancy):
     org, t = Org(tenancy), tenancy
     owner = org.key("owner")
     node = uuid.uuid4()
-    await t.h.add_gpus(org.id, node, 2)
+    await t.h.add_gpus(org.id, node, 2, labels={CONTAINER_RUNTIME_LABEL: "podman"})
     boxed = await t.submit(owner, org.p1, image="ghcr.io/acme/train:v3")
     plain = await t.submit(owner)
     await schedule_round(t.h.deps)

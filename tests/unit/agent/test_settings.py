@@ -84,7 +84,18 @@ def test_labels_parse_and_capacity_overrides(env):
     assert (s.agent_cpu_cores, s.agent_ram_mb) == (96, 1048576)
 
 
-@pytest.mark.parametrize("labels", ["rack", "rack=r1,rack=r2", "=x", "rack=has space", "bad key=x"])
+@pytest.mark.parametrize(
+    "labels",
+    [
+        "rack",
+        "rack=r1,rack=r2",
+        "=x",
+        "rack=has space",
+        "bad key=x",
+        "gpufleet.io/container-runtime=docker",  # the agent's own word, from the runtime that answered
+        ",".join(f"l{i}=v" for i in range(32)),  # 31 at most: room for the agent's own
+    ],
+)
 def test_malformed_labels_are_refused(env, labels):
     env.setenv("GPUFLEET_AGENT_GPU_BACKEND", "simulated")
     env.setenv("GPUFLEET_AGENT_LABELS", labels)

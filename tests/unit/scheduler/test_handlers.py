@@ -12,6 +12,7 @@ from services.scheduler.domain.inventory import InventoryGpu
 from services.scheduler.domain.model import JobStatus
 from services.scheduler.domain.spec import IdempotencyKeyReused
 from services.scheduler.service_layer import commands, handlers
+from shared.contracts.fleet import CONTAINER_RUNTIME_LABEL
 from shared.errors import ErrorCode, FailedPrecondition, InvalidArgument, NotFound
 
 from .fakes import FakeUnitOfWork, fake_dependencies, schedule_round
@@ -26,6 +27,7 @@ def inventory_gpu(
     revision: int = 1,
     status: str = "available",
     price: str = "2.9900",
+    labels: dict[str, str] | None = None,
 ) -> InventoryGpu:
     return InventoryGpu(
         gpu_id=uuid.uuid5(node, str(index)),
@@ -38,6 +40,7 @@ def inventory_gpu(
         organization_id=None,
         status=status,
         revision=revision,
+        node_labels=labels or {},
     )
 
 
@@ -483,6 +486,30 @@ async def test_admission_refuses_a_job_no_node_could_ever_hold():
         await handlers.submit_job(submit(org, nodes=2), deps)
     assert gang.value.field == "nodes"
     assert (await handlers.submit_job(submit(org, gpu_count=2), deps)).status is JobStatus.QUEUED
+
+
+async def test_a_job_naming_an_image_goes_only_to_a_node_whose_agent_runs_containers():
+    from services.scheduler.service_layer.capacity import FleetCapacity
+
+    deps, _, _ = fake_dependencies()
+    deps = dataclasses.replace(deps, capacity=FleetCapacity(deps.uow, deps.options.policy, refresh_s=0))
+    plain = uuid.uuid4()
+    await add_gpus(deps, inventory_gpu(0, node=plain))
+    org = uuid.uuid4()
+    with pytest.raises(InvalidArgument) as refused:
+        await handlers.submit_job(submit(org, image="busybox"), deps)
+    assert refused.value.field == "image" and "has a container runtime" in refused.value.message
+    runtime = uuid.uuid4()
+    await add_gpus(deps, inventory_gpu(0, node=runtime, labels={CONTAINER_RUNTIME_LABEL: "podman"}))
+    image_job = await handlers.submit_job(submit(org, image="busybox"), deps)
+    [placed] = await schedule_round(deps)
+    assert placed.id == image_job.id and {p.node_id for p in placed.placements} == {runtime}
+    # the runtime node is busy: the next image job waits, saying why, though the plain node is idle
+    waiting = await handlers.submit_job(submit(org, image="busybox"), deps)
+    assert await schedule_round(deps) == []
+    job = await handlers.get_job(commands.GetJob(organization_id=org, job_id=str(waiting.id)), deps)
+    assert job.pending is not None
+    assert job.pending.message == "no node with a container runtime has 1 free GPU"
 
 
 async def test_a_deposed_leader_commits_nothing_and_a_standby_takes_over():

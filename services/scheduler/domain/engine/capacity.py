@@ -60,6 +60,7 @@ class CapacityView:
     ) -> SingleFit | None:
         self.searches += 1
         g, c, r, m = shape.gpus_per_node, shape.cpu_cores, shape.ram_mb, shape.gpu_memory_mb
+        k = shape.container
         nodes, cpu_taken, ram_taken, buckets = self.nodes, self.cpu_taken, self.ram_taken, self.buckets
         best: SingleFit | None = None
         best_left = best_waste = 0
@@ -74,9 +75,11 @@ class CapacityView:
                     if best is not None and (left > best_left or (left == best_left and waste > best_waste)):
                         break
                     found = None
-                    if c or r:
+                    if c or r or k:
                         for key in b[f]:
                             st = nodes[key]
+                            if k and not st.node.container_runtime:
+                                continue
                             if c and st.cpu_free - cpu_taken.get(key, 0) < c:
                                 continue
                             if r and st.ram_free - ram_taken.get(key, 0) < r:
@@ -125,7 +128,7 @@ class CapacityView:
         wasted, then lowest node key; on a full tie the entry earlier in the plan's kinds and pools,
         which the plan's stable order by waste keeps first)."""
         self.searches += 1
-        g, c, r = shape.gpus_per_node, shape.cpu_cores, shape.ram_mb
+        g, c, r, k = shape.gpus_per_node, shape.cpu_cores, shape.ram_mb, shape.container
         nodes, cpu_taken, ram_taken = self.nodes, self.cpu_taken, self.ram_taken
         best: PlannedFit | None = None
         best_left = best_waste = best_key = 0
@@ -148,9 +151,11 @@ class CapacityView:
                 if best is not None and (left > best_left or (left == best_left and waste > best_waste)):
                     break
                 found = -1
-                if c or r:
+                if c or r or k:
                     for key in level:
                         st = nodes[key]
+                        if k and not st.node.container_runtime:
+                            continue
                         if c and st.cpu_free - cpu_taken.get(key, 0) < c:
                             continue
                         if r and st.ram_free - ram_taken.get(key, 0) < r:
@@ -204,11 +209,12 @@ class CapacityView:
         first of ``labels`` that some group satisfies), then the fewest GPUs left over."""
         self.searches += 1
         n, g, c, r, m = shape.nodes, shape.gpus_per_node, shape.cpu_cores, shape.ram_mb, shape.gpu_memory_mb
+        k = shape.container
         nodes, cpu_taken, ram_taken = self.nodes, self.cpu_taken, self.ram_taken
         best: tuple[tuple[int, int, int, Kind], Kind, list[GangMember]] | None = None
         for kind in kinds:
             if labels and len(pools) == 1:
-                quick = self._gang_exact_fit(pools[0], kind, n, g, c, r, labels[0])
+                quick = self._gang_exact_fit(pools[0], kind, n, g, c, r, k, labels[0])
                 if quick is not None:  # what the full search below would pick for this kind
                     score = (0, 0, (kind[1] - m) * g * n, kind)
                     if best is None or score < best[0]:
@@ -224,9 +230,11 @@ class CapacityView:
                     if not at_f:
                         continue
                     left = f - g
-                    if c or r:
+                    if c or r or k:
                         for key in at_f:
                             st = nodes[key]
+                            if k and not st.node.container_runtime:
+                                continue
                             if c and st.cpu_free - cpu_taken.get(key, 0) < c:
                                 continue
                             if r and st.ram_free - ram_taken.get(key, 0) < r:
@@ -245,7 +253,7 @@ class CapacityView:
         return None if best is None else (best[1], best[2])
 
     def _gang_exact_fit(
-        self, pool: Pool, kind: Kind, n: int, g: int, c: int, r: int, label: str
+        self, pool: Pool, kind: Kind, n: int, g: int, c: int, r: int, k: bool, label: str
     ) -> list[GangMember] | None:
         """The full search's pick when it is a group of the first fabric label with ``n`` nodes that
         have exactly ``g`` free GPUs of ``kind`` (none left over, the best score there is): the first
@@ -272,6 +280,8 @@ class CapacityView:
                 st = nodes[key]
                 free = len(st.free.get(kind, ())) - len(held.get((key, kind), ()))
                 if free != g:
+                    continue
+                if k and not st.node.container_runtime:
                     continue
                 if c and st.cpu_free - cpu_taken.get(key, 0) < c:
                     continue

@@ -47,6 +47,7 @@ class Node:
     labels: Mapping[str, str] = field(default_factory=dict)  # fabric: {"nvlink_domain": ..., "rack": ...}
     dedicated_to: UUID | None = None
     spot: bool = False  # carried for preemption-aware placement; the cycle treats spot nodes like others
+    container_runtime: bool = False  # its agent runs jobs that name an image (a container runtime)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ class Shape:
     gpu_type: str | None
     cpu_cores: int
     ram_mb: int
+    container: bool = False  # names an image: only a node with a container runtime can run it
 
     @property
     def total_gpus(self) -> int:
@@ -83,11 +85,18 @@ class QueuedJob:
     held: bool = False
     attempt: int = 1
     preemptible: bool = True  # carried into its allocation once placed (False: never a victim)
+    container: bool = False  # runs in a container image: placed on nodes with a container runtime only
 
     @property
     def shape(self) -> Shape:
         return Shape(
-            self.nodes, self.gpus_per_node, self.gpu_memory_mb, self.gpu_type, self.cpu_cores, self.ram_mb
+            self.nodes,
+            self.gpus_per_node,
+            self.gpu_memory_mb,
+            self.gpu_type,
+            self.cpu_cores,
+            self.ram_mb,
+            self.container,
         )
 
     @property

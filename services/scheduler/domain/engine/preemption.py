@@ -239,8 +239,18 @@ class _Reclaim:
         cost = (len(chosen), sum(c[2] for c in chosen), 0 if pool is not None else 1, key)
         return cost, chosen
 
-    def _cover(self, org: UUID, kinds: Sequence[Kind], nodes: int, g: int, cpu: int, ram: int) -> Any:
-        """The cheapest way to give the job its room: (kind, [(node key, new victims)])."""
+    def _cover(
+        self,
+        org: UUID,
+        kinds: Sequence[Kind],
+        nodes: int,
+        g: int,
+        cpu: int,
+        ram: int,
+        container: bool = False,
+    ) -> Any:
+        """The cheapest way to give the job its room: (kind, [(node key, new victims)]); ``container``:
+        on nodes with a container runtime only."""
         if self.index is None:
             self.index = self._build_index()
         best: Any = None
@@ -250,6 +260,8 @@ class _Reclaim:
             for pool in self._pools(org, kind[0]):
                 # nodes with stopping jobs first; a bounded look at the others (``SEARCHED_NODES``)
                 for key in self.index.get((pool, kind), ())[:SEARCHED_NODES]:
+                    if container and not self.snap.nodes[key].node.container_runtime:
+                        continue
                     found = self._on_node(key, kind, pool, org, g, cpu, ram)
                     if found is not None:
                         per_node.append((found[0], key, found[1]))
@@ -372,7 +384,7 @@ class _Reclaim:
                 if not kinds:
                     break
                 g, cpu, ram = shape.gpus_per_node, shape.cpu_cores, shape.ram_mb
-                found = self._cover(org, kinds, shape.nodes, g, cpu, ram)
+                found = self._cover(org, kinds, shape.nodes, g, cpu, ram, shape.container)
                 if found is None:
                     self.failed.add((org, sid))
                     break

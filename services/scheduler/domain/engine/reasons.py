@@ -49,14 +49,18 @@ def gpus_phrase(shape: Shape) -> str:
     return text
 
 
+RUNTIME = " with a container runtime"  # what a job naming an image needs of its nodes besides room
+
+
 def no_capacity(shape: Shape) -> PendingReason:
+    runtime = RUNTIME if shape.container else ""
     if shape.nodes > 1:
         return PendingReason(
             GANG_NO_CAPACITY,
-            f"the gang needs {shape.nodes} nodes that each have {gpus_phrase(shape)} at once; "
+            f"the gang needs {shape.nodes} nodes{runtime} that each have {gpus_phrase(shape)} at once; "
             "fewer are free now",
         )
-    return PendingReason(NO_CAPACITY, f"no node has {gpus_phrase(shape)}")
+    return PendingReason(NO_CAPACITY, f"no node{runtime} has {gpus_phrase(shape)}")
 
 
 def quota_exhausted(gpu_type: str, used: int, nominal: int, wanted: int, limit_hit: bool) -> PendingReason:

@@ -51,6 +51,7 @@ def node(
     labels: Mapping[str, str] | None = None,
     dedicated_to: UUID | None = None,
     unhealthy: Iterable[int] = (),
+    container_runtime: bool = False,
 ) -> Node:
     bad = set(unhealthy)
     return Node(
@@ -60,6 +61,7 @@ def node(
         ram,
         dict(labels or {}),
         dedicated_to,
+        container_runtime=container_runtime,
     )
 
 
@@ -78,6 +80,7 @@ def job(
     project: UUID | None = None,
     time_limit: int | None = None,
     held: bool = False,
+    container: bool = False,
 ) -> QueuedJob:
     return QueuedJob(
         id=job_id(n),
@@ -94,6 +97,7 @@ def job(
         ram_mb=ram,
         time_limit_s=time_limit,
         held=held,
+        container=container,
     )
 
 

@@ -92,6 +92,11 @@ def reference_never_fits(snap: Snapshot, shape: Shape, pools: set) -> str | None
     nodes = [ns for ns in sorted(snap.nodes.values(), key=lambda s: s.key) if ns.pool in pools]
     if not nodes:
         return None  # nothing registered (yet): the job waits
+    if shape.container:
+        nodes = [ns for ns in nodes if ns.node.container_runtime]
+        if not nodes:
+            return "the job names an image and no node of this fleet has a container runtime"
+    runtime = " with a container runtime" if shape.container else ""
     counts = []
     for ns in nodes:
         c: dict[Kind, int] = {}
@@ -102,16 +107,21 @@ def reference_never_fits(snap: Snapshot, shape: Shape, pools: set) -> str | None
     typed = [(ns, {k: n for k, n in c.items() if gpu_type is None or k[0] == gpu_type}) for ns, c in counts]
     typed = [(ns, c) for ns, c in typed if c]
     if not typed:
-        return f"no node of this fleet has a {gpu_type} GPU" if gpu_type else "this fleet has no GPUs"
+        if gpu_type:
+            return f"no node of this fleet{runtime} has a {gpu_type} GPU"
+        return (
+            "no node of this fleet with a container runtime has GPUs" if runtime else "this fleet has no GPUs"
+        )
     roomy = [(ns, {k: n for k, n in c.items() if k[1] >= memory}) for ns, c in typed]
     roomy = [(ns, c) for ns, c in roomy if c]
     if not roomy:
-        return f"no {gpu_type or 'GPU'} of this fleet has {gb(memory)} of memory"
+        where = " on a node with a container runtime" if runtime else " of this fleet"
+        return f"no {gpu_type or 'GPU'}{where} has {gb(memory)} of memory"
     enough = [(ns, [k for k, n in c.items() if n >= g]) for ns, c in roomy]
     enough = [(ns, ks) for ns, ks in enough if ks]
     such = f"{g} {gpu_type or 'GPUs'}" + (f" with {gb(memory)}" if memory else "")
     if not enough:
-        return f"no node of this fleet has {such}"
+        return f"no node of this fleet{runtime} has {such}"
     able = [
         (ns, ks)
         for ns, ks in enough
@@ -119,7 +129,7 @@ def reference_never_fits(snap: Snapshot, shape: Shape, pools: set) -> str | None
     ]
     if not able:
         return (
-            f"no node of this fleet with {such} also has {shape.cpu_cores} CPU cores "
+            f"no node of this fleet{runtime} with {such} also has {shape.cpu_cores} CPU cores "
             f"and {gb(shape.ram_mb)} of RAM"
         )
     if shape.nodes > 1:
@@ -129,7 +139,7 @@ def reference_never_fits(snap: Snapshot, shape: Shape, pools: set) -> str | None
                 per_kind[k] = per_kind.get(k, 0) + 1
         most = max(per_kind.values())
         if most < shape.nodes:
-            return f"the gang needs {shape.nodes} nodes with {such} each; this fleet has {most} such nodes"
+            return f"the gang needs {shape.nodes} nodes with {such} each; this fleet has {most} such nodes{runtime}"
     return None
 
 
@@ -148,6 +158,7 @@ def random_fleet(rng: random.Random, n: int):
                 labels={"nvlink_domain": f"d{rng.randrange(4)}", "rack": f"r{rng.randrange(2)}"},
                 dedicated_to=rng.choice([None, None, None, ORG_A, ORG_B]),
                 unhealthy=rng.sample(range(8), rng.choice([0, 0, 1])),
+                container_runtime=rng.random() < 0.5,
             )
         )
     return nodes
@@ -165,6 +176,7 @@ def test_grouped_admission_answers_as_the_walk_over_every_node(seed):
             rng.choice([None, A100, L40, "h100"]),
             rng.choice([0, 16, 64, 256]),
             rng.choice([0, 65536, 1 << 20]),
+            rng.random() < 0.3,
         )
         pools = rng.choice([(None,), (None, ORG_A), (None, ORG_A, ORG_B), (ORG_B,)])
         assert never_fits(snap, shape, pools) == reference_never_fits(snap, shape, set(pools))

@@ -119,3 +119,50 @@ def test_fabric_labels_are_policy():
     snap = snapshot(FABRIC, [job(1, gpus=8, nodes=2)])
     [p] = run(snap, Policy(fabric_labels=())).placements
     assert [a.node_id for a in p.allocations] == [node_id(1), node_id(2)]
+
+
+# -- jobs naming an image: nodes with a container runtime only ---------------------------------------
+def test_an_image_job_lands_only_on_a_node_with_a_container_runtime():
+    # node 1 is the better fit by every other rule (fewest GPUs left); only node 2 runs containers
+    fleet = [node(1, gpus=1), node(2, gpus=8, container_runtime=True)]
+    snap = snapshot(fleet, [job(1, container=True), job(2)])
+    result = run(snap)
+    assert placed(result)[job(1).id].allocations[0].node_id == node_id(2)
+    assert placed(result)[job(2).id].allocations[0].node_id == node_id(1)  # others may still use both
+
+
+def test_an_image_job_waits_for_a_runtime_node_with_room_and_says_so():
+    fleet = [node(1, gpus=8), node(2, gpus=2, container_runtime=True)]
+    snap = snapshot(fleet, [job(1, container=True)], [running(90, 2, [0, 1])])
+    result = run(snap)
+    assert result.placements == []
+    w = result.waiting(job(1).id)
+    assert w is not None and w.reason.code == "no_capacity"
+    assert w.reason.message == "no node with a container runtime has 1 free GPU"
+
+
+def test_an_image_job_on_a_fleet_without_a_runtime_is_refused_with_the_reason():
+    result = run(snapshot([node(1), node(2)], [job(1, container=True)]))
+    assert result.placements == []
+    assert result.rejections[0].reason.message == (
+        "the job names an image and no node of this fleet has a container runtime"
+    )
+    small = run(
+        snapshot([node(1), node(2, gpus=2, container_runtime=True)], [job(1, gpus=4, container=True)])
+    )
+    assert small.rejections[0].reason.message == "no node of this fleet with a container runtime has 4 GPUs"
+
+
+def test_an_image_gang_uses_runtime_nodes_only():
+    fleet = [
+        node(1, labels={"nvlink_domain": "d1"}),
+        node(2, labels={"nvlink_domain": "d1"}),
+        node(3, labels={"nvlink_domain": "d2"}, container_runtime=True),
+        node(4, labels={"nvlink_domain": "d3"}, container_runtime=True),
+    ]
+    [p] = run(snapshot(fleet, [job(1, gpus=8, nodes=2, container=True)])).placements
+    assert {a.node_id for a in p.allocations} == {node_id(3), node_id(4)}
+    three = run(snapshot(fleet, [job(2, gpus=8, nodes=3, container=True)]))
+    assert three.rejections[0].reason.message == (
+        "the gang needs 3 nodes with 8 GPUs each; this fleet has 2 such nodes with a container runtime"
+    )

@@ -37,6 +37,7 @@ def fleets(draw) -> list[Node]:
                 labels={"nvlink_domain": f"d{n // 2}", "rack": f"r{n // 4}"},
                 dedicated_to=draw(st.sampled_from([None, None, None, ORGS[0]])),
                 unhealthy=draw(st.sets(st.integers(0, 7), max_size=2)),
+                container_runtime=draw(st.booleans()),
             )
         )
     return nodes
@@ -61,6 +62,7 @@ def queues(draw, start: int) -> list[QueuedJob]:
                 ram=draw(st.sampled_from([0, 0, 16384])),
                 time_limit=draw(st.sampled_from([None, 600])),
                 held=draw(st.booleans()) and draw(st.booleans()) and draw(st.booleans()),
+                container=draw(st.sampled_from([False, False, True])),
             )
         )
     return jobs
@@ -146,6 +148,7 @@ class Books:
                 if check:
                     assert g.healthy and g.memory_mb >= j.gpu_memory_mb
                     assert j.gpu_type in (None, g.type)
+                    assert nd.container_runtime or not j.container, "an image job on a node without a runtime"
                 self.holder[gid] = j.id
             self.cpu[a.node_id] += a.cpu_cores
             self.ram[a.node_id] += a.ram_mb

@@ -73,6 +73,8 @@ async def fleet_known(stack, orgs) -> None:  # type: ignore[no-untyped-def]
         ({"gpu_count": 4}, "gpu_count", "4 GPUs"),
         ({"gpu_count": 1, "gpu_memory_mb": 1_000_000}, "gpu_memory_mb", "memory"),
         ({"gpu_count": 1, "nodes": 2}, "nodes", "2 nodes"),
+        # the stack's agent runs no container runtime: nothing here could run an image
+        ({"gpu_count": 1, "image": "docker.io/library/busybox:1.36"}, "image", "container runtime"),
     ],
 )
 async def test_a_job_no_node_could_ever_run_is_refused_at_submit(stack, orgs, body, field, words):

@@ -8,12 +8,13 @@ cgroup v1 (what these hosts have) keeps one hierarchy per controller: the job ge
 path, ``<parent>/<job id>``, under each of cpu, cpuacct, memory, pids and freezer. cgroup v2 has one
 tree; the controllers are enabled on the parent and ``cgroup.kill`` (Linux 5.14+) kills in one write.
 
-Devices (cgroup v1's ``devices`` controller, where mounted): a job's group allows only what
-:func:`device_rules` lists (the job's own ``/dev/nvidia<N>``, never another GPU's, ``nvidiactl``,
-``nvidia-modeset`` and every other character device the host registers), so ``open`` of another GPU's
-node fails with EPERM whatever ``CUDA_VISIBLE_DEVICES`` says. cgroup v2 controls devices only through
-BPF programs attached to the group, which this agent does not load: there it does not claim the
-guarantee (:meth:`CgroupHost.device_control` says why; the agent logs it and the README states it).
+Devices: a job's group allows only what :func:`device_rules` lists (the job's own ``/dev/nvidia<N>``,
+never another GPU's, ``nvidiactl``, ``nvidia-modeset`` and every other character device the host
+registers), so ``open`` of another GPU's node fails with EPERM whatever ``CUDA_VISIBLE_DEVICES`` says.
+cgroup v1 takes the rules as text (its ``devices`` controller, where mounted); cgroup v2 has no such
+controller and asks a BPF program attached to the group instead, which :mod:`.device_filter` builds
+from the same rules. Where neither works (no devices controller, a kernel that refuses the program),
+:meth:`CgroupHost.device_control` says why, and the agent logs that jobs' GPUs are not fenced.
 """
 
 from __future__ import annotations
@@ -99,12 +100,24 @@ class CgroupHost:
         raise OSError(errno.ENOTSUP, "no usable cgroup hierarchy on this host")
 
     def device_control(self) -> str | None:
-        """None when a job's group can fence its devices (cgroup v1 ``devices``), else why not."""
+        """None when a job's group can fence its devices (cgroup v1 ``devices``, or on v2 a BPF device
+        filter this kernel loads), else why not."""
         if self.version == 2:
-            return (
-                "cgroup v2 limits devices only through BPF programs, which this agent does not load: "
-                "a job can open every GPU's device node its file permissions allow"
-            )
+            from ..domain.model import Limits
+            from . import device_filter  # only the agent asks, once; supervisors never import it
+
+            if problem := device_filter.problem():
+                return problem
+            probe = self.job(f".probe-devices-{os.getpid()}")
+            try:
+                probe.create(Limits())
+                probe.restrict_devices(["a"])  # loaded above; attaching may still be refused
+            except OSError as exc:
+                return f"cannot attach a device filter to a job's cgroup ({exc})"
+            finally:
+                with contextlib.suppress(OSError):
+                    probe.remove()
+            return None
         if self.version == 0:
             return "no job cgroups on this host"
         if V1_DEVICES not in self.v1:
@@ -172,8 +185,15 @@ class JobCgroup:
                 self._file("cpu.cfs_quota_us").write_text(str(quota))
 
     def restrict_devices(self, rules: Iterable[str]) -> None:
-        """cgroup v1: deny every device, then allow ``rules`` (``"c 195:0 rwm"``, see :func:`device_rules`).
-        Raises OSError where the group has no devices controller (the caller knows from device_control)."""
+        """Allow the group's processes only ``rules`` (``"c 195:0 rwm"``, see :func:`device_rules`):
+        cgroup v1 denies every device, then allows each rule; v2 attaches the rules as a BPF device
+        filter. Call it before any process is in the group. Raises OSError where the group cannot
+        (the caller knows from device_control)."""
+        if self.version == 2:
+            from . import device_filter
+
+            device_filter.attach(self._dirs[0], list(rules))
+            return
         if self.version != 1 or V1_DEVICES not in self.by_controller:
             raise OSError(errno.ENOTSUP, "this job's cgroup has no v1 devices controller")
         folder = self.by_controller[V1_DEVICES]

@@ -77,13 +77,27 @@ def test_the_device_controller_is_used_on_cgroup_v1_only():
     assert "devices" not in without.job("j").by_controller
 
 
-def test_cgroup_v2_says_why_devices_are_not_fenced(tmp_path):
+def test_cgroup_v2_fences_devices_with_a_bpf_filter_or_says_why_not(tmp_path, monkeypatch):
+    from services.agent.adapters import device_filter
+
     (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
     v2 = CgroupHost("gpufleet", f"30 1 0:26 / {tmp_path} rw - cgroup2 cgroup2 rw\n")
     assert v2.version == 2
+    monkeypatch.setattr(device_filter, "problem", lambda: "cannot load a cgroup v2 device filter (BPF): no")
     assert "BPF" in (v2.device_control() or "")
-    with pytest.raises(OSError):
-        v2.job("j").restrict_devices(["c 1:3 rwm"])
+    monkeypatch.setattr(device_filter, "problem", lambda: None)
+    attached: list[tuple[Path, list[str]]] = []
+    monkeypatch.setattr(device_filter, "attach", lambda group, rules: attached.append((group, rules)))
+    assert v2.device_control() is None  # a probe group took a filter, and is gone
+    assert [rules for _, rules in attached] == [["a"]] and not attached[0][0].exists()
+    v2.job("j").restrict_devices(["c 1:3 rwm"])
+    assert attached[1:] == [(tmp_path / "gpufleet" / "j", ["c 1:3 rwm"])]
+
+    def refuse(group, rules):  # type: ignore[no-untyped-def]
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(device_filter, "attach", refuse)
+    assert "cannot attach a device filter" in (v2.device_control() or "")
 
 
 def info(uuid: str, minor: str) -> str:

@@ -150,6 +150,10 @@ class Scheduler(scheduler_pb2_grpc.NodeAgentServiceServicer):
         self.done = asyncio.Event()
         self.expected = 0
         self.org = str(uuid.uuid4())
+        # job id -> monotonic time its assignment was pushed / its started / finished report arrived
+        self.assigned_at: dict[str, float] = {}
+        self.started_at: dict[str, float] = {}
+        self.finished_at: dict[str, float] = {}
 
     async def submit(self, n: int) -> list[str]:
         ids = [str(uuid.uuid4()) for _ in range(n)]
@@ -171,6 +175,7 @@ class Scheduler(scheduler_pb2_grpc.NodeAgentServiceServicer):
                 organization_id=self.org,
                 status="scheduled",
             )
+            self.assigned_at[job_id] = time.monotonic()
             placed = True
         if placed:
             await self._bump()
@@ -197,9 +202,11 @@ class Scheduler(scheduler_pb2_grpc.NodeAgentServiceServicer):
         done = []
         for report in request.reports:
             if report.HasField("started"):
+                self.started_at.setdefault(report.job_id, time.monotonic())
                 if report.job_id in self.assignments:
                     self.assignments[report.job_id].status = "running"
             elif report.job_id in self.assignments:
+                self.finished_at.setdefault(report.job_id, time.monotonic())
                 self.assignments.pop(report.job_id)
                 self.free.append(self.gpu_of.pop(report.job_id))
                 self.finished[report.job_id] = report.finished
@@ -222,9 +229,33 @@ def baseline(n: int, argv: list[str]) -> float:
     return (spent + spent_self) * 1000 / n
 
 
-async def run_jobs(sched: Scheduler, n: int, timeout: float) -> None:
-    await sched.submit(n)
+async def run_jobs(sched: Scheduler, n: int, timeout: float) -> list[str]:
+    ids = await sched.submit(n)
     await asyncio.wait_for(sched.done.wait(), timeout)
+    return ids
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def probe_latency(sched: Scheduler, n: int) -> dict[str, float]:
+    """One job at a time on an otherwise idle agent: from the push of its assignment to its started
+    report, and to its finished report (ms, p50 and p90 over ``n`` jobs, a short pause between)."""
+    start, finish = [], []
+    for _ in range(n):
+        [job_id] = await run_jobs(sched, 1, 60)
+        t0 = sched.assigned_at[job_id]
+        start.append((sched.started_at[job_id] - t0) * 1000)
+        finish.append((sched.finished_at[job_id] - t0) * 1000)
+        await asyncio.sleep(0.1)
+    return {
+        "start_ms_p50": round(percentile(start, 0.5), 2),
+        "start_ms_p90": round(percentile(start, 0.9), 2),
+        "finish_ms_p50": round(percentile(finish, 0.5), 2),
+        "finish_ms_p90": round(percentile(finish, 0.9), 2),
+    }
 
 
 async def bench(args: argparse.Namespace) -> dict[str, object]:
@@ -296,6 +327,7 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
         threads = {
             k: round((v - threads0.get(k, 0.0)) * 1000 / args.jobs, 2) for k, v in cpu.threads().items()
         }
+        latency = await probe_latency(sched, args.probes) if args.probes else {}
         failed = [r for r in sched.finished.values() if r.exit_code != 0 or r.error_message]
         if failed:
             raise SystemExit(f"{len(failed)} jobs failed, e.g. {failed[0]}")
@@ -334,6 +366,8 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
         "baseline_sh_cpu_ms": round(base_sh, 2),
         "ratio_total_to_true": round(total / base_true, 1) if base_true else None,
         "ratio_total_to_sh": round(total / base_sh, 1) if base_sh else None,
+        "probes": args.probes,
+        **{f"idle_{k}": v for k, v in latency.items()},
     }
 
 
@@ -349,6 +383,9 @@ def main() -> None:
         "--settle", type=float, default=1.5, help="seconds after the last finish, for shipping"
     )
     parser.add_argument("--idle", type=float, default=3.0, help="seconds of idle CPU measured")
+    parser.add_argument(
+        "--probes", type=int, default=30, help="single jobs timed afterwards, assignment -> reports"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs)")
     parser.add_argument("--profile", default="", help="run the agent under cProfile, stats to this file")
     result = asyncio.run(bench(parser.parse_args()))
@@ -356,7 +393,8 @@ def main() -> None:
         f"agent {result['agent_cpu_ms_per_job']} ms/job + children {result['children_cpu_ms_per_job']} ms/job"
         f" = {result['total_cpu_ms_per_job']} ms/job ({result['jobs_per_s']} jobs/s); bare /bin/true"
         f" {result['baseline_true_cpu_ms']} ms, sh -c {result['baseline_sh_cpu_ms']} ms;"
-        f" agent idle {result['agent_idle_cpu_ms_per_s']} ms/s",
+        f" agent idle {result['agent_idle_cpu_ms_per_s']} ms/s; one job alone: assignment -> started"
+        f" p50 {result.get('idle_start_ms_p50')} ms, -> finished p50 {result.get('idle_finish_ms_p50')} ms",
         file=sys.stderr,
     )
     print(json.dumps(result))

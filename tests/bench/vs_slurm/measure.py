@@ -1,9 +1,11 @@
 """What both sides are measured with: CPU time of process trees, percentiles, and the one driver.
 
 The driver (:func:`measure`) runs the same script against any :class:`Side`: ``jobs`` trivial one-GPU
-jobs from ``submitters`` concurrent clients, a wait until every one has ended, each job's allocation
-and end read back from the side itself, the CPU seconds its processes spent meanwhile, and then, with
-the fleet idle, a sequential probe of submit -> running.
+jobs from ``submitters`` concurrent clients, a wait until every one has ended and then until the side's
+processes are back at their idle CPU rate (the work the jobs left behind, e.g. billing and monitoring
+catching up on their events, is part of what they cost), each job's allocation and end read back from
+the side itself, the CPU seconds its processes spent meanwhile, and then, with the whole side idle, a
+sequential probe of submit -> running.
 """
 
 from __future__ import annotations
@@ -136,8 +138,10 @@ class RunResult:
     completed_per_s: float
     last_allocation_s: float  # after the first submit
     last_end_s: float
-    cpu_s: float
+    cpu_s: float  # from the first submit until the side was quiet again (``settle_s`` after the last end)
     cpu_s_by_process: dict[str, float]
+    idle_cpu_per_s: float = 0.0  # the side's CPU rate before the run, with nothing to do
+    settle_s: float = 0.0  # from every job ended until the side's CPU was back at its idle rate
     probe_jobs: int = 0
     probe_running_ms_p50: float = math.nan
     probe_running_ms_p99: float = math.nan
@@ -180,12 +184,40 @@ async def _wait_idle(side: Side, timeout: float) -> None:
         await asyncio.sleep(1.0)  # one light poll a second: the same small load on both sides
 
 
+IDLE_SAMPLE_S = 2.0  # how long the idle CPU rate is measured before a run
+QUIET_WINDOW_S = 1.0  # the side is quiet when one such window costs no more than idle...
+QUIET_SLACK = 0.05  # ... plus this many cores (noise: a poll, a heartbeat landing in the window)
+QUIET_TIMEOUT_S = 120.0
+
+
+def _cpu_total(procs: dict[str, int]) -> float:
+    return sum(cpu_snapshot(procs).values())
+
+
+async def idle_rate(procs: dict[str, int], seconds: float = IDLE_SAMPLE_S) -> float:
+    """CPU seconds per second the side's processes spend with nothing to do."""
+    c0, t0 = _cpu_total(procs), time.monotonic()
+    await asyncio.sleep(seconds)
+    return (_cpu_total(procs) - c0) / (time.monotonic() - t0)
+
+
+async def wait_quiet(procs: dict[str, int], idle: float, timeout: float = QUIET_TIMEOUT_S) -> float:
+    """Wait until a window of QUIET_WINDOW_S costs at most the idle rate (plus slack); seconds waited."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if await idle_rate(procs, QUIET_WINDOW_S) <= idle + QUIET_SLACK:
+            break
+    return time.monotonic() - start
+
+
 async def one_run(side: Side, gpus: int, jobs: int, submitters: int, timeout: float) -> RunResult:
     procs = side.processes()
+    idle = await idle_rate(procs)
     before = cpu_snapshot(procs)
     t0, ids, latencies = await _submit_all(side, jobs, submitters)
     submit_s = time.time() - t0
     await _wait_idle(side, timeout)
+    settled_s = await wait_quiet(procs, idle)
     after = cpu_snapshot(procs)
     times = await side.times(ids)
     if len(times) != len(ids):
@@ -207,6 +239,8 @@ async def one_run(side: Side, gpus: int, jobs: int, submitters: int, timeout: fl
         last_end_s=last_end,
         cpu_s=sum(by_process.values()),
         cpu_s_by_process=by_process,
+        idle_cpu_per_s=idle,
+        settle_s=settled_s,
     )
 
 
@@ -253,5 +287,6 @@ def _line(r: RunResult) -> str:
     return (
         f"{r.jobs} jobs, submit {r.submit_per_s:.1f}/s (p50 {r.submit_ms_p50:.0f} ms, p99 "
         f"{r.submit_ms_p99:.0f} ms), scheduled {r.scheduled_per_s:.2f}/s over {r.last_allocation_s:.1f}s, "
-        f"completed {r.completed_per_s:.2f}/s, CPU {r.cpu_s:.1f}s"
+        f"completed {r.completed_per_s:.2f}/s, CPU {r.cpu_s:.1f}s (quiet {r.settle_s:.1f}s after the last end; "
+        f"idle {r.idle_cpu_per_s * 1000:.0f} ms/s)"
     )

@@ -36,6 +36,7 @@ from shared.events import Envelope
 
 from ..domain.inventory import InventoryGpu
 from ..domain.model import GpuAllocation, Job, JobPlacement, JobStatus, Pending, StatusChange
+from ..service_layer.assignments import NodeVersion
 from ..service_layer.unit_of_work import UsageRow
 from . import events
 from .orm import GpuInventoryRow, JobRow, JobStatusHistoryRow, SchedulerLeaseRow
@@ -446,6 +447,21 @@ class SqlUnitOfWork:
             "SELECT id, updated_at FROM jobs WHERE id = ANY($1::uuid[])", job_ids
         )
         return {r[0]: r[1] for r in rows}
+
+    async def node_versions(self, node_ids: list[UUID]) -> dict[UUID, NodeVersion]:
+        if not node_ids:
+            return {}
+        rows = await (await self._pg()).fetch(
+            "SELECT id, updated_at, node_ids FROM jobs WHERE node_ids && $1::uuid[] AND status = ANY($2::text[])",
+            node_ids,
+            list(ON_NODE),
+        )
+        found: dict[UUID, set[tuple[UUID, datetime | None]]] = {node: set() for node in node_ids}
+        for job_id, updated_at, on in rows:
+            for node in on:
+                if node in found:
+                    found[node].add((job_id, updated_at))
+        return {node: frozenset(jobs) for node, jobs in found.items()}
 
     async def get_job(
         self, job_id: UUID, *, for_update: bool = False, with_history: bool = False

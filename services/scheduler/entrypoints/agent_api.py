@@ -11,10 +11,12 @@ token is never accepted here (docs/agent-identity.md).
 
 ``WatchAssignments`` sends the node's whole list at once and again whenever it changes. A change is
 noticed two ways: the :class:`AssignmentFeed` wakes the stream right after this process committed a
-change for the node, and a cheap re-check every ``recheck_seconds`` catches what another replica
-committed. The list is sent only when it differs from the last one sent, except for a keep-alive (the
-same list, same revision) after ``keepalive_seconds`` of silence, which lets the agent tell a quiet
-stream from a dead one.
+change for the node, and the feed's poll (one statement a second for every node watched in this
+process) wakes it for what another replica committed. The stream reads its list only then (and, as a
+safety net, once every ``resync_seconds``), and sends it only when it differs from the last one sent,
+except for a keep-alive: the same list, same revision, after ``keepalive_seconds`` of silence, which
+lets the agent tell a quiet stream from a dead one (no read needed). Every ``recheck_seconds`` the
+caller's credential is checked again (no database read).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from shared.wire import parse_ts
 
 from ..domain.model import Job
 from ..service_layer import commands, handlers
-from ..service_layer.assignments import AssignmentFeed
+from ..service_layer.assignments import AssignmentFeed, NodeVersion, node_version
 from ..service_layer.handlers import Dependencies
 
 log = logging.getLogger("gpufleet.scheduler.agents")
@@ -45,6 +47,9 @@ log = logging.getLogger("gpufleet.scheduler.agents")
 SERVICE_NAME = scheduler_pb2.DESCRIPTOR.services_by_name["NodeAgentService"].full_name
 RECHECK_SECONDS = 1.0
 KEEPALIVE_SECONDS = 10.0
+# A stream reads its list when woken (a change here, or the feed's poll for another replica's); this
+# is the safety net besides: at most this long between two reads whatever the signals said.
+RESYNC_SECONDS = 60.0
 MAX_REPORTS_PER_CALL = 1000
 T = TypeVar("T", scheduler_pb2.ReportJobStartedRequest, scheduler_pb2.ReportJobFinishedRequest)
 # A job's distributed-training rendezvous port on its master node when the job does not name one:
@@ -131,19 +136,27 @@ class NodeAgentServicer(scheduler_pb2_grpc.NodeAgentServiceServicer):
         *,
         recheck_seconds: float = RECHECK_SECONDS,
         keepalive_seconds: float = KEEPALIVE_SECONDS,
+        resync_seconds: float = RESYNC_SECONDS,
     ) -> None:
         self.deps = deps
         self._nodes = nodes
-        self._recheck, self._keepalive = recheck_seconds, keepalive_seconds
+        self._recheck, self._keepalive, self._resync = recheck_seconds, keepalive_seconds, resync_seconds
 
     @property
     def feed(self) -> AssignmentFeed:
         return self.deps.assignments
 
     async def _assignments(self, node_id: str) -> list[scheduler_pb2.Assignment]:
+        return (await self._read(node_id))[0]
+
+    async def _read(self, node_id: str) -> tuple[list[scheduler_pb2.Assignment], NodeVersion]:
         jobs: list[Job] = await handlers.handle(commands.GetAssignments(node_id=node_id), self.deps)
         node = UUID(node_id)
-        return [assignment_message(j, node) for j in jobs]
+        return [assignment_message(j, node) for j in jobs], node_version(jobs)
+
+    async def _node_versions(self, node_ids: list[UUID]) -> dict[UUID, NodeVersion]:
+        async with self.deps.uow(system=True) as uow:
+            return await uow.node_versions(node_ids)
 
     async def GetAssignments(
         self, request: scheduler_pb2.GetAssignmentsRequest, context: grpc.aio.ServicerContext
@@ -166,26 +179,37 @@ class NodeAgentServicer(scheduler_pb2_grpc.NodeAgentServiceServicer):
         sent: bytes | None = None
         revision = 0
         last_write = 0.0
+        read = True  # the first round reads; later ones when woken (a change), or to resync
+        last_read = 0.0
+        update: scheduler_pb2.AssignmentsUpdate | None = None
         with self.feed.watch(node) as woken:
+            self.feed.keep_polling(self._node_versions)  # another replica's changes wake us through it
             while True:
-                woken.clear()  # before reading: a commit during the read wakes the next round
                 # Every round (at least every recheck_seconds) asks again who the caller is: a credential
                 # revoked since the stream opened ends it, UNAUTHENTICATED, within about a second. A
                 # fleet that cannot be reached does not end it (what it already trusts keeps flowing),
                 # and the check keeps the credential in use, so its reports find it verified ahead.
                 with contextlib.suppress(Unavailable):
                     await self._nodes.own_node(context, request.node_id)
-                assignments = await self._assignments(request.node_id)
-                digest = _digest(assignments)
-                now = time.monotonic()
-                if digest != sent or now - last_write >= self._keepalive:
+                if read or time.monotonic() - last_read >= self._resync:
+                    woken.clear()  # before reading: a commit during the read wakes the next round
+                    assignments, version = await self._read(request.node_id)
+                    last_read = time.monotonic()
+                    self.feed.saw(node, version)
+                    digest = _digest(assignments)
                     if digest != sent:
                         revision = self.feed.revision(node, digest, max(known, revision))
-                    yield scheduler_pb2.AssignmentsUpdate(revision=revision, assignments=assignments)
-                    sent, last_write = digest, now
+                        update = scheduler_pb2.AssignmentsUpdate(revision=revision, assignments=assignments)
+                        yield update
+                        sent, last_write = digest, time.monotonic()
+                if update is not None and time.monotonic() - last_write >= self._keepalive:
+                    yield update  # the keep-alive: the same list, the same revision, read or not
+                    last_write = time.monotonic()
                 timeout = min(self._recheck, max(self._keepalive - (time.monotonic() - last_write), 0.0))
+                read = False
                 with contextlib.suppress(TimeoutError):
                     await _wait(woken, timeout)
+                    read = True
 
     async def ReportJobs(
         self, request: scheduler_pb2.ReportJobsRequest, context: grpc.aio.ServicerContext

@@ -4,8 +4,12 @@
 Whoever commits a change to what a node should run (a placement, a cancel, a finish, a lost node) calls
 :meth:`AssignmentFeed.changed` with the nodes it touched, after the commit: every stream of those nodes
 in this process reads its node's list again and sends it when it differs from what it last sent. A
-change committed by another replica is not signalled here; the streams' periodic re-check (about a
-second) catches it. Nothing depends on the signal for correctness, only for latency.
+change committed by another replica is not signalled here: one poll per process (every second, one
+statement for every watched node: the ids and ``updated_at`` of the jobs live on them) wakes the streams
+whose node's jobs moved since the stream read them. A stream reads its list only when woken (and at its
+keep-alive), not on a timer of its own: a thousand idle nodes cost one statement a second, not a
+thousand transactions. Nothing depends on the signals for correctness, only for latency: the keep-alive
+(every ``keepalive_seconds`` of silence) reads the list again too.
 
 A revision names one content of a node's list. It is taken from the wall clock in microseconds when
 the content changes (and is always above the previous one and above what the agent says it knows), so
@@ -23,9 +27,12 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 log = logging.getLogger("gpufleet.scheduler.feeds")
+
+V = TypeVar("V")
 
 
 @dataclass
@@ -68,52 +75,70 @@ class _Signals:
         return len(self._watchers.get(key, ()))
 
 
-class JobFeed(_Signals):
-    """Per-job signals for ``WatchJob``. The scheduler's unit of work tells it, after each commit, the
-    jobs that commit saved (adapters/repository.py ``on_commit``), whoever saved them (an API call, the
-    loop's placements, agents' reports, fleet's events).
+class _Polled(_Signals, Generic[V]):
+    """Signals plus, for another replica's commits (not signalled in this process), one task that
+    reads the version of every watched id every ``poll_s`` in one statement, whatever the number of
+    streams, and wakes the streams of those that moved since their stream last read them (:meth:`saw`).
+    A change is never lost between the two: a stream records the version it read, so any later write
+    differs from it."""
 
-    Another replica's commits are not signalled that way: while any job is watched, one task of this
-    process (:meth:`keep_polling`) reads the ``updated_at`` of every watched job every ``poll_s``, in
-    one statement whatever the number of streams, and wakes the streams of those that moved since their
-    stream last read them (:meth:`saw`). A change is never lost between the two: a stream records the
-    version it read, so any later write differs from it."""
+    what = "ids"
 
     def __init__(self, poll_s: float = 1.0) -> None:
         super().__init__()
         self.poll_s = poll_s
-        self._seen: dict[UUID, datetime] = {}
+        self._seen: dict[UUID, V] = {}
         self._poller: asyncio.Task[None] | None = None
 
-    def saw(self, job_id: UUID, version: datetime | None) -> None:
-        """A stream read ``job_id`` at this version (its ``updated_at``)."""
+    def saw(self, key: UUID, version: V | None) -> None:
+        """A stream read ``key`` at this version."""
         if version is not None:
-            self._seen[job_id] = version
+            self._seen[key] = version
 
-    def keep_polling(self, versions: Callable[[list[UUID]], Awaitable[dict[UUID, datetime]]]) -> None:
+    def keep_polling(self, versions: Callable[[list[UUID]], Awaitable[dict[UUID, V]]]) -> None:
         """Run the poll (started once, ended when nothing is watched); ``versions`` reads them."""
         if self._poller is None or self._poller.done():
             self._poller = asyncio.get_running_loop().create_task(self._poll(versions))
 
-    async def _poll(self, versions: Callable[[list[UUID]], Awaitable[dict[UUID, datetime]]]) -> None:
+    async def _poll(self, versions: Callable[[list[UUID]], Awaitable[dict[UUID, V]]]) -> None:
         while self._watchers:
             await asyncio.sleep(self.poll_s)
             watched = list(self._watchers)
-            for job_id in [j for j in self._seen if j not in self._watchers]:
-                del self._seen[job_id]
+            for key in [k for k in self._seen if k not in self._watchers]:
+                del self._seen[key]
             try:
                 found = await versions(watched)
             except Exception:
-                log.warning("reading the watched jobs' versions failed", exc_info=True)
+                log.warning("reading the watched %s' versions failed", self.what, exc_info=True)
                 continue
-            moved = [j for j in watched if found.get(j) != self._seen.get(j)]
+            moved = [k for k in watched if found.get(k) != self._seen.get(k)]
             if moved:
                 self.changed(moved)
 
 
-class AssignmentFeed(_Signals):
-    def __init__(self, clock_us: Callable[[], int] | None = None) -> None:
-        super().__init__()
+class JobFeed(_Polled[datetime]):
+    """Per-job signals for ``WatchJob``. The scheduler's unit of work tells it, after each commit, the
+    jobs that commit saved (adapters/repository.py ``on_commit``), whoever saved them (an API call, the
+    loop's placements, agents' reports, fleet's events). Another replica's commits are found by the
+    poll of the watched jobs' versions (their ``updated_at``)."""
+
+    what = "jobs"
+
+
+NodeVersion = frozenset[tuple[UUID, datetime | None]]
+"""What a node's assignment list was read from: each job live on it, with its ``updated_at`` (every
+write of a job moves it; a job placed on or leaving the node changes the set)."""
+
+
+def node_version(jobs: Iterable[Any]) -> NodeVersion:
+    return frozenset((job.id, job.updated_at) for job in jobs)
+
+
+class AssignmentFeed(_Polled[NodeVersion]):
+    what = "nodes"
+
+    def __init__(self, clock_us: Callable[[], int] | None = None, poll_s: float = 1.0) -> None:
+        super().__init__(poll_s)
         self._known: dict[UUID, _Known] = {}
         self._clock_us = clock_us or (lambda: time.time_ns() // 1000)
 

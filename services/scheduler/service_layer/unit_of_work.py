@@ -19,6 +19,7 @@ from shared.events import Envelope
 from ..domain.engine import Shape
 from ..domain.inventory import InventoryGpu
 from ..domain.model import Job, JobStatus
+from .assignments import NodeVersion
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,10 @@ class SchedulerUnitOfWork(Protocol):
 
     async def job_versions(self, job_ids: list[UUID]) -> dict[UUID, datetime]:
         """``updated_at`` of those of ``job_ids`` that exist (every write of a job moves it)."""
+
+    async def node_versions(self, node_ids: list[UUID]) -> dict[UUID, NodeVersion]:
+        """For each of ``node_ids``, the ids and ``updated_at`` of the jobs live on it (scheduled or
+        running): what its assignment list was read from (empty for a node with none)."""
 
     async def list_jobs(
         self,

@@ -12,6 +12,7 @@ import pytest
 from gpufleet.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 from services.scheduler.entrypoints.agent_api import SERVICE_NAME, NodeAgentServicer
+from services.scheduler.service_layer import commands, handlers
 from services.scheduler.service_layer.assignments import AssignmentFeed
 from services.scheduler.service_layer.scheduling import Scheduler
 from shared.embedded.postgres import free_port
@@ -116,7 +117,7 @@ async def test_a_watch_gets_the_list_at_once_and_a_placement_within_well_under_a
             await asyncio.sleep(0.01)  # the ended stream leaves no watcher behind
 
 
-async def test_a_finish_is_pushed_and_a_change_made_elsewhere_is_caught_by_the_recheck(harness):
+async def test_a_finish_is_pushed_and_a_change_made_elsewhere_is_caught_by_the_feeds_poll(harness):
     org, key = harness.tenant()
     node = uuid.uuid4()
     await harness.add_gpus(org, node, 1)
@@ -141,8 +142,45 @@ async def test_a_finish_is_pushed_and_a_change_made_elsewhere_is_caught_by_the_r
         caught = await next_update(stream, timeout=3.0)
         assert [a.job_id for a in caught.assignments] == [other]
         assert time.perf_counter() - began < 2.0
+        # A cancel committed elsewhere changes no status, only what the agent must do: caught as well.
+        await handlers.cancel_job(commands.CancelJob(organization_id=org, job_id=other), elsewhere.deps)
+        cancelled = await next_update(stream, timeout=3.0)
+        assert [(a.job_id, a.cancel_requested) for a in cancelled.assignments] == [(other, True)]
     finally:
         stream.cancel()
+
+
+async def test_idle_streams_read_nothing_but_one_poll_a_second_for_all_of_them(harness, monkeypatch):
+    """Three idle nodes' streams: each reads its list once (at the start), and the feed's poll reads the
+    versions of all three in one statement a second; no stream re-reads its list on a timer of its own."""
+    reads: list[str] = []
+    polls: list[list[uuid.UUID]] = []
+    real_handle = handlers.handle
+    real_versions = getattr(NodeAgentServicer, "_node_versions", None)
+
+    async def handle(cmd, deps):  # type: ignore[no-untyped-def]
+        if isinstance(cmd, commands.GetAssignments):
+            reads.append(cmd.node_id)
+        return await real_handle(cmd, deps)
+
+    async def versions(self, node_ids):  # type: ignore[no-untyped-def]
+        polls.append(sorted(node_ids))
+        assert real_versions is not None
+        return await real_versions(self, node_ids)
+
+    monkeypatch.setattr(handlers, "handle", handle)
+    monkeypatch.setattr(NodeAgentServicer, "_node_versions", versions, raising=False)
+    nodes = [uuid.uuid4() for _ in range(3)]
+    streams = [watch(harness, n) for n in nodes]
+    try:
+        for stream in streams:
+            await next_update(stream)
+        await asyncio.sleep(3.2)
+        assert sorted(reads) == sorted(str(n) for n in nodes)  # one read each, at the start
+        assert 2 <= len(polls) <= 4 and all(p == sorted(nodes) for p in polls[-2:])
+    finally:
+        for stream in streams:
+            stream.cancel()
 
 
 async def test_a_reconnect_with_the_known_revision_gets_it_back_and_a_newer_one_after_a_change(harness):

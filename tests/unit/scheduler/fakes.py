@@ -283,6 +283,14 @@ class FakeUnitOfWork:
         job = self.store.jobs.get(job_id)
         return self._load(job, False) if job is not None and node_id in job.node_ids else None
 
+    async def node_versions(self, node_ids: list[UUID]) -> dict[UUID, frozenset]:
+        found: dict[UUID, set] = {node: set() for node in node_ids}
+        for j in self.store.jobs.values():
+            if j.status in (JobStatus.SCHEDULED, JobStatus.RUNNING):
+                for node in set(j.node_ids) & set(node_ids):
+                    found[node].add((j.id, j.updated_at))
+        return {node: frozenset(jobs) for node, jobs in found.items()}
+
     async def live_jobs_on_node(self, node_id: UUID) -> list[Job]:
         return [
             self._load(j, False)

@@ -60,3 +60,28 @@ async def test_a_stream_that_has_not_read_yet_is_woken_by_the_poll() -> None:
         feed.keep_polling(versions)
         await asyncio.sleep(0.05)
         assert woken.is_set()  # no version seen for it: read it (a change is never missed)
+
+
+async def test_the_assignment_feed_polls_nodes_and_wakes_those_whose_live_jobs_moved() -> None:
+    from services.scheduler.service_layer.assignments import AssignmentFeed, NodeVersion
+
+    feed = AssignmentFeed(poll_s=0.01)
+    n1, n2 = uuid.uuid4(), uuid.uuid4()
+    job = uuid.uuid4()
+    stored: dict[uuid.UUID, NodeVersion] = {n1: frozenset({(job, T0)}), n2: frozenset()}  # n2: idle
+
+    async def versions(ids: list[uuid.UUID]) -> dict[uuid.UUID, NodeVersion]:
+        return {n: stored[n] for n in ids}
+
+    with feed.watch(n1) as w1, feed.watch(n2) as w2:
+        feed.saw(n1, frozenset({(job, T0)}))
+        feed.saw(n2, frozenset())
+        feed.keep_polling(versions)
+        await asyncio.sleep(0.05)
+        assert not w1.is_set() and not w2.is_set()  # an idle node's stream is not woken either
+        stored[n1] = frozenset({(job, T0 + timedelta(seconds=1))})  # a cancel written elsewhere
+        await asyncio.sleep(0.05)
+        assert w1.is_set() and not w2.is_set()
+        stored[n2] = frozenset({(uuid.uuid4(), T0)})  # a placement elsewhere
+        await asyncio.sleep(0.05)
+        assert w2.is_set()

@@ -82,11 +82,15 @@ _DROP_TAIL = text(
     """
 )
 # An attempt first heard of through its end is created by the caller before this runs.
+# Every (job, attempt, organization) of a batch in one statement; an attempt named twice is updated,
+# and returned, once (UPDATE ... FROM uses one of its join rows).
 _MARK_ENDED = text(
     """
-    UPDATE job_output SET ended_at = now(), updated_at = now()
-    WHERE job_id = :j AND attempt = :a AND organization_id = :org AND ended_at IS NULL
-    RETURNING 1
+    UPDATE job_output o SET ended_at = now(), updated_at = now()
+    FROM unnest(CAST(:j AS uuid[]), CAST(:a AS int[]), CAST(:org AS uuid[])) AS e(job_id, attempt, org)
+    WHERE o.job_id = e.job_id AND o.attempt = e.attempt AND o.organization_id = e.org
+      AND o.ended_at IS NULL
+    RETURNING o.job_id, o.attempt
     """
 )
 _FIND = text(f"SELECT {_COLUMNS} FROM job_output WHERE job_id = :j AND attempt = :a")
@@ -225,9 +229,11 @@ class SqlOutputUnitOfWork(OutputUnitOfWork):
         )
         return int(getattr(result, "rowcount", 0) or 0)
 
-    async def mark_ended(self, organization_id: UUID, job_id: UUID, attempt: int) -> bool:
-        params = {"j": job_id, "a": attempt, "org": organization_id}
-        return (await self.session.execute(_MARK_ENDED, params)).first() is not None
+    async def mark_ended(self, ended: Sequence[tuple[UUID, UUID, int]]) -> list[AttemptKey]:
+        if not ended:
+            return []
+        params = {"org": [e[0] for e in ended], "j": [e[1] for e in ended], "a": [e[2] for e in ended]}
+        return [(r.job_id, r.attempt) for r in await self.session.execute(_MARK_ENDED, params)]
 
     async def find_attempt(self, job_id: UUID, attempt: int | None) -> StoredAttempt | None:
         if attempt is None:

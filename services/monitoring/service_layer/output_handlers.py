@@ -205,11 +205,9 @@ async def record_job_attempts(cmd: commands.RecordJobAttempts, deps: OutputDepen
         await uow.allocations.lock_attempts(keys)
         placed = await _record_holds(uow, [h for e in events for h in e.holds])
         await uow.record_attempts(_attempt_rows(events, deps))
-        for event in events:
-            if event.ended_attempt is not None and await uow.mark_ended(
-                event.organization_id, event.job_id, event.ended_attempt
-            ):
-                ended.append((event.job_id, event.ended_attempt))
+        ended = await uow.mark_ended(
+            [(e.organization_id, e.job_id, e.ended_attempt) for e in events if e.ended_attempt is not None]
+        )
         touched = await _apply_parked(uow, deps, placed)
     if ended or touched:
         deps.signals.notify([*ended, *touched])

@@ -75,8 +75,9 @@ class OutputUnitOfWork(Protocol):
     async def drop_tail_before(self, row: StoredAttempt, raw: int) -> int:
         """Delete the chunks past the head that end at or before raw ``raw``; returns how many."""
 
-    async def mark_ended(self, organization_id: UUID, job_id: UUID, attempt: int) -> bool:
-        """Record that the attempt ended (once); True when this call recorded it."""
+    async def mark_ended(self, ended: Sequence[tuple[UUID, UUID, int]]) -> list[AttemptKey]:
+        """Record that each (organization, job, attempt) ended, once; the attempts this call recorded
+        (one statement for the whole batch)."""
 
     async def find_attempt(self, job_id: UUID, attempt: int | None) -> StoredAttempt | None:
         """The attempt (None: the job's latest one) as the unit of work's tenant may see it."""

@@ -202,3 +202,31 @@ async def test_the_job_topic_completes_an_attempt_whose_agent_died(monitoring: M
     async with asyncio.timeout(30):
         rest = [p async for p in call]
     assert rest and rest[-1].complete and b"may be incomplete" in rest[-1].data
+
+
+async def test_a_batch_records_the_end_of_each_attempt_once(monitoring: Monitoring, output) -> None:
+    """Several jobs end in one batch (one statement marks them all), one of them named twice (a
+    redelivery inside the batch): each attempt's end is recorded once, and the batch again changes
+    nothing. Another organization's claim on a job marks nothing."""
+    app, _ = output
+    org, other = uuid.uuid4(), uuid.uuid4()
+    a, b = uuid.uuid4(), uuid.uuid4()
+    start = datetime.now(UTC)
+    for job in (a, b):
+        await place(app, org, job)
+    end = datetime.now(UTC)
+    ended = [job_event(jobs.JOB_SUCCEEDED, job, org, NODE, [uuid.uuid4()], start, end) for job in (a, b, a)]
+    await record_jobs(app, *ended)
+    rows = await monitoring.rows(
+        "SELECT job_id, ended_at FROM job_output WHERE job_id = ANY(:j) ORDER BY job_id", j=[a, b]
+    )
+    assert len(rows) == 2 and all(r.ended_at is not None for r in rows)
+    first = {r.job_id: r.ended_at for r in rows}
+    await record_jobs(app, *ended)  # redelivered: recorded already
+    again = await monitoring.rows("SELECT job_id, ended_at FROM job_output WHERE job_id = ANY(:j)", j=[a, b])
+    assert {r.job_id: r.ended_at for r in again} == first
+    c = uuid.uuid4()
+    await place(app, org, c)
+    await record_jobs(app, job_event(jobs.JOB_SUCCEEDED, c, other, NODE, [uuid.uuid4()], start, end))
+    [row] = await monitoring.rows("SELECT ended_at FROM job_output WHERE job_id = :j", j=c)
+    assert row.ended_at is None

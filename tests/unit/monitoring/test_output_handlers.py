@@ -97,12 +97,15 @@ class FakeOutputUow:
             del chunks[o]
         return len(gone)
 
-    async def mark_ended(self, organization_id: UUID, job_id: UUID, attempt: int) -> bool:
-        row = self.store.attempts.get((job_id, attempt))
-        if row is None or row.ended_at is not None:
-            return False
-        row.ended_at = self.store.now
-        return True
+    async def mark_ended(self, ended: list[tuple[UUID, UUID, int]]) -> list[tuple[UUID, int]]:
+        recorded = []
+        for organization_id, job_id, attempt in ended:
+            row = self.store.attempts.get((job_id, attempt))
+            if row is None or row.ended_at is not None or row.organization_id != organization_id:
+                continue
+            row.ended_at = self.store.now
+            recorded.append((job_id, attempt))
+        return recorded
 
     async def find_attempt(self, job_id: UUID, attempt: int | None) -> StoredAttempt | None:
         rows = [r for (j, _), r in self.store.attempts.items() if j == job_id and self._visible(r)]

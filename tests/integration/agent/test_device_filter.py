@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,21 +22,16 @@ from services.agent.adapters import device_filter
 from services.agent.adapters.cgroups import char_majors, device_rules
 from services.agent.adapters.sandbox import mount
 
+from .conftest import OPEN_DEVICES
+
 pytestmark = pytest.mark.integration
 
-# Joins the group given first, then tries each device node after it.
-PROBE = """
-import errno, os, sys
-with open(os.path.join(sys.argv[1], "cgroup.procs"), "w") as f:
-    f.write("0")
-for name in sys.argv[2:]:
-    try:
-        os.close(os.open(name, os.O_RDWR))
-        print(name, "opened")
-    except OSError as exc:
-        print(name, errno.errorcode[exc.errno])
-"""
-NODES = {"nvidia0": (195, 0), "nvidia1": (195, 1), "nvidiactl": (195, 255), "uvm": (511, 0), "null": (1, 3)}
+# Joins the group given first, then tries each device node after it (as the sandbox suite's probe).
+PROBE = (
+    'import os, sys\nwith open(os.path.join(sys.argv.pop(1), "cgroup.procs"), "w") as f:\n    f.write("0")\n'
+    + OPEN_DEVICES
+)
+NODES = ("nvidia0", "nvidia1", "nvidiactl", "uvm", "null")  # the device_nodes fixture's
 
 
 def _host_cgroup2() -> Path | None:
@@ -70,20 +64,6 @@ def cgroup2() -> Iterator[Path]:
             subprocess.run(["umount", str(mounted)], check=False)
             with contextlib.suppress(OSError):
                 mounted.rmdir()
-
-
-@pytest.fixture
-def device_nodes() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="gpufleet-it-dev-", dir="/run"))
-    try:
-        for name, (major, minor) in NODES.items():
-            os.mknod(folder / name, 0o666 | 0o020000, os.makedev(major, minor))  # S_IFCHR
-            os.chmod(folder / name, 0o666)  # file permissions allow it all: only the filter refuses
-    except PermissionError:
-        shutil.rmtree(folder, ignore_errors=True)
-        pytest.skip("cannot create device nodes here (mknod needs root)")
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def probe(group: Path, nodes: Path) -> dict[str, str]:

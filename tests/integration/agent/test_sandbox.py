@@ -21,6 +21,8 @@ from services.agent.adapters.processes import ProcessRunner, SandboxSettings
 from services.agent.adapters.sandbox import distributed_environment, make_undumpable
 from services.agent.domain.model import Distributed
 
+from .conftest import OPEN_DEVICES
+
 pytestmark = pytest.mark.integration
 
 
@@ -285,40 +287,6 @@ async def test_without_a_mount_namespace_tmpdir_is_a_private_folder_of_the_job(t
     assert f"TMPDIR={workdir}/.tmp" in done.output_tail
     assert not workdir.exists()  # its temp folder went with its folder
     job.release()
-
-
-OPEN_DEVICES = """
-import errno, os, sys
-for name in sys.argv[1:]:
-    try:
-        os.close(os.open(name, os.O_RDWR))
-        print(name, "opened")
-    except OSError as exc:
-        print(name, errno.errorcode[exc.errno])
-"""
-
-
-@pytest.fixture
-def device_nodes():
-    """Device nodes like a GPU host's, outside /tmp (a job's /tmp is its own): 195:N for GPU N,
-    nvidiactl, a dynamic major standing for nvidia-uvm, and /dev/null's 1:3."""
-    folder = Path(tempfile.mkdtemp(prefix="gpufleet-it-dev-", dir="/run"))
-    os.chmod(folder, 0o755)
-    nodes = {
-        "nvidia0": (195, 0),
-        "nvidia1": (195, 1),
-        "nvidiactl": (195, 255),
-        "uvm": (511, 0),
-        "null": (1, 3),
-    }
-    try:
-        for name, (major, minor) in nodes.items():
-            os.mknod(folder / name, 0o666 | 0o020000, os.makedev(major, minor))  # S_IFCHR
-            os.chmod(folder / name, 0o666)  # file permissions allow it all: only the cgroup refuses
-    except PermissionError:
-        pytest.skip("cannot create device nodes here (mknod needs root)")
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 async def test_a_job_can_open_its_own_gpus_device_node_and_no_other(tmp_path, device_nodes):

@@ -26,6 +26,7 @@ import errno
 import os
 import platform
 import struct
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -159,8 +160,14 @@ def compile_rules(rules: Sequence[str]) -> list[Insn]:
 
 
 def encode(code: Sequence[Insn]) -> bytes:
-    """``struct bpf_insn``: u8 code, u4 dst | u4 src << 4, s16 off, s32 imm (little-endian hosts)."""
-    return b"".join(struct.pack("<BBhi", op, dst | (src << 4), off, imm) for op, dst, src, off, imm in code)
+    """``struct bpf_insn``: u8 code, the two 4-bit register fields, s16 off, s32 imm, in the host's byte
+    order (the register bit-fields are allocated from the low nibble on little-endian hosts, from the
+    high one on big-endian ones, as the kernel's C compiler lays them out)."""
+    little = sys.byteorder == "little"
+    return b"".join(
+        struct.pack("=BBhi", op, (dst | (src << 4)) if little else ((dst << 4) | src), off, imm)
+        for op, dst, src, off, imm in code
+    )
 
 
 # ------------------------------------------------------------------------------------------ bpf(2)
@@ -199,7 +206,7 @@ def load(code: Sequence[Insn]) -> int:
         # prog_type, insn_cnt, insns, license, log_level, log_size, log_buf
         return _bpf(
             BPF_PROG_LOAD,
-            "<IIQQIIQ",
+            "=IIQQIIQ",
             BPF_PROG_TYPE_CGROUP_DEVICE,
             len(code),
             ctypes.addressof(insns),
@@ -224,7 +231,7 @@ def attach(group: str | os.PathLike[str], rules: Sequence[str]) -> None:
         target = os.open(group, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             # target_fd, attach_bpf_fd, attach_type, attach_flags
-            _bpf(BPF_PROG_ATTACH, "<IIII", target, prog, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI)
+            _bpf(BPF_PROG_ATTACH, "=IIII", target, prog, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI)
         finally:
             os.close(target)
     finally:
@@ -238,9 +245,9 @@ def attached(group: str | os.PathLike[str]) -> int:
         ids = (ctypes.c_uint32 * 64)()
         attr = _Attr()
         # target_fd, attach_type, query_flags, attach_flags, prog_ids, prog_cnt (in: room; out: count)
-        struct.pack_into("<IIIIQI", attr.raw, 0, target, BPF_CGROUP_DEVICE, 0, 0, ctypes.addressof(ids), 64)
+        struct.pack_into("=IIIIQI", attr.raw, 0, target, BPF_CGROUP_DEVICE, 0, 0, ctypes.addressof(ids), 64)
         _call(BPF_PROG_QUERY, attr)
-        count: int = struct.unpack_from("<I", attr.raw, 24)[0]
+        count: int = struct.unpack_from("=I", attr.raw, 24)[0]
         return count
     finally:
         os.close(target)

@@ -30,6 +30,11 @@ _COLUMNS = (
     "ended_at, project_id"
 )
 _LOCK = text(f"SELECT {_COLUMNS} FROM job_output WHERE job_id = :j AND attempt = :a FOR UPDATE")
+_LOCK_MANY = text(
+    f"SELECT {_COLUMNS} FROM job_output"
+    " JOIN unnest(CAST(:j AS uuid[]), CAST(:a AS int[])) AS k(job_id, attempt) USING (job_id, attempt)"
+    " ORDER BY job_id, attempt FOR UPDATE OF job_output"
+)
 _CREATE = text(
     """
     INSERT INTO job_output (job_id, attempt, organization_id, project_id, head_bytes, tail_bytes)
@@ -180,6 +185,12 @@ class SqlOutputUnitOfWork(OutputUnitOfWork):
     async def lock_attempt(self, job_id: UUID, attempt: int) -> StoredAttempt | None:
         r = (await self.session.execute(_LOCK, {"j": job_id, "a": attempt})).first()
         return _row(r) if r else None
+
+    async def lock_attempt_rows(self, keys: Sequence[AttemptKey]) -> dict[AttemptKey, StoredAttempt]:
+        if not keys:
+            return {}
+        rows = await self.session.execute(_LOCK_MANY, {"j": [k[0] for k in keys], "a": [k[1] for k in keys]})
+        return {(r.job_id, r.attempt): _row(r) for r in rows}
 
     async def create_attempt(self, row: StoredAttempt) -> StoredAttempt:
         params = {"j": row.job_id, "a": row.attempt, "org": row.organization_id, "project": row.project_id}

@@ -98,8 +98,13 @@ async def store_chunks(cmd: commands.StoreOutputChunks, deps: OutputDependencies
         keys = sorted({(c.job_id, c.attempt) for c in cmd.chunks}, key=lambda k: (k[0].bytes, k[1]))
         await uow.allocations.lock_attempts(keys)
         placements = await uow.allocations.placements(keys)
+        # The placed attempts' rows in one statement; each is changed in memory chunk by chunk (in the
+        # batch's order) and written once at the end, all under the locks just taken.
+        rows = await uow.lock_attempt_rows([k for k in keys if placements.get(k) is not None])
+        changed: dict[AttemptKey, StoredAttempt] = {}
         for chunk in cmd.chunks:
-            placement = placements.get((chunk.job_id, chunk.attempt))
+            key = (chunk.job_id, chunk.attempt)
+            placement = placements.get(key)
             verdict = judge_chunk(placement, chunk.node_id)
             if verdict is ChunkVerdict.PARK:
                 assert chunk.node_id is not None
@@ -112,9 +117,14 @@ async def store_chunks(cmd: commands.StoreOutputChunks, deps: OutputDependencies
             if verdict is ChunkVerdict.REFUSE or placement is None:
                 _refused(chunk.job_id, chunk.attempt, chunk.node_id)
                 continue
-            row = await _placed_attempt(uow, deps, placement, chunk.job_id, chunk.attempt)
-            stored += await _apply(uow, row, chunk.offset, chunk.data, chunk.eof)
-            touched.append((row.job_id, row.attempt))
+            row = rows.get(key)
+            if row is None:  # the job topic creates it with the placement; kept for a row pruned meanwhile
+                row = rows[key] = await _placed_attempt(uow, deps, placement, chunk.job_id, chunk.attempt)
+            stored += await _apply(uow, row, chunk.offset, chunk.data, chunk.eof, save=False)
+            changed[key] = row
+            touched.append(key)
+        for row in changed.values():
+            await uow.save_attempt(row)
     metrics.BYTES_STORED.inc(stored)
     deps.signals.notify(touched)
     return stored
@@ -146,7 +156,11 @@ async def _placed_attempt(
     return row
 
 
-async def _apply(uow: OutputUnitOfWork, row: StoredAttempt, offset: int, data: bytes, eof: bool) -> int:
+async def _apply(
+    uow: OutputUnitOfWork, row: StoredAttempt, offset: int, data: bytes, eof: bool, save: bool = True
+) -> int:
+    """Apply one chunk to the attempt ``row`` (changed in place); ``save=False``: the caller writes
+    the row itself (once, after the batch's chunks)."""
     accepted = accept_chunk(row.received, offset, data)
     if accepted.duplicate:
         metrics.CHUNKS_DUPLICATE.inc()
@@ -166,7 +180,8 @@ async def _apply(uow: OutputUnitOfWork, row: StoredAttempt, offset: int, data: b
             await uow.drop_tail_before(row, after.tail_start)
     if eof and not row.eof:
         row.eof, row.complete, row.incomplete = True, True, False
-    await uow.save_attempt(row)
+    if save:
+        await uow.save_attempt(row)
     return stored
 
 

@@ -57,6 +57,9 @@ class OutputUnitOfWork(Protocol):
     async def lock_attempt(self, job_id: UUID, attempt: int) -> StoredAttempt | None:
         """The attempt, locked for update until the unit of work ends (None: not known)."""
 
+    async def lock_attempt_rows(self, keys: Sequence[AttemptKey]) -> dict[AttemptKey, StoredAttempt]:
+        """:meth:`lock_attempt` for every key at once (one statement); the known ones."""
+
     async def create_attempt(self, row: StoredAttempt) -> StoredAttempt:
         """Insert unless present; returns the stored one, locked."""
 

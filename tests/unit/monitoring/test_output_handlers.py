@@ -65,6 +65,10 @@ class FakeOutputUow:
     async def lock_attempt(self, job_id: UUID, attempt: int) -> StoredAttempt | None:
         return self._visible(self.store.attempts.get((job_id, attempt)))
 
+    async def lock_attempt_rows(self, keys: list[tuple[UUID, int]]) -> dict[tuple[UUID, int], StoredAttempt]:
+        found = {k: await self.lock_attempt(*k) for k in keys}
+        return {k: row for k, row in found.items() if row is not None}
+
     async def create_attempt(self, row: StoredAttempt) -> StoredAttempt:
         self.store.attempts.setdefault((row.job_id, row.attempt), StoredAttempt(**vars(row)))
         return StoredAttempt(**vars(self.store.attempts[(row.job_id, row.attempt)]))

@@ -10,6 +10,7 @@ from uuid import UUID, uuid4
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Select
 from sqlmodel import col
 
 from shared.db import Database
@@ -36,6 +37,17 @@ def _api_key(row: ApiKeyRow) -> ApiKey:
         last_used=row.last_used,
         revoked_at=row.revoked_at,
         project_id=row.project_id,
+    )
+
+
+def _keys_with_roles() -> Select[ApiKeyRow, str]:
+    """API keys joined to their owner's membership (its role) in the key's organization."""
+    return select(ApiKeyRow, col(MembershipRow.role)).join(
+        MembershipRow,
+        and_(
+            col(MembershipRow.user_id) == col(ApiKeyRow.user_id),
+            col(MembershipRow.organization_id) == col(ApiKeyRow.organization_id),
+        ),
     )
 
 
@@ -127,17 +139,7 @@ class SqlUnitOfWork(MembersSql, AuditSql, ProjectsSql, IdentityUnitOfWork):
         )
 
     async def credential(self, key_hash: str) -> Credential | None:
-        stmt = (
-            select(ApiKeyRow, col(MembershipRow.role))
-            .join(
-                MembershipRow,
-                and_(
-                    col(MembershipRow.user_id) == col(ApiKeyRow.user_id),
-                    col(MembershipRow.organization_id) == col(ApiKeyRow.organization_id),
-                ),
-            )
-            .where(col(ApiKeyRow.key_hash) == key_hash)
-        )
+        stmt = _keys_with_roles().where(col(ApiKeyRow.key_hash) == key_hash)
         found = (await self.session.execute(stmt)).first()
         if found is None:
             return None
@@ -151,17 +153,7 @@ class SqlUnitOfWork(MembersSql, AuditSql, ProjectsSql, IdentityUnitOfWork):
         users hold), by hash; keys not found are left out."""
         if not key_hashes:
             return {}
-        stmt = (
-            select(ApiKeyRow, col(MembershipRow.role))
-            .join(
-                MembershipRow,
-                and_(
-                    col(MembershipRow.user_id) == col(ApiKeyRow.user_id),
-                    col(MembershipRow.organization_id) == col(ApiKeyRow.organization_id),
-                ),
-            )
-            .where(col(ApiKeyRow.key_hash).in_(key_hashes))
-        )
+        stmt = _keys_with_roles().where(col(ApiKeyRow.key_hash).in_(key_hashes))
         found = [(_api_key(row), Role(role)) for row, role in (await self.session.execute(stmt)).all()]
         roles = await self.project_roles_of(
             {(k.organization_id, k.user_id) for k, role in found if not role.holds_every_project}
